@@ -1,0 +1,69 @@
+# catalogd - one Makefile: build, run, test.
+#   make run    install missing packages (as root; else print the apt-get line), build, serve :8000
+#   make test   C unit tests, then the black-box API tests (they start their own Redis)
+
+CC       ?= cc
+BUILD    ?= build
+PKGS     := libh2o-evloop hiredis jansson sqlite3
+WARNINGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
+            -Wcast-qual -Wformat=2
+OPT      ?= -O2 -g
+# libh2o-evloop.pc lacks -DH2O_USE_LIBUV=0; h2o's headers are not ours to keep warning-free.
+CPPFLAGS += -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -Isrc -isystem /usr/include/hiredis
+CFLAGS   += -std=c11 $(OPT) $(WARNINGS) $(EXTRA_CFLAGS) -pthread
+LDLIBS   += -lh2o-evloop -lssl -lcrypto -lz -lhiredis -ljansson -lsqlite3 -lm -pthread
+
+# Debian packages: to build and run, then what the tests need on top.
+DEBS_RUN  := build-essential pkg-config libh2o-evloop-dev libhiredis-dev libjansson-dev \
+             libsqlite3-dev libssl-dev zlib1g-dev redis-server
+DEBS_TEST := libcriterion-dev python3-pytest python3-requests python3-redis python3-jsonschema
+
+SRC      := $(shell find src -name '*.c' | sort)
+OBJ      := $(SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ  := $(filter-out $(BUILD)/src/main.o,$(OBJ))
+UNIT_SRC := $(wildcard tests/unit/*.c)
+
+.PHONY: all run test unit api deps deps-test clean format format-check bench
+
+all: $(BUILD)/catalogd
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/catalogd: $(OBJ)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/unit_tests: $(UNIT_SRC) $(LIB_OBJ)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $^ -o $@ $(LDFLAGS) -lcriterion $(LDLIBS)
+
+-include $(OBJ:.o=.d)
+
+# Installs missing Debian packages when root, else names the one command to run.
+deps:
+	@scripts/ensure-debs.sh $(DEBS_RUN)
+deps-test:
+	@scripts/ensure-debs.sh $(DEBS_RUN) $(DEBS_TEST)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/run.sh $(BUILD)/catalogd
+
+test: deps-test
+	@$(MAKE) --no-print-directory all $(BUILD)/unit_tests
+	$(BUILD)/unit_tests
+	python3 -m pytest -q tests/api
+
+unit: $(BUILD)/unit_tests
+	$(BUILD)/unit_tests
+
+api: all
+	python3 -m pytest -q tests/api
+
+format:
+	clang-format -i $(SRC) $(shell find src tests/unit -name '*.h' -o -name '*.c')
+format-check:
+	clang-format --dry-run --Werror $(shell find src tests/unit -name '*.h' -o -name '*.c')
+
+clean:
+	rm -rf $(BUILD)

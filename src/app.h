@@ -1,0 +1,36 @@
+/* app.h - the services a handler may use: shared ones (struct app) and the ones owned by the
+ * loop thread that runs the handler (struct app_thread). Built by main, passed down; there
+ * is no global. */
+#ifndef CATALOGD_APP_H
+#define CATALOGD_APP_H
+
+#include "command/writer.h"
+#include "common/redis_url.h"
+#include "projection/projector.h"
+
+struct app_config {
+    const char *listen;   /* "host:port" */
+    const char *db_path;
+    const char *redis_text; /* as given, for messages */
+    struct redis_url redis;
+    const char *prefix;   /* Redis key prefix */
+    int threads;
+    int durable;          /* synchronous=FULL */
+    int projection_wait_ms; /* how long a command waits for its view (read-your-writes) */
+    int redis_timeout_ms;   /* how long a query waits for Redis */
+    const char *api_token;  /* NULL: commands are open */
+};
+
+struct app {
+    const struct app_config *config;
+    struct writer *writer;
+    struct projector *projector;
+};
+
+struct read_model;
+
+struct app_thread {
+    struct read_model *read_model;
+};
+
+#endif

@@ -1,0 +1,10 @@
+/* handlers.h - the command routes: they validate, hand the command to the writer, and
+ * answer once it is committed (and, for read-your-writes, projected). Never read Redis. */
+#ifndef CATALOGD_COMMAND_HANDLERS_H
+#define CATALOGD_COMMAND_HANDLERS_H
+
+#include "http/exchange.h"
+
+void command_create_product(struct http_exchange *ex);
+
+#endif

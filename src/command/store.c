@@ -1,0 +1,352 @@
+/* store.c - SQLite backend of the write model. All SQL of catalogd is in this file.
+ * Invariant: the writer connection only changes data inside BEGIN IMMEDIATE ... COMMIT, and
+ * every change of products is paired with an INSERT into events in the same transaction. */
+#include "command/store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/xmalloc.h"
+
+#define SCHEMA_VERSION 1
+#define BUSY_TIMEOUT_MS 2000
+
+static const char SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS products ("
+    "  id TEXT PRIMARY KEY,"
+    "  sku TEXT NOT NULL UNIQUE,"
+    "  name TEXT NOT NULL,"
+    "  price_cents INTEGER NOT NULL CHECK (price_cents BETWEEN 0 AND 99999999999),"
+    "  stock INTEGER NOT NULL CHECK (stock BETWEEN 0 AND 2147483647),"
+    "  version INTEGER NOT NULL CHECK (version >= 1),"
+    "  created_at TEXT NOT NULL,"
+    "  updated_at TEXT NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS events ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  product_id TEXT NOT NULL,"
+    "  type TEXT NOT NULL CHECK (type IN"
+    "    ('ProductCreated','ProductUpdated','StockAdjusted','ProductDeleted')),"
+    "  version INTEGER NOT NULL,"
+    "  payload TEXT NOT NULL,"
+    "  recorded_at TEXT NOT NULL"
+    ");";
+
+/* Prepared once per connection, indexed by enum statement. */
+enum statement {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_SAVEPOINT,
+    ST_RELEASE,
+    ST_ROLLBACK_TO,
+    ST_INSERT_PRODUCT,
+    ST_ID_BY_SKU,
+    ST_INSERT_EVENT,
+    ST_HEAD_SEQ,
+    ST_COUNT_PRODUCTS,
+    ST_EVENTS_AFTER,
+    ST_SNAPSHOT_BEGIN,
+    ST_SCAN_PRODUCTS,
+    ST_COUNT,
+};
+
+static const char *const SQL[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT command",
+    [ST_RELEASE] = "RELEASE command",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO command",
+    [ST_INSERT_PRODUCT] = "INSERT INTO products (id, sku, name, price_cents, stock, version,"
+                          " created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [ST_ID_BY_SKU] = "SELECT id FROM products WHERE sku = ?1",
+    [ST_INSERT_EVENT] = "INSERT INTO events (product_id, type, version, payload, recorded_at)"
+                        " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_HEAD_SEQ] = "SELECT coalesce(max(seq), 0) FROM events",
+    [ST_COUNT_PRODUCTS] = "SELECT count(*) FROM products",
+    [ST_EVENTS_AFTER] = "SELECT seq, type, product_id, version, payload, recorded_at"
+                        " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    [ST_SNAPSHOT_BEGIN] = "BEGIN",
+    [ST_SCAN_PRODUCTS] = "SELECT id, sku, name, price_cents, stock, version, created_at,"
+                         " updated_at FROM products WHERE id > ?1 ORDER BY id LIMIT ?2",
+};
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *statements[ST_COUNT];
+    char err[256];
+};
+
+static int fail(struct store *store, const char *what)
+{
+    snprintf(store->err, sizeof(store->err), "%s: %s", what, sqlite3_errmsg(store->db));
+    return STORE_ERR;
+}
+
+/* Resets "st" and runs it to completion; for statements that return no rows. */
+static int run(struct store *store, enum statement which)
+{
+    sqlite3_stmt *st = store->statements[which];
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? STORE_OK : fail(store, SQL[which]);
+}
+
+static int prepare_all(struct store *store)
+{
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(store->db, SQL[i], -1, SQLITE_PREPARE_PERSISTENT,
+                               &store->statements[i], NULL) != SQLITE_OK)
+            return fail(store, SQL[i]);
+    }
+    return STORE_OK;
+}
+
+static int open_connection(const char *path, int flags, struct store **out, char *err,
+                           size_t errlen, const char *setup)
+{
+    struct store *store = xcalloc(1, sizeof(*store));
+    if (sqlite3_open_v2(path, &store->db, flags | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open %s: %s", path,
+                 store->db ? sqlite3_errmsg(store->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(store->db, BUSY_TIMEOUT_MS);
+    sqlite3_extended_result_codes(store->db, 1);
+    char *message = NULL;
+    if (setup && sqlite3_exec(store->db, setup, NULL, NULL, &message) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot prepare %s: %s", path, message ? message : "?");
+        sqlite3_free(message);
+        goto fail;
+    }
+    if (prepare_all(store) < 0) {
+        snprintf(err, errlen, "%s", store->err);
+        goto fail;
+    }
+    *out = store;
+    return 0;
+fail:
+    store_close(store);
+    return -1;
+}
+
+int store_open(const char *path, enum store_durability durability, struct store **out,
+               char *err, size_t errlen)
+{
+    char setup[sizeof(SCHEMA) + 256];
+    snprintf(setup, sizeof(setup),
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;"
+             "%s PRAGMA user_version=%d;",
+             durability == STORE_DURABILITY_FULL ? "FULL" : "NORMAL", SCHEMA, SCHEMA_VERSION);
+    return open_connection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, out, err, errlen,
+                           setup);
+}
+
+int store_open_reader(const char *path, struct store **out, char *err, size_t errlen)
+{
+    /* Never SQLITE_OPEN_CREATE: a mistyped path must not become an empty catalog. Not
+     * SQLITE_OPEN_READONLY either: a read-only connection cannot open a WAL database whose
+     * -shm file is missing. This connection only ever runs reads. */
+    return open_connection(path, SQLITE_OPEN_READWRITE, out, err, errlen, NULL);
+}
+
+void store_close(struct store *store)
+{
+    if (!store) return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(store->statements[i]);
+    sqlite3_close(store->db);
+    free(store);
+}
+
+const char *store_errmsg(const struct store *store)
+{
+    return store->err;
+}
+
+int store_begin(struct store *store)
+{
+    return run(store, ST_BEGIN);
+}
+
+int store_commit(struct store *store)
+{
+    return run(store, ST_COMMIT);
+}
+
+void store_rollback(struct store *store)
+{
+    /* After some errors SQLite has already rolled back; ROLLBACK then fails harmlessly. */
+    if (!sqlite3_get_autocommit(store->db)) run(store, ST_ROLLBACK);
+}
+
+int store_savepoint(struct store *store)
+{
+    return run(store, ST_SAVEPOINT);
+}
+
+int store_release_savepoint(struct store *store)
+{
+    return run(store, ST_RELEASE);
+}
+
+void store_rollback_savepoint(struct store *store)
+{
+    if (run(store, ST_ROLLBACK_TO) == STORE_OK) run(store, ST_RELEASE);
+}
+
+static void bind_text(sqlite3_stmt *st, int index, const char *text)
+{
+    sqlite3_bind_text(st, index, text, -1, SQLITE_STATIC);
+}
+
+static int find_id_by_sku(struct store *store, const char *sku, char id[UUID_TEXT_LEN + 1])
+{
+    sqlite3_stmt *st = store->statements[ST_ID_BY_SKU];
+    bind_text(st, 1, sku);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        snprintf(id, UUID_TEXT_LEN + 1, "%s", (const char *)sqlite3_column_text(st, 0));
+        rc = STORE_OK;
+    } else {
+        rc = rc == SQLITE_DONE ? STORE_NOT_FOUND : fail(store, SQL[ST_ID_BY_SKU]);
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+int store_insert_product(struct store *store, const struct product *p,
+                         char existing_id[UUID_TEXT_LEN + 1])
+{
+    sqlite3_stmt *st = store->statements[ST_INSERT_PRODUCT];
+    bind_text(st, 1, p->id);
+    bind_text(st, 2, p->sku);
+    bind_text(st, 3, p->name);
+    sqlite3_bind_int64(st, 4, p->price_cents);
+    sqlite3_bind_int64(st, 5, p->stock);
+    sqlite3_bind_int64(st, 6, p->version);
+    bind_text(st, 7, p->created_at);
+    bind_text(st, 8, p->updated_at);
+    int rc = sqlite3_step(st);
+    int extended = sqlite3_extended_errcode(store->db);
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE) return STORE_OK;
+    if (extended == SQLITE_CONSTRAINT_UNIQUE || extended == SQLITE_CONSTRAINT_PRIMARYKEY) {
+        if (find_id_by_sku(store, p->sku, existing_id) == STORE_OK) return STORE_DUPLICATE;
+    }
+    return fail(store, "insert product");
+}
+
+int store_append_event(struct store *store, const char *type, const struct product *p,
+                       const char *payload, size_t payload_len, const char *recorded_at,
+                       int64_t *seq)
+{
+    sqlite3_stmt *st = store->statements[ST_INSERT_EVENT];
+    bind_text(st, 1, p->id);
+    bind_text(st, 2, type);
+    sqlite3_bind_int64(st, 3, p->version);
+    sqlite3_bind_text(st, 4, payload, (int)payload_len, SQLITE_STATIC);
+    bind_text(st, 5, recorded_at);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return fail(store, "append event");
+    *seq = sqlite3_last_insert_rowid(store->db);
+    return STORE_OK;
+}
+
+static int query_int64(struct store *store, enum statement which, int64_t *out)
+{
+    sqlite3_stmt *st = store->statements[which];
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *out = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? STORE_OK : fail(store, SQL[which]);
+}
+
+int store_head_seq(struct store *store, int64_t *seq)
+{
+    return query_int64(store, ST_HEAD_SEQ, seq);
+}
+
+int store_count_products(struct store *store, int64_t *count)
+{
+    return query_int64(store, ST_COUNT_PRODUCTS, count);
+}
+
+int store_read_events(struct store *store, int64_t after_seq, int limit, store_event_fn fn,
+                      void *arg)
+{
+    sqlite3_stmt *st = store->statements[ST_EVENTS_AFTER];
+    sqlite3_bind_int64(st, 1, after_seq);
+    sqlite3_bind_int(st, 2, limit);
+    int visited = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct store_event event = {
+            .seq = sqlite3_column_int64(st, 0),
+            .type = (const char *)sqlite3_column_text(st, 1),
+            .product_id = (const char *)sqlite3_column_text(st, 2),
+            .version = sqlite3_column_int64(st, 3),
+            .payload = (const char *)sqlite3_column_text(st, 4),
+            .payload_len = (size_t)sqlite3_column_bytes(st, 4),
+            .recorded_at = (const char *)sqlite3_column_text(st, 5),
+        };
+        visited++;
+        if (fn(&event, arg) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? visited : fail(store, "read events");
+}
+
+int store_snapshot_begin(struct store *store, int64_t *head_seq)
+{
+    if (run(store, ST_SNAPSHOT_BEGIN) < 0) return STORE_ERR;
+    /* The first read fixes the snapshot that every later read of this transaction sees. */
+    if (store_head_seq(store, head_seq) < 0) {
+        store_snapshot_end(store);
+        return STORE_ERR;
+    }
+    return STORE_OK;
+}
+
+static void copy_column(sqlite3_stmt *st, int column, char *out, size_t cap)
+{
+    const char *text = (const char *)sqlite3_column_text(st, column);
+    snprintf(out, cap, "%s", text ? text : "");
+}
+
+int store_scan_products(struct store *store, const char *after_id, int limit, store_product_fn fn,
+                        void *arg)
+{
+    sqlite3_stmt *st = store->statements[ST_SCAN_PRODUCTS];
+    bind_text(st, 1, after_id);
+    sqlite3_bind_int(st, 2, limit);
+    int visited = 0, rc;
+    struct product p;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        copy_column(st, 0, p.id, sizeof(p.id));
+        copy_column(st, 1, p.sku, sizeof(p.sku));
+        copy_column(st, 2, p.name, sizeof(p.name));
+        p.price_cents = sqlite3_column_int64(st, 3);
+        p.stock = sqlite3_column_int64(st, 4);
+        p.version = sqlite3_column_int64(st, 5);
+        copy_column(st, 6, p.created_at, sizeof(p.created_at));
+        copy_column(st, 7, p.updated_at, sizeof(p.updated_at));
+        visited++;
+        if (fn(&p, arg) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? visited : fail(store, "scan products");
+}
+
+void store_snapshot_end(struct store *store)
+{
+    store_rollback(store);
+}

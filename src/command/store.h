@@ -1,0 +1,88 @@
+/* store.h - the write model: products and their event log (the outbox) in SQLite.
+ * Every SQL statement of catalogd lives in store.c, so that a second backend (PostgreSQL)
+ * can be added behind this interface without touching handlers, the writer or the projector.
+ * Invariant: a product row and the event describing its change are written in the same
+ * transaction; events.seq is the commit order. */
+#ifndef CATALOGD_STORE_H
+#define CATALOGD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "domain/product.h"
+
+struct store;
+
+enum store_durability {
+    STORE_DURABILITY_FULL,   /* synchronous=FULL: a 2xx survives power loss */
+    STORE_DURABILITY_NORMAL, /* synchronous=NORMAL: survives a crash of catalogd, not of the OS */
+};
+
+enum store_status {
+    STORE_OK = 0,
+    STORE_ERR = -1,       /* I/O error, disk full, read-only file, locked too long... */
+    STORE_DUPLICATE = -2, /* the sku belongs to another product */
+    STORE_NOT_FOUND = -3,
+};
+
+/* Opens the database at "path" for writing (WAL; creates the file and the schema if needed)
+ * or, with store_open_reader, for reading only (the projector, verify, rebuild). Returns 0 and
+ * "*out", or -1 with a message in "err". Close with store_close (accepts NULL). */
+int store_open(const char *path, enum store_durability durability, struct store **out,
+               char *err, size_t errlen);
+int store_open_reader(const char *path, struct store **out, char *err, size_t errlen);
+void store_close(struct store *store);
+
+/* The message of the last failure on this connection (static storage of the store). */
+const char *store_errmsg(const struct store *store);
+
+/* Transactions of the writer: store_begin is BEGIN IMMEDIATE; savepoints nest one level, one
+ * per command of a group commit. Each returns 0 or STORE_ERR. */
+int store_begin(struct store *store);
+int store_commit(struct store *store);
+void store_rollback(struct store *store);
+int store_savepoint(struct store *store);
+int store_release_savepoint(struct store *store);
+void store_rollback_savepoint(struct store *store);
+
+/* Inserts "p". On STORE_DUPLICATE, "existing_id" receives the id that owns p->sku. */
+int store_insert_product(struct store *store, const struct product *p,
+                         char existing_id[UUID_TEXT_LEN + 1]);
+
+/* Appends an event for "p" (its id and version) with the JSON "payload". Sets "*seq". */
+int store_append_event(struct store *store, const char *type, const struct product *p,
+                       const char *payload, size_t payload_len, const char *recorded_at,
+                       int64_t *seq);
+
+/* Reads (any connection). store_head_seq gives the highest committed seq (0 if none). */
+int store_head_seq(struct store *store, int64_t *seq);
+int store_count_products(struct store *store, int64_t *count);
+
+struct store_event {
+    int64_t seq;
+    const char *type;
+    const char *product_id;
+    int64_t version;
+    const char *payload;
+    size_t payload_len;
+    const char *recorded_at;
+};
+
+/* Calls "fn" for up to "limit" events with seq > "after_seq", in seq order. The pointers in
+ * the event are valid only during the call. "fn" returns 0 to go on, non-zero to stop.
+ * Returns the number of events visited, or STORE_ERR. */
+typedef int (*store_event_fn)(const struct store_event *event, void *arg);
+int store_read_events(struct store *store, int64_t after_seq, int limit, store_event_fn fn,
+                      void *arg);
+
+/* A consistent snapshot for rebuild and verify: store_snapshot_begin opens a read
+ * transaction and gives the head seq it sees; store_scan_products visits every product of
+ * that snapshot in id order (creation order), "after_id" exclusive ("" for the start), at
+ * most "limit"; store_snapshot_end closes it. */
+typedef int (*store_product_fn)(const struct product *product, void *arg);
+int store_snapshot_begin(struct store *store, int64_t *head_seq);
+int store_scan_products(struct store *store, const char *after_id, int limit, store_product_fn fn,
+                        void *arg);
+void store_snapshot_end(struct store *store);
+
+#endif

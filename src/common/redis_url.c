@@ -1,0 +1,78 @@
+/* redis_url.c - parses the two URL forms catalogd accepts for Redis. */
+#include "common/redis_url.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int parse_number(const char *text, size_t len, int min, int max, int *out)
+{
+    if (len == 0 || len > 9) return -1;
+    int value = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] < '0' || text[i] > '9') return -1;
+        value = value * 10 + (text[i] - '0');
+    }
+    if (value < min || value > max) return -1;
+    *out = value;
+    return 0;
+}
+
+static int parse_tcp(const char *rest, struct redis_url *out, char *err, size_t errlen)
+{
+    const char *slash = strchr(rest, '/');
+    size_t hostport_len = slash ? (size_t)(slash - rest) : strlen(rest);
+    if (memchr(rest, '@', hostport_len)) {
+        snprintf(err, errlen, "credentials in the Redis URL are not supported");
+        return -1;
+    }
+    const char *colon = memchr(rest, ':', hostport_len);
+    size_t host_len = colon ? (size_t)(colon - rest) : hostport_len;
+    if (host_len == 0 || host_len >= sizeof(out->host)) {
+        snprintf(err, errlen, "missing or too long host");
+        return -1;
+    }
+    memcpy(out->host, rest, host_len);
+    out->host[host_len] = '\0';
+    if (colon &&
+        parse_number(colon + 1, hostport_len - host_len - 1, 1, 65535, &out->port) < 0) {
+        snprintf(err, errlen, "bad port");
+        return -1;
+    }
+    if (slash && slash[1] != '\0' && parse_number(slash + 1, strlen(slash + 1), 0, 9999,
+                                                  &out->db) < 0) {
+        snprintf(err, errlen, "bad database number");
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_unix(const char *rest, struct redis_url *out, char *err, size_t errlen)
+{
+    const char *query = strchr(rest, '?');
+    size_t path_len = query ? (size_t)(query - rest) : strlen(rest);
+    if (path_len == 0 || rest[0] != '/' || path_len >= sizeof(out->path)) {
+        snprintf(err, errlen, "unix socket path must be absolute and short");
+        return -1;
+    }
+    memcpy(out->path, rest, path_len);
+    out->path[path_len] = '\0';
+    if (query) {
+        if (strncmp(query, "?db=", 4) != 0 ||
+            parse_number(query + 4, strlen(query + 4), 0, 9999, &out->db) < 0) {
+            snprintf(err, errlen, "bad query (only ?db=N)");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int redis_url_parse(const char *text, struct redis_url *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    out->port = 6379;
+    if (strncmp(text, "redis://", 8) == 0) return parse_tcp(text + 8, out, err, errlen);
+    if (strncmp(text, "unix://", 7) == 0) return parse_unix(text + 7, out, err, errlen);
+    snprintf(err, errlen, "expected redis://host:port/db or unix:///path?db=N");
+    return -1;
+}

@@ -1,0 +1,17 @@
+/* redis_url.h - where the read model lives: "redis://host:port/db" or "unix:///path?db=N". */
+#ifndef CATALOGD_REDIS_URL_H
+#define CATALOGD_REDIS_URL_H
+
+#include <stddef.h>
+
+struct redis_url {
+    char host[256];  /* empty for a unix socket */
+    int port;        /* 6379 when not given */
+    char path[108];  /* unix socket path, empty for TCP */
+    int db;          /* 0 when not given */
+};
+
+/* Parses "text". Returns 0, or -1 with a reason in "err" ("errlen" bytes). */
+int redis_url_parse(const char *text, struct redis_url *out, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,568 @@
+/* product.c - parses and validates command bodies (create, patch, stock delta) into drafts.
+ * Pure: no I/O. Invariant: BODY_OK is returned only when every field present passed its rule
+ * and every required field is present, so a draft never carries a value the contract forbids;
+ * otherwise the struct validation lists every failing field, not just the first.
+ *
+ * Each command is a table of field rules read by one loop (parse_fields). jansson does the JSON
+ * parsing; the only hand-written scanning here is the recovery from numbers too large for
+ * jansson (see recover_overflow), which only reads a prefix jansson has already accepted. */
+#include "product.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "money.h"
+
+#define BODY_FIELD "(body)"
+
+/* Messages: static text, short and specific. */
+#define MSG_REQUIRED     "is required"
+#define MSG_UNKNOWN      "unknown field"
+#define MSG_READ_ONLY    "is read-only"
+#define MSG_STRING       "must be a string"
+#define MSG_SKU          "must be 1-64 characters from A-Z a-z 0-9 . _ -"
+#define MSG_NAME_LENGTH  "must be 1-200 characters after trimming"
+#define MSG_NAME_CONTROL "must not contain control characters"
+#define MSG_NAME_UTF8    "must be valid UTF-8"
+#define MSG_NUMBER       "must be a number"
+#define MSG_INTEGER      "must be an integer"
+#define MSG_STOCK_RANGE  "must be between 0 and 2147483647"
+#define MSG_DELTA_ZERO   "must not be zero"
+#define MSG_DELTA_RANGE  "must be between -2147483647 and 2147483647"
+#define MSG_PATCH_EMPTY  "must contain at least one of name, price, stock"
+
+/* A number jansson could not hold (it fails the whole decode on them). We replace it with
+ * null, parse again, and remember which top-level key it belonged to and what it looked like. */
+enum number_overflow {
+    NUMBER_FITS = 0,
+    NUMBER_INTEGER_TOO_BIG, /* 99999999999999999999 or its negative: an integer, out of range */
+    NUMBER_REAL_TOO_BIG,    /* 1e309: a real, out of range */
+};
+
+struct overflowed_key {
+    const char *key; /* points into the working copy of the body; not NUL-terminated */
+    size_t key_len;
+    enum number_overflow kind;
+};
+
+/* What the field rules fill in. */
+struct parsed {
+    struct product_draft draft;
+    int64_t delta;
+};
+
+/* A rule checks one field's value and stores it into "*into". It returns NULL when the value
+ * is good, else the static message for the client. "overflow" is not NUMBER_FITS when the
+ * value was a number too large to parse ("value" is then null). */
+typedef const char *field_check(const json_t *value, enum number_overflow overflow,
+                                struct parsed *into);
+
+struct field_rule {
+    const char *name;
+    unsigned bit; /* enum product_field bit set on success, 0 for a rule that always fails */
+    int required;
+    field_check *check;
+};
+
+/* ---- validation bookkeeping ---- */
+
+static void validation_reset(struct validation *v)
+{
+    memset(v, 0, sizeof *v);
+}
+
+/* Copies "field" ("len" bytes of valid UTF-8) into "out", cutting a longer name at a
+ * character boundary and ending it with "...". */
+static void copy_field_name(const char *field, size_t len, char out[VALIDATION_FIELD_MAX + 1])
+{
+    if (len <= VALIDATION_FIELD_MAX) {
+        memcpy(out, field, len);
+        out[len] = '\0';
+        return;
+    }
+    size_t keep = VALIDATION_FIELD_MAX - 3;
+    while (keep > 0 && ((unsigned char)field[keep] & 0xC0) == 0x80)
+        keep--; /* do not split a multi-byte character */
+    memcpy(out, field, keep);
+    memcpy(out + keep, "...", 4);
+}
+
+/* Adds an error; past VALIDATION_MAX_ERRORS further ones are dropped. */
+static void validation_add(struct validation *v, const char *field, size_t len, const char *message)
+{
+    if (v->error_count >= VALIDATION_MAX_ERRORS) return;
+    struct field_error *e = &v->errors[v->error_count++];
+    copy_field_name(field, len, e->field);
+    e->message = message;
+}
+
+/* Sets "detail" for a 400 and returns BODY_MALFORMED. Bytes outside printable ASCII (jansson
+ * quotes the offending input in its messages) become '?', so the detail is always safe text. */
+static int malformed(struct validation *v, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+static int malformed(struct validation *v, const char *format, ...)
+{
+    va_list args;
+
+    va_start(args, format);
+    vsnprintf(v->detail, sizeof v->detail, format, args);
+    va_end(args);
+    for (char *c = v->detail; *c; c++) {
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7E) *c = '?';
+    }
+    v->error_count = 0;
+    return BODY_MALFORMED;
+}
+
+/* ---- UTF-8 and names ---- */
+
+/* Decodes one code point of valid UTF-8 at "s" (at most "len" bytes) into "*cp". Returns its
+ * byte length, or 0 for an invalid sequence (jansson only hands us valid UTF-8; this is the
+ * belt to its braces). */
+static size_t utf8_decode(const unsigned char *s, size_t len, uint32_t *cp)
+{
+    static const struct {
+        unsigned char mask, lead;
+        size_t length;
+        uint32_t min;
+    } forms[] = {
+        {0x80, 0x00, 1, 0},
+        {0xE0, 0xC0, 2, 0x80},
+        {0xF0, 0xE0, 3, 0x800},
+        {0xF8, 0xF0, 4, 0x10000},
+    };
+
+    for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
+        if ((s[0] & forms[f].mask) != forms[f].lead) continue;
+        size_t n = forms[f].length;
+        if (n > len) return 0;
+        uint32_t value = s[0] & (uint32_t)(0x7F >> (n == 1 ? 0 : n));
+        for (size_t i = 1; i < n; i++) {
+            if ((s[i] & 0xC0) != 0x80) return 0;
+            value = value << 6 | (s[i] & 0x3F);
+        }
+        if (value < forms[f].min || value > 0x10FFFF || (value >= 0xD800 && value <= 0xDFFF))
+            return 0;
+        *cp = value;
+        return n;
+    }
+    return 0;
+}
+
+/* Unicode White_Space (PropList.txt), trimmed from both ends of a name. */
+static int is_white_space(uint32_t cp)
+{
+    static const struct {
+        uint32_t first, last;
+    } ranges[] = {
+        {0x0009, 0x000D}, {0x0020, 0x0020}, {0x0085, 0x0085}, {0x00A0, 0x00A0}, {0x1680, 0x1680},
+        {0x2000, 0x200A}, {0x2028, 0x2029}, {0x202F, 0x202F}, {0x205F, 0x205F}, {0x3000, 0x3000},
+    };
+
+    for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {
+        if (cp >= ranges[i].first && cp <= ranges[i].last) return 1;
+    }
+    return 0;
+}
+
+/* C0 and C1 control characters, and DEL. */
+static int is_control(uint32_t cp)
+{
+    return cp <= 0x1F || (cp >= 0x7F && cp <= 0x9F);
+}
+
+/* Start of the last code point of "s" ("len" > 0 bytes). */
+static size_t utf8_last_start(const unsigned char *s, size_t len)
+{
+    size_t i = len - 1;
+    while (i > 0 && (s[i] & 0xC0) == 0x80)
+        i--;
+    return i;
+}
+
+static const char *check_name(const json_t *value, enum number_overflow overflow,
+                              struct parsed *into)
+{
+    if (overflow != NUMBER_FITS || !json_is_string(value)) return MSG_STRING;
+
+    const unsigned char *s = (const unsigned char *)json_string_value(value);
+    size_t start = 0, end = json_string_length(value);
+    uint32_t cp;
+    size_t n;
+
+    while (start < end && (n = utf8_decode(s + start, end - start, &cp)) > 0 && is_white_space(cp))
+        start += n;
+    while (end > start) {
+        size_t last = utf8_last_start(s + start, end - start) + start;
+        if (utf8_decode(s + last, end - last, &cp) != end - last || !is_white_space(cp)) break;
+        end = last;
+    }
+
+    size_t characters = 0;
+    for (size_t i = start; i < end; i += n) {
+        n = utf8_decode(s + i, end - i, &cp);
+        if (n == 0) return MSG_NAME_UTF8;
+        if (is_control(cp)) return MSG_NAME_CONTROL;
+        characters++;
+    }
+    if (characters < 1 || characters > PRODUCT_NAME_MAX) return MSG_NAME_LENGTH;
+    /* At most PRODUCT_NAME_MAX code points of at most 4 bytes: it fits. */
+    memcpy(into->draft.name, s + start, end - start);
+    into->draft.name[end - start] = '\0';
+    return NULL;
+}
+
+/* ---- the other field rules ---- */
+
+static int is_sku_char(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+}
+
+static const char *check_sku(const json_t *value, enum number_overflow overflow,
+                             struct parsed *into)
+{
+    if (overflow != NUMBER_FITS || !json_is_string(value)) return MSG_STRING;
+
+    const char *s = json_string_value(value);
+    size_t len = json_string_length(value);
+    if (len < 1 || len > PRODUCT_SKU_MAX) return MSG_SKU;
+    for (size_t i = 0; i < len; i++) {
+        if (!is_sku_char((unsigned char)s[i])) return MSG_SKU;
+    }
+    memcpy(into->draft.sku, s, len);
+    into->draft.sku[len] = '\0';
+    return NULL;
+}
+
+static const char *check_price(const json_t *value, enum number_overflow overflow,
+                               struct parsed *into)
+{
+    int64_t cents;
+    int rc;
+
+    if (overflow != NUMBER_FITS) return money_error_message(MONEY_ERR_RANGE);
+    if (json_is_integer(value)) {
+        json_int_t whole = json_integer_value(value);
+        if (whole < 0 || whole > MONEY_MAX_CENTS / 100) return money_error_message(MONEY_ERR_RANGE);
+        cents = (int64_t)whole * 100;
+    } else if (json_is_real(value)) {
+        rc = money_from_double(json_real_value(value), &cents);
+        if (rc < 0) return money_error_message(rc);
+    } else {
+        return MSG_NUMBER;
+    }
+    into->draft.price_cents = cents;
+    return NULL;
+}
+
+/* Reads a JSON integer in [min, max] into "*out", or returns the message why not. */
+static const char *check_integer(const json_t *value, enum number_overflow overflow, int64_t min,
+                                 int64_t max, const char *range_message, int64_t *out)
+{
+    if (overflow == NUMBER_INTEGER_TOO_BIG) return range_message;
+    if (overflow != NUMBER_FITS || !json_is_integer(value)) return MSG_INTEGER;
+    json_int_t n = json_integer_value(value);
+    if (n < min || n > max) return range_message;
+    *out = (int64_t)n;
+    return NULL;
+}
+
+static const char *check_stock(const json_t *value, enum number_overflow overflow,
+                               struct parsed *into)
+{
+    return check_integer(value, overflow, 0, PRODUCT_STOCK_MAX, MSG_STOCK_RANGE,
+                         &into->draft.stock);
+}
+
+static const char *check_delta(const json_t *value, enum number_overflow overflow,
+                               struct parsed *into)
+{
+    const char *message = check_integer(value, overflow, -PRODUCT_DELTA_MAX, PRODUCT_DELTA_MAX,
+                                        MSG_DELTA_RANGE, &into->delta);
+    if (message == NULL && into->delta == 0) return MSG_DELTA_ZERO;
+    return message;
+}
+
+static const char *check_read_only(const json_t *value, enum number_overflow overflow,
+                                   struct parsed *into)
+{
+    (void)value, (void)overflow, (void)into;
+    return MSG_READ_ONLY;
+}
+
+/* The delta's presence bit, outside enum product_field. */
+#define FIELD_DELTA (1u << 8)
+
+static const struct field_rule create_rules[] = {
+    {"sku", PRODUCT_FIELD_SKU, 1, check_sku},
+    {"name", PRODUCT_FIELD_NAME, 1, check_name},
+    {"price", PRODUCT_FIELD_PRICE, 1, check_price},
+    {"stock", PRODUCT_FIELD_STOCK, 1, check_stock},
+};
+
+static const struct field_rule patch_rules[] = {
+    {"name", PRODUCT_FIELD_NAME, 0, check_name},
+    {"price", PRODUCT_FIELD_PRICE, 0, check_price},
+    {"stock", PRODUCT_FIELD_STOCK, 0, check_stock},
+    {"id", 0, 0, check_read_only},
+    {"sku", 0, 0, check_read_only},
+    {"version", 0, 0, check_read_only},
+};
+
+static const struct field_rule delta_rules[] = {
+    {"delta", FIELD_DELTA, 1, check_delta},
+};
+
+#define RULES(table) table, sizeof table / sizeof table[0]
+
+/* ---- decoding ---- */
+
+static int is_json_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static int is_number_char(char c)
+{
+    return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E';
+}
+
+/* jansson failed on a number too large for it, ending at byte "end" of "buf". If that number
+ * is the value of a top-level key whose text has no escapes, overwrites the number in "buf" with
+ * null (padded with spaces), records the key in "*found" and returns 0; else returns -1.
+ * The bytes before the number are JSON that jansson accepted, so a scan that tracks strings
+ * and nesting depth is enough to know where the number sits. */
+static int recover_overflow(char *buf, size_t end, struct overflowed_key *found)
+{
+    size_t number_start = end;
+    while (number_start > 0 && is_number_char(buf[number_start - 1]))
+        number_start--;
+    if (number_start == end || end - number_start < 4) return -1;
+
+    /* Forward scan: depth, and the last string that opened at depth 1 (a key candidate). */
+    int depth = 0, in_string = 0, escaped = 0, top_is_object = 0, key_has_escape = 0;
+    size_t key_open = 0, key_close = 0;
+    for (size_t i = 0; i < number_start; i++) {
+        char c = buf[i];
+        if (in_string) {
+            if (escaped) {
+                escaped = 0;
+            } else if (c == '\\') {
+                escaped = 1;
+                if (depth == 1) key_has_escape = 1;
+            } else if (c == '"') {
+                in_string = 0;
+                if (depth == 1) key_close = i;
+            }
+        } else if (c == '"') {
+            in_string = 1;
+            if (depth == 1) {
+                key_open = i;
+                key_has_escape = 0;
+            }
+        } else if (c == '{' || c == '[') {
+            if (depth == 0) top_is_object = c == '{';
+            depth++;
+        } else if (c == '}' || c == ']') {
+            depth--;
+        }
+    }
+    if (in_string || depth != 1 || !top_is_object || key_close <= key_open || key_has_escape)
+        return -1;
+
+    /* Between the key's closing quote and the number: only spaces and one colon. */
+    size_t i = number_start;
+    while (i > 0 && is_json_space(buf[i - 1]))
+        i--;
+    if (i == 0 || buf[i - 1] != ':') return -1;
+    i--;
+    while (i > 0 && is_json_space(buf[i - 1]))
+        i--;
+    if (i == 0 || i - 1 != key_close) return -1;
+
+    found->key = buf + key_open + 1;
+    found->key_len = key_close - key_open - 1;
+    found->kind = NUMBER_INTEGER_TOO_BIG;
+    for (size_t k = number_start; k < end; k++) {
+        if (buf[k] == '.' || buf[k] == 'e' || buf[k] == 'E') found->kind = NUMBER_REAL_TOO_BIG;
+    }
+    memcpy(buf + number_start, "null", 4);
+    memset(buf + number_start + 4, ' ', end - number_start - 4);
+    return 0;
+}
+
+/* The object a body decoded to, with the keys whose numbers had to be replaced. */
+struct decoded {
+    json_t *object;
+    char *copy; /* working copy of the body, made on the first overflow; owns the keys below */
+    int overflow_count;
+    struct overflowed_key overflows[VALIDATION_MAX_ERRORS];
+};
+
+static void decoded_free(struct decoded *d)
+{
+    json_decref(d->object);
+    free(d->copy);
+}
+
+/* What a non-object body is called in the 400 detail, by json_type. */
+static const char *const json_type_names[] = {
+    [JSON_OBJECT] = "an object", [JSON_ARRAY] = "an array", [JSON_STRING] = "a string",
+    [JSON_INTEGER] = "a number", [JSON_REAL] = "a number",  [JSON_TRUE] = "true",
+    [JSON_FALSE] = "false",      [JSON_NULL] = "null",
+};
+
+/* Decodes "body" into one JSON object in "*d" (to release with decoded_free, also on
+ * failure). Returns 0, or BODY_MALFORMED with "v->detail" set. */
+static int decode_object(const char *body, size_t len, struct decoded *d, struct validation *v)
+{
+    const size_t flags = JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL;
+    const char *text = body;
+    json_error_t error;
+    size_t i = 0;
+
+    memset(d, 0, sizeof *d);
+    while (i < len && is_json_space(body[i]))
+        i++;
+    if (i == len) return malformed(v, "body is empty; expected a JSON object");
+
+    for (;;) {
+        d->object = json_loadb(text, len, flags, &error);
+        if (d->object != NULL) break;
+        if (json_error_code(&error) != json_error_numeric_overflow)
+            return malformed(v, "body is not valid JSON: %s at line %d column %d", error.text,
+                             error.line, error.column);
+        if (d->overflow_count == VALIDATION_MAX_ERRORS)
+            return malformed(v, "body has too many out-of-range numbers");
+        if (d->copy == NULL) {
+            d->copy = malloc(len);
+            if (d->copy == NULL) return malformed(v, "body could not be parsed: out of memory");
+            memcpy(d->copy, body, len);
+            text = d->copy;
+        }
+        if (error.position < 0 || (size_t)error.position > len ||
+            recover_overflow(d->copy, (size_t)error.position, &d->overflows[d->overflow_count]) < 0)
+            return malformed(v, "body has a number out of range (%s) at line %d column %d",
+                             error.text, error.line, error.column);
+        d->overflow_count++;
+    }
+
+    if (!json_is_object(d->object))
+        return malformed(v, "body must be a JSON object, got %s",
+                         json_type_names[json_typeof(d->object)]);
+    return 0;
+}
+
+static enum number_overflow overflow_of(const struct decoded *d, const char *key)
+{
+    size_t key_len = strlen(key); /* jansson refuses NUL in keys */
+
+    for (int i = 0; i < d->overflow_count; i++) {
+        if (d->overflows[i].key_len == key_len && memcmp(d->overflows[i].key, key, key_len) == 0)
+            return d->overflows[i].kind;
+    }
+    return NUMBER_FITS;
+}
+
+/* Runs "rules" over the decoded object in body order, then reports missing required fields in
+ * rule order. Sets "into->draft.fields" to the bits of the fields that passed and returns the
+ * bits of those present, good or bad. */
+static unsigned parse_fields(const struct decoded *d, const struct field_rule *rules,
+                             size_t rule_count, struct parsed *into, struct validation *v)
+{
+    unsigned seen = 0, passed = 0;
+    const char *key;
+    json_t *value;
+
+    json_object_foreach(d->object, key, value)
+    {
+        const struct field_rule *rule = NULL;
+        for (size_t r = 0; r < rule_count && rule == NULL; r++) {
+            if (strcmp(rules[r].name, key) == 0) rule = &rules[r];
+        }
+        if (rule == NULL) {
+            validation_add(v, key, strlen(key), MSG_UNKNOWN);
+            continue;
+        }
+        seen |= rule->bit;
+        const char *message = rule->check(value, overflow_of(d, key), into);
+        if (message != NULL)
+            validation_add(v, key, strlen(key), message);
+        else
+            passed |= rule->bit;
+    }
+    for (size_t r = 0; r < rule_count; r++) {
+        if (rules[r].required && !(seen & rules[r].bit))
+            validation_add(v, rules[r].name, strlen(rules[r].name), MSG_REQUIRED);
+    }
+    into->draft.fields = passed;
+    return seen;
+}
+
+/* The common shape of the three parsers. "patch" adds its one rule across fields: at least
+ * one updatable field must be present (a present but bad one already has its own error). */
+static int parse_body(const char *body, size_t len, const struct field_rule *rules,
+                      size_t rule_count, int patch, struct parsed *into, struct validation *v)
+{
+    struct decoded d;
+    int rc;
+
+    validation_reset(v);
+    memset(into, 0, sizeof *into);
+    rc = decode_object(body, len, &d, v);
+    if (rc == 0) {
+        unsigned seen = parse_fields(&d, rules, rule_count, into, v);
+        if (patch && !(seen & (PRODUCT_FIELD_NAME | PRODUCT_FIELD_PRICE | PRODUCT_FIELD_STOCK)))
+            validation_add(v, BODY_FIELD, strlen(BODY_FIELD), MSG_PATCH_EMPTY);
+        if (v->error_count > 0) {
+            snprintf(v->detail, sizeof v->detail, "%d field%s failed validation", v->error_count,
+                     v->error_count == 1 ? "" : "s");
+            rc = BODY_INVALID;
+        }
+    }
+    decoded_free(&d);
+    if (rc != BODY_OK) memset(into, 0, sizeof *into);
+    return rc;
+}
+
+int product_parse_create(const char *body, size_t len, struct product_draft *out,
+                         struct validation *v)
+{
+    struct parsed parsed;
+    int rc = parse_body(body, len, RULES(create_rules), 0, &parsed, v);
+
+    *out = parsed.draft;
+    return rc;
+}
+
+int product_parse_patch(const char *body, size_t len, struct product_draft *out,
+                        struct validation *v)
+{
+    struct parsed parsed;
+    int rc = parse_body(body, len, RULES(patch_rules), 1, &parsed, v);
+
+    *out = parsed.draft;
+    return rc;
+}
+
+int product_parse_stock_delta(const char *body, size_t len, int64_t *delta, struct validation *v)
+{
+    struct parsed parsed;
+    int rc = parse_body(body, len, RULES(delta_rules), 0, &parsed, v);
+
+    *delta = parsed.delta;
+    return rc;
+}
+
+void product_apply_draft(struct product *p, const struct product_draft *draft)
+{
+    if (draft->fields & PRODUCT_FIELD_SKU) memcpy(p->sku, draft->sku, sizeof p->sku);
+    if (draft->fields & PRODUCT_FIELD_NAME) memcpy(p->name, draft->name, sizeof p->name);
+    if (draft->fields & PRODUCT_FIELD_PRICE) p->price_cents = draft->price_cents;
+    if (draft->fields & PRODUCT_FIELD_STOCK) p->stock = draft->stock;
+}

@@ -1,0 +1,89 @@
+/* product.h - the Product of the write model and the validation of command bodies.
+ * Pure: no I/O. Invariant: a struct product_draft that a parser returned with BODY_OK holds
+ * only values the contract allows (sku charset and length, trimmed name, price and stock
+ * ranges), so the store never sees an invalid product. */
+#ifndef CATALOGD_PRODUCT_H
+#define CATALOGD_PRODUCT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "timestamp.h"
+#include "uuid7.h"
+
+#define PRODUCT_SKU_MAX 64          /* characters, all ASCII */
+#define PRODUCT_NAME_MAX 200        /* characters (code points), after trimming */
+#define PRODUCT_NAME_MAX_BYTES 800  /* 200 code points of at most 4 bytes */
+#define PRODUCT_STOCK_MAX 2147483647LL
+#define PRODUCT_DELTA_MAX 2147483647LL
+
+struct product {
+    char id[UUID_TEXT_LEN + 1];
+    char sku[PRODUCT_SKU_MAX + 1];
+    char name[PRODUCT_NAME_MAX_BYTES + 1];
+    int64_t price_cents;
+    int64_t stock;
+    int64_t version; /* 1 at creation, +1 per change */
+    char created_at[TIMESTAMP_LEN + 1];
+    char updated_at[TIMESTAMP_LEN + 1];
+};
+
+/* Which fields a draft carries (a create carries all four; a patch any non-empty subset of
+ * name, price and stock). */
+enum product_field {
+    PRODUCT_FIELD_SKU = 1 << 0,
+    PRODUCT_FIELD_NAME = 1 << 1,
+    PRODUCT_FIELD_PRICE = 1 << 2,
+    PRODUCT_FIELD_STOCK = 1 << 3,
+};
+
+struct product_draft {
+    unsigned fields; /* enum product_field bits present */
+    char sku[PRODUCT_SKU_MAX + 1];
+    char name[PRODUCT_NAME_MAX_BYTES + 1]; /* trimmed */
+    int64_t price_cents;
+    int64_t stock;
+};
+
+#define VALIDATION_MAX_ERRORS 16
+#define VALIDATION_FIELD_MAX 64 /* a longer (unknown) field name is cut and ends in "..." */
+
+struct field_error {
+    char field[VALIDATION_FIELD_MAX + 1];
+    const char *message; /* static text, e.g. "must be a string of 1-64 characters ..." */
+};
+
+/* What a body parser found wrong. On BODY_MALFORMED, "detail" says why (for a 400); on
+ * BODY_INVALID, "errors" lists every failing field (for a 422), in body order, then missing
+ * fields in the order sku, name, price, stock. */
+struct validation {
+    char detail[200];
+    int error_count;
+    struct field_error errors[VALIDATION_MAX_ERRORS];
+};
+
+enum body_status {
+    BODY_OK = 0,
+    BODY_MALFORMED = -1, /* not one JSON object: malformed, empty, array, duplicate keys... */
+    BODY_INVALID = -2,   /* one JSON object, but fields fail validation */
+};
+
+/* Parse and validate a request body ("body", "len" bytes, untrusted, not NUL-terminated).
+ * Each returns an enum body_status; on BODY_OK "*out" is filled, otherwise "*v" says why.
+ * - create: {"sku","name","price","stock"}, all required.
+ * - patch: a non-empty subset of {"name","price","stock"}; "id", "sku", "version", or any
+ *   other key is an error for that field.
+ * - stock delta: {"delta": n}, a JSON integer, n != 0, |n| <= PRODUCT_DELTA_MAX.
+ * Unknown fields, wrong JSON types (no coercion: "5" is not a number, 5.0 is not an integer)
+ * and out-of-range values are field errors. A number too large for the JSON parser (1e309,
+ * 99999999999999999999) is reported as a field error when its key can be found. */
+int product_parse_create(const char *body, size_t len, struct product_draft *out,
+                         struct validation *v);
+int product_parse_patch(const char *body, size_t len, struct product_draft *out,
+                        struct validation *v);
+int product_parse_stock_delta(const char *body, size_t len, int64_t *delta, struct validation *v);
+
+/* Copies the fields present in "draft" onto "p" (does not touch version or timestamps). */
+void product_apply_draft(struct product *p, const struct product_draft *draft);
+
+#endif

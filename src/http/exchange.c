@@ -1,0 +1,316 @@
+/* exchange.c - the handler-facing side of a request, on top of h2o's request. Also the two
+ * ways of answering later: resume (work done on another thread) and read-your-writes waits.
+ * Invariant: a response is sent once; anything holding an exchange is told when it goes. */
+#include "http/exchange.h"
+
+#include <assert.h>
+#include <h2o.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/xmalloc.h"
+#include "http/loop.h"
+#include "projection/projector.h"
+
+static h2o_req_t *req_of(const struct http_exchange *ex)
+{
+    return ex->impl;
+}
+
+struct slice http_header(const struct http_exchange *ex, const char *name)
+{
+    h2o_req_t *req = req_of(ex);
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);
+    if (i < 0) return (struct slice){"", 0};
+    return (struct slice){req->headers.entries[i].value.base, req->headers.entries[i].value.len};
+}
+
+int http_query_param(const struct http_exchange *ex, const char *name, struct slice *value)
+{
+    size_t name_len = strlen(name);
+    const char *p = ex->query.p, *end = p + ex->query.len;
+    while (p < end) {
+        const char *pair_end = memchr(p, '&', (size_t)(end - p));
+        if (!pair_end) pair_end = end;
+        const char *eq = memchr(p, '=', (size_t)(pair_end - p));
+        const char *key_end = eq ? eq : pair_end;
+        if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0) {
+            value->p = eq ? eq + 1 : pair_end;
+            value->len = (size_t)(pair_end - value->p);
+            return 1;
+        }
+        p = pair_end + 1;
+    }
+    return 0;
+}
+
+void *http_alloc(struct http_exchange *ex, size_t size)
+{
+    return h2o_mem_alloc_pool(&req_of(ex)->pool, size);
+}
+
+void http_add_header(struct http_exchange *ex, const char *name, const char *value,
+                     size_t value_len)
+{
+    h2o_req_t *req = req_of(ex);
+    char *copy = h2o_mem_alloc_pool(&req->pool, value_len);
+    memcpy(copy, value, value_len);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 1, NULL, copy,
+                          value_len);
+}
+
+void http_add_headerf(struct http_exchange *ex, const char *name, const char *fmt, ...)
+{
+    char value[512];
+    va_list args;
+    va_start(args, fmt);
+    int n = vsnprintf(value, sizeof(value), fmt, args);
+    va_end(args);
+    if (n < 0) return;
+    http_add_header(ex, name, value, (size_t)n < sizeof(value) ? (size_t)n : sizeof(value) - 1);
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static const char *const REASONS[][2] = {
+    {"200", "OK"},
+    {"201", "Created"},
+    {"202", "Accepted"},
+    {"204", "No Content"},
+    {"304", "Not Modified"},
+    {"400", "Bad Request"},
+    {"401", "Unauthorized"},
+    {"404", "Not Found"},
+    {"405", "Method Not Allowed"},
+    {"409", "Conflict"},
+    {"412", "Precondition Failed"},
+    {"413", "Content Too Large"},
+    {"415", "Unsupported Media Type"},
+    {"422", "Unprocessable Content"},
+    {"431", "Request Header Fields Too Large"},
+    {"500", "Internal Server Error"},
+    {"503", "Service Unavailable"},
+};
+
+static const char *reason_phrase(int status)
+{
+    char code[8];
+    snprintf(code, sizeof(code), "%d", status);
+    for (size_t i = 0; i < sizeof(REASONS) / sizeof(REASONS[0]); i++)
+        if (strcmp(REASONS[i][0], code) == 0) return REASONS[i][1];
+    return "Unknown";
+}
+
+void http_respond(struct http_exchange *ex, int status, const char *content_type,
+                  const char *body, size_t body_len)
+{
+    assert(!ex->answered);
+    ex->answered = 1;
+    ex->on_gone = NULL;
+    h2o_req_t *req = req_of(ex);
+    req->res.status = status;
+    req->res.reason = reason_phrase(status);
+    if (content_type)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
+                       strlen(content_type));
+    req->res.content_length = body_len;
+    LOG(LOG_INFO, "request %.*s %.*s%s%.*s %d %.3fms id=%s", (int)ex->method.len, ex->method.p,
+        (int)ex->path.len, ex->path.p, ex->query.len ? "?" : "", (int)ex->query.len, ex->query.p,
+        status, (double)(now_us() - ex->started_at_us) / 1000.0, ex->request_id);
+    h2o_send_inline(req, body, body_len);
+}
+
+static const char *const PROBLEM_TITLES[][2] = {
+    {"malformed-body", "The request body is not one JSON object"},
+    {"invalid-query", "A query parameter is not valid"},
+    {"not-found", "Not found"},
+    {"method-not-allowed", "Method not allowed on this resource"},
+    {"duplicate-sku", "A product with this SKU already exists"},
+    {"payload-too-large", "The request body is too large"},
+    {"unsupported-media-type", "The body must be application/json"},
+    {"validation-failed", "The product did not pass validation"},
+    {"read-model-unavailable", "The read model is unavailable"},
+    {"write-model-unavailable", "The write model is unavailable"},
+    {"shutting-down", "The server is shutting down"},
+    {"unauthorized", "A valid bearer token is required"},
+    {"internal-error", "Internal error"},
+};
+
+static const char *problem_title(const char *slug)
+{
+    for (size_t i = 0; i < sizeof(PROBLEM_TITLES) / sizeof(PROBLEM_TITLES[0]); i++)
+        if (strcmp(PROBLEM_TITLES[i][0], slug) == 0) return PROBLEM_TITLES[i][1];
+    return "Error";
+}
+
+static void send_problem_object(struct http_exchange *ex, int status, json_t *problem)
+{
+    size_t size = json_dumpb(problem, NULL, 0, JSON_COMPACT);
+    char *body = http_alloc(ex, size ? size : 1);
+    size = json_dumpb(problem, body, size, JSON_COMPACT);
+    json_decref(problem);
+    http_respond(ex, status, "application/problem+json", body, size);
+}
+
+static json_t *new_problem(int status, const char *slug, const char *detail)
+{
+    char type[96];
+    snprintf(type, sizeof(type), "urn:catalogd:problem:%s", slug);
+    return json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title", problem_title(slug),
+                     "status", status, "detail", detail);
+}
+
+void http_respond_problem(struct http_exchange *ex, int status, const char *type_slug,
+                          const char *detail, const char *extra_json)
+{
+    json_t *problem = new_problem(status, type_slug, detail);
+    if (extra_json) {
+        char wrapped[1024];
+        snprintf(wrapped, sizeof(wrapped), "{%s}", extra_json);
+        json_t *extra = json_loads(wrapped, 0, NULL);
+        if (extra) json_object_update(problem, extra);
+        json_decref(extra);
+    }
+    send_problem_object(ex, status, problem);
+}
+
+void http_respond_invalid(struct http_exchange *ex, const struct validation *v)
+{
+    char detail[256];
+    snprintf(detail, sizeof(detail), "%d field%s failed validation: see errors", v->error_count,
+             v->error_count == 1 ? "" : "s");
+    json_t *problem = new_problem(422, "validation-failed", detail);
+    json_t *errors = json_array();
+    for (int i = 0; i < v->error_count; i++)
+        json_array_append_new(errors, json_pack("{s:s, s:s}", "field", v->errors[i].field,
+                                                "message", v->errors[i].message));
+    json_object_set_new(problem, "errors", errors);
+    send_problem_object(ex, 422, problem);
+}
+
+void http_respond_unavailable(struct http_exchange *ex, const char *type_slug,
+                              const char *detail)
+{
+    http_add_header(ex, "retry-after", "1", 1);
+    http_respond_problem(ex, 503, type_slug, detail, NULL);
+}
+
+/* ---- answering from another thread ---- */
+
+struct http_resume {
+    h2o_multithread_message_t message; /* first: the receiver hands us this */
+    struct http_exchange *ex;          /* NULL once the client went away */
+    void (*fn)(struct http_exchange *ex, void *arg);
+    void *arg;
+    h2o_multithread_receiver_t *receiver;
+};
+
+static void resume_gone(void *arg)
+{
+    struct http_resume *resume = arg;
+    resume->ex = NULL;
+}
+
+struct http_resume *http_resume_new(struct http_exchange *ex,
+                                    void (*fn)(struct http_exchange *ex, void *arg), void *arg)
+{
+    struct http_resume *resume = xcalloc(1, sizeof(*resume));
+    resume->ex = ex;
+    resume->fn = fn;
+    resume->arg = arg;
+    resume->receiver = &current_loop->resume_receiver;
+    assert(!ex->on_gone);
+    ex->on_gone = resume_gone;
+    ex->on_gone_arg = resume;
+    return resume;
+}
+
+void http_resume_post(struct http_resume *resume)
+{
+    h2o_multithread_send_message(resume->receiver, &resume->message);
+}
+
+/* Receiver callback on the loop thread: runs each resumed exchange's continuation. */
+void http_on_resume_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
+void http_on_resume_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    (void)receiver;
+    while (!h2o_linklist_is_empty(messages)) {
+        struct http_resume *resume =
+            H2O_STRUCT_FROM_MEMBER(struct http_resume, message.link, messages->next);
+        h2o_linklist_unlink(&resume->message.link);
+        if (resume->ex) resume->ex->on_gone = NULL;
+        resume->fn(resume->ex, resume->arg);
+        free(resume);
+    }
+}
+
+/* ---- read-your-writes ---- */
+
+static void waiter_gone(void *arg)
+{
+    struct applied_waiter *waiter = arg;
+    waiter->ex = NULL;
+}
+
+static void fire_waiter(struct loop_thread *loop, struct applied_waiter *waiter, int applied)
+{
+    h2o_linklist_unlink(&waiter->link);
+    if (h2o_timeout_is_linked(&waiter->timeout_entry)) h2o_timeout_unlink(&waiter->timeout_entry);
+    atomic_fetch_sub(&loop->waiter_count, 1);
+    if (waiter->ex) waiter->ex->on_gone = NULL;
+    waiter->fn(waiter->ex, applied, waiter->arg);
+    free(waiter);
+}
+
+static void on_wait_timeout(h2o_timeout_entry_t *entry)
+{
+    struct applied_waiter *waiter =
+        H2O_STRUCT_FROM_MEMBER(struct applied_waiter, timeout_entry, entry);
+    fire_waiter(current_loop, waiter, 0);
+}
+
+/* Fires every waiter whose seq the projector has reached. */
+void http_release_applied_waiters(struct loop_thread *loop, int64_t checkpoint);
+void http_release_applied_waiters(struct loop_thread *loop, int64_t checkpoint)
+{
+    h2o_linklist_t *node = loop->waiters.next;
+    while (node != &loop->waiters) {
+        struct applied_waiter *waiter = H2O_STRUCT_FROM_MEMBER(struct applied_waiter, link, node);
+        node = node->next;
+        if (waiter->seq <= checkpoint) fire_waiter(loop, waiter, 1);
+    }
+}
+
+void http_when_applied(struct http_exchange *ex, int64_t seq,
+                       void (*fn)(struct http_exchange *ex, int applied, void *arg), void *arg)
+{
+    struct loop_thread *loop = current_loop;
+    if (projector_checkpoint(ex->app->projector) >= seq) {
+        fn(ex, 1, arg);
+        return;
+    }
+    struct applied_waiter *waiter = xcalloc(1, sizeof(*waiter));
+    waiter->ex = ex;
+    waiter->seq = seq;
+    waiter->fn = fn;
+    waiter->arg = arg;
+    waiter->timeout_entry.cb = on_wait_timeout;
+    assert(!ex->on_gone);
+    ex->on_gone = waiter_gone;
+    ex->on_gone_arg = waiter;
+    h2o_linklist_insert(&loop->waiters, &waiter->link);
+    h2o_timeout_link(loop->ctx.loop, &loop->projection_wait, &waiter->timeout_entry);
+    /* Count first, then look again: either the projector sees the count and wakes us, or we
+     * see its new checkpoint here (both sides use sequentially consistent atomics). */
+    atomic_fetch_add(&loop->waiter_count, 1);
+    if (projector_checkpoint(ex->app->projector) >= seq) fire_waiter(loop, waiter, 1);
+}

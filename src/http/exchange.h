@@ -1,0 +1,90 @@
+/* exchange.h - what a handler sees of an HTTP request and how it answers. Handlers of the
+ * command, query and operations sides get this small struct, never h2o's types.
+ * Invariant: an exchange is answered exactly once, on the loop thread that received it;
+ * memory from http_alloc lives until the exchange is gone, so handlers free nothing. */
+#ifndef CATALOGD_EXCHANGE_H
+#define CATALOGD_EXCHANGE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/slice.h"
+#include "domain/product.h"
+
+struct app;
+struct app_thread;
+
+#define HTTP_MAX_PARAMS 2
+#define REQUEST_ID_MAX 64
+
+struct http_exchange {
+    struct slice method;
+    struct slice path;  /* without the query string */
+    struct slice query; /* after '?', empty when none */
+    struct slice body;
+    struct slice params[HTTP_MAX_PARAMS]; /* the {} segments of the route, in order */
+    int param_count;
+    char request_id[REQUEST_ID_MAX + 1];
+
+    struct app *app;           /* shared services: writer, projector, settings */
+    struct app_thread *thread; /* this loop thread's services: the read model */
+
+    /* Called when the client goes away before the exchange is answered (its memory is about
+     * to be freed): whoever holds the exchange for later drops it here. One holder at a time. */
+    void (*on_gone)(void *arg);
+    void *on_gone_arg;
+
+    /* For http/ only. */
+    void *impl; /* h2o_req_t */
+    const char *route_name;
+    uint64_t started_at_us;
+    int answered;
+};
+
+/* Request helpers. http_header returns the first value of header "name" (lowercase), or an
+ * empty slice. http_query_param finds "name" in the query string: 1 with "*value" (still
+ * percent-encoded), 0 when absent. */
+struct slice http_header(const struct http_exchange *ex, const char *name);
+int http_query_param(const struct http_exchange *ex, const char *name, struct slice *value);
+
+/* Memory that lives as long as the exchange. Never NULL (aborts on out of memory). */
+void *http_alloc(struct http_exchange *ex, size_t size);
+
+/* Adds a response header; "value" is copied. */
+void http_add_header(struct http_exchange *ex, const char *name, const char *value,
+                     size_t value_len);
+void http_add_headerf(struct http_exchange *ex, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Sends the response; "body" is copied. A NULL "content_type" sends no Content-Type. */
+void http_respond(struct http_exchange *ex, int status, const char *content_type,
+                  const char *body, size_t body_len);
+
+/* Sends application/problem+json (RFC 9457): {"type","title","status","detail"} plus, when
+ * given, "extra" members (a JSON object's members as text, e.g. "\"existing_id\":\"...\""). */
+void http_respond_problem(struct http_exchange *ex, int status, const char *type_slug,
+                          const char *detail, const char *extra_json);
+
+/* A 422 that lists every failing field of "v". */
+void http_respond_invalid(struct http_exchange *ex, const struct validation *v);
+
+/* A 503 with Retry-After: the read model (Redis) or write model (SQLite) is unavailable. */
+void http_respond_unavailable(struct http_exchange *ex, const char *type_slug,
+                              const char *detail);
+
+/* Answering later from another thread's work. http_resume_new registers "fn"; any thread may
+ * then call http_resume_post once, and "fn" runs on the exchange's loop thread with the
+ * exchange, or with NULL if the client went away meanwhile ("fn" must then release "arg"). */
+struct http_resume;
+struct http_resume *http_resume_new(struct http_exchange *ex,
+                                    void (*fn)(struct http_exchange *ex, void *arg), void *arg);
+void http_resume_post(struct http_resume *resume);
+
+/* Read-your-writes: calls "fn(ex, applied, arg)" on the loop thread once the projector's
+ * checkpoint reaches "seq" ("applied" = 1), or after the configured projection wait
+ * ("applied" = 0). "ex" is NULL if the client went away. */
+void http_when_applied(struct http_exchange *ex, int64_t seq,
+                       void (*fn)(struct http_exchange *ex, int applied, void *arg), void *arg);
+
+#endif

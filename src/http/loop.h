@@ -1,0 +1,50 @@
+/* loop.h - internal to http/: one event-loop thread and what hangs off it. */
+#ifndef CATALOGD_LOOP_H
+#define CATALOGD_LOOP_H
+
+#include <h2o.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "app.h"
+#include "http/exchange.h"
+
+struct server;
+
+/* A command waiting for its view to be projected (read-your-writes). */
+struct applied_waiter {
+    struct http_exchange *ex; /* NULL once the client went away */
+    int64_t seq;
+    void (*fn)(struct http_exchange *ex, int applied, void *arg);
+    void *arg;
+    h2o_timeout_entry_t timeout_entry;
+    h2o_linklist_t link;
+};
+
+struct loop_thread {
+    struct server *server;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    int listen_fd;
+    h2o_socket_t *listener;
+    pthread_t thread;
+    struct app_thread app_thread;
+
+    h2o_multithread_receiver_t resume_receiver;  /* http_resume_post lands here */
+    h2o_multithread_receiver_t applied_receiver; /* projector progress lands here */
+    h2o_multithread_receiver_t control_receiver; /* stop accepting */
+    h2o_multithread_message_t applied_message, control_message;
+    atomic_int applied_message_queued;
+
+    h2o_linklist_t waiters; /* struct applied_waiter, oldest first */
+    atomic_int waiter_count;
+    h2o_timeout_t projection_wait;
+
+    uint32_t request_id_salt;
+    uint64_t request_id_counter;
+};
+
+/* The loop thread running the calling code (set on each loop thread). */
+extern __thread struct loop_thread *current_loop;
+
+#endif

@@ -1,0 +1,57 @@
+/* router.c - matches a path against patterns segment by segment; no allocation. */
+#include "http/router.h"
+
+#include <string.h>
+
+/* Matches "path" against "pattern"; fills params. Returns 1 on a match. */
+static int match_path(const char *pattern, struct slice path, struct slice *params, int *count)
+{
+    const char *p = path.p, *end = path.p + path.len;
+    *count = 0;
+    while (*pattern) {
+        if (pattern[0] == '{' && pattern[1] == '}') {
+            const char *start = p;
+            while (p < end && *p != '/')
+                p++;
+            if (p == start || *count >= HTTP_MAX_PARAMS) return 0;
+            params[(*count)++] = (struct slice){start, (size_t)(p - start)};
+            pattern += 2;
+        } else {
+            if (p >= end || *p != *pattern) return 0;
+            p++;
+            pattern++;
+        }
+    }
+    return p == end;
+}
+
+int router_match(const struct route *routes, size_t count, struct slice method, struct slice path,
+                 const struct route **found, struct slice *params, int *param_count, char *allow,
+                 size_t allow_cap)
+{
+    int path_known = 0;
+    size_t allow_len = 0;
+    allow[0] = '\0';
+    for (size_t i = 0; i < count; i++) {
+        struct slice scratch[HTTP_MAX_PARAMS];
+        int scratch_count;
+        if (!match_path(routes[i].pattern, path, scratch, &scratch_count)) continue;
+        if (slice_eq(method, routes[i].method)) {
+            *found = &routes[i];
+            memcpy(params, scratch, sizeof(scratch));
+            *param_count = scratch_count;
+            return ROUTE_FOUND;
+        }
+        path_known = 1;
+        size_t n = strlen(routes[i].method);
+        if (!strstr(allow, routes[i].method) && allow_len + n + 3 < allow_cap) {
+            if (allow_len) {
+                memcpy(allow + allow_len, ", ", 2);
+                allow_len += 2;
+            }
+            memcpy(allow + allow_len, routes[i].method, n + 1);
+            allow_len += n;
+        }
+    }
+    return path_known ? ROUTE_NO_METHOD : ROUTE_NO_PATH;
+}

@@ -1,0 +1,316 @@
+/* server.c - event-loop threads, the route table, request ids and graceful shutdown.
+ * Invariant: every socket and every piece of per-thread state is created and used on the
+ * loop thread that owns it (h2o's buffers come from thread-local allocators). */
+#include "http/server.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "command/handlers.h"
+#include "common/log.h"
+#include "common/xmalloc.h"
+#include "http/loop.h"
+#include "http/ops.h"
+#include "http/router.h"
+#include "query/handlers.h"
+#include "query/read_model.h"
+
+/* More than the 64 KiB commands accept, so oversized bodies get our problem+json 413;
+ * h2o answers larger ones itself. */
+#define H2O_BODY_LIMIT (1024 * 1024)
+
+static const struct route ROUTES[] = {
+    {"POST", "/products", command_create_product, "create_product", 1},
+    {"GET", "/products/by-sku/{}", query_get_product_by_sku, "get_product_by_sku", 0},
+    {"GET", "/products/{}", query_get_product, "get_product", 0},
+    {"GET", "/catalog", query_catalog, "catalog", 0},
+    {"GET", "/health", ops_health, "health", 0},
+    {"GET", "/ready", ops_ready, "ready", 0},
+};
+
+struct server {
+    struct app *app;
+    h2o_globalconf_t globalconf;
+    struct loop_thread *loops;
+    int loop_count;
+    atomic_int draining;
+    atomic_long in_flight;
+    h2o_multithread_queue_t **queues;
+};
+
+__thread struct loop_thread *current_loop;
+
+void http_on_resume_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
+void http_release_applied_waiters(struct loop_thread *loop, int64_t checkpoint);
+
+static void on_exchange_dispose(void *memory)
+{
+    struct http_exchange *ex = memory;
+    if (ex->on_gone) ex->on_gone(ex->on_gone_arg);
+    atomic_fetch_sub(&current_loop->server->in_flight, 1);
+}
+
+static int sane_request_id(struct slice id)
+{
+    if (id.len == 0 || id.len > REQUEST_ID_MAX) return 0;
+    for (size_t i = 0; i < id.len; i++)
+        if (id.p[i] < 0x21 || id.p[i] > 0x7e) return 0;
+    return 1;
+}
+
+static void assign_request_id(struct loop_thread *loop, struct http_exchange *ex)
+{
+    struct slice given = http_header(ex, "x-request-id");
+    if (sane_request_id(given)) {
+        memcpy(ex->request_id, given.p, given.len);
+        ex->request_id[given.len] = '\0';
+    } else {
+        snprintf(ex->request_id, sizeof(ex->request_id), "%08x%08llx", loop->request_id_salt,
+                 (unsigned long long)++loop->request_id_counter);
+    }
+    http_add_header(ex, "x-request-id", ex->request_id, strlen(ex->request_id));
+}
+
+/* Compares in time that depends only on the lengths, not on where the bytes differ. */
+static int token_matches(struct slice given, const char *token)
+{
+    size_t n = strlen(token);
+    if (given.len != n) return 0;
+    unsigned char diff = 0;
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)given.p[i] ^ (unsigned char)token[i];
+    return diff == 0;
+}
+
+/* Answers 401 and returns 0 unless the request carries the configured bearer token. */
+static int authorized_or_reply(struct http_exchange *ex)
+{
+    const char *token = ex->app->config->api_token;
+    struct slice auth = http_header(ex, "authorization");
+    static const char scheme[] = "Bearer ";
+    if (auth.len > sizeof(scheme) - 1 && strncasecmp(auth.p, scheme, sizeof(scheme) - 1) == 0 &&
+        token_matches((struct slice){auth.p + sizeof(scheme) - 1, auth.len - (sizeof(scheme) - 1)},
+                      token))
+        return 1;
+    http_add_header(ex, "www-authenticate", "Bearer", 6);
+    http_respond_problem(ex, 401, "unauthorized",
+                         "this route needs Authorization: Bearer <token>", NULL);
+    return 0;
+}
+
+static uint64_t monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static int on_request(h2o_handler_t *handler, h2o_req_t *req)
+{
+    (void)handler;
+    struct loop_thread *loop = current_loop;
+    struct server *server = loop->server;
+    struct http_exchange *ex = h2o_mem_alloc_shared(&req->pool, sizeof(*ex), on_exchange_dispose);
+    memset(ex, 0, sizeof(*ex));
+    atomic_fetch_add(&server->in_flight, 1);
+    ex->impl = req;
+    ex->app = server->app;
+    ex->thread = &loop->app_thread;
+    ex->started_at_us = monotonic_us();
+    ex->method = (struct slice){req->method.base, req->method.len};
+    size_t path_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
+    ex->path = (struct slice){req->path.base, path_len};
+    if (req->query_at != SIZE_MAX)
+        ex->query = (struct slice){req->path.base + req->query_at + 1,
+                                   req->path.len - req->query_at - 1};
+    ex->body = (struct slice){req->entity.base ? req->entity.base : "", req->entity.len};
+    assign_request_id(loop, ex);
+
+    if (atomic_load(&server->draining)) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONNECTION, NULL,
+                       H2O_STRLIT("close"));
+        http_respond_unavailable(ex, "shutting-down", "the server is shutting down");
+        return 0;
+    }
+    const struct route *route = NULL;
+    char allow[64];
+    int match = router_match(ROUTES, sizeof(ROUTES) / sizeof(ROUTES[0]), ex->method, ex->path,
+                             &route, ex->params, &ex->param_count, allow, sizeof(allow));
+    if (match == ROUTE_NO_PATH) {
+        http_respond_problem(ex, 404, "not-found", "no such resource", NULL);
+    } else if (match == ROUTE_NO_METHOD) {
+        http_add_header(ex, "allow", allow, strlen(allow));
+        char detail[128];
+        snprintf(detail, sizeof(detail), "this resource allows %s", allow);
+        http_respond_problem(ex, 405, "method-not-allowed", detail, NULL);
+    } else if (!route->needs_token || !server->app->config->api_token ||
+               authorized_or_reply(ex)) {
+        ex->route_name = route->name;
+        route->handler(ex);
+    }
+    return 0;
+}
+
+static void on_accept(h2o_socket_t *listener, const char *err)
+{
+    if (err) return;
+    struct loop_thread *loop = listener->data;
+    h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
+    if (sock) h2o_accept(&loop->accept_ctx, sock);
+}
+
+static void on_applied_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    struct loop_thread *loop = H2O_STRUCT_FROM_MEMBER(struct loop_thread, applied_receiver, receiver);
+    while (!h2o_linklist_is_empty(messages))
+        h2o_linklist_unlink(messages->next);
+    atomic_store(&loop->applied_message_queued, 0);
+    http_release_applied_waiters(loop, projector_checkpoint(loop->server->app->projector));
+}
+
+static void on_control_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
+{
+    struct loop_thread *loop = H2O_STRUCT_FROM_MEMBER(struct loop_thread, control_receiver, receiver);
+    while (!h2o_linklist_is_empty(messages))
+        h2o_linklist_unlink(messages->next);
+    if (loop->listener) { /* stop accepting: the kernel refuses new connections from now on */
+        h2o_socket_read_stop(loop->listener);
+        h2o_socket_close(loop->listener);
+        loop->listener = NULL;
+    }
+}
+
+static void *loop_main(void *arg)
+{
+    struct loop_thread *loop = arg;
+    current_loop = loop;
+    h2o_loop_t *evloop = loop->ctx.loop;
+    loop->app_thread.read_model = read_model_new(evloop, loop->server->app->config);
+    loop->listener = h2o_evloop_socket_create(evloop, loop->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
+    loop->listener->data = loop;
+    h2o_socket_read_start(loop->listener, on_accept);
+    for (;;)
+        h2o_evloop_run(evloop, INT32_MAX);
+    return NULL;
+}
+
+static int bind_listener(const char *address, char *err, size_t errlen)
+{
+    char host[256];
+    const char *colon = strrchr(address, ':');
+    if (!colon || colon == address || (size_t)(colon - address) >= sizeof(host)) {
+        snprintf(err, errlen, "--listen must be host:port, got '%s'", address);
+        return -1;
+    }
+    memcpy(host, address, (size_t)(colon - address));
+    host[colon - address] = '\0';
+    char *unbracketed = host;
+    if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+        host[strlen(host) - 1] = '\0';
+        unbracketed = host + 1;
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *found = NULL;
+    int rc = getaddrinfo(unbracketed, colon + 1, &hints, &found);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve %s: %s", address, gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
+        bind(fd, found->ai_addr, found->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", address, strerror(errno));
+        if (fd >= 0) close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(found);
+    return fd;
+}
+
+int server_open(struct app *app, struct server **out, char *err, size_t errlen)
+{
+    struct server *server = xcalloc(1, sizeof(*server));
+    server->app = app;
+    server->loop_count = app->config->threads;
+    server->loops = xcalloc((size_t)server->loop_count, sizeof(*server->loops));
+    h2o_config_init(&server->globalconf);
+    server->globalconf.max_request_entity_size = H2O_BODY_LIMIT;
+    server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("catalogd"));
+    h2o_hostconf_t *host = h2o_config_register_host(
+        &server->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    h2o_create_handler(path, sizeof(h2o_handler_t))->on_req = on_request;
+
+    for (int i = 0; i < server->loop_count; i++) {
+        struct loop_thread *loop = &server->loops[i];
+        loop->server = server;
+        loop->listen_fd = bind_listener(app->config->listen, err, errlen);
+        if (loop->listen_fd < 0) return -1; /* the process exits: nothing to unwind */
+    }
+    *out = server;
+    return 0;
+}
+
+/* Called on the projector thread. */
+void server_projection_applied(int64_t checkpoint, void *arg)
+{
+    (void)checkpoint;
+    struct server *server = arg;
+    for (int i = 0; i < server->loop_count; i++) {
+        struct loop_thread *loop = &server->loops[i];
+        if (atomic_load(&loop->waiter_count) == 0) continue;
+        if (atomic_exchange(&loop->applied_message_queued, 1)) continue;
+        h2o_multithread_send_message(&loop->applied_receiver, &loop->applied_message);
+    }
+}
+
+static void start_loops(struct server *server)
+{
+    for (int i = 0; i < server->loop_count; i++) {
+        struct loop_thread *loop = &server->loops[i];
+        h2o_evloop_t *evloop = h2o_evloop_create();
+        h2o_context_init(&loop->ctx, evloop, &server->globalconf);
+        loop->accept_ctx.ctx = &loop->ctx;
+        loop->accept_ctx.hosts = server->globalconf.hosts;
+        h2o_multithread_queue_t *queue = h2o_multithread_create_queue(evloop);
+        h2o_multithread_register_receiver(queue, &loop->resume_receiver, http_on_resume_messages);
+        h2o_multithread_register_receiver(queue, &loop->applied_receiver, on_applied_message);
+        h2o_multithread_register_receiver(queue, &loop->control_receiver, on_control_message);
+        h2o_linklist_init_anchor(&loop->waiters);
+        h2o_timeout_init(evloop, &loop->projection_wait,
+                         (uint64_t)server->app->config->projection_wait_ms);
+        uint32_t salt = 0;
+        if (getrandom(&salt, sizeof(salt), 0) != sizeof(salt)) salt = (uint32_t)i * 2654435761u;
+        loop->request_id_salt = salt;
+        h2o_multithread_create_thread(&loop->thread, NULL, loop_main, loop);
+    }
+}
+
+void server_run(struct server *server, int grace_ms)
+{
+    start_loops(server);
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    int signal_number = 0;
+    sigwait(&stop_signals, &signal_number);
+    LOG(LOG_INFO, "server: %s received; no new connections, finishing in-flight requests",
+        strsignal(signal_number));
+    atomic_store(&server->draining, 1);
+    for (int i = 0; i < server->loop_count; i++)
+        h2o_multithread_send_message(&server->loops[i].control_receiver,
+                                     &server->loops[i].control_message);
+    for (int waited = 0; waited < grace_ms && atomic_load(&server->in_flight) > 0; waited += 10)
+        usleep(10 * 1000);
+    if (atomic_load(&server->in_flight) > 0)
+        LOG(LOG_WARN, "server: %ld requests still in flight after %d ms",
+            atomic_load(&server->in_flight), grace_ms);
+}

@@ -1,0 +1,334 @@
+/* main.c - the catalogd command line: serve | verify | rebuild, with flags that each have an
+ * environment variable. Flags are a table read by one loop. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "command/store.h"
+#include "command/writer.h"
+#include "common/log.h"
+#include "http/server.h"
+#include "projection/layout.h"
+#include "projection/projector.h"
+#include "projection/rebuild.h"
+#include "projection/redis_sync.h"
+#include "projection/verify.h"
+
+#define CATALOGD_VERSION "0.1.0"
+#define SHUTDOWN_GRACE_MS 5000
+#define PROJECTOR_DRAIN_MS 2000
+#define OLD_GENERATION_GRACE_S 2 /* longer than a loop's generation refresh (250 ms) */
+
+struct options {
+    const char *listen;
+    const char *db;
+    const char *redis;
+    const char *threads;
+    const char *api_token;
+    const char *durability;
+    const char *log_level;
+    const char *prefix;
+    int allow_open_writes;
+};
+
+struct flag {
+    const char *name;
+    const char *env; /* NULL: no environment variable */
+    const char *fallback_env;
+    size_t offset; /* of the const char * in struct options */
+    const char *help;
+};
+
+#define OPT(field) offsetof(struct options, field)
+
+static const struct flag FLAGS[] = {
+    {"listen", "CATALOGD_LISTEN", NULL, OPT(listen), "host:port to serve on (127.0.0.1:8000)"},
+    {"db", "CATALOGD_DB", NULL, OPT(db), "SQLite write model (./var/catalog.db)"},
+    {"redis", "CATALOGD_REDIS_URL", "REDIS_URL", OPT(redis),
+     "redis://host:port/db or unix:///path?db=N (redis://127.0.0.1:6379/0)"},
+    {"threads", "CATALOGD_THREADS", NULL, OPT(threads), "event-loop threads (number of cores)"},
+    {"api-token", "CATALOGD_API_TOKEN", NULL, OPT(api_token),
+     "require Authorization: Bearer <token> on commands"},
+    {"durability", "CATALOGD_DURABILITY", NULL, OPT(durability),
+     "full (fsync per commit batch) or normal (full)"},
+    {"log-level", "CATALOGD_LOG_LEVEL", NULL, OPT(log_level), "error, warn, info or debug (info)"},
+    {"redis-prefix", "CATALOGD_REDIS_PREFIX", NULL, OPT(prefix),
+     "prefix of every Redis key (catalogd)"},
+};
+#define FLAG_COUNT (sizeof(FLAGS) / sizeof(FLAGS[0]))
+
+static const char **option_slot(struct options *options, const struct flag *flag)
+{
+    return (const char **)((char *)options + flag->offset);
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: catalogd serve|verify|rebuild [flags]\n"
+                 "       catalogd --help | --version\n\nflags (each also an environment "
+                 "variable):\n");
+    for (size_t i = 0; i < FLAG_COUNT; i++)
+        fprintf(out, "  --%-14s %-22s %s\n", FLAGS[i].name, FLAGS[i].env, FLAGS[i].help);
+    fprintf(out, "  --%-14s %-22s %s\n", "allow-open-writes", "",
+            "serve commands on a non-loopback address without a token");
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    fputs("catalogd: ", stderr);
+    vfprintf(stderr, fmt, args);
+    va_end(args);
+    fputs("\n", stderr);
+    usage(stderr);
+    return 2;
+}
+
+/* Fills "options" from the environment, then from argv. Returns 0, or an exit code. */
+static int parse_flags(int argc, char **argv, struct options *options)
+{
+    struct option long_options[FLAG_COUNT + 2];
+    for (size_t i = 0; i < FLAG_COUNT; i++) {
+        long_options[i] = (struct option){FLAGS[i].name, required_argument, NULL, (int)i};
+        const char *value = getenv(FLAGS[i].env);
+        if ((!value || !*value) && FLAGS[i].fallback_env) value = getenv(FLAGS[i].fallback_env);
+        if (value && *value) *option_slot(options, &FLAGS[i]) = value;
+    }
+    long_options[FLAG_COUNT] = (struct option){"allow-open-writes", no_argument, NULL, 1000};
+    long_options[FLAG_COUNT + 1] = (struct option){0};
+    opterr = 0;
+    optind = 2; /* after the command */
+    int index;
+    while ((index = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
+        if (index == 1000)
+            options->allow_open_writes = 1;
+        else if (index >= 0 && (size_t)index < FLAG_COUNT)
+            *option_slot(options, &FLAGS[index]) = optarg;
+        else
+            return usage_error("unknown flag or missing value: %s", argv[optind - 1]);
+    }
+    if (optind < argc) return usage_error("unexpected argument: %s", argv[optind]);
+    return 0;
+}
+
+static int is_loopback(const char *listen)
+{
+    return strncmp(listen, "127.", 4) == 0 || strncmp(listen, "localhost:", 10) == 0 ||
+           strncmp(listen, "[::1]:", 6) == 0;
+}
+
+/* Validates "options" into "config". Returns 0, or an exit code. */
+static int build_config(const struct options *options, struct app_config *config)
+{
+    char err[256];
+    config->listen = options->listen;
+    config->db_path = options->db;
+    config->redis_text = options->redis;
+    config->prefix = options->prefix;
+    config->projection_wait_ms = 100;
+    config->redis_timeout_ms = 500;
+    if (redis_url_parse(options->redis, &config->redis, err, sizeof(err)) < 0)
+        return usage_error("bad --redis: %s", err);
+    char *end;
+    long threads = options->threads ? strtol(options->threads, &end, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+    if (options->threads && (*end || threads < 1 || threads > 256))
+        return usage_error("bad --threads: %s (1-256)", options->threads);
+    config->threads = threads > 0 ? (int)threads : 1;
+    if (strcmp(options->durability, "full") == 0)
+        config->durable = 1;
+    else if (strcmp(options->durability, "normal") == 0)
+        config->durable = 0;
+    else
+        return usage_error("bad --durability: %s (full or normal)", options->durability);
+    enum log_level level;
+    if (log_level_parse(options->log_level, &level) < 0)
+        return usage_error("bad --log-level: %s (error, warn, info, debug)", options->log_level);
+    log_threshold = level;
+    if (!options->prefix[0] || strlen(options->prefix) > LAYOUT_PREFIX_MAX)
+        return usage_error("bad --redis-prefix: '%s' (1-64 characters)", options->prefix);
+    config->api_token = options->api_token && options->api_token[0] ? options->api_token : NULL;
+    if (!is_loopback(options->listen) && !config->api_token && !options->allow_open_writes)
+        return usage_error("refusing to serve commands on %s without --api-token "
+                           "(or give --allow-open-writes)",
+                           options->listen);
+    return 0;
+}
+
+/* Creates the directory that will hold the database file, like ./var/. */
+static void make_parent_directory(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir) return;
+    *slash = '\0';
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        LOG(LOG_WARN, "cannot create %s: %s", dir, strerror(errno));
+}
+
+static void on_committed(int64_t head_seq, void *arg)
+{
+    projector_notify(arg, head_seq);
+}
+
+static int serve(const struct app_config *config)
+{
+    char err[256];
+    struct app app = {.config = config};
+    struct server *server;
+    struct store *store;
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL); /* every thread inherits this */
+    signal(SIGPIPE, SIG_IGN);
+
+    if (server_open(&app, &server, err, sizeof(err)) < 0) {
+        LOG(LOG_ERROR, "%s", err);
+        return 1;
+    }
+    make_parent_directory(config->db_path);
+    if (store_open(config->db_path, config->durable ? STORE_DURABILITY_FULL : STORE_DURABILITY_NORMAL,
+                   &store, err, sizeof(err)) < 0) {
+        LOG(LOG_ERROR, "%s", err);
+        return 1;
+    }
+    int64_t head = 0;
+    store_head_seq(store, &head);
+    struct projector_config projector_config = {.db_path = config->db_path,
+                                                .redis = config->redis,
+                                                .prefix = config->prefix,
+                                                .head_seq = head};
+    if (projector_start(&projector_config, server_projection_applied, server, &app.projector) < 0 ||
+        writer_start(store, on_committed, app.projector, &app.writer) < 0) {
+        LOG(LOG_ERROR, "cannot start the projector or writer thread");
+        return 1;
+    }
+    LOG(LOG_INFO, "catalogd %s serving http://%s (db %s, redis %s, %d threads, durability %s)",
+        CATALOGD_VERSION, config->listen, config->db_path, config->redis_text, config->threads,
+        config->durable ? "full" : "normal");
+    server_run(server, SHUTDOWN_GRACE_MS);
+    writer_stop(app.writer);
+    store_close(store);
+    projector_stop(app.projector, PROJECTOR_DRAIN_MS);
+    LOG(LOG_INFO, "catalogd stopped");
+    return 0;
+}
+
+/* Opens what verify and rebuild need. Returns 0, or prints why and returns -1. */
+static int open_tools(const struct app_config *config, struct store **store, redisContext **redis)
+{
+    char err[256];
+    if (store_open_reader(config->db_path, store, err, sizeof(err)) < 0) {
+        fprintf(stderr, "catalogd: %s\n", err);
+        return -1;
+    }
+    *redis = redis_sync_connect(&config->redis, 30000, err, sizeof(err));
+    if (!*redis) {
+        fprintf(stderr, "catalogd: %s\n", err);
+        store_close(*store);
+        return -1;
+    }
+    return 0;
+}
+
+static int verify(const struct app_config *config)
+{
+    struct store *store;
+    redisContext *redis;
+    char err[256];
+    if (open_tools(config, &store, &redis) < 0) return 1;
+    struct verify_report report;
+    int rc = verify_run(store, redis, config->prefix, 5000, stdout, &report, err, sizeof(err));
+    if (rc < 0) fprintf(stderr, "catalogd: verify could not finish: %s\n", err);
+    else
+        printf("verify: %lld products, generation %lld, checkpoint %lld, head %lld: %lld "
+               "difference%s\n",
+               (long long)report.products, (long long)report.generation,
+               (long long)report.checkpoint, (long long)report.head,
+               (long long)report.differences, report.differences == 1 ? "" : "s");
+    redisFree(redis);
+    store_close(store);
+    return rc == 0 && report.differences == 0 ? 0 : 1;
+}
+
+static int rebuild(const struct app_config *config)
+{
+    struct store *store;
+    redisContext *redis;
+    char err[256];
+    if (open_tools(config, &store, &redis) < 0) return 1;
+    struct rebuild_result result;
+    int rc = rebuild_run(store, redis, config->prefix, &result, err, sizeof(err));
+    if (rc == REBUILD_OK) {
+        printf("rebuild: generation %lld is live with %lld products (checkpoint %lld)\n",
+               (long long)result.generation, (long long)result.products,
+               (long long)result.checkpoint);
+        if (result.old_generation > 0) {
+            sleep(OLD_GENERATION_GRACE_S); /* readers may still hold the old generation */
+            if (rebuild_drop_generation(redis, config->prefix, result.old_generation, err,
+                                        sizeof(err)) < 0)
+                fprintf(stderr, "catalogd: could not drop generation %lld: %s\n",
+                        (long long)result.old_generation, err);
+        }
+    } else {
+        fprintf(stderr, "catalogd: rebuild failed: %s\n", err);
+    }
+    redisFree(redis);
+    store_close(store);
+    return rc == REBUILD_OK ? 0 : 1;
+}
+
+static const struct {
+    const char *name;
+    int (*run)(const struct app_config *config);
+} COMMANDS[] = {
+    {"serve", serve},
+    {"verify", verify},
+    {"rebuild", rebuild},
+};
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) return usage_error("missing command");
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("catalogd %s\n", CATALOGD_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(COMMANDS) / sizeof(COMMANDS[0]); i++) {
+        if (strcmp(argv[1], COMMANDS[i].name) != 0) continue;
+        for (int a = 2; a < argc; a++)
+            if (strcmp(argv[a], "--help") == 0) {
+                usage(stdout);
+                return 0;
+            }
+        struct options options = {.listen = "127.0.0.1:8000",
+                                  .db = "./var/catalog.db",
+                                  .redis = "redis://127.0.0.1:6379/0",
+                                  .durability = "full",
+                                  .log_level = "info",
+                                  .prefix = "catalogd"};
+        int rc = parse_flags(argc, argv, &options);
+        if (rc != 0) return rc;
+        struct app_config config = {0};
+        rc = build_config(&options, &config);
+        if (rc != 0) return rc;
+        return COMMANDS[i].run(&config);
+    }
+    return usage_error("unknown command: %s", argv[1]);
+}

@@ -1,0 +1,421 @@
+/* projector.c - the projector thread: fetch a batch of events from the log, apply it in one
+ * atomic Redis step, repeat; retry with backoff on any failure.
+ * Invariant: the in-memory checkpoint is never ahead of Redis' checkpoint for the current
+ * generation, so a read-your-writes wait never returns before the view is really there. */
+#include "projection/projector.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "command/store.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/xmalloc.h"
+#include "projection/apply.h"
+#include "projection/layout.h"
+#include "projection/rebuild.h"
+#include "projection/redis_sync.h"
+
+#define BATCH_MAX 512
+#define BACKOFF_MIN_MS 25
+#define BACKOFF_MAX_MS 1000
+#define REDIS_TIMEOUT_MS 1000
+#define IDLE_CHECK_MS 1000 /* how often an idle projector checks that its generation exists */
+
+struct projector {
+    struct projector_config config;
+    char prefix[LAYOUT_PREFIX_MAX + 1];
+    char db_path[4096];
+    void (*applied)(int64_t checkpoint, void *arg);
+    void *applied_arg;
+
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int stopping;               /* guarded by lock */
+    uint64_t drain_deadline_ms; /* guarded by lock */
+
+    _Atomic int64_t head;
+    _Atomic int64_t checkpoint;
+    _Atomic uint64_t oldest_unapplied_ms; /* wall time of the oldest unapplied event, or 0 */
+
+    pthread_mutex_t status_lock;
+    struct projector_status status; /* guarded by status_lock, except checkpoint/head/lag */
+
+    /* Owned by the projector thread. */
+    struct store *store;
+    redisContext *redis;
+    int64_t generation; /* 0: not known yet */
+    struct apply_event batch[BATCH_MAX];
+    size_t batch_count;
+    int backoff_ms;
+    int connected_once;
+};
+
+static const char *const STATE_NAMES[] = {
+    [PROJECTOR_STARTING] = "starting",         [PROJECTOR_LIVE] = "live",
+    [PROJECTOR_CATCHING_UP] = "catching_up",   [PROJECTOR_REBUILDING] = "rebuilding",
+    [PROJECTOR_REDIS_DOWN] = "redis_down",
+};
+
+const char *projector_state_name(enum projector_state state)
+{
+    return STATE_NAMES[state];
+}
+
+static void set_state(struct projector *p, enum projector_state state)
+{
+    pthread_mutex_lock(&p->status_lock);
+    enum projector_state old = p->status.state;
+    p->status.state = state;
+    p->status.generation = p->generation;
+    pthread_mutex_unlock(&p->status_lock);
+    if (old != state) LOG(LOG_INFO, "projector: %s -> %s", STATE_NAMES[old], STATE_NAMES[state]);
+}
+
+static void record_error(struct projector *p, const char *what, const char *err)
+{
+    pthread_mutex_lock(&p->status_lock);
+    p->status.redis_errors++;
+    int repeated = strcmp(p->status.last_error, err) == 0;
+    snprintf(p->status.last_error, sizeof(p->status.last_error), "%s", err);
+    pthread_mutex_unlock(&p->status_lock);
+    /* One line per distinct fault, not one per retry. */
+    if (!repeated) LOG(LOG_WARN, "projector: %s: %s", what, err);
+}
+
+/* Sleeps on the condition variable; returns early when stopping or when "until_work" and new
+ * events are committed. */
+static void wait_for(struct projector *p, int ms, int until_work)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += ms / 1000;
+    deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&p->lock);
+    while (!p->stopping &&
+           !(until_work && atomic_load(&p->head) > atomic_load(&p->checkpoint))) {
+        if (pthread_cond_timedwait(&p->wake, &p->lock, &deadline) == ETIMEDOUT) break;
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
+static void back_off(struct projector *p)
+{
+    wait_for(p, p->backoff_ms, 0);
+    p->backoff_ms = p->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : p->backoff_ms * 2;
+}
+
+static void drop_redis(struct projector *p)
+{
+    redisFree(p->redis);
+    p->redis = NULL;
+    p->generation = 0;
+}
+
+static void clear_batch(struct projector *p)
+{
+    for (size_t i = 0; i < p->batch_count; i++)
+        apply_event_clear(&p->batch[i]);
+    p->batch_count = 0;
+}
+
+/* "2026-11-28T12:00:00.000Z" -> Unix milliseconds, 0 if unreadable. */
+static uint64_t parse_timestamp_ms(const char *text)
+{
+    struct tm tm = {0};
+    int ms = 0;
+    if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7)
+        return 0;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (uint64_t)timegm(&tm) * 1000 + (uint64_t)ms;
+}
+
+static int collect_event(const struct store_event *event, void *arg)
+{
+    struct projector *p = arg;
+    if (p->batch_count == 0)
+        atomic_store(&p->oldest_unapplied_ms, parse_timestamp_ms(event->recorded_at));
+    if (apply_event_from_store(event, &p->batch[p->batch_count]) < 0) {
+        /* A payload that is not a view can only come from outside catalogd. */
+        LOG(LOG_ERROR, "projector: event %" PRId64 " has no valid view; stopping here",
+            event->seq);
+        return 1;
+    }
+    p->batch_count++;
+    return 0;
+}
+
+static int fetch_batch(struct projector *p)
+{
+    if (!p->store) {
+        char err[256];
+        if (store_open_reader(p->db_path, &p->store, err, sizeof(err)) < 0) {
+            record_error(p, "opening the event log", err);
+            return -1;
+        }
+    }
+    int rc = store_read_events(p->store, atomic_load(&p->checkpoint), BATCH_MAX, collect_event, p);
+    if (rc < 0) {
+        record_error(p, "reading the event log", store_errmsg(p->store));
+        return -1;
+    }
+    if (p->batch_count > 0) {
+        int64_t last = p->batch[p->batch_count - 1].seq;
+        if (last > atomic_load(&p->head)) atomic_store(&p->head, last);
+    }
+    return 0;
+}
+
+static int connect_redis(struct projector *p)
+{
+    char err[256];
+    p->redis = redis_sync_connect(&p->config.redis, REDIS_TIMEOUT_MS, err, sizeof(err));
+    if (!p->redis) {
+        record_error(p, "connecting to Redis", err);
+        return -1;
+    }
+    if (p->connected_once) {
+        pthread_mutex_lock(&p->status_lock);
+        p->status.reconnects++;
+        pthread_mutex_unlock(&p->status_lock);
+        LOG(LOG_INFO, "projector: reconnected to Redis");
+    }
+    p->connected_once = 1;
+    return 0;
+}
+
+static int rebuild(struct projector *p)
+{
+    char err[256];
+    struct rebuild_result result;
+    set_state(p, PROJECTOR_REBUILDING);
+    if (!p->store && fetch_batch(p) < 0) return -1; /* opens the store */
+    clear_batch(p);
+    LOG(LOG_INFO, "projector: the read model has no usable generation; rebuilding it");
+    int rc = rebuild_run(p->store, p->redis, p->prefix, &result, err, sizeof(err));
+    if (rc == REBUILD_BUSY) return -1; /* someone else is building it: wait and look again */
+    if (rc != REBUILD_OK) {
+        record_error(p, "rebuilding", err);
+        return -1;
+    }
+    pthread_mutex_lock(&p->status_lock);
+    p->status.rebuilds++;
+    pthread_mutex_unlock(&p->status_lock);
+    if (result.old_generation > 0 &&
+        rebuild_drop_generation(p->redis, p->prefix, result.old_generation, err, sizeof(err)) < 0)
+        record_error(p, "dropping the broken generation", err);
+    LOG(LOG_INFO, "projector: generation %" PRId64 " built with %" PRId64 " products up to seq %" PRId64,
+        result.generation, result.products, result.checkpoint);
+    return 0;
+}
+
+/* Reads the current generation and its checkpoint; rebuilds when either is missing. */
+static int load_generation(struct projector *p)
+{
+    char err[256], key[LAYOUT_KEY_MAX];
+    long long gen, checkpoint;
+    layout_global_key(p->prefix, "gen", key, sizeof(key));
+    int rc = redis_sync_get_int(p->redis, key, &gen, err, sizeof(err));
+    if (rc == 0) {
+        layout_generation_base(p->prefix, gen, key, sizeof(key) - 16);
+        strcat(key, "checkpoint");
+        rc = redis_sync_get_int(p->redis, key, &checkpoint, err, sizeof(err));
+    }
+    if (rc < 0) {
+        record_error(p, "reading the generation", err);
+        return -1;
+    }
+    if (rc == 1) return rebuild(p) < 0 ? -1 : load_generation(p);
+    clear_batch(p); /* fetched for another checkpoint */
+    p->generation = gen;
+    atomic_store(&p->checkpoint, checkpoint);
+    if (checkpoint > atomic_load(&p->head)) atomic_store(&p->head, checkpoint);
+    if (p->applied) p->applied(checkpoint, p->applied_arg);
+    return 0;
+}
+
+/* Checks, while idle, that the generation still exists (Redis may have lost its data). */
+static int generation_still_there(struct projector *p)
+{
+    char err[256], key[LAYOUT_KEY_MAX];
+    long long gen;
+    layout_global_key(p->prefix, "gen", key, sizeof(key));
+    int rc = redis_sync_get_int(p->redis, key, &gen, err, sizeof(err));
+    if (rc < 0) {
+        record_error(p, "checking the generation", err);
+        drop_redis(p);
+        return 0;
+    }
+    return rc == 0 && gen == p->generation;
+}
+
+static void apply_batch(struct projector *p)
+{
+    char err[256];
+    int64_t checkpoint;
+    int rc = apply_events(p->redis, p->prefix, p->generation, 1, p->batch, p->batch_count,
+                          &checkpoint, err, sizeof(err));
+    switch (rc) {
+    case APPLY_OK:
+        clear_batch(p);
+        atomic_store(&p->checkpoint, checkpoint);
+        if (checkpoint >= atomic_load(&p->head)) atomic_store(&p->oldest_unapplied_ms, 0);
+        p->backoff_ms = BACKOFF_MIN_MS;
+        set_state(p, checkpoint < atomic_load(&p->head) ? PROJECTOR_CATCHING_UP : PROJECTOR_LIVE);
+        if (p->applied) p->applied(checkpoint, p->applied_arg);
+        break;
+    case APPLY_GENERATION_CHANGED:
+    case APPLY_NO_CHECKPOINT:
+        LOG(LOG_INFO, "projector: %s; reloading", err);
+        p->generation = 0;
+        break;
+    case APPLY_REDIS_DOWN:
+        record_error(p, "applying", err);
+        drop_redis(p);
+        set_state(p, PROJECTOR_REDIS_DOWN);
+        back_off(p);
+        break;
+    default:
+        record_error(p, "applying", err);
+        back_off(p);
+        break;
+    }
+}
+
+static int should_stop(struct projector *p)
+{
+    pthread_mutex_lock(&p->lock);
+    int stop = p->stopping &&
+               (atomic_load(&p->checkpoint) >= atomic_load(&p->head) ||
+                clock_mono_ms() >= p->drain_deadline_ms);
+    pthread_mutex_unlock(&p->lock);
+    return stop;
+}
+
+static void *projector_main(void *arg)
+{
+    struct projector *p = arg;
+    uint64_t last_check_ms = clock_mono_ms();
+    while (!should_stop(p)) {
+        if (!p->redis && connect_redis(p) < 0) {
+            set_state(p, PROJECTOR_REDIS_DOWN);
+            if (p->batch_count == 0 && atomic_load(&p->head) > atomic_load(&p->checkpoint))
+                fetch_batch(p); /* keeps the lag figure true while Redis is away */
+            back_off(p);
+            continue;
+        }
+        if (p->generation == 0 && load_generation(p) < 0) {
+            drop_redis(p);
+            back_off(p);
+            continue;
+        }
+        if (p->batch_count == 0 && atomic_load(&p->head) > atomic_load(&p->checkpoint) &&
+            fetch_batch(p) < 0) {
+            back_off(p);
+            continue;
+        }
+        if (p->batch_count > 0) {
+            apply_batch(p);
+            continue;
+        }
+        set_state(p, PROJECTOR_LIVE);
+        atomic_store(&p->oldest_unapplied_ms, 0);
+        wait_for(p, IDLE_CHECK_MS, 1);
+        if (clock_mono_ms() - last_check_ms >= IDLE_CHECK_MS) {
+            last_check_ms = clock_mono_ms();
+            if (p->redis && !generation_still_there(p)) p->generation = 0;
+        }
+    }
+    clear_batch(p);
+    return NULL;
+}
+
+int projector_start(const struct projector_config *config,
+                    void (*applied)(int64_t checkpoint, void *arg), void *arg,
+                    struct projector **out)
+{
+    struct projector *p = xcalloc(1, sizeof(*p));
+    p->config = *config;
+    snprintf(p->prefix, sizeof(p->prefix), "%s", config->prefix);
+    snprintf(p->db_path, sizeof(p->db_path), "%s", config->db_path);
+    p->config.prefix = p->prefix;
+    p->config.db_path = p->db_path;
+    p->applied = applied;
+    p->applied_arg = arg;
+    p->backoff_ms = BACKOFF_MIN_MS;
+    atomic_init(&p->head, config->head_seq);
+    atomic_init(&p->checkpoint, 0);
+    atomic_init(&p->oldest_unapplied_ms, 0);
+    p->status.state = PROJECTOR_STARTING;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_mutex_init(&p->status_lock, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    if (pthread_create(&p->thread, NULL, projector_main, p) != 0) {
+        free(p);
+        return -1;
+    }
+    *out = p;
+    return 0;
+}
+
+void projector_notify(struct projector *p, int64_t head_seq)
+{
+    int64_t old = atomic_load(&p->head);
+    while (head_seq > old && !atomic_compare_exchange_weak(&p->head, &old, head_seq))
+        ;
+    if (atomic_load(&p->oldest_unapplied_ms) == 0) {
+        uint64_t zero = 0;
+        atomic_compare_exchange_strong(&p->oldest_unapplied_ms, &zero, clock_wall_ms());
+    }
+    pthread_mutex_lock(&p->lock);
+    pthread_cond_signal(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+}
+
+int64_t projector_checkpoint(const struct projector *p)
+{
+    return atomic_load(&p->checkpoint);
+}
+
+void projector_get_status(struct projector *p, struct projector_status *out)
+{
+    pthread_mutex_lock(&p->status_lock);
+    *out = p->status;
+    pthread_mutex_unlock(&p->status_lock);
+    out->checkpoint = atomic_load(&p->checkpoint);
+    out->head = atomic_load(&p->head);
+    uint64_t oldest = atomic_load(&p->oldest_unapplied_ms);
+    uint64_t now = clock_wall_ms();
+    out->lag_seconds = (out->head > out->checkpoint && oldest && now > oldest)
+                           ? (double)(now - oldest) / 1000.0
+                           : 0.0;
+}
+
+void projector_stop(struct projector *p, int drain_ms)
+{
+    if (!p) return;
+    pthread_mutex_lock(&p->lock);
+    p->stopping = 1;
+    p->drain_deadline_ms = clock_mono_ms() + (uint64_t)drain_ms;
+    pthread_cond_signal(&p->wake);
+    pthread_mutex_unlock(&p->lock);
+    pthread_join(p->thread, NULL);
+    redisFree(p->redis);
+    store_close(p->store);
+    pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->status_lock);
+    pthread_cond_destroy(&p->wake);
+    free(p);
+}

@@ -1,0 +1,233 @@
+/* verify.c - walks the write model's products in id order and checks, page by page, their
+ * views and index entries in Redis (one pipeline per page); then looks for read-model
+ * entries that no product explains. Nothing is loaded whole. */
+#include "projection/verify.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/xmalloc.h"
+#include "domain/view.h"
+#include "projection/layout.h"
+#include "projection/redis_sync.h"
+
+#define PAGE 1000
+
+struct page_product {
+    char id[UUID_TEXT_LEN + 1];
+    char sku[PRODUCT_SKU_MAX + 1];
+    int64_t version;
+    int in_stock;
+    char view[VIEW_MAX];
+    size_t view_len;
+};
+
+struct verify {
+    struct store *store;
+    redisContext *redis;
+    char base[LAYOUT_KEY_MAX];
+    FILE *out;
+    struct verify_report *report;
+    struct page_product *page;
+    int page_count;
+    char *err;
+    size_t errlen;
+};
+
+static void difference(struct verify *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void difference(struct verify *v, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    vfprintf(v->out, fmt, args);
+    va_end(args);
+    fputc('\n', v->out);
+    v->report->differences++;
+}
+
+static int collect_product(const struct product *p, void *arg)
+{
+    struct verify *v = arg;
+    struct page_product *pp = &v->page[v->page_count++];
+    memcpy(pp->id, p->id, sizeof(pp->id));
+    memcpy(pp->sku, p->sku, sizeof(pp->sku));
+    pp->version = p->version;
+    pp->in_stock = p->stock > 0;
+    pp->view_len = view_encode(p, pp->view, sizeof(pp->view));
+    return 0;
+}
+
+static redisReply *next_reply(struct verify *v)
+{
+    void *reply = NULL;
+    if (redisGetReply(v->redis, &reply) != REDIS_OK) {
+        snprintf(v->err, v->errlen, "Redis: %s", v->redis->errstr);
+        return NULL;
+    }
+    redisReply *typed = reply;
+    if (typed->type == REDIS_REPLY_ERROR) {
+        snprintf(v->err, v->errlen, "Redis: %s", typed->str);
+        freeReplyObject(reply);
+        return NULL;
+    }
+    return typed;
+}
+
+static void check_product(struct verify *v, const struct page_product *p, redisReply *view,
+                          redisReply *sku_owner, redisReply *in_all, redisReply *in_stock)
+{
+    if (view->type != REDIS_REPLY_STRING) {
+        difference(v, "missing view: %s (sku %s, version %" PRId64 ")", p->id, p->sku,
+                   p->version);
+    } else if (view->len != p->view_len || memcmp(view->str, p->view, p->view_len) != 0) {
+        int64_t stored = view_version(view->str, view->len);
+        if (stored != p->version)
+            difference(v, "stale view: %s has version %" PRId64 ", write model has %" PRId64,
+                       p->id, stored, p->version);
+        else
+            difference(v, "different view: %s (version %" PRId64 ")", p->id, p->version);
+    }
+    if (sku_owner->type != REDIS_REPLY_STRING || strcmp(sku_owner->str, p->id) != 0)
+        difference(v, "sku index: %s should name %s", p->sku, p->id);
+    if (in_all->type == REDIS_REPLY_NIL) difference(v, "catalog index: %s missing", p->id);
+    if ((in_stock->type != REDIS_REPLY_NIL) != p->in_stock)
+        difference(v, "in-stock index: %s %s", p->id, p->in_stock ? "missing" : "extra");
+}
+
+static int check_page(struct verify *v)
+{
+    char key[LAYOUT_KEY_MAX], all_key[LAYOUT_KEY_MAX], stock_key[LAYOUT_KEY_MAX];
+    snprintf(all_key, sizeof(all_key), "%sall", v->base);
+    snprintf(stock_key, sizeof(stock_key), "%sin_stock", v->base);
+    for (int i = 0; i < v->page_count; i++) {
+        struct page_product *p = &v->page[i];
+        snprintf(key, sizeof(key), "%sp:%s", v->base, p->id);
+        redisAppendCommand(v->redis, "GET %s", key);
+        snprintf(key, sizeof(key), "%ssku:%s", v->base, p->sku);
+        redisAppendCommand(v->redis, "GET %s", key);
+        redisAppendCommand(v->redis, "ZSCORE %s %s", all_key, p->id);
+        redisAppendCommand(v->redis, "ZSCORE %s %s", stock_key, p->id);
+    }
+    for (int i = 0; i < v->page_count; i++) {
+        redisReply *replies[4] = {0};
+        int ok = 1;
+        for (int r = 0; r < 4; r++)
+            if (!(replies[r] = next_reply(v))) ok = 0;
+        if (ok) check_product(v, &v->page[i], replies[0], replies[1], replies[2], replies[3]);
+        for (int r = 0; r < 4; r++)
+            freeReplyObject(replies[r]);
+        if (!ok) return -1;
+    }
+    return 0;
+}
+
+/* Members of sorted set "set" in the id range (after, upto] that are not in the page:
+ * entries for products the write model does not have. "upto" NULL means to the end. */
+static int check_extras(struct verify *v, const char *set, const char *after, const char *upto)
+{
+    char key[LAYOUT_KEY_MAX], min[UUID_TEXT_LEN + 2], max[UUID_TEXT_LEN + 2];
+    snprintf(key, sizeof(key), "%s%s", v->base, set);
+    snprintf(min, sizeof(min), "%s%s", after[0] ? "(" : "-", after);
+    snprintf(max, sizeof(max), "%s%s", upto ? "[" : "+", upto ? upto : "");
+    for (;;) {
+        const char *argv[] = {"ZRANGEBYLEX", key, min, max, "LIMIT", "0", "1000"};
+        redisReply *reply = redis_sync_command(v->redis, 7, argv, NULL, v->err, v->errlen);
+        if (!reply) return -1;
+        if (reply->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(reply);
+            snprintf(v->err, v->errlen, "unexpected ZRANGEBYLEX reply");
+            return -1;
+        }
+        int j = 0;
+        for (size_t i = 0; i < reply->elements; i++) {
+            const char *id = reply->element[i]->str;
+            while (j < v->page_count && strcmp(v->page[j].id, id) < 0)
+                j++;
+            if (j >= v->page_count || strcmp(v->page[j].id, id) != 0)
+                difference(v, "extra %s entry: %s (no such product)", set, id);
+        }
+        size_t n = reply->elements;
+        if (n > 0) snprintf(min, sizeof(min), "(%s", reply->element[n - 1]->str);
+        freeReplyObject(reply);
+        if (n < 1000) return 0;
+    }
+}
+
+static int compare(struct verify *v)
+{
+    char after[UUID_TEXT_LEN + 1] = "";
+    int visited;
+    do {
+        v->page_count = 0;
+        visited = store_scan_products(v->store, after, PAGE, collect_product, v);
+        if (visited < 0) {
+            snprintf(v->err, v->errlen, "%s", store_errmsg(v->store));
+            return -1;
+        }
+        v->report->products += visited;
+        const char *upto = visited == PAGE ? v->page[visited - 1].id : NULL;
+        if (check_page(v) < 0 || check_extras(v, "all", after, upto) < 0 ||
+            check_extras(v, "in_stock", after, upto) < 0)
+            return -1;
+        if (visited > 0) memcpy(after, v->page[visited - 1].id, sizeof(after));
+    } while (visited == PAGE);
+    return 0;
+}
+
+/* Waits until Redis' checkpoint reaches the write model's head, or "settle_ms" passes. */
+static int settle(struct verify *v, const char *checkpoint_key, int settle_ms)
+{
+    uint64_t deadline = clock_mono_ms() + (uint64_t)settle_ms;
+    for (;;) {
+        long long checkpoint = 0;
+        int64_t head = 0;
+        if (redis_sync_get_int(v->redis, checkpoint_key, &checkpoint, v->err, v->errlen) < 0)
+            return -1;
+        if (store_head_seq(v->store, &head) < 0) {
+            snprintf(v->err, v->errlen, "%s", store_errmsg(v->store));
+            return -1;
+        }
+        if (checkpoint >= head || clock_mono_ms() >= deadline) return 0;
+        usleep(50 * 1000);
+    }
+}
+
+int verify_run(struct store *store, redisContext *redis, const char *prefix, int settle_ms,
+               FILE *out, struct verify_report *report, char *err, size_t errlen)
+{
+    struct verify v = {.store = store, .redis = redis, .out = out, .report = report, .err = err,
+                       .errlen = errlen};
+    memset(report, 0, sizeof(*report));
+    char key[LAYOUT_KEY_MAX];
+    long long gen = 0, checkpoint = 0;
+    layout_global_key(prefix, "gen", key, sizeof(key));
+    int rc = redis_sync_get_int(redis, key, &gen, err, errlen);
+    if (rc < 0) return -1;
+    if (rc == 1) {
+        difference(&v, "no generation: the read model is empty or was never built");
+        return 0;
+    }
+    report->generation = gen;
+    layout_generation_base(prefix, gen, v.base, sizeof(v.base));
+    snprintf(key, sizeof(key), "%scheckpoint", v.base);
+    if (settle(&v, key, settle_ms) < 0) return -1;
+    if (store_snapshot_begin(store, &report->head) < 0) {
+        snprintf(err, errlen, "%s", store_errmsg(store));
+        return -1;
+    }
+    rc = redis_sync_get_int(redis, key, &checkpoint, err, errlen);
+    report->checkpoint = checkpoint;
+    if (rc == 1) difference(&v, "checkpoint: missing for generation %lld", gen);
+    if (rc == 0 && checkpoint != report->head)
+        difference(&v, "checkpoint: %lld, but the event log's head is %" PRId64, checkpoint,
+                   report->head);
+    v.page = xmalloc(PAGE * sizeof(*v.page));
+    if (rc >= 0) rc = compare(&v);
+    free(v.page);
+    store_snapshot_end(store);
+    return rc < 0 ? -1 : 0;
+}

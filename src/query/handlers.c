@@ -1,0 +1,257 @@
+/* handlers.c - GET /products/{id}, GET /products/by-sku/{sku}, GET /catalog.
+ * Each handler validates its input, issues one Redis call and answers from the reply; the
+ * views are sent as stored, byte for byte. */
+#include "query/handlers.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "app.h"
+#include "domain/cursor.h"
+#include "domain/uuid7.h"
+#include "domain/view.h"
+#include "query/read_model.h"
+
+#define CATALOG_DEFAULT_LIMIT 100
+#define CATALOG_MAX_LIMIT 1000
+
+static const char JSON[] = "application/json";
+
+static void forget_call(void *arg)
+{
+    redis_call_cancel(arg);
+}
+
+/* Issues the call made by "issue", or answers 503 when Redis is not available. The exchange
+ * remembers the call so that a client that goes away cancels it. */
+static void hold_call(struct http_exchange *ex, struct redis_call *call)
+{
+    if (!call) {
+        http_respond_unavailable(ex, "read-model-unavailable",
+                                 "the read model (Redis) is not reachable; retry shortly");
+        return;
+    }
+    ex->on_gone = forget_call;
+    ex->on_gone_arg = call;
+}
+
+/* Called first by every reply callback: the exchange is ours again. */
+static void release_call(struct http_exchange *ex)
+{
+    ex->on_gone = NULL;
+    ex->on_gone_arg = NULL;
+}
+
+static int read_model_unready(struct http_exchange *ex)
+{
+    if (read_model_ready(ex->thread->read_model)) return 0;
+    http_respond_unavailable(ex, "read-model-unavailable",
+                             "the read model (Redis) is not reachable or is being rebuilt");
+    return 1;
+}
+
+static int etag_matches(struct slice if_none_match, const char *etag, size_t etag_len)
+{
+    /* A list of entity tags or "*"; weak tags compare equal too (RFC 9110 13.1.2). */
+    const char *p = if_none_match.p, *end = p + if_none_match.len;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == ',' || *p == '\t'))
+            p++;
+        const char *start = p;
+        while (p < end && *p != ',')
+            p++;
+        const char *stop = p;
+        while (stop > start && (stop[-1] == ' ' || stop[-1] == '\t'))
+            stop--;
+        if (stop - start >= 2 && start[0] == 'W' && start[1] == '/') start += 2;
+        if ((stop - start == 1 && *start == '*') ||
+            ((size_t)(stop - start) == etag_len && memcmp(start, etag, etag_len) == 0))
+            return 1;
+    }
+    return 0;
+}
+
+static void answer_view(struct http_exchange *ex, const redisReply *reply, const char *what)
+{
+    if (!reply) {
+        http_respond_unavailable(ex, "read-model-unavailable",
+                                 "the read model (Redis) did not answer in time");
+        return;
+    }
+    if (reply->type == REDIS_REPLY_NIL) {
+        http_respond_problem(ex, 404, "not-found", what, NULL);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_STRING) {
+        http_respond_unavailable(ex, "read-model-unavailable",
+                                 "the read model gave an unexpected answer");
+        return;
+    }
+    char etag[32];
+    int64_t version = view_version(reply->str, reply->len);
+    int etag_len = snprintf(etag, sizeof(etag), "\"%" PRId64 "\"", version);
+    http_add_header(ex, "etag", etag, (size_t)etag_len);
+    struct slice if_none_match = http_header(ex, "if-none-match");
+    if (if_none_match.len && etag_matches(if_none_match, etag, (size_t)etag_len)) {
+        http_respond(ex, 304, NULL, NULL, 0);
+        return;
+    }
+    http_respond(ex, 200, JSON, reply->str, reply->len);
+}
+
+static void on_product(const redisReply *reply, void *arg)
+{
+    struct http_exchange *ex = arg;
+    release_call(ex);
+    answer_view(ex, reply, "no product has this id");
+}
+
+void query_get_product(struct http_exchange *ex)
+{
+    struct slice id = ex->params[0];
+    if (uuid_check_canonical(id.p, id.len) < 0) {
+        http_respond_problem(ex, 404, "not-found", "no product has this id", NULL);
+        return;
+    }
+    if (read_model_unready(ex)) return;
+    hold_call(ex, read_model_get_view(ex->thread->read_model, id, on_product, ex));
+}
+
+static void on_product_by_sku(const redisReply *reply, void *arg)
+{
+    struct http_exchange *ex = arg;
+    release_call(ex);
+    answer_view(ex, reply, "no product has this sku");
+}
+
+static int sku_plausible(struct slice sku)
+{
+    if (sku.len == 0 || sku.len > PRODUCT_SKU_MAX) return 0;
+    for (size_t i = 0; i < sku.len; i++) {
+        char c = sku.p[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+void query_get_product_by_sku(struct http_exchange *ex)
+{
+    if (!sku_plausible(ex->params[0])) {
+        http_respond_problem(ex, 404, "not-found", "no product has this sku", NULL);
+        return;
+    }
+    if (read_model_unready(ex)) return;
+    hold_call(ex, read_model_get_by_sku(ex->thread->read_model, ex->params[0], on_product_by_sku,
+                                        ex));
+}
+
+struct catalog_request {
+    struct http_exchange *ex;
+    int limit;
+    int in_stock;
+};
+
+static int parse_limit(struct slice text, int *limit)
+{
+    if (text.len == 0 || text.len > 4) return -1;
+    int value = 0;
+    for (size_t i = 0; i < text.len; i++) {
+        if (text.p[i] < '0' || text.p[i] > '9') return -1;
+        value = value * 10 + (text.p[i] - '0');
+    }
+    if (value < 1 || value > CATALOG_MAX_LIMIT) return -1;
+    *limit = value;
+    return 0;
+}
+
+/* Writes the Link header to the page after the last view of this one. */
+static int add_next_link(struct http_exchange *ex, const struct catalog_request *request,
+                         const redisReply *last_view)
+{
+    struct view_fields fields;
+    char cursor[CURSOR_LEN + 1];
+    if (view_parse(last_view->str, last_view->len, &fields) < 0 ||
+        cursor_encode(fields.id, cursor) < 0)
+        return -1;
+    http_add_headerf(ex, "link", "</catalog?limit=%d&cursor=%s%s>; rel=\"next\"", request->limit,
+                     cursor, request->in_stock ? "&in_stock=true" : "");
+    return 0;
+}
+
+static void on_catalog_page(const redisReply *reply, void *arg)
+{
+    struct catalog_request *request = arg;
+    struct http_exchange *ex = request->ex;
+    release_call(ex);
+    if (!reply) {
+        http_respond_unavailable(ex, "read-model-unavailable",
+                                 "the read model (Redis) did not answer in time");
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER ||
+        reply->element[1]->type != REDIS_REPLY_INTEGER) {
+        http_respond_unavailable(ex, "read-model-unavailable",
+                                 "the read model gave an unexpected answer");
+        return;
+    }
+    size_t size = 2, count = reply->elements - 2;
+    for (size_t i = 0; i < count; i++)
+        if (reply->element[i + 2]->type == REDIS_REPLY_STRING)
+            size += reply->element[i + 2]->len + 1;
+    char *body = http_alloc(ex, size);
+    size_t used = 0;
+    const redisReply *last = NULL;
+    body[used++] = '[';
+    for (size_t i = 0; i < count; i++) {
+        const redisReply *view = reply->element[i + 2];
+        if (view->type != REDIS_REPLY_STRING) continue; /* deleted between ZRANGE and MGET */
+        if (last) body[used++] = ',';
+        memcpy(body + used, view->str, view->len);
+        used += view->len;
+        last = view;
+    }
+    body[used++] = ']';
+    http_add_headerf(ex, "x-total-count", "%lld", reply->element[0]->integer);
+    if (reply->element[1]->integer == 1 && last && add_next_link(ex, request, last) < 0) {
+        http_respond_unavailable(ex, "read-model-unavailable", "the read model holds a bad view");
+        return;
+    }
+    http_respond(ex, 200, JSON, body, used);
+}
+
+void query_catalog(struct http_exchange *ex)
+{
+    struct catalog_request *request = http_alloc(ex, sizeof(*request));
+    request->ex = ex;
+    request->limit = CATALOG_DEFAULT_LIMIT;
+    request->in_stock = 0;
+    char after[UUID_TEXT_LEN + 1] = "";
+    struct slice value;
+    if (http_query_param(ex, "limit", &value) && parse_limit(value, &request->limit) < 0) {
+        http_respond_problem(ex, 400, "invalid-query",
+                             "limit must be an integer from 1 to 1000", NULL);
+        return;
+    }
+    if (http_query_param(ex, "cursor", &value) && cursor_decode(value.p, value.len, after) < 0) {
+        http_respond_problem(ex, 400, "invalid-query",
+                             "cursor is not one this server handed out (use the Link header)",
+                             NULL);
+        return;
+    }
+    if (http_query_param(ex, "in_stock", &value)) {
+        if (slice_eq(value, "true"))
+            request->in_stock = 1;
+        else if (!slice_eq(value, "false")) {
+            http_respond_problem(ex, 400, "invalid-query", "in_stock must be true or false",
+                                 NULL);
+            return;
+        }
+    }
+    if (read_model_unready(ex)) return;
+    hold_call(ex, read_model_catalog_page(ex->thread->read_model, request->in_stock, after,
+                                          request->limit, on_catalog_page, request));
+}

@@ -1,0 +1,35 @@
+/* read_model.h - the queries' view of the Redis read model on one loop thread: which
+ * generation to read (refreshed every few hundred milliseconds and on every reconnect) and
+ * the three reads queries need, each one round trip. Never touches SQLite. */
+#ifndef CATALOGD_READ_MODEL_H
+#define CATALOGD_READ_MODEL_H
+
+#include <h2o.h>
+
+#include "app.h"
+#include "common/slice.h"
+#include "query/redis_client.h"
+
+struct read_model;
+
+struct read_model *read_model_new(h2o_loop_t *loop, const struct app_config *config);
+
+/* 1 when Redis is connected and the current generation is known. */
+int read_model_ready(const struct read_model *rm);
+
+/* The view of product "id": a string reply, or nil. */
+struct redis_call *read_model_get_view(struct read_model *rm, struct slice id, redis_reply_fn fn,
+                                       void *arg);
+
+/* The view of the product that owns "sku": a string reply, or nil. */
+struct redis_call *read_model_get_by_sku(struct read_model *rm, struct slice sku,
+                                         redis_reply_fn fn, void *arg);
+
+/* A catalog page: up to "limit" views after id "after" ("" for the first page), from all
+ * products or only those in stock. The reply is an array: [total, more (0/1), view...]. */
+struct redis_call *read_model_catalog_page(struct read_model *rm, int in_stock, const char *after,
+                                           int limit, redis_reply_fn fn, void *arg);
+
+struct redis_client *read_model_client(struct read_model *rm);
+
+#endif

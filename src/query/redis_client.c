@@ -1,0 +1,327 @@
+/* redis_client.c - RESP over an h2o socket: commands are encoded straight into the output
+ * buffer, replies are parsed with hiredis' reader and matched to calls in FIFO order.
+ * Invariant: every queued call gets exactly one outcome (its reply, or NULL on failure),
+ * unless it was cancelled, and a call's callback never runs after cancellation. */
+#include "query/redis_client.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/xmalloc.h"
+
+#define TICK_MS 50
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 1000
+
+struct redis_call {
+    redis_reply_fn fn; /* NULL once cancelled */
+    void *arg;
+    uint64_t queued_at;
+    struct redis_call *next;
+};
+
+struct buffer {
+    char *base;
+    size_t len, cap;
+};
+
+struct redis_client {
+    h2o_loop_t *loop;
+    struct redis_url url;
+    uint64_t timeout_ms;
+    void (*on_connect)(void *arg);
+    void *on_connect_arg;
+
+    h2o_socket_t *sock;
+    int connected;
+    redisReader *reader;
+    struct buffer pending, in_flight; /* commands not yet written / being written */
+    int writing;
+
+    struct redis_call *head, *tail; /* calls awaiting replies, oldest first */
+    struct redis_call *free_calls;
+
+    h2o_timeout_t zero_timeout, tick_timeout;
+    h2o_timeout_entry_t flush_entry, tick_entry;
+    uint64_t reconnect_at;
+    uint64_t backoff_ms;
+
+    unsigned long errors, reconnects;
+    int ever_connected;
+};
+
+static void start_connect(struct redis_client *c);
+
+static void append(struct buffer *b, const char *bytes, size_t n)
+{
+    if (b->len + n > b->cap) {
+        b->cap = (b->len + n) * 2;
+        b->base = xrealloc(b->base, b->cap);
+    }
+    memcpy(b->base + b->len, bytes, n);
+    b->len += n;
+}
+
+static void append_number_line(struct buffer *b, char kind, size_t number)
+{
+    char line[32];
+    int n = snprintf(line, sizeof(line), "%c%zu\r\n", kind, number);
+    append(b, line, (size_t)n);
+}
+
+static struct redis_call *new_call(struct redis_client *c)
+{
+    struct redis_call *call = c->free_calls;
+    if (call)
+        c->free_calls = call->next;
+    else
+        call = xmalloc(sizeof(*call));
+    memset(call, 0, sizeof(*call));
+    return call;
+}
+
+static void recycle_call(struct redis_client *c, struct redis_call *call)
+{
+    call->next = c->free_calls;
+    c->free_calls = call;
+}
+
+static struct redis_call *pop_call(struct redis_client *c)
+{
+    struct redis_call *call = c->head;
+    if (call) {
+        c->head = call->next;
+        if (!c->head) c->tail = NULL;
+    }
+    return call;
+}
+
+/* Fails every waiting call, closes the socket and schedules a reconnect. */
+static void disconnect(struct redis_client *c, const char *why)
+{
+    if (c->sock) {
+        if (c->connected || c->ever_connected) LOG(LOG_WARN, "redis client: %s", why);
+        h2o_socket_close(c->sock);
+        c->sock = NULL;
+    }
+    c->connected = 0;
+    c->writing = 0;
+    c->pending.len = c->in_flight.len = 0;
+    if (c->reader) redisReaderFree(c->reader);
+    c->reader = NULL;
+    c->errors++;
+    struct redis_call *call;
+    while ((call = pop_call(c)) != NULL) {
+        if (call->fn) call->fn(NULL, call->arg);
+        recycle_call(c, call);
+    }
+    c->reconnect_at = h2o_now(c->loop) + c->backoff_ms;
+    c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
+}
+
+static void flush(struct redis_client *c);
+
+static void on_written(h2o_socket_t *sock, const char *err)
+{
+    struct redis_client *c = sock->data;
+    if (err) {
+        disconnect(c, err);
+        return;
+    }
+    c->writing = 0;
+    c->in_flight.len = 0;
+    flush(c);
+}
+
+static void flush(struct redis_client *c)
+{
+    if (!c->sock || c->writing || c->pending.len == 0) return;
+    struct buffer swap = c->in_flight;
+    c->in_flight = c->pending;
+    c->pending = swap;
+    h2o_iovec_t bytes = h2o_iovec_init(c->in_flight.base, c->in_flight.len);
+    c->writing = 1;
+    h2o_socket_write(c->sock, &bytes, 1, on_written);
+}
+
+static void on_flush_timer(h2o_timeout_entry_t *entry)
+{
+    flush(H2O_STRUCT_FROM_MEMBER(struct redis_client, flush_entry, entry));
+}
+
+static void on_read(h2o_socket_t *sock, const char *err)
+{
+    struct redis_client *c = sock->data;
+    if (err) {
+        disconnect(c, "connection to Redis lost");
+        return;
+    }
+    redisReaderFeed(c->reader, sock->input->bytes, sock->input->size);
+    h2o_buffer_consume(&sock->input, sock->input->size);
+    for (;;) {
+        void *reply = NULL;
+        if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) {
+            disconnect(c, "unreadable reply from Redis");
+            return;
+        }
+        if (!reply) break;
+        struct redis_call *call = pop_call(c);
+        if (!call) {
+            freeReplyObject(reply);
+            disconnect(c, "a reply nobody asked for");
+            return;
+        }
+        c->backoff_ms = BACKOFF_MIN_MS;
+        if (call->fn) call->fn(reply, call->arg);
+        recycle_call(c, call);
+        freeReplyObject(reply);
+        if (!c->sock) return; /* a callback's failure closed the connection */
+    }
+}
+
+static void on_connected(h2o_socket_t *sock, const char *err)
+{
+    struct redis_client *c = sock->data;
+    if (err) {
+        disconnect(c, err);
+        return;
+    }
+    c->connected = 1;
+    if (c->ever_connected) {
+        c->reconnects++;
+        LOG(LOG_INFO, "redis client: reconnected");
+    }
+    c->ever_connected = 1;
+    c->reader = redisReaderCreate();
+    h2o_socket_read_start(sock, on_read);
+    if (c->url.db != 0) {
+        char db[16];
+        int n = snprintf(db, sizeof(db), "%d", c->url.db);
+        const char *argv[] = {"SELECT", db};
+        const size_t lens[] = {6, (size_t)n};
+        redis_client_call(c, NULL, NULL, 2, argv, lens); /* an error reply means nothing */
+    }
+    if (c->on_connect) c->on_connect(c->on_connect_arg);
+}
+
+static int resolve(const struct redis_url *url, struct sockaddr_storage *addr, socklen_t *len)
+{
+    if (url->path[0]) {
+        struct sockaddr_un *un = (struct sockaddr_un *)addr;
+        memset(un, 0, sizeof(*un));
+        un->sun_family = AF_UNIX;
+        snprintf(un->sun_path, sizeof(un->sun_path), "%s", url->path);
+        *len = sizeof(*un);
+        return 0;
+    }
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *found = NULL;
+    char port[8];
+    snprintf(port, sizeof(port), "%d", url->port);
+    if (getaddrinfo(url->host, port, &hints, &found) != 0 || !found) return -1;
+    memcpy(addr, found->ai_addr, found->ai_addrlen);
+    *len = found->ai_addrlen;
+    freeaddrinfo(found);
+    return 0;
+}
+
+static void start_connect(struct redis_client *c)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    if (resolve(&c->url, &addr, &len) < 0) {
+        disconnect(c, "cannot resolve the Redis host");
+        return;
+    }
+    c->sock = h2o_socket_connect(c->loop, (struct sockaddr *)&addr, len, on_connected);
+    if (!c->sock) {
+        disconnect(c, "cannot connect to Redis");
+        return;
+    }
+    c->sock->data = c;
+}
+
+/* Every tick: fail everything if the oldest call waited too long; reconnect when due. */
+static void on_tick(h2o_timeout_entry_t *entry)
+{
+    struct redis_client *c = H2O_STRUCT_FROM_MEMBER(struct redis_client, tick_entry, entry);
+    uint64_t now = h2o_now(c->loop);
+    if (c->sock && c->head && now - c->head->queued_at > c->timeout_ms)
+        disconnect(c, "Redis did not answer in time");
+    else if (c->sock && !c->connected && now - c->reconnect_at > c->timeout_ms)
+        disconnect(c, "connecting to Redis timed out");
+    else if (!c->sock && now >= c->reconnect_at)
+        start_connect(c);
+    h2o_timeout_link(c->loop, &c->tick_timeout, &c->tick_entry);
+}
+
+struct redis_client *redis_client_new(h2o_loop_t *loop, const struct redis_url *url,
+                                      int timeout_ms, void (*on_connect)(void *arg), void *arg)
+{
+    struct redis_client *c = xcalloc(1, sizeof(*c));
+    c->loop = loop;
+    c->url = *url;
+    c->timeout_ms = (uint64_t)timeout_ms;
+    c->on_connect = on_connect;
+    c->on_connect_arg = arg;
+    c->backoff_ms = BACKOFF_MIN_MS;
+    h2o_timeout_init(loop, &c->zero_timeout, 0);
+    h2o_timeout_init(loop, &c->tick_timeout, TICK_MS);
+    c->flush_entry.cb = on_flush_timer;
+    c->tick_entry.cb = on_tick;
+    h2o_timeout_link(loop, &c->tick_timeout, &c->tick_entry);
+    c->reconnect_at = h2o_now(loop);
+    start_connect(c);
+    return c;
+}
+
+int redis_client_connected(const struct redis_client *c)
+{
+    return c->connected;
+}
+
+struct redis_call *redis_client_call(struct redis_client *c, redis_reply_fn fn, void *arg,
+                                     int argc, const char *const *argv, const size_t *argvlen)
+{
+    if (!c->connected) return NULL;
+    append_number_line(&c->pending, '*', (size_t)argc);
+    for (int i = 0; i < argc; i++) {
+        append_number_line(&c->pending, '$', argvlen[i]);
+        append(&c->pending, argv[i], argvlen[i]);
+        append(&c->pending, "\r\n", 2);
+    }
+    struct redis_call *call = new_call(c);
+    call->fn = fn;
+    call->arg = arg;
+    call->queued_at = h2o_now(c->loop);
+    if (c->tail)
+        c->tail->next = call;
+    else
+        c->head = call;
+    c->tail = call;
+    /* Written after this loop turn's other events, so one write carries all of them. */
+    if (!h2o_timeout_is_linked(&c->flush_entry))
+        h2o_timeout_link(c->loop, &c->zero_timeout, &c->flush_entry);
+    return call;
+}
+
+void redis_call_cancel(struct redis_call *call)
+{
+    call->fn = NULL;
+}
+
+unsigned long redis_client_errors(const struct redis_client *c)
+{
+    return c->errors;
+}
+
+unsigned long redis_client_reconnects(const struct redis_client *c)
+{
+    return c->reconnects;
+}

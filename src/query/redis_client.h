@@ -1,0 +1,43 @@
+/* redis_client.h - a non-blocking Redis connection owned by one event-loop thread.
+ * Commands issued during one loop turn are written in one batch; replies come back in order
+ * and go to their callbacks. When Redis does not answer within the timeout, or the
+ * connection breaks, every waiting call fails at once and the client reconnects with
+ * backoff, so no query ever waits on a dead Redis longer than the timeout.
+ * It runs on h2o's event loop (sockets and timers only; no HTTP types). */
+#ifndef CATALOGD_REDIS_CLIENT_H
+#define CATALOGD_REDIS_CLIENT_H
+
+#include <h2o.h>
+#include <hiredis.h>
+
+#include "common/redis_url.h"
+
+struct redis_client;
+struct redis_call;
+
+/* Receives the reply (owned by the client: valid during the call only), or NULL when the
+ * command failed: connection lost, timeout, or the client is shutting down. */
+typedef void (*redis_reply_fn)(const redisReply *reply, void *arg);
+
+/* Creates a client on "loop" and starts connecting. "on_connect" (may be NULL) runs each
+ * time a connection is ready, before any queued call (to load state such as the current
+ * generation). */
+struct redis_client *redis_client_new(h2o_loop_t *loop, const struct redis_url *url,
+                                      int timeout_ms, void (*on_connect)(void *arg), void *arg);
+
+/* 1 while connected. */
+int redis_client_connected(const struct redis_client *client);
+
+/* Queues a command (argv form; the bytes are copied). Returns a handle for cancelling, or
+ * NULL when Redis is not connected (then "fn" is never called). */
+struct redis_call *redis_client_call(struct redis_client *client, redis_reply_fn fn, void *arg,
+                                     int argc, const char *const *argv, const size_t *argvlen);
+
+/* The caller no longer wants the reply (its request went away): "fn" will not be called. */
+void redis_call_cancel(struct redis_call *call);
+
+/* Counters for /metrics. */
+unsigned long redis_client_errors(const struct redis_client *client);
+unsigned long redis_client_reconnects(const struct redis_client *client);
+
+#endif

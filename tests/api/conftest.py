@@ -1,0 +1,428 @@
+"""Black-box API test fixtures for catalogd.
+
+Every test runs against a real SQLite file and a real redis-server that these fixtures start
+themselves, on free loopback ports, in a temporary directory. They never touch a Redis they did
+not start. Every wait is bounded, so a broken server fails a test instead of hanging it.
+"""
+
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(os.environ.get("CATALOGD_BIN") or ROOT / "build" / "catalogd")
+PREFIX = "catalogd"
+START_DEADLINE = 10.0  # seconds for redis-server or catalogd to become ready
+CLI_TIMEOUT = 30.0
+
+UUID7_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+VIEW_KEYS = ["id", "sku", "name", "price", "stock", "available", "desc", "version",
+             "created_at", "updated_at"]
+
+VIEW_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": VIEW_KEYS,
+    "properties": {
+        "id": {"type": "string", "pattern": UUID7_RE.pattern},
+        "sku": {"type": "string", "pattern": r"^[A-Za-z0-9._-]{1,64}$"},
+        "name": {"type": "string", "minLength": 1},
+        "price": {"type": "number", "minimum": 0, "maximum": 999999999.99},
+        "stock": {"type": "integer", "minimum": 0, "maximum": 2147483647},
+        "available": {"type": "boolean"},
+        "desc": {"type": "string"},
+        "version": {"type": "integer", "minimum": 1},
+        "created_at": {"type": "string", "pattern": TS_RE.pattern},
+        "updated_at": {"type": "string", "pattern": TS_RE.pattern},
+    },
+}
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "minLength": 1},
+        "title": {"type": "string", "minLength": 1},
+        "status": {"type": "integer"},
+        "detail": {"type": "string", "minLength": 1},
+    },
+}
+
+_LIVE_STACKS = []
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def uniq_sku(prefix="T"):
+    return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+
+def wait_until(predicate, timeout, interval=0.05, what="condition"):
+    """Polls predicate() until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - remembered for the failure message
+            last_exc = exc
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}"
+                                 + (f" (last error: {last_exc!r})" if last_exc else ""))
+        time.sleep(interval)
+
+
+def sql(db_path, query, args=()):
+    """Runs one query on the write model, opened read-only. Returns a list of tuples."""
+    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+    try:
+        return conn.execute(query, args).fetchall()
+    finally:
+        conn.close()
+
+
+def row_counts(db_path):
+    return (sql(db_path, "SELECT COUNT(*) FROM products")[0][0],
+            sql(db_path, "SELECT COUNT(*) FROM events")[0][0])
+
+
+def redis_gen(r):
+    gen = r.get(f"{PREFIX}:gen")
+    return None if gen is None else gen.decode()
+
+
+def redis_view(r, product_id):
+    """Reads everything the read model holds about one product, in the documented layout."""
+    gen = redis_gen(r)
+    assert gen is not None, "catalogd:gen is missing"
+    assert re.fullmatch(r"\d+", gen), f"catalogd:gen is not an integer string: {gen!r}"
+    base = f"{PREFIX}:g{gen}"
+    raw = r.get(f"{base}:p:{product_id}")
+    view = json.loads(raw) if raw is not None else None
+    sku_id = None
+    if view is not None:
+        v = r.get(f"{base}:sku:{view['sku']}")
+        sku_id = None if v is None else v.decode()
+    cp = r.get(f"{base}:checkpoint")
+    return {
+        "gen": gen,
+        "raw": raw,
+        "view": view,
+        "sku_id": sku_id,
+        "all_score": r.zscore(f"{base}:all", product_id),
+        "in_stock_score": r.zscore(f"{base}:in_stock", product_id),
+        "checkpoint": None if cp is None else cp.decode(),
+    }
+
+
+def cli(args, timeout=CLI_TIMEOUT):
+    """Runs build/catalogd with the given arguments; returns the CompletedProcess."""
+    return subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=str(ROOT))
+
+
+def media_type(resp):
+    return resp.headers.get("Content-Type")
+
+
+def assert_problem(resp, status):
+    """Asserts an RFC 9457 problem response with the given status; returns the parsed body."""
+    import jsonschema
+
+    assert resp.status_code == status, (resp.status_code, resp.headers, resp.text)
+    assert media_type(resp) == "application/problem+json", (resp.headers, resp.text)
+    assert resp.headers.get("X-Request-Id"), resp.headers
+    body = resp.json()
+    jsonschema.validate(body, PROBLEM_SCHEMA)
+    assert body["status"] == status, body
+    return body
+
+
+def expected_view_text(view):
+    """The exact bytes the server must produce for a view (key order, no spaces)."""
+    def s(x):
+        return json.dumps(x, ensure_ascii=False)
+    return ("{" + f'"id":{s(view["id"])},"sku":{s(view["sku"])},"name":{s(view["name"])},'
+            f'"price":{view["price_text"]},"stock":{view["stock"]},'
+            f'"available":{"true" if view["stock"] > 0 else "false"},'
+            f'"desc":{s(view["name"] + " - $" + view["price_text"])},'
+            f'"version":{view["version"]},"created_at":{s(view["created_at"])},'
+            f'"updated_at":{s(view["updated_at"])}' + "}")
+
+
+# ---------------------------------------------------------------------------------------------
+# processes
+
+
+class RedisProc:
+    def __init__(self, workdir, port=None):
+        self.dir = Path(workdir)
+        self.port = port or free_port()
+        self.proc = None
+        self.log = self.dir / f"redis-{self.port}.log"
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self):
+        return redis.Redis(host="127.0.0.1", port=self.port, db=0, socket_timeout=5,
+                           socket_connect_timeout=5)
+
+    def start(self):
+        assert shutil.which("redis-server"), "redis-server is not on PATH"
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no"],
+            stdout=logf, stderr=subprocess.STDOUT, cwd=str(self.dir))
+        logf.close()
+
+        def pong():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"redis-server exited: {self.log.read_text()[-2000:]}")
+            c = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5,
+                            socket_connect_timeout=0.5)
+            try:
+                return c.ping()
+            finally:
+                c.close()
+        wait_until(pong, START_DEADLINE, what=f"redis-server on port {self.port}")
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+
+class Server:
+    def __init__(self, workdir, redis_url, db_path, extra_args=()):
+        self.dir = Path(workdir)
+        self.port = free_port()
+        self.redis_url = redis_url
+        self.db = Path(db_path)
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.stderr_path = self.dir / f"catalogd-{self.port}.stderr"
+
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self):
+        return [str(BIN), "serve", "--listen", f"127.0.0.1:{self.port}", "--db", str(self.db),
+                "--redis", self.redis_url, "--threads", "2", *self.extra_args]
+
+    def stderr_tail(self, n=6000):
+        try:
+            return self.stderr_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return "(no stderr file)"
+
+    def start(self):
+        if not BIN.exists():
+            pytest.fail(f"{BIN} does not exist (run `make -C {ROOT} all`)")
+        out = open(self.dir / f"catalogd-{self.port}.stdout", "ab")
+        err = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen(self.command(), stdout=out, stderr=err, cwd=str(self.dir))
+        out.close()
+        err.close()
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"catalogd exited with {self.proc.returncode}:\n"
+                                     + self.stderr_tail())
+            h = requests.get(self.base + "/health", timeout=1)
+            if h.status_code != 200:
+                return False
+            r = requests.get(self.base + "/ready", timeout=1)
+            return r.status_code == 200
+        try:
+            wait_until(ready, START_DEADLINE, what="catalogd /health and /ready")
+        except AssertionError as exc:
+            self.stop()
+            raise AssertionError(f"{exc}\n--- catalogd stderr ---\n{self.stderr_tail()}") from None
+
+    def stop(self, timeout=5):
+        """Terminates the server; returns its exit code."""
+        if self.proc is None:
+            return None
+        rc = self.proc.poll()
+        if rc is None:
+            self.proc.terminate()
+            try:
+                rc = self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                rc = self.proc.wait(timeout=5)
+        self.proc = None
+        return rc
+
+
+class Stack:
+    """A redis-server plus a catalogd server, both private to the tests, in one tmp dir."""
+
+    def __init__(self, name="stack", extra_args=()):
+        self.name = name
+        self.tmp = Path(tempfile.mkdtemp(prefix="catalogd-api-"))
+        self.db = self.tmp / "catalog.db"
+        self.redis = RedisProc(self.tmp)
+        self.server = Server(self.tmp, self.redis.url, self.db, extra_args)
+        self.http = requests.Session()
+        self._r = None
+
+    # -- lifecycle
+    def start(self):
+        _LIVE_STACKS.append(self)
+        self.redis.start()
+        self.server.start()
+        return self
+
+    def stop(self):
+        self.http.close()
+        if self._r is not None:
+            self._r.close()
+        try:
+            self.server.stop()
+        finally:
+            self.redis.stop()
+            if self in _LIVE_STACKS:
+                _LIVE_STACKS.remove(self)
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- accessors
+    @property
+    def base(self):
+        return self.server.base
+
+    @property
+    def redis_url(self):
+        return self.redis.url
+
+    @property
+    def r(self):
+        if self._r is None:
+            self._r = self.redis.client()
+        return self._r
+
+    def url(self, path):
+        return self.base + path
+
+    def get(self, path, **kw):
+        kw.setdefault("timeout", 10)
+        return self.http.get(self.base + path, **kw)
+
+    def request(self, method, path, **kw):
+        kw.setdefault("timeout", 10)
+        return self.http.request(method, self.base + path, **kw)
+
+    def post_raw(self, path, body, content_type="application/json", headers=None, **kw):
+        h = dict(headers or {})
+        if content_type is not None:
+            h["Content-Type"] = content_type
+        if isinstance(body, str):
+            body = body.encode()
+        kw.setdefault("timeout", 10)
+        return self.http.post(self.base + path, data=body, headers=h, **kw)
+
+    def create(self, sku=None, name="Widget", price="19.99", stock=5, expect=201):
+        """POSTs a product (price is the literal JSON text); returns (response, view dict).
+        The view dict also carries "price_text", the two-decimal text of the price."""
+        sku = sku or uniq_sku()
+        body = ('{"sku":' + json.dumps(sku) + ',"name":' + json.dumps(name)
+                + ',"price":' + str(price) + ',"stock":' + str(stock) + "}")
+        resp = self.post_raw("/products", body)
+        assert resp.status_code == expect, (resp.status_code, resp.headers, resp.text)
+        if expect != 201:
+            return resp, None
+        view = resp.json()
+        m = re.search(r'"price":([0-9]+\.[0-9]{2}),', resp.text)
+        assert m, resp.text
+        view["price_text"] = m.group(1)
+        view["raw"] = resp.text
+        return resp, view
+
+    def counts(self):
+        return row_counts(self.db)
+
+    def cli(self, subcommand, *extra, timeout=CLI_TIMEOUT):
+        return cli([subcommand, "--db", str(self.db), "--redis", self.redis_url, *extra],
+                   timeout=timeout)
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures
+
+
+@pytest.fixture(scope="session")
+def stack():
+    """One shared redis + catalogd pair for ordinary tests (use unique SKUs)."""
+    s = Stack("shared")
+    try:
+        s.start()
+    except BaseException:
+        s.stop()
+        raise
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def stack_factory():
+    """Makes fresh, private stacks (empty catalog; safe to stop/restart Redis)."""
+    made = []
+
+    def make(name="fresh", extra_args=()):
+        s = Stack(name, extra_args)
+        made.append(s)
+        s.start()
+        return s
+    yield make
+    for s in made:
+        s.stop()
+
+
+@pytest.fixture
+def fresh(stack_factory):
+    return stack_factory()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed:
+        for s in list(_LIVE_STACKS):
+            if s.server is not None:
+                rep.sections.append((f"catalogd stderr ({s.name}, :{s.server.port})",
+                                     s.server.stderr_tail()))

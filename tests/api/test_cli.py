@@ -1,0 +1,92 @@
+"""The catalogd command line: --version, --help, bad flags and values, refusing open writes,
+and a clean exit on SIGTERM."""
+
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from conftest import BIN, cli, free_port
+
+
+def test_version():
+    p = cli(["--version"], timeout=10)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.strip()
+    assert out, "--version printed nothing on stdout"
+    assert re.search(r"\d+\.\d+", out), out
+    assert len(out.splitlines()) <= 3, out
+
+
+def test_help():
+    p = cli(["--help"], timeout=10)
+    assert p.returncode == 0, p.stderr
+    text = p.stdout
+    for word in ("serve", "verify", "rebuild", "--listen", "--db", "--redis"):
+        assert word in text, f"{word!r} missing from --help:\n{text}"
+
+
+def _run_bad(args, tmp_path):
+    """Runs catalogd with arguments that must be rejected before it serves anything."""
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    cmd = [str(BIN), *args]
+    if args and args[0] == "serve":
+        cmd += ["--db", str(tmp_path / "c.db"), "--redis", dead_redis]
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=10, cwd=tmp_path)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{cmd} did not exit within 10 s (it should reject its arguments)")
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["serve", "--bogus"], "--bogus"),
+    (["--bogus"], "--bogus"),
+    (["frobnicate"], "frobnicate"),
+    (["serve", "--threads", "abc"], "threads"),
+    (["serve", "--durability", "maybe"], "durability"),
+    (["serve", "--listen", "not-an-address"], "listen"),
+])
+def test_bad_arguments_exit_2_with_a_one_line_error(tmp_path, args, needle):
+    p = _run_bad(args, tmp_path)
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    lines = p.stderr.splitlines()
+    assert lines and lines[0].strip(), "no error on stderr"
+    assert needle in lines[0], lines[0]
+    assert "Traceback" not in p.stderr and p.stdout == "", p.stdout
+
+
+def test_refuses_open_writes_on_a_public_address(tmp_path):
+    p = _run_bad(["serve", "--listen", f"0.0.0.0:{free_port()}"], tmp_path)
+    assert p.returncode != 0, p.stderr
+    assert p.stderr.strip()
+
+
+def test_sigterm_exits_0(stack_factory):
+    s = stack_factory("sigterm")
+    s.create()
+    proc = s.server.proc
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rc = proc.wait(timeout=7)
+    except subprocess.TimeoutExpired:
+        pytest.fail("catalogd did not exit within 7 s of SIGTERM")
+    assert rc == 0, s.server.stderr_tail()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(s.url("/health"), timeout=2)
+    s.server.proc = None
+
+
+def test_one_log_line_per_request(stack_factory):
+    s = stack_factory("log")
+    s.get("/health", headers={"X-Request-Id": "log-probe-1"})
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [ln for ln in s.server.stderr_tail(100000).splitlines() if "log-probe-1" in ln]
+        if lines:
+            break
+        time.sleep(0.05)
+    assert len(lines) == 1, s.server.stderr_tail()
+    assert "GET" in lines[0] and "/health" in lines[0] and "200" in lines[0], lines[0]

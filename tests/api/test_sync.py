@@ -1,0 +1,316 @@
+"""The sync between the write model (SQLite) and the read model (Redis): field-by-field
+agreement, the checkpoint, the verify/rebuild CLI, and a Redis outage with catch-up."""
+
+import json
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from conftest import (BIN, PREFIX, assert_problem, redis_gen, redis_view, sql, uniq_sku,
+                      wait_until)
+
+UNKNOWN_ID = "01900000-0000-7000-8000-000000000000"
+
+
+def max_seq(db):
+    return sql(db, "SELECT COALESCE(MAX(seq), 0) FROM events")[0][0]
+
+
+def assert_models_agree(s, product_id, served=None):
+    """The SQLite row and the Redis view of one product agree, field by field."""
+    rows = sql(s.db, "SELECT id, sku, name, price_cents, stock, version, created_at, updated_at "
+               "FROM products WHERE id=?", (product_id,))
+    assert len(rows) == 1, rows
+    pid, sku, name, cents, stock, version, created_at, updated_at = rows[0]
+    rv = redis_view(s.r, product_id)
+    assert rv["raw"] is not None, f"no view for {product_id} in generation {rv['gen']}"
+    view = rv["view"]
+    raw = rv["raw"].decode()
+    assert view["id"] == pid
+    assert view["sku"] == sku
+    assert view["name"] == name
+    assert round(view["price"] * 100) == cents
+    price_text = f"{cents // 100}.{cents % 100:02d}"
+    assert f'"price":{price_text},' in raw, raw
+    assert view["desc"] == f"{name} - ${price_text}"
+    assert view["stock"] == stock
+    assert view["available"] is (stock > 0)
+    assert view["version"] == version
+    assert view["created_at"] == created_at
+    assert view["updated_at"] == updated_at
+    assert rv["sku_id"] == pid
+    assert rv["all_score"] == 0
+    assert rv["in_stock_score"] == (0 if stock > 0 else None)
+    if served is not None:
+        assert raw == served
+    return rv
+
+
+def assert_checkpoint_is_head(s):
+    gen = redis_gen(s.r)
+    cp = s.r.get(f"{PREFIX}:g{gen}:checkpoint")
+    assert cp is not None, "no checkpoint"
+    assert cp.decode() == str(max_seq(s.db))
+
+
+# ---------------------------------------------------------------------------------------------
+# agreement after commands
+
+
+def test_each_create_is_projected_before_the_response(stack):
+    for stock, price in [(5, "5000.00"), (0, "0"), (1, "0.01"), (42, "1e2")]:
+        resp, view = stack.create(price=price, stock=stock)
+        assert resp.headers.get("Projection") == "applied"
+        # read straight from Redis, right after the 201: read-your-writes
+        rv = assert_models_agree(stack, view["id"], served=resp.text)
+        assert stack.get(f"/products/{view['id']}").text == rv["raw"].decode()
+        assert_checkpoint_is_head(stack)
+        ev = sql(stack.db, "SELECT type, version, payload FROM events WHERE product_id=?",
+                 (view["id"],))
+        assert len(ev) == 1 and ev[0][:2] == ("ProductCreated", 1)
+        assert json.loads(ev[0][2]) == json.loads(rv["raw"])
+
+
+def test_redis_layout(stack):
+    _, view = stack.create(stock=3)
+    gen = stack.r.get(f"{PREFIX}:gen")
+    assert gen is not None and gen.decode().isdigit()
+    base = f"{PREFIX}:g{gen.decode()}"
+    assert stack.r.get(f"{base}:p:{view['id']}").decode() == view["raw"]
+    assert stack.r.get(f"{base}:sku:{view['sku']}").decode() == view["id"]
+    assert stack.r.type(f"{base}:all") == b"zset"
+    assert stack.r.type(f"{base}:in_stock") == b"zset"
+    assert stack.r.zscore(f"{base}:all", view["id"]) == 0
+    assert stack.r.zscore(f"{base}:in_stock", view["id"]) == 0
+    assert stack.r.get(f"{base}:checkpoint").decode().isdigit()
+
+
+def test_whole_catalog_agrees(stack):
+    for _ in range(3):
+        stack.create()
+    ids = [r[0] for r in sql(stack.db, "SELECT id FROM products ORDER BY id")]
+    assert ids
+    for pid in ids:
+        assert_models_agree(stack, pid)
+    gen = redis_gen(stack.r)
+    assert stack.r.zcard(f"{PREFIX}:g{gen}:all") == len(ids)
+    in_stock = sql(stack.db, "SELECT COUNT(*) FROM products WHERE stock > 0")[0][0]
+    assert stack.r.zcard(f"{PREFIX}:g{gen}:in_stock") == in_stock
+    assert_checkpoint_is_head(stack)
+
+
+def _create_then_read(base):
+    sku = uniq_sku("CC")
+    body = '{"sku":"%s","name":"Concurrent","price":3.50,"stock":2}' % sku
+    resp = requests.post(base + "/products", data=body,
+                         headers={"Content-Type": "application/json"}, timeout=10)
+    got = requests.get(base + resp.headers.get("Location", "/x"), timeout=10) \
+        if resp.status_code == 201 else None
+    by_sku = requests.get(f"{base}/products/by-sku/{sku}", timeout=10) \
+        if resp.status_code == 201 else None
+    return resp, got, by_sku
+
+
+def test_concurrent_creates_read_their_writes(stack):
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: _create_then_read(stack.base), range(32)))
+    ids = []
+    for resp, got, by_sku in results:
+        assert resp.status_code == 201, resp.text
+        assert resp.headers.get("Projection") == "applied"
+        assert got.status_code == 200 and got.content == resp.content
+        assert by_sku.status_code == 200 and by_sku.content == resp.content
+        ids.append(resp.json()["id"])
+    assert len(set(ids)) == 32
+    for pid in ids:
+        assert_models_agree(stack, pid)
+    assert_checkpoint_is_head(stack)
+
+
+def test_concurrent_duplicate_sku_has_one_winner(stack):
+    sku = uniq_sku("RACE")
+    before = stack.counts()
+    body = '{"sku":"%s","name":"Race","price":1,"stock":1}' % sku
+
+    def post(_):
+        return requests.post(stack.url("/products"), data=body,
+                             headers={"Content-Type": "application/json"}, timeout=10)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(post, range(8)))
+    winners = [r for r in results if r.status_code == 201]
+    assert len(winners) == 1, [r.status_code for r in results]
+    winner_id = winners[0].json()["id"]
+    for r in results:
+        if r is not winners[0]:
+            assert assert_problem(r, 409).get("existing_id") == winner_id
+    assert stack.counts() == (before[0] + 1, before[1] + 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# verify / rebuild
+
+
+def _out(proc):
+    return proc.stdout + proc.stderr
+
+
+def test_verify_detects_a_missing_view_and_rebuild_repairs_it(fresh):
+    views = [fresh.create(stock=i % 2)[1] for i in range(5)]
+    ok = fresh.cli("verify")
+    assert ok.returncode == 0, _out(ok)
+    gen_before = redis_gen(fresh.r)
+    victim = views[2]["id"]
+    assert fresh.r.delete(f"{PREFIX}:g{gen_before}:p:{victim}") == 1
+    bad = fresh.cli("verify")
+    assert bad.returncode == 1, _out(bad)
+    assert victim in _out(bad)
+    rb = fresh.cli("rebuild")
+    assert rb.returncode == 0, _out(rb)
+    assert redis_gen(fresh.r) != gen_before  # a new generation, switched atomically
+    ok = fresh.cli("verify")
+    assert ok.returncode == 0, _out(ok)
+    for v in views:
+        got = fresh.get(f"/products/{v['id']}")
+        assert got.status_code == 200 and got.text == v["raw"]
+        assert_models_agree(fresh, v["id"], served=v["raw"])
+    cat = fresh.get("/catalog")
+    assert cat.text == "[" + ",".join(v["raw"] for v in views) + "]"
+    assert fresh.get("/catalog?in_stock=true").headers.get("X-Total-Count") == "2"
+    assert_checkpoint_is_head(fresh)
+    # the server keeps projecting into the new generation
+    resp, v = fresh.create()
+    assert resp.headers.get("Projection") == "applied"
+    assert_models_agree(fresh, v["id"], served=v["raw"])
+    assert fresh.cli("verify").returncode == 0
+
+
+def test_verify_detects_a_stale_view(fresh):
+    _, v = fresh.create(stock=5)
+    gen = redis_gen(fresh.r)
+    key = f"{PREFIX}:g{gen}:p:{v['id']}"
+    raw = fresh.r.get(key).decode()
+    assert '"stock":5,' in raw
+    fresh.r.set(key, raw.replace('"stock":5,', '"stock":6,'))
+    bad = fresh.cli("verify")
+    assert bad.returncode == 1, _out(bad)
+    assert v["id"] in _out(bad)
+
+
+def test_verify_detects_an_extra_view(fresh):
+    _, v = fresh.create()
+    gen = redis_gen(fresh.r)
+    fake = v["raw"].replace(v["id"], UNKNOWN_ID).replace(v["sku"], "GHOST-1")
+    fresh.r.set(f"{PREFIX}:g{gen}:p:{UNKNOWN_ID}", fake)
+    fresh.r.set(f"{PREFIX}:g{gen}:sku:GHOST-1", UNKNOWN_ID)
+    fresh.r.zadd(f"{PREFIX}:g{gen}:all", {UNKNOWN_ID: 0})
+    bad = fresh.cli("verify")
+    assert bad.returncode == 1, _out(bad)
+    assert UNKNOWN_ID in _out(bad)
+    assert fresh.cli("rebuild").returncode == 0
+    assert fresh.cli("verify").returncode == 0
+    assert_problem(fresh.get(f"/products/{UNKNOWN_ID}"), 404)
+
+
+def test_readers_never_see_a_partial_catalog_during_rebuild(fresh):
+    n = 120
+    for i in range(n):
+        fresh.create(stock=1)
+    proc = subprocess.Popen([str(BIN), "rebuild", "--db", str(fresh.db), "--redis",
+                             fresh.redis_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    polls = 0
+    try:
+        deadline = time.monotonic() + 20
+        while proc.poll() is None or polls < 3:
+            assert time.monotonic() < deadline, "rebuild took too long"
+            resp = fresh.get("/catalog?limit=1000")
+            assert resp.status_code == 200
+            assert resp.headers.get("X-Total-Count") == str(n)
+            assert len(resp.json()) == n
+            polls += 1
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+    assert proc.returncode == 0, (out, err)
+    assert fresh.cli("verify").returncode == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Redis outage and catch-up
+
+
+def test_redis_outage_then_catch_up(fresh):
+    resp_a, a = fresh.create(name="Before outage")
+    fresh.redis.stop()
+
+    t0 = time.monotonic()
+    body = '{"sku":"%s","name":"During outage","price":12.30,"stock":4}' % uniq_sku("OUT")
+    resp = requests.post(fresh.url("/products"), data=body,
+                         headers={"Content-Type": "application/json"}, timeout=2)
+    assert time.monotonic() - t0 < 2
+    assert resp.status_code == 201, resp.text
+    assert resp.headers.get("Projection") == "pending"
+    assert resp.headers.get("ETag") == '"1"'
+    b = resp.json()
+    assert resp.headers.get("Location") == f"/products/{b['id']}"
+    assert '"price":12.30,' in resp.text and b["version"] == 1
+    # the write model has it
+    assert sql(fresh.db, "SELECT sku, price_cents, stock FROM products WHERE id=?",
+               (b["id"],)) == [(b["sku"], 1230, 4)]
+
+    for path in [f"/products/{b['id']}", f"/products/{a['id']}", f"/products/by-sku/{a['sku']}",
+                 "/catalog"]:
+        t0 = time.monotonic()
+        got = requests.get(fresh.url(path), timeout=2)
+        assert time.monotonic() - t0 < 2
+        assert_problem(got, 503)
+        assert got.headers.get("Retry-After", "").isdigit(), got.headers
+
+    def ready_is_503():
+        r = requests.get(fresh.url("/ready"), timeout=2)
+        return [r] if r.status_code == 503 else None  # a 503 Response is falsy
+    [r] = wait_until(ready_is_503, 5, what="/ready to answer 503")
+    assert_problem(r, 503)
+    assert "redis" in r.text.lower(), r.text
+    assert requests.get(fresh.url("/health"), timeout=2).status_code == 200
+
+    fresh.redis.start()  # same port; comes back empty (no persistence)
+
+    def served(pid):
+        g = requests.get(fresh.url(f"/products/{pid}"), timeout=2)
+        return g if g.status_code == 200 else None
+    got_b = wait_until(lambda: served(b["id"]), 10, what="the pending product's view")
+    assert got_b.content == resp.content
+    got_a = wait_until(lambda: served(a["id"]), 10, what="the earlier product's view")
+    assert got_a.content == resp_a.content
+    wait_until(lambda: requests.get(fresh.url("/ready"), timeout=2).status_code == 200, 10,
+               what="/ready to answer 200")
+    assert_models_agree(fresh, a["id"])
+    assert_models_agree(fresh, b["id"])
+    assert_checkpoint_is_head(fresh)
+    v = fresh.cli("verify")
+    assert v.returncode == 0, _out(v)
+    cat = fresh.get("/catalog")
+    assert cat.status_code == 200
+    assert [x["id"] for x in cat.json()] == [a["id"], b["id"]]
+    # and commands are projected synchronously again
+    resp_c, _ = fresh.create()
+    assert resp_c.headers.get("Projection") == "applied"
+
+
+def test_flushall_is_noticed_and_rebuilt(fresh):
+    views = [fresh.create()[1] for _ in range(3)]
+    fresh.r.flushall()
+
+    def all_served():
+        return all(requests.get(fresh.url(f"/products/{v['id']}"), timeout=2).status_code
+                   == 200 for v in views)
+    wait_until(all_served, 10, interval=0.1, what="the read model to be rebuilt after FLUSHALL")
+    for v in views:
+        assert fresh.get(f"/products/{v['id']}").text == v["raw"]
+    wait_until(lambda: fresh.get("/ready").status_code == 200, 10, what="/ready 200")
+    assert fresh.cli("verify").returncode == 0
+    assert_checkpoint_is_head(fresh)

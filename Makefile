@@ -16,7 +16,8 @@ LDLIBS   += -lh2o-evloop -lssl -lcrypto -lz -lhiredis -ljansson -lsqlite3 -lm -p
 # Debian packages: to build and run, then what the tests need on top.
 DEBS_RUN  := build-essential pkg-config libh2o-evloop-dev libhiredis-dev libjansson-dev \
              libsqlite3-dev libssl-dev zlib1g-dev redis-server
-DEBS_TEST := libcriterion-dev python3-pytest python3-requests python3-redis python3-jsonschema
+DEBS_TEST := libcriterion-dev python3-pytest python3-requests python3-redis python3-jsonschema \
+             curl
 
 SRC      := $(shell find src -name '*.c' | sort)
 OBJ      := $(SRC:%.c=$(BUILD)/%.o)

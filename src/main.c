@@ -156,6 +156,10 @@ static int build_config(const struct options *options, struct app_config *config
     log_threshold = level;
     if (!options->prefix[0] || strlen(options->prefix) > LAYOUT_PREFIX_MAX)
         return usage_error("bad --redis-prefix: '%s' (1-64 characters)", options->prefix);
+    const char *port = strrchr(options->listen, ':');
+    long port_number = port ? strtol(port + 1, &end, 10) : 0;
+    if (!port || port == options->listen || *end || port_number < 1 || port_number > 65535)
+        return usage_error("bad --listen: '%s' (host:port, port 1-65535)", options->listen);
     config->api_token = options->api_token && options->api_token[0] ? options->api_token : NULL;
     if (!is_loopback(options->listen) && !config->api_token && !options->allow_open_writes)
         return usage_error("refusing to serve commands on %s without --api-token "

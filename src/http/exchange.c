@@ -294,8 +294,9 @@ void http_when_applied(struct http_exchange *ex, int64_t seq,
                        void (*fn)(struct http_exchange *ex, int applied, void *arg), void *arg)
 {
     struct loop_thread *loop = current_loop;
-    if (projector_checkpoint(ex->app->projector) >= seq) {
-        fn(ex, 1, arg);
+    struct projector *projector = ex->app->projector;
+    if (projector_checkpoint(projector) >= seq || !projector_redis_up(projector)) {
+        fn(ex, projector_checkpoint(projector) >= seq, arg);
         return;
     }
     struct applied_waiter *waiter = xcalloc(1, sizeof(*waiter));
@@ -312,5 +313,5 @@ void http_when_applied(struct http_exchange *ex, int64_t seq,
     /* Count first, then look again: either the projector sees the count and wakes us, or we
      * see its new checkpoint here (both sides use sequentially consistent atomics). */
     atomic_fetch_add(&loop->waiter_count, 1);
-    if (projector_checkpoint(ex->app->projector) >= seq) fire_waiter(loop, waiter, 1);
+    if (projector_checkpoint(projector) >= seq) fire_waiter(loop, waiter, 1);
 }

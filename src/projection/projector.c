@@ -43,6 +43,7 @@ struct projector {
     _Atomic int64_t head;
     _Atomic int64_t checkpoint;
     _Atomic uint64_t oldest_unapplied_ms; /* wall time of the oldest unapplied event, or 0 */
+    atomic_int redis_up;
 
     pthread_mutex_t status_lock;
     struct projector_status status; /* guarded by status_lock, except checkpoint/head/lag */
@@ -117,6 +118,7 @@ static void back_off(struct projector *p)
 
 static void drop_redis(struct projector *p)
 {
+    atomic_store(&p->redis_up, 0);
     redisFree(p->redis);
     p->redis = NULL;
     p->generation = 0;
@@ -193,6 +195,7 @@ static int connect_redis(struct projector *p)
         LOG(LOG_INFO, "projector: reconnected to Redis");
     }
     p->connected_once = 1;
+    atomic_store(&p->redis_up, 1);
     return 0;
 }
 
@@ -358,6 +361,7 @@ int projector_start(const struct projector_config *config,
     atomic_init(&p->head, config->head_seq);
     atomic_init(&p->checkpoint, 0);
     atomic_init(&p->oldest_unapplied_ms, 0);
+    atomic_init(&p->redis_up, 0);
     p->status.state = PROJECTOR_STARTING;
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->status_lock, NULL);
@@ -382,6 +386,11 @@ void projector_notify(struct projector *p, int64_t head_seq)
     pthread_mutex_lock(&p->lock);
     pthread_cond_signal(&p->wake);
     pthread_mutex_unlock(&p->lock);
+}
+
+int projector_redis_up(const struct projector *p)
+{
+    return atomic_load(&p->redis_up);
 }
 
 int64_t projector_checkpoint(const struct projector *p)

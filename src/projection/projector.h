@@ -52,6 +52,10 @@ void projector_notify(struct projector *projector, int64_t head_seq);
 /* The last seq known to be in Redis, readable from any thread. */
 int64_t projector_checkpoint(const struct projector *projector);
 
+/* 1 while the projector has a working Redis connection. Commands skip their read-your-writes
+ * wait when it is 0: the view cannot appear in time anyway. */
+int projector_redis_up(const struct projector *projector);
+
 /* Copies the state for /ready, /admin/projection and /metrics. Thread-safe. */
 void projector_get_status(struct projector *projector, struct projector_status *out);
 

@@ -48,6 +48,8 @@ def _run_bad(args, tmp_path):
     (["serve", "--threads", "abc"], "threads"),
     (["serve", "--durability", "maybe"], "durability"),
     (["serve", "--listen", "not-an-address"], "listen"),
+    (["serve", "--listen", "not-an-address", "--api-token", "secret-token"], "listen"),
+    (["serve", "--listen", "127.0.0.1:99999"], "listen"),
 ])
 def test_bad_arguments_exit_2_with_a_one_line_error(tmp_path, args, needle):
     p = _run_bad(args, tmp_path)

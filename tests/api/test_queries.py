@@ -324,9 +324,8 @@ def test_request_id_generated_when_absent_or_insane(stack):
     insane = "x" * 1000
     c = stack.get("/health", headers={"X-Request-Id": insane}).headers.get("X-Request-Id")
     assert c and c != insane
-    d = stack.get("/health", headers={"X-Request-Id": "a\"b<script>"}).headers.get(
-        "X-Request-Id")
-    assert d and d != "a\"b<script>"
+    d = stack.get("/health", headers={"X-Request-Id": "has space"}).headers.get("X-Request-Id")
+    assert d and d != "has space"
 
 
 # ---------------------------------------------------------------------------------------------

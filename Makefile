@@ -3,6 +3,8 @@
 #   make test   C unit tests, then the black-box API tests (they start their own Redis)
 
 CC       ?= cc
+# Debian's interpreter: the one its python3-pytest and friends are installed for.
+PYTHON   ?= /usr/bin/python3
 BUILD    ?= build
 PKGS     := libh2o-evloop hiredis jansson sqlite3
 WARNINGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpointer-arith \
@@ -53,13 +55,13 @@ run: deps
 test: deps-test
 	@$(MAKE) --no-print-directory all $(BUILD)/unit_tests
 	$(BUILD)/unit_tests
-	python3 -m pytest -q tests/api
+	$(PYTHON) -m pytest -q tests/api
 
 unit: $(BUILD)/unit_tests
 	$(BUILD)/unit_tests
 
 api: all
-	python3 -m pytest -q tests/api
+	$(PYTHON) -m pytest -q tests/api
 
 format:
 	clang-format -i $(SRC) $(shell find src tests/unit -name '*.h' -o -name '*.c')

@@ -21,9 +21,12 @@ struct app_config {
     const char *api_token;  /* NULL: commands are open */
 };
 
+struct inflight_keys;
+
 struct app {
     const struct app_config *config;
     struct writer *writer;
+    struct inflight_keys *inflight_keys; /* Idempotency-Keys of commands not yet answered */
     struct projector *projector;
 };
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "app.h"
+#include "command/inflight_keys.h"
 #include "command/store.h"
 #include "command/writer.h"
 #include "common/log.h"
@@ -188,7 +189,7 @@ static void on_committed(int64_t head_seq, void *arg)
 static int serve(const struct app_config *config)
 {
     char err[256];
-    struct app app = {.config = config};
+    struct app app = {.config = config, .inflight_keys = inflight_keys_new()};
     struct server *server;
     struct store *store;
     sigset_t stop_signals;

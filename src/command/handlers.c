@@ -1,25 +1,34 @@
-/* handlers.c - POST /products (and, later, the other commands). A command travels:
- * loop thread (validate) -> writer thread (commit) -> loop thread (wait briefly for the
- * projector) -> client. The struct command is malloc'd because the writer thread uses it,
- * and it is freed on the loop thread at the end of the trip. */
+/* handlers.c - the command routes. A command travels: loop thread (validate) -> writer thread
+ * (commit) -> loop thread (wait briefly for the projector) -> client. The struct command is
+ * malloc'd because the writer thread uses it; it is freed on the loop thread at the end of
+ * the trip, whether or not the client is still there. */
 #include "command/handlers.h"
 
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "app.h"
+#include "command/inflight_keys.h"
 #include "command/writer.h"
 #include "common/xmalloc.h"
+#include "domain/uuid7.h"
 
 #define BODY_LIMIT (64 * 1024)
 
-static const char JSON[] = "application/json";
-
 struct pending_command {
-    struct command command;
+    struct command command; /* first: the writer hands back this pointer */
+    struct command_response response;
     struct http_resume *resume;
+    struct inflight_keys *inflight_keys; /* where the command's key is held while in flight */
 };
+
+static void pending_free(struct pending_command *pending)
+{
+    command_response_clear(&pending->response);
+    command_free(&pending->command); /* frees pending too: command is its first member */
+}
 
 /* Media type check: application/json, parameters allowed, case-insensitive. */
 static int is_json(struct slice content_type)
@@ -27,7 +36,6 @@ static int is_json(struct slice content_type)
     static const char type[] = "application/json";
     size_t n = sizeof(type) - 1;
     if (content_type.len < n || strncasecmp(content_type.p, type, n) != 0) return 0;
-    if (content_type.len == n) return 1;
     for (size_t i = n; i < content_type.len; i++) {
         if (content_type.p[i] == ';') return 1;
         if (content_type.p[i] != ' ' && content_type.p[i] != '\t') return 0;
@@ -44,77 +52,208 @@ static int body_acceptable_or_reply(struct http_exchange *ex)
         return -1;
     }
     if (ex->body.len > BODY_LIMIT) {
-        http_respond_problem(ex, 413, "payload-too-large",
-                             "the body is larger than 65536 bytes", NULL);
+        http_respond_problem(ex, 413, "payload-too-large", "the body is larger than 65536 bytes",
+                             NULL);
         return -1;
     }
     return 0;
 }
 
-static void send_result(struct http_exchange *ex, int applied, void *arg)
+/* Answers a parser's verdict (400 or 422) and returns -1 unless it is BODY_OK. */
+static int parsed_or_reply(struct http_exchange *ex, int status, const struct validation *v)
 {
-    struct command *cmd = arg;
-    if (ex) {
-        http_add_headerf(ex, "location", "/products/%s", cmd->product.id);
-        http_add_headerf(ex, "etag", "\"%lld\"", (long long)cmd->product.version);
-        http_add_header(ex, "projection", applied ? "applied" : "pending", applied ? 7 : 7);
-        http_respond(ex, 201, JSON, cmd->view, cmd->view_len);
+    if (status == BODY_OK) return 0;
+    if (status == BODY_MALFORMED)
+        http_respond_problem(ex, 400, "malformed-body", v->detail, NULL);
+    else
+        http_respond_invalid(ex, v);
+    return -1;
+}
+
+/* The product id of the path, or a 404 when it cannot name a product. */
+static int product_id_or_reply(struct http_exchange *ex, struct command *cmd)
+{
+    struct slice id = ex->params[0];
+    if (uuid_check_canonical(id.p, id.len) < 0) {
+        http_respond_problem(ex, 404, "not-found", "no product has this id", NULL);
+        return -1;
     }
-    free(cmd);
+    memcpy(cmd->product_id, id.p, UUID_TEXT_LEN);
+    cmd->product_id[UUID_TEXT_LEN] = '\0';
+    return 0;
+}
+
+/* If-Match: absent or "*" accepts any version; "N" (quoted) expects version N. */
+static int expected_version_or_reply(struct http_exchange *ex, struct command *cmd)
+{
+    struct slice value = http_header(ex, "if-match");
+    cmd->expected_version = COMMAND_ANY_VERSION;
+    if (value.len == 0 || slice_eq(value, "*")) return 0;
+    int64_t version = 0;
+    int ok = value.len >= 3 && value.len <= 20 && value.p[0] == '"' && value.p[value.len - 1] == '"';
+    for (size_t i = 1; ok && i + 1 < value.len; i++) {
+        ok = value.p[i] >= '0' && value.p[i] <= '9';
+        version = version * 10 + (value.p[i] - '0');
+    }
+    if (!ok || version < 1) {
+        http_respond_problem(ex, 400, "invalid-header",
+                             "If-Match must be a product version in quotes, like \"3\"", NULL);
+        return -1;
+    }
+    cmd->expected_version = version;
+    return 0;
+}
+
+/* SHA-256 of method, path and body, as hex: what "the same request" means for a key. */
+static void fingerprint(const struct http_exchange *ex, char out[65])
+{
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx) xmalloc_fail();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    EVP_DigestUpdate(ctx, ex->method.p, ex->method.len);
+    EVP_DigestUpdate(ctx, "\n", 1);
+    EVP_DigestUpdate(ctx, ex->path.p, ex->path.len);
+    EVP_DigestUpdate(ctx, "\n", 1);
+    EVP_DigestUpdate(ctx, ex->body.p, ex->body.len);
+    EVP_DigestFinal_ex(ctx, digest, &len);
+    EVP_MD_CTX_free(ctx);
+    for (unsigned int i = 0; i < len && i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+}
+
+/* Idempotency-Key: 1-255 visible ASCII characters; not while the same key is in flight. */
+static int idempotency_key_or_reply(struct http_exchange *ex, struct command *cmd)
+{
+    struct slice key = http_header(ex, "idempotency-key");
+    cmd->idempotency_key[0] = '\0';
+    if (key.len == 0) return 0;
+    int ok = key.len <= IDEMPOTENCY_KEY_MAX;
+    for (size_t i = 0; ok && i < key.len; i++)
+        ok = key.p[i] >= 0x21 && key.p[i] <= 0x7e;
+    if (!ok) {
+        http_respond_problem(ex, 400, "invalid-header",
+                             "Idempotency-Key must be 1-255 visible ASCII characters", NULL);
+        return -1;
+    }
+    memcpy(cmd->idempotency_key, key.p, key.len);
+    cmd->idempotency_key[key.len] = '\0';
+    if (inflight_keys_add(ex->app->inflight_keys, cmd->idempotency_key) < 0) {
+        cmd->idempotency_key[0] = '\0'; /* not ours to remove */
+        http_respond_problem(ex, 409, "idempotency-key-in-use",
+                             "a request with this Idempotency-Key is still being processed; "
+                             "retry after it completes",
+                             NULL);
+        return -1;
+    }
+    fingerprint(ex, cmd->fingerprint);
+    return 0;
+}
+
+static void send_response(struct http_exchange *ex, int applied, void *arg)
+{
+    struct pending_command *pending = arg;
+    struct command_response *response = &pending->response;
+    if (ex) {
+        if (response->location[0])
+            http_add_header(ex, "location", response->location, strlen(response->location));
+        if (response->etag[0]) http_add_header(ex, "etag", response->etag, strlen(response->etag));
+        if (pending->command.outcome == COMMAND_DONE)
+            http_add_header(ex, "projection", applied ? "applied" : "pending", 7);
+        if (pending->command.outcome == COMMAND_REPLAYED)
+            http_add_header(ex, "idempotent-replayed", "true", 4);
+        if (response->status == 503) http_add_header(ex, "retry-after", "1", 1);
+        http_respond(ex, response->status, response->content_type, response->body,
+                     response->body_len);
+    }
+    pending_free(pending);
 }
 
 static void on_committed(struct http_exchange *ex, void *arg)
 {
-    struct command *cmd = arg;
-    if (!ex) {
-        free(cmd);
-        return;
-    }
-    char extra[UUID_TEXT_LEN + 32];
-    switch (cmd->outcome) {
-    case COMMAND_DONE:
-        http_when_applied(ex, cmd->seq, send_result, cmd);
-        return;
-    case COMMAND_DUPLICATE_SKU:
-        snprintf(extra, sizeof(extra), "\"existing_id\":\"%s\"", cmd->conflict_id);
-        http_respond_problem(ex, 409, "duplicate-sku",
-                             "a product with this sku already exists", extra);
-        break;
-    case COMMAND_NOT_FOUND:
-        http_respond_problem(ex, 404, "not-found", "no product has this id", NULL);
-        break;
-    case COMMAND_UNAVAILABLE:
-        http_respond_unavailable(ex, "write-model-unavailable",
-                                 "the write model cannot take writes right now; retry shortly");
-        break;
-    }
-    free(cmd);
+    struct pending_command *pending = arg;
+    struct command *cmd = &pending->command;
+    /* Committed (or refused): a retry with this key now finds the stored response. */
+    if (cmd->idempotency_key[0]) inflight_keys_remove(pending->inflight_keys, cmd->idempotency_key);
+    command_response_render(cmd, &pending->response);
+    if (ex && cmd->outcome == COMMAND_DONE)
+        http_when_applied(ex, cmd->seq, send_response, pending);
+    else
+        send_response(ex, 0, pending);
 }
 
 /* Runs on the writer thread: hand the result back to the exchange's loop. */
 static void on_complete(struct command *cmd)
 {
-    struct pending_command *pending = (struct pending_command *)cmd;
-    http_resume_post(pending->resume);
+    http_resume_post(((struct pending_command *)cmd)->resume);
+}
+
+static struct pending_command *pending_new(enum command_kind kind)
+{
+    struct pending_command *pending = xcalloc(1, sizeof(*pending));
+    pending->command.kind = kind;
+    pending->command.expected_version = COMMAND_ANY_VERSION;
+    pending->command.complete = on_complete;
+    return pending;
+}
+
+/* The checks every command shares, then off to the writer. Takes "pending". */
+static void submit(struct http_exchange *ex, struct pending_command *pending)
+{
+    struct command *cmd = &pending->command;
+    if ((cmd->kind != COMMAND_CREATE_PRODUCT && expected_version_or_reply(ex, cmd) < 0) ||
+        idempotency_key_or_reply(ex, cmd) < 0) {
+        pending_free(pending);
+        return;
+    }
+    pending->inflight_keys = ex->app->inflight_keys;
+    pending->resume = http_resume_new(ex, on_committed, pending);
+    writer_submit(ex->app->writer, cmd);
 }
 
 void command_create_product(struct http_exchange *ex)
 {
+    struct validation v;
     if (body_acceptable_or_reply(ex) < 0) return;
-    struct validation validation;
-    struct pending_command *pending = xcalloc(1, sizeof(*pending));
-    struct command *cmd = &pending->command;
-    int status = product_parse_create(ex->body.p, ex->body.len, &cmd->draft, &validation);
-    if (status != BODY_OK) {
-        free(pending);
-        if (status == BODY_MALFORMED)
-            http_respond_problem(ex, 400, "malformed-body", validation.detail, NULL);
-        else
-            http_respond_invalid(ex, &validation);
+    struct pending_command *pending = pending_new(COMMAND_CREATE_PRODUCT);
+    if (parsed_or_reply(ex, product_parse_create(ex->body.p, ex->body.len, &pending->command.draft, &v), &v) < 0) {
+        pending_free(pending);
         return;
     }
-    cmd->kind = COMMAND_CREATE_PRODUCT;
-    cmd->complete = on_complete;
-    pending->resume = http_resume_new(ex, on_committed, cmd);
-    writer_submit(ex->app->writer, cmd);
+    submit(ex, pending);
+}
+
+void command_update_product(struct http_exchange *ex)
+{
+    struct validation v;
+    struct pending_command *pending = pending_new(COMMAND_UPDATE_PRODUCT);
+    if (product_id_or_reply(ex, &pending->command) < 0 || body_acceptable_or_reply(ex) < 0 ||
+        parsed_or_reply(ex, product_parse_patch(ex->body.p, ex->body.len, &pending->command.draft, &v), &v) < 0) {
+        pending_free(pending);
+        return;
+    }
+    submit(ex, pending);
+}
+
+void command_delete_product(struct http_exchange *ex)
+{
+    struct pending_command *pending = pending_new(COMMAND_DELETE_PRODUCT);
+    if (product_id_or_reply(ex, &pending->command) < 0) {
+        pending_free(pending);
+        return;
+    }
+    submit(ex, pending);
+}
+
+void command_adjust_stock(struct http_exchange *ex)
+{
+    struct validation v;
+    struct pending_command *pending = pending_new(COMMAND_ADJUST_STOCK);
+    if (product_id_or_reply(ex, &pending->command) < 0 || body_acceptable_or_reply(ex) < 0 ||
+        parsed_or_reply(ex, product_parse_stock_delta(ex->body.p, ex->body.len, &pending->command.delta, &v), &v) < 0) {
+        pending_free(pending);
+        return;
+    }
+    submit(ex, pending);
 }

@@ -31,7 +31,18 @@ static const char SCHEMA[] =
     "  version INTEGER NOT NULL,"
     "  payload TEXT NOT NULL,"
     "  recorded_at TEXT NOT NULL"
-    ");";
+    ");"
+    "CREATE TABLE IF NOT EXISTS idempotency_keys ("
+    "  key TEXT PRIMARY KEY,"
+    "  fingerprint TEXT NOT NULL,"
+    "  status INTEGER NOT NULL,"
+    "  location TEXT NOT NULL,"
+    "  etag TEXT NOT NULL,"
+    "  content_type TEXT NOT NULL,"
+    "  body BLOB NOT NULL,"
+    "  created_at_ms INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS idempotency_keys_age ON idempotency_keys (created_at_ms);";
 
 /* Prepared once per connection, indexed by enum statement. */
 enum statement {
@@ -49,6 +60,12 @@ enum statement {
     ST_EVENTS_AFTER,
     ST_SNAPSHOT_BEGIN,
     ST_SCAN_PRODUCTS,
+    ST_GET_PRODUCT,
+    ST_UPDATE_PRODUCT,
+    ST_DELETE_PRODUCT,
+    ST_GET_IDEMPOTENCY,
+    ST_PUT_IDEMPOTENCY,
+    ST_PURGE_IDEMPOTENCY,
     ST_COUNT,
 };
 
@@ -71,6 +88,17 @@ static const char *const SQL[ST_COUNT] = {
     [ST_SNAPSHOT_BEGIN] = "BEGIN",
     [ST_SCAN_PRODUCTS] = "SELECT id, sku, name, price_cents, stock, version, created_at,"
                          " updated_at FROM products WHERE id > ?1 ORDER BY id LIMIT ?2",
+    [ST_GET_PRODUCT] = "SELECT id, sku, name, price_cents, stock, version, created_at,"
+                       " updated_at FROM products WHERE id = ?1",
+    [ST_UPDATE_PRODUCT] = "UPDATE products SET name = ?2, price_cents = ?3, stock = ?4,"
+                          " version = ?5, updated_at = ?6 WHERE id = ?1",
+    [ST_DELETE_PRODUCT] = "DELETE FROM products WHERE id = ?1",
+    [ST_GET_IDEMPOTENCY] = "SELECT fingerprint, status, location, etag, content_type, body"
+                           " FROM idempotency_keys WHERE key = ?1",
+    [ST_PUT_IDEMPOTENCY] = "INSERT INTO idempotency_keys (key, fingerprint, status, location,"
+                           " etag, content_type, body, created_at_ms)"
+                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    [ST_PURGE_IDEMPOTENCY] = "DELETE FROM idempotency_keys WHERE created_at_ms < ?1",
 };
 
 struct store {
@@ -319,6 +347,19 @@ static void copy_column(sqlite3_stmt *st, int column, char *out, size_t cap)
     snprintf(out, cap, "%s", text ? text : "");
 }
 
+/* Reads a row of SELECT id, sku, name, price_cents, stock, version, created_at, updated_at. */
+static void read_product_row(sqlite3_stmt *st, struct product *p)
+{
+    copy_column(st, 0, p->id, sizeof(p->id));
+    copy_column(st, 1, p->sku, sizeof(p->sku));
+    copy_column(st, 2, p->name, sizeof(p->name));
+    p->price_cents = sqlite3_column_int64(st, 3);
+    p->stock = sqlite3_column_int64(st, 4);
+    p->version = sqlite3_column_int64(st, 5);
+    copy_column(st, 6, p->created_at, sizeof(p->created_at));
+    copy_column(st, 7, p->updated_at, sizeof(p->updated_at));
+}
+
 int store_scan_products(struct store *store, const char *after_id, int limit, store_product_fn fn,
                         void *arg)
 {
@@ -328,14 +369,7 @@ int store_scan_products(struct store *store, const char *after_id, int limit, st
     int visited = 0, rc;
     struct product p;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        copy_column(st, 0, p.id, sizeof(p.id));
-        copy_column(st, 1, p.sku, sizeof(p.sku));
-        copy_column(st, 2, p.name, sizeof(p.name));
-        p.price_cents = sqlite3_column_int64(st, 3);
-        p.stock = sqlite3_column_int64(st, 4);
-        p.version = sqlite3_column_int64(st, 5);
-        copy_column(st, 6, p.created_at, sizeof(p.created_at));
-        copy_column(st, 7, p.updated_at, sizeof(p.updated_at));
+        read_product_row(st, &p);
         visited++;
         if (fn(&p, arg) != 0) {
             rc = SQLITE_DONE;
@@ -349,4 +383,82 @@ int store_scan_products(struct store *store, const char *after_id, int limit, st
 void store_snapshot_end(struct store *store)
 {
     store_rollback(store);
+}
+
+int store_get_product(struct store *store, const char *id, struct product *out)
+{
+    sqlite3_stmt *st = store->statements[ST_GET_PRODUCT];
+    bind_text(st, 1, id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) read_product_row(st, out);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW) return STORE_OK;
+    return rc == SQLITE_DONE ? STORE_NOT_FOUND : fail(store, SQL[ST_GET_PRODUCT]);
+}
+
+int store_update_product(struct store *store, const struct product *p)
+{
+    sqlite3_stmt *st = store->statements[ST_UPDATE_PRODUCT];
+    bind_text(st, 1, p->id);
+    bind_text(st, 2, p->name);
+    sqlite3_bind_int64(st, 3, p->price_cents);
+    sqlite3_bind_int64(st, 4, p->stock);
+    sqlite3_bind_int64(st, 5, p->version);
+    bind_text(st, 6, p->updated_at);
+    return run(store, ST_UPDATE_PRODUCT);
+}
+
+int store_delete_product(struct store *store, const char *id)
+{
+    bind_text(store->statements[ST_DELETE_PRODUCT], 1, id);
+    return run(store, ST_DELETE_PRODUCT);
+}
+
+int store_idempotency_get(struct store *store, const char *key,
+                          struct store_idempotent_response *out)
+{
+    sqlite3_stmt *st = store->statements[ST_GET_IDEMPOTENCY];
+    bind_text(st, 1, key);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        copy_column(st, 0, out->fingerprint, sizeof(out->fingerprint));
+        out->status = sqlite3_column_int(st, 1);
+        copy_column(st, 2, out->location, sizeof(out->location));
+        copy_column(st, 3, out->etag, sizeof(out->etag));
+        copy_column(st, 4, out->content_type, sizeof(out->content_type));
+        out->body_len = (size_t)sqlite3_column_bytes(st, 5);
+        out->body = xmalloc(out->body_len + 1);
+        if (out->body_len) memcpy(out->body, sqlite3_column_blob(st, 5), out->body_len);
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW) return STORE_OK;
+    return rc == SQLITE_DONE ? STORE_NOT_FOUND : fail(store, SQL[ST_GET_IDEMPOTENCY]);
+}
+
+int store_idempotency_put(struct store *store, const char *key,
+                          const struct store_idempotent_response *response, uint64_t now_ms)
+{
+    sqlite3_stmt *st = store->statements[ST_PUT_IDEMPOTENCY];
+    bind_text(st, 1, key);
+    bind_text(st, 2, response->fingerprint);
+    sqlite3_bind_int(st, 3, response->status);
+    bind_text(st, 4, response->location);
+    bind_text(st, 5, response->etag);
+    bind_text(st, 6, response->content_type);
+    sqlite3_bind_blob(st, 7, response->body ? response->body : "", (int)response->body_len,
+                      SQLITE_STATIC);
+    sqlite3_bind_int64(st, 8, (sqlite3_int64)now_ms);
+    return run(store, ST_PUT_IDEMPOTENCY);
+}
+
+int store_idempotency_purge(struct store *store, uint64_t before_ms, int *deleted)
+{
+    sqlite3_bind_int64(store->statements[ST_PURGE_IDEMPOTENCY], 1, (sqlite3_int64)before_ms);
+    if (store_begin(store) < 0) return STORE_ERR;
+    if (run(store, ST_PURGE_IDEMPOTENCY) < 0 || store_commit(store) < 0) {
+        store_rollback(store);
+        return STORE_ERR;
+    }
+    *deleted = sqlite3_changes(store->db);
+    return STORE_OK;
 }

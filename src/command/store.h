@@ -49,6 +49,37 @@ void store_rollback_savepoint(struct store *store);
 int store_insert_product(struct store *store, const struct product *p,
                          char existing_id[UUID_TEXT_LEN + 1]);
 
+/* Reads product "id" into "out". Returns STORE_OK, STORE_NOT_FOUND or STORE_ERR. */
+int store_get_product(struct store *store, const char *id, struct product *out);
+
+/* Writes name, price, stock, version and updated_at of "p" (matched by id). */
+int store_update_product(struct store *store, const struct product *p);
+
+/* Deletes product "id"; its sku becomes free. */
+int store_delete_product(struct store *store, const char *id);
+
+/* A stored response to a command sent with an Idempotency-Key. */
+struct store_idempotent_response {
+    char fingerprint[65]; /* hex SHA-256 of method, path and body */
+    int status;
+    char location[64];
+    char etag[24];
+    char content_type[32];
+    char *body; /* malloc'd; free it */
+    size_t body_len;
+};
+
+/* Finds the response stored under "key": STORE_OK and "*out", STORE_NOT_FOUND or STORE_ERR. */
+int store_idempotency_get(struct store *store, const char *key,
+                          struct store_idempotent_response *out);
+
+/* Stores "response" under "key" at "now_ms", in the current transaction. */
+int store_idempotency_put(struct store *store, const char *key,
+                          const struct store_idempotent_response *response, uint64_t now_ms);
+
+/* Deletes keys stored before "before_ms"; sets "*deleted". In its own transaction. */
+int store_idempotency_purge(struct store *store, uint64_t before_ms, int *deleted);
+
 /* Appends an event for "p" (its id and version) with the JSON "payload". Sets "*seq". */
 int store_append_event(struct store *store, const char *type, const struct product *p,
                        const char *payload, size_t payload_len, const char *recorded_at,

@@ -3,6 +3,7 @@
  * seqs; a failed command rolls back its own SAVEPOINT only, a failed COMMIT fails them all. */
 #include "command/writer.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -10,12 +11,15 @@
 #include <sys/random.h>
 
 #include "common/clock.h"
+#include "common/log.h"
 #include "common/xmalloc.h"
 #include "domain/event.h"
 #include "domain/timestamp.h"
 #include "domain/uuid7.h"
 
 #define MAX_BATCH 512
+#define IDEMPOTENCY_KEEP_MS (25ULL * 3600 * 1000) /* "at least 24 h" */
+#define IDEMPOTENCY_PURGE_EVERY_MS 60000
 
 struct writer {
     struct store *store;
@@ -28,6 +32,7 @@ struct writer {
     struct command *queue_head, *queue_tail; /* guarded by lock */
     int stopping;                            /* guarded by lock */
 
+    uint64_t last_purge_ms;
     struct uuid7_generator ids;
     uint8_t random_pool[4096];
     size_t random_used;
@@ -86,19 +91,124 @@ static int create_product(struct writer *w, struct command *cmd, uint64_t now_ms
     return append_event(w, cmd, EVENT_PRODUCT_CREATED);
 }
 
+/* Loads the product a change applies to and checks If-Match. Returns STORE_OK with
+ * cmd->outcome still COMMAND_DONE when the change may go ahead. */
+static int load_for_change(struct writer *w, struct command *cmd)
+{
+    int rc = store_get_product(w->store, cmd->product_id, &cmd->product);
+    if (rc == STORE_NOT_FOUND) {
+        fail_command(cmd, COMMAND_NOT_FOUND, "no such product");
+        return STORE_OK;
+    }
+    if (rc < 0) return rc;
+    if (cmd->expected_version != COMMAND_ANY_VERSION &&
+        cmd->expected_version != cmd->product.version)
+        fail_command(cmd, COMMAND_VERSION_MISMATCH, "version mismatch");
+    return STORE_OK;
+}
+
+static void bump_version(struct command *cmd, uint64_t now_ms)
+{
+    cmd->product.version++;
+    timestamp_format(now_ms, cmd->product.updated_at);
+}
+
+static int update_product(struct writer *w, struct command *cmd, uint64_t now_ms)
+{
+    int rc = load_for_change(w, cmd);
+    if (rc < 0 || cmd->outcome != COMMAND_DONE) return rc;
+    product_apply_draft(&cmd->product, &cmd->draft);
+    bump_version(cmd, now_ms);
+    if ((rc = store_update_product(w->store, &cmd->product)) < 0) return rc;
+    return append_event(w, cmd, EVENT_PRODUCT_UPDATED);
+}
+
+static int delete_product(struct writer *w, struct command *cmd, uint64_t now_ms)
+{
+    int rc = load_for_change(w, cmd);
+    if (rc < 0 || cmd->outcome != COMMAND_DONE) return rc;
+    bump_version(cmd, now_ms); /* the deletion is a change too: its event carries version+1 */
+    if ((rc = store_delete_product(w->store, cmd->product.id)) < 0) return rc;
+    return append_event(w, cmd, EVENT_PRODUCT_DELETED);
+}
+
+/* The business rule that needs ACID: stock never goes below zero, whatever the concurrency,
+ * because the check and the change happen in the single writer's transaction. */
+static int adjust_stock(struct writer *w, struct command *cmd, uint64_t now_ms)
+{
+    int rc = load_for_change(w, cmd);
+    if (rc < 0 || cmd->outcome != COMMAND_DONE) return rc;
+    int64_t stock = cmd->product.stock + cmd->delta;
+    if (stock < 0) {
+        fail_command(cmd, COMMAND_INSUFFICIENT_STOCK, "insufficient stock");
+        return STORE_OK;
+    }
+    if (stock > PRODUCT_STOCK_MAX) {
+        fail_command(cmd, COMMAND_STOCK_OVERFLOW, "stock overflow");
+        return STORE_OK;
+    }
+    cmd->product.stock = stock;
+    bump_version(cmd, now_ms);
+    if ((rc = store_update_product(w->store, &cmd->product)) < 0) return rc;
+    return append_event(w, cmd, EVENT_STOCK_ADJUSTED);
+}
+
+static int (*const EXECUTORS[])(struct writer *, struct command *, uint64_t) = {
+    [COMMAND_CREATE_PRODUCT] = create_product,
+    [COMMAND_UPDATE_PRODUCT] = update_product,
+    [COMMAND_DELETE_PRODUCT] = delete_product,
+    [COMMAND_ADJUST_STOCK] = adjust_stock,
+};
+
+/* With an Idempotency-Key: a key seen before answers from the store instead of running the
+ * command again. Returns STORE_OK; cmd->outcome says whether to run the command. */
+static int check_idempotency_key(struct writer *w, struct command *cmd)
+{
+    int rc = store_idempotency_get(w->store, cmd->idempotency_key, &cmd->replay);
+    if (rc == STORE_NOT_FOUND) return STORE_OK;
+    if (rc < 0) return rc;
+    if (strcmp(cmd->replay.fingerprint, cmd->fingerprint) == 0)
+        cmd->outcome = COMMAND_REPLAYED;
+    else
+        fail_command(cmd, COMMAND_KEY_REUSED, "idempotency key reused");
+    return STORE_OK;
+}
+
+/* Stores the command's response under its key, in the command's transaction. */
+static int remember_response(struct writer *w, struct command *cmd, uint64_t now_ms)
+{
+    struct command_response response;
+    command_response_render(cmd, &response);
+    struct store_idempotent_response stored = {.status = response.status,
+                                               .body = response.body,
+                                               .body_len = response.body_len};
+    memcpy(stored.fingerprint, cmd->fingerprint, sizeof(stored.fingerprint));
+    snprintf(stored.location, sizeof(stored.location), "%s", response.location);
+    snprintf(stored.etag, sizeof(stored.etag), "%s", response.etag);
+    snprintf(stored.content_type, sizeof(stored.content_type), "%s",
+             response.content_type ? response.content_type : "");
+    int rc = store_idempotency_put(w->store, cmd->idempotency_key, &stored, now_ms);
+    command_response_clear(&response);
+    return rc;
+}
+
 /* Runs one command inside its savepoint. Returns STORE_OK (the command has its outcome, done
- * or a business error) or STORE_ERR (the batch cannot go on). */
+ * or a business refusal) or STORE_ERR (the batch cannot go on). */
 static int execute(struct writer *w, struct command *cmd, uint64_t now_ms)
 {
     cmd->outcome = COMMAND_DONE;
     if (store_savepoint(w->store) < 0) return STORE_ERR;
-    int rc = STORE_ERR;
-    switch (cmd->kind) {
-    case COMMAND_CREATE_PRODUCT:
-        rc = create_product(w, cmd, now_ms);
-        break;
+    int keyed = cmd->idempotency_key[0] != '\0';
+    int rc = keyed ? check_idempotency_key(w, cmd) : STORE_OK;
+    if (rc == STORE_OK && cmd->outcome == COMMAND_DONE) rc = EXECUTORS[cmd->kind](w, cmd, now_ms);
+    if (rc == STORE_OK && cmd->outcome != COMMAND_DONE) {
+        /* Refused: undo whatever the command wrote before it was refused. */
+        store_rollback_savepoint(w->store);
+        if (store_savepoint(w->store) < 0) return STORE_ERR;
     }
-    if (rc == STORE_OK && cmd->outcome == COMMAND_DONE) return store_release_savepoint(w->store);
+    int remember = keyed && cmd->outcome != COMMAND_REPLAYED && cmd->outcome != COMMAND_KEY_REUSED;
+    if (rc == STORE_OK && remember) rc = remember_response(w, cmd, now_ms);
+    if (rc == STORE_OK) return store_release_savepoint(w->store);
     store_rollback_savepoint(w->store);
     return rc;
 }
@@ -146,12 +256,17 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
     }
 }
 
-/* Takes up to MAX_BATCH queued commands. Returns NULL when stopping with an empty queue. */
-static struct command *take_batch(struct writer *w, size_t *size)
+/* Takes up to MAX_BATCH queued commands, waiting at most "wait_ms" for one. Returns NULL
+ * when none came; "*stop" is set when stopping with an empty queue. */
+static struct command *take_batch(struct writer *w, size_t *size, int wait_ms, int *stop)
 {
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += wait_ms / 1000;
     pthread_mutex_lock(&w->lock);
     while (!w->queue_head && !w->stopping)
-        pthread_cond_wait(&w->wake, &w->lock);
+        if (pthread_cond_timedwait(&w->wake, &w->lock, &deadline) == ETIMEDOUT) break;
+    *stop = w->stopping && !w->queue_head;
     struct command *batch = w->queue_head, *last = NULL;
     size_t n = 0;
     for (struct command *cmd = batch; cmd && n < MAX_BATCH; cmd = cmd->next) {
@@ -168,13 +283,30 @@ static struct command *take_batch(struct writer *w, size_t *size)
     return batch;
 }
 
+/* Idempotency keys are kept at least IDEMPOTENCY_KEEP_MS; the writer purges older ones in
+ * its own short transaction about once a minute, never on a request's path. */
+static void purge_idempotency_keys(struct writer *w)
+{
+    uint64_t now_ms = clock_wall_ms();
+    if (now_ms - w->last_purge_ms < IDEMPOTENCY_PURGE_EVERY_MS) return;
+    w->last_purge_ms = now_ms;
+    int deleted = 0;
+    if (store_idempotency_purge(w->store, now_ms - IDEMPOTENCY_KEEP_MS, &deleted) < 0)
+        LOG(LOG_WARN, "writer: purging idempotency keys failed: %s", store_errmsg(w->store));
+    else if (deleted > 0)
+        LOG(LOG_INFO, "writer: purged %d idempotency keys older than 24 h", deleted);
+}
+
 static void *writer_main(void *arg)
 {
     struct writer *w = arg;
     size_t size;
-    struct command *batch;
-    while ((batch = take_batch(w, &size)) != NULL)
-        run_batch(w, batch, size);
+    int stop = 0;
+    while (!stop) {
+        struct command *batch = take_batch(w, &size, IDEMPOTENCY_PURGE_EVERY_MS / 1000, &stop);
+        if (batch) run_batch(w, batch, size);
+        purge_idempotency_keys(w);
+    }
     return NULL;
 }
 

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "common/problem.h"
 #include "common/xmalloc.h"
 #include "http/loop.h"
 #include "projection/projector.h"
@@ -128,58 +129,18 @@ void http_respond(struct http_exchange *ex, int status, const char *content_type
     h2o_send_inline(req, body, body_len);
 }
 
-static const char *const PROBLEM_TITLES[][2] = {
-    {"malformed-body", "The request body is not one JSON object"},
-    {"invalid-query", "A query parameter is not valid"},
-    {"not-found", "Not found"},
-    {"method-not-allowed", "Method not allowed on this resource"},
-    {"duplicate-sku", "A product with this SKU already exists"},
-    {"payload-too-large", "The request body is too large"},
-    {"unsupported-media-type", "The body must be application/json"},
-    {"validation-failed", "The product did not pass validation"},
-    {"read-model-unavailable", "The read model is unavailable"},
-    {"write-model-unavailable", "The write model is unavailable"},
-    {"shutting-down", "The server is shutting down"},
-    {"unauthorized", "A valid bearer token is required"},
-    {"internal-error", "Internal error"},
-};
-
-static const char *problem_title(const char *slug)
+static void send_problem(struct http_exchange *ex, int status, char *text, size_t len)
 {
-    for (size_t i = 0; i < sizeof(PROBLEM_TITLES) / sizeof(PROBLEM_TITLES[0]); i++)
-        if (strcmp(PROBLEM_TITLES[i][0], slug) == 0) return PROBLEM_TITLES[i][1];
-    return "Error";
-}
-
-static void send_problem_object(struct http_exchange *ex, int status, json_t *problem)
-{
-    size_t size = json_dumpb(problem, NULL, 0, JSON_COMPACT);
-    char *body = http_alloc(ex, size ? size : 1);
-    size = json_dumpb(problem, body, size, JSON_COMPACT);
-    json_decref(problem);
-    http_respond(ex, status, "application/problem+json", body, size);
-}
-
-static json_t *new_problem(int status, const char *slug, const char *detail)
-{
-    char type[96];
-    snprintf(type, sizeof(type), "urn:catalogd:problem:%s", slug);
-    return json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title", problem_title(slug),
-                     "status", status, "detail", detail);
+    http_respond(ex, status, PROBLEM_CONTENT_TYPE, text, len); /* copies */
+    free(text);
 }
 
 void http_respond_problem(struct http_exchange *ex, int status, const char *type_slug,
-                          const char *detail, const char *extra_json)
+                          const char *detail, json_t *extra)
 {
-    json_t *problem = new_problem(status, type_slug, detail);
-    if (extra_json) {
-        char wrapped[1024];
-        snprintf(wrapped, sizeof(wrapped), "{%s}", extra_json);
-        json_t *extra = json_loads(wrapped, 0, NULL);
-        if (extra) json_object_update(problem, extra);
-        json_decref(extra);
-    }
-    send_problem_object(ex, status, problem);
+    size_t len;
+    char *text = problem_render(status, type_slug, detail, extra, &len);
+    send_problem(ex, status, text, len);
 }
 
 void http_respond_invalid(struct http_exchange *ex, const struct validation *v)
@@ -187,20 +148,24 @@ void http_respond_invalid(struct http_exchange *ex, const struct validation *v)
     char detail[256];
     snprintf(detail, sizeof(detail), "%d field%s failed validation: see errors", v->error_count,
              v->error_count == 1 ? "" : "s");
-    json_t *problem = new_problem(422, "validation-failed", detail);
     json_t *errors = json_array();
     for (int i = 0; i < v->error_count; i++)
         json_array_append_new(errors, json_pack("{s:s, s:s}", "field", v->errors[i].field,
                                                 "message", v->errors[i].message));
-    json_object_set_new(problem, "errors", errors);
-    send_problem_object(ex, 422, problem);
+    http_respond_problem(ex, 422, "validation-failed", detail, json_pack("{s:o}", "errors", errors));
+}
+
+void http_respond_unavailable_with(struct http_exchange *ex, const char *type_slug,
+                                   const char *detail, json_t *extra)
+{
+    http_add_header(ex, "retry-after", "1", 1);
+    http_respond_problem(ex, 503, type_slug, detail, extra);
 }
 
 void http_respond_unavailable(struct http_exchange *ex, const char *type_slug,
                               const char *detail)
 {
-    http_add_header(ex, "retry-after", "1", 1);
-    http_respond_problem(ex, 503, type_slug, detail, NULL);
+    http_respond_unavailable_with(ex, type_slug, detail, NULL);
 }
 
 /* ---- answering from another thread ---- */

@@ -5,6 +5,7 @@
 #ifndef CATALOGD_EXCHANGE_H
 #define CATALOGD_EXCHANGE_H
 
+#include <jansson.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -61,17 +62,20 @@ void http_add_headerf(struct http_exchange *ex, const char *name, const char *fm
 void http_respond(struct http_exchange *ex, int status, const char *content_type,
                   const char *body, size_t body_len);
 
-/* Sends application/problem+json (RFC 9457): {"type","title","status","detail"} plus, when
- * given, "extra" members (a JSON object's members as text, e.g. "\"existing_id\":\"...\""). */
+/* Sends application/problem+json (RFC 9457): {"type","title","status","detail"} plus the
+ * members of "extra" when given (its reference is taken). */
 void http_respond_problem(struct http_exchange *ex, int status, const char *type_slug,
-                          const char *detail, const char *extra_json);
+                          const char *detail, json_t *extra);
 
 /* A 422 that lists every failing field of "v". */
 void http_respond_invalid(struct http_exchange *ex, const struct validation *v);
 
-/* A 503 with Retry-After: the read model (Redis) or write model (SQLite) is unavailable. */
+/* A 503 with Retry-After: the read model (Redis) or write model (SQLite) is unavailable.
+ * The _with form adds the members of "extra" (its reference is taken). */
 void http_respond_unavailable(struct http_exchange *ex, const char *type_slug,
                               const char *detail);
+void http_respond_unavailable_with(struct http_exchange *ex, const char *type_slug,
+                                   const char *detail, json_t *extra);
 
 /* Answering later from another thread's work. http_resume_new registers "fn"; any thread may
  * then call http_resume_post once, and "fn" runs on the exchange's loop thread with the

@@ -50,7 +50,7 @@ struct rebuild {
     struct store *store;
     redisContext *redis;
     const char *prefix;
-    char base[LAYOUT_KEY_MAX];
+    char base[LAYOUT_BASE_MAX];
     char lock_key[LAYOUT_KEY_MAX];
     char token[33];
     char last_id[UUID_TEXT_LEN + 1];

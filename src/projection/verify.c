@@ -29,7 +29,7 @@ struct page_product {
 struct verify {
     struct store *store;
     redisContext *redis;
-    char base[LAYOUT_KEY_MAX];
+    char base[LAYOUT_BASE_MAX];
     FILE *out;
     struct verify_report *report;
     struct page_product *page;

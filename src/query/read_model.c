@@ -38,7 +38,7 @@ struct read_model {
     char prefix[LAYOUT_PREFIX_MAX + 1];
     char gen_key[LAYOUT_KEY_MAX];
     int64_t generation; /* 0: unknown, the read model is not ready */
-    char base[LAYOUT_KEY_MAX];
+    char base[LAYOUT_BASE_MAX];
     size_t base_len;
     h2o_loop_t *loop;
     h2o_timeout_t refresh_timeout;

@@ -22,12 +22,14 @@ struct app_config {
 };
 
 struct inflight_keys;
+struct rebuild_jobs;
 
 struct app {
     const struct app_config *config;
     struct writer *writer;
     struct inflight_keys *inflight_keys; /* Idempotency-Keys of commands not yet answered */
     struct projector *projector;
+    struct rebuild_jobs *rebuilds; /* POST /admin/rebuild */
 };
 
 struct read_model;

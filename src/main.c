@@ -20,6 +20,7 @@
 #include "projection/layout.h"
 #include "projection/projector.h"
 #include "projection/rebuild.h"
+#include "projection/rebuild_job.h"
 #include "projection/redis_sync.h"
 #include "projection/verify.h"
 
@@ -189,7 +190,9 @@ static void on_committed(int64_t head_seq, void *arg)
 static int serve(const struct app_config *config)
 {
     char err[256];
-    struct app app = {.config = config, .inflight_keys = inflight_keys_new()};
+    struct app app = {.config = config,
+                      .inflight_keys = inflight_keys_new(),
+                      .rebuilds = rebuild_jobs_new(config->db_path, &config->redis, config->prefix)};
     struct server *server;
     struct store *store;
     sigset_t stop_signals;
@@ -275,7 +278,7 @@ static int rebuild(const struct app_config *config)
     char err[256];
     if (open_tools(config, &store, &redis) < 0) return 1;
     struct rebuild_result result;
-    int rc = rebuild_run(store, redis, config->prefix, &result, err, sizeof(err));
+    int rc = rebuild_run(store, redis, config->prefix, NULL, NULL, &result, err, sizeof(err));
     if (rc == REBUILD_OK) {
         printf("rebuild: generation %lld is live with %lld products (checkpoint %lld)\n",
                (long long)result.generation, (long long)result.products,

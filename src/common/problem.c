@@ -22,6 +22,7 @@ static const char *const PROBLEM_TITLES[][2] = {
     {"validation-failed", "The request did not pass validation"},
     {"read-model-unavailable", "The read model is unavailable"},
     {"write-model-unavailable", "The write model is unavailable"},
+    {"rebuild-in-progress", "A rebuild is already running"},
     {"not-ready", "The service is not ready"},
     {"shutting-down", "The server is shutting down"},
     {"unauthorized", "A valid bearer token is required"},
@@ -47,7 +48,7 @@ char *problem_render(int status, const char *slug, const char *detail, json_t *e
         json_object_update(problem, extra);
         json_decref(extra);
     }
-    char *text = json_dumps(problem, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *text = json_dumps(problem, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     json_decref(problem);
     if (!text) xmalloc_fail();
     *len = strlen(text);

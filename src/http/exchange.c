@@ -203,6 +203,12 @@ void http_resume_post(struct http_resume *resume)
     h2o_multithread_send_message(resume->receiver, &resume->message);
 }
 
+void http_resume_cancel(struct http_resume *resume)
+{
+    if (resume->ex) resume->ex->on_gone = NULL;
+    free(resume);
+}
+
 /* Receiver callback on the loop thread: runs each resumed exchange's continuation. */
 void http_on_resume_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
 void http_on_resume_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)

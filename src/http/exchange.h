@@ -84,6 +84,8 @@ struct http_resume;
 struct http_resume *http_resume_new(struct http_exchange *ex,
                                     void (*fn)(struct http_exchange *ex, void *arg), void *arg);
 void http_resume_post(struct http_resume *resume);
+/* Drops a resume that will never be posted (the work could not start). */
+void http_resume_cancel(struct http_resume *resume);
 
 /* Read-your-writes: calls "fn(ex, applied, arg)" on the loop thread once the projector's
  * checkpoint reaches "seq" ("applied" = 1), or after the configured projection wait

@@ -9,6 +9,9 @@
 #include <string.h>
 
 #include "app.h"
+#include "common/xmalloc.h"
+#include "projection/rebuild.h"
+#include "projection/rebuild_job.h"
 #include "query/read_model.h"
 
 #define READY_MAX_LAG_SECONDS 5.0
@@ -37,7 +40,7 @@ void ops_ready(struct http_exchange *ex)
         "checkpoint", (json_int_t)status.checkpoint, "head", (json_int_t)status.head,
         "lag_events", (json_int_t)lag_events, "lag_seconds", status.lag_seconds);
     if (ready) {
-        char *body = json_dumps(report, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        char *body = json_dumps(report, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
         http_respond(ex, 200, "application/json", body, strlen(body));
         free(body);
         json_decref(report);
@@ -49,4 +52,82 @@ void ops_ready(struct http_exchange *ex)
              redis_ok ? "" : " redis", lag_ok ? "" : " projection");
     json_object_del(report, "status"); /* the problem's "status" is the HTTP status */
     http_respond_unavailable_with(ex, "not-ready", detail, report);
+}
+
+static void respond_json(struct http_exchange *ex, int status, json_t *document)
+{
+    char *body = json_dumps(document, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    json_decref(document);
+    if (!body) xmalloc_fail();
+    http_respond(ex, status, "application/json", body, strlen(body));
+    free(body);
+}
+
+void ops_admin_projection(struct http_exchange *ex)
+{
+    struct projector_status status;
+    struct rebuild_job_status rebuild;
+    projector_get_status(ex->app->projector, &status);
+    rebuild_jobs_get_status(ex->app->rebuilds, &rebuild);
+    int64_t lag_events = status.head > status.checkpoint ? status.head - status.checkpoint : 0;
+    respond_json(
+        ex, 200,
+        json_pack("{s:s, s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:s, s:{s:b, s:I, s:I, s:I, "
+                  "s:f, s:s}}",
+                  "state", projector_state_name(status.state), "generation",
+                  (json_int_t)status.generation, "checkpoint", (json_int_t)status.checkpoint,
+                  "head", (json_int_t)status.head, "lag_events", (json_int_t)lag_events,
+                  "lag_seconds", status.lag_seconds, "redis_errors",
+                  (json_int_t)status.redis_errors, "reconnects", (json_int_t)status.reconnects,
+                  "automatic_rebuilds", (json_int_t)status.rebuilds, "last_error",
+                  status.last_error, "rebuild", "running", rebuild.running, "runs",
+                  (json_int_t)rebuild.runs, "last_generation", (json_int_t)rebuild.last_generation,
+                  "last_products", (json_int_t)rebuild.last_products, "last_seconds",
+                  rebuild.last_seconds, "last_error", rebuild.last_error));
+}
+
+struct rebuild_request {
+    struct http_resume *resume;
+    int status;
+    char error[200];
+};
+
+static void on_rebuild_started(int status, const char *err, void *arg)
+{
+    struct rebuild_request *request = arg;
+    request->status = status;
+    snprintf(request->error, sizeof(request->error), "%s", err);
+    http_resume_post(request->resume);
+}
+
+static void answer_rebuild(struct http_exchange *ex, void *arg)
+{
+    struct rebuild_request *request = arg;
+    if (!ex) {
+        free(request);
+        return;
+    }
+    if (request->status == REBUILD_OK) {
+        http_add_header(ex, "location", "/admin/projection", 17);
+        respond_json(ex, 202, json_pack("{s:s, s:s}", "status", "rebuilding", "detail",
+                                        "a new generation is being built; follow "
+                                        "/admin/projection"));
+    } else if (request->status == REBUILD_BUSY) {
+        http_respond_problem(ex, 409, "rebuild-in-progress", "another rebuild is running", NULL);
+    } else {
+        http_respond_unavailable(ex, "read-model-unavailable", request->error);
+    }
+    free(request);
+}
+
+void ops_admin_rebuild(struct http_exchange *ex)
+{
+    struct rebuild_request *request = xcalloc(1, sizeof(*request));
+    request->resume = http_resume_new(ex, answer_rebuild, request);
+    if (rebuild_jobs_start(ex->app->rebuilds, on_rebuild_started, request) < 0) {
+        http_resume_cancel(request->resume);
+        free(request);
+        http_respond_problem(ex, 409, "rebuild-in-progress",
+                             "this server is already rebuilding the read model", NULL);
+    }
 }

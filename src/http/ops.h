@@ -1,4 +1,4 @@
-/* ops.h - operations routes: /health and /ready. */
+/* ops.h - operations routes: /health, /ready and the admin routes. */
 #ifndef CATALOGD_OPS_H
 #define CATALOGD_OPS_H
 
@@ -6,5 +6,7 @@
 
 void ops_health(struct http_exchange *ex);
 void ops_ready(struct http_exchange *ex);
+void ops_admin_projection(struct http_exchange *ex); /* GET /admin/projection */
+void ops_admin_rebuild(struct http_exchange *ex);    /* POST /admin/rebuild */
 
 #endif

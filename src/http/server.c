@@ -36,6 +36,8 @@ static const struct route ROUTES[] = {
     {"GET", "/catalog", query_catalog, "catalog", 0},
     {"GET", "/health", ops_health, "health", 0},
     {"GET", "/ready", ops_ready, "ready", 0},
+    {"GET", "/admin/projection", ops_admin_projection, "admin_projection", 1},
+    {"POST", "/admin/rebuild", ops_admin_rebuild, "admin_rebuild", 1},
 };
 
 struct server {

@@ -207,7 +207,7 @@ static int rebuild(struct projector *p)
     if (!p->store && fetch_batch(p) < 0) return -1; /* opens the store */
     clear_batch(p);
     LOG(LOG_INFO, "projector: the read model has no usable generation; rebuilding it");
-    int rc = rebuild_run(p->store, p->redis, p->prefix, &result, err, sizeof(err));
+    int rc = rebuild_run(p->store, p->redis, p->prefix, NULL, NULL, &result, err, sizeof(err));
     if (rc == REBUILD_BUSY) return -1; /* someone else is building it: wait and look again */
     if (rc != REBUILD_OK) {
         record_error(p, "rebuilding", err);

@@ -260,7 +260,8 @@ abandon : {
 }
 
 int rebuild_run(struct store *store, redisContext *redis, const char *prefix,
-                struct rebuild_result *result, char *err, size_t errlen)
+                void (*on_locked)(void *arg), void *arg, struct rebuild_result *result,
+                char *err, size_t errlen)
 {
     struct rebuild r = {.store = store, .redis = redis, .prefix = prefix, .err = err,
                         .errlen = errlen};
@@ -268,6 +269,7 @@ int rebuild_run(struct store *store, redisContext *redis, const char *prefix,
     layout_global_key(prefix, "rebuild-lock", r.lock_key, sizeof(r.lock_key));
     int rc = take_lock(&r);
     if (rc != 0) return rc;
+    if (on_locked) on_locked(arg);
     r.batch = xmalloc(sizeof(*r.batch));
     rc = build_and_switch(&r, result) == 0 ? REBUILD_OK : REBUILD_FAILED;
     free(r.batch);

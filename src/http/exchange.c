@@ -123,9 +123,11 @@ void http_respond(struct http_exchange *ex, int status, const char *content_type
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
                        strlen(content_type));
     req->res.content_length = body_len;
+    uint64_t duration_us = now_us() - ex->started_at_us;
+    metrics_record(&current_loop->metrics, ex->route_index, status, duration_us);
     LOG(LOG_INFO, "request %.*s %.*s%s%.*s %d %.3fms id=%s", (int)ex->method.len, ex->method.p,
         (int)ex->path.len, ex->path.p, ex->query.len ? "?" : "", (int)ex->query.len, ex->query.p,
-        status, (double)(now_us() - ex->started_at_us) / 1000.0, ex->request_id);
+        status, (double)duration_us / 1000.0, ex->request_id);
     h2o_send_inline(req, body, body_len);
 }
 

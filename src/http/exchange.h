@@ -39,6 +39,7 @@ struct http_exchange {
     /* For http/ only. */
     void *impl; /* h2o_req_t */
     const char *route_name;
+    int route_index; /* in the route table, -1 when no route matched */
     uint64_t started_at_us;
     int answered;
 };

@@ -8,6 +8,7 @@
 
 #include "app.h"
 #include "http/exchange.h"
+#include "http/metrics.h"
 
 struct server;
 
@@ -40,9 +41,19 @@ struct loop_thread {
     atomic_int waiter_count;
     h2o_timeout_t projection_wait;
 
+    struct loop_metrics metrics;
     uint32_t request_id_salt;
     uint64_t request_id_counter;
 };
+
+/* What /metrics needs to know of the server: its loops and the names of its routes (by
+ * route index; NULL for unused slots). */
+struct server_view {
+    struct loop_thread *loops;
+    int loop_count;
+    const char *const *route_names;
+};
+void server_describe(struct server_view *view);
 
 /* The loop thread running the calling code (set on each loop thread). */
 extern __thread struct loop_thread *current_loop;

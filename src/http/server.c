@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "http/loop.h"
+#include "http/metrics.h"
 #include "http/ops.h"
 #include "http/router.h"
 #include "query/handlers.h"
@@ -38,7 +39,10 @@ static const struct route ROUTES[] = {
     {"GET", "/ready", ops_ready, "ready", 0},
     {"GET", "/admin/projection", ops_admin_projection, "admin_projection", 1},
     {"POST", "/admin/rebuild", ops_admin_rebuild, "admin_rebuild", 1},
+    {"GET", "/metrics", ops_metrics, "metrics", 0},
 };
+#define ROUTE_COUNT (sizeof(ROUTES) / sizeof(ROUTES[0]))
+_Static_assert(ROUTE_COUNT < METRICS_ROUTES, "metrics need a slot per route plus one");
 
 struct server {
     struct app *app;
@@ -124,6 +128,7 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
     struct server *server = loop->server;
     struct http_exchange *ex = h2o_mem_alloc_shared(&req->pool, sizeof(*ex), on_exchange_dispose);
     memset(ex, 0, sizeof(*ex));
+    ex->route_index = -1;
     atomic_fetch_add(&server->in_flight, 1);
     ex->impl = req;
     ex->app = server->app;
@@ -146,7 +151,7 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
     }
     const struct route *route = NULL;
     char allow[64];
-    int match = router_match(ROUTES, sizeof(ROUTES) / sizeof(ROUTES[0]), ex->method, ex->path,
+    int match = router_match(ROUTES, ROUTE_COUNT, ex->method, ex->path,
                              &route, ex->params, &ex->param_count, allow, sizeof(allow));
     if (match == ROUTE_NO_PATH) {
         http_respond_problem(ex, 404, "not-found", "no such resource", NULL);
@@ -158,6 +163,7 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
     } else if (!route->needs_token || !server->app->config->api_token ||
                authorized_or_reply(ex)) {
         ex->route_name = route->name;
+        ex->route_index = (int)(route - ROUTES);
         route->handler(ex);
     }
     return 0;
@@ -261,6 +267,25 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
     }
     *out = server;
     return 0;
+}
+
+static const char *route_names[METRICS_ROUTES];
+static pthread_once_t route_names_once = PTHREAD_ONCE_INIT;
+
+static void fill_route_names(void)
+{
+    for (size_t i = 0; i < ROUTE_COUNT; i++)
+        route_names[i] = ROUTES[i].name;
+    route_names[METRICS_ROUTES - 1] = "unmatched";
+}
+
+void server_describe(struct server_view *view)
+{
+    pthread_once(&route_names_once, fill_route_names);
+    struct server *server = current_loop->server;
+    view->loops = server->loops;
+    view->loop_count = server->loop_count;
+    view->route_names = route_names;
 }
 
 /* Called on the projector thread. */

@@ -42,7 +42,11 @@ static const char SCHEMA[] =
     "  body BLOB NOT NULL,"
     "  created_at_ms INTEGER NOT NULL"
     ") WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS idempotency_keys_age ON idempotency_keys (created_at_ms);";
+    "CREATE INDEX IF NOT EXISTS idempotency_keys_age ON idempotency_keys (created_at_ms);"
+    "CREATE TABLE IF NOT EXISTS write_probe ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  probed_at_ms INTEGER NOT NULL"
+    ");";
 
 /* Prepared once per connection, indexed by enum statement. */
 enum statement {
@@ -66,6 +70,7 @@ enum statement {
     ST_GET_IDEMPOTENCY,
     ST_PUT_IDEMPOTENCY,
     ST_PURGE_IDEMPOTENCY,
+    ST_WRITE_PROBE,
     ST_COUNT,
 };
 
@@ -99,6 +104,7 @@ static const char *const SQL[ST_COUNT] = {
                            " etag, content_type, body, created_at_ms)"
                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [ST_PURGE_IDEMPOTENCY] = "DELETE FROM idempotency_keys WHERE created_at_ms < ?1",
+    [ST_WRITE_PROBE] = "INSERT OR REPLACE INTO write_probe (id, probed_at_ms) VALUES (1, ?1)",
 };
 
 struct store {
@@ -460,5 +466,16 @@ int store_idempotency_purge(struct store *store, uint64_t before_ms, int *delete
         return STORE_ERR;
     }
     *deleted = sqlite3_changes(store->db);
+    return STORE_OK;
+}
+
+int store_probe_write(struct store *store, uint64_t now_ms)
+{
+    sqlite3_bind_int64(store->statements[ST_WRITE_PROBE], 1, (sqlite3_int64)now_ms);
+    if (store_begin(store) < 0) return STORE_ERR;
+    if (run(store, ST_WRITE_PROBE) < 0 || store_commit(store) < 0) {
+        store_rollback(store);
+        return STORE_ERR;
+    }
     return STORE_OK;
 }

@@ -80,6 +80,10 @@ int store_idempotency_put(struct store *store, const char *key,
 /* Deletes keys stored before "before_ms"; sets "*deleted". In its own transaction. */
 int store_idempotency_purge(struct store *store, uint64_t before_ms, int *deleted);
 
+/* Commits a one-row write (table write_probe) to learn whether the database takes writes
+ * again after a failure. */
+int store_probe_write(struct store *store, uint64_t now_ms);
+
 /* Appends an event for "p" (its id and version) with the JSON "payload". Sets "*seq". */
 int store_append_event(struct store *store, const char *type, const struct product *p,
                        const char *payload, size_t payload_len, const char *recorded_at,

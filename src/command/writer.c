@@ -238,7 +238,8 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
         store_rollback(w->store);
         for (struct command *cmd = batch; cmd; cmd = cmd->next)
             fail_command(cmd, COMMAND_UNAVAILABLE, store_errmsg(w->store));
-        atomic_store(&w->healthy, 0);
+        if (atomic_exchange(&w->healthy, 0))
+            LOG(LOG_WARN, "writer: the write model cannot take writes: %s", store_errmsg(w->store));
     } else {
         atomic_store(&w->healthy, 1);
         int64_t head = atomic_load(&w->head_seq);
@@ -256,13 +257,13 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
     }
 }
 
-/* Takes up to MAX_BATCH queued commands, waiting at most "wait_ms" for one. Returns NULL
- * when none came; "*stop" is set when stopping with an empty queue. */
-static struct command *take_batch(struct writer *w, size_t *size, int wait_ms, int *stop)
+/* Takes up to MAX_BATCH queued commands, waiting at most "wait_s" seconds for one. Returns
+ * NULL when none came; "*stop" is set when stopping with an empty queue. */
+static struct command *take_batch(struct writer *w, size_t *size, int wait_s, int *stop)
 {
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += wait_ms / 1000;
+    deadline.tv_sec += wait_s;
     pthread_mutex_lock(&w->lock);
     while (!w->queue_head && !w->stopping)
         if (pthread_cond_timedwait(&w->wake, &w->lock, &deadline) == ETIMEDOUT) break;
@@ -297,14 +298,29 @@ static void purge_idempotency_keys(struct writer *w)
         LOG(LOG_INFO, "writer: purged %d idempotency keys older than 24 h", deleted);
 }
 
+/* After a failed commit, /ready reports SQLite as failing until a write succeeds again;
+ * when no command comes to prove it, a probe write every second does. */
+static void probe_if_unhealthy(struct writer *w)
+{
+    if (atomic_load(&w->healthy)) return;
+    if (store_probe_write(w->store, clock_wall_ms()) == STORE_OK) {
+        atomic_store(&w->healthy, 1);
+        LOG(LOG_INFO, "writer: the write model takes writes again");
+    }
+}
+
 static void *writer_main(void *arg)
 {
     struct writer *w = arg;
     size_t size;
     int stop = 0;
     while (!stop) {
-        struct command *batch = take_batch(w, &size, IDEMPOTENCY_PURGE_EVERY_MS / 1000, &stop);
-        if (batch) run_batch(w, batch, size);
+        int wait_s = atomic_load(&w->healthy) ? IDEMPOTENCY_PURGE_EVERY_MS / 1000 : 1;
+        struct command *batch = take_batch(w, &size, wait_s, &stop);
+        if (batch)
+            run_batch(w, batch, size);
+        else
+            probe_if_unhealthy(w);
         purge_idempotency_keys(w);
     }
     return NULL;

@@ -134,9 +134,12 @@ static void emit_sync(struct text *t, struct http_exchange *ex, struct server_vi
          "# TYPE catalogd_redis_reconnects_total counter\n"
          "catalogd_redis_reconnects_total{component=\"projector\"} %" PRIu64 "\n"
          "catalogd_redis_reconnects_total{component=\"queries\"} %lu\n"
-         "# TYPE catalogd_projection_rebuilds_total counter\ncatalogd_projection_rebuilds_total %" PRIu64 "\n",
+         "# TYPE catalogd_projection_rebuilds_total counter\ncatalogd_projection_rebuilds_total %" PRIu64 "\n"
+         "# HELP catalogd_projection_parked_events Events Redis refused for their product, retried.\n"
+         "# TYPE catalogd_projection_parked_events gauge\ncatalogd_projection_parked_events %" PRId64 "\n",
          lag, status.lag_seconds, status.checkpoint, status.head, status.generation,
-         status.redis_errors, client_errors, status.reconnects, client_reconnects, status.rebuilds);
+         status.redis_errors, client_errors, status.reconnects, client_reconnects, status.rebuilds,
+         status.parked_events);
     emit(t, "# HELP catalogd_write_batch_size Commands per group commit.\n"
             "# TYPE catalogd_write_batch_size histogram\n");
     uint64_t cumulative = 0;

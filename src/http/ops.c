@@ -72,14 +72,15 @@ void ops_admin_projection(struct http_exchange *ex)
     int64_t lag_events = status.head > status.checkpoint ? status.head - status.checkpoint : 0;
     respond_json(
         ex, 200,
-        json_pack("{s:s, s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:s, s:{s:b, s:I, s:I, s:I, "
-                  "s:f, s:s}}",
+        json_pack("{s:s, s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I, s:s, s:{s:b, s:I, s:I, "
+                  "s:I, s:f, s:s}}",
                   "state", projector_state_name(status.state), "generation",
                   (json_int_t)status.generation, "checkpoint", (json_int_t)status.checkpoint,
                   "head", (json_int_t)status.head, "lag_events", (json_int_t)lag_events,
                   "lag_seconds", status.lag_seconds, "redis_errors",
                   (json_int_t)status.redis_errors, "reconnects", (json_int_t)status.reconnects,
-                  "automatic_rebuilds", (json_int_t)status.rebuilds, "last_error",
+                  "automatic_rebuilds", (json_int_t)status.rebuilds, "parked_events",
+                  (json_int_t)status.parked_events, "last_error",
                   status.last_error, "rebuild", "running", rebuild.running, "runs",
                   (json_int_t)rebuild.runs, "last_generation", (json_int_t)rebuild.last_generation,
                   "last_products", (json_int_t)rebuild.last_products, "last_seconds",

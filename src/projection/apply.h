@@ -43,4 +43,23 @@ int apply_events(redisContext *redis, const char *prefix, int64_t gen, int requi
                  const struct apply_event *events, size_t count, int64_t *checkpoint, char *err,
                  size_t errlen);
 
+/* Parks "event", which Redis refused on its own (so the cause is this product's keys, not
+ * Redis as a whole): the checkpoint moves over it and it waits under its product, and that
+ * product's later events are parked behind it by apply_events, in order. The other products
+ * go on. On APPLY_OK "*checkpoint" is the new checkpoint. */
+int apply_park(redisContext *redis, const char *prefix, int64_t gen,
+               const struct apply_event *event, int64_t *checkpoint, char *err, size_t errlen);
+
+/* Applies a parked event, which must be the oldest parked for its product. On APPLY_OK
+ * "*still_parked" is how many of that product's events remain parked. */
+int apply_unpark(redisContext *redis, const char *prefix, int64_t gen,
+                 const struct apply_event *event, int64_t *still_parked, char *err,
+                 size_t errlen);
+
+/* Visits the parked events of generation "gen", product by product, oldest first; "fn" (may
+ * be NULL) returns non-zero to skip the rest of that product. Sets "*parked_events". */
+int apply_list_parked(redisContext *redis, const char *prefix, int64_t gen,
+                      int (*fn)(const char *product_id, int64_t seq, void *arg), void *arg,
+                      int64_t *parked_events, char *err, size_t errlen);
+
 #endif

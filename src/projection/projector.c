@@ -26,6 +26,8 @@
 #define BACKOFF_MAX_MS 1000
 #define REDIS_TIMEOUT_MS 1000
 #define IDLE_CHECK_MS 1000 /* how often an idle projector checks that its generation exists */
+#define UNPARK_MIN_MS 500
+#define UNPARK_MAX_MS 30000
 
 struct projector {
     struct projector_config config;
@@ -56,6 +58,9 @@ struct projector {
     size_t batch_count;
     int backoff_ms;
     int connected_once;
+    int64_t parked_events;   /* as last counted in Redis */
+    uint64_t next_unpark_ms; /* monotonic time of the next retry of parked events */
+    int unpark_backoff_ms;
 };
 
 static const char *const STATE_NAMES[] = {
@@ -77,6 +82,14 @@ static void set_state(struct projector *p, enum projector_state state)
     p->status.generation = p->generation;
     pthread_mutex_unlock(&p->status_lock);
     if (old != state) LOG(LOG_INFO, "projector: %s -> %s", STATE_NAMES[old], STATE_NAMES[state]);
+}
+
+static void set_parked(struct projector *p, int64_t parked_events)
+{
+    p->parked_events = parked_events;
+    pthread_mutex_lock(&p->status_lock);
+    p->status.parked_events = parked_events;
+    pthread_mutex_unlock(&p->status_lock);
 }
 
 static void record_error(struct projector *p, const char *what, const char *err)
@@ -159,15 +172,18 @@ static int collect_event(const struct store_event *event, void *arg)
     return 0;
 }
 
+static int open_store(struct projector *p)
+{
+    char err[256];
+    if (p->store) return 0;
+    if (store_open_reader(p->db_path, &p->store, err, sizeof(err)) == 0) return 0;
+    record_error(p, "opening the event log", err);
+    return -1;
+}
+
 static int fetch_batch(struct projector *p)
 {
-    if (!p->store) {
-        char err[256];
-        if (store_open_reader(p->db_path, &p->store, err, sizeof(err)) < 0) {
-            record_error(p, "opening the event log", err);
-            return -1;
-        }
-    }
+    if (open_store(p) < 0) return -1;
     int rc = store_read_events(p->store, atomic_load(&p->checkpoint), BATCH_MAX, collect_event, p);
     if (rc < 0) {
         record_error(p, "reading the event log", store_errmsg(p->store));
@@ -204,7 +220,7 @@ static int rebuild(struct projector *p)
     char err[256];
     struct rebuild_result result;
     set_state(p, PROJECTOR_REBUILDING);
-    if (!p->store && fetch_batch(p) < 0) return -1; /* opens the store */
+    if (open_store(p) < 0) return -1;
     clear_batch(p);
     LOG(LOG_INFO, "projector: the read model has no usable generation; rebuilding it");
     int rc = rebuild_run(p->store, p->redis, p->prefix, NULL, NULL, &result, err, sizeof(err));
@@ -242,6 +258,15 @@ static int load_generation(struct projector *p)
     }
     if (rc == 1) return rebuild(p) < 0 ? -1 : load_generation(p);
     clear_batch(p); /* fetched for another checkpoint */
+    int64_t parked = 0;
+    if (apply_list_parked(p->redis, p->prefix, gen, NULL, NULL, &parked, err, sizeof(err)) !=
+        APPLY_OK) {
+        record_error(p, "counting parked events", err);
+        return -1;
+    }
+    set_parked(p, parked);
+    p->next_unpark_ms = clock_mono_ms();
+    p->unpark_backoff_ms = UNPARK_MIN_MS;
     p->generation = gen;
     atomic_store(&p->checkpoint, checkpoint);
     if (checkpoint > atomic_load(&p->head)) atomic_store(&p->head, checkpoint);
@@ -264,20 +289,126 @@ static int generation_still_there(struct projector *p)
     return rc == 0 && gen == p->generation;
 }
 
+static void advance(struct projector *p, int64_t checkpoint)
+{
+    atomic_store(&p->checkpoint, checkpoint);
+    if (checkpoint >= atomic_load(&p->head)) atomic_store(&p->oldest_unapplied_ms, 0);
+    p->backoff_ms = BACKOFF_MIN_MS;
+    if (p->applied) p->applied(checkpoint, p->applied_arg);
+}
+
+/* Redis refused a batch. Applies its events one by one to find the ones Redis refuses on
+ * their own, and parks those (and, in order, their products' later events) so the other
+ * products go on. If Redis refuses everything (out of memory, read-only), even the parking
+ * fails: nothing is skipped and the caller backs off. The batch is refetched either way. */
+static int isolate_refused_events(struct projector *p)
+{
+    char err[256];
+    int64_t checkpoint;
+    int rc = APPLY_OK;
+    for (size_t i = 0; rc == APPLY_OK && i < p->batch_count; i++) {
+        struct apply_event *event = &p->batch[i];
+        rc = apply_events(p->redis, p->prefix, p->generation, 1, event, 1, &checkpoint, err,
+                          sizeof(err));
+        if (rc == APPLY_REJECTED) {
+            char refused[256];
+            snprintf(refused, sizeof(refused), "%s", err);
+            rc = apply_park(p->redis, p->prefix, p->generation, event, &checkpoint, err,
+                            sizeof(err));
+            if (rc == APPLY_OK) {
+                set_parked(p, p->parked_events + 1);
+                record_error(p, "parked an event Redis refused", refused);
+                LOG(LOG_WARN, "projector: event %" PRId64 " of product %s parked: %s", event->seq,
+                    event->id, refused);
+            }
+        }
+        if (rc == APPLY_OK) advance(p, checkpoint);
+    }
+    clear_batch(p);
+    return rc;
+}
+
+struct unpark_pass {
+    struct projector *p;
+    int64_t applied;
+    int failed;
+    char err[256];
+};
+
+static int take_event(const struct store_event *event, void *arg)
+{
+    struct apply_event *out = arg;
+    if (apply_event_from_store(event, out) < 0) out->seq = -1;
+    return 1; /* one is all we asked for */
+}
+
+static int unpark_one(const char *product_id, int64_t seq, void *arg)
+{
+    struct unpark_pass *pass = arg;
+    struct projector *p = pass->p;
+    struct apply_event event = {0};
+    int64_t left;
+    (void)product_id;
+    if (store_read_events(p->store, seq - 1, 1, take_event, &event) != 1 || event.seq != seq) {
+        snprintf(pass->err, sizeof(pass->err), "parked event %" PRId64 " is not in the log", seq);
+        apply_event_clear(&event);
+        pass->failed = 1;
+        return 1;
+    }
+    int rc = apply_unpark(p->redis, p->prefix, p->generation, &event, &left, pass->err,
+                          sizeof(pass->err));
+    apply_event_clear(&event);
+    if (rc != APPLY_OK) {
+        pass->failed = 1;
+        return 1;
+    }
+    pass->applied++;
+    return 0;
+}
+
+/* Retries parked events, oldest first per product, with capped exponential backoff. */
+static void retry_parked(struct projector *p)
+{
+    if (p->parked_events == 0 || !p->redis || clock_mono_ms() < p->next_unpark_ms) return;
+    if (open_store(p) < 0) return;
+    struct unpark_pass pass = {.p = p};
+    char err[256];
+    int64_t parked = 0;
+    int rc = apply_list_parked(p->redis, p->prefix, p->generation, unpark_one, &pass, &parked,
+                               err, sizeof(err));
+    if (rc == APPLY_REDIS_DOWN) {
+        record_error(p, "retrying parked events", err);
+        drop_redis(p);
+        return;
+    }
+    set_parked(p, parked - pass.applied);
+    if (pass.applied > 0) LOG(LOG_INFO, "projector: applied %" PRId64 " parked events", pass.applied);
+    if (pass.failed || rc != APPLY_OK) {
+        record_error(p, "retrying parked events", pass.failed ? pass.err : err);
+        p->unpark_backoff_ms = p->unpark_backoff_ms * 2 > UNPARK_MAX_MS ? UNPARK_MAX_MS
+                                                                        : p->unpark_backoff_ms * 2;
+    } else {
+        p->unpark_backoff_ms = UNPARK_MIN_MS;
+    }
+    p->next_unpark_ms = clock_mono_ms() + (uint64_t)p->unpark_backoff_ms;
+}
+
 static void apply_batch(struct projector *p)
 {
     char err[256];
     int64_t checkpoint;
     int rc = apply_events(p->redis, p->prefix, p->generation, 1, p->batch, p->batch_count,
                           &checkpoint, err, sizeof(err));
+    if (rc == APPLY_OK) {
+        clear_batch(p);
+        advance(p, checkpoint);
+    } else if (rc == APPLY_REJECTED) {
+        rc = isolate_refused_events(p); /* advances over what it applies or parks */
+    }
     switch (rc) {
     case APPLY_OK:
-        clear_batch(p);
-        atomic_store(&p->checkpoint, checkpoint);
-        if (checkpoint >= atomic_load(&p->head)) atomic_store(&p->oldest_unapplied_ms, 0);
-        p->backoff_ms = BACKOFF_MIN_MS;
-        set_state(p, checkpoint < atomic_load(&p->head) ? PROJECTOR_CATCHING_UP : PROJECTOR_LIVE);
-        if (p->applied) p->applied(checkpoint, p->applied_arg);
+        set_state(p, atomic_load(&p->checkpoint) < atomic_load(&p->head) ? PROJECTOR_CATCHING_UP
+                                                                         : PROJECTOR_LIVE);
         break;
     case APPLY_GENERATION_CHANGED:
     case APPLY_NO_CHECKPOINT:
@@ -286,12 +417,14 @@ static void apply_batch(struct projector *p)
         break;
     case APPLY_REDIS_DOWN:
         record_error(p, "applying", err);
+        clear_batch(p);
         drop_redis(p);
         set_state(p, PROJECTOR_REDIS_DOWN);
         back_off(p);
         break;
-    default:
+    default: /* Redis refuses everything, even parking: retry later, skip nothing */
         record_error(p, "applying", err);
+        clear_batch(p);
         back_off(p);
         break;
     }
@@ -335,7 +468,8 @@ static void *projector_main(void *arg)
         }
         set_state(p, PROJECTOR_LIVE);
         atomic_store(&p->oldest_unapplied_ms, 0);
-        wait_for(p, IDLE_CHECK_MS, 1);
+        retry_parked(p);
+        wait_for(p, p->parked_events > 0 ? UNPARK_MIN_MS : IDLE_CHECK_MS, 1);
         if (clock_mono_ms() - last_check_ms >= IDLE_CHECK_MS) {
             last_check_ms = clock_mono_ms();
             if (p->redis && !generation_still_there(p)) p->generation = 0;

@@ -28,6 +28,7 @@ struct projector_status {
     uint64_t redis_errors;   /* failed attempts since start */
     uint64_t reconnects;
     uint64_t rebuilds;
+    int64_t parked_events;   /* refused by Redis for their product; retried with backoff */
     char last_error[200];
 };
 

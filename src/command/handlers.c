@@ -128,8 +128,8 @@ static int idempotency_key_or_reply(struct http_exchange *ex, struct command *cm
 {
     struct slice key = http_header(ex, "idempotency-key");
     cmd->idempotency_key[0] = '\0';
-    if (key.len == 0) return 0;
-    int ok = key.len <= IDEMPOTENCY_KEY_MAX;
+    if (!http_has_header(ex, "idempotency-key")) return 0;
+    int ok = key.len >= 1 && key.len <= IDEMPOTENCY_KEY_MAX;
     for (size_t i = 0; ok && i < key.len; i++)
         ok = key.p[i] >= 0x21 && key.p[i] <= 0x7e;
     if (!ok) {

@@ -17,6 +17,7 @@ static const char *const PROBLEM_TITLES[][2] = {
     {"version-mismatch", "The product changed since the version you sent"},
     {"idempotency-key-in-use", "A request with this Idempotency-Key is still in progress"},
     {"idempotency-key-reused", "This Idempotency-Key was used for a different request"},
+    {"headers-too-large", "The request headers are too large"},
     {"payload-too-large", "The request body is too large"},
     {"unsupported-media-type", "The body must be application/json"},
     {"validation-failed", "The request did not pass validation"},

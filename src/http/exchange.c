@@ -29,6 +29,11 @@ struct slice http_header(const struct http_exchange *ex, const char *name)
     return (struct slice){req->headers.entries[i].value.base, req->headers.entries[i].value.len};
 }
 
+int http_has_header(const struct http_exchange *ex, const char *name)
+{
+    return h2o_find_header_by_str(&req_of(ex)->headers, name, strlen(name), -1) >= 0;
+}
+
 int http_query_param(const struct http_exchange *ex, const char *name, struct slice *value)
 {
     size_t name_len = strlen(name);

@@ -48,6 +48,7 @@ struct http_exchange {
  * empty slice. http_query_param finds "name" in the query string: 1 with "*value" (still
  * percent-encoded), 0 when absent. */
 struct slice http_header(const struct http_exchange *ex, const char *name);
+int http_has_header(const struct http_exchange *ex, const char *name);
 int http_query_param(const struct http_exchange *ex, const char *name, struct slice *value);
 
 /* Memory that lives as long as the exchange. Never NULL (aborts on out of memory). */

@@ -26,6 +26,7 @@
 /* More than the 64 KiB commands accept, so oversized bodies get our problem+json 413;
  * h2o answers larger ones itself. */
 #define H2O_BODY_LIMIT (1024 * 1024)
+#define HEADERS_LIMIT (16 * 1024) /* bytes of request header names and values */
 
 static const struct route ROUTES[] = {
     {"POST", "/products", command_create_product, "create_product", 1},
@@ -144,14 +145,24 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
     assign_request_id(loop, ex);
 
     if (atomic_load(&server->draining)) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONNECTION, NULL,
-                       H2O_STRLIT("close"));
+        req->http1_is_persistent = 0;
         http_respond_unavailable(ex, "shutting-down", "the server is shutting down");
         return 0;
     }
+    size_t header_bytes = req->path.len;
+    for (size_t i = 0; i < req->headers.size; i++)
+        header_bytes += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+    if (header_bytes > HEADERS_LIMIT) {
+        req->http1_is_persistent = 0;
+        http_respond_problem(ex, 431, "headers-too-large",
+                             "the request line and headers are larger than 16384 bytes", NULL);
+        return 0;
+    }
+    /* HEAD is GET without the body; h2o leaves the body out of the response. */
+    struct slice method = slice_eq(ex->method, "HEAD") ? SLICE_LIT("GET") : ex->method;
     const struct route *route = NULL;
     char allow[64];
-    int match = router_match(ROUTES, ROUTE_COUNT, ex->method, ex->path,
+    int match = router_match(ROUTES, ROUTE_COUNT, method, ex->path,
                              &route, ex->params, &ex->param_count, allow, sizeof(allow));
     if (match == ROUTE_NO_PATH) {
         http_respond_problem(ex, 404, "not-found", "no such resource", NULL);

@@ -34,10 +34,16 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/catalogd: $(OBJ)
+# openapi.json is linked into the binary as data, so GET /openapi.json serves the document
+# kept in the repository, byte for byte.
+$(BUILD)/openapi.o: openapi.json
+	@mkdir -p $(dir $@)
+	ld -r -b binary -z noexecstack -o $@ $<
+
+$(BUILD)/catalogd: $(OBJ) $(BUILD)/openapi.o
 	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS)
 
-$(BUILD)/unit_tests: $(UNIT_SRC) $(LIB_OBJ)
+$(BUILD)/unit_tests: $(UNIT_SRC) $(LIB_OBJ) $(BUILD)/openapi.o
 	$(CC) $(CPPFLAGS) $(CFLAGS) $^ -o $@ $(LDFLAGS) -lcriterion $(LDLIBS)
 
 -include $(OBJ:.o=.d)

@@ -16,6 +16,16 @@
 
 #define READY_MAX_LAG_SECONDS 5.0
 
+/* openapi.json, linked in by the Makefile (ld -b binary). */
+extern const char _binary_openapi_json_start[];
+extern const char _binary_openapi_json_end[];
+
+void ops_openapi(struct http_exchange *ex)
+{
+    http_respond(ex, 200, "application/json", _binary_openapi_json_start,
+                 (size_t)(_binary_openapi_json_end - _binary_openapi_json_start));
+}
+
 void ops_health(struct http_exchange *ex)
 {
     static const char body[] = "{\"status\":\"ok\"}";

@@ -41,6 +41,7 @@ static const struct route ROUTES[] = {
     {"GET", "/admin/projection", ops_admin_projection, "admin_projection", 1},
     {"POST", "/admin/rebuild", ops_admin_rebuild, "admin_rebuild", 1},
     {"GET", "/metrics", ops_metrics, "metrics", 0},
+    {"GET", "/openapi.json", ops_openapi, "openapi", 0},
 };
 #define ROUTE_COUNT (sizeof(ROUTES) / sizeof(ROUTES[0]))
 _Static_assert(ROUTE_COUNT < METRICS_ROUTES, "metrics need a slot per route plus one");

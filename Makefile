@@ -26,7 +26,7 @@ OBJ      := $(SRC:%.c=$(BUILD)/%.o)
 LIB_OBJ  := $(filter-out $(BUILD)/src/main.o,$(OBJ))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 
-.PHONY: all run test unit api deps deps-test clean format format-check bench
+.PHONY: all run test unit api deps deps-test clean format format-check bench asan fuzz
 
 all: $(BUILD)/catalogd
 
@@ -69,10 +69,29 @@ unit: $(BUILD)/unit_tests
 api: all
 	$(PYTHON) -m pytest -q tests/api
 
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer at
+# exit). Every sanitizer report of any process, server or test binary, is written to
+# build-asan/reports/ and fails the target.
+ASAN_BUILD := build-asan
+SANITIZE   := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+asan: deps-test
+	@$(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) OPT="-O1 -g $(SANITIZE)" \
+		LDFLAGS="$(SANITIZE)" $(ASAN_BUILD)/catalogd $(ASAN_BUILD)/unit_tests
+	@rm -rf $(ASAN_BUILD)/reports && mkdir -p $(ASAN_BUILD)/reports
+	ASAN_OPTIONS=log_path=$(CURDIR)/$(ASAN_BUILD)/reports/asan:detect_leaks=1 \
+	UBSAN_OPTIONS=log_path=$(CURDIR)/$(ASAN_BUILD)/reports/ubsan:print_stacktrace=1 \
+		$(ASAN_BUILD)/unit_tests --jobs 1
+	ASAN_OPTIONS=log_path=$(CURDIR)/$(ASAN_BUILD)/reports/asan:detect_leaks=1 \
+	UBSAN_OPTIONS=log_path=$(CURDIR)/$(ASAN_BUILD)/reports/ubsan:print_stacktrace=1 \
+	CATALOGD_BIN=$(CURDIR)/$(ASAN_BUILD)/catalogd $(PYTHON) -m pytest -q tests/api
+	@if ls $(ASAN_BUILD)/reports/* >/dev/null 2>&1; then \
+		echo "sanitizer reports:"; head -n 40 $(ASAN_BUILD)/reports/*; exit 1; fi
+	@echo "asan: no sanitizer reports"
+
 format:
 	clang-format -i $(SRC) $(shell find src tests/unit -name '*.h' -o -name '*.c')
 format-check:
 	clang-format --dry-run --Werror $(shell find src tests/unit -name '*.h' -o -name '*.c')
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -230,6 +230,8 @@ static int serve(const struct app_config *config)
     writer_stop(app.writer);
     store_close(store);
     projector_stop(app.projector, PROJECTOR_DRAIN_MS);
+    inflight_keys_free(app.inflight_keys);
+    rebuild_jobs_free(app.rebuilds);
     LOG(LOG_INFO, "catalogd stopped");
     return 0;
 }

@@ -144,3 +144,14 @@ void rebuild_jobs_get_status(struct rebuild_jobs *jobs, struct rebuild_job_statu
     *out = jobs->status;
     pthread_mutex_unlock(&jobs->lock);
 }
+
+void rebuild_jobs_free(struct rebuild_jobs *jobs)
+{
+    if (!jobs) return;
+    pthread_mutex_lock(&jobs->lock);
+    int running = jobs->status.running;
+    pthread_mutex_unlock(&jobs->lock);
+    if (running) return;
+    pthread_mutex_destroy(&jobs->lock);
+    free(jobs);
+}

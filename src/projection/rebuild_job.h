@@ -30,6 +30,10 @@ struct rebuild_jobs *rebuild_jobs_new(const char *db_path, const struct redis_ur
 int rebuild_jobs_start(struct rebuild_jobs *jobs,
                        void (*started)(int status, const char *err, void *arg), void *arg);
 
+/* Frees "jobs" unless a rebuild is still running (then its thread still needs it; at exit
+ * the process takes it down). Accepts NULL. */
+void rebuild_jobs_free(struct rebuild_jobs *jobs);
+
 void rebuild_jobs_get_status(struct rebuild_jobs *jobs, struct rebuild_job_status *out);
 
 #endif

@@ -19,6 +19,8 @@ struct app_config {
     int projection_wait_ms; /* how long a command waits for its view (read-your-writes) */
     int redis_timeout_ms;   /* how long a query waits for Redis */
     const char *api_token;  /* NULL: commands are open */
+    int max_connections;    /* open at once; more wait in the listen backlog */
+    int idle_timeout_s;     /* for a connection that sends nothing or trickles a request */
 };
 
 struct inflight_keys;

@@ -38,6 +38,8 @@ struct options {
     const char *durability;
     const char *log_level;
     const char *prefix;
+    const char *max_connections;
+    const char *idle_timeout;
     int allow_open_writes;
 };
 
@@ -64,6 +66,10 @@ static const struct flag FLAGS[] = {
     {"log-level", "CATALOGD_LOG_LEVEL", NULL, OPT(log_level), "error, warn, info or debug (info)"},
     {"redis-prefix", "CATALOGD_REDIS_PREFIX", NULL, OPT(prefix),
      "prefix of every Redis key (catalogd)"},
+    {"max-connections", "CATALOGD_MAX_CONNECTIONS", NULL, OPT(max_connections),
+     "open connections at once; more wait (4096)"},
+    {"idle-timeout", "CATALOGD_IDLE_TIMEOUT", NULL, OPT(idle_timeout),
+     "seconds a connection may be silent or spend on one request (10)"},
 };
 #define FLAG_COUNT (sizeof(FLAGS) / sizeof(FLAGS[0]))
 
@@ -152,6 +158,14 @@ static int build_config(const struct options *options, struct app_config *config
         config->durable = 0;
     else
         return usage_error("bad --durability: %s (full or normal)", options->durability);
+    long max_connections = strtol(options->max_connections, &end, 10);
+    if (*end || max_connections < 1 || max_connections > 1000000)
+        return usage_error("bad --max-connections: %s (1-1000000)", options->max_connections);
+    config->max_connections = (int)max_connections;
+    long idle_timeout = strtol(options->idle_timeout, &end, 10);
+    if (*end || idle_timeout < 1 || idle_timeout > 3600)
+        return usage_error("bad --idle-timeout: %s (1-3600 seconds)", options->idle_timeout);
+    config->idle_timeout_s = (int)idle_timeout;
     enum log_level level;
     if (log_level_parse(options->log_level, &level) < 0)
         return usage_error("bad --log-level: %s (error, warn, info, debug)", options->log_level);
@@ -332,7 +346,9 @@ int main(int argc, char **argv)
                                   .redis = "redis://127.0.0.1:6379/0",
                                   .durability = "full",
                                   .log_level = "info",
-                                  .prefix = "catalogd"};
+                                  .prefix = "catalogd",
+                                  .max_connections = "4096",
+                                  .idle_timeout = "10"};
         int rc = parse_flags(argc, argv, &options);
         if (rc != 0) return rc;
         struct app_config config = {0};

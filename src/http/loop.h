@@ -28,6 +28,9 @@ struct loop_thread {
     h2o_accept_ctx_t accept_ctx;
     int listen_fd;
     h2o_socket_t *listener;
+    int connections;     /* open on this loop */
+    int max_connections; /* this loop's share of --max-connections */
+    int accept_paused;   /* at the cap: new connections wait in the kernel's backlog */
     pthread_t thread;
     struct app_thread app_thread;
 

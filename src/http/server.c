@@ -181,12 +181,32 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
     return 0;
 }
 
+static void on_accept(h2o_socket_t *listener, const char *err);
+
+static void on_connection_closed(void *data)
+{
+    struct loop_thread *loop = data;
+    loop->connections--;
+    if (loop->accept_paused && loop->connections < loop->max_connections && loop->listener) {
+        loop->accept_paused = 0;
+        h2o_socket_read_start(loop->listener, on_accept);
+    }
+}
+
 static void on_accept(h2o_socket_t *listener, const char *err)
 {
     if (err) return;
     struct loop_thread *loop = listener->data;
     h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
-    if (sock) h2o_accept(&loop->accept_ctx, sock);
+    if (!sock) return;
+    sock->on_close.cb = on_connection_closed;
+    sock->on_close.data = loop;
+    if (++loop->connections >= loop->max_connections) {
+        /* At the cap: stop accepting; the kernel holds new connections until one closes. */
+        loop->accept_paused = 1;
+        h2o_socket_read_stop(listener);
+    }
+    h2o_accept(&loop->accept_ctx, sock);
 }
 
 static void on_applied_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
@@ -265,6 +285,8 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
     server->loops = xcalloc((size_t)server->loop_count, sizeof(*server->loops));
     h2o_config_init(&server->globalconf);
     server->globalconf.max_request_entity_size = H2O_BODY_LIMIT;
+    /* A connection that sends nothing, or takes too long over one request, is closed. */
+    server->globalconf.http1.req_timeout = (uint64_t)app->config->idle_timeout_s * 1000;
     server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("catalogd"));
     h2o_hostconf_t *host = h2o_config_register_host(
         &server->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
@@ -274,6 +296,8 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
     for (int i = 0; i < server->loop_count; i++) {
         struct loop_thread *loop = &server->loops[i];
         loop->server = server;
+        loop->max_connections = app->config->max_connections / server->loop_count;
+        if (loop->max_connections < 1) loop->max_connections = 1;
         loop->listen_fd = bind_listener(app->config->listen, err, errlen);
         if (loop->listen_fd < 0) return -1; /* the process exits: nothing to unwind */
     }

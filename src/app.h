@@ -9,13 +9,13 @@
 #include "projection/projector.h"
 
 struct app_config {
-    const char *listen;   /* "host:port" */
+    const char *listen; /* "host:port" */
     const char *db_path;
     const char *redis_text; /* as given, for messages */
     struct redis_url redis;
-    const char *prefix;   /* Redis key prefix */
+    const char *prefix; /* Redis key prefix */
     int threads;
-    int durable;          /* synchronous=FULL */
+    int durable;            /* synchronous=FULL */
     int projection_wait_ms; /* how long a command waits for its view (read-your-writes) */
     int redis_timeout_ms;   /* how long a query waits for Redis */
     const char *api_token;  /* NULL: commands are open */

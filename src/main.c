@@ -24,9 +24,9 @@
 #include "projection/redis_sync.h"
 #include "projection/verify.h"
 
-#define CATALOGD_VERSION "0.1.0"
-#define SHUTDOWN_GRACE_MS 5000
-#define PROJECTOR_DRAIN_MS 2000
+#define CATALOGD_VERSION       "0.1.0"
+#define SHUTDOWN_GRACE_MS      5000
+#define PROJECTOR_DRAIN_MS     2000
 #define OLD_GENERATION_GRACE_S 2 /* longer than a loop's generation refresh (250 ms) */
 
 struct options {
@@ -148,7 +148,8 @@ static int build_config(const struct options *options, struct app_config *config
     if (redis_url_parse(options->redis, &config->redis, err, sizeof(err)) < 0)
         return usage_error("bad --redis: %s", err);
     char *end;
-    long threads = options->threads ? strtol(options->threads, &end, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+    long threads =
+        options->threads ? strtol(options->threads, &end, 10) : sysconf(_SC_NPROCESSORS_ONLN);
     if (options->threads && (*end || threads < 1 || threads > 256))
         return usage_error("bad --threads: %s (1-256)", options->threads);
     config->threads = threads > 0 ? (int)threads : 1;
@@ -206,7 +207,8 @@ static int serve(const struct app_config *config)
     char err[256];
     struct app app = {.config = config,
                       .inflight_keys = inflight_keys_new(),
-                      .rebuilds = rebuild_jobs_new(config->db_path, &config->redis, config->prefix)};
+                      .rebuilds =
+                          rebuild_jobs_new(config->db_path, &config->redis, config->prefix)};
     struct server *server;
     struct store *store;
     sigset_t stop_signals;
@@ -221,8 +223,9 @@ static int serve(const struct app_config *config)
         return 1;
     }
     make_parent_directory(config->db_path);
-    if (store_open(config->db_path, config->durable ? STORE_DURABILITY_FULL : STORE_DURABILITY_NORMAL,
-                   &store, err, sizeof(err)) < 0) {
+    if (store_open(config->db_path,
+                   config->durable ? STORE_DURABILITY_FULL : STORE_DURABILITY_NORMAL, &store, err,
+                   sizeof(err)) < 0) {
         LOG(LOG_ERROR, "%s", err);
         return 1;
     }
@@ -275,13 +278,14 @@ static int verify(const struct app_config *config)
     if (open_tools(config, &store, &redis) < 0) return 1;
     struct verify_report report;
     int rc = verify_run(store, redis, config->prefix, 5000, stdout, &report, err, sizeof(err));
-    if (rc < 0) fprintf(stderr, "catalogd: verify could not finish: %s\n", err);
+    if (rc < 0)
+        fprintf(stderr, "catalogd: verify could not finish: %s\n", err);
     else
         printf("verify: %lld products, generation %lld, checkpoint %lld, head %lld: %lld "
                "difference%s\n",
                (long long)report.products, (long long)report.generation,
-               (long long)report.checkpoint, (long long)report.head,
-               (long long)report.differences, report.differences == 1 ? "" : "s");
+               (long long)report.checkpoint, (long long)report.head, (long long)report.differences,
+               report.differences == 1 ? "" : "s");
     redisFree(redis);
     store_close(store);
     return rc == 0 && report.differences == 0 ? 0 : 1;

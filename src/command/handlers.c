@@ -90,7 +90,8 @@ static int expected_version_or_reply(struct http_exchange *ex, struct command *c
     cmd->expected_version = COMMAND_ANY_VERSION;
     if (value.len == 0 || slice_eq(value, "*")) return 0;
     int64_t version = 0;
-    int ok = value.len >= 3 && value.len <= 20 && value.p[0] == '"' && value.p[value.len - 1] == '"';
+    int ok =
+        value.len >= 3 && value.len <= 20 && value.p[0] == '"' && value.p[value.len - 1] == '"';
     for (size_t i = 1; ok && i + 1 < value.len; i++) {
         ok = value.p[i] >= '0' && value.p[i] <= '9';
         version = version * 10 + (value.p[i] - '0');
@@ -217,7 +218,9 @@ void command_create_product(struct http_exchange *ex)
     struct validation v;
     if (body_acceptable_or_reply(ex) < 0) return;
     struct pending_command *pending = pending_new(COMMAND_CREATE_PRODUCT);
-    if (parsed_or_reply(ex, product_parse_create(ex->body.p, ex->body.len, &pending->command.draft, &v), &v) < 0) {
+    if (parsed_or_reply(ex,
+                        product_parse_create(ex->body.p, ex->body.len, &pending->command.draft, &v),
+                        &v) < 0) {
         pending_free(pending);
         return;
     }
@@ -229,7 +232,9 @@ void command_update_product(struct http_exchange *ex)
     struct validation v;
     struct pending_command *pending = pending_new(COMMAND_UPDATE_PRODUCT);
     if (product_id_or_reply(ex, &pending->command) < 0 || body_acceptable_or_reply(ex) < 0 ||
-        parsed_or_reply(ex, product_parse_patch(ex->body.p, ex->body.len, &pending->command.draft, &v), &v) < 0) {
+        parsed_or_reply(ex,
+                        product_parse_patch(ex->body.p, ex->body.len, &pending->command.draft, &v),
+                        &v) < 0) {
         pending_free(pending);
         return;
     }
@@ -251,7 +256,9 @@ void command_adjust_stock(struct http_exchange *ex)
     struct validation v;
     struct pending_command *pending = pending_new(COMMAND_ADJUST_STOCK);
     if (product_id_or_reply(ex, &pending->command) < 0 || body_acceptable_or_reply(ex) < 0 ||
-        parsed_or_reply(ex, product_parse_stock_delta(ex->body.p, ex->body.len, &pending->command.delta, &v), &v) < 0) {
+        parsed_or_reply(
+            ex, product_parse_stock_delta(ex->body.p, ex->body.len, &pending->command.delta, &v),
+            &v) < 0) {
         pending_free(pending);
         return;
     }

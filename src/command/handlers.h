@@ -5,9 +5,9 @@
 
 #include "http/exchange.h"
 
-void command_create_product(struct http_exchange *ex);  /* POST /products */
-void command_update_product(struct http_exchange *ex);  /* PATCH /products/{id} */
-void command_delete_product(struct http_exchange *ex);  /* DELETE /products/{id} */
-void command_adjust_stock(struct http_exchange *ex);    /* POST /products/{id}/stock */
+void command_create_product(struct http_exchange *ex); /* POST /products */
+void command_update_product(struct http_exchange *ex); /* PATCH /products/{id} */
+void command_delete_product(struct http_exchange *ex); /* DELETE /products/{id} */
+void command_adjust_stock(struct http_exchange *ex);   /* POST /products/{id}/stock */
 
 #endif

@@ -55,14 +55,16 @@ void command_response_render(const struct command *cmd, struct command_response 
                        json_pack("{s:I}", "current_version", (json_int_t)cmd->product.version));
         break;
     case COMMAND_INSUFFICIENT_STOCK:
-        snprintf(detail, sizeof(detail), "stock is %" PRId64 ", a delta of %" PRId64
-                 " would make it negative", cmd->product.stock, cmd->delta);
+        snprintf(detail, sizeof(detail),
+                 "stock is %" PRId64 ", a delta of %" PRId64 " would make it negative",
+                 cmd->product.stock, cmd->delta);
         render_problem(out, 409, "insufficient-stock", detail,
                        json_pack("{s:I}", "current_stock", (json_int_t)cmd->product.stock));
         break;
     case COMMAND_STOCK_OVERFLOW:
-        snprintf(detail, sizeof(detail), "stock is %" PRId64 ", a delta of %" PRId64
-                 " would exceed 2147483647", cmd->product.stock, cmd->delta);
+        snprintf(detail, sizeof(detail),
+                 "stock is %" PRId64 ", a delta of %" PRId64 " would exceed 2147483647",
+                 cmd->product.stock, cmd->delta);
         render_problem(out, 422, "validation-failed", detail,
                        json_pack("{s:[{s:s,s:s}]}", "errors", "field", "delta", "message",
                                  "would make stock exceed 2147483647"));

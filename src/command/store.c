@@ -9,7 +9,7 @@
 
 #include "common/xmalloc.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION  1
 #define BUSY_TIMEOUT_MS 2000
 
 static const char SCHEMA[] =
@@ -166,8 +166,8 @@ fail:
     return -1;
 }
 
-int store_open(const char *path, enum store_durability durability, struct store **out,
-               char *err, size_t errlen)
+int store_open(const char *path, enum store_durability durability, struct store **out, char *err,
+               size_t errlen)
 {
     char setup[sizeof(SCHEMA) + 256];
     snprintf(setup, sizeof(setup),

@@ -28,8 +28,8 @@ enum store_status {
 /* Opens the database at "path" for writing (WAL; creates the file and the schema if needed)
  * or, with store_open_reader, for reading only (the projector, verify, rebuild). Returns 0 and
  * "*out", or -1 with a message in "err". Close with store_close (accepts NULL). */
-int store_open(const char *path, enum store_durability durability, struct store **out,
-               char *err, size_t errlen);
+int store_open(const char *path, enum store_durability durability, struct store **out, char *err,
+               size_t errlen);
 int store_open_reader(const char *path, struct store **out, char *err, size_t errlen);
 void store_close(struct store *store);
 

@@ -17,8 +17,8 @@
 #include "domain/timestamp.h"
 #include "domain/uuid7.h"
 
-#define MAX_BATCH 512
-#define IDEMPOTENCY_KEEP_MS (25ULL * 3600 * 1000) /* "at least 24 h" */
+#define MAX_BATCH                  512
+#define IDEMPOTENCY_KEEP_MS        (25ULL * 3600 * 1000) /* "at least 24 h" */
 #define IDEMPOTENCY_PURGE_EVERY_MS 60000
 
 struct writer {
@@ -179,9 +179,8 @@ static int remember_response(struct writer *w, struct command *cmd, uint64_t now
 {
     struct command_response response;
     command_response_render(cmd, &response);
-    struct store_idempotent_response stored = {.status = response.status,
-                                               .body = response.body,
-                                               .body_len = response.body_len};
+    struct store_idempotent_response stored = {
+        .status = response.status, .body = response.body, .body_len = response.body_len};
     memcpy(stored.fingerprint, cmd->fingerprint, sizeof(stored.fingerprint));
     snprintf(stored.location, sizeof(stored.location), "%s", response.location);
     snprintf(stored.etag, sizeof(stored.etag), "%s", response.etag);

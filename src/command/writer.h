@@ -20,15 +20,15 @@ enum command_kind {
 };
 
 enum command_outcome {
-    COMMAND_DONE = 0,             /* committed */
-    COMMAND_DUPLICATE_SKU,        /* conflict_id names the product that has the sku */
-    COMMAND_NOT_FOUND,            /* no product with that id */
-    COMMAND_VERSION_MISMATCH,     /* If-Match differs; product holds the current state */
-    COMMAND_INSUFFICIENT_STOCK,   /* stock + delta < 0; product holds the current state */
-    COMMAND_STOCK_OVERFLOW,       /* stock + delta > PRODUCT_STOCK_MAX */
-    COMMAND_REPLAYED,             /* an Idempotency-Key seen before: response holds it */
-    COMMAND_KEY_REUSED,           /* the same Idempotency-Key for a different request */
-    COMMAND_UNAVAILABLE,          /* the write model cannot take writes; error says why */
+    COMMAND_DONE = 0,           /* committed */
+    COMMAND_DUPLICATE_SKU,      /* conflict_id names the product that has the sku */
+    COMMAND_NOT_FOUND,          /* no product with that id */
+    COMMAND_VERSION_MISMATCH,   /* If-Match differs; product holds the current state */
+    COMMAND_INSUFFICIENT_STOCK, /* stock + delta < 0; product holds the current state */
+    COMMAND_STOCK_OVERFLOW,     /* stock + delta > PRODUCT_STOCK_MAX */
+    COMMAND_REPLAYED,           /* an Idempotency-Key seen before: response holds it */
+    COMMAND_KEY_REUSED,         /* the same Idempotency-Key for a different request */
+    COMMAND_UNAVAILABLE,        /* the write model cannot take writes; error says why */
 };
 
 #define COMMAND_ANY_VERSION (-1) /* no If-Match */
@@ -37,13 +37,13 @@ enum command_outcome {
 struct command {
     /* Set by the submitter. */
     enum command_kind kind;
-    struct product_draft draft;           /* create, update */
-    char product_id[UUID_TEXT_LEN + 1];   /* update, delete, stock */
-    int64_t delta;                        /* stock */
-    int64_t expected_version;             /* If-Match, or COMMAND_ANY_VERSION */
+    struct product_draft draft;                    /* create, update */
+    char product_id[UUID_TEXT_LEN + 1];            /* update, delete, stock */
+    int64_t delta;                                 /* stock */
+    int64_t expected_version;                      /* If-Match, or COMMAND_ANY_VERSION */
     char idempotency_key[IDEMPOTENCY_KEY_MAX + 1]; /* "" when none */
-    char fingerprint[65];                 /* of method, path and body, with a key */
-    void (*complete)(struct command *cmd); /* called on the writer thread, once */
+    char fingerprint[65];                          /* of method, path and body, with a key */
+    void (*complete)(struct command *cmd);         /* called on the writer thread, once */
 
     /* Set by the writer before "complete". */
     enum command_outcome outcome;

@@ -37,13 +37,12 @@ static const char *problem_title(const char *slug)
     return "Error";
 }
 
-char *problem_render(int status, const char *slug, const char *detail, json_t *extra,
-                     size_t *len)
+char *problem_render(int status, const char *slug, const char *detail, json_t *extra, size_t *len)
 {
     char type[96];
     snprintf(type, sizeof(type), "urn:catalogd:problem:%s", slug);
-    json_t *problem = json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title",
-                                problem_title(slug), "status", status, "detail", detail);
+    json_t *problem = json_pack("{s:s, s:s, s:i, s:s}", "type", type, "title", problem_title(slug),
+                                "status", status, "detail", detail);
     if (!problem) xmalloc_fail();
     if (extra) {
         json_object_update(problem, extra);

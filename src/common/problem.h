@@ -12,7 +12,6 @@
 /* Renders a problem of type "urn:catalogd:problem:<slug>" with the slug's title. The members
  * of "extra" (may be NULL; its reference is taken) are added after "detail". Returns
  * malloc'd text (free it) and its length in "*len". */
-char *problem_render(int status, const char *slug, const char *detail, json_t *extra,
-                     size_t *len);
+char *problem_render(int status, const char *slug, const char *detail, json_t *extra, size_t *len);
 
 #endif

@@ -34,13 +34,12 @@ static int parse_tcp(const char *rest, struct redis_url *out, char *err, size_t 
     }
     memcpy(out->host, rest, host_len);
     out->host[host_len] = '\0';
-    if (colon &&
-        parse_number(colon + 1, hostport_len - host_len - 1, 1, 65535, &out->port) < 0) {
+    if (colon && parse_number(colon + 1, hostport_len - host_len - 1, 1, 65535, &out->port) < 0) {
         snprintf(err, errlen, "bad port");
         return -1;
     }
-    if (slash && slash[1] != '\0' && parse_number(slash + 1, strlen(slash + 1), 0, 9999,
-                                                  &out->db) < 0) {
+    if (slash && slash[1] != '\0' &&
+        parse_number(slash + 1, strlen(slash + 1), 0, 9999, &out->db) < 0) {
         snprintf(err, errlen, "bad database number");
         return -1;
     }

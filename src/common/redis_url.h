@@ -5,10 +5,10 @@
 #include <stddef.h>
 
 struct redis_url {
-    char host[256];  /* empty for a unix socket */
-    int port;        /* 6379 when not given */
-    char path[108];  /* unix socket path, empty for TCP */
-    int db;          /* 0 when not given */
+    char host[256]; /* empty for a unix socket */
+    int port;       /* 6379 when not given */
+    char path[108]; /* unix socket path, empty for TCP */
+    int db;         /* 0 when not given */
 };
 
 /* Parses "text". Returns 0, or -1 with a reason in "err" ("errlen" bytes). */

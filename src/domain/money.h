@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #define MONEY_MAX_CENTS 99999999999LL /* 999999999.99 */
-#define MONEY_TEXT_MAX 24             /* "-999999999.99" and more, with NUL */
+#define MONEY_TEXT_MAX  24            /* "-999999999.99" and more, with NUL */
 
 enum money_error {
     MONEY_OK = 0,

@@ -11,11 +11,11 @@
 #include "timestamp.h"
 #include "uuid7.h"
 
-#define PRODUCT_SKU_MAX 64          /* characters, all ASCII */
-#define PRODUCT_NAME_MAX 200        /* characters (code points), after trimming */
-#define PRODUCT_NAME_MAX_BYTES 800  /* 200 code points of at most 4 bytes */
-#define PRODUCT_STOCK_MAX 2147483647LL
-#define PRODUCT_DELTA_MAX 2147483647LL
+#define PRODUCT_SKU_MAX        64  /* characters, all ASCII */
+#define PRODUCT_NAME_MAX       200 /* characters (code points), after trimming */
+#define PRODUCT_NAME_MAX_BYTES 800 /* 200 code points of at most 4 bytes */
+#define PRODUCT_STOCK_MAX      2147483647LL
+#define PRODUCT_DELTA_MAX      2147483647LL
 
 struct product {
     char id[UUID_TEXT_LEN + 1];
@@ -46,7 +46,7 @@ struct product_draft {
 };
 
 #define VALIDATION_MAX_ERRORS 16
-#define VALIDATION_FIELD_MAX 64 /* a longer (unknown) field name is cut and ends in "..." */
+#define VALIDATION_FIELD_MAX  64 /* a longer (unknown) field name is cut and ends in "..." */
 
 struct field_error {
     char field[VALIDATION_FIELD_MAX + 1];

@@ -115,8 +115,8 @@ static const char *reason_phrase(int status)
     return "Unknown";
 }
 
-void http_respond(struct http_exchange *ex, int status, const char *content_type,
-                  const char *body, size_t body_len)
+void http_respond(struct http_exchange *ex, int status, const char *content_type, const char *body,
+                  size_t body_len)
 {
     assert(!ex->answered);
     ex->answered = 1;
@@ -159,7 +159,8 @@ void http_respond_invalid(struct http_exchange *ex, const struct validation *v)
     for (int i = 0; i < v->error_count; i++)
         json_array_append_new(errors, json_pack("{s:s, s:s}", "field", v->errors[i].field,
                                                 "message", v->errors[i].message));
-    http_respond_problem(ex, 422, "validation-failed", detail, json_pack("{s:o}", "errors", errors));
+    http_respond_problem(ex, 422, "validation-failed", detail,
+                         json_pack("{s:o}", "errors", errors));
 }
 
 void http_respond_unavailable_with(struct http_exchange *ex, const char *type_slug,
@@ -169,8 +170,7 @@ void http_respond_unavailable_with(struct http_exchange *ex, const char *type_sl
     http_respond_problem(ex, 503, type_slug, detail, extra);
 }
 
-void http_respond_unavailable(struct http_exchange *ex, const char *type_slug,
-                              const char *detail)
+void http_respond_unavailable(struct http_exchange *ex, const char *type_slug, const char *detail)
 {
     http_respond_unavailable_with(ex, type_slug, detail, NULL);
 }

@@ -17,7 +17,7 @@ struct app;
 struct app_thread;
 
 #define HTTP_MAX_PARAMS 2
-#define REQUEST_ID_MAX 64
+#define REQUEST_ID_MAX  64
 
 struct http_exchange {
     struct slice method;
@@ -61,8 +61,8 @@ void http_add_headerf(struct http_exchange *ex, const char *name, const char *fm
     __attribute__((format(printf, 3, 4)));
 
 /* Sends the response; "body" is copied. A NULL "content_type" sends no Content-Type. */
-void http_respond(struct http_exchange *ex, int status, const char *content_type,
-                  const char *body, size_t body_len);
+void http_respond(struct http_exchange *ex, int status, const char *content_type, const char *body,
+                  size_t body_len);
 
 /* Sends application/problem+json (RFC 9457): {"type","title","status","detail"} plus the
  * members of "extra" when given (its reference is taken). */
@@ -74,8 +74,7 @@ void http_respond_invalid(struct http_exchange *ex, const struct validation *v);
 
 /* A 503 with Retry-After: the read model (Redis) or write model (SQLite) is unavailable.
  * The _with form adds the members of "extra" (its reference is taken). */
-void http_respond_unavailable(struct http_exchange *ex, const char *type_slug,
-                              const char *detail);
+void http_respond_unavailable(struct http_exchange *ex, const char *type_slug, const char *detail);
 void http_respond_unavailable_with(struct http_exchange *ex, const char *type_slug,
                                    const char *detail, json_t *extra);
 

@@ -25,8 +25,7 @@ static int status_slot(int status)
     return METRICS_STATUSES - 1; /* other */
 }
 
-void metrics_record(struct loop_metrics *metrics, int route_index, int status,
-                    uint64_t duration_us)
+void metrics_record(struct loop_metrics *metrics, int route_index, int status, uint64_t duration_us)
 {
     if (route_index < 0 || route_index >= METRICS_ROUTES) route_index = METRICS_ROUTES - 1;
     struct route_metrics *m = &metrics->routes[route_index];
@@ -91,15 +90,17 @@ static void emit_requests(struct text *t, struct server_view *view)
             for (int l = 0; l < view->loop_count; l++)
                 cumulative += load(&view->loops[l].metrics.routes[r].latency_buckets[b]);
             if (b < METRICS_BUCKETS - 1)
-                emit(t, "catalogd_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %" PRIu64 "\n",
+                emit(t,
+                     "catalogd_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %" PRIu64
+                     "\n",
                      view->route_names[r], BUCKET_SECONDS[b], cumulative);
         }
         for (int l = 0; l < view->loop_count; l++)
             sum_us += load(&view->loops[l].metrics.routes[r].latency_sum_us);
         emit(t, "catalogd_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
              view->route_names[r], cumulative);
-        emit(t, "catalogd_request_duration_seconds_sum{route=\"%s\"} %.6f\n",
-             view->route_names[r], (double)sum_us / 1e6);
+        emit(t, "catalogd_request_duration_seconds_sum{route=\"%s\"} %.6f\n", view->route_names[r],
+             (double)sum_us / 1e6);
         emit(t, "catalogd_request_duration_seconds_count{route=\"%s\"} %" PRIu64 "\n",
              view->route_names[r], cumulative);
     }
@@ -119,27 +120,31 @@ static void emit_sync(struct text *t, struct http_exchange *ex, struct server_vi
         client_errors += redis_client_errors(read_model_client(rm));
         client_reconnects += redis_client_reconnects(read_model_client(rm));
     }
-    emit(t,
-         "# HELP catalogd_projection_lag_events Events committed but not yet in Redis.\n"
-         "# TYPE catalogd_projection_lag_events gauge\ncatalogd_projection_lag_events %" PRId64 "\n"
-         "# HELP catalogd_projection_lag_seconds Age of the oldest event not yet in Redis.\n"
-         "# TYPE catalogd_projection_lag_seconds gauge\ncatalogd_projection_lag_seconds %.3f\n"
-         "# TYPE catalogd_projection_checkpoint gauge\ncatalogd_projection_checkpoint %" PRId64 "\n"
-         "# TYPE catalogd_events_head gauge\ncatalogd_events_head %" PRId64 "\n"
-         "# TYPE catalogd_read_model_generation gauge\ncatalogd_read_model_generation %" PRId64 "\n"
-         "# HELP catalogd_redis_errors_total Failed Redis attempts, by component.\n"
-         "# TYPE catalogd_redis_errors_total counter\n"
-         "catalogd_redis_errors_total{component=\"projector\"} %" PRIu64 "\n"
-         "catalogd_redis_errors_total{component=\"queries\"} %lu\n"
-         "# TYPE catalogd_redis_reconnects_total counter\n"
-         "catalogd_redis_reconnects_total{component=\"projector\"} %" PRIu64 "\n"
-         "catalogd_redis_reconnects_total{component=\"queries\"} %lu\n"
-         "# TYPE catalogd_projection_rebuilds_total counter\ncatalogd_projection_rebuilds_total %" PRIu64 "\n"
-         "# HELP catalogd_projection_parked_events Events Redis refused for their product, retried.\n"
-         "# TYPE catalogd_projection_parked_events gauge\ncatalogd_projection_parked_events %" PRId64 "\n",
-         lag, status.lag_seconds, status.checkpoint, status.head, status.generation,
-         status.redis_errors, client_errors, status.reconnects, client_reconnects, status.rebuilds,
-         status.parked_events);
+    emit(
+        t,
+        "# HELP catalogd_projection_lag_events Events committed but not yet in Redis.\n"
+        "# TYPE catalogd_projection_lag_events gauge\ncatalogd_projection_lag_events %" PRId64 "\n"
+        "# HELP catalogd_projection_lag_seconds Age of the oldest event not yet in Redis.\n"
+        "# TYPE catalogd_projection_lag_seconds gauge\ncatalogd_projection_lag_seconds %.3f\n"
+        "# TYPE catalogd_projection_checkpoint gauge\ncatalogd_projection_checkpoint %" PRId64 "\n"
+        "# TYPE catalogd_events_head gauge\ncatalogd_events_head %" PRId64 "\n"
+        "# TYPE catalogd_read_model_generation gauge\ncatalogd_read_model_generation %" PRId64 "\n"
+        "# HELP catalogd_redis_errors_total Failed Redis attempts, by component.\n"
+        "# TYPE catalogd_redis_errors_total counter\n"
+        "catalogd_redis_errors_total{component=\"projector\"} %" PRIu64 "\n"
+        "catalogd_redis_errors_total{component=\"queries\"} %lu\n"
+        "# TYPE catalogd_redis_reconnects_total counter\n"
+        "catalogd_redis_reconnects_total{component=\"projector\"} %" PRIu64 "\n"
+        "catalogd_redis_reconnects_total{component=\"queries\"} %lu\n"
+        "# TYPE catalogd_projection_rebuilds_total counter\ncatalogd_projection_rebuilds_total "
+        "%" PRIu64 "\n"
+        "# HELP catalogd_projection_parked_events Events Redis refused for their product, "
+        "retried.\n"
+        "# TYPE catalogd_projection_parked_events gauge\ncatalogd_projection_parked_events %" PRId64
+        "\n",
+        lag, status.lag_seconds, status.checkpoint, status.head, status.generation,
+        status.redis_errors, client_errors, status.reconnects, client_reconnects, status.rebuilds,
+        status.parked_events);
     emit(t, "# HELP catalogd_write_batch_size Commands per group commit.\n"
             "# TYPE catalogd_write_batch_size histogram\n");
     uint64_t cumulative = 0;
@@ -149,8 +154,9 @@ static void emit_sync(struct text *t, struct http_exchange *ex, struct server_vi
             emit(t, "catalogd_write_batch_size_bucket{le=\"%d\"} %" PRIu64 "\n", (2 << b) - 1,
                  cumulative);
     }
-    emit(t, "catalogd_write_batch_size_bucket{le=\"+Inf\"} %" PRIu64 "\n"
-            "catalogd_write_batch_size_sum %" PRIu64 "\ncatalogd_write_batch_size_count %" PRIu64 "\n",
+    emit(t,
+         "catalogd_write_batch_size_bucket{le=\"+Inf\"} %" PRIu64 "\n"
+         "catalogd_write_batch_size_sum %" PRIu64 "\ncatalogd_write_batch_size_count %" PRIu64 "\n",
          cumulative, stats.commands, stats.batches);
 }
 

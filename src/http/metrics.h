@@ -9,9 +9,9 @@
 
 #include "http/exchange.h"
 
-#define METRICS_ROUTES 16 /* route table entries, plus one for "unmatched" */
+#define METRICS_ROUTES   16 /* route table entries, plus one for "unmatched" */
 #define METRICS_STATUSES 18
-#define METRICS_BUCKETS 14
+#define METRICS_BUCKETS  14
 
 struct route_metrics {
     _Atomic uint64_t by_status[METRICS_STATUSES];

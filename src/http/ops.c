@@ -47,10 +47,11 @@ void ops_ready(struct http_exchange *ex)
         ready ? "ready" : "not_ready", "checks", "sqlite", sqlite_ok ? "ok" : "failing", "redis",
         redis_ok ? "ok" : "failing", "projection", lag_ok ? "ok" : "failing", "state",
         projector_state_name(status.state), "generation", (json_int_t)status.generation,
-        "checkpoint", (json_int_t)status.checkpoint, "head", (json_int_t)status.head,
-        "lag_events", (json_int_t)lag_events, "lag_seconds", status.lag_seconds);
+        "checkpoint", (json_int_t)status.checkpoint, "head", (json_int_t)status.head, "lag_events",
+        (json_int_t)lag_events, "lag_seconds", status.lag_seconds);
     if (ready) {
-        char *body = json_dumps(report, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+        char *body =
+            json_dumps(report, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
         http_respond(ex, 200, "application/json", body, strlen(body));
         free(body);
         json_decref(report);
@@ -90,11 +91,11 @@ void ops_admin_projection(struct http_exchange *ex)
                   "lag_seconds", status.lag_seconds, "redis_errors",
                   (json_int_t)status.redis_errors, "reconnects", (json_int_t)status.reconnects,
                   "automatic_rebuilds", (json_int_t)status.rebuilds, "parked_events",
-                  (json_int_t)status.parked_events, "last_error",
-                  status.last_error, "rebuild", "running", rebuild.running, "runs",
-                  (json_int_t)rebuild.runs, "last_generation", (json_int_t)rebuild.last_generation,
-                  "last_products", (json_int_t)rebuild.last_products, "last_seconds",
-                  rebuild.last_seconds, "last_error", rebuild.last_error));
+                  (json_int_t)status.parked_events, "last_error", status.last_error, "rebuild",
+                  "running", rebuild.running, "runs", (json_int_t)rebuild.runs, "last_generation",
+                  (json_int_t)rebuild.last_generation, "last_products",
+                  (json_int_t)rebuild.last_products, "last_seconds", rebuild.last_seconds,
+                  "last_error", rebuild.last_error));
 }
 
 struct rebuild_request {
@@ -120,9 +121,10 @@ static void answer_rebuild(struct http_exchange *ex, void *arg)
     }
     if (request->status == REBUILD_OK) {
         http_add_header(ex, "location", "/admin/projection", 17);
-        respond_json(ex, 202, json_pack("{s:s, s:s}", "status", "rebuilding", "detail",
-                                        "a new generation is being built; follow "
-                                        "/admin/projection"));
+        respond_json(ex, 202,
+                     json_pack("{s:s, s:s}", "status", "rebuilding", "detail",
+                               "a new generation is being built; follow "
+                               "/admin/projection"));
     } else if (request->status == REBUILD_BUSY) {
         http_respond_problem(ex, 409, "rebuild-in-progress", "another rebuild is running", NULL);
     } else {

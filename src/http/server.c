@@ -26,7 +26,7 @@
 /* More than the 64 KiB commands accept, so oversized bodies get our problem+json 413;
  * h2o answers larger ones itself. */
 #define H2O_BODY_LIMIT (1024 * 1024)
-#define HEADERS_LIMIT (16 * 1024) /* bytes of request header names and values */
+#define HEADERS_LIMIT  (16 * 1024) /* bytes of request header names and values */
 
 static const struct route ROUTES[] = {
     {"POST", "/products", command_create_product, "create_product", 1},
@@ -111,8 +111,8 @@ static int authorized_or_reply(struct http_exchange *ex)
                       token))
         return 1;
     http_add_header(ex, "www-authenticate", "Bearer", 6);
-    http_respond_problem(ex, 401, "unauthorized",
-                         "this route needs Authorization: Bearer <token>", NULL);
+    http_respond_problem(ex, 401, "unauthorized", "this route needs Authorization: Bearer <token>",
+                         NULL);
     return 0;
 }
 
@@ -140,8 +140,8 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
     size_t path_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     ex->path = (struct slice){req->path.base, path_len};
     if (req->query_at != SIZE_MAX)
-        ex->query = (struct slice){req->path.base + req->query_at + 1,
-                                   req->path.len - req->query_at - 1};
+        ex->query =
+            (struct slice){req->path.base + req->query_at + 1, req->path.len - req->query_at - 1};
     ex->body = (struct slice){req->entity.base ? req->entity.base : "", req->entity.len};
     assign_request_id(loop, ex);
 
@@ -163,8 +163,8 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
     struct slice method = slice_eq(ex->method, "HEAD") ? SLICE_LIT("GET") : ex->method;
     const struct route *route = NULL;
     char allow[64];
-    int match = router_match(ROUTES, ROUTE_COUNT, method, ex->path,
-                             &route, ex->params, &ex->param_count, allow, sizeof(allow));
+    int match = router_match(ROUTES, ROUTE_COUNT, method, ex->path, &route, ex->params,
+                             &ex->param_count, allow, sizeof(allow));
     if (match == ROUTE_NO_PATH) {
         http_respond_problem(ex, 404, "not-found", "no such resource", NULL);
     } else if (match == ROUTE_NO_METHOD) {
@@ -172,8 +172,7 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
         char detail[128];
         snprintf(detail, sizeof(detail), "this resource allows %s", allow);
         http_respond_problem(ex, 405, "method-not-allowed", detail, NULL);
-    } else if (!route->needs_token || !server->app->config->api_token ||
-               authorized_or_reply(ex)) {
+    } else if (!route->needs_token || !server->app->config->api_token || authorized_or_reply(ex)) {
         ex->route_name = route->name;
         ex->route_index = (int)(route - ROUTES);
         route->handler(ex);
@@ -211,7 +210,8 @@ static void on_accept(h2o_socket_t *listener, const char *err)
 
 static void on_applied_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
-    struct loop_thread *loop = H2O_STRUCT_FROM_MEMBER(struct loop_thread, applied_receiver, receiver);
+    struct loop_thread *loop =
+        H2O_STRUCT_FROM_MEMBER(struct loop_thread, applied_receiver, receiver);
     while (!h2o_linklist_is_empty(messages))
         h2o_linklist_unlink(messages->next);
     atomic_store(&loop->applied_message_queued, 0);
@@ -220,7 +220,8 @@ static void on_applied_message(h2o_multithread_receiver_t *receiver, h2o_linklis
 
 static void on_control_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
-    struct loop_thread *loop = H2O_STRUCT_FROM_MEMBER(struct loop_thread, control_receiver, receiver);
+    struct loop_thread *loop =
+        H2O_STRUCT_FROM_MEMBER(struct loop_thread, control_receiver, receiver);
     while (!h2o_linklist_is_empty(messages))
         h2o_linklist_unlink(messages->next);
     if (loop->listener) { /* stop accepting: the kernel refuses new connections from now on */
@@ -288,8 +289,8 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
     /* A connection that sends nothing, or takes too long over one request, is closed. */
     server->globalconf.http1.req_timeout = (uint64_t)app->config->idle_timeout_s * 1000;
     server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("catalogd"));
-    h2o_hostconf_t *host = h2o_config_register_host(
-        &server->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_hostconf_t *host =
+        h2o_config_register_host(&server->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_create_handler(path, sizeof(h2o_handler_t))->on_req = on_request;
 

@@ -15,8 +15,8 @@
 /* Applies one event (ARGV[i] .. ARGV[i + 6]: seq, "D" or "U", id, sku, in_stock "1"/"0",
  * version, view) to generation "base" unless the stored view is as new or newer. Shared by
  * every script below, so that all paths apply an event the same way. */
-#define APPLY_ONE_LUA                                                                             \
-    "local function apply_one(base, i)\n"                                                         \
+#define APPLY_ONE_LUA                                                                              \
+    "local function apply_one(base, i)\n"                                                          \
     "  local id, sku, version = ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 5])\n"                 \
     "  local key = base .. 'p:' .. id\n"                                                           \
     "  local stored = redis.call('GET', key)\n"                                                    \
@@ -44,31 +44,30 @@
 /* A batch. ARGV: base ("{prefix}:g{N}:"), the gen key, N, require_current, then 7 per event.
  * Events of a parked product are parked behind its earlier ones instead of applied. */
 static const char APPLY_SCRIPT[] =
-    APPLY_ONE_LUA
-    "local base = ARGV[1]\n"
-    "if ARGV[4] == '1' then\n"
-    "  local current = redis.call('GET', ARGV[2])\n"
-    "  if current ~= ARGV[3] then return redis.error_reply('GENCHANGED') end\n"
-    "end\n"
-    "local checkpoint = redis.call('GET', base .. 'checkpoint')\n"
-    "if not checkpoint then return redis.error_reply('NOCHECKPOINT') end\n"
-    "checkpoint = tonumber(checkpoint)\n"
-    "local any_parked = redis.call('EXISTS', base .. 'parked') == 1\n"
-    "for i = 5, #ARGV, 7 do\n"
-    "  local seq = tonumber(ARGV[i])\n"
-    "  if seq > checkpoint then\n"
-    "    local id = ARGV[i + 2]\n"
-    "    if any_parked and redis.call('HEXISTS', base .. 'parked', id) == 1 then\n"
-    "      redis.call('RPUSH', base .. 'parked:' .. id, seq)\n"
-    "      redis.call('HINCRBY', base .. 'parked', id, 1)\n"
-    "    else\n"
-    "      apply_one(base, i)\n"
-    "    end\n"
-    "    checkpoint = seq\n"
-    "  end\n"
-    "end\n"
-    "redis.call('SET', base .. 'checkpoint', checkpoint)\n"
-    "return checkpoint\n";
+    APPLY_ONE_LUA "local base = ARGV[1]\n"
+                  "if ARGV[4] == '1' then\n"
+                  "  local current = redis.call('GET', ARGV[2])\n"
+                  "  if current ~= ARGV[3] then return redis.error_reply('GENCHANGED') end\n"
+                  "end\n"
+                  "local checkpoint = redis.call('GET', base .. 'checkpoint')\n"
+                  "if not checkpoint then return redis.error_reply('NOCHECKPOINT') end\n"
+                  "checkpoint = tonumber(checkpoint)\n"
+                  "local any_parked = redis.call('EXISTS', base .. 'parked') == 1\n"
+                  "for i = 5, #ARGV, 7 do\n"
+                  "  local seq = tonumber(ARGV[i])\n"
+                  "  if seq > checkpoint then\n"
+                  "    local id = ARGV[i + 2]\n"
+                  "    if any_parked and redis.call('HEXISTS', base .. 'parked', id) == 1 then\n"
+                  "      redis.call('RPUSH', base .. 'parked:' .. id, seq)\n"
+                  "      redis.call('HINCRBY', base .. 'parked', id, 1)\n"
+                  "    else\n"
+                  "      apply_one(base, i)\n"
+                  "    end\n"
+                  "    checkpoint = seq\n"
+                  "  end\n"
+                  "end\n"
+                  "redis.call('SET', base .. 'checkpoint', checkpoint)\n"
+                  "return checkpoint\n";
 
 /* Parks the event after the checkpoint that Redis refused: moves the checkpoint over it and
  * queues it under its product. ARGV: base, then the event's 7 fields. */
@@ -85,15 +84,15 @@ static const char PARK_SCRIPT[] =
 
 /* Applies a parked event if it is its product's oldest; unparks the product when none are
  * left. ARGV: base, then the event's 7 fields. Returns the events still parked for it. */
-static const char UNPARK_SCRIPT[] =
-    APPLY_ONE_LUA
+static const char UNPARK_SCRIPT[] = APPLY_ONE_LUA
     "local base = ARGV[1]\n"
     "local queue = base .. 'parked:' .. ARGV[4]\n"
     "if redis.call('LINDEX', queue, 0) ~= ARGV[2] then return redis.error_reply('NOTHEAD') end\n"
     "apply_one(base, 2)\n"
     "redis.call('LPOP', queue)\n"
     "local left = redis.call('HINCRBY', base .. 'parked', ARGV[4], -1)\n"
-    "if left <= 0 then redis.call('HDEL', base .. 'parked', ARGV[4]); redis.call('DEL', queue) end\n"
+    "if left <= 0 then redis.call('HDEL', base .. 'parked', ARGV[4]); redis.call('DEL', queue) "
+    "end\n"
     "return left\n";
 
 int apply_event_from_store(const struct store_event *event, struct apply_event *out)
@@ -121,7 +120,7 @@ void apply_event_clear(struct apply_event *event)
 
 /* Numbers for the script's ARGV live in one arena: 2 per event, 21 bytes each. */
 #define NUMBER_TEXT 21
-#define EVENT_ARGS 7
+#define EVENT_ARGS  7
 
 /* Appends the 7 arguments of "e" at argv[*n]; "numbers" has room for its 2 numbers. */
 static void push_event_args(const struct apply_event *e, char *numbers, const char **argv,
@@ -130,8 +129,8 @@ static void push_event_args(const struct apply_event *e, char *numbers, const ch
     char *seq_text = numbers, *version_text = numbers + NUMBER_TEXT;
     snprintf(seq_text, NUMBER_TEXT, "%" PRId64, e->seq);
     snprintf(version_text, NUMBER_TEXT, "%" PRId64, e->version);
-    const char *fields[EVENT_ARGS - 1] = {seq_text, e->deleted ? "D" : "U", e->id, e->sku,
-                                          e->in_stock ? "1" : "0", version_text};
+    const char *fields[EVENT_ARGS - 1] = {seq_text, e->deleted ? "D" : "U",  e->id,
+                                          e->sku,   e->in_stock ? "1" : "0", version_text};
     for (size_t f = 0; f < EVENT_ARGS - 1; f++) {
         argv[*n] = fields[f];
         argvlen[(*n)++] = strlen(fields[f]);
@@ -168,8 +167,8 @@ static int reply_status(redisContext *redis, redisReply *reply, int64_t *value, 
 
 /* Runs a one-event script (PARK_SCRIPT or UNPARK_SCRIPT) on generation "gen". */
 static int run_event_script(redisContext *redis, const char *script, const char *prefix,
-                            int64_t gen, const struct apply_event *event, int64_t *value,
-                            char *err, size_t errlen)
+                            int64_t gen, const struct apply_event *event, int64_t *value, char *err,
+                            size_t errlen)
 {
     char base[LAYOUT_BASE_MAX], numbers[2 * NUMBER_TEXT];
     layout_generation_base(prefix, gen, base, sizeof(base));
@@ -190,11 +189,9 @@ int apply_park(redisContext *redis, const char *prefix, int64_t gen,
 }
 
 int apply_unpark(redisContext *redis, const char *prefix, int64_t gen,
-                 const struct apply_event *event, int64_t *still_parked, char *err,
-                 size_t errlen)
+                 const struct apply_event *event, int64_t *still_parked, char *err, size_t errlen)
 {
-    return run_event_script(redis, UNPARK_SCRIPT, prefix, gen, event, still_parked, err,
-                            errlen);
+    return run_event_script(redis, UNPARK_SCRIPT, prefix, gen, event, still_parked, err, errlen);
 }
 
 int apply_events(redisContext *redis, const char *prefix, int64_t gen, int require_current,
@@ -212,8 +209,8 @@ int apply_events(redisContext *redis, const char *prefix, int64_t gen, int requi
     char *gen_text = numbers + 2 * count * NUMBER_TEXT;
     snprintf(gen_text, NUMBER_TEXT, "%" PRId64, gen);
 
-    const char *head[] = {"EVAL", APPLY_SCRIPT, "0", base, gen_key, gen_text,
-                          require_current ? "1" : "0"};
+    const char *head[] = {
+        "EVAL", APPLY_SCRIPT, "0", base, gen_key, gen_text, require_current ? "1" : "0"};
     size_t n = 0;
     for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++) {
         argv[n] = head[i];

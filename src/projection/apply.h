@@ -25,10 +25,10 @@ struct apply_event {
 
 enum apply_status {
     APPLY_OK = 0,
-    APPLY_REDIS_DOWN = -1,          /* no reply: reconnect and retry */
-    APPLY_GENERATION_CHANGED = -2,  /* a rebuild switched generations: reload and retry */
-    APPLY_NO_CHECKPOINT = -3,       /* the generation lost its data: rebuild */
-    APPLY_REJECTED = -4,            /* Redis answered an error (OOM...): retry later */
+    APPLY_REDIS_DOWN = -1,         /* no reply: reconnect and retry */
+    APPLY_GENERATION_CHANGED = -2, /* a rebuild switched generations: reload and retry */
+    APPLY_NO_CHECKPOINT = -3,      /* the generation lost its data: rebuild */
+    APPLY_REJECTED = -4,           /* Redis answered an error (OOM...): retry later */
 };
 
 /* Fills "out" from an event of the log; the payload is the view. Returns 0, or -1 when the
@@ -53,8 +53,7 @@ int apply_park(redisContext *redis, const char *prefix, int64_t gen,
 /* Applies a parked event, which must be the oldest parked for its product. On APPLY_OK
  * "*still_parked" is how many of that product's events remain parked. */
 int apply_unpark(redisContext *redis, const char *prefix, int64_t gen,
-                 const struct apply_event *event, int64_t *still_parked, char *err,
-                 size_t errlen);
+                 const struct apply_event *event, int64_t *still_parked, char *err, size_t errlen);
 
 /* Visits the parked events of generation "gen", product by product, oldest first; "fn" (may
  * be NULL) returns non-zero to skip the rest of that product. Sets "*parked_events". */

@@ -20,8 +20,8 @@
 #include <stdio.h>
 
 #define LAYOUT_PREFIX_MAX 64
-#define LAYOUT_BASE_MAX 96 /* "{prefix}:g{N}:" with the longest prefix and N */
-#define LAYOUT_KEY_MAX 256
+#define LAYOUT_BASE_MAX   96 /* "{prefix}:g{N}:" with the longest prefix and N */
+#define LAYOUT_KEY_MAX    256
 
 /* "{prefix}:{name}" for the keys outside any generation: "gen", "gen-counter",
  * "rebuild-lock". */

@@ -21,13 +21,13 @@
 #include "projection/rebuild.h"
 #include "projection/redis_sync.h"
 
-#define BATCH_MAX 512
-#define BACKOFF_MIN_MS 25
-#define BACKOFF_MAX_MS 1000
+#define BATCH_MAX        512
+#define BACKOFF_MIN_MS   25
+#define BACKOFF_MAX_MS   1000
 #define REDIS_TIMEOUT_MS 1000
-#define IDLE_CHECK_MS 1000 /* how often an idle projector checks that its generation exists */
-#define UNPARK_MIN_MS 500
-#define UNPARK_MAX_MS 30000
+#define IDLE_CHECK_MS    1000 /* how often an idle projector checks that its generation exists */
+#define UNPARK_MIN_MS    500
+#define UNPARK_MAX_MS    30000
 
 struct projector {
     struct projector_config config;
@@ -64,8 +64,8 @@ struct projector {
 };
 
 static const char *const STATE_NAMES[] = {
-    [PROJECTOR_STARTING] = "starting",         [PROJECTOR_LIVE] = "live",
-    [PROJECTOR_CATCHING_UP] = "catching_up",   [PROJECTOR_REBUILDING] = "rebuilding",
+    [PROJECTOR_STARTING] = "starting",       [PROJECTOR_LIVE] = "live",
+    [PROJECTOR_CATCHING_UP] = "catching_up", [PROJECTOR_REBUILDING] = "rebuilding",
     [PROJECTOR_REDIS_DOWN] = "redis_down",
 };
 
@@ -116,8 +116,7 @@ static void wait_for(struct projector *p, int ms, int until_work)
         deadline.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&p->lock);
-    while (!p->stopping &&
-           !(until_work && atomic_load(&p->head) > atomic_load(&p->checkpoint))) {
+    while (!p->stopping && !(until_work && atomic_load(&p->head) > atomic_load(&p->checkpoint))) {
         if (pthread_cond_timedwait(&p->wake, &p->lock, &deadline) == ETIMEDOUT) break;
     }
     pthread_mutex_unlock(&p->lock);
@@ -164,8 +163,7 @@ static int collect_event(const struct store_event *event, void *arg)
         atomic_store(&p->oldest_unapplied_ms, parse_timestamp_ms(event->recorded_at));
     if (apply_event_from_store(event, &p->batch[p->batch_count]) < 0) {
         /* A payload that is not a view can only come from outside catalogd. */
-        LOG(LOG_ERROR, "projector: event %" PRId64 " has no valid view; stopping here",
-            event->seq);
+        LOG(LOG_ERROR, "projector: event %" PRId64 " has no valid view; stopping here", event->seq);
         return 1;
     }
     p->batch_count++;
@@ -235,7 +233,8 @@ static int rebuild(struct projector *p)
     if (result.old_generation > 0 &&
         rebuild_drop_generation(p->redis, p->prefix, result.old_generation, err, sizeof(err)) < 0)
         record_error(p, "dropping the broken generation", err);
-    LOG(LOG_INFO, "projector: generation %" PRId64 " built with %" PRId64 " products up to seq %" PRId64,
+    LOG(LOG_INFO,
+        "projector: generation %" PRId64 " built with %" PRId64 " products up to seq %" PRId64,
         result.generation, result.products, result.checkpoint);
     return 0;
 }
@@ -374,19 +373,20 @@ static void retry_parked(struct projector *p)
     struct unpark_pass pass = {.p = p};
     char err[256];
     int64_t parked = 0;
-    int rc = apply_list_parked(p->redis, p->prefix, p->generation, unpark_one, &pass, &parked,
-                               err, sizeof(err));
+    int rc = apply_list_parked(p->redis, p->prefix, p->generation, unpark_one, &pass, &parked, err,
+                               sizeof(err));
     if (rc == APPLY_REDIS_DOWN) {
         record_error(p, "retrying parked events", err);
         drop_redis(p);
         return;
     }
     set_parked(p, parked - pass.applied);
-    if (pass.applied > 0) LOG(LOG_INFO, "projector: applied %" PRId64 " parked events", pass.applied);
+    if (pass.applied > 0)
+        LOG(LOG_INFO, "projector: applied %" PRId64 " parked events", pass.applied);
     if (pass.failed || rc != APPLY_OK) {
         record_error(p, "retrying parked events", pass.failed ? pass.err : err);
-        p->unpark_backoff_ms = p->unpark_backoff_ms * 2 > UNPARK_MAX_MS ? UNPARK_MAX_MS
-                                                                        : p->unpark_backoff_ms * 2;
+        p->unpark_backoff_ms =
+            p->unpark_backoff_ms * 2 > UNPARK_MAX_MS ? UNPARK_MAX_MS : p->unpark_backoff_ms * 2;
     } else {
         p->unpark_backoff_ms = UNPARK_MIN_MS;
     }
@@ -433,9 +433,8 @@ static void apply_batch(struct projector *p)
 static int should_stop(struct projector *p)
 {
     pthread_mutex_lock(&p->lock);
-    int stop = p->stopping &&
-               (atomic_load(&p->checkpoint) >= atomic_load(&p->head) ||
-                clock_mono_ms() >= p->drain_deadline_ms);
+    int stop = p->stopping && (atomic_load(&p->checkpoint) >= atomic_load(&p->head) ||
+                               clock_mono_ms() >= p->drain_deadline_ms);
     pthread_mutex_unlock(&p->lock);
     return stop;
 }

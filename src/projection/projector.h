@@ -22,13 +22,13 @@ enum projector_state {
 struct projector_status {
     enum projector_state state;
     int64_t generation;
-    int64_t checkpoint;      /* last seq applied to Redis */
-    int64_t head;            /* last seq committed to SQLite */
-    double lag_seconds;      /* age of the oldest unapplied event, 0 when caught up */
-    uint64_t redis_errors;   /* failed attempts since start */
+    int64_t checkpoint;    /* last seq applied to Redis */
+    int64_t head;          /* last seq committed to SQLite */
+    double lag_seconds;    /* age of the oldest unapplied event, 0 when caught up */
+    uint64_t redis_errors; /* failed attempts since start */
     uint64_t reconnects;
     uint64_t rebuilds;
-    int64_t parked_events;   /* refused by Redis for their product; retried with backoff */
+    int64_t parked_events; /* refused by Redis for their product; retried with backoff */
     char last_error[200];
 };
 

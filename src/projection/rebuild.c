@@ -13,9 +13,9 @@
 #include "projection/layout.h"
 #include "projection/redis_sync.h"
 
-#define SNAPSHOT_PAGE 1000
-#define CATCH_UP_BATCH 512
-#define LOCK_TTL_MS "60000"
+#define SNAPSHOT_PAGE       1000
+#define CATCH_UP_BATCH      512
+#define LOCK_TTL_MS         "60000"
 #define MAX_SWITCH_ATTEMPTS 1000
 
 /* Hands out a generation number above both the counter and the current generation. */
@@ -209,8 +209,7 @@ static int catch_up(struct rebuild *r, int64_t gen, int64_t *checkpoint)
     return rc < 0 ? -1 : (int)batch->count;
 }
 
-static int switch_generation(struct rebuild *r, int64_t gen, int64_t checkpoint,
-                             long long *old_gen)
+static int switch_generation(struct rebuild *r, int64_t gen, int64_t checkpoint, long long *old_gen)
 {
     char gen_key[LAYOUT_KEY_MAX], gen_text[24], cp_text[24], gen_prefix[LAYOUT_KEY_MAX];
     layout_global_key(r->prefix, "gen", gen_key, sizeof(gen_key));
@@ -260,11 +259,11 @@ abandon : {
 }
 
 int rebuild_run(struct store *store, redisContext *redis, const char *prefix,
-                void (*on_locked)(void *arg), void *arg, struct rebuild_result *result,
-                char *err, size_t errlen)
+                void (*on_locked)(void *arg), void *arg, struct rebuild_result *result, char *err,
+                size_t errlen)
 {
-    struct rebuild r = {.store = store, .redis = redis, .prefix = prefix, .err = err,
-                        .errlen = errlen};
+    struct rebuild r = {
+        .store = store, .redis = redis, .prefix = prefix, .err = err, .errlen = errlen};
     memset(result, 0, sizeof(*result));
     layout_global_key(prefix, "rebuild-lock", r.lock_key, sizeof(r.lock_key));
     int rc = take_lock(&r);

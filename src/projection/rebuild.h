@@ -29,8 +29,8 @@ struct rebuild_result {
  * grace period. "on_locked" (may be NULL) is called once the lock is held, before the
  * build. Returns an enum rebuild_status. */
 int rebuild_run(struct store *store, redisContext *redis, const char *prefix,
-                void (*on_locked)(void *arg), void *arg, struct rebuild_result *result,
-                char *err, size_t errlen);
+                void (*on_locked)(void *arg), void *arg, struct rebuild_result *result, char *err,
+                size_t errlen);
 
 /* Deletes every key of generation "gen" with SCAN + UNLINK in batches (never the current
  * generation: refused with -1). Returns 0 or -1 with "err". */

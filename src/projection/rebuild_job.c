@@ -16,7 +16,7 @@
 #include "projection/redis_sync.h"
 
 #define OLD_GENERATION_GRACE_MS 2000 /* longer than a loop's generation refresh (250 ms) */
-#define REDIS_TIMEOUT_MS 30000
+#define REDIS_TIMEOUT_MS        30000
 
 struct rebuild_jobs {
     char db_path[4096];
@@ -85,8 +85,7 @@ static void *job_main(void *arg)
     struct store *store = NULL;
     redisContext *redis = redis_sync_connect(&jobs->redis, REDIS_TIMEOUT_MS, err, sizeof(err));
     if (redis && store_open_reader(jobs->db_path, &store, err, sizeof(err)) == 0)
-        status = rebuild_run(store, redis, jobs->prefix, on_locked, job, &result, err,
-                             sizeof(err));
+        status = rebuild_run(store, redis, jobs->prefix, on_locked, job, &result, err, sizeof(err));
     tell(job, status, err);
     if (status == REBUILD_OK) {
         LOG(LOG_INFO, "rebuild: generation %lld is live with %lld products",

@@ -37,7 +37,8 @@ redisReply *redis_sync_command(redisContext *redis, int argc, const char **argv,
 {
     redisReply *reply = redisCommandArgv(redis, argc, argv, argvlen);
     if (!reply) {
-        snprintf(err, errlen, "Redis %s: %s", argv[0], redis->errstr[0] ? redis->errstr : "no reply");
+        snprintf(err, errlen, "Redis %s: %s", argv[0],
+                 redis->errstr[0] ? redis->errstr : "no reply");
         return NULL;
     }
     if (reply->type == REDIS_REPLY_ERROR) {

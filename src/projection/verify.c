@@ -38,7 +38,8 @@ struct verify {
     size_t errlen;
 };
 
-static void difference(struct verify *v, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void difference(struct verify *v, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void difference(struct verify *v, const char *fmt, ...)
 {
     va_list args;
@@ -81,13 +82,12 @@ static void check_product(struct verify *v, const struct page_product *p, redisR
                           redisReply *sku_owner, redisReply *in_all, redisReply *in_stock)
 {
     if (view->type != REDIS_REPLY_STRING) {
-        difference(v, "missing view: %s (sku %s, version %" PRId64 ")", p->id, p->sku,
-                   p->version);
+        difference(v, "missing view: %s (sku %s, version %" PRId64 ")", p->id, p->sku, p->version);
     } else if (view->len != p->view_len || memcmp(view->str, p->view, p->view_len) != 0) {
         int64_t stored = view_version(view->str, view->len);
         if (stored != p->version)
-            difference(v, "stale view: %s has version %" PRId64 ", write model has %" PRId64,
-                       p->id, stored, p->version);
+            difference(v, "stale view: %s has version %" PRId64 ", write model has %" PRId64, p->id,
+                       stored, p->version);
         else
             difference(v, "different view: %s (version %" PRId64 ")", p->id, p->version);
     }
@@ -199,8 +199,8 @@ static int settle(struct verify *v, const char *checkpoint_key, int settle_ms)
 int verify_run(struct store *store, redisContext *redis, const char *prefix, int settle_ms,
                FILE *out, struct verify_report *report, char *err, size_t errlen)
 {
-    struct verify v = {.store = store, .redis = redis, .out = out, .report = report, .err = err,
-                       .errlen = errlen};
+    struct verify v = {
+        .store = store, .redis = redis, .out = out, .report = report, .err = err, .errlen = errlen};
     memset(report, 0, sizeof(*report));
     char key[LAYOUT_KEY_MAX];
     long long gen = 0, checkpoint = 0;

@@ -14,7 +14,7 @@
 #include "query/read_model.h"
 
 #define CATALOG_DEFAULT_LIMIT 100
-#define CATALOG_MAX_LIMIT 1000
+#define CATALOG_MAX_LIMIT     1000
 
 static const char JSON[] = "application/json";
 
@@ -144,8 +144,8 @@ void query_get_product_by_sku(struct http_exchange *ex)
         return;
     }
     if (read_model_unready(ex)) return;
-    hold_call(ex, read_model_get_by_sku(ex->thread->read_model, ex->params[0], on_product_by_sku,
-                                        ex));
+    hold_call(ex,
+              read_model_get_by_sku(ex->thread->read_model, ex->params[0], on_product_by_sku, ex));
 }
 
 struct catalog_request {
@@ -232,8 +232,8 @@ void query_catalog(struct http_exchange *ex)
     char after[UUID_TEXT_LEN + 1] = "";
     struct slice value;
     if (http_query_param(ex, "limit", &value) && parse_limit(value, &request->limit) < 0) {
-        http_respond_problem(ex, 400, "invalid-query",
-                             "limit must be an integer from 1 to 1000", NULL);
+        http_respond_problem(ex, 400, "invalid-query", "limit must be an integer from 1 to 1000",
+                             NULL);
         return;
     }
     if (http_query_param(ex, "cursor", &value) && cursor_decode(value.p, value.len, after) < 0) {
@@ -246,8 +246,7 @@ void query_catalog(struct http_exchange *ex)
         if (slice_eq(value, "true"))
             request->in_stock = 1;
         else if (!slice_eq(value, "false")) {
-            http_respond_problem(ex, 400, "invalid-query", "in_stock must be true or false",
-                                 NULL);
+            http_respond_problem(ex, 400, "invalid-query", "in_stock must be true or false", NULL);
             return;
         }
     }

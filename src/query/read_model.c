@@ -13,10 +13,9 @@
 #define GENERATION_REFRESH_MS 250
 
 /* KEYS[1]: the generation base. ARGV[1]: the sku. */
-static const char BY_SKU_SCRIPT[] =
-    "local id = redis.call('GET', KEYS[1] .. 'sku:' .. ARGV[1])\n"
-    "if not id then return false end\n"
-    "return redis.call('GET', KEYS[1] .. 'p:' .. id)\n";
+static const char BY_SKU_SCRIPT[] = "local id = redis.call('GET', KEYS[1] .. 'sku:' .. ARGV[1])\n"
+                                    "if not id then return false end\n"
+                                    "return redis.call('GET', KEYS[1] .. 'p:' .. id)\n";
 
 /* KEYS[1]: the generation base. ARGV: index name, min ("-" or "(id"), limit. */
 static const char PAGE_SCRIPT[] =
@@ -82,8 +81,8 @@ struct read_model *read_model_new(h2o_loop_t *loop, const struct app_config *con
     rm->loop = loop;
     snprintf(rm->prefix, sizeof(rm->prefix), "%s", config->prefix);
     layout_global_key(rm->prefix, "gen", rm->gen_key, sizeof(rm->gen_key));
-    rm->client = redis_client_new(loop, &config->redis, config->redis_timeout_ms,
-                                  refresh_generation, rm);
+    rm->client =
+        redis_client_new(loop, &config->redis, config->redis_timeout_ms, refresh_generation, rm);
     h2o_timeout_init(loop, &rm->refresh_timeout, GENERATION_REFRESH_MS);
     rm->refresh_entry.cb = on_refresh_timer;
     h2o_timeout_link(loop, &rm->refresh_timeout, &rm->refresh_entry);
@@ -113,8 +112,8 @@ struct redis_call *read_model_get_view(struct read_model *rm, struct slice id, r
     return redis_client_call(rm->client, fn, arg, 2, argv, lens);
 }
 
-struct redis_call *read_model_get_by_sku(struct read_model *rm, struct slice sku,
-                                         redis_reply_fn fn, void *arg)
+struct redis_call *read_model_get_by_sku(struct read_model *rm, struct slice sku, redis_reply_fn fn,
+                                         void *arg)
 {
     const char *argv[] = {"EVAL", BY_SKU_SCRIPT, "1", rm->base, sku.p};
     const size_t lens[] = {4, sizeof(BY_SKU_SCRIPT) - 1, 1, rm->base_len, sku.len};
@@ -125,11 +124,17 @@ struct redis_call *read_model_catalog_page(struct read_model *rm, int in_stock, 
                                            int limit, redis_reply_fn fn, void *arg)
 {
     char min[64], limit_text[16];
-    int min_len = after[0] ? snprintf(min, sizeof(min), "(%s", after) : snprintf(min, sizeof(min), "-");
+    int min_len =
+        after[0] ? snprintf(min, sizeof(min), "(%s", after) : snprintf(min, sizeof(min), "-");
     int limit_len = snprintf(limit_text, sizeof(limit_text), "%d", limit);
     const char *index = in_stock ? "in_stock" : "all";
     const char *argv[] = {"EVAL", PAGE_SCRIPT, "1", rm->base, index, min, limit_text};
-    const size_t lens[] = {4, sizeof(PAGE_SCRIPT) - 1, 1, rm->base_len, strlen(index),
-                           (size_t)min_len, (size_t)limit_len};
+    const size_t lens[] = {4,
+                           sizeof(PAGE_SCRIPT) - 1,
+                           1,
+                           rm->base_len,
+                           strlen(index),
+                           (size_t)min_len,
+                           (size_t)limit_len};
     return redis_client_call(rm->client, fn, arg, 7, argv, lens);
 }

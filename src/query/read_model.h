@@ -22,8 +22,8 @@ struct redis_call *read_model_get_view(struct read_model *rm, struct slice id, r
                                        void *arg);
 
 /* The view of the product that owns "sku": a string reply, or nil. */
-struct redis_call *read_model_get_by_sku(struct read_model *rm, struct slice sku,
-                                         redis_reply_fn fn, void *arg);
+struct redis_call *read_model_get_by_sku(struct read_model *rm, struct slice sku, redis_reply_fn fn,
+                                         void *arg);
 
 /* A catalog page: up to "limit" views after id "after" ("" for the first page), from all
  * products or only those in stock. The reply is an array: [total, more (0/1), view...]. */

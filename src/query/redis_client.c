@@ -16,7 +16,7 @@
 #include "common/log.h"
 #include "common/xmalloc.h"
 
-#define TICK_MS 50
+#define TICK_MS        50
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
 
@@ -261,8 +261,8 @@ static void on_tick(h2o_timeout_entry_t *entry)
     h2o_timeout_link(c->loop, &c->tick_timeout, &c->tick_entry);
 }
 
-struct redis_client *redis_client_new(h2o_loop_t *loop, const struct redis_url *url,
-                                      int timeout_ms, void (*on_connect)(void *arg), void *arg)
+struct redis_client *redis_client_new(h2o_loop_t *loop, const struct redis_url *url, int timeout_ms,
+                                      void (*on_connect)(void *arg), void *arg)
 {
     struct redis_client *c = xcalloc(1, sizeof(*c));
     c->loop = loop;
@@ -286,8 +286,8 @@ int redis_client_connected(const struct redis_client *c)
     return c->connected;
 }
 
-struct redis_call *redis_client_call(struct redis_client *c, redis_reply_fn fn, void *arg,
-                                     int argc, const char *const *argv, const size_t *argvlen)
+struct redis_call *redis_client_call(struct redis_client *c, redis_reply_fn fn, void *arg, int argc,
+                                     const char *const *argv, const size_t *argvlen)
 {
     if (!c->connected) return NULL;
     append_number_line(&c->pending, '*', (size_t)argc);

@@ -22,8 +22,8 @@ typedef void (*redis_reply_fn)(const redisReply *reply, void *arg);
 /* Creates a client on "loop" and starts connecting. "on_connect" (may be NULL) runs each
  * time a connection is ready, before any queued call (to load state such as the current
  * generation). */
-struct redis_client *redis_client_new(h2o_loop_t *loop, const struct redis_url *url,
-                                      int timeout_ms, void (*on_connect)(void *arg), void *arg);
+struct redis_client *redis_client_new(h2o_loop_t *loop, const struct redis_url *url, int timeout_ms,
+                                      void (*on_connect)(void *arg), void *arg);
 
 /* 1 while connected. */
 int redis_client_connected(const struct redis_client *client);

@@ -88,7 +88,7 @@ static int expected_version_or_reply(struct http_exchange *ex, struct command *c
 {
     struct slice value = http_header(ex, "if-match");
     cmd->expected_version = COMMAND_ANY_VERSION;
-    if (value.len == 0 || slice_eq(value, "*")) return 0;
+    if (!http_has_header(ex, "if-match") || slice_eq(value, "*")) return 0;
     int64_t version = 0;
     int ok =
         value.len >= 3 && value.len <= 20 && value.p[0] == '"' && value.p[value.len - 1] == '"';

@@ -127,7 +127,8 @@ void http_respond(struct http_exchange *ex, int status, const char *content_type
     if (content_type)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type,
                        strlen(content_type));
-    req->res.content_length = body_len;
+    /* 204 and 304 carry no body and, per RFC 9110, no Content-Length for it. */
+    if (status != 204 && status != 304) req->res.content_length = body_len;
     uint64_t duration_us = now_us() - ex->started_at_us;
     metrics_record(&current_loop->metrics, ex->route_index, status, duration_us);
     LOG(LOG_INFO, "request %.*s %.*s%s%.*s %d %.3fms id=%s", (int)ex->method.len, ex->method.p,

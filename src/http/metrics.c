@@ -114,7 +114,9 @@ static void emit_sync(struct text *t, struct http_exchange *ex, struct server_vi
     writer_get_stats(ex->app->writer, &stats);
     int64_t lag = status.head > status.checkpoint ? status.head - status.checkpoint : 0;
     unsigned long client_errors = 0, client_reconnects = 0;
+    long connections = 0;
     for (int l = 0; l < view->loop_count; l++) {
+        connections += atomic_load_explicit(&view->loops[l].connections, memory_order_relaxed);
         struct read_model *rm = view->loops[l].app_thread.read_model;
         if (!rm) continue;
         client_errors += redis_client_errors(read_model_client(rm));
@@ -145,6 +147,9 @@ static void emit_sync(struct text *t, struct http_exchange *ex, struct server_vi
         lag, status.lag_seconds, status.checkpoint, status.head, status.generation,
         status.redis_errors, client_errors, status.reconnects, client_reconnects, status.rebuilds,
         status.parked_events);
+    emit(t, "# HELP catalogd_open_connections HTTP connections open now.\n"
+            "# TYPE catalogd_open_connections gauge\ncatalogd_open_connections %ld\n",
+         connections);
     emit(t, "# HELP catalogd_write_batch_size Commands per group commit.\n"
             "# TYPE catalogd_write_batch_size histogram\n");
     uint64_t cumulative = 0;

@@ -25,6 +25,19 @@ static int match_path(const char *pattern, struct slice path, struct slice *para
     return p == end;
 }
 
+/* Appends ", method" to the Allow list unless it is there or would not fit. */
+static size_t add_method(char *allow, size_t len, size_t cap, const char *method)
+{
+    size_t n = strlen(method);
+    if (strstr(allow, method) || len + n + 3 > cap) return len;
+    if (len) {
+        memcpy(allow + len, ", ", 2);
+        len += 2;
+    }
+    memcpy(allow + len, method, n + 1);
+    return len + n;
+}
+
 int router_match(const struct route *routes, size_t count, struct slice method, struct slice path,
                  const struct route **found, struct slice *params, int *param_count, char *allow,
                  size_t allow_cap)
@@ -43,15 +56,9 @@ int router_match(const struct route *routes, size_t count, struct slice method, 
             return ROUTE_FOUND;
         }
         path_known = 1;
-        size_t n = strlen(routes[i].method);
-        if (!strstr(allow, routes[i].method) && allow_len + n + 3 < allow_cap) {
-            if (allow_len) {
-                memcpy(allow + allow_len, ", ", 2);
-                allow_len += 2;
-            }
-            memcpy(allow + allow_len, routes[i].method, n + 1);
-            allow_len += n;
-        }
+        allow_len = add_method(allow, allow_len, allow_cap, routes[i].method);
+        if (strcmp(routes[i].method, "GET") == 0) /* the server answers HEAD wherever GET */
+            allow_len = add_method(allow, allow_len, allow_cap, "HEAD");
     }
     return path_known ? ROUTE_NO_METHOD : ROUTE_NO_PATH;
 }

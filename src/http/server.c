@@ -53,6 +53,9 @@ struct server {
     int loop_count;
     atomic_int draining;
     atomic_long in_flight;
+    pthread_mutex_t ready_lock;
+    pthread_cond_t ready_cond;
+    int loops_ready; /* guarded by ready_lock */
     h2o_multithread_queue_t **queues;
 };
 
@@ -231,17 +234,45 @@ static void on_control_message(h2o_multithread_receiver_t *receiver, h2o_linklis
     }
 }
 
-static void *loop_main(void *arg)
+/* Everything a loop owns is created here, on its own thread: h2o allocates socket buffers
+ * from thread-local pools, so a socket (the message queue's too) made on another thread
+ * would share that thread's pool and corrupt it. */
+static void init_loop(struct loop_thread *loop)
 {
-    struct loop_thread *loop = arg;
-    current_loop = loop;
-    h2o_loop_t *evloop = loop->ctx.loop;
-    loop->app_thread.read_model = read_model_new(evloop, loop->server->app->config);
+    struct server *server = loop->server;
+    h2o_evloop_t *evloop = h2o_evloop_create();
+    h2o_context_init(&loop->ctx, evloop, &server->globalconf);
+    loop->accept_ctx.ctx = &loop->ctx;
+    loop->accept_ctx.hosts = server->globalconf.hosts;
+    h2o_multithread_queue_t *queue = h2o_multithread_create_queue(evloop);
+    h2o_multithread_register_receiver(queue, &loop->resume_receiver, http_on_resume_messages);
+    h2o_multithread_register_receiver(queue, &loop->applied_receiver, on_applied_message);
+    h2o_multithread_register_receiver(queue, &loop->control_receiver, on_control_message);
+    h2o_linklist_init_anchor(&loop->waiters);
+    h2o_timeout_init(evloop, &loop->projection_wait,
+                     (uint64_t)server->app->config->projection_wait_ms);
+    uint32_t salt = 0;
+    if (getrandom(&salt, sizeof(salt), 0) != sizeof(salt)) salt = (uint32_t)(uintptr_t)loop;
+    loop->request_id_salt = salt;
+    loop->app_thread.read_model = read_model_new(evloop, server->app->config);
     loop->listener = h2o_evloop_socket_create(evloop, loop->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     loop->listener->data = loop;
     h2o_socket_read_start(loop->listener, on_accept);
+}
+
+static void *loop_main(void *arg)
+{
+    struct loop_thread *loop = arg;
+    struct server *server = loop->server;
+    current_loop = loop;
+    init_loop(loop);
+    atomic_store(&loop->ready, 1);
+    pthread_mutex_lock(&server->ready_lock);
+    server->loops_ready++;
+    pthread_cond_signal(&server->ready_cond);
+    pthread_mutex_unlock(&server->ready_lock);
     for (;;)
-        h2o_evloop_run(evloop, INT32_MAX);
+        h2o_evloop_run(loop->ctx.loop, INT32_MAX);
     return NULL;
 }
 
@@ -284,6 +315,8 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
     server->app = app;
     server->loop_count = app->config->threads;
     server->loops = xcalloc((size_t)server->loop_count, sizeof(*server->loops));
+    pthread_mutex_init(&server->ready_lock, NULL);
+    pthread_cond_init(&server->ready_cond, NULL);
     h2o_config_init(&server->globalconf);
     server->globalconf.max_request_entity_size = H2O_BODY_LIMIT;
     /* A connection that sends nothing, or takes too long over one request, is closed. */
@@ -332,32 +365,22 @@ void server_projection_applied(int64_t checkpoint, void *arg)
     struct server *server = arg;
     for (int i = 0; i < server->loop_count; i++) {
         struct loop_thread *loop = &server->loops[i];
-        if (atomic_load(&loop->waiter_count) == 0) continue;
+        if (!atomic_load(&loop->ready) || atomic_load(&loop->waiter_count) == 0) continue;
         if (atomic_exchange(&loop->applied_message_queued, 1)) continue;
         h2o_multithread_send_message(&loop->applied_receiver, &loop->applied_message);
     }
 }
 
+/* Starts the loop threads and returns once every loop can receive messages. */
 static void start_loops(struct server *server)
 {
-    for (int i = 0; i < server->loop_count; i++) {
-        struct loop_thread *loop = &server->loops[i];
-        h2o_evloop_t *evloop = h2o_evloop_create();
-        h2o_context_init(&loop->ctx, evloop, &server->globalconf);
-        loop->accept_ctx.ctx = &loop->ctx;
-        loop->accept_ctx.hosts = server->globalconf.hosts;
-        h2o_multithread_queue_t *queue = h2o_multithread_create_queue(evloop);
-        h2o_multithread_register_receiver(queue, &loop->resume_receiver, http_on_resume_messages);
-        h2o_multithread_register_receiver(queue, &loop->applied_receiver, on_applied_message);
-        h2o_multithread_register_receiver(queue, &loop->control_receiver, on_control_message);
-        h2o_linklist_init_anchor(&loop->waiters);
-        h2o_timeout_init(evloop, &loop->projection_wait,
-                         (uint64_t)server->app->config->projection_wait_ms);
-        uint32_t salt = 0;
-        if (getrandom(&salt, sizeof(salt), 0) != sizeof(salt)) salt = (uint32_t)i * 2654435761u;
-        loop->request_id_salt = salt;
-        h2o_multithread_create_thread(&loop->thread, NULL, loop_main, loop);
-    }
+    for (int i = 0; i < server->loop_count; i++)
+        h2o_multithread_create_thread(&server->loops[i].thread, NULL, loop_main,
+                                      &server->loops[i]);
+    pthread_mutex_lock(&server->ready_lock);
+    while (server->loops_ready < server->loop_count)
+        pthread_cond_wait(&server->ready_cond, &server->ready_lock);
+    pthread_mutex_unlock(&server->ready_lock);
 }
 
 void server_run(struct server *server, int grace_ms)

@@ -57,13 +57,13 @@ static void on_locked(void *arg)
 }
 
 static void finish(struct job *job, int status, const struct rebuild_result *result,
-                   const char *err, uint64_t started_ms)
+                   const char *err, uint64_t took_ms)
 {
     struct rebuild_jobs *jobs = job->jobs;
     pthread_mutex_lock(&jobs->lock);
     jobs->status.running = 0;
     jobs->status.runs++;
-    jobs->status.last_seconds = (double)(clock_mono_ms() - started_ms) / 1000.0;
+    jobs->status.last_seconds = (double)took_ms / 1000.0;
     if (status == REBUILD_OK) {
         jobs->status.last_generation = result->generation;
         jobs->status.last_products = result->products;
@@ -87,6 +87,7 @@ static void *job_main(void *arg)
     if (redis && store_open_reader(jobs->db_path, &store, err, sizeof(err)) == 0)
         status = rebuild_run(store, redis, jobs->prefix, on_locked, job, &result, err, sizeof(err));
     tell(job, status, err);
+    uint64_t took_ms = clock_mono_ms() - started_ms; /* to the switch, not the cleanup */
     if (status == REBUILD_OK) {
         LOG(LOG_INFO, "rebuild: generation %lld is live with %lld products",
             (long long)result.generation, (long long)result.products);
@@ -100,7 +101,7 @@ static void *job_main(void *arg)
     } else if (status == REBUILD_FAILED) {
         LOG(LOG_WARN, "rebuild: failed: %s", err);
     }
-    finish(job, status, &result, err, started_ms);
+    finish(job, status, &result, err, took_ms);
     redisFree(redis);
     store_close(store);
     free(job);

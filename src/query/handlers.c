@@ -72,15 +72,45 @@ static int etag_matches(struct slice if_none_match, const char *etag, size_t eta
     return 0;
 }
 
-static void answer_view(struct http_exchange *ex, const redisReply *reply, const char *what)
+static void answer_timeout(struct http_exchange *ex)
+{
+    http_respond_unavailable(ex, "read-model-unavailable",
+                             "the read model (Redis) did not answer in time");
+}
+
+/* After a nil view: 404 if the generation read is still current, else 503 (rebuilding). */
+static void confirm_not_found(struct http_exchange *ex, const redisReply *reply, const char *what)
+{
+    if (!reply)
+        answer_timeout(ex);
+    else if (read_model_generation_confirmed(ex->thread->read_model, reply))
+        http_respond_problem(ex, 404, "not-found", what, NULL);
+    else
+        http_respond_unavailable(ex, "read-model-unavailable",
+                                 "the read model is being rebuilt; retry shortly");
+}
+
+static void on_product_not_found(const redisReply *reply, void *arg)
+{
+    release_call(arg);
+    confirm_not_found(arg, reply, "no product has this id");
+}
+
+static void on_sku_not_found(const redisReply *reply, void *arg)
+{
+    release_call(arg);
+    confirm_not_found(arg, reply, "no product has this sku");
+}
+
+static void answer_view(struct http_exchange *ex, const redisReply *reply,
+                        redis_reply_fn not_found)
 {
     if (!reply) {
-        http_respond_unavailable(ex, "read-model-unavailable",
-                                 "the read model (Redis) did not answer in time");
+        answer_timeout(ex);
         return;
     }
     if (reply->type == REDIS_REPLY_NIL) {
-        http_respond_problem(ex, 404, "not-found", what, NULL);
+        hold_call(ex, read_model_fetch_generation(ex->thread->read_model, not_found, ex));
         return;
     }
     if (reply->type != REDIS_REPLY_STRING) {
@@ -104,7 +134,7 @@ static void on_product(const redisReply *reply, void *arg)
 {
     struct http_exchange *ex = arg;
     release_call(ex);
-    answer_view(ex, reply, "no product has this id");
+    answer_view(ex, reply, on_product_not_found);
 }
 
 void query_get_product(struct http_exchange *ex)
@@ -122,7 +152,7 @@ static void on_product_by_sku(const redisReply *reply, void *arg)
 {
     struct http_exchange *ex = arg;
     release_call(ex);
-    answer_view(ex, reply, "no product has this sku");
+    answer_view(ex, reply, on_sku_not_found);
 }
 
 static int sku_plausible(struct slice sku)
@@ -181,14 +211,28 @@ static int add_next_link(struct http_exchange *ex, const struct catalog_request 
     return 0;
 }
 
+static void on_empty_catalog_confirmed(const redisReply *reply, void *arg)
+{
+    struct http_exchange *ex = arg;
+    release_call(ex);
+    if (!reply) {
+        answer_timeout(ex);
+    } else if (read_model_generation_confirmed(ex->thread->read_model, reply)) {
+        http_add_header(ex, "x-total-count", "0", 1);
+        http_respond(ex, 200, JSON, "[]", 2);
+    } else {
+        http_respond_unavailable(ex, "read-model-unavailable",
+                                 "the read model is being rebuilt; retry shortly");
+    }
+}
+
 static void on_catalog_page(const redisReply *reply, void *arg)
 {
     struct catalog_request *request = arg;
     struct http_exchange *ex = request->ex;
     release_call(ex);
     if (!reply) {
-        http_respond_unavailable(ex, "read-model-unavailable",
-                                 "the read model (Redis) did not answer in time");
+        answer_timeout(ex);
         return;
     }
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
@@ -196,6 +240,11 @@ static void on_catalog_page(const redisReply *reply, void *arg)
         reply->element[1]->type != REDIS_REPLY_INTEGER) {
         http_respond_unavailable(ex, "read-model-unavailable",
                                  "the read model gave an unexpected answer");
+        return;
+    }
+    if (reply->element[0]->integer == 0) { /* an empty catalog, or a flushed read model? */
+        hold_call(ex, read_model_fetch_generation(ex->thread->read_model,
+                                                  on_empty_catalog_confirmed, ex));
         return;
     }
     size_t size = 2, count = reply->elements - 2;

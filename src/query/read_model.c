@@ -45,27 +45,44 @@ struct read_model {
     int refresh_in_flight;
 };
 
+/* Takes a reply to GET {prefix}:gen. Returns 1 if the generation did not change. */
+static int take_generation(struct read_model *rm, const redisReply *reply)
+{
+    int64_t gen = 0;
+    if (reply->type == REDIS_REPLY_STRING) gen = strtoll(reply->str, NULL, 10);
+    if (gen < 0) gen = 0;
+    if (gen == rm->generation) return 1;
+    rm->generation = gen;
+    int n = layout_generation_base(rm->prefix, rm->generation, rm->base, sizeof(rm->base));
+    rm->base_len = (size_t)n;
+    return 0;
+}
+
 static void on_generation(const redisReply *reply, void *arg)
 {
     struct read_model *rm = arg;
     rm->refresh_in_flight = 0;
-    if (!reply) return; /* the client is reconnecting; it refreshes again on connect */
-    int64_t gen = 0;
-    if (reply->type == REDIS_REPLY_STRING) gen = strtoll(reply->str, NULL, 10);
-    if (gen != rm->generation) {
-        rm->generation = gen > 0 ? gen : 0;
-        int n = layout_generation_base(rm->prefix, rm->generation, rm->base, sizeof(rm->base));
-        rm->base_len = (size_t)n;
-    }
+    if (reply) take_generation(rm, reply); /* else: reconnecting; refreshed again on connect */
+}
+
+struct redis_call *read_model_fetch_generation(struct read_model *rm, redis_reply_fn fn,
+                                               void *arg)
+{
+    const char *argv[] = {"GET", rm->gen_key};
+    const size_t lens[] = {3, strlen(rm->gen_key)};
+    return redis_client_call(rm->client, fn, arg, 2, argv, lens);
+}
+
+int read_model_generation_confirmed(struct read_model *rm, const redisReply *reply)
+{
+    return take_generation(rm, reply) && rm->generation > 0;
 }
 
 static void refresh_generation(void *arg)
 {
     struct read_model *rm = arg;
     if (rm->refresh_in_flight) return;
-    const char *argv[] = {"GET", rm->gen_key};
-    const size_t lens[] = {3, strlen(rm->gen_key)};
-    if (redis_client_call(rm->client, on_generation, rm, 2, argv, lens)) rm->refresh_in_flight = 1;
+    if (read_model_fetch_generation(rm, on_generation, rm)) rm->refresh_in_flight = 1;
 }
 
 static void on_refresh_timer(h2o_timeout_entry_t *entry)

@@ -601,8 +601,8 @@ def test_stock_unknown_id_is_404(stack, pid):
 
 
 @pytest.mark.parametrize("method,path,allowed", [
-    ("PUT", "/products/{id}", {"GET", "PATCH", "DELETE"}),
-    ("POST", "/products/{id}", {"GET", "PATCH", "DELETE"}),
+    ("PUT", "/products/{id}", {"GET", "HEAD", "PATCH", "DELETE"}),
+    ("POST", "/products/{id}", {"GET", "HEAD", "PATCH", "DELETE"}),
     ("GET", "/products/{id}/stock", {"POST"}),
     ("PATCH", "/products/{id}/stock", {"POST"}),
     ("DELETE", "/products/{id}/stock", {"POST"}),

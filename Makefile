@@ -69,6 +69,11 @@ unit: $(BUILD)/unit_tests
 api: all
 	$(PYTHON) -m pytest -q tests/api
 
+# Side by side with the seed's rebuild and nginx (issue 5): writes BENCHMARKS.md and
+# bench/results/. Knobs (REPS, DURATION, BIG=1, ...): bench/run.sh --help
+bench:
+	bench/run.sh
+
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer (+ LeakSanitizer at
 # exit). Every sanitizer report of any process, server or test binary, is written to
 # build-asan/reports/ and fails the target.
@@ -87,6 +92,13 @@ asan: deps-test
 	@if ls $(ASAN_BUILD)/reports/* >/dev/null 2>&1; then \
 		echo "sanitizer reports:"; head -n 40 $(ASAN_BUILD)/reports/*; exit 1; fi
 	@echo "asan: no sanitizer reports"
+
+# Each libFuzzer target in fuzz/ for FUZZ_SECONDS on a scratch copy of its corpus; any crash
+# fails (CI: make fuzz FUZZ_SECONDS=60). Details in fuzz/README.md.
+FUZZ_SECONDS ?= 10
+fuzz:
+	@scripts/ensure-debs.sh clang libclang-rt-14-dev libjansson-dev libhiredis-dev
+	$(MAKE) --no-print-directory -C fuzz run SECONDS=$(FUZZ_SECONDS)
 
 format:
 	clang-format -i $(SRC) $(shell find src tests/unit -name '*.h' -o -name '*.c')

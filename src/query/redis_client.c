@@ -15,6 +15,7 @@
 
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "query/reply_reader.h"
 
 #define TICK_MS        50
 #define BACKOFF_MIN_MS 50
@@ -199,7 +200,11 @@ static void on_connected(h2o_socket_t *sock, const char *err)
         LOG(LOG_INFO, "redis client: reconnected");
     }
     c->ever_connected = 1;
-    c->reader = redisReaderCreate();
+    c->reader = reply_reader_new();
+    if (!c->reader) {
+        disconnect(c, "out of memory");
+        return;
+    }
     h2o_socket_read_start(sock, on_read);
     if (c->url.db != 0) {
         char db[16];

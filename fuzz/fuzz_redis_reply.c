@@ -1,0 +1,169 @@
+/* fuzz_redis_reply.c - libFuzzer target: bytes from Redis through hiredis' reply reader, fed
+ * in pieces and drained after each one as src/query/redis_client.c's on_read does, and every
+ * reply through what the query path does with it:
+ * - a view (GET, the by-sku script): view_version for the ETag, view_parse;
+ * - a catalog page (the page script): the shape check of on_catalog_page, then view_parse and
+ *   cursor_encode of the last view for the Link header;
+ * - the generation (GET {prefix}:gen): strtoll and layout_generation_base.
+ * Invariants checked, beyond "no crash": the ETag fits its buffer; a view that view_parse
+ * accepts has a canonical id whose cursor decodes back to it; a page that passes the shape
+ * check has room for every view in the body the handler builds; the generation base fits.
+ *
+ * on_catalog_page keeps its shape check and body assembly inline (src/query/handlers.c), so
+ * they are copied here (catalog_page_shape_ok, catalog_body_size): a pure function in
+ * src/query/ that both call would make this target test the server's code, not a copy.
+ *
+ * The reader is the server's own (src/query/reply_reader.c), which refuses arrays of more than
+ * REPLY_MAX_ELEMENTS: hiredis 0.14 would otherwise calloc 16 GiB for "*2147483647\r\n". */
+#include <hiredis.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "domain/cursor.h"
+#include "domain/uuid7.h"
+#include "domain/view.h"
+#include "query/reply_reader.h"
+#include "fuzz_check.h"
+#include "projection/layout.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The server's own bounded reader (src/query/reply_reader.c). */
+static redisReader *reader_new(void)
+{
+    redisReader *reader = reply_reader_new();
+    CHECK(reader != NULL);
+    return reader;
+}
+
+/* What answer_view does with a string reply, and what add_next_link does with a view. */
+static void check_view_reply(const redisReply *reply)
+{
+    char etag[32], cursor[CURSOR_LEN + 1], id[UUID_TEXT_LEN + 1];
+    struct view_fields fields;
+
+    int64_t version = view_version(reply->str, reply->len);
+    CHECK(version >= -1);
+    int etag_len = snprintf(etag, sizeof etag, "\"%" PRId64 "\"", version);
+    CHECK(etag_len > 0 && (size_t)etag_len < sizeof etag);
+
+    if (view_parse(reply->str, reply->len, &fields) == 0) {
+        CHECK(uuid_check_canonical(fields.id, strlen(fields.id)) == 0);
+        CHECK(strnlen(fields.sku, sizeof fields.sku) < sizeof fields.sku);
+        CHECK(cursor_encode(fields.id, cursor) == 0);
+        CHECK(cursor_decode(cursor, CURSOR_LEN, id) == 0 && strcmp(id, fields.id) == 0);
+    }
+}
+
+/* Copy of on_catalog_page's check: [total, more, view-or-nil...] with integers first. */
+static int catalog_page_shape_ok(const redisReply *reply)
+{
+    return reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
+           reply->element[0]->type == REDIS_REPLY_INTEGER &&
+           reply->element[1]->type == REDIS_REPLY_INTEGER;
+}
+
+/* Copy of on_catalog_page's body size: brackets, and each string view plus a comma. */
+static size_t catalog_body_size(const redisReply *reply)
+{
+    size_t size = 2;
+    for (size_t i = 2; i < reply->elements; i++)
+        if (reply->element[i]->type == REDIS_REPLY_STRING) size += reply->element[i]->len + 1;
+    return size;
+}
+
+static void check_catalog_page(const redisReply *reply)
+{
+    if (!catalog_page_shape_ok(reply)) return;
+
+    /* The body as on_catalog_page builds it, into exactly the bytes it allocates. */
+    size_t size = catalog_body_size(reply), used = 0;
+    char *body = malloc(size);
+    const redisReply *last = NULL;
+    CHECK(body != NULL);
+    body[used++] = '[';
+    for (size_t i = 2; i < reply->elements; i++) {
+        const redisReply *view = reply->element[i];
+        if (view->type != REDIS_REPLY_STRING) continue;
+        if (last) body[used++] = ',';
+        memcpy(body + used, view->str, view->len);
+        used += view->len;
+        last = view;
+    }
+    body[used++] = ']';
+    CHECK(used <= size);
+    free(body);
+
+    char total[32];
+    CHECK(snprintf(total, sizeof total, "%lld", reply->element[0]->integer) < (int)sizeof total);
+    if (reply->element[1]->integer == 1 && last) check_view_reply(last);
+}
+
+/* What on_generation does with the reply to GET {prefix}:gen. */
+static void check_generation_reply(const redisReply *reply)
+{
+    static const char longest_prefix[LAYOUT_PREFIX_MAX + 1] =
+        "pppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp";
+    char base[LAYOUT_BASE_MAX];
+
+    int64_t generation = strtoll(reply->str, NULL, 10);
+    if (generation <= 0) return;
+    int n = layout_generation_base(longest_prefix, generation, base, sizeof base);
+    CHECK(n > 0 && (size_t)n < sizeof base);
+}
+
+/* Every reply, and every element of an array at any depth, gets the checks its type gets
+ * somewhere on the query path. */
+static void check_reply(const redisReply *reply, int depth)
+{
+    CHECK(reply != NULL && depth < 16);
+    switch (reply->type) {
+    case REDIS_REPLY_STRING:
+        CHECK(reply->str != NULL && reply->str[reply->len] == '\0');
+        check_view_reply(reply);
+        check_generation_reply(reply);
+        break;
+    case REDIS_REPLY_STATUS:
+    case REDIS_REPLY_ERROR:
+        CHECK(reply->str != NULL && reply->str[reply->len] == '\0');
+        break;
+    case REDIS_REPLY_ARRAY:
+        check_catalog_page(reply);
+        for (size_t i = 0; i < reply->elements; i++)
+            check_reply(reply->element[i], depth + 1);
+        break;
+    case REDIS_REPLY_INTEGER:
+    case REDIS_REPLY_NIL:
+        break;
+    default:
+        CHECK(!"a reply type hiredis 0.14 does not produce");
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    redisReader *reader = reader_new();
+    uint64_t seed = fuzz_hash(data, size);
+    size_t fed = 0;
+
+    /* Bytes arrive in pieces of 1..64 bytes; after each piece every complete reply is taken. */
+    while (fed < size) {
+        size_t piece = 1 + (seed & 63);
+        seed = seed >> 6 | seed << 58;
+        if (piece > size - fed) piece = size - fed;
+        if (redisReaderFeed(reader, (const char *)data + fed, piece) != REDIS_OK) break;
+        fed += piece;
+        for (;;) {
+            void *reply = NULL;
+            if (redisReaderGetReply(reader, &reply) != REDIS_OK) goto out; /* disconnect */
+            if (reply == NULL) break;
+            check_reply(reply, 0);
+            freeReplyObject(reply);
+        }
+    }
+out:
+    redisReaderFree(reader);
+    return 0;
+}

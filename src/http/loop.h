@@ -29,12 +29,12 @@ struct loop_thread {
     int listen_fd;
     h2o_socket_t *listener;
     atomic_int connections; /* open on this loop (read by /metrics) */
-    int max_connections; /* this loop's share of --max-connections */
-    int accept_paused;   /* at the cap: new connections wait in the kernel's backlog */
+    int max_connections;    /* this loop's share of --max-connections */
+    int accept_paused;      /* at the cap: new connections wait in the kernel's backlog */
     pthread_t thread;
     struct app_thread app_thread;
 
-    atomic_int ready; /* its receivers are registered */
+    atomic_int ready;                            /* its receivers are registered */
     h2o_multithread_receiver_t resume_receiver;  /* http_resume_post lands here */
     h2o_multithread_receiver_t applied_receiver; /* projector progress lands here */
     h2o_multithread_receiver_t control_receiver; /* stop accepting */

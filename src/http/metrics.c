@@ -147,8 +147,9 @@ static void emit_sync(struct text *t, struct http_exchange *ex, struct server_vi
         lag, status.lag_seconds, status.checkpoint, status.head, status.generation,
         status.redis_errors, client_errors, status.reconnects, client_reconnects, status.rebuilds,
         status.parked_events);
-    emit(t, "# HELP catalogd_open_connections HTTP connections open now.\n"
-            "# TYPE catalogd_open_connections gauge\ncatalogd_open_connections %ld\n",
+    emit(t,
+         "# HELP catalogd_open_connections HTTP connections open now.\n"
+         "# TYPE catalogd_open_connections gauge\ncatalogd_open_connections %ld\n",
          connections);
     emit(t, "# HELP catalogd_write_batch_size Commands per group commit.\n"
             "# TYPE catalogd_write_batch_size histogram\n");

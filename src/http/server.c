@@ -375,8 +375,7 @@ void server_projection_applied(int64_t checkpoint, void *arg)
 static void start_loops(struct server *server)
 {
     for (int i = 0; i < server->loop_count; i++)
-        h2o_multithread_create_thread(&server->loops[i].thread, NULL, loop_main,
-                                      &server->loops[i]);
+        h2o_multithread_create_thread(&server->loops[i].thread, NULL, loop_main, &server->loops[i]);
     pthread_mutex_lock(&server->ready_lock);
     while (server->loops_ready < server->loop_count)
         pthread_cond_wait(&server->ready_cond, &server->ready_lock);

@@ -102,8 +102,7 @@ static void on_sku_not_found(const redisReply *reply, void *arg)
     confirm_not_found(arg, reply, "no product has this sku");
 }
 
-static void answer_view(struct http_exchange *ex, const redisReply *reply,
-                        redis_reply_fn not_found)
+static void answer_view(struct http_exchange *ex, const redisReply *reply, redis_reply_fn not_found)
 {
     if (!reply) {
         answer_timeout(ex);

@@ -65,8 +65,7 @@ static void on_generation(const redisReply *reply, void *arg)
     if (reply) take_generation(rm, reply); /* else: reconnecting; refreshed again on connect */
 }
 
-struct redis_call *read_model_fetch_generation(struct read_model *rm, redis_reply_fn fn,
-                                               void *arg)
+struct redis_call *read_model_fetch_generation(struct read_model *rm, redis_reply_fn fn, void *arg)
 {
     const char *argv[] = {"GET", rm->gen_key};
     const size_t lens[] = {3, strlen(rm->gen_key)};

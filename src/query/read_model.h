@@ -35,8 +35,7 @@ struct redis_call *read_model_catalog_page(struct read_model *rm, int in_stock, 
  * longer exists for up to the refresh interval. read_model_fetch_generation asks Redis;
  * read_model_generation_confirmed takes its reply, updates the cached generation, and returns
  * 1 when the answer read before still stands, 0 when the read model changed under it. */
-struct redis_call *read_model_fetch_generation(struct read_model *rm, redis_reply_fn fn,
-                                               void *arg);
+struct redis_call *read_model_fetch_generation(struct read_model *rm, redis_reply_fn fn, void *arg);
 int read_model_generation_confirmed(struct read_model *rm, const redisReply *reply);
 
 struct redis_client *read_model_client(struct read_model *rm);

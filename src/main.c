@@ -17,6 +17,7 @@
 #include "command/writer.h"
 #include "common/log.h"
 #include "http/server.h"
+#include "projection/apply.h"
 #include "projection/layout.h"
 #include "projection/projector.h"
 #include "projection/rebuild.h"
@@ -197,8 +198,16 @@ static void make_parent_directory(const char *path)
         LOG(LOG_WARN, "cannot create %s: %s", dir, strerror(errno));
 }
 
-static void on_committed(int64_t head_seq, void *arg)
+/* The writer committed a batch: hand its events to the projector and wake it. */
+static void on_committed(int64_t head_seq, const struct command *batch, void *arg)
 {
+    struct apply_event events[WRITER_MAX_BATCH];
+    size_t count = 0;
+    for (const struct command *cmd = batch; cmd && count < WRITER_MAX_BATCH; cmd = cmd->next)
+        if (cmd->outcome == COMMAND_DONE && cmd->seq > 0)
+            apply_event_from_product(cmd->seq, cmd->kind == COMMAND_DELETE_PRODUCT, &cmd->product,
+                                     cmd->view, cmd->view_len, &events[count++]);
+    projector_offer(arg, events, count);
     projector_notify(arg, head_seq);
 }
 

@@ -17,13 +17,13 @@
 #include "domain/timestamp.h"
 #include "domain/uuid7.h"
 
-#define MAX_BATCH                  512
+#define WRITER_MAX_BATCH           512
 #define IDEMPOTENCY_KEEP_MS        (25ULL * 3600 * 1000) /* "at least 24 h" */
 #define IDEMPOTENCY_PURGE_EVERY_MS 60000
 
 struct writer {
     struct store *store;
-    void (*committed)(int64_t head_seq, void *arg);
+    writer_committed_fn committed;
     void *committed_arg;
 
     pthread_t thread;
@@ -245,7 +245,7 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
         for (struct command *cmd = batch; cmd; cmd = cmd->next)
             if (cmd->outcome == COMMAND_DONE && cmd->seq > head) head = cmd->seq;
         atomic_store(&w->head_seq, head);
-        if (w->committed) w->committed(head, w->committed_arg);
+        if (w->committed) w->committed(head, batch, w->committed_arg);
     }
     record_batch(w, size);
     struct command *next;
@@ -256,7 +256,7 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
     }
 }
 
-/* Takes up to MAX_BATCH queued commands, waiting at most "wait_s" seconds for one. Returns
+/* Takes up to WRITER_MAX_BATCH queued commands, waiting at most "wait_s" seconds for one. Returns
  * NULL when none came; "*stop" is set when stopping with an empty queue. */
 static struct command *take_batch(struct writer *w, size_t *size, int wait_s, int *stop)
 {
@@ -269,7 +269,7 @@ static struct command *take_batch(struct writer *w, size_t *size, int wait_s, in
     *stop = w->stopping && !w->queue_head;
     struct command *batch = w->queue_head, *last = NULL;
     size_t n = 0;
-    for (struct command *cmd = batch; cmd && n < MAX_BATCH; cmd = cmd->next) {
+    for (struct command *cmd = batch; cmd && n < WRITER_MAX_BATCH; cmd = cmd->next) {
         last = cmd;
         n++;
     }
@@ -325,8 +325,7 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-int writer_start(struct store *store, void (*committed)(int64_t head_seq, void *arg), void *arg,
-                 struct writer **out)
+int writer_start(struct store *store, writer_committed_fn committed, void *arg, struct writer **out)
 {
     struct writer *w = xcalloc(1, sizeof(*w));
     w->store = store;

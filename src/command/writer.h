@@ -75,6 +75,8 @@ void command_response_clear(struct command_response *response);
 /* Frees a command and what it owns (accepts NULL). */
 void command_free(struct command *cmd);
 
+#define WRITER_MAX_BATCH 512 /* commands per group commit at most */
+
 struct writer_stats {
     uint64_t commands;
     uint64_t batches;
@@ -83,10 +85,13 @@ struct writer_stats {
 
 struct writer;
 
-/* Starts the writer thread on "store" (which it then owns until writer_stop). "committed" is
- * called on the writer thread after every commit with the new head seq (to wake the
- * projector). Returns 0, or -1 if the thread cannot start. */
-int writer_start(struct store *store, void (*committed)(int64_t head_seq, void *arg), void *arg,
+/* Called on the writer thread after every commit with the new head seq and the batch (a list
+ * linked by "next"; the COMMAND_DONE ones committed), to wake the projector. */
+typedef void (*writer_committed_fn)(int64_t head_seq, const struct command *batch, void *arg);
+
+/* Starts the writer thread on "store" (which it then owns until writer_stop). Returns 0, or
+ * -1 if the thread cannot start. */
+int writer_start(struct store *store, writer_committed_fn committed, void *arg,
                  struct writer **out);
 
 /* Queues "cmd"; it completes later on the writer thread. Thread-safe. */

@@ -112,6 +112,21 @@ int apply_event_from_store(const struct store_event *event, struct apply_event *
     return 0;
 }
 
+void apply_event_from_product(int64_t seq, int deleted, const struct product *product,
+                              const char *view, size_t view_len, struct apply_event *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->seq = seq;
+    out->deleted = deleted;
+    memcpy(out->id, product->id, sizeof(out->id));
+    memcpy(out->sku, product->sku, sizeof(out->sku));
+    out->in_stock = product->stock > 0;
+    out->version = product->version;
+    out->view = xmalloc(view_len);
+    memcpy(out->view, view, view_len);
+    out->view_len = view_len;
+}
+
 void apply_event_clear(struct apply_event *event)
 {
     free(event->view);

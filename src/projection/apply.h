@@ -36,6 +36,10 @@ enum apply_status {
 int apply_event_from_store(const struct store_event *event, struct apply_event *out);
 void apply_event_clear(struct apply_event *event);
 
+/* Fills "out" from a product's state just committed, with a copy of its "view". */
+void apply_event_from_product(int64_t seq, int deleted, const struct product *product,
+                              const char *view, size_t view_len, struct apply_event *out);
+
 /* Applies "events" (in seq order) to generation "gen" under "prefix". With
  * "require_current", the step is refused (APPLY_GENERATION_CHANGED) unless "gen" is the one
  * queries read. On APPLY_OK "*checkpoint" is the generation's checkpoint afterwards. */

@@ -26,6 +26,7 @@
 #define BACKOFF_MAX_MS   1000
 #define REDIS_TIMEOUT_MS 1000
 #define IDLE_CHECK_MS    1000 /* how often an idle projector checks that its generation exists */
+#define OFFERED_MAX      4096 /* events held for the projector; beyond that it reads the log */
 #define UNPARK_MIN_MS    500
 #define UNPARK_MAX_MS    30000
 
@@ -41,6 +42,9 @@ struct projector {
     pthread_cond_t wake;
     int stopping;               /* guarded by lock */
     uint64_t drain_deadline_ms; /* guarded by lock */
+
+    struct apply_event *offered; /* guarded by lock: committed events handed over in memory */
+    size_t offered_count, offered_cap;
 
     _Atomic int64_t head;
     _Atomic int64_t checkpoint;
@@ -81,7 +85,12 @@ static void set_state(struct projector *p, enum projector_state state)
     p->status.state = state;
     p->status.generation = p->generation;
     pthread_mutex_unlock(&p->status_lock);
-    if (old != state) LOG(LOG_INFO, "projector: %s -> %s", STATE_NAMES[old], STATE_NAMES[state]);
+    if (old == state) return;
+    /* Under load it moves between live and catching up with every batch: debug only. */
+    int routine = (old == PROJECTOR_LIVE && state == PROJECTOR_CATCHING_UP) ||
+                  (old == PROJECTOR_CATCHING_UP && state == PROJECTOR_LIVE);
+    LOG(routine ? LOG_DEBUG : LOG_INFO, "projector: %s -> %s", STATE_NAMES[old],
+        STATE_NAMES[state]);
 }
 
 static void set_parked(struct projector *p, int64_t parked_events)
@@ -179,8 +188,32 @@ static int open_store(struct projector *p)
     return -1;
 }
 
+/* Takes the offered events that continue exactly from the checkpoint. Returns how many. */
+static size_t take_offered(struct projector *p)
+{
+    int64_t next = atomic_load(&p->checkpoint) + 1;
+    pthread_mutex_lock(&p->lock);
+    size_t skip = 0;
+    while (skip < p->offered_count && p->offered[skip].seq < next)
+        apply_event_clear(&p->offered[skip++]);
+    size_t take = 0;
+    if (skip < p->offered_count && p->offered[skip].seq == next) {
+        while (skip + take < p->offered_count && take < BATCH_MAX &&
+               p->offered[skip + take].seq == next + (int64_t)take)
+            take++;
+        memcpy(p->batch, p->offered + skip, take * sizeof(*p->batch));
+    }
+    size_t rest = p->offered_count - skip - take;
+    memmove(p->offered, p->offered + skip + take, rest * sizeof(*p->offered));
+    p->offered_count = rest;
+    pthread_mutex_unlock(&p->lock);
+    p->batch_count = take;
+    return take;
+}
+
 static int fetch_batch(struct projector *p)
 {
+    if (take_offered(p) > 0) return 0;
     if (open_store(p) < 0) return -1;
     int rc = store_read_events(p->store, atomic_load(&p->checkpoint), BATCH_MAX, collect_event, p);
     if (rc < 0) {
@@ -521,6 +554,24 @@ void projector_notify(struct projector *p, int64_t head_seq)
     pthread_mutex_unlock(&p->lock);
 }
 
+void projector_offer(struct projector *p, struct apply_event *events, size_t count)
+{
+    pthread_mutex_lock(&p->lock);
+    if (p->offered_count + count > OFFERED_MAX) { /* behind: it reads the log instead */
+        pthread_mutex_unlock(&p->lock);
+        for (size_t i = 0; i < count; i++)
+            apply_event_clear(&events[i]);
+        return;
+    }
+    if (p->offered_count + count > p->offered_cap) {
+        p->offered_cap = OFFERED_MAX;
+        p->offered = xrealloc(p->offered, p->offered_cap * sizeof(*p->offered));
+    }
+    memcpy(p->offered + p->offered_count, events, count * sizeof(*events));
+    p->offered_count += count;
+    pthread_mutex_unlock(&p->lock);
+}
+
 int projector_redis_up(const struct projector *p)
 {
     return atomic_load(&p->redis_up);
@@ -556,6 +607,9 @@ void projector_stop(struct projector *p, int drain_ms)
     pthread_join(p->thread, NULL);
     redisFree(p->redis);
     store_close(p->store);
+    for (size_t i = 0; i < p->offered_count; i++)
+        apply_event_clear(&p->offered[i]);
+    free(p->offered);
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->status_lock);
     pthread_cond_destroy(&p->wake);

@@ -50,6 +50,13 @@ int projector_start(const struct projector_config *config,
 /* Tells the projector that events up to "head_seq" are committed. Thread-safe, cheap. */
 void projector_notify(struct projector *projector, int64_t head_seq);
 
+struct apply_event;
+
+/* Hands the projector events just committed ("count", in seq order; it takes the events and
+ * their views), so that it need not read them back from SQLite. Only an optimisation: events
+ * offered while it is behind are dropped, and it reads the log instead. Thread-safe. */
+void projector_offer(struct projector *projector, struct apply_event *events, size_t count);
+
 /* The last seq known to be in Redis, readable from any thread. */
 int64_t projector_checkpoint(const struct projector *projector);
 

@@ -11,6 +11,7 @@
 #include "domain/cursor.h"
 #include "domain/uuid7.h"
 #include "domain/view.h"
+#include "query/params.h"
 #include "query/read_model.h"
 
 #define CATALOG_DEFAULT_LIMIT 100
@@ -49,27 +50,6 @@ static int read_model_unready(struct http_exchange *ex)
     http_respond_unavailable(ex, "read-model-unavailable",
                              "the read model (Redis) is not reachable or is being rebuilt");
     return 1;
-}
-
-static int etag_matches(struct slice if_none_match, const char *etag, size_t etag_len)
-{
-    /* A list of entity tags or "*"; weak tags compare equal too (RFC 9110 13.1.2). */
-    const char *p = if_none_match.p, *end = p + if_none_match.len;
-    while (p < end) {
-        while (p < end && (*p == ' ' || *p == ',' || *p == '\t'))
-            p++;
-        const char *start = p;
-        while (p < end && *p != ',')
-            p++;
-        const char *stop = p;
-        while (stop > start && (stop[-1] == ' ' || stop[-1] == '\t'))
-            stop--;
-        if (stop - start >= 2 && start[0] == 'W' && start[1] == '/') start += 2;
-        if ((stop - start == 1 && *start == '*') ||
-            ((size_t)(stop - start) == etag_len && memcmp(start, etag, etag_len) == 0))
-            return 1;
-    }
-    return 0;
 }
 
 static void answer_timeout(struct http_exchange *ex)
@@ -122,7 +102,8 @@ static void answer_view(struct http_exchange *ex, const redisReply *reply, redis
     int etag_len = snprintf(etag, sizeof(etag), "\"%" PRId64 "\"", version);
     http_add_header(ex, "etag", etag, (size_t)etag_len);
     struct slice if_none_match = http_header(ex, "if-none-match");
-    if (if_none_match.len && etag_matches(if_none_match, etag, (size_t)etag_len)) {
+    if (if_none_match.len &&
+        query_etag_matches(if_none_match.p, if_none_match.len, etag, (size_t)etag_len)) {
         http_respond(ex, 304, NULL, NULL, 0);
         return;
     }
@@ -154,21 +135,9 @@ static void on_product_by_sku(const redisReply *reply, void *arg)
     answer_view(ex, reply, on_sku_not_found);
 }
 
-static int sku_plausible(struct slice sku)
-{
-    if (sku.len == 0 || sku.len > PRODUCT_SKU_MAX) return 0;
-    for (size_t i = 0; i < sku.len; i++) {
-        char c = sku.p[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 void query_get_product_by_sku(struct http_exchange *ex)
 {
-    if (!sku_plausible(ex->params[0])) {
+    if (!query_sku_plausible(ex->params[0].p, ex->params[0].len)) {
         http_respond_problem(ex, 404, "not-found", "no product has this sku", NULL);
         return;
     }
@@ -181,33 +150,15 @@ struct catalog_request {
     struct http_exchange *ex;
     int limit;
     int in_stock;
+    long long total;
+    int more;                        /* another page follows */
+    char last_id[UUID_TEXT_LEN + 1]; /* of this page, for the next page's cursor */
 };
 
-static int parse_limit(struct slice text, int *limit)
+static void answer_bad_read_model(struct http_exchange *ex)
 {
-    if (text.len == 0 || text.len > 4) return -1;
-    int value = 0;
-    for (size_t i = 0; i < text.len; i++) {
-        if (text.p[i] < '0' || text.p[i] > '9') return -1;
-        value = value * 10 + (text.p[i] - '0');
-    }
-    if (value < 1 || value > CATALOG_MAX_LIMIT) return -1;
-    *limit = value;
-    return 0;
-}
-
-/* Writes the Link header to the page after the last view of this one. */
-static int add_next_link(struct http_exchange *ex, const struct catalog_request *request,
-                         const redisReply *last_view)
-{
-    struct view_fields fields;
-    char cursor[CURSOR_LEN + 1];
-    if (view_parse(last_view->str, last_view->len, &fields) < 0 ||
-        cursor_encode(fields.id, cursor) < 0)
-        return -1;
-    http_add_headerf(ex, "link", "</catalog?limit=%d&cursor=%s%s>; rel=\"next\"", request->limit,
-                     cursor, request->in_stock ? "&in_stock=true" : "");
-    return 0;
+    http_respond_unavailable(ex, "read-model-unavailable",
+                             "the read model gave an unexpected answer");
 }
 
 static void on_empty_catalog_confirmed(const redisReply *reply, void *arg)
@@ -225,7 +176,8 @@ static void on_empty_catalog_confirmed(const redisReply *reply, void *arg)
     }
 }
 
-static void on_catalog_page(const redisReply *reply, void *arg)
+/* Step 2: the views, sent as stored; a product deleted since step 1 is left out. */
+static void on_catalog_views(const redisReply *reply, void *arg)
 {
     struct catalog_request *request = arg;
     struct http_exchange *ex = request->ex;
@@ -234,41 +186,78 @@ static void on_catalog_page(const redisReply *reply, void *arg)
         answer_timeout(ex);
         return;
     }
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2 ||
-        reply->element[0]->type != REDIS_REPLY_INTEGER ||
-        reply->element[1]->type != REDIS_REPLY_INTEGER) {
-        http_respond_unavailable(ex, "read-model-unavailable",
-                                 "the read model gave an unexpected answer");
+    if (reply->type != REDIS_REPLY_ARRAY) {
+        answer_bad_read_model(ex);
         return;
     }
-    if (reply->element[0]->integer == 0) { /* an empty catalog, or a flushed read model? */
+    size_t size = 2;
+    for (size_t i = 0; i < reply->elements; i++)
+        if (reply->element[i]->type == REDIS_REPLY_STRING) size += reply->element[i]->len + 1;
+    char *body = http_alloc(ex, size);
+    size_t used = 0;
+    body[used++] = '[';
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *view = reply->element[i];
+        if (view->type != REDIS_REPLY_STRING) continue;
+        if (used > 1) body[used++] = ',';
+        memcpy(body + used, view->str, view->len);
+        used += view->len;
+    }
+    body[used++] = ']';
+    http_add_headerf(ex, "x-total-count", "%lld", request->total);
+    char cursor[CURSOR_LEN + 1];
+    if (request->more && cursor_encode(request->last_id, cursor) == 0)
+        http_add_headerf(ex, "link", "</catalog?limit=%d&cursor=%s%s>; rel=\"next\"",
+                         request->limit, cursor, request->in_stock ? "&in_stock=true" : "");
+    http_respond(ex, 200, JSON, body, used);
+}
+
+/* Step 1: EXEC's [[id...], total]. */
+static void on_catalog_ids(const redisReply *reply, void *arg)
+{
+    struct catalog_request *request = arg;
+    struct http_exchange *ex = request->ex;
+    release_call(ex);
+    if (!reply) {
+        answer_timeout(ex);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_ARRAY ||
+        reply->element[1]->type != REDIS_REPLY_INTEGER) {
+        answer_bad_read_model(ex);
+        return;
+    }
+    const redisReply *ids = reply->element[0];
+    request->total = reply->element[1]->integer;
+    if (request->total == 0) { /* an empty catalog, or a flushed read model? */
         hold_call(ex, read_model_fetch_generation(ex->thread->read_model,
                                                   on_empty_catalog_confirmed, ex));
         return;
     }
-    size_t size = 2, count = reply->elements - 2;
-    for (size_t i = 0; i < count; i++)
-        if (reply->element[i + 2]->type == REDIS_REPLY_STRING)
-            size += reply->element[i + 2]->len + 1;
-    char *body = http_alloc(ex, size);
-    size_t used = 0;
-    const redisReply *last = NULL;
-    body[used++] = '[';
-    for (size_t i = 0; i < count; i++) {
-        const redisReply *view = reply->element[i + 2];
-        if (view->type != REDIS_REPLY_STRING) continue; /* deleted between ZRANGE and MGET */
-        if (last) body[used++] = ',';
-        memcpy(body + used, view->str, view->len);
-        used += view->len;
-        last = view;
-    }
-    body[used++] = ']';
-    http_add_headerf(ex, "x-total-count", "%lld", reply->element[0]->integer);
-    if (reply->element[1]->integer == 1 && last && add_next_link(ex, request, last) < 0) {
-        http_respond_unavailable(ex, "read-model-unavailable", "the read model holds a bad view");
+    size_t count = ids->elements;
+    request->more = count > (size_t)request->limit;
+    if (request->more) count = (size_t)request->limit;
+    if (count == 0) { /* a cursor past the end */
+        http_add_headerf(ex, "x-total-count", "%lld", request->total);
+        http_respond(ex, 200, JSON, "[]", 2);
         return;
     }
-    http_respond(ex, 200, JSON, body, used);
+    const redisReply *last = ids->element[count - 1];
+    if (last->type != REDIS_REPLY_STRING || uuid_check_canonical(last->str, last->len) < 0) {
+        answer_bad_read_model(ex);
+        return;
+    }
+    memcpy(request->last_id, last->str, UUID_TEXT_LEN);
+    request->last_id[UUID_TEXT_LEN] = '\0';
+    struct redis_call *call =
+        read_model_get_views(ex->thread->read_model, (const redisReply *const *)ids->element, count,
+                             on_catalog_views, request);
+    if (!call && redis_client_connected(read_model_client(ex->thread->read_model))) {
+        answer_bad_read_model(ex); /* an id that is not one */
+        return;
+    }
+    hold_call(ex, call);
 }
 
 void query_catalog(struct http_exchange *ex)
@@ -279,7 +268,8 @@ void query_catalog(struct http_exchange *ex)
     request->in_stock = 0;
     char after[UUID_TEXT_LEN + 1] = "";
     struct slice value;
-    if (http_query_param(ex, "limit", &value) && parse_limit(value, &request->limit) < 0) {
+    if (http_query_param(ex, "limit", &value) &&
+        query_parse_limit(value.p, value.len, CATALOG_MAX_LIMIT, &request->limit) < 0) {
         http_respond_problem(ex, 400, "invalid-query", "limit must be an integer from 1 to 1000",
                              NULL);
         return;
@@ -299,6 +289,6 @@ void query_catalog(struct http_exchange *ex)
         }
     }
     if (read_model_unready(ex)) return;
-    hold_call(ex, read_model_catalog_page(ex->thread->read_model, request->in_stock, after,
-                                          request->limit, on_catalog_page, request));
+    hold_call(ex, read_model_catalog_ids(ex->thread->read_model, request->in_stock, after,
+                                         request->limit, on_catalog_ids, request));
 }

@@ -1,5 +1,6 @@
-/* read_model.c - generation tracking and the query commands. A page is one Lua script
- * (ZRANGEBYLEX + ZCARD + MGET): O(log N + limit) whatever the catalog's size. */
+/* read_model.c - generation tracking and the query commands. A page is two round trips:
+ * ZRANGEBYLEX + ZCARD in one MULTI, then one MGET of the views: O(log N + limit) whatever
+ * the catalog's size, and the views go from Redis to the client without a Lua copy. */
 #include "query/read_model.h"
 
 #include <inttypes.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "common/xmalloc.h"
+#include "domain/uuid7.h"
 #include "projection/layout.h"
 
 #define GENERATION_REFRESH_MS 250
@@ -16,21 +18,6 @@
 static const char BY_SKU_SCRIPT[] = "local id = redis.call('GET', KEYS[1] .. 'sku:' .. ARGV[1])\n"
                                     "if not id then return false end\n"
                                     "return redis.call('GET', KEYS[1] .. 'p:' .. id)\n";
-
-/* KEYS[1]: the generation base. ARGV: index name, min ("-" or "(id"), limit. */
-static const char PAGE_SCRIPT[] =
-    "local index = KEYS[1] .. ARGV[1]\n"
-    "local limit = tonumber(ARGV[3])\n"
-    "local ids = redis.call('ZRANGEBYLEX', index, ARGV[2], '+', 'LIMIT', 0, limit + 1)\n"
-    "local result = {redis.call('ZCARD', index), 0}\n"
-    "local n = #ids\n"
-    "if n > limit then result[2] = 1; n = limit end\n"
-    "if n == 0 then return result end\n"
-    "local keys = {}\n"
-    "for i = 1, n do keys[i] = KEYS[1] .. 'p:' .. ids[i] end\n"
-    "local views = redis.call('MGET', unpack(keys))\n"
-    "for i = 1, n do result[i + 2] = views[i] end\n"
-    "return result\n";
 
 struct read_model {
     struct redis_client *client;
@@ -43,6 +30,11 @@ struct read_model {
     h2o_timeout_t refresh_timeout;
     h2o_timeout_entry_t refresh_entry;
     int refresh_in_flight;
+    /* Reused for MGET's arguments (the client copies them at once). */
+    char *scratch_keys;
+    const char **scratch_argv;
+    size_t *scratch_lens;
+    size_t scratch_count;
 };
 
 /* Takes a reply to GET {prefix}:gen. Returns 1 if the generation did not change. */
@@ -136,21 +128,51 @@ struct redis_call *read_model_get_by_sku(struct read_model *rm, struct slice sku
     return redis_client_call(rm->client, fn, arg, 5, argv, lens);
 }
 
-struct redis_call *read_model_catalog_page(struct read_model *rm, int in_stock, const char *after,
-                                           int limit, redis_reply_fn fn, void *arg)
+struct redis_call *read_model_catalog_ids(struct read_model *rm, int in_stock, const char *after,
+                                          int limit, redis_reply_fn fn, void *arg)
 {
-    char min[64], limit_text[16];
-    int min_len =
-        after[0] ? snprintf(min, sizeof(min), "(%s", after) : snprintf(min, sizeof(min), "-");
-    int limit_len = snprintf(limit_text, sizeof(limit_text), "%d", limit);
-    const char *index = in_stock ? "in_stock" : "all";
-    const char *argv[] = {"EVAL", PAGE_SCRIPT, "1", rm->base, index, min, limit_text};
-    const size_t lens[] = {4,
-                           sizeof(PAGE_SCRIPT) - 1,
-                           1,
-                           rm->base_len,
-                           strlen(index),
-                           (size_t)min_len,
-                           (size_t)limit_len};
-    return redis_client_call(rm->client, fn, arg, 7, argv, lens);
+    char index[LAYOUT_KEY_MAX], min[64], count[16];
+    size_t index_len = (size_t)snprintf(index, sizeof(index), "%.*s%s", (int)rm->base_len, rm->base,
+                                        in_stock ? "in_stock" : "all");
+    size_t min_len = (size_t)(after[0] ? snprintf(min, sizeof(min), "(%s", after)
+                                       : snprintf(min, sizeof(min), "-"));
+    size_t count_len = (size_t)snprintf(count, sizeof(count), "%d", limit + 1);
+    const char *multi[] = {"MULTI"};
+    const size_t multi_len[] = {5};
+    const char *range[] = {"ZRANGEBYLEX", index, min, "+", "LIMIT", "0", count};
+    const size_t range_len[] = {11, index_len, min_len, 1, 5, 1, count_len};
+    const char *card[] = {"ZCARD", index};
+    const size_t card_len[] = {5, index_len};
+    const char *exec[] = {"EXEC"};
+    const size_t exec_len[] = {4};
+    /* Only EXEC's reply matters; the client is either connected for all four or for none. */
+    if (!redis_client_call(rm->client, NULL, NULL, 1, multi, multi_len)) return NULL;
+    redis_client_call(rm->client, NULL, NULL, 7, range, range_len);
+    redis_client_call(rm->client, NULL, NULL, 2, card, card_len);
+    return redis_client_call(rm->client, fn, arg, 1, exec, exec_len);
+}
+
+struct redis_call *read_model_get_views(struct read_model *rm, const redisReply *const *ids,
+                                        size_t count, redis_reply_fn fn, void *arg)
+{
+    size_t key_len = rm->base_len + 2 + UUID_TEXT_LEN;
+    if (count > rm->scratch_count) {
+        rm->scratch_count = count;
+        rm->scratch_keys = xrealloc(rm->scratch_keys, count * key_len);
+        rm->scratch_argv = xrealloc(rm->scratch_argv, (count + 1) * sizeof(*rm->scratch_argv));
+        rm->scratch_lens = xrealloc(rm->scratch_lens, (count + 1) * sizeof(*rm->scratch_lens));
+    }
+    rm->scratch_argv[0] = "MGET";
+    rm->scratch_lens[0] = 4;
+    for (size_t i = 0; i < count; i++) {
+        if (ids[i]->type != REDIS_REPLY_STRING || ids[i]->len != UUID_TEXT_LEN) return NULL;
+        char *key = rm->scratch_keys + i * key_len;
+        memcpy(key, rm->base, rm->base_len);
+        memcpy(key + rm->base_len, "p:", 2);
+        memcpy(key + rm->base_len + 2, ids[i]->str, UUID_TEXT_LEN);
+        rm->scratch_argv[i + 1] = key;
+        rm->scratch_lens[i + 1] = key_len;
+    }
+    return redis_client_call(rm->client, fn, arg, (int)count + 1, rm->scratch_argv,
+                             rm->scratch_lens);
 }

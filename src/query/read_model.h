@@ -25,10 +25,17 @@ struct redis_call *read_model_get_view(struct read_model *rm, struct slice id, r
 struct redis_call *read_model_get_by_sku(struct read_model *rm, struct slice sku, redis_reply_fn fn,
                                          void *arg);
 
-/* A catalog page: up to "limit" views after id "after" ("" for the first page), from all
- * products or only those in stock. The reply is an array: [total, more (0/1), view...]. */
-struct redis_call *read_model_catalog_page(struct read_model *rm, int in_stock, const char *after,
-                                           int limit, redis_reply_fn fn, void *arg);
+/* A catalog page, step 1: up to "limit" + 1 ids after id "after" ("" for the first page),
+ * from all products or only those in stock, and the size of that set. The reply is EXEC's:
+ * [[id...], total]. */
+struct redis_call *read_model_catalog_ids(struct read_model *rm, int in_stock, const char *after,
+                                          int limit, redis_reply_fn fn, void *arg);
+
+/* Step 2: the views of "count" ids (string replies from step 1), in order; the reply is an
+ * array of views or nils (a product deleted in between). NULL when not connected or when an
+ * id is not one. */
+struct redis_call *read_model_get_views(struct read_model *rm, const redisReply *const *ids,
+                                        size_t count, redis_reply_fn fn, void *arg);
 
 /* An empty answer (no such view, an empty catalog) is only true if the generation it was read
  * from is still the current one: after FLUSHALL this loop may read a generation that no

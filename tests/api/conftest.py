@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import random
 import socket
 import sqlite3
 import subprocess
@@ -69,9 +70,17 @@ _LIVE_STACKS = []
 
 
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range (32768+), so that the outgoing
+    connections of this and other processes cannot take it between now and the bind."""
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-31999")
 
 
 def uniq_sku(prefix="T"):

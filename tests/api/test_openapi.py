@@ -239,10 +239,7 @@ def check_component(resp, name, status):
 # processes
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from conftest import free_port  # noqa: E402  (below the ephemeral range; see conftest)
 
 
 def wait_for(predicate, timeout, what, interval=0.05):

@@ -1,0 +1,51 @@
+/* params.c - see params.h. */
+#include "query/params.h"
+
+#include <string.h>
+
+#include "domain/product.h"
+
+int query_parse_limit(const char *text, size_t len, int max, int *limit)
+{
+    if (len == 0 || len > 9) return -1;
+    int value = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] < '0' || text[i] > '9') return -1;
+        value = value * 10 + (text[i] - '0');
+    }
+    if (value < 1 || value > max) return -1;
+    *limit = value;
+    return 0;
+}
+
+int query_sku_plausible(const char *sku, size_t len)
+{
+    if (len == 0 || len > PRODUCT_SKU_MAX) return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = sku[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int query_etag_matches(const char *header, size_t len, const char *etag, size_t etag_len)
+{
+    const char *p = header, *end = header + len;
+    while (p < end) {
+        while (p < end && (*p == ' ' || *p == ',' || *p == '\t'))
+            p++;
+        const char *start = p;
+        while (p < end && *p != ',')
+            p++;
+        const char *stop = p;
+        while (stop > start && (stop[-1] == ' ' || stop[-1] == '\t'))
+            stop--;
+        if (stop - start >= 2 && start[0] == 'W' && start[1] == '/') start += 2;
+        if ((stop - start == 1 && *start == '*') ||
+            ((size_t)(stop - start) == etag_len && memcmp(start, etag, etag_len) == 0))
+            return 1;
+    }
+    return 0;
+}

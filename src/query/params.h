@@ -1,0 +1,20 @@
+/* params.h - the pure parsing of query inputs: the catalog's limit, a plausible SKU in a path,
+ * If-None-Match. No I/O, so unit tests and fuzzers reach them directly. */
+#ifndef CATALOGD_PARAMS_H
+#define CATALOGD_PARAMS_H
+
+#include <stddef.h>
+
+/* Parses "text" ("len" bytes) as a decimal integer from 1 to "max". Returns 0 and "*limit",
+ * or -1 (empty, signs, spaces, leading garbage, too large). */
+int query_parse_limit(const char *text, size_t len, int max, int *limit);
+
+/* 1 when "sku" could be a SKU (1-64 characters from A-Z a-z 0-9 . _ -); queries answer 404
+ * for anything else without asking Redis. */
+int query_sku_plausible(const char *sku, size_t len);
+
+/* 1 when the If-None-Match value "header" ("len" bytes: a list of entity tags, or "*")
+ * matches "etag" (a quoted tag, "etag_len" bytes). Weak tags compare equal (RFC 9110 13.1.2). */
+int query_etag_matches(const char *header, size_t len, const char *etag, size_t etag_len);
+
+#endif

@@ -1,0 +1,69 @@
+/* test_params.c - the query side's pure input parsing. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "query/params.h"
+
+static int limit_of(const char *text, int *out)
+{
+    return query_parse_limit(text, strlen(text), 1000, out);
+}
+
+Test(params, limit_accepts_1_to_max)
+{
+    int limit = 0;
+    cr_assert_eq(limit_of("1", &limit), 0);
+    cr_assert_eq(limit, 1);
+    cr_assert_eq(limit_of("1000", &limit), 0);
+    cr_assert_eq(limit, 1000);
+    cr_assert_eq(limit_of("0100", &limit), 0);
+    cr_assert_eq(limit, 100);
+}
+
+Test(params, limit_rejects_everything_else)
+{
+    const char *bad[] = {"", "0", "1001", "-1", "+5", " 5", "5 ", "abc", "1e2", "99999999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int limit = 42;
+        cr_assert_eq(limit_of(bad[i], &limit), -1, "accepted '%s'", bad[i]);
+        cr_assert_eq(limit, 42, "changed the limit for '%s'", bad[i]);
+    }
+}
+
+Test(params, sku_plausible_follows_the_contract)
+{
+    cr_assert(query_sku_plausible("GAMER-PC-01", 11));
+    cr_assert(query_sku_plausible("a.b_c-9", 7));
+    char longest[65];
+    memset(longest, 'x', 64);
+    cr_assert(query_sku_plausible(longest, 64));
+    cr_assert_not(query_sku_plausible("", 0));
+    cr_assert_not(query_sku_plausible("a b", 3));
+    cr_assert_not(query_sku_plausible("a/b", 3));
+    cr_assert_not(query_sku_plausible("caf\xc3\xa9", 5));
+}
+
+Test(params, sku_longer_than_64_is_not_plausible)
+{
+    char text[65];
+    memset(text, 'x', sizeof(text));
+    cr_assert_not(query_sku_plausible(text, 65));
+}
+
+static int matches(const char *header, const char *etag)
+{
+    return query_etag_matches(header, strlen(header), etag, strlen(etag));
+}
+
+Test(params, etag_lists_star_and_weak_tags)
+{
+    cr_assert(matches("\"3\"", "\"3\""));
+    cr_assert(matches("\"1\", \"3\"", "\"3\""));
+    cr_assert(matches("W/\"3\"", "\"3\""));
+    cr_assert(matches("*", "\"3\""));
+    cr_assert(matches(" \"2\" ,\t\"3\" ", "\"3\""));
+    cr_assert_not(matches("\"30\"", "\"3\""));
+    cr_assert_not(matches("3", "\"3\""));
+    cr_assert_not(matches("", "\"3\""));
+    cr_assert_not(matches("\"2\", W/\"4\"", "\"3\""));
+}

@@ -1,0 +1,48 @@
+/* test_redis_url.c - the two Redis URL forms and their errors. */
+#include <criterion/criterion.h>
+
+#include "common/redis_url.h"
+
+Test(redis_url, tcp_with_and_without_port_and_db)
+{
+    struct redis_url url;
+    char err[128];
+    cr_assert_eq(redis_url_parse("redis://127.0.0.1:6380/2", &url, err, sizeof(err)), 0);
+    cr_assert_str_eq(url.host, "127.0.0.1");
+    cr_assert_eq(url.port, 6380);
+    cr_assert_eq(url.db, 2);
+    cr_assert_eq(redis_url_parse("redis://localhost", &url, err, sizeof(err)), 0);
+    cr_assert_eq(url.port, 6379);
+    cr_assert_eq(url.db, 0);
+}
+
+Test(redis_url, unix_socket_with_db)
+{
+    struct redis_url url;
+    char err[128];
+    cr_assert_eq(redis_url_parse("unix:///run/redis.sock?db=3", &url, err, sizeof(err)), 0);
+    cr_assert_str_eq(url.path, "/run/redis.sock");
+    cr_assert_eq(url.db, 3);
+}
+
+Test(redis_url, rejects_what_it_cannot_use)
+{
+    struct redis_url url;
+    char err[128];
+    const char *bad[] = {"",
+                         "http://x",
+                         "redis://",
+                         "redis://:6379",
+                         "redis://h:0",
+                         "redis://h:70000",
+                         "redis://h:12x",
+                         "redis://h/abc",
+                         "redis://user:pw@h:6379",
+                         "unix://relative.sock",
+                         "unix:///s?database=1"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        cr_assert_eq(redis_url_parse(bad[i], &url, err, sizeof(err)), -1, "accepted '%s'", bad[i]);
+        cr_assert_neq(err[0], '\0', "no reason for '%s'", bad[i]);
+    }
+}

@@ -1,0 +1,73 @@
+/* test_router.c - route matching, parameters and the Allow list. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "http/router.h"
+
+static void handler(struct http_exchange *ex)
+{
+    (void)ex;
+}
+
+static const struct route ROUTES[] = {
+    {"POST", "/products", handler, "create", 1},
+    {"GET", "/products/by-sku/{}", handler, "by_sku", 0},
+    {"GET", "/products/{}", handler, "get", 0},
+    {"PATCH", "/products/{}", handler, "update", 1},
+    {"POST", "/products/{}/stock", handler, "stock", 1},
+};
+#define COUNT (sizeof(ROUTES) / sizeof(ROUTES[0]))
+
+static int match(const char *method, const char *path, const struct route **found,
+                 struct slice *params, int *count, char *allow)
+{
+    return router_match(ROUTES, COUNT, (struct slice){method, strlen(method)},
+                        (struct slice){path, strlen(path)}, found, params, count, allow, 64);
+}
+
+Test(router, finds_routes_and_their_parameters)
+{
+    const struct route *found = NULL;
+    struct slice params[HTTP_MAX_PARAMS];
+    int count = 0;
+    char allow[64];
+    cr_assert_eq(match("GET", "/products/abc", &found, params, &count, allow), ROUTE_FOUND);
+    cr_assert_str_eq(found->name, "get");
+    cr_assert_eq(count, 1);
+    cr_assert_eq(params[0].len, 3);
+    cr_assert_eq(memcmp(params[0].p, "abc", 3), 0);
+    cr_assert_eq(match("GET", "/products/by-sku/X-1", &found, params, &count, allow), ROUTE_FOUND);
+    cr_assert_str_eq(found->name, "by_sku");
+    cr_assert_eq(match("POST", "/products/abc/stock", &found, params, &count, allow), ROUTE_FOUND);
+    cr_assert_str_eq(found->name, "stock");
+}
+
+Test(router, unknown_paths_are_404)
+{
+    const struct route *found = NULL;
+    struct slice params[HTTP_MAX_PARAMS];
+    int count;
+    char allow[64];
+    const char *paths[] = {"/",
+                           "/product",
+                           "/products/",
+                           "/products//stock",
+                           "/products/a/b",
+                           "/products/a/stock/",
+                           "/catalogue"};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+        cr_assert_eq(match("GET", paths[i], &found, params, &count, allow), ROUTE_NO_PATH, "%s",
+                     paths[i]);
+}
+
+Test(router, wrong_method_lists_allow_with_head_for_get)
+{
+    const struct route *found = NULL;
+    struct slice params[HTTP_MAX_PARAMS];
+    int count;
+    char allow[64];
+    cr_assert_eq(match("DELETE", "/products/abc", &found, params, &count, allow), ROUTE_NO_METHOD);
+    cr_assert_str_eq(allow, "GET, HEAD, PATCH");
+    cr_assert_eq(match("GET", "/products", &found, params, &count, allow), ROUTE_NO_METHOD);
+    cr_assert_str_eq(allow, "POST");
+}

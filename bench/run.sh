@@ -1,0 +1,421 @@
+#!/usr/bin/env bash
+# bench/run.sh - `make bench`: catalogd measured side by side with the seed's FastAPI rebuild
+# and with nginx returning a fixed body (this machine's ceiling), in the same run.
+#
+# What it does, in order:
+#   1. installs missing Debian packages (as root; else prints the apt-get line and stops),
+#      builds catalogd (make all: -O2 -g) and the callgrind driver bench/hotpaths.c;
+#   2. counts instructions per iteration of the pure hot paths with callgrind;
+#   3. for each repetition: starts a fresh Redis + catalogd and a fresh Redis + seed, preloads
+#      N products into each, then runs the scenarios, taking turns between systems (round
+#      robin, the starting system rotating per repetition) so drift hits all of them:
+#        get_by_id     GET /products/{id}, random over the N preloaded ids   catalogd seed nginx
+#        catalog_page  GET /catalog?limit=100&cursor=<random Link cursor>   catalogd (+ big)
+#        stock         POST /products/{id}/stock {"delta":±1} on 4 hot ids  catalogd
+#        create        POST /products, unique SKUs, --durability full       catalogd seed
+#        mixed         95 % GET by id, 5 % POST                             catalogd
+#      then records peak RSS (VmHWM) and Redis used_memory per product, and stops both;
+#   4. writes bench/results/latest.json, bench/results/chart.png and ../BENCHMARKS.md.
+#
+# Pinning: every server and its Redis run on CPU1 (taskset -c 1); wrk -t1 and the helpers on
+# CPU0 (taskset -c 0). Server CPU µs per request = utime+stime delta of the server's
+# processes (all threads) from /proc/<pid>/stat over the measured run / completed requests;
+# Redis likewise. Loopback only. Every wrk run has -d and a `timeout`; every wait a deadline.
+# Every process this script starts is stopped by its PID on exit (trap).
+#
+# Env (defaults):
+#   REPS=3 DURATION=8 (s, each measured run) WARMUP=2 (s, before each) N=10000 CONNS=32
+#   BIG=0 (1: also catalog pages with BIG_N=1000000 products, preloaded once)
+#   PAGE_LIMIT=100 HOT=4 HOT_STOCK=3 (hot products, their initial stock)
+#   STOCK_DOWN_PCT=55 (odds of a -1) WRITE_PCT=5 (POSTs in the mixed scenario)
+#   PRELOAD_CONNS=64 BIG_PRELOAD_CONNS=256 SEED_PRELOAD_CONNS=8 (as the seed's own harness;
+#     more only makes its SQLite writers time out)
+#   WITH_SEED=1 WITH_NGINX=1 (0: leave that system out) CALLGRIND=1 CG_N=20000
+#   NGINX_SAME_CORE=1 (also nginx with wrk on CPU1 beside it: the cost of the cross-core hop)
+#   QUIET_WAIT=30 (max s to wait, before each run, for both CPUs to be >= 80 % idle)
+#   KEEP=0 (1: keep the work dir in /tmp) SEED_DIR=<repo>/../shared/peers/seed-fastapi
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(dirname "$HERE")
+PY=/usr/bin/python3 # Debian's interpreter: the one python3-fastapi & co. are installed for
+export REPS=${REPS:-3} DURATION=${DURATION:-8} WARMUP=${WARMUP:-2} N=${N:-10000}
+export CONNS=${CONNS:-32} PAGE_LIMIT=${PAGE_LIMIT:-100} HOT=${HOT:-4} HOT_STOCK=${HOT_STOCK:-3}
+export STOCK_DOWN_PCT=${STOCK_DOWN_PCT:-55}
+export WRITE_PCT=${WRITE_PCT:-5} BIG=${BIG:-0} BIG_N=${BIG_N:-1000000}
+export PRELOAD_CONNS=${PRELOAD_CONNS:-64} BIG_PRELOAD_CONNS=${BIG_PRELOAD_CONNS:-256}
+export SEED_PRELOAD_CONNS=${SEED_PRELOAD_CONNS:-8}
+export WITH_SEED=${WITH_SEED:-1} WITH_NGINX=${WITH_NGINX:-1} CALLGRIND=${CALLGRIND:-1} CG_N=${CG_N:-20000}
+export NGINX_SAME_CORE=${NGINX_SAME_CORE:-1}
+QUIET_WAIT=${QUIET_WAIT:-30}
+SEED_DIR=${SEED_DIR:-$REPO/../shared/peers/seed-fastapi}
+RESULTS=$HERE/results
+CLK=$(getconf CLK_TCK)
+RUN_ID=$(date +%s)
+
+log() { printf '%s\n' "$*"; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- processes we own
+WORK=$(mktemp -d /tmp/catalogd-bench.XXXXXX)
+PIDS=() # every process started here, by PID; stopped in reverse order on exit
+state() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1; } # R, S, Z... or ""
+alive() { local s; s=$(state "$1"); [ -n "$s" ] && [ "$s" != Z ]; }
+stop_pid() { # TERM, wait up to 10 s, then KILL; reap; forget the PID (it may be reused)
+    local p=$1 i keep=()
+    if alive "$p"; then
+        kill -TERM "$p" 2>/dev/null || true
+        for ((i = 0; i < 100; i++)); do alive "$p" || break; sleep 0.1; done
+        alive "$p" && kill -KILL "$p" 2>/dev/null
+    fi
+    wait "$p" 2>/dev/null || true
+    for i in "${PIDS[@]}"; do [ "$i" = "$p" ] || keep+=("$i"); done
+    PIDS=("${keep[@]}")
+}
+cleanup() {
+    set +e
+    local i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
+    if [ "${KEEP:-0}" = 1 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+freeport() { "$PY" "$HERE/tool.py" freeport; }
+http_ok() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1")" = 200 ]; }
+wait_until() { # SECONDS CMD...: poll CMD every 0.1 s; 1 if it never succeeded in time
+    local end=$((SECONDS + $1))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        [ "$SECONDS" -lt "$end" ] || return 1
+        sleep 0.1
+    done
+}
+wait_for() { # WHAT SECONDS CMD...: wait_until, or stop the benchmark
+    local what=$1
+    shift
+    wait_until "$@" || die "$what: not up within $1 s (logs: $WORK)"
+}
+
+# Per system: base URL, server PID (CPU is summed over it and its children), Redis PID/port.
+declare -A URL SRV REDIS_PID REDIS_PORT
+
+start_redis() { # NAME
+    local port
+    port=$(freeport)
+    taskset -c 1 redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$WORK" --logfile "$WORK/redis-$1.log" &
+    PIDS+=($!)
+    REDIS_PID[$1]=$!
+    REDIS_PORT[$1]=$port
+    wait_for "redis ($1)" 10 redis-cli -p "$port" ping
+    "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=mem phase=empty system="$1" \
+        rep="${REP:-0}" redis_used_memory="$(redis_used "$1")"
+}
+
+start_catalogd() { # NAME
+    local port
+    start_redis "$1"
+    port=$(freeport)
+    rm -f "$WORK/$1.db"*
+    taskset -c 1 "$REPO/build/catalogd" serve --listen "127.0.0.1:$port" --db "$WORK/$1.db" \
+        --redis "redis://127.0.0.1:${REDIS_PORT[$1]}/0" --threads 1 --durability full \
+        --log-level warn 2>>"$WORK/$1.log" &
+    PIDS+=($!)
+    SRV[$1]=$!
+    URL[$1]=http://127.0.0.1:$port
+    wait_for "catalogd ($1)" 30 http_ok "${URL[$1]}/ready"
+}
+
+start_seed() { # NAME: the seed's FastAPI app, run in place (read-only dir) with --app-dir
+    local port
+    start_redis "$1"
+    port=$(freeport)
+    (cd "$WORK" && SQLITE_PATH="$WORK/$1-r$REP.db" REDIS_HOST=127.0.0.1 \
+        REDIS_PORT="${REDIS_PORT[$1]}" REDIS_DB=0 PYTHONDONTWRITEBYTECODE=1 \
+        exec taskset -c 1 "$PY" -m uvicorn main:app --app-dir "$SEED_DIR" --host 127.0.0.1 \
+        --port "$port" --no-access-log) >>"$WORK/$1.log" 2>&1 &
+    PIDS+=($!)
+    SRV[$1]=$!
+    URL[$1]=http://127.0.0.1:$port
+    wait_for "seed ($1)" 30 http_ok "${URL[$1]}/catalog"
+}
+
+# The ceiling: nginx, 1 worker, `return 200` with a fixed body the size of a catalogd view.
+# keepalive_requests is raised so nginx does not close each connection every 1000 requests
+# (catalogd never does). No '$' in the body: nginx would read it as a variable.
+NGINX_BODY='{"id":"01a22256-d976-7000-b126-8c2720b242f3","sku":"P1764336446nginx-4242","name":"Bench product 4242","price":51.42,"stock":42,"available":true,"desc":"Bench product 4242 - 51.42","version":1,"created_at":"2026-11-28T13:27:26.838Z","updated_at":"2026-11-28T13:27:26.838Z"}'
+start_nginx() { # NAME
+    local port d=$WORK/nginx
+    port=$(freeport)
+    mkdir -p "$d"
+    cat >"$d/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    client_body_temp_path $d/body;
+    proxy_temp_path $d/proxy;
+    fastcgi_temp_path $d/fastcgi;
+    uwsgi_temp_path $d/uwsgi;
+    scgi_temp_path $d/scgi;
+    server {
+        listen 127.0.0.1:$port;
+        default_type application/json;
+        location / { return 200 '$NGINX_BODY'; }
+    }
+}
+EOF
+    env -u NGINX taskset -c 1 nginx -p "$d/" -e "$d/error.log" -c "$d/nginx.conf" &
+    PIDS+=($!)
+    SRV[$1]=$!
+    URL[$1]=http://127.0.0.1:$port
+    wait_for "nginx" 10 http_ok "${URL[$1]}/products/x"
+}
+
+stop_system() { # NAME: server first, then its Redis
+    [ -n "${SRV[$1]:-}" ] && stop_pid "${SRV[$1]}"
+    [ -n "${REDIS_PID[$1]:-}" ] && stop_pid "${REDIS_PID[$1]}"
+    unset "SRV[$1]" "REDIS_PID[$1]"
+}
+
+# ---------------------------------------------------------------- measuring
+snapshot() { # SYSTEM FILE: CPU ticks of the server tree, its Redis, everyone else; /proc/stat
+    "$PY" "$HERE/tool.py" snap --srv "${SRV[$1]}" --redis "${REDIS_PID[$1]:-}" >"$2"
+}
+idle_pct() { # lowest idle % of CPU0 and CPU1 over one second
+    local a b
+    a=$(awk '$1=="cpu0"||$1=="cpu1"{print $5+$6, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+    sleep 1
+    b=$(awk '$1=="cpu0"||$1=="cpu1"{print $5+$6, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+    paste <(echo "$a") <(echo "$b") | awk '{ t = $4-$2; i = t > 0 ? 100*($3-$1)/t : 100
+        if (NR == 1 || i < m) m = i } END { printf "%d", m }'
+}
+wait_quiet() { # up to QUIET_WAIT s for both CPUs to be >= 80 % idle (others share this box)
+    local i
+    for ((i = 0; i < QUIET_WAIT; i++)); do [ "$(idle_pct)" -ge 80 ] && return 0; done
+    log "    (machine still busy after ${QUIET_WAIT}s; measuring anyway; see "others")"
+}
+
+WRK() { timeout $(($2 + 60)) taskset -c "${WRK_CPU:-0}" wrk -t1 -c"$1" -d"$2s" --timeout 10s "${@:3}"; }
+
+UC=0
+# measure SYSTEM SCENARIO LUA ARGS...: warm-up run, then the measured run; an argument
+# "UNIQUE" becomes a SKU prefix that differs between the two runs (and from any other run).
+measure() {
+    local sys=$1 scen=$2 lua=$3 a
+    shift 3
+    local wargs=() margs=() logf=$WORK/wrk-r$REP-$sys-$scen.log
+    for a in "$@"; do
+        if [ "$a" = UNIQUE ]; then
+            UC=$((UC + 1))
+            wargs+=("W${RUN_ID}r${REP}n$UC") margs+=("M${RUN_ID}r${REP}n$UC")
+        else
+            wargs+=("$a") margs+=("$a")
+        fi
+    done
+    wait_quiet
+    if [ "$WARMUP" -gt 0 ]; then
+        WRK "$CONNS" "$WARMUP" -s "$HERE/lua/$lua" "${URL[$sys]}" -- "${wargs[@]}" \
+            >"$logf.warmup" 2>&1 || log "    warm-up wrk failed ($?), see $logf.warmup"
+    fi
+    snapshot "$sys" "$logf.before"
+    WRK "$CONNS" "$DURATION" --latency -s "$HERE/lua/$lua" "${URL[$sys]}" -- "${margs[@]}" \
+        >"$logf" 2>&1 || log "    wrk exited $? ($sys $scen), see $logf"
+    snapshot "$sys" "$logf.after"
+    "$PY" "$HERE/tool.py" record --out "$WORK/results.jsonl" --wrk-log "$logf" \
+        --before "$logf.before" --after "$logf.after" --clk "$CLK" type=run rep="$REP" system="$sys" \
+        scenario="$scen" conns="$CONNS" duration_s="$DURATION" products="${PRODUCTS[$sys]:-0}"
+}
+
+redis_used() { redis-cli -p "${REDIS_PORT[$1]}" info memory | tr -d '\r' | awk -F: '$1=="used_memory"{print $2}'; }
+product_count() { # catalogd: X-Total-Count of the catalog; seed: LLEN catalog
+    if [ "$2" = seed ]; then
+        redis-cli -p "${REDIS_PORT[$1]}" llen catalog
+    else
+        curl -s -D - -o /dev/null --max-time 10 "${URL[$1]}/catalog?limit=1" |
+            tr -d '\r' | awk -F': ' 'tolower($1)=="x-total-count"{print $2}'
+    fi
+}
+mem_record() { # SYSTEM KIND PHASE: catalogd/seed peak RSS and Redis memory per product
+    local sys=$1 kind=$2 phase=$3 pid=${SRV[$1]}
+    "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=mem system="$sys" phase="$phase" \
+        rep="$REP" products="$(product_count "$sys" "$kind")" redis_used_memory="$(redis_used "$sys")" \
+        vmhwm_kib="$(awk '/^VmHWM/{print $2}' "/proc/$pid/status")" \
+        vmrss_kib="$(awk '/^VmRSS/{print $2}' "/proc/$pid/status")"
+}
+
+declare -A PRODUCTS
+# preload SYSTEM COUNT CONNS DEADLINE: COUNT products with unique SKUs (wrk + preload.lua,
+# ends itself after the last answer); ids -> $WORK/ids-SYSTEM.txt; records the rate.
+preload() {
+    local sys=$1 n=$2 conns=$3 deadline=$4 ids=$WORK/ids-$1.txt t0 t1 got
+    t0=$(date +%s.%N)
+    WRK "$conns" "$deadline" --timeout 30s -s "$HERE/lua/preload.lua" "${URL[$sys]}" -- \
+        "$n" "P${RUN_ID}r${REP}$sys" "$ids" >"$WORK/preload-$sys-r$REP.log" 2>&1 || true
+    t1=$(date +%s.%N)
+    got=$(wc -l <"$ids")
+    local rate failed
+    rate=$(awk -v n="$got" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", n/(b-a)}')
+    failed=$(sed -n 's/^PRELOAD .*"failed":\([0-9]*\).*/\1/p' "$WORK/preload-$sys-r$REP.log")
+    log "    preload $sys: $got/$n products in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s = $rate/s (wrk -c$conns, one POST per product; ${failed:-?} failed and were replaced)"
+    "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=preload system="$sys" rep="$REP" \
+        requested="$n" created="$got" seconds="$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')" \
+        rate="$rate" conns="$conns" failed="${failed:-null}"
+    [ "$got" -eq "$n" ] || die "preload of $sys created $got of $n products; see $WORK/preload-$sys-r$REP.log"
+    PRODUCTS[$sys]=$n
+}
+
+# page SYSTEM: follow the Link headers through the catalog; cursors -> $WORK/cursors-SYSTEM.txt
+page() {
+    local sys=$1 out
+    out=$(taskset -c 0 timeout 1200 "$PY" "$HERE/tool.py" page "${URL[$sys]}" \
+        "$WORK/cursors-$sys.txt" --limit "$PAGE_LIMIT" --deadline 1100) || die "paging $sys failed"
+    log "    paged $sys: $out"
+    "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=paging system="$sys" rep="$REP" \
+        summary="$out"
+    [ "$(echo "$out" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(int(d["complete"] and d["items"] == d["total_count"]))')" = 1 ] ||
+        die "paging $sys did not see the whole catalog: $out"
+}
+
+rotate() { # the arguments, rotated left by REP-1: who goes first changes every repetition
+    local k=$(((REP - 1) % $#))
+    echo "${@:k+1}" "${@:1:k}"
+}
+
+# ---------------------------------------------------------------- 1. packages and builds
+cd "$REPO"
+case " $* " in *" -h "* | *" --help "*) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
+log "== catalogd benchmark: REPS=$REPS DURATION=${DURATION}s WARMUP=${WARMUP}s N=$N CONNS=$CONNS BIG=$BIG (work dir $WORK)"
+debs="wrk redis-server curl valgrind python3-redis python3-matplotlib"
+command -v nginx >/dev/null || debs="$debs nginx-light"
+[ "$WITH_SEED" = 1 ] && debs="$debs python3-fastapi python3-uvicorn python3-uvloop python3-httptools"
+# shellcheck disable=SC2086
+"$REPO/scripts/ensure-debs.sh" $debs || die "missing packages (see above)"
+make -C "$REPO" --no-print-directory deps >/dev/null || die "make deps failed (see above)"
+make -C "$REPO" --no-print-directory all >/dev/null || die "make all failed"
+[ "$WITH_SEED" = 1 ] && { [ -r "$SEED_DIR/main.py" ] || die "no seed app at $SEED_DIR"; }
+SEED_DIR=$(cd "$SEED_DIR" 2>/dev/null && pwd || echo "$SEED_DIR")
+: >"$WORK/results.jsonl"
+log "Pinning: every server and its Redis on CPU1 (taskset -c 1); wrk -t1 and helpers on CPU0 (taskset -c 0)."
+
+# ---------------------------------------------------------------- 2. callgrind
+if [ "$CALLGRIND" = 1 ]; then
+    log "== callgrind: instructions per iteration of the pure hot paths (N=$CG_N)"
+    cc -O2 -g -D_GNU_SOURCE -I"$REPO/src" "$HERE/hotpaths.c" "$REPO"/src/domain/*.c -ljansson -lm \
+        -o "$WORK/hotpaths" || die "building bench/hotpaths.c failed"
+    for mode in create encode cursor; do
+        "$WORK/hotpaths" "$mode" 10 >/dev/null || die "hotpaths $mode failed"
+        (cd "$WORK" && timeout 600 valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.$mode" \
+            --toggle-collect="hot_$mode" "$WORK/hotpaths" "$mode" "$CG_N" >/dev/null 2>"$WORK/callgrind.$mode.log") ||
+            die "callgrind $mode failed: $WORK/callgrind.$mode.log"
+        ir=$(awk '$1 == "totals:" {print $2}' "$WORK/callgrind.$mode")
+        log "    $mode: $ir Ir / $CG_N = $(awk -v i="$ir" -v n="$CG_N" 'BEGIN{printf "%.0f", i/n}') instructions per iteration"
+        "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=callgrind mode="$mode" \
+            iterations="$CG_N" ir="$ir"
+        # the functions where the instructions go, for BENCHMARKS.md
+        callgrind_annotate "$WORK/callgrind.$mode" >"$RESULTS/callgrind.$mode.txt" 2>/dev/null || true
+    done
+fi
+
+# ---------------------------------------------------------------- 3. load
+if [ "$WITH_NGINX" = 1 ]; then start_nginx nginx; fi
+if [ "$BIG" = 1 ]; then
+    REP=0
+    log "== BIG: catalogd with $BIG_N products (preloaded once, read-only afterwards)"
+    start_catalogd big
+    preload big "$BIG_N" "$BIG_PRELOAD_CONNS" 3600
+    page big
+    mem_record big catalogd preload
+fi
+
+STOCK_NOTE=""
+for ((REP = 1; REP <= REPS; REP++)); do
+    log "== repetition $REP/$REPS"
+    start_catalogd catalogd
+    preload catalogd "$N" "$PRELOAD_CONNS" $((120 + N / 100))
+    page catalogd
+    mem_record catalogd catalogd preload
+    "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=batches rep="$REP" phase=preload \
+        before="{}" after="$("$PY" "$HERE/tool.py" batches "${URL[catalogd]}")"
+    if [ "$WITH_SEED" = 1 ]; then
+        start_seed seed
+        preload seed "$N" "$SEED_PRELOAD_CONNS" $((120 + N / 20))
+        mem_record seed seed preload
+    fi
+    if [ "$WITH_NGINX" = 1 ]; then cp "$WORK/ids-catalogd.txt" "$WORK/ids-nginx.txt"; PRODUCTS[nginx]=0; fi
+
+    # 4 hot products for the contention scenario; is the route there?
+    : >"$WORK/hot.txt"
+    for ((i = 1; i <= HOT; i++)); do
+        curl -s --max-time 10 -H 'Content-Type: application/json' "${URL[catalogd]}/products" \
+            -d "{\"sku\":\"HOT-$RUN_ID-$REP-$i\",\"name\":\"Hot product $i\",\"price\":1.00,\"stock\":$HOT_STOCK}" |
+            grep -o '^{"id":"[^"]*"' | cut -d'"' -f4 >>"$WORK/hot.txt" || true
+    done
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H 'Content-Type: application/json' \
+        "${URL[catalogd]}/products/$(head -1 "$WORK/ids-catalogd.txt")/stock" -d '{"delta":1}')
+    if [ "$code" = 404 ] || [ "$code" = 405 ]; then
+        STOCK_NOTE="POST /products/{id}/stock answered $code: the route is not in this build; scenario skipped"
+    elif [ "$(grep -c . "$WORK/hot.txt")" -ne "$HOT" ] || [ "${code:0:1}" != 2 ]; then
+        STOCK_NOTE="stock scenario skipped: could not set up $HOT hot products (stock probe answered $code)"
+    else
+        STOCK_NOTE=""
+    fi
+
+    sys1="catalogd"
+    [ "$WITH_SEED" = 1 ] && sys1="$sys1 seed"
+    [ "$WITH_NGINX" = 1 ] && sys1="$sys1 nginx"
+    # each system reads its own preloaded ids (the seed's are uuid4 strings; nginx gets
+    # catalogd's, to request the same paths)
+    for s in $(rotate $sys1); do measure "$s" get_by_id get_id.lua "$WORK/ids-$s.txt"; done
+    if [ "$WITH_NGINX" = 1 ] && [ "$NGINX_SAME_CORE" = 1 ]; then
+        # the same nginx with wrk on its core (CPU1): what waking the other core costs here
+        URL[nginx-same-core]=${URL[nginx]} SRV[nginx-same-core]=${SRV[nginx]} PRODUCTS[nginx-same-core]=0
+        WRK_CPU=1 measure nginx-same-core get_by_id get_id.lua "$WORK/ids-nginx.txt"
+    fi
+    for s in $(rotate catalogd $([ "$BIG" = 1 ] && echo big)); do
+        measure "$s" catalog_page catalog.lua "$WORK/cursors-$s.txt" "$PAGE_LIMIT"
+    done
+    if [ -z "$STOCK_NOTE" ]; then
+        measure catalogd stock stock.lua "$WORK/hot.txt" "$STOCK_DOWN_PCT"
+        wait_until 15 sh -c "curl -s --max-time 2 '${URL[catalogd]}/ready' | grep -q '\"lag_events\":0'" ||
+            log "    (projection lag not 0 after 15 s; reading the views anyway)"
+        check=$(taskset -c 0 "$PY" "$HERE/tool.py" stock "${URL[catalogd]}" "$WORK/hot.txt")
+        log "    stock after the run: $check"
+        "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=stock_check rep="$REP" \
+            initial="$HOT_STOCK" result="$check"
+    else
+        log "    $STOCK_NOTE"
+    fi
+    batches_before=$("$PY" "$HERE/tool.py" batches "${URL[catalogd]}")
+    for s in $(rotate catalogd $([ "$WITH_SEED" = 1 ] && echo seed)); do measure "$s" create post.lua UNIQUE; done
+    if [ "$batches_before" != "{}" ]; then # the writer's batch sizes during scenario 3
+        "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=batches rep="$REP" \
+            phase=create before="$batches_before" after="$("$PY" "$HERE/tool.py" batches "${URL[catalogd]}")"
+    fi
+    measure catalogd mixed mixed.lua "$WORK/ids-catalogd.txt" UNIQUE "$WRITE_PCT"
+
+    mem_record catalogd catalogd end
+    stop_system catalogd
+    if [ "$WITH_SEED" = 1 ]; then
+        mem_record seed seed end
+        stop_system seed
+    fi
+done
+if [ "$BIG" = 1 ]; then mem_record big catalogd end; fi
+
+# ---------------------------------------------------------------- 4. report
+cp "$WORK/results.jsonl" "$RESULTS/raw.jsonl"
+CMD="make bench"
+[ -z "${MAKELEVEL:-}" ] && CMD="bench/run.sh"
+env_used=""
+for v in REPS DURATION WARMUP N CONNS BIG BIG_N PAGE_LIMIT HOT HOT_STOCK STOCK_DOWN_PCT WRITE_PCT \
+    PRELOAD_CONNS SEED_PRELOAD_CONNS WITH_SEED WITH_NGINX NGINX_SAME_CORE CALLGRIND CG_N QUIET_WAIT; do
+    env_used="$env_used $v=${!v}"
+done
+STOCK_NOTE=$STOCK_NOTE BENCH_CMD="$CMD" BENCH_ENV="${env_used# }" NGINX_BODY_LEN=${#NGINX_BODY} \
+    "$PY" "$HERE/report.py" "$RESULTS/raw.jsonl" "$RESULTS" "$REPO/BENCHMARKS.md"

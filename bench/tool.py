@@ -1,0 +1,267 @@
+#!/usr/bin/python3
+"""tool.py - the small helpers bench/run.sh needs (stdlib only, loopback only, bounded).
+
+  tool.py freeport                        print a free TCP port on 127.0.0.1
+  tool.py page BASE CURSORS_OUT [--limit 100] [--deadline 900]
+        follow GET /catalog?limit=L through its Link: rel="next" headers; write each cursor
+        the Link headers hand out (one per line); print a JSON summary (pages, items, the
+        X-Total-Count, pages/s)
+  tool.py stock BASE IDS_FILE             GET each product; print {"stocks": {...}, "min": m}
+  tool.py batches BASE                    the writer's batch-size histogram from GET /metrics
+                                          as JSON (cumulative buckets), or {} if none
+  tool.py snap --srv PID --redis "PID..."  print a CPU snapshot (JSON) for `record`
+  tool.py record --out F --wrk-log L --before SNAP_FILE --after SNAP_FILE --clk HZ key=value...
+        append one JSON record for a measured wrk run: the wrk RESULT line, req/s, and the
+        CPU figures from two snapshots
+  tool.py append --out F key=value...     append one JSON record (numbers parsed as numbers)
+"""
+import http.client
+import json
+import os
+import re
+import socket
+import sys
+import time
+import urllib.parse
+
+
+def loopback(base):
+    u = urllib.parse.urlsplit(base)
+    if u.hostname not in ("127.0.0.1", "localhost", "::1"):
+        sys.exit("refusing non-loopback target %r" % base)
+    return u.hostname, u.port or 80
+
+
+def freeport():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        print(s.getsockname()[1])
+
+
+def page(args):
+    base, out = args[0], args[1]
+    limit = int(opt(args, "--limit", "100"))
+    deadline = time.monotonic() + float(opt(args, "--deadline", "900"))
+    host, port = loopback(base)
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    path = "/catalog?limit=%d" % limit
+    pages = items = 0
+    total = None
+    cursors = []
+    t0 = time.monotonic()
+    while path and time.monotonic() < deadline:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        body = r.read()
+        if r.status != 200:
+            sys.exit("GET %s -> %d %r" % (path, r.status, body[:200]))
+        pages += 1
+        items += body.count(b'"id":')
+        if total is None and r.getheader("X-Total-Count"):
+            total = int(r.getheader("X-Total-Count"))
+        path = None
+        m = re.search(r'<([^>]*)>\s*;\s*rel="next"', r.getheader("Link") or "")
+        if m:
+            path = m.group(1)
+            q = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query)
+            cursors.extend(q.get("cursor", []))
+    el = time.monotonic() - t0
+    with open(out, "w") as f:
+        f.writelines(c + "\n" for c in cursors)
+    print(json.dumps({"pages": pages, "items": items, "total_count": total,
+                      "cursors": len(cursors), "complete": path is None,
+                      "seconds": round(el, 2), "pages_per_s": round(pages / el, 1) if el else 0}))
+
+
+def stock(args):
+    host, port = loopback(args[0])
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    stocks = {}
+    for line in open(args[1]):
+        pid = line.strip()
+        if not pid:
+            continue
+        conn.request("GET", "/products/" + pid)
+        r = conn.getresponse()
+        body = r.read()
+        stocks[pid] = json.loads(body).get("stock") if r.status == 200 else "HTTP %d" % r.status
+    nums = [v for v in stocks.values() if isinstance(v, int)]
+    print(json.dumps({"stocks": stocks, "min": min(nums) if len(nums) == len(stocks) else None}))
+
+
+def batches(args):
+    """The writer's batch-size histogram from GET /metrics (Prometheus text: a histogram whose
+    name contains "batch"): {"metric", "le": {bound: cumulative count}, "sum", "count"}."""
+    host, port = loopback(args[0])
+    try:
+        conn = http.client.HTTPConnection(host, port, timeout=5)
+        conn.request("GET", "/metrics")
+        r = conn.getresponse()
+        body = r.read().decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException):
+        body, r = "", None
+    out = {}
+    if r is not None and r.status == 200:
+        for line in body.splitlines():
+            m = re.match(r'(\w*batch\w*)_bucket\{le="([^"]+)"\}\s+(\d+)', line)
+            if m:
+                out["metric"] = m.group(1)
+                out.setdefault("le", {})[m.group(2)] = int(m.group(3))
+                continue
+            m = re.match(r"(\w*batch\w*)_(sum|count)\s+([\d.]+)", line)
+            if m:
+                out[m.group(2)] = float(m.group(3))
+    print(json.dumps(out))
+
+
+def opt(args, name, default):
+    return args[args.index(name) + 1] if name in args else default
+
+
+def kv_pairs(args):
+    rec = {}
+    for a in args:
+        if "=" not in a or a.startswith("--"):
+            continue
+        k, v = a.split("=", 1)
+        try:
+            rec[k] = json.loads(v)
+        except ValueError:
+            rec[k] = v
+    return rec
+
+
+def strip_opts(args, names):
+    out, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+        elif a in names:
+            skip = True
+        else:
+            out.append(a)
+    return out
+
+
+def proc_times():
+    """{pid: (ppid, utime+stime ticks, comm)} for every process now (all threads summed)."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                head, tail = f.read().rsplit(")", 1)
+            fields = tail.split()
+        except (OSError, ValueError):
+            continue
+        out[int(d)] = (int(fields[1]), int(fields[11]) + int(fields[12]), head.split("(", 1)[-1])
+    return out
+
+
+def snap(args):
+    """One snapshot for `record`: time, CPU ticks of the server (PID and its descendants), of
+    Redis, of every other process, and the busy/all ticks of CPU0 and CPU1 (/proc/stat)."""
+    srv_root = int(opt(args, "--srv", "0"))
+    redis = [int(x) for x in opt(args, "--redis", "").split()]
+    procs = proc_times()
+    tree, grew = {srv_root}, True
+    while grew:
+        kids = {p for p, (pp, _, _) in procs.items() if pp in tree and p not in tree}
+        tree |= kids
+        grew = bool(kids)
+    me = {os.getpid(), os.getppid()}
+    cpu = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            v = line.split()
+            if v[0] in ("cpu0", "cpu1"):
+                n = [int(x) for x in v[1:9]]
+                busy = n[0] + n[1] + n[2] + n[5] + n[6] + n[7]
+                cpu[v[0]] = (busy, busy + n[3] + n[4])
+    print(json.dumps({
+        "t": time.time(),
+        "srv": sum(procs[p][1] for p in tree if p in procs),
+        "redis": sum(procs[p][1] for p in redis if p in procs),
+        "others": {str(p): [t, comm] for p, (_, t, comm) in procs.items()
+                   if p not in tree and p not in redis and p not in me},
+        "cpu": cpu}))
+
+
+def record(args):
+    out, log = opt(args, "--out", None), opt(args, "--wrk-log", None)
+    with open(opt(args, "--before", None)) as f:
+        before = json.load(f)
+    with open(opt(args, "--after", None)) as f:
+        after = json.load(f)
+    hz = float(opt(args, "--clk", "100"))
+    rec = kv_pairs(strip_opts(args, ("--out", "--wrk-log", "--before", "--after", "--clk")))
+    res = None
+    for line in open(log, errors="replace"):
+        if line.startswith("RESULT "):
+            res = json.loads(line[7:])
+    if res is None:
+        rec["error"] = "no RESULT line in %s" % log
+    else:
+        wall = after["t"] - before["t"]
+        srv, red = after["srv"] - before["srv"], after["redis"] - before["redis"]
+        # other processes: CPU since the first snapshot (all of it for those born since);
+        # processes that ended in between are missed, so this is a lower bound
+        used = {}
+        for p, (t, comm) in after["others"].items():
+            used[comm] = used.get(comm, 0) + t - before["others"].get(p, [0])[0]
+        others = sum(used.values())
+        top = sorted(used.items(), key=lambda kv: -kv[1])[:3]
+        c0b, c0a = (after["cpu"]["cpu0"][i] - before["cpu"]["cpu0"][i] for i in (0, 1))
+        c1b, c1a = (after["cpu"]["cpu1"][i] - before["cpu"]["cpu1"][i] for i in (0, 1))
+        n = res["requests"]
+        st = res.pop("statuses")
+        non2xx = (sum(v for k, v in st.items() if not 200 <= int(k) < 300)
+                  if st else res["status_errors"])
+        rec.update({
+            "requests": n,
+            "rps": round(n / (res["duration_us"] / 1e6), 1),
+            "p50_ms": res["p50_us"] / 1000, "p90_ms": res["p90_us"] / 1000,
+            "p99_ms": res["p99_us"] / 1000, "max_ms": res["max_us"] / 1000,
+            "non2xx": non2xx, "statuses": st,
+            "sock_errors": res["connect"] + res["read"] + res["write"] + res["timeout"],
+            "bytes_per_resp": round(res["bytes"] / n) if n else 0,
+            "server_cpu_us": round(srv / hz * 1e6 / n, 2) if n else None,
+            "redis_cpu_us": round(red / hz * 1e6 / n, 2) if n else None,
+            # /proc/stat's per-CPU figures are sampled at the tick: rough when a CPU is
+            # partly idle, but they show wrk (CPU0) or the server core (CPU1) saturating
+            "cpu0_busy_pct": round(100 * c0b / c0a, 1) if c0a else None,
+            "cpu1_busy_pct": round(100 * c1b / c1a, 1) if c1a else None,
+            # CPU used by every process that is neither this server nor its Redis (someone
+            # else's test suite...), in % of one core: > 10 means a noisy run
+            "other_cpu_pct": round(100 * others / hz / wall, 1) if wall > 0 else None,
+            "other_top": ["%s %.0f%%" % (c, 100 * t / hz / wall) for c, t in top if t > 0],
+            "wall_s": round(wall, 2),
+        })
+    with open(out, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    if "error" in rec:
+        print("    %-12s %-13s ERROR %s" % (rec.get("system"), rec.get("scenario"), rec["error"]))
+    else:
+        print("    %-12s %-13s %9.0f req/s  p50 %7.2f ms  p99 %8.2f ms  non2xx %-6d sockerr %-4d"
+              " server %6.1f us/req  redis %5.1f us/req  cpu0 %3.0f%%  cpu1 %3.0f%%  others %3.0f%%"
+              % (rec.get("system"), rec.get("scenario"), rec["rps"], rec["p50_ms"], rec["p99_ms"],
+                 rec["non2xx"], rec["sock_errors"], rec["server_cpu_us"], rec["redis_cpu_us"],
+                 rec["cpu0_busy_pct"], rec["cpu1_busy_pct"], rec["other_cpu_pct"]))
+
+
+def append(args):
+    out = opt(args, "--out", None)
+    rec = kv_pairs(strip_opts(args, ("--out",)))
+    with open(out, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+def main():
+    cmd, args = sys.argv[1], sys.argv[2:]
+    {"freeport": lambda a: freeport(), "page": page, "stock": stock, "snap": snap,
+     "batches": batches, "record": record, "append": append}[cmd](args)
+
+
+if __name__ == "__main__":
+    main()

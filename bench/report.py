@@ -362,6 +362,10 @@ def main():
     chart_err = chart(summary, os.path.join(resdir, "chart.png"))
     if chart_err:
         notes.append(chart_err)
+    sync_path = os.path.join(resdir, "sync.json")
+    if os.path.exists(sync_path):
+        with open(sync_path) as f:
+            latest["sync"] = json.load(f)
     md = render(latest, env, chart_err)
     with open(md_path, "w") as f:
         f.write(md)
@@ -588,6 +592,8 @@ def render(L, env, chart_err):
                                           ", ".join("%s %.0f %%" % t for t in c["top_self"])))
     w("")
 
+    sync_section(w, L.get("sync"))
+
     if L["notes"]:
         w("## Notes\n")
         for n in L["notes"]:
@@ -602,6 +608,41 @@ def render(L, env, chart_err):
       "nginx-light, python3-fastapi, python3-uvicorn, python3-matplotlib, ... when missing) "
       "and the seed at `../shared/peers/seed-fastapi` (WITH_SEED=0 skips it; WITH_NGINX=0 skips nginx).")
     return "\n".join(o) + "\n"
+
+
+def sync_section(w, sync):
+    """Issue 3's figures, from bench/sync_figures.py (bench/results/sync.json), when present."""
+    if not sync:
+        return
+    w("## Sync figures (issue 3)\n")
+    w("From `%s` on %s (not pinned; a separate run from the table above).\n"
+      % (sync.get("command", "bench/sync_figures.py"), sync.get("date", "?")))
+    catch_up = sync.get("catch_up", {})
+    if catch_up:
+        w("| Redis away | outage | write load | backlog when Redis returned (head seq) | "
+          "converged after Redis returned | commands refused | verify |")
+        w("|---|---|---|---|---|---|---|")
+        labels = {"frozen": "frozen (SIGSTOP … SIGCONT), data kept",
+                  "restarted_empty": "stopped, restarted empty (rebuild from SQLite)"}
+        for key, f in catch_up.items():
+            w("| %s | %.1f s | %d creates/s | %s | **%.3f s** (goal ≤ 2 s) | %d | exit %d |"
+              % (labels.get(key, key), f["outage_s"], f["write_rate"], fmt(f["head_at_return"]),
+                 f["converged_s"], f["command_errors"], f["verify_exit"]))
+        w("")
+    big = sync.get("big")
+    if big:
+        w("| large catalog | figure |")
+        w("|---|---|")
+        w("| products (preloaded over HTTP) | %s in %.0f s |" % (fmt(big["products"]),
+                                                             big["preload_s"]))
+        w("| `catalogd rebuild` wall time | **%.2f s** (goal ≤ 15 s; includes the %d s grace "
+          "before the old generation is dropped), exit %d |"
+          % (big["rebuild_s"], big["rebuild_includes_grace_s"], big["rebuild_exit"]))
+        w("| `catalogd verify` wall time | **%.2f s**, exit %d |" % (big["verify_s"],
+                                                                   big["verify_exit"]))
+        if big.get("redis_bytes_per_product"):
+            w("| Redis used_memory per product | %s B |" % fmt(big["redis_bytes_per_product"]))
+        w("")
 
 
 def print_summary(L):

@@ -258,14 +258,16 @@ static void on_wait_timeout(h2o_timeout_entry_t *entry)
 }
 
 /* Fires every waiter whose seq the projector has reached. */
-void http_release_applied_waiters(struct loop_thread *loop, int64_t checkpoint);
-void http_release_applied_waiters(struct loop_thread *loop, int64_t checkpoint)
+void http_release_applied_waiters(struct loop_thread *loop, struct projector *projector);
+void http_release_applied_waiters(struct loop_thread *loop, struct projector *projector)
 {
+    int64_t checkpoint = projector_checkpoint(projector);
     h2o_linklist_t *node = loop->waiters.next;
     while (node != &loop->waiters) {
         struct applied_waiter *waiter = H2O_STRUCT_FROM_MEMBER(struct applied_waiter, link, node);
         node = node->next;
-        if (waiter->seq <= checkpoint) fire_waiter(loop, waiter, 1);
+        if (waiter->seq <= checkpoint)
+            fire_waiter(loop, waiter, !projector_seq_parked(projector, waiter->seq));
     }
 }
 
@@ -274,8 +276,10 @@ void http_when_applied(struct http_exchange *ex, int64_t seq,
 {
     struct loop_thread *loop = current_loop;
     struct projector *projector = ex->app->projector;
+    /* A parked event is behind the checkpoint without its view in Redis: not applied. */
     if (projector_checkpoint(projector) >= seq || !projector_redis_up(projector)) {
-        fn(ex, projector_checkpoint(projector) >= seq, arg);
+        fn(ex, projector_checkpoint(projector) >= seq && !projector_seq_parked(projector, seq),
+           arg);
         return;
     }
     struct applied_waiter *waiter = xcalloc(1, sizeof(*waiter));
@@ -292,5 +296,6 @@ void http_when_applied(struct http_exchange *ex, int64_t seq,
     /* Count first, then look again: either the projector sees the count and wakes us, or we
      * see its new checkpoint here (both sides use sequentially consistent atomics). */
     atomic_fetch_add(&loop->waiter_count, 1);
-    if (projector_checkpoint(projector) >= seq) fire_waiter(loop, waiter, 1);
+    if (projector_checkpoint(projector) >= seq)
+        fire_waiter(loop, waiter, !projector_seq_parked(projector, seq));
 }

@@ -62,7 +62,7 @@ struct server {
 __thread struct loop_thread *current_loop;
 
 void http_on_resume_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
-void http_release_applied_waiters(struct loop_thread *loop, int64_t checkpoint);
+void http_release_applied_waiters(struct loop_thread *loop, struct projector *projector);
 
 static void on_exchange_dispose(void *memory)
 {
@@ -218,7 +218,7 @@ static void on_applied_message(h2o_multithread_receiver_t *receiver, h2o_linklis
     while (!h2o_linklist_is_empty(messages))
         h2o_linklist_unlink(messages->next);
     atomic_store(&loop->applied_message_queued, 0);
-    http_release_applied_waiters(loop, projector_checkpoint(loop->server->app->projector));
+    http_release_applied_waiters(loop, loop->server->app->projector);
 }
 
 static void on_control_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)

@@ -62,7 +62,11 @@ struct projector {
     size_t batch_count;
     int backoff_ms;
     int connected_once;
-    int64_t parked_events;   /* as last counted in Redis */
+    int64_t parked_events;                      /* as last counted in Redis */
+    char (*parked_products)[UUID_TEXT_LEN + 1]; /* projector thread only */
+    size_t parked_product_count, parked_product_cap;
+    int64_t *parked_seqs; /* guarded by status_lock: read by loop threads */
+    size_t parked_seq_count, parked_seq_cap;
     uint64_t next_unpark_ms; /* monotonic time of the next retry of parked events */
     int unpark_backoff_ms;
 };
@@ -91,6 +95,69 @@ static void set_state(struct projector *p, enum projector_state state)
                   (old == PROJECTOR_CATCHING_UP && state == PROJECTOR_LIVE);
     LOG(routine ? LOG_DEBUG : LOG_INFO, "projector: %s -> %s", STATE_NAMES[old],
         STATE_NAMES[state]);
+}
+
+static int product_parked(const struct projector *p, const char *id)
+{
+    for (size_t i = 0; i < p->parked_product_count; i++)
+        if (strcmp(p->parked_products[i], id) == 0) return 1;
+    return 0;
+}
+
+/* Records that event "seq" of product "id" is parked. */
+static void note_parked(struct projector *p, const char *id, int64_t seq)
+{
+    if (!product_parked(p, id)) {
+        if (p->parked_product_count == p->parked_product_cap) {
+            p->parked_product_cap = p->parked_product_cap ? 2 * p->parked_product_cap : 8;
+            p->parked_products =
+                xrealloc(p->parked_products, p->parked_product_cap * sizeof(*p->parked_products));
+        }
+        snprintf(p->parked_products[p->parked_product_count++], UUID_TEXT_LEN + 1, "%s", id);
+    }
+    pthread_mutex_lock(&p->status_lock);
+    if (p->parked_seq_count == p->parked_seq_cap) {
+        p->parked_seq_cap = p->parked_seq_cap ? 2 * p->parked_seq_cap : 16;
+        p->parked_seqs = xrealloc(p->parked_seqs, p->parked_seq_cap * sizeof(*p->parked_seqs));
+    }
+    p->parked_seqs[p->parked_seq_count++] = seq;
+    pthread_mutex_unlock(&p->status_lock);
+}
+
+static void forget_parked(struct projector *p)
+{
+    p->parked_product_count = 0;
+    pthread_mutex_lock(&p->status_lock);
+    p->parked_seq_count = 0;
+    pthread_mutex_unlock(&p->status_lock);
+}
+
+static int note_listed(const char *product_id, int64_t seq, void *arg)
+{
+    note_parked(arg, product_id, seq);
+    return 0;
+}
+
+/* Reloads which events are parked from Redis. Returns an enum apply_status. */
+static int reload_parked(struct projector *p, int64_t gen, int64_t *count, char *err, size_t errlen)
+{
+    forget_parked(p);
+    return apply_list_parked(p->redis, p->prefix, gen, note_listed, p, count, err, errlen);
+}
+
+static void set_parked(struct projector *p, int64_t parked_events);
+
+/* Events of a parked product that the apply script parked behind it, instead of applying. */
+static void note_parked_behind(struct projector *p, const struct apply_event *events, size_t count)
+{
+    int64_t parked = p->parked_events;
+    for (size_t i = 0; p->parked_product_count > 0 && i < count; i++) {
+        if (product_parked(p, events[i].id)) {
+            note_parked(p, events[i].id, events[i].seq);
+            parked++;
+        }
+    }
+    if (parked != p->parked_events) set_parked(p, parked);
 }
 
 static void set_parked(struct projector *p, int64_t parked_events)
@@ -291,8 +358,7 @@ static int load_generation(struct projector *p)
     if (rc == 1) return rebuild(p) < 0 ? -1 : load_generation(p);
     clear_batch(p); /* fetched for another checkpoint */
     int64_t parked = 0;
-    if (apply_list_parked(p->redis, p->prefix, gen, NULL, NULL, &parked, err, sizeof(err)) !=
-        APPLY_OK) {
+    if (reload_parked(p, gen, &parked, err, sizeof(err)) != APPLY_OK) {
         record_error(p, "counting parked events", err);
         return -1;
     }
@@ -348,12 +414,14 @@ static int isolate_refused_events(struct projector *p)
             rc = apply_park(p->redis, p->prefix, p->generation, event, &checkpoint, err,
                             sizeof(err));
             if (rc == APPLY_OK) {
+                note_parked(p, event->id, event->seq);
                 set_parked(p, p->parked_events + 1);
                 record_error(p, "parked an event Redis refused", refused);
                 LOG(LOG_WARN, "projector: event %" PRId64 " of product %s parked: %s", event->seq,
                     event->id, refused);
             }
-        }
+        } else if (rc == APPLY_OK)
+            note_parked_behind(p, event, 1);
         if (rc == APPLY_OK) advance(p, checkpoint);
     }
     clear_batch(p);
@@ -433,6 +501,7 @@ static void apply_batch(struct projector *p)
     int rc = apply_events(p->redis, p->prefix, p->generation, 1, p->batch, p->batch_count,
                           &checkpoint, err, sizeof(err));
     if (rc == APPLY_OK) {
+        note_parked_behind(p, p->batch, p->batch_count);
         clear_batch(p);
         advance(p, checkpoint);
     } else if (rc == APPLY_REJECTED) {
@@ -577,6 +646,16 @@ int projector_redis_up(const struct projector *p)
     return atomic_load(&p->redis_up);
 }
 
+int projector_seq_parked(struct projector *p, int64_t seq)
+{
+    int parked = 0;
+    pthread_mutex_lock(&p->status_lock);
+    for (size_t i = 0; !parked && i < p->parked_seq_count; i++)
+        parked = p->parked_seqs[i] == seq;
+    pthread_mutex_unlock(&p->status_lock);
+    return parked;
+}
+
 int64_t projector_checkpoint(const struct projector *p)
 {
     return atomic_load(&p->checkpoint);
@@ -610,6 +689,8 @@ void projector_stop(struct projector *p, int drain_ms)
     for (size_t i = 0; i < p->offered_count; i++)
         apply_event_clear(&p->offered[i]);
     free(p->offered);
+    free(p->parked_products);
+    free(p->parked_seqs);
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->status_lock);
     pthread_cond_destroy(&p->wake);

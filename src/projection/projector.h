@@ -57,6 +57,10 @@ struct apply_event;
  * offered while it is behind are dropped, and it reads the log instead. Thread-safe. */
 void projector_offer(struct projector *projector, struct apply_event *events, size_t count);
 
+/* 1 when event "seq" was parked (Redis refused it for its product): it is behind the
+ * checkpoint but its view is not in Redis yet. Thread-safe. */
+int projector_seq_parked(struct projector *projector, int64_t seq);
+
 /* The last seq known to be in Redis, readable from any thread. */
 int64_t projector_checkpoint(const struct projector *projector);
 

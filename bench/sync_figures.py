@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -245,6 +246,8 @@ def big_figures(args, workdir):
         wait_until(lambda: stack.projection()["lag_events"] == 0, 120, "lag 0 after preload")
         rebuild_s, rebuild = stack.cli("rebuild", 600)
         print(f"rebuild: {rebuild_s:.2f} s ({rebuild.stdout.strip()})", flush=True)
+        switched = re.search(r"after ([0-9.]+) s", rebuild.stdout)
+        dropped = re.search(r"dropped in ([0-9.]+) s", rebuild.stdout)
         verify_s, verify = stack.cli("verify", 600)
         print(f"verify: {verify_s:.2f} s ({verify.stdout.strip()[-200:]})", flush=True)
         redis_memory = None
@@ -258,6 +261,8 @@ def big_figures(args, workdir):
             pass
         return {"products": products, "preload_s": round(preload_s, 1),
                 "rebuild_s": round(rebuild_s, 2), "rebuild_exit": rebuild.returncode,
+                "rebuild_switched_s": float(switched.group(1)) if switched else None,
+                "rebuild_drop_s": float(dropped.group(1)) if dropped else None,
                 "rebuild_includes_grace_s": 2,
                 "verify_s": round(verify_s, 2), "verify_exit": verify.returncode,
                 "redis_used_memory": redis_memory,

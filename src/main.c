@@ -15,6 +15,7 @@
 #include "command/inflight_keys.h"
 #include "command/store.h"
 #include "command/writer.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "http/server.h"
 #include "projection/apply.h"
@@ -307,17 +308,25 @@ static int rebuild(const struct app_config *config)
     char err[256];
     if (open_tools(config, &store, &redis) < 0) return 1;
     struct rebuild_result result;
+    uint64_t started_ms = clock_mono_ms();
     int rc = rebuild_run(store, redis, config->prefix, NULL, NULL, &result, err, sizeof(err));
     if (rc == REBUILD_OK) {
-        printf("rebuild: generation %lld is live with %lld products (checkpoint %lld)\n",
+        printf("rebuild: generation %lld is live with %lld products (checkpoint %lld) after "
+               "%.2f s\n",
                (long long)result.generation, (long long)result.products,
-               (long long)result.checkpoint);
+               (long long)result.checkpoint, (double)(clock_mono_ms() - started_ms) / 1000.0);
+        fflush(stdout);
         if (result.old_generation > 0) {
             sleep(OLD_GENERATION_GRACE_S); /* readers may still hold the old generation */
+            started_ms = clock_mono_ms();
             if (rebuild_drop_generation(redis, config->prefix, result.old_generation, err,
                                         sizeof(err)) < 0)
                 fprintf(stderr, "catalogd: could not drop generation %lld: %s\n",
                         (long long)result.old_generation, err);
+            else
+                printf("rebuild: generation %lld dropped in %.2f s\n",
+                       (long long)result.old_generation,
+                       (double)(clock_mono_ms() - started_ms) / 1000.0);
         }
     } else {
         fprintf(stderr, "catalogd: rebuild failed: %s\n", err);

@@ -23,10 +23,13 @@
 #include "query/handlers.h"
 #include "query/read_model.h"
 
-/* More than the 64 KiB commands accept, so oversized bodies get our problem+json 413;
- * h2o answers larger ones itself. */
-#define H2O_BODY_LIMIT (1024 * 1024)
-#define HEADERS_LIMIT  (16 * 1024) /* bytes of request header names and values */
+/* Bodies up to H2O_BODY_LIMIT are read, and the handlers refuse those over 64 KiB with a
+ * complete 413 (problem+json, X-Request-Id). Larger ones h2o refuses from their
+ * Content-Length without reading them (and cuts a chunked one at this size): its 413 carries
+ * our problem+json through the error document below, but h2o drops our X-Request-Id there. */
+#define H2O_BODY_LIMIT          (1024 * 1024)
+#define HEADERS_LIMIT           (16 * 1024)    /* bytes of request header names and values */
+#define BODY_TOO_LARGE_DOCUMENT "/_errors/413" /* h2o's own 413 gets this as its body */
 
 static const struct route ROUTES[] = {
     {"POST", "/products", command_create_product, "create_product", 1},
@@ -160,6 +163,11 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
         req->http1_is_persistent = 0;
         http_respond_problem(ex, 431, "headers-too-large",
                              "the request line and headers are larger than 16384 bytes", NULL);
+        return 0;
+    }
+    if (slice_eq(ex->path, BODY_TOO_LARGE_DOCUMENT)) {
+        http_respond_problem(ex, 413, "payload-too-large", "the body is larger than 65536 bytes",
+                             NULL);
         return 0;
     }
     /* HEAD is GET without the body; h2o leaves the body out of the response. */
@@ -326,6 +334,12 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
         h2o_config_register_host(&server->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_create_handler(path, sizeof(h2o_handler_t))->on_req = on_request;
+    /* h2o refuses a body over H2O_BODY_LIMIT itself, before any handler and without reading
+     * it; its error-document filter lets that 413 carry our problem+json body. The fallback
+     * path is the configuration h2o binds to such early errors. */
+    static h2o_errordoc_t errordocs[] = {{413, {H2O_STRLIT(BODY_TOO_LARGE_DOCUMENT)}}};
+    h2o_errordoc_register(&host->fallback_path, errordocs, 1);
+    h2o_errordoc_register(path, errordocs, 1);
 
     for (int i = 0; i < server->loop_count; i++) {
         struct loop_thread *loop = &server->loops[i];

@@ -34,6 +34,9 @@ struct verify {
     struct verify_report *report;
     struct page_product *page;
     int page_count;
+    char *scratch;     /* PAGE arguments of LAYOUT_KEY_MAX bytes, for the page commands */
+    const char **argv; /* PAGE + 2 */
+    size_t *lens;
     char *err;
     size_t errlen;
 };
@@ -98,31 +101,70 @@ static void check_product(struct verify *v, const struct page_product *p, redisR
         difference(v, "in-stock index: %s %s", p->id, p->in_stock ? "missing" : "extra");
 }
 
+/* Sends one variadic command over the page: "name" ["key"] then, per product, the argument
+ * "arg_of" writes into "scratch" (an arena of LAYOUT_KEY_MAX bytes per product). */
+static void send_page_command(struct verify *v, const char *name, const char *key,
+                              int (*arg_of)(const struct verify *v, int i, char *out),
+                              char *scratch, const char **argv, size_t *lens)
+{
+    int n = 0;
+    argv[n] = name;
+    lens[n++] = strlen(name);
+    if (key) {
+        argv[n] = key;
+        lens[n++] = strlen(key);
+    }
+    for (int i = 0; i < v->page_count; i++) {
+        char *out = scratch + (size_t)i * LAYOUT_KEY_MAX;
+        lens[n] = (size_t)arg_of(v, i, out);
+        argv[n++] = out;
+    }
+    redisAppendCommandArgv(v->redis, n, argv, lens);
+}
+
+static int view_key_of(const struct verify *v, int i, char *out)
+{
+    return snprintf(out, LAYOUT_KEY_MAX, "%sp:%s", v->base, v->page[i].id);
+}
+
+static int sku_key_of(const struct verify *v, int i, char *out)
+{
+    return snprintf(out, LAYOUT_KEY_MAX, "%ssku:%s", v->base, v->page[i].sku);
+}
+
+static int id_of(const struct verify *v, int i, char *out)
+{
+    return snprintf(out, LAYOUT_KEY_MAX, "%s", v->page[i].id);
+}
+
+/* Four commands for the whole page: MGET of the views, MGET of the sku entries, ZMSCORE in
+ * "all" and in "in_stock"; then one check per product. */
 static int check_page(struct verify *v)
 {
-    char key[LAYOUT_KEY_MAX], all_key[LAYOUT_KEY_MAX], stock_key[LAYOUT_KEY_MAX];
+    if (v->page_count == 0) return 0;
+    char all_key[LAYOUT_KEY_MAX], stock_key[LAYOUT_KEY_MAX];
     snprintf(all_key, sizeof(all_key), "%sall", v->base);
     snprintf(stock_key, sizeof(stock_key), "%sin_stock", v->base);
-    for (int i = 0; i < v->page_count; i++) {
-        struct page_product *p = &v->page[i];
-        snprintf(key, sizeof(key), "%sp:%s", v->base, p->id);
-        redisAppendCommand(v->redis, "GET %s", key);
-        snprintf(key, sizeof(key), "%ssku:%s", v->base, p->sku);
-        redisAppendCommand(v->redis, "GET %s", key);
-        redisAppendCommand(v->redis, "ZSCORE %s %s", all_key, p->id);
-        redisAppendCommand(v->redis, "ZSCORE %s %s", stock_key, p->id);
+    send_page_command(v, "MGET", NULL, view_key_of, v->scratch, v->argv, v->lens);
+    send_page_command(v, "MGET", NULL, sku_key_of, v->scratch, v->argv, v->lens);
+    send_page_command(v, "ZMSCORE", all_key, id_of, v->scratch, v->argv, v->lens);
+    send_page_command(v, "ZMSCORE", stock_key, id_of, v->scratch, v->argv, v->lens);
+    redisReply *replies[4] = {0};
+    int rc = 0;
+    for (int r = 0; r < 4; r++) {
+        replies[r] = next_reply(v);
+        if (!replies[r] || replies[r]->type != REDIS_REPLY_ARRAY ||
+            replies[r]->elements != (size_t)v->page_count) {
+            if (replies[r]) snprintf(v->err, v->errlen, "unexpected reply to a verify command");
+            rc = -1;
+        }
     }
-    for (int i = 0; i < v->page_count; i++) {
-        redisReply *replies[4] = {0};
-        int ok = 1;
-        for (int r = 0; r < 4; r++)
-            if (!(replies[r] = next_reply(v))) ok = 0;
-        if (ok) check_product(v, &v->page[i], replies[0], replies[1], replies[2], replies[3]);
-        for (int r = 0; r < 4; r++)
-            freeReplyObject(replies[r]);
-        if (!ok) return -1;
-    }
-    return 0;
+    for (int i = 0; rc == 0 && i < v->page_count; i++)
+        check_product(v, &v->page[i], replies[0]->element[i], replies[1]->element[i],
+                      replies[2]->element[i], replies[3]->element[i]);
+    for (int r = 0; r < 4; r++)
+        freeReplyObject(replies[r]);
+    return rc;
 }
 
 /* Members of sorted set "set" in the id range (after, upto] that are not in the page:
@@ -247,8 +289,14 @@ int verify_run(struct store *store, redisContext *redis, const char *prefix, int
         difference(&v, "checkpoint: %lld, but the event log's head is %" PRId64, checkpoint,
                    report->head);
     v.page = xmalloc(PAGE * sizeof(*v.page));
+    v.scratch = xmalloc((size_t)PAGE * LAYOUT_KEY_MAX);
+    v.argv = xmalloc((PAGE + 2) * sizeof(*v.argv));
+    v.lens = xmalloc((PAGE + 2) * sizeof(*v.lens));
     rc = compare(&v);
     free(v.page);
+    free(v.scratch);
+    free(v.argv);
+    free(v.lens);
     store_snapshot_end(store);
     return rc < 0 ? -1 : 0;
 }

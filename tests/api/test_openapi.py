@@ -1485,8 +1485,8 @@ def test_sigterm_drain_503_shutting_down():
 # they turn into failures the day the server is fixed and the marker must go.
 
 
-@pytest.mark.xfail(strict=True, reason="server deviation: a body over h2o's 1 MiB limit gets "
-                   "h2o's own text/plain 413 without X-Request-Id, not problem+json")
+@pytest.mark.xfail(strict=True, reason="server deviation: h2o refuses a body over the limit "
+                   "itself; its 413 carries our problem+json but no X-Request-Id")
 def test_body_over_1_mib_413_problem(live):
     body = '{"sku":"HUGE","name":"' + "a" * (1024 * 1024 + 16) + '","price":1,"stock":1}'
     try:

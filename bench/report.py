@@ -334,7 +334,9 @@ def main():
         notes.append("batch-size histogram: GET /metrics has no *batch* histogram in this "
                      "build; skipped")
     mach = machine(repo)
-    date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    # BENCH_DATE keeps the date of the measurements when a report is rendered again later.
+    date = os.environ.get("BENCH_DATE") or \
+        datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     command = "%s %s" % (env_str(env), os.environ.get("BENCH_CMD", "bench/run.sh"))
     big_n = int(env.get("BIG_N", "1000000"))
     LABEL["big"] = "catalogd, %s products" % fmt(big_n)

@@ -10,12 +10,9 @@
  * - ROUTE_NO_METHOD lists in "allow" only methods that the server serves for the path (HEAD,
  *   served as GET, is listed exactly when GET is), never the one asked; ROUTE_NO_PATH means
  *   that no method matches the path; "allow" never overflows, whatever its capacity;
- * - a cursor parameter that cursor_decode accepts encodes back to itself.
- *
- * Not reachable without h2o: http_query_param (src/http/exchange.c, which needs h2o_req_t and
- * the loop) and parse_limit (static in src/query/handlers.c). The query string is therefore
- * split by a copy of http_query_param's loop (query_param below), and the limit check is not
- * exercised; moving both into a pure module would let this target call the server's code. */
+ * - the query string is split by the server's own query_find_param (src/query/params.c): a
+ *   value lies inside the query; a limit that query_parse_limit accepts is 1-1000; a cursor
+ *   parameter that cursor_decode accepts encodes back to itself. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +22,7 @@
 #include "domain/uuid7.h"
 #include "fuzz_check.h"
 #include "http/router.h"
+#include "query/params.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -52,24 +50,10 @@ static const struct route ROUTES[] = {
 #define ROUTE_COUNT (sizeof ROUTES / sizeof ROUTES[0])
 #define ALLOW_MAX   64 /* on_request's allow[] */
 
-/* Copy of http_query_param's loop (src/http/exchange.c) over a bare query slice. */
+/* The server's own query-string lookup (src/query/params.c), with the value as a slice. */
 static int query_param(struct slice query, const char *name, struct slice *value)
 {
-    size_t name_len = strlen(name);
-    const char *p = query.p, *end = p + query.len;
-    while (p < end) {
-        const char *pair_end = memchr(p, '&', (size_t)(end - p));
-        if (!pair_end) pair_end = end;
-        const char *eq = memchr(p, '=', (size_t)(pair_end - p));
-        const char *key_end = eq ? eq : pair_end;
-        if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0) {
-            value->p = eq ? eq + 1 : pair_end;
-            value->len = (size_t)(pair_end - value->p);
-            return 1;
-        }
-        p = pair_end + 1;
-    }
-    return 0;
+    return query_find_param(query.p, query.len, name, &value->p, &value->len);
 }
 
 /* router_match with "allow" and "params" on the heap at their exact sizes, so ASan sees a
@@ -128,11 +112,20 @@ static void check_found(const struct route *route, struct slice method, struct s
                 ALLOW_MAX) != ROUTE_FOUND);
 }
 
-/* What query_catalog does with "cursor" (src/query/handlers.c). */
+/* What query_catalog does with "cursor" and "limit" (src/query/handlers.c). */
 static void check_query(struct slice query)
 {
     struct slice value;
     char after[UUID_TEXT_LEN + 1], cursor[CURSOR_LEN + 1];
+    int limit = -1;
+
+    if (query_param(query, "limit", &value)) {
+        CHECK(value.p >= query.p && value.p + value.len <= query.p + query.len);
+        if (query_parse_limit(value.p, value.len, 1000, &limit) == 0)
+            CHECK(limit >= 1 && limit <= 1000);
+        else
+            CHECK(limit == -1);
+    }
 
     if (query_param(query, "cursor", &value)) {
         CHECK(value.p >= query.p && value.p + value.len <= query.p + query.len);

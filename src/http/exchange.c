@@ -15,6 +15,7 @@
 #include "common/xmalloc.h"
 #include "http/loop.h"
 #include "projection/projector.h"
+#include "query/params.h"
 
 static h2o_req_t *req_of(const struct http_exchange *ex)
 {
@@ -36,21 +37,7 @@ int http_has_header(const struct http_exchange *ex, const char *name)
 
 int http_query_param(const struct http_exchange *ex, const char *name, struct slice *value)
 {
-    size_t name_len = strlen(name);
-    const char *p = ex->query.p, *end = p + ex->query.len;
-    while (p < end) {
-        const char *pair_end = memchr(p, '&', (size_t)(end - p));
-        if (!pair_end) pair_end = end;
-        const char *eq = memchr(p, '=', (size_t)(pair_end - p));
-        const char *key_end = eq ? eq : pair_end;
-        if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0) {
-            value->p = eq ? eq + 1 : pair_end;
-            value->len = (size_t)(pair_end - value->p);
-            return 1;
-        }
-        p = pair_end + 1;
-    }
-    return 0;
+    return query_find_param(ex->query.p, ex->query.len, name, &value->p, &value->len);
 }
 
 void *http_alloc(struct http_exchange *ex, size_t size)

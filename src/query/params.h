@@ -5,6 +5,12 @@
 
 #include <stddef.h>
 
+/* Finds parameter "name" in the query string "query" ("len" bytes, after the '?'). Returns 1
+ * and the value (still percent-encoded) in "*value"/"*value_len", or 0 when absent. The first
+ * occurrence wins; "name" alone (no '=') has an empty value. */
+int query_find_param(const char *query, size_t len, const char *name, const char **value,
+                     size_t *value_len);
+
 /* Parses "text" ("len" bytes) as a decimal integer from 1 to "max". Returns 0 and "*limit",
  * or -1 (empty, signs, spaces, leading garbage, too large). */
 int query_parse_limit(const char *text, size_t len, int max, int *limit);

@@ -67,3 +67,29 @@ Test(params, etag_lists_star_and_weak_tags)
     cr_assert_not(matches("", "\"3\""));
     cr_assert_not(matches("\"2\", W/\"4\"", "\"3\""));
 }
+
+static int find(const char *query, const char *name, char *out)
+{
+    const char *value;
+    size_t len;
+    if (!query_find_param(query, strlen(query), name, &value, &len)) return 0;
+    memcpy(out, value, len);
+    out[len] = '\0';
+    return 1;
+}
+
+Test(params, query_parameters)
+{
+    char value[64];
+    cr_assert(find("limit=5&cursor=abc", "cursor", value));
+    cr_assert_str_eq(value, "abc");
+    cr_assert(find("limit=5&cursor=abc", "limit", value));
+    cr_assert_str_eq(value, "5");
+    cr_assert(find("in_stock&limit=1", "in_stock", value));
+    cr_assert_str_eq(value, "");
+    cr_assert(find("limit=1&limit=2", "limit", value));
+    cr_assert_str_eq(value, "1");
+    cr_assert_not(find("limitx=1&xlimit=2", "limit", value));
+    cr_assert_not(find("", "limit", value));
+    cr_assert_not(find("&&=&", "limit", value));
+}

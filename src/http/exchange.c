@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/problem.h"
 #include "common/xmalloc.h"
@@ -66,13 +67,6 @@ void http_add_headerf(struct http_exchange *ex, const char *name, const char *fm
     http_add_header(ex, name, value, (size_t)n < sizeof(value) ? (size_t)n : sizeof(value) - 1);
 }
 
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static const char *const REASONS[][2] = {
     {"200", "OK"},
     {"201", "Created"},
@@ -116,7 +110,7 @@ void http_respond(struct http_exchange *ex, int status, const char *content_type
                        strlen(content_type));
     /* 204 and 304 carry no body and, per RFC 9110, no Content-Length for it. */
     if (status != 204 && status != 304) req->res.content_length = body_len;
-    uint64_t duration_us = now_us() - ex->started_at_us;
+    uint64_t duration_us = clock_mono_us() - ex->started_at_us;
     metrics_record(&current_loop->metrics, ex->route_index, status, duration_us);
     LOG(LOG_INFO, "request %.*s %.*s%s%.*s %d %.3fms id=%s", (int)ex->method.len, ex->method.p,
         (int)ex->path.len, ex->path.p, ex->query.len ? "?" : "", (int)ex->query.len, ex->query.p,

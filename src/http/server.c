@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "command/handlers.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "http/loop.h"
@@ -122,13 +123,6 @@ static int authorized_or_reply(struct http_exchange *ex)
     return 0;
 }
 
-static uint64_t monotonic_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static int on_request(h2o_handler_t *handler, h2o_req_t *req)
 {
     (void)handler;
@@ -141,7 +135,7 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
     ex->impl = req;
     ex->app = server->app;
     ex->thread = &loop->app_thread;
-    ex->started_at_us = monotonic_us();
+    ex->started_at_us = clock_mono_us();
     ex->method = (struct slice){req->method.base, req->method.len};
     size_t path_len = req->query_at != SIZE_MAX ? req->query_at : req->path.len;
     ex->path = (struct slice){req->path.base, path_len};

@@ -15,7 +15,7 @@
 #include "common/xmalloc.h"
 #include "domain/uuid7.h"
 
-#define BODY_LIMIT (64 * 1024)
+#define BODY_LIMIT (64 * 1024) /* h2o already refuses larger bodies; kept as a second guard */
 
 struct pending_command {
     struct command command; /* first: the writer hands back this pointer */

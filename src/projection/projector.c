@@ -271,7 +271,8 @@ static size_t take_offered(struct projector *p)
         memcpy(p->batch, p->offered + skip, take * sizeof(*p->batch));
     }
     size_t rest = p->offered_count - skip - take;
-    memmove(p->offered, p->offered + skip + take, rest * sizeof(*p->offered));
+    if (rest > 0 && skip + take > 0)
+        memmove(p->offered, p->offered + skip + take, rest * sizeof(*p->offered));
     p->offered_count = rest;
     pthread_mutex_unlock(&p->lock);
     p->batch_count = take;
@@ -625,6 +626,7 @@ void projector_notify(struct projector *p, int64_t head_seq)
 
 void projector_offer(struct projector *p, struct apply_event *events, size_t count)
 {
+    if (count == 0) return;
     pthread_mutex_lock(&p->lock);
     if (p->offered_count + count > OFFERED_MAX) { /* behind: it reads the log instead */
         pthread_mutex_unlock(&p->lock);

@@ -1425,8 +1425,10 @@ def test_redis_down_then_back(stack):
     finally:
         stack.redis.start()  # same port, empty: the server reconnects by itself, no restart
     wait_for(live.is_ready, STATE_DEADLINE, "/ready to be 200 again after Redis came back")
-    # the projector rebuilt the empty Redis from SQLite, including the pending changes
-    got = live.get(f"/products/by-sku/{sku}")
+    # the projector rebuilt the empty Redis from SQLite, including the pending changes; each
+    # loop thread's own Redis connection comes back on its own backoff (at most 1 s)
+    got = wait_for(lambda: (lambda r: r if r.status_code == 200 else None)(
+        live.get(f"/products/by-sku/{sku}")), STATE_DEADLINE, "the query side to reconnect")
     assert check(got, "/products/by-sku/{sku}", "get", 200) == pending
     view = check(live.get(f"/products/{before['id']}"), "/products/{id}", "get", 200)
     assert (view["name"], view["stock"], view["version"]) == ("Patched while down", 3, 3)

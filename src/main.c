@@ -42,6 +42,8 @@ struct options {
     const char *prefix;
     const char *max_connections;
     const char *idle_timeout;
+    const char *max_body_bytes;
+    const char *max_header_bytes;
     int allow_open_writes;
 };
 
@@ -72,6 +74,10 @@ static const struct flag FLAGS[] = {
      "open connections at once; more wait (4096)"},
     {"idle-timeout", "CATALOGD_IDLE_TIMEOUT", NULL, OPT(idle_timeout),
      "seconds a connection may be silent or spend on one request (10)"},
+    {"max-body-bytes", "CATALOGD_MAX_BODY_BYTES", NULL, OPT(max_body_bytes),
+     "larger request bodies get 413 unread (65536)"},
+    {"max-header-bytes", "CATALOGD_MAX_HEADER_BYTES", NULL, OPT(max_header_bytes),
+     "larger request line + headers get 431 (16384)"},
 };
 #define FLAG_COUNT (sizeof(FLAGS) / sizeof(FLAGS[0]))
 
@@ -169,6 +175,14 @@ static int build_config(const struct options *options, struct app_config *config
     if (*end || idle_timeout < 1 || idle_timeout > 3600)
         return usage_error("bad --idle-timeout: %s (1-3600 seconds)", options->idle_timeout);
     config->idle_timeout_s = (int)idle_timeout;
+    long max_body = strtol(options->max_body_bytes, &end, 10);
+    if (*end || max_body < 1024 || max_body > 64L * 1024 * 1024)
+        return usage_error("bad --max-body-bytes: %s (1024-67108864)", options->max_body_bytes);
+    config->max_body_bytes = (size_t)max_body;
+    long max_header = strtol(options->max_header_bytes, &end, 10);
+    if (*end || max_header < 1024 || max_header > 262144)
+        return usage_error("bad --max-header-bytes: %s (1024-262144)", options->max_header_bytes);
+    config->max_header_bytes = (size_t)max_header;
     enum log_level level;
     if (log_level_parse(options->log_level, &level) < 0)
         return usage_error("bad --log-level: %s (error, warn, info, debug)", options->log_level);
@@ -370,7 +384,9 @@ int main(int argc, char **argv)
                                   .log_level = "info",
                                   .prefix = "catalogd",
                                   .max_connections = "4096",
-                                  .idle_timeout = "10"};
+                                  .idle_timeout = "10",
+                                  .max_body_bytes = "65536",
+                                  .max_header_bytes = "16384"};
         int rc = parse_flags(argc, argv, &options);
         if (rc != 0) return rc;
         struct app_config config = {0};

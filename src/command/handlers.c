@@ -15,8 +15,6 @@
 #include "common/xmalloc.h"
 #include "domain/uuid7.h"
 
-#define BODY_LIMIT (64 * 1024) /* h2o already refuses larger bodies; kept as a second guard */
-
 struct pending_command {
     struct command command; /* first: the writer hands back this pointer */
     struct command_response response;
@@ -51,9 +49,8 @@ static int body_acceptable_or_reply(struct http_exchange *ex)
                              "send the body as Content-Type: application/json", NULL);
         return -1;
     }
-    if (ex->body.len > BODY_LIMIT) {
-        http_respond_problem(ex, 413, "payload-too-large", "the body is larger than 65536 bytes",
-                             NULL);
+    if (ex->body.len > ex->app->config->max_body_bytes) { /* h2o refuses these already */
+        http_respond_body_too_large(ex);
         return -1;
     }
     return 0;

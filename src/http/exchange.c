@@ -12,6 +12,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "app.h"
 #include "common/problem.h"
 #include "common/xmalloc.h"
 #include "http/loop.h"
@@ -130,6 +131,14 @@ void http_respond_problem(struct http_exchange *ex, int status, const char *type
     size_t len;
     char *text = problem_render(status, type_slug, detail, extra, &len);
     send_problem(ex, status, text, len);
+}
+
+void http_respond_body_too_large(struct http_exchange *ex)
+{
+    char detail[64];
+    snprintf(detail, sizeof(detail), "the body is larger than %zu bytes",
+             ex->app->config->max_body_bytes);
+    http_respond_problem(ex, 413, "payload-too-large", detail, NULL);
 }
 
 void http_respond_invalid(struct http_exchange *ex, const struct validation *v)

@@ -69,6 +69,9 @@ void http_respond(struct http_exchange *ex, int status, const char *content_type
 void http_respond_problem(struct http_exchange *ex, int status, const char *type_slug,
                           const char *detail, json_t *extra);
 
+/* A 413 naming the configured body limit. */
+void http_respond_body_too_large(struct http_exchange *ex);
+
 /* A 422 that lists every failing field of "v". */
 void http_respond_invalid(struct http_exchange *ex, const struct validation *v);
 

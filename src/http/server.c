@@ -24,11 +24,7 @@
 #include "query/handlers.h"
 #include "query/read_model.h"
 
-/* The body limit. h2o refuses a larger body from its Content-Length without reading it, and
- * cuts a chunked one at the limit; its 413 gets our problem+json from the error document and
- * an X-Request-Id from on_setup_request_id. */
-#define H2O_BODY_LIMIT          (64 * 1024)
-#define HEADERS_LIMIT           (16 * 1024)    /* bytes of request header names and values */
+#define READ_BODY_LIMIT         (1024 * 1024)
 #define BODY_TOO_LARGE_DOCUMENT "/_errors/413" /* h2o's own 413 gets this as its body */
 
 static const struct route ROUTES[] = {
@@ -178,15 +174,16 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
     size_t header_bytes = req->path.len;
     for (size_t i = 0; i < req->headers.size; i++)
         header_bytes += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
-    if (header_bytes > HEADERS_LIMIT) {
+    if (header_bytes > server->app->config->max_header_bytes) {
         req->http1_is_persistent = 0;
-        http_respond_problem(ex, 431, "headers-too-large",
-                             "the request line and headers are larger than 16384 bytes", NULL);
+        char detail[96];
+        snprintf(detail, sizeof(detail), "the request line and headers are larger than %zu bytes",
+                 server->app->config->max_header_bytes);
+        http_respond_problem(ex, 431, "headers-too-large", detail, NULL);
         return 0;
     }
     if (slice_eq(ex->path, BODY_TOO_LARGE_DOCUMENT)) {
-        http_respond_problem(ex, 413, "payload-too-large", "the body is larger than 65536 bytes",
-                             NULL);
+        http_respond_body_too_large(ex);
         return 0;
     }
     /* HEAD is GET without the body; h2o leaves the body out of the response. */
@@ -345,7 +342,15 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
     pthread_mutex_init(&server->ready_lock, NULL);
     pthread_cond_init(&server->ready_cond, NULL);
     h2o_config_init(&server->globalconf);
-    server->globalconf.max_request_entity_size = H2O_BODY_LIMIT;
+    /* Bodies up to READ_BODY_LIMIT are read whole, and the handlers refuse those over
+     * --max-body-bytes: the client always gets to read that 413. h2o refuses a larger body from
+     * its Content-Length without reading it (and cuts a chunked one there); closing on a
+     * client still sending may reset the connection, which is acceptable for such a body.
+     * h2o's 413 gets our problem+json (error document below) and an X-Request-Id
+     * (on_setup_request_id). */
+    server->globalconf.max_request_entity_size = app->config->max_body_bytes > READ_BODY_LIMIT
+                                                     ? app->config->max_body_bytes
+                                                     : READ_BODY_LIMIT;
     /* A connection that sends nothing, or takes too long over one request, is closed. */
     server->globalconf.http1.req_timeout = (uint64_t)app->config->idle_timeout_s * 1000;
     server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("catalogd"));
@@ -353,7 +358,7 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
         h2o_config_register_host(&server->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_create_handler(path, sizeof(h2o_handler_t))->on_req = on_request;
-    /* h2o refuses a body over H2O_BODY_LIMIT itself, before any handler and without reading
+    /* h2o refuses a body over the limit itself, before any handler and without reading
      * it; its error-document filter lets that 413 carry our problem+json body. The fallback
      * path is the configuration h2o binds to such early errors. */
     static h2o_errordoc_t errordocs[] = {{413, {H2O_STRLIT(BODY_TOO_LARGE_DOCUMENT)}}};

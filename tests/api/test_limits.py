@@ -93,8 +93,26 @@ def test_bad_limit_flags_exit_2(tmp_path):
     import subprocess
     from conftest import BIN
     for flag, value in [("--max-connections", "0"), ("--max-connections", "x"),
-                        ("--idle-timeout", "0"), ("--idle-timeout", "99999")]:
+                        ("--idle-timeout", "0"), ("--idle-timeout", "99999"),
+                        ("--max-body-bytes", "10"), ("--max-header-bytes", "x")]:
         p = subprocess.run([str(BIN), "serve", flag, value], capture_output=True, text=True,
                            timeout=10, cwd=tmp_path)
         assert p.returncode == 2, (flag, value, p.stderr)
         assert flag in p.stderr
+
+
+def test_body_and_header_limits_are_configurable(stack_factory):
+    stack = stack_factory("limits", extra_args=["--max-body-bytes", "2048",
+                                                "--max-header-bytes", "4096"])
+    body = '{"sku":"SMALL-LIMIT","name":"' + "n" * 2100 + '","price":1,"stock":1}'
+    r = stack.post_raw("/products", body, headers={"X-Request-Id": "limit-1"})
+    assert r.status_code == 413, r.text
+    assert r.headers["Content-Type"] == "application/problem+json"
+    assert r.headers["X-Request-Id"] == "limit-1"
+    assert "2048 bytes" in r.json()["detail"]
+    r = stack.get("/health", headers={"X-Pad": "p" * 5000})
+    assert r.status_code == 431 and "4096 bytes" in r.json()["detail"]
+    assert stack.get("/health", headers={"X-Pad": "p" * 3000}).status_code == 200
+    _, view = stack.create(name="fits")  # an ordinary product is well under 2 KiB
+    assert view["name"] == "fits"
+    assert stack.counts() == (1, 1)  # the refused body wrote nothing

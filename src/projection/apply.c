@@ -3,6 +3,8 @@
 #include "projection/apply.h"
 
 #include <inttypes.h>
+#include <openssl/sha.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,6 +156,54 @@ static void push_event_args(const struct apply_event *e, char *numbers, const ch
     argvlen[(*n)++] = e->view_len;
 }
 
+/* Runs a script by its SHA1 (EVALSHA), so that Redis neither receives nor hashes the script
+ * text on every call; on NOSCRIPT (a Redis that restarted or flushed its scripts) it sends
+ * the text once with EVAL, which caches it again. argv[0] and argv[1] are filled here. */
+#define SHA_TEXT (2 * SHA_DIGEST_LENGTH)
+
+static struct {
+    const char *script;
+    char sha[SHA_TEXT + 1];
+} script_shas[] = {{APPLY_SCRIPT, ""}, {PARK_SCRIPT, ""}, {UNPARK_SCRIPT, ""}};
+static pthread_once_t script_shas_once = PTHREAD_ONCE_INIT;
+
+static void hash_scripts(void)
+{
+    for (size_t s = 0; s < sizeof(script_shas) / sizeof(script_shas[0]); s++) {
+        unsigned char digest[SHA_DIGEST_LENGTH];
+        SHA1((const unsigned char *)script_shas[s].script, strlen(script_shas[s].script), digest);
+        for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+            snprintf(script_shas[s].sha + 2 * i, 3, "%02x", digest[i]);
+    }
+}
+
+static const char *sha_of(const char *script)
+{
+    pthread_once(&script_shas_once, hash_scripts);
+    for (size_t s = 0; s < sizeof(script_shas) / sizeof(script_shas[0]); s++)
+        if (script_shas[s].script == script) return script_shas[s].sha;
+    abort(); /* every script of this file is in the table */
+}
+
+static redisReply *eval_script(redisContext *redis, const char *script, const char **argv,
+                               size_t *argvlen, size_t argc)
+{
+    argv[0] = "EVALSHA";
+    argvlen[0] = 7;
+    argv[1] = sha_of(script);
+    argvlen[1] = SHA_TEXT;
+    redisReply *reply = redisCommandArgv(redis, (int)argc, argv, argvlen);
+    if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        freeReplyObject(reply);
+        argv[0] = "EVAL";
+        argvlen[0] = 4;
+        argv[1] = script;
+        argvlen[1] = strlen(script);
+        reply = redisCommandArgv(redis, (int)argc, argv, argvlen);
+    }
+    return reply;
+}
+
 /* Classifies a script's reply. */
 static int reply_status(redisContext *redis, redisReply *reply, int64_t *value, char *err,
                         size_t errlen)
@@ -187,11 +237,11 @@ static int run_event_script(redisContext *redis, const char *script, const char 
 {
     char base[LAYOUT_BASE_MAX], numbers[2 * NUMBER_TEXT];
     layout_generation_base(prefix, gen, base, sizeof(base));
-    const char *argv[4 + EVENT_ARGS] = {"EVAL", script, "0", base};
-    size_t argvlen[4 + EVENT_ARGS] = {4, strlen(script), 1, strlen(base)};
+    const char *argv[4 + EVENT_ARGS] = {NULL, NULL, "0", base};
+    size_t argvlen[4 + EVENT_ARGS] = {0, 0, 1, strlen(base)};
     size_t n = 4;
     push_event_args(event, numbers, argv, argvlen, &n);
-    redisReply *reply = redisCommandArgv(redis, (int)n, argv, argvlen);
+    redisReply *reply = eval_script(redis, script, argv, argvlen, n);
     int rc = reply_status(redis, reply, value, err, errlen);
     freeReplyObject(reply);
     return rc;
@@ -234,7 +284,7 @@ int apply_events(redisContext *redis, const char *prefix, int64_t gen, int requi
     for (size_t i = 0; i < count; i++)
         push_event_args(&events[i], numbers + 2 * i * NUMBER_TEXT, argv, argvlen, &n);
 
-    redisReply *reply = redisCommandArgv(redis, (int)n, argv, argvlen);
+    redisReply *reply = eval_script(redis, APPLY_SCRIPT, argv, argvlen, n);
     int rc = reply_status(redis, reply, checkpoint, err, errlen);
     freeReplyObject(reply);
     free(argv);

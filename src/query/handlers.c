@@ -44,11 +44,43 @@ static void release_call(struct http_exchange *ex)
     ex->on_gone_arg = NULL;
 }
 
-static int read_model_unready(struct http_exchange *ex)
+static void answer_unready(struct http_exchange *ex)
 {
-    if (read_model_ready(ex->thread->read_model)) return 0;
     http_respond_unavailable(ex, "read-model-unavailable",
                              "the read model (Redis) is not reachable or is being rebuilt");
+}
+
+struct generation_wait {
+    struct http_exchange *ex;
+    void (*retry)(struct http_exchange *ex);
+};
+
+static void on_generation_known(const redisReply *reply, void *arg)
+{
+    struct generation_wait *wait = arg;
+    release_call(wait->ex);
+    if (reply) read_model_generation_confirmed(wait->ex->thread->read_model, reply);
+    if (reply && read_model_ready(wait->ex->thread->read_model))
+        wait->retry(wait->ex);
+    else
+        answer_unready(wait->ex);
+}
+
+/* Returns 0 when the query can go ahead. Otherwise it answers 503, or, when Redis is
+ * connected but this loop does not know the generation yet (a new loop, or one that has not
+ * refreshed since a rebuild), asks Redis for it and runs "retry" again once it is known. */
+static int read_model_unready(struct http_exchange *ex, void (*retry)(struct http_exchange *ex))
+{
+    struct read_model *rm = ex->thread->read_model;
+    if (read_model_ready(rm)) return 0;
+    if (!redis_client_connected(read_model_client(rm))) {
+        answer_unready(ex);
+        return 1;
+    }
+    struct generation_wait *wait = http_alloc(ex, sizeof(*wait));
+    wait->ex = ex;
+    wait->retry = retry;
+    hold_call(ex, read_model_fetch_generation(rm, on_generation_known, wait));
     return 1;
 }
 
@@ -124,7 +156,7 @@ void query_get_product(struct http_exchange *ex)
         http_respond_problem(ex, 404, "not-found", "no product has this id", NULL);
         return;
     }
-    if (read_model_unready(ex)) return;
+    if (read_model_unready(ex, query_get_product)) return;
     hold_call(ex, read_model_get_view(ex->thread->read_model, id, on_product, ex));
 }
 
@@ -141,7 +173,7 @@ void query_get_product_by_sku(struct http_exchange *ex)
         http_respond_problem(ex, 404, "not-found", "no product has this sku", NULL);
         return;
     }
-    if (read_model_unready(ex)) return;
+    if (read_model_unready(ex, query_get_product_by_sku)) return;
     hold_call(ex,
               read_model_get_by_sku(ex->thread->read_model, ex->params[0], on_product_by_sku, ex));
 }
@@ -288,7 +320,7 @@ void query_catalog(struct http_exchange *ex)
             return;
         }
     }
-    if (read_model_unready(ex)) return;
+    if (read_model_unready(ex, query_catalog)) return;
     hold_call(ex, read_model_catalog_ids(ex->thread->read_model, request->in_stock, after,
                                          request->limit, on_catalog_ids, request));
 }

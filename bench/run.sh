@@ -318,7 +318,9 @@ if [ "$CALLGRIND" = 1 ]; then
         "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=callgrind mode="$mode" \
             iterations="$CG_N" ir="$ir"
         # the functions where the instructions go, for BENCHMARKS.md
-        callgrind_annotate "$WORK/callgrind.$mode" >"$RESULTS/callgrind.$mode.txt" 2>/dev/null || true
+        # Paths relative to the repository: no machine paths in the results we commit.
+        callgrind_annotate "$WORK/callgrind.$mode" 2>/dev/null |
+            sed -e "s|$REPO/||g" -e "s|$WORK/||g" >"$RESULTS/callgrind.$mode.txt" || true
     done
 fi
 

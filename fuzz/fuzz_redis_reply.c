@@ -2,16 +2,13 @@
  * in pieces and drained after each one as src/query/redis_client.c's on_read does, and every
  * reply through what the query path does with it:
  * - a view (GET, the by-sku script): view_version for the ETag, view_parse;
- * - a catalog page (the page script): the shape check of on_catalog_page, then view_parse and
- *   cursor_encode of the last view for the Link header;
+ * - a catalog page: page_read_ids on EXEC's reply, page_body_size and page_write_body on
+ *   the views (src/query/page.c, the server's own), and the last view's cursor;
  * - the generation (GET {prefix}:gen): strtoll and layout_generation_base.
  * Invariants checked, beyond "no crash": the ETag fits its buffer; a view that view_parse
  * accepts has a canonical id whose cursor decodes back to it; a page that passes the shape
  * check has room for every view in the body the handler builds; the generation base fits.
- *
- * on_catalog_page keeps its shape check and body assembly inline (src/query/handlers.c), so
- * they are copied here (catalog_page_shape_ok, catalog_body_size): a pure function in
- * src/query/ that both call would make this target test the server's code, not a copy.
+
  *
  * The reader is the server's own (src/query/reply_reader.c), which refuses arrays of more than
  * REPLY_MAX_ELEMENTS: hiredis 0.14 would otherwise calloc 16 GiB for "*2147483647\r\n". */
@@ -24,6 +21,7 @@
 #include "domain/cursor.h"
 #include "domain/uuid7.h"
 #include "domain/view.h"
+#include "query/page.h"
 #include "query/reply_reader.h"
 #include "fuzz_check.h"
 #include "projection/layout.h"
@@ -57,48 +55,33 @@ static void check_view_reply(const redisReply *reply)
     }
 }
 
-/* Copy of on_catalog_page's check: [total, more, view-or-nil...] with integers first. */
-static int catalog_page_shape_ok(const redisReply *reply)
-{
-    return reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
-           reply->element[0]->type == REDIS_REPLY_INTEGER &&
-           reply->element[1]->type == REDIS_REPLY_INTEGER;
-}
-
-/* Copy of on_catalog_page's body size: brackets, and each string view plus a comma. */
-static size_t catalog_body_size(const redisReply *reply)
-{
-    size_t size = 2;
-    for (size_t i = 2; i < reply->elements; i++)
-        if (reply->element[i]->type == REDIS_REPLY_STRING) size += reply->element[i]->len + 1;
-    return size;
-}
-
+/* A catalog page, both steps, with the server's own functions (src/query/page.c): EXEC's
+ * [[id...], total] as on_catalog_ids reads it, then the reply as an MGET of views, assembled
+ * into exactly the bytes on_catalog_views allocates. */
 static void check_catalog_page(const redisReply *reply)
 {
-    if (!catalog_page_shape_ok(reply)) return;
-
-    /* The body as on_catalog_page builds it, into exactly the bytes it allocates. */
-    size_t size = catalog_body_size(reply), used = 0;
-    char *body = malloc(size);
-    const redisReply *last = NULL;
-    CHECK(body != NULL);
-    body[used++] = '[';
-    for (size_t i = 2; i < reply->elements; i++) {
-        const redisReply *view = reply->element[i];
-        if (view->type != REDIS_REPLY_STRING) continue;
-        if (last) body[used++] = ',';
-        memcpy(body + used, view->str, view->len);
-        used += view->len;
-        last = view;
+    const redisReply *ids;
+    long long total;
+    if (page_read_ids(reply, &ids, &total) == 0) {
+        CHECK(ids->type == REDIS_REPLY_ARRAY && total >= 0);
+        char text[32];
+        CHECK(snprintf(text, sizeof text, "%lld", total) < (int)sizeof text);
     }
-    body[used++] = ']';
-    CHECK(used <= size);
+    size_t size = page_body_size(reply);
+    if (size == 0) {
+        CHECK(reply->type != REDIS_REPLY_ARRAY);
+        return;
+    }
+    char *body = malloc(size); /* exactly: ASan sees a write past it */
+    CHECK(body != NULL);
+    size_t used = page_write_body(reply, body);
+    CHECK(used <= size && used >= 2 && body[0] == '[' && body[used - 1] == ']');
     free(body);
-
-    char total[32];
-    CHECK(snprintf(total, sizeof total, "%lld", reply->element[0]->integer) < (int)sizeof total);
-    if (reply->element[1]->integer == 1 && last) check_view_reply(last);
+    for (size_t i = reply->elements; i > 0; i--) /* the last view feeds the Link header */
+        if (reply->element[i - 1]->type == REDIS_REPLY_STRING) {
+            check_view_reply(reply->element[i - 1]);
+            break;
+        }
 }
 
 /* What on_generation does with the reply to GET {prefix}:gen. */

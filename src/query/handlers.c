@@ -11,6 +11,7 @@
 #include "domain/cursor.h"
 #include "domain/uuid7.h"
 #include "domain/view.h"
+#include "query/page.h"
 #include "query/params.h"
 #include "query/read_model.h"
 
@@ -218,24 +219,13 @@ static void on_catalog_views(const redisReply *reply, void *arg)
         answer_timeout(ex);
         return;
     }
-    if (reply->type != REDIS_REPLY_ARRAY) {
+    size_t size = page_body_size(reply);
+    if (size == 0) {
         answer_bad_read_model(ex);
         return;
     }
-    size_t size = 2;
-    for (size_t i = 0; i < reply->elements; i++)
-        if (reply->element[i]->type == REDIS_REPLY_STRING) size += reply->element[i]->len + 1;
     char *body = http_alloc(ex, size);
-    size_t used = 0;
-    body[used++] = '[';
-    for (size_t i = 0; i < reply->elements; i++) {
-        const redisReply *view = reply->element[i];
-        if (view->type != REDIS_REPLY_STRING) continue;
-        if (used > 1) body[used++] = ',';
-        memcpy(body + used, view->str, view->len);
-        used += view->len;
-    }
-    body[used++] = ']';
+    size_t used = page_write_body(reply, body);
     http_add_headerf(ex, "x-total-count", "%lld", request->total);
     char cursor[CURSOR_LEN + 1];
     if (request->more && cursor_encode(request->last_id, cursor) == 0)
@@ -254,14 +244,11 @@ static void on_catalog_ids(const redisReply *reply, void *arg)
         answer_timeout(ex);
         return;
     }
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-        reply->element[0]->type != REDIS_REPLY_ARRAY ||
-        reply->element[1]->type != REDIS_REPLY_INTEGER) {
+    const redisReply *ids;
+    if (page_read_ids(reply, &ids, &request->total) < 0) {
         answer_bad_read_model(ex);
         return;
     }
-    const redisReply *ids = reply->element[0];
-    request->total = reply->element[1]->integer;
     if (request->total == 0) { /* an empty catalog, or a flushed read model? */
         hold_call(ex, read_model_fetch_generation(ex->thread->read_model,
                                                   on_empty_catalog_confirmed, ex));

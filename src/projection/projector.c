@@ -18,6 +18,7 @@
 #include "common/xmalloc.h"
 #include "projection/apply.h"
 #include "projection/layout.h"
+#include "projection/parked_set.h"
 #include "projection/rebuild.h"
 #include "projection/redis_sync.h"
 
@@ -62,12 +63,9 @@ struct projector {
     size_t batch_count;
     int backoff_ms;
     int connected_once;
-    int64_t parked_events;                      /* as last counted in Redis */
-    char (*parked_products)[UUID_TEXT_LEN + 1]; /* projector thread only */
-    size_t parked_product_count, parked_product_cap;
-    int64_t *parked_seqs; /* guarded by status_lock: read by loop threads */
-    size_t parked_seq_count, parked_seq_cap;
-    uint64_t next_unpark_ms; /* monotonic time of the next retry of parked events */
+    int64_t parked_events;     /* as last counted in Redis */
+    struct parked_set *parked; /* which events are parked: read by loop threads too */
+    uint64_t next_unpark_ms;   /* monotonic time of the next retry of parked events */
     int unpark_backoff_ms;
 };
 
@@ -97,52 +95,17 @@ static void set_state(struct projector *p, enum projector_state state)
         STATE_NAMES[state]);
 }
 
-static int product_parked(const struct projector *p, const char *id)
-{
-    for (size_t i = 0; i < p->parked_product_count; i++)
-        if (strcmp(p->parked_products[i], id) == 0) return 1;
-    return 0;
-}
-
-/* Records that event "seq" of product "id" is parked. */
-static void note_parked(struct projector *p, const char *id, int64_t seq)
-{
-    if (!product_parked(p, id)) {
-        if (p->parked_product_count == p->parked_product_cap) {
-            p->parked_product_cap = p->parked_product_cap ? 2 * p->parked_product_cap : 8;
-            p->parked_products =
-                xrealloc(p->parked_products, p->parked_product_cap * sizeof(*p->parked_products));
-        }
-        snprintf(p->parked_products[p->parked_product_count++], UUID_TEXT_LEN + 1, "%s", id);
-    }
-    pthread_mutex_lock(&p->status_lock);
-    if (p->parked_seq_count == p->parked_seq_cap) {
-        p->parked_seq_cap = p->parked_seq_cap ? 2 * p->parked_seq_cap : 16;
-        p->parked_seqs = xrealloc(p->parked_seqs, p->parked_seq_cap * sizeof(*p->parked_seqs));
-    }
-    p->parked_seqs[p->parked_seq_count++] = seq;
-    pthread_mutex_unlock(&p->status_lock);
-}
-
-static void forget_parked(struct projector *p)
-{
-    p->parked_product_count = 0;
-    pthread_mutex_lock(&p->status_lock);
-    p->parked_seq_count = 0;
-    pthread_mutex_unlock(&p->status_lock);
-}
-
 static int note_listed(const char *product_id, int64_t seq, void *arg)
 {
-    note_parked(arg, product_id, seq);
+    parked_set_add(arg, product_id, seq);
     return 0;
 }
 
 /* Reloads which events are parked from Redis. Returns an enum apply_status. */
 static int reload_parked(struct projector *p, int64_t gen, int64_t *count, char *err, size_t errlen)
 {
-    forget_parked(p);
-    return apply_list_parked(p->redis, p->prefix, gen, note_listed, p, count, err, errlen);
+    parked_set_clear(p->parked);
+    return apply_list_parked(p->redis, p->prefix, gen, note_listed, p->parked, count, err, errlen);
 }
 
 static void set_parked(struct projector *p, int64_t parked_events);
@@ -151,9 +114,9 @@ static void set_parked(struct projector *p, int64_t parked_events);
 static void note_parked_behind(struct projector *p, const struct apply_event *events, size_t count)
 {
     int64_t parked = p->parked_events;
-    for (size_t i = 0; p->parked_product_count > 0 && i < count; i++) {
-        if (product_parked(p, events[i].id)) {
-            note_parked(p, events[i].id, events[i].seq);
+    for (size_t i = 0; parked_set_products(p->parked) > 0 && i < count; i++) {
+        if (parked_set_has_product(p->parked, events[i].id)) {
+            parked_set_add(p->parked, events[i].id, events[i].seq);
             parked++;
         }
     }
@@ -415,7 +378,7 @@ static int isolate_refused_events(struct projector *p)
             rc = apply_park(p->redis, p->prefix, p->generation, event, &checkpoint, err,
                             sizeof(err));
             if (rc == APPLY_OK) {
-                note_parked(p, event->id, event->seq);
+                parked_set_add(p->parked, event->id, event->seq);
                 set_parked(p, p->parked_events + 1);
                 record_error(p, "parked an event Redis refused", refused);
                 LOG(LOG_WARN, "projector: event %" PRId64 " of product %s parked: %s", event->seq,
@@ -594,6 +557,7 @@ int projector_start(const struct projector_config *config,
     p->applied = applied;
     p->applied_arg = arg;
     p->backoff_ms = BACKOFF_MIN_MS;
+    p->parked = parked_set_new();
     atomic_init(&p->head, config->head_seq);
     atomic_init(&p->checkpoint, 0);
     atomic_init(&p->oldest_unapplied_ms, 0);
@@ -650,12 +614,7 @@ int projector_redis_up(const struct projector *p)
 
 int projector_seq_parked(struct projector *p, int64_t seq)
 {
-    int parked = 0;
-    pthread_mutex_lock(&p->status_lock);
-    for (size_t i = 0; !parked && i < p->parked_seq_count; i++)
-        parked = p->parked_seqs[i] == seq;
-    pthread_mutex_unlock(&p->status_lock);
-    return parked;
+    return parked_set_has_seq(p->parked, seq);
 }
 
 int64_t projector_checkpoint(const struct projector *p)
@@ -691,8 +650,7 @@ void projector_stop(struct projector *p, int drain_ms)
     for (size_t i = 0; i < p->offered_count; i++)
         apply_event_clear(&p->offered[i]);
     free(p->offered);
-    free(p->parked_products);
-    free(p->parked_seqs);
+    parked_set_free(p->parked);
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->status_lock);
     pthread_cond_destroy(&p->wake);

@@ -38,17 +38,34 @@ static void hold_call(struct http_exchange *ex, struct redis_call *call)
     ex->on_gone_arg = call;
 }
 
-/* Called first by every reply callback: the exchange is ours again. */
-static void release_call(struct http_exchange *ex)
-{
-    ex->on_gone = NULL;
-    ex->on_gone_arg = NULL;
-}
-
 static void answer_unready(struct http_exchange *ex)
 {
     http_respond_unavailable(ex, "read-model-unavailable",
                              "the read model (Redis) is not reachable or is being rebuilt");
+}
+
+static void answer_rebuilding(struct http_exchange *ex)
+{
+    http_respond_unavailable(ex, "read-model-unavailable",
+                             "the read model is being rebuilt; retry shortly");
+}
+
+static void answer_bad_read_model(struct http_exchange *ex)
+{
+    http_respond_unavailable(ex, "read-model-unavailable",
+                             "the read model gave an unexpected answer");
+}
+
+/* Called first by every reply callback: the exchange is ours again. Returns 1 with a reply;
+ * without one (Redis failed or did not answer in time) it answers 503 and returns 0. */
+static int got_reply(struct http_exchange *ex, const redisReply *reply)
+{
+    ex->on_gone = NULL;
+    ex->on_gone_arg = NULL;
+    if (reply) return 1;
+    http_respond_unavailable(ex, "read-model-unavailable",
+                             "the read model (Redis) did not answer in time");
+    return 0;
 }
 
 struct generation_wait {
@@ -59,9 +76,9 @@ struct generation_wait {
 static void on_generation_known(const redisReply *reply, void *arg)
 {
     struct generation_wait *wait = arg;
-    release_call(wait->ex);
-    if (reply) read_model_generation_confirmed(wait->ex->thread->read_model, reply);
-    if (reply && read_model_ready(wait->ex->thread->read_model))
+    if (!got_reply(wait->ex, reply)) return;
+    read_model_generation_confirmed(wait->ex->thread->read_model, reply);
+    if (read_model_ready(wait->ex->thread->read_model))
         wait->retry(wait->ex);
     else
         answer_unready(wait->ex);
@@ -85,49 +102,35 @@ static int read_model_unready(struct http_exchange *ex, void (*retry)(struct htt
     return 1;
 }
 
-static void answer_timeout(struct http_exchange *ex)
-{
-    http_respond_unavailable(ex, "read-model-unavailable",
-                             "the read model (Redis) did not answer in time");
-}
-
 /* After a nil view: 404 if the generation read is still current, else 503 (rebuilding). */
 static void confirm_not_found(struct http_exchange *ex, const redisReply *reply, const char *what)
 {
-    if (!reply)
-        answer_timeout(ex);
-    else if (read_model_generation_confirmed(ex->thread->read_model, reply))
+    if (!got_reply(ex, reply)) return;
+    if (read_model_generation_confirmed(ex->thread->read_model, reply))
         http_respond_problem(ex, 404, "not-found", what, NULL);
     else
-        http_respond_unavailable(ex, "read-model-unavailable",
-                                 "the read model is being rebuilt; retry shortly");
+        answer_rebuilding(ex);
 }
 
 static void on_product_not_found(const redisReply *reply, void *arg)
 {
-    release_call(arg);
     confirm_not_found(arg, reply, "no product has this id");
 }
 
 static void on_sku_not_found(const redisReply *reply, void *arg)
 {
-    release_call(arg);
     confirm_not_found(arg, reply, "no product has this sku");
 }
 
 static void answer_view(struct http_exchange *ex, const redisReply *reply, redis_reply_fn not_found)
 {
-    if (!reply) {
-        answer_timeout(ex);
-        return;
-    }
+    if (!got_reply(ex, reply)) return;
     if (reply->type == REDIS_REPLY_NIL) {
         hold_call(ex, read_model_fetch_generation(ex->thread->read_model, not_found, ex));
         return;
     }
     if (reply->type != REDIS_REPLY_STRING) {
-        http_respond_unavailable(ex, "read-model-unavailable",
-                                 "the read model gave an unexpected answer");
+        answer_bad_read_model(ex);
         return;
     }
     char etag[32];
@@ -145,9 +148,7 @@ static void answer_view(struct http_exchange *ex, const redisReply *reply, redis
 
 static void on_product(const redisReply *reply, void *arg)
 {
-    struct http_exchange *ex = arg;
-    release_call(ex);
-    answer_view(ex, reply, on_product_not_found);
+    answer_view(arg, reply, on_product_not_found);
 }
 
 void query_get_product(struct http_exchange *ex)
@@ -163,9 +164,7 @@ void query_get_product(struct http_exchange *ex)
 
 static void on_product_by_sku(const redisReply *reply, void *arg)
 {
-    struct http_exchange *ex = arg;
-    release_call(ex);
-    answer_view(ex, reply, on_sku_not_found);
+    answer_view(arg, reply, on_sku_not_found);
 }
 
 void query_get_product_by_sku(struct http_exchange *ex)
@@ -188,24 +187,15 @@ struct catalog_request {
     char last_id[UUID_TEXT_LEN + 1]; /* of this page, for the next page's cursor */
 };
 
-static void answer_bad_read_model(struct http_exchange *ex)
-{
-    http_respond_unavailable(ex, "read-model-unavailable",
-                             "the read model gave an unexpected answer");
-}
-
 static void on_empty_catalog_confirmed(const redisReply *reply, void *arg)
 {
     struct http_exchange *ex = arg;
-    release_call(ex);
-    if (!reply) {
-        answer_timeout(ex);
-    } else if (read_model_generation_confirmed(ex->thread->read_model, reply)) {
+    if (!got_reply(ex, reply)) return;
+    if (read_model_generation_confirmed(ex->thread->read_model, reply)) {
         http_add_header(ex, "x-total-count", "0", 1);
         http_respond(ex, 200, JSON, "[]", 2);
     } else {
-        http_respond_unavailable(ex, "read-model-unavailable",
-                                 "the read model is being rebuilt; retry shortly");
+        answer_rebuilding(ex);
     }
 }
 
@@ -214,11 +204,7 @@ static void on_catalog_views(const redisReply *reply, void *arg)
 {
     struct catalog_request *request = arg;
     struct http_exchange *ex = request->ex;
-    release_call(ex);
-    if (!reply) {
-        answer_timeout(ex);
-        return;
-    }
+    if (!got_reply(ex, reply)) return;
     size_t size = page_body_size(reply);
     if (size == 0) {
         answer_bad_read_model(ex);
@@ -239,11 +225,7 @@ static void on_catalog_ids(const redisReply *reply, void *arg)
 {
     struct catalog_request *request = arg;
     struct http_exchange *ex = request->ex;
-    release_call(ex);
-    if (!reply) {
-        answer_timeout(ex);
-        return;
-    }
+    if (!got_reply(ex, reply)) return;
     const redisReply *ids;
     if (page_read_ids(reply, &ids, &request->total) < 0) {
         answer_bad_read_model(ex);

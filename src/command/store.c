@@ -457,25 +457,27 @@ int store_idempotency_put(struct store *store, const char *key,
     return run(store, ST_PUT_IDEMPOTENCY);
 }
 
-int store_idempotency_purge(struct store *store, uint64_t before_ms, int *deleted)
+/* Runs the bound statement "which" in a transaction of its own. */
+static int run_alone(struct store *store, enum statement which)
 {
-    sqlite3_bind_int64(store->statements[ST_PURGE_IDEMPOTENCY], 1, (sqlite3_int64)before_ms);
     if (store_begin(store) < 0) return STORE_ERR;
-    if (run(store, ST_PURGE_IDEMPOTENCY) < 0 || store_commit(store) < 0) {
+    if (run(store, which) < 0 || store_commit(store) < 0) {
         store_rollback(store);
         return STORE_ERR;
     }
-    *deleted = sqlite3_changes(store->db);
+    return STORE_OK;
+}
+
+int store_idempotency_purge(struct store *store, uint64_t before_ms, int *deleted)
+{
+    sqlite3_bind_int64(store->statements[ST_PURGE_IDEMPOTENCY], 1, (sqlite3_int64)before_ms);
+    if (run_alone(store, ST_PURGE_IDEMPOTENCY) < 0) return STORE_ERR;
+    *deleted = sqlite3_changes(store->db); /* COMMIT leaves the DELETE's count */
     return STORE_OK;
 }
 
 int store_probe_write(struct store *store, uint64_t now_ms)
 {
     sqlite3_bind_int64(store->statements[ST_WRITE_PROBE], 1, (sqlite3_int64)now_ms);
-    if (store_begin(store) < 0) return STORE_ERR;
-    if (run(store, ST_WRITE_PROBE) < 0 || store_commit(store) < 0) {
-        store_rollback(store);
-        return STORE_ERR;
-    }
-    return STORE_OK;
+    return run_alone(store, ST_WRITE_PROBE);
 }

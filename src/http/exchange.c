@@ -68,32 +68,34 @@ void http_add_headerf(struct http_exchange *ex, const char *name, const char *fm
     http_add_header(ex, name, value, (size_t)n < sizeof(value) ? (size_t)n : sizeof(value) - 1);
 }
 
-static const char *const REASONS[][2] = {
-    {"200", "OK"},
-    {"201", "Created"},
-    {"202", "Accepted"},
-    {"204", "No Content"},
-    {"304", "Not Modified"},
-    {"400", "Bad Request"},
-    {"401", "Unauthorized"},
-    {"404", "Not Found"},
-    {"405", "Method Not Allowed"},
-    {"409", "Conflict"},
-    {"412", "Precondition Failed"},
-    {"413", "Content Too Large"},
-    {"415", "Unsupported Media Type"},
-    {"422", "Unprocessable Content"},
-    {"431", "Request Header Fields Too Large"},
-    {"500", "Internal Server Error"},
-    {"503", "Service Unavailable"},
+/* Reason phrases, looked up for every response: by number, without formatting. */
+static const struct {
+    int status;
+    const char *reason;
+} REASONS[] = {
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {204, "No Content"},
+    {304, "Not Modified"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {409, "Conflict"},
+    {412, "Precondition Failed"},
+    {413, "Content Too Large"},
+    {415, "Unsupported Media Type"},
+    {422, "Unprocessable Content"},
+    {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"},
+    {503, "Service Unavailable"},
 };
 
 static const char *reason_phrase(int status)
 {
-    char code[8];
-    snprintf(code, sizeof(code), "%d", status);
     for (size_t i = 0; i < sizeof(REASONS) / sizeof(REASONS[0]); i++)
-        if (strcmp(REASONS[i][0], code) == 0) return REASONS[i][1];
+        if (REASONS[i].status == status) return REASONS[i].reason;
     return "Unknown";
 }
 

@@ -323,26 +323,27 @@ def test_sigstop_redis_queries_fail_fast_commands_succeed(fresh):
 # 3. catalogd killed with SIGKILL under a write load
 
 
-class CheckpointSampler:
-    """Reads catalogd:gen and its checkpoint from Redis every few ms, in a thread."""
+class Sampler:
+    """Calls self.sample() every "interval" s in a thread, until stop() or "max_seconds"."""
 
-    def __init__(self, redis_proc, max_seconds=30.0):
-        self.client = redis_proc.client()
-        self.samples = []
-        self.errors = 0
+    interval = 0.01
+
+    def __init__(self, max_seconds=30.0):
         self.stop_event = threading.Event()
         self.deadline = time.monotonic() + max_seconds
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self.stop_event.is_set() and time.monotonic() < self.deadline:
-            try:
-                gen, cp = redis_checkpoint(self.client)
-                if cp is not None:
-                    self.samples.append((time.monotonic(), gen, cp))
-            except Exception:  # noqa: BLE001 - counted, the test decides
-                self.errors += 1
-            time.sleep(0.01)
+            self.sample()
+            time.sleep(self.interval)
+        self.close()
+
+    def sample(self):
+        raise NotImplementedError
+
+    def close(self):
+        pass
 
     def start(self):
         self.thread.start()
@@ -352,6 +353,26 @@ class CheckpointSampler:
         self.stop_event.set()
         self.thread.join(5)
         assert not self.thread.is_alive()
+
+
+class CheckpointSampler(Sampler):
+    """Reads catalogd:gen and its checkpoint from Redis every few ms."""
+
+    def __init__(self, redis_proc, max_seconds=30.0):
+        super().__init__(max_seconds)
+        self.client = redis_proc.client()
+        self.samples = []
+        self.errors = 0
+
+    def sample(self):
+        try:
+            gen, cp = redis_checkpoint(self.client)
+            if cp is not None:
+                self.samples.append((time.monotonic(), gen, cp))
+        except Exception:  # noqa: BLE001 - counted, the test decides
+            self.errors += 1
+
+    def close(self):
         self.client.close()
 
 
@@ -413,33 +434,26 @@ def test_sigkill_catalogd_under_write_load(fresh):
 # 4. FLUSHALL under a write load: automatic rebuild
 
 
-class ReadyPoller:
+class ReadyPoller(Sampler):
+    """Records every /ready answer, every 20 ms."""
+
+    interval = 0.02
+
     def __init__(self, base, max_seconds=30.0):
+        super().__init__(max_seconds)
         self.base = base
         self.seen = []
-        self.stop_event = threading.Event()
-        self.deadline = time.monotonic() + max_seconds
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.session = requests.Session()
 
-    def _run(self):
-        s = requests.Session()
-        while not self.stop_event.is_set() and time.monotonic() < self.deadline:
-            try:
-                r = s.get(self.base + "/ready", timeout=2)
-                self.seen.append((time.monotonic(), r.status_code, r.text))
-            except requests.RequestException as exc:
-                self.seen.append((time.monotonic(), None, repr(exc)))
-            time.sleep(0.02)
-        s.close()
+    def sample(self):
+        try:
+            r = self.session.get(self.base + "/ready", timeout=2)
+            self.seen.append((time.monotonic(), r.status_code, r.text))
+        except requests.RequestException as exc:
+            self.seen.append((time.monotonic(), None, repr(exc)))
 
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.stop_event.set()
-        self.thread.join(5)
-        assert not self.thread.is_alive()
+    def close(self):
+        self.session.close()
 
 
 def test_flushall_under_write_load_rebuilds_by_itself(fresh):

@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "http/linger.h"
 #include "http/loop.h"
 #include "http/metrics.h"
 #include "http/ops.h"
@@ -24,7 +25,6 @@
 #include "query/handlers.h"
 #include "query/read_model.h"
 
-#define READ_BODY_LIMIT         (1024 * 1024)
 #define BODY_TOO_LARGE_DOCUMENT "/_errors/413" /* h2o's own 413 gets this as its body */
 
 static const struct route ROUTES[] = {
@@ -342,15 +342,11 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
     pthread_mutex_init(&server->ready_lock, NULL);
     pthread_cond_init(&server->ready_cond, NULL);
     h2o_config_init(&server->globalconf);
-    /* Bodies up to READ_BODY_LIMIT are read whole, and the handlers refuse those over
-     * --max-body-bytes: the client always gets to read that 413. h2o refuses a larger body from
-     * its Content-Length without reading it (and cuts a chunked one there); closing on a
-     * client still sending may reset the connection, which is acceptable for such a body.
-     * h2o's 413 gets our problem+json (error document below) and an X-Request-Id
-     * (on_setup_request_id). */
-    server->globalconf.max_request_entity_size = app->config->max_body_bytes > READ_BODY_LIMIT
-                                                     ? app->config->max_body_bytes
-                                                     : READ_BODY_LIMIT;
+    /* h2o refuses a body over the limit from its Content-Length, before reading it (and cuts
+     * a chunked one there). Its 413 gets our problem+json (error document below), an
+     * X-Request-Id (on_setup_request_id) and a lingering close, so that a client still
+     * sending reads the 413 instead of a reset (linger.h). */
+    server->globalconf.max_request_entity_size = app->config->max_body_bytes;
     /* A connection that sends nothing, or takes too long over one request, is closed. */
     server->globalconf.http1.req_timeout = (uint64_t)app->config->idle_timeout_s * 1000;
     server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("catalogd"));
@@ -365,6 +361,7 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
     h2o_errordoc_register(&host->fallback_path, errordocs, 1);
     h2o_create_filter(&host->fallback_path, sizeof(h2o_filter_t))->on_setup_ostream =
         on_setup_request_id;
+    linger_register(&host->fallback_path);
     h2o_errordoc_register(path, errordocs, 1);
 
     for (int i = 0; i < server->loop_count; i++) {

@@ -1,6 +1,7 @@
 """Connection limits: --max-connections makes new connections wait (never crash or refuse the
 server), --idle-timeout closes silent and trickling clients. Also 413 for an oversized body
-sent with a small Content-Length promise broken, and the server serving on after all of it."""
+sent with a small Content-Length promise broken; a body over the limit refused unread, with a
+lingering close so the client still reads the 413; and the server serving on after all of it."""
 import socket
 import time
 
@@ -116,3 +117,80 @@ def test_body_and_header_limits_are_configurable(stack_factory):
     _, view = stack.create(name="fits")  # an ordinary product is well under 2 KiB
     assert view["name"] == "fits"
     assert stack.counts() == (1, 1)  # the refused body wrote nothing
+
+
+# ---------------------------------------------------------------------------------------------
+# a body over the limit: refused from its Content-Length, unread, and the client reads the 413
+
+
+def read_until_closed(sock, deadline_s=5.0):
+    """Everything the server sends until it closes its side (FIN)."""
+    sock.settimeout(deadline_s)
+    got = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return got
+        got += chunk
+
+
+def test_oversized_content_length_is_refused_before_the_body_is_sent(stack):
+    before = stack.counts()
+    s = connect(stack, timeout=3)
+    try:
+        s.sendall(b"POST /products HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                  b"X-Request-Id: big-promise\r\nContent-Length: 10000000000\r\n\r\n{\"sku\":")
+        started = time.monotonic()
+        reply = read_until_closed(s)  # the 413, then FIN: no byte of the body was waited for
+        assert time.monotonic() - started < 2
+    finally:
+        s.close()
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413"), reply[:200]
+    assert b"content-type: application/problem+json" in head.lower()
+    assert b"x-request-id: big-promise" in head.lower()
+    assert b"65536 bytes" in body
+    assert stack.counts() == before
+
+
+def test_client_sending_a_large_body_whole_still_reads_the_413(stack):
+    # The client writes the whole body before it reads: the server must swallow the rest
+    # rather than close on it, or the kernel resets the connection and the 413 is lost.
+    before = stack.counts()
+    for size in [70_000, 300_000, 1_100_000, 4_000_000] * 3:
+        body = '{"sku":"HUGE","name":"' + "a" * size + '","price":1,"stock":1}'
+        try:
+            resp = requests.post(stack.url("/products"), data=body.encode(),
+                                 headers={"Content-Type": "application/json"}, timeout=10)
+        except requests.ConnectionError as exc:
+            raise AssertionError(f"{size} bytes: the connection dropped, no 413: {exc!r}") from None
+        assert resp.status_code == 413, (size, resp.text)
+        assert resp.headers["Content-Type"] == "application/problem+json"
+    assert stack.counts() == before
+    assert requests.get(stack.url("/health"), timeout=2).status_code == 200
+
+
+def open_connections(stack):
+    text = requests.get(stack.url("/metrics"), timeout=2).text
+    line = next(x for x in text.splitlines() if x.startswith("catalogd_open_connections "))
+    return int(line.split()[1])
+
+
+def test_lingering_ends_at_the_deadline_and_frees_the_connection(stack_factory):
+    # A client that is told 413 but neither sends nor closes is let go after 5 s (LINGER_MS);
+    # until then it holds one of the --max-connections slots.
+    stack = stack_factory("linger", extra_args=["--threads", "1"])
+    baseline = open_connections(stack)  # the /metrics connection itself, closed after
+    s = connect(stack, timeout=3)
+    try:
+        s.sendall(b"POST /products HTTP/1.1\r\nHost: t\r\nContent-Length: 9999999\r\n\r\n")
+        reply = read_until_closed(s)
+        assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+        time.sleep(0.5)
+        assert open_connections(stack) >= baseline + 1  # still lingering: held by the client
+        deadline = time.monotonic() + 8
+        while open_connections(stack) > baseline and time.monotonic() < deadline:
+            time.sleep(0.25)
+        assert open_connections(stack) == baseline, "the lingering connection was never freed"
+    finally:
+        s.close()

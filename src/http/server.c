@@ -15,6 +15,7 @@
 
 #include "command/handlers.h"
 #include "common/clock.h"
+#include "common/digits.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "http/linger.h"
@@ -90,8 +91,11 @@ static void request_id_of(struct loop_thread *loop, h2o_req_t *req, char out[REQ
         memcpy(out, given.p, given.len);
         out[given.len] = '\0';
     } else {
-        snprintf(out, REQUEST_ID_MAX + 1, "%08x%08llx", loop->request_id_salt,
-                 (unsigned long long)++loop->request_id_counter);
+        /* 8 hex digits of this loop's random salt, then the low 8 of its request counter
+         * (they repeat after 2^32 requests on one loop: an id finds log lines, not records) */
+        digits_hex(out, loop->request_id_salt, 8);
+        digits_hex(out + 8, ++loop->request_id_counter, 8);
+        out[16] = '\0';
     }
 }
 

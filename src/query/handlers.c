@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "common/digits.h"
 #include "domain/cursor.h"
 #include "domain/uuid7.h"
 #include "domain/view.h"
@@ -133,13 +134,16 @@ static void answer_view(struct http_exchange *ex, const redisReply *reply, redis
         answer_bad_read_model(ex);
         return;
     }
-    char etag[32];
+    char etag[DIGITS_U64_MAX + 3];
     int64_t version = view_version(reply->str, reply->len);
-    int etag_len = snprintf(etag, sizeof(etag), "\"%" PRId64 "\"", version);
-    http_add_header(ex, "etag", etag, (size_t)etag_len);
+    size_t etag_len = 0;
+    etag[etag_len++] = '"';
+    etag_len += digits_u64(etag + etag_len, version > 0 ? (uint64_t)version : 0);
+    etag[etag_len++] = '"';
+    http_add_header(ex, "etag", etag, etag_len);
     struct slice if_none_match = http_header(ex, "if-none-match");
     if (if_none_match.len &&
-        query_etag_matches(if_none_match.p, if_none_match.len, etag, (size_t)etag_len)) {
+        query_etag_matches(if_none_match.p, if_none_match.len, etag, etag_len)) {
         http_respond(ex, 304, NULL, NULL, 0);
         return;
     }

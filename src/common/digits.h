@@ -1,0 +1,38 @@
+/* digits.h - numbers written as text without printf, for the per-request paths (a request
+ * formats a few: the RESP length lines, the ETag, the request id), where printf's parsing of
+ * its format string was a visible share of the CPU. Each returns the length written; none
+ * writes a terminating NUL. */
+#ifndef CATALOGD_DIGITS_H
+#define CATALOGD_DIGITS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DIGITS_U64_MAX 20 /* decimal digits of UINT64_MAX */
+
+/* v in decimal. */
+static inline size_t digits_u64(char *out, uint64_t v)
+{
+    char tmp[DIGITS_U64_MAX];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* v in exactly `width` lower-case hex digits (the high ones dropped if v is wider). */
+static inline size_t digits_hex(char *out, uint64_t v, size_t width)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = width; i > 0; i--) {
+        out[i - 1] = hex[v & 0xf];
+        v >>= 4;
+    }
+    return width;
+}
+
+#endif

@@ -143,10 +143,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (redisReaderGetReply(reader, &reply) != REDIS_OK) goto out; /* disconnect */
             if (reply == NULL) break;
             check_reply(reply, 0);
-            freeReplyObject(reply);
+            reply_reader_release(reader, reply);
         }
     }
 out:
-    redisReaderFree(reader);
+    reply_reader_free(reader);
     return 0;
 }

@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/digits.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "query/reply_reader.h"
@@ -72,9 +73,12 @@ static void append(struct buffer *b, const char *bytes, size_t n)
 
 static void append_number_line(struct buffer *b, char kind, size_t number)
 {
-    char line[32];
-    int n = snprintf(line, sizeof(line), "%c%zu\r\n", kind, number);
-    append(b, line, (size_t)n);
+    char line[DIGITS_U64_MAX + 3];
+    line[0] = kind;
+    size_t n = 1 + digits_u64(line + 1, number);
+    line[n++] = '\r';
+    line[n++] = '\n';
+    append(b, line, n);
 }
 
 static struct redis_call *new_call(struct redis_client *c)
@@ -115,7 +119,7 @@ static void disconnect(struct redis_client *c, const char *why)
     c->connected = 0;
     c->writing = 0;
     c->pending.len = c->in_flight.len = 0;
-    if (c->reader) redisReaderFree(c->reader);
+    if (c->reader) reply_reader_free(c->reader);
     c->reader = NULL;
     c->errors++;
     struct redis_call *call;
@@ -175,14 +179,14 @@ static void on_read(h2o_socket_t *sock, const char *err)
         if (!reply) break;
         struct redis_call *call = pop_call(c);
         if (!call) {
-            freeReplyObject(reply);
+            reply_reader_release(c->reader, reply);
             disconnect(c, "a reply nobody asked for");
             return;
         }
         c->backoff_ms = BACKOFF_MIN_MS;
         if (call->fn) call->fn(reply, call->arg);
         recycle_call(c, call);
-        freeReplyObject(reply);
+        reply_reader_release(c->reader, reply);
         if (!c->sock) return; /* a callback's failure closed the connection */
     }
 }

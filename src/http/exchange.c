@@ -99,8 +99,9 @@ static const char *reason_phrase(int status)
     return "Unknown";
 }
 
-void http_respond(struct http_exchange *ex, int status, const char *content_type, const char *body,
-                  size_t body_len)
+/* Everything of a response but its body. */
+static void start_response(struct http_exchange *ex, int status, const char *content_type,
+                           size_t body_len)
 {
     assert(!ex->answered);
     ex->answered = 1;
@@ -118,7 +119,25 @@ void http_respond(struct http_exchange *ex, int status, const char *content_type
     LOG(LOG_INFO, "request %.*s %.*s%s%.*s %d %.3fms id=%s", (int)ex->method.len, ex->method.p,
         (int)ex->path.len, ex->path.p, ex->query.len ? "?" : "", (int)ex->query.len, ex->query.p,
         status, (double)duration_us / 1000.0, ex->request_id);
-    h2o_send_inline(req, body, body_len);
+}
+
+void http_respond(struct http_exchange *ex, int status, const char *content_type, const char *body,
+                  size_t body_len)
+{
+    start_response(ex, status, content_type, body_len);
+    h2o_send_inline(req_of(ex), body, body_len);
+}
+
+void http_respond_allocated(struct http_exchange *ex, int status, const char *content_type,
+                            char *body, size_t body_len)
+{
+    static h2o_generator_t no_more_data = {NULL, NULL};
+    start_response(ex, status, content_type, body_len);
+    h2o_req_t *req = req_of(ex);
+    h2o_iovec_t chunk = h2o_iovec_init(body, body_len);
+    h2o_start_response(req, &no_more_data);
+    int head = h2o_memis(req->input.method.base, req->input.method.len, H2O_STRLIT("HEAD"));
+    h2o_send(req, head ? NULL : &chunk, head ? 0 : 1, H2O_SEND_STATE_FINAL); /* as send_inline */
 }
 
 static void send_problem(struct http_exchange *ex, int status, char *text, size_t len)

@@ -64,6 +64,11 @@ void http_add_headerf(struct http_exchange *ex, const char *name, const char *fm
 void http_respond(struct http_exchange *ex, int status, const char *content_type, const char *body,
                   size_t body_len);
 
+/* Like http_respond, for a body from http_alloc: sent as it is, not copied (a catalog page is
+ * tens of KiB). */
+void http_respond_allocated(struct http_exchange *ex, int status, const char *content_type,
+                            char *body, size_t body_len);
+
 /* Sends application/problem+json (RFC 9457): {"type","title","status","detail"} plus the
  * members of "extra" when given (its reference is taken). */
 void http_respond_problem(struct http_exchange *ex, int status, const char *type_slug,

@@ -221,7 +221,7 @@ static void on_catalog_views(const redisReply *reply, void *arg)
     if (request->more && cursor_encode(request->last_id, cursor) == 0)
         http_add_headerf(ex, "link", "</catalog?limit=%d&cursor=%s%s>; rel=\"next\"",
                          request->limit, cursor, request->in_stock ? "&in_stock=true" : "");
-    http_respond(ex, 200, JSON, body, used);
+    http_respond_allocated(ex, 200, JSON, body, used);
 }
 
 /* Step 1: EXEC's [[id...], total]. */

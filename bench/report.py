@@ -3,7 +3,8 @@
 RESULTS_DIR/latest.json, RESULTS_DIR/chart.png and BENCHMARKS.md, and print the medians.
 
 Records (one JSON object a line, "type" says which): run (one measured wrk run), mem (RSS and
-Redis memory at a phase), preload, paging, callgrind, stock_check, batches. Medians and
+Redis memory at a phase), preload, paging, callgrind, stock_check, batches, redis_bytes (Redis
+memory by key kind). Profiles are RESULTS_DIR/perf.<system>.<scenario>.{dso,sym}.txt. Medians and
 min-max are over the repetitions. Stdlib, plus matplotlib for the chart (skipped if absent).
 """
 import datetime
@@ -242,6 +243,54 @@ def callgrind_top(path, n=6):
     return sorted(shares.items(), key=lambda kv: -kv[1])[:n]
 
 
+PERF_LINE = re.compile(r"^\s*([0-9.]+)%\s+(\S+)\s+(\S+)(?:\s+\[[.k]\]\s+(.+?))?\s*$")
+
+
+def perf_name(comm, dso):
+    """Readable names: Debian's redis-server binary is redis-check-rdb under another name."""
+    dso = {"[kernel.kallsyms]": "kernel", "redis-check-rdb": "redis-server"}.get(dso, dso)
+    dso = re.sub(r"\.so[.0-9]*$", "", dso)
+    return comm, dso
+
+
+def perf_profile(resdir, system, scen):
+    """Shares of CPU1 from one profiled run: by process, by process + library, top functions."""
+    dso_path = os.path.join(resdir, "perf.%s.%s.dso.txt" % (system, scen))
+    sym_path = os.path.join(resdir, "perf.%s.%s.sym.txt" % (system, scen))
+    if not os.path.exists(dso_path):
+        return None
+    by_proc, by_lib, funcs = {}, [], []
+    for line in open(dso_path, errors="replace"):
+        m = PERF_LINE.match(line)
+        if m and not line.startswith("#"):
+            comm, lib = perf_name(m.group(2), m.group(3))
+            pct = float(m.group(1))
+            by_proc[comm] = by_proc.get(comm, 0.0) + pct
+            by_lib.append((comm, lib, pct))
+    if os.path.exists(sym_path):
+        for line in open(sym_path, errors="replace"):
+            m = PERF_LINE.match(line)
+            if m and m.group(4) and not line.startswith("#"):
+                comm, lib = perf_name(m.group(2), m.group(3))
+                funcs.append((comm, lib, m.group(4), float(m.group(1))))
+    return {"system": system, "scenario": scen,
+            "by_process": sorted(by_proc.items(), key=lambda kv: -kv[1]),
+            "by_library": by_lib, "functions": funcs}
+
+
+def redis_bytes_table(recs):
+    out = []
+    for r in recs:
+        kinds = r["kinds"] if isinstance(r["kinds"], dict) else json.loads(r["kinds"])
+        n = r["products"] or 1
+        total = sum(k["bytes"] for k in kinds.values())
+        out.append({"system": r["system"], "products": r["products"],
+                     "used_memory": r["redis_used_memory"], "sum_memory_usage": total,
+                     "kinds": sorted(((name, k["keys"], k["bytes"], k["bytes"] / n)
+                                      for name, k in kinds.items()), key=lambda t: -t[2])})
+    return out
+
+
 def chart(summary, path):
     try:
         import matplotlib
@@ -349,6 +398,9 @@ def main():
                        "top_self": callgrind_top(os.path.join(resdir, "callgrind.%s.txt"
                                                               % r["mode"]))})
     targets = evaluate(summary, rat, mem, stock, env)
+    profiles = [p for p in (perf_profile(resdir, sysname, scen) for sysname in ("catalogd", "big")
+                            for scen, _ in SCENARIOS) if p]
+    redis_bytes = redis_bytes_table([r for r in recs if r["type"] == "redis_bytes"])
 
     latest = {"date": date, "command": command, "env": env, "machine": mach,
               "pinning": "server + Redis on CPU1 (taskset -c 1), wrk -t1 on CPU0 (taskset -c 0)",
@@ -358,7 +410,8 @@ def main():
                           for k, v in preload.items()},
               "paging": [{"system": r["system"], "rep": r["rep"], **r["summary"]} for r in paging],
               "callgrind": cg_out, "stock_checks": stock, "batches": batches,
-              "targets": targets, "notes": notes, "records": recs}
+              "targets": targets, "profiles": profiles, "redis_bytes": redis_bytes,
+              "notes": notes, "records": recs}
     with open(os.path.join(resdir, "latest.json"), "w") as f:
         json.dump(latest, f, indent=1)
     chart_err = chart(summary, os.path.join(resdir, "chart.png"))
@@ -520,6 +573,26 @@ def render(L, env, chart_err):
                                       {True: "yes", False: "**no**", None: "–"}[t["met"]]))
     w("")
 
+    if L.get("profiles"):
+        w("## Where the time goes (perf)\n")
+        w("In the last repetition each catalogd scenario ran once more (%s s, same wrk load, not "
+          "in the tables above) under `perf record -C 1`: CPU1 runs catalogd and its Redis, so "
+          "these are the shares of that core's busy time. *kernel* under catalogd or "
+          "redis-server is mostly the loopback TCP stack (sending a segment on loopback also "
+          "runs its receive path). Raw reports: `bench/results/perf.*.txt`.\n"
+          % env.get("DURATION", "8"))
+        w("| scenario | by process | by process and library (≥ 2 %) | top functions |")
+        w("|---|---|---|---|")
+        for p in L["profiles"]:
+            label = dict(SCENARIOS)[p["scenario"]] + (
+                " (%s)" % LABEL["big"] if p["system"] == "big" else "")
+            procs = ", ".join("%s %.0f %%" % (c, v) for c, v in p["by_process"] if v >= 1)
+            libs = ", ".join("%s: %s %.0f %%" % (c, lib, v)
+                             for c, lib, v in p["by_library"] if v >= 2)
+            funcs = ", ".join("%s %s %.1f %%" % (c, f, v) for c, _, f, v in p["functions"][:8])
+            w("| %s | %s | %s | %s |" % (label, procs, libs, funcs))
+        w("")
+
     w("## Memory\n")
     w("| system | peak RSS (VmHWM) | RSS at end | products at end | Redis used_memory | "
       "per product | per product, net of an empty Redis | per product right after preload |")
@@ -534,6 +607,21 @@ def render(L, env, chart_err):
     w("\nPeak RSS is the largest VmHWM over the repetitions (it covers preload, every scenario and "
       "the POSTs); Redis figures are medians at the end of each repetition (products = "
       "catalogd's X-Total-Count, the seed's LLEN catalog).\n")
+
+    for rb in L.get("redis_bytes", []):
+        w("Where Redis's memory goes (%s, %s products, right after the preload): `MEMORY USAGE` of "
+          "every key, summed by kind. The keys' sum is %s B per product of the %s B per product "
+          "`used_memory` shows; the rest is the keyspace's hash table, the allocator's rounding "
+          "and the empty server.\n" % (
+              LABEL[rb["system"]], fmt(rb["products"]),
+              fmt(rb["sum_memory_usage"] / max(rb["products"], 1)),
+              fmt(rb["used_memory"] / max(rb["products"], 1))))
+        w("| key kind | keys | bytes | per product |")
+        w("|---|---|---|---|")
+        for name, keys, nbytes, per in rb["kinds"]:
+            if nbytes >= 1024:
+                w("| `%s` | %s | %s | %s B |" % (name, fmt(keys), fmt(nbytes), fmt(per)))
+        w("")
 
     w("## Preload and paging\n")
     for k, v in L["preload"].items():

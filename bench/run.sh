@@ -15,6 +15,8 @@
 #        create        POST /products, unique SKUs, --durability full       catalogd seed
 #        mixed         95 % GET by id, 5 % POST                             catalogd
 #      then records peak RSS (VmHWM) and Redis used_memory per product, and stops both;
+#      in the last repetition each catalogd scenario runs once more under perf (PROFILE=1),
+#      and after the first preload Redis's memory is counted key kind by key kind;
 #   4. writes bench/results/latest.json, bench/results/chart.png and ../BENCHMARKS.md.
 #
 # Pinning: every server and its Redis run on CPU1 (taskset -c 1); wrk -t1 and the helpers on
@@ -32,6 +34,8 @@
 #     more only makes its SQLite writers time out)
 #   WITH_SEED=1 WITH_NGINX=1 (0: leave that system out) CALLGRIND=1 CG_N=20000
 #   NGINX_SAME_CORE=1 (also nginx with wrk on CPU1 beside it: the cost of the cross-core hop)
+#   PROFILE=1 (in the last repetition, one more run of each catalogd scenario, not measured,
+#     with `perf record -C 1`: where CPU1's time goes, by process, library and function)
 #   QUIET_WAIT=30 (max s to wait, before each run, for both CPUs to be >= 80 % idle)
 #   KEEP=0 (1: keep the work dir in /tmp) SEED_DIR=<repo>/../shared/peers/seed-fastapi
 set -euo pipefail
@@ -46,7 +50,7 @@ export WRITE_PCT=${WRITE_PCT:-5} BIG=${BIG:-0} BIG_N=${BIG_N:-1000000}
 export PRELOAD_CONNS=${PRELOAD_CONNS:-64} BIG_PRELOAD_CONNS=${BIG_PRELOAD_CONNS:-256}
 export SEED_PRELOAD_CONNS=${SEED_PRELOAD_CONNS:-8}
 export WITH_SEED=${WITH_SEED:-1} WITH_NGINX=${WITH_NGINX:-1} CALLGRIND=${CALLGRIND:-1} CG_N=${CG_N:-20000}
-export NGINX_SAME_CORE=${NGINX_SAME_CORE:-1}
+export NGINX_SAME_CORE=${NGINX_SAME_CORE:-1} PROFILE=${PROFILE:-1}
 QUIET_WAIT=${QUIET_WAIT:-30}
 SEED_DIR=${SEED_DIR:-$REPO/../shared/peers/seed-fastapi}
 RESULTS=$HERE/results
@@ -230,6 +234,33 @@ measure() {
     "$PY" "$HERE/tool.py" record --out "$WORK/results.jsonl" --wrk-log "$logf" \
         --before "$logf.before" --after "$logf.after" --clk "$CLK" type=run rep="$REP" system="$sys" \
         scenario="$scen" conns="$CONNS" duration_s="$DURATION" products="${PRODUCTS[$sys]:-0}"
+    if [ "$PROFILE" = 1 ] && [ "$REP" = "$REPS" ] && { [ "$sys" = catalogd ] || [ "$sys" = big ]; }; then
+        profile "$sys" "$scen" "$lua" "${margs[@]}"
+    fi
+}
+
+# profile SYSTEM SCENARIO LUA ARGS...: the scenario once more (not measured) while perf
+# samples CPU1, where the server and its Redis run (the kernel's share is mostly loopback
+# TCP); what perf reports, by process + library and by function -> $RESULTS/perf.*.{dso,sym}.txt
+profile() {
+    local sys=$1 scen=$2 lua=$3 a args=() data=$WORK/perf-$1-$2.data
+    shift 3
+    for a in "$@"; do # a SKU prefix of its own, not the measured run's
+        case "$a" in M${RUN_ID}*) args+=("Q${a#M}") ;; *) args+=("$a") ;; esac
+    done
+    WRK "$CONNS" $((DURATION + 2)) -s "$HERE/lua/$lua" "${URL[$sys]}" -- "${args[@]}" \
+        >"$WORK/wrk-profile-$sys-$scen.log" 2>&1 &
+    local wrk_pid=$!
+    sleep 1
+    timeout $((DURATION + 30)) perf record -q -C 1 -o "$data" -- sleep "$DURATION" \
+        >/dev/null 2>&1 || log "    perf record failed ($sys $scen)"
+    wait "$wrk_pid" || true
+    [ -s "$data" ] || return 0
+    perf report -i "$data" --stdio --sort comm,dso --percent-limit 0.5 2>/dev/null |
+        sed -e "s|$REPO/||g" -e "s|$WORK/||g" >"$RESULTS/perf.$sys.$scen.dso.txt"
+    perf report -i "$data" --stdio --sort comm,dso,sym --percent-limit 0.4 2>/dev/null |
+        sed -e "s|$REPO/||g" -e "s|$WORK/||g" >"$RESULTS/perf.$sys.$scen.sym.txt"
+    rm -f "$data"
 }
 
 redis_used() { redis-cli -p "${REDIS_PORT[$1]}" info memory | tr -d '\r' | awk -F: '$1=="used_memory"{print $2}'; }
@@ -247,6 +278,12 @@ mem_record() { # SYSTEM KIND PHASE: catalogd/seed peak RSS and Redis memory per 
         rep="$REP" products="$(product_count "$sys" "$kind")" redis_used_memory="$(redis_used "$sys")" \
         vmhwm_kib="$(awk '/^VmHWM/{print $2}' "/proc/$pid/status")" \
         vmrss_kib="$(awk '/^VmRSS/{print $2}' "/proc/$pid/status")"
+}
+
+redis_bytes() { # SYSTEM: Redis's memory by key kind (MEMORY USAGE of every key), products
+    "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=redis_bytes system="$1" \
+        products="${PRODUCTS[$1]}" redis_used_memory="$(redis_used "$1")" \
+        kinds="$("$PY" "$HERE/tool.py" redis_bytes "${REDIS_PORT[$1]}")"
 }
 
 declare -A PRODUCTS
@@ -292,6 +329,7 @@ cd "$REPO"
 case " $* " in *" -h "* | *" --help "*) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 log "== catalogd benchmark: REPS=$REPS DURATION=${DURATION}s WARMUP=${WARMUP}s N=$N CONNS=$CONNS BIG=$BIG (work dir $WORK)"
 debs="wrk redis-server curl valgrind python3-redis python3-matplotlib"
+[ "${PROFILE:-1}" = 1 ] && debs="$debs linux-perf"
 command -v nginx >/dev/null || debs="$debs nginx-light"
 [ "$WITH_SEED" = 1 ] && debs="$debs python3-fastapi python3-uvicorn python3-uvloop python3-httptools"
 # shellcheck disable=SC2086
@@ -333,6 +371,7 @@ if [ "$BIG" = 1 ]; then
     preload big "$BIG_N" "$BIG_PRELOAD_CONNS" 3600
     page big
     mem_record big catalogd preload
+    redis_bytes big
 fi
 
 STOCK_NOTE=""
@@ -342,6 +381,7 @@ for ((REP = 1; REP <= REPS; REP++)); do
     preload catalogd "$N" "$PRELOAD_CONNS" $((120 + N / 100))
     page catalogd
     mem_record catalogd catalogd preload
+    if [ "$REP" = 1 ]; then redis_bytes catalogd; fi
     "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=batches rep="$REP" phase=preload \
         before="{}" after="$("$PY" "$HERE/tool.py" batches "${URL[catalogd]}")"
     if [ "$WITH_SEED" = 1 ]; then
@@ -416,7 +456,7 @@ CMD="make bench"
 [ -z "${MAKELEVEL:-}" ] && CMD="bench/run.sh"
 env_used=""
 for v in REPS DURATION WARMUP N CONNS BIG BIG_N PAGE_LIMIT HOT HOT_STOCK STOCK_DOWN_PCT WRITE_PCT \
-    PRELOAD_CONNS SEED_PRELOAD_CONNS WITH_SEED WITH_NGINX NGINX_SAME_CORE CALLGRIND CG_N QUIET_WAIT; do
+    PRELOAD_CONNS SEED_PRELOAD_CONNS WITH_SEED WITH_NGINX NGINX_SAME_CORE CALLGRIND CG_N QUIET_WAIT PROFILE; do
     env_used="$env_used $v=${!v}"
 done
 STOCK_NOTE=$STOCK_NOTE BENCH_CMD="$CMD" BENCH_ENV="${env_used# }" NGINX_BODY_LEN=${#NGINX_BODY} \

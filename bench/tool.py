@@ -14,6 +14,9 @@
         append one JSON record for a measured wrk run: the wrk RESULT line, req/s, and the
         CPU figures from two snapshots
   tool.py append --out F key=value...     append one JSON record (numbers parsed as numbers)
+  tool.py redis_bytes PORT                where Redis's memory goes: MEMORY USAGE of every key,
+                                          summed by kind (ids and generation numbers folded),
+                                          as JSON {kind: {"keys": n, "bytes": b}}
 """
 import http.client
 import json
@@ -257,10 +260,64 @@ def append(args):
         f.write(json.dumps(rec) + "\n")
 
 
+def resp_command(*words):
+    out = [b"*%d\r\n" % len(words)]
+    for w in words:
+        w = w if isinstance(w, bytes) else str(w).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(w), w))
+    return b"".join(out)
+
+
+def resp_read(f):
+    """One RESP2 reply from a buffered socket file: int, bytes, list or None."""
+    line = f.readline()
+    kind, rest = line[:1], line[1:-2]
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        return None if n < 0 else f.read(n + 2)[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [resp_read(f) for _ in range(n)]
+    if kind == b"+":
+        return rest
+    raise RuntimeError("redis: %r" % line)
+
+
+def key_kind(key):
+    kind = re.sub(r":g\d+:", ":g*:", key)
+    return re.sub(r":(p|sku|parked):.*$", r":\1:*", kind)
+
+
+def redis_bytes(args):
+    port = int(args[0])
+    deadline = time.monotonic() + 300
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    f = sock.makefile("rb")
+    kinds = {}
+    cursor = b"0"
+    while time.monotonic() < deadline:
+        sock.sendall(resp_command("SCAN", cursor, "COUNT", 1000))
+        cursor, keys = resp_read(f)
+        if keys:  # one pipelined MEMORY USAGE per key of this page
+            sock.sendall(b"".join(resp_command("MEMORY", "USAGE", k, "SAMPLES", 0) for k in keys))
+            for k in keys:
+                used = resp_read(f) or 0
+                entry = kinds.setdefault(key_kind(k.decode(errors="replace")), {"keys": 0, "bytes": 0})
+                entry["keys"] += 1
+                entry["bytes"] += used
+        if cursor == b"0":
+            break
+    sock.close()
+    print(json.dumps(kinds, sort_keys=True))
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     {"freeport": lambda a: freeport(), "page": page, "stock": stock, "snap": snap,
-     "batches": batches, "record": record, "append": append}[cmd](args)
+     "batches": batches, "record": record, "append": append,
+     "redis_bytes": redis_bytes}[cmd](args)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 /* digits.h - numbers written as text without printf, for the per-request paths (a request
- * formats a few: the RESP length lines, the ETag, the request id), where printf's parsing of
- * its format string was a visible share of the CPU. Each returns the length written; none
- * writes a terminating NUL. */
+ * formats a few: the RESP length lines, the ETag, the request id, a view's numbers), where
+ * printf's parsing of its format string was a visible share of the CPU. Each returns the length
+ * written; none writes a terminating NUL. */
 #ifndef CATALOGD_DIGITS_H
 #define CATALOGD_DIGITS_H
 
@@ -22,6 +22,14 @@ static inline size_t digits_u64(char *out, uint64_t v)
     for (size_t i = 0; i < n; i++)
         out[i] = tmp[n - 1 - i];
     return n;
+}
+
+/* v in decimal, with a '-' when negative. */
+static inline size_t digits_i64(char *out, int64_t v)
+{
+    if (v >= 0) return digits_u64(out, (uint64_t)v);
+    out[0] = '-';
+    return 1 + digits_u64(out + 1, 0 - (uint64_t)v); /* INT64_MIN too */
 }
 
 /* v in exactly `width` lower-case hex digits (the high ones dropped if v is wider). */

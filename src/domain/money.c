@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common/digits.h"
+
 /* Digits of MONEY_MAX_CENTS (99999999999): any cents value with more digits is out of range. */
 #define MONEY_MAX_CENTS_DIGITS 11
 
@@ -152,9 +154,14 @@ size_t money_format(int64_t cents, char *out)
 {
     /* The magnitude as unsigned, so INT64_MIN has one too. */
     uint64_t magnitude = cents < 0 ? 0 - (uint64_t)cents : (uint64_t)cents;
-    int n = snprintf(out, MONEY_TEXT_MAX, "%s%llu.%02llu", cents < 0 ? "-" : "",
-                     (unsigned long long)(magnitude / 100), (unsigned long long)(magnitude % 100));
-    return n > 0 ? (size_t)n : 0;
+    size_t n = 0;
+    if (cents < 0) out[n++] = '-';
+    n += digits_u64(out + n, magnitude / 100);
+    out[n++] = '.';
+    out[n++] = (char)('0' + magnitude % 100 / 10);
+    out[n++] = (char)('0' + magnitude % 10);
+    out[n] = '\0';
+    return n;
 }
 
 /* Indexed by -error. */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/digits.h"
 #include "money.h"
 
 /* An output buffer that remembers running out of room instead of writing past it. */
@@ -68,7 +69,7 @@ size_t view_encode(const struct product *p, char *out, size_t cap)
 {
     struct writer w = {out, cap, 0, 0};
     char price[MONEY_TEXT_MAX];
-    char number[24];
+    char number[DIGITS_U64_MAX + 2]; /* a sign, the digits, the NUL */
 
     if (out == NULL || cap == 0) return 0;
     money_format(p->price_cents, price);
@@ -81,7 +82,7 @@ size_t view_encode(const struct product *p, char *out, size_t cap)
     put_escaped(&w, p->name);
     put_text(&w, "\",\"price\":");
     put_text(&w, price);
-    snprintf(number, sizeof number, "%" PRId64, p->stock);
+    number[digits_i64(number, p->stock)] = '\0';
     put_text(&w, ",\"stock\":");
     put_text(&w, number);
     put_text(&w, p->stock > 0 ? ",\"available\":true" : ",\"available\":false");
@@ -89,7 +90,7 @@ size_t view_encode(const struct product *p, char *out, size_t cap)
     put_escaped(&w, p->name);
     put_text(&w, " - $");
     put_text(&w, price);
-    snprintf(number, sizeof number, "%" PRId64, p->version);
+    number[digits_i64(number, p->version)] = '\0';
     put_text(&w, "\",\"version\":");
     put_text(&w, number);
     put_text(&w, ",\"created_at\":\"");

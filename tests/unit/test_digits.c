@@ -39,3 +39,15 @@ Test(digits, hex_keeps_the_low_digits_of_a_wider_value)
     digits_hex(got, 0x123456789abcdefull, 8);
     cr_assert_str_eq(got, "89abcdef");
 }
+
+Test(digits, signed_decimal_matches_printf)
+{
+    int64_t cases[] = {0, 7, -7, 42, -1000, INT64_MAX, INT64_MIN};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char got[DIGITS_U64_MAX + 2] = {0}, want[32];
+        size_t n = digits_i64(got, cases[i]);
+        snprintf(want, sizeof(want), "%" PRId64, cases[i]);
+        cr_assert_eq(n, strlen(want));
+        cr_assert_str_eq(got, want);
+    }
+}

@@ -256,9 +256,9 @@ profile() {
         >/dev/null 2>&1 || log "    perf record failed ($sys $scen)"
     wait "$wrk_pid" || true
     [ -s "$data" ] || return 0
-    perf report -i "$data" --stdio --sort comm,dso --percent-limit 0.5 2>/dev/null |
+    (perf report -i "$data" --stdio --sort comm,dso --percent-limit 0.5 2>/dev/null || true) |
         sed -e "s|$REPO/||g" -e "s|$WORK/||g" >"$RESULTS/perf.$sys.$scen.dso.txt"
-    perf report -i "$data" --stdio --sort comm,dso,sym --percent-limit 0.4 2>/dev/null |
+    (perf report -i "$data" --stdio --sort comm,dso,sym --percent-limit 0.4 2>/dev/null || true) |
         sed -e "s|$REPO/||g" -e "s|$WORK/||g" >"$RESULTS/perf.$sys.$scen.sym.txt"
     rm -f "$data"
 }
@@ -339,6 +339,7 @@ make -C "$REPO" --no-print-directory all >/dev/null || die "make all failed"
 [ "$WITH_SEED" = 1 ] && { [ -r "$SEED_DIR/main.py" ] || die "no seed app at $SEED_DIR"; }
 SEED_DIR=$(cd "$SEED_DIR" 2>/dev/null && pwd || echo "$SEED_DIR")
 : >"$WORK/results.jsonl"
+rm -f "$RESULTS"/perf.*.txt # this run's profiles only
 log "Pinning: every server and its Redis on CPU1 (taskset -c 1); wrk -t1 and helpers on CPU0 (taskset -c 0)."
 
 # ---------------------------------------------------------------- 2. callgrind

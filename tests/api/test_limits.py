@@ -170,8 +170,8 @@ def test_client_sending_a_large_body_whole_still_reads_the_413(stack):
     assert requests.get(stack.url("/health"), timeout=2).status_code == 200
 
 
-def open_connections(stack):
-    text = requests.get(stack.url("/metrics"), timeout=2).text
+def open_connections(stack, session):
+    text = session.get(stack.url("/metrics"), timeout=2).text
     line = next(x for x in text.splitlines() if x.startswith("catalogd_open_connections "))
     return int(line.split()[1])
 
@@ -180,17 +180,19 @@ def test_lingering_ends_at_the_deadline_and_frees_the_connection(stack_factory):
     # A client that is told 413 but neither sends nor closes is let go after 5 s (LINGER_MS);
     # until then it holds one of the --max-connections slots.
     stack = stack_factory("linger", extra_args=["--threads", "1"])
-    baseline = open_connections(stack)  # the /metrics connection itself, closed after
+    scrape = requests.Session()  # one kept-alive connection for every scrape
+    baseline = open_connections(stack, scrape)  # counts the scrape's own connection
     s = connect(stack, timeout=3)
     try:
         s.sendall(b"POST /products HTTP/1.1\r\nHost: t\r\nContent-Length: 9999999\r\n\r\n")
         reply = read_until_closed(s)
         assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
         time.sleep(0.5)
-        assert open_connections(stack) >= baseline + 1  # still lingering: held by the client
+        assert open_connections(stack, scrape) == baseline + 1  # lingering, held by the client
         deadline = time.monotonic() + 8
-        while open_connections(stack) > baseline and time.monotonic() < deadline:
+        while open_connections(stack, scrape) > baseline and time.monotonic() < deadline:
             time.sleep(0.25)
-        assert open_connections(stack) == baseline, "the lingering connection was never freed"
+        assert open_connections(stack, scrape) == baseline, "the lingering connection stayed"
     finally:
         s.close()
+        scrape.close()

@@ -1,9 +1,8 @@
 /* fuzz_router.c - libFuzzer target: a request line through the route table (router_match)
  * and the catalog's query string through the cursor decoder.
  * The input is "METHOD PATH[?QUERY]" (without a space: the whole input is a GET's target).
- * The table is a copy of ROUTES in src/http/server.c (patterns, methods and names; the
- * handlers are dummies, since the real ones need h2o); HEAD is routed as GET, as on_request
- * does. Invariants checked, beyond "no crash":
+ * The table is the server's own (src/http/routes.h), with a dummy handler, since the real
+ * ones need h2o; HEAD is routed as GET, as on_request does. Invariants checked, beyond "no crash":
  * - ROUTE_FOUND names a route of that method whose pattern, with the parameters put back in
  *   its {} segments, spells the path exactly; each parameter is one non-empty segment, and no
  *   earlier route of the table matches (first match wins);
@@ -22,6 +21,7 @@
 #include "domain/uuid7.h"
 #include "fuzz_check.h"
 #include "http/router.h"
+#include "http/routes.h"
 #include "query/params.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -31,22 +31,10 @@ static void dummy_handler(struct http_exchange *ex)
     (void)ex;
 }
 
-/* Keep in step with ROUTES in src/http/server.c. */
-static const struct route ROUTES[] = {
-    {"POST", "/products", dummy_handler, "create_product", 1},
-    {"GET", "/products/by-sku/{}", dummy_handler, "get_product_by_sku", 0},
-    {"GET", "/products/{}", dummy_handler, "get_product", 0},
-    {"PATCH", "/products/{}", dummy_handler, "update_product", 1},
-    {"DELETE", "/products/{}", dummy_handler, "delete_product", 1},
-    {"POST", "/products/{}/stock", dummy_handler, "adjust_stock", 1},
-    {"GET", "/catalog", dummy_handler, "catalog", 0},
-    {"GET", "/health", dummy_handler, "health", 0},
-    {"GET", "/ready", dummy_handler, "ready", 0},
-    {"GET", "/admin/projection", dummy_handler, "admin_projection", 1},
-    {"POST", "/admin/rebuild", dummy_handler, "admin_rebuild", 1},
-    {"GET", "/metrics", dummy_handler, "metrics", 0},
-    {"GET", "/openapi.json", dummy_handler, "openapi", 0},
-};
+/* The server's own table (src/http/routes.h), every route bound to the stand-in. */
+#define STAND_IN_ROUTE(method, pattern, handler, name, needs_token)                                \
+    {method, pattern, dummy_handler, name, needs_token},
+static const struct route ROUTES[] = {CATALOGD_ROUTES(STAND_IN_ROUTE)};
 #define ROUTE_COUNT (sizeof ROUTES / sizeof ROUTES[0])
 #define ALLOW_MAX   64 /* on_request's allow[] */
 

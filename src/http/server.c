@@ -23,26 +23,15 @@
 #include "http/metrics.h"
 #include "http/ops.h"
 #include "http/router.h"
+#include "http/routes.h"
 #include "query/handlers.h"
 #include "query/read_model.h"
 
 #define BODY_TOO_LARGE_DOCUMENT "/_errors/413" /* h2o's own 413 gets this as its body */
 
-static const struct route ROUTES[] = {
-    {"POST", "/products", command_create_product, "create_product", 1},
-    {"GET", "/products/by-sku/{}", query_get_product_by_sku, "get_product_by_sku", 0},
-    {"GET", "/products/{}", query_get_product, "get_product", 0},
-    {"PATCH", "/products/{}", command_update_product, "update_product", 1},
-    {"DELETE", "/products/{}", command_delete_product, "delete_product", 1},
-    {"POST", "/products/{}/stock", command_adjust_stock, "adjust_stock", 1},
-    {"GET", "/catalog", query_catalog, "catalog", 0},
-    {"GET", "/health", ops_health, "health", 0},
-    {"GET", "/ready", ops_ready, "ready", 0},
-    {"GET", "/admin/projection", ops_admin_projection, "admin_projection", 1},
-    {"POST", "/admin/rebuild", ops_admin_rebuild, "admin_rebuild", 1},
-    {"GET", "/metrics", ops_metrics, "metrics", 0},
-    {"GET", "/openapi.json", ops_openapi, "openapi", 0},
-};
+#define BIND_ROUTE(method, pattern, handler, name, needs_token)                                    \
+    {method, pattern, handler, name, needs_token},
+static const struct route ROUTES[] = {CATALOGD_ROUTES(BIND_ROUTE)};
 #define ROUTE_COUNT (sizeof(ROUTES) / sizeof(ROUTES[0]))
 _Static_assert(ROUTE_COUNT < METRICS_ROUTES, "metrics need a slot per route plus one");
 

@@ -9,7 +9,7 @@ API header the response does not document). Faults are real: 503s by stopping it
 by holding SQLite's write lock from another connection (which also keeps a command in flight,
 for 409 idempotency-key-in-use and for 503 shutting-down during a SIGTERM drain), 401 from a
 second server run with --api-token, 431 from a 17 KiB header. It also checks that the
-document's paths and operations are exactly the server's ROUTES table (and `security` exactly
+document's paths and operations are exactly the server's route table (src/http/routes.h) (and `security` exactly
 the routes that need the token), and that GET /openapi.json serves this very file. Every wait
 has a deadline.
 """
@@ -38,7 +38,7 @@ from jsonschema import Draft202012Validator
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("CATALOGD_BIN") or ROOT / "build" / "catalogd")
 SPEC_PATH = ROOT / "openapi.json"
-SERVER_C = ROOT / "src" / "http" / "server.c"
+ROUTES_H = ROOT / "src" / "http" / "routes.h"
 DOC_URI = "https://catalogd.invalid/openapi.json"  # a base URI for resolving the document's $refs
 START_DEADLINE = 10.0  # seconds for redis-server or catalogd to come up
 STATE_DEADLINE = 10.0  # seconds for the server to notice Redis/SQLite going away or coming back
@@ -130,15 +130,15 @@ def operations():
 
 
 def server_routes():
-    """(METHOD, pattern, name, needs_token) from src/http/server.c's ROUTES table; patterns keep
-    "{}"."""
-    source = SERVER_C.read_text(encoding="utf-8")
-    table = re.search(r"ROUTES\[\]\s*=\s*\{(.*?)\n\};", source, re.S)
-    assert table, f"no ROUTES table in {SERVER_C}"
-    routes = re.findall(r'\{\s*"([A-Z]+)"\s*,\s*"([^"]+)"\s*,\s*\w+\s*,\s*"(\w+)"\s*,\s*([01])\s*\}',
+    """(METHOD, pattern, name, needs_token) from the server's route table, src/http/routes.h;
+    patterns keep "{}"."""
+    source = ROUTES_H.read_text(encoding="utf-8")
+    table = re.search(r"#define CATALOGD_ROUTES\(ROUTE\)(.*?)\n\n", source, re.S)
+    assert table, f"no CATALOGD_ROUTES table in {ROUTES_H}"
+    routes = re.findall(r'ROUTE\(\s*"([A-Z]+)"\s*,\s*"([^"]+)"\s*,\s*\w+\s*,\s*"(\w+)"\s*,\s*([01])\s*\)',
                         table.group(1))
-    assert routes, "the ROUTES table parsed empty"
-    assert len(routes) == table.group(1).count('{"'), "a ROUTES entry did not parse"
+    assert routes, "the route table parsed empty"
+    assert len(routes) == table.group(1).count('ROUTE("'), "a route entry did not parse"
     return [(m, p, n, t == "1") for m, p, n, t in routes]
 
 
@@ -523,12 +523,12 @@ def test_document_is_openapi_3_1():
 
 
 def test_paths_are_exactly_the_server_routes():
-    """No exceptions: every route in server.c's ROUTES is documented, and nothing else is."""
+    """No exceptions: every route of src/http/routes.h is documented, and nothing else is."""
     routes = {(method.lower(), pattern) for method, pattern, _, _ in server_routes()}
     documented = {(method, template_of(path)) for path, method, _ in operations()}
     assert documented == routes, (
         f"only in openapi.json: {sorted(documented - routes)}; "
-        f"only in server.c ROUTES: {sorted(routes - documented)}")
+        f"only in routes.h: {sorted(routes - documented)}")
     assert len({template_of(p) for p in SPEC["paths"]}) == len(SPEC["paths"])
 
 

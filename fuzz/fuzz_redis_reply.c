@@ -143,7 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (redisReaderGetReply(reader, &reply) != REDIS_OK) goto out; /* disconnect */
             if (reply == NULL) break;
             check_reply(reply, 0);
-            reply_reader_release(reader, reply);
+            reply_reader_release(reader);
         }
     }
 out:

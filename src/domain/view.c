@@ -3,9 +3,7 @@
  * bytes depend only on the product; every string is escaped, so the output is valid JSON. */
 #include "view.h"
 
-#include <inttypes.h>
 #include <jansson.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "common/digits.h"

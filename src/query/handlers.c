@@ -3,8 +3,6 @@
  * views are sent as stored, byte for byte. */
 #include "query/handlers.h"
 
-#include <inttypes.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "app.h"

@@ -179,14 +179,14 @@ static void on_read(h2o_socket_t *sock, const char *err)
         if (!reply) break;
         struct redis_call *call = pop_call(c);
         if (!call) {
-            reply_reader_release(c->reader, reply);
+            reply_reader_release(c->reader);
             disconnect(c, "a reply nobody asked for");
             return;
         }
         c->backoff_ms = BACKOFF_MIN_MS;
         if (call->fn) call->fn(reply, call->arg);
         recycle_call(c, call);
-        reply_reader_release(c->reader, reply);
+        reply_reader_release(c->reader);
         if (!c->sock) return; /* a callback's failure closed the connection */
     }
 }

@@ -135,9 +135,8 @@ redisReader *reply_reader_new(void)
     return reader;
 }
 
-void reply_reader_release(redisReader *reader, void *reply)
+void reply_reader_release(redisReader *reader)
 {
-    (void)reply;
     arena_reset(reader->privdata);
 }
 

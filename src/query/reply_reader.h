@@ -21,9 +21,9 @@
 /* Like redisReaderCreate; NULL when out of memory. */
 redisReader *reply_reader_new(void);
 
-/* The reply redisReaderGetReply returned has been used: its memory is reused for the next.
- * Never freeReplyObject a reply of this reader. */
-void reply_reader_release(redisReader *reader, void *reply);
+/* The reply redisReaderGetReply last returned has been used: its memory is reused for the
+ * next. Never freeReplyObject a reply of this reader. */
+void reply_reader_release(redisReader *reader);
 
 /* redisReaderFree, and the arena. */
 void reply_reader_free(redisReader *reader);

@@ -35,7 +35,7 @@ Test(reply_reader, nested_reply_fed_byte_by_byte)
     cr_assert_eq(r->element[1]->integer, 42);
     cr_assert_eq(r->element[2]->type, REDIS_REPLY_STATUS);
     cr_assert_str_eq(r->element[2]->str, "QUEUED");
-    reply_reader_release(reader, r);
+    reply_reader_release(reader);
     reply_reader_free(reader);
 }
 
@@ -54,7 +54,7 @@ Test(reply_reader, replies_after_a_release_are_whole)
             cr_assert_str_eq(r->str, want[i]);
         else
             cr_assert(r->type == REDIS_REPLY_ARRAY && r->elements == 0 && r->element == NULL);
-        reply_reader_release(reader, r);
+        reply_reader_release(reader);
     }
     reply_reader_free(reader);
 }
@@ -83,7 +83,7 @@ Test(reply_reader, a_reply_bigger_than_the_first_block)
             cr_assert_eq(r->element[i]->str[0], 'a' + (i + round) % 26);
             cr_assert_eq(r->element[i]->str[299], 'a' + (i + round) % 26);
         }
-        reply_reader_release(reader, r);
+        reply_reader_release(reader);
     }
     reply_reader_free(reader);
 }

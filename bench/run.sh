@@ -235,18 +235,19 @@ measure() {
         --before "$logf.before" --after "$logf.after" --clk "$CLK" type=run rep="$REP" system="$sys" \
         scenario="$scen" conns="$CONNS" duration_s="$DURATION" products="${PRODUCTS[$sys]:-0}"
     if [ "$PROFILE" = 1 ] && [ "$REP" = "$REPS" ] && { [ "$sys" = catalogd ] || [ "$sys" = big ]; }; then
-        profile "$sys" "$scen" "$lua" "${margs[@]}"
+        profile "$sys" "$scen" "$lua" "$@"
     fi
 }
 
-# profile SYSTEM SCENARIO LUA ARGS...: the scenario once more (not measured) while perf
-# samples CPU1, where the server and its Redis run (the kernel's share is mostly loopback
-# TCP); what perf reports, by process + library and by function -> $RESULTS/perf.*.{dso,sym}.txt
+# profile SYSTEM SCENARIO LUA ARGS...: the scenario once more (not measured; ARGS as measure
+# takes them) while perf samples CPU1, where the server and its Redis run (the kernel's share
+# is mostly loopback TCP); what perf reports, by process + library and by function ->
+# $RESULTS/perf.*.{dso,sym}.txt
 profile() {
     local sys=$1 scen=$2 lua=$3 a args=() data=$WORK/perf-$1-$2.data
     shift 3
-    for a in "$@"; do # a SKU prefix of its own, not the measured run's
-        case "$a" in M${RUN_ID}*) args+=("Q${a#M}") ;; *) args+=("$a") ;; esac
+    for a in "$@"; do # "UNIQUE": a SKU prefix of its own, as in measure
+        if [ "$a" = UNIQUE ]; then UC=$((UC + 1)) && args+=("Q${RUN_ID}r${REP}n$UC"); else args+=("$a"); fi
     done
     WRK "$CONNS" $((DURATION + 2)) -s "$HERE/lua/$lua" "${URL[$sys]}" -- "${args[@]}" \
         >"$WORK/wrk-profile-$sys-$scen.log" 2>&1 &

@@ -309,6 +309,8 @@ def redis_bytes(args):
                 entry["bytes"] += used
         if cursor == b"0":
             break
+    else:
+        sys.exit("redis_bytes: the SCAN did not finish within 300 s")
     sock.close()
     print(json.dumps(kinds, sort_keys=True))
 

@@ -4,7 +4,7 @@
  * - a view (GET, the by-sku script): view_version for the ETag, view_parse;
  * - a catalog page: page_read_ids on EXEC's reply, page_body_size and page_write_body on
  *   the views (src/query/page.c, the server's own), and the last view's cursor;
- * - the generation (GET {prefix}:gen): strtoll and layout_generation_base.
+ * - the generation (GET {prefix}:gen): page_generation and layout_base.
  * Invariants checked, beyond "no crash": the ETag fits its buffer; a view that view_parse
  * accepts has a canonical id whose cursor decodes back to it; a page that passes the shape
  * check has room for every view in the body the handler builds; the generation base fits.
@@ -24,7 +24,7 @@
 #include "query/page.h"
 #include "query/reply_reader.h"
 #include "fuzz_check.h"
-#include "projection/layout.h"
+#include "readmodel/layout.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -56,14 +56,15 @@ static void check_view_reply(const redisReply *reply)
 }
 
 /* A catalog page, both steps, with the server's own functions (src/query/page.c): EXEC's
- * [[id...], total] as on_catalog_ids reads it, then the reply as an MGET of views, assembled
- * into exactly the bytes on_catalog_views allocates. */
+ * [generation, [id...], total] as read_model.c reads it, then the reply as an MGET of views,
+ * assembled into exactly the bytes the page handler allocates. */
 static void check_catalog_page(const redisReply *reply)
 {
-    const redisReply *ids;
+    const redisReply *gen, *ids;
     long long total;
-    if (page_read_ids(reply, &ids, &total) == 0) {
+    if (page_read_ids(reply, &gen, &ids, &total) == 0) {
         CHECK(ids->type == REDIS_REPLY_ARRAY && total >= 0);
+        CHECK(gen->type == REDIS_REPLY_STRING || gen->type == REDIS_REPLY_NIL);
         char text[32];
         CHECK(snprintf(text, sizeof text, "%lld", total) < (int)sizeof text);
     }
@@ -84,17 +85,18 @@ static void check_catalog_page(const redisReply *reply)
         }
 }
 
-/* What on_generation does with the reply to GET {prefix}:gen. */
+/* What every read does with the reply to GET {prefix}:gen (src/query/read_model.c). */
 static void check_generation_reply(const redisReply *reply)
 {
     static const char longest_prefix[LAYOUT_PREFIX_MAX + 1] =
         "pppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp";
     char base[LAYOUT_BASE_MAX];
 
-    int64_t generation = strtoll(reply->str, NULL, 10);
-    if (generation <= 0) return;
-    int n = layout_generation_base(longest_prefix, generation, base, sizeof base);
-    CHECK(n > 0 && (size_t)n < sizeof base);
+    int64_t generation = page_generation(reply);
+    CHECK(generation >= -1);
+    if (generation < 0) return;
+    size_t n = layout_base(longest_prefix, generation, base, sizeof base);
+    CHECK(n > 0 && n < sizeof base);
 }
 
 /* Every reply, and every element of an array at any depth, gets the checks its type gets

@@ -26,19 +26,21 @@ struct app_config {
 };
 
 struct inflight_keys;
-struct rebuild_jobs;
+struct maintenance;
 
 struct app {
     const struct app_config *config;
     struct writer *writer;
     struct inflight_keys *inflight_keys; /* Idempotency-Keys of commands not yet answered */
     struct projector *projector;
-    struct rebuild_jobs *rebuilds; /* POST /admin/rebuild */
+    struct maintenance *maintenance; /* rebuilds (POST /admin/rebuild), old generations */
 };
 
 struct read_model;
+struct redis_client;
 
 struct app_thread {
+    struct redis_client *redis; /* this loop's connection to the read model */
     struct read_model *read_model;
 };
 

@@ -19,17 +19,17 @@
 #include "common/log.h"
 #include "http/server.h"
 #include "projection/apply.h"
-#include "projection/layout.h"
+#include "projection/generations.h"
+#include "projection/maintenance.h"
 #include "projection/projector.h"
 #include "projection/rebuild.h"
-#include "projection/rebuild_job.h"
 #include "projection/redis_sync.h"
 #include "projection/verify.h"
+#include "readmodel/layout.h"
 
-#define CATALOGD_VERSION       "0.1.0"
-#define SHUTDOWN_GRACE_MS      5000
-#define PROJECTOR_DRAIN_MS     2000
-#define OLD_GENERATION_GRACE_S 2 /* longer than a loop's generation refresh (250 ms) */
+#define CATALOGD_VERSION   "0.1.0"
+#define SHUTDOWN_GRACE_MS  5000
+#define PROJECTOR_DRAIN_MS 2000
 
 struct options {
     const char *listen;
@@ -216,6 +216,7 @@ static void make_parent_directory(const char *path)
 /* The writer committed a batch: hand its events to the projector and wake it. */
 static void on_committed(int64_t head_seq, const struct command *batch, void *arg)
 {
+    _Static_assert(WRITER_MAX_BATCH <= APPLY_BATCH_MAX, "a commit's events fit one apply batch");
     struct apply_event events[WRITER_MAX_BATCH];
     size_t count = 0;
     for (const struct command *cmd = batch; cmd && count < WRITER_MAX_BATCH; cmd = cmd->next)
@@ -226,13 +227,14 @@ static void on_committed(int64_t head_seq, const struct command *batch, void *ar
     projector_notify(arg, head_seq);
 }
 
+/* Serves until SIGTERM or SIGINT. Every thread is joined before "app" (on this stack) and
+ * what it points to are freed: first the server stops accepting and lets requests finish,
+ * then the writer runs what is queued, the projector drains, the maintenance thread stops,
+ * and last the loops run what those handed them and end. */
 static int serve(const struct app_config *config)
 {
     char err[256];
-    struct app app = {.config = config,
-                      .inflight_keys = inflight_keys_new(),
-                      .rebuilds =
-                          rebuild_jobs_new(config->db_path, &config->redis, config->prefix)};
+    struct app app = {.config = config, .inflight_keys = inflight_keys_new()};
     struct server *server;
     struct store *store;
     sigset_t stop_signals;
@@ -259,9 +261,11 @@ static int serve(const struct app_config *config)
                                                 .redis = config->redis,
                                                 .prefix = config->prefix,
                                                 .head_seq = head};
-    if (projector_start(&projector_config, server_projection_applied, server, &app.projector) < 0 ||
+    app.maintenance = maintenance_start(config->db_path, &config->redis, config->prefix);
+    if (!app.maintenance ||
+        projector_start(&projector_config, server_projection_applied, server, &app.projector) < 0 ||
         writer_start(store, on_committed, app.projector, &app.writer) < 0) {
-        LOG(LOG_ERROR, "cannot start the projector or writer thread");
+        LOG(LOG_ERROR, "cannot start the projector, writer or maintenance thread");
         return 1;
     }
     LOG(LOG_INFO, "catalogd %s serving http://%s (db %s, redis %s, %d threads, durability %s)",
@@ -269,10 +273,13 @@ static int serve(const struct app_config *config)
         config->durable ? "full" : "normal");
     server_run(server, SHUTDOWN_GRACE_MS);
     writer_stop(app.writer);
-    store_close(store);
     projector_stop(app.projector, PROJECTOR_DRAIN_MS);
+    maintenance_stop(app.maintenance);
+    server_stop(server);
+    writer_free(app.writer);
+    store_close(store);
+    projector_free(app.projector);
     inflight_keys_free(app.inflight_keys);
-    rebuild_jobs_free(app.rebuilds);
     LOG(LOG_INFO, "catalogd stopped");
     return 0;
 }
@@ -323,7 +330,7 @@ static int rebuild(const struct app_config *config)
     if (open_tools(config, &store, &redis) < 0) return 1;
     struct rebuild_result result;
     uint64_t started_ms = clock_mono_ms();
-    int rc = rebuild_run(store, redis, config->prefix, NULL, NULL, &result, err, sizeof(err));
+    int rc = rebuild_run(store, redis, config->prefix, NULL, &result, err, sizeof(err));
     if (rc == REBUILD_OK) {
         printf("rebuild: generation %lld is live with %lld products (checkpoint %lld) after "
                "%.2f s\n",
@@ -331,16 +338,18 @@ static int rebuild(const struct app_config *config)
                (long long)result.checkpoint, (double)(clock_mono_ms() - started_ms) / 1000.0);
         fflush(stdout);
         if (result.old_generation > 0) {
-            sleep(OLD_GENERATION_GRACE_S); /* readers may still hold the old generation */
+            usleep((GENERATION_GRACE_MS + 100) * 1000); /* readers may still be in the old one */
             started_ms = clock_mono_ms();
-            if (rebuild_drop_generation(redis, config->prefix, result.old_generation, err,
-                                        sizeof(err)) < 0)
+            int dropped = generations_collect(redis, config->prefix, NULL, NULL, err, sizeof(err));
+            if (dropped == REBUILD_LOCK_BUSY)
+                printf("rebuild: another rebuild is running; it drops generation %lld\n",
+                       (long long)result.old_generation);
+            else if (dropped < 0)
                 fprintf(stderr, "catalogd: could not drop generation %lld: %s\n",
                         (long long)result.old_generation, err);
             else
-                printf("rebuild: generation %lld dropped in %.2f s\n",
-                       (long long)result.old_generation,
-                       (double)(clock_mono_ms() - started_ms) / 1000.0);
+                printf("rebuild: %d old generation%s dropped in %.2f s\n", dropped,
+                       dropped == 1 ? "" : "s", (double)(clock_mono_ms() - started_ms) / 1000.0);
         }
     } else {
         fprintf(stderr, "catalogd: rebuild failed: %s\n", err);

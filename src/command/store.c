@@ -236,7 +236,7 @@ static void bind_text(sqlite3_stmt *st, int index, const char *text)
     sqlite3_bind_text(st, index, text, -1, SQLITE_STATIC);
 }
 
-static int find_id_by_sku(struct store *store, const char *sku, char id[UUID_TEXT_LEN + 1])
+int store_find_sku(struct store *store, const char *sku, char id[UUID_TEXT_LEN + 1])
 {
     sqlite3_stmt *st = store->statements[ST_ID_BY_SKU];
     bind_text(st, 1, sku);
@@ -268,7 +268,7 @@ int store_insert_product(struct store *store, const struct product *p,
     sqlite3_reset(st);
     if (rc == SQLITE_DONE) return STORE_OK;
     if (extended == SQLITE_CONSTRAINT_UNIQUE || extended == SQLITE_CONSTRAINT_PRIMARYKEY) {
-        if (find_id_by_sku(store, p->sku, existing_id) == STORE_OK) return STORE_DUPLICATE;
+        if (store_find_sku(store, p->sku, existing_id) == STORE_OK) return STORE_DUPLICATE;
     }
     return fail(store, "insert product");
 }

@@ -52,6 +52,9 @@ int store_insert_product(struct store *store, const struct product *p,
 /* Reads product "id" into "out". Returns STORE_OK, STORE_NOT_FOUND or STORE_ERR. */
 int store_get_product(struct store *store, const char *id, struct product *out);
 
+/* Finds the product that owns "sku": STORE_OK and its "id", STORE_NOT_FOUND or STORE_ERR. */
+int store_find_sku(struct store *store, const char *sku, char id[UUID_TEXT_LEN + 1]);
+
 /* Writes name, price, stock, version and updated_at of "p" (matched by id). */
 int store_update_product(struct store *store, const struct product *p);
 

@@ -17,7 +17,6 @@
 #include "domain/timestamp.h"
 #include "domain/uuid7.h"
 
-#define WRITER_MAX_BATCH           512
 #define IDEMPOTENCY_KEEP_MS        (25ULL * 3600 * 1000) /* "at least 24 h" */
 #define IDEMPOTENCY_PURGE_EVERY_MS 60000
 
@@ -31,6 +30,7 @@ struct writer {
     pthread_cond_t wake;
     struct command *queue_head, *queue_tail; /* guarded by lock */
     int stopping;                            /* guarded by lock */
+    int stopped;                             /* guarded by lock: the thread has ended */
 
     uint64_t last_purge_ms;
     struct uuid7_generator ids;
@@ -354,6 +354,12 @@ void writer_submit(struct writer *w, struct command *cmd)
 {
     cmd->next = NULL;
     pthread_mutex_lock(&w->lock);
+    if (w->stopped) { /* a command that came after the last batch: refused, not lost */
+        pthread_mutex_unlock(&w->lock);
+        fail_command(cmd, COMMAND_UNAVAILABLE, "the server is shutting down");
+        cmd->complete(cmd);
+        return;
+    }
     if (w->queue_tail)
         w->queue_tail->next = cmd;
     else
@@ -371,6 +377,21 @@ void writer_stop(struct writer *w)
     pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->lock);
     pthread_join(w->thread, NULL);
+    pthread_mutex_lock(&w->lock);
+    w->stopped = 1;
+    struct command *late = w->queue_head; /* submitted between the last batch and now */
+    w->queue_head = w->queue_tail = NULL;
+    pthread_mutex_unlock(&w->lock);
+    for (struct command *cmd = late, *next; cmd; cmd = next) {
+        next = cmd->next;
+        fail_command(cmd, COMMAND_UNAVAILABLE, "the server is shutting down");
+        cmd->complete(cmd);
+    }
+}
+
+void writer_free(struct writer *w)
+{
+    if (!w) return;
     pthread_mutex_destroy(&w->lock);
     pthread_mutex_destroy(&w->stats_lock);
     pthread_cond_destroy(&w->wake);

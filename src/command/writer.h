@@ -97,9 +97,11 @@ int writer_start(struct store *store, writer_committed_fn committed, void *arg,
 /* Queues "cmd"; it completes later on the writer thread. Thread-safe. */
 void writer_submit(struct writer *writer, struct command *cmd);
 
-/* Runs every queued command, stops the thread and frees the writer (accepts NULL). The store
- * is left open for the caller to close. */
+/* Runs every queued command and stops the thread (accepts NULL); a command submitted later
+ * completes at once as COMMAND_UNAVAILABLE. writer_free frees the writer once nothing can
+ * submit any more (accepts NULL). The store is left open for the caller to close. */
 void writer_stop(struct writer *writer);
+void writer_free(struct writer *writer);
 
 /* Copies the counters (thread-safe). */
 void writer_get_stats(struct writer *writer, struct writer_stats *out);

@@ -1,4 +1,4 @@
-/* timestamp.c - formats Unix milliseconds as RFC 3339 UTC text with milliseconds.
+/* timestamp.c - Unix milliseconds to RFC 3339 UTC text with milliseconds, and back.
  * Invariant: the output is always exactly TIMESTAMP_LEN characters, "YYYY-MM-DDTHH:MM:SS.mmmZ";
  * instants after 9999-12-31T23:59:59.999Z are clamped to it rather than widen the year. */
 #include "timestamp.h"
@@ -50,4 +50,46 @@ void timestamp_format(uint64_t unix_ms, char out[TIMESTAMP_LEN + 1])
     put_digits(out + 14, ms_of_day / 60000 % 60, 2);
     put_digits(out + 17, ms_of_day / 1000 % 60, 2);
     put_digits(out + 20, ms_of_day % 1000, 3);
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's days_from_civil). */
+static uint64_t days_from_civil(unsigned year, unsigned month, unsigned day)
+{
+    uint64_t y = year - (month <= 2);
+    uint64_t era = y / 400;
+    uint64_t year_of_era = y - era * 400;
+    uint64_t day_of_year = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1;
+    uint64_t day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    return era * 146097 + day_of_era - 719468;
+}
+
+/* Reads "width" digits at "text" into "*value". Returns 0, or -1 on a non-digit. */
+static int get_digits(const char *text, int width, unsigned *value)
+{
+    *value = 0;
+    for (int i = 0; i < width; i++) {
+        if (text[i] < '0' || text[i] > '9') return -1;
+        *value = *value * 10 + (unsigned)(text[i] - '0');
+    }
+    return 0;
+}
+
+int timestamp_parse(const char *text, size_t len, uint64_t *unix_ms)
+{
+    static const char shape[] = "0000-00-00T00:00:00.000Z";
+    unsigned year, month, day, hour, minute, second, ms;
+    if (len != TIMESTAMP_LEN) return -1;
+    for (size_t i = 0; i < TIMESTAMP_LEN; i++)
+        if (shape[i] != '0' && text[i] != shape[i]) return -1;
+    if (get_digits(text, 4, &year) < 0 || get_digits(text + 5, 2, &month) < 0 ||
+        get_digits(text + 8, 2, &day) < 0 || get_digits(text + 11, 2, &hour) < 0 ||
+        get_digits(text + 14, 2, &minute) < 0 || get_digits(text + 17, 2, &second) < 0 ||
+        get_digits(text + 20, 3, &ms) < 0)
+        return -1;
+    if (year < 1970 || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 ||
+        second > 59)
+        return -1;
+    *unix_ms = days_from_civil(year, month, day) * MS_PER_DAY +
+               (uint64_t)(((hour * 60 + minute) * 60 + second) * 1000 + ms);
+    return 0;
 }

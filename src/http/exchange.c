@@ -287,8 +287,10 @@ void http_when_applied(struct http_exchange *ex, int64_t seq,
 {
     struct loop_thread *loop = current_loop;
     struct projector *projector = ex->app->projector;
-    /* A parked event is behind the checkpoint without its view in Redis: not applied. */
-    if (projector_checkpoint(projector) >= seq || !projector_redis_up(projector)) {
+    /* A parked event is behind the checkpoint without its view in Redis: not applied. When
+     * the projector is not keeping up (Redis down, refusing writes, far behind), the view
+     * cannot appear within the wait: answer at once. */
+    if (projector_checkpoint(projector) >= seq || !projector_keeping_up(projector)) {
         fn(ex, projector_checkpoint(projector) >= seq && !projector_seq_parked(projector, seq),
            arg);
         return;

@@ -37,8 +37,9 @@ struct loop_thread {
     atomic_int ready;                            /* its receivers are registered */
     h2o_multithread_receiver_t resume_receiver;  /* http_resume_post lands here */
     h2o_multithread_receiver_t applied_receiver; /* projector progress lands here */
-    h2o_multithread_receiver_t control_receiver; /* stop accepting */
-    h2o_multithread_message_t applied_message, control_message;
+    h2o_multithread_receiver_t control_receiver; /* stop accepting; exit */
+    h2o_multithread_message_t applied_message, control_message, exit_message;
+    int exiting; /* on the loop's own thread: return from the loop */
     atomic_int applied_message_queued;
 
     h2o_linklist_t waiters; /* struct applied_waiter, oldest first */

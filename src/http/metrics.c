@@ -11,7 +11,7 @@
 #include "common/xmalloc.h"
 #include "http/loop.h"
 #include "projection/projector.h"
-#include "query/read_model.h"
+#include "query/redis_client.h"
 
 static const int STATUSES[METRICS_STATUSES] = {200, 201, 202, 204, 304, 400, 401, 404, 405,
                                                409, 412, 413, 415, 422, 431, 500, 503, 0};
@@ -117,10 +117,10 @@ static void emit_sync(struct text *t, struct http_exchange *ex, struct server_vi
     long connections = 0;
     for (int l = 0; l < view->loop_count; l++) {
         connections += atomic_load_explicit(&view->loops[l].connections, memory_order_relaxed);
-        struct read_model *rm = view->loops[l].app_thread.read_model;
-        if (!rm) continue;
-        client_errors += redis_client_errors(read_model_client(rm));
-        client_reconnects += redis_client_reconnects(read_model_client(rm));
+        struct redis_client *redis = view->loops[l].app_thread.redis;
+        if (!redis) continue;
+        client_errors += redis_client_errors(redis);
+        client_reconnects += redis_client_reconnects(redis);
     }
     emit(
         t,

@@ -1,5 +1,7 @@
-/* ops.c - liveness and readiness. /ready is 200 only when SQLite takes writes, Redis answers
- * and the projection lag is under READY_MAX_LAG_SECONDS; otherwise 503 naming what fails. */
+/* ops.c - liveness, readiness and the admin routes. /ready is 200 only when SQLite takes
+ * writes, Redis answers (this loop asks it, every time) and can be trusted with the read
+ * model, and the projection lag is under READY_MAX_LAG_SECONDS; otherwise 503 naming what
+ * fails and why. */
 #include "http/ops.h"
 
 #include <inttypes.h>
@@ -11,7 +13,7 @@
 #include "app.h"
 #include "common/xmalloc.h"
 #include "projection/rebuild.h"
-#include "projection/rebuild_job.h"
+#include "projection/maintenance.h"
 #include "query/read_model.h"
 
 #define READY_MAX_LAG_SECONDS 5.0
@@ -32,14 +34,37 @@ void ops_health(struct http_exchange *ex)
     http_respond(ex, 200, "application/json", body, sizeof(body) - 1);
 }
 
-void ops_ready(struct http_exchange *ex)
+static void respond_json(struct http_exchange *ex, int status, json_t *document)
+{
+    char *body = json_dumps(document, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    json_decref(document);
+    if (!body) xmalloc_fail();
+    http_respond(ex, status, "application/json", body, strlen(body));
+    free(body);
+}
+
+static void forget_probe(void *arg)
+{
+    read_cancel(arg);
+}
+
+/* Answers /ready once this loop's Redis connection told whether there is a read model
+ * ("read_status", an enum read_status). */
+static void answer_ready(struct http_exchange *ex, int read_status)
 {
     struct projector_status status;
     projector_get_status(ex->app->projector, &status);
     int sqlite_ok = writer_healthy(ex->app->writer);
-    int redis_ok = read_model_ready(ex->thread->read_model) &&
-                   status.state != PROJECTOR_REDIS_DOWN && status.state != PROJECTOR_STARTING;
-    int lag_ok = status.state != PROJECTOR_REBUILDING && status.lag_seconds < READY_MAX_LAG_SECONDS;
+    const char *redis_problem =
+        status.redis_problem[0] ? status.redis_problem
+        : read_status == READ_UNAVAILABLE || read_status == READ_BAD
+            ? "Redis does not answer queries"
+        : status.state == PROJECTOR_REDIS_DOWN || status.state == PROJECTOR_STARTING
+            ? status.last_error
+            : NULL;
+    int redis_ok = redis_problem == NULL;
+    int lag_ok = read_status != READ_REBUILDING && status.state != PROJECTOR_REBUILDING &&
+                 status.lag_seconds < READY_MAX_LAG_SECONDS;
     int ready = sqlite_ok && redis_ok && lag_ok;
     int64_t lag_events = status.head > status.checkpoint ? status.head - status.checkpoint : 0;
     json_t *report = json_pack(
@@ -50,52 +75,72 @@ void ops_ready(struct http_exchange *ex)
         "checkpoint", (json_int_t)status.checkpoint, "head", (json_int_t)status.head, "lag_events",
         (json_int_t)lag_events, "lag_seconds", status.lag_seconds);
     if (ready) {
-        char *body =
-            json_dumps(report, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-        http_respond(ex, 200, "application/json", body, strlen(body));
-        free(body);
-        json_decref(report);
+        respond_json(ex, 200, report);
         return;
     }
-    /* Not ready is an error response like any other: a problem, with the report inside. */
+    /* Not ready is an error response like any other: a problem, with the report inside, and
+     * why each failing check fails. */
     char detail[128];
     snprintf(detail, sizeof(detail), "not ready:%s%s%s", sqlite_ok ? "" : " sqlite",
              redis_ok ? "" : " redis", lag_ok ? "" : " projection");
+    json_t *reasons = json_object();
+    if (!sqlite_ok)
+        json_object_set_new(reasons, "sqlite", json_string("the write model cannot take writes"));
+    if (!redis_ok) json_object_set_new(reasons, "redis", json_string(redis_problem));
+    if (!lag_ok)
+        json_object_set_new(
+            reasons, "projection",
+            json_string(read_status == READ_REBUILDING || status.state == PROJECTOR_REBUILDING
+                            ? "the read model is being rebuilt"
+                            : "the projection lags 5 s or more behind"));
+    json_object_set_new(report, "reasons", reasons);
     json_object_del(report, "status"); /* the problem's "status" is the HTTP status */
     http_respond_unavailable_with(ex, "not-ready", detail, report);
 }
 
-static void respond_json(struct http_exchange *ex, int status, json_t *document)
+static void on_ready_probe(int read_status, const redisReply *reply, void *arg)
 {
-    char *body = json_dumps(document, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-    json_decref(document);
-    if (!body) xmalloc_fail();
-    http_respond(ex, status, "application/json", body, strlen(body));
-    free(body);
+    struct http_exchange *ex = arg;
+    (void)reply;
+    ex->on_gone = NULL;
+    answer_ready(ex, read_status);
+}
+
+void ops_ready(struct http_exchange *ex)
+{
+    struct read *probe = read_model_probe(ex->thread->read_model, on_ready_probe, ex);
+    if (!probe) {
+        answer_ready(ex, READ_UNAVAILABLE);
+        return;
+    }
+    ex->on_gone = forget_probe;
+    ex->on_gone_arg = probe;
 }
 
 void ops_admin_projection(struct http_exchange *ex)
 {
     struct projector_status status;
-    struct rebuild_job_status rebuild;
+    struct maintenance_status maintenance;
     projector_get_status(ex->app->projector, &status);
-    rebuild_jobs_get_status(ex->app->rebuilds, &rebuild);
+    maintenance_get_status(ex->app->maintenance, &maintenance);
     int64_t lag_events = status.head > status.checkpoint ? status.head - status.checkpoint : 0;
     respond_json(
         ex, 200,
-        json_pack("{s:s, s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I, s:s, s:{s:b, s:I, s:I, "
-                  "s:I, s:f, s:s}}",
+        json_pack("{s:s, s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I, s:s, s:s, s:I, s:{s:b, "
+                  "s:I, s:I, s:I, s:f, s:s}}",
                   "state", projector_state_name(status.state), "generation",
                   (json_int_t)status.generation, "checkpoint", (json_int_t)status.checkpoint,
                   "head", (json_int_t)status.head, "lag_events", (json_int_t)lag_events,
                   "lag_seconds", status.lag_seconds, "redis_errors",
                   (json_int_t)status.redis_errors, "reconnects", (json_int_t)status.reconnects,
                   "automatic_rebuilds", (json_int_t)status.rebuilds, "parked_events",
-                  (json_int_t)status.parked_events, "last_error", status.last_error, "rebuild",
-                  "running", rebuild.running, "runs", (json_int_t)rebuild.runs, "last_generation",
-                  (json_int_t)rebuild.last_generation, "last_products",
-                  (json_int_t)rebuild.last_products, "last_seconds", rebuild.last_seconds,
-                  "last_error", rebuild.last_error));
+                  (json_int_t)status.parked_events, "last_error", status.last_error,
+                  "redis_problem", status.redis_problem, "generations_dropped",
+                  (json_int_t)maintenance.generations_dropped, "rebuild", "running",
+                  maintenance.rebuilding, "runs", (json_int_t)maintenance.rebuilds,
+                  "last_generation", (json_int_t)maintenance.last_generation, "last_products",
+                  (json_int_t)maintenance.last_products, "last_seconds", maintenance.last_seconds,
+                  "last_error", maintenance.last_error));
 }
 
 struct rebuild_request {
@@ -137,7 +182,7 @@ void ops_admin_rebuild(struct http_exchange *ex)
 {
     struct rebuild_request *request = xcalloc(1, sizeof(*request));
     request->resume = http_resume_new(ex, answer_rebuild, request);
-    if (rebuild_jobs_start(ex->app->rebuilds, on_rebuild_started, request) < 0) {
+    if (maintenance_request_rebuild(ex->app->maintenance, on_rebuild_started, request) < 0) {
         http_resume_cancel(request->resume);
         free(request);
         http_respond_problem(ex, 409, "rebuild-in-progress",

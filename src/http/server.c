@@ -26,6 +26,7 @@
 #include "http/routes.h"
 #include "query/handlers.h"
 #include "query/read_model.h"
+#include "query/redis_client.h"
 
 #define BODY_TOO_LARGE_DOCUMENT "/_errors/413" /* h2o's own 413 gets this as its body */
 
@@ -41,6 +42,8 @@ struct server {
     struct loop_thread *loops;
     int loop_count;
     atomic_int draining;
+    atomic_int exiting; /* the loops are to stop once they have run what is queued */
+    int loops_stopped;  /* guarded by ready_lock */
     atomic_long in_flight;
     pthread_mutex_t ready_lock;
     pthread_cond_t ready_cond;
@@ -249,6 +252,7 @@ static void on_control_message(h2o_multithread_receiver_t *receiver, h2o_linklis
         h2o_socket_close(loop->listener);
         loop->listener = NULL;
     }
+    if (atomic_load(&loop->server->exiting)) loop->exiting = 1;
 }
 
 /* Everything a loop owns is created here, on its own thread: h2o allocates socket buffers
@@ -271,7 +275,10 @@ static void init_loop(struct loop_thread *loop)
     uint32_t salt = 0;
     if (getrandom(&salt, sizeof(salt), 0) != sizeof(salt)) salt = (uint32_t)(uintptr_t)loop;
     loop->request_id_salt = salt;
-    loop->app_thread.read_model = read_model_new(evloop, server->app->config);
+    const struct app_config *config = server->app->config;
+    loop->app_thread.redis =
+        redis_client_new(evloop, &config->redis, config->redis_timeout_ms, NULL, NULL);
+    loop->app_thread.read_model = read_model_new(loop->app_thread.redis, config->prefix);
     loop->listener = h2o_evloop_socket_create(evloop, loop->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     loop->listener->data = loop;
     h2o_socket_read_start(loop->listener, on_accept);
@@ -288,8 +295,16 @@ static void *loop_main(void *arg)
     server->loops_ready++;
     pthread_cond_signal(&server->ready_cond);
     pthread_mutex_unlock(&server->ready_lock);
-    for (;;)
+    while (!loop->exiting)
         h2o_evloop_run(loop->ctx.loop, INT32_MAX);
+    /* Stopped: tell server_stop, then stay parked. The thread is not ended, so its h2o state
+     * (open connections, thread-local buffers) simply goes with the process, instead of
+     * being unwound piece by piece; nothing runs on this loop any more. */
+    pthread_mutex_lock(&server->ready_lock);
+    server->loops_stopped++;
+    pthread_cond_broadcast(&server->ready_cond);
+    for (;;)
+        pthread_cond_wait(&server->ready_cond, &server->ready_lock);
     return NULL;
 }
 
@@ -432,4 +447,16 @@ void server_run(struct server *server, int grace_ms)
     if (atomic_load(&server->in_flight) > 0)
         LOG(LOG_WARN, "server: %ld requests still in flight after %d ms",
             atomic_load(&server->in_flight), grace_ms);
+}
+
+void server_stop(struct server *server)
+{
+    atomic_store(&server->exiting, 1);
+    for (int i = 0; i < server->loop_count; i++)
+        h2o_multithread_send_message(&server->loops[i].control_receiver,
+                                     &server->loops[i].exit_message);
+    pthread_mutex_lock(&server->ready_lock);
+    while (server->loops_stopped < server->loop_count)
+        pthread_cond_wait(&server->ready_cond, &server->ready_lock);
+    pthread_mutex_unlock(&server->ready_lock);
 }

@@ -1,117 +1,193 @@
-/* apply.c - the projector's one write path into Redis, shared by the live projector and the
- * catch-up phase of a rebuild. */
+/* apply.c - the apply and unpark scripts, and the C that feeds them. See apply.h for the
+ * invariants they keep. */
 #include "projection/apply.h"
 
-#include <inttypes.h>
-#include <openssl/sha.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/digits.h"
 #include "common/xmalloc.h"
 #include "domain/event.h"
+#include "domain/uuid7.h"
 #include "domain/view.h"
-#include "projection/layout.h"
+#include "projection/redis_sync.h"
+#include "readmodel/layout.h"
 
-/* Applies one event (ARGV[i] .. ARGV[i + 6]: seq, "D" or "U", id, sku, in_stock "1"/"0",
- * version, view) to generation "base" unless the stored view is as new or newer. Shared by
- * every script below, so that all paths apply an event the same way. */
-#define APPLY_ONE_LUA                                                                              \
-    "local function apply_one(base, i)\n"                                                          \
-    "  local id, sku, version = ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 5])\n"                 \
-    "  local key = base .. 'p:' .. id\n"                                                           \
-    "  local stored = redis.call('GET', key)\n"                                                    \
-    "  local stored_version = 0\n"                                                                 \
-    "  if stored then stored_version = tonumber(string.match(stored, '\"version\":(%d+)')) or 0 "  \
-    "end\n"                                                                                        \
+/* The fields of one event in a script's ARGV, from ARGV[i]: seq, kind, id, sku, in_stock
+ * "1"/"0", version, recorded_at, view. */
+#define EVENT_ARGS      8
+#define EVENT_ARGS_TEXT "8"
+
+/* Shared by both scripts, so that every path applies an event the same way. */
+#define EVENT_LUA                                                                                  \
+    /* The stored version of the event's product (0 if none), or nil and the error Redis gave      \
+       reading one of the event's own keys. Reads only. */                                         \
+    "local function stored_version(base, i)\n"                                                     \
+    "  local stored = redis.pcall('GET', base .. KEY_VIEW .. ARGV[i + 2])\n"                       \
+    "  if type(stored) == 'table' then return nil, stored.err end\n"                               \
     "  if ARGV[i + 1] == 'D' then\n"                                                               \
-    "    if stored_version <= version then\n"                                                      \
-    "      redis.call('DEL', key)\n"                                                               \
-    "      if redis.call('GET', base .. 'sku:' .. sku) == id then\n"                               \
-    "        redis.call('DEL', base .. 'sku:' .. sku)\n"                                           \
-    "      end\n"                                                                                  \
-    "      redis.call('ZREM', base .. 'all', id)\n"                                                \
-    "      redis.call('ZREM', base .. 'in_stock', id)\n"                                           \
-    "    end\n"                                                                                    \
-    "  elseif version > stored_version then\n"                                                     \
-    "    redis.call('SET', key, ARGV[i + 6])\n"                                                    \
-    "    redis.call('SET', base .. 'sku:' .. sku, id)\n"                                           \
-    "    redis.call('ZADD', base .. 'all', 0, id)\n"                                               \
-    "    if ARGV[i + 4] == '1' then redis.call('ZADD', base .. 'in_stock', 0, id)\n"               \
-    "    else redis.call('ZREM', base .. 'in_stock', id) end\n"                                    \
+    "    local owner = redis.pcall('GET', base .. KEY_SKU .. ARGV[i + 3])\n"                       \
+    "    if type(owner) == 'table' then return nil, owner.err end\n"                               \
     "  end\n"                                                                                      \
+    "  if not stored then return 0 end\n"                                                          \
+    "  return tonumber(string.match(stored, '\"version\":(%d+)')) or 0\n"                          \
+    "end\n" /* Writes the event at ARGV[i], whose own keys stored_version checked and whose shared \
+               keys shared_keys_broken checked: none of these writes can fail. */                  \
+    "local function write_event(base, i, stored)\n"                                                \
+    "  local id, sku, version = ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 5])\n"                 \
+    "  if ARGV[i + 1] == 'D' then\n"                                                               \
+    "    if stored <= version then\n"                                                              \
+    "      redis.call('DEL', base .. KEY_VIEW .. id)\n"                                            \
+    "      if redis.call('GET', base .. KEY_SKU .. sku) == id then\n"                              \
+    "        redis.call('DEL', base .. KEY_SKU .. sku)\n"                                          \
+    "      end\n"                                                                                  \
+    "      redis.call('ZREM', base .. KEY_ALL, id)\n"                                              \
+    "      redis.call('ZREM', base .. KEY_IN_STOCK, id)\n"                                         \
+    "    end\n"                                                                                    \
+    "  elseif version > stored then\n"                                                             \
+    "    redis.call('SET', base .. KEY_VIEW .. id, ARGV[i + 7])\n"                                 \
+    "    redis.call('SET', base .. KEY_SKU .. sku, id)\n"                                          \
+    "    redis.call('ZADD', base .. KEY_ALL, 0, id)\n"                                             \
+    "    if ARGV[i + 4] == '1' then redis.call('ZADD', base .. KEY_IN_STOCK, 0, id)\n"             \
+    "    else redis.call('ZREM', base .. KEY_IN_STOCK, id) end\n"                                  \
+    "  end\n"                                                                                      \
+    "end\n" /* The keys every event may write, or the first that has the wrong type. */            \
+    "local function shared_keys_broken(base)\n"                                                    \
+    "  if not type_is(base .. KEY_ALL, 'zset') then return base .. KEY_ALL end\n"                  \
+    "  if not type_is(base .. KEY_IN_STOCK, 'zset') then return base .. KEY_IN_STOCK end\n"        \
+    "  if not type_is(base .. KEY_PARKED, 'hash') then return base .. KEY_PARKED end\n"            \
+    "  return nil\n"                                                                               \
     "end\n"
 
-/* A batch. ARGV: base ("{prefix}:g{N}:"), the gen key, N, require_current, then 7 per event.
- * Events of a parked product are parked behind its earlier ones instead of applied. */
-static const char APPLY_SCRIPT[] =
-    APPLY_ONE_LUA "local base = ARGV[1]\n"
-                  "if ARGV[4] == '1' then\n"
-                  "  local current = redis.call('GET', ARGV[2])\n"
-                  "  if current ~= ARGV[3] then return redis.error_reply('GENCHANGED') end\n"
-                  "end\n"
-                  "local checkpoint = redis.call('GET', base .. 'checkpoint')\n"
-                  "if not checkpoint then return redis.error_reply('NOCHECKPOINT') end\n"
-                  "checkpoint = tonumber(checkpoint)\n"
-                  "local any_parked = redis.call('EXISTS', base .. 'parked') == 1\n"
-                  "for i = 5, #ARGV, 7 do\n"
-                  "  local seq = tonumber(ARGV[i])\n"
-                  "  if seq > checkpoint then\n"
-                  "    local id = ARGV[i + 2]\n"
-                  "    if any_parked and redis.call('HEXISTS', base .. 'parked', id) == 1 then\n"
-                  "      redis.call('RPUSH', base .. 'parked:' .. id, seq)\n"
-                  "      redis.call('HINCRBY', base .. 'parked', id, 1)\n"
-                  "    else\n"
-                  "      apply_one(base, i)\n"
-                  "    end\n"
-                  "    checkpoint = seq\n"
-                  "  end\n"
-                  "end\n"
-                  "redis.call('SET', base .. 'checkpoint', checkpoint)\n"
-                  "return checkpoint\n";
-
-/* Parks the event after the checkpoint that Redis refused: moves the checkpoint over it and
- * queues it under its product. ARGV: base, then the event's 7 fields. */
-static const char PARK_SCRIPT[] =
-    "local base = ARGV[1]\n"
-    "local checkpoint = redis.call('GET', base .. 'checkpoint')\n"
+/* A batch. ARGV after the guards: base ("{prefix}:g{N}:"), the seq the batch was read after
+ * (the caller's idea of the checkpoint), then EVENT_ARGS per event.
+ * Replies {checkpoint, stall, refusal, parked seq...}: "stall" is why it stopped before the
+ * end of the batch ("" when it did not), "refusal" why Redis refused the first event it
+ * parked. */
+static struct script APPLY_SCRIPT = SCRIPT(
+    EVENT_LUA
+    /* The parked queue an event must wait behind: its product's own (an unreadable event of
+       that product) or its sku's. */
+    "local function queue_waiting(base, id, sku)\n"
+    "  if redis.call('HEXISTS', base .. KEY_PARKED, '#' .. id) == 1 then return '#' .. id end\n"
+    "  if sku ~= '' and redis.call('HEXISTS', base .. KEY_PARKED, sku) == 1 then return sku end\n"
+    "  return nil\n"
+    "end\n"
+    "local function park(base, queue, seq)\n"
+    "  local list = base .. KEY_PARKED_QUEUE .. queue\n"
+    "  if not type_is(list, 'list') then return false end\n"
+    "  redis.call('HSET', base .. KEY_PARKED, queue, redis.call('RPUSH', list, seq))\n"
+    "  return true\n"
+    "end\n"
+    "local first, fenced = guards_hold()\n"
+    "if not first then return redis.error_reply(fenced) end\n"
+    "local base = ARGV[first]\n"
+    "local checkpoint = redis.call('GET', base .. KEY_CHECKPOINT)\n"
     "if not checkpoint then return redis.error_reply('NOCHECKPOINT') end\n"
-    "local seq = tonumber(ARGV[2])\n"
-    "if seq <= tonumber(checkpoint) then return tonumber(checkpoint) end\n"
-    "redis.call('RPUSH', base .. 'parked:' .. ARGV[4], seq)\n"
-    "redis.call('HINCRBY', base .. 'parked', ARGV[4], 1)\n"
-    "redis.call('SET', base .. 'checkpoint', seq)\n"
-    "return seq\n";
-
-/* Applies a parked event if it is its product's oldest; unparks the product when none are
- * left. ARGV: base, then the event's 7 fields. Returns the events still parked for it. */
-static const char UNPARK_SCRIPT[] = APPLY_ONE_LUA
-    "local base = ARGV[1]\n"
-    "local queue = base .. 'parked:' .. ARGV[4]\n"
-    "if redis.call('LINDEX', queue, 0) ~= ARGV[2] then return redis.error_reply('NOTHEAD') end\n"
-    "apply_one(base, 2)\n"
-    "redis.call('LPOP', queue)\n"
-    "local left = redis.call('HINCRBY', base .. 'parked', ARGV[4], -1)\n"
-    "if left <= 0 then redis.call('HDEL', base .. 'parked', ARGV[4]); redis.call('DEL', queue) "
+    "if tonumber(checkpoint) < tonumber(ARGV[first + 1]) then\n"
+    "  return redis.error_reply('GAP ' .. checkpoint)\n"
     "end\n"
-    "return left\n";
+    "local broken = shared_keys_broken(base)\n"
+    "if broken then return redis.error_reply('STALLED ' .. broken .. ' has the wrong type') end\n"
+    "local any_parked = redis.call('EXISTS', base .. KEY_PARKED) == 1\n"
+    "local reply, last = {0, '', ''}, nil\n"
+    "for i = first + 2, #ARGV, " EVENT_ARGS_TEXT " do\n"
+    "  if tonumber(ARGV[i]) > tonumber(checkpoint) then\n"
+    "    local id, sku = ARGV[i + 2], ARGV[i + 3]\n"
+    "    if ARGV[i + 1] == 'P' and sku == '' then\n"
+    "      local view = redis.pcall('GET', base .. KEY_VIEW .. id)\n"
+    "      if type(view) == 'string' then sku = string.match(view, '\"sku\":\"([^\"]*)\"') or '' "
+    "end\n"
+    "    end\n"
+    "    local queue = any_parked and queue_waiting(base, id, sku)\n"
+    "    local stored, refusal = nil, 'the log entry is not a valid event'\n"
+    "    if not queue and ARGV[i + 1] ~= 'P' then stored, refusal = stored_version(base, i) end\n"
+    "    if stored then\n"
+    "      write_event(base, i, stored)\n"
+    "    else\n"
+    "      if not queue then\n"
+    "        if sku ~= '' then queue = sku else queue = '#' .. id end\n"
+    "        if reply[3] == '' then reply[3] = refusal end\n"
+    "      end\n"
+    "      if not park(base, queue, ARGV[i]) then\n"
+    "        reply[2] = base .. KEY_PARKED_QUEUE .. queue .. ' has the wrong type'\n"
+    "        break\n"
+    "      end\n"
+    "      any_parked = true\n"
+    "      reply[#reply + 1] = ARGV[i]\n"
+    "    end\n"
+    "    checkpoint, last = ARGV[i], i\n"
+    "  end\n"
+    "end\n"
+    "if last then\n"
+    "  redis.call('SET', base .. KEY_CHECKPOINT, checkpoint)\n"
+    "  redis.call('SET', base .. KEY_CHECKPOINT_EVENT,\n"
+    "             ARGV[last + 2] .. ' ' .. ARGV[last + 5] .. ' ' .. ARGV[last + 6])\n"
+    "end\n"
+    "reply[1] = checkpoint\n"
+    "return reply\n");
+
+/* Applies a parked event if it is the oldest of its queue. ARGV after the guards: base, the
+ * queue, then the event's EVENT_ARGS. Returns the events still in the queue. */
+static struct script UNPARK_SCRIPT = SCRIPT(
+    EVENT_LUA
+    "local first, fenced = guards_hold()\n"
+    "if not first then return redis.error_reply(fenced) end\n"
+    "local base, queue, i = ARGV[first], ARGV[first + 1], first + 2\n"
+    "local list = base .. KEY_PARKED_QUEUE .. queue\n"
+    "if redis.call('LINDEX', list, 0) ~= ARGV[i] then return redis.error_reply('NOTHEAD') end\n"
+    "local broken = shared_keys_broken(base)\n"
+    "if broken then return redis.error_reply('STALLED ' .. broken .. ' has the wrong type') end\n"
+    "local stored, refusal = stored_version(base, i)\n"
+    "if not stored then return redis.error_reply('REFUSED ' .. refusal) end\n"
+    "write_event(base, i, stored)\n"
+    "redis.call('LPOP', list)\n"
+    "local left = redis.call('LLEN', list)\n"
+    "if left == 0 then redis.call('HDEL', base .. KEY_PARKED, queue)\n"
+    "else redis.call('HSET', base .. KEY_PARKED, queue, left) end\n"
+    "return left\n");
+
+static void copy_id(const char *text, char out[UUID_TEXT_LEN + 1])
+{
+    size_t len = text ? strlen(text) : 0;
+    if (len == UUID_TEXT_LEN && uuid_check_canonical(text, len) == 0)
+        memcpy(out, text, UUID_TEXT_LEN + 1);
+    else
+        snprintf(out, UUID_TEXT_LEN + 1, "%s", "unreadable-product-id");
+}
 
 int apply_event_from_store(const struct store_event *event, struct apply_event *out)
 {
     struct view_fields fields;
     memset(out, 0, sizeof(*out));
-    if (view_parse(event->payload, event->payload_len, &fields) < 0) return -1;
     out->seq = event->seq;
-    out->deleted = event_type_from_name(event->type) == EVENT_PRODUCT_DELETED;
+    out->version = event->version;
+    snprintf(out->recorded_at, sizeof(out->recorded_at), "%s",
+             event->recorded_at ? event->recorded_at : "");
+    int type = event->type ? event_type_from_name(event->type) : -1;
+    if (type < 0 || !event->payload ||
+        view_parse(event->payload, event->payload_len, &fields) < 0 || !event->product_id ||
+        strcmp(fields.id, event->product_id) != 0 || fields.version != event->version) {
+        out->kind = APPLY_POISON;
+        copy_id(event->product_id, out->id);
+        return -1;
+    }
+    out->kind = type == EVENT_PRODUCT_DELETED ? APPLY_DELETE : APPLY_UPSERT;
     memcpy(out->id, fields.id, sizeof(out->id));
     memcpy(out->sku, fields.sku, sizeof(out->sku));
     out->in_stock = fields.stock > 0;
-    out->version = fields.version;
     out->view = xmalloc(event->payload_len);
     memcpy(out->view, event->payload, event->payload_len);
     out->view_len = event->payload_len;
     return 0;
+}
+
+void apply_poison_sku(struct store *store, struct apply_event *event)
+{
+    struct product product;
+    if (store_get_product(store, event->id, &product) == STORE_OK)
+        memcpy(event->sku, product.sku, sizeof(event->sku));
 }
 
 void apply_event_from_product(int64_t seq, int deleted, const struct product *product,
@@ -119,11 +195,13 @@ void apply_event_from_product(int64_t seq, int deleted, const struct product *pr
 {
     memset(out, 0, sizeof(*out));
     out->seq = seq;
-    out->deleted = deleted;
+    out->kind = deleted ? APPLY_DELETE : APPLY_UPSERT;
     memcpy(out->id, product->id, sizeof(out->id));
     memcpy(out->sku, product->sku, sizeof(out->sku));
     out->in_stock = product->stock > 0;
     out->version = product->version;
+    /* The writer records every event at its product's updated_at (writer.c append_event). */
+    memcpy(out->recorded_at, product->updated_at, sizeof(out->recorded_at));
     out->view = xmalloc(view_len);
     memcpy(out->view, view, view_len);
     out->view_len = view_len;
@@ -135,199 +213,201 @@ void apply_event_clear(struct apply_event *event)
     event->view = NULL;
 }
 
-/* Numbers for the script's ARGV live in one arena: 2 per event, 21 bytes each. */
-#define NUMBER_TEXT 21
-#define EVENT_ARGS  7
-
-/* Appends the 7 arguments of "e" at argv[*n]; "numbers" has room for its 2 numbers. */
-static void push_event_args(const struct apply_event *e, char *numbers, const char **argv,
-                            size_t *argvlen, size_t *n)
+size_t apply_fingerprint(const struct apply_event *event, char *out, size_t cap)
 {
-    char *seq_text = numbers, *version_text = numbers + NUMBER_TEXT;
-    snprintf(seq_text, NUMBER_TEXT, "%" PRId64, e->seq);
-    snprintf(version_text, NUMBER_TEXT, "%" PRId64, e->version);
-    const char *fields[EVENT_ARGS - 1] = {seq_text, e->deleted ? "D" : "U",  e->id,
-                                          e->sku,   e->in_stock ? "1" : "0", version_text};
-    for (size_t f = 0; f < EVENT_ARGS - 1; f++) {
+    int n =
+        snprintf(out, cap, "%s %lld %s", event->id, (long long)event->version, event->recorded_at);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+/* The text of an event's 2 numbers, kept while the script's arguments point at them. */
+struct event_numbers {
+    char seq[DIGITS_U64_MAX + 2];
+    char version[DIGITS_U64_MAX + 2];
+    char kind[2];
+};
+
+/* Appends the EVENT_ARGS arguments of "e" at argv[*n]. */
+static void push_event_args(const struct apply_event *e, struct event_numbers *numbers,
+                            const char **argv, size_t *lens, size_t *n)
+{
+    size_t seq_len = digits_i64(numbers->seq, e->seq);
+    size_t version_len = digits_i64(numbers->version, e->version);
+    numbers->kind[0] = (char)e->kind;
+    numbers->kind[1] = '\0';
+    const char *fields[EVENT_ARGS] = {numbers->seq,   numbers->kind,           e->id,
+                                      e->sku,         e->in_stock ? "1" : "0", numbers->version,
+                                      e->recorded_at, e->view ? e->view : ""};
+    size_t field_lens[EVENT_ARGS] = {seq_len, 1,           strlen(e->id),          strlen(e->sku),
+                                     1,       version_len, strlen(e->recorded_at), e->view_len};
+    for (size_t f = 0; f < EVENT_ARGS; f++) {
         argv[*n] = fields[f];
-        argvlen[(*n)++] = strlen(fields[f]);
+        lens[(*n)++] = field_lens[f];
     }
-    argv[*n] = e->view;
-    argvlen[(*n)++] = e->view_len;
 }
 
-/* Runs a script by its SHA1 (EVALSHA), so that Redis neither receives nor hashes the script
- * text on every call; on NOSCRIPT (a Redis that restarted or flushed its scripts) it sends
- * the text once with EVAL, which caches it again. argv[0] and argv[1] are filled here. */
-#define SHA_TEXT (2 * SHA_DIGEST_LENGTH)
-
-static struct {
-    const char *script;
-    char sha[SHA_TEXT + 1];
-} script_shas[] = {{APPLY_SCRIPT, ""}, {PARK_SCRIPT, ""}, {UNPARK_SCRIPT, ""}};
-static pthread_once_t script_shas_once = PTHREAD_ONCE_INIT;
-
-static void hash_scripts(void)
+/* Classifies a script's error reply (or the lack of one). */
+static int error_status(redisReply *reply, struct apply_result *result, char *err, size_t errlen)
 {
-    for (size_t s = 0; s < sizeof(script_shas) / sizeof(script_shas[0]); s++) {
-        unsigned char digest[SHA_DIGEST_LENGTH];
-        SHA1((const unsigned char *)script_shas[s].script, strlen(script_shas[s].script), digest);
-        for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
-            snprintf(script_shas[s].sha + 2 * i, 3, "%02x", digest[i]);
+    if (!reply) return APPLY_REDIS_DOWN; /* "err" says why already */
+    if (reply->type != REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "unexpected reply type %d from an apply script", reply->type);
+        return APPLY_STALLED;
     }
+    snprintf(err, errlen, "Redis: %.*s", (int)reply->len, reply->str);
+    static const struct {
+        const char *prefix;
+        int status;
+    } KNOWN[] = {
+        {"FENCED", APPLY_FENCED},   {"NOCHECKPOINT", APPLY_NO_CHECKPOINT}, {"GAP", APPLY_GAP},
+        {"REFUSED", APPLY_REFUSED}, {"NOTHEAD", APPLY_NOT_HEAD},
+    };
+    for (size_t i = 0; i < sizeof(KNOWN) / sizeof(KNOWN[0]); i++) {
+        if (strncmp(reply->str, KNOWN[i].prefix, strlen(KNOWN[i].prefix)) != 0) continue;
+        if (KNOWN[i].status == APPLY_GAP && result)
+            result->checkpoint = strtoll(reply->str + 4, NULL, 10);
+        return KNOWN[i].status;
+    }
+    return APPLY_STALLED; /* OOM, a shared key of the wrong type, READONLY, NOPERM... */
 }
 
-static const char *sha_of(const char *script)
+static int64_t integer_of(const redisReply *reply)
 {
-    pthread_once(&script_shas_once, hash_scripts);
-    for (size_t s = 0; s < sizeof(script_shas) / sizeof(script_shas[0]); s++)
-        if (script_shas[s].script == script) return script_shas[s].sha;
-    abort(); /* every script of this file is in the table */
+    if (reply->type == REDIS_REPLY_INTEGER) return reply->integer;
+    if (reply->type == REDIS_REPLY_STRING) return strtoll(reply->str, NULL, 10);
+    return -1;
 }
 
-static redisReply *eval_script(redisContext *redis, const char *script, const char **argv,
-                               size_t *argvlen, size_t argc)
-{
-    argv[0] = "EVALSHA";
-    argvlen[0] = 7;
-    argv[1] = sha_of(script);
-    argvlen[1] = SHA_TEXT;
-    redisReply *reply = redisCommandArgv(redis, (int)argc, argv, argvlen);
-    if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
-        freeReplyObject(reply);
-        argv[0] = "EVAL";
-        argvlen[0] = 4;
-        argv[1] = script;
-        argvlen[1] = strlen(script);
-        reply = redisCommandArgv(redis, (int)argc, argv, argvlen);
-    }
-    return reply;
-}
-
-/* Classifies a script's reply. */
-static int reply_status(redisContext *redis, redisReply *reply, int64_t *value, char *err,
-                        size_t errlen)
-{
-    if (!reply) {
-        snprintf(err, errlen, "Redis: %s", redis->errstr[0] ? redis->errstr : "no reply");
-        return APPLY_REDIS_DOWN;
-    }
-    if (reply->type == REDIS_REPLY_INTEGER) {
-        *value = reply->integer;
-        return APPLY_OK;
-    }
-    if (reply->type == REDIS_REPLY_ERROR && strstr(reply->str, "GENCHANGED")) {
-        snprintf(err, errlen, "the generation changed");
-        return APPLY_GENERATION_CHANGED;
-    }
-    if (reply->type == REDIS_REPLY_ERROR && strstr(reply->str, "NOCHECKPOINT")) {
-        snprintf(err, errlen, "the generation has no checkpoint");
-        return APPLY_NO_CHECKPOINT;
-    }
-    snprintf(err, errlen, "Redis refused: %.*s",
-             reply->type == REDIS_REPLY_ERROR ? (int)reply->len : 0,
-             reply->type == REDIS_REPLY_ERROR ? reply->str : "");
-    return APPLY_REJECTED;
-}
-
-/* Runs a one-event script (PARK_SCRIPT or UNPARK_SCRIPT) on generation "gen". */
-static int run_event_script(redisContext *redis, const char *script, const char *prefix,
-                            int64_t gen, const struct apply_event *event, int64_t *value, char *err,
+/* Reads {checkpoint, stall, refusal, parked seq...}. */
+static int read_apply_reply(const redisReply *reply, struct apply_result *result, char *err,
                             size_t errlen)
 {
-    char base[LAYOUT_BASE_MAX], numbers[2 * NUMBER_TEXT];
-    layout_generation_base(prefix, gen, base, sizeof(base));
-    const char *argv[4 + EVENT_ARGS] = {NULL, NULL, "0", base};
-    size_t argvlen[4 + EVENT_ARGS] = {0, 0, 1, strlen(base)};
-    size_t n = 4;
-    push_event_args(event, numbers, argv, argvlen, &n);
-    redisReply *reply = eval_script(redis, script, argv, argvlen, n);
-    int rc = reply_status(redis, reply, value, err, errlen);
-    freeReplyObject(reply);
-    return rc;
-}
-
-int apply_park(redisContext *redis, const char *prefix, int64_t gen,
-               const struct apply_event *event, int64_t *checkpoint, char *err, size_t errlen)
-{
-    return run_event_script(redis, PARK_SCRIPT, prefix, gen, event, checkpoint, err, errlen);
-}
-
-int apply_unpark(redisContext *redis, const char *prefix, int64_t gen,
-                 const struct apply_event *event, int64_t *still_parked, char *err, size_t errlen)
-{
-    return run_event_script(redis, UNPARK_SCRIPT, prefix, gen, event, still_parked, err, errlen);
-}
-
-int apply_events(redisContext *redis, const char *prefix, int64_t gen, int require_current,
-                 const struct apply_event *events, size_t count, int64_t *checkpoint, char *err,
-                 size_t errlen)
-{
-    /* EVAL, script, numkeys, 4 leading ARGV, then 7 per event */
-    size_t argc = 7 + EVENT_ARGS * count;
-    const char **argv = xmalloc(argc * sizeof(*argv));
-    size_t *argvlen = xmalloc(argc * sizeof(*argvlen));
-    char *numbers = xmalloc((2 * count + 1) * NUMBER_TEXT);
-    char base[LAYOUT_BASE_MAX], gen_key[LAYOUT_KEY_MAX];
-    layout_generation_base(prefix, gen, base, sizeof(base));
-    layout_global_key(prefix, "gen", gen_key, sizeof(gen_key));
-    char *gen_text = numbers + 2 * count * NUMBER_TEXT;
-    snprintf(gen_text, NUMBER_TEXT, "%" PRId64, gen);
-
-    const char *head[] = {
-        "EVAL", APPLY_SCRIPT, "0", base, gen_key, gen_text, require_current ? "1" : "0"};
-    size_t n = 0;
-    for (size_t i = 0; i < sizeof(head) / sizeof(head[0]); i++) {
-        argv[n] = head[i];
-        argvlen[n++] = strlen(head[i]);
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+        reply->element[1]->type != REDIS_REPLY_STRING ||
+        reply->element[2]->type != REDIS_REPLY_STRING || reply->elements - 3 > APPLY_BATCH_MAX) {
+        snprintf(err, errlen, "unexpected reply from the apply script");
+        return APPLY_STALLED;
     }
-    for (size_t i = 0; i < count; i++)
-        push_event_args(&events[i], numbers + 2 * i * NUMBER_TEXT, argv, argvlen, &n);
+    result->checkpoint = integer_of(reply->element[0]);
+    snprintf(result->refusal, sizeof(result->refusal), "%s", reply->element[2]->str);
+    for (size_t i = 3; i < reply->elements; i++)
+        result->parked[result->parked_count++] = integer_of(reply->element[i]);
+    if (reply->element[1]->len == 0) return APPLY_OK;
+    snprintf(err, errlen, "cannot park an event: %s", reply->element[1]->str);
+    return APPLY_STALLED;
+}
 
-    redisReply *reply = eval_script(redis, APPLY_SCRIPT, argv, argvlen, n);
-    int rc = reply_status(redis, reply, checkpoint, err, errlen);
+int apply_events(redisContext *redis, const struct apply_target *target, int64_t read_after,
+                 const struct apply_event *events, size_t count, struct apply_result *result,
+                 char *err, size_t errlen)
+{
+    char base[LAYOUT_BASE_MAX], after_text[DIGITS_U64_MAX + 2];
+    size_t argc = 2 + EVENT_ARGS * count;
+    const char **argv = xmalloc(argc * sizeof(*argv));
+    size_t *lens = xmalloc(argc * sizeof(*lens));
+    struct event_numbers *numbers = xmalloc((count ? count : 1) * sizeof(*numbers));
+    memset(result, 0, sizeof(*result));
+    result->checkpoint = -1;
+    size_t n = 0;
+    argv[n] = base;
+    lens[n++] = layout_base(target->prefix, target->gen, base, sizeof(base));
+    argv[n] = after_text;
+    lens[n++] = digits_i64(after_text, read_after);
+    for (size_t i = 0; i < count; i++)
+        push_event_args(&events[i], &numbers[i], argv, lens, &n);
+    redisReply *reply = redis_sync_script(redis, &APPLY_SCRIPT, target->guards, target->guard_count,
+                                          n, argv, lens, err, errlen);
+    int rc = reply && reply->type != REDIS_REPLY_ERROR
+                 ? read_apply_reply(reply, result, err, errlen)
+                 : error_status(reply, result, err, errlen);
     freeReplyObject(reply);
     free(argv);
-    free(argvlen);
+    free(lens);
     free(numbers);
     return rc;
 }
 
-int apply_list_parked(redisContext *redis, const char *prefix, int64_t gen,
-                      int (*fn)(const char *product_id, int64_t seq, void *arg), void *arg,
+int apply_unpark(redisContext *redis, const struct apply_target *target, const char *queue,
+                 const struct apply_event *event, int64_t *still_parked, char *err, size_t errlen)
+{
+    char base[LAYOUT_BASE_MAX];
+    struct event_numbers numbers;
+    const char *argv[2 + EVENT_ARGS];
+    size_t lens[2 + EVENT_ARGS], n = 0;
+    argv[n] = base;
+    lens[n++] = layout_base(target->prefix, target->gen, base, sizeof(base));
+    argv[n] = queue;
+    lens[n++] = strlen(queue);
+    push_event_args(event, &numbers, argv, lens, &n);
+    redisReply *reply = redis_sync_script(redis, &UNPARK_SCRIPT, target->guards,
+                                          target->guard_count, n, argv, lens, err, errlen);
+    int rc;
+    if (reply && reply->type == REDIS_REPLY_INTEGER) {
+        *still_parked = reply->integer;
+        rc = APPLY_OK;
+    } else {
+        rc = error_status(reply, NULL, err, errlen);
+    }
+    freeReplyObject(reply);
+    return rc;
+}
+
+int apply_list_parked(redisContext *redis, const struct apply_target *target,
+                      int (*fn)(const char *queue, int64_t seq, void *arg), void *arg,
                       int64_t *parked_events, char *err, size_t errlen)
 {
-    char key[LAYOUT_KEY_MAX];
-    layout_generation_base(prefix, gen, key, sizeof(key) - 8);
-    strcat(key, "parked");
+    char base[LAYOUT_BASE_MAX], key[LAYOUT_KEY_MAX];
+    layout_base(target->prefix, target->gen, base, sizeof(base));
+    layout_key(KEY_PARKED, base, NULL, 0, key, sizeof(key));
     const char *argv[] = {"HKEYS", key};
-    redisReply *ids = redisCommandArgv(redis, 2, argv, NULL);
-    int64_t ignored;
-    int rc = reply_status(redis, ids, &ignored, err, errlen);
-    if (!ids || ids->type != REDIS_REPLY_ARRAY) {
-        freeReplyObject(ids);
-        return rc == APPLY_OK ? APPLY_REJECTED : rc;
-    }
+    redisReply *queues = redis_sync_command(redis, 2, argv, NULL, err, errlen);
+    if (!queues) return redis->err ? APPLY_REDIS_DOWN : APPLY_STALLED;
     *parked_events = 0;
-    rc = APPLY_OK;
-    for (size_t i = 0; rc == APPLY_OK && i < ids->elements; i++) {
-        char queue[LAYOUT_KEY_MAX];
-        layout_generation_base(prefix, gen, queue, LAYOUT_BASE_MAX);
-        snprintf(queue + strlen(queue), sizeof(queue) - strlen(queue), "parked:%s",
-                 ids->element[i]->str);
-        const char *range[] = {"LRANGE", queue, "0", "-1"};
-        redisReply *seqs = redisCommandArgv(redis, 4, range, NULL);
-        if (!seqs || seqs->type != REDIS_REPLY_ARRAY) {
-            rc = reply_status(redis, seqs, &ignored, err, errlen);
-            if (rc == APPLY_OK) rc = APPLY_REJECTED;
-        } else {
-            *parked_events += (int64_t)seqs->elements;
-            for (size_t j = 0; fn && j < seqs->elements; j++)
-                if (fn(ids->element[i]->str, strtoll(seqs->element[j]->str, NULL, 10), arg))
-                    break; /* the rest of this product waits behind the one that failed */
+    int rc = queues->type == REDIS_REPLY_ARRAY ? APPLY_OK : APPLY_STALLED;
+    for (size_t i = 0; rc == APPLY_OK && i < queues->elements; i++) {
+        const redisReply *queue = queues->element[i];
+        if (queue->type != REDIS_REPLY_STRING ||
+            !layout_key(KEY_PARKED_QUEUE, base, queue->str, queue->len, key, sizeof(key)))
+            continue; /* not a queue catalogd could have made */
+        const char *range[] = {"LRANGE", key, "0", "-1"};
+        redisReply *seqs = redis_sync_command(redis, 4, range, NULL, err, errlen);
+        if (!seqs) {
+            rc = redis->err ? APPLY_REDIS_DOWN : APPLY_STALLED;
+            break;
         }
+        *parked_events += (int64_t)seqs->elements;
+        for (size_t j = 0; fn && j < seqs->elements; j++)
+            if (fn(queue->str, integer_of(seqs->element[j]), arg))
+                break; /* the rest of this queue waits behind the one that failed */
         freeReplyObject(seqs);
     }
-    freeReplyObject(ids);
+    freeReplyObject(queues);
+    return rc;
+}
+
+int apply_read_checkpoint(redisContext *redis, const char *prefix, int64_t gen, int64_t *checkpoint,
+                          char *fingerprint, size_t cap, char *err, size_t errlen)
+{
+    char base[LAYOUT_BASE_MAX], checkpoint_key[LAYOUT_KEY_MAX], event_key[LAYOUT_KEY_MAX];
+    layout_base(prefix, gen, base, sizeof(base));
+    layout_key(KEY_CHECKPOINT, base, NULL, 0, checkpoint_key, sizeof(checkpoint_key));
+    layout_key(KEY_CHECKPOINT_EVENT, base, NULL, 0, event_key, sizeof(event_key));
+    const char *argv[] = {"MGET", checkpoint_key, event_key};
+    redisReply *reply = redis_sync_command(redis, 3, argv, NULL, err, errlen);
+    if (!reply) return -1;
+    int rc = -1;
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+        snprintf(err, errlen, "unexpected reply to MGET of the checkpoint");
+    } else if (reply->element[0]->type != REDIS_REPLY_STRING) {
+        rc = 1;
+    } else {
+        char *end;
+        *checkpoint = strtoll(reply->element[0]->str, &end, 10);
+        rc = *end == '\0' && *checkpoint >= 0 ? 0 : -1;
+        if (rc < 0) snprintf(err, errlen, "%s holds no seq", checkpoint_key);
+        const redisReply *stored = reply->element[1];
+        snprintf(fingerprint, cap, "%s", stored->type == REDIS_REPLY_STRING ? stored->str : "");
+    }
+    freeReplyObject(reply);
     return rc;
 }

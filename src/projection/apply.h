@@ -1,7 +1,20 @@
-/* apply.h - applies a batch of events to one generation of the read model in one atomic
- * Redis step (a Lua script): the views, their index entries and the checkpoint change
- * together or not at all. Idempotent: an event at or below the checkpoint, or older than the
- * stored view's version, changes nothing. */
+/* apply.h - the one write path of events into the read model, shared by the live projector
+ * and the catch-up phase of a rebuild: a batch of events is applied to one generation by one
+ * Lua script, so the views, their index entries and the checkpoint change together.
+ *
+ * Invariants of every script here:
+ * - Fenced: nothing is written unless the caller's guards hold (script.h).
+ * - No event is half-applied: an event's keys are checked (types, stored version) before
+ *   any of its writes, and its writes cannot fail once checked (Redis refuses a script for
+ *   lack of memory only at its first write). Whenever a script returns, the checkpoint names
+ *   the last event that is fully applied or fully parked, and every event up to it is one
+ *   or the other.
+ * - Idempotent: an event at or below the checkpoint, or older than the stored view's version,
+ *   changes nothing.
+ * - In order per sku: products interact in the read model only through their sku, so the
+ *   events Redis refuses for a product are parked in a queue named by its sku, and every
+ *   later event of that sku waits behind them in the same queue, whichever product it is
+ *   for. Other skus go on. */
 #ifndef CATALOGD_APPLY_H
 #define CATALOGD_APPLY_H
 
@@ -11,58 +24,99 @@
 
 #include "command/store.h"
 #include "domain/product.h"
+#include "domain/timestamp.h"
+#include "readmodel/script.h"
+
+#define APPLY_BATCH_MAX 512 /* events per script call at most */
+
+enum apply_kind {
+    APPLY_UPSERT = 'U',
+    APPLY_DELETE = 'D',
+    APPLY_POISON = 'P', /* a log entry that is not a valid event: parked, never applied */
+};
 
 struct apply_event {
     int64_t seq;
-    int deleted; /* a ProductDeleted: remove instead of upsert */
+    enum apply_kind kind;
     char id[UUID_TEXT_LEN + 1];
-    char sku[PRODUCT_SKU_MAX + 1];
+    char sku[PRODUCT_SKU_MAX + 1]; /* "" when unknown (a poison event) */
     int in_stock;
     int64_t version;
-    char *view; /* owned, the event's payload */
+    char recorded_at[TIMESTAMP_LEN + 1];
+    char *view; /* owned, the event's payload; NULL for a poison event */
     size_t view_len;
 };
 
 enum apply_status {
     APPLY_OK = 0,
-    APPLY_REDIS_DOWN = -1,         /* no reply: reconnect and retry */
-    APPLY_GENERATION_CHANGED = -2, /* a rebuild switched generations: reload and retry */
-    APPLY_NO_CHECKPOINT = -3,      /* the generation lost its data: rebuild */
-    APPLY_REJECTED = -4,           /* Redis answered an error (OOM...): retry later */
+    APPLY_REDIS_DOWN = -1,    /* no reply: reconnect and retry */
+    APPLY_FENCED = -2,        /* a guard did not hold (the generation changed, the lock is lost) */
+    APPLY_NO_CHECKPOINT = -3, /* the generation lost its data (FLUSHALL): rebuild */
+    APPLY_GAP = -4,      /* Redis' checkpoint is behind where the batch was read (Redis went back
+                            in time, e.g. restored from an older snapshot) */
+    APPLY_STALLED = -5,  /* Redis refuses writes (out of memory, a shared key of the wrong
+                            type, read-only): retry later, skip nothing */
+    APPLY_REFUSED = -6,  /* apply_unpark: Redis still refuses the event for its product */
+    APPLY_NOT_HEAD = -7, /* apply_unpark: the event is not the oldest of its queue */
 };
 
-/* Fills "out" from an event of the log; the payload is the view. Returns 0, or -1 when the
- * payload is not a view (a corrupt log entry). Free with apply_event_clear. */
+/* Where a script writes: generation "gen" under "prefix", if "guards" hold. */
+struct apply_target {
+    const char *prefix;
+    int64_t gen;
+    const struct script_guard *guards;
+    size_t guard_count;
+};
+
+struct apply_result {
+    int64_t checkpoint; /* the generation's checkpoint afterwards (APPLY_OK, APPLY_GAP) */
+    size_t parked_count;
+    int64_t parked[APPLY_BATCH_MAX]; /* seqs parked by this call, in order */
+    char refusal[200];               /* why Redis refused the first event it parked, or "" */
+};
+
+/* Fills "out" from an event of the log; the payload is the view. An entry that is not a
+ * valid event (an unknown type, a payload that is not a view or disagrees with the row's
+ * product id or version) becomes an APPLY_POISON event named by the row. Free with
+ * apply_event_clear. Returns 0, or -1 when it is poison. */
 int apply_event_from_store(const struct store_event *event, struct apply_event *out);
 void apply_event_clear(struct apply_event *event);
+
+/* A poison event names its product but not its sku: learns the sku from the product's row
+ * when it still exists (a sku never changes), so that the event waits in its sku's queue. */
+void apply_poison_sku(struct store *store, struct apply_event *event);
 
 /* Fills "out" from a product's state just committed, with a copy of its "view". */
 void apply_event_from_product(int64_t seq, int deleted, const struct product *product,
                               const char *view, size_t view_len, struct apply_event *out);
 
-/* Applies "events" (in seq order) to generation "gen" under "prefix". With
- * "require_current", the step is refused (APPLY_GENERATION_CHANGED) unless "gen" is the one
- * queries read. On APPLY_OK "*checkpoint" is the generation's checkpoint afterwards. */
-int apply_events(redisContext *redis, const char *prefix, int64_t gen, int require_current,
-                 const struct apply_event *events, size_t count, int64_t *checkpoint, char *err,
-                 size_t errlen);
+/* The event's fingerprint, "<id> <version> <recorded_at>", as the scripts store it next to
+ * the checkpoint. Returns the length. */
+size_t apply_fingerprint(const struct apply_event *event, char *out, size_t cap);
 
-/* Parks "event", which Redis refused on its own (so the cause is this product's keys, not
- * Redis as a whole): the checkpoint moves over it and it waits under its product, and that
- * product's later events are parked behind it by apply_events, in order. The other products
- * go on. On APPLY_OK "*checkpoint" is the new checkpoint. */
-int apply_park(redisContext *redis, const char *prefix, int64_t gen,
-               const struct apply_event *event, int64_t *checkpoint, char *err, size_t errlen);
+/* Applies "events" (in seq order, "count" <= APPLY_BATCH_MAX), read from the log after seq
+ * "read_after", to "target". Events Redis refuses for their product are parked (listed in
+ * "result"). Returns an enum apply_status: APPLY_GAP when Redis' checkpoint is below
+ * "read_after" ("result->checkpoint" says where it is); APPLY_STALLED when Redis refused to go
+ * on, with "result->checkpoint" the progress made before (-1 when none). */
+int apply_events(redisContext *redis, const struct apply_target *target, int64_t read_after,
+                 const struct apply_event *events, size_t count, struct apply_result *result,
+                 char *err, size_t errlen);
 
-/* Applies a parked event, which must be the oldest parked for its product. On APPLY_OK
- * "*still_parked" is how many of that product's events remain parked. */
-int apply_unpark(redisContext *redis, const char *prefix, int64_t gen,
+/* Applies "event", which must be the oldest in parked queue "queue". On APPLY_OK
+ * "*still_parked" is how many events remain in that queue. */
+int apply_unpark(redisContext *redis, const struct apply_target *target, const char *queue,
                  const struct apply_event *event, int64_t *still_parked, char *err, size_t errlen);
 
-/* Visits the parked events of generation "gen", product by product, oldest first; "fn" (may
- * be NULL) returns non-zero to skip the rest of that product. Sets "*parked_events". */
-int apply_list_parked(redisContext *redis, const char *prefix, int64_t gen,
-                      int (*fn)(const char *product_id, int64_t seq, void *arg), void *arg,
+/* Visits the parked events of "target"'s generation, queue by queue, oldest first; "fn" (may
+ * be NULL) returns non-zero to skip the rest of that queue. Sets "*parked_events". */
+int apply_list_parked(redisContext *redis, const struct apply_target *target,
+                      int (*fn)(const char *queue, int64_t seq, void *arg), void *arg,
                       int64_t *parked_events, char *err, size_t errlen);
+
+/* Reads the checkpoint of generation "gen" and the fingerprint stored with it. Returns 0,
+ * 1 when the generation has no checkpoint, -1 on error. "fingerprint" is "" when absent. */
+int apply_read_checkpoint(redisContext *redis, const char *prefix, int64_t gen, int64_t *checkpoint,
+                          char *fingerprint, size_t cap, char *err, size_t errlen);
 
 #endif

@@ -1,9 +1,12 @@
 /* projector.c - the projector thread: fetch a batch of events from the log, apply it in one
- * atomic Redis step, repeat; retry with backoff on any failure.
+ * atomic Redis step, repeat; retry with backoff on any failure; rebuild when the read model
+ * is missing or diverged; retry parked events; watch that Redis does not evict.
  * Invariant: the in-memory checkpoint is never ahead of Redis' checkpoint for the current
- * generation, so a read-your-writes wait never returns before the view is really there. */
+ * generation, and an event is in the parked set before the checkpoint passes it, so a
+ * read-your-writes wait never answers "applied" before the view is really there. */
 #include "projection/projector.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -14,27 +17,32 @@
 
 #include "command/store.h"
 #include "common/clock.h"
+#include "common/digits.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "domain/timestamp.h"
 #include "projection/apply.h"
-#include "projection/layout.h"
 #include "projection/parked_set.h"
 #include "projection/rebuild.h"
 #include "projection/redis_sync.h"
+#include "readmodel/layout.h"
 
-#define BATCH_MAX        512
 #define BACKOFF_MIN_MS   25
 #define BACKOFF_MAX_MS   1000
 #define REDIS_TIMEOUT_MS 1000
-#define IDLE_CHECK_MS    1000 /* how often an idle projector checks that its generation exists */
-#define OFFERED_MAX      4096 /* events held for the projector; beyond that it reads the log */
+#define CHECK_EVERY_MS   1000  /* while idle: is the generation still there and still ours? */
+#define POLICY_EVERY_MS  10000 /* does Redis evict keys? */
+#define OFFERED_MAX      4096  /* events held for the projector; beyond that it reads the log */
 #define UNPARK_MIN_MS    500
 #define UNPARK_MAX_MS    30000
+#define STALL_MS         500   /* an unapplied event older than this: not keeping up */
+#define REPEAT_LOG_MS    60000 /* the same error is logged again at most this often */
 
 struct projector {
     struct projector_config config;
     char prefix[LAYOUT_PREFIX_MAX + 1];
     char db_path[4096];
+    char gen_key[LAYOUT_KEY_MAX];
     void (*applied)(int64_t checkpoint, void *arg);
     void *applied_arg;
 
@@ -51,39 +59,46 @@ struct projector {
     _Atomic int64_t checkpoint;
     _Atomic uint64_t oldest_unapplied_ms; /* wall time of the oldest unapplied event, or 0 */
     atomic_int redis_up;
+    atomic_int state;
 
     pthread_mutex_t status_lock;
-    struct projector_status status; /* guarded by status_lock, except checkpoint/head/lag */
+    struct projector_status status; /* guarded by status_lock, except what the atomics hold */
+    uint64_t error_logged_ms;       /* guarded by status_lock */
+    uint64_t errors_unlogged;       /* guarded by status_lock */
 
     /* Owned by the projector thread. */
     struct store *store;
     redisContext *redis;
     int64_t generation; /* 0: not known yet */
-    struct apply_event batch[BATCH_MAX];
+    char generation_text[DIGITS_U64_MAX + 2];
+    struct apply_event batch[APPLY_BATCH_MAX];
     size_t batch_count;
+    int64_t batch_after; /* the checkpoint the batch was read after */
     int backoff_ms;
     int connected_once;
-    int64_t parked_events;     /* as last counted in Redis */
-    struct parked_set *parked; /* which events are parked: read by loop threads too */
+    struct parked_set *parked; /* read by loop threads too */
     uint64_t next_unpark_ms;   /* monotonic time of the next retry of parked events */
     int unpark_backoff_ms;
+    uint64_t next_check_ms, next_policy_ms;
+    struct apply_result *result;
 };
 
-static const char *const STATE_NAMES[] = {
+static const char *const STATE_NAMES[PROJECTOR_STATE_COUNT] = {
     [PROJECTOR_STARTING] = "starting",       [PROJECTOR_LIVE] = "live",
     [PROJECTOR_CATCHING_UP] = "catching_up", [PROJECTOR_REBUILDING] = "rebuilding",
-    [PROJECTOR_REDIS_DOWN] = "redis_down",
+    [PROJECTOR_REDIS_DOWN] = "redis_down",   [PROJECTOR_STALLED] = "stalled",
 };
 
 const char *projector_state_name(enum projector_state state)
 {
+    assert(state >= 0 && state < PROJECTOR_STATE_COUNT);
     return STATE_NAMES[state];
 }
 
 static void set_state(struct projector *p, enum projector_state state)
 {
+    enum projector_state old = atomic_exchange(&p->state, state);
     pthread_mutex_lock(&p->status_lock);
-    enum projector_state old = p->status.state;
     p->status.state = state;
     p->status.generation = p->generation;
     pthread_mutex_unlock(&p->status_lock);
@@ -91,55 +106,38 @@ static void set_state(struct projector *p, enum projector_state state)
     /* Under load it moves between live and catching up with every batch: debug only. */
     int routine = (old == PROJECTOR_LIVE && state == PROJECTOR_CATCHING_UP) ||
                   (old == PROJECTOR_CATCHING_UP && state == PROJECTOR_LIVE);
-    LOG(routine ? LOG_DEBUG : LOG_INFO, "projector: %s -> %s", STATE_NAMES[old],
-        STATE_NAMES[state]);
+    LOG(routine ? LOG_DEBUG : LOG_INFO, "projector: %s -> %s", projector_state_name(old),
+        projector_state_name(state));
 }
 
-static int note_listed(const char *product_id, int64_t seq, void *arg)
-{
-    parked_set_add(arg, product_id, seq);
-    return 0;
-}
-
-/* Reloads which events are parked from Redis. Returns an enum apply_status. */
-static int reload_parked(struct projector *p, int64_t gen, int64_t *count, char *err, size_t errlen)
-{
-    parked_set_clear(p->parked);
-    return apply_list_parked(p->redis, p->prefix, gen, note_listed, p->parked, count, err, errlen);
-}
-
-static void set_parked(struct projector *p, int64_t parked_events);
-
-/* Events of a parked product that the apply script parked behind it, instead of applying. */
-static void note_parked_behind(struct projector *p, const struct apply_event *events, size_t count)
-{
-    int64_t parked = p->parked_events;
-    for (size_t i = 0; parked_set_products(p->parked) > 0 && i < count; i++) {
-        if (parked_set_has_product(p->parked, events[i].id)) {
-            parked_set_add(p->parked, events[i].id, events[i].seq);
-            parked++;
-        }
-    }
-    if (parked != p->parked_events) set_parked(p, parked);
-}
-
-static void set_parked(struct projector *p, int64_t parked_events)
-{
-    p->parked_events = parked_events;
-    pthread_mutex_lock(&p->status_lock);
-    p->status.parked_events = parked_events;
-    pthread_mutex_unlock(&p->status_lock);
-}
-
+/* Counts a failed attempt and logs it: each new error once, the same error again at most
+ * once a minute (with how many were not logged), so a fault that lasts cannot flood the
+ * log. */
 static void record_error(struct projector *p, const char *what, const char *err)
 {
+    uint64_t now = clock_mono_ms();
+    char line[sizeof(p->status.last_error)];
+    snprintf(line, sizeof(line), "%s: %s", what, err);
     pthread_mutex_lock(&p->status_lock);
     p->status.redis_errors++;
-    int repeated = strcmp(p->status.last_error, err) == 0;
-    snprintf(p->status.last_error, sizeof(p->status.last_error), "%s", err);
+    int repeated = strcmp(p->status.last_error, line) == 0;
+    int log = !repeated || now - p->error_logged_ms >= REPEAT_LOG_MS;
+    uint64_t unlogged = p->errors_unlogged;
+    p->errors_unlogged = log ? 0 : unlogged + 1;
+    if (log) p->error_logged_ms = now;
+    memcpy(p->status.last_error, line, sizeof(line));
     pthread_mutex_unlock(&p->status_lock);
-    /* One line per distinct fault, not one per retry. */
-    if (!repeated) LOG(LOG_WARN, "projector: %s: %s", what, err);
+    if (log && repeated)
+        LOG(LOG_WARN, "projector: %s (again; %" PRIu64 " times since last logged)", line, unlogged);
+    else if (log)
+        LOG(LOG_WARN, "projector: %s", line);
+}
+
+static void publish_parked(struct projector *p)
+{
+    pthread_mutex_lock(&p->status_lock);
+    p->status.parked_events = (int64_t)parked_set_count(p->parked);
+    pthread_mutex_unlock(&p->status_lock);
 }
 
 /* Sleeps on the condition variable; returns early when stopping or when "until_work" and new
@@ -167,6 +165,13 @@ static void back_off(struct projector *p)
     p->backoff_ms = p->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : p->backoff_ms * 2;
 }
 
+static void clear_batch(struct projector *p)
+{
+    for (size_t i = 0; i < p->batch_count; i++)
+        apply_event_clear(&p->batch[i]);
+    p->batch_count = 0;
+}
+
 static void drop_redis(struct projector *p)
 {
     atomic_store(&p->redis_up, 0);
@@ -175,37 +180,22 @@ static void drop_redis(struct projector *p)
     p->generation = 0;
 }
 
-static void clear_batch(struct projector *p)
+/* Forgets the generation: the next turn reloads it (and the checkpoint) from Redis. */
+static void forget_generation(struct projector *p)
 {
-    for (size_t i = 0; i < p->batch_count; i++)
-        apply_event_clear(&p->batch[i]);
-    p->batch_count = 0;
-}
-
-/* "2026-11-28T12:00:00.000Z" -> Unix milliseconds, 0 if unreadable. */
-static uint64_t parse_timestamp_ms(const char *text)
-{
-    struct tm tm = {0};
-    int ms = 0;
-    if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7)
-        return 0;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    return (uint64_t)timegm(&tm) * 1000 + (uint64_t)ms;
+    clear_batch(p);
+    p->generation = 0;
 }
 
 static int collect_event(const struct store_event *event, void *arg)
 {
     struct projector *p = arg;
-    if (p->batch_count == 0)
-        atomic_store(&p->oldest_unapplied_ms, parse_timestamp_ms(event->recorded_at));
-    if (apply_event_from_store(event, &p->batch[p->batch_count]) < 0) {
-        /* A payload that is not a view can only come from outside catalogd. */
-        LOG(LOG_ERROR, "projector: event %" PRId64 " has no valid view; stopping here", event->seq);
-        return 1;
+    struct apply_event *out = &p->batch[p->batch_count++];
+    if (apply_event_from_store(event, out) < 0) {
+        apply_poison_sku(p->store, out);
+        record_error(p, "reading the event log",
+                     "an entry is not a valid event; it will be parked");
     }
-    p->batch_count++;
     return 0;
 }
 
@@ -228,7 +218,7 @@ static size_t take_offered(struct projector *p)
         apply_event_clear(&p->offered[skip++]);
     size_t take = 0;
     if (skip < p->offered_count && p->offered[skip].seq == next) {
-        while (skip + take < p->offered_count && take < BATCH_MAX &&
+        while (skip + take < p->offered_count && take < APPLY_BATCH_MAX &&
                p->offered[skip + take].seq == next + (int64_t)take)
             take++;
         memcpy(p->batch, p->offered + skip, take * sizeof(*p->batch));
@@ -242,20 +232,62 @@ static size_t take_offered(struct projector *p)
     return take;
 }
 
+/* The batch holds the oldest events not yet in Redis: the first one's commit time is what
+ * the lag is measured from. */
+static void note_oldest_unapplied(struct projector *p)
+{
+    uint64_t recorded_ms = 0;
+    const char *at = p->batch[0].recorded_at;
+    if (timestamp_parse(at, strlen(at), &recorded_ms) < 0) recorded_ms = clock_wall_ms();
+    atomic_store(&p->oldest_unapplied_ms, recorded_ms);
+}
+
 static int fetch_batch(struct projector *p)
 {
-    if (take_offered(p) > 0) return 0;
-    if (open_store(p) < 0) return -1;
-    int rc = store_read_events(p->store, atomic_load(&p->checkpoint), BATCH_MAX, collect_event, p);
-    if (rc < 0) {
-        record_error(p, "reading the event log", store_errmsg(p->store));
-        return -1;
+    p->batch_after = atomic_load(&p->checkpoint);
+    if (take_offered(p) == 0) {
+        if (open_store(p) < 0) return -1;
+        int rc = store_read_events(p->store, p->batch_after, APPLY_BATCH_MAX, collect_event, p);
+        if (rc < 0) {
+            clear_batch(p);
+            record_error(p, "reading the event log", store_errmsg(p->store));
+            return -1;
+        }
     }
     if (p->batch_count > 0) {
         int64_t last = p->batch[p->batch_count - 1].seq;
         if (last > atomic_load(&p->head)) atomic_store(&p->head, last);
+        note_oldest_unapplied(p);
     }
     return 0;
+}
+
+/* Reads Redis' maxmemory and policy: a Redis that evicts keys under memory pressure would
+ * silently drop views and checkpoints. */
+static void check_eviction_policy(struct projector *p)
+{
+    char err[256], problem[sizeof(p->status.redis_problem)] = "";
+    const char *argv[] = {"INFO", "memory"};
+    redisReply *reply = redis_sync_command(p->redis, 2, argv, NULL, err, sizeof(err));
+    if (!reply) return; /* an ACL may forbid INFO: nothing to say then */
+    long long maxmemory = 0;
+    char policy[64] = "";
+    const char *at = reply->type == REDIS_REPLY_STRING ? strstr(reply->str, "\nmaxmemory:") : NULL;
+    if (at) sscanf(at, "\nmaxmemory:%lld", &maxmemory);
+    at = reply->type == REDIS_REPLY_STRING ? strstr(reply->str, "\nmaxmemory_policy:") : NULL;
+    if (at) sscanf(at, "\nmaxmemory_policy:%63[a-z-]", policy);
+    freeReplyObject(reply);
+    if (maxmemory > 0 && strncmp(policy, "allkeys-", 8) == 0)
+        snprintf(problem, sizeof(problem),
+                 "Redis evicts keys (maxmemory-policy %s): views and checkpoints could vanish; "
+                 "set maxmemory-policy noeviction",
+                 policy);
+    pthread_mutex_lock(&p->status_lock);
+    int changed = strcmp(p->status.redis_problem, problem) != 0;
+    memcpy(p->status.redis_problem, problem, sizeof(problem));
+    pthread_mutex_unlock(&p->status_lock);
+    if (changed && problem[0]) LOG(LOG_ERROR, "projector: %s", problem);
+    if (changed && !problem[0]) LOG(LOG_INFO, "projector: Redis no longer evicts keys");
 }
 
 static int connect_redis(struct projector *p)
@@ -274,18 +306,23 @@ static int connect_redis(struct projector *p)
     }
     p->connected_once = 1;
     atomic_store(&p->redis_up, 1);
+    check_eviction_policy(p);
+    p->next_policy_ms = clock_mono_ms() + POLICY_EVERY_MS;
     return 0;
 }
 
-static int rebuild(struct projector *p)
+/* Builds a new generation from the write model; "replace" (0 if none) is the generation it
+ * must replace whatever its checkpoint (it diverged). */
+static int rebuild(struct projector *p, int64_t replace, const char *why)
 {
     char err[256];
     struct rebuild_result result;
     set_state(p, PROJECTOR_REBUILDING);
     if (open_store(p) < 0) return -1;
     clear_batch(p);
-    LOG(LOG_INFO, "projector: the read model has no usable generation; rebuilding it");
-    int rc = rebuild_run(p->store, p->redis, p->prefix, NULL, NULL, &result, err, sizeof(err));
+    LOG(LOG_INFO, "projector: %s; rebuilding the read model from the write model", why);
+    struct rebuild_options options = {.replace_generation = replace};
+    int rc = rebuild_run(p->store, p->redis, p->prefix, &options, &result, err, sizeof(err));
     if (rc == REBUILD_BUSY) return -1; /* someone else is building it: wait and look again */
     if (rc != REBUILD_OK) {
         record_error(p, "rebuilding", err);
@@ -294,160 +331,250 @@ static int rebuild(struct projector *p)
     pthread_mutex_lock(&p->status_lock);
     p->status.rebuilds++;
     pthread_mutex_unlock(&p->status_lock);
-    if (result.old_generation > 0 &&
-        rebuild_drop_generation(p->redis, p->prefix, result.old_generation, err, sizeof(err)) < 0)
-        record_error(p, "dropping the broken generation", err);
     LOG(LOG_INFO,
         "projector: generation %" PRId64 " built with %" PRId64 " products up to seq %" PRId64,
         result.generation, result.products, result.checkpoint);
     return 0;
 }
 
-/* Reads the current generation and its checkpoint; rebuilds when either is missing. */
+static int note_parked(const char *queue, int64_t seq, void *arg)
+{
+    (void)queue;
+    parked_set_add(arg, seq);
+    return 0;
+}
+
+static int take_event(const struct store_event *event, void *arg)
+{
+    apply_event_from_store(event, arg);
+    return 1; /* one is all we asked for */
+}
+
+/* Does generation "gen", at "checkpoint" with "fingerprint", describe a past of this write
+ * model? Not when its checkpoint is beyond the log's head, or names another event than the
+ * log has at that seq: then the write model went back in time (a restored backup, a lost
+ * tail) and events with those seqs would never be applied. Returns 1 diverged, 0 not, -1
+ * when the log cannot be read ("why" says why in each case). */
+static int diverged(struct projector *p, int64_t checkpoint, const char *fingerprint, char *why,
+                    size_t whylen)
+{
+    int64_t head;
+    if (store_head_seq(p->store, &head) < 0) {
+        snprintf(why, whylen, "%s", store_errmsg(p->store));
+        return -1;
+    }
+    if (checkpoint > head) {
+        snprintf(why, whylen,
+                 "the read model is at seq %" PRId64 " but the event log ends at %" PRId64,
+                 checkpoint, head);
+        return 1;
+    }
+    if (checkpoint == 0) return 0;
+    struct apply_event event = {0};
+    char ours[128] = "";
+    int rc = store_read_events(p->store, checkpoint - 1, 1, take_event, &event);
+    if (rc == 1 && event.seq == checkpoint) apply_fingerprint(&event, ours, sizeof(ours));
+    apply_event_clear(&event);
+    if (rc < 0) {
+        snprintf(why, whylen, "%s", store_errmsg(p->store));
+        return -1;
+    }
+    if (strcmp(ours, fingerprint) == 0) return 0;
+    snprintf(why, whylen,
+             "the read model's event %" PRId64 " is \"%s\" but the event log's is \"%s\"",
+             checkpoint, fingerprint, ours);
+    return 1;
+}
+
+/* Reads the current generation, checks it against the write model and loads its checkpoint
+ * and parked events; rebuilds when it is missing or diverged. */
 static int load_generation(struct projector *p)
 {
-    char err[256], key[LAYOUT_KEY_MAX];
-    long long gen, checkpoint;
-    layout_global_key(p->prefix, "gen", key, sizeof(key));
-    int rc = redis_sync_get_int(p->redis, key, &gen, err, sizeof(err));
-    if (rc == 0) {
-        layout_generation_base(p->prefix, gen, key, sizeof(key) - 16);
-        strcat(key, "checkpoint");
-        rc = redis_sync_get_int(p->redis, key, &checkpoint, err, sizeof(err));
-    }
+    char err[256], fingerprint[128];
+    long long gen;
+    int64_t checkpoint;
+    if (open_store(p) < 0) return -1;
+    int rc = redis_sync_get_int(p->redis, p->gen_key, &gen, err, sizeof(err));
+    if (rc == 1) return rebuild(p, 0, "the read model has no generation");
+    if (rc == 0)
+        rc = apply_read_checkpoint(p->redis, p->prefix, gen, &checkpoint, fingerprint,
+                                   sizeof(fingerprint), err, sizeof(err));
     if (rc < 0) {
         record_error(p, "reading the generation", err);
         return -1;
     }
-    if (rc == 1) return rebuild(p) < 0 ? -1 : load_generation(p);
-    clear_batch(p); /* fetched for another checkpoint */
-    int64_t parked = 0;
-    if (reload_parked(p, gen, &parked, err, sizeof(err)) != APPLY_OK) {
-        record_error(p, "counting parked events", err);
+    if (rc == 1) return rebuild(p, gen, "the read model's generation has no checkpoint");
+    rc = diverged(p, checkpoint, fingerprint, err, sizeof(err));
+    if (rc < 0) {
+        record_error(p, "reading the event log", err);
         return -1;
     }
-    set_parked(p, parked);
+    if (rc == 1) {
+        LOG(LOG_ERROR, "projector: %s", err);
+        return rebuild(p, gen, "the read model diverged from the write model");
+    }
+    struct apply_target target = {p->prefix, gen, NULL, 0};
+    int64_t parked = 0;
+    parked_set_clear(p->parked);
+    rc = apply_list_parked(p->redis, &target, note_parked, p->parked, &parked, err, sizeof(err));
+    if (rc != APPLY_OK) {
+        record_error(p, "reading parked events", err);
+        return -1;
+    }
+    publish_parked(p);
+    clear_batch(p);
     p->next_unpark_ms = clock_mono_ms();
     p->unpark_backoff_ms = UNPARK_MIN_MS;
     p->generation = gen;
-    atomic_store(&p->checkpoint, checkpoint);
+    p->generation_text[digits_i64(p->generation_text, gen)] = '\0';
+    atomic_store(&p->checkpoint, checkpoint); /* Redis' own, even if behind what we had */
     if (checkpoint > atomic_load(&p->head)) atomic_store(&p->head, checkpoint);
+    set_state(p, PROJECTOR_CATCHING_UP);
     if (p->applied) p->applied(checkpoint, p->applied_arg);
     return 0;
 }
 
-/* Checks, while idle, that the generation still exists (Redis may have lost its data). */
-static int generation_still_there(struct projector *p)
+/* While idle: is our generation still current, at the checkpoint we put there, and still a
+ * past of the write model? Anything else means reloading. */
+static void check_generation(struct projector *p)
 {
-    char err[256], key[LAYOUT_KEY_MAX];
+    char err[256], fingerprint[128];
     long long gen;
-    layout_global_key(p->prefix, "gen", key, sizeof(key));
-    int rc = redis_sync_get_int(p->redis, key, &gen, err, sizeof(err));
+    int64_t checkpoint;
+    int rc = redis_sync_get_int(p->redis, p->gen_key, &gen, err, sizeof(err));
+    if (rc == 0 && gen == p->generation)
+        rc = apply_read_checkpoint(p->redis, p->prefix, gen, &checkpoint, fingerprint,
+                                   sizeof(fingerprint), err, sizeof(err));
+    else if (rc == 0)
+        rc = 1;
     if (rc < 0) {
         record_error(p, "checking the generation", err);
-        drop_redis(p);
-        return 0;
+        if (p->redis->err) drop_redis(p);
+        return;
     }
-    return rc == 0 && gen == p->generation;
+    if (rc == 1 || checkpoint != atomic_load(&p->checkpoint) ||
+        diverged(p, checkpoint, fingerprint, err, sizeof(err)) == 1)
+        forget_generation(p);
 }
 
 static void advance(struct projector *p, int64_t checkpoint)
 {
+    assert(checkpoint >= atomic_load(&p->checkpoint)); /* only a reload moves it back */
     atomic_store(&p->checkpoint, checkpoint);
     if (checkpoint >= atomic_load(&p->head)) atomic_store(&p->oldest_unapplied_ms, 0);
     p->backoff_ms = BACKOFF_MIN_MS;
     if (p->applied) p->applied(checkpoint, p->applied_arg);
 }
 
-/* Redis refused a batch. Applies its events one by one to find the ones Redis refuses on
- * their own, and parks those (and, in order, their products' later events) so the other
- * products go on. If Redis refuses everything (out of memory, read-only), even the parking
- * fails: nothing is skipped and the caller backs off. The batch is refetched either way. */
-static int isolate_refused_events(struct projector *p)
+static struct apply_target current_target(struct projector *p, struct script_guard *guard)
+{
+    *guard = (struct script_guard){p->gen_key, p->generation_text};
+    return (struct apply_target){p->prefix, p->generation, guard, 1};
+}
+
+/* Records what a script call did: the events it parked (before the checkpoint passes them,
+ * so no waiter takes them for applied) and the checkpoint it reached. */
+static void take_progress(struct projector *p, const struct apply_result *result)
+{
+    for (size_t i = 0; i < result->parked_count; i++)
+        parked_set_add(p->parked, result->parked[i]);
+    if (result->parked_count > 0) publish_parked(p);
+    if (result->refusal[0]) record_error(p, "parked an event Redis refused", result->refusal);
+    if (result->checkpoint > atomic_load(&p->checkpoint)) advance(p, result->checkpoint);
+}
+
+static void apply_batch(struct projector *p)
 {
     char err[256];
-    int64_t checkpoint;
-    int rc = APPLY_OK;
-    for (size_t i = 0; rc == APPLY_OK && i < p->batch_count; i++) {
-        struct apply_event *event = &p->batch[i];
-        rc = apply_events(p->redis, p->prefix, p->generation, 1, event, 1, &checkpoint, err,
-                          sizeof(err));
-        if (rc == APPLY_REJECTED) {
-            char refused[256];
-            snprintf(refused, sizeof(refused), "%s", err);
-            rc = apply_park(p->redis, p->prefix, p->generation, event, &checkpoint, err,
-                            sizeof(err));
-            if (rc == APPLY_OK) {
-                parked_set_add(p->parked, event->id, event->seq);
-                set_parked(p, p->parked_events + 1);
-                record_error(p, "parked an event Redis refused", refused);
-                LOG(LOG_WARN, "projector: event %" PRId64 " of product %s parked: %s", event->seq,
-                    event->id, refused);
-            }
-        } else if (rc == APPLY_OK)
-            note_parked_behind(p, event, 1);
-        if (rc == APPLY_OK) advance(p, checkpoint);
-    }
+    struct script_guard guard;
+    struct apply_target target = current_target(p, &guard);
+    int rc = apply_events(p->redis, &target, p->batch_after, p->batch, p->batch_count, p->result,
+                          err, sizeof(err));
+    if (rc == APPLY_OK || rc == APPLY_STALLED) take_progress(p, p->result);
     clear_batch(p);
-    return rc;
+    switch (rc) {
+    case APPLY_OK:
+        set_state(p, atomic_load(&p->checkpoint) < atomic_load(&p->head) ? PROJECTOR_CATCHING_UP
+                                                                         : PROJECTOR_LIVE);
+        break;
+    case APPLY_FENCED:
+    case APPLY_NO_CHECKPOINT:
+    case APPLY_GAP:
+        LOG(LOG_INFO, "projector: %s; reloading the generation", err);
+        forget_generation(p);
+        break;
+    case APPLY_REDIS_DOWN:
+        record_error(p, "applying", err);
+        drop_redis(p);
+        set_state(p, PROJECTOR_REDIS_DOWN);
+        back_off(p);
+        break;
+    default: /* Redis refuses writes: retry later, skip nothing */
+        record_error(p, "applying", err);
+        set_state(p, PROJECTOR_STALLED);
+        back_off(p);
+        break;
+    }
 }
 
 struct unpark_pass {
     struct projector *p;
     int64_t applied;
-    int failed;
+    int failed;  /* a queue could not go on */
+    int stopped; /* the whole pass cannot go on (Redis down, generation changed) */
     char err[256];
 };
 
-static int take_event(const struct store_event *event, void *arg)
-{
-    struct apply_event *out = arg;
-    if (apply_event_from_store(event, out) < 0) out->seq = -1;
-    return 1; /* one is all we asked for */
-}
-
-static int unpark_one(const char *product_id, int64_t seq, void *arg)
+static int unpark_one(const char *queue, int64_t seq, void *arg)
 {
     struct unpark_pass *pass = arg;
     struct projector *p = pass->p;
+    if (pass->stopped) return 1;
     struct apply_event event = {0};
-    int64_t left;
-    (void)product_id;
-    if (store_read_events(p->store, seq - 1, 1, take_event, &event) != 1 || event.seq != seq) {
+    int read = store_read_events(p->store, seq - 1, 1, take_event, &event);
+    int rc = APPLY_REFUSED;
+    if (read != 1 || event.seq != seq)
         snprintf(pass->err, sizeof(pass->err), "parked event %" PRId64 " is not in the log", seq);
-        apply_event_clear(&event);
-        pass->failed = 1;
-        return 1;
+    else if (event.kind == APPLY_POISON)
+        snprintf(pass->err, sizeof(pass->err),
+                 "parked event %" PRId64 " is still not a valid event", seq);
+    else {
+        struct script_guard guard;
+        struct apply_target target = current_target(p, &guard);
+        int64_t left;
+        rc = apply_unpark(p->redis, &target, queue, &event, &left, pass->err, sizeof(pass->err));
     }
-    int rc = apply_unpark(p->redis, p->prefix, p->generation, &event, &left, pass->err,
-                          sizeof(pass->err));
     apply_event_clear(&event);
-    if (rc != APPLY_OK) {
-        pass->failed = 1;
-        return 1;
+    if (rc == APPLY_OK) {
+        parked_set_remove(p->parked, seq);
+        pass->applied++;
+        return 0;
     }
-    pass->applied++;
-    return 0;
+    pass->failed = 1;
+    pass->stopped = rc == APPLY_REDIS_DOWN || rc == APPLY_FENCED || rc == APPLY_NOT_HEAD;
+    if (rc == APPLY_REDIS_DOWN)
+        drop_redis(p);
+    else if (rc != APPLY_REFUSED)
+        forget_generation(p);
+    return 1;
 }
 
-/* Retries parked events, oldest first per product, with capped exponential backoff. */
+/* Retries parked events, oldest first per queue, with capped exponential backoff. */
 static void retry_parked(struct projector *p)
 {
-    if (p->parked_events == 0 || !p->redis || clock_mono_ms() < p->next_unpark_ms) return;
+    if (parked_set_count(p->parked) == 0 || !p->redis || !p->generation ||
+        clock_mono_ms() < p->next_unpark_ms)
+        return;
     if (open_store(p) < 0) return;
     struct unpark_pass pass = {.p = p};
     char err[256];
-    int64_t parked = 0;
-    int rc = apply_list_parked(p->redis, p->prefix, p->generation, unpark_one, &pass, &parked, err,
-                               sizeof(err));
-    if (rc == APPLY_REDIS_DOWN) {
-        record_error(p, "retrying parked events", err);
-        drop_redis(p);
-        return;
-    }
-    set_parked(p, parked - pass.applied);
+    int64_t listed = 0;
+    struct apply_target target = {p->prefix, p->generation, NULL, 0};
+    int rc = apply_list_parked(p->redis, &target, unpark_one, &pass, &listed, err, sizeof(err));
+    publish_parked(p);
     if (pass.applied > 0)
         LOG(LOG_INFO, "projector: applied %" PRId64 " parked events", pass.applied);
+    if (rc == APPLY_REDIS_DOWN && p->redis) drop_redis(p);
     if (pass.failed || rc != APPLY_OK) {
         record_error(p, "retrying parked events", pass.failed ? pass.err : err);
         p->unpark_backoff_ms =
@@ -458,42 +585,23 @@ static void retry_parked(struct projector *p)
     p->next_unpark_ms = clock_mono_ms() + (uint64_t)p->unpark_backoff_ms;
 }
 
-static void apply_batch(struct projector *p)
+/* The idle turn: parked events, then the periodic checks, then a nap until work comes. */
+static void idle(struct projector *p)
 {
-    char err[256];
-    int64_t checkpoint;
-    int rc = apply_events(p->redis, p->prefix, p->generation, 1, p->batch, p->batch_count,
-                          &checkpoint, err, sizeof(err));
-    if (rc == APPLY_OK) {
-        note_parked_behind(p, p->batch, p->batch_count);
-        clear_batch(p);
-        advance(p, checkpoint);
-    } else if (rc == APPLY_REJECTED) {
-        rc = isolate_refused_events(p); /* advances over what it applies or parks */
+    set_state(p, PROJECTOR_LIVE);
+    atomic_store(&p->oldest_unapplied_ms, 0);
+    retry_parked(p);
+    uint64_t now = clock_mono_ms();
+    if (p->redis && p->generation && now >= p->next_check_ms) {
+        check_generation(p);
+        p->next_check_ms = now + CHECK_EVERY_MS;
     }
-    switch (rc) {
-    case APPLY_OK:
-        set_state(p, atomic_load(&p->checkpoint) < atomic_load(&p->head) ? PROJECTOR_CATCHING_UP
-                                                                         : PROJECTOR_LIVE);
-        break;
-    case APPLY_GENERATION_CHANGED:
-    case APPLY_NO_CHECKPOINT:
-        LOG(LOG_INFO, "projector: %s; reloading", err);
-        p->generation = 0;
-        break;
-    case APPLY_REDIS_DOWN:
-        record_error(p, "applying", err);
-        clear_batch(p);
-        drop_redis(p);
-        set_state(p, PROJECTOR_REDIS_DOWN);
-        back_off(p);
-        break;
-    default: /* Redis refuses everything, even parking: retry later, skip nothing */
-        record_error(p, "applying", err);
-        clear_batch(p);
-        back_off(p);
-        break;
+    if (p->redis && now >= p->next_policy_ms) {
+        check_eviction_policy(p);
+        p->next_policy_ms = now + POLICY_EVERY_MS;
     }
+    if (p->redis && p->generation)
+        wait_for(p, parked_set_count(p->parked) > 0 ? UNPARK_MIN_MS : CHECK_EVERY_MS, 1);
 }
 
 static int should_stop(struct projector *p)
@@ -508,7 +616,6 @@ static int should_stop(struct projector *p)
 static void *projector_main(void *arg)
 {
     struct projector *p = arg;
-    uint64_t last_check_ms = clock_mono_ms();
     while (!should_stop(p)) {
         if (!p->redis && connect_redis(p) < 0) {
             set_state(p, PROJECTOR_REDIS_DOWN);
@@ -518,27 +625,22 @@ static void *projector_main(void *arg)
             continue;
         }
         if (p->generation == 0 && load_generation(p) < 0) {
-            drop_redis(p);
+            if (p->redis && p->redis->err) drop_redis(p);
             back_off(p);
             continue;
         }
+        if (p->generation == 0) continue; /* rebuilt: load it */
+        if (p->batch_count > 0 && p->batch_after != atomic_load(&p->checkpoint))
+            clear_batch(p); /* fetched while Redis was away, for another checkpoint */
         if (p->batch_count == 0 && atomic_load(&p->head) > atomic_load(&p->checkpoint) &&
             fetch_batch(p) < 0) {
             back_off(p);
             continue;
         }
-        if (p->batch_count > 0) {
+        if (p->batch_count > 0)
             apply_batch(p);
-            continue;
-        }
-        set_state(p, PROJECTOR_LIVE);
-        atomic_store(&p->oldest_unapplied_ms, 0);
-        retry_parked(p);
-        wait_for(p, p->parked_events > 0 ? UNPARK_MIN_MS : IDLE_CHECK_MS, 1);
-        if (clock_mono_ms() - last_check_ms >= IDLE_CHECK_MS) {
-            last_check_ms = clock_mono_ms();
-            if (p->redis && !generation_still_there(p)) p->generation = 0;
-        }
+        else
+            idle(p);
     }
     clear_batch(p);
     return NULL;
@@ -554,19 +656,24 @@ int projector_start(const struct projector_config *config,
     snprintf(p->db_path, sizeof(p->db_path), "%s", config->db_path);
     p->config.prefix = p->prefix;
     p->config.db_path = p->db_path;
+    layout_key(KEY_GEN, p->prefix, NULL, 0, p->gen_key, sizeof(p->gen_key));
     p->applied = applied;
     p->applied_arg = arg;
     p->backoff_ms = BACKOFF_MIN_MS;
     p->parked = parked_set_new();
+    p->result = xmalloc(sizeof(*p->result));
     atomic_init(&p->head, config->head_seq);
     atomic_init(&p->checkpoint, 0);
     atomic_init(&p->oldest_unapplied_ms, 0);
     atomic_init(&p->redis_up, 0);
+    atomic_init(&p->state, PROJECTOR_STARTING);
     p->status.state = PROJECTOR_STARTING;
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->status_lock, NULL);
     pthread_cond_init(&p->wake, NULL);
     if (pthread_create(&p->thread, NULL, projector_main, p) != 0) {
+        parked_set_free(p->parked);
+        free(p->result);
         free(p);
         return -1;
     }
@@ -607,14 +714,18 @@ void projector_offer(struct projector *p, struct apply_event *events, size_t cou
     pthread_mutex_unlock(&p->lock);
 }
 
-int projector_redis_up(const struct projector *p)
+int projector_keeping_up(const struct projector *p)
 {
-    return atomic_load(&p->redis_up);
+    int state = atomic_load(&p->state);
+    if (!atomic_load(&p->redis_up) || (state != PROJECTOR_LIVE && state != PROJECTOR_CATCHING_UP))
+        return 0;
+    uint64_t oldest = atomic_load(&p->oldest_unapplied_ms), now = clock_wall_ms();
+    return oldest == 0 || now < oldest || now - oldest < STALL_MS;
 }
 
 int projector_seq_parked(struct projector *p, int64_t seq)
 {
-    return parked_set_has_seq(p->parked, seq);
+    return parked_set_has(p->parked, seq);
 }
 
 int64_t projector_checkpoint(const struct projector *p)
@@ -645,12 +756,18 @@ void projector_stop(struct projector *p, int drain_ms)
     pthread_cond_signal(&p->wake);
     pthread_mutex_unlock(&p->lock);
     pthread_join(p->thread, NULL);
+}
+
+void projector_free(struct projector *p)
+{
+    if (!p) return;
     redisFree(p->redis);
     store_close(p->store);
     for (size_t i = 0; i < p->offered_count; i++)
         apply_event_clear(&p->offered[i]);
     free(p->offered);
     parked_set_free(p->parked);
+    free(p->result);
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->status_lock);
     pthread_cond_destroy(&p->wake);

@@ -1,9 +1,11 @@
 /* projector.h - the thread that keeps the Redis read model in step with the event log.
  * It applies events in seq order, in batches, each batch one atomic step that also moves the
- * checkpoint. When Redis is down, slow or refuses a batch it retries with capped exponential
- * backoff; when the read model has no generation (a new Redis, or one that lost its data) it
- * rebuilds it from the write model. Invariant: the checkpoint only moves forward and only
- * together with the views it covers. */
+ * checkpoint (apply.h). When Redis is down, slow or refuses a batch it retries with capped
+ * exponential backoff. It rebuilds the read model from the write model when Redis has no
+ * usable generation (a new Redis, one that lost its data) and when the generation diverges
+ * from the write model (its checkpoint is ahead of the log, or names another event: the
+ * write model went back in time). Invariant: the checkpoint it reports moves forward only as
+ * the views it covers reach Redis, and after a reload is exactly Redis' own. */
 #ifndef CATALOGD_PROJECTOR_H
 #define CATALOGD_PROJECTOR_H
 
@@ -17,19 +19,24 @@ enum projector_state {
     PROJECTOR_CATCHING_UP, /* a backlog is being applied */
     PROJECTOR_REBUILDING,  /* building a generation from the write model */
     PROJECTOR_REDIS_DOWN,  /* retrying with backoff */
+    PROJECTOR_STALLED,     /* Redis answers but refuses writes (out of memory, a shared key of
+                              the wrong type, a replica): retrying with backoff */
+    PROJECTOR_STATE_COUNT,
 };
 
 struct projector_status {
     enum projector_state state;
     int64_t generation;
     int64_t checkpoint;    /* last seq applied to Redis */
-    int64_t head;          /* last seq committed to SQLite */
+    int64_t head;          /* last seq committed to the write model */
     double lag_seconds;    /* age of the oldest unapplied event, 0 when caught up */
     uint64_t redis_errors; /* failed attempts since start */
     uint64_t reconnects;
     uint64_t rebuilds;
     int64_t parked_events; /* refused by Redis for their product; retried with backoff */
     char last_error[200];
+    char redis_problem[200]; /* why Redis cannot be trusted with the read model, or "" (an
+                                evicting maxmemory-policy) */
 };
 
 struct projector_config {
@@ -57,25 +64,28 @@ struct apply_event;
  * offered while it is behind are dropped, and it reads the log instead. Thread-safe. */
 void projector_offer(struct projector *projector, struct apply_event *events, size_t count);
 
-/* 1 when event "seq" was parked (Redis refused it for its product): it is behind the
- * checkpoint but its view is not in Redis yet. Thread-safe. */
+/* 1 when event "seq" was parked (Redis refused it, or it waits behind one that was): it is
+ * behind the checkpoint but its view is not in Redis yet. Thread-safe. */
 int projector_seq_parked(struct projector *projector, int64_t seq);
 
 /* The last seq known to be in Redis, readable from any thread. */
 int64_t projector_checkpoint(const struct projector *projector);
 
-/* 1 while the projector has a working Redis connection. Commands skip their read-your-writes
- * wait when it is 0: the view cannot appear in time anyway. */
-int projector_redis_up(const struct projector *projector);
+/* 1 while the projector is applying events as they come. Commands wait for their view only
+ * then: when Redis is down, refusing writes or far behind, the view cannot appear in time and
+ * they answer "pending" at once. */
+int projector_keeping_up(const struct projector *projector);
 
 /* Copies the state for /ready, /admin/projection and /metrics. Thread-safe. */
 void projector_get_status(struct projector *projector, struct projector_status *out);
 
-/* Name of a state: "starting", "live", "catching_up", "rebuilding", "redis_down". */
+/* Name of a state: "starting", "live", "catching_up", "rebuilding", "redis_down",
+ * "stalled". */
 const char *projector_state_name(enum projector_state state);
 
-/* Lets the projector drain for at most "drain_ms", then stops it and frees it (accepts
- * NULL). */
+/* Lets the projector drain for at most "drain_ms", then stops its thread. Call
+ * projector_free once nothing can call the functions above any more. */
 void projector_stop(struct projector *projector, int drain_ms);
+void projector_free(struct projector *projector); /* accepts NULL */
 
 #endif

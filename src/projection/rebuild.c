@@ -5,422 +5,388 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
+#include "common/digits.h"
 #include "common/xmalloc.h"
 #include "domain/view.h"
 #include "projection/apply.h"
-#include "projection/layout.h"
+#include "projection/generations.h"
+#include "projection/rebuild_lock.h"
 #include "projection/redis_sync.h"
+#include "readmodel/layout.h"
 
 #define SNAPSHOT_PAGE       1000
-#define CATCH_UP_BATCH      512
-#define LOCK_TTL_MS         "60000"
 #define MAX_SWITCH_ATTEMPTS 1000
 
-/* Hands out a generation number above both the counter and the current generation. */
-static const char NEW_GENERATION_SCRIPT[] =
-    "local current = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
-    "local n = redis.call('INCR', KEYS[2])\n"
-    "if n <= current then n = current + 1; redis.call('SET', KEYS[2], n) end\n"
-    "return n\n";
+/* One page of the snapshot: an MSET of views and sku entries and a ZADD to each catalog
+ * index, fenced by the lock. A few commands per thousand products instead of four per product
+ * keeps Redis' per-command cost out of the rebuild. ARGV after the guards: the "all" key, the
+ * "in_stock" key, then three runs of arguments, each preceded by its length. */
+static struct script PAGE_SCRIPT =
+    SCRIPT("local first, fenced = guards_hold()\n"
+           "if not first then return redis.error_reply(fenced) end\n"
+           "local i = first + 2\n"
+           "local function run(command, key)\n"
+           "  local n = tonumber(ARGV[i])\n"
+           "  if n > 0 then\n"
+           "    if key then redis.call(command, key, unpack(ARGV, i + 1, i + n))\n"
+           "    else redis.call(command, unpack(ARGV, i + 1, i + n)) end\n"
+           "  end\n"
+           "  i = i + n + 1\n"
+           "end\n"
+           "run('MSET', nil)\n"
+           "run('ZADD', ARGV[first])\n"
+           "run('ZADD', ARGV[first + 1])\n"
+           "return 1\n");
 
-/* Switches KEYS[1] (gen) to ARGV[1] once the new generation has applied at least what the
- * current one has. Returns the old generation (0 if none), or -1 when not caught up yet. */
-static const char SWITCH_SCRIPT[] =
-    "local current = redis.call('GET', KEYS[1])\n"
-    "if current then\n"
-    "  local theirs = tonumber(redis.call('GET', ARGV[2] .. current .. ':checkpoint') or '0')\n"
-    "  if tonumber(ARGV[3]) < theirs then return -1 end\n"
+/* Sets the snapshot's checkpoint and its fingerprint. ARGV after the guards: the base, the
+ * checkpoint, the fingerprint. */
+static struct script CHECKPOINT_SCRIPT =
+    SCRIPT("local first, fenced = guards_hold()\n"
+           "if not first then return redis.error_reply(fenced) end\n"
+           "redis.call('SET', ARGV[first] .. KEY_CHECKPOINT, ARGV[first + 1])\n"
+           "redis.call('SET', ARGV[first] .. KEY_CHECKPOINT_EVENT, ARGV[first + 2])\n"
+           "return 1\n");
+
+/* Switches the generation queries read to the new one and retires the old one (stamped with
+ * Redis' clock), if the new one is whole and not behind. ARGV after the guards: the gen key,
+ * the registry key, "{prefix}:g" (the start of every generation's base), the new generation,
+ * its checkpoint, and the generation it replaces whatever its checkpoint ("" for an ordinary
+ * rebuild). Returns the old generation (0 if none), or -1 when the new one is behind. */
+static struct script SWITCH_SCRIPT = SCRIPT(
+    "local first, fenced = guards_hold()\n"
+    "if not first then return redis.error_reply(fenced) end\n"
+    "local gen_key, registry, gen_start = ARGV[first], ARGV[first + 1], ARGV[first + 2]\n"
+    "local new_gen, new_checkpoint, replace = ARGV[first + 3], ARGV[first + 4], ARGV[first + 5]\n"
+    "if not redis.call('GET', gen_start .. new_gen .. ':' .. KEY_CHECKPOINT) then\n"
+    "  return redis.error_reply('the new generation has no checkpoint')\n"
     "end\n"
-    "redis.call('SET', KEYS[1], ARGV[1])\n"
-    "return tonumber(current or '0')\n";
-
-static const char UNLOCK_SCRIPT[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end\n"
-    "return 0\n";
+    "local current = redis.call('GET', gen_key)\n"
+    "if current and replace ~= '' then\n"
+    "  if current ~= replace then return -1 end\n"
+    "elseif current then\n"
+    "  local theirs = redis.call('GET', gen_start .. current .. ':' .. KEY_CHECKPOINT)\n"
+    "  if tonumber(new_checkpoint) < tonumber(theirs or '0') then return -1 end\n"
+    "end\n"
+    "redis.call('SET', gen_key, new_gen)\n"
+    "if current then\n"
+    "  local now = redis.call('TIME')\n"
+    "  redis.call('HSET', registry, current, now[1] * 1000 + math.floor(now[2] / 1000))\n"
+    "end\n"
+    "return tonumber(current or '0')\n");
 
 struct event_batch {
-    struct apply_event events[CATCH_UP_BATCH];
+    struct apply_event events[APPLY_BATCH_MAX];
     size_t count;
-    int corrupt;
+};
+
+/* One page of the snapshot as PAGE_SCRIPT's arguments: the two set keys, then the MSET run
+ * (view key, view, sku key, id per product), the "all" run and the "in_stock" run (score and
+ * id per member), each preceded by its length. Keys and views live in the arena. */
+#define PAGE_ARGS (2 + 3 + 4 * SNAPSHOT_PAGE + 2 * 2 * SNAPSHOT_PAGE)
+
+struct page {
+    char *arena;
+    size_t used;
+    const char **argv;
+    size_t *lens;
+    size_t argc;
+    const char *ids[SNAPSHOT_PAGE]; /* in the arena */
+    unsigned char in_stock[SNAPSHOT_PAGE];
+    size_t count;
+    char lengths[3][DIGITS_U64_MAX + 1];
 };
 
 struct rebuild {
     struct store *store;
     redisContext *redis;
     const char *prefix;
+    const struct rebuild_options *options;
+    int64_t gen;
     char base[LAYOUT_BASE_MAX];
-    char lock_key[LAYOUT_KEY_MAX];
-    char token[33];
+    char all_key[LAYOUT_KEY_MAX], in_stock_key[LAYOUT_KEY_MAX];
+    struct rebuild_lock lock;
     char last_id[UUID_TEXT_LEN + 1];
     int64_t products;
-    int pipelined; /* replies owed by Redis for the current page */
     struct event_batch *batch;
-    struct page_commands *page;
+    struct page *page;
     char *err;
     size_t errlen;
 };
 
-static int command_ok(struct rebuild *r, int argc, const char **argv)
+static struct page *page_new(void)
 {
-    redisReply *reply = redis_sync_command(r->redis, argc, argv, NULL, r->err, r->errlen);
-    if (!reply) return -1;
-    freeReplyObject(reply);
-    return 0;
+    struct page *page = xcalloc(1, sizeof(*page));
+    page->arena = xmalloc((size_t)SNAPSHOT_PAGE * (VIEW_MAX + 2 * LAYOUT_KEY_MAX));
+    page->argv = xmalloc(PAGE_ARGS * sizeof(*page->argv));
+    page->lens = xmalloc(PAGE_ARGS * sizeof(*page->lens));
+    return page;
 }
 
-static int eval_integer(struct rebuild *r, int argc, const char **argv, long long *out)
+static void page_free(struct page *page)
 {
-    redisReply *reply = redis_sync_command(r->redis, argc, argv, NULL, r->err, r->errlen);
+    if (!page) return;
+    free(page->arena);
+    free(page->argv);
+    free(page->lens);
+    free(page);
+}
+
+static void push(struct page *page, const char *arg, size_t len)
+{
+    page->argv[page->argc] = arg;
+    page->lens[page->argc++] = len;
+}
+
+/* Copies "n" bytes into the arena and returns where. */
+static const char *keep(struct page *page, const char *bytes, size_t n)
+{
+    char *at = page->arena + page->used;
+    memcpy(at, bytes, n);
+    page->used += n;
+    return at;
+}
+
+/* Starts a run of arguments; run_end writes its length. Returns where the length goes. */
+static size_t run_start(struct page *page)
+{
+    push(page, NULL, 0);
+    return page->argc - 1;
+}
+
+static void run_end(struct page *page, size_t length_at, int which)
+{
+    size_t count = page->argc - length_at - 1;
+    page->argv[length_at] = page->lengths[which];
+    page->lens[length_at] = digits_u64(page->lengths[which], count);
+}
+
+static int fail(struct rebuild *r, const char *what)
+{
+    snprintf(r->err, r->errlen, "%s", what);
+    return -1;
+}
+
+/* Runs a fenced script whose reply must not be an error; "*value" gets an integer reply. */
+static int run_fenced(struct rebuild *r, struct script *script, size_t argc,
+                      const char *const *argv, const size_t *lens, long long *value)
+{
+    struct script_guard guard = rebuild_lock_guard(&r->lock);
+    redisReply *reply =
+        redis_sync_script(r->redis, script, &guard, 1, argc, argv, lens, r->err, r->errlen);
     if (!reply) return -1;
-    int rc = reply->type == REDIS_REPLY_INTEGER ? 0 : -1;
-    if (rc == 0)
-        *out = reply->integer;
-    else
-        snprintf(r->err, r->errlen, "unexpected reply to a rebuild script");
+    int rc = reply->type == REDIS_REPLY_ERROR ? -1 : 0;
+    if (rc < 0) snprintf(r->err, r->errlen, "Redis: %.*s", (int)reply->len, reply->str);
+    if (rc == 0 && value) *value = reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0;
     freeReplyObject(reply);
     return rc;
 }
 
-static int take_lock(struct rebuild *r)
+/* Between pages and batches: keeps the lock, and gives up when asked to stop. */
+static int keep_going(struct rebuild *r)
 {
-    uint8_t random[16];
-    if (getrandom(random, sizeof(random), 0) != sizeof(random)) return -1;
-    for (int i = 0; i < 16; i++)
-        snprintf(r->token + 2 * i, 3, "%02x", random[i]);
-    const char *argv[] = {"SET", r->lock_key, r->token, "NX", "PX", LOCK_TTL_MS};
-    redisReply *reply = redis_sync_command(r->redis, 6, argv, NULL, r->err, r->errlen);
-    if (!reply) return REBUILD_FAILED;
-    int taken = reply->type == REDIS_REPLY_STATUS;
-    freeReplyObject(reply);
-    if (!taken) snprintf(r->err, r->errlen, "another rebuild is running");
-    return taken ? 0 : REBUILD_BUSY;
+    if (r->options->should_stop && r->options->should_stop(r->options->arg))
+        return fail(r, "the rebuild was stopped");
+    int rc = rebuild_lock_refresh(r->redis, &r->lock, 0, r->err, r->errlen);
+    return rc == REBUILD_LOCK_OK ? 0 : -1;
 }
 
-static void release_lock(struct rebuild *r)
-{
-    const char *argv[] = {"EVAL", UNLOCK_SCRIPT, "1", r->lock_key, r->token};
-    char ignored[64];
-    redisReply *reply = redis_sync_command(r->redis, 5, argv, NULL, ignored, sizeof(ignored));
-    freeReplyObject(reply);
-}
-
-static int refresh_lock(struct rebuild *r)
-{
-    const char *argv[] = {"PEXPIRE", r->lock_key, LOCK_TTL_MS};
-    return command_ok(r, 3, argv);
-}
-
-/* A page of the snapshot as three variadic commands: MSET of views and sku entries, ZADD of
- * every id to "all", ZADD of the ids in stock to "in_stock". A few commands per thousand
- * products instead of four per product keeps Redis' per-command cost out of the rebuild. */
-struct page_commands {
-    char *arena; /* keys and views of the page */
-    size_t used, cap;
-    const char **mset, **all, **in_stock;
-    size_t *mset_len, *all_len, *in_stock_len;
-    int mset_count, all_count, in_stock_count;
-};
-
-static struct page_commands *page_commands_new(void)
-{
-    struct page_commands *c = xcalloc(1, sizeof(*c));
-    c->cap = (size_t)SNAPSHOT_PAGE * (VIEW_MAX + 2 * LAYOUT_KEY_MAX + UUID_TEXT_LEN);
-    c->arena = xmalloc(c->cap);
-    size_t args = 2 + 4 * (size_t)SNAPSHOT_PAGE;
-    c->mset = xmalloc(args * sizeof(*c->mset));
-    c->all = xmalloc(args * sizeof(*c->all));
-    c->in_stock = xmalloc(args * sizeof(*c->in_stock));
-    c->mset_len = xmalloc(args * sizeof(*c->mset_len));
-    c->all_len = xmalloc(args * sizeof(*c->all_len));
-    c->in_stock_len = xmalloc(args * sizeof(*c->in_stock_len));
-    return c;
-}
-
-static void page_commands_free(struct page_commands *c)
-{
-    if (!c) return;
-    free(c->arena);
-    free(c->mset);
-    free(c->all);
-    free(c->in_stock);
-    free(c->mset_len);
-    free(c->all_len);
-    free(c->in_stock_len);
-    free(c);
-}
-
-/* Starts a page: the command names and set keys, stored in the arena. */
-static void page_start(struct page_commands *c, const char *base)
-{
-    c->used = 0;
-    c->mset[0] = "MSET";
-    c->mset_len[0] = 4;
-    c->mset_count = 1;
-    const char *names[] = {"all", "in_stock"};
-    const char **argvs[] = {c->all, c->in_stock};
-    size_t *lens[] = {c->all_len, c->in_stock_len};
-    for (int i = 0; i < 2; i++) {
-        char *key = c->arena + c->used;
-        size_t n = (size_t)snprintf(key, LAYOUT_KEY_MAX, "%s%s", base, names[i]);
-        c->used += n;
-        argvs[i][0] = "ZADD";
-        lens[i][0] = 4;
-        argvs[i][1] = key;
-        lens[i][1] = n;
-    }
-    c->all_count = c->in_stock_count = 2;
-}
-
-/* Copies "n" bytes into the arena and returns where. */
-static const char *page_keep(struct page_commands *c, const char *bytes, size_t n)
-{
-    char *at = c->arena + c->used;
-    memcpy(at, bytes, n);
-    c->used += n;
-    return at;
-}
-
-static void push(const char **argv, size_t *lens, int *count, const char *arg, size_t n)
-{
-    argv[*count] = arg;
-    lens[(*count)++] = n;
-}
-
-/* Adds one product's view and index entries to the page. */
+/* Adds one product's view and sku entry to the page's MSET run. */
 static int queue_product(const struct product *p, void *arg)
 {
     struct rebuild *r = arg;
-    struct page_commands *c = r->page;
+    struct page *page = r->page;
     char text[VIEW_MAX];
-    size_t n = (size_t)snprintf(text, sizeof(text), "%sp:%s", r->base, p->id);
-    push(c->mset, c->mset_len, &c->mset_count, page_keep(c, text, n), n);
+    size_t n = layout_key(KEY_VIEW, r->base, p->id, UUID_TEXT_LEN, text, sizeof(text));
+    push(page, keep(page, text, n), n);
     n = view_encode(p, text, sizeof(text));
-    push(c->mset, c->mset_len, &c->mset_count, page_keep(c, text, n), n);
-    n = (size_t)snprintf(text, sizeof(text), "%ssku:%s", r->base, p->sku);
-    push(c->mset, c->mset_len, &c->mset_count, page_keep(c, text, n), n);
-    const char *id = page_keep(c, p->id, UUID_TEXT_LEN);
-    push(c->mset, c->mset_len, &c->mset_count, id, UUID_TEXT_LEN);
-    push(c->all, c->all_len, &c->all_count, "0", 1);
-    push(c->all, c->all_len, &c->all_count, id, UUID_TEXT_LEN);
-    if (p->stock > 0) {
-        push(c->in_stock, c->in_stock_len, &c->in_stock_count, "0", 1);
-        push(c->in_stock, c->in_stock_len, &c->in_stock_count, id, UUID_TEXT_LEN);
-    }
+    push(page, keep(page, text, n), n);
+    n = layout_key(KEY_SKU, r->base, p->sku, strlen(p->sku), text, sizeof(text));
+    push(page, keep(page, text, n), n);
+    const char *id = keep(page, p->id, UUID_TEXT_LEN);
+    push(page, id, UUID_TEXT_LEN);
+    page->ids[page->count] = id;
+    page->in_stock[page->count++] = p->stock > 0;
     memcpy(r->last_id, p->id, sizeof(r->last_id));
     r->products++;
     return 0;
 }
 
-/* Sends the page's commands (none for an empty page). */
-static void page_send(struct rebuild *r)
+/* Writes the next page of up to SNAPSHOT_PAGE products. Returns how many, or -1. */
+static int write_page(struct rebuild *r)
 {
-    struct page_commands *c = r->page;
-    if (c->mset_count > 1) {
-        redisAppendCommandArgv(r->redis, c->mset_count, c->mset, c->mset_len);
-        redisAppendCommandArgv(r->redis, c->all_count, c->all, c->all_len);
-        r->pipelined += 2;
+    struct page *page = r->page;
+    page->used = page->argc = page->count = 0;
+    push(page, r->all_key, strlen(r->all_key));
+    push(page, r->in_stock_key, strlen(r->in_stock_key));
+    size_t length_at = run_start(page);
+    char after[UUID_TEXT_LEN + 1];
+    memcpy(after, r->last_id, sizeof(after));
+    int visited = store_scan_products(r->store, after, SNAPSHOT_PAGE, queue_product, r);
+    if (visited < 0) return fail(r, store_errmsg(r->store));
+    if (visited == 0) return 0;
+    run_end(page, length_at, 0);
+    length_at = run_start(page);
+    for (size_t i = 0; i < page->count; i++) {
+        push(page, "0", 1);
+        push(page, page->ids[i], UUID_TEXT_LEN);
     }
-    if (c->in_stock_count > 2) {
-        redisAppendCommandArgv(r->redis, c->in_stock_count, c->in_stock, c->in_stock_len);
-        r->pipelined++;
+    run_end(page, length_at, 1);
+    length_at = run_start(page);
+    for (size_t i = 0; i < page->count; i++) {
+        if (!page->in_stock[i]) continue;
+        push(page, "0", 1);
+        push(page, page->ids[i], UUID_TEXT_LEN);
     }
+    run_end(page, length_at, 2);
+    if (run_fenced(r, &PAGE_SCRIPT, page->argc, page->argv, page->lens, NULL) < 0) return -1;
+    return visited;
 }
 
-/* Reads every reply owed for the page; the first failure fails the page. */
-static int collect_replies(struct rebuild *r)
+static int take_event(const struct store_event *event, void *arg)
 {
-    int rc = 0;
-    for (; r->pipelined > 0; r->pipelined--) {
-        void *reply = NULL;
-        if (redisGetReply(r->redis, &reply) != REDIS_OK) {
-            snprintf(r->err, r->errlen, "Redis: %s", r->redis->errstr);
-            return -1; /* the connection is unusable; stop reading */
-        }
-        redisReply *typed = reply;
-        if (typed->type == REDIS_REPLY_ERROR && rc == 0) {
-            snprintf(r->err, r->errlen, "Redis refused a rebuild write: %s", typed->str);
-            rc = -1;
-        }
-        freeReplyObject(reply);
-    }
-    return rc;
+    apply_event_from_store(event, arg);
+    return 1; /* one is all we asked for */
 }
 
+/* The fingerprint of event "seq" of the log ("" for seq 0). */
+static int fingerprint_of(struct store *store, int64_t seq, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (seq == 0) return 0;
+    struct apply_event event = {0};
+    int rc = store_read_events(store, seq - 1, 1, take_event, &event);
+    if (rc == 1 && event.seq == seq) apply_fingerprint(&event, out, cap);
+    apply_event_clear(&event);
+    return rc == 1 && event.seq == seq ? 0 : -1;
+}
+
+/* Writes every product of a snapshot, then its checkpoint ("*head_seq"). */
 static int write_snapshot(struct rebuild *r, int64_t *head_seq)
 {
-    if (store_snapshot_begin(r->store, head_seq) < 0) {
-        snprintf(r->err, r->errlen, "%s", store_errmsg(r->store));
-        return -1;
-    }
-    int rc = 0, visited;
+    if (store_snapshot_begin(r->store, head_seq) < 0) return fail(r, store_errmsg(r->store));
+    char fingerprint[128];
+    int rc = fingerprint_of(r->store, *head_seq, fingerprint, sizeof(fingerprint));
+    if (rc < 0) fail(r, "the log's last event cannot be read");
     r->last_id[0] = '\0';
-    do {
-        page_start(r->page, r->base);
-        visited = store_scan_products(r->store, r->last_id, SNAPSHOT_PAGE, queue_product, r);
-        if (visited < 0) snprintf(r->err, r->errlen, "%s", store_errmsg(r->store));
-        page_send(r);
-        if (collect_replies(r) < 0 || visited < 0 || refresh_lock(r) < 0) rc = -1;
-    } while (rc == 0 && visited == SNAPSHOT_PAGE);
+    int visited = SNAPSHOT_PAGE;
+    while (rc == 0 && visited == SNAPSHOT_PAGE) {
+        visited = write_page(r);
+        if (visited < 0 || keep_going(r) < 0) rc = -1;
+    }
     store_snapshot_end(r->store);
     if (rc < 0) return -1;
-
-    char key[LAYOUT_KEY_MAX], seq[24];
-    snprintf(key, sizeof(key), "%scheckpoint", r->base);
-    snprintf(seq, sizeof(seq), "%" PRId64, *head_seq);
-    const char *argv[] = {"SET", key, seq};
-    return command_ok(r, 3, argv);
+    char seq[DIGITS_U64_MAX + 2];
+    seq[digits_i64(seq, *head_seq)] = '\0';
+    const char *argv[] = {r->base, seq, fingerprint};
+    return run_fenced(r, &CHECKPOINT_SCRIPT, 3, argv, NULL, NULL);
 }
 
 static int collect_event(const struct store_event *event, void *arg)
 {
-    struct event_batch *batch = arg;
-    if (apply_event_from_store(event, &batch->events[batch->count]) < 0) {
-        batch->corrupt = 1;
-        return 1;
-    }
-    batch->count++;
+    struct rebuild *r = arg;
+    struct apply_event *out = &r->batch->events[r->batch->count++];
+    if (apply_event_from_store(event, out) < 0) apply_poison_sku(r->store, out);
     return 0;
 }
 
 /* Applies the events after "*checkpoint" to the new generation. Returns how many, or -1. */
-static int catch_up(struct rebuild *r, int64_t gen, int64_t *checkpoint)
+static int catch_up(struct rebuild *r, int64_t *checkpoint)
 {
     struct event_batch *batch = r->batch;
     batch->count = 0;
-    batch->corrupt = 0;
-    int visited = store_read_events(r->store, *checkpoint, CATCH_UP_BATCH, collect_event, batch);
-    int rc = 0;
-    if (visited < 0 || batch->corrupt) {
-        snprintf(r->err, r->errlen, "%s",
-                 visited < 0 ? store_errmsg(r->store) : "an event payload is not a view");
-        rc = -1;
-    } else if (batch->count > 0 && apply_events(r->redis, r->prefix, gen, 0, batch->events,
-                                                batch->count, checkpoint, r->err, r->errlen) < 0) {
-        rc = -1;
+    int visited = store_read_events(r->store, *checkpoint, APPLY_BATCH_MAX, collect_event, r);
+    int rc = visited < 0 ? fail(r, store_errmsg(r->store)) : 0;
+    if (rc == 0 && batch->count > 0) {
+        struct script_guard guard = rebuild_lock_guard(&r->lock);
+        struct apply_target target = {r->prefix, r->gen, &guard, 1};
+        struct apply_result *result = xmalloc(sizeof(*result));
+        if (apply_events(r->redis, &target, *checkpoint, batch->events, batch->count, result,
+                         r->err, r->errlen) != APPLY_OK)
+            rc = -1;
+        else
+            *checkpoint = result->checkpoint;
+        free(result);
     }
     for (size_t i = 0; i < batch->count; i++)
         apply_event_clear(&batch->events[i]);
     return rc < 0 ? -1 : (int)batch->count;
 }
 
-static int switch_generation(struct rebuild *r, int64_t gen, int64_t checkpoint, long long *old_gen)
+/* Returns 0 with "*old_gen" the generation replaced (-1 when the new one is behind). */
+static int switch_generation(struct rebuild *r, int64_t checkpoint, long long *old_gen)
 {
-    char gen_key[LAYOUT_KEY_MAX], gen_text[24], cp_text[24], gen_prefix[LAYOUT_KEY_MAX];
-    layout_global_key(r->prefix, "gen", gen_key, sizeof(gen_key));
-    snprintf(gen_prefix, sizeof(gen_prefix), "%s:g", r->prefix);
-    snprintf(gen_text, sizeof(gen_text), "%" PRId64, gen);
-    snprintf(cp_text, sizeof(cp_text), "%" PRId64, checkpoint);
-    const char *argv[] = {"EVAL", SWITCH_SCRIPT, "1", gen_key, gen_text, gen_prefix, cp_text};
-    return eval_integer(r, 7, argv, old_gen);
+    char gen_key[LAYOUT_KEY_MAX], registry_key[LAYOUT_KEY_MAX], gen_start[LAYOUT_BASE_MAX];
+    char gen_text[DIGITS_U64_MAX + 2], checkpoint_text[DIGITS_U64_MAX + 2];
+    char replace_text[DIGITS_U64_MAX + 2] = "";
+    layout_key(KEY_GEN, r->prefix, NULL, 0, gen_key, sizeof(gen_key));
+    layout_key(KEY_GENERATIONS, r->prefix, NULL, 0, registry_key, sizeof(registry_key));
+    snprintf(gen_start, sizeof(gen_start), "%s:g", r->prefix);
+    gen_text[digits_i64(gen_text, r->gen)] = '\0';
+    checkpoint_text[digits_i64(checkpoint_text, checkpoint)] = '\0';
+    if (r->options->replace_generation > 0)
+        replace_text[digits_i64(replace_text, r->options->replace_generation)] = '\0';
+    const char *argv[] = {gen_key,  registry_key,    gen_start,
+                          gen_text, checkpoint_text, replace_text};
+    return run_fenced(r, &SWITCH_SCRIPT, 6, argv, NULL, old_gen);
 }
 
 static int build_and_switch(struct rebuild *r, struct rebuild_result *result)
 {
-    char gen_key[LAYOUT_KEY_MAX], counter_key[LAYOUT_KEY_MAX];
-    layout_global_key(r->prefix, "gen", gen_key, sizeof(gen_key));
-    layout_global_key(r->prefix, "gen-counter", counter_key, sizeof(counter_key));
-    const char *argv[] = {"EVAL", NEW_GENERATION_SCRIPT, "2", gen_key, counter_key};
-    long long gen;
-    if (eval_integer(r, 5, argv, &gen) < 0) return -1;
-    layout_generation_base(r->prefix, gen, r->base, sizeof(r->base));
-
+    if (generations_new(r->redis, r->prefix, &r->lock, &r->gen, r->err, r->errlen) < 0) return -1;
+    layout_base(r->prefix, r->gen, r->base, sizeof(r->base));
+    layout_key(KEY_ALL, r->base, NULL, 0, r->all_key, sizeof(r->all_key));
+    layout_key(KEY_IN_STOCK, r->base, NULL, 0, r->in_stock_key, sizeof(r->in_stock_key));
     int64_t checkpoint;
     if (write_snapshot(r, &checkpoint) < 0) goto abandon;
     for (int attempt = 0; attempt < MAX_SWITCH_ATTEMPTS; attempt++) {
         int applied;
-        while ((applied = catch_up(r, gen, &checkpoint)) > 0)
-            ;
+        while ((applied = catch_up(r, &checkpoint)) > 0)
+            if (keep_going(r) < 0) goto abandon;
         if (applied < 0) goto abandon;
         long long old_gen;
-        if (switch_generation(r, gen, checkpoint, &old_gen) < 0) goto abandon;
+        if (switch_generation(r, checkpoint, &old_gen) < 0) goto abandon;
         if (old_gen >= 0) {
-            result->generation = gen;
+            result->generation = r->gen;
             result->old_generation = old_gen;
             result->products = r->products;
             result->checkpoint = checkpoint;
             return 0;
         }
         /* The live projector applied events our snapshot reader has not seen yet. */
-        refresh_lock(r);
+        if (keep_going(r) < 0) goto abandon;
     }
-    snprintf(r->err, r->errlen, "the new generation could not catch up with the live one");
+    fail(r, "the new generation could not catch up with the live one");
 abandon : {
-    /* Keep the error that brought us here; dropping is best effort. */
+    /* Keep the error that brought us here. Without the lock, the drop is refused and the
+     * next collection (generations.h) finds the generation instead. */
     char ignored[128];
-    rebuild_drop_generation(r->redis, r->prefix, gen, ignored, sizeof(ignored));
+    generations_drop(r->redis, r->prefix, &r->lock, r->gen, NULL, NULL, ignored, sizeof(ignored));
     return -1;
 }
 }
 
 int rebuild_run(struct store *store, redisContext *redis, const char *prefix,
-                void (*on_locked)(void *arg), void *arg, struct rebuild_result *result, char *err,
+                const struct rebuild_options *options, struct rebuild_result *result, char *err,
                 size_t errlen)
 {
-    struct rebuild r = {
-        .store = store, .redis = redis, .prefix = prefix, .err = err, .errlen = errlen};
+    static const struct rebuild_options ordinary = {0};
+    struct rebuild r = {.store = store,
+                        .redis = redis,
+                        .prefix = prefix,
+                        .options = options ? options : &ordinary,
+                        .err = err,
+                        .errlen = errlen};
     memset(result, 0, sizeof(*result));
-    layout_global_key(prefix, "rebuild-lock", r.lock_key, sizeof(r.lock_key));
-    int rc = take_lock(&r);
-    if (rc != 0) return rc;
-    if (on_locked) on_locked(arg);
+    int rc = rebuild_lock_take(redis, prefix, &r.lock, err, errlen);
+    if (rc == REBUILD_LOCK_BUSY) return REBUILD_BUSY;
+    if (rc != REBUILD_LOCK_OK) return REBUILD_FAILED;
+    if (r.options->on_locked) r.options->on_locked(r.options->arg);
     r.batch = xmalloc(sizeof(*r.batch));
-    r.page = page_commands_new();
+    r.page = page_new();
     rc = build_and_switch(&r, result) == 0 ? REBUILD_OK : REBUILD_FAILED;
-    page_commands_free(r.page);
+    page_free(r.page);
     free(r.batch);
-    release_lock(&r);
+    rebuild_lock_release(redis, &r.lock);
     return rc;
-}
-
-int rebuild_drop_generation(redisContext *redis, const char *prefix, int64_t gen, char *err,
-                            size_t errlen)
-{
-    long long current = 0;
-    char gen_key[LAYOUT_KEY_MAX], pattern[LAYOUT_KEY_MAX];
-    layout_global_key(prefix, "gen", gen_key, sizeof(gen_key));
-    if (redis_sync_get_int(redis, gen_key, &current, err, errlen) < 0) return -1;
-    if (current == gen) {
-        snprintf(err, errlen, "generation %" PRId64 " is current", gen);
-        return -1;
-    }
-    layout_generation_base(prefix, gen, pattern, sizeof(pattern) - 1);
-    strcat(pattern, "*");
-    char cursor[32] = "0";
-    do {
-        const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
-        redisReply *reply = redis_sync_command(redis, 6, argv, NULL, err, errlen);
-        if (!reply) return -1;
-        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-            reply->element[0]->type != REDIS_REPLY_STRING ||
-            reply->element[1]->type != REDIS_REPLY_ARRAY) {
-            freeReplyObject(reply);
-            snprintf(err, errlen, "unexpected SCAN reply");
-            return -1;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", reply->element[0]->str);
-        redisReply *keys = reply->element[1];
-        if (keys->elements > 0) {
-            const char **unlink_argv = xmalloc((keys->elements + 1) * sizeof(*unlink_argv));
-            size_t *lengths = xmalloc((keys->elements + 1) * sizeof(*lengths));
-            unlink_argv[0] = "UNLINK";
-            lengths[0] = 6;
-            for (size_t i = 0; i < keys->elements; i++) {
-                unlink_argv[i + 1] = keys->element[i]->str;
-                lengths[i + 1] = keys->element[i]->len;
-            }
-            redisReply *done = redis_sync_command(redis, (int)keys->elements + 1, unlink_argv,
-                                                  lengths, err, errlen);
-            free(unlink_argv);
-            free(lengths);
-            if (!done) {
-                freeReplyObject(reply);
-                return -1;
-            }
-            freeReplyObject(done);
-        }
-        freeReplyObject(reply);
-    } while (strcmp(cursor, "0") != 0);
-    return 0;
 }

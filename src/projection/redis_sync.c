@@ -1,10 +1,14 @@
 /* redis_sync.c - thin checked wrappers around hiredis' blocking API. */
 #include "projection/redis_sync.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+
+#include "common/digits.h"
+#include "common/xmalloc.h"
 
 redisContext *redis_sync_connect(const struct redis_url *url, int timeout_ms, char *err,
                                  size_t errlen)
@@ -67,4 +71,47 @@ int redis_sync_get_int(redisContext *redis, const char *key, long long *value, c
     }
     freeReplyObject(reply);
     return rc;
+}
+
+redisReply *redis_sync_script(redisContext *redis, struct script *s,
+                              const struct script_guard *guards, size_t guard_count, size_t argc,
+                              const char *const *argv, const size_t *argvlen, char *err,
+                              size_t errlen)
+{
+    /* EVALSHA sha numkeys guard_count, the guards' pairs, then the arguments */
+    size_t total = 4 + 2 * guard_count + argc;
+    const char **all = xmalloc(total * sizeof(*all));
+    size_t *lens = xmalloc(total * sizeof(*lens));
+    char count_text[DIGITS_U64_MAX];
+    size_t n = 0;
+    all[n] = "EVALSHA";
+    lens[n++] = 7;
+    all[n] = script_sha(s);
+    lens[n++] = SCRIPT_SHA_LEN;
+    all[n] = "0";
+    lens[n++] = 1;
+    all[n] = count_text;
+    lens[n++] = digits_u64(count_text, guard_count);
+    for (size_t i = 0; i < guard_count; i++) {
+        all[n] = guards[i].key;
+        lens[n++] = strlen(guards[i].key);
+        all[n] = guards[i].value;
+        lens[n++] = strlen(guards[i].value);
+    }
+    for (size_t i = 0; i < argc; i++) {
+        all[n] = argv[i];
+        lens[n++] = argvlen ? argvlen[i] : strlen(argv[i]);
+    }
+    redisReply *reply = redisCommandArgv(redis, (int)n, all, lens);
+    if (reply && reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+        freeReplyObject(reply);
+        all[0] = "EVAL";
+        lens[0] = 4;
+        all[1] = script_text(s, &lens[1]);
+        reply = redisCommandArgv(redis, (int)n, all, lens);
+    }
+    free(all);
+    free(lens);
+    if (!reply) snprintf(err, errlen, "Redis: %s", redis->errstr[0] ? redis->errstr : "no reply");
+    return reply;
 }

@@ -1,6 +1,8 @@
 /* verify.c - walks the write model's products in id order and checks, page by page, their
  * views and index entries in Redis (one pipeline per page); then looks for read-model
- * entries that no product explains. Nothing is loaded whole. */
+ * entries that no product explains: members of the catalog indexes (page by page, by id
+ * range), views and sku entries (a SCAN of the generation's keys, each looked up in the
+ * write model's snapshot). Nothing is loaded whole. */
 #include "projection/verify.h"
 
 #include <inttypes.h>
@@ -12,8 +14,9 @@
 #include "common/clock.h"
 #include "common/xmalloc.h"
 #include "domain/view.h"
-#include "projection/layout.h"
+#include "projection/apply.h"
 #include "projection/redis_sync.h"
+#include "readmodel/layout.h"
 
 #define PAGE 1000
 
@@ -124,12 +127,13 @@ static void send_page_command(struct verify *v, const char *name, const char *ke
 
 static int view_key_of(const struct verify *v, int i, char *out)
 {
-    return snprintf(out, LAYOUT_KEY_MAX, "%sp:%s", v->base, v->page[i].id);
+    return (int)layout_key(KEY_VIEW, v->base, v->page[i].id, UUID_TEXT_LEN, out, LAYOUT_KEY_MAX);
 }
 
 static int sku_key_of(const struct verify *v, int i, char *out)
 {
-    return snprintf(out, LAYOUT_KEY_MAX, "%ssku:%s", v->base, v->page[i].sku);
+    const char *sku = v->page[i].sku;
+    return (int)layout_key(KEY_SKU, v->base, sku, strlen(sku), out, LAYOUT_KEY_MAX);
 }
 
 static int id_of(const struct verify *v, int i, char *out)
@@ -143,8 +147,8 @@ static int check_page(struct verify *v)
 {
     if (v->page_count == 0) return 0;
     char all_key[LAYOUT_KEY_MAX], stock_key[LAYOUT_KEY_MAX];
-    snprintf(all_key, sizeof(all_key), "%sall", v->base);
-    snprintf(stock_key, sizeof(stock_key), "%sin_stock", v->base);
+    layout_key(KEY_ALL, v->base, NULL, 0, all_key, sizeof(all_key));
+    layout_key(KEY_IN_STOCK, v->base, NULL, 0, stock_key, sizeof(stock_key));
     send_page_command(v, "MGET", NULL, view_key_of, v->scratch, v->argv, v->lens);
     send_page_command(v, "MGET", NULL, sku_key_of, v->scratch, v->argv, v->lens);
     send_page_command(v, "ZMSCORE", all_key, id_of, v->scratch, v->argv, v->lens);
@@ -169,10 +173,11 @@ static int check_page(struct verify *v)
 
 /* Members of sorted set "set" in the id range (after, upto] that are not in the page:
  * entries for products the write model does not have. "upto" NULL means to the end. */
-static int check_extras(struct verify *v, const char *set, const char *after, const char *upto)
+static int check_extras(struct verify *v, enum layout_key set, const char *after, const char *upto)
 {
     char key[LAYOUT_KEY_MAX], min[UUID_TEXT_LEN + 2], max[UUID_TEXT_LEN + 2];
-    snprintf(key, sizeof(key), "%s%s", v->base, set);
+    const char *name = set == KEY_ALL ? "catalog" : "in-stock";
+    layout_key(set, v->base, NULL, 0, key, sizeof(key));
     snprintf(min, sizeof(min), "%s%s", after[0] ? "(" : "-", after);
     snprintf(max, sizeof(max), "%s%s", upto ? "[" : "+", upto ? upto : "");
     for (;;) {
@@ -190,7 +195,7 @@ static int check_extras(struct verify *v, const char *set, const char *after, co
             while (j < v->page_count && strcmp(v->page[j].id, id) < 0)
                 j++;
             if (j >= v->page_count || strcmp(v->page[j].id, id) != 0)
-                difference(v, "extra %s entry: %s (no such product)", set, id);
+                difference(v, "extra %s index entry: %s (no such product)", name, id);
         }
         size_t n = reply->elements;
         if (n > 0) snprintf(min, sizeof(min), "(%s", reply->element[n - 1]->str);
@@ -212,11 +217,70 @@ static int compare(struct verify *v)
         }
         v->report->products += visited;
         const char *upto = visited == PAGE ? v->page[visited - 1].id : NULL;
-        if (check_page(v) < 0 || check_extras(v, "all", after, upto) < 0 ||
-            check_extras(v, "in_stock", after, upto) < 0)
+        if (check_page(v) < 0 || check_extras(v, KEY_ALL, after, upto) < 0 ||
+            check_extras(v, KEY_IN_STOCK, after, upto) < 0)
             return -1;
         if (visited > 0) memcpy(after, v->page[visited - 1].id, sizeof(after));
     } while (visited == PAGE);
+    return 0;
+}
+
+/* A view or sku key of the generation, found by SCAN: is there a product it stands for? */
+static void check_stray_key(struct verify *v, const char *key, size_t len)
+{
+    struct product product;
+    char owner[UUID_TEXT_LEN + 1];
+    size_t base_len = strlen(v->base);
+    char view_start[LAYOUT_KEY_MAX], sku_start[LAYOUT_KEY_MAX];
+    size_t view_len = layout_key(KEY_VIEW, v->base, NULL, 0, view_start, sizeof(view_start));
+    size_t sku_len = layout_key(KEY_SKU, v->base, NULL, 0, sku_start, sizeof(sku_start));
+    if (len > view_len && memcmp(key, view_start, view_len) == 0) {
+        const char *id = key + view_len;
+        if (len - view_len != UUID_TEXT_LEN ||
+            store_get_product(v->store, id, &product) == STORE_NOT_FOUND)
+            difference(v, "extra view: %s (no such product)", key + base_len);
+    } else if (len > sku_len && memcmp(key, sku_start, sku_len) == 0) {
+        if (store_find_sku(v->store, key + sku_len, owner) == STORE_NOT_FOUND)
+            difference(v, "extra sku entry: %s (no product has this sku)", key + sku_len);
+    }
+}
+
+/* Views and sku entries that no product explains: one SCAN of the generation's keys. */
+static int check_stray_keys(struct verify *v)
+{
+    char pattern[2 * LAYOUT_BASE_MAX + 2], cursor[32] = "0";
+    layout_match_pattern(v->base, pattern, sizeof(pattern));
+    do {
+        const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
+        redisReply *reply = redis_sync_command(v->redis, 6, argv, NULL, v->err, v->errlen);
+        if (!reply) return -1;
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+            reply->element[0]->type != REDIS_REPLY_STRING ||
+            reply->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(reply);
+            snprintf(v->err, v->errlen, "unexpected SCAN reply");
+            return -1;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", reply->element[0]->str);
+        const redisReply *keys = reply->element[1];
+        for (size_t i = 0; i < keys->elements; i++)
+            if (keys->element[i]->type == REDIS_REPLY_STRING)
+                check_stray_key(v, keys->element[i]->str, keys->element[i]->len);
+        freeReplyObject(reply);
+    } while (strcmp(cursor, "0") != 0);
+    return 0;
+}
+
+/* Events parked in the generation: their views are not in Redis yet. */
+static int check_parked(struct verify *v, const char *prefix, int64_t gen)
+{
+    struct apply_target target = {prefix, gen, NULL, 0};
+    int64_t parked = 0;
+    if (apply_list_parked(v->redis, &target, NULL, NULL, &parked, v->err, v->errlen) != APPLY_OK)
+        return -1;
+    if (parked > 0)
+        difference(v, "parked: %lld event%s Redis refused, not applied yet", (long long)parked,
+                   parked == 1 ? "" : "s");
     return 0;
 }
 
@@ -270,8 +334,8 @@ int verify_run(struct store *store, redisContext *redis, const char *prefix, int
         .store = store, .redis = redis, .out = out, .report = report, .err = err, .errlen = errlen};
     memset(report, 0, sizeof(*report));
     char key[LAYOUT_KEY_MAX];
-    long long gen = 0, checkpoint = 0;
-    layout_global_key(prefix, "gen", key, sizeof(key));
+    long long gen = 0, checkpoint = 0, gen_after = 0;
+    layout_key(KEY_GEN, prefix, NULL, 0, key, sizeof(key));
     int rc = redis_sync_get_int(redis, key, &gen, err, errlen);
     if (rc < 0) return -1;
     if (rc == 1) {
@@ -279,9 +343,10 @@ int verify_run(struct store *store, redisContext *redis, const char *prefix, int
         return 0;
     }
     report->generation = gen;
-    layout_generation_base(prefix, gen, v.base, sizeof(v.base));
-    snprintf(key, sizeof(key), "%scheckpoint", v.base);
-    if (open_settled_snapshot(&v, key, settle_ms, &checkpoint) < 0) return -1;
+    layout_base(prefix, gen, v.base, sizeof(v.base));
+    char checkpoint_key[LAYOUT_KEY_MAX];
+    layout_key(KEY_CHECKPOINT, v.base, NULL, 0, checkpoint_key, sizeof(checkpoint_key));
+    if (open_settled_snapshot(&v, checkpoint_key, settle_ms, &checkpoint) < 0) return -1;
     report->checkpoint = checkpoint;
     if (checkpoint < 0)
         difference(&v, "checkpoint: missing for generation %lld", gen);
@@ -293,6 +358,13 @@ int verify_run(struct store *store, redisContext *redis, const char *prefix, int
     v.argv = xmalloc((PAGE + 2) * sizeof(*v.argv));
     v.lens = xmalloc((PAGE + 2) * sizeof(*v.lens));
     rc = compare(&v);
+    if (rc == 0) rc = check_stray_keys(&v);
+    if (rc == 0) rc = check_parked(&v, prefix, gen);
+    /* A rebuild that switched meanwhile may have dropped what was compared: say so rather
+     * than report its keys as missing. */
+    if (rc == 0 && redis_sync_get_int(redis, key, &gen_after, err, errlen) == 0 && gen_after != gen)
+        difference(&v, "generation changed from %lld to %lld during verify: run it again", gen,
+                   gen_after);
     free(v.page);
     free(v.scratch);
     free(v.argv);

@@ -3,14 +3,33 @@
 
 #include <string.h>
 
-int page_read_ids(const redisReply *reply, const redisReply **ids, long long *total)
+#include "common/digits.h"
+
+int64_t page_generation(const redisReply *reply)
 {
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-        reply->element[0]->type != REDIS_REPLY_ARRAY ||
-        reply->element[1]->type != REDIS_REPLY_INTEGER || reply->element[1]->integer < 0)
+    if (reply->type == REDIS_REPLY_NIL) return 0;
+    if (reply->type != REDIS_REPLY_STRING || reply->len == 0 || reply->len >= DIGITS_U64_MAX)
         return -1;
-    *ids = reply->element[0];
-    *total = reply->element[1]->integer;
+    int64_t gen = 0;
+    for (size_t i = 0; i < reply->len; i++) {
+        if (reply->str[i] < '0' || reply->str[i] > '9') return -1;
+        gen = gen * 10 + (reply->str[i] - '0');
+    }
+    return gen;
+}
+
+int page_read_ids(const redisReply *reply, const redisReply **generation, const redisReply **ids,
+                  long long *total)
+{
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+        (reply->element[0]->type != REDIS_REPLY_STRING &&
+         reply->element[0]->type != REDIS_REPLY_NIL) ||
+        reply->element[1]->type != REDIS_REPLY_ARRAY ||
+        reply->element[2]->type != REDIS_REPLY_INTEGER || reply->element[2]->integer < 0)
+        return -1;
+    *generation = reply->element[0];
+    *ids = reply->element[1];
+    *total = reply->element[2]->integer;
     return 0;
 }
 

@@ -1,50 +1,68 @@
-/* read_model.h - the queries' view of the Redis read model on one loop thread: which
- * generation to read (refreshed every few hundred milliseconds and on every reconnect) and
- * the three reads queries need, each one round trip. Never touches SQLite. */
+/* read_model.h - the queries' reads of the Redis read model on one loop thread. Never touches
+ * the write model.
+ * Invariant: every read learns the generation queries must read in the same round trip as
+ * its data (GET {prefix}:gen pipelined before the read, or inside it), and is made again when
+ * the generation moved. A read therefore never comes from a generation that was already
+ * replaced when it began, so after a rebuild's switch no query can miss a change that a
+ * command already answered as applied. The generation this loop last saw is only a guess
+ * that saves a retry. */
 #ifndef CATALOGD_READ_MODEL_H
 #define CATALOGD_READ_MODEL_H
 
-#include <h2o.h>
+#include <hiredis.h>
+#include <stdint.h>
 
-#include "app.h"
+#include "common/redis_url.h"
 #include "common/slice.h"
-#include "query/redis_client.h"
+#include "domain/uuid7.h"
 
 struct read_model;
+struct read;
+struct redis_client;
 
-struct read_model *read_model_new(h2o_loop_t *loop, const struct app_config *config);
+enum read_status {
+    READ_OK = 0,
+    READ_UNAVAILABLE = -1, /* Redis failed or did not answer in time */
+    READ_REBUILDING = -2,  /* there is no generation: the read model is being built */
+    READ_BAD = -3,         /* Redis answered something the read model never holds */
+};
 
-/* 1 when Redis is connected and the current generation is known. */
-int read_model_ready(const struct read_model *rm);
+/* Gets the outcome of a read: a reply (valid during the call only) with READ_OK. */
+typedef void (*read_fn)(int status, const redisReply *reply, void *arg);
+
+/* A catalog page: "views" (an array reply of views or nils, NULL when the page is empty),
+ * the size of the listed set, whether more follow, and the last id (for the next cursor). */
+struct catalog_page {
+    const redisReply *views;
+    int64_t total;
+    int more;
+    char last_id[UUID_TEXT_LEN + 1];
+};
+typedef void (*page_fn)(int status, const struct catalog_page *page, void *arg);
+
+/* "client" is the loop's Redis client; the read model uses it on the loop's thread only. */
+struct read_model *read_model_new(struct redis_client *client, const char *prefix);
+
+/* Each read returns a handle for read_cancel, or NULL when Redis is not connected (then the
+ * callback is never called). The callback is called exactly once otherwise. */
 
 /* The view of product "id": a string reply, or nil. */
-struct redis_call *read_model_get_view(struct read_model *rm, struct slice id, redis_reply_fn fn,
-                                       void *arg);
+struct read *read_model_get_view(struct read_model *rm, struct slice id, read_fn fn, void *arg);
 
 /* The view of the product that owns "sku": a string reply, or nil. */
-struct redis_call *read_model_get_by_sku(struct read_model *rm, struct slice sku, redis_reply_fn fn,
-                                         void *arg);
+struct read *read_model_get_by_sku(struct read_model *rm, struct slice sku, read_fn fn, void *arg);
 
-/* A catalog page, step 1: up to "limit" + 1 ids after id "after" ("" for the first page),
- * from all products or only those in stock, and the size of that set. The reply is EXEC's:
- * [[id...], total]. */
-struct redis_call *read_model_catalog_ids(struct read_model *rm, int in_stock, const char *after,
-                                          int limit, redis_reply_fn fn, void *arg);
+/* Up to "limit" views after id "after" ("" for the first page), in id order, of all products
+ * or only those in stock. Two round trips: the ids and the set's size, then the views. */
+struct read *read_model_catalog_page(struct read_model *rm, int in_stock, const char *after,
+                                     int limit, page_fn fn, void *arg);
 
-/* Step 2: the views of "count" ids (string replies from step 1), in order; the reply is an
- * array of views or nils (a product deleted in between). NULL when not connected or when an
- * id is not one. */
-struct redis_call *read_model_get_views(struct read_model *rm, const redisReply *const *ids,
-                                        size_t count, redis_reply_fn fn, void *arg);
+/* Whether there is a generation to read: READ_OK, READ_REBUILDING or READ_UNAVAILABLE, with
+ * a NULL reply. */
+struct read *read_model_probe(struct read_model *rm, read_fn fn, void *arg);
 
-/* An empty answer (no such view, an empty catalog) is only true if the generation it was read
- * from is still the current one: after FLUSHALL this loop may read a generation that no
- * longer exists for up to the refresh interval. read_model_fetch_generation asks Redis;
- * read_model_generation_confirmed takes its reply, updates the cached generation, and returns
- * 1 when the answer read before still stands, 0 when the read model changed under it. */
-struct redis_call *read_model_fetch_generation(struct read_model *rm, redis_reply_fn fn, void *arg);
-int read_model_generation_confirmed(struct read_model *rm, const redisReply *reply);
-
-struct redis_client *read_model_client(struct read_model *rm);
+/* The caller no longer wants the outcome (its request went away): the callback will not be
+ * called. */
+void read_cancel(struct read *read);
 
 #endif

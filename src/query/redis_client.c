@@ -52,6 +52,7 @@ struct redis_client {
 
     h2o_timeout_t zero_timeout, tick_timeout;
     h2o_timeout_entry_t flush_entry, tick_entry;
+    uint64_t progress_at; /* when Redis last sent a byte, or the queue last became non-empty */
     uint64_t reconnect_at;
     uint64_t backoff_ms;
 
@@ -168,6 +169,7 @@ static void on_read(h2o_socket_t *sock, const char *err)
         disconnect(c, "connection to Redis lost");
         return;
     }
+    c->progress_at = h2o_now(c->loop);
     redisReaderFeed(c->reader, sock->input->bytes, sock->input->size);
     h2o_buffer_consume(&sock->input, sock->input->size);
     for (;;) {
@@ -256,13 +258,30 @@ static void start_connect(struct redis_client *c)
     c->sock->data = c;
 }
 
-/* Every tick: fail everything if the oldest call waited too long; reconnect when due. */
+/* Fails, one by one, the calls that waited longer than the timeout while Redis is busy with
+ * earlier ones; their replies are dropped when they come. Calls are queued oldest first. */
+static void fail_overdue_calls(struct redis_client *c, uint64_t now)
+{
+    for (struct redis_call *call = c->head; call && now - call->queued_at > c->timeout_ms;
+         call = call->next) {
+        if (!call->fn) continue;
+        redis_reply_fn fn = call->fn;
+        call->fn = NULL;
+        fn(NULL, call->arg);
+    }
+}
+
+/* Every tick: when Redis sent nothing for the whole timeout while calls wait, it is hung or
+ * gone: fail everything and reconnect. When it is only slow (a large reply ahead of small
+ * ones), fail just the calls that are overdue. Reconnect when due. */
 static void on_tick(h2o_timeout_entry_t *entry)
 {
     struct redis_client *c = H2O_STRUCT_FROM_MEMBER(struct redis_client, tick_entry, entry);
     uint64_t now = h2o_now(c->loop);
-    if (c->sock && c->head && now - c->head->queued_at > c->timeout_ms)
+    if (c->sock && c->head && now - c->progress_at > c->timeout_ms)
         disconnect(c, "Redis did not answer in time");
+    else if (c->sock && c->head)
+        fail_overdue_calls(c, now);
     else if (c->sock && !c->connected && now - c->reconnect_at > c->timeout_ms)
         disconnect(c, "connecting to Redis timed out");
     else if (!c->sock && now >= c->reconnect_at)
@@ -309,6 +328,7 @@ struct redis_call *redis_client_call(struct redis_client *c, redis_reply_fn fn, 
     call->fn = fn;
     call->arg = arg;
     call->queued_at = h2o_now(c->loop);
+    if (!c->head) c->progress_at = call->queued_at; /* Redis owes nothing older */
     if (c->tail)
         c->tail->next = call;
     else

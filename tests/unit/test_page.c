@@ -17,14 +17,19 @@ static redisReply *parse(const char *resp)
     return reply;
 }
 
-Test(page, reads_ids_and_total)
+Test(page, reads_generation_ids_and_total)
 {
-    redisReply *reply = parse("*2\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n:42\r\n");
-    const redisReply *ids;
+    redisReply *reply = parse("*3\r\n$1\r\n7\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n:42\r\n");
+    const redisReply *gen, *ids;
     long long total;
-    cr_assert_eq(page_read_ids(reply, &ids, &total), 0);
+    cr_assert_eq(page_read_ids(reply, &gen, &ids, &total), 0);
+    cr_assert_str_eq(gen->str, "7");
     cr_assert_eq(ids->elements, 2);
     cr_assert_eq(total, 42);
+    freeReplyObject(reply);
+    reply = parse("*3\r\n$-1\r\n*0\r\n:0\r\n"); /* no generation */
+    cr_assert_eq(page_read_ids(reply, &gen, &ids, &total), 0);
+    cr_assert_eq(gen->type, REDIS_REPLY_NIL);
     freeReplyObject(reply);
 }
 
@@ -32,15 +37,16 @@ Test(page, refuses_other_shapes)
 {
     const char *bad[] = {":1\r\n",
                          "*1\r\n:1\r\n",
-                         "*2\r\n:1\r\n:2\r\n",
-                         "*2\r\n*0\r\n$1\r\n1\r\n",
-                         "*2\r\n*0\r\n:-1\r\n",
-                         "*3\r\n*0\r\n:1\r\n:1\r\n"};
+                         "*2\r\n*0\r\n:2\r\n",
+                         "*3\r\n$1\r\n1\r\n*0\r\n$1\r\n1\r\n",
+                         "*3\r\n$1\r\n1\r\n*0\r\n:-1\r\n",
+                         "*3\r\n:1\r\n*0\r\n:1\r\n",
+                         "*4\r\n$1\r\n1\r\n*0\r\n:1\r\n:1\r\n"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         redisReply *reply = parse(bad[i]);
-        const redisReply *ids = NULL;
+        const redisReply *gen = NULL, *ids = NULL;
         long long total = -7;
-        cr_assert_eq(page_read_ids(reply, &ids, &total), -1, "accepted case %zu", i);
+        cr_assert_eq(page_read_ids(reply, &gen, &ids, &total), -1, "accepted case %zu", i);
         freeReplyObject(reply);
     }
 }

@@ -45,3 +45,24 @@ Test(timestamp_format, agrees_with_gmtime)
         cr_assert_eq(strlen(out), TIMESTAMP_LEN);
     }
 }
+
+Test(timestamp_parse, reads_back_what_format_writes)
+{
+    for (uint64_t ms = 0; ms < 4102444800000ull; ms += 7777777777ull) {
+        char text[TIMESTAMP_LEN + 1];
+        uint64_t back = 0;
+        timestamp_format(ms, text);
+        cr_assert_eq(timestamp_parse(text, TIMESTAMP_LEN, &back), 0, "%s", text);
+        cr_assert_eq(back, ms, "%s", text);
+    }
+}
+
+Test(timestamp_parse, refuses_what_is_not_one)
+{
+    uint64_t ms;
+    const char *bad[] = {"2026-11-28T12:00:00.000",  "2026-11-28 12:00:00.000Z",
+                         "2026-13-28T12:00:00.000Z", "2026-11-28T24:00:00.000Z",
+                         "1969-12-31T23:59:59.999Z", "2026-11-28T12:00:0x.000Z"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        cr_assert_eq(timestamp_parse(bad[i], strlen(bad[i]), &ms), -1, "%s", bad[i]);
+}

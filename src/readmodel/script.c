@@ -1,0 +1,62 @@
+/* script.c - assembles a script's text once and hashes it. */
+#include "readmodel/script.h"
+
+#include <openssl/sha.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "common/digits.h"
+#include "common/xmalloc.h"
+#include "readmodel/layout.h"
+
+static const char HELPERS[] = "local function guards_hold()\n"
+                              "  local n = tonumber(ARGV[1])\n"
+                              "  for i = 1, n do\n"
+                              "    if redis.call('GET', ARGV[2 * i]) ~= ARGV[2 * i + 1] then\n"
+                              "      return nil, 'FENCED ' .. ARGV[2 * i]\n"
+                              "    end\n"
+                              "  end\n"
+                              "  return 2 * n + 2\n"
+                              "end\n"
+                              "local function type_is(key, wanted)\n"
+                              "  local found = redis.call('TYPE', key)['ok']\n"
+                              "  return found == 'none' or found == wanted\n"
+                              "end\n";
+
+static pthread_mutex_t prepare_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void prepare(struct script *s)
+{
+    if (atomic_load(&s->ready)) return;
+    pthread_mutex_lock(&prepare_lock);
+    if (!atomic_load(&s->ready)) {
+        const char *names = layout_lua_names();
+        size_t names_len = strlen(names), helpers_len = sizeof(HELPERS) - 1;
+        size_t body_len = strlen(s->body);
+        s->text_len = names_len + helpers_len + body_len;
+        s->text = xmalloc(s->text_len + 1);
+        memcpy(s->text, names, names_len);
+        memcpy(s->text + names_len, HELPERS, helpers_len);
+        memcpy(s->text + names_len + helpers_len, s->body, body_len + 1);
+        unsigned char digest[SHA_DIGEST_LENGTH];
+        SHA1((const unsigned char *)s->text, s->text_len, digest);
+        for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+            digits_hex(s->sha + 2 * i, digest[i], 2);
+        s->sha[SCRIPT_SHA_LEN] = '\0';
+        atomic_store(&s->ready, 1);
+    }
+    pthread_mutex_unlock(&prepare_lock);
+}
+
+const char *script_text(struct script *s, size_t *len)
+{
+    prepare(s);
+    *len = s->text_len;
+    return s->text;
+}
+
+const char *script_sha(struct script *s)
+{
+    prepare(s);
+    return s->sha;
+}

@@ -55,16 +55,19 @@ static void answer_ready(struct http_exchange *ex, int read_status)
     struct projector_status status;
     projector_get_status(ex->app->projector, &status);
     int sqlite_ok = writer_healthy(ex->app->writer);
-    const char *redis_problem =
-        status.redis_problem[0] ? status.redis_problem
-        : read_status == READ_UNAVAILABLE || read_status == READ_BAD
-            ? "Redis does not answer queries"
-        : status.state == PROJECTOR_REDIS_DOWN || status.state == PROJECTOR_STARTING
-            ? status.last_error
-            : NULL;
+    const char *redis_problem = status.redis_problem[0] ? status.redis_problem
+                                : read_status == READ_UNAVAILABLE || read_status == READ_BAD
+                                    ? "Redis does not answer queries"
+                                : status.state == PROJECTOR_REDIS_DOWN ? status.last_error
+                                                                       : NULL;
     int redis_ok = redis_problem == NULL;
-    int lag_ok = read_status != READ_REBUILDING && status.state != PROJECTOR_REBUILDING &&
-                 status.lag_seconds < READY_MAX_LAG_SECONDS;
+    const char *projection_problem =
+        read_status == READ_REBUILDING || status.state == PROJECTOR_REBUILDING
+            ? "the read model is being rebuilt"
+        : status.state == PROJECTOR_STARTING          ? "the projector is starting"
+        : status.lag_seconds >= READY_MAX_LAG_SECONDS ? "the projection lags 5 s or more behind"
+                                                      : NULL;
+    int lag_ok = projection_problem == NULL;
     int ready = sqlite_ok && redis_ok && lag_ok;
     int64_t lag_events = status.head > status.checkpoint ? status.head - status.checkpoint : 0;
     json_t *report = json_pack(
@@ -86,13 +89,10 @@ static void answer_ready(struct http_exchange *ex, int read_status)
     json_t *reasons = json_object();
     if (!sqlite_ok)
         json_object_set_new(reasons, "sqlite", json_string("the write model cannot take writes"));
-    if (!redis_ok) json_object_set_new(reasons, "redis", json_string(redis_problem));
-    if (!lag_ok)
-        json_object_set_new(
-            reasons, "projection",
-            json_string(read_status == READ_REBUILDING || status.state == PROJECTOR_REBUILDING
-                            ? "the read model is being rebuilt"
-                            : "the projection lags 5 s or more behind"));
+    if (!redis_ok)
+        json_object_set_new(reasons, "redis",
+                            json_string(redis_problem[0] ? redis_problem : "Redis is down"));
+    if (!lag_ok) json_object_set_new(reasons, "projection", json_string(projection_problem));
     json_object_set_new(report, "reasons", reasons);
     json_object_del(report, "status"); /* the problem's "status" is the HTTP status */
     http_respond_unavailable_with(ex, "not-ready", detail, report);

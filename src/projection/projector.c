@@ -30,9 +30,9 @@
 #define BACKOFF_MIN_MS   25
 #define BACKOFF_MAX_MS   1000
 #define REDIS_TIMEOUT_MS 1000
-#define CHECK_EVERY_MS   1000  /* while idle: is the generation still there and still ours? */
-#define POLICY_EVERY_MS  10000 /* does Redis evict keys? */
-#define OFFERED_MAX      4096  /* events held for the projector; beyond that it reads the log */
+#define CHECK_EVERY_MS   1000 /* while idle: is the generation still there and still ours? */
+#define POLICY_EVERY_MS  5000 /* does Redis evict keys? */
+#define OFFERED_MAX      4096 /* events held for the projector; beyond that it reads the log */
 #define UNPARK_MIN_MS    500
 #define UNPARK_MAX_MS    30000
 #define STALL_MS         500   /* an unapplied event older than this: not keeping up */

@@ -186,10 +186,10 @@ static void on_view(const redisReply *reply, void *arg)
     int64_t seen = read->generation_seen;
     if (seen < 0 || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL))
         deliver(read, READ_BAD, NULL);
+    else if (seen == 0) /* no generation at all: never "not found" */
+        deliver(read, READ_REBUILDING, NULL);
     else if (seen == read->generation)
         deliver(read, READ_OK, reply);
-    else if (seen == 0)
-        deliver(read, READ_REBUILDING, NULL);
     else if (!retry(read, seen, send_view))
         deliver(read, READ_UNAVAILABLE, NULL);
 }
@@ -347,11 +347,12 @@ static void on_page_ids(const redisReply *reply, void *arg)
         return;
     }
     int64_t gen = page_generation(gen_reply);
+    if (gen == 0) { /* no generation at all: never an empty catalog */
+        deliver(read, READ_REBUILDING, NULL);
+        return;
+    }
     if (gen != read->generation) {
-        if (gen == 0)
-            deliver(read, READ_REBUILDING, NULL);
-        else if (!retry(read, gen, send_page_ids))
-            deliver(read, READ_UNAVAILABLE, NULL);
+        if (!retry(read, gen, send_page_ids)) deliver(read, READ_UNAVAILABLE, NULL);
         return;
     }
     size_t count = ids->elements;

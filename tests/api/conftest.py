@@ -182,6 +182,49 @@ def expected_view_text(view):
             f'"updated_at":{s(view["updated_at"])}' + "}")
 
 
+def product_body(sku, name="Item", price="7.50", stock=2):
+    return ('{"sku":' + json.dumps(sku) + ',"name":' + json.dumps(name) + ',"price":'
+            + str(price) + ',"stock":' + str(stock) + "}")
+
+
+def bulk_create(base, n, workers=8, prefix="BULK"):
+    """Creates n products with `workers` clients; returns their 201 responses."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def chunk(k):
+        with requests.Session() as s:
+            return [s.post(base + "/products", data=product_body(uniq_sku(prefix), stock=i % 3),
+                           headers={"Content-Type": "application/json"}, timeout=10)
+                    for i in range(k, n, workers)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        resps = [r for part in pool.map(chunk, range(workers)) for r in part]
+    bad = [r for r in resps if r.status_code != 201]
+    assert not bad, (bad[0].status_code, bad[0].text)
+    return resps
+
+
+def projection_of(stack):
+    r = requests.get(stack.url("/admin/projection"), timeout=5)
+    assert r.status_code == 200, (r.status_code, r.text)
+    return r.json()
+
+
+def verify_output(stack):
+    """Runs catalogd verify; returns (exit code, its output)."""
+    v = stack.cli("verify")
+    return v.returncode, v.stdout + v.stderr
+
+
+def generation_numbers(r):
+    """The generation numbers that have keys in Redis."""
+    found = set()
+    for key in r.scan_iter(f"{PREFIX}:g*", count=1000):
+        m = re.match(rf"{PREFIX}:g(\d+):", key.decode())
+        if m:
+            found.add(int(m.group(1)))
+    return found
+
+
 # ---------------------------------------------------------------------------------------------
 # processes
 
@@ -311,9 +354,12 @@ class Stack:
         self._r = None
 
     # -- lifecycle
-    def start(self):
+    def start(self, before_server=None):
+        """Starts Redis, runs before_server(self) if given (to prepare Redis), then catalogd."""
         _LIVE_STACKS.append(self)
         self.redis.start()
+        if before_server:
+            before_server(self)
         self.server.start()
         return self
 
@@ -411,10 +457,10 @@ def stack_factory():
     """Makes fresh, private stacks (empty catalog; safe to stop/restart Redis)."""
     made = []
 
-    def make(name="fresh", extra_args=()):
+    def make(name="fresh", extra_args=(), before_server=None):
         s = Stack(name, extra_args)
         made.append(s)
-        s.start()
+        s.start(before_server)
         return s
     yield make
     for s in made:

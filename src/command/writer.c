@@ -3,6 +3,7 @@
  * seqs; a failed command rolls back its own SAVEPOINT only, a failed COMMIT fails them all. */
 #include "command/writer.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -66,6 +67,7 @@ static int append_event(struct writer *w, struct command *cmd, enum event_type t
 {
     cmd->view_len = view_encode(&cmd->product, cmd->view, sizeof(cmd->view));
     if (cmd->view_len == 0) return STORE_ERR;
+    assert(type >= 0 && type < EVENT_TYPE_COUNT);
     return store_append_event(w->store, EVENT_TYPE_NAMES[type], &cmd->product, cmd->view,
                               cmd->view_len, cmd->product.updated_at, &cmd->seq);
 }
@@ -199,6 +201,7 @@ static int execute(struct writer *w, struct command *cmd, uint64_t now_ms)
     if (store_savepoint(w->store) < 0) return STORE_ERR;
     int keyed = cmd->idempotency_key[0] != '\0';
     int rc = keyed ? check_idempotency_key(w, cmd) : STORE_OK;
+    assert(cmd->kind >= 0 && cmd->kind < sizeof(EXECUTORS) / sizeof(EXECUTORS[0]));
     if (rc == STORE_OK && cmd->outcome == COMMAND_DONE) rc = EXECUTORS[cmd->kind](w, cmd, now_ms);
     if (rc == STORE_OK && cmd->outcome != COMMAND_DONE) {
         /* Refused: undo whatever the command wrote before it was refused. */

@@ -54,6 +54,7 @@ struct read {
     /* READ_PAGE */
     int in_stock, limit;
     char after[UUID_TEXT_LEN + 1];
+    int page_read_again; /* step 2 found a listed view missing; steps 1 and 2 made again */
     struct catalog_page page;
     struct read *next_free;
 };
@@ -310,8 +311,21 @@ static void on_page_views(const redisReply *reply, void *arg)
         deliver(read, READ_BAD, NULL);
         return;
     }
+    size_t missing = 0;
+    for (size_t i = 0; i < reply->elements; i++)
+        missing += reply->element[i]->type != REDIS_REPLY_STRING;
+    /* A view listed in step 1 and gone in step 2: deleted in between, or broken (a key of
+     * another type). The page is read once more: a deleted product is then no longer
+     * listed; a view still missing is a broken read model, answered as such rather than
+     * left out of the page in silence. */
+    if (missing > 0 && !read->page_read_again) {
+        read->page_read_again = 1;
+        memset(&read->page, 0, sizeof(read->page));
+        if (send_page_ids(read) < 0) deliver(read, READ_UNAVAILABLE, NULL);
+        return;
+    }
     read->page.views = reply;
-    deliver(read, READ_OK, NULL);
+    deliver(read, missing > 0 ? READ_BAD : READ_OK, NULL);
 }
 
 /* Step 2: MGET of "count" ids (string replies of step 1) in the generation step 1 read. */

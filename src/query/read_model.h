@@ -53,7 +53,9 @@ struct read *read_model_get_view(struct read_model *rm, struct slice id, read_fn
 struct read *read_model_get_by_sku(struct read_model *rm, struct slice sku, read_fn fn, void *arg);
 
 /* Up to "limit" views after id "after" ("" for the first page), in id order, of all products
- * or only those in stock. Two round trips: the ids and the set's size, then the views. */
+ * or only those in stock. Two round trips: the ids and the set's size, then the views. A
+ * page never leaves out in silence a product its index lists: when a view is missing the
+ * page is read again, and READ_BAD answers a view still missing (a broken read model). */
 struct read *read_model_catalog_page(struct read_model *rm, int in_stock, const char *after,
                                      int limit, page_fn fn, void *arg);
 

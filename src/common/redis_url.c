@@ -18,14 +18,70 @@ static int parse_number(const char *text, size_t len, int min, int max, int *out
     return 0;
 }
 
-static int parse_tcp(const char *rest, struct redis_url *out, char *err, size_t errlen)
+static int hex_value(char c)
 {
-    const char *slash = strchr(rest, '/');
-    size_t hostport_len = slash ? (size_t)(slash - rest) : strlen(rest);
-    if (memchr(rest, '@', hostport_len)) {
-        snprintf(err, errlen, "credentials in the Redis URL are not supported");
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes "len" bytes into "out" ("cap" bytes, NUL-terminated). Returns 0, or -1 for
+ * a bad escape, a NUL byte or a value too long. */
+static int percent_decode(const char *text, size_t len, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        int c = (unsigned char)text[i];
+        if (c == '%') {
+            if (i + 2 >= len) return -1;
+            int high = hex_value(text[i + 1]), low = hex_value(text[i + 2]);
+            if (high < 0 || low < 0) return -1;
+            c = high * 16 + low;
+            i += 2;
+        }
+        if (c == 0 || n + 1 >= cap) return -1;
+        out[n++] = (char)c;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+/* "[user]:password@" before the host: the last '@' ends it (a password may hold one, though
+ * it should be written %40). */
+static int parse_credentials(const char *userinfo, size_t len, struct redis_url *out, char *err,
+                             size_t errlen)
+{
+    const char *colon = memchr(userinfo, ':', len);
+    if (!colon) {
+        snprintf(err, errlen, "credentials must be user:password@ or :password@");
         return -1;
     }
+    size_t user_len = (size_t)(colon - userinfo);
+    if (percent_decode(userinfo, user_len, out->user, sizeof(out->user)) < 0 ||
+        percent_decode(colon + 1, len - user_len - 1, out->password, sizeof(out->password)) < 0) {
+        snprintf(err, errlen, "bad user or password (percent-encoding, length)");
+        return -1;
+    }
+    if (!out->password[0]) {
+        snprintf(err, errlen, "empty password");
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_tcp(const char *rest, struct redis_url *out, char *err, size_t errlen)
+{
+    size_t authority_len = strcspn(rest, "/");
+    const char *at = NULL;
+    for (const char *c = rest; c < rest + authority_len; c++)
+        if (*c == '@') at = c;
+    if (at) {
+        if (parse_credentials(rest, (size_t)(at - rest), out, err, errlen) < 0) return -1;
+        rest = at + 1;
+    }
+    const char *slash = strchr(rest, '/');
+    size_t hostport_len = slash ? (size_t)(slash - rest) : strlen(rest);
     const char *colon = memchr(rest, ':', hostport_len);
     size_t host_len = colon ? (size_t)(colon - rest) : hostport_len;
     if (host_len == 0 || host_len >= sizeof(out->host)) {

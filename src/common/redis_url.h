@@ -1,14 +1,17 @@
-/* redis_url.h - where the read model lives: "redis://host:port/db" or "unix:///path?db=N". */
+/* redis_url.h - where the read model lives: "redis://[[user]:password@]host:port/db" or
+ * "unix:///path?db=N". The user and password are percent-decoded. */
 #ifndef CATALOGD_REDIS_URL_H
 #define CATALOGD_REDIS_URL_H
 
 #include <stddef.h>
 
 struct redis_url {
-    char host[256]; /* empty for a unix socket */
-    int port;       /* 6379 when not given */
-    char path[108]; /* unix socket path, empty for TCP */
-    int db;         /* 0 when not given */
+    char host[256];     /* empty for a unix socket */
+    int port;           /* 6379 when not given */
+    char path[108];     /* unix socket path, empty for TCP */
+    int db;             /* 0 when not given */
+    char user[128];     /* a Redis 6 ACL user, "" for the default user */
+    char password[256]; /* "" when none: no AUTH */
 };
 
 /* Parses "text". Returns 0, or -1 with a reason in "err" ("errlen" bytes). */

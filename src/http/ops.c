@@ -55,11 +55,11 @@ static void answer_ready(struct http_exchange *ex, int read_status)
     struct projector_status status;
     projector_get_status(ex->app->projector, &status);
     int sqlite_ok = writer_healthy(ex->app->writer);
-    const char *redis_problem = status.redis_problem[0] ? status.redis_problem
+    const char *redis_problem = status.redis_problem[0]                ? status.redis_problem
+                                : status.state == PROJECTOR_REDIS_DOWN ? status.last_error
                                 : read_status == READ_UNAVAILABLE || read_status == READ_BAD
                                     ? "Redis does not answer queries"
-                                : status.state == PROJECTOR_REDIS_DOWN ? status.last_error
-                                                                       : NULL;
+                                    : NULL;
     int redis_ok = redis_problem == NULL;
     const char *projection_problem =
         read_status == READ_REBUILDING || status.state == PROJECTOR_REBUILDING

@@ -22,6 +22,19 @@ redisContext *redis_sync_connect(const struct redis_url *url, int timeout_ms, ch
         return NULL;
     }
     redisSetTimeout(redis, timeout);
+    if (url->password[0]) {
+        /* AUTH [user] password: without a user, the password moves to the user's place. */
+        int argc = url->user[0] ? 3 : 2;
+        const char *argv[] = {"AUTH", argc == 3 ? url->user : url->password, url->password};
+        char why[200];
+        redisReply *reply = redis_sync_command(redis, argc, argv, NULL, why, sizeof(why));
+        if (!reply) {
+            snprintf(err, errlen, "Redis refused the credentials: %s", why);
+            redisFree(redis);
+            return NULL;
+        }
+        freeReplyObject(reply);
+    }
     if (url->db != 0) {
         char db[16];
         snprintf(db, sizeof(db), "%d", url->db);

@@ -58,6 +58,7 @@ struct redis_client {
 
     unsigned long errors, reconnects;
     int ever_connected;
+    char last_problem[200]; /* logged once; "" after a good connection */
 };
 
 static void start_connect(struct redis_client *c);
@@ -113,7 +114,10 @@ static struct redis_call *pop_call(struct redis_client *c)
 static void disconnect(struct redis_client *c, const char *why)
 {
     if (c->sock) {
-        if (c->connected || c->ever_connected) LOG(LOG_WARN, "redis client: %s", why);
+        /* The same problem again and again (a wrong password) is logged once. */
+        if ((c->connected || c->ever_connected) && strcmp(why, c->last_problem) != 0)
+            LOG(LOG_WARN, "redis client: %s", why);
+        snprintf(c->last_problem, sizeof(c->last_problem), "%s", why);
         h2o_socket_close(c->sock);
         c->sock = NULL;
     }
@@ -188,9 +192,34 @@ static void on_read(h2o_socket_t *sock, const char *err)
         c->backoff_ms = BACKOFF_MIN_MS;
         if (call->fn) call->fn(reply, call->arg);
         recycle_call(c, call);
+        if (!c->sock) return; /* a callback closed the connection, and freed the reader */
         reply_reader_release(c->reader);
-        if (!c->sock) return; /* a callback's failure closed the connection */
     }
+}
+
+/* The connection is usable: say so if it was lost before. */
+static void usable(struct redis_client *c)
+{
+    if (c->ever_connected && c->last_problem[0]) {
+        c->reconnects++;
+        LOG(LOG_INFO, "redis client: reconnected");
+    }
+    c->ever_connected = 1;
+    c->last_problem[0] = '\0';
+}
+
+static void on_auth(const redisReply *reply, void *arg)
+{
+    struct redis_client *c = arg;
+    if (!reply) return; /* the connection failed meanwhile */
+    if (reply->type == REDIS_REPLY_ERROR) {
+        char why[200];
+        snprintf(why, sizeof(why), "Redis refused the credentials: %.*s", (int)reply->len,
+                 reply->str);
+        disconnect(c, why);
+        return;
+    }
+    usable(c);
 }
 
 static void on_connected(h2o_socket_t *sock, const char *err)
@@ -201,17 +230,21 @@ static void on_connected(h2o_socket_t *sock, const char *err)
         return;
     }
     c->connected = 1;
-    if (c->ever_connected) {
-        c->reconnects++;
-        LOG(LOG_INFO, "redis client: reconnected");
-    }
-    c->ever_connected = 1;
     c->reader = reply_reader_new();
     if (!c->reader) {
         disconnect(c, "out of memory");
         return;
     }
     h2o_socket_read_start(sock, on_read);
+    if (c->url.password[0]) { /* first: every later command needs it */
+        /* AUTH [user] password: without a user, the password moves to the user's place. */
+        int argc = c->url.user[0] ? 3 : 2;
+        const char *argv[] = {"AUTH", argc == 3 ? c->url.user : c->url.password, c->url.password};
+        const size_t lens[] = {4, strlen(argv[1]), strlen(c->url.password)};
+        redis_client_call(c, on_auth, c, argc, argv, lens);
+    } else {
+        usable(c);
+    }
     if (c->url.db != 0) {
         char db[16];
         int n = snprintf(db, sizeof(db), "%d", c->url.db);

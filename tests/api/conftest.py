@@ -230,11 +230,13 @@ def generation_numbers(r):
 
 
 class RedisProc:
-    def __init__(self, workdir, port=None):
+    def __init__(self, workdir, port=None, extra_args=(), password=None):
         self.dir = Path(workdir)
         self.port = port or free_port()
         self.proc = None
         self.log = self.dir / f"redis-{self.port}.log"
+        self.extra_args = list(extra_args)
+        self.password = password  # of the default user, for the tests' own client
 
     @property
     def url(self):
@@ -242,14 +244,15 @@ class RedisProc:
 
     def client(self):
         return redis.Redis(host="127.0.0.1", port=self.port, db=0, socket_timeout=5,
-                           socket_connect_timeout=5)
+                           socket_connect_timeout=5, password=self.password)
 
     def start(self):
         assert shutil.which("redis-server"), "redis-server is not on PATH"
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no"],
+             "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no",
+             *self.extra_args],
             stdout=logf, stderr=subprocess.STDOUT, cwd=str(self.dir))
         logf.close()
 
@@ -257,7 +260,7 @@ class RedisProc:
             if self.proc.poll() is not None:
                 raise AssertionError(f"redis-server exited: {self.log.read_text()[-2000:]}")
             c = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5,
-                            socket_connect_timeout=0.5)
+                            socket_connect_timeout=0.5, password=self.password)
             try:
                 return c.ping()
             finally:

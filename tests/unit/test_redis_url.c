@@ -37,7 +37,11 @@ Test(redis_url, rejects_what_it_cannot_use)
                          "redis://h:70000",
                          "redis://h:12x",
                          "redis://h/abc",
-                         "redis://user:pw@h:6379",
+                         "redis://user@h:6379",
+                         "redis://user:@h",
+                         "redis://:%zz@h",
+                         "redis://:pw%0@h",
+                         "redis://:a%00b@h",
                          "unix://relative.sock",
                          "unix:///s?database=1"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -45,4 +49,25 @@ Test(redis_url, rejects_what_it_cannot_use)
         cr_assert_eq(redis_url_parse(bad[i], &url, err, sizeof(err)), -1, "accepted '%s'", bad[i]);
         cr_assert_neq(err[0], '\0', "no reason for '%s'", bad[i]);
     }
+}
+
+Test(redis_url, credentials_percent_decoded)
+{
+    struct redis_url url;
+    char err[128];
+    cr_assert_eq(redis_url_parse("redis://:s3cret@h:6380/1", &url, err, sizeof(err)), 0, "%s", err);
+    cr_assert_str_eq(url.user, "");
+    cr_assert_str_eq(url.password, "s3cret");
+    cr_assert_str_eq(url.host, "h");
+    cr_assert_eq(url.port, 6380);
+    cr_assert_eq(redis_url_parse("redis://cat%40logd:p%3Aw%2Fx@h/2", &url, err, sizeof(err)), 0,
+                 "%s", err);
+    cr_assert_str_eq(url.user, "cat@logd");
+    cr_assert_str_eq(url.password, "p:w/x");
+    cr_assert_eq(url.db, 2);
+    cr_assert_eq(redis_url_parse("redis://u:p@ss@h", &url, err, sizeof(err)), 0, "%s", err);
+    cr_assert_str_eq(url.password, "p@ss");
+    cr_assert_str_eq(url.host, "h");
+    cr_assert_eq(redis_url_parse("redis://h", &url, err, sizeof(err)), 0);
+    cr_assert_str_eq(url.password, "");
 }

@@ -1,0 +1,130 @@
+"""Redis with a password or an ACL user (issue 12): every connection catalogd makes (query
+loops, projector, maintenance, verify, rebuild) authenticates, again after every reconnect;
+wrong credentials are reported, never fatal, and fixed by themselves once Redis accepts them.
+Tested with exactly the minimal ACL the README documents."""
+import os
+import subprocess
+import time
+
+import requests
+
+from conftest import PREFIX, RedisProc, Server, Stack, bulk_create, product_body, uniq_sku, wait_until
+
+JSON = {"Content-Type": "application/json"}
+PASSWORD = "s3cr%t:p@ss"  # needs percent-encoding in a URL
+PASSWORD_IN_URL = "s3cr%25t%3Ap%40ss"
+
+# The minimal ACL of a catalogd user, as in the README: its key prefix and its commands.
+CATALOGD_COMMANDS = ("get set del mget mset exists type incr unlink scan pexpire time info "
+                     "zadd zrem zcard zrangebylex zmscore hset hdel hexists hkeys hgetall "
+                     "rpush lpop lindex llen lrange multi exec eval evalsha select")
+
+
+def make_stack(name, redis_args, password, url_credentials):
+    """A stack whose Redis needs credentials; catalogd is given `url_credentials`."""
+    s = Stack(name)
+    s.redis = RedisProc(s.tmp, extra_args=redis_args, password=password)
+    url = f"redis://{url_credentials}@127.0.0.1:{s.redis.port}/0"
+    s.server = Server(s.tmp, url, s.db)
+    s.cli_redis = url
+    return s
+
+
+def run_cli(s, *args):
+    return subprocess.run([s.server.command()[0], *args, "--db", str(s.db), "--redis",
+                           s.cli_redis], capture_output=True, text=True, timeout=60)
+
+
+def exercise(s):
+    """Every command and query, a rebuild, and verify: all through the credentials."""
+    created = s.post_raw("/products", product_body(uniq_sku(), stock=3))
+    assert created.status_code == 201 and created.headers["Projection"] == "applied"
+    product = created.json()
+    assert s.get(f"/products/{product['id']}").json() == product
+    assert s.get(f"/products/by-sku/{product['sku']}").status_code == 200
+    assert s.get("/catalog?in_stock=true").status_code == 200
+    r = s.http.post(s.url(f"/products/{product['id']}/stock"), data='{"delta": -1}',
+                    headers=JSON, timeout=10)
+    assert r.status_code == 200 and r.headers["Projection"] == "applied"
+    r = s.http.patch(s.url(f"/products/{product['id']}"), data='{"name": "Renamed"}',
+                     headers=JSON, timeout=10)
+    assert r.status_code == 200 and r.headers["Projection"] == "applied"
+    bulk_create(s.base, 50)
+    assert requests.post(s.url("/admin/rebuild"), timeout=10).status_code == 202
+    wait_until(lambda: not s.get("/admin/projection").json()["rebuild"]["running"], 30,
+               what="the rebuild")
+    rebuilt = run_cli(s, "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    verified = run_cli(s, "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_a_password_protected_redis(stack_factory):
+    s = make_stack("requirepass", ["--requirepass", PASSWORD], PASSWORD, f":{PASSWORD_IN_URL}")
+    try:
+        s.start()
+        exercise(s)
+        # a Redis restart: the loops and the projector authenticate again
+        s.redis.stop()
+        s.redis.start()
+        wait_until(lambda: requests.get(s.url("/ready"), timeout=5).status_code == 200, 20,
+                   what="catalogd to be ready again after Redis restarted")
+        exercise(s)
+        assert PASSWORD not in s.server.stderr_tail(10**6)
+    finally:
+        s.stop()
+
+
+def test_an_acl_user_with_only_what_catalogd_needs(stack_factory):
+    s = make_stack("acl", [], None, "catalogd:pw%2F1")
+    try:
+        s.redis.start()
+        s.r.execute_command("ACL", "SETUSER", "catalogd", "on", ">pw/1", f"~{PREFIX}:*",
+                            "resetchannels", "-@all",
+                            *[f"+{c}" for c in CATALOGD_COMMANDS.split()])
+        s.r.execute_command("ACL", "SETUSER", "default", "off")
+        s.redis.password = None
+        s._r = None
+        s.server.start()
+        exercise(s)
+    finally:
+        s.stop()
+
+
+def test_wrong_credentials_are_reported_and_fixed_by_themselves(stack_factory):
+    s = make_stack("wrongpass", ["--requirepass", "right"], "right", ":wrong")
+    try:
+        s.redis.start()
+        s.server.proc = subprocess.Popen(s.server.command(), stdout=subprocess.DEVNULL,
+                                         stderr=open(s.server.stderr_path, "ab"), cwd=str(s.tmp))
+
+        def refused():
+            r = requests.get(s.url("/ready"), timeout=5)
+            reason = r.json().get("reasons", {}).get("redis", "")
+            return r.status_code == 503 and "credentials" in reason and "WRONGPASS" in reason
+        wait_until(refused, 10, interval=0.1, what="/ready to name the refused credentials")
+        created = s.post_raw("/products", product_body(uniq_sku()))
+        assert created.status_code == 201 and created.headers["Projection"] == "pending"
+        assert s.get(f"/products/{created.json()['id']}").status_code == 503
+        cpu0 = cpu_seconds(s.server.proc.pid)
+        time.sleep(2)
+        assert cpu_seconds(s.server.proc.pid) - cpu0 < 0.3  # retrying with backoff, not spinning
+        log = s.server.stderr_tail(10**6)
+        assert "refused the credentials" in log
+        assert log.count("Redis refused the credentials") <= 4, log[-2000:]  # once per connection
+        s.r.config_set("requirepass", "wrong")  # the operator fixes Redis' side
+        s.redis.password = "wrong"
+        s._r = None
+        wait_until(lambda: requests.get(s.url("/ready"), timeout=5).status_code == 200, 15,
+                   interval=0.2, what="catalogd to recover by itself")
+        got = s.get(f"/products/{created.json()['id']}")
+        assert got.status_code == 200, got.text
+        assert run_cli(s, "verify").returncode == 0
+    finally:
+        s.stop()
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -343,6 +343,12 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
     /* A connection that sends nothing, or takes too long over one request, is closed. */
     server->globalconf.http1.req_timeout = (uint64_t)app->config->idle_timeout_s * 1000;
     server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("catalogd"));
+    /* No cleartext HTTP/2: h2o 2.2.5 turns it on by default, both for "Upgrade: h2c" and for
+     * a connection that starts with the HTTP/2 preface, and its HTTP/2 escapes every bound
+     * kept here (header and body bytes, the idle timeout, one request at a time per
+     * connection) and has no mitigation for rapid reset (CVE-2023-44487). With this off, the
+     * Upgrade header is ignored and the preface fails HTTP/1 parsing: a 400, then close. */
+    server->globalconf.http1.upgrade_to_http2 = 0;
     h2o_hostconf_t *host =
         h2o_config_register_host(&server->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);

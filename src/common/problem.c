@@ -10,6 +10,7 @@ static const char *const PROBLEM_TITLES[][2] = {
     {"malformed-body", "The request body is not one JSON object"},
     {"invalid-query", "A query parameter is not valid"},
     {"invalid-header", "A request header is not valid"},
+    {"ambiguous-request", "The request could be read in more than one way"},
     {"not-found", "Not found"},
     {"method-not-allowed", "Method not allowed on this resource"},
     {"duplicate-sku", "A product with this SKU already exists"},

@@ -86,8 +86,9 @@ static void arm(h2o_req_t *req)
 static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     (void)self;
-    /* h2o refuses an oversized body before reading it, and then closes the connection. */
-    if (req->res.status == 413 && !req->http1_is_persistent) arm(req);
+    /* An error that closes the connection: h2o's 413 for a body it did not read, or a request
+     * refused with bytes after it that must not run (ambiguous framing, oversized head). */
+    if (req->res.status >= 400 && !req->http1_is_persistent) arm(req);
     h2o_setup_next_ostream(req, slot);
 }
 

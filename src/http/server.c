@@ -18,6 +18,7 @@
 #include "common/digits.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "http/head_scan.h"
 #include "http/linger.h"
 #include "http/loop.h"
 #include "http/metrics.h"
@@ -137,6 +138,29 @@ static int authorized_or_reply(struct http_exchange *ex)
     return 0;
 }
 
+/* Reads the raw head of "req" again (head_scan.h says why) into "*head". h2o keeps an HTTP/1
+ * request's bytes at the start of its socket's input buffer until the response is sent: the
+ * head, then the body (a chunked body decoded in place after the head). Answers 400 and
+ * returns -1 when the framing is ambiguous (or the head cannot be found, which would mean
+ * that h2o changed under us): the connection then closes, so nothing the client sent after
+ * this request runs. */
+static int framed_or_reply(struct http_exchange *ex, h2o_req_t *req, struct head_facts *head)
+{
+    h2o_socket_t *sock =
+        req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    const char *problem = "a head that could not be read";
+    if (sock && sock->input && req->version < 0x200 &&
+        head_scan(sock->input->bytes, sock->input->size, head) == 0)
+        problem = head_framing_problem(head, req->version & 0xff);
+    if (!problem) return 0;
+    req->http1_is_persistent = 0;
+    char detail[160];
+    snprintf(detail, sizeof(detail),
+             "the request has %s: its framing is ambiguous, so the connection is closed", problem);
+    http_respond_problem(ex, 400, "ambiguous-request", detail, NULL);
+    return -1;
+}
+
 static int on_request(h2o_handler_t *handler, h2o_req_t *req)
 {
     (void)handler;
@@ -159,24 +183,23 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
     ex->body = (struct slice){req->entity.base ? req->entity.base : "", req->entity.len};
     assign_request_id(loop, ex);
 
+    if (slice_eq(ex->path, BODY_TOO_LARGE_DOCUMENT)) { /* h2o's own 413, on a closing connection */
+        http_respond_body_too_large(ex);
+        return 0;
+    }
+    struct head_facts head;
+    if (framed_or_reply(ex, req, &head) < 0) return 0;
     if (atomic_load(&server->draining)) {
         req->http1_is_persistent = 0;
         http_respond_unavailable(ex, "shutting-down", "the server is shutting down");
         return 0;
     }
-    size_t header_bytes = req->path.len;
-    for (size_t i = 0; i < req->headers.size; i++)
-        header_bytes += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
-    if (header_bytes > server->app->config->max_header_bytes) {
+    if (head.length > server->app->config->max_header_bytes) {
         req->http1_is_persistent = 0;
         char detail[96];
         snprintf(detail, sizeof(detail), "the request line and headers are larger than %zu bytes",
                  server->app->config->max_header_bytes);
         http_respond_problem(ex, 431, "headers-too-large", detail, NULL);
-        return 0;
-    }
-    if (slice_eq(ex->path, BODY_TOO_LARGE_DOCUMENT)) {
-        http_respond_body_too_large(ex);
         return 0;
     }
     /* HEAD is GET without the body; h2o leaves the body out of the response. */
@@ -362,6 +385,7 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
         on_setup_request_id;
     linger_register(&host->fallback_path);
     h2o_errordoc_register(path, errordocs, 1);
+    linger_register(path);
 
     for (int i = 0; i < server->loop_count; i++) {
         struct loop_thread *loop = &server->loops[i];

@@ -1250,6 +1250,56 @@ def test_headers_over_16_kib_431(live, path, method):
     assert resp.headers.get("Connection", "").lower() == "close"
 
 
+def raw_response(live, method, path, head_lines, body=b""):
+    """Sends a request written byte for byte (requests cannot send two Host headers) and
+    returns the answer as a requests.Response, for check()."""
+    import http.client
+    import io
+
+    class Replay(io.BytesIO):
+        def makefile(self, *args, **kwargs):
+            return self
+
+    sock = socket.create_connection(("127.0.0.1", live.port), timeout=HTTP_TIMEOUT)
+    try:
+        sock.sendall(f"{method} {path} HTTP/1.1\r\n".encode()
+                     + "".join(f"{line}\r\n" for line in head_lines).encode() + b"\r\n" + body)
+        raw = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            raw += chunk
+    finally:
+        sock.close()
+    parsed = http.client.HTTPResponse(Replay(raw), method=method)
+    parsed.begin()
+    resp = requests.models.Response()
+    resp.status_code = parsed.status
+    resp.headers = requests.structures.CaseInsensitiveDict(parsed.getheaders())
+    resp._content = parsed.read()
+    resp.url = live.base + path
+    resp.request = requests.Request(method, resp.url).prepare()
+    return resp
+
+
+@pytest.mark.parametrize("path,method", [(p, m) for p, m, _ in operations()],
+                         ids=[f"{m}-{p}" for p, m, _ in operations()])
+def test_ambiguous_framing_400(live, path, method):
+    host = f"127.0.0.1:{live.port}"
+    resp = raw_response(live, method.upper(), concrete(path), [f"Host: {host}", f"Host: {host}"])
+    check_problem(resp, path, method, 400, "ambiguous-request")
+    assert resp.headers.get("Connection", "").lower() == "close"
+    body = b"abcde"
+    resp = raw_response(live, method.upper(), concrete(path),
+                        [f"Host: {host}", "Content-Length: 5", "Transfer-Encoding: chunked"],
+                        b"0\r\n\r\n")
+    check_problem(resp, path, method, 400, "ambiguous-request")
+    resp = raw_response(live, method.upper(), concrete(path),
+                        [f"Host: {host}", "Content-Length: 5", "Content-Length: 6"], body)
+    check_problem(resp, path, method, 400, "ambiguous-request")
+
+
 def test_headers_just_under_16_kib_pass(live):
     check(live.get("/health", headers={"X-Padding": "a" * (15 * 1024)}), "/health", "get", 200)
     check_component(live.get("/nowhere", headers={"X-Padding": "a" * (17 * 1024)}),

@@ -6,10 +6,12 @@
 
 #include "command/writer.h"
 #include "common/redis_url.h"
+#include "http/host_policy.h"
 #include "projection/projector.h"
 
 struct app_config {
-    const char *listen; /* "host:port" */
+    const char *listen;             /* "host:port" */
+    struct host_policy host_policy; /* the names state-changing requests may give (Host, Origin) */
     const char *db_path;
     const char *redis_text; /* as given, for messages */
     struct redis_url redis;

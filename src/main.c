@@ -17,6 +17,7 @@
 #include "command/writer.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/xmalloc.h"
 #include "http/server.h"
 #include "projection/apply.h"
 #include "projection/layout.h"
@@ -44,6 +45,7 @@ struct options {
     const char *idle_timeout;
     const char *max_body_bytes;
     const char *max_header_bytes;
+    const char *allowed_hosts;
     int allow_open_writes;
 };
 
@@ -53,31 +55,37 @@ struct flag {
     const char *fallback_env;
     size_t offset; /* of the const char * in struct options */
     const char *help;
+    int repeatable; /* each use on the command line adds a comma-separated entry */
 };
 
 #define OPT(field) offsetof(struct options, field)
 
 static const struct flag FLAGS[] = {
-    {"listen", "CATALOGD_LISTEN", NULL, OPT(listen), "host:port to serve on (127.0.0.1:8000)"},
-    {"db", "CATALOGD_DB", NULL, OPT(db), "SQLite write model (./var/catalog.db)"},
+    {"listen", "CATALOGD_LISTEN", NULL, OPT(listen), "host:port to serve on (127.0.0.1:8000)", 0},
+    {"db", "CATALOGD_DB", NULL, OPT(db), "SQLite write model (./var/catalog.db)", 0},
     {"redis", "CATALOGD_REDIS_URL", "REDIS_URL", OPT(redis),
-     "redis://host:port/db or unix:///path?db=N (redis://127.0.0.1:6379/0)"},
-    {"threads", "CATALOGD_THREADS", NULL, OPT(threads), "event-loop threads (number of cores)"},
+     "redis://host:port/db or unix:///path?db=N (redis://127.0.0.1:6379/0)", 0},
+    {"threads", "CATALOGD_THREADS", NULL, OPT(threads), "event-loop threads (number of cores)", 0},
     {"api-token", "CATALOGD_API_TOKEN", NULL, OPT(api_token),
-     "require Authorization: Bearer <token> on commands"},
+     "require Authorization: Bearer <token> on commands", 0},
     {"durability", "CATALOGD_DURABILITY", NULL, OPT(durability),
-     "full (fsync per commit batch) or normal (full)"},
-    {"log-level", "CATALOGD_LOG_LEVEL", NULL, OPT(log_level), "error, warn, info or debug (info)"},
+     "full (fsync per commit batch) or normal (full)", 0},
+    {"log-level", "CATALOGD_LOG_LEVEL", NULL, OPT(log_level), "error, warn, info or debug (info)",
+     0},
     {"redis-prefix", "CATALOGD_REDIS_PREFIX", NULL, OPT(prefix),
-     "prefix of every Redis key (catalogd)"},
+     "prefix of every Redis key (catalogd)", 0},
     {"max-connections", "CATALOGD_MAX_CONNECTIONS", NULL, OPT(max_connections),
-     "open connections at once; more wait (4096)"},
+     "open connections at once; more wait (4096)", 0},
     {"idle-timeout", "CATALOGD_IDLE_TIMEOUT", NULL, OPT(idle_timeout),
-     "seconds a connection may be silent or spend on one request (10)"},
+     "seconds a connection may be silent or spend on one request (10)", 0},
     {"max-body-bytes", "CATALOGD_MAX_BODY_BYTES", NULL, OPT(max_body_bytes),
-     "larger request bodies get 413 unread (65536)"},
+     "larger request bodies get 413 unread (65536)", 0},
     {"max-header-bytes", "CATALOGD_MAX_HEADER_BYTES", NULL, OPT(max_header_bytes),
-     "larger request line + headers get 431 (16384)"},
+     "larger request line + headers get 431 (16384)", 0},
+    {"allowed-host", "CATALOGD_ALLOWED_HOSTS", NULL, OPT(allowed_hosts),
+     "host or host:port that writes may name in Host and Origin, besides --listen and "
+     "localhost (repeatable, or comma-separated)",
+     1},
 };
 #define FLAG_COUNT (sizeof(FLAGS) / sizeof(FLAGS[0]))
 
@@ -124,14 +132,23 @@ static int parse_flags(int argc, char **argv, struct options *options)
     long_options[FLAG_COUNT + 1] = (struct option){0};
     opterr = 0;
     optind = 2; /* after the command */
-    int index;
+    int index, given[FLAG_COUNT] = {0};
     while ((index = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
-        if (index == 1000)
+        if (index == 1000) {
             options->allow_open_writes = 1;
-        else if (index >= 0 && (size_t)index < FLAG_COUNT)
-            *option_slot(options, &FLAGS[index]) = optarg;
-        else
+        } else if (index >= 0 && (size_t)index < FLAG_COUNT) {
+            const char **slot = option_slot(options, &FLAGS[index]);
+            if (FLAGS[index].repeatable && given[index]++) {
+                /* Lives as long as the process, like the rest of the options. */
+                char *joined = xmalloc(strlen(*slot) + strlen(optarg) + 2);
+                sprintf(joined, "%s,%s", *slot, optarg);
+                *slot = joined;
+            } else {
+                *slot = optarg;
+            }
+        } else {
             return usage_error("unknown flag or missing value: %s", argv[optind - 1]);
+        }
     }
     if (optind < argc) return usage_error("unexpected argument: %s", argv[optind]);
     return 0;
@@ -193,6 +210,10 @@ static int build_config(const struct options *options, struct app_config *config
     long port_number = port ? strtol(port + 1, &end, 10) : 0;
     if (!port || port == options->listen || *end || port_number < 1 || port_number > 65535)
         return usage_error("bad --listen: '%s' (host:port, port 1-65535)", options->listen);
+    int rc = host_policy_init(&config->host_policy, options->listen, options->allowed_hosts, err,
+                              sizeof(err));
+    if (rc == HOST_POLICY_BAD_LISTEN) return usage_error("bad --listen: %s", err);
+    if (rc == HOST_POLICY_BAD_ALLOWED) return usage_error("bad --allowed-host: %s", err);
     config->api_token = options->api_token && options->api_token[0] ? options->api_token : NULL;
     if (!is_loopback(options->listen) && !config->api_token && !options->allow_open_writes)
         return usage_error("refusing to serve commands on %s without --api-token "

@@ -28,23 +28,10 @@ static void pending_free(struct pending_command *pending)
     command_free(&pending->command); /* frees pending too: command is its first member */
 }
 
-/* Media type check: application/json, parameters allowed, case-insensitive. */
-static int is_json(struct slice content_type)
-{
-    static const char type[] = "application/json";
-    size_t n = sizeof(type) - 1;
-    if (content_type.len < n || strncasecmp(content_type.p, type, n) != 0) return 0;
-    for (size_t i = n; i < content_type.len; i++) {
-        if (content_type.p[i] == ';') return 1;
-        if (content_type.p[i] != ' ' && content_type.p[i] != '\t') return 0;
-    }
-    return 1;
-}
-
 /* Answers 415 or 413 and returns -1 when the body cannot be a command. */
 static int body_acceptable_or_reply(struct http_exchange *ex)
 {
-    if (!is_json(http_header(ex, "content-type"))) {
+    if (!http_is_json(http_header(ex, "content-type"))) {
         http_respond_problem(ex, 415, "unsupported-media-type",
                              "send the body as Content-Type: application/json", NULL);
         return -1;

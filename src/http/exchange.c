@@ -42,6 +42,18 @@ int http_query_param(const struct http_exchange *ex, const char *name, struct sl
     return query_find_param(ex->query.p, ex->query.len, name, &value->p, &value->len);
 }
 
+int http_is_json(struct slice content_type)
+{
+    static const char type[] = "application/json";
+    size_t n = sizeof(type) - 1;
+    if (content_type.len < n || strncasecmp(content_type.p, type, n) != 0) return 0;
+    for (size_t i = n; i < content_type.len; i++) {
+        if (content_type.p[i] == ';') return 1;
+        if (content_type.p[i] != ' ' && content_type.p[i] != '\t') return 0;
+    }
+    return 1;
+}
+
 void *http_alloc(struct http_exchange *ex, size_t size)
 {
     return h2o_mem_alloc_pool(&req_of(ex)->pool, size);
@@ -80,12 +92,14 @@ static const struct {
     {304, "Not Modified"},
     {400, "Bad Request"},
     {401, "Unauthorized"},
+    {403, "Forbidden"},
     {404, "Not Found"},
     {405, "Method Not Allowed"},
     {409, "Conflict"},
     {412, "Precondition Failed"},
     {413, "Content Too Large"},
     {415, "Unsupported Media Type"},
+    {421, "Misdirected Request"},
     {422, "Unprocessable Content"},
     {431, "Request Header Fields Too Large"},
     {500, "Internal Server Error"},

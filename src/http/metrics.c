@@ -13,8 +13,8 @@
 #include "projection/projector.h"
 #include "query/read_model.h"
 
-static const int STATUSES[METRICS_STATUSES] = {200, 201, 202, 204, 304, 400, 401, 404, 405,
-                                               409, 412, 413, 415, 422, 431, 500, 503, 0};
+static const int STATUSES[METRICS_STATUSES] = {200, 201, 202, 204, 304, 400, 401, 403, 404, 405,
+                                               409, 412, 413, 415, 421, 422, 431, 500, 503, 0};
 static const double BUCKET_SECONDS[METRICS_BUCKETS - 1] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0};
 

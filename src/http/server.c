@@ -161,6 +161,52 @@ static int framed_or_reply(struct http_exchange *ex, h2o_req_t *req, struct head
     return -1;
 }
 
+/* Copies "text" into "out" ("cap" bytes, NUL included) for a problem's detail: bytes outside
+ * printable ASCII become '?' (a detail must be valid UTF-8), and a long value is cut. */
+static const char *printable(struct slice text, char *out, size_t cap)
+{
+    size_t n = text.len < cap - 1 ? text.len : cap - 1;
+    for (size_t i = 0; i < n; i++)
+        out[i] = text.p[i] >= 0x20 && text.p[i] <= 0x7e ? text.p[i] : '?';
+    out[n] = '\0';
+    return out;
+}
+
+/* A request that may change state (any method but GET and HEAD) must name this server in its
+ * Host and, in every Origin it carries, come from a page of this server (host_policy.h says
+ * why: cross-site requests and DNS rebinding). Answers 421 or 403 and returns -1 otherwise. */
+static int named_this_server_or_reply(struct http_exchange *ex, h2o_req_t *req,
+                                      const struct head_facts *head)
+{
+    const struct host_policy *policy = &ex->app->config->host_policy;
+    struct slice host = {req->input.authority.base, req->input.authority.len};
+    char shown[72], detail[400];
+    /* Without a Host header, h2o puts its default host's name in the authority. */
+    if (head->host_fields == 0 || !host_policy_allows_host(policy, host)) {
+        snprintf(detail, sizeof(detail),
+                 "%s%s%s is not this server: a request that changes state must name the --listen "
+                 "address, localhost, 127.0.0.1 or [::1] with port %d, or a host given with "
+                 "--allowed-host",
+                 head->host_fields ? "Host '" : "a request without Host",
+                 head->host_fields ? printable(host, shown, sizeof(shown)) : "",
+                 head->host_fields ? "'" : "", policy->listen.port);
+        http_respond_problem(ex, 421, "misdirected-request", detail, NULL);
+        return -1;
+    }
+    for (ssize_t i = -1;
+         (i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), i)) >= 0;) {
+        h2o_iovec_t origin = req->headers.entries[i].value;
+        if (host_policy_allows_origin(policy, (struct slice){origin.base, origin.len})) continue;
+        snprintf(detail, sizeof(detail),
+                 "Origin '%s' is another site: a request that changes state is only taken from "
+                 "pages of this server (the names its Host may give)",
+                 printable((struct slice){origin.base, origin.len}, shown, sizeof(shown)));
+        http_respond_problem(ex, 403, "cross-origin-request", detail, NULL);
+        return -1;
+    }
+    return 0;
+}
+
 static int on_request(h2o_handler_t *handler, h2o_req_t *req)
 {
     (void)handler;
@@ -204,6 +250,7 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
     }
     /* HEAD is GET without the body; h2o leaves the body out of the response. */
     struct slice method = slice_eq(ex->method, "HEAD") ? SLICE_LIT("GET") : ex->method;
+    if (!slice_eq(method, "GET") && named_this_server_or_reply(ex, req, &head) < 0) return 0;
     const struct route *route = NULL;
     char allow[64];
     int match = router_match(ROUTES, ROUTE_COUNT, method, ex->path, &route, ex->params,

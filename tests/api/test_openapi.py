@@ -1300,6 +1300,33 @@ def test_ambiguous_framing_400(live, path, method):
     check_problem(resp, path, method, 400, "ambiguous-request")
 
 
+WRITE_OPERATIONS = [(p, m) for p, m, _ in operations() if m != "get"]
+
+
+@pytest.mark.parametrize("path,method", WRITE_OPERATIONS,
+                         ids=[f"{m}-{p}" for p, m in WRITE_OPERATIONS])
+def test_writes_from_another_host_421_or_origin_403(live, path, method):
+    body = OPERATION_BODIES.get((path, method), "")
+    resp = live.send(method.upper(), concrete(path), body,
+                     headers={"Host": f"attacker.example:{live.port}"})
+    check_problem(resp, path, method, 421, "misdirected-request")
+    resp = live.send(method.upper(), concrete(path), body,
+                     headers={"Origin": "https://evil.example"})
+    check_problem(resp, path, method, 403, "cross-origin-request")
+
+
+@pytest.mark.parametrize("content_type,body,status,slug", [
+    ("text/plain", "x", 415, "unsupported-media-type"),
+    ("application/x-www-form-urlencoded", "a=1", 415, "unsupported-media-type"),
+    (None, "x", 415, "unsupported-media-type"),
+    ("application/json", "[]", 400, "malformed-body"),
+    ("application/json", "{", 400, "malformed-body"),
+])
+def test_admin_rebuild_body_415_400(live, content_type, body, status, slug):
+    resp = live.send("POST", "/admin/rebuild", body, content_type=content_type)
+    check_problem(resp, "/admin/rebuild", "post", status, slug)
+
+
 def test_headers_just_under_16_kib_pass(live):
     check(live.get("/health", headers={"X-Padding": "a" * (15 * 1024)}), "/health", "get", 200)
     check_component(live.get("/nowhere", headers={"X-Padding": "a" * (17 * 1024)}),

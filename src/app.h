@@ -17,14 +17,15 @@ struct app_config {
     struct redis_url redis;
     const char *prefix; /* Redis key prefix */
     int threads;
-    int durable;             /* synchronous=FULL */
-    int projection_wait_ms;  /* how long a command waits for its view (read-your-writes) */
-    int redis_timeout_ms;    /* how long a query waits for Redis */
-    const char *api_token;   /* NULL: commands are open */
-    int max_connections;     /* open at once; more wait in the listen backlog */
-    size_t max_body_bytes;   /* larger bodies get 413, unread */
-    size_t max_header_bytes; /* larger request line + headers get 431 */
-    int idle_timeout_s;      /* for a connection that sends nothing or trickles a request */
+    int durable;                  /* synchronous=FULL */
+    int projection_wait_ms;       /* how long a command waits for its view (read-your-writes) */
+    int redis_timeout_ms;         /* how long a query waits for Redis */
+    const char *api_token;        /* NULL: commands are open */
+    int max_connections;          /* open at once; more wait in the listen backlog */
+    size_t max_body_bytes;        /* larger bodies get 413, unread */
+    size_t max_header_bytes;      /* larger request line + headers get 431 */
+    int idle_timeout_s;           /* for a connection that sends nothing or trickles a request */
+    int64_t max_idempotency_keys; /* stored at once */
 };
 
 struct inflight_keys;

@@ -46,6 +46,7 @@ struct options {
     const char *max_body_bytes;
     const char *max_header_bytes;
     const char *allowed_hosts;
+    const char *max_idempotency_keys;
     int allow_open_writes;
 };
 
@@ -82,6 +83,8 @@ static const struct flag FLAGS[] = {
      "larger request bodies get 413 unread (65536)", 0},
     {"max-header-bytes", "CATALOGD_MAX_HEADER_BYTES", NULL, OPT(max_header_bytes),
      "larger request line + headers get 431 (16384)", 0},
+    {"max-idempotency-keys", "CATALOGD_MAX_IDEMPOTENCY_KEYS", NULL, OPT(max_idempotency_keys),
+     "Idempotency-Keys stored at once (24 h each); a new one beyond gets 503 (1000000)", 0},
     {"allowed-host", "CATALOGD_ALLOWED_HOSTS", NULL, OPT(allowed_hosts),
      "host or host:port that writes may name in Host and Origin, besides --listen and "
      "localhost (repeatable, or comma-separated)",
@@ -200,6 +203,11 @@ static int build_config(const struct options *options, struct app_config *config
     if (*end || max_header < 1024 || max_header > 262144)
         return usage_error("bad --max-header-bytes: %s (1024-262144)", options->max_header_bytes);
     config->max_header_bytes = (size_t)max_header;
+    long long max_keys = strtoll(options->max_idempotency_keys, &end, 10);
+    if (*end || max_keys < 1 || max_keys > 1000000000LL)
+        return usage_error("bad --max-idempotency-keys: %s (1-1000000000)",
+                           options->max_idempotency_keys);
+    config->max_idempotency_keys = max_keys;
     enum log_level level;
     if (log_level_parse(options->log_level, &level) < 0)
         return usage_error("bad --log-level: %s (error, warn, info, debug)", options->log_level);
@@ -281,7 +289,9 @@ static int serve(const struct app_config *config)
                                                 .prefix = config->prefix,
                                                 .head_seq = head};
     if (projector_start(&projector_config, server_projection_applied, server, &app.projector) < 0 ||
-        writer_start(store, on_committed, app.projector, &app.writer) < 0) {
+        writer_start(store,
+                     &(struct writer_limits){.max_idempotency_keys = config->max_idempotency_keys},
+                     on_committed, app.projector, &app.writer) < 0) {
         LOG(LOG_ERROR, "cannot start the projector or writer thread");
         return 1;
     }
@@ -407,7 +417,8 @@ int main(int argc, char **argv)
                                   .max_connections = "4096",
                                   .idle_timeout = "10",
                                   .max_body_bytes = "65536",
-                                  .max_header_bytes = "16384"};
+                                  .max_header_bytes = "16384",
+                                  .max_idempotency_keys = "1000000"};
         int rc = parse_flags(argc, argv, &options);
         if (rc != 0) return rc;
         struct app_config config = {0};

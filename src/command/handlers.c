@@ -89,10 +89,9 @@ static int expected_version_or_reply(struct http_exchange *ex, struct command *c
     return 0;
 }
 
-/* SHA-256 of method, path and body, as hex: what "the same request" means for a key. */
-static void fingerprint(const struct http_exchange *ex, char out[65])
+/* SHA-256 of method, path and body: what "the same request" means for a key. */
+static void fingerprint(const struct http_exchange *ex, unsigned char out[STORE_FINGERPRINT_LEN])
 {
-    unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (!ctx) xmalloc_fail();
@@ -102,10 +101,8 @@ static void fingerprint(const struct http_exchange *ex, char out[65])
     EVP_DigestUpdate(ctx, ex->path.p, ex->path.len);
     EVP_DigestUpdate(ctx, "\n", 1);
     EVP_DigestUpdate(ctx, ex->body.p, ex->body.len);
-    EVP_DigestFinal_ex(ctx, digest, &len);
+    EVP_DigestFinal_ex(ctx, out, &len);
     EVP_MD_CTX_free(ctx);
-    for (unsigned int i = 0; i < len && i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", digest[i]);
 }
 
 /* Idempotency-Key: 1-255 visible ASCII characters; not while the same key is in flight. */
@@ -148,7 +145,8 @@ static void send_response(struct http_exchange *ex, int applied, void *arg)
             http_add_header(ex, "projection", applied ? "applied" : "pending", 7);
         if (pending->command.outcome == COMMAND_REPLAYED)
             http_add_header(ex, "idempotent-replayed", "true", 4);
-        if (response->status == 503) http_add_header(ex, "retry-after", "1", 1);
+        if (response->retry_after_s > 0)
+            http_add_headerf(ex, "retry-after", "%d", response->retry_after_s);
         http_respond(ex, response->status, response->content_type, response->body,
                      response->body_len);
     }

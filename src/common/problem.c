@@ -26,6 +26,7 @@ static const char *const PROBLEM_TITLES[][2] = {
     {"validation-failed", "The request did not pass validation"},
     {"read-model-unavailable", "The read model is unavailable"},
     {"write-model-unavailable", "The write model is unavailable"},
+    {"idempotency-keys-full", "No room for another Idempotency-Key"},
     {"rebuild-in-progress", "A rebuild is already running"},
     {"not-ready", "The service is not ready"},
     {"shutting-down", "The server is shutting down"},

@@ -148,6 +148,14 @@ static void emit_sync(struct text *t, struct http_exchange *ex, struct server_vi
         status.redis_errors, client_errors, status.reconnects, client_reconnects, status.rebuilds,
         status.parked_events);
     emit(t,
+         "# HELP catalogd_idempotency_keys Idempotency-Keys stored (each kept at least 24 h).\n"
+         "# TYPE catalogd_idempotency_keys gauge\ncatalogd_idempotency_keys %" PRId64 "\n"
+         "# HELP catalogd_idempotency_keys_limit --max-idempotency-keys: a new key beyond is "
+         "refused.\n"
+         "# TYPE catalogd_idempotency_keys_limit gauge\ncatalogd_idempotency_keys_limit %" PRId64
+         "\n",
+         stats.idempotency_keys, stats.max_idempotency_keys);
+    emit(t,
          "# HELP catalogd_open_connections HTTP connections open now.\n"
          "# TYPE catalogd_open_connections gauge\ncatalogd_open_connections %ld\n",
          connections);

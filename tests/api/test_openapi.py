@@ -649,6 +649,31 @@ def test_create_idempotency_key(live):
         assert check(resp, "/products", "post", 400)["type"] == "urn:catalogd:problem:invalid-header"
 
 
+def test_commands_503_when_the_idempotency_keys_are_full():
+    s = Stack(extra_args=("--max-idempotency-keys", "1"))
+    try:
+        s.start()
+        live = s.server
+        body = create_text(new_sku("FULL"))
+        check(live.post_json("/products", body, headers={"Idempotency-Key": new_key()}),
+              "/products", "post", 201)
+        _, first = None, live.create()
+        pid = first.json()["id"]
+        for path, method, resp in [
+                ("/products", "post", live.post_json("/products", create_text(new_sku("FULL")),
+                                                     headers={"Idempotency-Key": new_key()})),
+                ("/products/{id}", "patch", live.patch(pid, '{"name":"x"}',
+                                                       headers={"Idempotency-Key": new_key()})),
+                ("/products/{id}", "delete", live.delete(pid,
+                                                         headers={"Idempotency-Key": new_key()})),
+                ("/products/{id}/stock", "post", live.stock(pid, '{"delta":1}',
+                                                            headers={"Idempotency-Key": new_key()}))]:
+            check_problem(resp, path, method, 503, "idempotency-keys-full")
+            assert resp.headers["Retry-After"] == "60"
+    finally:
+        s.stop()
+
+
 def test_create_422_lists_every_failing_field(live):
     resp = live.post_json("/products",
                           '{"sku":"bad sku","name":"","price":"1","stock":-1,"colour":"red"}')
@@ -1079,6 +1104,11 @@ def test_command_replays_with_idempotent_replayed(live):
         check(first, path, method, status)
         if status < 300:
             assert first.headers["Projection"] == "applied"
+        if status == 404:  # not stored: ids are never reused, so a retry runs and finds nothing
+            again = send(key)
+            check(again, path, method, 404)
+            assert "Idempotent-Replayed" not in again.headers
+            continue
         replayed(first, send(key), path, method)
     # the delete happened once: a replay did not run it again, a fresh one finds nothing
     check_problem(live.delete(pid), *DELETE, 404, "not-found")

@@ -48,6 +48,7 @@ struct options {
     const char *allowed_hosts;
     const char *max_idempotency_keys;
     int allow_open_writes;
+    char *joined; /* the values of a repeated flag, joined: freed by main */
 };
 
 struct flag {
@@ -142,10 +143,11 @@ static int parse_flags(int argc, char **argv, struct options *options)
         } else if (index >= 0 && (size_t)index < FLAG_COUNT) {
             const char **slot = option_slot(options, &FLAGS[index]);
             if (FLAGS[index].repeatable && given[index]++) {
-                /* Lives as long as the process, like the rest of the options. */
                 char *joined = xmalloc(strlen(*slot) + strlen(optarg) + 2);
                 sprintf(joined, "%s,%s", *slot, optarg);
                 *slot = joined;
+                free(options->joined);
+                options->joined = joined;
             } else {
                 *slot = optarg;
             }
@@ -258,12 +260,13 @@ static void on_committed(int64_t head_seq, const struct command *batch, void *ar
 static int serve(const struct app_config *config)
 {
     char err[256];
+    int rc = 1;
     struct app app = {.config = config,
                       .inflight_keys = inflight_keys_new(),
                       .rebuilds =
                           rebuild_jobs_new(config->db_path, &config->redis, config->prefix)};
     struct server *server;
-    struct store *store;
+    struct store *store = NULL;
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
@@ -273,14 +276,14 @@ static int serve(const struct app_config *config)
 
     if (server_open(&app, &server, err, sizeof(err)) < 0) {
         LOG(LOG_ERROR, "%s", err);
-        return 1;
+        goto out;
     }
     make_parent_directory(config->db_path);
     if (store_open(config->db_path,
                    config->durable ? STORE_DURABILITY_FULL : STORE_DURABILITY_NORMAL, &store, err,
                    sizeof(err)) < 0) {
         LOG(LOG_ERROR, "%s", err);
-        return 1;
+        goto out;
     }
     int64_t head = 0;
     store_head_seq(store, &head);
@@ -293,19 +296,21 @@ static int serve(const struct app_config *config)
                      &(struct writer_limits){.max_idempotency_keys = config->max_idempotency_keys},
                      on_committed, app.projector, &app.writer) < 0) {
         LOG(LOG_ERROR, "cannot start the projector or writer thread");
-        return 1;
+        return 1; /* threads may be running: the process exits without unwinding them */
     }
     LOG(LOG_INFO, "catalogd %s serving http://%s (db %s, redis %s, %d threads, durability %s)",
         CATALOGD_VERSION, config->listen, config->db_path, config->redis_text, config->threads,
         config->durable ? "full" : "normal");
     server_run(server, SHUTDOWN_GRACE_MS);
     writer_stop(app.writer);
-    store_close(store);
     projector_stop(app.projector, PROJECTOR_DRAIN_MS);
+    LOG(LOG_INFO, "catalogd stopped");
+    rc = 0;
+out:
+    store_close(store);
     inflight_keys_free(app.inflight_keys);
     rebuild_jobs_free(app.rebuilds);
-    LOG(LOG_INFO, "catalogd stopped");
-    return 0;
+    return rc;
 }
 
 /* Opens what verify and rebuild need. Returns 0, or prints why and returns -1. */
@@ -423,8 +428,10 @@ int main(int argc, char **argv)
         if (rc != 0) return rc;
         struct app_config config = {0};
         rc = build_config(&options, &config);
-        if (rc != 0) return rc;
-        return COMMANDS[i].run(&config);
+        if (rc == 0) rc = COMMANDS[i].run(&config);
+        host_policy_clear(&config.host_policy);
+        free(options.joined);
+        return rc;
     }
     return usage_error("unknown command: %s", argv[1]);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,9 +18,10 @@
 #include "common/clock.h"
 #include "common/digits.h"
 #include "common/log.h"
+#include "common/problem.h"
 #include "common/xmalloc.h"
+#include "http/conn_guard.h"
 #include "http/head_scan.h"
-#include "http/linger.h"
 #include "http/loop.h"
 #include "http/metrics.h"
 #include "http/ops.h"
@@ -61,12 +63,32 @@ static void on_exchange_dispose(void *memory)
     atomic_fetch_sub(&current_loop->server->in_flight, 1);
 }
 
+/* Copies "text" into "out" ("cap" bytes, NUL included) for a problem's detail: bytes outside
+ * printable ASCII become '?' (a detail must be valid UTF-8), and a long value is cut. */
+static const char *printable(struct slice text, char *out, size_t cap)
+{
+    size_t n = text.len < cap - 1 ? text.len : cap - 1;
+    for (size_t i = 0; i < n; i++)
+        out[i] = text.p[i] >= 0x20 && text.p[i] <= 0x7e ? text.p[i] : '?';
+    out[n] = '\0';
+    return out;
+}
+
 static int sane_request_id(struct slice id)
 {
     if (id.len == 0 || id.len > REQUEST_ID_MAX) return 0;
     for (size_t i = 0; i < id.len; i++)
         if (id.p[i] < 0x21 || id.p[i] > 0x7e) return 0;
     return 1;
+}
+
+/* A new request id: 8 hex digits of this loop's random salt, then the low 8 of its request
+ * counter (they repeat after 2^32 requests on one loop: an id finds log lines, not records). */
+static void new_request_id(struct loop_thread *loop, char out[REQUEST_ID_MAX + 1])
+{
+    digits_hex(out, loop->request_id_salt, 8);
+    digits_hex(out + 8, ++loop->request_id_counter, 8);
+    out[16] = '\0';
 }
 
 /* The request's id: the client's X-Request-Id when it is sane, else a new one. */
@@ -81,11 +103,7 @@ static void request_id_of(struct loop_thread *loop, h2o_req_t *req, char out[REQ
         memcpy(out, given.p, given.len);
         out[given.len] = '\0';
     } else {
-        /* 8 hex digits of this loop's random salt, then the low 8 of its request counter
-         * (they repeat after 2^32 requests on one loop: an id finds log lines, not records) */
-        digits_hex(out, loop->request_id_salt, 8);
-        digits_hex(out + 8, ++loop->request_id_counter, 8);
-        out[16] = '\0';
+        new_request_id(loop, out);
     }
 }
 
@@ -159,17 +177,6 @@ static int framed_or_reply(struct http_exchange *ex, h2o_req_t *req, struct head
              "the request has %s: its framing is ambiguous, so the connection is closed", problem);
     http_respond_problem(ex, 400, "ambiguous-request", detail, NULL);
     return -1;
-}
-
-/* Copies "text" into "out" ("cap" bytes, NUL included) for a problem's detail: bytes outside
- * printable ASCII become '?' (a detail must be valid UTF-8), and a long value is cut. */
-static const char *printable(struct slice text, char *out, size_t cap)
-{
-    size_t n = text.len < cap - 1 ? text.len : cap - 1;
-    for (size_t i = 0; i < n; i++)
-        out[i] = text.p[i] >= 0x20 && text.p[i] <= 0x7e ? text.p[i] : '?';
-    out[n] = '\0';
-    return out;
 }
 
 /* A request that may change state (any method but GET and HEAD) must name this server in its
@@ -272,6 +279,37 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
 
 static void on_accept(h2o_socket_t *listener, const char *err);
 
+/* A request head passed --max-header-bytes before it ended (conn_guard.h): the 431 is written
+ * here, on the connection's descriptor, since h2o has no request to answer yet. */
+static void on_head_too_large(int fd, const char *head, size_t len, void *arg)
+{
+    struct loop_thread *loop = arg;
+    char id[REQUEST_ID_MAX + 1], detail[96], response_head[256];
+    new_request_id(loop, id);
+    snprintf(detail, sizeof(detail), "the request line and headers are larger than %zu bytes",
+             loop->server->app->config->max_header_bytes);
+    size_t body_len;
+    char *body = problem_render(431, "headers-too-large", detail, NULL, &body_len);
+    int n = snprintf(response_head, sizeof(response_head),
+                     "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
+                     "Server: catalogd\r\nContent-Type: " PROBLEM_CONTENT_TYPE "\r\n"
+                     "Content-Length: %zu\r\nX-Request-Id: %s\r\n\r\n",
+                     body_len, id);
+    struct iovec parts[] = {{response_head, (size_t)n}, {body, body_len}};
+    ssize_t written = writev(fd, parts, 2); /* a fresh socket's buffer takes it; else it is lost */
+    (void)written;
+    free(body);
+    metrics_record(&loop->metrics, -1, 431, 0);
+    /* The request line, when it came whole: "METHOD TARGET HTTP/1.1". */
+    const char *line_end = memchr(head, '\n', len);
+    size_t line_len = line_end ? (size_t)(line_end - head) : 0;
+    while (line_len && (head[line_len - 1] == '\r' || head[line_len - 1] == ' '))
+        line_len--;
+    char line[256];
+    LOG(LOG_INFO, "request %s 431 0.000ms id=%s (cut after %zu bytes of head)",
+        line_len ? printable((struct slice){head, line_len}, line, sizeof(line)) : "-", id, len);
+}
+
 static void on_connection_closed(void *data)
 {
     struct loop_thread *loop = data;
@@ -288,14 +326,12 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     struct loop_thread *loop = listener->data;
     h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
     if (!sock) return;
-    sock->on_close.cb = on_connection_closed;
-    sock->on_close.data = loop;
     if (++loop->connections >= loop->max_connections) {
         /* At the cap: stop accepting; the kernel holds new connections until one closes. */
         loop->accept_paused = 1;
         h2o_socket_read_stop(listener);
     }
-    h2o_accept(&loop->accept_ctx, sock);
+    conn_guard_accept(&loop->accept_ctx, sock, &loop->guard_config);
 }
 
 static void on_applied_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
@@ -408,7 +444,7 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
     /* h2o refuses a body over the limit from its Content-Length, before reading it (and cuts
      * a chunked one there). Its 413 gets our problem+json (error document below), an
      * X-Request-Id (on_setup_request_id) and a lingering close, so that a client still
-     * sending reads the 413 instead of a reset (linger.h). */
+     * sending reads the 413 instead of a reset (conn_guard.h, linger.h). */
     server->globalconf.max_request_entity_size = app->config->max_body_bytes;
     /* A connection that sends nothing, or takes too long over one request, is closed. */
     server->globalconf.http1.req_timeout = (uint64_t)app->config->idle_timeout_s * 1000;
@@ -430,13 +466,20 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
     h2o_errordoc_register(&host->fallback_path, errordocs, 1);
     h2o_create_filter(&host->fallback_path, sizeof(h2o_filter_t))->on_setup_ostream =
         on_setup_request_id;
-    linger_register(&host->fallback_path);
+    conn_guard_register(&host->fallback_path);
     h2o_errordoc_register(path, errordocs, 1);
-    linger_register(path);
+    conn_guard_register(path);
 
     for (int i = 0; i < server->loop_count; i++) {
         struct loop_thread *loop = &server->loops[i];
         loop->server = server;
+        loop->guard_config = (struct conn_guard_config){
+            .max_head_bytes = app->config->max_header_bytes,
+            /* a head and a body at their limits, and as much again pipelined behind them */
+            .max_buffered_bytes = 2 * (app->config->max_header_bytes + app->config->max_body_bytes),
+            .refuse_head = on_head_too_large,
+            .closed = on_connection_closed,
+            .arg = loop};
         loop->max_connections = app->config->max_connections / server->loop_count;
         if (loop->max_connections < 1) loop->max_connections = 1;
         loop->listen_fd = bind_listener(app->config->listen, err, errlen);

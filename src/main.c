@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -257,8 +258,53 @@ static void on_committed(int64_t head_seq, const struct command *batch, void *ar
     projector_notify(arg, head_seq);
 }
 
-static int serve(const struct app_config *config)
+/* Descriptors catalogd needs besides its connections: stdio, per loop thread its listener,
+ * poller, message queue and Redis connection, the SQLite files of the writer, projector and a
+ * rebuild, their Redis connections, and room for a lingering close in progress. */
+#define FILES_RESERVED(threads) (64 + 8 * (threads))
+
+/* Raises the soft open-file limit to the hard one and fits --max-connections under it, so
+ * that accept() does not run out of descriptors while under the connection cap. Returns 0,
+ * or -1 when the limit leaves no room for even one connection per loop thread. */
+static int fit_open_file_limit(struct app_config *config)
 {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+    rlim_t wanted = limit.rlim_max == RLIM_INFINITY ? 1048576 : limit.rlim_max;
+    /* Only when it changes anything: a systemd unit with LimitNOFILE= sets both, and its
+     * SystemCallFilter=~@resources would kill the process for calling setrlimit. */
+    if (limit.rlim_cur < wanted) {
+        rlim_t before = limit.rlim_cur;
+        limit.rlim_cur = wanted;
+        if (setrlimit(RLIMIT_NOFILE, &limit) == 0)
+            LOG(LOG_INFO, "open-file limit raised from %llu to %llu", (unsigned long long)before,
+                (unsigned long long)wanted);
+        else
+            getrlimit(RLIMIT_NOFILE, &limit);
+    }
+    long long files = (long long)limit.rlim_cur, reserved = FILES_RESERVED(config->threads);
+    if (files - reserved < config->threads) {
+        LOG(LOG_ERROR,
+            "the open-file limit (%lld) leaves no room for connections: catalogd needs about %lld "
+            "descriptors for itself (raise it: ulimit -n, or LimitNOFILE= in a systemd unit)",
+            files, reserved);
+        return -1;
+    }
+    if (config->max_connections > files - reserved) {
+        LOG(LOG_WARN,
+            "--max-connections %d does not fit the open-file limit %lld (catalogd keeps %lld "
+            "for itself): serving at most %lld connections at once; raise the limit (ulimit -n, "
+            "LimitNOFILE=) to serve more",
+            config->max_connections, files, reserved, files - reserved);
+        config->max_connections = (int)(files - reserved);
+    }
+    return 0;
+}
+
+static int serve(const struct app_config *given)
+{
+    struct app_config fitted = *given, *config = &fitted;
+    if (fit_open_file_limit(config) < 0) return 1;
     char err[256];
     int rc = 1;
     struct app app = {.config = config,

@@ -31,6 +31,7 @@
 #include "query/read_model.h"
 
 #define BODY_TOO_LARGE_DOCUMENT "/_errors/413" /* h2o's own 413 gets this as its body */
+#define ACCEPT_BACKOFF_MS       100            /* after accept() ran out of descriptors */
 
 #define BIND_ROUTE(method, pattern, handler, name, needs_token)                                    \
     {method, pattern, handler, name, needs_token},
@@ -310,14 +311,51 @@ static void on_head_too_large(int fd, const char *head, size_t len, void *arg)
         line_len ? printable((struct slice){head, line_len}, line, sizeof(line)) : "-", id, len);
 }
 
+/* Accepting is on unless the loop is at its connection cap or backing off from a failed
+ * accept; either way new connections wait in the kernel's backlog. */
+static void update_accepting(struct loop_thread *loop)
+{
+    if (!loop->listener) return; /* draining */
+    if (loop->accept_paused || loop->accept_backoff)
+        h2o_socket_read_stop(loop->listener);
+    else
+        h2o_socket_read_start(loop->listener, on_accept);
+}
+
 static void on_connection_closed(void *data)
 {
     struct loop_thread *loop = data;
     loop->connections--;
-    if (loop->accept_paused && loop->connections < loop->max_connections && loop->listener) {
+    if (loop->accept_paused && loop->connections < loop->max_connections) {
         loop->accept_paused = 0;
-        h2o_socket_read_start(loop->listener, on_accept);
+        update_accepting(loop);
     }
+}
+
+static void on_accept_backoff_over(h2o_timeout_entry_t *entry)
+{
+    struct loop_thread *loop =
+        H2O_STRUCT_FROM_MEMBER(struct loop_thread, accept_backoff_entry, entry);
+    loop->accept_backoff = 0;
+    update_accepting(loop);
+}
+
+/* accept() failed for want of descriptors or memory. The listener stays readable, so
+ * accepting again at once would spin the loop: stop for ACCEPT_BACKOFF_MS instead (warning
+ * at most once a minute per loop). */
+static void back_off_accepting(struct loop_thread *loop, int error)
+{
+    uint64_t now_ms = clock_mono_ms();
+    if (!loop->accept_backoff_warned_ms || now_ms - loop->accept_backoff_warned_ms > 60000) {
+        loop->accept_backoff_warned_ms = now_ms;
+        LOG(LOG_WARN,
+            "server: cannot accept connections: %s (%d open on this loop); pausing %d ms at a "
+            "time until it can",
+            strerror(error), atomic_load(&loop->connections), ACCEPT_BACKOFF_MS);
+    }
+    loop->accept_backoff = 1;
+    update_accepting(loop);
+    h2o_timeout_link(loop->ctx.loop, &loop->accept_backoff_timeout, &loop->accept_backoff_entry);
 }
 
 static void on_accept(h2o_socket_t *listener, const char *err)
@@ -325,11 +363,15 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     if (err) return;
     struct loop_thread *loop = listener->data;
     h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
-    if (!sock) return;
+    if (!sock) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            back_off_accepting(loop, errno);
+        return; /* else the client went away first (ECONNABORTED...): nothing to do */
+    }
     if (++loop->connections >= loop->max_connections) {
         /* At the cap: stop accepting; the kernel holds new connections until one closes. */
         loop->accept_paused = 1;
-        h2o_socket_read_stop(listener);
+        update_accepting(loop);
     }
     conn_guard_accept(&loop->accept_ctx, sock, &loop->guard_config);
 }
@@ -374,6 +416,8 @@ static void init_loop(struct loop_thread *loop)
     h2o_linklist_init_anchor(&loop->waiters);
     h2o_timeout_init(evloop, &loop->projection_wait,
                      (uint64_t)server->app->config->projection_wait_ms);
+    h2o_timeout_init(evloop, &loop->accept_backoff_timeout, ACCEPT_BACKOFF_MS);
+    loop->accept_backoff_entry.cb = on_accept_backoff_over;
     uint32_t salt = 0;
     if (getrandom(&salt, sizeof(salt), 0) != sizeof(salt)) salt = (uint32_t)(uintptr_t)loop;
     loop->request_id_salt = salt;

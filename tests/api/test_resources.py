@@ -144,3 +144,101 @@ def test_endless_heads_do_not_grow_memory(stack_factory):
           f"{before / 1024:.1f} MiB -> {after / 1024:.1f} MiB (+{grown_mib:.1f} MiB)")
     assert grown_mib < 40, grown_mib
     assert requests.get(s.url("/health"), timeout=5).status_code == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# file descriptors: --max-connections fits the open-file limit, and running out of descriptors
+# makes catalogd wait, not spin
+
+
+class LimitedServer(Server):
+    """catalogd started under prlimit with an open-file limit of "nofile" (soft and hard)."""
+
+    def __init__(self, *args, nofile, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.nofile = nofile
+
+    def command(self):
+        return ["prlimit", f"--nofile={self.nofile}:{self.nofile}", *super().command()]
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def hold_connections(port, n, deadline_s=10.0):
+    """Opens up to n connections (each waits in the kernel's backlog if it is not accepted);
+    returns them."""
+    held = []
+    end = time.monotonic() + deadline_s
+    for _ in range(n):
+        if time.monotonic() > end:
+            break
+        try:
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+        except OSError:
+            break
+    return held
+
+
+def cpu_used_while(pid, seconds):
+    before = cpu_seconds(pid)
+    time.sleep(seconds)
+    return cpu_seconds(pid) - before
+
+
+def serving_server_pid(server):
+    """The catalogd process (prlimit execs it, so the pid is the same)."""
+    return server.proc.pid
+
+
+@pytest.mark.skipif(not shutil.which("prlimit"), reason="prlimit (util-linux) is not installed")
+def test_max_connections_is_clamped_to_the_open_file_limit():
+    stack = Stack("nofile")
+    stack.server = LimitedServer(stack.tmp, stack.redis.url, stack.db, nofile=256)
+    try:
+        stack.start()
+        pid = serving_server_pid(stack.server)
+        with open(f"/proc/{pid}/limits") as f:
+            assert re.search(r"Max open files\s+256\s+256", f.read())
+        held = hold_connections(stack.server.port, 400)
+        try:
+            assert len(held) == 400
+            time.sleep(0.5)
+            used = cpu_used_while(pid, 3.0)
+            print(f"\n400 connections held under an open-file limit of 256: {used:.2f} CPU s "
+                  f"in 3 s, {open_fds(pid)} descriptors open")
+            assert used < 0.6, used
+            assert open_fds(pid) < 256
+            log = stack.server.stderr_tail(20000)
+            assert "open-file limit" in log and "--max-connections" in log, log
+        finally:
+            for s in held:
+                s.close()
+        started = time.monotonic()
+        assert requests.get(stack.url("/health"), timeout=5).status_code == 200
+        assert time.monotonic() - started < 2
+    finally:
+        stack.stop()
+
+
+@pytest.mark.skipif(not shutil.which("prlimit"), reason="prlimit (util-linux) is not installed")
+def test_running_out_of_descriptors_pauses_accepting_instead_of_spinning(stack_factory):
+    s = stack_factory("emfile")
+    pid = s.server.proc.pid
+    limit = open_fds(pid) + 16
+    subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={limit}:{limit}"], check=True,
+                   timeout=10)
+    held = hold_connections(s.server.port, 120)
+    try:
+        time.sleep(0.5)
+        used = cpu_used_while(pid, 3.0)
+        print(f"\n120 connections with {limit} descriptors allowed: {used:.2f} CPU s in 3 s")
+        assert used < 0.6, used
+    finally:
+        for c in held:
+            c.close()
+    # descriptors free again: catalogd accepts again by itself
+    wait_until(lambda: requests.get(s.url("/health"), timeout=2).status_code == 200, 10,
+               what="a request served after the descriptors came back")
+    assert "cannot accept" in s.server.stderr_tail(200000)

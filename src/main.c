@@ -160,12 +160,6 @@ static int parse_flags(int argc, char **argv, struct options *options)
     return 0;
 }
 
-static int is_loopback(const char *listen)
-{
-    return strncmp(listen, "127.", 4) == 0 || strncmp(listen, "localhost:", 10) == 0 ||
-           strncmp(listen, "[::1]:", 6) == 0;
-}
-
 /* Validates "options" into "config". Returns 0, or an exit code. */
 static int build_config(const struct options *options, struct app_config *config)
 {
@@ -226,10 +220,7 @@ static int build_config(const struct options *options, struct app_config *config
     if (rc == HOST_POLICY_BAD_LISTEN) return usage_error("bad --listen: %s", err);
     if (rc == HOST_POLICY_BAD_ALLOWED) return usage_error("bad --allowed-host: %s", err);
     config->api_token = options->api_token && options->api_token[0] ? options->api_token : NULL;
-    if (!is_loopback(options->listen) && !config->api_token && !options->allow_open_writes)
-        return usage_error("refusing to serve commands on %s without --api-token "
-                           "(or give --allow-open-writes)",
-                           options->listen);
+    config->allow_open_writes = options->allow_open_writes;
     return 0;
 }
 
@@ -304,8 +295,19 @@ static int fit_open_file_limit(struct app_config *config)
 static int serve(const struct app_config *given)
 {
     struct app_config fitted = *given, *config = &fitted;
+    char err[256], bound[96];
+    /* Judged on the address it will bind, not on the text of --listen. */
+    if (listen_address_resolve(config->listen, &fitted.listen_address, err, sizeof(err)) < 0) {
+        LOG(LOG_ERROR, "%s", err);
+        return 1;
+    }
+    listen_address_format(&fitted.listen_address, bound, sizeof(bound));
+    if (!listen_address_is_loopback(&fitted.listen_address) && !config->api_token &&
+        !config->allow_open_writes)
+        return usage_error("refusing to serve commands on %s (%s, not a loopback address) "
+                           "without --api-token (or give --allow-open-writes)",
+                           config->listen, bound);
     if (fit_open_file_limit(config) < 0) return 1;
-    char err[256];
     int rc = 1;
     struct app app = {.config = config,
                       .inflight_keys = inflight_keys_new(),

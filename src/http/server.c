@@ -4,7 +4,6 @@
 #include "http/server.h"
 
 #include <errno.h>
-#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -443,36 +442,20 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
-static int bind_listener(const char *address, char *err, size_t errlen)
+/* A listening socket of its own for a loop thread, on "address" (SO_REUSEPORT: the kernel
+ * spreads connections over the loops). Returns the descriptor, or -1 with "err" set. */
+static int bind_listener(const struct listen_address *address, const char *text, char *err,
+                         size_t errlen)
 {
-    char host[256];
-    const char *colon = strrchr(address, ':');
-    if (!colon || colon == address || (size_t)(colon - address) >= sizeof(host)) {
-        snprintf(err, errlen, "--listen must be host:port, got '%s'", address);
-        return -1;
-    }
-    memcpy(host, address, (size_t)(colon - address));
-    host[colon - address] = '\0';
-    char *unbracketed = host;
-    if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-        host[strlen(host) - 1] = '\0';
-        unbracketed = host + 1;
-    }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *found = NULL;
-    int rc = getaddrinfo(unbracketed, colon + 1, &hints, &found);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve %s: %s", address, gai_strerror(rc));
-        return -1;
-    }
-    int fd = socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1;
+    int fd = socket(address->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
-        bind(fd, found->ai_addr, found->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", address, strerror(errno));
+        bind(fd, (const struct sockaddr *)&address->addr, address->len) != 0 ||
+        listen(fd, 4096) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", text, strerror(errno));
         if (fd >= 0) close(fd);
         fd = -1;
     }
-    freeaddrinfo(found);
     return fd;
 }
 
@@ -526,7 +509,8 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
             .arg = loop};
         loop->max_connections = app->config->max_connections / server->loop_count;
         if (loop->max_connections < 1) loop->max_connections = 1;
-        loop->listen_fd = bind_listener(app->config->listen, err, errlen);
+        loop->listen_fd =
+            bind_listener(&app->config->listen_address, app->config->listen, err, errlen);
         if (loop->listen_fd < 0) return -1; /* the process exits: nothing to unwind */
     }
     *out = server;

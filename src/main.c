@@ -346,8 +346,10 @@ static int serve(const struct app_config *given)
         LOG(LOG_ERROR, "cannot start the projector or writer thread");
         return 1; /* threads may be running: the process exits without unwinding them */
     }
+    char redis_shown[512];
     LOG(LOG_INFO, "catalogd %s serving http://%s (db %s, redis %s, %d threads, durability %s)",
-        CATALOGD_VERSION, config->listen, config->db_path, config->redis_text, config->threads,
+        CATALOGD_VERSION, config->listen, config->db_path,
+        redis_url_redact(config->redis_text, redis_shown, sizeof(redis_shown)), config->threads,
         config->durable ? "full" : "normal");
     server_run(server, SHUTDOWN_GRACE_MS);
     writer_stop(app.writer);

@@ -130,9 +130,18 @@ static void start_response(struct http_exchange *ex, int status, const char *con
     if (status != 204 && status != 304) req->res.content_length = body_len;
     uint64_t duration_us = clock_mono_us() - ex->started_at_us;
     metrics_record(&current_loop->metrics, ex->route_index, status, duration_us);
-    LOG(LOG_INFO, "request %.*s %.*s%s%.*s %d %.3fms id=%s", (int)ex->method.len, ex->method.p,
-        (int)ex->path.len, ex->path.p, ex->query.len ? "?" : "", (int)ex->query.len, ex->query.p,
-        status, (double)duration_us / 1000.0, ex->request_id);
+    if (LOG_INFO <= log_threshold) {
+        /* The method and target as sent, escaped (log_escape): a path may carry any byte. */
+        char method[40], target[640];
+        log_escape(method, sizeof(method), ex->method.p, ex->method.len);
+        size_t n = log_escape(target, sizeof(target), ex->path.p, ex->path.len);
+        if (ex->query.len && n + 2 < sizeof(target)) {
+            target[n++] = '?';
+            log_escape(target + n, sizeof(target) - n, ex->query.p, ex->query.len);
+        }
+        log_write(LOG_INFO, "request %s %s %d %.3fms id=%s", method, target, status,
+                  (double)duration_us / 1000.0, ex->request_id);
+    }
 }
 
 void http_respond(struct http_exchange *ex, int status, const char *content_type, const char *body,

@@ -29,8 +29,9 @@
 #include "query/handlers.h"
 #include "query/read_model.h"
 
-#define BODY_TOO_LARGE_DOCUMENT "/_errors/413" /* h2o's own 413 gets this as its body */
-#define ACCEPT_BACKOFF_MS       100            /* after accept() ran out of descriptors */
+#define BODY_TOO_LARGE_DOCUMENT "/_errors/413"        /* h2o's own 413 gets this as its body */
+#define ACCEPT_BACKOFF_MS       100                   /* after accept() ran out of descriptors */
+#define REQUEST_ID_ENV          "CATALOGD_REQUEST_ID" /* h2o's own errors keep their id here */
 
 #define BIND_ROUTE(method, pattern, handler, name, needs_token)                                    \
     {method, pattern, handler, name, needs_token},
@@ -125,6 +126,8 @@ static void on_setup_request_id(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_
         request_id_of(current_loop, req, id);
         h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 1, NULL,
                               id, strlen(id));
+        /* For the log line of this response (the error document's handler reads it). */
+        *h2o_req_getenv(req, H2O_STRLIT(REQUEST_ID_ENV), 1) = h2o_iovec_init(id, strlen(id));
     }
     h2o_setup_next_ostream(req, slot);
 }
@@ -236,7 +239,23 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
     ex->body = (struct slice){req->entity.base ? req->entity.base : "", req->entity.len};
     assign_request_id(loop, ex);
 
-    if (slice_eq(ex->path, BODY_TOO_LARGE_DOCUMENT)) { /* h2o's own 413, on a closing connection */
+    if (slice_eq(ex->path, BODY_TOO_LARGE_DOCUMENT)) {
+        /* h2o's own 413 (on a connection it closes), redirected here by its error-document
+         * filter as a GET of the document: logged as the request the client sent, under the
+         * id its response already carries. */
+        size_t input_path_len =
+            req->input.query_at != SIZE_MAX ? req->input.query_at : req->input.path.len;
+        ex->method = (struct slice){req->input.method.base, req->input.method.len};
+        ex->path = (struct slice){req->input.path.base, input_path_len};
+        ex->query = req->input.query_at != SIZE_MAX
+                        ? (struct slice){req->input.path.base + req->input.query_at + 1,
+                                         req->input.path.len - req->input.query_at - 1}
+                        : (struct slice){"", 0};
+        h2o_iovec_t *id = h2o_req_getenv(req, H2O_STRLIT(REQUEST_ID_ENV), 0);
+        if (id && id->len <= REQUEST_ID_MAX) {
+            memcpy(ex->request_id, id->base, id->len);
+            ex->request_id[id->len] = '\0';
+        }
         http_respond_body_too_large(ex);
         return 0;
     }
@@ -305,9 +324,9 @@ static void on_head_too_large(int fd, const char *head, size_t len, void *arg)
     size_t line_len = line_end ? (size_t)(line_end - head) : 0;
     while (line_len && (head[line_len - 1] == '\r' || head[line_len - 1] == ' '))
         line_len--;
-    char line[256];
-    LOG(LOG_INFO, "request %s 431 0.000ms id=%s (cut after %zu bytes of head)",
-        line_len ? printable((struct slice){head, line_len}, line, sizeof(line)) : "-", id, len);
+    char line[640] = "-";
+    if (line_len) log_escape(line, sizeof(line), head, line_len);
+    LOG(LOG_INFO, "request %s 431 0.000ms id=%s (cut after %zu bytes of head)", line, id, len);
 }
 
 /* Accepting is on unless the loop is at its connection cap or backing off from a failed

@@ -12,6 +12,8 @@
  *   view_version finds that version (the ETag), and view_encode refuses a buffer one byte
  *   short without writing past it. */
 #include <jansson.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -143,14 +145,18 @@ static void check_view(const struct product *p)
     check_string_member(doc, "created_at", p->created_at);
     check_string_member(doc, "updated_at", p->updated_at);
 
-    /* The price a client parses as a double is the price stored, to the cent. */
+    /* The price's literal in the view is the price stored, to the cent, and what a client
+     * parses as a double rounds to it. */
     char price[MONEY_TEXT_MAX], desc[PRODUCT_NAME_MAX_BYTES + MONEY_TEXT_MAX + 8];
-    money_format(p->price_cents, price);
-    const json_t *price_value = json_object_get(doc, "price");
+    size_t price_len = money_format(p->price_cents, price);
+    char member[MONEY_TEXT_MAX + 16];
+    snprintf(member, sizeof member, "\"price\":%s,", price);
+    CHECK(strstr(out, member) != NULL);
     int64_t cents = -1;
+    CHECK(money_parse(price, price_len, &cents) == MONEY_OK && cents == p->price_cents);
+    const json_t *price_value = json_object_get(doc, "price");
     CHECK(json_is_number(price_value));
-    CHECK(money_from_double(json_number_value(price_value), &cents) == MONEY_OK);
-    CHECK(cents == p->price_cents);
+    CHECK(llround(json_number_value(price_value) * 100.0) == p->price_cents);
     snprintf(desc, sizeof desc, "%s - $%s", p->name, price);
     check_string_member(doc, "desc", desc);
 

@@ -6,23 +6,29 @@
 
 #include "command/writer.h"
 #include "common/redis_url.h"
+#include "http/host_policy.h"
+#include "http/listen_address.h"
 #include "projection/projector.h"
 
 struct app_config {
-    const char *listen; /* "host:port" */
+    const char *listen;                   /* "host:port", as given */
+    struct listen_address listen_address; /* resolved, by serve */
+    struct host_policy host_policy; /* the names state-changing requests may give (Host, Origin) */
     const char *db_path;
     const char *redis_text; /* as given, for messages */
     struct redis_url redis;
     const char *prefix; /* Redis key prefix */
     int threads;
-    int durable;             /* synchronous=FULL */
-    int projection_wait_ms;  /* how long a command waits for its view (read-your-writes) */
-    int redis_timeout_ms;    /* how long a query waits for Redis */
-    const char *api_token;   /* NULL: commands are open */
-    int max_connections;     /* open at once; more wait in the listen backlog */
-    size_t max_body_bytes;   /* larger bodies get 413, unread */
-    size_t max_header_bytes; /* larger request line + headers get 431 */
-    int idle_timeout_s;      /* for a connection that sends nothing or trickles a request */
+    int durable;                  /* synchronous=FULL */
+    int projection_wait_ms;       /* how long a command waits for its view (read-your-writes) */
+    int redis_timeout_ms;         /* how long a query waits for Redis */
+    const char *api_token;        /* NULL: commands are open */
+    int allow_open_writes;        /* serve commands on a non-loopback address without a token */
+    int max_connections;          /* open at once; more wait in the listen backlog */
+    size_t max_body_bytes;        /* larger bodies get 413, unread */
+    size_t max_header_bytes;      /* larger request line + headers get 431 */
+    int idle_timeout_s;           /* for a connection that sends nothing or trickles a request */
+    int64_t max_idempotency_keys; /* stored at once */
 };
 
 struct inflight_keys;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include "command/writer.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/xmalloc.h"
 #include "http/server.h"
 #include "projection/apply.h"
 #include "projection/generations.h"
@@ -44,7 +46,10 @@ struct options {
     const char *idle_timeout;
     const char *max_body_bytes;
     const char *max_header_bytes;
+    const char *allowed_hosts;
+    const char *max_idempotency_keys;
     int allow_open_writes;
+    char *joined; /* the values of a repeated flag, joined: freed by main */
 };
 
 struct flag {
@@ -53,31 +58,39 @@ struct flag {
     const char *fallback_env;
     size_t offset; /* of the const char * in struct options */
     const char *help;
+    int repeatable; /* each use on the command line adds a comma-separated entry */
 };
 
 #define OPT(field) offsetof(struct options, field)
 
 static const struct flag FLAGS[] = {
-    {"listen", "CATALOGD_LISTEN", NULL, OPT(listen), "host:port to serve on (127.0.0.1:8000)"},
-    {"db", "CATALOGD_DB", NULL, OPT(db), "SQLite write model (./var/catalog.db)"},
+    {"listen", "CATALOGD_LISTEN", NULL, OPT(listen), "host:port to serve on (127.0.0.1:8000)", 0},
+    {"db", "CATALOGD_DB", NULL, OPT(db), "SQLite write model (./var/catalog.db)", 0},
     {"redis", "CATALOGD_REDIS_URL", "REDIS_URL", OPT(redis),
-     "redis://host:port/db or unix:///path?db=N (redis://127.0.0.1:6379/0)"},
-    {"threads", "CATALOGD_THREADS", NULL, OPT(threads), "event-loop threads (number of cores)"},
+     "redis://host:port/db or unix:///path?db=N (redis://127.0.0.1:6379/0)", 0},
+    {"threads", "CATALOGD_THREADS", NULL, OPT(threads), "event-loop threads (number of cores)", 0},
     {"api-token", "CATALOGD_API_TOKEN", NULL, OPT(api_token),
-     "require Authorization: Bearer <token> on commands"},
+     "require Authorization: Bearer <token> on commands", 0},
     {"durability", "CATALOGD_DURABILITY", NULL, OPT(durability),
-     "full (fsync per commit batch) or normal (full)"},
-    {"log-level", "CATALOGD_LOG_LEVEL", NULL, OPT(log_level), "error, warn, info or debug (info)"},
+     "full (fsync per commit batch) or normal (full)", 0},
+    {"log-level", "CATALOGD_LOG_LEVEL", NULL, OPT(log_level), "error, warn, info or debug (info)",
+     0},
     {"redis-prefix", "CATALOGD_REDIS_PREFIX", NULL, OPT(prefix),
-     "prefix of every Redis key (catalogd)"},
+     "prefix of every Redis key (catalogd)", 0},
     {"max-connections", "CATALOGD_MAX_CONNECTIONS", NULL, OPT(max_connections),
-     "open connections at once; more wait (4096)"},
+     "open connections at once; more wait (4096)", 0},
     {"idle-timeout", "CATALOGD_IDLE_TIMEOUT", NULL, OPT(idle_timeout),
-     "seconds a connection may be silent or spend on one request (10)"},
+     "seconds a connection may be silent or spend on one request (10)", 0},
     {"max-body-bytes", "CATALOGD_MAX_BODY_BYTES", NULL, OPT(max_body_bytes),
-     "larger request bodies get 413 unread (65536)"},
+     "larger request bodies get 413 unread (65536)", 0},
     {"max-header-bytes", "CATALOGD_MAX_HEADER_BYTES", NULL, OPT(max_header_bytes),
-     "larger request line + headers get 431 (16384)"},
+     "larger request line + headers get 431 (16384)", 0},
+    {"max-idempotency-keys", "CATALOGD_MAX_IDEMPOTENCY_KEYS", NULL, OPT(max_idempotency_keys),
+     "Idempotency-Keys stored at once (24 h each); a new one beyond gets 503 (1000000)", 0},
+    {"allowed-host", "CATALOGD_ALLOWED_HOSTS", NULL, OPT(allowed_hosts),
+     "host or host:port that writes may name in Host and Origin, besides --listen and "
+     "localhost (repeatable, or comma-separated)",
+     1},
 };
 #define FLAG_COUNT (sizeof(FLAGS) / sizeof(FLAGS[0]))
 
@@ -124,23 +137,27 @@ static int parse_flags(int argc, char **argv, struct options *options)
     long_options[FLAG_COUNT + 1] = (struct option){0};
     opterr = 0;
     optind = 2; /* after the command */
-    int index;
+    int index, given[FLAG_COUNT] = {0};
     while ((index = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
-        if (index == 1000)
+        if (index == 1000) {
             options->allow_open_writes = 1;
-        else if (index >= 0 && (size_t)index < FLAG_COUNT)
-            *option_slot(options, &FLAGS[index]) = optarg;
-        else
+        } else if (index >= 0 && (size_t)index < FLAG_COUNT) {
+            const char **slot = option_slot(options, &FLAGS[index]);
+            if (FLAGS[index].repeatable && given[index]++) {
+                char *joined = xmalloc(strlen(*slot) + strlen(optarg) + 2);
+                sprintf(joined, "%s,%s", *slot, optarg);
+                *slot = joined;
+                free(options->joined);
+                options->joined = joined;
+            } else {
+                *slot = optarg;
+            }
+        } else {
             return usage_error("unknown flag or missing value: %s", argv[optind - 1]);
+        }
     }
     if (optind < argc) return usage_error("unexpected argument: %s", argv[optind]);
     return 0;
-}
-
-static int is_loopback(const char *listen)
-{
-    return strncmp(listen, "127.", 4) == 0 || strncmp(listen, "localhost:", 10) == 0 ||
-           strncmp(listen, "[::1]:", 6) == 0;
 }
 
 /* Validates "options" into "config". Returns 0, or an exit code. */
@@ -183,6 +200,11 @@ static int build_config(const struct options *options, struct app_config *config
     if (*end || max_header < 1024 || max_header > 262144)
         return usage_error("bad --max-header-bytes: %s (1024-262144)", options->max_header_bytes);
     config->max_header_bytes = (size_t)max_header;
+    long long max_keys = strtoll(options->max_idempotency_keys, &end, 10);
+    if (*end || max_keys < 1 || max_keys > 1000000000LL)
+        return usage_error("bad --max-idempotency-keys: %s (1-1000000000)",
+                           options->max_idempotency_keys);
+    config->max_idempotency_keys = max_keys;
     enum log_level level;
     if (log_level_parse(options->log_level, &level) < 0)
         return usage_error("bad --log-level: %s (error, warn, info, debug)", options->log_level);
@@ -193,11 +215,12 @@ static int build_config(const struct options *options, struct app_config *config
     long port_number = port ? strtol(port + 1, &end, 10) : 0;
     if (!port || port == options->listen || *end || port_number < 1 || port_number > 65535)
         return usage_error("bad --listen: '%s' (host:port, port 1-65535)", options->listen);
+    int rc = host_policy_init(&config->host_policy, options->listen, options->allowed_hosts, err,
+                              sizeof(err));
+    if (rc == HOST_POLICY_BAD_LISTEN) return usage_error("bad --listen: %s", err);
+    if (rc == HOST_POLICY_BAD_ALLOWED) return usage_error("bad --allowed-host: %s", err);
     config->api_token = options->api_token && options->api_token[0] ? options->api_token : NULL;
-    if (!is_loopback(options->listen) && !config->api_token && !options->allow_open_writes)
-        return usage_error("refusing to serve commands on %s without --api-token "
-                           "(or give --allow-open-writes)",
-                           options->listen);
+    config->allow_open_writes = options->allow_open_writes;
     return 0;
 }
 
@@ -227,16 +250,73 @@ static void on_committed(int64_t head_seq, const struct command *batch, void *ar
     projector_notify(arg, head_seq);
 }
 
+/* Descriptors catalogd needs besides its connections: stdio, per loop thread its listener,
+ * poller, message queue and Redis connection, the SQLite files of the writer, projector and a
+ * rebuild, their Redis connections, and room for a lingering close in progress. */
+#define FILES_RESERVED(threads) (64 + 8 * (threads))
+
+/* Raises the soft open-file limit to the hard one and fits --max-connections under it, so
+ * that accept() does not run out of descriptors while under the connection cap. Returns 0,
+ * or -1 when the limit leaves no room for even one connection per loop thread. */
+static int fit_open_file_limit(struct app_config *config)
+{
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+    rlim_t wanted = limit.rlim_max == RLIM_INFINITY ? 1048576 : limit.rlim_max;
+    /* Only when it changes anything: a systemd unit with LimitNOFILE= sets both, and its
+     * SystemCallFilter=~@resources would kill the process for calling setrlimit. */
+    if (limit.rlim_cur < wanted) {
+        rlim_t before = limit.rlim_cur;
+        limit.rlim_cur = wanted;
+        if (setrlimit(RLIMIT_NOFILE, &limit) == 0)
+            LOG(LOG_INFO, "open-file limit raised from %llu to %llu", (unsigned long long)before,
+                (unsigned long long)wanted);
+        else
+            getrlimit(RLIMIT_NOFILE, &limit);
+    }
+    long long files = (long long)limit.rlim_cur, reserved = FILES_RESERVED(config->threads);
+    if (files - reserved < config->threads) {
+        LOG(LOG_ERROR,
+            "the open-file limit (%lld) leaves no room for connections: catalogd needs about %lld "
+            "descriptors for itself (raise it: ulimit -n, or LimitNOFILE= in a systemd unit)",
+            files, reserved);
+        return -1;
+    }
+    if (config->max_connections > files - reserved) {
+        LOG(LOG_WARN,
+            "--max-connections %d does not fit the open-file limit %lld (catalogd keeps %lld "
+            "for itself): serving at most %lld connections at once; raise the limit (ulimit -n, "
+            "LimitNOFILE=) to serve more",
+            config->max_connections, files, reserved, files - reserved);
+        config->max_connections = (int)(files - reserved);
+    }
+    return 0;
+}
+
 /* Serves until SIGTERM or SIGINT. Every thread is joined before "app" (on this stack) and
  * what it points to are freed: first the server stops accepting and lets requests finish,
  * then the writer runs what is queued, the projector drains, the maintenance thread stops,
- * and last the loops run what those handed them and end. */
-static int serve(const struct app_config *config)
+ * and last the loops run what those handed them and stop. */
+static int serve(const struct app_config *given)
 {
-    char err[256];
+    struct app_config fitted = *given, *config = &fitted;
+    char err[256], bound[96];
+    /* Judged on the address it will bind, not on the text of --listen. */
+    if (listen_address_resolve(config->listen, &fitted.listen_address, err, sizeof(err)) < 0) {
+        LOG(LOG_ERROR, "%s", err);
+        return 1;
+    }
+    listen_address_format(&fitted.listen_address, bound, sizeof(bound));
+    if (!listen_address_is_loopback(&fitted.listen_address) && !config->api_token &&
+        !config->allow_open_writes)
+        return usage_error("refusing to serve commands on %s (%s, not a loopback address) "
+                           "without --api-token (or give --allow-open-writes)",
+                           config->listen, bound);
+    if (fit_open_file_limit(config) < 0) return 1;
+    int rc = 1;
     struct app app = {.config = config, .inflight_keys = inflight_keys_new()};
     struct server *server;
-    struct store *store;
+    struct store *store = NULL;
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
@@ -246,14 +326,14 @@ static int serve(const struct app_config *config)
 
     if (server_open(&app, &server, err, sizeof(err)) < 0) {
         LOG(LOG_ERROR, "%s", err);
-        return 1;
+        goto out;
     }
     make_parent_directory(config->db_path);
     if (store_open(config->db_path,
                    config->durable ? STORE_DURABILITY_FULL : STORE_DURABILITY_NORMAL, &store, err,
                    sizeof(err)) < 0) {
         LOG(LOG_ERROR, "%s", err);
-        return 1;
+        goto out;
     }
     int64_t head = 0;
     store_head_seq(store, &head);
@@ -264,12 +344,16 @@ static int serve(const struct app_config *config)
     app.maintenance = maintenance_start(config->db_path, &config->redis, config->prefix);
     if (!app.maintenance ||
         projector_start(&projector_config, server_projection_applied, server, &app.projector) < 0 ||
-        writer_start(store, on_committed, app.projector, &app.writer) < 0) {
+        writer_start(store,
+                     &(struct writer_limits){.max_idempotency_keys = config->max_idempotency_keys},
+                     on_committed, app.projector, &app.writer) < 0) {
         LOG(LOG_ERROR, "cannot start the projector, writer or maintenance thread");
-        return 1;
+        return 1; /* threads may be running: the process exits without unwinding them */
     }
+    char redis_shown[512];
     LOG(LOG_INFO, "catalogd %s serving http://%s (db %s, redis %s, %d threads, durability %s)",
-        CATALOGD_VERSION, config->listen, config->db_path, config->redis_text, config->threads,
+        CATALOGD_VERSION, config->listen, config->db_path,
+        redis_url_redact(config->redis_text, redis_shown, sizeof(redis_shown)), config->threads,
         config->durable ? "full" : "normal");
     server_run(server, SHUTDOWN_GRACE_MS);
     writer_stop(app.writer);
@@ -277,11 +361,13 @@ static int serve(const struct app_config *config)
     maintenance_stop(app.maintenance);
     server_stop(server);
     writer_free(app.writer);
-    store_close(store);
     projector_free(app.projector);
-    inflight_keys_free(app.inflight_keys);
     LOG(LOG_INFO, "catalogd stopped");
-    return 0;
+    rc = 0;
+out:
+    store_close(store);
+    inflight_keys_free(app.inflight_keys);
+    return rc;
 }
 
 /* Opens what verify and rebuild need. Returns 0, or prints why and returns -1. */
@@ -395,13 +481,16 @@ int main(int argc, char **argv)
                                   .max_connections = "4096",
                                   .idle_timeout = "10",
                                   .max_body_bytes = "65536",
-                                  .max_header_bytes = "16384"};
+                                  .max_header_bytes = "16384",
+                                  .max_idempotency_keys = "1000000"};
         int rc = parse_flags(argc, argv, &options);
         if (rc != 0) return rc;
         struct app_config config = {0};
         rc = build_config(&options, &config);
-        if (rc != 0) return rc;
-        return COMMANDS[i].run(&config);
+        if (rc == 0) rc = COMMANDS[i].run(&config);
+        host_policy_clear(&config.host_policy);
+        free(options.joined);
+        return rc;
     }
     return usage_error("unknown command: %s", argv[1]);
 }

@@ -28,23 +28,10 @@ static void pending_free(struct pending_command *pending)
     command_free(&pending->command); /* frees pending too: command is its first member */
 }
 
-/* Media type check: application/json, parameters allowed, case-insensitive. */
-static int is_json(struct slice content_type)
-{
-    static const char type[] = "application/json";
-    size_t n = sizeof(type) - 1;
-    if (content_type.len < n || strncasecmp(content_type.p, type, n) != 0) return 0;
-    for (size_t i = n; i < content_type.len; i++) {
-        if (content_type.p[i] == ';') return 1;
-        if (content_type.p[i] != ' ' && content_type.p[i] != '\t') return 0;
-    }
-    return 1;
-}
-
 /* Answers 415 or 413 and returns -1 when the body cannot be a command. */
 static int body_acceptable_or_reply(struct http_exchange *ex)
 {
-    if (!is_json(http_header(ex, "content-type"))) {
+    if (!http_is_json(http_header(ex, "content-type"))) {
         http_respond_problem(ex, 415, "unsupported-media-type",
                              "send the body as Content-Type: application/json", NULL);
         return -1;
@@ -102,10 +89,9 @@ static int expected_version_or_reply(struct http_exchange *ex, struct command *c
     return 0;
 }
 
-/* SHA-256 of method, path and body, as hex: what "the same request" means for a key. */
-static void fingerprint(const struct http_exchange *ex, char out[65])
+/* SHA-256 of method, path and body: what "the same request" means for a key. */
+static void fingerprint(const struct http_exchange *ex, unsigned char out[STORE_FINGERPRINT_LEN])
 {
-    unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (!ctx) xmalloc_fail();
@@ -115,10 +101,8 @@ static void fingerprint(const struct http_exchange *ex, char out[65])
     EVP_DigestUpdate(ctx, ex->path.p, ex->path.len);
     EVP_DigestUpdate(ctx, "\n", 1);
     EVP_DigestUpdate(ctx, ex->body.p, ex->body.len);
-    EVP_DigestFinal_ex(ctx, digest, &len);
+    EVP_DigestFinal_ex(ctx, out, &len);
     EVP_MD_CTX_free(ctx);
-    for (unsigned int i = 0; i < len && i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", digest[i]);
 }
 
 /* Idempotency-Key: 1-255 visible ASCII characters; not while the same key is in flight. */
@@ -161,7 +145,8 @@ static void send_response(struct http_exchange *ex, int applied, void *arg)
             http_add_header(ex, "projection", applied ? "applied" : "pending", 7);
         if (pending->command.outcome == COMMAND_REPLAYED)
             http_add_header(ex, "idempotent-replayed", "true", 4);
-        if (response->status == 503) http_add_header(ex, "retry-after", "1", 1);
+        if (response->retry_after_s > 0)
+            http_add_headerf(ex, "retry-after", "%d", response->retry_after_s);
         http_respond(ex, response->status, response->content_type, response->body,
                      response->body_len);
     }

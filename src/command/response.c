@@ -86,6 +86,15 @@ void command_response_render(const struct command *cmd, struct command_response 
     case COMMAND_UNAVAILABLE:
         render_problem(out, 503, "write-model-unavailable",
                        "the write model cannot take writes right now; retry shortly", NULL);
+        out->retry_after_s = 1;
+        break;
+    case COMMAND_KEYS_FULL:
+        render_problem(out, 503, "idempotency-keys-full",
+                       "the server keeps as many Idempotency-Keys as it may "
+                       "(--max-idempotency-keys) until older ones expire after 24 h; nothing was "
+                       "done: send the command later, or without an Idempotency-Key",
+                       NULL);
+        out->retry_after_s = 60; /* expired keys are purged once a minute */
         break;
     }
 }

@@ -3,16 +3,22 @@
  * every change of products is paired with an INSERT into events in the same transaction. */
 #include "command/store.h"
 
+#include <openssl/evp.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "common/xmalloc.h"
 
-#define SCHEMA_VERSION  1
 #define BUSY_TIMEOUT_MS 2000
+#define KEY_HASH_LEN    32 /* SHA-256 */
 
-static const char SCHEMA[] =
+/* The schema as numbered steps. PRAGMA user_version records the last step applied; when the
+ * writer opens the database it applies every later step, in order, each in its own
+ * transaction, so a database of any earlier version is upgraded in place. A step that has
+ * shipped is never edited: a change is a new step. (A PostgreSQL backend follows the same
+ * numbers, with its own SQL.) */
+static const char MIGRATION_1[] =
     "CREATE TABLE IF NOT EXISTS products ("
     "  id TEXT PRIMARY KEY,"
     "  sku TEXT NOT NULL UNIQUE,"
@@ -48,6 +54,38 @@ static const char SCHEMA[] =
     "  probed_at_ms INTEGER NOT NULL"
     ");";
 
+/* Idempotency keys of up to 255 bytes were stored whole, twice (primary key and age index):
+ * now their SHA-256, and the request's fingerprint as its 32 bytes instead of 64 hex digits.
+ * The keys already stored are kept, hashed (catalogd_sha256 and catalogd_unhex are functions
+ * this file registers on the connection; a row whose fingerprint is not hex was not written by
+ * catalogd and is dropped). */
+static const char MIGRATION_2[] =
+    "CREATE TABLE idempotency_keys_v2 ("
+    "  key_sha256 BLOB PRIMARY KEY CHECK (length(key_sha256) = 32),"
+    "  fingerprint BLOB NOT NULL CHECK (length(fingerprint) = 32),"
+    "  status INTEGER NOT NULL,"
+    "  location TEXT NOT NULL,"
+    "  etag TEXT NOT NULL,"
+    "  content_type TEXT NOT NULL,"
+    "  body BLOB NOT NULL,"
+    "  created_at_ms INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "INSERT INTO idempotency_keys_v2 SELECT catalogd_sha256(key), catalogd_unhex(fingerprint),"
+    "  status, location, etag, content_type, body, created_at_ms FROM idempotency_keys"
+    "  WHERE catalogd_unhex(fingerprint) IS NOT NULL;"
+    "DROP TABLE idempotency_keys;"
+    "ALTER TABLE idempotency_keys_v2 RENAME TO idempotency_keys;"
+    "CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at_ms);";
+
+static const struct migration {
+    int version;
+    const char *sql;
+} MIGRATIONS[] = {
+    {1, MIGRATION_1},
+    {2, MIGRATION_2},
+};
+#define SCHEMA_VERSION (MIGRATIONS[sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]) - 1].version)
+
 /* Prepared once per connection, indexed by enum statement. */
 enum statement {
     ST_BEGIN,
@@ -70,41 +108,56 @@ enum statement {
     ST_GET_IDEMPOTENCY,
     ST_PUT_IDEMPOTENCY,
     ST_PURGE_IDEMPOTENCY,
+    ST_COUNT_IDEMPOTENCY,
     ST_WRITE_PROBE,
     ST_COUNT,
 };
 
-static const char *const SQL[ST_COUNT] = {
-    [ST_BEGIN] = "BEGIN IMMEDIATE",
-    [ST_COMMIT] = "COMMIT",
-    [ST_ROLLBACK] = "ROLLBACK",
-    [ST_SAVEPOINT] = "SAVEPOINT command",
-    [ST_RELEASE] = "RELEASE command",
-    [ST_ROLLBACK_TO] = "ROLLBACK TO command",
-    [ST_INSERT_PRODUCT] = "INSERT INTO products (id, sku, name, price_cents, stock, version,"
-                          " created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    [ST_ID_BY_SKU] = "SELECT id FROM products WHERE sku = ?1",
-    [ST_INSERT_EVENT] = "INSERT INTO events (product_id, type, version, payload, recorded_at)"
-                        " VALUES (?1, ?2, ?3, ?4, ?5)",
-    [ST_HEAD_SEQ] = "SELECT coalesce(max(seq), 0) FROM events",
-    [ST_COUNT_PRODUCTS] = "SELECT count(*) FROM products",
-    [ST_EVENTS_AFTER] = "SELECT seq, type, product_id, version, payload, recorded_at"
-                        " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-    [ST_SNAPSHOT_BEGIN] = "BEGIN",
-    [ST_SCAN_PRODUCTS] = "SELECT id, sku, name, price_cents, stock, version, created_at,"
-                         " updated_at FROM products WHERE id > ?1 ORDER BY id LIMIT ?2",
-    [ST_GET_PRODUCT] = "SELECT id, sku, name, price_cents, stock, version, created_at,"
-                       " updated_at FROM products WHERE id = ?1",
-    [ST_UPDATE_PRODUCT] = "UPDATE products SET name = ?2, price_cents = ?3, stock = ?4,"
-                          " version = ?5, updated_at = ?6 WHERE id = ?1",
-    [ST_DELETE_PRODUCT] = "DELETE FROM products WHERE id = ?1",
-    [ST_GET_IDEMPOTENCY] = "SELECT fingerprint, status, location, etag, content_type, body"
-                           " FROM idempotency_keys WHERE key = ?1",
-    [ST_PUT_IDEMPOTENCY] = "INSERT INTO idempotency_keys (key, fingerprint, status, location,"
-                           " etag, content_type, body, created_at_ms)"
-                           " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    [ST_PURGE_IDEMPOTENCY] = "DELETE FROM idempotency_keys WHERE created_at_ms < ?1",
-    [ST_WRITE_PROBE] = "INSERT OR REPLACE INTO write_probe (id, probed_at_ms) VALUES (1, ?1)",
+/* Each statement and whether a reader connection (projector, verify, rebuild) uses it too; a
+ * reader prepares only those, so it can read a database whose writer tables are older. */
+static const struct {
+    const char *sql;
+    int for_readers;
+} STATEMENTS[ST_COUNT] = {
+    [ST_BEGIN] = {"BEGIN IMMEDIATE", 0},
+    [ST_COMMIT] = {"COMMIT", 0},
+    [ST_ROLLBACK] = {"ROLLBACK", 1},
+    [ST_SAVEPOINT] = {"SAVEPOINT command", 0},
+    [ST_RELEASE] = {"RELEASE command", 0},
+    [ST_ROLLBACK_TO] = {"ROLLBACK TO command", 0},
+    [ST_INSERT_PRODUCT] = {"INSERT INTO products (id, sku, name, price_cents, stock, version,"
+                           " created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                           0},
+    [ST_ID_BY_SKU] = {"SELECT id FROM products WHERE sku = ?1", 1}, /* verify */
+    [ST_INSERT_EVENT] = {"INSERT INTO events (product_id, type, version, payload, recorded_at)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5)",
+                         0},
+    [ST_HEAD_SEQ] = {"SELECT coalesce(max(seq), 0) FROM events", 1},
+    [ST_COUNT_PRODUCTS] = {"SELECT count(*) FROM products", 1},
+    [ST_EVENTS_AFTER] = {"SELECT seq, type, product_id, version, payload, recorded_at"
+                         " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                         1},
+    [ST_SNAPSHOT_BEGIN] = {"BEGIN", 1},
+    [ST_SCAN_PRODUCTS] = {"SELECT id, sku, name, price_cents, stock, version, created_at,"
+                          " updated_at FROM products WHERE id > ?1 ORDER BY id LIMIT ?2",
+                          1},
+    [ST_GET_PRODUCT] = {"SELECT id, sku, name, price_cents, stock, version, created_at,"
+                        " updated_at FROM products WHERE id = ?1",
+                        1},
+    [ST_UPDATE_PRODUCT] = {"UPDATE products SET name = ?2, price_cents = ?3, stock = ?4,"
+                           " version = ?5, updated_at = ?6 WHERE id = ?1",
+                           0},
+    [ST_DELETE_PRODUCT] = {"DELETE FROM products WHERE id = ?1", 0},
+    [ST_GET_IDEMPOTENCY] = {"SELECT fingerprint, status, location, etag, content_type, body"
+                            " FROM idempotency_keys WHERE key_sha256 = ?1",
+                            0},
+    [ST_PUT_IDEMPOTENCY] = {"INSERT INTO idempotency_keys (key_sha256, fingerprint, status,"
+                            " location, etag, content_type, body, created_at_ms)"
+                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                            0},
+    [ST_PURGE_IDEMPOTENCY] = {"DELETE FROM idempotency_keys WHERE created_at_ms < ?1", 0},
+    [ST_COUNT_IDEMPOTENCY] = {"SELECT count(*) FROM idempotency_keys", 0},
+    [ST_WRITE_PROBE] = {"INSERT OR REPLACE INTO write_probe (id, probed_at_ms) VALUES (1, ?1)", 0},
 };
 
 struct store {
@@ -125,20 +178,130 @@ static int run(struct store *store, enum statement which)
     sqlite3_stmt *st = store->statements[which];
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? STORE_OK : fail(store, SQL[which]);
+    return rc == SQLITE_DONE ? STORE_OK : fail(store, STATEMENTS[which].sql);
 }
 
-static int prepare_all(struct store *store)
+/* Prepares the statements a connection uses: all of them for the writer, the reads for a
+ * reader ("for_readers"). */
+static int prepare_all(struct store *store, int reader)
 {
     for (int i = 0; i < ST_COUNT; i++) {
-        if (sqlite3_prepare_v3(store->db, SQL[i], -1, SQLITE_PREPARE_PERSISTENT,
+        if (reader && !STATEMENTS[i].for_readers) continue;
+        if (sqlite3_prepare_v3(store->db, STATEMENTS[i].sql, -1, SQLITE_PREPARE_PERSISTENT,
                                &store->statements[i], NULL) != SQLITE_OK)
-            return fail(store, SQL[i]);
+            return fail(store, STATEMENTS[i].sql);
     }
     return STORE_OK;
 }
 
-static int open_connection(const char *path, int flags, struct store **out, char *err,
+static void key_sha256(const void *key, size_t len, unsigned char out[KEY_HASH_LEN])
+{
+    unsigned int out_len = 0;
+    if (!EVP_Digest(key, len, out, &out_len, EVP_sha256(), NULL)) xmalloc_fail();
+}
+
+/* SQL function catalogd_sha256(text): the 32-byte SHA-256 of the text's bytes, as the writer
+ * hashes an Idempotency-Key. */
+static void sql_sha256(sqlite3_context *context, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    unsigned char digest[KEY_HASH_LEN];
+    key_sha256(sqlite3_value_blob(argv[0]), (size_t)sqlite3_value_bytes(argv[0]), digest);
+    sqlite3_result_blob(context, digest, KEY_HASH_LEN, SQLITE_TRANSIENT);
+}
+
+static int hex_digit(unsigned char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* SQL function catalogd_unhex(text): the bytes of 64 hex digits, or NULL for anything else
+ * (SQLite's own unhex() is newer than Debian 12's SQLite). */
+static void sql_unhex(sqlite3_context *context, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    const unsigned char *text = sqlite3_value_text(argv[0]);
+    unsigned char bytes[KEY_HASH_LEN];
+    if (!text || sqlite3_value_bytes(argv[0]) != 2 * KEY_HASH_LEN) {
+        sqlite3_result_null(context);
+        return;
+    }
+    for (int i = 0; i < KEY_HASH_LEN; i++) {
+        int high = hex_digit(text[2 * i]), low = hex_digit(text[2 * i + 1]);
+        if (high < 0 || low < 0) {
+            sqlite3_result_null(context);
+            return;
+        }
+        bytes[i] = (unsigned char)(high << 4 | low);
+    }
+    sqlite3_result_blob(context, bytes, KEY_HASH_LEN, SQLITE_TRANSIENT);
+}
+
+static const struct {
+    const char *name;
+    void (*fn)(sqlite3_context *, int, sqlite3_value **);
+} SQL_FUNCTIONS[] = {
+    {"catalogd_sha256", sql_sha256},
+    {"catalogd_unhex", sql_unhex},
+};
+
+static int schema_version(struct store *store, int *version)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(store->db, "PRAGMA user_version", -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        *version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? STORE_OK : fail(store, "read the schema version");
+}
+
+/* Applies, in order, every migration above the database's schema version, each in its own
+ * BEGIN IMMEDIATE transaction that also records its number (so two processes opening the
+ * same database apply each step once). Refuses a database newer than this build. */
+static int migrate(struct store *store)
+{
+    for (size_t i = 0; i < sizeof(SQL_FUNCTIONS) / sizeof(SQL_FUNCTIONS[0]); i++)
+        if (sqlite3_create_function_v2(store->db, SQL_FUNCTIONS[i].name, 1,
+                                       SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+                                       SQL_FUNCTIONS[i].fn, NULL, NULL, NULL) != SQLITE_OK)
+            return fail(store, "register SQL functions");
+    for (size_t i = 0; i < sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]); i++) {
+        const struct migration *step = &MIGRATIONS[i];
+        int version = 0;
+        char *message = NULL, record[64];
+        if (sqlite3_exec(store->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+            return fail(store, "begin a schema migration");
+        if (schema_version(store, &version) < 0) goto failed;
+        if (version > SCHEMA_VERSION) {
+            snprintf(store->err, sizeof(store->err),
+                     "the database has schema version %d, newer than this catalogd's (%d)", version,
+                     SCHEMA_VERSION);
+            goto failed;
+        }
+        if (version >= step->version) {
+            sqlite3_exec(store->db, "COMMIT", NULL, NULL, NULL);
+            continue;
+        }
+        snprintf(record, sizeof(record), "PRAGMA user_version=%d", step->version);
+        if (sqlite3_exec(store->db, step->sql, NULL, NULL, &message) != SQLITE_OK ||
+            sqlite3_exec(store->db, record, NULL, NULL, &message) != SQLITE_OK ||
+            sqlite3_exec(store->db, "COMMIT", NULL, NULL, &message) != SQLITE_OK) {
+            snprintf(store->err, sizeof(store->err), "schema migration %d failed: %s",
+                     step->version, message ? message : sqlite3_errmsg(store->db));
+            sqlite3_free(message);
+            goto failed;
+        }
+    }
+    return STORE_OK;
+failed:
+    if (!sqlite3_get_autocommit(store->db)) sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
+    return STORE_ERR;
+}
+
+static int open_connection(const char *path, int flags, int reader, struct store **out, char *err,
                            size_t errlen, const char *setup)
 {
     struct store *store = xcalloc(1, sizeof(*store));
@@ -155,8 +318,8 @@ static int open_connection(const char *path, int flags, struct store **out, char
         sqlite3_free(message);
         goto fail;
     }
-    if (prepare_all(store) < 0) {
-        snprintf(err, errlen, "%s", store->err);
+    if ((!reader && migrate(store) < 0) || prepare_all(store, reader) < 0) {
+        snprintf(err, errlen, "%s: %s", path, store->err);
         goto fail;
     }
     *out = store;
@@ -169,12 +332,11 @@ fail:
 int store_open(const char *path, enum store_durability durability, struct store **out, char *err,
                size_t errlen)
 {
-    char setup[sizeof(SCHEMA) + 256];
+    char setup[128];
     snprintf(setup, sizeof(setup),
-             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;"
-             "%s PRAGMA user_version=%d;",
-             durability == STORE_DURABILITY_FULL ? "FULL" : "NORMAL", SCHEMA, SCHEMA_VERSION);
-    return open_connection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, out, err, errlen,
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
+             durability == STORE_DURABILITY_FULL ? "FULL" : "NORMAL");
+    return open_connection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, 0, out, err, errlen,
                            setup);
 }
 
@@ -183,7 +345,7 @@ int store_open_reader(const char *path, struct store **out, char *err, size_t er
     /* Never SQLITE_OPEN_CREATE: a mistyped path must not become an empty catalog. Not
      * SQLITE_OPEN_READONLY either: a read-only connection cannot open a WAL database whose
      * -shm file is missing. This connection only ever runs reads. */
-    return open_connection(path, SQLITE_OPEN_READWRITE, out, err, errlen, NULL);
+    return open_connection(path, SQLITE_OPEN_READWRITE, 1, out, err, errlen, NULL);
 }
 
 void store_close(struct store *store)
@@ -245,7 +407,7 @@ int store_find_sku(struct store *store, const char *sku, char id[UUID_TEXT_LEN +
         snprintf(id, UUID_TEXT_LEN + 1, "%s", (const char *)sqlite3_column_text(st, 0));
         rc = STORE_OK;
     } else {
-        rc = rc == SQLITE_DONE ? STORE_NOT_FOUND : fail(store, SQL[ST_ID_BY_SKU]);
+        rc = rc == SQLITE_DONE ? STORE_NOT_FOUND : fail(store, STATEMENTS[ST_ID_BY_SKU].sql);
     }
     sqlite3_reset(st);
     return rc;
@@ -296,7 +458,7 @@ static int query_int64(struct store *store, enum statement which, int64_t *out)
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) *out = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
-    return rc == SQLITE_ROW ? STORE_OK : fail(store, SQL[which]);
+    return rc == SQLITE_ROW ? STORE_OK : fail(store, STATEMENTS[which].sql);
 }
 
 int store_head_seq(struct store *store, int64_t *seq)
@@ -399,7 +561,7 @@ int store_get_product(struct store *store, const char *id, struct product *out)
     if (rc == SQLITE_ROW) read_product_row(st, out);
     sqlite3_reset(st);
     if (rc == SQLITE_ROW) return STORE_OK;
-    return rc == SQLITE_DONE ? STORE_NOT_FOUND : fail(store, SQL[ST_GET_PRODUCT]);
+    return rc == SQLITE_DONE ? STORE_NOT_FOUND : fail(store, STATEMENTS[ST_GET_PRODUCT].sql);
 }
 
 int store_update_product(struct store *store, const struct product *p)
@@ -423,11 +585,15 @@ int store_delete_product(struct store *store, const char *id)
 int store_idempotency_get(struct store *store, const char *key,
                           struct store_idempotent_response *out)
 {
+    unsigned char hash[KEY_HASH_LEN];
+    key_sha256(key, strlen(key), hash);
     sqlite3_stmt *st = store->statements[ST_GET_IDEMPOTENCY];
-    bind_text(st, 1, key);
+    sqlite3_bind_blob(st, 1, hash, KEY_HASH_LEN, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        copy_column(st, 0, out->fingerprint, sizeof(out->fingerprint));
+        memset(out->fingerprint, 0, sizeof(out->fingerprint));
+        if (sqlite3_column_bytes(st, 0) == (int)sizeof(out->fingerprint))
+            memcpy(out->fingerprint, sqlite3_column_blob(st, 0), sizeof(out->fingerprint));
         out->status = sqlite3_column_int(st, 1);
         copy_column(st, 2, out->location, sizeof(out->location));
         copy_column(st, 3, out->etag, sizeof(out->etag));
@@ -438,15 +604,17 @@ int store_idempotency_get(struct store *store, const char *key,
     }
     sqlite3_reset(st);
     if (rc == SQLITE_ROW) return STORE_OK;
-    return rc == SQLITE_DONE ? STORE_NOT_FOUND : fail(store, SQL[ST_GET_IDEMPOTENCY]);
+    return rc == SQLITE_DONE ? STORE_NOT_FOUND : fail(store, STATEMENTS[ST_GET_IDEMPOTENCY].sql);
 }
 
 int store_idempotency_put(struct store *store, const char *key,
                           const struct store_idempotent_response *response, uint64_t now_ms)
 {
+    unsigned char hash[KEY_HASH_LEN];
+    key_sha256(key, strlen(key), hash);
     sqlite3_stmt *st = store->statements[ST_PUT_IDEMPOTENCY];
-    bind_text(st, 1, key);
-    bind_text(st, 2, response->fingerprint);
+    sqlite3_bind_blob(st, 1, hash, KEY_HASH_LEN, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, response->fingerprint, sizeof(response->fingerprint), SQLITE_STATIC);
     sqlite3_bind_int(st, 3, response->status);
     bind_text(st, 4, response->location);
     bind_text(st, 5, response->etag);
@@ -455,6 +623,11 @@ int store_idempotency_put(struct store *store, const char *key,
                       SQLITE_STATIC);
     sqlite3_bind_int64(st, 8, (sqlite3_int64)now_ms);
     return run(store, ST_PUT_IDEMPOTENCY);
+}
+
+int store_idempotency_count(struct store *store, int64_t *count)
+{
+    return query_int64(store, ST_COUNT_IDEMPOTENCY, count);
 }
 
 /* Runs the bound statement "which" in a transaction of its own. */

@@ -25,8 +25,10 @@ enum store_status {
     STORE_NOT_FOUND = -3,
 };
 
-/* Opens the database at "path" for writing (WAL; creates the file and the schema if needed)
- * or, with store_open_reader, for reading only (the projector, verify, rebuild). Returns 0 and
+/* Opens the database at "path" for writing (WAL; creates the file if needed and brings its
+ * schema to this build's version, migrating an older one in place) or, with
+ * store_open_reader, for reading only (the projector, verify, rebuild; no migration: it reads
+ * only products and events). Returns 0 and
  * "*out", or -1 with a message in "err". Close with store_close (accepts NULL). */
 int store_open(const char *path, enum store_durability durability, struct store **out, char *err,
                size_t errlen);
@@ -61,9 +63,12 @@ int store_update_product(struct store *store, const struct product *p);
 /* Deletes product "id"; its sku becomes free. */
 int store_delete_product(struct store *store, const char *id);
 
-/* A stored response to a command sent with an Idempotency-Key. */
+/* A stored response to a command sent with an Idempotency-Key. The key itself is stored as its
+ * SHA-256 (32 bytes, whatever its length); the store hashes it. */
+#define STORE_FINGERPRINT_LEN 32
+
 struct store_idempotent_response {
-    char fingerprint[65]; /* hex SHA-256 of method, path and body */
+    unsigned char fingerprint[STORE_FINGERPRINT_LEN]; /* SHA-256 of method, path and body */
     int status;
     char location[64];
     char etag[24];
@@ -82,6 +87,9 @@ int store_idempotency_put(struct store *store, const char *key,
 
 /* Deletes keys stored before "before_ms"; sets "*deleted". In its own transaction. */
 int store_idempotency_purge(struct store *store, uint64_t before_ms, int *deleted);
+
+/* How many keys are stored (counts them: for start-up, not for every command). */
+int store_idempotency_count(struct store *store, int64_t *count);
 
 /* Commits a one-row write (table write_probe) to learn whether the database takes writes
  * again after a failure. */

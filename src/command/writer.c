@@ -33,6 +33,10 @@ struct writer {
     int stopping;                            /* guarded by lock */
     int stopped;                             /* guarded by lock: the thread has ended */
 
+    struct writer_limits limits;
+    _Atomic int64_t stored_keys; /* idempotency keys in the store, as of the last commit */
+    int64_t batch_keys;          /* keys the running batch has stored so far */
+
     uint64_t last_purge_ms;
     struct uuid7_generator ids;
     uint8_t random_pool[4096];
@@ -163,18 +167,40 @@ static int (*const EXECUTORS[])(struct writer *, struct command *, uint64_t) = {
 };
 
 /* With an Idempotency-Key: a key seen before answers from the store instead of running the
- * command again. Returns STORE_OK; cmd->outcome says whether to run the command. */
+ * command again, and a new key needs room in the store (--max-idempotency-keys). Returns
+ * STORE_OK; cmd->outcome says whether to run the command. */
 static int check_idempotency_key(struct writer *w, struct command *cmd)
 {
     int rc = store_idempotency_get(w->store, cmd->idempotency_key, &cmd->replay);
-    if (rc == STORE_NOT_FOUND) return STORE_OK;
+    if (rc == STORE_NOT_FOUND) {
+        if (atomic_load(&w->stored_keys) + w->batch_keys >= w->limits.max_idempotency_keys)
+            fail_command(cmd, COMMAND_KEYS_FULL, "idempotency keys full");
+        return STORE_OK;
+    }
     if (rc < 0) return rc;
-    if (strcmp(cmd->replay.fingerprint, cmd->fingerprint) == 0)
+    if (memcmp(cmd->replay.fingerprint, cmd->fingerprint, sizeof(cmd->fingerprint)) == 0)
         cmd->outcome = COMMAND_REPLAYED;
     else
         fail_command(cmd, COMMAND_KEY_REUSED, "idempotency key reused");
     return STORE_OK;
 }
+
+/* Which outcomes are stored under the command's key, to be replayed. Not a replay or a refusal
+ * of the key itself; not a 404 either: product ids are never reused, so running the command
+ * again answers the same 404, and storing it would let anyone fill the store with keys on
+ * random ids at no cost. */
+static const int STORED_OUTCOMES[] = {
+    [COMMAND_DONE] = 1,
+    [COMMAND_DUPLICATE_SKU] = 1,
+    [COMMAND_VERSION_MISMATCH] = 1,
+    [COMMAND_INSUFFICIENT_STOCK] = 1,
+    [COMMAND_STOCK_OVERFLOW] = 1,
+    [COMMAND_NOT_FOUND] = 0,
+    [COMMAND_REPLAYED] = 0,
+    [COMMAND_KEY_REUSED] = 0,
+    [COMMAND_UNAVAILABLE] = 0,
+    [COMMAND_KEYS_FULL] = 0,
+};
 
 /* Stores the command's response under its key, in the command's transaction. */
 static int remember_response(struct writer *w, struct command *cmd, uint64_t now_ms)
@@ -208,9 +234,13 @@ static int execute(struct writer *w, struct command *cmd, uint64_t now_ms)
         store_rollback_savepoint(w->store);
         if (store_savepoint(w->store) < 0) return STORE_ERR;
     }
-    int remember = keyed && cmd->outcome != COMMAND_REPLAYED && cmd->outcome != COMMAND_KEY_REUSED;
+    int remember = keyed && STORED_OUTCOMES[cmd->outcome];
     if (rc == STORE_OK && remember) rc = remember_response(w, cmd, now_ms);
-    if (rc == STORE_OK) return store_release_savepoint(w->store);
+    if (rc == STORE_OK) rc = store_release_savepoint(w->store);
+    if (rc == STORE_OK) {
+        w->batch_keys += remember;
+        return STORE_OK;
+    }
     store_rollback_savepoint(w->store);
     return rc;
 }
@@ -230,6 +260,7 @@ static void record_batch(struct writer *w, size_t size)
 static void run_batch(struct writer *w, struct command *batch, size_t size)
 {
     uint64_t now_ms = clock_wall_ms();
+    w->batch_keys = 0;
     int rc = store_begin(w->store);
     for (struct command *cmd = batch; rc == STORE_OK && cmd; cmd = cmd->next)
         rc = execute(w, cmd, now_ms);
@@ -243,6 +274,7 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
         if (atomic_exchange(&w->healthy, 0))
             LOG(LOG_WARN, "writer: the write model cannot take writes: %s", store_errmsg(w->store));
     } else {
+        atomic_fetch_add(&w->stored_keys, w->batch_keys);
         atomic_store(&w->healthy, 1);
         int64_t head = atomic_load(&w->head_seq);
         for (struct command *cmd = batch; cmd; cmd = cmd->next)
@@ -294,10 +326,12 @@ static void purge_idempotency_keys(struct writer *w)
     if (now_ms - w->last_purge_ms < IDEMPOTENCY_PURGE_EVERY_MS) return;
     w->last_purge_ms = now_ms;
     int deleted = 0;
-    if (store_idempotency_purge(w->store, now_ms - IDEMPOTENCY_KEEP_MS, &deleted) < 0)
+    if (store_idempotency_purge(w->store, now_ms - IDEMPOTENCY_KEEP_MS, &deleted) < 0) {
         LOG(LOG_WARN, "writer: purging idempotency keys failed: %s", store_errmsg(w->store));
-    else if (deleted > 0)
+    } else if (deleted > 0) {
+        atomic_fetch_sub(&w->stored_keys, deleted);
         LOG(LOG_INFO, "writer: purged %d idempotency keys older than 24 h", deleted);
+    }
 }
 
 /* After a failed commit, /ready reports SQLite as failing until a write succeeds again;
@@ -328,18 +362,21 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-int writer_start(struct store *store, writer_committed_fn committed, void *arg, struct writer **out)
+int writer_start(struct store *store, const struct writer_limits *limits,
+                 writer_committed_fn committed, void *arg, struct writer **out)
 {
     struct writer *w = xcalloc(1, sizeof(*w));
     w->store = store;
+    w->limits = *limits;
     w->committed = committed;
     w->committed_arg = arg;
     w->random_used = sizeof(w->random_pool); /* fill on first use */
-    int64_t head = 0;
-    if (store_head_seq(store, &head) < 0) {
+    int64_t head = 0, keys = 0;
+    if (store_head_seq(store, &head) < 0 || store_idempotency_count(store, &keys) < 0) {
         free(w);
         return -1;
     }
+    atomic_init(&w->stored_keys, keys);
     atomic_init(&w->head_seq, head);
     atomic_init(&w->healthy, 1);
     pthread_mutex_init(&w->lock, NULL);
@@ -406,6 +443,8 @@ void writer_get_stats(struct writer *w, struct writer_stats *out)
     pthread_mutex_lock(&w->stats_lock);
     *out = w->stats;
     pthread_mutex_unlock(&w->stats_lock);
+    out->idempotency_keys = atomic_load(&w->stored_keys);
+    out->max_idempotency_keys = w->limits.max_idempotency_keys;
 }
 
 int64_t writer_head_seq(struct writer *w)

@@ -29,6 +29,7 @@ enum command_outcome {
     COMMAND_REPLAYED,           /* an Idempotency-Key seen before: response holds it */
     COMMAND_KEY_REUSED,         /* the same Idempotency-Key for a different request */
     COMMAND_UNAVAILABLE,        /* the write model cannot take writes; error says why */
+    COMMAND_KEYS_FULL,          /* a new Idempotency-Key, and --max-idempotency-keys are stored */
 };
 
 #define COMMAND_ANY_VERSION (-1) /* no If-Match */
@@ -37,13 +38,13 @@ enum command_outcome {
 struct command {
     /* Set by the submitter. */
     enum command_kind kind;
-    struct product_draft draft;                    /* create, update */
-    char product_id[UUID_TEXT_LEN + 1];            /* update, delete, stock */
-    int64_t delta;                                 /* stock */
-    int64_t expected_version;                      /* If-Match, or COMMAND_ANY_VERSION */
-    char idempotency_key[IDEMPOTENCY_KEY_MAX + 1]; /* "" when none */
-    char fingerprint[65];                          /* of method, path and body, with a key */
-    void (*complete)(struct command *cmd);         /* called on the writer thread, once */
+    struct product_draft draft;                       /* create, update */
+    char product_id[UUID_TEXT_LEN + 1];               /* update, delete, stock */
+    int64_t delta;                                    /* stock */
+    int64_t expected_version;                         /* If-Match, or COMMAND_ANY_VERSION */
+    char idempotency_key[IDEMPOTENCY_KEY_MAX + 1];    /* "" when none */
+    unsigned char fingerprint[STORE_FINGERPRINT_LEN]; /* of method, path and body, with a key */
+    void (*complete)(struct command *cmd);            /* called on the writer thread, once */
 
     /* Set by the writer before "complete". */
     enum command_outcome outcome;
@@ -62,6 +63,7 @@ struct command {
  * and, with an Idempotency-Key, to store the answer in the command's transaction. */
 struct command_response {
     int status;
+    int retry_after_s; /* a Retry-After header when > 0 */
     char location[64];
     char etag[24];
     const char *content_type; /* NULL for no body */
@@ -81,6 +83,12 @@ struct writer_stats {
     uint64_t commands;
     uint64_t batches;
     uint64_t batch_size_histogram[8]; /* 1, 2-3, 4-7, ..., 128+ */
+    int64_t idempotency_keys;         /* stored now */
+    int64_t max_idempotency_keys;
+};
+
+struct writer_limits {
+    int64_t max_idempotency_keys; /* stored at once; a command with a new key beyond is refused */
 };
 
 struct writer;
@@ -89,10 +97,10 @@ struct writer;
  * linked by "next"; the COMMAND_DONE ones committed), to wake the projector. */
 typedef void (*writer_committed_fn)(int64_t head_seq, const struct command *batch, void *arg);
 
-/* Starts the writer thread on "store" (which it then owns until writer_stop). Returns 0, or
- * -1 if the thread cannot start. */
-int writer_start(struct store *store, writer_committed_fn committed, void *arg,
-                 struct writer **out);
+/* Starts the writer thread on "store" (which it then owns until writer_stop), within "limits".
+ * Returns 0, or -1 if the store cannot be read or the thread cannot start. */
+int writer_start(struct store *store, const struct writer_limits *limits,
+                 writer_committed_fn committed, void *arg, struct writer **out);
 
 /* Queues "cmd"; it completes later on the writer thread. Thread-safe. */
 void writer_submit(struct writer *writer, struct command *cmd);

@@ -43,3 +43,31 @@ void log_write(enum log_level level, const char *fmt, ...)
     ssize_t ignored = write(STDERR_FILENO, line, len);
     (void)ignored;
 }
+
+size_t log_escape(char *out, size_t cap, const char *p, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)p[i];
+        size_t width = c == '\\' ? 2 : (c >= 0x20 && c < 0x7f) ? 1 : 4;
+        if (n + width + 4 > cap) { /* room for "..." and the NUL */
+            memcpy(out + n, "...", 3);
+            n += 3;
+            break;
+        }
+        if (width == 1) {
+            out[n++] = (char)c;
+        } else if (width == 2) {
+            out[n++] = '\\';
+            out[n++] = '\\';
+        } else {
+            out[n++] = '\\';
+            out[n++] = 'x';
+            out[n++] = hex[c >> 4];
+            out[n++] = hex[c & 15];
+        }
+    }
+    out[n] = '\0';
+    return n;
+}

@@ -4,6 +4,8 @@
 #ifndef CATALOGD_LOG_H
 #define CATALOGD_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 extern enum log_level log_threshold;
@@ -12,6 +14,13 @@ extern enum log_level log_threshold;
 int log_level_parse(const char *name, enum log_level *out);
 
 void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Writes the "len" bytes at "p" into "out" ("cap" > 4 bytes, NUL included) as a log line may
+ * carry bytes from the network: printable ASCII as it is, a backslash doubled, every other
+ * byte (controls, DEL, anything >= 0x80) as \xHH, so that no line can be split, forged or
+ * garbled by what a client sent; what does not fit ends in "...". Returns the length
+ * written. */
+size_t log_escape(char *out, size_t cap, const char *p, size_t len);
 
 #define LOG(level, ...)                                                                            \
     do {                                                                                           \

@@ -131,3 +131,30 @@ int redis_url_parse(const char *text, struct redis_url *out, char *err, size_t e
     snprintf(err, errlen, "expected redis://host:port/db or unix:///path?db=N");
     return -1;
 }
+
+const char *redis_url_redact(const char *text, char *out, size_t cap)
+{
+    static const char mask[] = "***";
+    const char *scheme_end = strstr(text, "://");
+    const char *authority = scheme_end ? scheme_end + 3 : text;
+    size_t authority_len = strcspn(authority, "/?#");
+    const char *at = NULL;
+    for (const char *c = authority; c < authority + authority_len; c++)
+        if (*c == '@') at = c; /* the last one: a password may contain '@' */
+    size_t n = 0;
+    if (at) {
+        const char *colon = memchr(authority, ':', (size_t)(at - authority));
+        const char *keep_end = colon ? colon + 1 : authority; /* "user:" or nothing */
+        n = (size_t)snprintf(out, cap, "%.*s%s%s", (int)(keep_end - text), text, mask, at);
+    } else {
+        n = (size_t)snprintf(out, cap, "%s", text);
+    }
+    if (n >= cap) return out;
+    char *password = strstr(out, "password=");
+    if (password && (password[-1] == '?' || password[-1] == '&')) {
+        char *value = password + strlen("password="), *end = value + strcspn(value, "&#");
+        memmove(value + sizeof(mask) - 1, end, strlen(end) + 1);
+        memcpy(value, mask, sizeof(mask) - 1);
+    }
+    return out;
+}

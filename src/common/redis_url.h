@@ -17,4 +17,9 @@ struct redis_url {
 /* Parses "text". Returns 0, or -1 with a reason in "err" ("errlen" bytes). */
 int redis_url_parse(const char *text, struct redis_url *out, char *err, size_t errlen);
 
+/* Writes "text" into "out" ("cap" bytes) fit for a log line: a password in the URL's userinfo
+ * ("redis://user:password@host", "redis://:password@host", or a userinfo that is a password
+ * alone) or in a query parameter named password becomes "***". Returns "out". */
+const char *redis_url_redact(const char *text, char *out, size_t cap);
+
 #endif

@@ -1,12 +1,8 @@
 /* money.c - exact decimal parsing and formatting of prices as integer cents.
  * Invariant: money_parse never uses floating point and accepts only JSON number literals whose
- * exact value is a whole number of cents in 0..MONEY_MAX_CENTS; money_from_double is the one
- * place a double is turned into cents, and it goes through the same exact parser. */
+ * exact value is a whole number of cents in 0..MONEY_MAX_CENTS; no double is ever turned into
+ * cents (a price is read from the literal the client wrote, see product.c). */
 #include "money.h"
-
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
 
 #include "common/digits.h"
 
@@ -133,21 +129,6 @@ int money_parse(const char *text, size_t len, int64_t *cents)
     if (has_fraction) return MONEY_ERR_PRECISION;
     *cents = value;
     return MONEY_OK;
-}
-
-int money_from_double(double value, int64_t *cents)
-{
-    char text[40];
-
-    if (!isfinite(value)) return MONEY_ERR_RANGE;
-    /* 17 significant digits always read back exactly, so the loop always ends in a match. */
-    for (int precision = 1; precision <= 17; precision++) {
-        int n = snprintf(text, sizeof text, "%.*g", precision, value);
-        if (n <= 0 || (size_t)n >= sizeof text) return MONEY_ERR_SYNTAX;
-        if (strtod(text, NULL) == value || precision == 17)
-            return money_parse(text, (size_t)n, cents);
-    }
-    return MONEY_ERR_SYNTAX; /* not reached */
 }
 
 size_t money_format(int64_t cents, char *out)

@@ -22,11 +22,6 @@ enum money_error {
  * Returns MONEY_OK and sets "*cents", or a negative enum money_error. */
 int money_parse(const char *text, size_t len, int64_t *cents);
 
-/* Converts a double that came from parsing a JSON number to cents. It uses the shortest decimal
- * text that reads back as "value" (what the client most plausibly wrote) and money_parse().
- * NaN and infinities give MONEY_ERR_RANGE. */
-int money_from_double(double value, int64_t *cents);
-
 /* Writes "cents" as a decimal with exactly two decimals ("5000.00", "0.10") and a NUL into
  * "out" (at least MONEY_TEXT_MAX bytes). Returns the length without the NUL. */
 size_t money_format(int64_t cents, char *out);

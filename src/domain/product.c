@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/slice.h"
 #include "money.h"
 
 #define BODY_FIELD "(body)"
@@ -54,11 +55,18 @@ struct parsed {
     int64_t delta;
 };
 
-/* A rule checks one field's value and stores it into "*into". It returns NULL when the value
- * is good, else the static message for the client. "overflow" is not NUMBER_FITS when the
- * value was a number too large to parse ("value" is then null). */
-typedef const char *field_check(const json_t *value, enum number_overflow overflow,
-                                struct parsed *into);
+/* One member of the body's object, as a rule sees it. */
+struct member {
+    const char *key;
+    const json_t *value;           /* null when "overflow" is not NUMBER_FITS */
+    enum number_overflow overflow; /* a number too large for jansson */
+    const char *body;              /* the body as the client sent it, for member_literal */
+    size_t body_len;
+};
+
+/* A rule checks one member's value and stores it into "*into". It returns NULL when the value
+ * is good, else the static message for the client. */
+typedef const char *field_check(const struct member *member, struct parsed *into);
 
 struct field_rule {
     const char *name;
@@ -115,6 +123,79 @@ static int malformed(struct validation *v, const char *format, ...)
     }
     v->error_count = 0;
     return BODY_MALFORMED;
+}
+
+/* ---- a member's literal ---- */
+
+static int is_json_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* The end of the JSON string that opens at "body[i]" (a quote): the offset past its closing
+ * quote. */
+static size_t string_end(const char *body, size_t len, size_t i)
+{
+    for (i++; i < len && body[i] != '"'; i++)
+        if (body[i] == '\\') i++;
+    return i + 1;
+}
+
+/* 1 when the JSON string literal "text" ("len" bytes, quotes included) means "key". A key
+ * without escapes is its own text; one with escapes ("pr\u0069ce") is decoded by jansson. */
+static int key_is(const char *text, size_t len, const char *key)
+{
+    if (!memchr(text, '\\', len))
+        return len - 2 == strlen(key) && memcmp(text + 1, key, len - 2) == 0;
+    json_t *decoded = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+    int same = json_is_string(decoded) && json_string_length(decoded) == strlen(key) &&
+               memcmp(json_string_value(decoded), key, strlen(key)) == 0;
+    json_decref(decoded);
+    return same;
+}
+
+/* Finds the text of the value of the top-level member "key" in "body", as the client wrote
+ * it: jansson keeps no literal of a number, so this is how a price is read exactly. "body" is
+ * text jansson has accepted as one JSON object without duplicate keys, so finding a member
+ * needs no grammar, only where strings and nesting begin and end. (A second JSON parser that
+ * keeps literals would be two parsers that could disagree about the same bytes.) Returns 0
+ * and "*out", or -1 when there is no such member. */
+static int member_literal(const char *body, size_t len, const char *key, struct slice *out)
+{
+    size_t i = 0;
+    while (i < len && body[i] != '{')
+        i++;
+    for (i++; i < len;) {
+        while (i < len && (is_json_space(body[i]) || body[i] == ','))
+            i++;
+        if (i >= len || body[i] != '"') return -1; /* the closing brace */
+        size_t key_start = i, key_end = string_end(body, len, i);
+        i = key_end;
+        while (i < len && (is_json_space(body[i]) || body[i] == ':'))
+            i++;
+        size_t value_start = i;
+        int depth = 0;
+        for (; i < len; i++) {
+            char c = body[i];
+            if (c == '"') {
+                i = string_end(body, len, i) - 1;
+            } else if (c == '{' || c == '[') {
+                depth++;
+            } else if ((c == '}' || c == ']') && depth > 0) {
+                depth--;
+            } else if (depth == 0 && (c == ',' || c == '}')) {
+                break;
+            }
+        }
+        size_t value_end = i;
+        while (value_end > value_start && is_json_space(body[value_end - 1]))
+            value_end--;
+        if (key_is(body + key_start, key_end - key_start, key)) {
+            *out = (struct slice){body + value_start, value_end - value_start};
+            return 0;
+        }
+    }
+    return -1;
 }
 
 /* ---- UTF-8 and names ---- */
@@ -183,10 +264,10 @@ static size_t utf8_last_start(const unsigned char *s, size_t len)
     return i;
 }
 
-static const char *check_name(const json_t *value, enum number_overflow overflow,
-                              struct parsed *into)
+static const char *check_name(const struct member *member, struct parsed *into)
 {
-    if (overflow != NUMBER_FITS || !json_is_string(value)) return MSG_STRING;
+    const json_t *value = member->value;
+    if (member->overflow != NUMBER_FITS || !json_is_string(value)) return MSG_STRING;
 
     const unsigned char *s = (const unsigned char *)json_string_value(value);
     size_t start = 0, end = json_string_length(value);
@@ -223,10 +304,10 @@ static int is_sku_char(unsigned char c)
            c == '_' || c == '-';
 }
 
-static const char *check_sku(const json_t *value, enum number_overflow overflow,
-                             struct parsed *into)
+static const char *check_sku(const struct member *member, struct parsed *into)
 {
-    if (overflow != NUMBER_FITS || !json_is_string(value)) return MSG_STRING;
+    const json_t *value = member->value;
+    if (member->overflow != NUMBER_FITS || !json_is_string(value)) return MSG_STRING;
 
     const char *s = json_string_value(value);
     size_t len = json_string_length(value);
@@ -239,23 +320,18 @@ static const char *check_sku(const json_t *value, enum number_overflow overflow,
     return NULL;
 }
 
-static const char *check_price(const json_t *value, enum number_overflow overflow,
-                               struct parsed *into)
+/* The price is read from its literal, exactly (money_parse), never through the double that
+ * jansson made of it: a double cannot tell "0.10000000000000001" (seventeen decimals) from
+ * "0.10", nor "1e-400" from "0". */
+static const char *check_price(const struct member *member, struct parsed *into)
 {
+    struct slice literal;
     int64_t cents;
-    int rc;
-
-    if (overflow != NUMBER_FITS) return money_error_message(MONEY_ERR_RANGE);
-    if (json_is_integer(value)) {
-        json_int_t whole = json_integer_value(value);
-        if (whole < 0 || whole > MONEY_MAX_CENTS / 100) return money_error_message(MONEY_ERR_RANGE);
-        cents = (int64_t)whole * 100;
-    } else if (json_is_real(value)) {
-        rc = money_from_double(json_real_value(value), &cents);
-        if (rc < 0) return money_error_message(rc);
-    } else {
-        return MSG_NUMBER;
-    }
+    if (member->overflow == NUMBER_FITS && !json_is_number(member->value)) return MSG_NUMBER;
+    if (member_literal(member->body, member->body_len, member->key, &literal) < 0)
+        return MSG_NUMBER; /* not reached: jansson found the member in the same text */
+    int rc = money_parse(literal.p, literal.len, &cents);
+    if (rc < 0) return money_error_message(rc);
     into->draft.price_cents = cents;
     return NULL;
 }
@@ -272,26 +348,23 @@ static const char *check_integer(const json_t *value, enum number_overflow overf
     return NULL;
 }
 
-static const char *check_stock(const json_t *value, enum number_overflow overflow,
-                               struct parsed *into)
+static const char *check_stock(const struct member *member, struct parsed *into)
 {
-    return check_integer(value, overflow, 0, PRODUCT_STOCK_MAX, MSG_STOCK_RANGE,
+    return check_integer(member->value, member->overflow, 0, PRODUCT_STOCK_MAX, MSG_STOCK_RANGE,
                          &into->draft.stock);
 }
 
-static const char *check_delta(const json_t *value, enum number_overflow overflow,
-                               struct parsed *into)
+static const char *check_delta(const struct member *member, struct parsed *into)
 {
-    const char *message = check_integer(value, overflow, -PRODUCT_DELTA_MAX, PRODUCT_DELTA_MAX,
-                                        MSG_DELTA_RANGE, &into->delta);
+    const char *message = check_integer(member->value, member->overflow, -PRODUCT_DELTA_MAX,
+                                        PRODUCT_DELTA_MAX, MSG_DELTA_RANGE, &into->delta);
     if (message == NULL && into->delta == 0) return MSG_DELTA_ZERO;
     return message;
 }
 
-static const char *check_read_only(const json_t *value, enum number_overflow overflow,
-                                   struct parsed *into)
+static const char *check_read_only(const struct member *member, struct parsed *into)
 {
-    (void)value, (void)overflow, (void)into;
+    (void)member, (void)into;
     return MSG_READ_ONLY;
 }
 
@@ -321,11 +394,6 @@ static const struct field_rule delta_rules[] = {
 #define RULES(table) table, sizeof table / sizeof table[0]
 
 /* ---- decoding ---- */
-
-static int is_json_space(char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
 
 static int is_number_char(char c)
 {
@@ -399,6 +467,8 @@ static int recover_overflow(char *buf, size_t end, struct overflowed_key *found)
 /* The object a body decoded to, with the keys whose numbers had to be replaced. */
 struct decoded {
     json_t *object;
+    const char *body; /* as sent, for the literals of its members */
+    size_t body_len;
     char *copy; /* working copy of the body, made on the first overflow; owns the keys below */
     int overflow_count;
     struct overflowed_key overflows[VALIDATION_MAX_ERRORS];
@@ -427,6 +497,8 @@ static int decode_object(const char *body, size_t len, struct decoded *d, struct
     size_t i = 0;
 
     memset(d, 0, sizeof *d);
+    d->body = body;
+    d->body_len = len;
     while (i < len && is_json_space(body[i]))
         i++;
     if (i == len) return malformed(v, "body is empty; expected a JSON object");
@@ -490,7 +562,8 @@ static unsigned parse_fields(const struct decoded *d, const struct field_rule *r
             continue;
         }
         seen |= rule->bit;
-        const char *message = rule->check(value, overflow_of(d, key), into);
+        struct member member = {key, value, overflow_of(d, key), d->body, d->body_len};
+        const char *message = rule->check(&member, into);
         if (message != NULL)
             validation_add(v, key, strlen(key), message);
         else

@@ -42,6 +42,18 @@ int http_query_param(const struct http_exchange *ex, const char *name, struct sl
     return query_find_param(ex->query.p, ex->query.len, name, &value->p, &value->len);
 }
 
+int http_is_json(struct slice content_type)
+{
+    static const char type[] = "application/json";
+    size_t n = sizeof(type) - 1;
+    if (content_type.len < n || strncasecmp(content_type.p, type, n) != 0) return 0;
+    for (size_t i = n; i < content_type.len; i++) {
+        if (content_type.p[i] == ';') return 1;
+        if (content_type.p[i] != ' ' && content_type.p[i] != '\t') return 0;
+    }
+    return 1;
+}
+
 void *http_alloc(struct http_exchange *ex, size_t size)
 {
     return h2o_mem_alloc_pool(&req_of(ex)->pool, size);
@@ -80,12 +92,14 @@ static const struct {
     {304, "Not Modified"},
     {400, "Bad Request"},
     {401, "Unauthorized"},
+    {403, "Forbidden"},
     {404, "Not Found"},
     {405, "Method Not Allowed"},
     {409, "Conflict"},
     {412, "Precondition Failed"},
     {413, "Content Too Large"},
     {415, "Unsupported Media Type"},
+    {421, "Misdirected Request"},
     {422, "Unprocessable Content"},
     {431, "Request Header Fields Too Large"},
     {500, "Internal Server Error"},
@@ -116,9 +130,18 @@ static void start_response(struct http_exchange *ex, int status, const char *con
     if (status != 204 && status != 304) req->res.content_length = body_len;
     uint64_t duration_us = clock_mono_us() - ex->started_at_us;
     metrics_record(&current_loop->metrics, ex->route_index, status, duration_us);
-    LOG(LOG_INFO, "request %.*s %.*s%s%.*s %d %.3fms id=%s", (int)ex->method.len, ex->method.p,
-        (int)ex->path.len, ex->path.p, ex->query.len ? "?" : "", (int)ex->query.len, ex->query.p,
-        status, (double)duration_us / 1000.0, ex->request_id);
+    if (LOG_INFO <= log_threshold) {
+        /* The method and target as sent, escaped (log_escape): a path may carry any byte. */
+        char method[40], target[640];
+        log_escape(method, sizeof(method), ex->method.p, ex->method.len);
+        size_t n = log_escape(target, sizeof(target), ex->path.p, ex->path.len);
+        if (ex->query.len && n + 2 < sizeof(target)) {
+            target[n++] = '?';
+            log_escape(target + n, sizeof(target) - n, ex->query.p, ex->query.len);
+        }
+        log_write(LOG_INFO, "request %s %s %d %.3fms id=%s", method, target, status,
+                  (double)duration_us / 1000.0, ex->request_id);
+    }
 }
 
 void http_respond(struct http_exchange *ex, int status, const char *content_type, const char *body,

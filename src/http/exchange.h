@@ -51,6 +51,10 @@ struct slice http_header(const struct http_exchange *ex, const char *name);
 int http_has_header(const struct http_exchange *ex, const char *name);
 int http_query_param(const struct http_exchange *ex, const char *name, struct slice *value);
 
+/* 1 when the Content-Type value "content_type" is application/json (case-insensitive,
+ * parameters allowed), else 0. */
+int http_is_json(struct slice content_type);
+
 /* Memory that lives as long as the exchange. Never NULL (aborts on out of memory). */
 void *http_alloc(struct http_exchange *ex, size_t size);
 

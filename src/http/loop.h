@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 
 #include "app.h"
+#include "http/conn_guard.h"
 #include "http/exchange.h"
 #include "http/metrics.h"
 
@@ -31,6 +32,11 @@ struct loop_thread {
     atomic_int connections; /* open on this loop (read by /metrics) */
     int max_connections;    /* this loop's share of --max-connections */
     int accept_paused;      /* at the cap: new connections wait in the kernel's backlog */
+    int accept_backoff;     /* accept() ran out of descriptors: wait for the timeout */
+    h2o_timeout_t accept_backoff_timeout;
+    h2o_timeout_entry_t accept_backoff_entry;
+    uint64_t accept_backoff_warned_ms;
+    struct conn_guard_config guard_config; /* every connection's bounds */
     pthread_t thread;
     struct app_thread app_thread;
 

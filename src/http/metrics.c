@@ -13,8 +13,8 @@
 #include "projection/projector.h"
 #include "query/redis_client.h"
 
-static const int STATUSES[METRICS_STATUSES] = {200, 201, 202, 204, 304, 400, 401, 404, 405,
-                                               409, 412, 413, 415, 422, 431, 500, 503, 0};
+static const int STATUSES[METRICS_STATUSES] = {200, 201, 202, 204, 304, 400, 401, 403, 404, 405,
+                                               409, 412, 413, 415, 421, 422, 431, 500, 503, 0};
 static const double BUCKET_SECONDS[METRICS_BUCKETS - 1] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0};
 
@@ -147,6 +147,14 @@ static void emit_sync(struct text *t, struct http_exchange *ex, struct server_vi
         lag, status.lag_seconds, status.checkpoint, status.head, status.generation,
         status.redis_errors, client_errors, status.reconnects, client_reconnects, status.rebuilds,
         status.parked_events);
+    emit(t,
+         "# HELP catalogd_idempotency_keys Idempotency-Keys stored (each kept at least 24 h).\n"
+         "# TYPE catalogd_idempotency_keys gauge\ncatalogd_idempotency_keys %" PRId64 "\n"
+         "# HELP catalogd_idempotency_keys_limit --max-idempotency-keys: a new key beyond is "
+         "refused.\n"
+         "# TYPE catalogd_idempotency_keys_limit gauge\ncatalogd_idempotency_keys_limit %" PRId64
+         "\n",
+         stats.idempotency_keys, stats.max_idempotency_keys);
     emit(t,
          "# HELP catalogd_open_connections HTTP connections open now.\n"
          "# TYPE catalogd_open_connections gauge\ncatalogd_open_connections %ld\n",

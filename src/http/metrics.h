@@ -10,7 +10,7 @@
 #include "http/exchange.h"
 
 #define METRICS_ROUTES   16 /* route table entries, plus one for "unmatched" */
-#define METRICS_STATUSES 18
+#define METRICS_STATUSES 20
 #define METRICS_BUCKETS  14
 
 struct route_metrics {

@@ -178,8 +178,32 @@ static void answer_rebuild(struct http_exchange *ex, void *arg)
     free(request);
 }
 
+/* An admin command takes no parameters: no body, or a JSON object (its members are ignored).
+ * Anything else is refused like a command's body (415, 400), so that a form or a text/plain
+ * POST, which a browser sends across sites without asking first, never starts one. Answers
+ * and returns -1 when the body is refused. */
+static int no_body_or_json_or_reply(struct http_exchange *ex)
+{
+    int typed = http_has_header(ex, "content-type");
+    if ((typed && !http_is_json(http_header(ex, "content-type"))) || (!typed && ex->body.len)) {
+        http_respond_problem(ex, 415, "unsupported-media-type",
+                             "send no body, or a JSON object as Content-Type: application/json",
+                             NULL);
+        return -1;
+    }
+    if (ex->body.len == 0) return 0;
+    json_t *body = json_loadb(ex->body.p, ex->body.len, JSON_REJECT_DUPLICATES, NULL);
+    int object = json_is_object(body);
+    json_decref(body);
+    if (object) return 0;
+    http_respond_problem(ex, 400, "malformed-body", "the body must be one JSON object, or none",
+                         NULL);
+    return -1;
+}
+
 void ops_admin_rebuild(struct http_exchange *ex)
 {
+    if (no_body_or_json_or_reply(ex) < 0) return;
     struct rebuild_request *request = xcalloc(1, sizeof(*request));
     request->resume = http_resume_new(ex, answer_rebuild, request);
     if (maintenance_request_rebuild(ex->app->maintenance, on_rebuild_started, request) < 0) {

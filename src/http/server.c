@@ -4,12 +4,12 @@
 #include "http/server.h"
 
 #include <errno.h>
-#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -17,8 +17,10 @@
 #include "common/clock.h"
 #include "common/digits.h"
 #include "common/log.h"
+#include "common/problem.h"
 #include "common/xmalloc.h"
-#include "http/linger.h"
+#include "http/conn_guard.h"
+#include "http/head_scan.h"
 #include "http/loop.h"
 #include "http/metrics.h"
 #include "http/ops.h"
@@ -28,7 +30,9 @@
 #include "query/read_model.h"
 #include "query/redis_client.h"
 
-#define BODY_TOO_LARGE_DOCUMENT "/_errors/413" /* h2o's own 413 gets this as its body */
+#define BODY_TOO_LARGE_DOCUMENT "/_errors/413"        /* h2o's own 413 gets this as its body */
+#define ACCEPT_BACKOFF_MS       100                   /* after accept() ran out of descriptors */
+#define REQUEST_ID_ENV          "CATALOGD_REQUEST_ID" /* h2o's own errors keep their id here */
 
 #define BIND_ROUTE(method, pattern, handler, name, needs_token)                                    \
     {method, pattern, handler, name, needs_token},
@@ -63,12 +67,32 @@ static void on_exchange_dispose(void *memory)
     atomic_fetch_sub(&current_loop->server->in_flight, 1);
 }
 
+/* Copies "text" into "out" ("cap" bytes, NUL included) for a problem's detail: bytes outside
+ * printable ASCII become '?' (a detail must be valid UTF-8), and a long value is cut. */
+static const char *printable(struct slice text, char *out, size_t cap)
+{
+    size_t n = text.len < cap - 1 ? text.len : cap - 1;
+    for (size_t i = 0; i < n; i++)
+        out[i] = text.p[i] >= 0x20 && text.p[i] <= 0x7e ? text.p[i] : '?';
+    out[n] = '\0';
+    return out;
+}
+
 static int sane_request_id(struct slice id)
 {
     if (id.len == 0 || id.len > REQUEST_ID_MAX) return 0;
     for (size_t i = 0; i < id.len; i++)
         if (id.p[i] < 0x21 || id.p[i] > 0x7e) return 0;
     return 1;
+}
+
+/* A new request id: 8 hex digits of this loop's random salt, then the low 8 of its request
+ * counter (they repeat after 2^32 requests on one loop: an id finds log lines, not records). */
+static void new_request_id(struct loop_thread *loop, char out[REQUEST_ID_MAX + 1])
+{
+    digits_hex(out, loop->request_id_salt, 8);
+    digits_hex(out + 8, ++loop->request_id_counter, 8);
+    out[16] = '\0';
 }
 
 /* The request's id: the client's X-Request-Id when it is sane, else a new one. */
@@ -83,11 +107,7 @@ static void request_id_of(struct loop_thread *loop, h2o_req_t *req, char out[REQ
         memcpy(out, given.p, given.len);
         out[given.len] = '\0';
     } else {
-        /* 8 hex digits of this loop's random salt, then the low 8 of its request counter
-         * (they repeat after 2^32 requests on one loop: an id finds log lines, not records) */
-        digits_hex(out, loop->request_id_salt, 8);
-        digits_hex(out + 8, ++loop->request_id_counter, 8);
-        out[16] = '\0';
+        new_request_id(loop, out);
     }
 }
 
@@ -109,6 +129,8 @@ static void on_setup_request_id(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_
         request_id_of(current_loop, req, id);
         h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 1, NULL,
                               id, strlen(id));
+        /* For the log line of this response (the error document's handler reads it). */
+        *h2o_req_getenv(req, H2O_STRLIT(REQUEST_ID_ENV), 1) = h2o_iovec_init(id, strlen(id));
     }
     h2o_setup_next_ostream(req, slot);
 }
@@ -140,6 +162,64 @@ static int authorized_or_reply(struct http_exchange *ex)
     return 0;
 }
 
+/* Reads the raw head of "req" again (head_scan.h says why) into "*head". h2o keeps an HTTP/1
+ * request's bytes at the start of its socket's input buffer until the response is sent: the
+ * head, then the body (a chunked body decoded in place after the head). Answers 400 and
+ * returns -1 when the framing is ambiguous (or the head cannot be found, which would mean
+ * that h2o changed under us): the connection then closes, so nothing the client sent after
+ * this request runs. */
+static int framed_or_reply(struct http_exchange *ex, h2o_req_t *req, struct head_facts *head)
+{
+    h2o_socket_t *sock =
+        req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    const char *problem = "a head that could not be read";
+    if (sock && sock->input && req->version < 0x200 &&
+        head_scan(sock->input->bytes, sock->input->size, head) == 0)
+        problem = head_framing_problem(head, req->version & 0xff);
+    if (!problem) return 0;
+    req->http1_is_persistent = 0;
+    char detail[160];
+    snprintf(detail, sizeof(detail),
+             "the request has %s: its framing is ambiguous, so the connection is closed", problem);
+    http_respond_problem(ex, 400, "ambiguous-request", detail, NULL);
+    return -1;
+}
+
+/* A request that may change state (any method but GET and HEAD) must name this server in its
+ * Host and, in every Origin it carries, come from a page of this server (host_policy.h says
+ * why: cross-site requests and DNS rebinding). Answers 421 or 403 and returns -1 otherwise. */
+static int named_this_server_or_reply(struct http_exchange *ex, h2o_req_t *req,
+                                      const struct head_facts *head)
+{
+    const struct host_policy *policy = &ex->app->config->host_policy;
+    struct slice host = {req->input.authority.base, req->input.authority.len};
+    char shown[72], detail[400];
+    /* Without a Host header, h2o puts its default host's name in the authority. */
+    if (head->host_fields == 0 || !host_policy_allows_host(policy, host)) {
+        snprintf(detail, sizeof(detail),
+                 "%s%s%s is not this server: a request that changes state must name the --listen "
+                 "address, localhost, 127.0.0.1 or [::1] with port %d, or a host given with "
+                 "--allowed-host",
+                 head->host_fields ? "Host '" : "a request without Host",
+                 head->host_fields ? printable(host, shown, sizeof(shown)) : "",
+                 head->host_fields ? "'" : "", policy->listen.port);
+        http_respond_problem(ex, 421, "misdirected-request", detail, NULL);
+        return -1;
+    }
+    for (ssize_t i = -1;
+         (i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("origin"), i)) >= 0;) {
+        h2o_iovec_t origin = req->headers.entries[i].value;
+        if (host_policy_allows_origin(policy, (struct slice){origin.base, origin.len})) continue;
+        snprintf(detail, sizeof(detail),
+                 "Origin '%s' is another site: a request that changes state is only taken from "
+                 "pages of this server (the names its Host may give)",
+                 printable((struct slice){origin.base, origin.len}, shown, sizeof(shown)));
+        http_respond_problem(ex, 403, "cross-origin-request", detail, NULL);
+        return -1;
+    }
+    return 0;
+}
+
 static int on_request(h2o_handler_t *handler, h2o_req_t *req)
 {
     (void)handler;
@@ -162,15 +242,34 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
     ex->body = (struct slice){req->entity.base ? req->entity.base : "", req->entity.len};
     assign_request_id(loop, ex);
 
+    if (slice_eq(ex->path, BODY_TOO_LARGE_DOCUMENT)) {
+        /* h2o's own 413 (on a connection it closes), redirected here by its error-document
+         * filter as a GET of the document: logged as the request the client sent, under the
+         * id its response already carries. */
+        size_t input_path_len =
+            req->input.query_at != SIZE_MAX ? req->input.query_at : req->input.path.len;
+        ex->method = (struct slice){req->input.method.base, req->input.method.len};
+        ex->path = (struct slice){req->input.path.base, input_path_len};
+        ex->query = req->input.query_at != SIZE_MAX
+                        ? (struct slice){req->input.path.base + req->input.query_at + 1,
+                                         req->input.path.len - req->input.query_at - 1}
+                        : (struct slice){"", 0};
+        h2o_iovec_t *id = h2o_req_getenv(req, H2O_STRLIT(REQUEST_ID_ENV), 0);
+        if (id && id->len <= REQUEST_ID_MAX) {
+            memcpy(ex->request_id, id->base, id->len);
+            ex->request_id[id->len] = '\0';
+        }
+        http_respond_body_too_large(ex);
+        return 0;
+    }
+    struct head_facts head;
+    if (framed_or_reply(ex, req, &head) < 0) return 0;
     if (atomic_load(&server->draining)) {
         req->http1_is_persistent = 0;
         http_respond_unavailable(ex, "shutting-down", "the server is shutting down");
         return 0;
     }
-    size_t header_bytes = req->path.len;
-    for (size_t i = 0; i < req->headers.size; i++)
-        header_bytes += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
-    if (header_bytes > server->app->config->max_header_bytes) {
+    if (head.length > server->app->config->max_header_bytes) {
         req->http1_is_persistent = 0;
         char detail[96];
         snprintf(detail, sizeof(detail), "the request line and headers are larger than %zu bytes",
@@ -178,12 +277,9 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
         http_respond_problem(ex, 431, "headers-too-large", detail, NULL);
         return 0;
     }
-    if (slice_eq(ex->path, BODY_TOO_LARGE_DOCUMENT)) {
-        http_respond_body_too_large(ex);
-        return 0;
-    }
     /* HEAD is GET without the body; h2o leaves the body out of the response. */
     struct slice method = slice_eq(ex->method, "HEAD") ? SLICE_LIT("GET") : ex->method;
+    if (!slice_eq(method, "GET") && named_this_server_or_reply(ex, req, &head) < 0) return 0;
     const struct route *route = NULL;
     char allow[64];
     int match = router_match(ROUTES, ROUTE_COUNT, method, ex->path, &route, ex->params,
@@ -205,14 +301,82 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
 
 static void on_accept(h2o_socket_t *listener, const char *err);
 
+/* A request head passed --max-header-bytes before it ended (conn_guard.h): the 431 is written
+ * here, on the connection's descriptor, since h2o has no request to answer yet. */
+static void on_head_too_large(int fd, const char *head, size_t len, void *arg)
+{
+    struct loop_thread *loop = arg;
+    char id[REQUEST_ID_MAX + 1], detail[96], response_head[256];
+    new_request_id(loop, id);
+    snprintf(detail, sizeof(detail), "the request line and headers are larger than %zu bytes",
+             loop->server->app->config->max_header_bytes);
+    size_t body_len;
+    char *body = problem_render(431, "headers-too-large", detail, NULL, &body_len);
+    int n = snprintf(response_head, sizeof(response_head),
+                     "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
+                     "Server: catalogd\r\nContent-Type: " PROBLEM_CONTENT_TYPE "\r\n"
+                     "Content-Length: %zu\r\nX-Request-Id: %s\r\n\r\n",
+                     body_len, id);
+    struct iovec parts[] = {{response_head, (size_t)n}, {body, body_len}};
+    ssize_t written = writev(fd, parts, 2); /* a fresh socket's buffer takes it; else it is lost */
+    (void)written;
+    free(body);
+    metrics_record(&loop->metrics, -1, 431, 0);
+    /* The request line, when it came whole: "METHOD TARGET HTTP/1.1". */
+    const char *line_end = memchr(head, '\n', len);
+    size_t line_len = line_end ? (size_t)(line_end - head) : 0;
+    while (line_len && (head[line_len - 1] == '\r' || head[line_len - 1] == ' '))
+        line_len--;
+    char line[640] = "-";
+    if (line_len) log_escape(line, sizeof(line), head, line_len);
+    LOG(LOG_INFO, "request %s 431 0.000ms id=%s (cut after %zu bytes of head)", line, id, len);
+}
+
+/* Accepting is on unless the loop is at its connection cap or backing off from a failed
+ * accept; either way new connections wait in the kernel's backlog. */
+static void update_accepting(struct loop_thread *loop)
+{
+    if (!loop->listener) return; /* draining */
+    if (loop->accept_paused || loop->accept_backoff)
+        h2o_socket_read_stop(loop->listener);
+    else
+        h2o_socket_read_start(loop->listener, on_accept);
+}
+
 static void on_connection_closed(void *data)
 {
     struct loop_thread *loop = data;
     loop->connections--;
-    if (loop->accept_paused && loop->connections < loop->max_connections && loop->listener) {
+    if (loop->accept_paused && loop->connections < loop->max_connections) {
         loop->accept_paused = 0;
-        h2o_socket_read_start(loop->listener, on_accept);
+        update_accepting(loop);
     }
+}
+
+static void on_accept_backoff_over(h2o_timeout_entry_t *entry)
+{
+    struct loop_thread *loop =
+        H2O_STRUCT_FROM_MEMBER(struct loop_thread, accept_backoff_entry, entry);
+    loop->accept_backoff = 0;
+    update_accepting(loop);
+}
+
+/* accept() failed for want of descriptors or memory. The listener stays readable, so
+ * accepting again at once would spin the loop: stop for ACCEPT_BACKOFF_MS instead (warning
+ * at most once a minute per loop). */
+static void back_off_accepting(struct loop_thread *loop, int error)
+{
+    uint64_t now_ms = clock_mono_ms();
+    if (!loop->accept_backoff_warned_ms || now_ms - loop->accept_backoff_warned_ms > 60000) {
+        loop->accept_backoff_warned_ms = now_ms;
+        LOG(LOG_WARN,
+            "server: cannot accept connections: %s (%d open on this loop); pausing %d ms at a "
+            "time until it can",
+            strerror(error), atomic_load(&loop->connections), ACCEPT_BACKOFF_MS);
+    }
+    loop->accept_backoff = 1;
+    update_accepting(loop);
+    h2o_timeout_link(loop->ctx.loop, &loop->accept_backoff_timeout, &loop->accept_backoff_entry);
 }
 
 static void on_accept(h2o_socket_t *listener, const char *err)
@@ -220,15 +384,17 @@ static void on_accept(h2o_socket_t *listener, const char *err)
     if (err) return;
     struct loop_thread *loop = listener->data;
     h2o_socket_t *sock = h2o_evloop_socket_accept(listener);
-    if (!sock) return;
-    sock->on_close.cb = on_connection_closed;
-    sock->on_close.data = loop;
+    if (!sock) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            back_off_accepting(loop, errno);
+        return; /* else the client went away first (ECONNABORTED...): nothing to do */
+    }
     if (++loop->connections >= loop->max_connections) {
         /* At the cap: stop accepting; the kernel holds new connections until one closes. */
         loop->accept_paused = 1;
-        h2o_socket_read_stop(listener);
+        update_accepting(loop);
     }
-    h2o_accept(&loop->accept_ctx, sock);
+    conn_guard_accept(&loop->accept_ctx, sock, &loop->guard_config);
 }
 
 static void on_applied_message(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
@@ -272,6 +438,8 @@ static void init_loop(struct loop_thread *loop)
     h2o_linklist_init_anchor(&loop->waiters);
     h2o_timeout_init(evloop, &loop->projection_wait,
                      (uint64_t)server->app->config->projection_wait_ms);
+    h2o_timeout_init(evloop, &loop->accept_backoff_timeout, ACCEPT_BACKOFF_MS);
+    loop->accept_backoff_entry.cb = on_accept_backoff_over;
     uint32_t salt = 0;
     if (getrandom(&salt, sizeof(salt), 0) != sizeof(salt)) salt = (uint32_t)(uintptr_t)loop;
     loop->request_id_salt = salt;
@@ -308,36 +476,20 @@ static void *loop_main(void *arg)
     return NULL;
 }
 
-static int bind_listener(const char *address, char *err, size_t errlen)
+/* A listening socket of its own for a loop thread, on "address" (SO_REUSEPORT: the kernel
+ * spreads connections over the loops). Returns the descriptor, or -1 with "err" set. */
+static int bind_listener(const struct listen_address *address, const char *text, char *err,
+                         size_t errlen)
 {
-    char host[256];
-    const char *colon = strrchr(address, ':');
-    if (!colon || colon == address || (size_t)(colon - address) >= sizeof(host)) {
-        snprintf(err, errlen, "--listen must be host:port, got '%s'", address);
-        return -1;
-    }
-    memcpy(host, address, (size_t)(colon - address));
-    host[colon - address] = '\0';
-    char *unbracketed = host;
-    if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-        host[strlen(host) - 1] = '\0';
-        unbracketed = host + 1;
-    }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *found = NULL;
-    int rc = getaddrinfo(unbracketed, colon + 1, &hints, &found);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot resolve %s: %s", address, gai_strerror(rc));
-        return -1;
-    }
-    int fd = socket(found->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1;
+    int fd = socket(address->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0 ||
-        bind(fd, found->ai_addr, found->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
-        snprintf(err, errlen, "cannot listen on %s: %s", address, strerror(errno));
+        bind(fd, (const struct sockaddr *)&address->addr, address->len) != 0 ||
+        listen(fd, 4096) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", text, strerror(errno));
         if (fd >= 0) close(fd);
         fd = -1;
     }
-    freeaddrinfo(found);
     return fd;
 }
 
@@ -353,11 +505,17 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
     /* h2o refuses a body over the limit from its Content-Length, before reading it (and cuts
      * a chunked one there). Its 413 gets our problem+json (error document below), an
      * X-Request-Id (on_setup_request_id) and a lingering close, so that a client still
-     * sending reads the 413 instead of a reset (linger.h). */
+     * sending reads the 413 instead of a reset (conn_guard.h, linger.h). */
     server->globalconf.max_request_entity_size = app->config->max_body_bytes;
     /* A connection that sends nothing, or takes too long over one request, is closed. */
     server->globalconf.http1.req_timeout = (uint64_t)app->config->idle_timeout_s * 1000;
     server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("catalogd"));
+    /* No cleartext HTTP/2: h2o 2.2.5 turns it on by default, both for "Upgrade: h2c" and for
+     * a connection that starts with the HTTP/2 preface, and its HTTP/2 escapes every bound
+     * kept here (header and body bytes, the idle timeout, one request at a time per
+     * connection) and has no mitigation for rapid reset (CVE-2023-44487). With this off, the
+     * Upgrade header is ignored and the preface fails HTTP/1 parsing: a 400, then close. */
+    server->globalconf.http1.upgrade_to_http2 = 0;
     h2o_hostconf_t *host =
         h2o_config_register_host(&server->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
@@ -369,15 +527,24 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
     h2o_errordoc_register(&host->fallback_path, errordocs, 1);
     h2o_create_filter(&host->fallback_path, sizeof(h2o_filter_t))->on_setup_ostream =
         on_setup_request_id;
-    linger_register(&host->fallback_path);
+    conn_guard_register(&host->fallback_path);
     h2o_errordoc_register(path, errordocs, 1);
+    conn_guard_register(path);
 
     for (int i = 0; i < server->loop_count; i++) {
         struct loop_thread *loop = &server->loops[i];
         loop->server = server;
+        loop->guard_config = (struct conn_guard_config){
+            .max_head_bytes = app->config->max_header_bytes,
+            /* a head and a body at their limits, and as much again pipelined behind them */
+            .max_buffered_bytes = 2 * (app->config->max_header_bytes + app->config->max_body_bytes),
+            .refuse_head = on_head_too_large,
+            .closed = on_connection_closed,
+            .arg = loop};
         loop->max_connections = app->config->max_connections / server->loop_count;
         if (loop->max_connections < 1) loop->max_connections = 1;
-        loop->listen_fd = bind_listener(app->config->listen, err, errlen);
+        loop->listen_fd =
+            bind_listener(&app->config->listen_address, app->config->listen, err, errlen);
         if (loop->listen_fd < 0) return -1; /* the process exits: nothing to unwind */
     }
     *out = server;

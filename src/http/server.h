@@ -9,7 +9,7 @@
 
 struct server;
 
-/* Binds the listen address of "app->config" (one socket per thread). Returns 0, or -1 with a
+/* Binds "app->config->listen_address" (one socket per thread). Returns 0, or -1 with a
  * reason in "err". Nothing runs until server_run. */
 int server_open(struct app *app, struct server **out, char *err, size_t errlen);
 

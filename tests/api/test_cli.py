@@ -92,3 +92,62 @@ def test_one_log_line_per_request(stack_factory):
         time.sleep(0.05)
     assert len(lines) == 1, s.server.stderr_tail()
     assert "GET" in lines[0] and "/health" in lines[0] and "200" in lines[0], lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# the loopback check decides on the address catalogd binds, not on the text of --listen
+
+
+def _with_hosts(tmp_path, lines):
+    """A command prefix that runs the rest in a private mount namespace where /etc/hosts is
+    `lines`; None when this machine does not allow one."""
+    import os
+    import shutil
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n::1 localhost\n" + "".join(f"{l}\n" for l in lines))
+    if not shutil.which("unshare"):
+        return None
+    prefix = ["unshare", "--mount"] + ([] if os.geteuid() == 0 else ["--map-root-user"])
+    script = 'mount --bind "$0" /etc/hosts && exec "$@"'
+    probe = subprocess.run(prefix + ["sh", "-c", script, str(hosts), "getent", "hosts",
+                                     "localhost"], capture_output=True, text=True, timeout=10)
+    if probe.returncode != 0:
+        return None
+    return prefix + ["sh", "-c", script, str(hosts)]
+
+
+def _serve_under(prefix, tmp_path, listen, wait_s=4.0):
+    """Starts catalogd serve under `prefix`; returns (exit code or None if it kept serving,
+    stderr)."""
+    cmd = prefix + [str(BIN), "serve", "--listen", listen, "--db", str(tmp_path / "c.db"),
+                    "--redis", f"redis://127.0.0.1:{free_port()}/0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path)
+    try:
+        rc = proc.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        rc = None
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    return rc, proc.stderr.read()
+
+
+def test_a_name_that_resolves_to_every_interface_is_not_loopback(tmp_path):
+    prefix = _with_hosts(tmp_path, ["0.0.0.0 127.attacker.test"])
+    if prefix is None:
+        pytest.skip("no private mount namespace for /etc/hosts here (unshare)")
+    rc, err = _serve_under(prefix, tmp_path, f"127.attacker.test:{free_port()}")
+    assert rc == 2, (rc, err[-2000:])
+    assert "refusing" in err and "0.0.0.0" in err, err[-2000:]
+
+
+def test_a_name_that_resolves_to_loopback_needs_no_token(tmp_path):
+    prefix = _with_hosts(tmp_path, ["127.0.0.1 catalog.test"])
+    if prefix is None:
+        pytest.skip("no private mount namespace for /etc/hosts here (unshare)")
+    rc, err = _serve_under(prefix, tmp_path, f"catalog.test:{free_port()}", wait_s=2.0)
+    assert rc is None, (rc, err[-2000:])  # it served, until the test stopped it

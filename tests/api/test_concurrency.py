@@ -2,6 +2,7 @@
 released together by a barrier, every wait bounded. Each test uses a private stack and ends
 with `catalogd verify` exiting 0 and the SQLite row agreeing with its Redis view."""
 
+import hashlib
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -217,7 +218,8 @@ def test_idempotent_create_replay_returns_the_same_id_and_one_row(fresh):
     assert again.json()["id"] == first.json()["id"]
     assert sql(fresh.db, "SELECT COUNT(*) FROM products WHERE sku=?", (sku,)) == [(1,)]
     assert sql(fresh.db, "SELECT COUNT(*) FROM events")[0][0] == 1
-    assert sql(fresh.db, "SELECT COUNT(*) FROM idempotency_keys WHERE key=?", (key,)) == [(1,)]
+    assert sql(fresh.db, "SELECT COUNT(*) FROM idempotency_keys WHERE key_sha256=?",
+               (hashlib.sha256(key.encode()).digest(),)) == [(1,)]
     assert_verify(fresh)
     assert_agree(fresh, first.json()["id"], sku)
 

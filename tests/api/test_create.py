@@ -64,6 +64,23 @@ def test_create_returns_the_view_with_headers(stack):
     assert stack.counts() == (before[0] + 1, before[1] + 1)
 
 
+@pytest.mark.parametrize("literal", [
+    "1e-400", "0." + "0" * 60000 + "1", "0.10000000000000001", "19.990000000000001", "5e-324",
+], ids=["1e-400", "60000-zeros", "0.10000000000000001", "19.990000000000001", "5e-324"])
+def test_price_literal_is_validated_exactly_not_through_a_double(stack, literal):
+    """A double makes these 0.00, 0.10 or 19.99: the literal has more than two decimals."""
+    before = stack.counts()
+    sku = uniq_sku("EXACT")
+    resp = stack.post_raw("/products", body_of(sku=f'"{sku}"', price=literal))
+    problem = assert_problem(resp, 422)
+    assert problem["errors"] == [{"field": "price", "message": "must have at most two decimals"}]
+    assert stack.counts() == before
+    _, view = stack.create()
+    resp = stack.request("PATCH", f"/products/{view['id']}", data='{"price":%s}' % literal,
+                         headers={"Content-Type": "application/json"})
+    assert assert_problem(resp, 422)["errors"][0]["field"] == "price"
+
+
 @pytest.mark.parametrize("literal,text,cents", [
     ("19.99", "19.99", 1999),
     ("0", "0.00", 0),

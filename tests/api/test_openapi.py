@@ -649,6 +649,31 @@ def test_create_idempotency_key(live):
         assert check(resp, "/products", "post", 400)["type"] == "urn:catalogd:problem:invalid-header"
 
 
+def test_commands_503_when_the_idempotency_keys_are_full():
+    s = Stack(extra_args=("--max-idempotency-keys", "1"))
+    try:
+        s.start()
+        live = s.server
+        body = create_text(new_sku("FULL"))
+        check(live.post_json("/products", body, headers={"Idempotency-Key": new_key()}),
+              "/products", "post", 201)
+        _, first = None, live.create()
+        pid = first.json()["id"]
+        for path, method, resp in [
+                ("/products", "post", live.post_json("/products", create_text(new_sku("FULL")),
+                                                     headers={"Idempotency-Key": new_key()})),
+                ("/products/{id}", "patch", live.patch(pid, '{"name":"x"}',
+                                                       headers={"Idempotency-Key": new_key()})),
+                ("/products/{id}", "delete", live.delete(pid,
+                                                         headers={"Idempotency-Key": new_key()})),
+                ("/products/{id}/stock", "post", live.stock(pid, '{"delta":1}',
+                                                            headers={"Idempotency-Key": new_key()}))]:
+            check_problem(resp, path, method, 503, "idempotency-keys-full")
+            assert resp.headers["Retry-After"] == "60"
+    finally:
+        s.stop()
+
+
 def test_create_422_lists_every_failing_field(live):
     resp = live.post_json("/products",
                           '{"sku":"bad sku","name":"","price":"1","stock":-1,"colour":"red"}')
@@ -1079,6 +1104,11 @@ def test_command_replays_with_idempotent_replayed(live):
         check(first, path, method, status)
         if status < 300:
             assert first.headers["Projection"] == "applied"
+        if status == 404:  # not stored: ids are never reused, so a retry runs and finds nothing
+            again = send(key)
+            check(again, path, method, 404)
+            assert "Idempotent-Replayed" not in again.headers
+            continue
         replayed(first, send(key), path, method)
     # the delete happened once: a replay did not run it again, a fresh one finds nothing
     check_problem(live.delete(pid), *DELETE, 404, "not-found")
@@ -1248,6 +1278,83 @@ def test_headers_over_16_kib_431(live, path, method):
                      headers={"X-Padding": "a" * (17 * 1024)})
     check_problem(resp, path, method, 431, "headers-too-large")
     assert resp.headers.get("Connection", "").lower() == "close"
+
+
+def raw_response(live, method, path, head_lines, body=b""):
+    """Sends a request written byte for byte (requests cannot send two Host headers) and
+    returns the answer as a requests.Response, for check()."""
+    import http.client
+    import io
+
+    class Replay(io.BytesIO):
+        def makefile(self, *args, **kwargs):
+            return self
+
+    sock = socket.create_connection(("127.0.0.1", live.port), timeout=HTTP_TIMEOUT)
+    try:
+        sock.sendall(f"{method} {path} HTTP/1.1\r\n".encode()
+                     + "".join(f"{line}\r\n" for line in head_lines).encode() + b"\r\n" + body)
+        raw = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            raw += chunk
+    finally:
+        sock.close()
+    parsed = http.client.HTTPResponse(Replay(raw), method=method)
+    parsed.begin()
+    resp = requests.models.Response()
+    resp.status_code = parsed.status
+    resp.headers = requests.structures.CaseInsensitiveDict(parsed.getheaders())
+    resp._content = parsed.read()
+    resp.url = live.base + path
+    resp.request = requests.Request(method, resp.url).prepare()
+    return resp
+
+
+@pytest.mark.parametrize("path,method", [(p, m) for p, m, _ in operations()],
+                         ids=[f"{m}-{p}" for p, m, _ in operations()])
+def test_ambiguous_framing_400(live, path, method):
+    host = f"127.0.0.1:{live.port}"
+    resp = raw_response(live, method.upper(), concrete(path), [f"Host: {host}", f"Host: {host}"])
+    check_problem(resp, path, method, 400, "ambiguous-request")
+    assert resp.headers.get("Connection", "").lower() == "close"
+    body = b"abcde"
+    resp = raw_response(live, method.upper(), concrete(path),
+                        [f"Host: {host}", "Content-Length: 5", "Transfer-Encoding: chunked"],
+                        b"0\r\n\r\n")
+    check_problem(resp, path, method, 400, "ambiguous-request")
+    resp = raw_response(live, method.upper(), concrete(path),
+                        [f"Host: {host}", "Content-Length: 5", "Content-Length: 6"], body)
+    check_problem(resp, path, method, 400, "ambiguous-request")
+
+
+WRITE_OPERATIONS = [(p, m) for p, m, _ in operations() if m != "get"]
+
+
+@pytest.mark.parametrize("path,method", WRITE_OPERATIONS,
+                         ids=[f"{m}-{p}" for p, m in WRITE_OPERATIONS])
+def test_writes_from_another_host_421_or_origin_403(live, path, method):
+    body = OPERATION_BODIES.get((path, method), "")
+    resp = live.send(method.upper(), concrete(path), body,
+                     headers={"Host": f"attacker.example:{live.port}"})
+    check_problem(resp, path, method, 421, "misdirected-request")
+    resp = live.send(method.upper(), concrete(path), body,
+                     headers={"Origin": "https://evil.example"})
+    check_problem(resp, path, method, 403, "cross-origin-request")
+
+
+@pytest.mark.parametrize("content_type,body,status,slug", [
+    ("text/plain", "x", 415, "unsupported-media-type"),
+    ("application/x-www-form-urlencoded", "a=1", 415, "unsupported-media-type"),
+    (None, "x", 415, "unsupported-media-type"),
+    ("application/json", "[]", 400, "malformed-body"),
+    ("application/json", "{", 400, "malformed-body"),
+])
+def test_admin_rebuild_body_415_400(live, content_type, body, status, slug):
+    resp = live.send("POST", "/admin/rebuild", body, content_type=content_type)
+    check_problem(resp, "/admin/rebuild", "post", status, slug)
 
 
 def test_headers_just_under_16_kib_pass(live):

@@ -1,7 +1,6 @@
 /* test_money.c - unit tests of money.c: exact decimal parsing, conversion from doubles and
  * two-decimal formatting. */
 #include <criterion/criterion.h>
-#include <math.h>
 #include <string.h>
 
 #include "domain/money.h"
@@ -115,43 +114,6 @@ Test(money_parse, reads_only_len_bytes)
     cr_assert_eq(money_parse(NULL, 0, &cents), MONEY_ERR_SYNTAX);
     /* An embedded NUL is not part of a number. */
     cr_assert_eq(money_parse("1\0002", 3, &cents), MONEY_ERR_SYNTAX);
-}
-
-Test(money_from_double, shortest_text)
-{
-    int64_t cents = -1;
-
-    cr_assert_eq(money_from_double(19.99, &cents), MONEY_OK);
-    cr_assert_eq(cents, 1999);
-    cr_assert_eq(money_from_double(0.1, &cents), MONEY_OK);
-    cr_assert_eq(cents, 10);
-    cr_assert_eq(money_from_double(5000.0, &cents), MONEY_OK);
-    cr_assert_eq(cents, 500000);
-    cr_assert_eq(money_from_double(100.0, &cents), MONEY_OK);
-    cr_assert_eq(cents, 10000);
-    cr_assert_eq(money_from_double(999999999.99, &cents), MONEY_OK);
-    cr_assert_eq(cents, 99999999999);
-    cr_assert_eq(money_from_double(1.15, &cents), MONEY_OK);
-    cr_assert_eq(cents, 115);
-    cr_assert_eq(money_from_double(-0.0, &cents), MONEY_OK);
-    cr_assert_eq(cents, 0);
-}
-
-Test(money_from_double, rejects)
-{
-    int64_t cents = -1;
-    volatile double point_one = 0.1, point_two = 0.2; /* no constant folding surprises */
-
-    cr_assert_eq(money_from_double(point_one + point_two, &cents), MONEY_ERR_PRECISION);
-    cr_assert_eq(money_from_double(0.001, &cents), MONEY_ERR_PRECISION);
-    cr_assert_eq(money_from_double(5e-324, &cents), MONEY_ERR_PRECISION);
-    cr_assert_eq(money_from_double(1000000000.0, &cents), MONEY_ERR_RANGE);
-    cr_assert_eq(money_from_double(1e300, &cents), MONEY_ERR_RANGE);
-    cr_assert_eq(money_from_double(-1.0, &cents), MONEY_ERR_RANGE);
-    cr_assert_eq(money_from_double(NAN, &cents), MONEY_ERR_RANGE);
-    cr_assert_eq(money_from_double(INFINITY, &cents), MONEY_ERR_RANGE);
-    cr_assert_eq(money_from_double(-INFINITY, &cents), MONEY_ERR_RANGE);
-    cr_assert_eq(cents, -1, "cents must be untouched on failure");
 }
 
 Test(money_format, two_decimals)

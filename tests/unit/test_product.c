@@ -1,6 +1,7 @@
 /* test_product.c - unit tests of product.c: every validation rule of the create, patch and
  * stock-delta bodies, malformed bodies, and numbers too large for the JSON parser. */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -186,6 +187,78 @@ Test(create, price_rules)
         struct expect expected = {"price", cases[i].message};
         expect_errors_n(product_parse_create, body, (size_t)-1, &expected, 1);
     }
+}
+
+/* What a double cannot tell apart: the price is read from its literal, exactly. */
+Test(create, price_is_read_from_its_literal)
+{
+    static const struct {
+        const char *price;
+        const char *message; /* NULL: accepted */
+        int64_t cents;
+    } cases[] = {
+        {"1e-400", PRICE_PREC_MSG, 0},
+        {"5e-324", PRICE_PREC_MSG, 0},
+        {"0.10000000000000001", PRICE_PREC_MSG, 0},
+        {"19.990000000000001", PRICE_PREC_MSG, 0},
+        {"1.0000000000000000001", PRICE_PREC_MSG, 0},
+        {"999999999.994", PRICE_RANGE_MSG, 0}, /* above 999999999.99 */
+        {"999999999.999", PRICE_RANGE_MSG, 0},
+        {"0.10000000000000000000", NULL, 10},
+        {"100.000000000000000000", NULL, 10000},
+        {"1999e-2", NULL, 1999},
+        {"0.000000000000000000000000001e27", NULL, 100},
+    };
+    char body[200];
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(body, sizeof body, "{\"sku\":\"S\",\"name\":\"N\",\"price\":%s,\"stock\":1}",
+                 cases[i].price);
+        if (cases[i].message) {
+            struct expect expected = {"price", cases[i].message};
+            expect_errors_n(product_parse_create, body, (size_t)-1, &expected, 1);
+        } else {
+            cr_assert_eq(expect_ok(product_parse_create, body).price_cents, cases[i].cents,
+                         "price %s", cases[i].price);
+        }
+    }
+}
+
+Test(create, a_price_with_sixty_thousand_zeros_is_not_two_decimals)
+{
+    static const char head[] = "{\"sku\":\"S\",\"name\":\"N\",\"stock\":1,\"price\":0.";
+    size_t zeros = 60000, len = sizeof(head) - 1 + zeros + 2;
+    char *body = malloc(len + 1);
+    cr_assert_not_null(body);
+    memcpy(body, head, sizeof(head) - 1);
+    memset(body + sizeof(head) - 1, '0', zeros);
+    memcpy(body + sizeof(head) - 1 + zeros, "1}", 3);
+    struct expect expected = {"price", PRICE_PREC_MSG};
+    expect_errors_n(product_parse_create, body, len, &expected, 1);
+    free(body);
+}
+
+/* The literal found is the top-level "price" member's, whatever the text around it. */
+Test(create, the_price_literal_is_the_top_level_members)
+{
+    cr_assert_eq(
+        expect_ok(
+            product_parse_create,
+            "{\"name\":\"a\\\"b,\\\"price\\\":9.999\",\"sku\":\"S\",\"stock\":1,\"price\":1.5}")
+            .price_cents,
+        150);
+    cr_assert_eq(expect_ok(product_parse_create,
+                           "{\"sku\":\"S\",\"name\":\"N\",\"stock\":1,\"pr\\u0069ce\" : 2.25 }")
+                     .price_cents,
+                 225);
+    EXPECT_ERRORS(product_parse_create,
+                  "{\"sku\":\"S\",\"name\":\"N\",\"stock\":1,\"pr\\u0069ce\":2.251}",
+                  {"price", PRICE_PREC_MSG});
+    EXPECT_ERRORS(product_parse_create,
+                  "{\"x\":{\"price\":1},\"sku\":\"S\",\"name\":\"N\",\"stock\":1,\"price\":0.001}",
+                  {"x", "unknown field"}, {"price", PRICE_PREC_MSG});
+    cr_assert_eq(expect_ok(product_parse_patch, "{\"price\":\n\t7.10\n}").price_cents, 710);
+    EXPECT_ERRORS(product_parse_patch, "{\"price\":7.100000000000001}", {"price", PRICE_PREC_MSG});
 }
 
 Test(create, stock_rules)

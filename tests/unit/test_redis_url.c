@@ -71,3 +71,23 @@ Test(redis_url, credentials_percent_decoded)
     cr_assert_eq(redis_url_parse("redis://h", &url, err, sizeof(err)), 0);
     cr_assert_str_eq(url.password, "");
 }
+
+Test(redis_url, redacts_passwords_for_logs)
+{
+    static const struct {
+        const char *url, *shown;
+    } cases[] = {
+        {"redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"},
+        {"redis://user:s3cret@host:6379/0", "redis://user:***@host:6379/0"},
+        {"redis://:s3cret@host", "redis://:***@host"},
+        {"rediss://s3cret@host/2", "rediss://***@host/2"},
+        {"redis://user:p@ss:w@rd@host:1/0", "redis://user:***@host:1/0"},
+        {"redis://host/0?password=s3cret&db=1", "redis://host/0?password=***&db=1"},
+        {"unix:///run/redis.sock?db=3", "unix:///run/redis.sock?db=3"},
+        {"redis://host/0?x=1#user:pw@frag", "redis://host/0?x=1#user:pw@frag"},
+    };
+    char out[128];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        cr_assert_str_eq(redis_url_redact(cases[i].url, out, sizeof(out)), cases[i].shown, "%s",
+                         cases[i].url);
+}

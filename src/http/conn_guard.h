@@ -1,0 +1,47 @@
+/* conn_guard.h - what catalogd keeps per connection on top of h2o's HTTP/1: bounds on the bytes
+ * read that h2o 2.2.5 has no setting for, and the connection's end (lingering, accounting).
+ *
+ * - The head of a request (request line and headers) may not pass --max-header-bytes. h2o
+ *   buffers up to 412 KiB of an unfinished head (H2O_MAX_REQLEN, fixed when h2o is built)
+ *   before its own 400, so a 431 from the handler came only after all of it had been read and
+ *   held: 300 connections sending an endless header held 119 MB. The guard looks at every read
+ *   before h2o parses it and, as soon as an unfinished head passes the limit, answers 431 and
+ *   closes the connection.
+ * - One connection may not buffer more than a head and a body at their limits, twice over:
+ *   bytes pipelined far ahead of their requests are not held either.
+ * - An error answer that closes its connection (413, 431, an ambiguous request) gets a
+ *   lingering close (linger.h), so the client reads it instead of a reset.
+ *
+ * h2o offers no hook on its reads, so the guard wraps the socket's read callback (the `_cb`
+ * member of h2o_socket_t: declared in h2o/socket.h, meant for h2o's own use). h2o sets it anew
+ * with h2o_socket_read_start whenever it starts reading the next request, which it does when a
+ * response has been written; the guard's ostream filter wraps that write's completion, so the
+ * read callback is wrapped again before the event loop can read. Invariant: a connection's
+ * on_close is the guard's from accept to the end, so the guard is found from its socket. */
+#ifndef CATALOGD_CONN_GUARD_H
+#define CATALOGD_CONN_GUARD_H
+
+#include <h2o.h>
+
+struct conn_guard_config {
+    size_t max_head_bytes;     /* --max-header-bytes */
+    size_t max_buffered_bytes; /* read ahead and not yet consumed by h2o */
+    /* Answers a head over the limit before the connection is cut: writes the 431 on "fd" and
+     * logs it. "head" holds the first "len" bytes read of it. */
+    void (*refuse_head)(int fd, const char *head, size_t len, void *arg);
+    /* The connection is gone (after any lingering). */
+    void (*closed)(void *arg);
+    void *arg;
+};
+
+/* Hands the accepted socket "sock" to h2o (h2o_accept on "accept_ctx") under a guard that
+ * follows "config" (which must outlive the connection). */
+void conn_guard_accept(h2o_accept_ctx_t *accept_ctx, h2o_socket_t *sock,
+                       const struct conn_guard_config *config);
+
+/* Adds, to "pathconf", the filter that rewraps reading after each response and makes error
+ * answers that close their connection linger. Register it on every path a response can be
+ * bound to (h2o binds its own early errors to the host's fallback path). */
+void conn_guard_register(h2o_pathconf_t *pathconf);
+
+#endif

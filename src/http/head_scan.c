@@ -1,0 +1,165 @@
+/* head_scan.c - reads the raw head of an HTTP/1 request for its framing fields.
+ * Invariant: the lines are split exactly where picohttpparser (h2o's parser) splits them, so
+ * the fields counted here are the fields h2o saw; values are compared as text. */
+#include "http/head_scan.h"
+
+#include <stddef.h>
+#include <string.h>
+#include <strings.h>
+
+/* The start of the request line: picohttpparser skips one empty line before it. */
+static size_t request_line_start(const char *bytes, size_t len)
+{
+    if (len >= 2 && bytes[0] == '\r' && bytes[1] == '\n') return 2;
+    if (len >= 1 && bytes[0] == '\n') return 1;
+    return 0;
+}
+
+size_t head_end(const char *bytes, size_t len, size_t from)
+{
+    size_t start = request_line_start(bytes, len);
+    /* An empty line ("\n\n" or "\n\r\n") ending at or after "from" starts at most three
+     * bytes earlier. */
+    size_t i = from > start + 3 ? from - 3 : start;
+    for (;;) {
+        const char *lf = i < len ? memchr(bytes + i, '\n', len - i) : NULL;
+        if (!lf) return 0;
+        i = (size_t)(lf - bytes) + 1;
+        if (i < len && bytes[i] == '\n') return i + 1;
+        if (i + 1 < len && bytes[i] == '\r' && bytes[i + 1] == '\n') return i + 2;
+    }
+}
+
+/* A field whose count (and, for Content-Length, value) decides the framing. */
+struct counted_field {
+    const char *name;
+    size_t count_offset; /* of the int counter in struct head_facts */
+};
+
+#define COUNTER(field) offsetof(struct head_facts, field)
+static const struct counted_field COUNTED[] = {
+    {"content-length", COUNTER(content_length_fields)},
+    {"transfer-encoding", COUNTER(transfer_encoding_fields)},
+    {"host", COUNTER(host_fields)},
+};
+#define COUNTED_COUNT (sizeof(COUNTED) / sizeof(COUNTED[0]))
+
+static struct slice trim(const char *p, size_t len)
+{
+    while (len && (p[0] == ' ' || p[0] == '\t')) {
+        p++;
+        len--;
+    }
+    while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+        len--;
+    return (struct slice){p, len};
+}
+
+/* Counts one field line ("line", without its line end) into "facts"; "first_length" keeps
+ * the first Content-Length's value. */
+static void count_field(struct slice line, struct head_facts *facts, struct slice *first_length)
+{
+    const char *colon = memchr(line.p, ':', line.len);
+    if (!colon) return; /* picohttpparser refuses such a line: h2o never got this far */
+    size_t name_len = (size_t)(colon - line.p);
+    struct slice value = trim(colon + 1, line.len - name_len - 1);
+    for (size_t i = 0; i < COUNTED_COUNT; i++) {
+        if (strlen(COUNTED[i].name) != name_len ||
+            strncasecmp(line.p, COUNTED[i].name, name_len) != 0)
+            continue;
+        int *count = (int *)((char *)facts + COUNTED[i].count_offset);
+        if (count == &facts->content_length_fields) {
+            if (*count == 0)
+                *first_length = value;
+            else if (value.len != first_length->len ||
+                     memcmp(value.p, first_length->p, value.len) != 0)
+                facts->content_lengths_differ = 1;
+        }
+        (*count)++;
+        return;
+    }
+}
+
+int head_scan(const char *bytes, size_t len, struct head_facts *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct slice first_length = {"", 0};
+    size_t i = request_line_start(bytes, len);
+    int request_line = 1;
+    while (i < len) {
+        const char *lf = memchr(bytes + i, '\n', len - i);
+        if (!lf) return -1;
+        size_t line_len = (size_t)(lf - (bytes + i));
+        if (line_len && bytes[i + line_len - 1] == '\r') line_len--;
+        struct slice line = {bytes + i, line_len};
+        i = (size_t)(lf - bytes) + 1;
+        if (request_line) {
+            request_line = 0;
+        } else if (line.len == 0) {
+            out->length = i;
+            return 0;
+        } else if (line.p[0] == ' ' || line.p[0] == '\t') {
+            out->folded_lines++;
+        } else {
+            count_field(line, out, &first_length);
+        }
+    }
+    return -1;
+}
+
+static int has_folded_line(const struct head_facts *f, int minor)
+{
+    (void)minor;
+    return f->folded_lines > 0;
+}
+
+static int has_two_hosts(const struct head_facts *f, int minor)
+{
+    (void)minor;
+    return f->host_fields > 1;
+}
+
+static int has_differing_lengths(const struct head_facts *f, int minor)
+{
+    (void)minor;
+    return f->content_lengths_differ;
+}
+
+static int has_length_and_encoding(const struct head_facts *f, int minor)
+{
+    (void)minor;
+    return f->transfer_encoding_fields > 0 && f->content_length_fields > 0;
+}
+
+static int has_encoding_in_http10(const struct head_facts *f, int minor)
+{
+    return f->transfer_encoding_fields > 0 && minor == 0;
+}
+
+static int has_two_encodings(const struct head_facts *f, int minor)
+{
+    (void)minor;
+    return f->transfer_encoding_fields > 1;
+}
+
+/* RFC 9112: 5.2 (obs-fold), 3.2 (more than one Host), 6.3 (differing Content-Length), 6.1
+ * (Transfer-Encoding with Content-Length, or in HTTP/1.0). Each rule is a test and its reason,
+ * tried in order. */
+static const struct {
+    int (*applies)(const struct head_facts *facts, int http_minor);
+    const char *reason;
+} RULES[] = {
+    {has_folded_line, "a header field is folded onto a second line (obs-fold)"},
+    {has_two_hosts, "more than one Host header"},
+    {has_differing_lengths, "Content-Length headers with different values"},
+    {has_length_and_encoding, "both Content-Length and Transfer-Encoding"},
+    {has_encoding_in_http10, "Transfer-Encoding in an HTTP/1.0 request"},
+    {has_two_encodings, "more than one Transfer-Encoding header"},
+};
+
+const char *head_framing_problem(const struct head_facts *facts, int http_minor)
+{
+    for (size_t i = 0; i < sizeof(RULES) / sizeof(RULES[0]); i++)
+        if (RULES[i].applies(facts, http_minor)) return RULES[i].reason;
+    return NULL;
+}

@@ -1,0 +1,40 @@
+/* head_scan.h - what the raw head of an HTTP/1 request says about its framing, which h2o 2.2.5
+ * does not tell a handler. h2o keeps the first Content-Length and lets Transfer-Encoding win
+ * over it, keeps the last Host, accepts folded lines and chunked HTTP/1.0, and hides
+ * Content-Length and Transfer-Encoding from the request's header list; a proxy in front may
+ * read the same bytes differently (request smuggling). So the head is read again, from the
+ * bytes h2o parsed, and a request that could be framed two ways is refused (RFC 9112 6.1, 6.3).
+ * Pure: no h2o types, no allocation. */
+#ifndef CATALOGD_HEAD_SCAN_H
+#define CATALOGD_HEAD_SCAN_H
+
+#include <stddef.h>
+
+#include "common/slice.h"
+
+struct head_facts {
+    size_t length; /* bytes of the head: the request line, the fields, the empty line */
+    int content_length_fields;
+    int content_lengths_differ; /* two Content-Length fields whose values are not the same text */
+    int transfer_encoding_fields;
+    int host_fields;
+    int folded_lines; /* field lines continued on the next line (obs-fold) */
+};
+
+/* Reads the head at the start of "bytes" ("len" of them), as picohttpparser (h2o's parser) does:
+ * one empty line before the request line is skipped, lines end in LF or CRLF, the head ends at
+ * the first empty line. Returns 0 and fills "*out" when the head is complete within "len"
+ * bytes, else -1 ("*out" then holds what was seen). */
+int head_scan(const char *bytes, size_t len, struct head_facts *out);
+
+/* The reason a request with this head must be refused (400, then the connection closed), or
+ * NULL when its framing is unambiguous. "http_minor" is 0 for HTTP/1.0, 1 for HTTP/1.1. */
+const char *head_framing_problem(const struct head_facts *facts, int http_minor);
+
+/* The length of the complete head at the start of "bytes" ("len" of them): the offset just
+ * past its empty line, or 0 when no empty line has come yet. "from" says that no empty line
+ * ends before that offset (a caller reading a head as it arrives passes the previous "len"),
+ * so each call looks only at new bytes. */
+size_t head_end(const char *bytes, size_t len, size_t from);
+
+#endif

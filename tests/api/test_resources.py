@@ -1,0 +1,244 @@
+"""Resource bounds an attacker pushes on: the bytes of an unfinished request head (cut at
+--max-header-bytes as they arrive, not after h2o has buffered 412 KiB of them), measured in
+catalogd's own RSS; and file descriptors (the process's open-file limit, under prlimit).
+Every load here is bounded in count and in time, and only against 127.0.0.1."""
+import os
+import re
+import select
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+import requests
+
+from conftest import Server, Stack, wait_until
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of the process, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def connect(port, timeout=3.0):
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.settimeout(timeout)
+    return s
+
+
+def read_until_closed(sock, deadline_s=5.0):
+    got = b""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        sock.settimeout(max(0.05, end - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except (socket.timeout, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+# ---------------------------------------------------------------------------------------------
+# an unfinished head is cut at --max-header-bytes
+
+
+def endless_head(stack):
+    return f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{stack.server.port}\r\nX-Pad: ".encode()
+
+
+def test_an_unfinished_head_over_the_limit_gets_431_at_once(stack):
+    s = connect(stack.server.port)
+    try:
+        s.sendall(endless_head(stack) + b"a" * 20000)  # no end of head, and more than 16 KiB
+        started = time.monotonic()
+        reply = read_until_closed(s, 5.0)
+        took = time.monotonic() - started
+    finally:
+        s.close()
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431"), reply[:300]
+    assert took < 2.0, took  # not after the idle timeout
+    assert b"content-type: application/problem+json" in head.lower(), head
+    assert b"x-request-id: " in head.lower() and b"connection: close" in head.lower(), head
+    assert b"16384 bytes" in body and b"headers-too-large" in body, body
+    wait_until(lambda: "GET /health HTTP/1.1 431" in stack.server.stderr_tail(20000), 5,
+               what="a log line for the cut head")
+
+
+def test_heads_are_cut_on_every_request_of_a_connection(stack):
+    """The bound holds after responses too (h2o starts reading anew for each request), for a
+    head that arrives later and for one pipelined behind a request."""
+    host = f"127.0.0.1:{stack.server.port}"
+    ok = f"GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    s = connect(stack.server.port)
+    try:
+        for _ in range(2):
+            s.sendall(ok)
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        s.sendall(endless_head(stack) + b"b" * 20000)
+        assert read_until_closed(s).startswith(b"HTTP/1.1 431")
+    finally:
+        s.close()
+    s = connect(stack.server.port)
+    try:
+        s.sendall(ok + endless_head(stack) + b"c" * 20000)
+        reply = read_until_closed(s)
+    finally:
+        s.close()
+    assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+    assert b"HTTP/1.1 431" in reply, reply[:600]
+
+
+def test_endless_heads_do_not_grow_memory(stack_factory):
+    """300 connections each send 400 KB of one header line that never ends. h2o alone holds
+    each until its own limit (412 KiB): about 150 MB in all. Cut at 16 KiB, they cost little."""
+    if "ASAN_OPTIONS" in os.environ:
+        pytest.skip("under AddressSanitizer, RSS counts its quarantine of freed memory")
+    s = stack_factory("rss")
+    pid = s.server.proc.pid
+    n, per_connection = 300, 400_000
+    assert requests.get(s.url("/health"), timeout=2).status_code == 200
+    before = rss_kib(pid)
+    socks, sent = [], {}
+    deadline = time.monotonic() + 30
+    try:
+        for _ in range(n):
+            c = socket.create_connection(("127.0.0.1", s.server.port), timeout=3)
+            c.setblocking(False)
+            socks.append(c)
+            sent[c] = 0
+        start = endless_head(s)
+        chunk = b"a" * 65536
+        while sent and time.monotonic() < deadline:
+            _, writable, _ = select.select([], list(sent), [], 0.5)
+            for c in writable:
+                data = start if sent[c] == 0 else chunk[:per_connection - sent[c]]
+                try:
+                    sent[c] += c.send(data)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:  # cut by the server
+                    del sent[c]
+                    continue
+                if sent[c] >= per_connection:
+                    del sent[c]
+        time.sleep(1.0)
+        after = rss_kib(pid)
+    finally:
+        for c in socks:
+            c.close()
+    grown_mib = (after - before) / 1024
+    print(f"\n{n} connections x {per_connection} bytes of an endless header: RSS "
+          f"{before / 1024:.1f} MiB -> {after / 1024:.1f} MiB (+{grown_mib:.1f} MiB)")
+    assert grown_mib < 40, grown_mib
+    assert requests.get(s.url("/health"), timeout=5).status_code == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# file descriptors: --max-connections fits the open-file limit, and running out of descriptors
+# makes catalogd wait, not spin
+
+
+class LimitedServer(Server):
+    """catalogd started under prlimit with an open-file limit of "nofile" (soft and hard)."""
+
+    def __init__(self, *args, nofile, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.nofile = nofile
+
+    def command(self):
+        return ["prlimit", f"--nofile={self.nofile}:{self.nofile}", *super().command()]
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def hold_connections(port, n, deadline_s=10.0):
+    """Opens up to n connections (each waits in the kernel's backlog if it is not accepted);
+    returns them."""
+    held = []
+    end = time.monotonic() + deadline_s
+    for _ in range(n):
+        if time.monotonic() > end:
+            break
+        try:
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+        except OSError:
+            break
+    return held
+
+
+def cpu_used_while(pid, seconds):
+    before = cpu_seconds(pid)
+    time.sleep(seconds)
+    return cpu_seconds(pid) - before
+
+
+def serving_server_pid(server):
+    """The catalogd process (prlimit execs it, so the pid is the same)."""
+    return server.proc.pid
+
+
+@pytest.mark.skipif(not shutil.which("prlimit"), reason="prlimit (util-linux) is not installed")
+def test_max_connections_is_clamped_to_the_open_file_limit():
+    stack = Stack("nofile")
+    stack.server = LimitedServer(stack.tmp, stack.redis.url, stack.db, nofile=256)
+    try:
+        stack.start()
+        pid = serving_server_pid(stack.server)
+        with open(f"/proc/{pid}/limits") as f:
+            assert re.search(r"Max open files\s+256\s+256", f.read())
+        held = hold_connections(stack.server.port, 400)
+        try:
+            assert len(held) == 400
+            time.sleep(0.5)
+            used = cpu_used_while(pid, 3.0)
+            print(f"\n400 connections held under an open-file limit of 256: {used:.2f} CPU s "
+                  f"in 3 s, {open_fds(pid)} descriptors open")
+            assert used < 0.6, used
+            assert open_fds(pid) < 256
+            log = stack.server.stderr_tail(20000)
+            assert "open-file limit" in log and "--max-connections" in log, log
+        finally:
+            for s in held:
+                s.close()
+        started = time.monotonic()
+        assert requests.get(stack.url("/health"), timeout=5).status_code == 200
+        assert time.monotonic() - started < 2
+    finally:
+        stack.stop()
+
+
+@pytest.mark.skipif(not shutil.which("prlimit"), reason="prlimit (util-linux) is not installed")
+def test_running_out_of_descriptors_pauses_accepting_instead_of_spinning(stack_factory):
+    s = stack_factory("emfile")
+    pid = s.server.proc.pid
+    limit = open_fds(pid) + 16
+    subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={limit}:{limit}"], check=True,
+                   timeout=10)
+    held = hold_connections(s.server.port, 120)
+    try:
+        time.sleep(0.5)
+        used = cpu_used_while(pid, 3.0)
+        print(f"\n120 connections with {limit} descriptors allowed: {used:.2f} CPU s in 3 s")
+        assert used < 0.6, used
+    finally:
+        for c in held:
+            c.close()
+    # descriptors free again: catalogd accepts again by itself
+    wait_until(lambda: requests.get(s.url("/health"), timeout=2).status_code == 200, 10,
+               what="a request served after the descriptors came back")
+    assert "cannot accept" in s.server.stderr_tail(200000)

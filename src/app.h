@@ -29,6 +29,7 @@ struct app_config {
     size_t max_header_bytes;      /* larger request line + headers get 431 */
     int idle_timeout_s;           /* for a connection that sends nothing or trickles a request */
     int64_t max_idempotency_keys; /* stored at once */
+    int64_t max_queued_commands;  /* waiting for the writer at once */
 };
 
 struct inflight_keys;

@@ -48,6 +48,7 @@ struct options {
     const char *max_header_bytes;
     const char *allowed_hosts;
     const char *max_idempotency_keys;
+    const char *max_queued_commands;
     int allow_open_writes;
     char *joined; /* the values of a repeated flag, joined: freed by main */
 };
@@ -87,6 +88,8 @@ static const struct flag FLAGS[] = {
      "larger request line + headers get 431 (16384)", 0},
     {"max-idempotency-keys", "CATALOGD_MAX_IDEMPOTENCY_KEYS", NULL, OPT(max_idempotency_keys),
      "Idempotency-Keys stored at once (24 h each); a new one beyond gets 503 (1000000)", 0},
+    {"max-queued-commands", "CATALOGD_MAX_QUEUED_COMMANDS", NULL, OPT(max_queued_commands),
+     "commands waiting for the writer at once; more get 503 (10000)", 0},
     {"allowed-host", "CATALOGD_ALLOWED_HOSTS", NULL, OPT(allowed_hosts),
      "host or host:port that writes may name in Host and Origin, besides --listen and "
      "localhost (repeatable, or comma-separated)",
@@ -205,6 +208,11 @@ static int build_config(const struct options *options, struct app_config *config
         return usage_error("bad --max-idempotency-keys: %s (1-1000000000)",
                            options->max_idempotency_keys);
     config->max_idempotency_keys = max_keys;
+    long max_queued = strtol(options->max_queued_commands, &end, 10);
+    if (*end || max_queued < 1 || max_queued > 10000000)
+        return usage_error("bad --max-queued-commands: %s (1-10000000)",
+                           options->max_queued_commands);
+    config->max_queued_commands = max_queued;
     enum log_level level;
     if (log_level_parse(options->log_level, &level) < 0)
         return usage_error("bad --log-level: %s (error, warn, info, debug)", options->log_level);
@@ -345,7 +353,8 @@ static int serve(const struct app_config *given)
     if (!app.maintenance ||
         projector_start(&projector_config, server_projection_applied, server, &app.projector) < 0 ||
         writer_start(store,
-                     &(struct writer_limits){.max_idempotency_keys = config->max_idempotency_keys},
+                     &(struct writer_limits){.max_idempotency_keys = config->max_idempotency_keys,
+                                             .max_queued = config->max_queued_commands},
                      on_committed, app.projector, &app.writer) < 0) {
         LOG(LOG_ERROR, "cannot start the projector, writer or maintenance thread");
         return 1; /* threads may be running: the process exits without unwinding them */
@@ -482,7 +491,8 @@ int main(int argc, char **argv)
                                   .idle_timeout = "10",
                                   .max_body_bytes = "65536",
                                   .max_header_bytes = "16384",
-                                  .max_idempotency_keys = "1000000"};
+                                  .max_idempotency_keys = "1000000",
+                                  .max_queued_commands = "10000"};
         int rc = parse_flags(argc, argv, &options);
         if (rc != 0) return rc;
         struct app_config config = {0};

@@ -192,7 +192,15 @@ static void submit(struct http_exchange *ex, struct pending_command *pending)
     }
     pending->inflight_keys = ex->app->inflight_keys;
     pending->resume = http_resume_new(ex, on_committed, pending);
-    writer_submit(ex->app->writer, cmd);
+    if (writer_submit(ex->app->writer, cmd) == 0) return;
+    http_resume_cancel(pending->resume);
+    if (cmd->idempotency_key[0]) inflight_keys_remove(pending->inflight_keys, cmd->idempotency_key);
+    pending_free(pending);
+    http_add_header(ex, "retry-after", "1", 1);
+    http_respond_problem(ex, 503, "write-queue-full",
+                         "the writer has --max-queued-commands commands waiting already; nothing "
+                         "was done: retry shortly",
+                         NULL);
 }
 
 void command_create_product(struct http_exchange *ex)

@@ -30,6 +30,7 @@ struct writer {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     struct command *queue_head, *queue_tail; /* guarded by lock */
+    int64_t queued;                          /* guarded by lock */
     int stopping;                            /* guarded by lock */
     int stopped;                             /* guarded by lock: the thread has ended */
 
@@ -312,6 +313,7 @@ static struct command *take_batch(struct writer *w, size_t *size, int wait_s, in
         w->queue_head = last->next;
         if (!w->queue_head) w->queue_tail = NULL;
         last->next = NULL;
+        w->queued -= (int64_t)n;
     }
     pthread_mutex_unlock(&w->lock);
     *size = n;
@@ -390,7 +392,7 @@ int writer_start(struct store *store, const struct writer_limits *limits,
     return 0;
 }
 
-void writer_submit(struct writer *w, struct command *cmd)
+int writer_submit(struct writer *w, struct command *cmd)
 {
     cmd->next = NULL;
     pthread_mutex_lock(&w->lock);
@@ -398,15 +400,23 @@ void writer_submit(struct writer *w, struct command *cmd)
         pthread_mutex_unlock(&w->lock);
         fail_command(cmd, COMMAND_UNAVAILABLE, "the server is shutting down");
         cmd->complete(cmd);
-        return;
+        return 0;
+    }
+    /* The bound of its own: a client can queue commands faster than a stalled writer (a lock
+     * held for seconds) takes them, and closing each connection at once frees its slot. */
+    if (w->queued >= w->limits.max_queued) {
+        pthread_mutex_unlock(&w->lock);
+        return -1;
     }
     if (w->queue_tail)
         w->queue_tail->next = cmd;
     else
         w->queue_head = cmd;
     w->queue_tail = cmd;
+    w->queued++;
     pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->lock);
+    return 0;
 }
 
 void writer_stop(struct writer *w)
@@ -421,6 +431,7 @@ void writer_stop(struct writer *w)
     w->stopped = 1;
     struct command *late = w->queue_head; /* submitted between the last batch and now */
     w->queue_head = w->queue_tail = NULL;
+    w->queued = 0;
     pthread_mutex_unlock(&w->lock);
     for (struct command *cmd = late, *next; cmd; cmd = next) {
         next = cmd->next;
@@ -445,6 +456,10 @@ void writer_get_stats(struct writer *w, struct writer_stats *out)
     pthread_mutex_unlock(&w->stats_lock);
     out->idempotency_keys = atomic_load(&w->stored_keys);
     out->max_idempotency_keys = w->limits.max_idempotency_keys;
+    pthread_mutex_lock(&w->lock);
+    out->queued = w->queued;
+    pthread_mutex_unlock(&w->lock);
+    out->max_queued = w->limits.max_queued;
 }
 
 int64_t writer_head_seq(struct writer *w)

@@ -85,10 +85,13 @@ struct writer_stats {
     uint64_t batch_size_histogram[8]; /* 1, 2-3, 4-7, ..., 128+ */
     int64_t idempotency_keys;         /* stored now */
     int64_t max_idempotency_keys;
+    int64_t queued; /* commands waiting for the writer now */
+    int64_t max_queued;
 };
 
 struct writer_limits {
     int64_t max_idempotency_keys; /* stored at once; a command with a new key beyond is refused */
+    int64_t max_queued;           /* commands waiting for the writer; more are refused */
 };
 
 struct writer;
@@ -102,8 +105,10 @@ typedef void (*writer_committed_fn)(int64_t head_seq, const struct command *batc
 int writer_start(struct store *store, const struct writer_limits *limits,
                  writer_committed_fn committed, void *arg, struct writer **out);
 
-/* Queues "cmd"; it completes later on the writer thread. Thread-safe. */
-void writer_submit(struct writer *writer, struct command *cmd);
+/* Queues "cmd"; it completes later on the writer thread. Returns 0, or -1 when the queue
+ * holds "max_queued" commands already ("cmd" is then not taken: its "complete" is not called).
+ * Thread-safe. */
+int writer_submit(struct writer *writer, struct command *cmd);
 
 /* Runs every queued command and stops the thread (accepts NULL); a command submitted later
  * completes at once as COMMAND_UNAVAILABLE. writer_free frees the writer once nothing can

@@ -27,6 +27,7 @@ static const char *const PROBLEM_TITLES[][2] = {
     {"read-model-unavailable", "The read model is unavailable"},
     {"write-model-unavailable", "The write model is unavailable"},
     {"idempotency-keys-full", "No room for another Idempotency-Key"},
+    {"write-queue-full", "Too many commands are waiting for the write model"},
     {"rebuild-in-progress", "A rebuild is already running"},
     {"not-ready", "The service is not ready"},
     {"shutting-down", "The server is shutting down"},

@@ -156,6 +156,12 @@ static void emit_sync(struct text *t, struct http_exchange *ex, struct server_vi
          "\n",
          stats.idempotency_keys, stats.max_idempotency_keys);
     emit(t,
+         "# HELP catalogd_writer_queue_depth Commands waiting for the writer.\n"
+         "# TYPE catalogd_writer_queue_depth gauge\ncatalogd_writer_queue_depth %" PRId64 "\n"
+         "# HELP catalogd_writer_queue_limit --max-queued-commands: more are refused with 503.\n"
+         "# TYPE catalogd_writer_queue_limit gauge\ncatalogd_writer_queue_limit %" PRId64 "\n",
+         stats.queued, stats.max_queued);
+    emit(t,
          "# HELP catalogd_open_connections HTTP connections open now.\n"
          "# TYPE catalogd_open_connections gauge\ncatalogd_open_connections %ld\n",
          connections);

@@ -674,6 +674,28 @@ def test_commands_503_when_the_idempotency_keys_are_full():
         s.stop()
 
 
+def test_commands_503_when_the_writer_queue_is_full():
+    s = Stack(extra_args=("--max-queued-commands", "1"))
+    try:
+        s.start()
+        live = s.server
+        with sqlite_write_lock(live.db):  # the writer takes one batch and waits on the lock
+            first = Background("POST", live.base + "/products", data=create_text(new_sku("Q1")),
+                               headers=JSON_CT)
+            time.sleep(0.3)  # the first is the writer's batch now, waiting on the lock
+            second = Background("POST", live.base + "/products", data=create_text(new_sku("Q2")),
+                                headers=JSON_CT)
+            wait_for(lambda: live.get("/metrics").text.count(
+                "catalogd_writer_queue_depth 1") == 1, 5, "a queued command")
+            resp = live.post_json("/products", create_text(new_sku("Q3")))
+            check_problem(resp, "/products", "post", 503, "write-queue-full")
+            assert resp.headers["Retry-After"] == "1"
+        first.result()
+        second.result()
+    finally:
+        s.stop()
+
+
 def test_create_422_lists_every_failing_field(live):
     resp = live.post_json("/products",
                           '{"sku":"bad sku","name":"","price":"1","stock":-1,"colour":"red"}')

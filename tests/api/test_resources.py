@@ -242,3 +242,65 @@ def test_running_out_of_descriptors_pauses_accepting_instead_of_spinning(stack_f
     wait_until(lambda: requests.get(s.url("/health"), timeout=2).status_code == 200, 10,
                what="a request served after the descriptors came back")
     assert "cannot accept" in s.server.stderr_tail(200000)
+
+
+# ---------------------------------------------------------------------------------------------
+# the writer's queue has a bound of its own (--max-queued-commands): without one, only
+# --max-connections bounded it (a connection keeps its slot until its command is answered,
+# even when its client is gone), about 16 KB a command
+
+
+def scrape(stack, name):
+    for line in requests.get(stack.url("/metrics"), timeout=5).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} is not in /metrics")
+
+
+def fire_and_forget_create(stack, i):
+    import json
+    body = json.dumps({"sku": f"Q-{i}-{time.monotonic_ns()}", "name": "Queued", "price": 1,
+                       "stock": 1}).encode()
+    with socket.create_connection(("127.0.0.1", stack.server.port), timeout=2) as c:
+        c.sendall(f"POST /products HTTP/1.1\r\nHost: 127.0.0.1:{stack.server.port}\r\n"
+                  f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                  .encode() + body)
+
+
+def test_the_writer_queue_has_a_bound_with_a_503(stack_factory):
+    import sqlite3
+    s = stack_factory("queue", extra_args=["--max-queued-commands", "64",
+                                           "--max-connections", "100000"])
+    pid = s.server.proc.pid
+    assert scrape(s, "catalogd_writer_queue_limit") == 64
+    before = rss_kib(pid)
+    lock = sqlite3.connect(str(s.db), timeout=10, isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # the writer waits 2 s per batch, then fails it
+    try:
+        refused = None
+        deadline = time.monotonic() + 10
+        i = 0
+        while refused is None and time.monotonic() < deadline:
+            for _ in range(200):  # clients that send a command and go away
+                fire_and_forget_create(s, i)
+                i += 1
+            started = time.monotonic()
+            r = requests.post(s.url("/products"), timeout=10, data='{"sku":"PROBE","name":"p",'
+                              '"price":1,"stock":1}', headers={"Content-Type": "application/json"})
+            if r.status_code == 503 and "write-queue-full" in r.text:
+                refused = (r, time.monotonic() - started)
+        assert refused, "no command was refused for a full queue"
+        r, took = refused
+        assert r.headers["Retry-After"] == "1" and took < 1.0, (r.headers, took)
+        assert r.headers["Content-Type"] == "application/problem+json" and r.headers["X-Request-Id"]
+        assert scrape(s, "catalogd_writer_queue_depth") <= 64
+        grown_mib = (rss_kib(pid) - before) / 1024
+        print(f"\n{i} commands sent and abandoned at a locked write model, queue bound 64: "
+              f"RSS +{grown_mib:.1f} MiB, {open_fds(pid)} descriptors open")
+        assert grown_mib < 20, grown_mib
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    wait_until(lambda: scrape(s, "catalogd_writer_queue_depth") == 0, 15,
+               what="the queue to drain once the write model is free")
+    assert s.create()[0].status_code == 201

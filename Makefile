@@ -73,12 +73,14 @@ api: all
 # Randomized fault injection (issue 10, tests/chaos/): clients colliding over a few SKUs while
 # Redis is frozen, wiped, restarted, squeezed and given keys of the wrong type, and catalogd is
 # killed and rebuilt, all at once; read-your-writes, the write model, convergence, leaks, log
-# and memory checked. DURATION seconds of faults (180); SEED=n reruns a run's fault schedule.
-# First the checker's own tests. Not part of `make test`.
+# and memory checked. DURATION seconds of faults (180); SEED=n reruns a run's fault schedule;
+# FAULTS=kind,kind (or none) only those faults. First the checker's own tests. Not part of
+# `make test`.
 chaos: deps-test
 	@$(MAKE) --no-print-directory all
 	$(PYTHON) -m pytest -q tests/chaos/test_checker.py
-	$(PYTHON) tests/chaos/chaos.py --duration $(or $(DURATION),180) $(if $(SEED),--seed $(SEED))
+	$(PYTHON) tests/chaos/chaos.py --duration $(or $(DURATION),180) $(if $(SEED),--seed $(SEED)) \
+		$(if $(FAULTS),--faults $(FAULTS))
 
 # Side by side with the seed's rebuild and nginx (issue 5): writes BENCHMARKS.md and
 # bench/results/. Knobs (REPS, DURATION, BIG=1, ...): bench/run.sh --help

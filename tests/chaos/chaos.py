@@ -44,7 +44,7 @@ sys.path.insert(0, str(HERE))
 
 from cluster import Cluster, InfraError, env_note  # noqa: E402
 from conftest import expected_view_text, sql  # noqa: E402  (tests/api, via cluster)
-from faults import PREFIX, FaultDriver, make_schedule  # noqa: E402
+from faults import KINDS, PREFIX, FaultDriver, make_schedule  # noqa: E402
 from history import Checker, History, Read, Violation, parse_events  # noqa: E402
 from workload import SKUS, Client, Knowledge  # noqa: E402
 
@@ -66,8 +66,9 @@ PRODUCT_COLUMNS = "id, sku, name, price_cents, stock, version, created_at, updat
 
 
 class Run:
-    def __init__(self, seed, duration, clients, keep):
+    def __init__(self, seed, duration, clients, keep, only=None):
         self.seed = seed
+        self.only = only
         self.duration = duration
         self.n_clients = clients
         self.keep = keep
@@ -81,7 +82,7 @@ class Run:
         self.knowledge = Knowledge()
         self.bad_views = []
         self.cluster = Cluster(self.dir, self.violation, self.t0)
-        self.schedule = make_schedule(seed, duration)
+        self.schedule = make_schedule(seed, duration, only)
         self.driver = None
         self.watcher = None
         self.clients = []
@@ -95,6 +96,10 @@ class Run:
     def t(self):
         return time.monotonic() - self.t0
 
+    def rerun(self):
+        faults = "" if self.only is None else f" FAULTS={','.join(sorted(self.only)) or 'none'}"
+        return f"make chaos SEED={self.seed} DURATION={self.duration:g}{faults}"
+
     def say(self, text):
         print(f"[chaos t={self.t():6.1f}s] {text}", flush=True)
 
@@ -103,7 +108,7 @@ class Run:
     def run(self):
         self.say(f"seed {self.seed}, {self.duration:.0f} s, {len(self.schedule)} faults planned, "
                  f"{self.n_clients} clients; {env_note()}")
-        self.say(f"reproduce with: make chaos SEED={self.seed} DURATION={self.duration:g}")
+        self.say(f"reproduce with: {self.rerun()}")
         self.cluster.start()
         self.say(f"redis-server on 127.0.0.1:{self.cluster.redis.port}, catalogd on "
                  f"127.0.0.1:{self.cluster.catalogd.port}")
@@ -476,7 +481,7 @@ class Run:
         out = []
         out.append(f"catalogd chaos test, seed {self.seed}, {self.duration:g} s "
                    f"(ran {self.t():.0f} s in all)")
-        out.append(f"reproduce: make chaos SEED={self.seed} DURATION={self.duration:g}")
+        out.append(f"reproduce: {self.rerun()}")
         out += self.stats(cmds, reads)
         out += self.notes + self.cluster.notes
         groups = collections.OrderedDict()
@@ -520,18 +525,27 @@ def main(argv=None):
     ap.add_argument("--duration", type=float, default=180.0, help="seconds of faults (180)")
     ap.add_argument("--seed", type=int, default=None, help="reproduce a run (default: random)")
     ap.add_argument("--clients", type=int, default=CLIENTS, help=f"client threads ({CLIENTS})")
+    ap.add_argument("--faults", default=None,
+                    help="only these fault kinds, comma-separated, or none (default: all of "
+                         + ", ".join(sorted(KINDS)) + ")")
     ap.add_argument("--keep", action="store_true",
                     help="keep the run's directory (db, logs, report) even when it passes")
     args = ap.parse_args(argv)
     if args.duration < 10:
         ap.error("--duration must be at least 10 seconds")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 1 << 31)
+    only = None
+    if args.faults is not None:
+        only = set() if args.faults == "none" else set(args.faults.split(","))
+        unknown = only - set(KINDS)
+        if unknown:
+            ap.error(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(sorted(KINDS))}")
 
     def on_term(signum, frame):
         raise SystemExit(128 + signum)
     signal.signal(signal.SIGTERM, on_term)
 
-    run = Run(seed, args.duration, args.clients, args.keep)
+    run = Run(seed, args.duration, args.clients, args.keep, only)
     status = 0
     cmds = reads = []
     try:

@@ -67,10 +67,15 @@ return 'deleted'
 # One write either way (RESTORE ... REPLACE, or DEL), so a refusal changes nothing.
 
 
-def make_schedule(seed, duration):
+def make_schedule(seed, duration, only=None):
+    """The faults of a run: [{"i", "at", "kind", "params"}]. "only": the kinds allowed (all
+    by default); the times and the choices among the allowed kinds still come from the seed."""
     rng = random.Random(f"{seed}/schedule")
-    kinds = sorted(KINDS)
+    kinds = sorted(k for k in KINDS if only is None or k in only)
+    if not kinds:
+        return []
     weights = [KINDS[k] for k in kinds]
+    late = [k for k in kinds if k not in ("kill_catalogd", "term_catalogd")]
     out = []
     t = FIRST_AT
     while True:
@@ -79,7 +84,9 @@ def make_schedule(seed, duration):
             break
         kind = rng.choices(kinds, weights)[0]
         if kind in ("kill_catalogd", "term_catalogd") and t > RESTARTS_UNTIL * duration:
-            kind = rng.choice(["freeze_redis", "wrong_type", "rebuild"])
+            if not late:
+                continue
+            kind = rng.choice(late)
         p = {}
         if kind == "freeze_redis":
             p["seconds"] = round(rng.uniform(0.2, 3.5), 2)

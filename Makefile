@@ -1,6 +1,7 @@
 # catalogd - one Makefile: build, run, test.
 #   make run    install missing packages (as root; else print the apt-get line), build, serve :8000
 #   make test   C unit tests, then the black-box API tests (they start their own Redis)
+#   make chaos  randomized, overlapping faults under load (DURATION=s, default 180; SEED=n)
 
 CC       ?= cc
 # Debian's interpreter: the one its python3-pytest and friends are installed for.
@@ -26,7 +27,7 @@ OBJ      := $(SRC:%.c=$(BUILD)/%.o)
 LIB_OBJ  := $(filter-out $(BUILD)/src/main.o,$(OBJ))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 
-.PHONY: all run test unit api deps deps-test clean format format-check bench asan fuzz
+.PHONY: all run test unit api chaos deps deps-test clean format format-check bench asan fuzz
 
 all: $(BUILD)/catalogd
 
@@ -68,6 +69,18 @@ unit: $(BUILD)/unit_tests
 
 api: all
 	$(PYTHON) -m pytest -q tests/api
+
+# Randomized fault injection (issue 10, tests/chaos/): clients colliding over a few SKUs while
+# Redis is frozen, wiped, restarted, squeezed and given keys of the wrong type, and catalogd is
+# killed and rebuilt, all at once; read-your-writes, the write model, convergence, leaks, log
+# and memory checked. DURATION seconds of faults (180); SEED=n reruns a run's fault schedule;
+# FAULTS=kind,kind (or none) only those faults. First the checker's own tests. Not part of
+# `make test`.
+chaos: deps-test
+	@$(MAKE) --no-print-directory all
+	$(PYTHON) -m pytest -q tests/chaos/test_checker.py
+	$(PYTHON) tests/chaos/chaos.py --duration $(or $(DURATION),180) $(if $(SEED),--seed $(SEED)) \
+		$(if $(FAULTS),--faults $(FAULTS))
 
 # Side by side with the seed's rebuild and nginx (issue 5): writes BENCHMARKS.md and
 # bench/results/. Knobs (REPS, DURATION, BIG=1, ...): bench/run.sh --help

@@ -1,0 +1,420 @@
+"""The fault schedule of a chaos run and the faults themselves.
+
+The schedule (when, which fault, its parameters) is a pure function of the seed and the
+duration. The driver starts each fault at its time in its own thread, so faults overlap:
+Redis may be frozen while catalogd restarts, flushed during a rebuild, squeezed while a key
+has the wrong type. Every fault is bounded in time and undoes itself; undo() at the end of the
+run repeats whatever could not be undone yet (a restore refused while Redis was frozen or out
+of memory). The schedule as it ran (start, end, what happened) is kept for the report.
+
+Keys of the wrong type: the fault swaps a read-model key for a hash, atomically, keeping the
+original's DUMP. "Back" restores that exact original with RESTORE only if the hash is still the
+one the fault put there and its generation is still the current one (catalogd:gen); otherwise
+it only deletes its own hash, if still there. So the test never leaves a key of its own, and
+never puts back a value that something else has replaced meanwhile.
+"""
+
+import random
+import signal
+import subprocess
+import threading
+import time
+
+import redis
+
+from workload import SKUS
+
+PREFIX = "catalogd"
+
+# kind: weight. Roughly one fault every MEAN_GAP seconds.
+KINDS = {
+    "freeze_redis": 15,     # SIGSTOP, then SIGCONT after 0.2-3.5 s
+    "restart_redis": 6,     # SIGKILL, 0-2 s down, started again empty on the same port
+    "flushall": 6,
+    "wrong_type": 16,       # a view, sku, all or in_stock key becomes a hash for 0.3-5 s
+    "squeeze_memory": 10,   # maxmemory = used memory (noeviction) for 0.5-4 s
+    "kill_catalogd": 5,     # SIGKILL, 0-1.5 s down, started again (same db, same Redis)
+    "term_catalogd": 4,     # SIGTERM (must exit 0 in time), 0-1.5 s down, started again
+    "rebuild": 16,          # POST /admin/rebuild, 1-3 times in quick succession
+    "cli_rebuild": 5,       # `catalogd rebuild`, sometimes killed with SIGKILL part-way
+}
+MEAN_GAP = 2.5
+FIRST_AT = 3.0       # s: let the clients create a few products first
+QUIET_TAIL = 3.0     # s before the end of the run with no new fault
+RESTARTS_UNTIL = 0.6  # catalogd is killed only in the first 60 % of the run, so that its last
+                      # process lives long enough (72 s of 180) for its memory to be judged
+UNDO_RETRY = 20.0    # s a fault keeps retrying its own undo before leaving it to undo()
+
+BREAK_LUA = """
+local dump = redis.call('DUMP', KEYS[1])
+local pttl = redis.call('PTTL', KEYS[1])
+redis.call('HSET', KEYS[2], 'chaos-wrong-type', ARGV[1])
+redis.call('RENAME', KEYS[2], KEYS[1])
+return {dump or '', pttl}
+"""
+# HSET on a fresh key first: if Redis refuses it (out of memory), nothing has changed yet.
+
+RESTORE_LUA = """
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' or
+   redis.call('HGET', KEYS[1], 'chaos-wrong-type') ~= ARGV[1] then return 'gone' end
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[2] then
+  redis.call('RESTORE', KEYS[1], ARGV[4], ARGV[3], 'REPLACE')
+  return 'restored'
+end
+redis.call('DEL', KEYS[1])
+return 'deleted'
+"""
+# One write either way (RESTORE ... REPLACE, or DEL), so a refusal changes nothing.
+
+
+def make_schedule(seed, duration, only=None):
+    """The faults of a run: [{"i", "at", "kind", "params"}]. "only": the kinds allowed (all
+    by default); the times and the choices among the allowed kinds still come from the seed."""
+    rng = random.Random(f"{seed}/schedule")
+    kinds = sorted(k for k in KINDS if only is None or k in only)
+    if not kinds:
+        return []
+    weights = [KINDS[k] for k in kinds]
+    late = [k for k in kinds if k not in ("kill_catalogd", "term_catalogd")]
+    out = []
+    t = FIRST_AT
+    while True:
+        t += rng.expovariate(1.0 / MEAN_GAP)
+        if t > duration - QUIET_TAIL:
+            break
+        kind = rng.choices(kinds, weights)[0]
+        if kind in ("kill_catalogd", "term_catalogd") and t > RESTARTS_UNTIL * duration:
+            if not late:
+                continue
+            kind = rng.choice(late)
+        p = {}
+        if kind == "freeze_redis":
+            p["seconds"] = round(rng.uniform(0.2, 3.5), 2)
+        elif kind == "restart_redis":
+            p["down"] = round(rng.uniform(0.0, 2.0), 2)
+        elif kind == "wrong_type":
+            p["target"] = rng.choice(["view", "view", "view", "in_stock", "in_stock", "all",
+                                      "sku"])
+            p["pick"] = rng.randrange(1 << 30)
+            p["seconds"] = round(rng.uniform(0.3, 5.0), 2)
+        elif kind == "squeeze_memory":
+            p["seconds"] = round(rng.uniform(0.5, 4.0), 2)
+        elif kind in ("kill_catalogd", "term_catalogd"):
+            p["down"] = round(rng.uniform(0.0, 1.5), 2)
+        elif kind == "rebuild":
+            p["gaps"] = [round(rng.uniform(0.0, 0.8), 2) for _ in range(rng.randint(1, 3))]
+        elif kind == "cli_rebuild":
+            p["kill_after"] = round(rng.uniform(0.02, 1.0), 2) if rng.random() < 0.5 else None
+        out.append({"i": len(out), "at": round(t, 3), "kind": kind, "params": p})
+    return out
+
+
+class FaultDriver:
+    def __init__(self, schedule, cluster, knowledge, history, t0, seed):
+        self.schedule = schedule
+        self.cluster = cluster
+        self.knowledge = knowledge
+        self.history = history
+        self.t0 = t0
+        self.seed = seed
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="faults", daemon=True)
+        self.workers = []
+        self.lock = threading.Lock()
+        self.log = []            # the schedule as it ran: dicts with start, end, notes
+        self.broken = {}         # token -> (key, gen, dump, pttl): wrong-type keys to put back
+        self.squeezed = False    # maxmemory may be set on the running Redis
+        self.frozen = set()      # Popen objects of redis-servers we sent SIGSTOP
+        self.errors = []         # exceptions in fault threads (test bugs, reported)
+
+    # -- driving
+
+    def start(self):
+        self.thread.start()
+
+    def _run(self):
+        for entry in self.schedule:
+            delay = self.t0 + entry["at"] - time.monotonic()
+            if delay > 0 and self.stop_event.wait(delay):
+                return
+            if self.stop_event.is_set():
+                return
+            rec = {"i": entry["i"], "kind": entry["kind"], "params": entry["params"],
+                   "at": entry["at"], "start": None, "end": None, "notes": []}
+            with self.lock:
+                self.log.append(rec)
+            w = threading.Thread(target=self._one, args=(entry, rec), daemon=True,
+                                 name=f"fault-{entry['i']}")
+            self.workers.append(w)
+            w.start()
+
+    def _one(self, entry, rec):
+        rng = random.Random(f"{self.seed}/fault/{entry['i']}")
+        rec["start"] = time.monotonic() - self.t0
+        try:
+            getattr(self, "do_" + entry["kind"])(entry["params"], rec, rng)
+        except Exception as exc:  # noqa: BLE001 - a test bug: reported, never hidden
+            rec["notes"].append(f"ERROR {exc!r}")
+            self.errors.append(f"fault {entry['i']} {entry['kind']}: {exc!r}")
+        rec["end"] = time.monotonic() - self.t0
+
+    def note(self, rec, text):
+        rec["notes"].append(f"t={time.monotonic() - self.t0:.2f}s {text}")
+
+    def stop(self, timeout):
+        """No new faults; waits for the running ones to finish (each undoes itself)."""
+        self.stop_event.set()
+        self.thread.join(5)
+        deadline = time.monotonic() + timeout
+        for w in self.workers:
+            w.join(max(0.0, deadline - time.monotonic()))
+        return [w.name for w in self.workers if w.is_alive()]
+
+    def sleep(self, seconds):
+        """A fault's own wait. Not cut short by stop(): a fault always runs its course."""
+        time.sleep(seconds)
+
+    # -- Redis process faults
+
+    def do_freeze_redis(self, p, rec, rng):
+        r = self.cluster.redis
+        with r.lock:
+            proc = r.signal(signal.SIGSTOP)
+            if proc is not None:
+                with self.lock:
+                    self.frozen.add(proc)
+        if proc is None:
+            self.note(rec, "Redis not running: nothing to freeze")
+            return
+        self.note(rec, f"SIGSTOP redis-server {proc.pid}")
+        self.sleep(p["seconds"])
+        self._thaw(proc)
+        self.note(rec, f"SIGCONT redis-server {proc.pid}")
+
+    def _thaw(self, proc):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+        with self.lock:
+            self.frozen.discard(proc)
+
+    def do_restart_redis(self, p, rec, rng):
+        r = self.cluster.redis
+        with r.lock:
+            r.expected_down = True
+            old = r.proc.pid if r.proc else None
+            r.kill()
+            with self.lock:
+                self.squeezed = False  # the new one starts without maxmemory
+            self.note(rec, f"SIGKILL redis-server {old}")
+            self.sleep(p["down"])
+            r.start()
+            r.expected_down = False
+            self.note(rec, f"redis-server {r.proc.pid} started empty on the same port")
+
+    # -- Redis data faults
+
+    def _client(self):
+        return self.cluster.redis_client(timeout=2.0)
+
+    def do_flushall(self, p, rec, rng):
+        c = self._client()
+        try:
+            c.flushall()
+            self.note(rec, "FLUSHALL")
+        except redis.RedisError as exc:
+            self.note(rec, f"skipped: FLUSHALL failed ({exc})")
+        finally:
+            c.close()
+
+    def _pick_key(self, p, gen):
+        base = f"{PREFIX}:g{gen}:"
+        target = p["target"]
+        if target == "view":
+            ids = self.knowledge.ids()
+            if not ids:
+                return None
+            return base + "p:" + ids[-1 - p["pick"] % min(len(ids), 40)]  # a recent product
+        if target == "sku":
+            return base + "sku:" + SKUS[p["pick"] % len(SKUS)]
+        return base + target
+
+    def do_wrong_type(self, p, rec, rng):
+        c = self._client()
+        token = f"{self.seed}-{rec['i']}"
+        try:
+            try:
+                gen = c.get(f"{PREFIX}:gen")
+                if gen is None:
+                    self.note(rec, "skipped: no current generation")
+                    return
+                gen = gen.decode()
+                key = self._pick_key(p, gen)
+                if key is None:
+                    self.note(rec, "skipped: no product known yet")
+                    return
+                dump, pttl = c.eval(BREAK_LUA, 2, key, f"chaos-tmp:{token}", token)
+            except redis.RedisError as exc:
+                self.note(rec, f"skipped: could not break a key ({exc})")
+                return
+            with self.lock:
+                self.broken[token] = (key, gen, dump, pttl)
+            self.note(rec, f"{key} is now a hash (was {'absent' if not dump else 'there'})")
+        finally:
+            c.close()
+        self.sleep(p["seconds"])
+        self._put_back(token, rec, UNDO_RETRY)
+
+    def _put_back(self, token, rec, patience):
+        """Restores (or deletes) one broken key; retries for "patience" seconds."""
+        deadline = time.monotonic() + patience
+        last = None
+        while True:
+            with self.lock:
+                item = self.broken.get(token)
+            if item is None:
+                return True
+            key, gen, dump, pttl = item
+            c = self._client()
+            try:
+                res = c.eval(RESTORE_LUA, 2, key, f"{PREFIX}:gen", token, gen, dump,
+                             max(0, pttl))
+                with self.lock:
+                    self.broken.pop(token, None)
+                self.note(rec, f"{key}: {res.decode()}")
+                return True
+            except redis.RedisError as exc:
+                last = exc
+            finally:
+                c.close()
+            if time.monotonic() >= deadline:
+                self.note(rec, f"{key}: could not put back yet ({last}); left to the end")
+                return False
+            time.sleep(0.3)
+
+    def do_squeeze_memory(self, p, rec, rng):
+        c = self._client()
+        try:
+            try:
+                used = c.info("memory")["used_memory"]
+                c.config_set("maxmemory-policy", "noeviction")
+                with self.lock:
+                    self.squeezed = True
+                c.config_set("maxmemory", used)
+                self.note(rec, f"maxmemory {used} (noeviction)")
+            except redis.RedisError as exc:
+                self.note(rec, f"skipped: could not squeeze ({exc})")
+                return
+        finally:
+            c.close()
+        self.sleep(p["seconds"])
+        if self._unsqueeze(UNDO_RETRY):
+            self.note(rec, "maxmemory 0")
+        else:
+            self.note(rec, "could not reset maxmemory yet; left to the end")
+
+    def _unsqueeze(self, patience):
+        deadline = time.monotonic() + patience
+        while True:
+            c = self._client()
+            try:
+                c.config_set("maxmemory", 0)
+                with self.lock:
+                    self.squeezed = False
+                return True
+            except redis.RedisError:
+                pass
+            finally:
+                c.close()
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.3)
+
+    # -- catalogd faults
+
+    def do_kill_catalogd(self, p, rec, rng):
+        cat = self.cluster.catalogd
+        with cat.lock:
+            pid = cat.proc.pid if cat.proc else None
+            cat.kill9()
+            self.note(rec, f"SIGKILL catalogd {pid}")
+            self.sleep(p["down"])
+            ok = cat.start()
+            self.note(rec, f"catalogd {cat.proc.pid if cat.proc else '?'} started"
+                      + ("" if ok else " (not healthy: see violations)"))
+
+    def do_term_catalogd(self, p, rec, rng):
+        cat = self.cluster.catalogd
+        with cat.lock:
+            pid = cat.proc.pid if cat.proc else None
+            rc, dt = cat.sigterm(f"fault {rec['i']}")
+            self.note(rec, f"SIGTERM catalogd {pid}: exit {rc} after {dt:.2f}s")
+            self.sleep(p["down"])
+            ok = cat.start()
+            self.note(rec, f"catalogd {cat.proc.pid if cat.proc else '?'} started"
+                      + ("" if ok else " (not healthy: see violations)"))
+
+    def do_rebuild(self, p, rec, rng):
+        import requests
+        for gap in p["gaps"]:
+            self.sleep(gap)
+            try:
+                self.history.count_other()
+                r = requests.post(self.cluster.base() + "/admin/rebuild", timeout=5)
+                self.note(rec, f"POST /admin/rebuild -> {r.status_code}")
+            except requests.RequestException as exc:
+                self.note(rec, f"POST /admin/rebuild -> {type(exc).__name__}")
+
+    def do_cli_rebuild(self, p, rec, rng):
+        proc = self.cluster.spawn_cli(["rebuild"])
+        self.note(rec, f"catalogd rebuild started (pid {proc.pid})")
+        if p["kill_after"] is not None:
+            try:
+                rc = proc.wait(timeout=p["kill_after"])
+                self.cluster.reap(proc, 1)
+                self.note(rec, f"catalogd rebuild exited {rc} before the kill")
+                return
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = self.cluster.reap(proc, 10)
+                self.note(rec, f"catalogd rebuild killed with SIGKILL part-way ({rc})")
+                return
+        rc = self.cluster.reap(proc, 60)
+        self.note(rec, f"catalogd rebuild exited {rc}")
+
+    def broken_keys(self):
+        """The keys the test has given the wrong type and not yet put back."""
+        with self.lock:
+            return {item[0] for item in self.broken.values()}
+
+    # -- the end
+
+    def undo(self, patience=20.0):
+        """Thaws Redis, resets maxmemory and puts back every broken key. Returns what could
+        not be undone (an infrastructure problem)."""
+        left = []
+        with self.lock:
+            frozen = list(self.frozen)
+        for proc in frozen:
+            self._thaw(proc)
+        self.cluster.redis.signal(signal.SIGCONT)
+        if not self._unsqueeze(patience):
+            left.append("maxmemory could not be reset")
+        with self.lock:
+            tokens = list(self.broken)
+        for token in tokens:
+            rec = {"notes": []}
+            if not self._put_back(token, rec, patience):
+                left.append(f"broken key {self.broken.get(token, ('?',))[0]} not put back")
+        return left
+
+    def render_log(self):
+        lines = []
+        with self.lock:
+            log = list(self.log)
+        for rec in log:
+            start = "not started" if rec["start"] is None else f"{rec['start']:.2f}s"
+            end = "-" if rec["end"] is None else f"{rec['end']:.2f}s"
+            lines.append(f"#{rec['i']:<3} at {rec['at']:7.2f}s ran {start}..{end} "
+                         f"{rec['kind']} {rec['params']}")
+            lines += [f"       {n}" for n in rec["notes"]]
+        return lines

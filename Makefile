@@ -74,11 +74,11 @@ api: all
 # Redis is frozen, wiped, restarted, squeezed and given keys of the wrong type, and catalogd is
 # killed and rebuilt, all at once; read-your-writes, the write model, convergence, leaks, log
 # and memory checked. DURATION seconds of faults (180); SEED=n reruns a run's fault schedule;
-# FAULTS=kind,kind (or none) only those faults. First the checker's own tests. Not part of
-# `make test`.
+# FAULTS=kind,kind (or none) only those faults. First the tests of the test itself (its
+# checker, its wrong-type fault against a real Redis). Not part of `make test`.
 chaos: deps-test
 	@$(MAKE) --no-print-directory all
-	$(PYTHON) -m pytest -q tests/chaos/test_checker.py
+	$(PYTHON) -m pytest -q tests/chaos
 	$(PYTHON) tests/chaos/chaos.py --duration $(or $(DURATION),180) $(if $(SEED),--seed $(SEED)) \
 		$(if $(FAULTS),--faults $(FAULTS))
 

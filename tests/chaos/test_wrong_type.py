@@ -1,0 +1,105 @@
+"""The chaos test's wrong-type fault against a real redis-server: it swaps a key for a hash
+and puts back exactly what was there, never stacks on a key it already broke, and never puts
+back a value that something else replaced or that belongs to a generation no longer current.
+Run by `make chaos` before the run itself."""
+
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cluster import RedisProc  # noqa: E402
+from faults import BREAK_LUA, RESTORE_LUA  # noqa: E402
+
+KEY = "catalogd:g1:all"
+GEN = "catalogd:gen"
+
+
+@pytest.fixture(scope="module")
+def r():
+    with tempfile.TemporaryDirectory(prefix="catalogd-chaos-lua-") as d:
+        proc = RedisProc(d)
+        proc.start()
+        c = proc.client()
+        try:
+            yield c
+        finally:
+            c.close()
+            proc.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean(r):
+    r.flushall()
+    r.set(GEN, "1")
+    r.zadd(KEY, {"a": 0, "b": 0})
+
+
+def break_key(r, token, key=KEY):
+    status, dump, pttl = r.eval(BREAK_LUA, 2, key, f"chaos-tmp:{token}", token)
+    return status, dump, pttl
+
+
+def put_back(r, token, dump, pttl, gen="1", key=KEY):
+    return r.eval(RESTORE_LUA, 2, key, GEN, token, gen, dump, max(0, pttl)).decode()
+
+
+def test_break_then_put_back_exactly(r):
+    status, dump, pttl = break_key(r, "t1")
+    assert status == b"ok" and r.type(KEY) == b"hash"
+    assert not r.keys("chaos-tmp:*")
+    assert put_back(r, "t1", dump, pttl) == "restored"
+    assert r.type(KEY) == b"zset" and r.zrange(KEY, 0, -1) == [b"a", b"b"]
+
+
+def test_never_stacks_on_its_own_hash(r):
+    status, dump, pttl = break_key(r, "t1")
+    assert break_key(r, "t2")[0] == b"busy"
+    assert r.hget(KEY, "chaos-wrong-type") == b"t1"
+    assert put_back(r, "t1", dump, pttl) == "restored"
+    assert r.type(KEY) == b"zset"
+
+
+def test_a_replaced_key_is_left_alone(r):
+    status, dump, pttl = break_key(r, "t1")
+    r.set(KEY, "catalogd wrote this")  # SET replaces a key of any type
+    assert put_back(r, "t1", dump, pttl) == "gone"
+    assert r.get(KEY) == b"catalogd wrote this"
+
+
+def test_another_generation_only_loses_the_test_hash(r):
+    status, dump, pttl = break_key(r, "t1")
+    r.set(GEN, "2")
+    assert put_back(r, "t1", dump, pttl) == "deleted"
+    assert r.exists(KEY) == 0
+
+
+def test_an_absent_key_is_deleted_again(r):
+    r.delete(KEY)
+    status, dump, pttl = break_key(r, "t1")
+    assert status == b"ok" and dump == b""
+    assert put_back(r, "t1", dump, pttl) == "deleted"
+    assert r.exists(KEY) == 0
+
+
+def test_out_of_memory_changes_nothing(r):
+    r.config_set("maxmemory-policy", "noeviction")
+    r.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(Exception):
+            break_key(r, "t1")
+        assert r.type(KEY) == b"zset" and not r.keys("chaos-tmp:*")
+    finally:
+        r.config_set("maxmemory", 0)
+    status, dump, pttl = break_key(r, "t1")
+    r.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(Exception):
+            put_back(r, "t1", dump, pttl)  # RESTORE refused: the hash stays, to retry
+        assert r.hget(KEY, "chaos-wrong-type") == b"t1"
+    finally:
+        r.config_set("maxmemory", 0)
+    assert put_back(r, "t1", dump, pttl) == "restored"

@@ -8,7 +8,9 @@
  *   call told how much the first saw) finds what one call over the whole input finds;
  * - head_end is 0 or an offset within the input just after "\n\n" or "\n\r\n";
  * - the framing verdict is NULL or a non-empty reason, and a head with more than one
- *   Host, Transfer-Encoding or differing Content-Length is never accepted. */
+ *   Host, Transfer-Encoding or differing Content-Length is never accepted;
+ * - head_field (the X-Request-Id of a head cut for its size) finds a value within the input,
+ *   trimmed, without a line end. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +40,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(first == end);
     } else {
         CHECK(head_end(bytes, size, split) == end);
+    }
+
+    /* A field found lies within the input, trimmed, on a line of its own. */
+    struct slice value;
+    if (head_field(bytes, size, "x-request-id", &value) == 0) {
+        CHECK(value.p >= bytes && value.p + value.len <= bytes + size);
+        CHECK(value.len == 0 || (value.p[0] != ' ' && value.p[value.len - 1] != ' '));
+        CHECK(memchr(value.p, '\n', value.len) == NULL);
     }
 
     struct head_facts facts;

@@ -84,27 +84,33 @@ static int leave(struct conn_guard *guard)
     return guard->sock ? 0 : -1;
 }
 
-/* Whether the bytes buffered on the connection pass a bound: 1 for the head of the request
- * being read, 2 for the bytes buffered in all, 0 for neither. */
-static int over_a_bound(struct conn_guard *guard)
+enum bound {
+    WITHIN_BOUNDS = 0,
+    HEAD_TOO_LARGE,    /* the head of the request being read */
+    TOO_MUCH_BUFFERED, /* the bytes read and not yet consumed, in all */
+};
+
+/* Which bound, if any, the bytes buffered on the connection pass. */
+static enum bound over_a_bound(struct conn_guard *guard)
 {
     h2o_buffer_t *input = guard->sock->input;
-    if (input->size > guard->config->max_buffered_bytes) return 2;
-    if (guard->head_length) return 0; /* a body, or the next request pipelined behind it */
+    if (input->size > guard->config->max_buffered_bytes) return TOO_MUCH_BUFFERED;
+    if (guard->head_length) return WITHIN_BOUNDS; /* a body, or a request pipelined behind it */
     size_t end = head_end(input->bytes, input->size, guard->head_scanned);
     if (end)
         guard->head_length = end;
     else
         guard->head_scanned = input->size;
-    return (end ? end : input->size) > guard->config->max_head_bytes;
+    return (end ? end : input->size) > guard->config->max_head_bytes ? HEAD_TOO_LARGE
+                                                                     : WITHIN_BOUNDS;
 }
 
 /* Ends a connection over a bound: a head too large is answered 431 first (lingering, so the
  * client reads it); then h2o is told its read failed, and closes the connection. */
-static void cut(struct conn_guard *guard, int bound)
+static void cut(struct conn_guard *guard, enum bound bound)
 {
     h2o_socket_t *sock = guard->sock;
-    if (bound == 1) {
+    if (bound == HEAD_TOO_LARGE) {
         size_t shown = sock->input->size < guard->config->max_head_bytes
                            ? sock->input->size
                            : guard->config->max_head_bytes;
@@ -113,7 +119,8 @@ static void cut(struct conn_guard *guard, int bound)
         linger_on_close(guard);
     }
     guard->depth++;
-    guard->h2o_on_read(sock, bound == 1 ? "request head too large" : "too much buffered input");
+    guard->h2o_on_read(sock, bound == HEAD_TOO_LARGE ? "request head too large"
+                                                     : "too much buffered input");
     leave(guard);
 }
 
@@ -121,8 +128,8 @@ static void on_read(h2o_socket_t *sock, const char *err)
 {
     struct conn_guard *guard = guard_of(sock);
     assert(guard); /* only the guard puts on_read there */
-    int bound = err ? 0 : over_a_bound(guard);
-    if (bound) {
+    enum bound bound = err ? WITHIN_BOUNDS : over_a_bound(guard);
+    if (bound != WITHIN_BOUNDS) {
         cut(guard, bound);
         return;
     }
@@ -142,8 +149,8 @@ static void on_written(h2o_socket_t *sock, const char *err)
     guard->h2o_on_written(sock, err);
     if (leave(guard) < 0) return;
     wrap_reading(guard);
-    int bound = guard->sock->_cb.read ? over_a_bound(guard) : 0;
-    if (bound) cut(guard, bound);
+    enum bound bound = guard->sock->_cb.read ? over_a_bound(guard) : WITHIN_BOUNDS;
+    if (bound != WITHIN_BOUNDS) cut(guard, bound);
 }
 
 void conn_guard_accept(h2o_accept_ctx_t *accept_ctx, h2o_socket_t *sock,

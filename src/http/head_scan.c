@@ -142,6 +142,26 @@ static int has_two_encodings(const struct head_facts *f, int minor)
     return f->transfer_encoding_fields > 1;
 }
 
+int head_field(const char *bytes, size_t len, const char *name, struct slice *value)
+{
+    size_t name_len = strlen(name), i = request_line_start(bytes, len);
+    const char *lf = i < len ? memchr(bytes + i, '\n', len - i) : NULL; /* the request line */
+    while (lf) {
+        i = (size_t)(lf - bytes) + 1;
+        lf = i < len ? memchr(bytes + i, '\n', len - i) : NULL;
+        if (!lf) break; /* an unfinished line is no field yet */
+        size_t line_len = (size_t)(lf - (bytes + i));
+        if (line_len && bytes[i + line_len - 1] == '\r') line_len--;
+        if (line_len == 0) break; /* the end of the head */
+        if (line_len > name_len && bytes[i + name_len] == ':' &&
+            strncasecmp(bytes + i, name, name_len) == 0) {
+            *value = trim(bytes + i + name_len + 1, line_len - name_len - 1);
+            return 0;
+        }
+    }
+    return -1;
+}
+
 /* RFC 9112: 5.2 (obs-fold), 3.2 (more than one Host), 6.3 (differing Content-Length), 6.1
  * (Transfer-Encoding with Content-Length, or in HTTP/1.0). Each rule is a test and its reason,
  * tried in order. */

@@ -27,6 +27,11 @@ struct head_facts {
  * bytes, else -1 ("*out" then holds what was seen). */
 int head_scan(const char *bytes, size_t len, struct head_facts *out);
 
+/* Finds the first field named "name" (lowercase) among the complete lines of the head at
+ * "bytes" ("len" bytes; the head may be unfinished). Returns 0 and its value, trimmed, in
+ * "*value", or -1. */
+int head_field(const char *bytes, size_t len, const char *name, struct slice *value);
+
 /* The reason a request with this head must be refused (400, then the connection closed), or
  * NULL when its framing is unambiguous. "http_minor" is 0 for HTTP/1.0, 1 for HTTP/1.1. */
 const char *head_framing_problem(const struct head_facts *facts, int http_minor);

@@ -307,7 +307,13 @@ static void on_head_too_large(int fd, const char *head, size_t len, void *arg)
 {
     struct loop_thread *loop = arg;
     char id[REQUEST_ID_MAX + 1], detail[96], response_head[256];
-    new_request_id(loop, id);
+    struct slice given;
+    if (head_field(head, len, "x-request-id", &given) == 0 && sane_request_id(given)) {
+        memcpy(id, given.p, given.len); /* the client's, as on every other response */
+        id[given.len] = '\0';
+    } else {
+        new_request_id(loop, id);
+    }
     snprintf(detail, sizeof(detail), "the request line and headers are larger than %zu bytes",
              loop->server->app->config->max_header_bytes);
     size_t body_len;

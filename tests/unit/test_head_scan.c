@@ -89,3 +89,16 @@ Test(head_scan, finds_the_end_of_a_head_as_it_arrives)
     cr_assert_eq(head_end("\r\n", 2, 0), 0);
     cr_assert_eq(head_end("GET / HTTP/1.1\r\nX: 1\r\n", 22, 0), 0);
 }
+
+Test(head_scan, finds_a_field_among_the_complete_lines_of_a_head)
+{
+    static const char head[] = "GET / HTTP/1.1\r\nHost: a\r\nx-request-ID:  abc-1 \r\nX-Pad: zzz";
+    struct slice value;
+    cr_assert_eq(head_field(head, sizeof(head) - 1, "x-request-id", &value), 0);
+    cr_assert_eq(value.len, 5);
+    cr_assert_eq(memcmp(value.p, "abc-1", 5), 0);
+    cr_assert_eq(head_field(head, sizeof(head) - 1, "x-pad", &value), -1); /* unfinished */
+    cr_assert_eq(head_field(head, sizeof(head) - 1, "x-request", &value), -1);
+    cr_assert_eq(head_field("GET / HTTP/1.1\r\n\r\nX-A: 1\r\n", 27, "x-a", &value), -1);
+    cr_assert_eq(head_field("X-A: 1\r\n", 8, "x-a", &value), -1); /* the request line */
+}

@@ -49,6 +49,9 @@ struct options {
     const char *allowed_hosts;
     const char *max_idempotency_keys;
     const char *max_queued_commands;
+    const char *api_token_file;
+    const char *redis_password_file;
+    const char *log_format;
     int allow_open_writes;
     char *joined; /* the values of a repeated flag, joined: freed by main */
 };
@@ -72,10 +75,16 @@ static const struct flag FLAGS[] = {
     {"threads", "CATALOGD_THREADS", NULL, OPT(threads), "event-loop threads (number of cores)", 0},
     {"api-token", "CATALOGD_API_TOKEN", NULL, OPT(api_token),
      "require Authorization: Bearer <token> on commands", 0},
+    {"api-token-file", "CATALOGD_API_TOKEN_FILE", NULL, OPT(api_token_file),
+     "read the token from this file instead (not shown by ps)", 0},
+    {"redis-password-file", "CATALOGD_REDIS_PASSWORD_FILE", NULL, OPT(redis_password_file),
+     "the Redis password, from a file, when the URL has none", 0},
     {"durability", "CATALOGD_DURABILITY", NULL, OPT(durability),
      "full (fsync per commit batch) or normal (full)", 0},
     {"log-level", "CATALOGD_LOG_LEVEL", NULL, OPT(log_level), "error, warn, info or debug (info)",
      0},
+    {"log-format", "CATALOGD_LOG_FORMAT", NULL, OPT(log_format),
+     "text, or json: one JSON object per line (text)", 0},
     {"redis-prefix", "CATALOGD_REDIS_PREFIX", NULL, OPT(prefix),
      "prefix of every Redis key (catalogd)", 0},
     {"max-connections", "CATALOGD_MAX_CONNECTIONS", NULL, OPT(max_connections),
@@ -108,8 +117,8 @@ static void usage(FILE *out)
                  "       catalogd --help | --version\n\nflags (each also an environment "
                  "variable):\n");
     for (size_t i = 0; i < FLAG_COUNT; i++)
-        fprintf(out, "  --%-14s %-22s %s\n", FLAGS[i].name, FLAGS[i].env, FLAGS[i].help);
-    fprintf(out, "  --%-14s %-22s %s\n", "allow-open-writes", "",
+        fprintf(out, "  --%-20s %-29s %s\n", FLAGS[i].name, FLAGS[i].env, FLAGS[i].help);
+    fprintf(out, "  --%-20s %-29s %s\n", "allow-open-writes", "",
             "serve commands on a non-loopback address without a token");
 }
 
@@ -160,6 +169,29 @@ static int parse_flags(int argc, char **argv, struct options *options)
         }
     }
     if (optind < argc) return usage_error("unexpected argument: %s", argv[optind]);
+    return 0;
+}
+
+/* Reads a secret (a token, a password) from the file at "path" into "out": its first line,
+ * without the line end, so that `echo secret > file` works. Returns 0, or -1 with "err". */
+static int read_secret_file(const char *path, char *out, size_t cap, char *err, size_t errlen)
+{
+    FILE *file = fopen(path, "r");
+    if (!file) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = fgets(out, (int)cap, file) ? 0 : -1;
+    fclose(file);
+    if (rc == 0) out[strcspn(out, "\r\n")] = '\0';
+    if (rc < 0 || !out[0]) {
+        snprintf(err, errlen, "%s: empty", path);
+        return -1;
+    }
+    if (strlen(out) >= cap - 1) {
+        snprintf(err, errlen, "%s: longer than %zu bytes", path, cap - 2);
+        return -1;
+    }
     return 0;
 }
 
@@ -228,6 +260,30 @@ static int build_config(const struct options *options, struct app_config *config
     if (rc == HOST_POLICY_BAD_LISTEN) return usage_error("bad --listen: %s", err);
     if (rc == HOST_POLICY_BAD_ALLOWED) return usage_error("bad --allowed-host: %s", err);
     config->api_token = options->api_token && options->api_token[0] ? options->api_token : NULL;
+    static char token_from_file[1024];
+    if (options->api_token_file) {
+        if (config->api_token) return usage_error("give --api-token or --api-token-file, not both");
+        if (read_secret_file(options->api_token_file, token_from_file, sizeof(token_from_file), err,
+                             sizeof(err)) < 0)
+            return usage_error("bad --api-token-file: %s", err);
+        config->api_token = token_from_file;
+    }
+    if (options->redis_password_file) {
+        if (config->redis.password[0])
+            return usage_error("give the Redis password in the URL or in --redis-password-file, "
+                               "not both");
+        if (read_secret_file(options->redis_password_file, config->redis.password,
+                             sizeof(config->redis.password), err, sizeof(err)) < 0)
+            return usage_error("bad --redis-password-file: %s", err);
+    }
+    if (config->redis.user[0] && !config->redis.password[0])
+        return usage_error("bad --redis: the user %s needs a password (in the URL, or "
+                           "--redis-password-file)",
+                           config->redis.user);
+    enum log_format format;
+    if (log_format_parse(options->log_format, &format) < 0)
+        return usage_error("bad --log-format: %s (text or json)", options->log_format);
+    log_format = format;
     config->allow_open_writes = options->allow_open_writes;
     return 0;
 }
@@ -486,6 +542,7 @@ int main(int argc, char **argv)
                                   .redis = "redis://127.0.0.1:6379/0",
                                   .durability = "full",
                                   .log_level = "info",
+                                  .log_format = "text",
                                   .prefix = "catalogd",
                                   .max_connections = "4096",
                                   .idle_timeout = "10",

@@ -47,24 +47,21 @@ static int percent_decode(const char *text, size_t len, char *out, size_t cap)
     return 0;
 }
 
-/* "[user]:password@" before the host: the last '@' ends it (a password may hold one, though
- * it should be written %40). */
+/* "[user]:password@" or "user@" (its password from --redis-password-file) before the host:
+ * the last '@' ends it (a password may hold one, though it should be written %40). */
 static int parse_credentials(const char *userinfo, size_t len, struct redis_url *out, char *err,
                              size_t errlen)
 {
     const char *colon = memchr(userinfo, ':', len);
-    if (!colon) {
-        snprintf(err, errlen, "credentials must be user:password@ or :password@");
-        return -1;
-    }
-    size_t user_len = (size_t)(colon - userinfo);
+    size_t user_len = colon ? (size_t)(colon - userinfo) : len;
     if (percent_decode(userinfo, user_len, out->user, sizeof(out->user)) < 0 ||
-        percent_decode(colon + 1, len - user_len - 1, out->password, sizeof(out->password)) < 0) {
+        (colon &&
+         percent_decode(colon + 1, len - user_len - 1, out->password, sizeof(out->password)) < 0)) {
         snprintf(err, errlen, "bad user or password (percent-encoding, length)");
         return -1;
     }
-    if (!out->password[0]) {
-        snprintf(err, errlen, "empty password");
+    if (colon ? !out->password[0] : !out->user[0]) {
+        snprintf(err, errlen, colon ? "empty password" : "empty user");
         return -1;
     }
     return 0;

@@ -1,5 +1,6 @@
-/* redis_url.h - where the read model lives: "redis://[[user]:password@]host:port/db" or
- * "unix:///path?db=N". The user and password are percent-decoded. */
+/* redis_url.h - where the read model lives: "redis://[[user]:password@]host:port/db",
+ * "redis://user@host:port/db" (the password given apart) or "unix:///path?db=N". The user and
+ * password are percent-decoded. */
 #ifndef CATALOGD_REDIS_URL_H
 #define CATALOGD_REDIS_URL_H
 

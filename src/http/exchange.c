@@ -139,8 +139,7 @@ static void start_response(struct http_exchange *ex, int status, const char *con
             target[n++] = '?';
             log_escape(target + n, sizeof(target) - n, ex->query.p, ex->query.len);
         }
-        log_write(LOG_INFO, "request %s %s %d %.3fms id=%s", method, target, status,
-                  (double)duration_us / 1000.0, ex->request_id);
+        log_request(method, target, status, (double)duration_us / 1000.0, ex->request_id, "");
     }
 }
 

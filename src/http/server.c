@@ -331,11 +331,16 @@ static void on_head_too_large(int fd, const char *head, size_t len, void *arg)
     /* The request line, when it came whole: "METHOD TARGET HTTP/1.1". */
     const char *line_end = memchr(head, '\n', len);
     size_t line_len = line_end ? (size_t)(line_end - head) : 0;
-    while (line_len && (head[line_len - 1] == '\r' || head[line_len - 1] == ' '))
-        line_len--;
-    char line[640] = "-";
-    if (line_len) log_escape(line, sizeof(line), head, line_len);
-    LOG(LOG_INFO, "request %s 431 0.000ms id=%s (cut after %zu bytes of head)", line, id, len);
+    const char *space = line_len ? memchr(head, ' ', line_len) : NULL;
+    size_t method_len = space ? (size_t)(space - head) : 0;
+    const char *target_start = space ? space + 1 : head;
+    const char *target_end = space ? memchr(target_start, ' ', line_len - method_len - 1) : NULL;
+    size_t target_len = target_end ? (size_t)(target_end - target_start) : 0;
+    char method[40] = "-", target[640] = "-", note[64];
+    if (method_len) log_escape(method, sizeof(method), head, method_len);
+    if (target_len) log_escape(target, sizeof(target), target_start, target_len);
+    snprintf(note, sizeof(note), "(cut after %zu bytes of head)", len);
+    log_request(method, target, 431, 0.0, id, note);
 }
 
 /* Accepting is on unless the loop is at its connection cap or backing off from a failed

@@ -37,7 +37,7 @@ Test(redis_url, rejects_what_it_cannot_use)
                          "redis://h:70000",
                          "redis://h:12x",
                          "redis://h/abc",
-                         "redis://user@h:6379",
+                         "redis://@h:6379",
                          "redis://user:@h",
                          "redis://:%zz@h",
                          "redis://:pw%0@h",
@@ -69,6 +69,9 @@ Test(redis_url, credentials_percent_decoded)
     cr_assert_str_eq(url.password, "p@ss");
     cr_assert_str_eq(url.host, "h");
     cr_assert_eq(redis_url_parse("redis://h", &url, err, sizeof(err)), 0);
+    cr_assert_str_eq(url.password, "");
+    cr_assert_eq(redis_url_parse("redis://catalogd@h", &url, err, sizeof(err)), 0, "%s", err);
+    cr_assert_str_eq(url.user, "catalogd");
     cr_assert_str_eq(url.password, "");
 }
 

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from conftest import PREFIX, assert_problem, redis_gen, sql, uniq_sku, wait_until
+from conftest import PREFIX, assert_problem, bulk_create, redis_gen, sql, uniq_sku, wait_until
 
 JSON_CT = {"Content-Type": "application/json"}
 
@@ -29,22 +29,6 @@ def post_product(base, sku=None, headers=None, session=None, **fields):
     return (session or requests).post(base + "/products", data=product_body(sku or uniq_sku(),
                                                                            **fields),
                                       headers=h, timeout=10)
-
-
-def bulk_create(base, n, workers=8):
-    """Creates n products with `workers` clients; returns the 201 responses."""
-    def chunk(k):
-        s = requests.Session()
-        try:
-            return [post_product(base, session=s, name=f"Bulk {k}-{i}", stock=i % 3)
-                    for i in range(k, n, workers)]
-        finally:
-            s.close()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        resps = [r for part in pool.map(chunk, range(workers)) for r in part]
-    bad = [r for r in resps if r.status_code != 201]
-    assert not bad, (bad[0].status_code, bad[0].text)
-    return resps
 
 
 def max_seq(db):

@@ -112,7 +112,6 @@ static void emit_sync(struct text *t, struct http_exchange *ex, struct server_vi
     struct writer_stats stats;
     projector_get_status(ex->app->projector, &status);
     writer_get_stats(ex->app->writer, &stats);
-    int64_t lag = status.head > status.checkpoint ? status.head - status.checkpoint : 0;
     unsigned long client_errors = 0, client_reconnects = 0;
     long connections = 0;
     for (int l = 0; l < view->loop_count; l++) {
@@ -144,7 +143,7 @@ static void emit_sync(struct text *t, struct http_exchange *ex, struct server_vi
         "retried.\n"
         "# TYPE catalogd_projection_parked_events gauge\ncatalogd_projection_parked_events %" PRId64
         "\n",
-        lag, status.lag_seconds, status.checkpoint, status.head, status.generation,
+        status.lag_events, status.lag_seconds, status.checkpoint, status.head, status.generation,
         status.redis_errors, client_errors, status.reconnects, client_reconnects, status.rebuilds,
         status.parked_events);
     emit(t,

@@ -69,14 +69,13 @@ static void answer_ready(struct http_exchange *ex, int read_status)
                                                       : NULL;
     int lag_ok = projection_problem == NULL;
     int ready = sqlite_ok && redis_ok && lag_ok;
-    int64_t lag_events = status.head > status.checkpoint ? status.head - status.checkpoint : 0;
     json_t *report = json_pack(
         "{s:s, s:{s:s, s:s, s:s}, s:s, s:I, s:I, s:I, s:I, s:f}", "status",
         ready ? "ready" : "not_ready", "checks", "sqlite", sqlite_ok ? "ok" : "failing", "redis",
         redis_ok ? "ok" : "failing", "projection", lag_ok ? "ok" : "failing", "state",
         projector_state_name(status.state), "generation", (json_int_t)status.generation,
         "checkpoint", (json_int_t)status.checkpoint, "head", (json_int_t)status.head, "lag_events",
-        (json_int_t)lag_events, "lag_seconds", status.lag_seconds);
+        (json_int_t)status.lag_events, "lag_seconds", status.lag_seconds);
     if (ready) {
         respond_json(ex, 200, report);
         return;
@@ -123,14 +122,13 @@ void ops_admin_projection(struct http_exchange *ex)
     struct maintenance_status maintenance;
     projector_get_status(ex->app->projector, &status);
     maintenance_get_status(ex->app->maintenance, &maintenance);
-    int64_t lag_events = status.head > status.checkpoint ? status.head - status.checkpoint : 0;
     respond_json(
         ex, 200,
         json_pack("{s:s, s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I, s:s, s:s, s:I, s:{s:b, "
                   "s:I, s:I, s:I, s:f, s:s}}",
                   "state", projector_state_name(status.state), "generation",
                   (json_int_t)status.generation, "checkpoint", (json_int_t)status.checkpoint,
-                  "head", (json_int_t)status.head, "lag_events", (json_int_t)lag_events,
+                  "head", (json_int_t)status.head, "lag_events", (json_int_t)status.lag_events,
                   "lag_seconds", status.lag_seconds, "redis_errors",
                   (json_int_t)status.redis_errors, "reconnects", (json_int_t)status.reconnects,
                   "automatic_rebuilds", (json_int_t)status.rebuilds, "parked_events",

@@ -146,7 +146,8 @@ static int token_matches(struct slice given, const char *token)
     return diff == 0;
 }
 
-/* Answers 401 and returns 0 unless the request carries the configured bearer token. */
+/* Returns 0 when the request carries the configured bearer token; else answers 401 and
+ * returns -1. */
 static int authorized_or_reply(struct http_exchange *ex)
 {
     const char *token = ex->app->config->api_token;
@@ -155,11 +156,11 @@ static int authorized_or_reply(struct http_exchange *ex)
     if (auth.len > sizeof(scheme) - 1 && strncasecmp(auth.p, scheme, sizeof(scheme) - 1) == 0 &&
         token_matches((struct slice){auth.p + sizeof(scheme) - 1, auth.len - (sizeof(scheme) - 1)},
                       token))
-        return 1;
+        return 0;
     http_add_header(ex, "www-authenticate", "Bearer", 6);
     http_respond_problem(ex, 401, "unauthorized", "this route needs Authorization: Bearer <token>",
                          NULL);
-    return 0;
+    return -1;
 }
 
 /* Reads the raw head of "req" again (head_scan.h says why) into "*head". h2o keeps an HTTP/1
@@ -291,7 +292,8 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
         char detail[128];
         snprintf(detail, sizeof(detail), "this resource allows %s", allow);
         http_respond_problem(ex, 405, "method-not-allowed", detail, NULL);
-    } else if (!route->needs_token || !server->app->config->api_token || authorized_or_reply(ex)) {
+    } else if (!route->needs_token || !server->app->config->api_token ||
+               authorized_or_reply(ex) == 0) {
         ex->route_name = route->name;
         ex->route_index = (int)(route - ROUTES);
         route->handler(ex);

@@ -740,6 +740,7 @@ void projector_get_status(struct projector *p, struct projector_status *out)
     pthread_mutex_unlock(&p->status_lock);
     out->checkpoint = atomic_load(&p->checkpoint);
     out->head = atomic_load(&p->head);
+    out->lag_events = out->head > out->checkpoint ? out->head - out->checkpoint : 0;
     uint64_t oldest = atomic_load(&p->oldest_unapplied_ms);
     uint64_t now = clock_wall_ms();
     out->lag_seconds = (out->head > out->checkpoint && oldest && now > oldest)

@@ -29,6 +29,7 @@ struct projector_status {
     int64_t generation;
     int64_t checkpoint;    /* last seq applied to Redis */
     int64_t head;          /* last seq committed to the write model */
+    int64_t lag_events;    /* head - checkpoint, 0 when ahead */
     double lag_seconds;    /* age of the oldest unapplied event, 0 when caught up */
     uint64_t redis_errors; /* failed attempts since start */
     uint64_t reconnects;

@@ -1,0 +1,239 @@
+/* test_store.c - the SQLite store and the writer's group commit, on a real database file in a
+ * temporary directory (each Criterion test runs in its own process). */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "command/store.h"
+#include "command/writer.h"
+#include "domain/event.h"
+#include "domain/view.h"
+
+static char db_path[64];
+
+static struct store *open_store(void)
+{
+    char dir[] = "/tmp/catalogd-store-XXXXXX", err[256];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(db_path, sizeof(db_path), "%s/catalog.db", dir);
+    struct store *store = NULL;
+    cr_assert_eq(store_open(db_path, STORE_DURABILITY_NORMAL, &store, err, sizeof(err)), 0, "%s",
+                 err);
+    return store;
+}
+
+static struct product product(const char *id, const char *sku, int64_t stock)
+{
+    struct product p = {.price_cents = 1999, .stock = stock, .version = 1};
+    snprintf(p.id, sizeof(p.id), "%s", id);
+    snprintf(p.sku, sizeof(p.sku), "%s", sku);
+    snprintf(p.name, sizeof(p.name), "Widget");
+    snprintf(p.created_at, sizeof(p.created_at), "2026-11-30T12:00:00.000Z");
+    snprintf(p.updated_at, sizeof(p.updated_at), "2026-11-30T12:00:00.000Z");
+    return p;
+}
+
+#define ID_A "01a22251-dd91-7000-8f9f-c3d82b98a444"
+#define ID_B "01a22252-179d-7000-af59-8c35b52a6e38"
+
+Test(store, a_duplicate_sku_names_its_owner)
+{
+    struct store *store = open_store();
+    char owner[UUID_TEXT_LEN + 1] = "";
+    struct product a = product(ID_A, "SKU-1", 3), b = product(ID_B, "SKU-1", 1), got;
+    cr_assert_eq(store_begin(store), STORE_OK);
+    cr_assert_eq(store_insert_product(store, &a, owner), STORE_OK);
+    cr_assert_eq(store_insert_product(store, &b, owner), STORE_DUPLICATE);
+    cr_assert_str_eq(owner, ID_A);
+    cr_assert_eq(store_commit(store), STORE_OK);
+    cr_assert_eq(store_get_product(store, ID_A, &got), STORE_OK);
+    cr_assert_str_eq(got.sku, "SKU-1");
+    cr_assert_eq(store_get_product(store, ID_B, &got), STORE_NOT_FOUND);
+    cr_assert_eq(store_find_sku(store, "SKU-1", owner), STORE_OK);
+    cr_assert_eq(store_find_sku(store, "NONE", owner), STORE_NOT_FOUND);
+    store_close(store);
+}
+
+/* Group commit: one transaction, one savepoint per command; a refused command undoes only
+ * its own writes. */
+Test(store, a_savepoint_undoes_one_command_only)
+{
+    struct store *store = open_store();
+    char owner[UUID_TEXT_LEN + 1];
+    struct product a = product(ID_A, "A", 1), b = product(ID_B, "B", 1);
+    int64_t seq;
+    cr_assert_eq(store_begin(store), STORE_OK);
+    cr_assert_eq(store_savepoint(store), STORE_OK);
+    cr_assert_eq(store_insert_product(store, &a, owner), STORE_OK);
+    cr_assert_eq(store_append_event(store, "ProductCreated", &a, "{}", 2, a.updated_at, &seq), 0);
+    cr_assert_eq(store_release_savepoint(store), STORE_OK);
+    cr_assert_eq(store_savepoint(store), STORE_OK);
+    cr_assert_eq(store_insert_product(store, &b, owner), STORE_OK);
+    store_rollback_savepoint(store);
+    cr_assert_eq(store_commit(store), STORE_OK);
+    int64_t count = 0, head = 0;
+    cr_assert_eq(store_count_products(store, &count), STORE_OK);
+    cr_assert_eq(count, 1);
+    cr_assert_eq(store_head_seq(store, &head), STORE_OK);
+    cr_assert_eq(head, seq);
+    store_close(store);
+}
+
+static int count_events(const struct store_event *event, void *arg)
+{
+    int64_t *last = arg;
+    cr_assert_gt(event->seq, *last, "events come in seq order");
+    *last = event->seq;
+    return 0;
+}
+
+Test(store, events_are_read_in_seq_order_after_a_seq)
+{
+    struct store *store = open_store();
+    struct product a = product(ID_A, "A", 1);
+    int64_t seqs[5];
+    cr_assert_eq(store_begin(store), STORE_OK);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(store_append_event(store, EVENT_TYPE_NAMES[EVENT_PRODUCT_UPDATED], &a, "{}", 2,
+                                        a.updated_at, &seqs[i]),
+                     STORE_OK);
+    cr_assert_eq(store_commit(store), STORE_OK);
+    int64_t last = seqs[1];
+    cr_assert_eq(store_read_events(store, seqs[1], 10, count_events, &last), 3);
+    cr_assert_eq(last, seqs[4]);
+    store_close(store);
+}
+
+Test(store, idempotent_responses_round_trip_and_are_purged)
+{
+    struct store *store = open_store();
+    struct store_idempotent_response put = {.status = 201, .body = "{\"id\":1}", .body_len = 8};
+    memset(put.fingerprint, 7, sizeof(put.fingerprint));
+    snprintf(put.location, sizeof(put.location), "/products/x");
+    snprintf(put.content_type, sizeof(put.content_type), "application/json");
+    cr_assert_eq(store_begin(store), STORE_OK);
+    cr_assert_eq(store_idempotency_put(store, "key-1", &put, 1000), STORE_OK);
+    cr_assert_eq(store_commit(store), STORE_OK);
+    struct store_idempotent_response got = {0};
+    cr_assert_eq(store_idempotency_get(store, "key-1", &got), STORE_OK);
+    cr_assert_eq(got.status, 201);
+    cr_assert_eq(got.body_len, 8);
+    cr_assert_eq(memcmp(got.body, "{\"id\":1}", 8), 0);
+    cr_assert_eq(memcmp(got.fingerprint, put.fingerprint, sizeof(put.fingerprint)), 0);
+    free(got.body);
+    int64_t count = 0;
+    cr_assert_eq(store_idempotency_count(store, &count), STORE_OK);
+    cr_assert_eq(count, 1);
+    int deleted = 0;
+    cr_assert_eq(store_idempotency_purge(store, 2000, &deleted), STORE_OK);
+    cr_assert_eq(deleted, 1);
+    cr_assert_eq(store_idempotency_get(store, "key-1", &got), STORE_NOT_FOUND);
+    store_close(store);
+}
+
+Test(store, a_database_reopens_at_its_schema_and_a_reader_reads_it)
+{
+    struct store *store = open_store(), *reader = NULL;
+    char owner[UUID_TEXT_LEN + 1], err[256];
+    struct product a = product(ID_A, "A", 1), got;
+    cr_assert_eq(store_begin(store), STORE_OK);
+    cr_assert_eq(store_insert_product(store, &a, owner), STORE_OK);
+    cr_assert_eq(store_commit(store), STORE_OK);
+    store_close(store);
+    cr_assert_eq(store_open(db_path, STORE_DURABILITY_NORMAL, &store, err, sizeof(err)), 0, "%s",
+                 err);
+    cr_assert_eq(store_open_reader(db_path, &reader, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(store_get_product(reader, ID_A, &got), STORE_OK);
+    cr_assert_eq(store_find_sku(reader, "A", owner), STORE_OK); /* verify reads skus */
+    store_close(reader);
+    store_close(store);
+}
+
+/* ---- the writer ---- */
+
+struct waited {
+    pthread_mutex_t lock;
+    pthread_cond_t done;
+    int completed;
+};
+static struct waited waited = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+
+static void on_complete(struct command *cmd)
+{
+    (void)cmd;
+    pthread_mutex_lock(&waited.lock);
+    waited.completed++;
+    pthread_cond_signal(&waited.done);
+    pthread_mutex_unlock(&waited.lock);
+}
+
+static void wait_completed(int n)
+{
+    pthread_mutex_lock(&waited.lock);
+    while (waited.completed < n)
+        pthread_cond_wait(&waited.done, &waited.lock);
+    pthread_mutex_unlock(&waited.lock);
+}
+
+static struct command *create_command(const char *sku, int64_t stock)
+{
+    struct command *cmd = calloc(1, sizeof(*cmd));
+    cmd->kind = COMMAND_CREATE_PRODUCT;
+    cmd->expected_version = COMMAND_ANY_VERSION;
+    cmd->draft.fields =
+        PRODUCT_FIELD_SKU | PRODUCT_FIELD_NAME | PRODUCT_FIELD_PRICE | PRODUCT_FIELD_STOCK;
+    snprintf(cmd->draft.sku, sizeof(cmd->draft.sku), "%s", sku);
+    snprintf(cmd->draft.name, sizeof(cmd->draft.name), "Widget");
+    cmd->draft.price_cents = 500;
+    cmd->draft.stock = stock;
+    cmd->complete = on_complete;
+    return cmd;
+}
+
+Test(writer, group_commit_keeps_each_commands_outcome)
+{
+    struct store *store = open_store();
+    struct writer *writer = NULL;
+    struct writer_limits limits = {.max_idempotency_keys = 100, .max_queued = 100};
+    cr_assert_eq(writer_start(store, &limits, NULL, NULL, &writer), 0);
+    struct command *first = create_command("SKU-W", 1), *duplicate = create_command("SKU-W", 2),
+                   *other = create_command("SKU-X", 0);
+    cr_assert_eq(writer_submit(writer, first), 0);
+    cr_assert_eq(writer_submit(writer, duplicate), 0);
+    cr_assert_eq(writer_submit(writer, other), 0);
+    wait_completed(3);
+    cr_assert_eq(first->outcome, COMMAND_DONE);
+    cr_assert_eq(duplicate->outcome, COMMAND_DUPLICATE_SKU);
+    cr_assert_str_eq(duplicate->conflict_id, first->product.id);
+    cr_assert_eq(other->outcome, COMMAND_DONE);
+    cr_assert_gt(other->seq, first->seq);
+    cr_assert_eq(writer_head_seq(writer), other->seq);
+
+    struct command *sell = calloc(1, sizeof(*sell)); /* stock 0: never below zero */
+    sell->kind = COMMAND_ADJUST_STOCK;
+    sell->expected_version = COMMAND_ANY_VERSION;
+    sell->delta = -1;
+    sell->complete = on_complete;
+    memcpy(sell->product_id, other->product.id, sizeof(sell->product_id));
+    cr_assert_eq(writer_submit(writer, sell), 0);
+    wait_completed(4);
+    cr_assert_eq(sell->outcome, COMMAND_INSUFFICIENT_STOCK);
+
+    writer_stop(writer);
+    struct command *late = create_command("SKU-LATE", 1); /* after the stop: refused at once */
+    cr_assert_eq(writer_submit(writer, late), 0);
+    cr_assert_eq(late->outcome, COMMAND_UNAVAILABLE);
+    writer_free(writer);
+    int64_t count = 0;
+    cr_assert_eq(store_count_products(store, &count), STORE_OK);
+    cr_assert_eq(count, 2);
+    store_close(store);
+    command_free(first);
+    command_free(duplicate);
+    command_free(other);
+    command_free(sell);
+    command_free(late);
+}

@@ -7,6 +7,7 @@
 
 #include "command/writer.h"
 #include "common/problem.h"
+#include "common/xmalloc.h"
 
 static void render_problem(struct command_response *out, int status, const char *slug,
                            const char *detail, json_t *extra)
@@ -27,9 +28,9 @@ static void render_success(const struct command *cmd, struct command_response *o
     if (cmd->kind == COMMAND_CREATE_PRODUCT)
         snprintf(out->location, sizeof(out->location), "/products/%s", cmd->product.id);
     out->content_type = "application/json";
-    out->body = malloc(cmd->view_len);
-    if (out->body) memcpy(out->body, cmd->view, cmd->view_len);
-    out->body_len = out->body ? cmd->view_len : 0;
+    out->body = xmalloc(cmd->view_len);
+    memcpy(out->body, cmd->view, cmd->view_len);
+    out->body_len = cmd->view_len;
 }
 
 void command_response_render(const struct command *cmd, struct command_response *out)
@@ -74,9 +75,9 @@ void command_response_render(const struct command *cmd, struct command_response 
         snprintf(out->location, sizeof(out->location), "%s", cmd->replay.location);
         snprintf(out->etag, sizeof(out->etag), "%s", cmd->replay.etag);
         out->content_type = cmd->replay.content_type[0] ? cmd->replay.content_type : NULL;
-        out->body = malloc(cmd->replay.body_len + 1);
-        if (out->body) memcpy(out->body, cmd->replay.body, cmd->replay.body_len);
-        out->body_len = out->body ? cmd->replay.body_len : 0;
+        out->body = xmalloc(cmd->replay.body_len + 1);
+        memcpy(out->body, cmd->replay.body, cmd->replay.body_len);
+        out->body_len = cmd->replay.body_len;
         break;
     case COMMAND_KEY_REUSED:
         render_problem(out, 422, "idempotency-key-reused",

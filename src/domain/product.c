@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "common/slice.h"
+#include "common/xmalloc.h"
 #include "money.h"
 
 #define BODY_FIELD "(body)"
@@ -298,12 +299,6 @@ static const char *check_name(const struct member *member, struct parsed *into)
 
 /* ---- the other field rules ---- */
 
-static int is_sku_char(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '_' || c == '-';
-}
-
 static const char *check_sku(const struct member *member, struct parsed *into)
 {
     const json_t *value = member->value;
@@ -311,10 +306,7 @@ static const char *check_sku(const struct member *member, struct parsed *into)
 
     const char *s = json_string_value(value);
     size_t len = json_string_length(value);
-    if (len < 1 || len > PRODUCT_SKU_MAX) return MSG_SKU;
-    for (size_t i = 0; i < len; i++) {
-        if (!is_sku_char((unsigned char)s[i])) return MSG_SKU;
-    }
+    if (!product_sku_valid(s, len)) return MSG_SKU;
     memcpy(into->draft.sku, s, len);
     into->draft.sku[len] = '\0';
     return NULL;
@@ -512,8 +504,7 @@ static int decode_object(const char *body, size_t len, struct decoded *d, struct
         if (d->overflow_count == VALIDATION_MAX_ERRORS)
             return malformed(v, "body has too many out-of-range numbers");
         if (d->copy == NULL) {
-            d->copy = malloc(len);
-            if (d->copy == NULL) return malformed(v, "body could not be parsed: out of memory");
+            d->copy = xmalloc(len);
             memcpy(d->copy, body, len);
             text = d->copy;
         }

@@ -83,6 +83,20 @@ int product_parse_patch(const char *body, size_t len, struct product_draft *out,
                         struct validation *v);
 int product_parse_stock_delta(const char *body, size_t len, int64_t *delta, struct validation *v);
 
+/* 1 when "sku" ("len" bytes) is one the contract allows: 1-PRODUCT_SKU_MAX characters from
+ * [A-Za-z0-9._-]. Shared by the body rules and the by-sku query. */
+static inline int product_sku_valid(const char *sku, size_t len)
+{
+    if (len < 1 || len > PRODUCT_SKU_MAX) return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = sku[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
 /* Copies the fields present in "draft" onto "p" (does not touch version or timestamps). */
 void product_apply_draft(struct product *p, const struct product_draft *draft);
 

@@ -251,7 +251,6 @@ void http_resume_cancel(struct http_resume *resume)
 }
 
 /* Receiver callback on the loop thread: runs each resumed exchange's continuation. */
-void http_on_resume_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
 void http_on_resume_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages)
 {
     (void)receiver;
@@ -291,7 +290,6 @@ static void on_wait_timeout(h2o_timeout_entry_t *entry)
 }
 
 /* Fires every waiter whose seq the projector has reached. */
-void http_release_applied_waiters(struct loop_thread *loop, struct projector *projector);
 void http_release_applied_waiters(struct loop_thread *loop, struct projector *projector)
 {
     int64_t checkpoint = projector_checkpoint(projector);

@@ -66,6 +66,13 @@ struct server_view {
 };
 void server_describe(struct server_view *view);
 
+/* exchange.c's side of a loop's message queue: the receiver of resumed exchanges
+ * (http_resume_post lands there), and the release of the commands waiting for their view
+ * when the projector's checkpoint moved. */
+void http_on_resume_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
+struct projector;
+void http_release_applied_waiters(struct loop_thread *loop, struct projector *projector);
+
 /* The loop thread running the calling code (set on each loop thread). */
 extern __thread struct loop_thread *current_loop;
 

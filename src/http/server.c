@@ -57,9 +57,6 @@ struct server {
 
 __thread struct loop_thread *current_loop;
 
-void http_on_resume_messages(h2o_multithread_receiver_t *receiver, h2o_linklist_t *messages);
-void http_release_applied_waiters(struct loop_thread *loop, struct projector *projector);
-
 static void on_exchange_dispose(void *memory)
 {
     struct http_exchange *ex = memory;

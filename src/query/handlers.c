@@ -9,6 +9,7 @@
 #include "app.h"
 #include "common/digits.h"
 #include "domain/cursor.h"
+#include "domain/product.h"
 #include "domain/uuid7.h"
 #include "domain/view.h"
 #include "query/page.h"
@@ -101,7 +102,7 @@ static void on_product_by_sku(int status, const redisReply *reply, void *arg)
 
 void query_get_product_by_sku(struct http_exchange *ex)
 {
-    if (!query_sku_plausible(ex->params[0].p, ex->params[0].len)) {
+    if (!product_sku_valid(ex->params[0].p, ex->params[0].len)) {
         http_respond_problem(ex, 404, "not-found", "no product has this sku", NULL);
         return;
     }

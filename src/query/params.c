@@ -3,8 +3,6 @@
 
 #include <string.h>
 
-#include "domain/product.h"
-
 int query_find_param(const char *query, size_t len, const char *name, const char **value,
                      size_t *value_len)
 {
@@ -36,18 +34,6 @@ int query_parse_limit(const char *text, size_t len, int max, int *limit)
     if (value < 1 || value > max) return -1;
     *limit = value;
     return 0;
-}
-
-int query_sku_plausible(const char *sku, size_t len)
-{
-    if (len == 0 || len > PRODUCT_SKU_MAX) return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = sku[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
 }
 
 int query_etag_matches(const char *header, size_t len, const char *etag, size_t etag_len)

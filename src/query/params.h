@@ -15,10 +15,6 @@ int query_find_param(const char *query, size_t len, const char *name, const char
  * or -1 (empty, signs, spaces, leading garbage, too large). */
 int query_parse_limit(const char *text, size_t len, int max, int *limit);
 
-/* 1 when "sku" could be a SKU (1-64 characters from A-Z a-z 0-9 . _ -); queries answer 404
- * for anything else without asking Redis. */
-int query_sku_plausible(const char *sku, size_t len);
-
 /* 1 when the If-None-Match value "header" ("len" bytes: a list of entity tags, or "*")
  * matches "etag" (a quoted tag, "etag_len" bytes). Weak tags compare equal (RFC 9110 13.1.2). */
 int query_etag_matches(const char *header, size_t len, const char *etag, size_t etag_len);

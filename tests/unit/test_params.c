@@ -2,6 +2,7 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "domain/product.h"
 #include "query/params.h"
 
 static int limit_of(const char *text, int *out)
@@ -32,22 +33,22 @@ Test(params, limit_rejects_everything_else)
 
 Test(params, sku_plausible_follows_the_contract)
 {
-    cr_assert(query_sku_plausible("GAMER-PC-01", 11));
-    cr_assert(query_sku_plausible("a.b_c-9", 7));
+    cr_assert(product_sku_valid("GAMER-PC-01", 11));
+    cr_assert(product_sku_valid("a.b_c-9", 7));
     char longest[65];
     memset(longest, 'x', 64);
-    cr_assert(query_sku_plausible(longest, 64));
-    cr_assert_not(query_sku_plausible("", 0));
-    cr_assert_not(query_sku_plausible("a b", 3));
-    cr_assert_not(query_sku_plausible("a/b", 3));
-    cr_assert_not(query_sku_plausible("caf\xc3\xa9", 5));
+    cr_assert(product_sku_valid(longest, 64));
+    cr_assert_not(product_sku_valid("", 0));
+    cr_assert_not(product_sku_valid("a b", 3));
+    cr_assert_not(product_sku_valid("a/b", 3));
+    cr_assert_not(product_sku_valid("caf\xc3\xa9", 5));
 }
 
 Test(params, sku_longer_than_64_is_not_plausible)
 {
     char text[65];
     memset(text, 'x', sizeof(text));
-    cr_assert_not(query_sku_plausible(text, 65));
+    cr_assert_not(product_sku_valid(text, 65));
 }
 
 static int matches(const char *header, const char *etag)

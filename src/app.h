@@ -1,14 +1,13 @@
 /* app.h - the services a handler may use: shared ones (struct app) and the ones owned by the
  * loop thread that runs the handler (struct app_thread). Built by main, passed down; there
- * is no global. */
+ * is no global. The services are named, not included: a query handler that includes this
+ * header knows nothing of the writer or the projector (scripts/check-includes.sh). */
 #ifndef CATALOGD_APP_H
 #define CATALOGD_APP_H
 
-#include "command/writer.h"
 #include "common/redis_url.h"
 #include "http/host_policy.h"
 #include "http/listen_address.h"
-#include "projection/projector.h"
 
 struct app_config {
     const char *listen;                   /* "host:port", as given */
@@ -34,6 +33,8 @@ struct app_config {
 
 struct inflight_keys;
 struct maintenance;
+struct projector;
+struct writer;
 
 struct app {
     const struct app_config *config;

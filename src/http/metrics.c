@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "command/writer.h"
 #include "common/xmalloc.h"
 #include "http/loop.h"
 #include "projection/projector.h"

@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "app.h"
+#include "projection/projector.h"
+#include "command/writer.h"
 #include "common/xmalloc.h"
 #include "projection/rebuild.h"
 #include "projection/maintenance.h"

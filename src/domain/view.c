@@ -10,14 +10,14 @@
 #include "money.h"
 
 /* An output buffer that remembers running out of room instead of writing past it. */
-struct writer {
+struct json_out {
     char *out;
     size_t cap; /* bytes, one kept for the NUL */
     size_t len;
     int full;
 };
 
-static void put_bytes(struct writer *w, const char *bytes, size_t n)
+static void put_bytes(struct json_out *w, const char *bytes, size_t n)
 {
     if (w->full || n > w->cap - 1 - w->len) {
         w->full = 1;
@@ -27,7 +27,7 @@ static void put_bytes(struct writer *w, const char *bytes, size_t n)
     w->len += n;
 }
 
-static void put_text(struct writer *w, const char *text)
+static void put_text(struct json_out *w, const char *text)
 {
     put_bytes(w, text, strlen(text));
 }
@@ -39,7 +39,7 @@ static const char *const named_escapes[0x20] = {
 
 /* Writes the NUL-terminated "text" as the inside of a JSON string: quote, backslash and
  * control characters escaped, every other byte (UTF-8 included) as is. */
-static void put_escaped(struct writer *w, const char *text)
+static void put_escaped(struct json_out *w, const char *text)
 {
     static const char hex[] = "0123456789abcdef";
     const char *run = text; /* start of the bytes not yet written */
@@ -65,7 +65,7 @@ static void put_escaped(struct writer *w, const char *text)
 
 size_t view_encode(const struct product *p, char *out, size_t cap)
 {
-    struct writer w = {out, cap, 0, 0};
+    struct json_out w = {out, cap, 0, 0};
     char price[MONEY_TEXT_MAX];
     char number[DIGITS_U64_MAX + 2]; /* a sign, the digits, the NUL */
 

@@ -25,6 +25,7 @@
 #include "projection/parked_set.h"
 #include "projection/rebuild.h"
 #include "projection/redis_sync.h"
+#include "projection/unpark.h"
 #include "readmodel/layout.h"
 
 #define BACKOFF_MIN_MS   25
@@ -517,48 +518,6 @@ static void apply_batch(struct projector *p)
     }
 }
 
-struct unpark_pass {
-    struct projector *p;
-    int64_t applied;
-    int failed;  /* a queue could not go on */
-    int stopped; /* the whole pass cannot go on (Redis down, generation changed) */
-    char err[256];
-};
-
-static int unpark_one(const char *queue, int64_t seq, void *arg)
-{
-    struct unpark_pass *pass = arg;
-    struct projector *p = pass->p;
-    if (pass->stopped) return 1;
-    struct apply_event event = {0};
-    int read = store_read_events(p->store, seq - 1, 1, take_event, &event);
-    int rc = APPLY_REFUSED;
-    if (read != 1 || event.seq != seq)
-        snprintf(pass->err, sizeof(pass->err), "parked event %" PRId64 " is not in the log", seq);
-    else if (event.kind == APPLY_POISON)
-        snprintf(pass->err, sizeof(pass->err),
-                 "parked event %" PRId64 " is still not a valid event", seq);
-    else {
-        struct script_guard guard;
-        struct apply_target target = current_target(p, &guard);
-        int64_t left;
-        rc = apply_unpark(p->redis, &target, queue, &event, &left, pass->err, sizeof(pass->err));
-    }
-    apply_event_clear(&event);
-    if (rc == APPLY_OK) {
-        parked_set_remove(p->parked, seq);
-        pass->applied++;
-        return 0;
-    }
-    pass->failed = 1;
-    pass->stopped = rc == APPLY_REDIS_DOWN || rc == APPLY_FENCED || rc == APPLY_NOT_HEAD;
-    if (rc == APPLY_REDIS_DOWN)
-        drop_redis(p);
-    else if (rc != APPLY_REFUSED)
-        forget_generation(p);
-    return 1;
-}
-
 /* Retries parked events, oldest first per queue, with capped exponential backoff. */
 static void retry_parked(struct projector *p)
 {
@@ -566,17 +525,19 @@ static void retry_parked(struct projector *p)
         clock_mono_ms() < p->next_unpark_ms)
         return;
     if (open_store(p) < 0) return;
-    struct unpark_pass pass = {.p = p};
-    char err[256];
-    int64_t listed = 0;
-    struct apply_target target = {p->prefix, p->generation, NULL, 0};
-    int rc = apply_list_parked(p->redis, &target, unpark_one, &pass, &listed, err, sizeof(err));
+    struct script_guard guard;
+    struct apply_target target = current_target(p, &guard);
+    struct unpark_result result;
+    unpark_all(p->redis, p->store, &target, p->parked, &result);
     publish_parked(p);
-    if (pass.applied > 0)
-        LOG(LOG_INFO, "projector: applied %" PRId64 " parked events", pass.applied);
-    if (rc == APPLY_REDIS_DOWN && p->redis) drop_redis(p);
-    if (pass.failed || rc != APPLY_OK) {
-        record_error(p, "retrying parked events", pass.failed ? pass.err : err);
+    if (result.applied > 0)
+        LOG(LOG_INFO, "projector: applied %" PRId64 " parked events", result.applied);
+    if (result.status == APPLY_REDIS_DOWN)
+        drop_redis(p);
+    else if (result.status == APPLY_FENCED || result.status == APPLY_NOT_HEAD)
+        forget_generation(p);
+    if (result.status != APPLY_OK) {
+        record_error(p, "retrying parked events", result.err);
         p->unpark_backoff_ms =
             p->unpark_backoff_ms * 2 > UNPARK_MAX_MS ? UNPARK_MAX_MS : p->unpark_backoff_ms * 2;
     } else {

@@ -11,6 +11,7 @@
 
 #include "app.h"
 #include "command/inflight_keys.h"
+#include "command/response.h"
 #include "command/writer.h"
 #include "common/xmalloc.h"
 #include "domain/uuid7.h"

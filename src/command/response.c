@@ -1,11 +1,12 @@
 /* response.c - what each command outcome answers. Pure: the writer renders it to store it
  * under an Idempotency-Key, the handler renders it to send it, and both get the same bytes. */
+#include "command/response.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "command/writer.h"
 #include "common/problem.h"
 #include "common/xmalloc.h"
 
@@ -104,11 +105,4 @@ void command_response_clear(struct command_response *response)
 {
     free(response->body);
     response->body = NULL;
-}
-
-void command_free(struct command *cmd)
-{
-    if (!cmd) return;
-    free(cmd->replay.body);
-    free(cmd);
 }

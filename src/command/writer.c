@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "command/response.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/xmalloc.h"

@@ -8,74 +8,8 @@
 
 #include <stdint.h>
 
+#include "command/command.h"
 #include "command/store.h"
-#include "domain/product.h"
-#include "domain/view.h"
-
-enum command_kind {
-    COMMAND_CREATE_PRODUCT,
-    COMMAND_UPDATE_PRODUCT,
-    COMMAND_DELETE_PRODUCT,
-    COMMAND_ADJUST_STOCK,
-};
-
-enum command_outcome {
-    COMMAND_DONE = 0,           /* committed */
-    COMMAND_DUPLICATE_SKU,      /* conflict_id names the product that has the sku */
-    COMMAND_NOT_FOUND,          /* no product with that id */
-    COMMAND_VERSION_MISMATCH,   /* If-Match differs; product holds the current state */
-    COMMAND_INSUFFICIENT_STOCK, /* stock + delta < 0; product holds the current state */
-    COMMAND_STOCK_OVERFLOW,     /* stock + delta > PRODUCT_STOCK_MAX */
-    COMMAND_REPLAYED,           /* an Idempotency-Key seen before: response holds it */
-    COMMAND_KEY_REUSED,         /* the same Idempotency-Key for a different request */
-    COMMAND_UNAVAILABLE,        /* the write model cannot take writes; error says why */
-    COMMAND_KEYS_FULL,          /* a new Idempotency-Key, and --max-idempotency-keys are stored */
-};
-
-#define COMMAND_ANY_VERSION (-1) /* no If-Match */
-#define IDEMPOTENCY_KEY_MAX 255
-
-struct command {
-    /* Set by the submitter. */
-    enum command_kind kind;
-    struct product_draft draft;                       /* create, update */
-    char product_id[UUID_TEXT_LEN + 1];               /* update, delete, stock */
-    int64_t delta;                                    /* stock */
-    int64_t expected_version;                         /* If-Match, or COMMAND_ANY_VERSION */
-    char idempotency_key[IDEMPOTENCY_KEY_MAX + 1];    /* "" when none */
-    unsigned char fingerprint[STORE_FINGERPRINT_LEN]; /* of method, path and body, with a key */
-    void (*complete)(struct command *cmd);            /* called on the writer thread, once */
-
-    /* Set by the writer before "complete". */
-    enum command_outcome outcome;
-    struct product product; /* the state after the command (or the current one on refusal) */
-    char view[VIEW_MAX];    /* its view, as stored in the event */
-    size_t view_len;
-    int64_t seq; /* the event's seq */
-    char conflict_id[UUID_TEXT_LEN + 1];
-    char error[160];
-    struct store_idempotent_response replay; /* COMMAND_REPLAYED: the stored response */
-
-    struct command *next; /* queue link, owned by the writer */
-};
-
-/* The HTTP response a command's outcome gets: a pure function of the command, used to answer
- * and, with an Idempotency-Key, to store the answer in the command's transaction. */
-struct command_response {
-    int status;
-    int retry_after_s; /* a Retry-After header when > 0 */
-    char location[64];
-    char etag[24];
-    const char *content_type; /* NULL for no body */
-    char *body;               /* malloc'd or NULL */
-    size_t body_len;
-};
-
-void command_response_render(const struct command *cmd, struct command_response *out);
-void command_response_clear(struct command_response *response);
-
-/* Frees a command and what it owns (accepts NULL). */
-void command_free(struct command *cmd);
 
 #define WRITER_MAX_BATCH 512 /* commands per group commit at most */
 

@@ -33,82 +33,130 @@
 #define SHUTDOWN_GRACE_MS  5000
 #define PROJECTOR_DRAIN_MS 2000
 
+/* The text of every flag, from its default, then the environment, then the command line. */
 struct options {
     const char *listen;
     const char *db;
     const char *redis;
     const char *threads;
     const char *api_token;
+    const char *api_token_file;
+    const char *redis_password_file;
     const char *durability;
     const char *log_level;
+    const char *log_format;
     const char *prefix;
     const char *max_connections;
     const char *idle_timeout;
     const char *max_body_bytes;
     const char *max_header_bytes;
-    const char *allowed_hosts;
     const char *max_idempotency_keys;
     const char *max_queued_commands;
-    const char *api_token_file;
-    const char *redis_password_file;
-    const char *log_format;
-    int allow_open_writes;
-    char *joined; /* the values of a repeated flag, joined: freed by main */
+    const char *allowed_hosts;
+    const char *allow_open_writes; /* "1" when given: a switch takes no value */
+    char *joined;                  /* the values of a repeated flag, joined: freed by main */
 };
 
+/* Turns a flag's text into the configuration, or says why it cannot ("err"). */
+typedef int (*flag_apply_fn)(const char *value, struct app_config *config, char *err,
+                             size_t errlen);
+
+/* One row per flag: its names, its default, how its value is checked and where it goes, and
+ * its help. One loop reads the rows to parse the environment and the command line, one to
+ * check and apply the values, one to print --help (and a test holds the README's table to
+ * them). An integer flag names its field (an int or an int64_t of struct app_config) and its
+ * range; any other flag names the function that applies it. */
 struct flag {
     const char *name;
-    const char *env; /* NULL: no environment variable */
-    const char *fallback_env;
-    size_t offset; /* of the const char * in struct options */
+    const char *env;
+    const char *fallback_env; /* read when "env" is unset, or NULL */
+    const char *fallback;     /* the default, as text; NULL: none */
+    size_t option;            /* offset of its text in struct options */
+    size_t field, field_size; /* an integer's place in struct app_config, or field_size 0 */
+    long long min, max;
+    flag_apply_fn apply;
+    int repeatable;  /* each use adds a comma-separated entry */
+    int takes_value; /* 0: a switch */
     const char *help;
-    int repeatable; /* each use on the command line adds a comma-separated entry */
 };
 
-#define OPT(field) offsetof(struct options, field)
+#define OPT(field)   offsetof(struct options, field)
+#define INT_FIELD(f) offsetof(struct app_config, f), sizeof(((struct app_config *)0)->f)
+#define NO_FIELD     0, 0
+
+static int apply_listen(const char *value, struct app_config *config, char *err, size_t errlen);
+static int apply_db(const char *value, struct app_config *config, char *err, size_t errlen);
+static int apply_redis(const char *value, struct app_config *config, char *err, size_t errlen);
+static int apply_prefix(const char *value, struct app_config *config, char *err, size_t errlen);
+static int apply_threads(const char *value, struct app_config *config, char *err, size_t errlen);
+static int apply_durability(const char *value, struct app_config *config, char *err, size_t errlen);
+static int apply_log_level(const char *value, struct app_config *config, char *err, size_t errlen);
+static int apply_log_format(const char *value, struct app_config *config, char *err, size_t errlen);
+static int apply_api_token(const char *value, struct app_config *config, char *err, size_t errlen);
+static int apply_api_token_file(const char *value, struct app_config *config, char *err,
+                                size_t errlen);
+static int apply_redis_password_file(const char *value, struct app_config *config, char *err,
+                                     size_t errlen);
+static int apply_switch(const char *value, struct app_config *config, char *err, size_t errlen);
 
 static const struct flag FLAGS[] = {
-    {"listen", "CATALOGD_LISTEN", NULL, OPT(listen), "host:port to serve on (127.0.0.1:8000)", 0},
-    {"db", "CATALOGD_DB", NULL, OPT(db), "SQLite write model (./var/catalog.db)", 0},
-    {"redis", "CATALOGD_REDIS_URL", "REDIS_URL", OPT(redis),
-     "redis://host:port/db or unix:///path?db=N (redis://127.0.0.1:6379/0)", 0},
-    {"threads", "CATALOGD_THREADS", NULL, OPT(threads), "event-loop threads (number of cores)", 0},
-    {"api-token", "CATALOGD_API_TOKEN", NULL, OPT(api_token),
-     "require Authorization: Bearer <token> on commands", 0},
-    {"api-token-file", "CATALOGD_API_TOKEN_FILE", NULL, OPT(api_token_file),
-     "read the token from this file instead (not shown by ps)", 0},
-    {"redis-password-file", "CATALOGD_REDIS_PASSWORD_FILE", NULL, OPT(redis_password_file),
-     "the Redis password, from a file, when the URL has none", 0},
-    {"durability", "CATALOGD_DURABILITY", NULL, OPT(durability),
-     "full (fsync per commit batch) or normal (full)", 0},
-    {"log-level", "CATALOGD_LOG_LEVEL", NULL, OPT(log_level), "error, warn, info or debug (info)",
-     0},
-    {"log-format", "CATALOGD_LOG_FORMAT", NULL, OPT(log_format),
-     "text, or json: one JSON object per line (text)", 0},
-    {"redis-prefix", "CATALOGD_REDIS_PREFIX", NULL, OPT(prefix),
-     "prefix of every Redis key (catalogd)", 0},
-    {"max-connections", "CATALOGD_MAX_CONNECTIONS", NULL, OPT(max_connections),
-     "open connections at once; more wait (4096)", 0},
-    {"idle-timeout", "CATALOGD_IDLE_TIMEOUT", NULL, OPT(idle_timeout),
-     "seconds a connection may be silent or spend on one request (10)", 0},
-    {"max-body-bytes", "CATALOGD_MAX_BODY_BYTES", NULL, OPT(max_body_bytes),
-     "larger request bodies get 413 unread (65536)", 0},
-    {"max-header-bytes", "CATALOGD_MAX_HEADER_BYTES", NULL, OPT(max_header_bytes),
-     "larger request line + headers get 431 (16384)", 0},
-    {"max-idempotency-keys", "CATALOGD_MAX_IDEMPOTENCY_KEYS", NULL, OPT(max_idempotency_keys),
-     "Idempotency-Keys stored at once (24 h each); a new one beyond gets 503 (1000000)", 0},
-    {"max-queued-commands", "CATALOGD_MAX_QUEUED_COMMANDS", NULL, OPT(max_queued_commands),
-     "commands waiting for the writer at once; more get 503 (10000)", 0},
-    {"allowed-host", "CATALOGD_ALLOWED_HOSTS", NULL, OPT(allowed_hosts),
+    {"listen", "CATALOGD_LISTEN", NULL, "127.0.0.1:8000", OPT(listen), NO_FIELD, 0, 0, apply_listen,
+     0, 1, "host:port to serve on"},
+    {"db", "CATALOGD_DB", NULL, "./var/catalog.db", OPT(db), NO_FIELD, 0, 0, apply_db, 0, 1,
+     "SQLite write model"},
+    {"redis", "CATALOGD_REDIS_URL", "REDIS_URL", "redis://127.0.0.1:6379/0", OPT(redis), NO_FIELD,
+     0, 0, apply_redis, 0, 1, "redis://[[user]:password@]host:port/db or unix:///path?db=N"},
+    {"redis-password-file", "CATALOGD_REDIS_PASSWORD_FILE", NULL, NULL, OPT(redis_password_file),
+     NO_FIELD, 0, 0, apply_redis_password_file, 0, 1,
+     "the Redis password, from a file, when the URL has none"},
+    {"redis-prefix", "CATALOGD_REDIS_PREFIX", NULL, "catalogd", OPT(prefix), NO_FIELD, 0, 0,
+     apply_prefix, 0, 1, "prefix of every Redis key (1-64 characters)"},
+    {"threads", "CATALOGD_THREADS", NULL, NULL, OPT(threads), NO_FIELD, 0, 0, apply_threads, 0, 1,
+     "event-loop threads, 1-256 (the number of cores)"},
+    {"api-token", "CATALOGD_API_TOKEN", NULL, NULL, OPT(api_token), NO_FIELD, 0, 0, apply_api_token,
+     0, 1, "require Authorization: Bearer <token> on commands and admin routes"},
+    {"api-token-file", "CATALOGD_API_TOKEN_FILE", NULL, NULL, OPT(api_token_file), NO_FIELD, 0, 0,
+     apply_api_token_file, 0, 1, "the token from a file instead (not shown by ps)"},
+    {"allow-open-writes", NULL, NULL, NULL, OPT(allow_open_writes), NO_FIELD, 0, 0, apply_switch, 0,
+     0, "serve commands on a non-loopback address without a token"},
+    {"allowed-host", "CATALOGD_ALLOWED_HOSTS", NULL, NULL, OPT(allowed_hosts), NO_FIELD, 0, 0, NULL,
+     1, 1,
      "host or host:port that writes may name in Host and Origin, besides --listen and "
-     "localhost (repeatable, or comma-separated)",
-     1},
+     "localhost (repeatable, or comma-separated)"},
+    {"durability", "CATALOGD_DURABILITY", NULL, "full", OPT(durability), NO_FIELD, 0, 0,
+     apply_durability, 0, 1, "full (fsync per commit batch) or normal"},
+    {"log-level", "CATALOGD_LOG_LEVEL", NULL, "info", OPT(log_level), NO_FIELD, 0, 0,
+     apply_log_level, 0, 1, "error, warn, info or debug"},
+    {"log-format", "CATALOGD_LOG_FORMAT", NULL, "text", OPT(log_format), NO_FIELD, 0, 0,
+     apply_log_format, 0, 1, "text, or json: one JSON object per line"},
+    {"max-connections", "CATALOGD_MAX_CONNECTIONS", NULL, "4096", OPT(max_connections),
+     INT_FIELD(max_connections), 1, 1000000, NULL, 0, 1, "open connections at once; more wait"},
+    {"idle-timeout", "CATALOGD_IDLE_TIMEOUT", NULL, "10", OPT(idle_timeout),
+     INT_FIELD(idle_timeout_s), 1, 3600, NULL, 0, 1,
+     "seconds a connection may be silent or spend on one request"},
+    {"max-body-bytes", "CATALOGD_MAX_BODY_BYTES", NULL, "65536", OPT(max_body_bytes),
+     INT_FIELD(max_body_bytes), 1024, 64LL * 1024 * 1024, NULL, 0, 1,
+     "larger request bodies get 413 unread"},
+    {"max-header-bytes", "CATALOGD_MAX_HEADER_BYTES", NULL, "16384", OPT(max_header_bytes),
+     INT_FIELD(max_header_bytes), 1024, 262144, NULL, 0, 1,
+     "larger request line + headers get 431"},
+    {"max-idempotency-keys", "CATALOGD_MAX_IDEMPOTENCY_KEYS", NULL, "1000000",
+     OPT(max_idempotency_keys), INT_FIELD(max_idempotency_keys), 1, 1000000000, NULL, 0, 1,
+     "Idempotency-Keys stored at once (24 h each); a new one beyond gets 503"},
+    {"max-queued-commands", "CATALOGD_MAX_QUEUED_COMMANDS", NULL, "10000", OPT(max_queued_commands),
+     INT_FIELD(max_queued_commands), 1, 10000000, NULL, 0, 1,
+     "commands waiting for the writer at once; more get 503"},
 };
 #define FLAG_COUNT (sizeof(FLAGS) / sizeof(FLAGS[0]))
 
 static const char **option_slot(struct options *options, const struct flag *flag)
 {
-    return (const char **)((char *)options + flag->offset);
+    return (const char **)((char *)options + flag->option);
+}
+
+static const char *option_value(const struct options *options, const struct flag *flag)
+{
+    return *(const char *const *)((const char *)options + flag->option);
 }
 
 static void usage(FILE *out)
@@ -116,10 +164,12 @@ static void usage(FILE *out)
     fprintf(out, "usage: catalogd serve|verify|rebuild [flags]\n"
                  "       catalogd --help | --version\n\nflags (each also an environment "
                  "variable):\n");
-    for (size_t i = 0; i < FLAG_COUNT; i++)
-        fprintf(out, "  --%-20s %-29s %s\n", FLAGS[i].name, FLAGS[i].env, FLAGS[i].help);
-    fprintf(out, "  --%-20s %-29s %s\n", "allow-open-writes", "",
-            "serve commands on a non-loopback address without a token");
+    for (size_t i = 0; i < FLAG_COUNT; i++) {
+        const struct flag *f = &FLAGS[i];
+        fprintf(out, "  --%-20s %-29s %s", f->name, f->env ? f->env : "", f->help);
+        if (f->fallback) fprintf(out, " (%s)", f->fallback);
+        fputc('\n', out);
+    }
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -135,40 +185,147 @@ static int usage_error(const char *fmt, ...)
     return 2;
 }
 
-/* Fills "options" from the environment, then from argv. Returns 0, or an exit code. */
+/* Fills "options" from the defaults, the environment, then argv. Returns 0, or an exit
+ * code. */
 static int parse_flags(int argc, char **argv, struct options *options)
 {
-    struct option long_options[FLAG_COUNT + 2];
+    struct option long_options[FLAG_COUNT + 1];
     for (size_t i = 0; i < FLAG_COUNT; i++) {
-        long_options[i] = (struct option){FLAGS[i].name, required_argument, NULL, (int)i};
-        const char *value = getenv(FLAGS[i].env);
-        if ((!value || !*value) && FLAGS[i].fallback_env) value = getenv(FLAGS[i].fallback_env);
-        if (value && *value) *option_slot(options, &FLAGS[i]) = value;
+        const struct flag *f = &FLAGS[i];
+        long_options[i] = (struct option){f->name, f->takes_value ? required_argument : no_argument,
+                                          NULL, (int)i};
+        const char *value = f->env ? getenv(f->env) : NULL;
+        if ((!value || !*value) && f->fallback_env) value = getenv(f->fallback_env);
+        *option_slot(options, f) = value && *value ? value : f->fallback;
     }
-    long_options[FLAG_COUNT] = (struct option){"allow-open-writes", no_argument, NULL, 1000};
-    long_options[FLAG_COUNT + 1] = (struct option){0};
+    long_options[FLAG_COUNT] = (struct option){0};
     opterr = 0;
     optind = 2; /* after the command */
     int index, given[FLAG_COUNT] = {0};
     while ((index = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
-        if (index == 1000) {
-            options->allow_open_writes = 1;
-        } else if (index >= 0 && (size_t)index < FLAG_COUNT) {
-            const char **slot = option_slot(options, &FLAGS[index]);
-            if (FLAGS[index].repeatable && given[index]++) {
-                char *joined = xmalloc(strlen(*slot) + strlen(optarg) + 2);
-                sprintf(joined, "%s,%s", *slot, optarg);
-                *slot = joined;
-                free(options->joined);
-                options->joined = joined;
-            } else {
-                *slot = optarg;
-            }
-        } else {
+        if (index < 0 || (size_t)index >= FLAG_COUNT)
             return usage_error("unknown flag or missing value: %s", argv[optind - 1]);
+        const char **slot = option_slot(options, &FLAGS[index]);
+        const char *value = FLAGS[index].takes_value ? optarg : "1";
+        if (FLAGS[index].repeatable && given[index]++) {
+            char *joined = xmalloc(strlen(*slot) + strlen(value) + 2);
+            sprintf(joined, "%s,%s", *slot, value);
+            *slot = joined;
+            free(options->joined);
+            options->joined = joined;
+        } else {
+            *slot = value;
         }
     }
     if (optind < argc) return usage_error("unexpected argument: %s", argv[optind]);
+    return 0;
+}
+
+/* An integer flag: the whole text a number in [min, max], stored in its field. */
+static int apply_integer(const struct flag *f, const char *value, struct app_config *config)
+{
+    char *end;
+    errno = 0;
+    long long number = strtoll(value, &end, 10);
+    if (!*value || *end || errno || number < f->min || number > f->max) return -1;
+    char *field = (char *)config + f->field;
+    /* An int, or a 64-bit field: int64_t, or size_t, its unsigned counterpart (the range
+     * keeps it non-negative; C lets a signed type access its unsigned counterpart). */
+    if (f->field_size == sizeof(int))
+        *(int *)field = (int)number;
+    else if (f->field_size == sizeof(int64_t))
+        *(int64_t *)field = number;
+    else
+        abort(); /* a row of the table names a field of another size */
+    return 0;
+}
+
+static int apply_listen(const char *value, struct app_config *config, char *err, size_t errlen)
+{
+    char *end;
+    const char *port = strrchr(value, ':');
+    long number = port ? strtol(port + 1, &end, 10) : 0;
+    if (!port || port == value || *end || number < 1 || number > 65535) {
+        snprintf(err, errlen, "'%s' (host:port, port 1-65535)", value);
+        return -1;
+    }
+    config->listen = value;
+    return 0;
+}
+
+static int apply_db(const char *value, struct app_config *config, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    config->db_path = value;
+    return 0;
+}
+
+static int apply_redis(const char *value, struct app_config *config, char *err, size_t errlen)
+{
+    config->redis_text = value;
+    return redis_url_parse(value, &config->redis, err, errlen);
+}
+
+static int apply_prefix(const char *value, struct app_config *config, char *err, size_t errlen)
+{
+    if (!value[0] || strlen(value) > LAYOUT_PREFIX_MAX) {
+        snprintf(err, errlen, "'%s' (1-64 characters)", value);
+        return -1;
+    }
+    config->prefix = value;
+    return 0;
+}
+
+static int apply_threads(const char *value, struct app_config *config, char *err, size_t errlen)
+{
+    char *end;
+    long threads = strtol(value, &end, 10);
+    if (*end || threads < 1 || threads > 256) {
+        snprintf(err, errlen, "%s (1-256)", value);
+        return -1;
+    }
+    config->threads = (int)threads;
+    return 0;
+}
+
+static int apply_durability(const char *value, struct app_config *config, char *err, size_t errlen)
+{
+    config->durable = strcmp(value, "full") == 0;
+    if (config->durable || strcmp(value, "normal") == 0) return 0;
+    snprintf(err, errlen, "%s (full or normal)", value);
+    return -1;
+}
+
+static int apply_log_level(const char *value, struct app_config *config, char *err, size_t errlen)
+{
+    (void)config;
+    enum log_level level;
+    if (log_level_parse(value, &level) < 0) {
+        snprintf(err, errlen, "%s (error, warn, info, debug)", value);
+        return -1;
+    }
+    log_threshold = level;
+    return 0;
+}
+
+static int apply_log_format(const char *value, struct app_config *config, char *err, size_t errlen)
+{
+    (void)config;
+    enum log_format format;
+    if (log_format_parse(value, &format) < 0) {
+        snprintf(err, errlen, "%s (text or json)", value);
+        return -1;
+    }
+    log_format = format;
+    return 0;
+}
+
+static int apply_api_token(const char *value, struct app_config *config, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    config->api_token = value[0] ? value : NULL;
     return 0;
 }
 
@@ -195,96 +352,66 @@ static int read_secret_file(const char *path, char *out, size_t cap, char *err, 
     return 0;
 }
 
-/* Validates "options" into "config". Returns 0, or an exit code. */
+static int apply_api_token_file(const char *value, struct app_config *config, char *err,
+                                size_t errlen)
+{
+    static char token[1024];
+    if (config->api_token) {
+        snprintf(err, errlen, "give --api-token or --api-token-file, not both");
+        return -1;
+    }
+    if (read_secret_file(value, token, sizeof(token), err, errlen) < 0) return -1;
+    config->api_token = token;
+    return 0;
+}
+
+static int apply_redis_password_file(const char *value, struct app_config *config, char *err,
+                                     size_t errlen)
+{
+    if (config->redis.password[0]) {
+        snprintf(err, errlen, "give the Redis password in the URL or in this file, not both");
+        return -1;
+    }
+    return read_secret_file(value, config->redis.password, sizeof(config->redis.password), err,
+                            errlen);
+}
+
+static int apply_switch(const char *value, struct app_config *config, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    config->allow_open_writes = value[0] == '1';
+    return 0;
+}
+
+/* Checks and applies every flag's text, in the table's order (a flag may rely on those
+ * before it: the password file on --redis), then what involves several. Returns 0, or an
+ * exit code. */
 static int build_config(const struct options *options, struct app_config *config)
 {
     char err[256];
-    config->listen = options->listen;
-    config->db_path = options->db;
-    config->redis_text = options->redis;
-    config->prefix = options->prefix;
     config->projection_wait_ms = 100;
     config->redis_timeout_ms = 500;
-    if (redis_url_parse(options->redis, &config->redis, err, sizeof(err)) < 0)
-        return usage_error("bad --redis: %s", err);
-    char *end;
-    long threads =
-        options->threads ? strtol(options->threads, &end, 10) : sysconf(_SC_NPROCESSORS_ONLN);
-    if (options->threads && (*end || threads < 1 || threads > 256))
-        return usage_error("bad --threads: %s (1-256)", options->threads);
-    config->threads = threads > 0 ? (int)threads : 1;
-    if (strcmp(options->durability, "full") == 0)
-        config->durable = 1;
-    else if (strcmp(options->durability, "normal") == 0)
-        config->durable = 0;
-    else
-        return usage_error("bad --durability: %s (full or normal)", options->durability);
-    long max_connections = strtol(options->max_connections, &end, 10);
-    if (*end || max_connections < 1 || max_connections > 1000000)
-        return usage_error("bad --max-connections: %s (1-1000000)", options->max_connections);
-    config->max_connections = (int)max_connections;
-    long idle_timeout = strtol(options->idle_timeout, &end, 10);
-    if (*end || idle_timeout < 1 || idle_timeout > 3600)
-        return usage_error("bad --idle-timeout: %s (1-3600 seconds)", options->idle_timeout);
-    config->idle_timeout_s = (int)idle_timeout;
-    long max_body = strtol(options->max_body_bytes, &end, 10);
-    if (*end || max_body < 1024 || max_body > 64L * 1024 * 1024)
-        return usage_error("bad --max-body-bytes: %s (1024-67108864)", options->max_body_bytes);
-    config->max_body_bytes = (size_t)max_body;
-    long max_header = strtol(options->max_header_bytes, &end, 10);
-    if (*end || max_header < 1024 || max_header > 262144)
-        return usage_error("bad --max-header-bytes: %s (1024-262144)", options->max_header_bytes);
-    config->max_header_bytes = (size_t)max_header;
-    long long max_keys = strtoll(options->max_idempotency_keys, &end, 10);
-    if (*end || max_keys < 1 || max_keys > 1000000000LL)
-        return usage_error("bad --max-idempotency-keys: %s (1-1000000000)",
-                           options->max_idempotency_keys);
-    config->max_idempotency_keys = max_keys;
-    long max_queued = strtol(options->max_queued_commands, &end, 10);
-    if (*end || max_queued < 1 || max_queued > 10000000)
-        return usage_error("bad --max-queued-commands: %s (1-10000000)",
-                           options->max_queued_commands);
-    config->max_queued_commands = max_queued;
-    enum log_level level;
-    if (log_level_parse(options->log_level, &level) < 0)
-        return usage_error("bad --log-level: %s (error, warn, info, debug)", options->log_level);
-    log_threshold = level;
-    if (!options->prefix[0] || strlen(options->prefix) > LAYOUT_PREFIX_MAX)
-        return usage_error("bad --redis-prefix: '%s' (1-64 characters)", options->prefix);
-    const char *port = strrchr(options->listen, ':');
-    long port_number = port ? strtol(port + 1, &end, 10) : 0;
-    if (!port || port == options->listen || *end || port_number < 1 || port_number > 65535)
-        return usage_error("bad --listen: '%s' (host:port, port 1-65535)", options->listen);
-    int rc = host_policy_init(&config->host_policy, options->listen, options->allowed_hosts, err,
-                              sizeof(err));
-    if (rc == HOST_POLICY_BAD_LISTEN) return usage_error("bad --listen: %s", err);
-    if (rc == HOST_POLICY_BAD_ALLOWED) return usage_error("bad --allowed-host: %s", err);
-    config->api_token = options->api_token && options->api_token[0] ? options->api_token : NULL;
-    static char token_from_file[1024];
-    if (options->api_token_file) {
-        if (config->api_token) return usage_error("give --api-token or --api-token-file, not both");
-        if (read_secret_file(options->api_token_file, token_from_file, sizeof(token_from_file), err,
-                             sizeof(err)) < 0)
-            return usage_error("bad --api-token-file: %s", err);
-        config->api_token = token_from_file;
-    }
-    if (options->redis_password_file) {
-        if (config->redis.password[0])
-            return usage_error("give the Redis password in the URL or in --redis-password-file, "
-                               "not both");
-        if (read_secret_file(options->redis_password_file, config->redis.password,
-                             sizeof(config->redis.password), err, sizeof(err)) < 0)
-            return usage_error("bad --redis-password-file: %s", err);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    config->threads = cores > 0 ? (int)cores : 1;
+    for (size_t i = 0; i < FLAG_COUNT; i++) {
+        const char *value = option_value(options, &FLAGS[i]);
+        if (!value || !(FLAGS[i].apply || FLAGS[i].field_size)) continue;
+        err[0] = '\0';
+        if (FLAGS[i].field_size && apply_integer(&FLAGS[i], value, config) < 0)
+            return usage_error("bad --%s: %s (%lld-%lld)", FLAGS[i].name, value, FLAGS[i].min,
+                               FLAGS[i].max);
+        if (FLAGS[i].apply && FLAGS[i].apply(value, config, err, sizeof(err)) < 0)
+            return usage_error("bad --%s: %s", FLAGS[i].name, err);
     }
     if (config->redis.user[0] && !config->redis.password[0])
         return usage_error("bad --redis: the user %s needs a password (in the URL, or "
                            "--redis-password-file)",
                            config->redis.user);
-    enum log_format format;
-    if (log_format_parse(options->log_format, &format) < 0)
-        return usage_error("bad --log-format: %s (text or json)", options->log_format);
-    log_format = format;
-    config->allow_open_writes = options->allow_open_writes;
+    int rc = host_policy_init(&config->host_policy, options->listen, options->allowed_hosts, err,
+                              sizeof(err));
+    if (rc == HOST_POLICY_BAD_LISTEN) return usage_error("bad --listen: %s", err);
+    if (rc == HOST_POLICY_BAD_ALLOWED) return usage_error("bad --allowed-host: %s", err);
     return 0;
 }
 
@@ -537,19 +664,7 @@ int main(int argc, char **argv)
                 usage(stdout);
                 return 0;
             }
-        struct options options = {.listen = "127.0.0.1:8000",
-                                  .db = "./var/catalog.db",
-                                  .redis = "redis://127.0.0.1:6379/0",
-                                  .durability = "full",
-                                  .log_level = "info",
-                                  .log_format = "text",
-                                  .prefix = "catalogd",
-                                  .max_connections = "4096",
-                                  .idle_timeout = "10",
-                                  .max_body_bytes = "65536",
-                                  .max_header_bytes = "16384",
-                                  .max_idempotency_keys = "1000000",
-                                  .max_queued_commands = "10000"};
+        struct options options = {0};
         int rc = parse_flags(argc, argv, &options);
         if (rc != 0) return rc;
         struct app_config config = {0};

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from conftest import BIN, cli, free_port
+from conftest import BIN, ROOT, cli, free_port
 
 
 def test_version():
@@ -151,3 +151,24 @@ def test_a_name_that_resolves_to_loopback_needs_no_token(tmp_path):
         pytest.skip("no private mount namespace for /etc/hosts here (unshare)")
     rc, err = _serve_under(prefix, tmp_path, f"catalog.test:{free_port()}", wait_s=2.0)
     assert rc is None, (rc, err[-2000:])  # it served, until the test stopped it
+
+
+def test_readme_configuration_table_has_every_flag():
+    """The flag table in main.c is the one source: --help prints it, and the README's
+    configuration table must have a row per flag with its environment variable and its
+    default."""
+    readme = (ROOT / "README.md").read_text()
+    rows = {}
+    for line in readme.splitlines():
+        m = re.match(r"^\| `--([a-z-]+)", line)
+        if m:
+            rows[m.group(1)] = line
+    text = cli(["--help"]).stdout
+    helped = re.findall(r"^  --([a-z-]+) +(CATALOGD_[A-Z_]+)?.*?(?:\(([^()]*)\))?$", text, re.M)
+    assert len(helped) == text.count("\n  --") and len(helped) > 15, helped
+    for name, env, default in helped:
+        assert name in rows, f"--{name} has no row in the README's configuration table"
+        if env:
+            assert f"`{env}`" in rows[name], (name, env, rows[name])
+        if default and not default.startswith("1-") and " " not in default:
+            assert f"`{default}`" in rows[name], (name, default, rows[name])

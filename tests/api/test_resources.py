@@ -75,7 +75,7 @@ def test_an_unfinished_head_over_the_limit_gets_431_at_once(stack):
     assert b"x-request-id: cut-head-1" in head.lower(), head  # the client's, as always
     assert b"connection: close" in head.lower(), head
     assert b"16384 bytes" in body and b"headers-too-large" in body, body
-    wait_until(lambda: "GET /health HTTP/1.1 431" in stack.server.stderr_tail(20000), 5,
+    wait_until(lambda: "request GET /health 431" in stack.server.stderr_tail(20000), 5,
                what="a log line for the cut head")
 
 

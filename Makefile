@@ -91,7 +91,7 @@ run: deps
 test: deps-test
 	@$(MAKE) --no-print-directory all $(BUILD)/unit_tests
 	$(BUILD)/unit_tests
-	$(PYTHON) -m pytest -q tests/api
+	CATALOGD_REQUIRE_BROWSER=1 $(PYTHON) -m pytest -q tests/api
 
 unit: $(BUILD)/unit_tests
 	$(BUILD)/unit_tests

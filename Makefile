@@ -50,7 +50,8 @@ NPM_REGISTRY := https://registry.npmjs.org/
 DOCS_NPM     := $(BUILD)/docs/node_modules/swagger-ui-dist
 DOCS_EMBED   := $(BUILD)/docs/embed
 DOCS_FILES   := $(DOCS_NPM)/swagger-ui.css $(DOCS_NPM)/swagger-ui-bundle.js \
-                $(DOCS_NPM)/favicon-32x32.png docs/catalogd-docs.js
+                $(DOCS_NPM)/favicon-32x32.png docs/catalogd-docs.js $(DOCS_NPM)/LICENSE \
+                $(DOCS_NPM)/NOTICE $(DOCS_NPM)/swagger-ui-bundle.js.LICENSE.txt
 
 $(DOCS_NPM)/swagger-ui-bundle.js: docs/package.json docs/package-lock.json
 	@rm -rf $(BUILD)/docs/node_modules && mkdir -p $(BUILD)/docs
@@ -59,9 +60,9 @@ $(DOCS_NPM)/swagger-ui-bundle.js: docs/package.json docs/package-lock.json
 		--registry=$(NPM_REGISTRY)
 	@touch $@
 
-$(DOCS_NPM)/swagger-ui.css $(DOCS_NPM)/favicon-32x32.png: $(DOCS_NPM)/swagger-ui-bundle.js
+$(filter-out docs/% $(DOCS_NPM)/swagger-ui-bundle.js,$(DOCS_FILES)): $(DOCS_NPM)/swagger-ui-bundle.js
 
-$(BUILD)/docs.o: $(DOCS_FILES) docs/index.html
+$(BUILD)/docs.o: $(DOCS_FILES) docs/index.html Makefile
 	@rm -rf $(DOCS_EMBED) && mkdir -p $(DOCS_EMBED)
 	cp $(DOCS_FILES) $(DOCS_EMBED)/
 	tag=$$(cat $(DOCS_FILES) docs/index.html | sha256sum | cut -c1-16) && \

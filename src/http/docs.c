@@ -18,6 +18,9 @@ EMBEDDED(swagger_ui_css)
 EMBEDDED(swagger_ui_bundle_js)
 EMBEDDED(catalogd_docs_js)
 EMBEDDED(favicon_32x32_png)
+EMBEDDED(LICENSE)
+EMBEDDED(NOTICE)
+EMBEDDED(swagger_ui_bundle_js_LICENSE_txt)
 
 #define BYTES(symbol) _binary_##symbol##_start, _binary_##symbol##_end
 
@@ -31,6 +34,12 @@ static const struct {
     {"swagger-ui-bundle.js", "text/javascript; charset=utf-8", BYTES(swagger_ui_bundle_js)},
     {"catalogd-docs.js", "text/javascript; charset=utf-8", BYTES(catalogd_docs_js)},
     {"favicon-32x32.png", "image/png", BYTES(favicon_32x32_png)},
+    /* Swagger UI's Apache-2.0 licence and notice, and the licences of what its bundle holds
+     * (the bundle's last comment names this file, relative to itself). */
+    {"LICENSE", "text/plain; charset=utf-8", BYTES(LICENSE)},
+    {"NOTICE", "text/plain; charset=utf-8", BYTES(NOTICE)},
+    {"swagger-ui-bundle.js.LICENSE.txt", "text/plain; charset=utf-8",
+     BYTES(swagger_ui_bundle_js_LICENSE_txt)},
 };
 
 /* Only this server's own scripts, styles and API; Swagger UI's icons are data: images in its

@@ -1250,6 +1250,13 @@ def test_docs_page_and_assets(live):
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
         assert "ETag" not in resp.headers and len(resp.content) > 0
     assert live.get(f"/docs/{tag}/favicon-32x32.png").content[:8] == b"\x89PNG\r\n\x1a\n"
+    for name, text in (("LICENSE", "Apache License"), ("NOTICE", "SmartBear"),
+                       ("swagger-ui-bundle.js.LICENSE.txt", "MIT")):
+        resp = live.get(f"/docs/{tag}/{name}")
+        assert text in check(resp, "/docs/{tag}/{asset}", "get", 200), name
+        assert resp.headers["Content-Type"] == "text/plain; charset=utf-8"
+    bundle = live.get(f"/docs/{tag}/swagger-ui-bundle.js").text
+    assert "swagger-ui-bundle.js.LICENSE.txt" in bundle  # the bundle's pointer resolves here
     for missing in (f"/docs/{tag}/nope.js", f"/docs/{tag}/swagger-ui.css.map",
                     f"/docs/{tag}/index.html", f"/docs/{tag[:-1]}/swagger-ui.css",
                     f"/docs/{tag}x/swagger-ui.css", "/docs/0123456789abcdef/swagger-ui.css",

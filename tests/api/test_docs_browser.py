@@ -157,17 +157,18 @@ def test_docs_page_loads_everything_from_this_server(browser, stack):
     assert console_errors(browser) == []
 
 
-def test_try_it_out_creates_a_product(browser, stack):
-    open_docs(browser, stack.base)
-    loaded = network_events(browser)  # the page's own requests: checked by the test above
+def try_create_product(browser, name):
+    """Opens POST /products on the page, clicks Try it out, fills the body with a new product
+    called "name", executes it; returns (the status Swagger UI shows, the product's SKU)."""
     operation = browser.find_element(By.ID, "operations-commands-createProduct")
     operation.find_element(By.CSS_SELECTOR, ".opblock-summary").click()
     wait = WebDriverWait(browser, ACTION_DEADLINE)
     wait.until(lambda d: operation.find_elements(By.CSS_SELECTOR, ".try-out__btn"))
     operation.find_element(By.CSS_SELECTOR, ".try-out__btn").click()
-    body = wait.until(lambda d: operation.find_element(By.CSS_SELECTOR, "textarea.body-param__text"))
+    body = wait.until(
+        lambda d: operation.find_element(By.CSS_SELECTOR, "textarea.body-param__text"))
     sku = uniq_sku("DOCS")
-    text = json.dumps({"sku": sku, "name": "Tried from /docs", "price": 12.5, "stock": 3})
+    text = json.dumps({"sku": sku, "name": name, "price": 12.5, "stock": 3})
     body.send_keys(Keys.CONTROL, "a")
     body.send_keys(Keys.DELETE)
     body.send_keys(text)
@@ -175,14 +176,31 @@ def test_try_it_out_creates_a_product(browser, stack):
     operation.find_element(By.CSS_SELECTOR, ".execute").click()
 
     def status_shown(_):
-        cells = operation.find_elements(By.CSS_SELECTOR, ".live-responses-table tbody .response-col_status")
+        cells = operation.find_elements(By.CSS_SELECTOR,
+                                        ".live-responses-table tbody .response-col_status")
         return cells[0].text.strip() if cells and cells[0].text.strip() else None
     try:
-        status = wait.until(status_shown)
+        return wait.until(status_shown), sku
     except TimeoutException:
         raise AssertionError(f"no response shown within {ACTION_DEADLINE}s; console: "
                              f"{console_errors(browser)}") from None
-    assert status == "201", (status, operation.text[:2000])
+
+
+def served_view(stack, sku):
+    """The product with "sku" from the API, once the read side has it (bounded wait)."""
+    def served():
+        resp = stack.get(f"/products/by-sku/{sku}")
+        return resp if resp.status_code == 200 else None
+    view = wait_until(served, 10.0, what=f"GET /products/by-sku/{sku}").json()
+    assert stack.get(f"/products/{view['id']}").json() == view
+    return view
+
+
+def test_try_it_out_creates_a_product(browser, stack):
+    open_docs(browser, stack.base)
+    loaded = network_events(browser)  # the page's own requests: checked by the test above
+    status, sku = try_create_product(browser, "Tried from /docs")
+    assert status == "201", status
 
     # the request went to this server, same origin, and passed the Host/Origin checks
     posts = [(url, headers, code) for method, url, headers, code
@@ -195,14 +213,32 @@ def test_try_it_out_creates_a_product(browser, stack):
     assert origin in (None, stack.base), origin
     assert console_errors(browser) == []
 
-    # and the API serves the product (the read side catches up within a bounded wait)
-    def served():
-        resp = stack.get(f"/products/by-sku/{sku}")
-        return resp if resp.status_code == 200 else None
-    view = wait_until(served, 10.0, what=f"GET /products/by-sku/{sku}").json()
+    # and the API serves the product
+    view = served_view(stack, sku)
     assert (view["sku"], view["name"], view["stock"], view["price"]) == (
         sku, "Tried from /docs", 3, 12.5)
-    assert stack.get(f"/products/{view['id']}").json() == view
+
+
+def test_try_it_out_with_the_api_token(browser, stack_factory):
+    """With --api-token, a command tried without the token is 401; after Authorize (the
+    document's bearerAuth scheme) the same page creates the product."""
+    token = "docs-page-token"
+    guarded = stack_factory("docs-token", extra_args=("--api-token", token))
+    open_docs(browser, guarded.base)
+    status, _ = try_create_product(browser, "No token")
+    assert status == "401", status
+    browser.refresh()
+    open_docs(browser, guarded.base)
+    wait = WebDriverWait(browser, ACTION_DEADLINE)
+    browser.find_element(By.CSS_SELECTOR, ".auth-wrapper .authorize").click()
+    field = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, ".auth-container input"))
+    field.send_keys(token)
+    browser.find_element(By.CSS_SELECTOR, ".auth-btn-wrapper .authorize").click()
+    browser.find_element(By.CSS_SELECTOR, ".auth-btn-wrapper .btn-done").click()
+    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, ".dialog-ux"))
+    status, sku = try_create_product(browser, "With the token")
+    assert status == "201", status
+    assert served_view(guarded, sku)["name"] == "With the token"
 
 
 def test_page_cannot_reach_other_origins(browser, stack):

@@ -18,9 +18,10 @@ LDLIBS   += -lh2o-evloop -lssl -lcrypto -lz -lhiredis -ljansson -lsqlite3 -lm -p
 
 # Debian packages: to build and run, then what the tests need on top.
 DEBS_RUN  := build-essential pkg-config libh2o-evloop-dev libhiredis-dev libjansson-dev \
-             libsqlite3-dev libssl-dev zlib1g-dev redis-server
+             libsqlite3-dev libssl-dev zlib1g-dev redis-server nodejs \
+             $(if $(shell command -v npm),,npm)
 DEBS_TEST := libcriterion-dev python3-pytest python3-requests python3-redis python3-jsonschema \
-             curl
+             curl chromium chromium-driver python3-selenium
 
 SRC      := $(shell find src -name '*.c' | sort)
 OBJ      := $(SRC:%.c=$(BUILD)/%.o)
@@ -41,10 +42,39 @@ $(BUILD)/openapi.o: openapi.json
 	@mkdir -p $(dir $@)
 	ld -r -b binary -z noexecstack -o $@ $<
 
-$(BUILD)/catalogd: $(OBJ) $(BUILD)/openapi.o
+# GET /docs (src/http/docs.c): Swagger UI from npm, pinned by docs/package-lock.json and
+# installed by `npm ci` into $(BUILD)/docs (never into the repository; --ignore-scripts: no
+# package runs code at install), then linked in as data with the page's own two files. The
+# tag, a hash of everything embedded, is in every asset URL, so assets can be cached for good.
+NPM_REGISTRY := https://registry.npmjs.org/
+DOCS_NPM     := $(BUILD)/docs/node_modules/swagger-ui-dist
+DOCS_EMBED   := $(BUILD)/docs/embed
+DOCS_FILES   := $(DOCS_NPM)/swagger-ui.css $(DOCS_NPM)/swagger-ui-bundle.js \
+                $(DOCS_NPM)/favicon-32x32.png docs/catalogd-docs.js $(DOCS_NPM)/LICENSE \
+                $(DOCS_NPM)/NOTICE $(DOCS_NPM)/swagger-ui-bundle.js.LICENSE.txt
+
+$(DOCS_NPM)/swagger-ui-bundle.js: docs/package.json docs/package-lock.json
+	@rm -rf $(BUILD)/docs/node_modules && mkdir -p $(BUILD)/docs
+	cp docs/package.json docs/package-lock.json $(BUILD)/docs/
+	cd $(BUILD)/docs && SCARF_ANALYTICS=false npm ci --ignore-scripts --no-audit --no-fund \
+		--registry=$(NPM_REGISTRY)
+	@touch $@
+
+$(filter-out docs/% $(DOCS_NPM)/swagger-ui-bundle.js,$(DOCS_FILES)): $(DOCS_NPM)/swagger-ui-bundle.js
+
+$(BUILD)/docs.o: $(DOCS_FILES) docs/index.html Makefile
+	@rm -rf $(DOCS_EMBED) && mkdir -p $(DOCS_EMBED)
+	cp $(DOCS_FILES) $(DOCS_EMBED)/
+	tag=$$(cat $(DOCS_FILES) docs/index.html | sha256sum | cut -c1-16) && \
+		printf '%s' "$$tag" > $(DOCS_EMBED)/docs-tag && \
+		sed "s/@TAG@/$$tag/g" docs/index.html > $(DOCS_EMBED)/docs-index.html
+	cd $(DOCS_EMBED) && ld -r -b binary -z noexecstack -o $(abspath $@) docs-tag \
+		docs-index.html $(notdir $(DOCS_FILES))
+
+$(BUILD)/catalogd: $(OBJ) $(BUILD)/openapi.o $(BUILD)/docs.o
 	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS)
 
-$(BUILD)/unit_tests: $(UNIT_SRC) $(LIB_OBJ) $(BUILD)/openapi.o
+$(BUILD)/unit_tests: $(UNIT_SRC) $(LIB_OBJ) $(BUILD)/openapi.o $(BUILD)/docs.o
 	$(CC) $(CPPFLAGS) $(CFLAGS) $^ -o $@ $(LDFLAGS) -lcriterion $(LDLIBS)
 
 -include $(OBJ:.o=.d)
@@ -62,7 +92,7 @@ run: deps
 test: deps-test
 	@$(MAKE) --no-print-directory all $(BUILD)/unit_tests
 	$(BUILD)/unit_tests
-	$(PYTHON) -m pytest -q tests/api
+	CATALOGD_REQUIRE_BROWSER=1 $(PYTHON) -m pytest -q tests/api
 
 unit: $(BUILD)/unit_tests
 	$(BUILD)/unit_tests

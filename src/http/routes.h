@@ -20,6 +20,8 @@
     ROUTE("GET", "/admin/projection", ops_admin_projection, "admin_projection", 1)                 \
     ROUTE("POST", "/admin/rebuild", ops_admin_rebuild, "admin_rebuild", 1)                         \
     ROUTE("GET", "/metrics", ops_metrics, "metrics", 0)                                            \
-    ROUTE("GET", "/openapi.json", ops_openapi, "openapi", 0)
+    ROUTE("GET", "/openapi.json", ops_openapi, "openapi", 0)                                       \
+    ROUTE("GET", "/docs", docs_page, "docs", 0)                                                    \
+    ROUTE("GET", "/docs/{}/{}", docs_asset, "docs_asset", 0)
 
 #endif

@@ -20,6 +20,7 @@
 #include "common/problem.h"
 #include "common/xmalloc.h"
 #include "http/conn_guard.h"
+#include "http/docs.h"
 #include "http/head_scan.h"
 #include "http/loop.h"
 #include "http/metrics.h"

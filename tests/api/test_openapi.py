@@ -147,9 +147,10 @@ def template_of(path):
     return re.sub(r"\{[^{}/]+\}", "{}", path)
 
 
-def concrete(path, pid=UNKNOWN_ID, sku="SKU-1"):
+def concrete(path, pid=UNKNOWN_ID, sku="SKU-1", tag="0123456789abcdef", asset="swagger-ui.css"):
     """A URL path for a documented path template."""
-    return path.replace("{id}", pid).replace("{sku}", sku)
+    return (path.replace("{id}", pid).replace("{sku}", sku).replace("{tag}", tag)
+            .replace("{asset}", asset))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1208,6 +1209,65 @@ def test_openapi_json_is_this_file(live):
         f"(make -C {ROOT} all), it links the file in")
 
 
+def docs_tag(live, quoted=False):
+    """The tag of the server's /docs assets: its page's ETag."""
+    etag = live.get("/docs").headers["ETag"]
+    return etag if quoted else etag.strip('"')
+
+
+def test_docs_page_and_assets(live):
+    """GET /docs: the page (no-cache, ETag, 304 on a match, a strict CSP) and every asset it
+    names, immutable under the build's tag; any other tag or file is 404."""
+    page = live.get("/docs")
+    html = check(page, "/docs", "get", 200)
+    assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert page.headers["Cache-Control"] == "no-cache"
+    csp = page.headers["Content-Security-Policy"]
+    for directive in ("default-src 'none'", "script-src 'self'", "connect-src 'self'",
+                      "frame-ancestors 'none'"):
+        assert directive in csp, csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp and "http" not in csp
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    tag = docs_tag(live)
+    etag = page.headers["ETag"]
+    for given in (etag, f"W/{etag}", f'"x", {etag}', "*"):
+        unchanged = live.get("/docs", headers={"If-None-Match": given})
+        check(unchanged, "/docs", "get", 304)
+        assert unchanged.headers["ETag"] == etag
+    check(live.get("/docs", headers={"If-None-Match": '"0123456789abcdef"'}), "/docs", "get", 200)
+    names = re.findall(r'(?:src|href)="(/docs/[^"]+)"', html)
+    assert sorted(names) == sorted(f"/docs/{tag}/{name}" for name in (
+        "swagger-ui.css", "swagger-ui-bundle.js", "catalogd-docs.js", "favicon-32x32.png"))
+    types = {".css": "text/css", ".js": "text/javascript", ".png": "image/png"}
+    for name in names:
+        resp = live.get(name)
+        assert resp.status_code == 200, name
+        media = resp.headers["Content-Type"].split(";")[0]
+        assert media == types[os.path.splitext(name)[1]], (name, media)
+        if media != "image/png":
+            check(resp, "/docs/{tag}/{asset}", "get", 200)
+        assert resp.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        assert "ETag" not in resp.headers and len(resp.content) > 0
+    assert live.get(f"/docs/{tag}/favicon-32x32.png").content[:8] == b"\x89PNG\r\n\x1a\n"
+    for name, text in (("LICENSE", "Apache License"), ("NOTICE", "SmartBear"),
+                       ("swagger-ui-bundle.js.LICENSE.txt", "MIT")):
+        resp = live.get(f"/docs/{tag}/{name}")
+        assert text in check(resp, "/docs/{tag}/{asset}", "get", 200), name
+        assert resp.headers["Content-Type"] == "text/plain; charset=utf-8"
+    bundle = live.get(f"/docs/{tag}/swagger-ui-bundle.js").text
+    assert "swagger-ui-bundle.js.LICENSE.txt" in bundle  # the bundle's pointer resolves here
+    for missing in (f"/docs/{tag}/nope.js", f"/docs/{tag}/swagger-ui.css.map",
+                    f"/docs/{tag}/index.html", f"/docs/{tag[:-1]}/swagger-ui.css",
+                    f"/docs/{tag}x/swagger-ui.css", "/docs/0123456789abcdef/swagger-ui.css",
+                    f"/docs/{tag}/SWAGGER-UI.CSS"):
+        resp = live.get(missing)
+        check_problem(resp, "/docs/{tag}/{asset}", "get", 404, "not-found")
+        assert "immutable" not in resp.headers.get("Cache-Control", ""), missing
+    for unrouted in ("/docs/", f"/docs/{tag}", f"/docs/{tag}/", f"/docs/{tag}/a/b"):
+        check_component(live.get(unrouted), "NotFound", 404)
+
+
 def test_admin_projection_200(live):
     status = check(live.get("/admin/projection"), "/admin/projection", "get", 200)
     assert status["state"] == "live" and status["lag_events"] == 0
@@ -1270,6 +1330,10 @@ def test_head_on_every_get_route(live):
         ("/metrics", "/metrics", {}, 200),
         ("/openapi.json", "/openapi.json", {}, 200),
         ("/admin/projection", "/admin/projection", {}, 200),
+        ("/docs", "/docs", {}, 200),
+        ("/docs", "/docs", {"If-None-Match": docs_tag(live, quoted=True)}, 304),
+        (f"/docs/{docs_tag(live)}/swagger-ui.css", "/docs/{tag}/{asset}", {}, 200),
+        ("/docs/0123456789abcdef/swagger-ui.css", "/docs/{tag}/{asset}", {}, 404),
     ]
     assert {t for _, t, _, _ in targets} == {p for p, m, _ in operations() if m == "get"}
     volatile = {"date", "x-request-id", "content-length"}
@@ -1400,7 +1464,7 @@ def test_unknown_path_404(live, path):
     ("POST", "/products/by-sku/SKU-1"), ("GET", f"/products/{UNKNOWN_ID}/stock"),
     ("PATCH", f"/products/{UNKNOWN_ID}/stock"), ("GET", "/admin/rebuild"),
     ("POST", "/admin/projection"), ("POST", "/metrics"), ("PUT", "/openapi.json"),
-    ("HEAD", "/products"),
+    ("POST", "/docs"), ("DELETE", "/docs/0123456789abcdef/swagger-ui.css"), ("HEAD", "/products"),
 ])
 def test_wrong_method_405_with_allow(live, method, path):
     resp = live.request(method, path)
@@ -1466,6 +1530,7 @@ def test_the_token_opens_commands_and_admin_only(guarded):
     check(guarded.get("/ready"), "/ready", "get", 200)
     check(guarded.get("/metrics"), "/metrics", "get", 200)
     check(guarded.get("/openapi.json"), "/openapi.json", "get", 200)
+    check(guarded.get("/docs"), "/docs", "get", 200)
     check(guarded.delete(pid, headers=auth), *DELETE, 204)
 
 
@@ -1579,6 +1644,8 @@ def test_sigterm_drain_503_shutting_down():
             ("/ready", "get", "GET", "/ready", None),
             ("/metrics", "get", "GET", "/metrics", None),
             ("/openapi.json", "get", "GET", "/openapi.json", None),
+            ("/docs", "get", "GET", "/docs", None),
+            ("/docs/{tag}/{asset}", "get", "GET", concrete("/docs/{tag}/{asset}"), None),
             ("/admin/projection", "get", "GET", "/admin/projection", None),
             ("/admin/rebuild", "post", "POST", "/admin/rebuild", None),
             ("/catalog", "get", "GET", "/catalog", None),

@@ -46,7 +46,6 @@ $(BUILD)/openapi.o: openapi.json
 # installed by `npm ci` into $(BUILD)/docs (never into the repository; --ignore-scripts: no
 # package runs code at install), then linked in as data with the page's own two files. The
 # tag, a hash of everything embedded, is in every asset URL, so assets can be cached for good.
-NPM_REGISTRY := https://registry.npmjs.org/
 DOCS_NPM     := $(BUILD)/docs/node_modules/swagger-ui-dist
 DOCS_EMBED   := $(BUILD)/docs/embed
 DOCS_FILES   := $(DOCS_NPM)/swagger-ui.css $(DOCS_NPM)/swagger-ui-bundle.js \
@@ -56,8 +55,7 @@ DOCS_FILES   := $(DOCS_NPM)/swagger-ui.css $(DOCS_NPM)/swagger-ui-bundle.js \
 $(DOCS_NPM)/swagger-ui-bundle.js: docs/package.json docs/package-lock.json
 	@rm -rf $(BUILD)/docs/node_modules && mkdir -p $(BUILD)/docs
 	cp docs/package.json docs/package-lock.json $(BUILD)/docs/
-	cd $(BUILD)/docs && SCARF_ANALYTICS=false npm ci --ignore-scripts --no-audit --no-fund \
-		--registry=$(NPM_REGISTRY)
+	cd $(BUILD)/docs && SCARF_ANALYTICS=false npm ci --ignore-scripts --no-audit --no-fund
 	@touch $@
 
 $(filter-out docs/% $(DOCS_NPM)/swagger-ui-bundle.js,$(DOCS_FILES)): $(DOCS_NPM)/swagger-ui-bundle.js

@@ -18,6 +18,7 @@
 #include "command/writer.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/redis_tls.h"
 #include "common/xmalloc.h"
 #include "http/server.h"
 #include "projection/apply.h"
@@ -37,6 +38,9 @@ struct options {
     const char *listen;
     const char *db;
     const char *redis;
+    const char *redis_ca_file;
+    const char *redis_cert;
+    const char *redis_key;
     const char *threads;
     const char *api_token;
     const char *durability;
@@ -68,7 +72,13 @@ static const struct flag FLAGS[] = {
     {"listen", "CATALOGD_LISTEN", NULL, OPT(listen), "host:port to serve on (127.0.0.1:8000)", 0},
     {"db", "CATALOGD_DB", NULL, OPT(db), "SQLite write model (./var/catalog.db)", 0},
     {"redis", "CATALOGD_REDIS_URL", "REDIS_URL", OPT(redis),
-     "redis://host:port/db or unix:///path?db=N (redis://127.0.0.1:6379/0)", 0},
+     "redis://host:port/db, rediss:// (TLS) or unix:///path?db=N (redis://127.0.0.1:6379/0)", 0},
+    {"redis-ca-file", "CATALOGD_REDIS_CA_FILE", NULL, OPT(redis_ca_file),
+     "PEM CA bundle that signs the rediss:// server's certificate (the system store)", 0},
+    {"redis-cert", "CATALOGD_REDIS_CERT", NULL, OPT(redis_cert),
+     "PEM client certificate for rediss://, for a Redis with tls-auth-clients (none)", 0},
+    {"redis-key", "CATALOGD_REDIS_KEY", NULL, OPT(redis_key),
+     "PEM private key of --redis-cert (none)", 0},
     {"threads", "CATALOGD_THREADS", NULL, OPT(threads), "event-loop threads (number of cores)", 0},
     {"api-token", "CATALOGD_API_TOKEN", NULL, OPT(api_token),
      "require Authorization: Bearer <token> on commands", 0},
@@ -175,6 +185,20 @@ static int build_config(const struct options *options, struct app_config *config
     config->redis_timeout_ms = 500;
     if (redis_url_parse(options->redis, &config->redis, err, sizeof(err)) < 0)
         return usage_error("bad --redis: %s", err);
+    config->redis.ca_file =
+        options->redis_ca_file && *options->redis_ca_file ? options->redis_ca_file : NULL;
+    config->redis.cert_file =
+        options->redis_cert && *options->redis_cert ? options->redis_cert : NULL;
+    config->redis.key_file = options->redis_key && *options->redis_key ? options->redis_key : NULL;
+    if (config->redis.ca_file || config->redis.cert_file || config->redis.key_file) {
+        /* Load them now, so that a bad file stops the start with one line, not every connect. */
+        SSL_CTX *tls = redis_tls_context_new(&config->redis, err, sizeof(err));
+        if (!tls) {
+            fprintf(stderr, "catalogd: %s\n", err);
+            return 2;
+        }
+        SSL_CTX_free(tls);
+    }
     char *end;
     long threads =
         options->threads ? strtol(options->threads, &end, 10) : sysconf(_SC_NPROCESSORS_ONLN);
@@ -380,9 +404,11 @@ out:
 }
 
 /* Opens what verify and rebuild need. Returns 0, or prints why and returns -1. */
-static int open_tools(const struct app_config *config, struct store **store, redisContext **redis)
+static int open_tools(const struct app_config *config, struct store **store,
+                      struct redis_sync **redis)
 {
     char err[256];
+    signal(SIGPIPE, SIG_IGN); /* a Redis that went away is an error to report, not a signal */
     if (store_open_reader(config->db_path, store, err, sizeof(err)) < 0) {
         fprintf(stderr, "catalogd: %s\n", err);
         return -1;
@@ -399,7 +425,7 @@ static int open_tools(const struct app_config *config, struct store **store, red
 static int verify(const struct app_config *config)
 {
     struct store *store;
-    redisContext *redis;
+    struct redis_sync *redis;
     char err[256];
     if (open_tools(config, &store, &redis) < 0) return 1;
     struct verify_report report;
@@ -412,7 +438,7 @@ static int verify(const struct app_config *config)
                (long long)report.products, (long long)report.generation,
                (long long)report.checkpoint, (long long)report.head, (long long)report.differences,
                report.differences == 1 ? "" : "s");
-    redisFree(redis);
+    redis_sync_close(redis);
     store_close(store);
     return rc == 0 && report.differences == 0 ? 0 : 1;
 }
@@ -420,7 +446,7 @@ static int verify(const struct app_config *config)
 static int rebuild(const struct app_config *config)
 {
     struct store *store;
-    redisContext *redis;
+    struct redis_sync *redis;
     char err[256];
     if (open_tools(config, &store, &redis) < 0) return 1;
     struct rebuild_result result;
@@ -449,7 +475,7 @@ static int rebuild(const struct app_config *config)
     } else {
         fprintf(stderr, "catalogd: rebuild failed: %s\n", err);
     }
-    redisFree(redis);
+    redis_sync_close(redis);
     store_close(store);
     return rc == REBUILD_OK ? 0 : 1;
 }

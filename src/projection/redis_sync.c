@@ -230,7 +230,9 @@ struct redis_sync *redis_sync_connect(const struct redis_url *url, int timeout_m
         }
         freeReplyObject(reply);
     }
-    if (url->db != 0) {
+    /* Over TLS 1.3 a server that refuses our client certificate says so only after the
+     * handshake: without AUTH, SELECT's reply is the first sign that the session works. */
+    if (url->db != 0 || (url->tls && !url->password[0])) {
         char db[16];
         snprintf(db, sizeof(db), "%d", url->db);
         const char *argv[] = {"SELECT", db};

@@ -147,7 +147,8 @@ static void on_written(h2o_socket_t *sock, const char *err)
 {
     struct redis_client *c = sock->data;
     if (err) {
-        disconnect(c, err);
+        /* h2o says "I/O error" whichever way it broke: one text, so that it is logged once */
+        disconnect(c, "connection to Redis lost");
         return;
     }
     c->writing = 0;
@@ -227,6 +228,11 @@ static void on_auth(const redisReply *reply, void *arg)
     usable(c);
 }
 
+static void on_confirmed(const redisReply *reply, void *arg)
+{
+    if (reply) usable(arg);
+}
+
 /* The connection (TLS done, if any) is open: authenticate, select, then run queued calls. */
 static void start_session(struct redis_client *c, h2o_socket_t *sock)
 {
@@ -243,15 +249,19 @@ static void start_session(struct redis_client *c, h2o_socket_t *sock)
         const char *argv[] = {"AUTH", argc == 3 ? c->url.user : c->url.password, c->url.password};
         const size_t lens[] = {4, strlen(argv[1]), strlen(c->url.password)};
         redis_client_call(c, on_auth, c, argc, argv, lens);
-    } else {
+    } else if (!c->url.tls) {
         usable(c);
     }
-    if (c->url.db != 0) {
+    /* Over TLS 1.3 a server that refuses our client certificate says so only after the
+     * handshake: without AUTH, SELECT's reply is the first sign that the session works. */
+    int confirm = c->url.tls && !c->url.password[0];
+    if (c->url.db != 0 || confirm) {
         char db[16];
         int n = snprintf(db, sizeof(db), "%d", c->url.db);
         const char *argv[] = {"SELECT", db};
         const size_t lens[] = {6, (size_t)n};
-        redis_client_call(c, NULL, NULL, 2, argv, lens); /* an error reply means nothing */
+        /* an error reply means nothing */
+        redis_client_call(c, confirm ? on_confirmed : NULL, c, 2, argv, lens);
     }
     if (c->on_connect) c->on_connect(c->on_connect_arg);
 }

@@ -18,6 +18,7 @@
 #include "command/writer.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/redis_tls.h"
 #include "common/xmalloc.h"
 #include "http/server.h"
 #include "projection/apply.h"
@@ -38,6 +39,9 @@ struct options {
     const char *listen;
     const char *db;
     const char *redis;
+    const char *redis_ca_file;
+    const char *redis_cert;
+    const char *redis_key;
     const char *threads;
     const char *api_token;
     const char *api_token_file;
@@ -98,6 +102,10 @@ static int apply_api_token_file(const char *value, struct app_config *config, ch
 static int apply_redis_password_file(const char *value, struct app_config *config, char *err,
                                      size_t errlen);
 static int apply_switch(const char *value, struct app_config *config, char *err, size_t errlen);
+static int apply_redis_ca_file(const char *value, struct app_config *config, char *err,
+                               size_t errlen);
+static int apply_redis_cert(const char *value, struct app_config *config, char *err, size_t errlen);
+static int apply_redis_key(const char *value, struct app_config *config, char *err, size_t errlen);
 
 static const struct flag FLAGS[] = {
     {"listen", "CATALOGD_LISTEN", NULL, "127.0.0.1:8000", OPT(listen), NO_FIELD, 0, 0, apply_listen,
@@ -105,10 +113,18 @@ static const struct flag FLAGS[] = {
     {"db", "CATALOGD_DB", NULL, "./var/catalog.db", OPT(db), NO_FIELD, 0, 0, apply_db, 0, 1,
      "SQLite write model"},
     {"redis", "CATALOGD_REDIS_URL", "REDIS_URL", "redis://127.0.0.1:6379/0", OPT(redis), NO_FIELD,
-     0, 0, apply_redis, 0, 1, "redis://[[user]:password@]host:port/db or unix:///path?db=N"},
+     0, 0, apply_redis, 0, 1,
+     "redis://[[user]:password@]host:port/db, rediss:// (TLS) or unix:///path?db=N"},
     {"redis-password-file", "CATALOGD_REDIS_PASSWORD_FILE", NULL, NULL, OPT(redis_password_file),
      NO_FIELD, 0, 0, apply_redis_password_file, 0, 1,
      "the Redis password, from a file, when the URL has none"},
+    {"redis-ca-file", "CATALOGD_REDIS_CA_FILE", NULL, NULL, OPT(redis_ca_file), NO_FIELD, 0, 0,
+     apply_redis_ca_file, 0, 1,
+     "PEM CA bundle that signs the rediss:// server's certificate (the system store)"},
+    {"redis-cert", "CATALOGD_REDIS_CERT", NULL, NULL, OPT(redis_cert), NO_FIELD, 0, 0,
+     apply_redis_cert, 0, 1, "PEM client certificate for rediss://, for tls-auth-clients"},
+    {"redis-key", "CATALOGD_REDIS_KEY", NULL, NULL, OPT(redis_key), NO_FIELD, 0, 0, apply_redis_key,
+     0, 1, "PEM private key of --redis-cert"},
     {"redis-prefix", "CATALOGD_REDIS_PREFIX", NULL, "catalogd", OPT(prefix), NO_FIELD, 0, 0,
      apply_prefix, 0, 1, "prefix of every Redis key (1-64 characters)"},
     {"threads", "CATALOGD_THREADS", NULL, NULL, OPT(threads), NO_FIELD, 0, 0, apply_threads, 0, 1,
@@ -376,6 +392,32 @@ static int apply_redis_password_file(const char *value, struct app_config *confi
                             errlen);
 }
 
+/* The TLS files of rediss:// (checked together once every flag is read). */
+static int apply_redis_ca_file(const char *value, struct app_config *config, char *err,
+                               size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    config->redis.ca_file = value[0] ? value : NULL;
+    return 0;
+}
+
+static int apply_redis_cert(const char *value, struct app_config *config, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    config->redis.cert_file = value[0] ? value : NULL;
+    return 0;
+}
+
+static int apply_redis_key(const char *value, struct app_config *config, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    config->redis.key_file = value[0] ? value : NULL;
+    return 0;
+}
+
 static int apply_switch(const char *value, struct app_config *config, char *err, size_t errlen)
 {
     (void)err;
@@ -403,6 +445,15 @@ static int build_config(const struct options *options, struct app_config *config
                                FLAGS[i].max);
         if (FLAGS[i].apply && FLAGS[i].apply(value, config, err, sizeof(err)) < 0)
             return usage_error("bad --%s: %s", FLAGS[i].name, err);
+    }
+    if (config->redis.ca_file || config->redis.cert_file || config->redis.key_file) {
+        /* Loaded now, so that a bad file stops the start with one line, not every connect. */
+        SSL_CTX *tls = redis_tls_context_new(&config->redis, err, sizeof(err));
+        if (!tls) {
+            fprintf(stderr, "catalogd: %s\n", err);
+            return 2;
+        }
+        SSL_CTX_free(tls);
     }
     if (config->redis.user[0] && !config->redis.password[0])
         return usage_error("bad --redis: the user %s needs a password (in the URL, or "
@@ -563,9 +614,11 @@ out:
 }
 
 /* Opens what verify and rebuild need. Returns 0, or prints why and returns -1. */
-static int open_tools(const struct app_config *config, struct store **store, redisContext **redis)
+static int open_tools(const struct app_config *config, struct store **store,
+                      struct redis_sync **redis)
 {
     char err[256];
+    signal(SIGPIPE, SIG_IGN); /* a Redis that went away is an error to report, not a signal */
     if (store_open_reader(config->db_path, store, err, sizeof(err)) < 0) {
         fprintf(stderr, "catalogd: %s\n", err);
         return -1;
@@ -582,7 +635,7 @@ static int open_tools(const struct app_config *config, struct store **store, red
 static int verify(const struct app_config *config)
 {
     struct store *store;
-    redisContext *redis;
+    struct redis_sync *redis;
     char err[256];
     if (open_tools(config, &store, &redis) < 0) return 1;
     struct verify_report report;
@@ -595,7 +648,7 @@ static int verify(const struct app_config *config)
                (long long)report.products, (long long)report.generation,
                (long long)report.checkpoint, (long long)report.head, (long long)report.differences,
                report.differences == 1 ? "" : "s");
-    redisFree(redis);
+    redis_sync_close(redis);
     store_close(store);
     return rc == 0 && report.differences == 0 ? 0 : 1;
 }
@@ -603,7 +656,7 @@ static int verify(const struct app_config *config)
 static int rebuild(const struct app_config *config)
 {
     struct store *store;
-    redisContext *redis;
+    struct redis_sync *redis;
     char err[256];
     if (open_tools(config, &store, &redis) < 0) return 1;
     struct rebuild_result result;
@@ -632,7 +685,7 @@ static int rebuild(const struct app_config *config)
     } else {
         fprintf(stderr, "catalogd: rebuild failed: %s\n", err);
     }
-    redisFree(redis);
+    redis_sync_close(redis);
     store_close(store);
     return rc == REBUILD_OK ? 0 : 1;
 }

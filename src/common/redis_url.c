@@ -1,4 +1,4 @@
-/* redis_url.c - parses the two URL forms catalogd accepts for Redis. */
+/* redis_url.c - parses the URL forms catalogd accepts for Redis. */
 #include "common/redis_url.h"
 
 #include <stdio.h>
@@ -124,8 +124,13 @@ int redis_url_parse(const char *text, struct redis_url *out, char *err, size_t e
     memset(out, 0, sizeof(*out));
     out->port = 6379;
     if (strncmp(text, "redis://", 8) == 0) return parse_tcp(text + 8, out, err, errlen);
+    if (strncmp(text, "rediss://", 9) == 0) {
+        out->tls = 1;
+        return parse_tcp(text + 9, out, err, errlen);
+    }
     if (strncmp(text, "unix://", 7) == 0) return parse_unix(text + 7, out, err, errlen);
-    snprintf(err, errlen, "expected redis://host:port/db or unix:///path?db=N");
+    snprintf(err, errlen,
+             "expected redis://host:port/db, rediss://host:port/db or unix:///path?db=N");
     return -1;
 }
 

@@ -1,6 +1,6 @@
 /* redis_url.h - where the read model lives: "redis://[[user]:password@]host:port/db",
- * "redis://user@host:port/db" (the password given apart) or "unix:///path?db=N". The user and
- * password are percent-decoded. */
+ * "rediss://..." (the same over TLS), "redis://user@host:port/db" (the password given apart)
+ * or "unix:///path?db=N". The user and password are percent-decoded. */
 #ifndef CATALOGD_REDIS_URL_H
 #define CATALOGD_REDIS_URL_H
 
@@ -13,6 +13,10 @@ struct redis_url {
     int db;             /* 0 when not given */
     char user[128];     /* a Redis 6 ACL user, "" for the default user */
     char password[256]; /* "" when none: no AUTH */
+    int tls;            /* 1 for rediss:// */
+    /* TLS files from the flags (main sets them; the parser leaves them NULL): the CA bundle
+     * that signs the server (NULL: the system store), the client certificate and its key. */
+    const char *ca_file, *cert_file, *key_file;
 };
 
 /* Parses "text". Returns 0, or -1 with a reason in "err" ("errlen" bytes). */

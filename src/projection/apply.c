@@ -297,7 +297,7 @@ static int read_apply_reply(const redisReply *reply, struct apply_result *result
     return APPLY_STALLED;
 }
 
-int apply_events(redisContext *redis, const struct apply_target *target, int64_t read_after,
+int apply_events(struct redis_sync *redis, const struct apply_target *target, int64_t read_after,
                  const struct apply_event *events, size_t count, struct apply_result *result,
                  char *err, size_t errlen)
 {
@@ -327,7 +327,7 @@ int apply_events(redisContext *redis, const struct apply_target *target, int64_t
     return rc;
 }
 
-int apply_unpark(redisContext *redis, const struct apply_target *target, const char *queue,
+int apply_unpark(struct redis_sync *redis, const struct apply_target *target, const char *queue,
                  const struct apply_event *event, int64_t *still_parked, char *err, size_t errlen)
 {
     char base[LAYOUT_BASE_MAX];
@@ -352,7 +352,7 @@ int apply_unpark(redisContext *redis, const struct apply_target *target, const c
     return rc;
 }
 
-int apply_list_parked(redisContext *redis, const struct apply_target *target,
+int apply_list_parked(struct redis_sync *redis, const struct apply_target *target,
                       int (*fn)(const char *queue, int64_t seq, void *arg), void *arg,
                       int64_t *parked_events, char *err, size_t errlen)
 {
@@ -361,7 +361,7 @@ int apply_list_parked(redisContext *redis, const struct apply_target *target,
     layout_key(KEY_PARKED, base, NULL, 0, key, sizeof(key));
     const char *argv[] = {"HKEYS", key};
     redisReply *queues = redis_sync_command(redis, 2, argv, NULL, err, errlen);
-    if (!queues) return redis->err ? APPLY_REDIS_DOWN : APPLY_STALLED;
+    if (!queues) return redis_sync_broken(redis) ? APPLY_REDIS_DOWN : APPLY_STALLED;
     *parked_events = 0;
     int rc = queues->type == REDIS_REPLY_ARRAY ? APPLY_OK : APPLY_STALLED;
     for (size_t i = 0; rc == APPLY_OK && i < queues->elements; i++) {
@@ -372,7 +372,7 @@ int apply_list_parked(redisContext *redis, const struct apply_target *target,
         const char *range[] = {"LRANGE", key, "0", "-1"};
         redisReply *seqs = redis_sync_command(redis, 4, range, NULL, err, errlen);
         if (!seqs) {
-            rc = redis->err ? APPLY_REDIS_DOWN : APPLY_STALLED;
+            rc = redis_sync_broken(redis) ? APPLY_REDIS_DOWN : APPLY_STALLED;
             break;
         }
         *parked_events += (int64_t)seqs->elements;
@@ -385,8 +385,9 @@ int apply_list_parked(redisContext *redis, const struct apply_target *target,
     return rc;
 }
 
-int apply_read_checkpoint(redisContext *redis, const char *prefix, int64_t gen, int64_t *checkpoint,
-                          char *fingerprint, size_t cap, char *err, size_t errlen)
+int apply_read_checkpoint(struct redis_sync *redis, const char *prefix, int64_t gen,
+                          int64_t *checkpoint, char *fingerprint, size_t cap, char *err,
+                          size_t errlen)
 {
     char base[LAYOUT_BASE_MAX], checkpoint_key[LAYOUT_KEY_MAX], event_key[LAYOUT_KEY_MAX];
     layout_base(prefix, gen, base, sizeof(base));

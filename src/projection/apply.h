@@ -27,6 +27,8 @@
 #include "domain/timestamp.h"
 #include "readmodel/script.h"
 
+struct redis_sync; /* projection/redis_sync.h */
+
 #define APPLY_BATCH_MAX 512 /* events per script call at most */
 
 enum apply_kind {
@@ -99,24 +101,25 @@ size_t apply_fingerprint(const struct apply_event *event, char *out, size_t cap)
  * "result"). Returns an enum apply_status: APPLY_GAP when Redis' checkpoint is below
  * "read_after" ("result->checkpoint" says where it is); APPLY_STALLED when Redis refused to go
  * on, with "result->checkpoint" the progress made before (-1 when none). */
-int apply_events(redisContext *redis, const struct apply_target *target, int64_t read_after,
+int apply_events(struct redis_sync *redis, const struct apply_target *target, int64_t read_after,
                  const struct apply_event *events, size_t count, struct apply_result *result,
                  char *err, size_t errlen);
 
 /* Applies "event", which must be the oldest in parked queue "queue". On APPLY_OK
  * "*still_parked" is how many events remain in that queue. */
-int apply_unpark(redisContext *redis, const struct apply_target *target, const char *queue,
+int apply_unpark(struct redis_sync *redis, const struct apply_target *target, const char *queue,
                  const struct apply_event *event, int64_t *still_parked, char *err, size_t errlen);
 
 /* Visits the parked events of "target"'s generation, queue by queue, oldest first; "fn" (may
  * be NULL) returns non-zero to skip the rest of that queue. Sets "*parked_events". */
-int apply_list_parked(redisContext *redis, const struct apply_target *target,
+int apply_list_parked(struct redis_sync *redis, const struct apply_target *target,
                       int (*fn)(const char *queue, int64_t seq, void *arg), void *arg,
                       int64_t *parked_events, char *err, size_t errlen);
 
 /* Reads the checkpoint of generation "gen" and the fingerprint stored with it. Returns 0,
  * 1 when the generation has no checkpoint, -1 on error. "fingerprint" is "" when absent. */
-int apply_read_checkpoint(redisContext *redis, const char *prefix, int64_t gen, int64_t *checkpoint,
-                          char *fingerprint, size_t cap, char *err, size_t errlen);
+int apply_read_checkpoint(struct redis_sync *redis, const char *prefix, int64_t gen,
+                          int64_t *checkpoint, char *fingerprint, size_t cap, char *err,
+                          size_t errlen);
 
 #endif

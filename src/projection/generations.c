@@ -43,9 +43,9 @@ static struct script FORGET_SCRIPT =
            "return redis.call('HDEL', ARGV[first + 1], ARGV[first + 2])\n");
 
 /* Runs a fenced script whose reply must be an integer. Returns 0 and "*value", or -1. */
-static int run_integer(redisContext *redis, struct script *script, const struct rebuild_lock *lock,
-                       size_t argc, const char *const *argv, const size_t *lens, long long *value,
-                       char *err, size_t errlen)
+static int run_integer(struct redis_sync *redis, struct script *script,
+                       const struct rebuild_lock *lock, size_t argc, const char *const *argv,
+                       const size_t *lens, long long *value, char *err, size_t errlen)
 {
     struct script_guard guard = rebuild_lock_guard(lock);
     redisReply *reply = redis_sync_script(redis, script, &guard, 1, argc, argv, lens, err, errlen);
@@ -61,7 +61,7 @@ static int run_integer(redisContext *redis, struct script *script, const struct 
     return rc;
 }
 
-int generations_new(redisContext *redis, const char *prefix, const struct rebuild_lock *lock,
+int generations_new(struct redis_sync *redis, const char *prefix, const struct rebuild_lock *lock,
                     int64_t *gen, char *err, size_t errlen)
 {
     char gen_key[LAYOUT_KEY_MAX], counter_key[LAYOUT_KEY_MAX], registry_key[LAYOUT_KEY_MAX];
@@ -76,8 +76,9 @@ int generations_new(redisContext *redis, const char *prefix, const struct rebuil
 }
 
 /* Deletes the keys of one SCAN reply, fenced. */
-static int unlink_keys(redisContext *redis, const struct rebuild_lock *lock, const char *gen_key,
-                       const char *gen_text, const redisReply *keys, char *err, size_t errlen)
+static int unlink_keys(struct redis_sync *redis, const struct rebuild_lock *lock,
+                       const char *gen_key, const char *gen_text, const redisReply *keys, char *err,
+                       size_t errlen)
 {
     size_t argc = 2 + keys->elements;
     const char **argv = xmalloc(argc * sizeof(*argv));
@@ -97,7 +98,7 @@ static int unlink_keys(redisContext *redis, const struct rebuild_lock *lock, con
     return rc;
 }
 
-int generations_drop(redisContext *redis, const char *prefix, struct rebuild_lock *lock,
+int generations_drop(struct redis_sync *redis, const char *prefix, struct rebuild_lock *lock,
                      int64_t gen, int (*should_stop)(void *arg), void *arg, char *err,
                      size_t errlen)
 {
@@ -135,7 +136,7 @@ int generations_drop(redisContext *redis, const char *prefix, struct rebuild_loc
 }
 
 /* Redis' clock in Unix milliseconds (the one the switch stamps retirements with). */
-static int redis_now_ms(redisContext *redis, int64_t *now_ms, char *err, size_t errlen)
+static int redis_now_ms(struct redis_sync *redis, int64_t *now_ms, char *err, size_t errlen)
 {
     const char *argv[] = {"TIME"};
     redisReply *reply = redis_sync_command(redis, 1, argv, NULL, err, errlen);
@@ -151,7 +152,7 @@ static int redis_now_ms(redisContext *redis, int64_t *now_ms, char *err, size_t 
 }
 
 /* The generations to drop now, from the registry: "*out" (malloc'd) and their count. */
-static int collectable(redisContext *redis, const char *prefix, int64_t **out, size_t *count,
+static int collectable(struct redis_sync *redis, const char *prefix, int64_t **out, size_t *count,
                        char *err, size_t errlen)
 {
     char registry_key[LAYOUT_KEY_MAX];
@@ -179,7 +180,7 @@ static int collectable(redisContext *redis, const char *prefix, int64_t **out, s
     return 0;
 }
 
-int generations_collect(redisContext *redis, const char *prefix, int (*should_stop)(void *arg),
+int generations_collect(struct redis_sync *redis, const char *prefix, int (*should_stop)(void *arg),
                         void *arg, char *err, size_t errlen)
 {
     int64_t *gens = NULL;

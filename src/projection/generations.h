@@ -12,6 +12,8 @@
 
 #include "projection/rebuild_lock.h"
 
+struct redis_sync; /* projection/redis_sync.h */
+
 /* How long a retired generation is kept for readers still in it. Queries check the current
  * generation in the same round trip as every read, so only the second step of a catalog page
  * (at most one Redis timeout after the first) can read a retired generation. */
@@ -19,20 +21,20 @@
 
 /* Registers and returns (in "*gen") a generation number above both the counter and the
  * current generation. Fenced by "lock". Returns 0, or -1 with "err". */
-int generations_new(redisContext *redis, const char *prefix, const struct rebuild_lock *lock,
+int generations_new(struct redis_sync *redis, const char *prefix, const struct rebuild_lock *lock,
                     int64_t *gen, char *err, size_t errlen);
 
 /* Deletes every key of generation "gen" (SCAN and fenced UNLINK, in batches, refreshing
  * "lock"), then unregisters it. Refuses the current generation. "should_stop" (may be NULL)
  * is asked between batches. Returns 0, or -1 with "err". */
-int generations_drop(redisContext *redis, const char *prefix, struct rebuild_lock *lock,
+int generations_drop(struct redis_sync *redis, const char *prefix, struct rebuild_lock *lock,
                      int64_t gen, int (*should_stop)(void *arg), void *arg, char *err,
                      size_t errlen);
 
 /* Takes the lock and drops every registered generation that is not current and was not
  * retired less than GENERATION_GRACE_MS ago. Returns how many it dropped, REBUILD_LOCK_BUSY
  * when another holds the lock, or -1 with "err". */
-int generations_collect(redisContext *redis, const char *prefix, int (*should_stop)(void *arg),
+int generations_collect(struct redis_sync *redis, const char *prefix, int (*should_stop)(void *arg),
                         void *arg, char *err, size_t errlen);
 
 #endif

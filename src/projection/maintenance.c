@@ -33,7 +33,7 @@ struct maintenance {
     struct maintenance_status status; /* guarded by lock */
 
     /* Owned by the thread. */
-    redisContext *redis;
+    struct redis_sync *redis;
     struct store *store;
 };
 
@@ -65,7 +65,7 @@ static void wait_for(struct maintenance *m, uint64_t ms)
 
 static void drop_connections(struct maintenance *m)
 {
-    redisFree(m->redis);
+    redis_sync_close(m->redis);
     m->redis = NULL;
     store_close(m->store);
     m->store = NULL;
@@ -93,7 +93,7 @@ static void collect(struct maintenance *m)
         pthread_mutex_unlock(&m->lock);
     } else if (dropped == -1) {
         LOG(LOG_WARN, "maintenance: collecting old generations: %s", err);
-        if (m->redis->err) drop_connections(m);
+        if (redis_sync_broken(m->redis)) drop_connections(m);
     }
 }
 
@@ -138,7 +138,7 @@ static void rebuild(struct maintenance *m, struct request *request)
             (long long)result.generation, (long long)result.products);
     else if (status == REBUILD_FAILED)
         LOG(LOG_WARN, "rebuild: failed: %s", err);
-    if (status == REBUILD_FAILED && m->redis && m->redis->err) drop_connections(m);
+    if (status == REBUILD_FAILED && m->redis && redis_sync_broken(m->redis)) drop_connections(m);
     if (status == REBUILD_OK && result.old_generation > 0) {
         wait_for(m, GENERATION_GRACE_MS + 100); /* readers may still be in the old one */
         collect(m);

@@ -69,7 +69,7 @@ struct projector {
 
     /* Owned by the projector thread. */
     struct store *store;
-    redisContext *redis;
+    struct redis_sync *redis;
     int64_t generation; /* 0: not known yet */
     char generation_text[DIGITS_U64_MAX + 2];
     struct apply_event batch[APPLY_BATCH_MAX];
@@ -176,7 +176,7 @@ static void clear_batch(struct projector *p)
 static void drop_redis(struct projector *p)
 {
     atomic_store(&p->redis_up, 0);
-    redisFree(p->redis);
+    redis_sync_close(p->redis);
     p->redis = NULL;
     p->generation = 0;
 }
@@ -450,7 +450,7 @@ static void check_generation(struct projector *p)
         rc = 1;
     if (rc < 0) {
         record_error(p, "checking the generation", err);
-        if (p->redis->err) drop_redis(p);
+        if (redis_sync_broken(p->redis)) drop_redis(p);
         return;
     }
     if (rc == 1 || checkpoint != atomic_load(&p->checkpoint) ||
@@ -586,7 +586,7 @@ static void *projector_main(void *arg)
             continue;
         }
         if (p->generation == 0 && load_generation(p) < 0) {
-            if (p->redis && p->redis->err) drop_redis(p);
+            if (p->redis && redis_sync_broken(p->redis)) drop_redis(p);
             back_off(p);
             continue;
         }
@@ -723,7 +723,7 @@ void projector_stop(struct projector *p, int drain_ms)
 void projector_free(struct projector *p)
 {
     if (!p) return;
-    redisFree(p->redis);
+    redis_sync_close(p->redis);
     store_close(p->store);
     for (size_t i = 0; i < p->offered_count; i++)
         apply_event_clear(&p->offered[i]);

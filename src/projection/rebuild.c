@@ -99,7 +99,7 @@ struct page {
 
 struct rebuild {
     struct store *store;
-    redisContext *redis;
+    struct redis_sync *redis;
     const char *prefix;
     const struct rebuild_options *options;
     int64_t gen;
@@ -366,7 +366,7 @@ abandon : {
 }
 }
 
-int rebuild_run(struct store *store, redisContext *redis, const char *prefix,
+int rebuild_run(struct store *store, struct redis_sync *redis, const char *prefix,
                 const struct rebuild_options *options, struct rebuild_result *result, char *err,
                 size_t errlen)
 {

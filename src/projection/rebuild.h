@@ -12,6 +12,8 @@
 
 #include "command/store.h"
 
+struct redis_sync; /* projection/redis_sync.h */
+
 enum rebuild_status {
     REBUILD_OK = 0,
     REBUILD_FAILED = -1, /* Redis or the write model failed, or the lock was lost; see "err" */
@@ -42,7 +44,7 @@ struct rebuild_result {
  * retired, left for readers that may still be in it: generations_collect drops it after the
  * grace period. An abandoned generation is dropped, or left to generations_collect when the
  * lock was lost. Returns an enum rebuild_status. */
-int rebuild_run(struct store *store, redisContext *redis, const char *prefix,
+int rebuild_run(struct store *store, struct redis_sync *redis, const char *prefix,
                 const struct rebuild_options *options, struct rebuild_result *result, char *err,
                 size_t errlen);
 

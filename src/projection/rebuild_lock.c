@@ -73,7 +73,7 @@ static int integer_reply(redisReply *reply, long long *out)
     return 0;
 }
 
-static int take_over(redisContext *redis, struct rebuild_lock *lock, char *err, size_t errlen)
+static int take_over(struct redis_sync *redis, struct rebuild_lock *lock, char *err, size_t errlen)
 {
     const char *argv[] = {"GET", lock->key};
     redisReply *holder = redis_sync_command(redis, 2, argv, NULL, err, errlen);
@@ -95,8 +95,8 @@ static int take_over(redisContext *redis, struct rebuild_lock *lock, char *err, 
     return rc;
 }
 
-int rebuild_lock_take(redisContext *redis, const char *prefix, struct rebuild_lock *lock, char *err,
-                      size_t errlen)
+int rebuild_lock_take(struct redis_sync *redis, const char *prefix, struct rebuild_lock *lock,
+                      char *err, size_t errlen)
 {
     layout_key(KEY_REBUILD_LOCK, prefix, NULL, 0, lock->key, sizeof(lock->key));
     our_value(lock);
@@ -111,7 +111,7 @@ int rebuild_lock_take(redisContext *redis, const char *prefix, struct rebuild_lo
     return rc;
 }
 
-int rebuild_lock_refresh(redisContext *redis, struct rebuild_lock *lock, int force, char *err,
+int rebuild_lock_refresh(struct redis_sync *redis, struct rebuild_lock *lock, int force, char *err,
                          size_t errlen)
 {
     uint64_t now = clock_mono_ms();
@@ -130,7 +130,7 @@ int rebuild_lock_refresh(redisContext *redis, struct rebuild_lock *lock, int for
     return rc;
 }
 
-void rebuild_lock_release(redisContext *redis, struct rebuild_lock *lock)
+void rebuild_lock_release(struct redis_sync *redis, struct rebuild_lock *lock)
 {
     char ignored[128];
     struct script_guard guard = rebuild_lock_guard(lock);

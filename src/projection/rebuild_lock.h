@@ -13,6 +13,8 @@
 #include "readmodel/layout.h"
 #include "readmodel/script.h"
 
+struct redis_sync; /* projection/redis_sync.h */
+
 #define REBUILD_LOCK_TTL_MS     5000
 #define REBUILD_LOCK_REFRESH_MS 1000 /* the holder refreshes at least this often */
 
@@ -30,16 +32,16 @@ struct rebuild_lock {
 };
 
 /* Takes the lock of "prefix". Returns an enum rebuild_lock_status. */
-int rebuild_lock_take(redisContext *redis, const char *prefix, struct rebuild_lock *lock, char *err,
-                      size_t errlen);
+int rebuild_lock_take(struct redis_sync *redis, const char *prefix, struct rebuild_lock *lock,
+                      char *err, size_t errlen);
 
 /* Extends the lock if REBUILD_LOCK_REFRESH_MS passed since the last time ("force": now).
  * Returns REBUILD_LOCK_OK, REBUILD_LOCK_LOST or REBUILD_LOCK_FAILED. */
-int rebuild_lock_refresh(redisContext *redis, struct rebuild_lock *lock, int force, char *err,
+int rebuild_lock_refresh(struct redis_sync *redis, struct rebuild_lock *lock, int force, char *err,
                          size_t errlen);
 
 /* Releases the lock if it is still ours. */
-void rebuild_lock_release(redisContext *redis, struct rebuild_lock *lock);
+void rebuild_lock_release(struct redis_sync *redis, struct rebuild_lock *lock);
 
 /* The guard that fences a write on holding "lock". */
 struct script_guard rebuild_lock_guard(const struct rebuild_lock *lock);

@@ -6,7 +6,7 @@
 #include <string.h>
 
 struct pass {
-    redisContext *redis;
+    struct redis_sync *redis;
     struct store *store;
     const struct apply_target *target;
     struct parked_set *parked;
@@ -50,7 +50,7 @@ static int unpark_one(const char *queue, int64_t seq, void *arg)
     return 1;
 }
 
-void unpark_all(redisContext *redis, struct store *store, const struct apply_target *target,
+void unpark_all(struct redis_sync *redis, struct store *store, const struct apply_target *target,
                 struct parked_set *parked, struct unpark_result *out)
 {
     struct pass pass = {redis, store, target, parked, out};

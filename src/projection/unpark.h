@@ -5,12 +5,12 @@
 #ifndef CATALOGD_UNPARK_H
 #define CATALOGD_UNPARK_H
 
-#include <hiredis.h>
 #include <stdint.h>
 
 #include "command/store.h"
 #include "projection/apply.h"
 #include "projection/parked_set.h"
+#include "projection/redis_sync.h"
 
 struct unpark_result {
     int64_t applied; /* events applied (and removed from the parked set) */
@@ -21,7 +21,7 @@ struct unpark_result {
 };
 
 /* One pass over the parked events of "target"'s generation, read from "store". */
-void unpark_all(redisContext *redis, struct store *store, const struct apply_target *target,
+void unpark_all(struct redis_sync *redis, struct store *store, const struct apply_target *target,
                 struct parked_set *parked, struct unpark_result *out);
 
 #endif

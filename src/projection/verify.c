@@ -31,7 +31,7 @@ struct page_product {
 
 struct verify {
     struct store *store;
-    redisContext *redis;
+    struct redis_sync *redis;
     char base[LAYOUT_BASE_MAX];
     FILE *out;
     struct verify_report *report;
@@ -70,18 +70,18 @@ static int collect_product(const struct product *p, void *arg)
 
 static redisReply *next_reply(struct verify *v)
 {
-    void *reply = NULL;
-    if (redisGetReply(v->redis, &reply) != REDIS_OK) {
-        snprintf(v->err, v->errlen, "Redis: %s", v->redis->errstr);
+    redisReply *reply = NULL;
+    char why[256];
+    if (redis_sync_get_reply(v->redis, &reply, why, sizeof(why)) < 0) {
+        snprintf(v->err, v->errlen, "Redis: %s", why);
         return NULL;
     }
-    redisReply *typed = reply;
-    if (typed->type == REDIS_REPLY_ERROR) {
-        snprintf(v->err, v->errlen, "Redis: %s", typed->str);
+    if (reply->type == REDIS_REPLY_ERROR) {
+        snprintf(v->err, v->errlen, "Redis: %s", reply->str);
         freeReplyObject(reply);
         return NULL;
     }
-    return typed;
+    return reply;
 }
 
 static void check_product(struct verify *v, const struct page_product *p, redisReply *view,
@@ -122,7 +122,7 @@ static void send_page_command(struct verify *v, const char *name, const char *ke
         lens[n] = (size_t)arg_of(v, i, out);
         argv[n++] = out;
     }
-    redisAppendCommandArgv(v->redis, n, argv, lens);
+    redis_sync_append(v->redis, n, argv, lens);
 }
 
 static int view_key_of(const struct verify *v, int i, char *out)
@@ -327,7 +327,7 @@ static int open_settled_snapshot(struct verify *v, const char *checkpoint_key, i
     }
 }
 
-int verify_run(struct store *store, redisContext *redis, const char *prefix, int settle_ms,
+int verify_run(struct store *store, struct redis_sync *redis, const char *prefix, int settle_ms,
                FILE *out, struct verify_report *report, char *err, size_t errlen)
 {
     struct verify v = {

@@ -9,6 +9,8 @@
 
 #include "command/store.h"
 
+struct redis_sync; /* projection/redis_sync.h */
+
 struct verify_report {
     int64_t products;    /* rows in the write model's snapshot */
     int64_t differences; /* lines printed to the report stream */
@@ -21,7 +23,7 @@ struct verify_report {
  * entries...) and fills "report". Waits up to "settle_ms" for the projector to reach the
  * write model's head first. Returns 0 when the comparison ran (differences or not), -1 when
  * it could not run ("err" says why). */
-int verify_run(struct store *store, redisContext *redis, const char *prefix, int settle_ms,
+int verify_run(struct store *store, struct redis_sync *redis, const char *prefix, int settle_ms,
                FILE *out, struct verify_report *report, char *err, size_t errlen);
 
 #endif

@@ -1,5 +1,7 @@
 /* redis_client.c - RESP over an h2o socket: commands are encoded straight into the output
  * buffer, replies are parsed with hiredis' reader and matched to calls in FIFO order.
+ * For rediss:// the socket does TLS first (h2o's client-side handshake, the context from
+ * common/redis_tls.c verifying the server), and the same RESP code then runs over it.
  * Invariant: every queued call gets exactly one outcome (its reply, or NULL on failure),
  * unless it was cancelled, and a call's callback never runs after cancellation. */
 #include "query/redis_client.h"
@@ -15,6 +17,7 @@
 
 #include "common/digits.h"
 #include "common/log.h"
+#include "common/redis_tls.h"
 #include "common/xmalloc.h"
 #include "query/reply_reader.h"
 
@@ -41,6 +44,8 @@ struct redis_client {
     void (*on_connect)(void *arg);
     void *on_connect_arg;
 
+    SSL_CTX *tls_ctx; /* rediss:// only; NULL when its files could not be loaded */
+    char tls_problem[200];
     h2o_socket_t *sock;
     int connected;
     redisReader *reader;
@@ -142,7 +147,8 @@ static void on_written(h2o_socket_t *sock, const char *err)
 {
     struct redis_client *c = sock->data;
     if (err) {
-        disconnect(c, err);
+        /* h2o says "I/O error" whichever way it broke: one text, so that it is logged once */
+        disconnect(c, "connection to Redis lost");
         return;
     }
     c->writing = 0;
@@ -222,13 +228,14 @@ static void on_auth(const redisReply *reply, void *arg)
     usable(c);
 }
 
-static void on_connected(h2o_socket_t *sock, const char *err)
+static void on_confirmed(const redisReply *reply, void *arg)
 {
-    struct redis_client *c = sock->data;
-    if (err) {
-        disconnect(c, err);
-        return;
-    }
+    if (reply) usable(arg);
+}
+
+/* The connection (TLS done, if any) is open: authenticate, select, then run queued calls. */
+static void start_session(struct redis_client *c, h2o_socket_t *sock)
+{
     c->connected = 1;
     c->reader = reply_reader_new();
     if (!c->reader) {
@@ -242,17 +249,50 @@ static void on_connected(h2o_socket_t *sock, const char *err)
         const char *argv[] = {"AUTH", argc == 3 ? c->url.user : c->url.password, c->url.password};
         const size_t lens[] = {4, strlen(argv[1]), strlen(c->url.password)};
         redis_client_call(c, on_auth, c, argc, argv, lens);
-    } else {
+    } else if (!c->url.tls) {
         usable(c);
     }
-    if (c->url.db != 0) {
+    /* Over TLS 1.3 a server that refuses our client certificate says so only after the
+     * handshake: without AUTH, SELECT's reply is the first sign that the session works. */
+    int confirm = c->url.tls && !c->url.password[0];
+    if (c->url.db != 0 || confirm) {
         char db[16];
         int n = snprintf(db, sizeof(db), "%d", c->url.db);
         const char *argv[] = {"SELECT", db};
         const size_t lens[] = {6, (size_t)n};
-        redis_client_call(c, NULL, NULL, 2, argv, lens); /* an error reply means nothing */
+        /* an error reply means nothing */
+        redis_client_call(c, confirm ? on_confirmed : NULL, c, 2, argv, lens);
     }
     if (c->on_connect) c->on_connect(c->on_connect_arg);
+}
+
+static void on_handshake(h2o_socket_t *sock, const char *err)
+{
+    struct redis_client *c = sock->data;
+    /* h2o 2.2.5 checks the name once more after the handshake, DNS names only, so it calls an
+     * IP address in the certificate's IP SANs a mismatch. OpenSSL has already checked the
+     * name, IP addresses included, during the handshake (redis_tls.c sets it on the context),
+     * and would have failed it: that one complaint of h2o's is redundant. */
+    if (err && err != h2o_socket_error_ssl_cert_name_mismatch) {
+        char why[200];
+        snprintf(why, sizeof(why), "TLS handshake with Redis failed: %s", err);
+        disconnect(c, why);
+        return;
+    }
+    start_session(c, sock);
+}
+
+static void on_connected(h2o_socket_t *sock, const char *err)
+{
+    struct redis_client *c = sock->data;
+    if (err) {
+        disconnect(c, err);
+        return;
+    }
+    if (c->url.tls)
+        h2o_socket_ssl_handshake(sock, c->tls_ctx, c->url.host, on_handshake);
+    else
+        start_session(c, sock);
 }
 
 static int resolve(const struct redis_url *url, struct sockaddr_storage *addr, socklen_t *len)
@@ -279,6 +319,10 @@ static void start_connect(struct redis_client *c)
 {
     struct sockaddr_storage addr;
     socklen_t len;
+    if (c->url.tls && !c->tls_ctx) {
+        disconnect(c, c->tls_problem);
+        return;
+    }
     if (resolve(&c->url, &addr, &len) < 0) {
         disconnect(c, "cannot resolve the Redis host");
         return;
@@ -332,6 +376,7 @@ struct redis_client *redis_client_new(h2o_loop_t *loop, const struct redis_url *
     c->on_connect = on_connect;
     c->on_connect_arg = arg;
     c->backoff_ms = BACKOFF_MIN_MS;
+    if (url->tls) c->tls_ctx = redis_tls_context_new(url, c->tls_problem, sizeof(c->tls_problem));
     h2o_timeout_init(loop, &c->zero_timeout, 0);
     h2o_timeout_init(loop, &c->tick_timeout, TICK_MS);
     c->flush_entry.cb = on_flush_timer;

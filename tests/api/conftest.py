@@ -230,27 +230,35 @@ def generation_numbers(r):
 
 
 class RedisProc:
-    def __init__(self, workdir, port=None, extra_args=(), password=None):
+    def __init__(self, workdir, port=None, extra_args=(), password=None, tls=None):
         self.dir = Path(workdir)
         self.port = port or free_port()
         self.proc = None
         self.log = self.dir / f"redis-{self.port}.log"
         self.extra_args = list(extra_args)
         self.password = password  # of the default user, for the tests' own client
+        # TLS only (extra_args give the server its --tls-* files): redis-py's ssl_* keywords
+        # for the tests' own client; the port is then --tls-port, and --port is 0.
+        self.tls = tls
 
     @property
     def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}/0"
+
+    def _client(self, timeout):
+        return redis.Redis(host="127.0.0.1", port=self.port, db=0, socket_timeout=timeout,
+                           socket_connect_timeout=timeout, password=self.password,
+                           **(self.tls or {}))
 
     def client(self):
-        return redis.Redis(host="127.0.0.1", port=self.port, db=0, socket_timeout=5,
-                           socket_connect_timeout=5, password=self.password)
+        return self._client(5)
 
     def start(self):
         assert shutil.which("redis-server"), "redis-server is not on PATH"
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            ["redis-server", *(["--port", "0", "--tls-port"] if self.tls else ["--port"]),
+             str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no",
              *self.extra_args],
             stdout=logf, stderr=subprocess.STDOUT, cwd=str(self.dir))
@@ -259,8 +267,7 @@ class RedisProc:
         def pong():
             if self.proc.poll() is not None:
                 raise AssertionError(f"redis-server exited: {self.log.read_text()[-2000:]}")
-            c = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5,
-                            socket_connect_timeout=0.5, password=self.password)
+            c = self._client(0.5)
             try:
                 return c.ping()
             finally:

@@ -31,8 +31,10 @@ def make_stack(name, redis_args, password, url_credentials):
 
 
 def run_cli(s, *args):
+    """verify or rebuild against the stack's Redis, with the server's flags (TLS files)."""
     return subprocess.run([s.server.command()[0], *args, "--db", str(s.db), "--redis",
-                           s.cli_redis], capture_output=True, text=True, timeout=60)
+                           s.cli_redis, *s.server.extra_args], capture_output=True, text=True,
+                          timeout=60)
 
 
 def exercise(s):

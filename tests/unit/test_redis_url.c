@@ -1,4 +1,4 @@
-/* test_redis_url.c - the two Redis URL forms and their errors. */
+/* test_redis_url.c - the Redis URL forms and their errors. */
 #include <criterion/criterion.h>
 
 #include "common/redis_url.h"
@@ -14,6 +14,24 @@ Test(redis_url, tcp_with_and_without_port_and_db)
     cr_assert_eq(redis_url_parse("redis://localhost", &url, err, sizeof(err)), 0);
     cr_assert_eq(url.port, 6379);
     cr_assert_eq(url.db, 0);
+}
+
+Test(redis_url, rediss_is_tcp_with_tls)
+{
+    struct redis_url url;
+    char err[128];
+    cr_assert_eq(redis_url_parse("rediss://u:p%40w@redis.internal:6380/1", &url, err, sizeof(err)),
+                 0);
+    cr_assert_eq(url.tls, 1);
+    cr_assert_str_eq(url.host, "redis.internal");
+    cr_assert_eq(url.port, 6380);
+    cr_assert_eq(url.db, 1);
+    cr_assert_str_eq(url.user, "u");
+    cr_assert_str_eq(url.password, "p@w");
+    cr_assert_null(url.ca_file);
+    cr_assert_eq(redis_url_parse("redis://h", &url, err, sizeof(err)), 0);
+    cr_assert_eq(url.tls, 0);
+    cr_assert_neq(redis_url_parse("rediss://", &url, err, sizeof(err)), 0);
 }
 
 Test(redis_url, unix_socket_with_db)

@@ -20,7 +20,7 @@ LDLIBS   += -lh2o-evloop -lssl -lcrypto -lz -lhiredis -ljansson -lsqlite3 -lm -p
 DEBS_RUN  := build-essential pkg-config libh2o-evloop-dev libhiredis-dev libjansson-dev \
              libsqlite3-dev libssl-dev zlib1g-dev redis-server
 DEBS_TEST := libcriterion-dev python3-pytest python3-requests python3-redis python3-jsonschema \
-             curl
+             curl openssl nghttp2-client
 
 SRC      := $(shell find src -name '*.c' | sort)
 OBJ      := $(SRC:%.c=$(BUILD)/%.o)

@@ -20,6 +20,7 @@
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "http/server.h"
+#include "http/tls.h"
 #include "projection/apply.h"
 #include "projection/generations.h"
 #include "projection/maintenance.h"
@@ -49,7 +50,10 @@ struct options {
     const char *allowed_hosts;
     const char *max_idempotency_keys;
     const char *max_queued_commands;
+    const char *tls_cert;
+    const char *tls_key;
     int allow_open_writes;
+    int http2;
     char *joined; /* the values of a repeated flag, joined: freed by main */
 };
 
@@ -94,6 +98,9 @@ static const struct flag FLAGS[] = {
      "host or host:port that writes may name in Host and Origin, besides --listen and "
      "localhost (repeatable, or comma-separated)",
      1},
+    {"tls-cert", "CATALOGD_TLS_CERT", NULL, OPT(tls_cert),
+     "PEM certificate chain: serve HTTPS (with --tls-key)", 0},
+    {"tls-key", "CATALOGD_TLS_KEY", NULL, OPT(tls_key), "PEM private key of --tls-cert", 0},
 };
 #define FLAG_COUNT (sizeof(FLAGS) / sizeof(FLAGS[0]))
 
@@ -111,6 +118,9 @@ static void usage(FILE *out)
         fprintf(out, "  --%-14s %-22s %s\n", FLAGS[i].name, FLAGS[i].env, FLAGS[i].help);
     fprintf(out, "  --%-14s %-22s %s\n", "allow-open-writes", "",
             "serve commands on a non-loopback address without a token");
+    fprintf(out, "  --%-14s %-22s %s\n", "http2", "CATALOGD_HTTP2=1",
+            "offer h2 by ALPN over TLS (off: h2o 2.2.5 has no defence against HTTP/2 rapid "
+            "reset, CVE-2023-44487; see README, Security)");
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -129,7 +139,7 @@ static int usage_error(const char *fmt, ...)
 /* Fills "options" from the environment, then from argv. Returns 0, or an exit code. */
 static int parse_flags(int argc, char **argv, struct options *options)
 {
-    struct option long_options[FLAG_COUNT + 2];
+    struct option long_options[FLAG_COUNT + 3];
     for (size_t i = 0; i < FLAG_COUNT; i++) {
         long_options[i] = (struct option){FLAGS[i].name, required_argument, NULL, (int)i};
         const char *value = getenv(FLAGS[i].env);
@@ -137,13 +147,18 @@ static int parse_flags(int argc, char **argv, struct options *options)
         if (value && *value) *option_slot(options, &FLAGS[i]) = value;
     }
     long_options[FLAG_COUNT] = (struct option){"allow-open-writes", no_argument, NULL, 1000};
-    long_options[FLAG_COUNT + 1] = (struct option){0};
+    long_options[FLAG_COUNT + 1] = (struct option){"http2", no_argument, NULL, 1001};
+    long_options[FLAG_COUNT + 2] = (struct option){0};
+    const char *http2 = getenv("CATALOGD_HTTP2");
+    options->http2 = http2 && (strcmp(http2, "1") == 0 || strcmp(http2, "true") == 0);
     opterr = 0;
     optind = 2; /* after the command */
     int index, given[FLAG_COUNT] = {0};
     while ((index = getopt_long(argc, argv, "", long_options, NULL)) != -1) {
         if (index == 1000) {
             options->allow_open_writes = 1;
+        } else if (index == 1001) {
+            options->http2 = 1;
         } else if (index >= 0 && (size_t)index < FLAG_COUNT) {
             const char **slot = option_slot(options, &FLAGS[index]);
             if (FLAGS[index].repeatable && given[index]++) {
@@ -229,6 +244,16 @@ static int build_config(const struct options *options, struct app_config *config
     if (rc == HOST_POLICY_BAD_ALLOWED) return usage_error("bad --allowed-host: %s", err);
     config->api_token = options->api_token && options->api_token[0] ? options->api_token : NULL;
     config->allow_open_writes = options->allow_open_writes;
+    int has_cert = options->tls_cert && options->tls_cert[0];
+    int has_key = options->tls_key && options->tls_key[0];
+    if (has_cert != has_key)
+        return usage_error("--tls-cert and --tls-key go together: %s is missing",
+                           has_cert ? "--tls-key" : "--tls-cert");
+    if (options->http2 && !has_cert)
+        return usage_error("--http2 needs --tls-cert and --tls-key (no cleartext HTTP/2)");
+    config->tls_cert = has_cert ? options->tls_cert : NULL;
+    config->tls_key = has_key ? options->tls_key : NULL;
+    config->http2 = options->http2;
     return 0;
 }
 
@@ -320,6 +345,13 @@ static int serve(const struct app_config *given)
         return usage_error("refusing to serve commands on %s (%s, not a loopback address) "
                            "without --api-token (or give --allow-open-writes)",
                            config->listen, bound);
+    /* Certificate and key are read before anything starts: one line, exit 2 (a usage error:
+     * the files given are wrong, running again will not help). */
+    if (config->tls_cert && tls_context_new(config->tls_cert, config->tls_key, config->http2,
+                                            &fitted.tls, err, sizeof(err)) < 0) {
+        fprintf(stderr, "catalogd: %s\n", err);
+        return 2;
+    }
     if (fit_open_file_limit(config) < 0) return 1;
     int rc = 1;
     struct app app = {.config = config, .inflight_keys = inflight_keys_new()};
@@ -360,8 +392,9 @@ static int serve(const struct app_config *given)
         return 1; /* threads may be running: the process exits without unwinding them */
     }
     char redis_shown[512];
-    LOG(LOG_INFO, "catalogd %s serving http://%s (db %s, redis %s, %d threads, durability %s)",
-        CATALOGD_VERSION, config->listen, config->db_path,
+    LOG(LOG_INFO, "catalogd %s serving %s://%s%s (db %s, redis %s, %d threads, durability %s)",
+        CATALOGD_VERSION, config->tls ? "https" : "http", config->listen,
+        config->tls ? (config->http2 ? " (h2, http/1.1)" : " (http/1.1)") : "", config->db_path,
         redis_url_redact(config->redis_text, redis_shown, sizeof(redis_shown)), config->threads,
         config->durable ? "full" : "normal");
     server_run(server, SHUTDOWN_GRACE_MS);
@@ -374,6 +407,7 @@ static int serve(const struct app_config *given)
     LOG(LOG_INFO, "catalogd stopped");
     rc = 0;
 out:
+    tls_context_free(fitted.tls);
     store_close(store);
     inflight_keys_free(app.inflight_keys);
     return rc;

@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "common/xmalloc.h"
@@ -23,9 +24,11 @@ struct conn_guard {
     int linger_fd;       /* a duplicate descriptor to linger on once h2o closes, or -1 */
     int depth;           /* calls into h2o of the guard's on the stack */
     int finished;        /* closed, lingered, accounted for: freed at depth 0 */
+    int handshaking;     /* TLS, and no decrypted byte seen yet: h2o's handshake may run */
 };
 
 static void on_read(h2o_socket_t *sock, const char *err);
+static void on_written(h2o_socket_t *sock, const char *err);
 static void on_socket_closed(void *data);
 
 static struct conn_guard *guard_of(h2o_socket_t *sock)
@@ -72,6 +75,18 @@ static void wrap_reading(struct conn_guard *guard)
     }
 }
 
+/* During a TLS handshake, h2o goes on from its write callbacks too (it writes a flight, then
+ * starts reading again, or ends the handshake and starts HTTP there): those are wrapped as
+ * well, so the reading that follows is wrapped before the event loop can read. */
+static void wrap_handshake_writing(struct conn_guard *guard)
+{
+    h2o_socket_t *sock = guard->sock;
+    if (guard->handshaking && sock->_cb.write && sock->_cb.write != on_written) {
+        guard->h2o_on_written = sock->_cb.write;
+        sock->_cb.write = on_written;
+    }
+}
+
 /* Leaves a call into h2o: frees a guard that finished meanwhile. Returns 0 while the
  * connection goes on, -1 when it is gone. */
 static int leave(struct conn_guard *guard)
@@ -84,13 +99,29 @@ static int leave(struct conn_guard *guard)
     return guard->sock ? 0 : -1;
 }
 
+/* Whether the connection speaks HTTP/2 (h2, chosen by ALPN over TLS; --http2). */
+static int speaks_http2(h2o_socket_t *sock)
+{
+    if (!sock->ssl) return 0;
+    h2o_iovec_t protocol = h2o_socket_ssl_get_selected_protocol(sock);
+    return protocol.len == 2 && memcmp(protocol.base, "h2", 2) == 0;
+}
+
 /* Whether the bytes buffered on the connection pass a bound: 1 for the head of the request
- * being read, 2 for the bytes buffered in all, 0 for neither. */
+ * being read, 2 for the bytes buffered in all, 0 for neither. Over TLS, "input" holds the
+ * decrypted bytes (h2o decrypts into it before calling the read callback). An HTTP/2
+ * connection has frames, not heads: only the buffered bound applies (h2o's HPACK decoder has
+ * bounds of its own on a header block). */
 static int over_a_bound(struct conn_guard *guard)
 {
     h2o_buffer_t *input = guard->sock->input;
     if (input->size > guard->config->max_buffered_bytes) return 2;
-    if (guard->head_length) return 0; /* a body, or the next request pipelined behind it */
+    /* Nothing decrypted yet means a TLS handshake may still run: h2o has no SSL object to ask
+     * for the protocol before its first step (and none of its bytes reach "input"). */
+    if (input->size == 0) return 0;
+    guard->handshaking = 0;
+    if (guard->head_length || speaks_http2(guard->sock))
+        return 0; /* a body, or the next request pipelined behind it */
     size_t end = head_end(input->bytes, input->size, guard->head_scanned);
     if (end)
         guard->head_length = end;
@@ -99,8 +130,27 @@ static int over_a_bound(struct conn_guard *guard)
     return (end ? end : input->size) > guard->config->max_head_bytes;
 }
 
+static void tell_h2o_head_too_large(struct conn_guard *guard)
+{
+    guard->depth++;
+    guard->h2o_on_read(guard->sock, "request head too large");
+    leave(guard);
+}
+
+/* The 431 of a TLS connection has been written (or failed): now h2o closes the connection. */
+static void on_refusal_written(h2o_socket_t *sock, const char *err)
+{
+    (void)err;
+    struct conn_guard *guard = guard_of(sock);
+    assert(guard);
+    tell_h2o_head_too_large(guard);
+}
+
 /* Ends a connection over a bound: a head too large is answered 431 first (lingering, so the
- * client reads it); then h2o is told its read failed, and closes the connection. */
+ * client reads it); then h2o is told its read failed, and closes the connection. In clear, the
+ * 431 goes straight to the descriptor (a fresh socket's buffer takes it; else it is lost); over
+ * TLS, h2o encrypts it and reading stops until it is written, unless h2o is still writing a
+ * response (then the connection is only cut). */
 static void cut(struct conn_guard *guard, int bound)
 {
     h2o_socket_t *sock = guard->sock;
@@ -108,12 +158,24 @@ static void cut(struct conn_guard *guard, int bound)
         size_t shown = sock->input->size < guard->config->max_head_bytes
                            ? sock->input->size
                            : guard->config->max_head_bytes;
-        guard->config->refuse_head(h2o_socket_get_fd(sock), sock->input->bytes, shown,
-                                   guard->config->arg);
+        char response[CONN_GUARD_REFUSAL_MAX];
+        size_t len = guard->config->refuse_head(sock->input->bytes, shown, response,
+                                                sizeof(response), guard->config->arg);
         linger_on_close(guard);
+        if (!sock->ssl) {
+            ssize_t written = write(h2o_socket_get_fd(sock), response, len);
+            (void)written;
+        } else if (!sock->_cb.write) {
+            h2o_iovec_t buf = h2o_iovec_init(response, len); /* h2o copies it as it encrypts */
+            h2o_socket_read_stop(sock);
+            h2o_socket_write(sock, &buf, 1, on_refusal_written);
+            return;
+        }
+        tell_h2o_head_too_large(guard);
+        return;
     }
     guard->depth++;
-    guard->h2o_on_read(sock, bound == 1 ? "request head too large" : "too much buffered input");
+    guard->h2o_on_read(sock, "too much buffered input");
     leave(guard);
 }
 
@@ -128,11 +190,14 @@ static void on_read(h2o_socket_t *sock, const char *err)
     }
     guard->depth++;
     guard->h2o_on_read(sock, err);
-    if (leave(guard) == 0) wrap_reading(guard);
+    if (leave(guard) < 0) return;
+    wrap_reading(guard);
+    wrap_handshake_writing(guard);
 }
 
 /* A persistent response has been written: h2o drops the request's bytes and starts reading
- * the next request, perhaps from bytes it already holds. */
+ * the next request, perhaps from bytes it already holds. (Or a TLS handshake's flight has been
+ * written: nothing of a head was read yet, and h2o goes on reading.) */
 static void on_written(h2o_socket_t *sock, const char *err)
 {
     struct conn_guard *guard = guard_of(sock);
@@ -142,6 +207,7 @@ static void on_written(h2o_socket_t *sock, const char *err)
     guard->h2o_on_written(sock, err);
     if (leave(guard) < 0) return;
     wrap_reading(guard);
+    wrap_handshake_writing(guard);
     int bound = guard->sock->_cb.read ? over_a_bound(guard) : 0;
     if (bound) cut(guard, bound);
 }
@@ -154,11 +220,14 @@ void conn_guard_accept(h2o_accept_ctx_t *accept_ctx, h2o_socket_t *sock,
     guard->loop = accept_ctx->ctx->loop;
     guard->config = config;
     guard->linger_fd = -1;
+    guard->handshaking = accept_ctx->ssl_ctx != NULL;
     sock->on_close.cb = on_socket_closed;
     sock->on_close.data = guard;
     guard->depth++;
-    h2o_accept(accept_ctx, sock); /* HTTP/1: h2o starts reading, synchronously */
-    if (leave(guard) == 0) wrap_reading(guard);
+    h2o_accept(accept_ctx, sock); /* h2o starts reading (HTTP/1 or the handshake) at once */
+    if (leave(guard) < 0) return;
+    wrap_reading(guard);
+    wrap_handshake_writing(guard);
 }
 
 /* ---- the filter ---- */
@@ -190,7 +259,7 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
     (void)self;
     h2o_socket_t *sock =
         req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
-    struct conn_guard *guard = guard_of(sock);
+    struct conn_guard *guard = req->version < 0x200 ? guard_of(sock) : NULL; /* HTTP/1 only */
     if (guard && !req->http1_is_persistent && req->res.status >= 400) {
         linger_on_close(guard);
     } else if (guard && req->http1_is_persistent) {

@@ -11,6 +11,9 @@
  *   bytes pipelined far ahead of their requests are not held either.
  * - An error answer that closes its connection (413, 431, an ambiguous request) gets a
  *   lingering close (linger.h), so the client reads it instead of a reset.
+ * - Over TLS the same holds: h2o decrypts into the socket's input before its read callback, so
+ *   the guard sees the plain bytes, and the 431 goes out through h2o's encryption. An HTTP/2
+ *   connection (--http2) gets only the bound on buffered bytes; its streams end on their own.
  *
  * h2o offers no hook on its reads, so the guard wraps the socket's read callback (the `_cb`
  * member of h2o_socket_t: declared in h2o/socket.h, meant for h2o's own use). h2o sets it anew
@@ -23,12 +26,15 @@
 
 #include <h2o.h>
 
+#define CONN_GUARD_REFUSAL_MAX 1024 /* bytes of the 431 response refuse_head makes */
+
 struct conn_guard_config {
     size_t max_head_bytes;     /* --max-header-bytes */
     size_t max_buffered_bytes; /* read ahead and not yet consumed by h2o */
-    /* Answers a head over the limit before the connection is cut: writes the 431 on "fd" and
-     * logs it. "head" holds the first "len" bytes read of it. */
-    void (*refuse_head)(int fd, const char *head, size_t len, void *arg);
+    /* Answers a head over the limit before the connection is cut: puts the whole 431 response
+     * (at most "cap" bytes) in "out", logs it, and returns its length. "head" holds the first
+     * "len" bytes read of it. The guard writes it (encrypted over TLS). */
+    size_t (*refuse_head)(const char *head, size_t len, char *out, size_t cap, void *arg);
     /* The connection is gone (after any lingering). */
     void (*closed)(void *arg);
     void *arg;

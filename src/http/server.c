@@ -33,6 +33,7 @@
 #define BODY_TOO_LARGE_DOCUMENT "/_errors/413"        /* h2o's own 413 gets this as its body */
 #define ACCEPT_BACKOFF_MS       100                   /* after accept() ran out of descriptors */
 #define REQUEST_ID_ENV          "CATALOGD_REQUEST_ID" /* h2o's own errors keep their id here */
+#define HTTP2_MAX_CONCURRENT    16 /* requests of one HTTP/2 connection handled at once */
 
 #define BIND_ROUTE(method, pattern, handler, name, needs_token)                                    \
     {method, pattern, handler, name, needs_token},
@@ -173,8 +174,14 @@ static int framed_or_reply(struct http_exchange *ex, h2o_req_t *req, struct head
     h2o_socket_t *sock =
         req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
     const char *problem = "a head that could not be read";
-    if (sock && sock->input && req->version < 0x200 &&
-        head_scan(sock->input->bytes, sock->input->size, head) == 0)
+    if (req->version >= 0x200) {
+        /* HTTP/2 (--http2, over TLS): frames carry their lengths, h2o refuses a body whose
+         * Content-Length differs, and :authority stands for Host. */
+        *head = (struct head_facts){.host_fields = 1};
+        return 0;
+    }
+    /* Over TLS, the socket's input holds the decrypted bytes: the same head as in clear. */
+    if (sock && sock->input && head_scan(sock->input->bytes, sock->input->size, head) == 0)
         problem = head_framing_problem(head, req->version & 0xff);
     if (!problem) return 0;
     req->http1_is_persistent = 0;
@@ -301,26 +308,24 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
 
 static void on_accept(h2o_socket_t *listener, const char *err);
 
-/* A request head passed --max-header-bytes before it ended (conn_guard.h): the 431 is written
- * here, on the connection's descriptor, since h2o has no request to answer yet. */
-static void on_head_too_large(int fd, const char *head, size_t len, void *arg)
+/* A request head passed --max-header-bytes before it ended (conn_guard.h): the 431 is made
+ * here, for the guard to write on the connection, since h2o has no request to answer yet. */
+static size_t on_head_too_large(const char *head, size_t len, char *out, size_t cap, void *arg)
 {
     struct loop_thread *loop = arg;
-    char id[REQUEST_ID_MAX + 1], detail[96], response_head[256];
+    char id[REQUEST_ID_MAX + 1], detail[96];
     new_request_id(loop, id);
     snprintf(detail, sizeof(detail), "the request line and headers are larger than %zu bytes",
              loop->server->app->config->max_header_bytes);
     size_t body_len;
     char *body = problem_render(431, "headers-too-large", detail, NULL, &body_len);
-    int n = snprintf(response_head, sizeof(response_head),
+    int n = snprintf(out, cap,
                      "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
                      "Server: catalogd\r\nContent-Type: " PROBLEM_CONTENT_TYPE "\r\n"
-                     "Content-Length: %zu\r\nX-Request-Id: %s\r\n\r\n",
-                     body_len, id);
-    struct iovec parts[] = {{response_head, (size_t)n}, {body, body_len}};
-    ssize_t written = writev(fd, parts, 2); /* a fresh socket's buffer takes it; else it is lost */
-    (void)written;
+                     "Content-Length: %zu\r\nX-Request-Id: %s\r\n\r\n%.*s",
+                     body_len, id, (int)body_len, body);
     free(body);
+    size_t response_len = n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
     metrics_record(&loop->metrics, -1, 431, 0);
     /* The request line, when it came whole: "METHOD TARGET HTTP/1.1". */
     const char *line_end = memchr(head, '\n', len);
@@ -330,6 +335,7 @@ static void on_head_too_large(int fd, const char *head, size_t len, void *arg)
     char line[640] = "-";
     if (line_len) log_escape(line, sizeof(line), head, line_len);
     LOG(LOG_INFO, "request %s 431 0.000ms id=%s (cut after %zu bytes of head)", line, id, len);
+    return response_len;
 }
 
 /* Accepting is on unless the loop is at its connection cap or backing off from a failed
@@ -431,6 +437,7 @@ static void init_loop(struct loop_thread *loop)
     h2o_context_init(&loop->ctx, evloop, &server->globalconf);
     loop->accept_ctx.ctx = &loop->ctx;
     loop->accept_ctx.hosts = server->globalconf.hosts;
+    loop->accept_ctx.ssl_ctx = server->app->config->tls; /* NULL: plain HTTP */
     h2o_multithread_queue_t *queue = h2o_multithread_create_queue(evloop);
     h2o_multithread_register_receiver(queue, &loop->resume_receiver, http_on_resume_messages);
     h2o_multithread_register_receiver(queue, &loop->applied_receiver, on_applied_message);
@@ -516,6 +523,11 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
      * connection) and has no mitigation for rapid reset (CVE-2023-44487). With this off, the
      * Upgrade header is ignored and the preface fails HTTP/1 parsing: a 400, then close. */
     server->globalconf.http1.upgrade_to_http2 = 0;
+    /* HTTP/2 over TLS, only with --http2 (README "Security": it cannot be bounded against
+     * rapid reset here). What h2o lets us bound is bound: requests handled at once on one
+     * connection, and how long a connection may stay idle. */
+    server->globalconf.http2.idle_timeout = (uint64_t)app->config->idle_timeout_s * 1000;
+    server->globalconf.http2.max_concurrent_requests_per_connection = HTTP2_MAX_CONCURRENT;
     h2o_hostconf_t *host =
         h2o_config_register_host(&server->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);

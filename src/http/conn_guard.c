@@ -25,6 +25,9 @@ struct conn_guard {
     int depth;           /* calls into h2o of the guard's on the stack */
     int finished;        /* closed, lingered, accounted for: freed at depth 0 */
     int handshaking;     /* TLS, and no decrypted byte seen yet: h2o's handshake may run */
+    int http2_preface_seen;
+    int64_t reset_budget_milli; /* HTTP/2 stream resets still allowed, in thousandths */
+    uint64_t reset_budget_at_ms;
 };
 
 static void on_read(h2o_socket_t *sock, const char *err);
@@ -130,6 +133,55 @@ static int over_a_bound(struct conn_guard *guard)
     return (end ? end : input->size) > guard->config->max_head_bytes;
 }
 
+#define HTTP2_PREFACE_LEN 24 /* "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" */
+#define HTTP2_FRAME_HEAD  9
+#define HTTP2_RST_STREAM  0x3
+
+/* Counts the RST_STREAM frames among the complete HTTP/2 frames in "input". h2o 2.2.5 reads an
+ * HTTP/2 connection without pause and, on each read, consumes every complete frame (its
+ * parse_input), leaving at most one unfinished frame at the start: so counting the complete
+ * frames before each of h2o's reads counts each frame once. */
+static int64_t count_resets(struct conn_guard *guard, const h2o_buffer_t *input)
+{
+    const unsigned char *bytes = (const unsigned char *)input->bytes;
+    size_t at = 0;
+    if (!guard->http2_preface_seen) {
+        if (input->size < HTTP2_PREFACE_LEN) return 0;
+        guard->http2_preface_seen = 1;
+        at = HTTP2_PREFACE_LEN;
+    }
+    int64_t resets = 0;
+    while (input->size - at >= HTTP2_FRAME_HEAD) {
+        size_t length = (size_t)bytes[at] << 16 | (size_t)bytes[at + 1] << 8 | bytes[at + 2];
+        if (input->size - at - HTTP2_FRAME_HEAD < length) break;
+        if (bytes[at + 3] == HTTP2_RST_STREAM) resets++;
+        at += HTTP2_FRAME_HEAD + length;
+    }
+    return resets;
+}
+
+/* Whether an HTTP/2 connection has reset more streams than its budget allows (rapid reset,
+ * CVE-2023-44487: h2o 2.2.5 frees a reset stream's slot at once, while its request may still
+ * run, so without this one connection could start requests without bound). The budget holds
+ * http2_reset_burst resets and refills at http2_resets_per_s. */
+static int over_reset_budget(struct conn_guard *guard)
+{
+    const struct conn_guard_config *config = guard->config;
+    int64_t resets = count_resets(guard, guard->sock->input);
+    uint64_t now_ms = h2o_now(guard->loop);
+    int64_t cap = (int64_t)config->http2_reset_burst * 1000;
+    if (guard->reset_budget_at_ms == 0) {
+        guard->reset_budget_milli = cap;
+    } else {
+        guard->reset_budget_milli +=
+            (int64_t)(now_ms - guard->reset_budget_at_ms) * config->http2_resets_per_s;
+        if (guard->reset_budget_milli > cap) guard->reset_budget_milli = cap;
+    }
+    guard->reset_budget_at_ms = now_ms;
+    guard->reset_budget_milli -= resets * 1000;
+    return guard->reset_budget_milli < 0;
+}
+
 static void tell_h2o_head_too_large(struct conn_guard *guard)
 {
     guard->depth++;
@@ -175,7 +227,7 @@ static void cut(struct conn_guard *guard, int bound)
         return;
     }
     guard->depth++;
-    guard->h2o_on_read(sock, "too much buffered input");
+    guard->h2o_on_read(sock, bound == 3 ? "too many stream resets" : "too much buffered input");
     leave(guard);
 }
 
@@ -184,6 +236,11 @@ static void on_read(h2o_socket_t *sock, const char *err)
     struct conn_guard *guard = guard_of(sock);
     assert(guard); /* only the guard puts on_read there */
     int bound = err ? 0 : over_a_bound(guard);
+    if (!bound && !err && guard->sock->input->size && speaks_http2(sock) &&
+        over_reset_budget(guard)) {
+        bound = 3;
+        if (guard->config->too_many_resets) guard->config->too_many_resets(guard->config->arg);
+    }
     if (bound) {
         cut(guard, bound);
         return;

@@ -13,7 +13,8 @@
  *   lingering close (linger.h), so the client reads it instead of a reset.
  * - Over TLS the same holds: h2o decrypts into the socket's input before its read callback, so
  *   the guard sees the plain bytes, and the 431 goes out through h2o's encryption. An HTTP/2
- *   connection (--http2) gets only the bound on buffered bytes; its streams end on their own.
+ *   connection (--http2) gets the bound on buffered bytes, and a budget of stream resets
+ *   (RST_STREAM frames, counted as they arrive): past it, the connection is closed.
  *
  * h2o offers no hook on its reads, so the guard wraps the socket's read callback (the `_cb`
  * member of h2o_socket_t: declared in h2o/socket.h, meant for h2o's own use). h2o sets it anew
@@ -35,6 +36,12 @@ struct conn_guard_config {
      * (at most "cap" bytes) in "out", logs it, and returns its length. "head" holds the first
      * "len" bytes read of it. The guard writes it (encrypted over TLS). */
     size_t (*refuse_head)(const char *head, size_t len, char *out, size_t cap, void *arg);
+    /* HTTP/2 (--http2): RST_STREAM frames a connection may send at once, and then per second;
+     * past that budget the connection is closed (rapid reset, conn_guard.c). */
+    int http2_reset_burst;
+    int http2_resets_per_s;
+    /* Called as an HTTP/2 connection is closed for resetting too many streams (may be NULL). */
+    void (*too_many_resets)(void *arg);
     /* The connection is gone (after any lingering). */
     void (*closed)(void *arg);
     void *arg;

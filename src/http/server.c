@@ -33,7 +33,9 @@
 #define BODY_TOO_LARGE_DOCUMENT "/_errors/413"        /* h2o's own 413 gets this as its body */
 #define ACCEPT_BACKOFF_MS       100                   /* after accept() ran out of descriptors */
 #define REQUEST_ID_ENV          "CATALOGD_REQUEST_ID" /* h2o's own errors keep their id here */
-#define HTTP2_MAX_CONCURRENT    16 /* requests of one HTTP/2 connection handled at once */
+#define HTTP2_MAX_CONCURRENT    16  /* requests of one HTTP/2 connection handled at once */
+#define HTTP2_RESET_BURST       100 /* stream resets one HTTP/2 connection may send at once */
+#define HTTP2_RESETS_PER_S      10  /* and then per second (conn_guard.h) */
 
 #define BIND_ROUTE(method, pattern, handler, name, needs_token)                                    \
     {method, pattern, handler, name, needs_token},
@@ -338,6 +340,18 @@ static size_t on_head_too_large(const char *head, size_t len, char *out, size_t 
     return response_len;
 }
 
+static void on_too_many_resets(void *arg)
+{
+    struct loop_thread *loop = arg;
+    uint64_t now_ms = clock_mono_ms();
+    if (loop->resets_warned_ms && now_ms - loop->resets_warned_ms < 60000) return;
+    loop->resets_warned_ms = now_ms;
+    LOG(LOG_WARN,
+        "server: an HTTP/2 connection reset more than %d streams (then %d a second): closed "
+        "(rapid reset; logged at most once a minute per loop)",
+        HTTP2_RESET_BURST, HTTP2_RESETS_PER_S);
+}
+
 /* Accepting is on unless the loop is at its connection cap or backing off from a failed
  * accept; either way new connections wait in the kernel's backlog. */
 static void update_accepting(struct loop_thread *loop)
@@ -551,6 +565,9 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
             /* a head and a body at their limits, and as much again pipelined behind them */
             .max_buffered_bytes = 2 * (app->config->max_header_bytes + app->config->max_body_bytes),
             .refuse_head = on_head_too_large,
+            .http2_reset_burst = HTTP2_RESET_BURST,
+            .http2_resets_per_s = HTTP2_RESETS_PER_S,
+            .too_many_resets = on_too_many_resets,
             .closed = on_connection_closed,
             .arg = loop};
         loop->max_connections = app->config->max_connections / server->loop_count;

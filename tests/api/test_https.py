@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, Stack, free_port, uniq_sku
+from conftest import BIN, Stack, free_port, uniq_sku, wait_until
 
 CURL_TIMEOUT = 15
 
@@ -277,3 +277,88 @@ def test_tls_flags_go_together(pki, flags):
     rc, err = start_and_wait(args)
     assert rc == 2, err
     assert err.startswith("catalogd: --"), err
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP/2 rapid reset (CVE-2023-44487): a budget of stream resets per connection
+
+
+def h2_frame(kind, flags, stream, payload=b""):
+    return (len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big")
+            + payload)
+
+
+def h2_get(stream, path, authority):
+    """A HEADERS frame (END_STREAM, END_HEADERS) for GET https://authority/path, in HPACK:
+    :method GET and :scheme https indexed, :path and :authority literal, not indexed."""
+    def literal(index, value):
+        return bytes([index, len(value)]) + value
+    block = b"\x82\x87" + literal(4, path) + literal(1, authority)
+    return h2_frame(0x1, 0x5, stream, block)
+
+
+def h2_connect(pki, stack):
+    s = tls_connect(pki, stack, alpn=("h2",))
+    assert s.selected_alpn_protocol() == "h2"
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(0x4, 0, 0))  # preface, SETTINGS
+    return s
+
+
+def reset_pairs(stack, first_stream, count):
+    authority = f"127.0.0.1:{stack.server.port}".encode()
+    cancel = (8).to_bytes(4, "big")
+    return b"".join(h2_get(first_stream + 2 * i, b"/health", authority)
+                    + h2_frame(0x3, 0, first_stream + 2 * i, cancel) for i in range(count))
+
+
+def frames_until(sock, predicate, deadline_s=5.0):
+    """Reads frames until predicate(kind, flags, stream) holds (returns True) or the server
+    closes the connection (returns False)."""
+    buf = b""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+            length = int.from_bytes(buf[:3], "big")
+            if predicate(buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7fffffff):
+                return True
+            buf = buf[9 + length:]
+        try:
+            chunk = sock.recv(65536)
+        except (ssl.SSLError, ConnectionResetError):
+            return False
+        if not chunk:
+            return False
+        buf += chunk
+    raise AssertionError("neither the awaited frame nor a close came in time")
+
+
+def test_http2_rapid_reset_closes_the_connection(pki, tls_factory):
+    stack = tls_factory("--http2")
+    s = h2_connect(pki, stack)
+    sent = 0
+    try:
+        for batch in range(40):  # up to 2,000 HEADERS + RST_STREAM pairs
+            s.sendall(reset_pairs(stack, 1 + 100 * batch, 50))
+            sent += 50
+        closed = not frames_until(s, lambda kind, flags, stream: False, 5.0)
+    except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+        closed = True
+    finally:
+        s.close()
+    assert closed, f"{sent} resets and the connection is still open"
+    wait_until(lambda: "rapid reset" in stack.server.stderr_tail(200000), 5,
+               what="a log line for the rapid-reset close")
+    # the server serves on, over HTTP/2 too
+    assert curl(pki, "--http2", stack.url("/health"))[:2] == ("2", 200)
+
+
+def test_http2_few_resets_keep_the_connection(pki, tls_factory):
+    stack = tls_factory("--http2")
+    s = h2_connect(pki, stack)
+    try:
+        s.sendall(reset_pairs(stack, 1, 50))  # within the budget (100 at once)
+        authority = f"127.0.0.1:{stack.server.port}".encode()
+        s.sendall(h2_get(101, b"/health", authority))
+        assert frames_until(s, lambda kind, flags, stream: kind == 0x1 and stream == 101)
+    finally:
+        s.close()

@@ -119,8 +119,9 @@ static void usage(FILE *out)
     fprintf(out, "  --%-14s %-22s %s\n", "allow-open-writes", "",
             "serve commands on a non-loopback address without a token");
     fprintf(out, "  --%-14s %-22s %s\n", "http2", "CATALOGD_HTTP2=1",
-            "offer h2 by ALPN over TLS (off: h2o 2.2.5 has no defence against HTTP/2 rapid "
-            "reset, CVE-2023-44487; see README, Security)");
+            "also offer h2 by ALPN over TLS; off because h2o 2.2.5 predates the HTTP/2 rapid-reset "
+            "fix (CVE-2023-44487): resets are budgeted per connection, buffered stream bodies "
+            "are not bounded (README, Security)");
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -362,3 +362,13 @@ def test_http2_few_resets_keep_the_connection(pki, tls_factory):
         assert frames_until(s, lambda kind, flags, stream: kind == 0x1 and stream == 101)
     finally:
         s.close()
+
+
+def test_help_and_readme_name_the_tls_flags():
+    out = subprocess.run([str(BIN), "--help"], capture_output=True, text=True, timeout=10).stdout
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for flag, env in [("--tls-cert", "CATALOGD_TLS_CERT"), ("--tls-key", "CATALOGD_TLS_KEY"),
+                      ("--http2", "CATALOGD_HTTP2")]:
+        assert flag in out and env in out, out
+        assert f"`{flag}" in readme and env in readme
+    assert "CVE-2023-44487" in out

@@ -372,3 +372,35 @@ def test_help_and_readme_name_the_tls_flags():
         assert flag in out and env in out, out
         assert f"`{flag}" in readme and env in readme
     assert "CVE-2023-44487" in out
+
+
+def open_connections(stack):
+    text = stack.http.get(stack.url("/metrics"), timeout=5).text
+    line = next(x for x in text.splitlines() if x.startswith("catalogd_open_connections "))
+    return int(float(line.split()[1]))
+
+
+def test_silent_or_failed_handshakes_are_closed_and_counted(pki, tls_factory):
+    stack = tls_factory("--idle-timeout", "1")
+    baseline = open_connections(stack)
+    silent = socket.create_connection(("127.0.0.1", stack.server.port), timeout=5)
+    try:
+        started = time.monotonic()
+        assert silent.recv(100) == b""  # no ClientHello: closed after --idle-timeout
+        assert 0.8 <= time.monotonic() - started <= 3.5
+    finally:
+        silent.close()
+    for _ in range(20):  # plain HTTP and untrusted clients: handshakes that fail
+        s = socket.create_connection(("127.0.0.1", stack.server.port), timeout=5)
+        s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        read_until_closed(s)
+        s.close()
+        with pytest.raises(ssl.SSLError):
+            context = ssl.create_default_context()  # the system store: our CA is not in it
+            raw = socket.create_connection(("127.0.0.1", stack.server.port), timeout=5)
+            try:
+                context.wrap_socket(raw, server_hostname="127.0.0.1")
+            finally:
+                raw.close()
+    wait_until(lambda: open_connections(stack) <= baseline, 5,
+               what="every failed handshake's connection accounted for")

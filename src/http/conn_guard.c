@@ -5,6 +5,8 @@
 
 #include <assert.h>
 #include <fcntl.h>
+#include <h2o/http1.h>
+#include <h2o/http2.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,14 +26,15 @@ struct conn_guard {
     int linger_fd;       /* a duplicate descriptor to linger on once h2o closes, or -1 */
     int depth;           /* calls into h2o of the guard's on the stack */
     int finished;        /* closed, lingered, accounted for: freed at depth 0 */
-    int handshaking;     /* TLS, and no decrypted byte seen yet: h2o's handshake may run */
+    h2o_accept_ctx_t *accept_ctx;        /* TLS: for h2o's HTTP once the handshake is done */
+    struct timeval connected_at;         /* ditto */
+    h2o_timeout_entry_t handshake_timer; /* TLS: the handshake's deadline */
     int http2_preface_seen;
     int64_t reset_budget_milli; /* HTTP/2 stream resets still allowed, in thousandths */
     uint64_t reset_budget_at_ms;
 };
 
 static void on_read(h2o_socket_t *sock, const char *err);
-static void on_written(h2o_socket_t *sock, const char *err);
 static void on_socket_closed(void *data);
 
 static struct conn_guard *guard_of(h2o_socket_t *sock)
@@ -52,6 +55,7 @@ static void on_socket_closed(void *data)
 {
     struct conn_guard *guard = data;
     guard->sock = NULL;
+    if (h2o_timeout_is_linked(&guard->handshake_timer)) h2o_timeout_unlink(&guard->handshake_timer);
     if (guard->linger_fd < 0) {
         finish(guard);
         return;
@@ -75,18 +79,6 @@ static void wrap_reading(struct conn_guard *guard)
     if (sock->_cb.read && sock->_cb.read != on_read) {
         guard->h2o_on_read = sock->_cb.read;
         sock->_cb.read = on_read;
-    }
-}
-
-/* During a TLS handshake, h2o goes on from its write callbacks too (it writes a flight, then
- * starts reading again, or ends the handshake and starts HTTP there): those are wrapped as
- * well, so the reading that follows is wrapped before the event loop can read. */
-static void wrap_handshake_writing(struct conn_guard *guard)
-{
-    h2o_socket_t *sock = guard->sock;
-    if (guard->handshaking && sock->_cb.write && sock->_cb.write != on_written) {
-        guard->h2o_on_written = sock->_cb.write;
-        sock->_cb.write = on_written;
     }
 }
 
@@ -119,10 +111,6 @@ static int over_a_bound(struct conn_guard *guard)
 {
     h2o_buffer_t *input = guard->sock->input;
     if (input->size > guard->config->max_buffered_bytes) return 2;
-    /* Nothing decrypted yet means a TLS handshake may still run: h2o has no SSL object to ask
-     * for the protocol before its first step (and none of its bytes reach "input"). */
-    if (input->size == 0) return 0;
-    guard->handshaking = 0;
     if (guard->head_length || speaks_http2(guard->sock))
         return 0; /* a body, or the next request pipelined behind it */
     size_t end = head_end(input->bytes, input->size, guard->head_scanned);
@@ -182,20 +170,35 @@ static int over_reset_budget(struct conn_guard *guard)
     return guard->reset_budget_milli < 0;
 }
 
-static void tell_h2o_head_too_large(struct conn_guard *guard)
+/* over_a_bound, and for HTTP/2 the reset budget too: 3 when that is spent. */
+static int over_a_bound_or_resets(struct conn_guard *guard)
+{
+    int bound = over_a_bound(guard);
+    if (bound || !guard->sock->input->size || !speaks_http2(guard->sock)) return bound;
+    if (!over_reset_budget(guard)) return 0;
+    if (guard->config->too_many_resets) guard->config->too_many_resets(guard->config->arg);
+    return 3;
+}
+
+/* Closes the connection: h2o's HTTP is told its read failed ("reason"), or, for a TLS
+ * connection not yet handed to h2o's HTTP, the socket is closed here. */
+static void end_connection(struct conn_guard *guard, const char *reason)
 {
     guard->depth++;
-    guard->h2o_on_read(guard->sock, "request head too large");
+    if (guard->h2o_on_read)
+        guard->h2o_on_read(guard->sock, reason);
+    else
+        h2o_socket_close(guard->sock);
     leave(guard);
 }
 
-/* The 431 of a TLS connection has been written (or failed): now h2o closes the connection. */
+/* The 431 of a TLS connection has been written (or failed): now the connection closes. */
 static void on_refusal_written(h2o_socket_t *sock, const char *err)
 {
     (void)err;
     struct conn_guard *guard = guard_of(sock);
     assert(guard);
-    tell_h2o_head_too_large(guard);
+    end_connection(guard, "request head too large");
 }
 
 /* Ends a connection over a bound: a head too large is answered 431 first (lingering, so the
@@ -223,24 +226,17 @@ static void cut(struct conn_guard *guard, int bound)
             h2o_socket_write(sock, &buf, 1, on_refusal_written);
             return;
         }
-        tell_h2o_head_too_large(guard);
+        end_connection(guard, "request head too large");
         return;
     }
-    guard->depth++;
-    guard->h2o_on_read(sock, bound == 3 ? "too many stream resets" : "too much buffered input");
-    leave(guard);
+    end_connection(guard, bound == 3 ? "too many stream resets" : "too much buffered input");
 }
 
 static void on_read(h2o_socket_t *sock, const char *err)
 {
     struct conn_guard *guard = guard_of(sock);
     assert(guard); /* only the guard puts on_read there */
-    int bound = err ? 0 : over_a_bound(guard);
-    if (!bound && !err && guard->sock->input->size && speaks_http2(sock) &&
-        over_reset_budget(guard)) {
-        bound = 3;
-        if (guard->config->too_many_resets) guard->config->too_many_resets(guard->config->arg);
-    }
+    int bound = err ? 0 : over_a_bound_or_resets(guard);
     if (bound) {
         cut(guard, bound);
         return;
@@ -249,7 +245,6 @@ static void on_read(h2o_socket_t *sock, const char *err)
     guard->h2o_on_read(sock, err);
     if (leave(guard) < 0) return;
     wrap_reading(guard);
-    wrap_handshake_writing(guard);
 }
 
 /* A persistent response has been written: h2o drops the request's bytes and starts reading
@@ -264,9 +259,38 @@ static void on_written(h2o_socket_t *sock, const char *err)
     guard->h2o_on_written(sock, err);
     if (leave(guard) < 0) return;
     wrap_reading(guard);
-    wrap_handshake_writing(guard);
     int bound = guard->sock->_cb.read ? over_a_bound(guard) : 0;
     if (bound) cut(guard, bound);
+}
+
+static void on_handshake_timeout(h2o_timeout_entry_t *entry)
+{
+    struct conn_guard *guard = H2O_STRUCT_FROM_MEMBER(struct conn_guard, handshake_timer, entry);
+    end_connection(guard, NULL);
+}
+
+/* The TLS handshake is over. The guard, not h2o_accept, hands the connection to h2o's HTTP/1 or
+ * HTTP/2, so that it sees the bytes that came with the handshake first: h2o would parse them
+ * at once, and a client may send thousands of HTTP/2 frames right behind its Finished. */
+static void on_handshake_done(h2o_socket_t *sock, const char *err)
+{
+    struct conn_guard *guard = guard_of(sock);
+    assert(guard);
+    if (h2o_timeout_is_linked(&guard->handshake_timer)) h2o_timeout_unlink(&guard->handshake_timer);
+    int bound = err ? 0 : over_a_bound_or_resets(guard);
+    if (err || bound) {
+        if (bound)
+            cut(guard, bound);
+        else
+            end_connection(guard, NULL);
+        return;
+    }
+    guard->depth++;
+    if (speaks_http2(sock))
+        h2o_http2_accept(guard->accept_ctx, sock, guard->connected_at);
+    else
+        h2o_http1_accept(guard->accept_ctx, sock, guard->connected_at);
+    if (leave(guard) == 0) wrap_reading(guard);
 }
 
 void conn_guard_accept(h2o_accept_ctx_t *accept_ctx, h2o_socket_t *sock,
@@ -277,14 +301,22 @@ void conn_guard_accept(h2o_accept_ctx_t *accept_ctx, h2o_socket_t *sock,
     guard->loop = accept_ctx->ctx->loop;
     guard->config = config;
     guard->linger_fd = -1;
-    guard->handshaking = accept_ctx->ssl_ctx != NULL;
     sock->on_close.cb = on_socket_closed;
     sock->on_close.data = guard;
     guard->depth++;
-    h2o_accept(accept_ctx, sock); /* h2o starts reading (HTTP/1 or the handshake) at once */
-    if (leave(guard) < 0) return;
-    wrap_reading(guard);
-    wrap_handshake_writing(guard);
+    if (accept_ctx->ssl_ctx) {
+        /* What h2o_accept does for TLS, minus session resumption (not configured here). */
+        guard->accept_ctx = accept_ctx;
+        guard->connected_at = *h2o_get_timestamp(accept_ctx->ctx, NULL, NULL);
+        guard->handshake_timer.cb = on_handshake_timeout;
+        h2o_timeout_link(guard->loop, &accept_ctx->ctx->handshake_timeout, &guard->handshake_timer);
+        /* Its reads are not wrapped: nothing decrypted reaches "input" before it is done. */
+        h2o_socket_ssl_handshake(sock, accept_ctx->ssl_ctx, NULL, on_handshake_done);
+        leave(guard);
+        return;
+    }
+    h2o_accept(accept_ctx, sock); /* HTTP/1: h2o starts reading, synchronously */
+    if (leave(guard) == 0) wrap_reading(guard);
 }
 
 /* ---- the filter ---- */

@@ -404,3 +404,81 @@ def test_silent_or_failed_handshakes_are_closed_and_counted(pki, tls_factory):
                 raw.close()
     wait_until(lambda: open_connections(stack) <= baseline, 5,
                what="every failed handshake's connection accounted for")
+
+
+def send_with_the_handshake(pki, stack, alpn, payload):
+    """Connects over TLS and sends "payload" in the same write as the client's Finished (one
+    flight); returns (socket, TLS object, incoming BIO)."""
+    context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    context.set_alpn_protocols([alpn])
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    s = socket.create_connection(("127.0.0.1", stack.server.port), timeout=5)
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            s.sendall(outgoing.read())
+            chunk = s.recv(65536)
+            assert chunk, "the server closed during the handshake"
+            incoming.write(chunk)
+    assert tls.selected_alpn_protocol() == alpn
+    tls.write(payload)  # the Finished is still in "outgoing": both go in one write
+    s.sendall(outgoing.read())
+    return s, tls, incoming
+
+
+def closed_within(s, deadline_s=5.0):
+    s.settimeout(1)
+    deadline = time.monotonic() + deadline_s
+    got = b""
+    while time.monotonic() < deadline:
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            return True, got
+        except TimeoutError:
+            continue
+        if not chunk:
+            return True, got
+        got += chunk
+    return False, got
+
+
+def test_http2_resets_sent_with_the_handshake_are_counted(pki, tls_factory):
+    """A client can put its frames right behind its TLS Finished: h2o would parse them as soon
+    as the handshake ends, so they must be counted before that."""
+    stack = tls_factory("--http2")
+    s, _, _ = send_with_the_handshake(pki, stack, "h2", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                                      + h2_frame(0x4, 0, 0) + reset_pairs(stack, 1, 1000))
+    try:
+        closed, _ = closed_within(s)
+    finally:
+        s.close()
+    assert closed, "1,000 resets sent with the handshake and the connection is still open"
+    wait_until(lambda: "rapid reset" in stack.server.stderr_tail(200000), 5,
+               what="a log line for the rapid-reset close")
+
+
+def test_a_large_head_sent_with_the_handshake_gets_431(pki, tls_factory):
+    stack = tls_factory()
+    head = (f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{stack.server.port}\r\nX-Pad: ".encode()
+            + b"a" * 30000)
+    s, tls, incoming = send_with_the_handshake(pki, stack, "http/1.1", head)
+    try:
+        closed, raw = closed_within(s)
+    finally:
+        s.close()
+    assert closed
+    incoming.write(raw)
+    reply = b""
+    try:
+        while True:
+            chunk = tls.read(65536)
+            if not chunk:
+                break
+            reply += chunk
+    except (ssl.SSLWantReadError, ssl.SSLZeroReturnError, ssl.SSLEOFError):
+        pass
+    assert reply.startswith(b"HTTP/1.1 431"), reply[:200]

@@ -12,9 +12,11 @@
  * - An error answer that closes its connection (413, 431, an ambiguous request) gets a
  *   lingering close (linger.h), so the client reads it instead of a reset.
  * - Over TLS the same holds: h2o decrypts into the socket's input before its read callback, so
- *   the guard sees the plain bytes, and the 431 goes out through h2o's encryption. An HTTP/2
- *   connection (--http2) gets the bound on buffered bytes, and a budget of stream resets
- *   (RST_STREAM frames, counted as they arrive): past it, the connection is closed.
+ *   the guard sees the plain bytes, and the 431 goes out through h2o's encryption. The guard
+ *   runs the handshake itself (as h2o_accept would) and checks the bytes that came with it
+ *   before it hands the connection to h2o's HTTP/1 or HTTP/2, which would parse them at once.
+ *   An HTTP/2 connection (--http2) gets the bound on buffered bytes, and a budget of stream
+ *   resets (RST_STREAM frames, counted as they arrive): past it, the connection is closed.
  *
  * h2o offers no hook on its reads, so the guard wraps the socket's read callback (the `_cb`
  * member of h2o_socket_t: declared in h2o/socket.h, meant for h2o's own use). h2o sets it anew
@@ -47,8 +49,9 @@ struct conn_guard_config {
     void *arg;
 };
 
-/* Hands the accepted socket "sock" to h2o (h2o_accept on "accept_ctx") under a guard that
- * follows "config" (which must outlive the connection). */
+/* Hands the accepted socket "sock" to h2o (h2o_accept on "accept_ctx"; with its ssl_ctx set,
+ * a TLS handshake first, within the context's handshake timeout) under a guard that follows
+ * "config" (which must outlive the connection). */
 void conn_guard_accept(h2o_accept_ctx_t *accept_ctx, h2o_socket_t *sock,
                        const struct conn_guard_config *config);
 

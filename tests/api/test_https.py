@@ -4,6 +4,7 @@ always, h2 only with --http2. Certificate and key errors stop the start with one
 the client), the 413 with its lingering close, the framing checks on the decrypted head,
 request ids, and the Host/Origin policy with https origins."""
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -241,13 +242,14 @@ def test_http2_flag_offers_h2(pki, tls_factory):
 # start-up errors
 
 
-def start_and_wait(args, timeout=10):
+def start_and_wait(args, timeout=10, env=None):
     port = free_port()
     d = Path(tempfile.mkdtemp(prefix="catalogd-tls-bad-"))
     try:
         out = subprocess.run([str(BIN), "serve", "--listen", f"127.0.0.1:{port}", "--db",
                               str(d / "c.db"), "--redis", "redis://127.0.0.1:1/0", *args],
-                             capture_output=True, text=True, timeout=timeout)
+                             capture_output=True, text=True, timeout=timeout,
+                             env={**os.environ, **(env or {})})
     finally:
         shutil.rmtree(d, ignore_errors=True)
     return out.returncode, out.stderr
@@ -362,6 +364,18 @@ def test_http2_few_resets_keep_the_connection(pki, tls_factory):
         assert frames_until(s, lambda kind, flags, stream: kind == 0x1 and stream == 101)
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("env,says", [
+    ({"CATALOGD_TLS_CERT": "server.pem"}, "--tls-key is missing"),
+    ({"CATALOGD_TLS_KEY": "server.key"}, "--tls-cert is missing"),
+    ({"CATALOGD_HTTP2": "1"}, "--http2 needs"),
+    ({"CATALOGD_TLS_CERT": "server.pem", "CATALOGD_TLS_KEY": "other.key"}, "does not match"),
+])
+def test_tls_environment_variables(pki, env, says):
+    env = {k: str(pki / v) if v.endswith((".pem", ".key")) else v for k, v in env.items()}
+    rc, err = start_and_wait([], env=env)
+    assert rc == 2 and says in err, err
 
 
 def test_help_and_readme_name_the_tls_flags():

@@ -21,7 +21,7 @@ DEBS_RUN  := build-essential pkg-config libh2o-evloop-dev libhiredis-dev libjans
              libsqlite3-dev libssl-dev zlib1g-dev redis-server nodejs \
              $(if $(shell command -v npm),,npm)
 DEBS_TEST := libcriterion-dev python3-pytest python3-requests python3-redis python3-jsonschema \
-             curl chromium chromium-driver python3-selenium
+             curl chromium chromium-driver python3-selenium openssl nghttp2-client
 
 SRC      := $(shell find src -name '*.c' | sort)
 OBJ      := $(SRC:%.c=$(BUILD)/%.o)

@@ -29,6 +29,10 @@ struct app_config {
     int idle_timeout_s;           /* for a connection that sends nothing or trickles a request */
     int64_t max_idempotency_keys; /* stored at once */
     int64_t max_queued_commands;  /* waiting for the writer at once */
+    const char *tls_cert;         /* PEM paths: HTTPS when set (both or neither) */
+    const char *tls_key;
+    int http2;              /* offer h2 by ALPN (TLS only) */
+    struct ssl_ctx_st *tls; /* made by serve from tls_cert and tls_key; NULL: plain HTTP */
 };
 
 struct inflight_keys;

@@ -21,6 +21,7 @@
 #include "common/redis_tls.h"
 #include "common/xmalloc.h"
 #include "http/server.h"
+#include "http/tls.h"
 #include "projection/apply.h"
 #include "projection/generations.h"
 #include "projection/maintenance.h"
@@ -57,6 +58,9 @@ struct options {
     const char *max_idempotency_keys;
     const char *max_queued_commands;
     const char *allowed_hosts;
+    const char *tls_cert;
+    const char *tls_key;
+    const char *http2;             /* a switch */
     const char *allow_open_writes; /* "1" when given: a switch takes no value */
     char *joined;                  /* the values of a repeated flag, joined: freed by main */
 };
@@ -102,6 +106,9 @@ static int apply_api_token_file(const char *value, struct app_config *config, ch
 static int apply_redis_password_file(const char *value, struct app_config *config, char *err,
                                      size_t errlen);
 static int apply_switch(const char *value, struct app_config *config, char *err, size_t errlen);
+static int apply_tls_cert(const char *value, struct app_config *config, char *err, size_t errlen);
+static int apply_tls_key(const char *value, struct app_config *config, char *err, size_t errlen);
+static int apply_http2(const char *value, struct app_config *config, char *err, size_t errlen);
 static int apply_redis_ca_file(const char *value, struct app_config *config, char *err,
                                size_t errlen);
 static int apply_redis_cert(const char *value, struct app_config *config, char *err, size_t errlen);
@@ -139,6 +146,14 @@ static const struct flag FLAGS[] = {
      1, 1,
      "host or host:port that writes may name in Host and Origin, besides --listen and "
      "localhost (repeatable, or comma-separated)"},
+    {"tls-cert", "CATALOGD_TLS_CERT", NULL, NULL, OPT(tls_cert), NO_FIELD, 0, 0, apply_tls_cert, 0,
+     1, "PEM certificate chain: serve HTTPS (with --tls-key)"},
+    {"tls-key", "CATALOGD_TLS_KEY", NULL, NULL, OPT(tls_key), NO_FIELD, 0, 0, apply_tls_key, 0, 1,
+     "PEM private key of --tls-cert"},
+    {"http2", "CATALOGD_HTTP2", NULL, NULL, OPT(http2), NO_FIELD, 0, 0, apply_http2, 0, 0,
+     "also offer h2 by ALPN over TLS (1 or true in the variable); off because h2o 2.2.5 "
+     "predates the HTTP/2 rapid-reset fix (CVE-2023-44487): resets are budgeted per "
+     "connection, buffered stream bodies are not bounded (README, Security)"},
     {"durability", "CATALOGD_DURABILITY", NULL, "full", OPT(durability), NO_FIELD, 0, 0,
      apply_durability, 0, 1, "full (fsync per commit batch) or normal"},
     {"log-level", "CATALOGD_LOG_LEVEL", NULL, "info", OPT(log_level), NO_FIELD, 0, 0,
@@ -418,6 +433,30 @@ static int apply_redis_key(const char *value, struct app_config *config, char *e
     return 0;
 }
 
+static int apply_tls_cert(const char *value, struct app_config *config, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    config->tls_cert = value[0] ? value : NULL;
+    return 0;
+}
+
+static int apply_tls_key(const char *value, struct app_config *config, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    config->tls_key = value[0] ? value : NULL;
+    return 0;
+}
+
+static int apply_http2(const char *value, struct app_config *config, char *err, size_t errlen)
+{
+    config->http2 = strcmp(value, "1") == 0 || strcmp(value, "true") == 0;
+    if (config->http2 || strcmp(value, "0") == 0 || strcmp(value, "false") == 0) return 0;
+    snprintf(err, errlen, "%s (1, true, 0 or false)", value);
+    return -1;
+}
+
 static int apply_switch(const char *value, struct app_config *config, char *err, size_t errlen)
 {
     (void)err;
@@ -455,6 +494,11 @@ static int build_config(const struct options *options, struct app_config *config
         }
         SSL_CTX_free(tls);
     }
+    if (!config->tls_cert != !config->tls_key)
+        return usage_error("--tls-cert and --tls-key go together: %s is missing",
+                           config->tls_cert ? "--tls-key" : "--tls-cert");
+    if (config->http2 && !config->tls_cert)
+        return usage_error("--http2 needs --tls-cert and --tls-key (no cleartext HTTP/2)");
     if (config->redis.user[0] && !config->redis.password[0])
         return usage_error("bad --redis: the user %s needs a password (in the URL, or "
                            "--redis-password-file)",
@@ -554,6 +598,13 @@ static int serve(const struct app_config *given)
         return usage_error("refusing to serve commands on %s (%s, not a loopback address) "
                            "without --api-token (or give --allow-open-writes)",
                            config->listen, bound);
+    /* Certificate and key are read before anything starts: one line, exit 2 (a usage error:
+     * the files given are wrong, running again will not help). */
+    if (config->tls_cert && tls_context_new(config->tls_cert, config->tls_key, config->http2,
+                                            &fitted.tls, err, sizeof(err)) < 0) {
+        fprintf(stderr, "catalogd: %s\n", err);
+        return 2;
+    }
     if (fit_open_file_limit(config) < 0) return 1;
     int rc = 1;
     struct app app = {.config = config, .inflight_keys = inflight_keys_new()};
@@ -594,8 +645,9 @@ static int serve(const struct app_config *given)
         return 1; /* threads may be running: the process exits without unwinding them */
     }
     char redis_shown[512];
-    LOG(LOG_INFO, "catalogd %s serving http://%s (db %s, redis %s, %d threads, durability %s)",
-        CATALOGD_VERSION, config->listen, config->db_path,
+    LOG(LOG_INFO, "catalogd %s serving %s://%s%s (db %s, redis %s, %d threads, durability %s)",
+        CATALOGD_VERSION, config->tls ? "https" : "http", config->listen,
+        config->tls ? (config->http2 ? " (h2, http/1.1)" : " (http/1.1)") : "", config->db_path,
         redis_url_redact(config->redis_text, redis_shown, sizeof(redis_shown)), config->threads,
         config->durable ? "full" : "normal");
     server_run(server, SHUTDOWN_GRACE_MS);
@@ -608,6 +660,7 @@ static int serve(const struct app_config *given)
     LOG(LOG_INFO, "catalogd stopped");
     rc = 0;
 out:
+    tls_context_free(fitted.tls);
     store_close(store);
     inflight_keys_free(app.inflight_keys);
     return rc;

@@ -5,7 +5,10 @@
 
 #include <assert.h>
 #include <fcntl.h>
+#include <h2o/http1.h>
+#include <h2o/http2.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "common/xmalloc.h"
@@ -23,6 +26,12 @@ struct conn_guard {
     int linger_fd;       /* a duplicate descriptor to linger on once h2o closes, or -1 */
     int depth;           /* calls into h2o of the guard's on the stack */
     int finished;        /* closed, lingered, accounted for: freed at depth 0 */
+    h2o_accept_ctx_t *accept_ctx;        /* TLS: for h2o's HTTP once the handshake is done */
+    struct timeval connected_at;         /* ditto */
+    h2o_timeout_entry_t handshake_timer; /* TLS: the handshake's deadline */
+    int http2_preface_seen;
+    int64_t reset_budget_milli; /* HTTP/2 stream resets still allowed, in thousandths */
+    uint64_t reset_budget_at_ms;
 };
 
 static void on_read(h2o_socket_t *sock, const char *err);
@@ -46,6 +55,7 @@ static void on_socket_closed(void *data)
 {
     struct conn_guard *guard = data;
     guard->sock = NULL;
+    if (h2o_timeout_is_linked(&guard->handshake_timer)) h2o_timeout_unlink(&guard->handshake_timer);
     if (guard->linger_fd < 0) {
         finish(guard);
         return;
@@ -88,14 +98,27 @@ enum bound {
     WITHIN_BOUNDS = 0,
     HEAD_TOO_LARGE,    /* the head of the request being read */
     TOO_MUCH_BUFFERED, /* the bytes read and not yet consumed, in all */
+    TOO_MANY_RESETS,   /* HTTP/2 stream resets (rapid reset) */
 };
 
-/* Which bound, if any, the bytes buffered on the connection pass. */
+/* Whether the connection speaks HTTP/2 (h2, chosen by ALPN over TLS; --http2). */
+static int speaks_http2(h2o_socket_t *sock)
+{
+    if (!sock->ssl) return 0;
+    h2o_iovec_t protocol = h2o_socket_ssl_get_selected_protocol(sock);
+    return protocol.len == 2 && memcmp(protocol.base, "h2", 2) == 0;
+}
+
+/* Which bound, if any, the bytes buffered on the connection pass. Over TLS, "input" holds
+ * the decrypted bytes (h2o decrypts into it before calling the read callback). An HTTP/2
+ * connection has frames, not heads: only the buffered bound applies (h2o's HPACK decoder has
+ * bounds of its own on a header block). */
 static enum bound over_a_bound(struct conn_guard *guard)
 {
     h2o_buffer_t *input = guard->sock->input;
     if (input->size > guard->config->max_buffered_bytes) return TOO_MUCH_BUFFERED;
-    if (guard->head_length) return WITHIN_BOUNDS; /* a body, or a request pipelined behind it */
+    if (guard->head_length || speaks_http2(guard->sock))
+        return WITHIN_BOUNDS; /* a body, or the next request pipelined behind it */
     size_t end = head_end(input->bytes, input->size, guard->head_scanned);
     if (end)
         guard->head_length = end;
@@ -105,8 +128,92 @@ static enum bound over_a_bound(struct conn_guard *guard)
                                                                      : WITHIN_BOUNDS;
 }
 
+#define HTTP2_PREFACE_LEN 24 /* "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" */
+#define HTTP2_FRAME_HEAD  9
+#define HTTP2_RST_STREAM  0x3
+
+/* Counts the RST_STREAM frames among the complete HTTP/2 frames in "input". h2o 2.2.5 reads an
+ * HTTP/2 connection without pause and, on each read, consumes every complete frame (its
+ * parse_input), leaving at most one unfinished frame at the start: so counting the complete
+ * frames before each of h2o's reads counts each frame once. */
+static int64_t count_resets(struct conn_guard *guard, const h2o_buffer_t *input)
+{
+    const unsigned char *bytes = (const unsigned char *)input->bytes;
+    size_t at = 0;
+    if (!guard->http2_preface_seen) {
+        if (input->size < HTTP2_PREFACE_LEN) return 0;
+        guard->http2_preface_seen = 1;
+        at = HTTP2_PREFACE_LEN;
+    }
+    int64_t resets = 0;
+    while (input->size - at >= HTTP2_FRAME_HEAD) {
+        size_t length = (size_t)bytes[at] << 16 | (size_t)bytes[at + 1] << 8 | bytes[at + 2];
+        if (input->size - at - HTTP2_FRAME_HEAD < length) break;
+        if (bytes[at + 3] == HTTP2_RST_STREAM) resets++;
+        at += HTTP2_FRAME_HEAD + length;
+    }
+    return resets;
+}
+
+/* Whether an HTTP/2 connection has reset more streams than its budget allows (rapid reset,
+ * CVE-2023-44487: h2o 2.2.5 frees a reset stream's slot at once, while its request may still
+ * run, so without this one connection could start requests without bound). The budget holds
+ * http2_reset_burst resets and refills at http2_resets_per_s. */
+static int over_reset_budget(struct conn_guard *guard)
+{
+    const struct conn_guard_config *config = guard->config;
+    int64_t resets = count_resets(guard, guard->sock->input);
+    uint64_t now_ms = h2o_now(guard->loop);
+    int64_t cap = (int64_t)config->http2_reset_burst * 1000;
+    if (guard->reset_budget_at_ms == 0) {
+        guard->reset_budget_milli = cap;
+    } else {
+        guard->reset_budget_milli +=
+            (int64_t)(now_ms - guard->reset_budget_at_ms) * config->http2_resets_per_s;
+        if (guard->reset_budget_milli > cap) guard->reset_budget_milli = cap;
+    }
+    guard->reset_budget_at_ms = now_ms;
+    guard->reset_budget_milli -= resets * 1000;
+    return guard->reset_budget_milli < 0;
+}
+
+/* over_a_bound, and for HTTP/2 the reset budget too. */
+static enum bound over_a_bound_or_resets(struct conn_guard *guard)
+{
+    enum bound bound = over_a_bound(guard);
+    if (bound != WITHIN_BOUNDS || !guard->sock->input->size || !speaks_http2(guard->sock))
+        return bound;
+    if (!over_reset_budget(guard)) return WITHIN_BOUNDS;
+    if (guard->config->too_many_resets) guard->config->too_many_resets(guard->config->arg);
+    return TOO_MANY_RESETS;
+}
+
+/* Closes the connection: h2o's HTTP is told its read failed ("reason"), or, for a TLS
+ * connection not yet handed to h2o's HTTP, the socket is closed here. */
+static void end_connection(struct conn_guard *guard, const char *reason)
+{
+    guard->depth++;
+    if (guard->h2o_on_read)
+        guard->h2o_on_read(guard->sock, reason);
+    else
+        h2o_socket_close(guard->sock);
+    leave(guard);
+}
+
+/* The 431 of a TLS connection has been written (or failed): now the connection closes. */
+static void on_refusal_written(h2o_socket_t *sock, const char *err)
+{
+    (void)err;
+    struct conn_guard *guard = guard_of(sock);
+    assert(guard);
+    end_connection(guard, "request head too large");
+}
+
 /* Ends a connection over a bound: a head too large is answered 431 first (lingering, so the
- * client reads it); then h2o is told its read failed, and closes the connection. */
+ * client reads it); then h2o is told its read failed, and closes the connection. In clear, the
+ * 431 goes straight to the descriptor (a fresh socket's buffer takes it; else it is lost); over
+ * TLS, h2o encrypts it and reading stops until it is written, unless h2o is still writing a
+ * response (then the connection is only cut). */
 static void cut(struct conn_guard *guard, enum bound bound)
 {
     h2o_socket_t *sock = guard->sock;
@@ -114,32 +221,44 @@ static void cut(struct conn_guard *guard, enum bound bound)
         size_t shown = sock->input->size < guard->config->max_head_bytes
                            ? sock->input->size
                            : guard->config->max_head_bytes;
-        guard->config->refuse_head(h2o_socket_get_fd(sock), sock->input->bytes, shown,
-                                   guard->config->arg);
+        char response[CONN_GUARD_REFUSAL_MAX];
+        size_t len = guard->config->refuse_head(sock->input->bytes, shown, response,
+                                                sizeof(response), guard->config->arg);
         linger_on_close(guard);
+        if (!sock->ssl) {
+            ssize_t written = write(h2o_socket_get_fd(sock), response, len);
+            (void)written;
+        } else if (!sock->_cb.write) {
+            h2o_iovec_t buf = h2o_iovec_init(response, len); /* h2o copies it as it encrypts */
+            h2o_socket_read_stop(sock);
+            h2o_socket_write(sock, &buf, 1, on_refusal_written);
+            return;
+        }
+        end_connection(guard, "request head too large");
+        return;
     }
-    guard->depth++;
-    guard->h2o_on_read(sock, bound == HEAD_TOO_LARGE ? "request head too large"
-                                                     : "too much buffered input");
-    leave(guard);
+    end_connection(guard,
+                   bound == TOO_MANY_RESETS ? "too many stream resets" : "too much buffered input");
 }
 
 static void on_read(h2o_socket_t *sock, const char *err)
 {
     struct conn_guard *guard = guard_of(sock);
     assert(guard); /* only the guard puts on_read there */
-    enum bound bound = err ? WITHIN_BOUNDS : over_a_bound(guard);
+    enum bound bound = err ? WITHIN_BOUNDS : over_a_bound_or_resets(guard);
     if (bound != WITHIN_BOUNDS) {
         cut(guard, bound);
         return;
     }
     guard->depth++;
     guard->h2o_on_read(sock, err);
-    if (leave(guard) == 0) wrap_reading(guard);
+    if (leave(guard) < 0) return;
+    wrap_reading(guard);
 }
 
 /* A persistent response has been written: h2o drops the request's bytes and starts reading
- * the next request, perhaps from bytes it already holds. */
+ * the next request, perhaps from bytes it already holds. (Or a TLS handshake's flight has been
+ * written: nothing of a head was read yet, and h2o goes on reading.) */
 static void on_written(h2o_socket_t *sock, const char *err)
 {
     struct conn_guard *guard = guard_of(sock);
@@ -153,6 +272,36 @@ static void on_written(h2o_socket_t *sock, const char *err)
     if (bound != WITHIN_BOUNDS) cut(guard, bound);
 }
 
+static void on_handshake_timeout(h2o_timeout_entry_t *entry)
+{
+    struct conn_guard *guard = H2O_STRUCT_FROM_MEMBER(struct conn_guard, handshake_timer, entry);
+    end_connection(guard, NULL);
+}
+
+/* The TLS handshake is over. The guard, not h2o_accept, hands the connection to h2o's HTTP/1 or
+ * HTTP/2, so that it sees the bytes that came with the handshake first: h2o would parse them
+ * at once, and a client may send thousands of HTTP/2 frames right behind its Finished. */
+static void on_handshake_done(h2o_socket_t *sock, const char *err)
+{
+    struct conn_guard *guard = guard_of(sock);
+    assert(guard);
+    if (h2o_timeout_is_linked(&guard->handshake_timer)) h2o_timeout_unlink(&guard->handshake_timer);
+    enum bound bound = err ? WITHIN_BOUNDS : over_a_bound_or_resets(guard);
+    if (err || bound != WITHIN_BOUNDS) {
+        if (bound != WITHIN_BOUNDS)
+            cut(guard, bound);
+        else
+            end_connection(guard, NULL);
+        return;
+    }
+    guard->depth++;
+    if (speaks_http2(sock))
+        h2o_http2_accept(guard->accept_ctx, sock, guard->connected_at);
+    else
+        h2o_http1_accept(guard->accept_ctx, sock, guard->connected_at);
+    if (leave(guard) == 0) wrap_reading(guard);
+}
+
 void conn_guard_accept(h2o_accept_ctx_t *accept_ctx, h2o_socket_t *sock,
                        const struct conn_guard_config *config)
 {
@@ -164,6 +313,17 @@ void conn_guard_accept(h2o_accept_ctx_t *accept_ctx, h2o_socket_t *sock,
     sock->on_close.cb = on_socket_closed;
     sock->on_close.data = guard;
     guard->depth++;
+    if (accept_ctx->ssl_ctx) {
+        /* What h2o_accept does for TLS, minus session resumption (not configured here). */
+        guard->accept_ctx = accept_ctx;
+        guard->connected_at = *h2o_get_timestamp(accept_ctx->ctx, NULL, NULL);
+        guard->handshake_timer.cb = on_handshake_timeout;
+        h2o_timeout_link(guard->loop, &accept_ctx->ctx->handshake_timeout, &guard->handshake_timer);
+        /* Its reads are not wrapped: nothing decrypted reaches "input" before it is done. */
+        h2o_socket_ssl_handshake(sock, accept_ctx->ssl_ctx, NULL, on_handshake_done);
+        leave(guard);
+        return;
+    }
     h2o_accept(accept_ctx, sock); /* HTTP/1: h2o starts reading, synchronously */
     if (leave(guard) == 0) wrap_reading(guard);
 }
@@ -197,7 +357,7 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
     (void)self;
     h2o_socket_t *sock =
         req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
-    struct conn_guard *guard = guard_of(sock);
+    struct conn_guard *guard = req->version < 0x200 ? guard_of(sock) : NULL; /* HTTP/1 only */
     if (guard && !req->http1_is_persistent && req->res.status >= 400) {
         linger_on_close(guard);
     } else if (guard && req->http1_is_persistent) {

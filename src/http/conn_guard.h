@@ -11,6 +11,12 @@
  *   bytes pipelined far ahead of their requests are not held either.
  * - An error answer that closes its connection (413, 431, an ambiguous request) gets a
  *   lingering close (linger.h), so the client reads it instead of a reset.
+ * - Over TLS the same holds: h2o decrypts into the socket's input before its read callback, so
+ *   the guard sees the plain bytes, and the 431 goes out through h2o's encryption. The guard
+ *   runs the handshake itself (as h2o_accept would) and checks the bytes that came with it
+ *   before it hands the connection to h2o's HTTP/1 or HTTP/2, which would parse them at once.
+ *   An HTTP/2 connection (--http2) gets the bound on buffered bytes, and a budget of stream
+ *   resets (RST_STREAM frames, counted as they arrive): past it, the connection is closed.
  *
  * h2o offers no hook on its reads, so the guard wraps the socket's read callback (the `_cb`
  * member of h2o_socket_t: declared in h2o/socket.h, meant for h2o's own use). h2o sets it anew
@@ -23,19 +29,29 @@
 
 #include <h2o.h>
 
+#define CONN_GUARD_REFUSAL_MAX 1024 /* bytes of the 431 response refuse_head makes */
+
 struct conn_guard_config {
     size_t max_head_bytes;     /* --max-header-bytes */
     size_t max_buffered_bytes; /* read ahead and not yet consumed by h2o */
-    /* Answers a head over the limit before the connection is cut: writes the 431 on "fd" and
-     * logs it. "head" holds the first "len" bytes read of it. */
-    void (*refuse_head)(int fd, const char *head, size_t len, void *arg);
+    /* Answers a head over the limit before the connection is cut: puts the whole 431 response
+     * (at most "cap" bytes) in "out", logs it, and returns its length. "head" holds the first
+     * "len" bytes read of it. The guard writes it (encrypted over TLS). */
+    size_t (*refuse_head)(const char *head, size_t len, char *out, size_t cap, void *arg);
+    /* HTTP/2 (--http2): RST_STREAM frames a connection may send at once, and then per second;
+     * past that budget the connection is closed (rapid reset, conn_guard.c). */
+    int http2_reset_burst;
+    int http2_resets_per_s;
+    /* Called as an HTTP/2 connection is closed for resetting too many streams (may be NULL). */
+    void (*too_many_resets)(void *arg);
     /* The connection is gone (after any lingering). */
     void (*closed)(void *arg);
     void *arg;
 };
 
-/* Hands the accepted socket "sock" to h2o (h2o_accept on "accept_ctx") under a guard that
- * follows "config" (which must outlive the connection). */
+/* Hands the accepted socket "sock" to h2o (h2o_accept on "accept_ctx"; with its ssl_ctx set,
+ * a TLS handshake first, within the context's handshake timeout) under a guard that follows
+ * "config" (which must outlive the connection). */
 void conn_guard_accept(h2o_accept_ctx_t *accept_ctx, h2o_socket_t *sock,
                        const struct conn_guard_config *config);
 

@@ -36,6 +36,7 @@ struct loop_thread {
     h2o_timeout_t accept_backoff_timeout;
     h2o_timeout_entry_t accept_backoff_entry;
     uint64_t accept_backoff_warned_ms;
+    uint64_t resets_warned_ms;             /* when a rapid-reset close was last logged */
     struct conn_guard_config guard_config; /* every connection's bounds */
     pthread_t thread;
     struct app_thread app_thread;

@@ -34,6 +34,9 @@
 #define BODY_TOO_LARGE_DOCUMENT "/_errors/413"        /* h2o's own 413 gets this as its body */
 #define ACCEPT_BACKOFF_MS       100                   /* after accept() ran out of descriptors */
 #define REQUEST_ID_ENV          "CATALOGD_REQUEST_ID" /* h2o's own errors keep their id here */
+#define HTTP2_MAX_CONCURRENT    16  /* requests of one HTTP/2 connection handled at once */
+#define HTTP2_RESET_BURST       100 /* stream resets one HTTP/2 connection may send at once */
+#define HTTP2_RESETS_PER_S      10  /* and then per second (conn_guard.h) */
 
 #define BIND_ROUTE(method, pattern, handler, name, needs_token)                                    \
     {method, pattern, handler, name, needs_token},
@@ -172,8 +175,14 @@ static int framed_or_reply(struct http_exchange *ex, h2o_req_t *req, struct head
     h2o_socket_t *sock =
         req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
     const char *problem = "a head that could not be read";
-    if (sock && sock->input && req->version < 0x200 &&
-        head_scan(sock->input->bytes, sock->input->size, head) == 0)
+    if (req->version >= 0x200) {
+        /* HTTP/2 (--http2, over TLS): frames carry their lengths, h2o refuses a body whose
+         * Content-Length differs, and :authority stands for Host. */
+        *head = (struct head_facts){.host_fields = 1};
+        return 0;
+    }
+    /* Over TLS, the socket's input holds the decrypted bytes: the same head as in clear. */
+    if (sock && sock->input && head_scan(sock->input->bytes, sock->input->size, head) == 0)
         problem = head_framing_problem(head, req->version & 0xff);
     if (!problem) return 0;
     req->http1_is_persistent = 0;
@@ -301,12 +310,12 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
 
 static void on_accept(h2o_socket_t *listener, const char *err);
 
-/* A request head passed --max-header-bytes before it ended (conn_guard.h): the 431 is written
- * here, on the connection's descriptor, since h2o has no request to answer yet. */
-static void on_head_too_large(int fd, const char *head, size_t len, void *arg)
+/* A request head passed --max-header-bytes before it ended (conn_guard.h): the 431 is made
+ * here, for the guard to write on the connection, since h2o has no request to answer yet. */
+static size_t on_head_too_large(const char *head, size_t len, char *out, size_t cap, void *arg)
 {
     struct loop_thread *loop = arg;
-    char id[REQUEST_ID_MAX + 1], detail[96], response_head[256];
+    char id[REQUEST_ID_MAX + 1], detail[96];
     struct slice given;
     if (head_field(head, len, "x-request-id", &given) == 0 && sane_request_id(given)) {
         memcpy(id, given.p, given.len); /* the client's, as on every other response */
@@ -318,15 +327,13 @@ static void on_head_too_large(int fd, const char *head, size_t len, void *arg)
              loop->server->app->config->max_header_bytes);
     size_t body_len;
     char *body = problem_render(431, "headers-too-large", detail, NULL, &body_len);
-    int n = snprintf(response_head, sizeof(response_head),
+    int n = snprintf(out, cap,
                      "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
                      "Server: catalogd\r\nContent-Type: " PROBLEM_CONTENT_TYPE "\r\n"
-                     "Content-Length: %zu\r\nX-Request-Id: %s\r\n\r\n",
-                     body_len, id);
-    struct iovec parts[] = {{response_head, (size_t)n}, {body, body_len}};
-    ssize_t written = writev(fd, parts, 2); /* a fresh socket's buffer takes it; else it is lost */
-    (void)written;
+                     "Content-Length: %zu\r\nX-Request-Id: %s\r\n\r\n%.*s",
+                     body_len, id, (int)body_len, body);
     free(body);
+    size_t response_len = n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
     metrics_record(&loop->metrics, -1, 431, 0);
     /* The request line, when it came whole: "METHOD TARGET HTTP/1.1". */
     const char *line_end = memchr(head, '\n', len);
@@ -341,6 +348,19 @@ static void on_head_too_large(int fd, const char *head, size_t len, void *arg)
     if (target_len) log_escape(target, sizeof(target), target_start, target_len);
     snprintf(note, sizeof(note), "(cut after %zu bytes of head)", len);
     log_request(method, target, 431, 0.0, id, note);
+    return response_len;
+}
+
+static void on_too_many_resets(void *arg)
+{
+    struct loop_thread *loop = arg;
+    uint64_t now_ms = clock_mono_ms();
+    if (loop->resets_warned_ms && now_ms - loop->resets_warned_ms < 60000) return;
+    loop->resets_warned_ms = now_ms;
+    LOG(LOG_WARN,
+        "server: an HTTP/2 connection reset more than %d streams (then %d a second): closed "
+        "(rapid reset; logged at most once a minute per loop)",
+        HTTP2_RESET_BURST, HTTP2_RESETS_PER_S);
 }
 
 /* Accepting is on unless the loop is at its connection cap or backing off from a failed
@@ -442,6 +462,7 @@ static void init_loop(struct loop_thread *loop)
     h2o_context_init(&loop->ctx, evloop, &server->globalconf);
     loop->accept_ctx.ctx = &loop->ctx;
     loop->accept_ctx.hosts = server->globalconf.hosts;
+    loop->accept_ctx.ssl_ctx = server->app->config->tls; /* NULL: plain HTTP */
     h2o_multithread_queue_t *queue = h2o_multithread_create_queue(evloop);
     h2o_multithread_register_receiver(queue, &loop->resume_receiver, http_on_resume_messages);
     h2o_multithread_register_receiver(queue, &loop->applied_receiver, on_applied_message);
@@ -520,6 +541,8 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
     server->globalconf.max_request_entity_size = app->config->max_body_bytes;
     /* A connection that sends nothing, or takes too long over one request, is closed. */
     server->globalconf.http1.req_timeout = (uint64_t)app->config->idle_timeout_s * 1000;
+    /* ... and so is one that does not finish its TLS handshake (--tls-cert) in that time. */
+    server->globalconf.handshake_timeout = (uint64_t)app->config->idle_timeout_s * 1000;
     server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("catalogd"));
     /* No cleartext HTTP/2: h2o 2.2.5 turns it on by default, both for "Upgrade: h2c" and for
      * a connection that starts with the HTTP/2 preface, and its HTTP/2 escapes every bound
@@ -527,6 +550,11 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
      * connection) and has no mitigation for rapid reset (CVE-2023-44487). With this off, the
      * Upgrade header is ignored and the preface fails HTTP/1 parsing: a 400, then close. */
     server->globalconf.http1.upgrade_to_http2 = 0;
+    /* HTTP/2 over TLS, only with --http2 (README "Security": it cannot be bounded against
+     * rapid reset here). What h2o lets us bound is bound: requests handled at once on one
+     * connection, and how long a connection may stay idle. */
+    server->globalconf.http2.idle_timeout = (uint64_t)app->config->idle_timeout_s * 1000;
+    server->globalconf.http2.max_concurrent_requests_per_connection = HTTP2_MAX_CONCURRENT;
     h2o_hostconf_t *host =
         h2o_config_register_host(&server->globalconf, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
@@ -550,6 +578,9 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
             /* a head and a body at their limits, and as much again pipelined behind them */
             .max_buffered_bytes = 2 * (app->config->max_header_bytes + app->config->max_body_bytes),
             .refuse_head = on_head_too_large,
+            .http2_reset_burst = HTTP2_RESET_BURST,
+            .http2_resets_per_s = HTTP2_RESETS_PER_S,
+            .too_many_resets = on_too_many_resets,
             .closed = on_connection_closed,
             .arg = loop};
         loop->max_connections = app->config->max_connections / server->loop_count;

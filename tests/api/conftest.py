@@ -288,18 +288,24 @@ class RedisProc:
 
 
 class Server:
-    def __init__(self, workdir, redis_url, db_path, extra_args=()):
+    def __init__(self, workdir, redis_url, db_path, extra_args=(), ca_file=None):
         self.dir = Path(workdir)
         self.port = free_port()
         self.redis_url = redis_url
         self.db = Path(db_path)
         self.extra_args = list(extra_args)
+        self.ca_file = ca_file  # given with --tls-cert: the CA that signed it (HTTPS)
         self.proc = None
         self.stderr_path = self.dir / f"catalogd-{self.port}.stderr"
 
     @property
     def base(self):
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if "--tls-cert" in self.extra_args else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def verify(self):
+        return str(self.ca_file) if self.ca_file else True
 
     def command(self):
         return [str(BIN), "serve", "--listen", f"127.0.0.1:{self.port}", "--db", str(self.db),
@@ -324,10 +330,10 @@ class Server:
             if self.proc.poll() is not None:
                 raise AssertionError(f"catalogd exited with {self.proc.returncode}:\n"
                                      + self.stderr_tail())
-            h = requests.get(self.base + "/health", timeout=1)
+            h = requests.get(self.base + "/health", timeout=1, verify=self.verify)
             if h.status_code != 200:
                 return False
-            r = requests.get(self.base + "/ready", timeout=1)
+            r = requests.get(self.base + "/ready", timeout=1, verify=self.verify)
             return r.status_code == 200
         try:
             wait_until(ready, START_DEADLINE, what="catalogd /health and /ready")
@@ -354,13 +360,16 @@ class Server:
 class Stack:
     """A redis-server plus a catalogd server, both private to the tests, in one tmp dir."""
 
-    def __init__(self, name="stack", extra_args=()):
+    def __init__(self, name="stack", extra_args=(), ca_file=None):
         self.name = name
         self.tmp = Path(tempfile.mkdtemp(prefix="catalogd-api-"))
         self.db = self.tmp / "catalog.db"
         self.redis = RedisProc(self.tmp)
-        self.server = Server(self.tmp, self.redis.url, self.db, extra_args)
+        self.server = Server(self.tmp, self.redis.url, self.db, extra_args, ca_file)
         self.http = requests.Session()
+        self.http.verify = self.server.verify
+        if ca_file:  # else REQUESTS_CA_BUNDLE, when set, would win over the session's CA
+            self.http.trust_env = False
         self._r = None
 
     # -- lifecycle

@@ -1,7 +1,7 @@
 /* digits.h - numbers written as text without printf, for the per-request paths (a request
  * formats a few: the RESP length lines, the ETag, the request id, a view's numbers), where
  * printf's parsing of its format string was a visible share of the CPU. Each returns the length
- * written; none writes a terminating NUL. */
+ * written; none writes a terminating NUL. And the one way back, digits_parse. */
 #ifndef CATALOGD_DIGITS_H
 #define CATALOGD_DIGITS_H
 
@@ -41,6 +41,21 @@ static inline size_t digits_hex(char *out, uint64_t v, size_t width)
         v >>= 4;
     }
     return width;
+}
+
+/* Reads "len" bytes of decimal digits (no sign, no spaces, at most 18) as a number in
+ * [min, max]. Returns 0 and "*out", or -1. */
+static inline int digits_parse(const char *text, size_t len, int64_t min, int64_t max, int64_t *out)
+{
+    if (len == 0 || len > 18) return -1;
+    int64_t value = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] < '0' || text[i] > '9') return -1;
+        value = value * 10 + (text[i] - '0');
+    }
+    if (value < min || value > max) return -1;
+    *out = value;
+    return 0;
 }
 
 #endif

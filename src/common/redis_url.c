@@ -5,16 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/digits.h"
+
 static int parse_number(const char *text, size_t len, int min, int max, int *out)
 {
-    if (len == 0 || len > 9) return -1;
-    int value = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (text[i] < '0' || text[i] > '9') return -1;
-        value = value * 10 + (text[i] - '0');
-    }
-    if (value < min || value > max) return -1;
-    *out = value;
+    int64_t value;
+    if (digits_parse(text, len, min, max, &value) < 0) return -1;
+    *out = (int)value;
     return 0;
 }
 

@@ -1,6 +1,8 @@
 /* params.c - see params.h. */
 #include "query/params.h"
 
+#include "common/digits.h"
+
 #include <string.h>
 
 int query_find_param(const char *query, size_t len, const char *name, const char **value,
@@ -25,14 +27,9 @@ int query_find_param(const char *query, size_t len, const char *name, const char
 
 int query_parse_limit(const char *text, size_t len, int max, int *limit)
 {
-    if (len == 0 || len > 9) return -1;
-    int value = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (text[i] < '0' || text[i] > '9') return -1;
-        value = value * 10 + (text[i] - '0');
-    }
-    if (value < 1 || value > max) return -1;
-    *limit = value;
+    int64_t value;
+    if (digits_parse(text, len, 1, max, &value) < 0) return -1;
+    *limit = (int)value;
     return 0;
 }
 

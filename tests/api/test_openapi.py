@@ -18,13 +18,10 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import sqlite3
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -35,12 +32,14 @@ import pytest
 import requests
 from jsonschema import Draft202012Validator
 
+from conftest import Stack as ConftestStack
+from conftest import wait_until
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("CATALOGD_BIN") or ROOT / "build" / "catalogd")
 SPEC_PATH = ROOT / "openapi.json"
 ROUTES_H = ROOT / "src" / "http" / "routes.h"
 DOC_URI = "https://catalogd.invalid/openapi.json"  # a base URI for resolving the document's $refs
-START_DEADLINE = 10.0  # seconds for redis-server or catalogd to come up
 STATE_DEADLINE = 10.0  # seconds for the server to notice Redis/SQLite going away or coming back
 HTTP_TIMEOUT = 5.0
 LOCKED_TIMEOUT = 15.0  # a command parked behind SQLite's write lock answers within ~2 s a batch
@@ -237,115 +236,25 @@ def check_component(resp, name, status):
 
 
 # ---------------------------------------------------------------------------------------------
-# processes
-
-
-from conftest import free_port  # noqa: E402  (below the ephemeral range; see conftest)
+# processes: conftest's Stack (its redis-server and catalogd), with this module's helpers
 
 
 def wait_for(predicate, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    last = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except (requests.RequestException, OSError) as exc:
-            last = exc
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}"
-                                 + (f" (last error: {last!r})" if last else ""))
-        time.sleep(interval)
+    return wait_until(predicate, timeout, interval=interval, what=what)
 
 
-def stop_proc(proc):
-    if proc is None or proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
+class Api:
+    """The request helpers this module's tests use, on the server of a conftest stack."""
 
-
-class Redis:
-    def __init__(self, workdir):
-        self.dir = workdir
-        self.port = free_port()
-        self.proc = None
-
-    @property
-    def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def ping(self):
-        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-
-    def start(self):
-        assert shutil.which("redis-server"), "redis-server is not on PATH"
-        with open(self.dir / f"redis-{self.port}.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no"],
-                stdout=log, stderr=subprocess.STDOUT, cwd=str(self.dir))
-
-        def up():
-            assert self.proc.poll() is None, f"redis-server exited ({self.proc.returncode})"
-            return self.ping()
-        wait_for(up, START_DEADLINE, f"redis-server on port {self.port}")
-
-    def stop(self):
-        stop_proc(self.proc)
-        self.proc = None
-
-
-class Catalogd:
-    def __init__(self, workdir, redis_url, extra_args=()):
-        self.dir = workdir
-        self.port = free_port()
-        self.db = workdir / f"catalog-{self.port}.db"
-        self.redis_url = redis_url
-        self.extra_args = list(extra_args)
-        self.stderr = workdir / f"catalogd-{self.port}.stderr"
-        self.proc = None
-        self.http = requests.Session()
-
-    @property
-    def base(self):
-        return f"http://127.0.0.1:{self.port}"
-
-    def tail(self):
-        try:
-            return self.stderr.read_text(errors="replace")[-4000:]
-        except OSError:
-            return ""
-
-    def start(self):
-        if not BIN.exists():
-            pytest.fail(f"{BIN} does not exist (run `make -C {ROOT} all`)")
-        with open(self.stderr, "ab") as err:
-            self.proc = subprocess.Popen(
-                [str(BIN), "serve", "--listen", f"127.0.0.1:{self.port}", "--db", str(self.db),
-                 "--redis", self.redis_url, "--threads", "2", *self.extra_args],
-                stdout=subprocess.DEVNULL, stderr=err, cwd=str(self.dir))
-        try:
-            wait_for(self.is_ready, START_DEADLINE, "catalogd /ready")
-        except AssertionError as exc:
-            self.stop()
-            raise AssertionError(f"{exc}\n--- catalogd stderr ---\n{self.tail()}") from None
+    def __init__(self, stack):
+        self.stack = stack
+        self.http = stack.http
+        self.base = stack.base
+        self.port = stack.server.port
+        self.db = stack.db
 
     def is_ready(self):
-        assert self.proc.poll() is None, f"catalogd exited ({self.proc.returncode}):\n{self.tail()}"
         return requests.get(self.base + "/ready", timeout=1).status_code == 200
-
-    def stop(self):
-        self.http.close()
-        stop_proc(self.proc)
-        self.proc = None
 
     def get(self, path, **kw):
         kw.setdefault("timeout", HTTP_TIMEOUT)
@@ -382,23 +291,17 @@ class Catalogd:
                          **kw)
 
 
-class Stack:
+class Stack(ConftestStack):
+    """conftest's redis-server + catalogd pair, with this module's request helpers as .api."""
+
     def __init__(self, extra_args=()):
-        self.tmp = Path(tempfile.mkdtemp(prefix="catalogd-openapi-"))
-        self.redis = Redis(self.tmp)
-        self.server = Catalogd(self.tmp, self.redis.url, extra_args)
+        super().__init__("openapi", extra_args)
+        self.api = None
 
     def start(self):
-        self.redis.start()
-        self.server.start()
+        super().start()
+        self.api = Api(self)
         return self
-
-    def stop(self):
-        try:
-            self.server.stop()
-        finally:
-            self.redis.stop()
-            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -464,7 +367,7 @@ def stack():
 
 @pytest.fixture(scope="module")
 def live(stack):
-    return stack.server
+    return stack.api
 
 
 @pytest.fixture(scope="module")
@@ -473,7 +376,7 @@ def guarded():
     s = Stack(extra_args=("--api-token", TOKEN))
     try:
         s.start()
-        yield s.server
+        yield s.api
     finally:
         s.stop()
 
@@ -654,7 +557,7 @@ def test_commands_503_when_the_idempotency_keys_are_full():
     s = Stack(extra_args=("--max-idempotency-keys", "1"))
     try:
         s.start()
-        live = s.server
+        live = s.api
         body = create_text(new_sku("FULL"))
         check(live.post_json("/products", body, headers={"Idempotency-Key": new_key()}),
               "/products", "post", 201)
@@ -679,7 +582,7 @@ def test_commands_503_when_the_writer_queue_is_full():
     s = Stack(extra_args=("--max-queued-commands", "1"))
     try:
         s.start()
-        live = s.server
+        live = s.api
         with sqlite_write_lock(live.db):  # the writer takes one batch and waits on the lock
             first = Background("POST", live.base + "/products", data=create_text(new_sku("Q1")),
                                headers=JSON_CT)
@@ -1585,7 +1488,7 @@ def test_write_model_locked_503_and_key_in_use(live):
 
 
 def test_redis_down_then_back(stack):
-    live = stack.server
+    live = stack.api
     before = check(live.create(stock=4), "/products", "post", 201)
     sku = new_sku("DOWN")
     stack.redis.stop()
@@ -1637,7 +1540,7 @@ def test_redis_down_then_back(stack):
 def test_sigterm_drain_503_shutting_down():
     stack = Stack().start()
     try:
-        srv = stack.server
+        srv = stack.api
         pid = created(srv)["id"]
         probes = [  # (documented path, method, HTTP method, URL path, body)
             ("/health", "get", "GET", "/health", None),
@@ -1661,7 +1564,7 @@ def test_sigterm_drain_503_shutting_down():
             in_flight = Background("POST", srv.base + "/products", headers=JSON_CT,
                                    data=create_text(new_sku("DRAIN")))
             time.sleep(0.3)
-            srv.proc.send_signal(signal.SIGTERM)
+            stack.server.proc.send_signal(signal.SIGTERM)
             time.sleep(0.3)
             for session, (path, method, verb, url, body) in zip(sessions, probes):
                 resp = session.request(verb, srv.base + url, data=body, headers=JSON_CT,
@@ -1671,7 +1574,8 @@ def test_sigterm_drain_503_shutting_down():
                 assert resp.headers.get("Connection", "").lower() == "close"
         # released: the in-flight command commits and is answered before the process exits
         check(in_flight.result(), "/products", "post", 201)
-        assert srv.proc.wait(timeout=10) == 0, srv.tail()
+        assert stack.server.proc.wait(timeout=10) == 0, stack.server.stderr_tail()
+        stack.server.proc = None
         for session in sessions:
             session.close()
     finally:

@@ -8,10 +8,14 @@ run repeats whatever could not be undone yet (a restore refused while Redis was 
 of memory). The schedule as it ran (start, end, what happened) is kept for the report.
 
 Keys of the wrong type: the fault swaps a read-model key for a hash, atomically, keeping the
-original's DUMP. "Back" restores that exact original with RESTORE only if the hash is still the
-one the fault put there and its generation is still the current one (catalogd:gen); otherwise
-it only deletes its own hash, if still there. So the test never leaves a key of its own, and
-never puts back a value that something else has replaced meanwhile.
+original's DUMP in that hash. "Back" restores that exact original with RESTORE only if the hash
+is still the one the fault put there and its generation is still the current one
+(catalogd:gen); otherwise it only deletes its own hash, if still there. A key another fault
+has broken is never broken again. So the test never leaves a key of its own, and never puts
+back a value that something else has replaced meanwhile.
+
+A command sent to a frozen Redis runs when Redis thaws, even if the test stopped waiting for
+its answer: a break or a squeeze whose answer was lost is undone as if it had run.
 """
 
 import random
@@ -47,13 +51,16 @@ UNDO_RETRY = 20.0    # s a fault keeps retrying its own undo before leaving it t
 
 BREAK_LUA = """
 if redis.call('TYPE', KEYS[1])['ok'] == 'hash' and
-   redis.call('HEXISTS', KEYS[1], 'chaos-wrong-type') == 1 then return {'busy', '', 0} end
+   redis.call('HEXISTS', KEYS[1], 'chaos-wrong-type') == 1 then return 'busy' end
 local dump = redis.call('DUMP', KEYS[1])
 local pttl = redis.call('PTTL', KEYS[1])
-redis.call('HSET', KEYS[2], 'chaos-wrong-type', ARGV[1])
+redis.call('HSET', KEYS[2], 'chaos-wrong-type', ARGV[1], 'dump', dump or '', 'pttl', pttl)
 redis.call('RENAME', KEYS[2], KEYS[1])
-return {'ok', dump or '', pttl}
+if dump then return 'there' end
+return 'absent'
 """
+# The original's DUMP is kept in the hash itself, so the key can be put back even when the
+# answer to this script was lost (it may run after the client gave up on a frozen Redis).
 # A key another fault has already broken is left alone: its DUMP would be that fault's hash,
 # and putting it "back" would leave a key of the wrong type behind for good.
 # HSET on a fresh key first: if Redis refuses it (out of memory), nothing has changed yet.
@@ -61,8 +68,11 @@ return {'ok', dump or '', pttl}
 RESTORE_LUA = """
 if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' or
    redis.call('HGET', KEYS[1], 'chaos-wrong-type') ~= ARGV[1] then return 'gone' end
-if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[2] then
-  redis.call('RESTORE', KEYS[1], ARGV[4], ARGV[3], 'REPLACE')
+local dump = redis.call('HGET', KEYS[1], 'dump')
+if dump ~= '' and redis.call('GET', KEYS[2]) == ARGV[2] then
+  local pttl = tonumber(redis.call('HGET', KEYS[1], 'pttl'))
+  if pttl < 0 then pttl = 0 end
+  redis.call('RESTORE', KEYS[1], pttl, dump, 'REPLACE')
   return 'restored'
 end
 redis.call('DEL', KEYS[1])
@@ -126,8 +136,7 @@ class FaultDriver:
         self.workers = []
         self.lock = threading.Lock()
         self.log = []            # the schedule as it ran: dicts with start, end, notes
-        self.broken = {}         # token -> (key, gen, dump, pttl): wrong-type keys to put back
-        self.squeezed = False    # maxmemory may be set on the running Redis
+        self.broken = {}         # token -> (key, gen): keys that may have the wrong type
         self.frozen = set()      # Popen objects of redis-servers we sent SIGSTOP
         self.errors = []         # exceptions in fault threads (test bugs, reported)
 
@@ -207,8 +216,6 @@ class FaultDriver:
             r.expected_down = True
             old = r.proc.pid if r.proc else None
             r.kill()
-            with self.lock:
-                self.squeezed = False  # the new one starts without maxmemory
             self.note(rec, f"SIGKILL redis-server {old}")
             self.sleep(p["down"])
             r.start()
@@ -225,8 +232,10 @@ class FaultDriver:
         try:
             c.flushall()
             self.note(rec, "FLUSHALL")
+        except redis.ResponseError as exc:
+            self.note(rec, f"FLUSHALL refused ({exc})")
         except redis.RedisError as exc:
-            self.note(rec, f"skipped: FLUSHALL failed ({exc})")
+            self.note(rec, f"FLUSHALL sent, no answer ({exc}): it runs whenever Redis does")
         finally:
             c.close()
 
@@ -248,27 +257,39 @@ class FaultDriver:
         try:
             try:
                 gen = c.get(f"{PREFIX}:gen")
-                if gen is None:
-                    self.note(rec, "skipped: no current generation")
-                    return
-                gen = gen.decode()
-                key = self._pick_key(p, gen)
-                if key is None:
-                    self.note(rec, "skipped: no product known yet")
-                    return
-                if key in self.broken_keys():
-                    self.note(rec, f"skipped: {key} is already broken by another fault")
-                    return
-                status, dump, pttl = c.eval(BREAK_LUA, 2, key, f"chaos-tmp:{token}", token)
             except redis.RedisError as exc:
-                self.note(rec, f"skipped: could not break a key ({exc})")
+                self.note(rec, f"skipped: could not read the generation ({exc})")
                 return
-            if status == b"busy":
+            if gen is None:
+                self.note(rec, "skipped: no current generation")
+                return
+            gen = gen.decode()
+            key = self._pick_key(p, gen)
+            if key is None:
+                self.note(rec, "skipped: no product known yet")
+                return
+            if key in self.broken_keys():
                 self.note(rec, f"skipped: {key} is already broken by another fault")
                 return
-            with self.lock:
-                self.broken[token] = (key, gen, dump, pttl)
-            self.note(rec, f"{key} is now a hash (was {'absent' if not dump else 'there'})")
+            with self.lock:  # before sending: the script may run even if its answer is lost
+                self.broken[token] = (key, gen)
+            try:
+                was = c.eval(BREAK_LUA, 2, key, f"chaos-tmp:{token}", token).decode()
+            except redis.ResponseError as exc:  # refused (out of memory): nothing changed
+                with self.lock:
+                    self.broken.pop(token, None)
+                self.note(rec, f"skipped: Redis refused to break {key} ({exc})")
+                return
+            except redis.RedisError as exc:
+                self.note(rec, f"{key}: break sent, no answer ({exc}); put back as if it ran")
+                was = None
+            if was == "busy":
+                with self.lock:
+                    self.broken.pop(token, None)
+                self.note(rec, f"skipped: {key} is already broken by another fault")
+                return
+            if was is not None:
+                self.note(rec, f"{key} is now a hash (was {was})")
         finally:
             c.close()
         self.sleep(p["seconds"])
@@ -283,11 +304,10 @@ class FaultDriver:
                 item = self.broken.get(token)
             if item is None:
                 return True
-            key, gen, dump, pttl = item
+            key, gen = item
             c = self._client()
             try:
-                res = c.eval(RESTORE_LUA, 2, key, f"{PREFIX}:gen", token, gen, dump,
-                             max(0, pttl))
+                res = c.eval(RESTORE_LUA, 2, key, f"{PREFIX}:gen", token, gen)
                 with self.lock:
                     self.broken.pop(token, None)
                 self.note(rec, f"{key}: {res.decode()}")
@@ -304,16 +324,13 @@ class FaultDriver:
     def do_squeeze_memory(self, p, rec, rng):
         c = self._client()
         try:
-            try:
-                used = c.info("memory")["used_memory"]
-                c.config_set("maxmemory-policy", "noeviction")
-                with self.lock:
-                    self.squeezed = True
-                c.config_set("maxmemory", used)
-                self.note(rec, f"maxmemory {used} (noeviction)")
-            except redis.RedisError as exc:
-                self.note(rec, f"skipped: could not squeeze ({exc})")
-                return
+            used = c.info("memory")["used_memory"]
+            c.config_set("maxmemory-policy", "noeviction")
+            c.config_set("maxmemory", used)
+            self.note(rec, f"maxmemory {used} (noeviction)")
+        except redis.RedisError as exc:
+            # a CONFIG SET sent to a frozen Redis still runs when it thaws: undo it regardless
+            self.note(rec, f"squeeze failed or unanswered ({exc}); reset afterwards anyway")
         finally:
             c.close()
         self.sleep(p["seconds"])
@@ -328,8 +345,6 @@ class FaultDriver:
             c = self._client()
             try:
                 c.config_set("maxmemory", 0)
-                with self.lock:
-                    self.squeezed = False
                 return True
             except redis.RedisError:
                 pass

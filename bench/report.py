@@ -26,13 +26,14 @@ SCENARIOS = [
 ]
 SCEN_SHORT = {"get_by_id": "1. GET by id", "catalog_page": "2. catalog page",
               "create": "3. POST create", "stock": "4. stock ±1", "mixed": "5. mixed 95/5"}
-SYSTEMS = ["catalogd", "big", "seed", "nginx", "nginx-same-core"]
-LABEL = {"catalogd": "catalogd", "big": "catalogd (big catalog)",
+SYSTEMS = ["catalogd", "https", "h2", "big", "seed", "nginx", "nginx-same-core"]
+LABEL = {"catalogd": "catalogd", "https": "catalogd, HTTPS (HTTP/1.1, wrk)",
+         "h2": "catalogd, HTTPS + HTTP/2 (h2load)", "big": "catalogd (big catalog)",
          "seed": "seed (FastAPI rebuild)", "nginx": "nginx, fixed body (ceiling)",
          "nginx-same-core": "nginx, fixed body, wrk on CPU1 too"}
-SHORT = {"catalogd": "catalogd", "big": "catalogd big", "seed": "seed", "nginx": "nginx",
+SHORT = {"catalogd": "catalogd", "https": "https", "h2": "https h2", "big": "catalogd big", "seed": "seed", "nginx": "nginx",
          "nginx-same-core": "nginx 1 core"}
-COLOR = {"catalogd": "#1f77b4", "big": "#17becf", "seed": "#d62728", "nginx": "#7f7f7f",
+COLOR = {"catalogd": "#1f77b4", "https": "#2ca02c", "h2": "#98df8a", "big": "#17becf", "seed": "#d62728", "nginx": "#7f7f7f",
          "nginx-same-core": "#c7c7c7"}
 STATS = ["rps", "p50_ms", "p99_ms", "server_cpu_us", "redis_cpu_us"]
 
@@ -117,6 +118,7 @@ def per_rep_ratio(runs, scen, a, b, key="rps"):
 def ratios(summary, runs):
     out = {}
     for scen, a, b in (("get_by_id", "catalogd", "seed"), ("get_by_id", "catalogd", "nginx"),
+                       ("get_by_id", "https", "catalogd"), ("get_by_id", "h2", "catalogd"),
                        ("create", "catalogd", "seed"), ("catalog_page", "catalogd", "big")):
         sa, sb = summary.get(scen, {}).get(a), summary.get(scen, {}).get(b)
         if not sa or not sb or not sb["rps"]["median"]:
@@ -556,6 +558,17 @@ def render_header(L, env, chart_err, w):
       "hop between cores costs on this machine.\n"
       % (env.get("REPS"), fmt(int(env.get("N", 0))), env.get("CONNS", "32"),
          env.get("DURATION"), env.get("WARMUP", "2"), env.get("QUIET_WAIT", "30")))
+    if env.get("WITH_HTTPS", "0") == "1":
+        w("**HTTPS rows:** after the cleartext scenarios, each repetition starts one more catalogd, "
+          "with `--tls-cert --tls-key --http2` (a self-signed RSA-2048 certificate) "
+          "and its own Redis, and preloads it likewise. *HTTPS (HTTP/1.1)* "
+          "is the same wrk run over TLS. *HTTPS + HTTP/2* is `h2load -t1 -c%s -m%s -D%s` after a "
+          "%s s warm-up, with %s stream(s) in flight per connection as wrk has one request; "
+          "h2load takes the ids in turn rather than at random, and its per-request log "
+          "(`--log-file`) gives the percentiles. Connections are opened once per run, so the "
+          "rows show the cost of encrypting each request, not of handshakes.\n"
+          % (env.get("CONNS", "32"), env.get("H2_STREAMS", "1"), env.get("DURATION"),
+             env.get("WARMUP", "2"), env.get("H2_STREAMS", "1")))
     w("![req/s and p99 per scenario and system](bench/results/chart.png)\n" if not chart_err
       else "_%s_\n" % chart_err)
 

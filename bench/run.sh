@@ -10,6 +10,7 @@
 #      N products into each, then runs the scenarios, taking turns between systems (round
 #      robin, the starting system rotating per repetition) so drift hits all of them:
 #        get_by_id     GET /products/{id}, random over the N preloaded ids   catalogd seed nginx
+#                      (and, on a catalogd serving HTTPS: wrk over TLS, h2load over h2)   https h2
 #        catalog_page  GET /catalog?limit=100&cursor=<random Link cursor>   catalogd (+ big)
 #        stock         POST /products/{id}/stock {"delta":±1} on 4 hot ids  catalogd
 #        create        POST /products, unique SKUs, --durability full       catalogd seed
@@ -33,6 +34,8 @@
 #   PRELOAD_CONNS=64 BIG_PRELOAD_CONNS=256 SEED_PRELOAD_CONNS=8 (as the seed's own harness;
 #     more only makes its SQLite writers time out)
 #   WITH_SEED=1 WITH_NGINX=1 (0: leave that system out) CALLGRIND=1 CG_N=20000
+#   WITH_HTTPS=1 (also GET by id from a catalogd serving HTTPS: over HTTP/1.1 with wrk, and
+#     over HTTP/2 with h2load, H2_STREAMS=1 stream in flight per connection, as wrk has one)
 #   NGINX_SAME_CORE=1 (also nginx with wrk on CPU1 beside it: the cost of the cross-core hop)
 #   PROFILE=1 (in the last repetition, one more run of each catalogd scenario, not measured,
 #     with `perf record -C 1`: where CPU1's time goes, by process, library and function)
@@ -51,6 +54,7 @@ export PRELOAD_CONNS=${PRELOAD_CONNS:-64} BIG_PRELOAD_CONNS=${BIG_PRELOAD_CONNS:
 export SEED_PRELOAD_CONNS=${SEED_PRELOAD_CONNS:-8}
 export WITH_SEED=${WITH_SEED:-1} WITH_NGINX=${WITH_NGINX:-1} CALLGRIND=${CALLGRIND:-1} CG_N=${CG_N:-20000}
 export NGINX_SAME_CORE=${NGINX_SAME_CORE:-1} PROFILE=${PROFILE:-1}
+export WITH_HTTPS=${WITH_HTTPS:-1} H2_STREAMS=${H2_STREAMS:-1}
 QUIET_WAIT=${QUIET_WAIT:-30}
 SEED_DIR=${SEED_DIR:-$REPO/../shared/peers/seed-fastapi}
 RESULTS=$HERE/results
@@ -87,6 +91,7 @@ trap 'exit 130' INT TERM
 
 freeport() { "$PY" "$HERE/tool.py" freeport; }
 http_ok() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1")" = 200 ]; }
+https_ok() { [ "$(curl -sk -o /dev/null -w '%{http_code}' --max-time 2 "$1")" = 200 ]; }
 wait_until() { # SECONDS CMD...: poll CMD every 0.1 s; 1 if it never succeeded in time
     local end=$((SECONDS + $1))
     shift
@@ -129,6 +134,26 @@ start_catalogd() { # NAME
     SRV[$1]=$!
     URL[$1]=http://127.0.0.1:$port
     wait_for "catalogd ($1)" 30 http_ok "${URL[$1]}/ready"
+}
+
+# start_catalogd_https NAME: catalogd serving HTTPS (h2 and http/1.1 by ALPN, --http2) with
+# a self-signed certificate made here; wrk and h2load do not verify it.
+start_catalogd_https() {
+    local port
+    start_redis "$1"
+    port=$(freeport)
+    rm -f "$WORK/$1.db"*
+    [ -s "$WORK/tls.key" ] || openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+        -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/tls.key" -out "$WORK/tls.crt" \
+        >/dev/null 2>&1 || die "openssl could not make the benchmark's certificate"
+    taskset -c 1 "$REPO/build/catalogd" serve --listen "127.0.0.1:$port" --db "$WORK/$1.db" \
+        --redis "redis://127.0.0.1:${REDIS_PORT[$1]}/0" --threads 1 --durability full \
+        --tls-cert "$WORK/tls.crt" --tls-key "$WORK/tls.key" --http2 \
+        --log-level warn 2>>"$WORK/$1.log" &
+    PIDS+=($!)
+    SRV[$1]=$!
+    URL[$1]=https://127.0.0.1:$port
+    wait_for "catalogd ($1)" 30 https_ok "${URL[$1]}/ready"
 }
 
 start_seed() { # NAME: the seed's FastAPI app, run in place (read-only dir) with --app-dir
@@ -239,6 +264,28 @@ measure() {
     fi
 }
 
+# measure_h2 SYSTEM IDS_FILE: GET /products/{id} over HTTP/2 with h2load (-c CONNS, one
+# thread, H2_STREAMS streams in flight per connection), a warm-up run then the measured run. h2load
+# takes the ids in turn rather than at random; its per-request log (--log-file) gives the
+# latency percentiles, turned into the RESULT line the wrk scripts print.
+measure_h2() {
+    local sys=$1 logf=$WORK/h2load-r$REP-$1.log uris=$WORK/uris-$1.txt
+    sed "s|^|${URL[$sys]}/products/|" "$2" >"$uris"
+    H2LOAD() { timeout $(($1 + 60)) taskset -c 0 h2load -t1 -c"$CONNS" -m"$H2_STREAMS" -D"$1" -i "$uris" "${@:2}"; }
+    wait_quiet
+    if [ "$WARMUP" -gt 0 ]; then
+        H2LOAD "$WARMUP" >"$logf.warmup" 2>&1 || log "    warm-up h2load failed ($?), see $logf.warmup"
+    fi
+    snapshot "$sys" "$logf.before"
+    H2LOAD "$DURATION" --log-file="$logf.requests" >"$logf" 2>&1 || log "    h2load exited $? ($sys), see $logf"
+    snapshot "$sys" "$logf.after"
+    "$PY" "$HERE/tool.py" h2load_result "$logf" "$logf.requests" >>"$logf"
+    "$PY" "$HERE/tool.py" record --out "$WORK/results.jsonl" --wrk-log "$logf" \
+        --before "$logf.before" --after "$logf.after" --clk "$CLK" type=run rep="$REP" system="$sys" \
+        scenario=get_by_id conns="$CONNS" streams="$H2_STREAMS" duration_s="$DURATION" \
+        products="${PRODUCTS[$sys]:-0}"
+}
+
 # profile SYSTEM SCENARIO LUA ARGS...: the scenario once more (not measured; ARGS as measure
 # takes them) while perf samples CPU1, where the server and its Redis run (the kernel's share
 # is mostly loopback TCP); what perf reports, by process + library and by function ->
@@ -332,6 +379,7 @@ log "== catalogd benchmark: REPS=$REPS DURATION=${DURATION}s WARMUP=${WARMUP}s N
 debs="wrk redis-server curl valgrind python3-redis python3-matplotlib"
 [ "${PROFILE:-1}" = 1 ] && debs="$debs linux-perf"
 command -v nginx >/dev/null || debs="$debs nginx-light"
+[ "$WITH_HTTPS" = 1 ] && debs="$debs nghttp2-client openssl"
 # The seed's FastAPI rebuild lives beside the repository (../shared/peers); a clone without it
 # still measures everything else.
 if [ "$WITH_SEED" = 1 ] && [ ! -r "$SEED_DIR/main.py" ]; then
@@ -448,6 +496,16 @@ for ((REP = 1; REP <= REPS; REP++)); do
     fi
     measure catalogd mixed mixed.lua "$WORK/ids-catalogd.txt" UNIQUE "$WRITE_PCT"
 
+    if [ "$WITH_HTTPS" = 1 ]; then # the same GET by id over TLS: HTTP/1.1 (wrk) and h2 (h2load)
+        start_catalogd_https https
+        preload https "$N" "$PRELOAD_CONNS" $((120 + N / 100))
+        URL[h2]=${URL[https]} SRV[h2]=${SRV[https]} REDIS_PID[h2]=${REDIS_PID[https]} PRODUCTS[h2]=$N
+        measure https get_by_id get_id.lua "$WORK/ids-https.txt"
+        measure_h2 h2 "$WORK/ids-https.txt"
+        unset "SRV[h2]" "REDIS_PID[h2]"
+        stop_system https
+    fi
+
     mem_record catalogd catalogd end
     stop_system catalogd
     if [ "$WITH_SEED" = 1 ]; then
@@ -463,7 +521,7 @@ CMD="make bench"
 [ -z "${MAKELEVEL:-}" ] && CMD="bench/run.sh"
 env_used=""
 for v in REPS DURATION WARMUP N CONNS BIG BIG_N PAGE_LIMIT HOT HOT_STOCK STOCK_DOWN_PCT WRITE_PCT \
-    PRELOAD_CONNS SEED_PRELOAD_CONNS WITH_SEED WITH_NGINX NGINX_SAME_CORE CALLGRIND CG_N QUIET_WAIT PROFILE; do
+    PRELOAD_CONNS SEED_PRELOAD_CONNS WITH_SEED WITH_NGINX WITH_HTTPS H2_STREAMS NGINX_SAME_CORE CALLGRIND CG_N QUIET_WAIT PROFILE; do
     env_used="$env_used $v=${!v}"
 done
 STOCK_NOTE=$STOCK_NOTE BENCH_CMD="$CMD" BENCH_ENV="${env_used# }" NGINX_BODY_LEN=${#NGINX_BODY} \

@@ -13,6 +13,8 @@
   tool.py record --out F --wrk-log L --before SNAP_FILE --after SNAP_FILE --clk HZ key=value...
         append one JSON record for a measured wrk run: the wrk RESULT line, req/s, and the
         CPU figures from two snapshots
+  tool.py h2load_result SUMMARY REQUEST_LOG
+        print the RESULT line of an h2load run (as report.lua prints for wrk), for `record`
   tool.py append --out F key=value...     append one JSON record (numbers parsed as numbers)
   tool.py redis_bytes PORT                where Redis's memory goes: MEMORY USAGE of every key,
                                           summed by kind (ids and generation numbers folded),
@@ -253,6 +255,38 @@ def record(args):
                  rec["cpu0_busy_pct"], rec["cpu1_busy_pct"], rec["other_cpu_pct"]))
 
 
+def h2load_result(args):
+    """The RESULT line the wrk scripts print (report.lua), from h2load's summary (duration,
+    failures, bytes) and its per-request log (start us, status, us to the end of the
+    response; status -1 for a failed stream)."""
+    summary, requests = open(args[0], errors="replace").read(), args[1]
+    lat, statuses, failed = [], {}, 0
+    for line in open(requests):
+        cols = line.split("\t")
+        if len(cols) < 3:
+            continue
+        status, us = int(cols[1]), int(cols[2])
+        if status < 0:
+            failed += 1
+            continue
+        lat.append(us)
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    lat.sort()
+    pct = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] if lat else 0)
+    took = re.search(r"finished in ([0-9.]+)(m?s)", summary)
+    traffic = re.search(r"traffic: .*?\((\d+)\) total", summary)
+    timeouts = re.search(r"(\d+) timeout", summary)
+    if not took:
+        return  # no summary: record reports "no RESULT line"
+    print("RESULT " + json.dumps({
+        "requests": len(lat), "statuses": statuses, "status_errors": 0,
+        "duration_us": float(took.group(1)) * (1e3 if took.group(2) == "ms" else 1e6),
+        "p50_us": pct(0.50), "p90_us": pct(0.90), "p99_us": pct(0.99), "max_us": pct(1.0),
+        "bytes": int(traffic.group(1)) if traffic else 0,
+        "connect": 0, "read": failed, "write": 0,
+        "timeout": int(timeouts.group(1)) if timeouts else 0}))
+
+
 def append(args):
     out = opt(args, "--out", None)
     rec = kv_pairs(strip_opts(args, ("--out",)))
@@ -318,7 +352,7 @@ def redis_bytes(args):
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     {"freeport": lambda a: freeport(), "page": page, "stock": stock, "snap": snap,
-     "batches": batches, "record": record, "append": append,
+     "batches": batches, "record": record, "append": append, "h2load_result": h2load_result,
      "redis_bytes": redis_bytes}[cmd](args)
 
 

@@ -261,6 +261,8 @@ def h2load_result(args):
     response; status -1 for a failed stream)."""
     summary, requests = open(args[0], errors="replace").read(), args[1]
     lat, statuses, failed = [], {}, 0
+    if not os.path.exists(requests):
+        return  # h2load did not run: record reports "no RESULT line"
     for line in open(requests):
         cols = line.split("\t")
         if len(cols) < 3:

@@ -69,6 +69,29 @@ _LIVE_STACKS = []
 # small helpers
 
 
+def raw_connect(port, timeout=3.0):
+    """A plain TCP connection to catalogd, for requests a client library would not send."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.settimeout(timeout)
+    return s
+
+
+def read_until_closed(sock, deadline_s=5.0):
+    """Everything the server sends until it closes its side (or resets), or until the deadline."""
+    got = b""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        sock.settimeout(max(0.05, end - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except (socket.timeout, ConnectionResetError):
+            break
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
 def free_port():
     """A free port below the kernel's ephemeral range (32768+), so that the outgoing
     connections of this and other processes cannot take it between now and the bind."""

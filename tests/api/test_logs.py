@@ -2,13 +2,12 @@
 413 names the real method and path, not the error document), bytes a terminal or a log
 pipeline could misread escaped, and no Redis password in any line."""
 import re
-import socket
 import subprocess
 import time
 
 import requests
 
-from conftest import BIN, free_port, wait_until
+from conftest import BIN, free_port, raw_connect, read_until_closed, wait_until
 
 
 def log_lines_with(stack, needle, timeout=5.0):
@@ -19,19 +18,9 @@ def log_lines_with(stack, needle, timeout=5.0):
 
 
 def raw_exchange(stack, data):
-    with socket.create_connection(("127.0.0.1", stack.server.port), timeout=5) as s:
+    with raw_connect(stack.server.port, timeout=5) as s:
         s.sendall(data)
-        s.settimeout(5)
-        got = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except (socket.timeout, ConnectionResetError):
-                break
-            if not chunk:
-                break
-            got += chunk
-    return got
+        return read_until_closed(s, 5.0)
 
 
 def test_h2o_own_413_logs_the_real_method_and_path(stack):

@@ -3,11 +3,11 @@ cleartext HTTP/2 (neither by prior knowledge nor by Upgrade: h2c), and HTTP/1 fr
 proxy and catalogd cannot read differently (request smuggling). Raw sockets, so that nothing
 in a client library tidies up the bytes on the wire."""
 import shutil
-import socket
 import subprocess
-import time
 
 import pytest
+
+from conftest import raw_connect, read_until_closed
 
 # The client connection preface of RFC 9113 section 3.4, then an empty SETTINGS frame.
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -15,27 +15,7 @@ H2_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 
 
 def connect(stack, timeout=3.0):
-    s = socket.create_connection(("127.0.0.1", stack.server.port), timeout=timeout)
-    s.settimeout(timeout)
-    return s
-
-
-def read_until_closed(sock, deadline_s=5.0):
-    """Everything the server sends until it closes its side, or until the deadline."""
-    got = b""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        sock.settimeout(max(0.05, end - time.monotonic()))
-        try:
-            chunk = sock.recv(65536)
-        except socket.timeout:
-            break
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        got += chunk
-    return got
+    return raw_connect(stack.server.port, timeout)
 
 
 def host(stack):

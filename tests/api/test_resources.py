@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from conftest import Server, Stack, wait_until
+from conftest import Server, Stack, raw_connect, read_until_closed, wait_until
 
 
 def rss_kib(pid):
@@ -29,27 +29,6 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
-def connect(port, timeout=3.0):
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    s.settimeout(timeout)
-    return s
-
-
-def read_until_closed(sock, deadline_s=5.0):
-    got = b""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        sock.settimeout(max(0.05, end - time.monotonic()))
-        try:
-            chunk = sock.recv(65536)
-        except (socket.timeout, ConnectionResetError):
-            break
-        if not chunk:
-            break
-        got += chunk
-    return got
-
-
 # ---------------------------------------------------------------------------------------------
 # an unfinished head is cut at --max-header-bytes
 
@@ -59,7 +38,7 @@ def endless_head(stack):
 
 
 def test_an_unfinished_head_over_the_limit_gets_431_at_once(stack):
-    s = connect(stack.server.port)
+    s = raw_connect(stack.server.port)
     try:
         s.sendall(endless_head(stack).replace(b"X-Pad: ", b"X-Request-Id: cut-head-1\r\nX-Pad: ")
                   + b"a" * 20000)  # no end of head, and more than 16 KiB
@@ -84,7 +63,7 @@ def test_heads_are_cut_on_every_request_of_a_connection(stack):
     head that arrives later and for one pipelined behind a request."""
     host = f"127.0.0.1:{stack.server.port}"
     ok = f"GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
-    s = connect(stack.server.port)
+    s = raw_connect(stack.server.port)
     try:
         for _ in range(2):
             s.sendall(ok)
@@ -93,7 +72,7 @@ def test_heads_are_cut_on_every_request_of_a_connection(stack):
         assert read_until_closed(s).startswith(b"HTTP/1.1 431")
     finally:
         s.close()
-    s = connect(stack.server.port)
+    s = raw_connect(stack.server.port)
     try:
         s.sendall(ok + endless_head(stack) + b"c" * 20000)
         reply = read_until_closed(s)

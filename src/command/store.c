@@ -113,6 +113,9 @@ enum statement {
     ST_COUNT,
 };
 
+/* The columns of a product row, in the order read_product_row reads them. */
+#define PRODUCT_COLUMNS "id, sku, name, price_cents, stock, version, created_at, updated_at"
+
 /* Each statement and whether a reader connection (projector, verify, rebuild) uses it too; a
  * reader prepares only those, so it can read a database whose writer tables are older. */
 static const struct {
@@ -138,12 +141,10 @@ static const struct {
                          " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
                          1},
     [ST_SNAPSHOT_BEGIN] = {"BEGIN", 1},
-    [ST_SCAN_PRODUCTS] = {"SELECT id, sku, name, price_cents, stock, version, created_at,"
-                          " updated_at FROM products WHERE id > ?1 ORDER BY id LIMIT ?2",
+    [ST_SCAN_PRODUCTS] = {"SELECT " PRODUCT_COLUMNS " FROM products WHERE id > ?1 ORDER BY id"
+                          " LIMIT ?2",
                           1},
-    [ST_GET_PRODUCT] = {"SELECT id, sku, name, price_cents, stock, version, created_at,"
-                        " updated_at FROM products WHERE id = ?1",
-                        1},
+    [ST_GET_PRODUCT] = {"SELECT " PRODUCT_COLUMNS " FROM products WHERE id = ?1", 1},
     [ST_UPDATE_PRODUCT] = {"UPDATE products SET name = ?2, price_cents = ?3, stock = ?4,"
                            " version = ?5, updated_at = ?6 WHERE id = ?1",
                            0},
@@ -515,7 +516,7 @@ static void copy_column(sqlite3_stmt *st, int column, char *out, size_t cap)
     snprintf(out, cap, "%s", text ? text : "");
 }
 
-/* Reads a row of SELECT id, sku, name, price_cents, stock, version, created_at, updated_at. */
+/* Reads a row of SELECT PRODUCT_COLUMNS. */
 static void read_product_row(sqlite3_stmt *st, struct product *p)
 {
     copy_column(st, 0, p->id, sizeof(p->id));

@@ -205,6 +205,34 @@ def expected_view_text(view):
             f'"updated_at":{s(view["updated_at"])}' + "}")
 
 
+def row_text(row):
+    """The exact view text the read model must serve for one SQLite products row."""
+    pid, sku, name, cents, stock, version, created_at, updated_at = row
+    return expected_view_text({"id": pid, "sku": sku, "name": name,
+                               "price_text": f"{cents // 100}.{cents % 100:02d}",
+                               "stock": stock, "version": version,
+                               "created_at": created_at, "updated_at": updated_at})
+
+
+def cpu_seconds(pid):
+    """User + system CPU a process has used so far, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def assert_degraded_without_spinning(s):
+    """With Redis refusing catalogd: commands still commit (201, Projection: pending), reads of
+    the view answer 503, and catalogd retries with backoff instead of spinning on the CPU."""
+    created = s.post_raw("/products", product_body(uniq_sku()))
+    assert created.status_code == 201 and created.headers["Projection"] == "pending"
+    assert s.get(f"/products/{created.json()['id']}").status_code == 503
+    cpu0 = cpu_seconds(s.server.proc.pid)
+    time.sleep(2)
+    assert cpu_seconds(s.server.proc.pid) - cpu0 < 0.3
+    return created
+
+
 def product_body(sku, name="Item", price="7.50", stock=2):
     return ('{"sku":' + json.dumps(sku) + ',"name":' + json.dumps(name) + ',"price":'
             + str(price) + ',"stock":' + str(stock) + "}")

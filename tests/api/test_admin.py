@@ -5,7 +5,6 @@ import json
 import math
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import requests
 

@@ -23,7 +23,7 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from conftest import (PREFIX, Server, Stack, assert_problem, expected_view_text, redis_gen, sql,
+from conftest import (PREFIX, Server, Stack, assert_problem, redis_gen, row_text, sql,
                       uniq_sku, wait_until)
 
 JSON_CT = {"Content-Type": "application/json"}
@@ -45,13 +45,6 @@ def post_product(base, sku=None, session=None, timeout=10, **fields):
                                       headers=JSON_CT, timeout=timeout)
 
 
-def row_text(row):
-    """The exact view text the read model must serve for one SQLite products row."""
-    pid, sku, name, cents, stock, version, created_at, updated_at = row
-    return expected_view_text({"id": pid, "sku": sku, "name": name,
-                               "price_text": f"{cents // 100}.{cents % 100:02d}",
-                               "stock": stock, "version": version,
-                               "created_at": created_at, "updated_at": updated_at})
 
 
 def sqlite_texts(db):

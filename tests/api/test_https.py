@@ -11,7 +11,6 @@ import ssl
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import pytest

@@ -2,6 +2,7 @@
 cleartext HTTP/2 (neither by prior knowledge nor by Upgrade: h2c), and HTTP/1 framing that a
 proxy and catalogd cannot read differently (request smuggling). Raw sockets, so that nothing
 in a client library tidies up the bytes on the wire."""
+import re
 import shutil
 import subprocess
 
@@ -90,7 +91,6 @@ def smuggled_create(stack, sku):
 
 def statuses(reply):
     """The status codes of the HTTP/1.1 responses in "reply", in order."""
-    import re
     return [int(m) for m in re.findall(rb"HTTP/1\.[01] (\d{3}) ", reply)]
 
 

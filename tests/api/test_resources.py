@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from conftest import Server, Stack, raw_connect, read_until_closed, wait_until
+from conftest import Server, Stack, cpu_seconds, raw_connect, read_until_closed, wait_until
 
 
 def rss_kib(pid):
@@ -21,12 +21,6 @@ def rss_kib(pid):
         return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
 
 
-def cpu_seconds(pid):
-    """User + system CPU time of the process, from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,12 +2,8 @@
 never shows in the process' command line or environment, and --log-format json writes one
 JSON object per line, requests with their fields."""
 import json
-import subprocess
-import time
 
-import requests
-
-from conftest import BIN, RedisProc, Server, Stack, cli, product_body, uniq_sku, wait_until
+from conftest import RedisProc, Server, Stack, cli, product_body, uniq_sku, wait_until
 
 JSON_CT = {"Content-Type": "application/json"}
 

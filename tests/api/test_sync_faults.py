@@ -13,8 +13,8 @@ import time
 
 import requests
 
-from conftest import (PREFIX, bulk_create, generation_numbers, product_body, projection_of,
-                      redis_gen, uniq_sku, verify_output, wait_until)
+from conftest import (PREFIX, bulk_create, cpu_seconds, generation_numbers, product_body,
+                      projection_of, redis_gen, uniq_sku, verify_output, wait_until)
 
 JSON = {"Content-Type": "application/json"}
 
@@ -329,10 +329,6 @@ def test_an_unreadable_event_is_parked_not_spun_on(stack_factory):
     assert rc == 1 and "parked" in out, out
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from cluster import Cluster, InfraError, env_note  # noqa: E402
-from conftest import expected_view_text, sql  # noqa: E402  (tests/api, via cluster)
+from conftest import row_text, sql  # noqa: E402  (tests/api, via cluster)
 from faults import KINDS, PREFIX, FaultDriver, make_schedule  # noqa: E402
 from history import Checker, History, Read, Violation, parse_events  # noqa: E402
 from workload import SKUS, Client, Knowledge  # noqa: E402
@@ -512,12 +512,6 @@ class Run:
         return out
 
 
-def row_text(row):
-    pid, sku, name, cents, stock, version, created_at, updated_at = row
-    return expected_view_text({"id": pid, "sku": sku, "name": name,
-                               "price_text": f"{cents // 100}.{cents % 100:02d}",
-                               "stock": stock, "version": version,
-                               "created_at": created_at, "updated_at": updated_at})
 
 
 def main(argv=None):

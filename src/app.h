@@ -16,7 +16,8 @@ struct app_config {
     const char *db_path;
     const char *redis_text; /* as given, for messages */
     struct redis_url redis;
-    const char *prefix; /* Redis key prefix */
+    const char *prefix;    /* Redis key prefix */
+    char instance_id[128]; /* this instance's name among those sharing the write model */
     int threads;
     int durable;                  /* synchronous=FULL */
     int projection_wait_ms;       /* how long a command waits for its view (read-your-writes) */

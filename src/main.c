@@ -23,7 +23,9 @@
 #include "http/server.h"
 #include "http/tls.h"
 #include "projection/apply.h"
+#include "projection/bus.h"
 #include "projection/generations.h"
+#include "projection/leadership.h"
 #include "projection/maintenance.h"
 #include "projection/projector.h"
 #include "projection/rebuild.h"
@@ -51,6 +53,7 @@ struct options {
     const char *log_level;
     const char *log_format;
     const char *prefix;
+    const char *instance_id;
     const char *max_connections;
     const char *idle_timeout;
     const char *max_body_bytes;
@@ -96,6 +99,8 @@ static int apply_listen(const char *value, struct app_config *config, char *err,
 static int apply_db(const char *value, struct app_config *config, char *err, size_t errlen);
 static int apply_redis(const char *value, struct app_config *config, char *err, size_t errlen);
 static int apply_prefix(const char *value, struct app_config *config, char *err, size_t errlen);
+static int apply_instance_id(const char *value, struct app_config *config, char *err,
+                             size_t errlen);
 static int apply_threads(const char *value, struct app_config *config, char *err, size_t errlen);
 static int apply_durability(const char *value, struct app_config *config, char *err, size_t errlen);
 static int apply_log_level(const char *value, struct app_config *config, char *err, size_t errlen);
@@ -134,6 +139,9 @@ static const struct flag FLAGS[] = {
      0, 1, "PEM private key of --redis-cert"},
     {"redis-prefix", "CATALOGD_REDIS_PREFIX", NULL, "catalogd", OPT(prefix), NO_FIELD, 0, 0,
      apply_prefix, 0, 1, "prefix of every Redis key (1-64 characters)"},
+    {"instance-id", "CATALOGD_INSTANCE_ID", NULL, NULL, OPT(instance_id), NO_FIELD, 0, 0,
+     apply_instance_id, 0, 1,
+     "this instance's name in /admin/projection and the log (hostname:pid)"},
     {"threads", "CATALOGD_THREADS", NULL, NULL, OPT(threads), NO_FIELD, 0, 0, apply_threads, 0, 1,
      "event-loop threads, 1-256 (the number of cores)"},
     {"api-token", "CATALOGD_API_TOKEN", NULL, NULL, OPT(api_token), NO_FIELD, 0, 0, apply_api_token,
@@ -296,6 +304,20 @@ static int apply_redis(const char *value, struct app_config *config, char *err, 
 {
     config->redis_text = value;
     return redis_url_parse(value, &config->redis, err, errlen);
+}
+
+static int apply_instance_id(const char *value, struct app_config *config, char *err, size_t errlen)
+{
+    size_t len = strlen(value);
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)value[i] < 0x21 || (unsigned char)value[i] > 0x7e) len = 0;
+    if (len == 0 || len >= sizeof(config->instance_id)) {
+        snprintf(err, errlen, "'%s' (1-%zu printable characters, no spaces)", value,
+                 sizeof(config->instance_id) - 1);
+        return -1;
+    }
+    memcpy(config->instance_id, value, len + 1);
+    return 0;
 }
 
 static int apply_prefix(const char *value, struct app_config *config, char *err, size_t errlen)
@@ -473,6 +495,9 @@ static int build_config(const struct options *options, struct app_config *config
     char err[256];
     config->projection_wait_ms = 100;
     config->redis_timeout_ms = 500;
+    char host[64] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    snprintf(config->instance_id, sizeof(config->instance_id), "%.64s:%ld", host, (long)getpid());
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     config->threads = cores > 0 ? (int)cores : 1;
     for (size_t i = 0; i < FLAG_COUNT; i++) {
@@ -522,9 +547,17 @@ static void make_parent_directory(const char *path)
         LOG(LOG_WARN, "cannot create %s: %s", dir, strerror(errno));
 }
 
+/* Who hears of a commit: this instance's projector and, when instances share the write
+ * model, the others through the bus. */
+struct commit_listeners {
+    struct projector *projector;
+    struct bus *bus; /* NULL: one instance */
+};
+
 /* The writer committed a batch: hand its events to the projector and wake it. */
 static void on_committed(int64_t head_seq, const struct command *batch, void *arg)
 {
+    struct commit_listeners *listeners = arg;
     _Static_assert(WRITER_MAX_BATCH <= APPLY_BATCH_MAX, "a commit's events fit one apply batch");
     struct apply_event events[WRITER_MAX_BATCH];
     size_t count = 0;
@@ -532,8 +565,19 @@ static void on_committed(int64_t head_seq, const struct command *batch, void *ar
         if (cmd->outcome == COMMAND_DONE && cmd->seq > 0)
             apply_event_from_product(cmd->seq, cmd->kind == COMMAND_DELETE_PRODUCT, &cmd->product,
                                      cmd->view, cmd->view_len, &events[count++]);
-    projector_offer(arg, events, count);
-    projector_notify(arg, head_seq);
+    projector_offer(listeners->projector, events, count);
+    projector_notify(listeners->projector, head_seq);
+    if (listeners->bus) bus_committed(listeners->bus, head_seq);
+}
+
+static void on_bus_committed(int64_t head, void *arg)
+{
+    projector_notify(arg, head);
+}
+
+static void on_bus_news(const struct projection_news *news, void *arg)
+{
+    projector_take_news(arg, news);
 }
 
 /* Descriptors catalogd needs besides its connections: stdio, per loop thread its listener,
@@ -630,18 +674,32 @@ static int serve(const struct app_config *given)
     }
     int64_t head = 0;
     store_head_seq(store, &head);
+    /* Instances that share the write model elect the one that projects; the others follow
+     * its news, and tell it of their commits, over the bus. */
+    struct leadership *leadership =
+        store_is_shared(store) ? leadership_start(config->db_path, config->instance_id) : NULL;
     struct projector_config projector_config = {.db_path = config->db_path,
                                                 .redis = config->redis,
                                                 .prefix = config->prefix,
-                                                .head_seq = head};
+                                                .head_seq = head,
+                                                .instance_id = config->instance_id,
+                                                .leadership = leadership};
+    struct commit_listeners listeners = {NULL, NULL};
     app.maintenance = maintenance_start(config->db_path, &config->redis, config->prefix);
-    if (!app.maintenance ||
-        projector_start(&projector_config, server_projection_applied, server, &app.projector) < 0 ||
+    int started =
+        app.maintenance && (leadership || !store_is_shared(store)) &&
+        projector_start(&projector_config, server_projection_applied, server, &app.projector) == 0;
+    listeners.projector = app.projector;
+    struct bus_handlers bus_handlers = {on_bus_committed, on_bus_news, app.projector};
+    if (started && leadership)
+        started =
+            (listeners.bus = bus_start(&config->redis, config->prefix, &bus_handlers)) != NULL;
+    if (!started ||
         writer_start(store,
                      &(struct writer_limits){.max_idempotency_keys = config->max_idempotency_keys,
                                              .max_queued = config->max_queued_commands},
-                     on_committed, app.projector, &app.writer) < 0) {
-        LOG(LOG_ERROR, "cannot start the projector, writer or maintenance thread");
+                     on_committed, &listeners, &app.writer) < 0) {
+        LOG(LOG_ERROR, "cannot start the projector, writer, bus or maintenance thread");
         return 1; /* threads may be running: the process exits without unwinding them */
     }
     char redis_shown[512];
@@ -652,7 +710,9 @@ static int serve(const struct app_config *given)
         config->durable ? "full" : "normal");
     server_run(server, SHUTDOWN_GRACE_MS);
     writer_stop(app.writer);
+    bus_stop(listeners.bus);
     projector_stop(app.projector, PROJECTOR_DRAIN_MS);
+    leadership_stop(leadership);
     maintenance_stop(app.maintenance);
     server_stop(server);
     writer_free(app.writer);

@@ -655,3 +655,19 @@ int store_probe_write(struct store *store, uint64_t now_ms)
     sqlite3_bind_int64(store->statements[ST_WRITE_PROBE], 1, (sqlite3_int64)now_ms);
     return run_alone(store, ST_WRITE_PROBE);
 }
+
+/* TEMPORARY until the backends split: SQLite has one instance per database. */
+int store_lead(struct store *store, const char *instance_id, struct store_leader *out)
+{
+    (void)store;
+    out->leading = 1;
+    out->epoch = 0;
+    snprintf(out->instance_id, sizeof(out->instance_id), "%s", instance_id);
+    return STORE_OK;
+}
+
+int store_is_shared(const struct store *store)
+{
+    (void)store;
+    return 0;
+}

@@ -131,4 +131,23 @@ int store_scan_products(struct store *store, const char *after_id, int limit, st
                         void *arg);
 void store_snapshot_end(struct store *store);
 
+/* Election of the one instance that projects, on a store connection used for nothing else
+ * (opened with store_open_reader). PostgreSQL: a session advisory lock held by this
+ * connection. When this connection does not hold the lock it tries to take it without
+ * waiting; when it takes it, it increments the epoch in a one-row table and records
+ * "instance_id". When it already holds it, it checks the session still holds it. Returns
+ * STORE_OK with "*out" filled: leading=1 and our epoch, or leading=0 and the epoch and
+ * instance of the current leader as recorded. STORE_ERR: the connection failed; the lock must
+ * be taken as lost (a later call reconnects, and taking the lock again gives a new epoch).
+ * SQLite (one instance per database): always leading=1, epoch 0. */
+struct store_leader {
+    int leading;
+    int64_t epoch;
+    char instance_id[128];
+};
+int store_lead(struct store *store, const char *instance_id, struct store_leader *out);
+
+/* 1 when other instances may write this write model at the same time (PostgreSQL). */
+int store_is_shared(const struct store *store);
+
 #endif

@@ -126,16 +126,18 @@ void ops_admin_projection(struct http_exchange *ex)
     maintenance_get_status(ex->app->maintenance, &maintenance);
     respond_json(
         ex, 200,
-        json_pack("{s:s, s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I, s:s, s:s, s:I, s:{s:b, "
-                  "s:I, s:I, s:I, s:f, s:s}}",
-                  "state", projector_state_name(status.state), "generation",
-                  (json_int_t)status.generation, "checkpoint", (json_int_t)status.checkpoint,
-                  "head", (json_int_t)status.head, "lag_events", (json_int_t)status.lag_events,
-                  "lag_seconds", status.lag_seconds, "redis_errors",
-                  (json_int_t)status.redis_errors, "reconnects", (json_int_t)status.reconnects,
-                  "automatic_rebuilds", (json_int_t)status.rebuilds, "parked_events",
-                  (json_int_t)status.parked_events, "last_error", status.last_error,
-                  "redis_problem", status.redis_problem, "generations_dropped",
+        json_pack("{s:s, s:s, s:s?, s:I, s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I, s:s, s:s, "
+                  "s:I, s:{s:b, s:I, s:I, s:I, s:f, s:s}}",
+                  "state", projector_state_name(status.state), "instance_id", status.instance_id,
+                  "projecting_instance",
+                  status.projecting_instance[0] ? status.projecting_instance : NULL, "epoch",
+                  (json_int_t)status.epoch, "generation", (json_int_t)status.generation,
+                  "checkpoint", (json_int_t)status.checkpoint, "head", (json_int_t)status.head,
+                  "lag_events", (json_int_t)status.lag_events, "lag_seconds", status.lag_seconds,
+                  "redis_errors", (json_int_t)status.redis_errors, "reconnects",
+                  (json_int_t)status.reconnects, "automatic_rebuilds", (json_int_t)status.rebuilds,
+                  "parked_events", (json_int_t)status.parked_events, "last_error",
+                  status.last_error, "redis_problem", status.redis_problem, "generations_dropped",
                   (json_int_t)maintenance.generations_dropped, "rebuild", "running",
                   maintenance.rebuilding, "runs", (json_int_t)maintenance.rebuilds,
                   "last_generation", (json_int_t)maintenance.last_generation, "last_products",

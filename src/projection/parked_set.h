@@ -1,7 +1,8 @@
 /* parked_set.h - the seqs of the events the projector has parked (Redis refused them for
  * their product, or they wait behind such an event), kept in memory so that a command can
  * tell "applied" from "parked" without asking Redis. A hash set: every operation is O(1),
- * however many events a stuck product gathers. Written by the projector thread; any thread
+ * however many events a stuck product gathers. Written by the projector thread (on an
+ * instance that follows another's projector, by the thread that hears its news); any thread
  * may ask. Invariant: it holds exactly the parked events of the projector's generation as of
  * its last look in Redis, plus those parked since, minus those applied since. */
 #ifndef CATALOGD_PARKED_SET_H

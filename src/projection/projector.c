@@ -22,6 +22,8 @@
 #include "common/xmalloc.h"
 #include "domain/timestamp.h"
 #include "projection/apply.h"
+#include "projection/bus.h"
+#include "projection/leadership.h"
 #include "projection/parked_set.h"
 #include "projection/rebuild.h"
 #include "projection/redis_sync.h"
@@ -38,12 +40,22 @@
 #define UNPARK_MAX_MS    30000
 #define STALL_MS         500   /* an unapplied event older than this: not keeping up */
 #define REPEAT_LOG_MS    60000 /* the same error is logged again at most this often */
+/* Several instances: */
+#define HEAD_POLL_MS                                                                               \
+    100                    /* the leader reads the log's head this often while idle (the           \
+                              others' commits also wake it through the bus) */
+#define NEWS_EVERY_MS 1000 /* the leader tells the others its state this often while idle */
+#define NEWS_STALE_MS 3000 /* a follower that heard nothing for this long knows no leader */
+#define CONFIRM_MS    2000 /* longest wait for the store before taking an epoch */
 
 struct projector {
     struct projector_config config;
     char prefix[LAYOUT_PREFIX_MAX + 1];
     char db_path[4096];
     char gen_key[LAYOUT_KEY_MAX];
+    char epoch_key[LAYOUT_KEY_MAX];
+    char channel[LAYOUT_KEY_MAX];
+    char instance_id[128];
     void (*applied)(int64_t checkpoint, void *arg);
     void *applied_arg;
 
@@ -66,6 +78,8 @@ struct projector {
     struct projector_status status; /* guarded by status_lock, except what the atomics hold */
     uint64_t error_logged_ms;       /* guarded by status_lock */
     uint64_t errors_unlogged;       /* guarded by status_lock */
+    int following;                  /* guarded by status_lock: another instance projects */
+    uint64_t news_ms;               /* guarded by status_lock: when its last news came */
 
     /* Owned by the projector thread. */
     struct store *store;
@@ -82,6 +96,12 @@ struct projector {
     int unpark_backoff_ms;
     uint64_t next_check_ms, next_policy_ms;
     struct apply_result *result;
+    /* Several instances: the fencing epoch this one took when it began to lead (0: none), as
+     * text for the scripts' guards, and when it next polls the head or sends news. */
+    int64_t epoch;
+    char epoch_text[DIGITS_U64_MAX + 2];
+    struct script_guard guards[2];
+    uint64_t next_head_poll_ms, next_news_ms;
 };
 
 static const char *const STATE_NAMES[PROJECTOR_STATE_COUNT] = {
@@ -467,10 +487,39 @@ static void advance(struct projector *p, int64_t checkpoint)
     if (p->applied) p->applied(checkpoint, p->applied_arg);
 }
 
-static struct apply_target current_target(struct projector *p, struct script_guard *guard)
+/* Where the scripts write, and what must hold for them to: the generation is still current
+ * and, when several instances share the write model, no other instance took a newer epoch. */
+static struct apply_target current_target(struct projector *p)
 {
-    *guard = (struct script_guard){p->gen_key, p->generation_text};
-    return (struct apply_target){p->prefix, p->generation, guard, 1};
+    p->guards[0] = (struct script_guard){p->gen_key, p->generation_text};
+    p->guards[1] = (struct script_guard){p->epoch_key, p->epoch_text};
+    return (struct apply_target){p->prefix, p->generation, p->guards, p->config.leadership ? 2 : 1};
+}
+
+/* Tells the other instances how far the projection got (bus.h): after each batch, with the
+ * events it parked, and while idle. A lost message costs them only a "pending" answer. */
+static void send_news(struct projector *p, const int64_t *parked, size_t parked_count)
+{
+    if (!p->config.leadership || !p->redis || !p->epoch) return;
+    struct projection_news news = {.epoch = p->epoch,
+                                   .generation = p->generation,
+                                   .checkpoint = atomic_load(&p->checkpoint),
+                                   .parked_total = (int64_t)parked_set_count(p->parked),
+                                   .parked = parked,
+                                   .parked_count = parked_count};
+    snprintf(news.state, sizeof(news.state), "%s", projector_state_name(atomic_load(&p->state)));
+    snprintf(news.instance_id, sizeof(news.instance_id), "%s", p->instance_id);
+    size_t len;
+    char *text = bus_format_news(&news, &len), err[256];
+    const char *argv[] = {"PUBLISH", p->channel, text};
+    size_t lens[] = {7, strlen(p->channel), len};
+    redisReply *reply = redis_sync_command(p->redis, 3, argv, lens, err, sizeof(err));
+    free(text);
+    if (reply)
+        freeReplyObject(reply);
+    else if (redis_sync_broken(p->redis))
+        drop_redis(p);
+    p->next_news_ms = clock_mono_ms() + NEWS_EVERY_MS;
 }
 
 /* Records what a script call did: the events it parked (before the checkpoint passes them,
@@ -487,8 +536,7 @@ static void take_progress(struct projector *p, const struct apply_result *result
 static void apply_batch(struct projector *p)
 {
     char err[256];
-    struct script_guard guard;
-    struct apply_target target = current_target(p, &guard);
+    struct apply_target target = current_target(p);
     int rc = apply_events(p->redis, &target, p->batch_after, p->batch, p->batch_count, p->result,
                           err, sizeof(err));
     if (rc == APPLY_OK || rc == APPLY_STALLED) take_progress(p, p->result);
@@ -499,6 +547,10 @@ static void apply_batch(struct projector *p)
                                                                          : PROJECTOR_LIVE);
         break;
     case APPLY_FENCED:
+        /* The generation was replaced, or another instance took a newer epoch (or Redis lost
+         * it): in that case take one again, once the store confirms this instance leads. */
+        if (strstr(err, p->epoch_key)) p->epoch = 0;
+        /* fall through */
     case APPLY_NO_CHECKPOINT:
     case APPLY_GAP:
         LOG(LOG_INFO, "projector: %s; reloading the generation", err);
@@ -516,6 +568,8 @@ static void apply_batch(struct projector *p)
         back_off(p);
         break;
     }
+    if (rc == APPLY_OK || rc == APPLY_STALLED)
+        send_news(p, p->result->parked, p->result->parked_count);
 }
 
 /* Retries parked events, oldest first per queue, with capped exponential backoff. */
@@ -525,8 +579,7 @@ static void retry_parked(struct projector *p)
         clock_mono_ms() < p->next_unpark_ms)
         return;
     if (open_store(p) < 0) return;
-    struct script_guard guard;
-    struct apply_target target = current_target(p, &guard);
+    struct apply_target target = current_target(p);
     struct unpark_result result;
     unpark_all(p->redis, p->store, &target, p->parked, &result);
     publish_parked(p);
@@ -536,6 +589,7 @@ static void retry_parked(struct projector *p)
         drop_redis(p);
     else if (result.status == APPLY_FENCED || result.status == APPLY_NOT_HEAD)
         forget_generation(p);
+    if (result.status == APPLY_FENCED && strstr(result.err, p->epoch_key)) p->epoch = 0;
     if (result.status != APPLY_OK) {
         record_error(p, "retrying parked events", result.err);
         p->unpark_backoff_ms =
@@ -544,6 +598,18 @@ static void retry_parked(struct projector *p)
         p->unpark_backoff_ms = UNPARK_MIN_MS;
     }
     p->next_unpark_ms = clock_mono_ms() + (uint64_t)p->unpark_backoff_ms;
+}
+
+/* Several instances: reads the log's head, which the others' commits moved. */
+static void poll_head(struct projector *p)
+{
+    int64_t head;
+    if (open_store(p) < 0) return;
+    if (store_head_seq(p->store, &head) < 0) {
+        record_error(p, "reading the event log's head", store_errmsg(p->store));
+        return;
+    }
+    if (head > atomic_load(&p->checkpoint)) projector_notify(p, head);
 }
 
 /* The idle turn: parked events, then the periodic checks, then a nap until work comes. */
@@ -561,14 +627,83 @@ static void idle(struct projector *p)
         check_eviction_policy(p);
         p->next_policy_ms = now + POLICY_EVERY_MS;
     }
-    if (p->redis && p->generation)
-        wait_for(p, parked_set_count(p->parked) > 0 ? UNPARK_MIN_MS : CHECK_EVERY_MS, 1);
+    if (p->config.leadership && now >= p->next_news_ms) send_news(p, NULL, 0);
+    if (p->config.leadership && now >= p->next_head_poll_ms) {
+        poll_head(p);
+        p->next_head_poll_ms = now + HEAD_POLL_MS;
+    }
+    int nap_ms = parked_set_count(p->parked) > 0 ? UNPARK_MIN_MS : CHECK_EVERY_MS;
+    if (p->config.leadership) nap_ms = HEAD_POLL_MS;
+    if (p->redis && p->generation) wait_for(p, nap_ms, 1);
+}
+
+/* Several instances, when this one begins to lead: after the store confirms it, takes a new
+ * fencing epoch in Redis (INCR: greater than any other instance took before), so the scripts
+ * of a leader that lost the lock without knowing are refused from now on; then reloads the
+ * generation, which that leader may have moved. Returns 0, or -1 to try again later. */
+static int take_epoch(struct projector *p)
+{
+    char err[256];
+    if (!leadership_confirm(p->config.leadership, CONFIRM_MS)) return -1;
+    const char *argv[] = {"INCR", p->epoch_key};
+    redisReply *reply = redis_sync_command(p->redis, 2, argv, NULL, err, sizeof(err));
+    if (!reply || reply->type != REDIS_REPLY_INTEGER) {
+        record_error(p, "taking a fencing epoch", reply ? "not an integer" : err);
+        if (reply) freeReplyObject(reply);
+        if (redis_sync_broken(p->redis)) drop_redis(p);
+        return -1;
+    }
+    p->epoch = reply->integer;
+    freeReplyObject(reply);
+    pthread_mutex_lock(&p->status_lock);
+    p->status.epoch = p->epoch;
+    pthread_mutex_unlock(&p->status_lock);
+    p->epoch_text[digits_i64(p->epoch_text, p->epoch)] = '\0';
+    forget_generation(p);
+    LOG(LOG_INFO, "projector: projecting for all instances, fencing epoch %" PRId64, p->epoch);
+    return 0;
+}
+
+/* Several instances: this one leads from now on, or follows from now on. */
+static void set_following(struct projector *p, int following)
+{
+    pthread_mutex_lock(&p->status_lock);
+    int was = p->following;
+    if (was != following) {
+        p->following = following;
+        p->news_ms = 0;
+        p->status.epoch = 0;
+    }
+    pthread_mutex_unlock(&p->status_lock);
+    if (was == following) return;
+    p->epoch = 0;
+    forget_generation(p);
+    pthread_mutex_lock(&p->lock); /* what the writer offered is for a leader only */
+    for (size_t i = 0; i < p->offered_count; i++)
+        apply_event_clear(&p->offered[i]);
+    p->offered_count = 0;
+    pthread_mutex_unlock(&p->lock);
+    parked_set_clear(p->parked);
+    publish_parked(p);
+    set_state(p, PROJECTOR_STARTING);
+}
+
+/* The turn of an instance that follows: the news (projector_take_news) does the work; this
+ * only notices when the leader went quiet. */
+static void follow(struct projector *p)
+{
+    pthread_mutex_lock(&p->status_lock);
+    int quiet = clock_mono_ms() - p->news_ms >= NEWS_STALE_MS;
+    pthread_mutex_unlock(&p->status_lock);
+    if (quiet && atomic_load(&p->state) != PROJECTOR_STARTING) set_state(p, PROJECTOR_STARTING);
+    wait_for(p, LEADERSHIP_POLL_MS, 0);
 }
 
 static int should_stop(struct projector *p)
 {
+    int leading = !p->config.leadership || p->epoch != 0;
     pthread_mutex_lock(&p->lock);
-    int stop = p->stopping && (atomic_load(&p->checkpoint) >= atomic_load(&p->head) ||
+    int stop = p->stopping && (!leading || atomic_load(&p->checkpoint) >= atomic_load(&p->head) ||
                                clock_mono_ms() >= p->drain_deadline_ms);
     pthread_mutex_unlock(&p->lock);
     return stop;
@@ -578,10 +713,22 @@ static void *projector_main(void *arg)
 {
     struct projector *p = arg;
     while (!should_stop(p)) {
+        if (p->config.leadership) {
+            int leading = leadership_leading(p->config.leadership);
+            set_following(p, !leading);
+            if (!leading) {
+                follow(p);
+                continue;
+            }
+        }
         if (!p->redis && connect_redis(p) < 0) {
             set_state(p, PROJECTOR_REDIS_DOWN);
             if (p->batch_count == 0 && atomic_load(&p->head) > atomic_load(&p->checkpoint))
                 fetch_batch(p); /* keeps the lag figure true while Redis is away */
+            back_off(p);
+            continue;
+        }
+        if (p->config.leadership && p->epoch == 0 && take_epoch(p) < 0) {
             back_off(p);
             continue;
         }
@@ -618,6 +765,10 @@ int projector_start(const struct projector_config *config,
     p->config.prefix = p->prefix;
     p->config.db_path = p->db_path;
     layout_key(KEY_GEN, p->prefix, NULL, 0, p->gen_key, sizeof(p->gen_key));
+    layout_key(KEY_PROJECTOR_EPOCH, p->prefix, NULL, 0, p->epoch_key, sizeof(p->epoch_key));
+    layout_key(KEY_CHANNEL, p->prefix, NULL, 0, p->channel, sizeof(p->channel));
+    snprintf(p->instance_id, sizeof(p->instance_id), "%s", config->instance_id);
+    p->config.instance_id = p->instance_id;
     p->applied = applied;
     p->applied_arg = arg;
     p->backoff_ms = BACKOFF_MIN_MS;
@@ -684,6 +835,41 @@ int projector_keeping_up(const struct projector *p)
     return oldest == 0 || now < oldest || now - oldest < STALL_MS;
 }
 
+void projector_take_news(struct projector *p, const struct projection_news *news)
+{
+    int state = PROJECTOR_STARTING;
+    while (state < PROJECTOR_STATE_COUNT && strcmp(STATE_NAMES[state], news->state) != 0)
+        state++;
+    if (state == PROJECTOR_STATE_COUNT) return;
+    pthread_mutex_lock(&p->status_lock);
+    if (!p->following) {
+        pthread_mutex_unlock(&p->status_lock);
+        return;
+    }
+    /* Parked before the checkpoint passes them, as on the leader: no waiter may take them for
+     * applied. A follower forgets them only when it begins to lead, so bound what it keeps. */
+    if (parked_set_count(p->parked) > OFFERED_MAX) parked_set_clear(p->parked);
+    for (size_t i = 0; i < news->parked_count; i++)
+        parked_set_add(p->parked, news->parked[i]);
+    p->news_ms = clock_mono_ms();
+    p->status.generation = news->generation;
+    p->status.parked_events = news->parked_total;
+    p->status.state = (enum projector_state)state;
+    p->status.epoch = news->epoch;
+    atomic_store(&p->state, state);
+    atomic_store(&p->redis_up, 1);
+    /* Checkpoints of one generation only grow, and a rebuilt one starts at least where the old
+     * one was: the highest heard is the one to wait for. */
+    int64_t checkpoint = atomic_load(&p->checkpoint);
+    if (news->checkpoint > checkpoint) {
+        atomic_store(&p->checkpoint, news->checkpoint);
+        checkpoint = news->checkpoint;
+    }
+    if (checkpoint >= atomic_load(&p->head)) atomic_store(&p->oldest_unapplied_ms, 0);
+    pthread_mutex_unlock(&p->status_lock);
+    if (p->applied) p->applied(checkpoint, p->applied_arg);
+}
+
 int projector_seq_parked(struct projector *p, int64_t seq)
 {
     return parked_set_has(p->parked, seq);
@@ -699,6 +885,12 @@ void projector_get_status(struct projector *p, struct projector_status *out)
     pthread_mutex_lock(&p->status_lock);
     *out = p->status;
     pthread_mutex_unlock(&p->status_lock);
+    snprintf(out->instance_id, sizeof(out->instance_id), "%s", p->instance_id);
+    if (p->config.leadership)
+        leadership_leader(p->config.leadership, out->projecting_instance,
+                          sizeof(out->projecting_instance));
+    else
+        snprintf(out->projecting_instance, sizeof(out->projecting_instance), "%s", p->instance_id);
     out->checkpoint = atomic_load(&p->checkpoint);
     out->head = atomic_load(&p->head);
     out->lag_events = out->head > out->checkpoint ? out->head - out->checkpoint : 0;

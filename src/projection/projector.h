@@ -38,13 +38,24 @@ struct projector_status {
     char last_error[200];
     char redis_problem[200]; /* why Redis cannot be trusted with the read model, or "" (an
                                 evicting maxmemory-policy) */
+    /* Several instances on one write model: */
+    char instance_id[128];         /* this instance */
+    char projecting_instance[128]; /* the one that applies events, "" while none is known */
+    int64_t epoch;                 /* its fencing epoch (0: one instance, no fencing) */
 };
+
+struct leadership;
 
 struct projector_config {
     const char *db_path;
     struct redis_url redis;
     const char *prefix;
     int64_t head_seq; /* the write model's head when the server starts */
+    const char *instance_id;
+    /* NULL: this instance is the only one and always projects. Else several instances share
+     * the write model and this one projects only while it leads; meanwhile it follows the
+     * news of the one that does (projector_take_news). */
+    struct leadership *leadership;
 };
 
 struct projector;
@@ -64,6 +75,13 @@ struct apply_event;
  * their views), so that it need not read them back from SQLite. Only an optimisation: events
  * offered while it is behind are dropped, and it reads the log instead. Thread-safe. */
 void projector_offer(struct projector *projector, struct apply_event *events, size_t count);
+
+struct projection_news;
+
+/* News from the projecting instance (bus.h), for an instance that follows: moves the
+ * checkpoint its commands wait for, notes the events parked, and the projector's state.
+ * Ignored while this instance projects itself. Thread-safe. */
+void projector_take_news(struct projector *projector, const struct projection_news *news);
 
 /* 1 when event "seq" was parked (Redis refused it, or it waits behind one that was): it is
  * behind the checkpoint but its view is not in Redis yet. Thread-safe. */

@@ -10,6 +10,10 @@
  *                                  was retired at ("0" while building or current)
  *   {prefix}:rebuild-lock          "<token> <host> <pid>" of the one rebuild (or garbage
  *                                  collection) running, with an expiry it keeps refreshing
+ *   {prefix}:projector-epoch       the fencing epoch of the instance that projects, when
+ *                                  several share one write model: each new one increments it
+ *                                  and every script it runs checks it (projector.c)
+ *   {prefix}:projection            not a key: the pub/sub channel between instances (bus.h)
  *   {prefix}:g{N}:checkpoint       the last event seq applied to generation N
  *   {prefix}:g{N}:checkpoint-event "<product id> <version> <recorded_at>" of that event: tells
  *                                  a write model that went back in time (a restored backup)
@@ -41,6 +45,8 @@ enum layout_key {
     KEY_GEN_COUNTER,
     KEY_GENERATIONS,
     KEY_REBUILD_LOCK,
+    KEY_PROJECTOR_EPOCH,
+    KEY_CHANNEL,
     /* In generation N: "{prefix}:g{N}:" then the name, then the argument if any. */
     KEY_CHECKPOINT,
     KEY_CHECKPOINT_EVENT,

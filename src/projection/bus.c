@@ -1,0 +1,262 @@
+/* bus.c - the pub/sub channel between instances: one thread listens, one publishes the
+ * newest committed head. Invariant: neither thread ever waits on Redis longer than
+ * BUS_TIMEOUT_MS per call, so a stalled Redis cannot hold up stopping for long. */
+#include "projection/bus.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/xmalloc.h"
+#include "projection/redis_sync.h"
+#include "readmodel/layout.h"
+
+/* The listener reconnects when nothing came for this long: the projecting instance sends
+ * news every second while idle, so silence means a lost connection or no projector. */
+#define BUS_TIMEOUT_MS     1500
+#define BUS_BACKOFF_MIN_MS 50
+#define BUS_BACKOFF_MAX_MS 1000
+
+struct bus {
+    struct redis_url redis_url;
+    char channel[LAYOUT_KEY_MAX];
+    struct bus_handlers handlers;
+    pthread_t listener, publisher;
+
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    int stopping;           /* guarded by lock */
+    int64_t committed_head; /* guarded by lock: the newest head to publish */
+};
+
+static int stopping(struct bus *bus)
+{
+    pthread_mutex_lock(&bus->lock);
+    int stop = bus->stopping;
+    pthread_mutex_unlock(&bus->lock);
+    return stop;
+}
+
+/* Sleeps "ms" or until stopping. */
+static void nap(struct bus *bus, int ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += ms / 1000;
+    deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&bus->lock);
+    while (!bus->stopping)
+        if (pthread_cond_timedwait(&bus->wake, &bus->lock, &deadline) == ETIMEDOUT) break;
+    pthread_mutex_unlock(&bus->lock);
+}
+
+static int next_backoff(int ms)
+{
+    return ms * 2 > BUS_BACKOFF_MAX_MS ? BUS_BACKOFF_MAX_MS : ms * 2;
+}
+
+char *bus_format_news(const struct projection_news *news, size_t *len)
+{
+    /* "n epoch generation checkpoint state parked_total count seq... instance-id": the id
+     * last, as it may hold spaces. */
+    size_t cap = 128 + strlen(news->state) + strlen(news->instance_id) + news->parked_count * 21;
+    char *text = xmalloc(cap);
+    int n = snprintf(text, cap, "n %" PRId64 " %" PRId64 " %" PRId64 " %s %" PRId64 " %zu",
+                     news->epoch, news->generation, news->checkpoint, news->state,
+                     news->parked_total, news->parked_count);
+    size_t used = (size_t)n;
+    for (size_t i = 0; i < news->parked_count; i++)
+        used += (size_t)snprintf(text + used, cap - used, " %" PRId64, news->parked[i]);
+    used += (size_t)snprintf(text + used, cap - used, " %s", news->instance_id);
+    *len = used;
+    return text;
+}
+
+/* Reads one decimal field at "*at" (skipping one space before it). Returns 0, or -1. */
+static int read_number(const char **at, const char *end, int64_t *value)
+{
+    const char *c = *at;
+    if (c < end && *c == ' ') c++;
+    if (c >= end || *c < '0' || *c > '9') return -1;
+    int64_t v = 0;
+    while (c < end && *c >= '0' && *c <= '9') {
+        if (v > (INT64_MAX - (*c - '0')) / 10) return -1;
+        v = v * 10 + (*c++ - '0');
+    }
+    *at = c;
+    *value = v;
+    return 0;
+}
+
+/* Parses a news message (bus_format_news) and hands it on. Ignores what it cannot read: the
+ * channel is shared with whatever else may publish on it. */
+static void take_news(struct bus *bus, const char *text, size_t len)
+{
+    const char *at = text + 1, *end = text + len;
+    struct projection_news news = {0};
+    int64_t count = 0;
+    if (read_number(&at, end, &news.epoch) < 0 || read_number(&at, end, &news.generation) < 0 ||
+        read_number(&at, end, &news.checkpoint) < 0 || at >= end || *at++ != ' ')
+        return;
+    size_t state_len = 0;
+    while (at + state_len < end && at[state_len] != ' ')
+        state_len++;
+    if (state_len == 0 || state_len >= sizeof(news.state)) return;
+    memcpy(news.state, at, state_len);
+    at += state_len;
+    if (read_number(&at, end, &news.parked_total) < 0 || read_number(&at, end, &count) < 0 ||
+        count > (int64_t)(len / 2))
+        return;
+    int64_t *parked = count > 0 ? xmalloc((size_t)count * sizeof(*parked)) : NULL;
+    for (int64_t i = 0; i < count; i++)
+        if (read_number(&at, end, &parked[i]) < 0) goto out;
+    if (at >= end || *at++ != ' ' || (size_t)(end - at) >= sizeof(news.instance_id)) goto out;
+    memcpy(news.instance_id, at, (size_t)(end - at));
+    news.parked = parked;
+    news.parked_count = (size_t)count;
+    bus->handlers.news(&news, bus->handlers.arg);
+out:
+    free(parked);
+}
+
+static void take_message(struct bus *bus, const redisReply *reply)
+{
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        strcmp(reply->element[0]->str, "message") != 0 ||
+        reply->element[2]->type != REDIS_REPLY_STRING || reply->element[2]->len < 2)
+        return;
+    const char *text = reply->element[2]->str;
+    size_t len = reply->element[2]->len;
+    int64_t head;
+    const char *at = text + 1;
+    if (text[0] == 'c' && read_number(&at, text + len, &head) == 0 && at == text + len)
+        bus->handlers.committed(head, bus->handlers.arg);
+    else if (text[0] == 'n')
+        take_news(bus, text, len);
+}
+
+static void *listen_main(void *arg)
+{
+    struct bus *bus = arg;
+    int backoff_ms = BUS_BACKOFF_MIN_MS;
+    char err[256];
+    while (!stopping(bus)) {
+        err[0] = '\0';
+        struct redis_sync *redis =
+            redis_sync_connect(&bus->redis_url, BUS_TIMEOUT_MS, err, sizeof(err));
+        if (redis) {
+            const char *argv[] = {"SUBSCRIBE", bus->channel};
+            redis_sync_append(redis, 2, argv, NULL);
+            redisReply *reply;
+            while (!stopping(bus) && redis_sync_get_reply(redis, &reply, err, sizeof(err)) == 0) {
+                backoff_ms = BUS_BACKOFF_MIN_MS;
+                take_message(bus, reply);
+                freeReplyObject(reply);
+            }
+            redis_sync_close(redis);
+        }
+        /* A timeout is routine (no news for a while); anything else is worth a debug line. */
+        LOG(LOG_DEBUG, "bus: listening again after: %s", err);
+        nap(bus, backoff_ms);
+        backoff_ms = next_backoff(backoff_ms);
+    }
+    return NULL;
+}
+
+static void *publish_main(void *arg)
+{
+    struct bus *bus = arg;
+    struct redis_sync *redis = NULL;
+    int64_t published = 0;
+    int backoff_ms = BUS_BACKOFF_MIN_MS;
+    char err[256];
+    pthread_mutex_lock(&bus->lock);
+    for (;;) {
+        while (!bus->stopping && bus->committed_head <= published)
+            pthread_cond_wait(&bus->wake, &bus->lock);
+        if (bus->stopping) break;
+        int64_t head = bus->committed_head;
+        pthread_mutex_unlock(&bus->lock);
+        if (!redis) redis = redis_sync_connect(&bus->redis_url, BUS_TIMEOUT_MS, err, sizeof(err));
+        char text[32];
+        int n = snprintf(text, sizeof(text), "c %" PRId64, head);
+        const char *argv[] = {"PUBLISH", bus->channel, text};
+        size_t lens[] = {7, strlen(bus->channel), (size_t)n};
+        redisReply *reply =
+            redis ? redis_sync_command(redis, 3, argv, lens, err, sizeof(err)) : NULL;
+        if (reply) {
+            freeReplyObject(reply);
+            backoff_ms = BUS_BACKOFF_MIN_MS;
+        } else {
+            /* Dropped: the projecting instance polls the log anyway. */
+            redis_sync_close(redis);
+            redis = NULL;
+            nap(bus, backoff_ms);
+            backoff_ms = next_backoff(backoff_ms);
+        }
+        published = head;
+        pthread_mutex_lock(&bus->lock);
+    }
+    pthread_mutex_unlock(&bus->lock);
+    redis_sync_close(redis);
+    return NULL;
+}
+
+struct bus *bus_start(const struct redis_url *redis, const char *prefix,
+                      const struct bus_handlers *handlers)
+{
+    struct bus *bus = xcalloc(1, sizeof(*bus));
+    bus->redis_url = *redis;
+    bus->handlers = *handlers;
+    layout_key(KEY_CHANNEL, prefix, NULL, 0, bus->channel, sizeof(bus->channel));
+    pthread_mutex_init(&bus->lock, NULL);
+    pthread_cond_init(&bus->wake, NULL);
+    if (pthread_create(&bus->listener, NULL, listen_main, bus) != 0) goto fail;
+    if (pthread_create(&bus->publisher, NULL, publish_main, bus) != 0) {
+        pthread_mutex_lock(&bus->lock);
+        bus->stopping = 1;
+        pthread_mutex_unlock(&bus->lock);
+        pthread_join(bus->listener, NULL);
+        goto fail;
+    }
+    return bus;
+fail:
+    pthread_mutex_destroy(&bus->lock);
+    pthread_cond_destroy(&bus->wake);
+    free(bus);
+    return NULL;
+}
+
+void bus_committed(struct bus *bus, int64_t head)
+{
+    pthread_mutex_lock(&bus->lock);
+    if (head > bus->committed_head) {
+        bus->committed_head = head;
+        pthread_cond_broadcast(&bus->wake);
+    }
+    pthread_mutex_unlock(&bus->lock);
+}
+
+void bus_stop(struct bus *bus)
+{
+    if (!bus) return;
+    pthread_mutex_lock(&bus->lock);
+    bus->stopping = 1;
+    pthread_cond_broadcast(&bus->wake);
+    pthread_mutex_unlock(&bus->lock);
+    pthread_join(bus->listener, NULL);
+    pthread_join(bus->publisher, NULL);
+    pthread_mutex_destroy(&bus->lock);
+    pthread_cond_destroy(&bus->wake);
+    free(bus);
+}

@@ -1,0 +1,54 @@
+/* bus.h - what the instances sharing one write model tell each other, over Redis pub/sub on
+ * the channel {prefix}:projection. Two kinds of message:
+ *   "c <head>"   an instance committed events up to seq <head> (wakes the projecting
+ *                instance at once; it also polls the log, so a lost message only delays)
+ *   news         the projecting instance applied events up to a checkpoint (after every batch,
+ *                and once a second while idle): lets every other instance answer
+ *                "Projection: applied" for its own commands, and show who projects
+ * Pub/sub delivers at most once, so nothing depends on a message arriving: a missed wake-up
+ * costs a poll interval, a missed news only a "pending" answer. */
+#ifndef CATALOGD_BUS_H
+#define CATALOGD_BUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/redis_url.h"
+
+struct projection_news {
+    int64_t epoch; /* the projector's fencing epoch */
+    int64_t generation;
+    int64_t checkpoint;    /* every event up to it is in Redis, except the parked ones */
+    char state[16];        /* projector_state_name of the projector */
+    int64_t parked_total;  /* events parked in the generation now */
+    const int64_t *parked; /* events of this batch that were parked */
+    size_t parked_count;
+    char instance_id[128]; /* the projecting instance */
+};
+
+struct bus;
+
+struct bus_handlers {
+    void (*committed)(int64_t head, void *arg);
+    void (*news)(const struct projection_news *news, void *arg);
+    void *arg;
+};
+
+/* Starts the threads that listen to the channel and publish "committed" messages, each with
+ * its own Redis connection (reconnected with backoff). The handlers run on the listening
+ * thread. Returns NULL when a thread cannot start. */
+struct bus *bus_start(const struct redis_url *redis, const char *prefix,
+                      const struct bus_handlers *handlers);
+
+/* Tells the other instances that events up to "head" are committed. Never blocks: the newest
+ * head is published by the bus' own thread. Thread-safe. */
+void bus_committed(struct bus *bus, int64_t head);
+
+/* Writes the news message into a malloc'd string ("*len" bytes), for the projector to PUBLISH
+ * on its own connection, on the channel layout_key(KEY_CHANNEL, prefix) names. */
+char *bus_format_news(const struct projection_news *news, size_t *len);
+
+/* Stops the threads and frees "bus" (accepts NULL). */
+void bus_stop(struct bus *bus);
+
+#endif

@@ -1,0 +1,148 @@
+/* leadership.c - the thread that keeps asking the store whether this instance leads.
+ * Invariant: a check that fails clears "leading" before anyone can read a stale 1 again. */
+#include "projection/leadership.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "command/store.h"
+#include "common/log.h"
+#include "common/xmalloc.h"
+
+struct leadership {
+    char db_path[4096];
+    char instance_id[128];
+    pthread_t thread;
+    atomic_int leading;
+
+    pthread_mutex_t lock;
+    pthread_cond_t wake; /* a confirmation asked for, or stopping */
+    pthread_cond_t done; /* a check finished */
+    int stopping;        /* guarded by lock */
+    uint64_t asked;      /* guarded by lock: confirmations asked for */
+    uint64_t checks;     /* guarded by lock: checks finished */
+    char leader[128];    /* guarded by lock */
+
+    struct store *store; /* owned by the thread */
+};
+
+static void deadline_in(struct timespec *deadline, int ms)
+{
+    clock_gettime(CLOCK_REALTIME, deadline);
+    deadline->tv_sec += ms / 1000;
+    deadline->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (deadline->tv_nsec >= 1000000000L) {
+        deadline->tv_sec++;
+        deadline->tv_nsec -= 1000000000L;
+    }
+}
+
+/* One question to the store. Logs each change of who leads. */
+static void check(struct leadership *l)
+{
+    char err[256];
+    struct store_leader answer = {0};
+    if (!l->store && store_open_reader(l->db_path, &l->store, err, sizeof(err)) < 0) {
+        if (atomic_exchange(&l->leading, 0))
+            LOG(LOG_WARN, "leadership: lost (cannot reach the write model: %s)", err);
+    } else if (store_lead(l->store, l->instance_id, &answer) < 0) {
+        if (atomic_exchange(&l->leading, 0))
+            LOG(LOG_WARN, "leadership: lost (%s)", store_errmsg(l->store));
+        answer.instance_id[0] = '\0';
+    } else if (answer.leading != atomic_exchange(&l->leading, answer.leading)) {
+        if (answer.leading)
+            LOG(LOG_INFO, "leadership: this instance projects now");
+        else
+            LOG(LOG_INFO, "leadership: lost; %s projects", answer.instance_id);
+    }
+    pthread_mutex_lock(&l->lock);
+    snprintf(l->leader, sizeof(l->leader), "%s", answer.instance_id);
+    l->checks++;
+    pthread_cond_broadcast(&l->done);
+    pthread_mutex_unlock(&l->lock);
+}
+
+static void *leadership_main(void *arg)
+{
+    struct leadership *l = arg;
+    pthread_mutex_lock(&l->lock);
+    while (!l->stopping) {
+        pthread_mutex_unlock(&l->lock);
+        check(l);
+        struct timespec deadline;
+        deadline_in(&deadline, LEADERSHIP_POLL_MS);
+        pthread_mutex_lock(&l->lock);
+        while (!l->stopping && l->asked <= l->checks)
+            if (pthread_cond_timedwait(&l->wake, &l->lock, &deadline) == ETIMEDOUT) break;
+    }
+    pthread_mutex_unlock(&l->lock);
+    return NULL;
+}
+
+struct leadership *leadership_start(const char *db_path, const char *instance_id)
+{
+    struct leadership *l = xcalloc(1, sizeof(*l));
+    snprintf(l->db_path, sizeof(l->db_path), "%s", db_path);
+    snprintf(l->instance_id, sizeof(l->instance_id), "%s", instance_id);
+    pthread_mutex_init(&l->lock, NULL);
+    pthread_cond_init(&l->wake, NULL);
+    pthread_cond_init(&l->done, NULL);
+    if (pthread_create(&l->thread, NULL, leadership_main, l) != 0) {
+        pthread_mutex_destroy(&l->lock);
+        pthread_cond_destroy(&l->wake);
+        pthread_cond_destroy(&l->done);
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+int leadership_leading(struct leadership *l)
+{
+    return atomic_load(&l->leading);
+}
+
+int leadership_confirm(struct leadership *l, int timeout_ms)
+{
+    struct timespec deadline;
+    deadline_in(&deadline, timeout_ms);
+    pthread_mutex_lock(&l->lock);
+    /* A check that began before this call may have read the store before the question: wait
+     * for one that begins after it. */
+    uint64_t wanted = l->checks + 2;
+    l->asked = wanted;
+    pthread_cond_signal(&l->wake);
+    int timed_out = 0;
+    while (l->checks < wanted && !l->stopping && !timed_out)
+        timed_out = pthread_cond_timedwait(&l->done, &l->lock, &deadline) == ETIMEDOUT;
+    int confirmed = l->checks >= wanted && atomic_load(&l->leading);
+    pthread_mutex_unlock(&l->lock);
+    return confirmed;
+}
+
+void leadership_leader(struct leadership *l, char *instance_id, size_t len)
+{
+    pthread_mutex_lock(&l->lock);
+    snprintf(instance_id, len, "%s", l->leader);
+    pthread_mutex_unlock(&l->lock);
+}
+
+void leadership_stop(struct leadership *l)
+{
+    if (!l) return;
+    pthread_mutex_lock(&l->lock);
+    l->stopping = 1;
+    pthread_cond_broadcast(&l->wake);
+    pthread_cond_broadcast(&l->done);
+    pthread_mutex_unlock(&l->lock);
+    pthread_join(l->thread, NULL);
+    store_close(l->store);
+    pthread_mutex_destroy(&l->lock);
+    pthread_cond_destroy(&l->wake);
+    pthread_cond_destroy(&l->done);
+    free(l);
+}

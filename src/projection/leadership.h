@@ -1,0 +1,36 @@
+/* leadership.h - which instance applies events to Redis, when several share one write model.
+ * A thread with its own store connection asks the store every LEADERSHIP_POLL_MS who leads
+ * (store_lead: on PostgreSQL a session advisory lock, so the lock dies with the session of an
+ * instance that dies or loses the network) and keeps the answer for the projector to read.
+ * Invariant: "leading" is 1 only after the store said so, and turns 0 as soon as a check fails
+ * or times out. A projector that lost the lock without noticing yet is stopped by the fencing
+ * epoch in Redis (projector.c), not by this module. */
+#ifndef CATALOGD_LEADERSHIP_H
+#define CATALOGD_LEADERSHIP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LEADERSHIP_POLL_MS 200
+
+struct leadership;
+
+/* Starts the thread; "db_path" names the write model, "instance_id" this instance. Returns
+ * NULL when the thread cannot start (a store that cannot be opened is retried, not fatal). */
+struct leadership *leadership_start(const char *db_path, const char *instance_id);
+
+/* 1 while this instance holds the lock, as of the last check. Thread-safe, cheap. */
+int leadership_leading(struct leadership *l);
+
+/* Asks the store again now and waits for the answer (at most "timeout_ms"): 1 if this
+ * instance leads. For the moment before a projector takes a new fencing epoch, so that one
+ * that lost the lock cannot take an epoch from the new leader. */
+int leadership_confirm(struct leadership *l, int timeout_ms);
+
+/* The instance that leads as the store recorded it ("" when none is known yet). */
+void leadership_leader(struct leadership *l, char *instance_id, size_t len);
+
+/* Stops the thread (the lock goes with its connection) and frees "l" (accepts NULL). */
+void leadership_stop(struct leadership *l);
+
+#endif

@@ -12,13 +12,14 @@ WARNINGS := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wpo
             -Wcast-qual -Wformat=2
 OPT      ?= -O2 -g
 # libh2o-evloop.pc lacks -DH2O_USE_LIBUV=0; h2o's headers are not ours to keep warning-free.
-CPPFLAGS += -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -Isrc -isystem /usr/include/hiredis
+CPPFLAGS += -D_GNU_SOURCE -DH2O_USE_LIBUV=0 -Isrc -isystem /usr/include/hiredis \
+            -isystem /usr/include/postgresql
 CFLAGS   += -std=c11 $(OPT) $(WARNINGS) $(EXTRA_CFLAGS) -pthread
-LDLIBS   += -lh2o-evloop -lssl -lcrypto -lz -lhiredis -ljansson -lsqlite3 -lm -pthread
+LDLIBS   += -lh2o-evloop -lssl -lcrypto -lz -lhiredis -ljansson -lsqlite3 -lpq -lm -pthread
 
 # Debian packages: to build and run, then what the tests need on top.
 DEBS_RUN  := build-essential pkg-config libh2o-evloop-dev libhiredis-dev libjansson-dev \
-             libsqlite3-dev libssl-dev zlib1g-dev redis-server nodejs \
+             libsqlite3-dev libpq-dev libssl-dev zlib1g-dev redis-server nodejs \
              $(if $(shell command -v npm),,npm)
 DEBS_TEST := libcriterion-dev python3-pytest python3-requests python3-redis python3-jsonschema \
              curl chromium chromium-driver python3-selenium openssl nghttp2-client

@@ -123,7 +123,7 @@ static const struct flag FLAGS[] = {
     {"listen", "CATALOGD_LISTEN", NULL, "127.0.0.1:8000", OPT(listen), NO_FIELD, 0, 0, apply_listen,
      0, 1, "host:port to serve on"},
     {"db", "CATALOGD_DB", NULL, "./var/catalog.db", OPT(db), NO_FIELD, 0, 0, apply_db, 0, 1,
-     "SQLite write model"},
+     "write model: an SQLite file, or postgresql://[user[:password]@]host[:port]/dbname"},
     {"redis", "CATALOGD_REDIS_URL", "REDIS_URL", "redis://127.0.0.1:6379/0", OPT(redis), NO_FIELD,
      0, 0, apply_redis, 0, 1,
      "redis://[[user]:password@]host:port/db, rediss:// (TLS) or unix:///path?db=N"},
@@ -535,9 +535,11 @@ static int build_config(const struct options *options, struct app_config *config
     return 0;
 }
 
-/* Creates the directory that will hold the database file, like ./var/. */
+/* Creates the directory that will hold the SQLite database file, like ./var/ (nothing for a
+ * PostgreSQL URI). */
 static void make_parent_directory(const char *path)
 {
+    if (store_is_postgresql(path)) return;
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s", path);
     char *slash = strrchr(dir, '/');
@@ -669,7 +671,14 @@ static int serve(const struct app_config *given)
     if (store_open(config->db_path,
                    config->durable ? STORE_DURABILITY_FULL : STORE_DURABILITY_NORMAL, &store, err,
                    sizeof(err)) < 0) {
-        LOG(LOG_ERROR, "%s", err);
+        /* PostgreSQL: a bad URI, a wrong password, a missing database, no server: one line,
+         * exit 2, like any other setting that is wrong at start. */
+        if (!store_is_postgresql(config->db_path)) {
+            LOG(LOG_ERROR, "%s", err);
+            goto out;
+        }
+        fprintf(stderr, "catalogd: %s\n", err);
+        rc = 2;
         goto out;
     }
     int64_t head = 0;
@@ -702,10 +711,13 @@ static int serve(const struct app_config *given)
         LOG(LOG_ERROR, "cannot start the projector, writer, bus or maintenance thread");
         return 1; /* threads may be running: the process exits without unwinding them */
     }
-    char redis_shown[512];
+    char redis_shown[512], db_shown[512];
     LOG(LOG_INFO, "catalogd %s serving %s://%s%s (db %s, redis %s, %d threads, durability %s)",
         CATALOGD_VERSION, config->tls ? "https" : "http", config->listen,
-        config->tls ? (config->http2 ? " (h2, http/1.1)" : " (http/1.1)") : "", config->db_path,
+        config->tls ? (config->http2 ? " (h2, http/1.1)" : " (http/1.1)") : "",
+        store_is_postgresql(config->db_path)
+            ? redis_url_redact(config->db_path, db_shown, sizeof(db_shown))
+            : config->db_path,
         redis_url_redact(config->redis_text, redis_shown, sizeof(redis_shown)), config->threads,
         config->durable ? "full" : "normal");
     server_run(server, SHUTDOWN_GRACE_MS);
@@ -726,7 +738,8 @@ out:
     return rc;
 }
 
-/* Opens what verify and rebuild need. Returns 0, or prints why and returns -1. */
+/* Opens what verify and rebuild need. Returns 0, or prints why and returns the exit code: 2
+ * when a PostgreSQL URI cannot be used (as serve), else 1. */
 static int open_tools(const struct app_config *config, struct store **store,
                       struct redis_sync **redis)
 {
@@ -734,13 +747,13 @@ static int open_tools(const struct app_config *config, struct store **store,
     signal(SIGPIPE, SIG_IGN); /* a Redis that went away is an error to report, not a signal */
     if (store_open_reader(config->db_path, store, err, sizeof(err)) < 0) {
         fprintf(stderr, "catalogd: %s\n", err);
-        return -1;
+        return store_is_postgresql(config->db_path) ? 2 : 1;
     }
     *redis = redis_sync_connect(&config->redis, 30000, err, sizeof(err));
     if (!*redis) {
         fprintf(stderr, "catalogd: %s\n", err);
         store_close(*store);
-        return -1;
+        return 1;
     }
     return 0;
 }
@@ -750,7 +763,8 @@ static int verify(const struct app_config *config)
     struct store *store;
     struct redis_sync *redis;
     char err[256];
-    if (open_tools(config, &store, &redis) < 0) return 1;
+    int opened = open_tools(config, &store, &redis);
+    if (opened != 0) return opened;
     struct verify_report report;
     int rc = verify_run(store, redis, config->prefix, 5000, stdout, &report, err, sizeof(err));
     if (rc < 0)
@@ -771,7 +785,8 @@ static int rebuild(const struct app_config *config)
     struct store *store;
     struct redis_sync *redis;
     char err[256];
-    if (open_tools(config, &store, &redis) < 0) return 1;
+    int opened = open_tools(config, &store, &redis);
+    if (opened != 0) return opened;
     struct rebuild_result result;
     uint64_t started_ms = clock_mono_ms();
     int rc = rebuild_run(store, redis, config->prefix, NULL, &result, err, sizeof(err));

@@ -27,6 +27,7 @@ enum command_outcome {
     COMMAND_KEY_REUSED,         /* the same Idempotency-Key for a different request */
     COMMAND_UNAVAILABLE,        /* the write model cannot take writes; error says why */
     COMMAND_KEYS_FULL,          /* a new Idempotency-Key, and --max-idempotency-keys are stored */
+    COMMAND_KEY_IN_FLIGHT,      /* another writer holds the Idempotency-Key, not yet committed */
 };
 
 #define COMMAND_ANY_VERSION (-1) /* no If-Match */

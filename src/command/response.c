@@ -90,6 +90,12 @@ void command_response_render(const struct command *cmd, struct command_response 
                        "the write model cannot take writes right now; retry shortly", NULL);
         out->retry_after_s = 1;
         break;
+    case COMMAND_KEY_IN_FLIGHT:
+        render_problem(out, 409, "idempotency-key-in-use",
+                       "a request with this Idempotency-Key is still being processed; retry "
+                       "after it completes",
+                       NULL);
+        break;
     case COMMAND_KEYS_FULL:
         render_problem(out, 503, "idempotency-keys-full",
                        "the server keeps as many Idempotency-Keys as it may "

@@ -1,8 +1,10 @@
-/* store.h - the write model: products and their event log (the outbox) in SQLite.
- * Every SQL statement of catalogd lives in store.c, so that a second backend (PostgreSQL)
- * can be added behind this interface without touching handlers, the writer or the projector.
+/* store.h - the write model: products and their event log (the outbox), in SQLite (a file,
+ * store_sqlite.c) or PostgreSQL (a libpq URI, store_pg.c), chosen by what store_open is given.
+ * Every SQL statement of catalogd lives in those two files; handlers, the writer, the
+ * projector, rebuild and verify use only this interface and never know the backend.
  * Invariant: a product row and the event describing its change are written in the same
- * transaction; events.seq is the commit order. */
+ * transaction; events.seq is the commit order, without gaps, across every process that writes
+ * the same model. */
 #ifndef CATALOGD_STORE_H
 #define CATALOGD_STORE_H
 
@@ -13,9 +15,12 @@
 
 struct store;
 
+/* SQLite: synchronous=FULL / NORMAL. PostgreSQL: synchronous_commit=on / off (off: a crash
+ * of the PostgreSQL server or its machine may lose the last few hundred milliseconds of
+ * acknowledged commits, never consistency; a crash of catalogd loses nothing). */
 enum store_durability {
-    STORE_DURABILITY_FULL,   /* synchronous=FULL: a 2xx survives power loss */
-    STORE_DURABILITY_NORMAL, /* synchronous=NORMAL: survives a crash of catalogd, not of the OS */
+    STORE_DURABILITY_FULL,   /* a 2xx survives power loss */
+    STORE_DURABILITY_NORMAL, /* survives a crash of catalogd, not of the database's machine */
 };
 
 enum store_status {
@@ -23,13 +28,22 @@ enum store_status {
     STORE_ERR = -1,       /* I/O error, disk full, read-only file, locked too long... */
     STORE_DUPLICATE = -2, /* the sku belongs to another product */
     STORE_NOT_FOUND = -3,
+    STORE_CONFLICT = -4, /* store_idempotency_put: the key is stored already (another writer) */
 };
 
-/* Opens the database at "path" for writing (WAL; creates the file if needed and brings its
- * schema to this build's version, migrating an older one in place) or, with
+/* 1 when "db" names a PostgreSQL database (a postgresql:// or postgres:// URI), 0 when it is
+ * an SQLite file path. */
+int store_is_postgresql(const char *db);
+
+/* Opens the database "path" (an SQLite file, or a PostgreSQL URI) for writing (SQLite: WAL,
+ * creates the file if needed; both: brings the schema to this build's version, migrating an
+ * older one in place, each step once even when several processes start at once) or, with
  * store_open_reader, for reading only (the projector, verify, rebuild; no migration: it reads
- * only products and events). Returns 0 and
- * "*out", or -1 with a message in "err". Close with store_close (accepts NULL). */
+ * only products and events). Returns 0 and "*out", or -1 with a one-line message in "err"
+ * that never shows a password. Close with store_close (accepts NULL).
+ * PostgreSQL: every call returns within a few seconds whatever the server does; a call that
+ * fails because the connection broke returns STORE_ERR, and a later call (outside a
+ * transaction) reconnects, with backoff, re-preparing the statements. */
 int store_open(const char *path, enum store_durability durability, struct store **out, char *err,
                size_t errlen);
 int store_open_reader(const char *path, struct store **out, char *err, size_t errlen);
@@ -38,8 +52,15 @@ void store_close(struct store *store);
 /* The message of the last failure on this connection (static storage of the store). */
 const char *store_errmsg(const struct store *store);
 
-/* Transactions of the writer: store_begin is BEGIN IMMEDIATE; savepoints nest one level, one
- * per command of a group commit. Each returns 0 or STORE_ERR. */
+/* "sqlite" or "postgresql": the name of the backend, as /ready names its check. */
+const char *store_backend_name(const struct store *store);
+
+/* 1 when other instances may write this write model at the same time (PostgreSQL). */
+int store_is_shared(const struct store *store);
+
+/* Transactions of the writer: store_begin is BEGIN IMMEDIATE (SQLite) or BEGIN plus the
+ * write lock that all instances share (PostgreSQL), so write transactions run one at a time;
+ * savepoints nest one level, one per command of a group commit. Each returns 0 or STORE_ERR. */
 int store_begin(struct store *store);
 int store_commit(struct store *store);
 void store_rollback(struct store *store);
@@ -81,7 +102,9 @@ struct store_idempotent_response {
 int store_idempotency_get(struct store *store, const char *key,
                           struct store_idempotent_response *out);
 
-/* Stores "response" under "key" at "now_ms", in the current transaction. */
+/* Stores "response" under "key" at "now_ms", in the current transaction. Returns STORE_OK,
+ * STORE_CONFLICT when the key is stored already (nothing is written and the transaction goes
+ * on), or STORE_ERR. */
 int store_idempotency_put(struct store *store, const char *key,
                           const struct store_idempotent_response *response, uint64_t now_ms);
 
@@ -94,6 +117,11 @@ int store_idempotency_count(struct store *store, int64_t *count);
 /* Commits a one-row write (table write_probe) to learn whether the database takes writes
  * again after a failure. */
 int store_probe_write(struct store *store, uint64_t now_ms);
+
+/* A cheap round trip outside any transaction, for backends where the write model can go away
+ * (PostgreSQL): STORE_OK when it answers (reconnecting if needed), else STORE_ERR. SQLite:
+ * always STORE_OK. */
+int store_ping(struct store *store);
 
 /* Appends an event for "p" (its id and version) with the JSON "payload". Sets "*seq". */
 int store_append_event(struct store *store, const char *type, const struct product *p,
@@ -131,23 +159,23 @@ int store_scan_products(struct store *store, const char *after_id, int limit, st
                         void *arg);
 void store_snapshot_end(struct store *store);
 
-/* Election of the one instance that projects, on a store connection used for nothing else
- * (opened with store_open_reader). PostgreSQL: a session advisory lock held by this
- * connection. When this connection does not hold the lock it tries to take it without
- * waiting; when it takes it, it increments the epoch in a one-row table and records
- * "instance_id". When it already holds it, it checks the session still holds it. Returns
- * STORE_OK with "*out" filled: leading=1 and our epoch, or leading=0 and the epoch and
- * instance of the current leader as recorded. STORE_ERR: the connection failed; the lock must
- * be taken as lost (a later call reconnects, and taking the lock again gives a new epoch).
- * SQLite (one instance per database): always leading=1, epoch 0. */
 struct store_leader {
     int leading;
     int64_t epoch;
     char instance_id[128];
 };
-int store_lead(struct store *store, const char *instance_id, struct store_leader *out);
 
-/* 1 when other instances may write this write model at the same time (PostgreSQL). */
-int store_is_shared(const struct store *store);
+/* Election of the one instance that projects, on a store connection used for nothing else
+ * (opened with store_open_reader). PostgreSQL: a session advisory lock (pg_try_advisory_lock,
+ * a key of its own) held by this connection. When this connection does not hold the lock it
+ * tries to take it without waiting; when it takes it, it increments the epoch in a one-row
+ * table (projector_leader: epoch bigint, instance_id text, since timestamptz) and records
+ * "instance_id". When it already holds it, it checks the session still holds it (pg_locks /
+ * the connection is alive). Returns STORE_OK with "*out" filled: leading=1 and our epoch, or
+ * leading=0 and the epoch/instance of the current leader (as recorded in the table).
+ * STORE_ERR: the connection failed; the lock must be taken as lost (a later call reconnects,
+ * and taking the lock again gives a new epoch). SQLite (one instance per database): always
+ * leading=1, epoch 0. */
+int store_lead(struct store *store, const char *instance_id, struct store_leader *out);
 
 #endif

@@ -202,6 +202,7 @@ static const int STORED_OUTCOMES[] = {
     [COMMAND_KEY_REUSED] = 0,
     [COMMAND_UNAVAILABLE] = 0,
     [COMMAND_KEYS_FULL] = 0,
+    [COMMAND_KEY_IN_FLIGHT] = 0,
 };
 
 /* Stores the command's response under its key, in the command's transaction. */
@@ -238,6 +239,20 @@ static int execute(struct writer *w, struct command *cmd, uint64_t now_ms)
     }
     int remember = keyed && STORED_OUTCOMES[cmd->outcome];
     if (rc == STORE_OK && remember) rc = remember_response(w, cmd, now_ms);
+    if (rc == STORE_CONFLICT) {
+        /* Another writer stored this key since we looked. Write transactions of all
+         * instances run one at a time, so this should not happen; if it does, the command
+         * is undone and answers what the other stored, never 503 and never twice. */
+        store_rollback_savepoint(w->store);
+        if (store_savepoint(w->store) < 0) return STORE_ERR;
+        cmd->outcome = COMMAND_DONE;
+        cmd->seq = 0;
+        remember = 0;
+        rc = check_idempotency_key(w, cmd);
+        if (rc == STORE_OK && cmd->outcome != COMMAND_REPLAYED &&
+            cmd->outcome != COMMAND_KEY_REUSED)
+            fail_command(cmd, COMMAND_KEY_IN_FLIGHT, "idempotency key in flight elsewhere");
+    }
     if (rc == STORE_OK) rc = store_release_savepoint(w->store);
     if (rc == STORE_OK) {
         w->batch_keys += remember;
@@ -337,8 +352,8 @@ static void purge_idempotency_keys(struct writer *w)
     }
 }
 
-/* After a failed commit, /ready reports SQLite as failing until a write succeeds again;
- * when no command comes to prove it, a probe write every second does. */
+/* After a failed commit, /ready reports the write model as failing until a write succeeds
+ * again; when no command comes to prove it, a probe write every second does. */
 static void probe_if_unhealthy(struct writer *w)
 {
     if (atomic_load(&w->healthy)) return;
@@ -348,18 +363,30 @@ static void probe_if_unhealthy(struct writer *w)
     }
 }
 
+/* A write model on another machine (PostgreSQL) can go away while no command comes: after
+ * a second without commands, a cheap round trip tells, so /ready names it within about 2 s. */
+static void ping_if_idle(struct writer *w)
+{
+    if (!store_is_shared(w->store) || !atomic_load(&w->healthy)) return;
+    if (store_ping(w->store) != STORE_OK && atomic_exchange(&w->healthy, 0))
+        LOG(LOG_WARN, "writer: the write model does not answer: %s", store_errmsg(w->store));
+}
+
 static void *writer_main(void *arg)
 {
     struct writer *w = arg;
     size_t size;
     int stop = 0;
     while (!stop) {
-        int wait_s = atomic_load(&w->healthy) ? IDEMPOTENCY_PURGE_EVERY_MS / 1000 : 1;
+        int watch = !atomic_load(&w->healthy) || store_is_shared(w->store);
+        int wait_s = watch ? 1 : IDEMPOTENCY_PURGE_EVERY_MS / 1000;
         struct command *batch = take_batch(w, &size, wait_s, &stop);
-        if (batch)
+        if (batch) {
             run_batch(w, batch, size);
-        else
+        } else if (!stop) {
             probe_if_unhealthy(w);
+            ping_if_idle(w);
+        }
         purge_idempotency_keys(w);
     }
     return NULL;
@@ -471,4 +498,9 @@ int64_t writer_head_seq(struct writer *w)
 int writer_healthy(struct writer *w)
 {
     return atomic_load(&w->healthy);
+}
+
+const char *writer_store_name(struct writer *w)
+{
+    return store_backend_name(w->store);
 }

@@ -1,4 +1,5 @@
-/* writer.h - the single writer thread that owns the SQLite write connection.
+/* writer.h - the single writer thread that owns the write model's connection (SQLite or
+ * PostgreSQL).
  * Loop threads hand it commands; it runs them in group commits (one transaction, one
  * SAVEPOINT per command, one fsync per batch) and hands each back through its "complete"
  * callback. Invariant: a command's outcome is COMMAND_DONE only if its transaction
@@ -53,8 +54,12 @@ void writer_free(struct writer *writer);
 /* Copies the counters (thread-safe). */
 void writer_get_stats(struct writer *writer, struct writer_stats *out);
 
-/* 0 when the last batch could not commit (disk full, read-only, locked too long), else 1. */
+/* 0 when the last batch could not commit (disk full, read-only, locked too long, PostgreSQL
+ * unreachable) or, for a shared write model, the last idle ping failed; else 1. */
 int writer_healthy(struct writer *writer);
+
+/* "sqlite" or "postgresql": the name /ready gives the write model's check. */
+const char *writer_store_name(struct writer *writer);
 
 /* The highest seq the writer has committed, readable from any thread. */
 int64_t writer_head_seq(struct writer *writer);

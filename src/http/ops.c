@@ -56,7 +56,8 @@ static void answer_ready(struct http_exchange *ex, int read_status)
 {
     struct projector_status status;
     projector_get_status(ex->app->projector, &status);
-    int sqlite_ok = writer_healthy(ex->app->writer);
+    int model_ok = writer_healthy(ex->app->writer);
+    const char *model = writer_store_name(ex->app->writer); /* "sqlite" or "postgresql" */
     const char *redis_problem = status.redis_problem[0]                ? status.redis_problem
                                 : status.state == PROJECTOR_REDIS_DOWN ? status.last_error
                                 : read_status == READ_UNAVAILABLE || read_status == READ_BAD
@@ -70,10 +71,10 @@ static void answer_ready(struct http_exchange *ex, int read_status)
         : status.lag_seconds >= READY_MAX_LAG_SECONDS ? "the projection lags 5 s or more behind"
                                                       : NULL;
     int lag_ok = projection_problem == NULL;
-    int ready = sqlite_ok && redis_ok && lag_ok;
+    int ready = model_ok && redis_ok && lag_ok;
     json_t *report = json_pack(
         "{s:s, s:{s:s, s:s, s:s}, s:s, s:I, s:I, s:I, s:I, s:f}", "status",
-        ready ? "ready" : "not_ready", "checks", "sqlite", sqlite_ok ? "ok" : "failing", "redis",
+        ready ? "ready" : "not_ready", "checks", model, model_ok ? "ok" : "failing", "redis",
         redis_ok ? "ok" : "failing", "projection", lag_ok ? "ok" : "failing", "state",
         projector_state_name(status.state), "generation", (json_int_t)status.generation,
         "checkpoint", (json_int_t)status.checkpoint, "head", (json_int_t)status.head, "lag_events",
@@ -85,11 +86,11 @@ static void answer_ready(struct http_exchange *ex, int read_status)
     /* Not ready is an error response like any other: a problem, with the report inside, and
      * why each failing check fails. */
     char detail[128];
-    snprintf(detail, sizeof(detail), "not ready:%s%s%s", sqlite_ok ? "" : " sqlite",
-             redis_ok ? "" : " redis", lag_ok ? "" : " projection");
+    snprintf(detail, sizeof(detail), "not ready:%s%s%s%s", model_ok ? "" : " ",
+             model_ok ? "" : model, redis_ok ? "" : " redis", lag_ok ? "" : " projection");
     json_t *reasons = json_object();
-    if (!sqlite_ok)
-        json_object_set_new(reasons, "sqlite", json_string("the write model cannot take writes"));
+    if (!model_ok)
+        json_object_set_new(reasons, model, json_string("the write model cannot take writes"));
     if (!redis_ok)
         json_object_set_new(reasons, "redis",
                             json_string(redis_problem[0] ? redis_problem : "Redis is down"));

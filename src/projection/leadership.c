@@ -26,6 +26,7 @@ struct leadership {
     uint64_t asked;      /* guarded by lock: confirmations asked for */
     uint64_t checks;     /* guarded by lock: checks finished */
     char leader[128];    /* guarded by lock */
+    int64_t epoch;       /* guarded by lock: of this instance's term, while it leads */
 
     struct store *store; /* owned by the thread */
 };
@@ -61,6 +62,7 @@ static void check(struct leadership *l)
     }
     pthread_mutex_lock(&l->lock);
     snprintf(l->leader, sizeof(l->leader), "%s", answer.instance_id);
+    l->epoch = answer.leading ? answer.epoch : 0;
     l->checks++;
     pthread_cond_broadcast(&l->done);
     pthread_mutex_unlock(&l->lock);
@@ -106,7 +108,7 @@ int leadership_leading(struct leadership *l)
     return atomic_load(&l->leading);
 }
 
-int leadership_confirm(struct leadership *l, int timeout_ms)
+int leadership_confirm(struct leadership *l, int timeout_ms, int64_t *epoch)
 {
     struct timespec deadline;
     deadline_in(&deadline, timeout_ms);
@@ -120,6 +122,7 @@ int leadership_confirm(struct leadership *l, int timeout_ms)
     while (l->checks < wanted && !l->stopping && !timed_out)
         timed_out = pthread_cond_timedwait(&l->done, &l->lock, &deadline) == ETIMEDOUT;
     int confirmed = l->checks >= wanted && atomic_load(&l->leading);
+    *epoch = l->epoch;
     pthread_mutex_unlock(&l->lock);
     return confirmed;
 }

@@ -23,9 +23,10 @@ struct leadership *leadership_start(const char *db_path, const char *instance_id
 int leadership_leading(struct leadership *l);
 
 /* Asks the store again now and waits for the answer (at most "timeout_ms"): 1 if this
- * instance leads. For the moment before a projector takes a new fencing epoch, so that one
- * that lost the lock cannot take an epoch from the new leader. */
-int leadership_confirm(struct leadership *l, int timeout_ms);
+ * instance leads, with the epoch of its term in "*epoch" (the store hands out a greater one
+ * every time an instance takes the lock). For the moment before a projector claims the
+ * fencing epoch in Redis, so that one that lost the lock cannot claim it back. */
+int leadership_confirm(struct leadership *l, int timeout_ms, int64_t *epoch);
 
 /* The instance that leads as the store recorded it ("" when none is known yet). */
 void leadership_leader(struct leadership *l, char *instance_id, size_t len);

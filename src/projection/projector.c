@@ -637,30 +637,34 @@ static void idle(struct projector *p)
     if (p->redis && p->generation) wait_for(p, nap_ms, 1);
 }
 
-/* Several instances, when this one begins to lead: after the store confirms it, takes a new
- * fencing epoch in Redis (INCR: greater than any other instance took before), so the scripts
- * of a leader that lost the lock without knowing are refused from now on; then reloads the
- * generation, which that leader may have moved. Returns 0, or -1 to try again later. */
+/* Several instances, when this one begins to lead (or Redis lost the epoch): once the store
+ * confirms it leads, sets the fencing epoch in Redis to its term's, so the scripts of a
+ * leader that lost the lock without knowing (an older term) are refused from now on; then
+ * reloads the generation, which that leader may have moved. The term comes from the write
+ * model, not from Redis, so a Redis that lost its data cannot hand an old term out again.
+ * Returns 0, or -1 to try again later. */
 static int take_epoch(struct projector *p)
 {
     char err[256];
-    if (!leadership_confirm(p->config.leadership, CONFIRM_MS)) return -1;
-    const char *argv[] = {"INCR", p->epoch_key};
-    redisReply *reply = redis_sync_command(p->redis, 2, argv, NULL, err, sizeof(err));
-    if (!reply || reply->type != REDIS_REPLY_INTEGER) {
-        record_error(p, "taking a fencing epoch", reply ? "not an integer" : err);
-        if (reply) freeReplyObject(reply);
+    int64_t epoch;
+    if (!leadership_confirm(p->config.leadership, CONFIRM_MS, &epoch) || epoch <= 0) return -1;
+    char text[DIGITS_U64_MAX + 2];
+    text[digits_i64(text, epoch)] = '\0';
+    const char *argv[] = {"SET", p->epoch_key, text};
+    redisReply *reply = redis_sync_command(p->redis, 3, argv, NULL, err, sizeof(err));
+    if (!reply) {
+        record_error(p, "setting the fencing epoch", err);
         if (redis_sync_broken(p->redis)) drop_redis(p);
         return -1;
     }
-    p->epoch = reply->integer;
     freeReplyObject(reply);
+    p->epoch = epoch;
+    memcpy(p->epoch_text, text, sizeof(text));
     pthread_mutex_lock(&p->status_lock);
-    p->status.epoch = p->epoch;
+    p->status.epoch = epoch;
     pthread_mutex_unlock(&p->status_lock);
-    p->epoch_text[digits_i64(p->epoch_text, p->epoch)] = '\0';
     forget_generation(p);
-    LOG(LOG_INFO, "projector: projecting for all instances, fencing epoch %" PRId64, p->epoch);
+    LOG(LOG_INFO, "projector: projecting for all instances, fencing epoch %" PRId64, epoch);
     return 0;
 }
 

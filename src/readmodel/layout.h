@@ -11,8 +11,8 @@
  *   {prefix}:rebuild-lock          "<token> <host> <pid>" of the one rebuild (or garbage
  *                                  collection) running, with an expiry it keeps refreshing
  *   {prefix}:projector-epoch       the fencing epoch of the instance that projects, when
- *                                  several share one write model: each new one increments it
- *                                  and every script it runs checks it (projector.c)
+ *                                  several share one write model: its term's number from the
+ *                                  write model (store_lead); every script it runs checks it
  *   {prefix}:projection            not a key: the pub/sub channel between instances (bus.h)
  *   {prefix}:g{N}:checkpoint       the last event seq applied to generation N
  *   {prefix}:g{N}:checkpoint-event "<product id> <version> <recorded_at>" of that event: tells

@@ -156,10 +156,10 @@ def strip_opts(args, names):
 
 
 def proc_times():
-    """{pid: (ppid, ticks, comm)} for every process now: utime+stime of all its threads, plus
-    cutime+cstime, the CPU of its children that ended and were reaped (PostgreSQL's backends
-    end with their connection, before the snapshot after a run: the postmaster's cutime holds
-    them)."""
+    """{pid: (ppid, ticks, comm, reaped)} for every process now: utime+stime of all its
+    threads, and cutime+cstime, the CPU of its children that ended and were reaped
+    (PostgreSQL's backends end with their connection, before the snapshot after a run: the
+    postmaster's cutime holds them)."""
     out = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -170,7 +170,8 @@ def proc_times():
             fields = tail.split()
         except (OSError, ValueError):
             continue
-        out[int(d)] = (int(fields[1]), sum(int(x) for x in fields[11:15]), head.split("(", 1)[-1])
+        out[int(d)] = (int(fields[1]), int(fields[11]) + int(fields[12]), head.split("(", 1)[-1],
+                       int(fields[13]) + int(fields[14]))
     return out
 
 
@@ -182,7 +183,7 @@ def snap(args):
     procs = proc_times()
     tree, grew = set(roots), True
     while grew:
-        kids = {p for p, (pp, _, _) in procs.items() if pp in tree and p not in tree}
+        kids = {p for p, (pp, _, _, _) in procs.items() if pp in tree and p not in tree}
         tree |= kids
         grew = bool(kids)
     me = {os.getpid(), os.getppid()}
@@ -196,9 +197,11 @@ def snap(args):
                 cpu[v[0]] = (busy, busy + n[3] + n[4])
     print(json.dumps({
         "t": time.time(),
-        "srv": sum(procs[p][1] for p in tree if p in procs),
+        # the server's reaped children count (its own, started during the run); not other
+        # processes': a child of someone else's that ends mid-run would bring all its CPU
+        "srv": sum(procs[p][1] + procs[p][3] for p in tree if p in procs),
         "redis": sum(procs[p][1] for p in redis if p in procs),
-        "others": {str(p): [t, comm] for p, (_, t, comm) in procs.items()
+        "others": {str(p): [t, comm] for p, (_, t, comm, _) in procs.items()
                    if p not in tree and p not in redis and p not in me},
         "cpu": cpu}))
 

@@ -1,6 +1,7 @@
 # catalogd - one Makefile: build, run, test.
 #   make run    install missing packages (as root; else print the apt-get line), build, serve :8000
 #   make test   C unit tests, then the black-box API tests (they start their own Redis)
+#   make cluster  PostgreSQL, Redis, three instances and nginx on :8000 (issue 11); Ctrl-C stops
 #   make chaos  randomized, overlapping faults under load (DURATION=s, default 180; SEED=n)
 
 CC       ?= cc
@@ -21,6 +22,9 @@ LDLIBS   += -lh2o-evloop -lssl -lcrypto -lz -lhiredis -ljansson -lsqlite3 -lpq -
 DEBS_RUN  := build-essential pkg-config libh2o-evloop-dev libhiredis-dev libjansson-dev \
              libsqlite3-dev libpq-dev libssl-dev zlib1g-dev redis-server nodejs \
              $(if $(shell command -v npm),,npm)
+# make cluster on top of DEBS_RUN: the write model's server and the load balancer (an nginx
+# already installed, as Debian's nginx or nginx-full, will do).
+DEBS_CLUSTER := postgresql curl $(if $(shell command -v nginx),,nginx-light)
 DEBS_TEST := libcriterion-dev python3-pytest python3-requests python3-redis python3-jsonschema \
              curl chromium chromium-driver python3-selenium openssl nghttp2-client
 
@@ -29,7 +33,7 @@ OBJ      := $(SRC:%.c=$(BUILD)/%.o)
 LIB_OBJ  := $(filter-out $(BUILD)/src/main.o,$(OBJ))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 
-.PHONY: all run test unit api chaos deps deps-test clean format format-check bench asan fuzz
+.PHONY: all run cluster test unit api chaos deps deps-test clean format format-check bench asan fuzz
 
 all: $(BUILD)/catalogd
 
@@ -87,6 +91,14 @@ deps-test:
 run: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/run.sh $(BUILD)/catalogd
+
+# The scaled shape (issue 11) on this machine: a private PostgreSQL under ./var/cluster, Redis,
+# three catalogd instances (8001-8003) and nginx balancing them on http://localhost:8000, with
+# contrib/nginx/catalogd.conf. Ctrl-C stops all of it. Ports and directory: scripts/cluster.sh.
+cluster: deps
+	@scripts/ensure-debs.sh $(DEBS_CLUSTER)
+	@$(MAKE) --no-print-directory all
+	@scripts/cluster.sh $(BUILD)/catalogd
 
 test: deps-test
 	@$(MAKE) --no-print-directory all $(BUILD)/unit_tests

@@ -23,17 +23,23 @@ SCENARIOS = [
     ("create", "3. POST /products, unique SKUs, durability full"),
     ("stock", "4. POST /products/{id}/stock ±1 on 4 hot products"),
     ("mixed", "5. mixed: 95 % GET by id, 5 % POST"),
+    ("pgbench", "6. pgbench -N on the same PostgreSQL (transactions/s)"),
 ]
 SCEN_SHORT = {"get_by_id": "1. GET by id", "catalog_page": "2. catalog page",
-              "create": "3. POST create", "stock": "4. stock ±1", "mixed": "5. mixed 95/5"}
-SYSTEMS = ["catalogd", "https", "h2", "big", "seed", "nginx", "nginx-same-core"]
+              "create": "3. POST create", "stock": "4. stock ±1", "mixed": "5. mixed 95/5",
+              "pgbench": "6. pgbench -N"}
+SYSTEMS = ["catalogd", "https", "h2", "big", "pg", "pgbench", "seed", "nginx", "nginx-same-core"]
 LABEL = {"catalogd": "catalogd", "https": "catalogd, HTTPS (HTTP/1.1, wrk)",
          "h2": "catalogd, HTTPS + HTTP/2 (h2load)", "big": "catalogd (big catalog)",
+         "pg": "catalogd ×2 on PostgreSQL (server CPU: both + PostgreSQL)",
+         "pgbench": "pgbench -N, same PostgreSQL (server CPU: PostgreSQL)",
          "seed": "seed (FastAPI rebuild)", "nginx": "nginx, fixed body (ceiling)",
          "nginx-same-core": "nginx, fixed body, wrk on CPU1 too"}
-SHORT = {"catalogd": "catalogd", "https": "https", "h2": "https h2", "big": "catalogd big", "seed": "seed", "nginx": "nginx",
+SHORT = {"catalogd": "catalogd", "https": "https", "h2": "https h2", "big": "catalogd big",
+         "pg": "catalogd x2 pg", "pgbench": "pgbench -N", "seed": "seed", "nginx": "nginx",
          "nginx-same-core": "nginx 1 core"}
-COLOR = {"catalogd": "#1f77b4", "https": "#2ca02c", "h2": "#98df8a", "big": "#17becf", "seed": "#d62728", "nginx": "#7f7f7f",
+COLOR = {"catalogd": "#1f77b4", "https": "#2ca02c", "h2": "#98df8a", "big": "#17becf",
+         "pg": "#9467bd", "pgbench": "#c5b0d5", "seed": "#d62728", "nginx": "#7f7f7f",
          "nginx-same-core": "#c7c7c7"}
 STATS = ["rps", "p50_ms", "p99_ms", "server_cpu_us", "redis_cpu_us"]
 
@@ -70,6 +76,8 @@ def machine(repo):
         "fastapi_uvicorn": sh(py + " -c 'import fastapi, uvicorn; "
                               "print(fastapi.__version__, uvicorn.__version__)'"),
         "valgrind": sh("valgrind --version"),
+        "postgresql": sh("\"$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+                         "/postgres\" --version"),
         "catalogd": (rev + (" + uncommitted changes in src/ or Makefile" if dirty else "")),
     }
 
@@ -119,7 +127,8 @@ def ratios(summary, runs):
     out = {}
     for scen, a, b in (("get_by_id", "catalogd", "seed"), ("get_by_id", "catalogd", "nginx"),
                        ("get_by_id", "https", "catalogd"), ("get_by_id", "h2", "catalogd"),
-                       ("create", "catalogd", "seed"), ("catalog_page", "catalogd", "big")):
+                       ("create", "catalogd", "seed"), ("catalog_page", "catalogd", "big"),
+                       ("get_by_id", "pg", "catalogd"), ("create", "pg", "catalogd")):
         sa, sb = summary.get(scen, {}).get(a), summary.get(scen, {}).get(b)
         if not sa or not sb or not sb["rps"]["median"]:
             continue
@@ -405,7 +414,23 @@ def main():
     profiles = [p for p in (perf_profile(resdir, sysname, scen) for sysname in ("catalogd", "big")
                             for scen, _ in SCENARIOS) if p]
     redis_bytes = redis_bytes_table([r for r in recs if r["type"] == "redis_bytes"])
-    targets = evaluate(summary, rat, mem, stock, env, redis_bytes)
+    takeovers = []
+    for r in recs:
+        if r["type"] == "takeover":
+            res = r["result"]
+            if isinstance(res, str):
+                try:
+                    res = json.loads(res)
+                except ValueError:
+                    res = {"error": res}
+            takeovers.append(dict(res, rep=r["rep"]))
+    pg_note = os.environ.get("PG_NOTE", "")
+    if pg_note:
+        notes.append(pg_note)
+    for t in takeovers:
+        if t.get("error"):
+            notes.append("takeover, rep %s: %s" % (t["rep"], t["error"]))
+    targets = evaluate(summary, rat, mem, stock, env, redis_bytes, takeovers)
 
     latest = {"date": date, "command": command, "env": env, "machine": mach,
               "pinning": "server + Redis on CPU1 (taskset -c 1), wrk -t1 on CPU0 (taskset -c 0)",
@@ -416,6 +441,7 @@ def main():
               "paging": [{"system": r["system"], "rep": r["rep"], **r["summary"]} for r in paging],
               "callgrind": cg_out, "stock_checks": stock, "batches": batches,
               "targets": targets, "profiles": profiles, "redis_bytes": redis_bytes,
+              "takeovers": takeovers,
               "notes": notes, "records": recs}
     with open(os.path.join(resdir, "latest.json"), "w") as f:
         json.dump(latest, f, indent=1)
@@ -436,7 +462,7 @@ def env_str(env):
     return " ".join("%s=%s" % kv for kv in env.items())
 
 
-def evaluate(summary, rat, mem, stock, env, redis_bytes=()):
+def evaluate(summary, rat, mem, stock, env, redis_bytes=(), takeovers=()):
     """The issue's targets against the medians: what, target, measured, met (or None), and
     what bounds the figure (the CPU budget on CPU1, the ceiling nginx shows, the bytes)."""
     def m(scen, sysname, key):
@@ -520,6 +546,35 @@ def evaluate(summary, rat, mem, stock, env, redis_bytes=()):
             b = mem[k]["redis_bytes_per_product"]
             t.append(("Redis used_memory per product (%s products)" % fmt(mem[k]["products_end"]),
                       "≤ 600 B", fmt(b, 0, " B"), b <= 600, kinds if k == "catalogd" else ""))
+    # issue 11: the PostgreSQL column
+    if env.get("WITH_PG", "0") == "1":
+        pc = m("create", "pg", "rps")
+        pgb = m("pgbench", "pgbench", "rps")
+        t.append(("PostgreSQL: POST /products (durable) req/s, two instances", "≥ 10,000",
+                  fmt(pc), pc is not None and pc >= 10000,
+                  ("pgbench -N (one small write transaction per commit) does %s/s on the same "
+                   "server; " % fmt(pgb) if pgb else "") +
+                  ("CPU1 per request, both instances and PostgreSQL: %s µs + Redis %s µs"
+                   % (fmt(m("create", "pg", "server_cpu_us"), 1),
+                      fmt(m("create", "pg", "redis_cpu_us"), 1)) if pc else "")))
+        r = rat.get("get_by_id: pg/catalogd")
+        t.append(("PostgreSQL: GET /products/{id}, two instances vs SQLite mode (req/s ratio)",
+                  "≥ 0.9× (unchanged: queries never touch PostgreSQL)",
+                  fmt(r["rps_ratio"], 2, "×") if r else "–",
+                  (r["rps_ratio"] >= 0.9) if r else None,
+                  "server CPU µs/req: %s (two instances) vs %s" % (
+                      fmt(m("get_by_id", "pg", "server_cpu_us"), 1),
+                      fmt(m("get_by_id", "catalogd", "server_cpu_us"), 1)) if r else ""))
+        el = [x.get("elected_s") for x in takeovers]
+        ap = [x.get("applied_s") for x in takeovers]
+        worst = (max(el) if el and None not in el else None)
+        t.append(("PostgreSQL: takeover after kill -9 of the projecting instance (worst rep)",
+                  "≤ 2 s (limit 5 s)", fmt(worst, 2, " s") if worst is not None else
+                  ("not taken over within the deadline" if el else "–"),
+                  (worst <= 2) if worst is not None else (False if el else None),
+                  "first create answered Projection: applied on the survivor after %s" % (
+                      ", ".join(fmt(x, 2, " s") if x is not None else "never" for x in ap))
+                  if ap else ""))
     # a target whose figure was not measured (system or scenario left out) is neither met nor missed
     return [{"what": x[0], "target": x[1], "measured": x[2],
              "met": None if x[2] in ("–", "– ms") else x[3],
@@ -569,6 +624,21 @@ def render_header(L, env, chart_err, w):
           "rows show the cost of encrypting each request, not of handshakes.\n"
           % (env.get("CONNS", "32"), env.get("H2_STREAMS", "1"), env.get("DURATION"),
              env.get("WARMUP", "2"), env.get("H2_STREAMS", "1")))
+    if env.get("WITH_PG", "0") == "1":
+        w("**PostgreSQL rows (issue 11):** after the rows above, each repetition starts a private "
+          "PostgreSQL %s (`fsync`, `synchronous_commit` and `full_page_writes` on: durable), one "
+          "Redis and two catalogd instances on them (`--instance-id pg-1`, `pg-2`, `--threads 1`), "
+          "all on CPU1, in a fresh database, and preloads %s products through the first. *catalogd "
+          "×2 on PostgreSQL* is then measured through both instances at once: `wrk -t2 -c%s`, one "
+          "wrk thread (on CPU0) per instance; its server CPU is both instances' and PostgreSQL's "
+          "(every backend). *pgbench -N* is `pgbench -N -c%s -j1 -T%s` (scale %s) against the same "
+          "server, one UPDATE and one INSERT per transaction, after a %s s warm-up: what one small "
+          "durable transaction per commit costs here. Then the instance that projects is killed "
+          "with SIGKILL and the other one is polled (every 10 ms) for a new `projecting_instance` "
+          "in `/admin/projection` and for a create answered `Projection: applied`.\n"
+          % (L["machine"].get("postgresql", ""), fmt(int(env.get("N", 0))), env.get("CONNS", "32"),
+             env.get("PGBENCH_CLIENTS", "8"), env.get("DURATION"), env.get("PGBENCH_SCALE", "10"),
+             env.get("WARMUP", "2")))
     w("![req/s and p99 per scenario and system](bench/results/chart.png)\n" if not chart_err
       else "_%s_\n" % chart_err)
 
@@ -627,7 +697,7 @@ def render_ratios(L, env, chart_err, w):
 
 def render_targets(L, env, chart_err, w):
     """Each target: wanted, measured, met, and what bounds it."""
-    w("## Targets (issue 5)\n")
+    w("## Targets (issues 5 and 11)\n")
     w("| target | wanted | measured (median) | met | what bounds it |")
     w("|---|---|---|---|---|")
     for t in L["targets"]:
@@ -738,6 +808,27 @@ def render_stock(L, env, chart_err, w):
     w("")
 
 
+def render_takeover(L, env, chart_err, w):
+    """Issue 11: how long the projector's takeover took after kill -9."""
+    if not L.get("takeovers"):
+        return
+    w("## Projector takeover (PostgreSQL, two instances)\n")
+    w("| rep | killed → new projecting instance named | killed → first create answered "
+      "`applied` on the survivor | new instance | epoch before → after |")
+    w("|---|---|---|---|---|")
+    for t in L["takeovers"]:
+        if t.get("error"):
+            w("| %s | – | – | %s | |" % (t["rep"], t["error"]))
+            continue
+        w("| %s | %s | %s | %s | %s → %s |" % (
+            t["rep"], fmt(t.get("elected_s"), 3, " s") if t.get("elected_s") is not None
+            else "not within %s s" % t.get("deadline_s"),
+            fmt(t.get("applied_s"), 3, " s") if t.get("applied_s") is not None
+            else "not within %s s" % t.get("deadline_s"),
+            t.get("new_instance") or "–", t.get("epoch_before"), t.get("epoch_after")))
+    w("")
+
+
 def render_batches(L, env, chart_err, w):
     """The writer's batch sizes (group commit)."""
     w("## Writer batch sizes (group commit)\n")
@@ -797,7 +888,8 @@ def render_reproduce(L, env, chart_err, w):
       "(preloaded once)\n```\n")
     w("Other knobs: `bench/run.sh --help`. Needs root for the first run (installs wrk, "
       "nginx-light, python3-fastapi, python3-uvicorn, python3-matplotlib, ... when missing) "
-      "and the seed at `../shared/peers/seed-fastapi` (WITH_SEED=0 skips it; WITH_NGINX=0 skips nginx).")
+      "and the seed at `../shared/peers/seed-fastapi` (WITH_SEED=0 skips it; WITH_NGINX=0 skips nginx; "
+      "WITH_PG=0 skips the PostgreSQL column).")
 
 
 def render(L, env, chart_err):
@@ -805,7 +897,7 @@ def render(L, env, chart_err):
     o = []
     for section in (render_header, render_results, render_ratios, render_targets,
                     render_profiles, render_memory, render_preload_and_paging, render_stock,
-                    render_batches, render_callgrind, render_notes, render_reproduce):
+                    render_takeover, render_batches, render_callgrind, render_notes, render_reproduce):
         section(L, env, chart_err, o.append)
     return "\n".join(o) + "\n"
 

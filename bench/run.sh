@@ -16,6 +16,16 @@
 #        create        POST /products, unique SKUs, --durability full       catalogd seed
 #        mixed         95 % GET by id, 5 % POST                             catalogd
 #      then records peak RSS (VmHWM) and Redis used_memory per product, and stops both;
+#      then (WITH_PG=1) the PostgreSQL column: a private PostgreSQL (fsync on,
+#      synchronous_commit=on), one Redis and two catalogd instances on it (--instance-id pg-1,
+#      pg-2), N products preloaded, and through both instances at once (wrk -t2, one thread
+#      per instance, CONNS split between them):
+#        get_by_id     GET /products/{id}, random over the N preloaded ids   pg
+#        create        POST /products, unique SKUs (durable in PostgreSQL)   pg
+#        pgbench       pgbench -N -c PGBENCH_CLIENTS on the same server       pgbench
+#      and the takeover: kill -9 of the projecting instance, then the seconds until the
+#      survivor's /admin/projection names a new projecting instance and until a create on it
+#      answers Projection: applied;
 #      in the last repetition each catalogd scenario runs once more under perf (PROFILE=1),
 #      and after the first preload Redis's memory is counted key kind by key kind;
 #   4. writes bench/results/latest.json, bench/results/chart.png and ../BENCHMARKS.md.
@@ -34,6 +44,8 @@
 #   PRELOAD_CONNS=64 BIG_PRELOAD_CONNS=256 SEED_PRELOAD_CONNS=8 (as the seed's own harness;
 #     more only makes its SQLite writers time out)
 #   WITH_SEED=1 WITH_NGINX=1 (0: leave that system out) CALLGRIND=1 CG_N=20000
+#   WITH_PG=1 (the PostgreSQL column; catalogd's rows need a build with the PostgreSQL store,
+#     else only the pgbench row is measured) PGBENCH_CLIENTS=8 PGBENCH_SCALE=10
 #   WITH_HTTPS=1 (also GET by id from a catalogd serving HTTPS: over HTTP/1.1 with wrk, and
 #     over HTTP/2 with h2load, H2_STREAMS=1 stream in flight per connection, as wrk has one)
 #   NGINX_SAME_CORE=1 (also nginx with wrk on CPU1 beside it: the cost of the cross-core hop)
@@ -55,6 +67,7 @@ export SEED_PRELOAD_CONNS=${SEED_PRELOAD_CONNS:-8}
 export WITH_SEED=${WITH_SEED:-1} WITH_NGINX=${WITH_NGINX:-1} CALLGRIND=${CALLGRIND:-1} CG_N=${CG_N:-20000}
 export NGINX_SAME_CORE=${NGINX_SAME_CORE:-1} PROFILE=${PROFILE:-1}
 export WITH_HTTPS=${WITH_HTTPS:-1} H2_STREAMS=${H2_STREAMS:-1}
+export WITH_PG=${WITH_PG:-1} PGBENCH_CLIENTS=${PGBENCH_CLIENTS:-8} PGBENCH_SCALE=${PGBENCH_SCALE:-10}
 QUIET_WAIT=${QUIET_WAIT:-30}
 SEED_DIR=${SEED_DIR:-$REPO/../shared/peers/seed-fastapi}
 RESULTS=$HERE/results
@@ -83,8 +96,14 @@ stop_pid() { # TERM, wait up to 10 s, then KILL; reap; forget the PID (it may be
 cleanup() {
     set +e
     local i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
-    if [ "${KEEP:-0}" = 1 ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        if [ "${PIDS[i]}" = "${PG_PID:-}" ]; then pg_stop; else stop_pid "${PIDS[i]}"; fi
+    done
+    if [ "${KEEP:-0}" = 1 ]; then
+        log "work dir kept: $WORK${PG_DIR:+ (PostgreSQL: $PG_DIR)}"
+    else
+        rm -rf "$WORK" ${PG_DIR:+"$PG_DIR"}
+    fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -212,6 +231,124 @@ stop_system() { # NAME: server first, then its Redis
     unset "SRV[$1]" "REDIS_PID[$1]"
 }
 
+# ---------------------------------------------------------------- PostgreSQL (issue 11)
+# One private PostgreSQL, initdb'd once into a directory of its own (not $WORK, which is 0700:
+# as root the server runs as the postgres user, which must reach its data), started for the
+# PostgreSQL column of each repetition and stopped after it. Durable as in production: fsync,
+# synchronous_commit and full_page_writes on (the defaults, given explicitly).
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+PG_DIR="" PG_PID="" PG_PORT="" PG_PASSWORD=""
+AS_PG=()
+pg_start() {
+    if [ -z "$PG_DIR" ]; then
+        PG_DIR=$(mktemp -d /tmp/catalogd-bench-pg.XXXXXX)
+        PG_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+        (umask 077 && printf '%s\n' "$PG_PASSWORD" >"$PG_DIR/pw")
+        if [ "$(id -u)" = 0 ]; then
+            AS_PG=(runuser -u postgres --)
+            chown -R postgres: "$PG_DIR"
+        fi
+        "${AS_PG[@]}" "$PG_BIN/initdb" -D "$PG_DIR/data" -U catalogd --pwfile="$PG_DIR/pw" \
+            --auth-local=scram-sha-256 --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 \
+            >"$WORK/initdb.log" 2>&1 || die "initdb failed: $WORK/initdb.log"
+        rm -f "$PG_DIR/pw"
+    fi
+    PG_PORT=$(freeport)
+    taskset -c 1 "${AS_PG[@]}" "$PG_BIN/postgres" -D "$PG_DIR/data" -c listen_addresses=127.0.0.1 \
+        -c port="$PG_PORT" -c unix_socket_directories="$PG_DIR" -c fsync=on \
+        -c synchronous_commit=on -c full_page_writes=on -c max_connections=100 \
+        -c shared_buffers=256MB >>"$WORK/postgres.log" 2>&1 &
+    PIDS+=($!)
+    PG_PID=$!
+    wait_for postgresql 60 "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -t 1
+}
+pg_sql() { PGPASSWORD=$PG_PASSWORD "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PG_PORT" -U catalogd "$@"; }
+# pg_stop: SIGINT (fast shutdown) to the postmaster itself; as root PG_PID is runuser, which
+# would turn a signal into SIGTERM (smart shutdown) and SIGKILL 2 s later.
+pg_stop() {
+    local pm i
+    [ -n "$PG_PID" ] || return 0
+    pm=$(head -n 1 "$PG_DIR/data/postmaster.pid" 2>/dev/null)
+    if [ -n "$pm" ] && alive "$pm" && { [ "$pm" = "$PG_PID" ] ||
+        [ "$(sed 's/.*) //' "/proc/$pm/stat" 2>/dev/null | cut -d' ' -f2)" = "$PG_PID" ]; }; then
+        kill -INT "$pm" 2>/dev/null
+        for ((i = 0; i < 600; i++)); do alive "$pm" || break; sleep 0.1; done
+    fi
+    stop_pid "$PG_PID"
+    PG_PID=""
+}
+
+declare -A PG_INSTANCE_PID PG_INSTANCE_URL
+# start_pg_catalogd NAME: a fresh database, one Redis and two catalogd instances on both (the
+# system NAME; its CPU is theirs and PostgreSQL's). wrk names the first instance in Host, so
+# both allow 127.0.0.1 on any port.
+start_pg_catalogd() {
+    local i port uri
+    pg_sql -d postgres -c "DROP DATABASE IF EXISTS catalogd" -c "CREATE DATABASE catalogd" ||
+        die "could not create the benchmark's database"
+    uri="postgresql://catalogd:$PG_PASSWORD@127.0.0.1:$PG_PORT/catalogd"
+    start_redis "$1"
+    for i in 1 2; do
+        port=$(freeport)
+        CATALOGD_DB=$uri taskset -c 1 "$REPO/build/catalogd" serve --listen "127.0.0.1:$port" \
+            --redis "redis://127.0.0.1:${REDIS_PORT[$1]}/0" --instance-id "$1-$i" \
+            --allowed-host 127.0.0.1 --threads 1 --log-level warn 2>>"$WORK/$1-$i.log" &
+        PIDS+=($!)
+        PG_INSTANCE_PID[$i]=$!
+        PG_INSTANCE_URL[$i]=http://127.0.0.1:$port
+    done
+    for i in 1 2; do wait_for "catalogd ($1-$i)" 60 http_ok "${PG_INSTANCE_URL[$i]}/ready"; done
+    SRV[$1]="${PG_INSTANCE_PID[1]} ${PG_INSTANCE_PID[2]} $PG_PID"
+    URL[$1]=${PG_INSTANCE_URL[1]}
+    PG_ADDRS="${PG_INSTANCE_URL[1]#http://} ${PG_INSTANCE_URL[2]#http://}"
+}
+
+# measure_pgbench: pgbench -N (per transaction: one UPDATE of pgbench_accounts, one INSERT
+# into pgbench_history) with PGBENCH_CLIENTS clients, one pgbench thread on CPU0, against the
+# same server: what PostgreSQL does with one small write transaction per commit here.
+measure_pgbench() {
+    local logf=$WORK/pgbench-r$REP.log txlog=$WORK/pgbench-tx-r$REP
+    pg_sql -d postgres -c "DROP DATABASE IF EXISTS pgbench" -c "CREATE DATABASE pgbench" ||
+        die "could not create the pgbench database"
+    PGPASSWORD=$PG_PASSWORD timeout 600 taskset -c 0 "$PG_BIN/pgbench" -h 127.0.0.1 -p "$PG_PORT" \
+        -U catalogd -i -q -s "$PGBENCH_SCALE" pgbench >"$logf.init" 2>&1 ||
+        die "pgbench -i failed: $logf.init"
+    PGB() { PGPASSWORD=$PG_PASSWORD timeout $(($1 + 60)) taskset -c 0 "$PG_BIN/pgbench" -h 127.0.0.1 \
+        -p "$PG_PORT" -U catalogd -N -c "$PGBENCH_CLIENTS" -j 1 -T "$1" "${@:2}" pgbench; }
+    SRV[pgbench]=$PG_PID
+    wait_quiet
+    if [ "$WARMUP" -gt 0 ]; then PGB "$WARMUP" >"$logf.warmup" 2>&1 || log "    warm-up pgbench failed"; fi
+    snapshot pgbench "$logf.before"
+    PGB "$DURATION" -l --log-prefix="$txlog" >"$logf" 2>&1 || log "    pgbench exited $?, see $logf"
+    snapshot pgbench "$logf.after"
+    "$PY" "$HERE/tool.py" pgbench_result "$logf" "$txlog".* >>"$logf"
+    "$PY" "$HERE/tool.py" record --out "$WORK/results.jsonl" --wrk-log "$logf" \
+        --before "$logf.before" --after "$logf.after" --clk "$CLK" type=run rep="$REP" system=pgbench \
+        scenario=pgbench conns="$PGBENCH_CLIENTS" duration_s="$DURATION" products=0
+    rm -f "$txlog".*
+    unset "SRV[pgbench]"
+}
+
+# pg_takeover NAME: kill -9 the instance that projects, time the takeover from the other one.
+pg_takeover() {
+    local projecting killed survivor out
+    projecting=$(curl -s --max-time 5 "${PG_INSTANCE_URL[1]}/admin/projection" |
+        "$PY" -c 'import json,sys; print(json.load(sys.stdin).get("projecting_instance") or "")' 2>/dev/null)
+    case $projecting in
+    "$1-1") killed=1 survivor=2 ;;
+    "$1-2") killed=2 survivor=1 ;;
+    *) log "    takeover: /admin/projection names no projecting instance of ours ('$projecting'): skipped"
+       "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=takeover rep="$REP" \
+           result="{\"error\": \"no projecting_instance in /admin/projection\"}"
+       return 0 ;;
+    esac
+    out=$("$PY" "$HERE/tool.py" takeover --survivor "${PG_INSTANCE_URL[$survivor]}" \
+        --kill-pid "${PG_INSTANCE_PID[$killed]}" --killed-id "$projecting" --deadline 15)
+    stop_pid "${PG_INSTANCE_PID[$killed]}" # reaps it (already killed)
+    log "    takeover after kill -9 of $projecting: $out"
+    "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=takeover rep="$REP" result="$out"
+}
+
 # ---------------------------------------------------------------- measuring
 snapshot() { # SYSTEM FILE: CPU ticks of the server tree, its Redis, everyone else; /proc/stat
     "$PY" "$HERE/tool.py" snap --srv "${SRV[$1]}" --redis "${REDIS_PID[$1]:-}" >"$2"
@@ -230,7 +367,7 @@ wait_quiet() { # up to QUIET_WAIT s for both CPUs to be >= 80 % idle (others sha
     log "    (machine still busy after ${QUIET_WAIT}s; measuring anyway; see "others")"
 }
 
-WRK() { timeout $(($2 + 60)) taskset -c "${WRK_CPU:-0}" wrk -t1 -c"$1" -d"$2s" --timeout 10s "${@:3}"; }
+WRK() { timeout $(($2 + 60)) taskset -c "${WRK_CPU:-0}" wrk -t"${WRK_THREADS:-1}" -c"$1" -d"$2s" --timeout 10s "${@:3}"; }
 
 UC=0
 # measure SYSTEM SCENARIO LUA ARGS...: warm-up run, then the measured run; an argument
@@ -380,6 +517,7 @@ debs="wrk redis-server curl valgrind python3-redis python3-matplotlib"
 [ "${PROFILE:-1}" = 1 ] && debs="$debs linux-perf"
 command -v nginx >/dev/null || debs="$debs nginx-light"
 [ "$WITH_HTTPS" = 1 ] && debs="$debs nghttp2-client openssl"
+[ "$WITH_PG" = 1 ] && debs="$debs postgresql"
 # The seed's FastAPI rebuild lives beside the repository (../shared/peers); a clone without it
 # still measures everything else.
 if [ "$WITH_SEED" = 1 ] && [ ! -r "$SEED_DIR/main.py" ]; then
@@ -392,6 +530,15 @@ fi
 make -C "$REPO" --no-print-directory deps >/dev/null || die "make deps failed (see above)"
 make -C "$REPO" --no-print-directory all >/dev/null || die "make all failed"
 SEED_DIR=$(cd "$SEED_DIR" 2>/dev/null && pwd || echo "$SEED_DIR")
+PG_NOTE=""
+if [ "$WITH_PG" = 1 ]; then
+    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [ -x "$PG_BIN/pgbench" ] || die "postgresql is installed but has no pgbench in $PG_BIN"
+    if ! "$REPO/build/catalogd" --help 2>&1 | grep -q -- '--instance-id'; then
+        PG_NOTE="this catalogd has no PostgreSQL store (no --instance-id in --help): the PostgreSQL column has only its pgbench row"
+        log "note: $PG_NOTE"
+    fi
+fi
 : >"$WORK/results.jsonl"
 rm -f "$RESULTS"/perf.*.txt # this run's profiles only
 log "Pinning: every server and its Redis on CPU1 (taskset -c 1); wrk -t1 and helpers on CPU0 (taskset -c 0)."
@@ -512,6 +659,27 @@ for ((REP = 1; REP <= REPS; REP++)); do
         mem_record seed seed end
         stop_system seed
     fi
+
+    if [ "$WITH_PG" = 1 ]; then # the PostgreSQL column, after the others have stopped
+        log "  PostgreSQL: two catalogd instances on one PostgreSQL and one Redis"
+        pg_start
+        if [ -z "$PG_NOTE" ]; then
+            start_pg_catalogd pg
+            preload pg "$N" "$PRELOAD_CONNS" $((120 + N / 100))
+            export BENCH_ADDRS=$PG_ADDRS WRK_THREADS=2 # one wrk thread per instance
+            measure pg get_by_id get_id.lua "$WORK/ids-pg.txt"
+            measure pg create post.lua UNIQUE
+            unset BENCH_ADDRS WRK_THREADS
+            pg_takeover pg
+            stop_pid "${PG_INSTANCE_PID[1]}"
+            stop_pid "${PG_INSTANCE_PID[2]}"
+            unset "SRV[pg]"
+            stop_pid "${REDIS_PID[pg]}"
+            unset "REDIS_PID[pg]"
+        fi
+        measure_pgbench
+        pg_stop
+    fi
 done
 if [ "$BIG" = 1 ]; then mem_record big catalogd end; fi
 
@@ -521,8 +689,9 @@ CMD="make bench"
 [ -z "${MAKELEVEL:-}" ] && CMD="bench/run.sh"
 env_used=""
 for v in REPS DURATION WARMUP N CONNS BIG BIG_N PAGE_LIMIT HOT HOT_STOCK STOCK_DOWN_PCT WRITE_PCT \
-    PRELOAD_CONNS SEED_PRELOAD_CONNS WITH_SEED WITH_NGINX WITH_HTTPS H2_STREAMS NGINX_SAME_CORE CALLGRIND CG_N QUIET_WAIT PROFILE; do
+    PRELOAD_CONNS SEED_PRELOAD_CONNS WITH_SEED WITH_NGINX WITH_HTTPS H2_STREAMS NGINX_SAME_CORE \
+    WITH_PG PGBENCH_CLIENTS PGBENCH_SCALE CALLGRIND CG_N QUIET_WAIT PROFILE; do
     env_used="$env_used $v=${!v}"
 done
-STOCK_NOTE=$STOCK_NOTE BENCH_CMD="$CMD" BENCH_ENV="${env_used# }" NGINX_BODY_LEN=${#NGINX_BODY} \
+PG_NOTE=$PG_NOTE STOCK_NOTE=$STOCK_NOTE BENCH_CMD="$CMD" BENCH_ENV="${env_used# }" NGINX_BODY_LEN=${#NGINX_BODY} \
     "$PY" "$HERE/report.py" "$RESULTS/raw.jsonl" "$RESULTS" "$REPO/BENCHMARKS.md"

@@ -9,12 +9,19 @@
   tool.py stock BASE IDS_FILE             GET each product; print {"stocks": {...}, "min": m}
   tool.py batches BASE                    the writer's batch-size histogram from GET /metrics
                                           as JSON (cumulative buckets), or {} if none
-  tool.py snap --srv PID --redis "PID..."  print a CPU snapshot (JSON) for `record`
+  tool.py snap --srv "PID..." --redis "PID..."  print a CPU snapshot (JSON) for `record`; the
+                                          server is every PID given and all its descendants
   tool.py record --out F --wrk-log L --before SNAP_FILE --after SNAP_FILE --clk HZ key=value...
         append one JSON record for a measured wrk run: the wrk RESULT line, req/s, and the
         CPU figures from two snapshots
   tool.py h2load_result SUMMARY REQUEST_LOG
         print the RESULT line of an h2load run (as report.lua prints for wrk), for `record`
+  tool.py pgbench_result SUMMARY LOG...
+        print the RESULT line of a pgbench run (its -l per-transaction logs), for `record`
+  tool.py takeover --survivor BASE --kill-pid PID --killed-id ID [--deadline 15]
+        SIGKILL the projecting instance PID (one the caller started), then poll the survivor:
+        print JSON with the seconds until /admin/projection names another projecting instance
+        and until a create there answers Projection: applied
   tool.py append --out F key=value...     append one JSON record (numbers parsed as numbers)
   tool.py redis_bytes PORT                where Redis's memory goes: MEMORY USAGE of every key,
                                           summed by kind (ids and generation numbers folded),
@@ -149,7 +156,10 @@ def strip_opts(args, names):
 
 
 def proc_times():
-    """{pid: (ppid, utime+stime ticks, comm)} for every process now (all threads summed)."""
+    """{pid: (ppid, ticks, comm, reaped)} for every process now: utime+stime of all its
+    threads, and cutime+cstime, the CPU of its children that ended and were reaped
+    (PostgreSQL's backends end with their connection, before the snapshot after a run: the
+    postmaster's cutime holds them)."""
     out = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -160,19 +170,20 @@ def proc_times():
             fields = tail.split()
         except (OSError, ValueError):
             continue
-        out[int(d)] = (int(fields[1]), int(fields[11]) + int(fields[12]), head.split("(", 1)[-1])
+        out[int(d)] = (int(fields[1]), int(fields[11]) + int(fields[12]), head.split("(", 1)[-1],
+                       int(fields[13]) + int(fields[14]))
     return out
 
 
 def snap(args):
     """One snapshot for `record`: time, CPU ticks of the server (PID and its descendants), of
     Redis, of every other process, and the busy/all ticks of CPU0 and CPU1 (/proc/stat)."""
-    srv_root = int(opt(args, "--srv", "0"))
+    roots = {int(x) for x in opt(args, "--srv", "").split()}
     redis = [int(x) for x in opt(args, "--redis", "").split()]
     procs = proc_times()
-    tree, grew = {srv_root}, True
+    tree, grew = set(roots), True
     while grew:
-        kids = {p for p, (pp, _, _) in procs.items() if pp in tree and p not in tree}
+        kids = {p for p, (pp, _, _, _) in procs.items() if pp in tree and p not in tree}
         tree |= kids
         grew = bool(kids)
     me = {os.getpid(), os.getppid()}
@@ -186,9 +197,11 @@ def snap(args):
                 cpu[v[0]] = (busy, busy + n[3] + n[4])
     print(json.dumps({
         "t": time.time(),
-        "srv": sum(procs[p][1] for p in tree if p in procs),
+        # the server's reaped children count (its own, started during the run); not other
+        # processes': a child of someone else's that ends mid-run would bring all its CPU
+        "srv": sum(procs[p][1] + procs[p][3] for p in tree if p in procs),
         "redis": sum(procs[p][1] for p in redis if p in procs),
-        "others": {str(p): [t, comm] for p, (_, t, comm) in procs.items()
+        "others": {str(p): [t, comm] for p, (_, t, comm, _) in procs.items()
                    if p not in tree and p not in redis and p not in me},
         "cpu": cpu}))
 
@@ -289,6 +302,77 @@ def h2load_result(args):
         "timeout": int(timeouts.group(1)) if timeouts else 0}))
 
 
+def pgbench_result(args):
+    """The RESULT line the wrk scripts print, from pgbench's summary and its -l logs (one line
+    per transaction: client, transaction, latency us, script, epoch s, us)."""
+    summary = open(args[0], errors="replace").read()
+    lat = []
+    for path in args[1:]:
+        for line in open(path):
+            cols = line.split()
+            if len(cols) >= 6:
+                lat.append(int(cols[2]))
+    took = re.search(r"duration: (\d+) s", summary)
+    failed = re.search(r"number of failed transactions: (\d+)", summary)
+    if not took or not lat:
+        return  # record reports "no RESULT line"
+    lat.sort()
+    pct = (lambda q: lat[min(len(lat) - 1, int(q * len(lat)))])
+    print("RESULT " + json.dumps({
+        "requests": len(lat), "statuses": {}, "status_errors": int(failed.group(1)) if failed else 0,
+        "duration_us": int(took.group(1)) * 1e6, "p50_us": pct(0.50), "p90_us": pct(0.90),
+        "p99_us": pct(0.99), "max_us": lat[-1], "bytes": 0,
+        "connect": 0, "read": 0, "write": 0, "timeout": 0}))
+
+
+def takeover(args):
+    """Kill -9 the projecting instance, then time the takeover as seen from the survivor."""
+    host, port = loopback(opt(args, "--survivor", None))
+    killed_pid, killed_id = int(opt(args, "--kill-pid", "0")), opt(args, "--killed-id", "")
+    deadline = float(opt(args, "--deadline", "15"))
+    conn = http.client.HTTPConnection(host, port, timeout=5)
+
+    def call(method, path, body=None):
+        headers = {"Content-Type": "application/json"} if body else {}
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            r = conn.getresponse()
+            return r, r.read()
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            return None, b""
+    r, body = call("GET", "/admin/projection")
+    before = json.loads(body) if r is not None and r.status == 200 else {}
+    if before.get("projecting_instance") != killed_id:
+        print(json.dumps({"error": "projecting_instance is %r, not %r" % (
+            before.get("projecting_instance"), killed_id)}))
+        return
+    os.kill(killed_pid, 9)
+    t0 = time.monotonic()
+    elected = applied = None
+    new_id = epoch = None
+    n = 0
+    while time.monotonic() - t0 < deadline and (elected is None or applied is None):
+        if elected is None:
+            r, body = call("GET", "/admin/projection")
+            if r is not None and r.status == 200:
+                p = json.loads(body)
+                if p.get("projecting_instance") not in (None, "", killed_id):
+                    elected = time.monotonic() - t0
+                    new_id, epoch = p.get("projecting_instance"), p.get("epoch")
+        if applied is None:
+            n += 1
+            r, _ = call("POST", "/products", json.dumps({
+                "sku": "TAKEOVER-%d-%d" % (os.getpid(), n), "name": "Takeover probe",
+                "price": 1.00, "stock": 1}))
+            if r is not None and r.status == 201 and r.getheader("Projection") == "applied":
+                applied = time.monotonic() - t0
+        time.sleep(0.01)
+    print(json.dumps({"elected_s": elected, "applied_s": applied, "new_instance": new_id,
+                      "epoch_before": before.get("epoch"), "epoch_after": epoch,
+                      "probes": n, "deadline_s": deadline}))
+
+
 def append(args):
     out = opt(args, "--out", None)
     rec = kv_pairs(strip_opts(args, ("--out",)))
@@ -355,7 +439,8 @@ def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     {"freeport": lambda a: freeport(), "page": page, "stock": stock, "snap": snap,
      "batches": batches, "record": record, "append": append, "h2load_result": h2load_result,
-     "redis_bytes": redis_bytes}[cmd](args)
+     "redis_bytes": redis_bytes, "pgbench_result": pgbench_result,
+     "takeover": takeover}[cmd](args)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,21 @@
 -- a response() hook makes wrk hand every body to Lua, which costs wrk CPU, so the plain
 -- GET scripts leave it out and rely on wrk's own non-2xx count).
 -- done() prints one line: RESULT {json}.
+-- With BENCH_ADDRS="host:port host:port ..." in the environment, thread i connects to the
+-- i-th address (round robin; run wrk with as many threads as addresses): one wrk run spread
+-- over several catalogd instances. The requests still name the URL's Host.
 local threads = {}
+local addrs = {}
+for a in (os.getenv("BENCH_ADDRS") or ""):gmatch("%S+") do addrs[#addrs + 1] = a end
 
 function setup(thread)
   threads[#threads + 1] = thread
   thread:set("tid", #threads)
+  if #addrs > 0 then
+    local a = addrs[(#threads - 1) % #addrs + 1]
+    local host, port = a:match("^(.*):(%d+)$")
+    thread.addr = wrk.lookup(host, port)[1]
+  end
 end
 
 statuses = {}

@@ -1,4 +1,5 @@
-/* test_store.c - the SQLite store and the writer's group commit, on a real database file in a
+/* test_store.c - the store interface (the SQLite backend; PostgreSQL only where no server is
+ * needed) and the writer's group commit, on a real database file in a
  * temporary directory (each Criterion test runs in its own process). */
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -236,4 +237,51 @@ Test(writer, group_commit_keeps_each_commands_outcome)
     command_free(other);
     command_free(sell);
     command_free(late);
+}
+
+Test(store, the_database_name_picks_the_backend)
+{
+    cr_assert(store_is_postgresql("postgresql://user:pw@localhost:5432/catalog"));
+    cr_assert(store_is_postgresql("postgres://localhost/catalog"));
+    cr_assert(store_is_postgresql("PostgreSQL://localhost/catalog"));
+    cr_assert_not(store_is_postgresql("./var/catalog.db"));
+    cr_assert_not(store_is_postgresql("/srv/postgresql/catalog.db"));
+    cr_assert_not(store_is_postgresql("postgresql:catalog.db"));
+}
+
+Test(store, an_sqlite_store_names_itself_and_always_leads)
+{
+    struct store *store = open_store();
+    cr_assert_str_eq(store_backend_name(store), "sqlite");
+    cr_assert_not(store_is_shared(store));
+    cr_assert_eq(store_ping(store), STORE_OK);
+    struct store_leader leader;
+    cr_assert_eq(store_lead(store, "host:1", &leader), STORE_OK);
+    cr_assert_eq(leader.leading, 1);
+    cr_assert_eq(leader.epoch, 0);
+    cr_assert_str_eq(leader.instance_id, "host:1");
+    store_close(store);
+}
+
+Test(store, a_bad_postgresql_uri_is_refused_without_showing_its_password)
+{
+    struct store *store = NULL;
+    char err[256] = "";
+    cr_assert_eq(store_open("postgresql://me:s3cret@localhost/catalog?nosuch=1",
+                            STORE_DURABILITY_FULL, &store, err, sizeof(err)),
+                 -1);
+    cr_assert_null(store);
+    cr_assert_not_null(strstr(err, "nosuch"), "%s", err);
+    cr_assert_null(strstr(err, "s3cret"), "%s", err);
+}
+
+Test(store, an_idempotency_key_stored_twice_is_a_conflict)
+{
+    struct store *store = open_store();
+    struct store_idempotent_response response = {.status = 201, .body = "{}", .body_len = 2};
+    cr_assert_eq(store_begin(store), STORE_OK);
+    cr_assert_eq(store_idempotency_put(store, "key-1", &response, 1000), STORE_OK);
+    cr_assert_eq(store_idempotency_put(store, "key-1", &response, 1001), STORE_CONFLICT);
+    cr_assert_eq(store_commit(store), STORE_OK);
+    store_close(store);
 }

@@ -182,4 +182,3 @@ int store_lead(struct store *store, const char *instance_id, struct store_leader
 {
     return store->backend->lead(store, instance_id, out);
 }
-

@@ -43,6 +43,15 @@
 #define WRITE_LOCK   "1" /* transaction-level: one write transaction at a time */
 #define MIGRATE_LOCK "2" /* transaction-level: one schema migration at a time */
 #define LEADER_LOCK  "3" /* session-level: the instance that projects */
+#define LEADER_LOCK_HELD                                                                           \
+    "locktype = 'advisory' AND granted AND classid = " LOCK_CLASS " AND objid = " LEADER_LOCK      \
+    " AND objsubid = 2"
+
+/* The leader renews its heartbeat at every store_lead (every 200 ms). One that stops for
+ * longer than this (frozen by SIGSTOP, or its host cut off while its session lingers on the
+ * server: without traffic PostgreSQL notices a dead peer only after TCP keepalives, hours by
+ * default) has its session ended by the next instance that asks, which releases the lock. */
+#define LEADER_LEASE_MS 1500
 
 /* Deadlines, client side: a call that gets no answer in time drops its connection (the server
  * then rolls back what it had; client_connection_check_interval makes it notice soon). The
@@ -122,9 +131,10 @@ static const char MIGRATION_1[] =
     "  id int PRIMARY KEY CHECK (id = 1),"
     "  epoch bigint NOT NULL,"
     "  instance_id text NOT NULL,"
-    "  since timestamptz NOT NULL"
+    "  since timestamptz NOT NULL,"
+    "  heartbeat timestamptz NOT NULL"
     ");"
-    "INSERT INTO projector_leader VALUES (1, 0, '', now());";
+    "INSERT INTO projector_leader VALUES (1, 0, '', now(), now());";
 
 static const char *const MIGRATIONS[] = {MIGRATION_1}; /* step n is MIGRATIONS[n - 1] */
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
@@ -147,10 +157,11 @@ enum statement {
     ST_COUNT_IDEMPOTENCY,
     ST_WRITE_PROBE,
     ST_PING,
-    ST_LEAD_HELD,
+    ST_LEAD_RENEW,
     ST_LEAD_TRY,
     ST_LEAD_CLAIM,
     ST_LEAD_READ,
+    ST_LEAD_EVICT,
     ST_COUNT,
 };
 
@@ -206,17 +217,23 @@ static const struct {
                         " ON CONFLICT (id) DO UPDATE SET probed_at_ms = excluded.probed_at_ms",
                         FOR_WRITER, 0},
     [ST_PING] = {"SELECT 1", FOR_WRITER | FOR_READERS, 1},
-    [ST_LEAD_HELD] = {"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                      " AND pid = pg_backend_pid() AND granted AND classid = " LOCK_CLASS
-                      " AND objid = " LEADER_LOCK " AND objsubid = 2",
-                      FOR_READERS, 0},
+    [ST_LEAD_RENEW] = {"UPDATE projector_leader SET heartbeat = clock_timestamp()"
+                       " WHERE id = 1 AND epoch = $1 AND EXISTS (SELECT 1 FROM pg_locks WHERE"
+                       " " LEADER_LOCK_HELD " AND pid = pg_backend_pid())",
+                       FOR_READERS, 0},
     [ST_LEAD_TRY] = {"SELECT pg_try_advisory_lock(" LOCK_CLASS ", " LEADER_LOCK ")", FOR_READERS,
                      0},
     [ST_LEAD_CLAIM] = {"UPDATE projector_leader SET epoch = epoch + 1, instance_id = $1,"
-                       " since = now() WHERE id = 1 RETURNING epoch",
+                       " since = now(), heartbeat = clock_timestamp() WHERE id = 1 RETURNING epoch",
                        FOR_READERS, 0},
-    [ST_LEAD_READ] = {"SELECT epoch, instance_id FROM projector_leader WHERE id = 1", FOR_READERS,
-                      0},
+    [ST_LEAD_READ] = {"SELECT epoch, instance_id,"
+                      " (extract(epoch FROM clock_timestamp() - heartbeat) * 1000)::bigint"
+                      " FROM projector_leader WHERE id = 1",
+                      FOR_READERS, 0},
+    [ST_LEAD_EVICT] =
+        {"SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE " LEADER_LOCK_HELD
+         " AND pid <> pg_backend_pid()",
+         FOR_READERS, 0},
 };
 
 struct pg_store {
@@ -1027,7 +1044,9 @@ static int pg_lead(struct store *base, const char *instance_id, struct store_lea
     memset(out, 0, sizeof(*out));
     int64_t held = 0;
     if (store->leading) {
-        if (call_int64(store, ST_LEAD_HELD, NULL, &held) < 0) {
+        struct params p = {0};
+        param_int(&p, store->epoch);
+        if (call_command(store, ST_LEAD_RENEW, &p, &held) < 0) {
             store->leading = 0;
             return STORE_ERR;
         }
@@ -1037,7 +1056,12 @@ static int pg_lead(struct store *base, const char *instance_id, struct store_lea
             snprintf(out->instance_id, sizeof(out->instance_id), "%s", instance_id);
             return STORE_OK;
         }
-        store->leading = 0; /* cannot happen while the session lives: taken as lost */
+        /* Our session lost the lock, or another claimed a newer epoch after ending it (we
+         * missed our lease): taken as lost, and the session with it. */
+        store->leading = 0;
+        drop(store);
+        snprintf(store->base.err, sizeof(store->base.err), "the projector lease was lost");
+        return STORE_ERR;
     }
     PGresult *result = call(store, ST_LEAD_TRY, NULL);
     if (!result) return STORE_ERR;
@@ -1060,11 +1084,16 @@ static int pg_lead(struct store *base, const char *instance_id, struct store_lea
     }
     result = call(store, ST_LEAD_READ, NULL);
     if (!result) return STORE_ERR;
+    int64_t silent_ms = 0;
     if (PQntuples(result) == 1) {
         out->epoch = strtoll(PQgetvalue(result, 0, 0), NULL, 10);
         copy_value(result, 0, 1, out->instance_id, sizeof(out->instance_id));
+        silent_ms = strtoll(PQgetvalue(result, 0, 2), NULL, 10);
     }
     PQclear(result);
+    int64_t ended;
+    if (silent_ms > LEADER_LEASE_MS && call_int64(store, ST_LEAD_EVICT, NULL, &ended) < 0)
+        return STORE_ERR; /* the lock is free once that session is gone: the next call takes it */
     return STORE_OK;
 }
 

@@ -97,35 +97,36 @@ static int read_number(const char **at, const char *end, int64_t *value)
     return 0;
 }
 
-/* Parses a news message (bus_format_news) and hands it on. Ignores what it cannot read: the
- * channel is shared with whatever else may publish on it. */
-static void take_news(struct bus *bus, const char *text, size_t len)
+int bus_parse_news(const char *text, size_t len, struct projection_news *news)
 {
     const char *at = text + 1, *end = text + len;
-    struct projection_news news = {0};
     int64_t count = 0;
-    if (read_number(&at, end, &news.epoch) < 0 || read_number(&at, end, &news.generation) < 0 ||
-        read_number(&at, end, &news.checkpoint) < 0 || at >= end || *at++ != ' ')
-        return;
+    memset(news, 0, sizeof(*news));
+    if (len < 2 || text[0] != 'n' || read_number(&at, end, &news->epoch) < 0 ||
+        read_number(&at, end, &news->generation) < 0 ||
+        read_number(&at, end, &news->checkpoint) < 0 || at >= end || *at++ != ' ')
+        return -1;
     size_t state_len = 0;
     while (at + state_len < end && at[state_len] != ' ')
         state_len++;
-    if (state_len == 0 || state_len >= sizeof(news.state)) return;
-    memcpy(news.state, at, state_len);
+    if (state_len == 0 || state_len >= sizeof(news->state)) return -1;
+    memcpy(news->state, at, state_len);
     at += state_len;
-    if (read_number(&at, end, &news.parked_total) < 0 || read_number(&at, end, &count) < 0 ||
+    if (read_number(&at, end, &news->parked_total) < 0 || read_number(&at, end, &count) < 0 ||
         count > (int64_t)(len / 2))
-        return;
+        return -1;
     int64_t *parked = count > 0 ? xmalloc((size_t)count * sizeof(*parked)) : NULL;
     for (int64_t i = 0; i < count; i++)
-        if (read_number(&at, end, &parked[i]) < 0) goto out;
-    if (at >= end || *at++ != ' ' || (size_t)(end - at) >= sizeof(news.instance_id)) goto out;
-    memcpy(news.instance_id, at, (size_t)(end - at));
-    news.parked = parked;
-    news.parked_count = (size_t)count;
-    bus->handlers.news(&news, bus->handlers.arg);
-out:
+        if (read_number(&at, end, &parked[i]) < 0) goto fail;
+    if (at >= end || *at++ != ' ' || at == end || (size_t)(end - at) >= sizeof(news->instance_id))
+        goto fail;
+    memcpy(news->instance_id, at, (size_t)(end - at));
+    news->parked = parked;
+    news->parked_count = (size_t)count;
+    return 0;
+fail:
     free(parked);
+    return -1;
 }
 
 static void take_message(struct bus *bus, const redisReply *reply)
@@ -138,11 +139,14 @@ static void take_message(struct bus *bus, const redisReply *reply)
     const char *text = reply->element[2]->str;
     size_t len = reply->element[2]->len;
     int64_t head;
+    struct projection_news news;
     const char *at = text + 1;
     if (text[0] == 'c' && read_number(&at, text + len, &head) == 0 && at == text + len)
         bus->handlers.committed(head, bus->handlers.arg);
-    else if (text[0] == 'n')
-        take_news(bus, text, len);
+    else if (bus_parse_news(text, len, &news) == 0) {
+        bus->handlers.news(&news, bus->handlers.arg);
+        free(news.parked);
+    }
 }
 
 static void *listen_main(void *arg)

@@ -18,10 +18,10 @@
 struct projection_news {
     int64_t epoch; /* the projector's fencing epoch */
     int64_t generation;
-    int64_t checkpoint;    /* every event up to it is in Redis, except the parked ones */
-    char state[16];        /* projector_state_name of the projector */
-    int64_t parked_total;  /* events parked in the generation now */
-    const int64_t *parked; /* events of this batch that were parked */
+    int64_t checkpoint;   /* every event up to it is in Redis, except the parked ones */
+    char state[16];       /* projector_state_name of the projector */
+    int64_t parked_total; /* events parked in the generation now */
+    int64_t *parked;      /* events of this batch that were parked */
     size_t parked_count;
     char instance_id[128]; /* the projecting instance */
 };
@@ -47,6 +47,11 @@ void bus_committed(struct bus *bus, int64_t head);
 /* Writes the news message into a malloc'd string ("*len" bytes), for the projector to PUBLISH
  * on its own connection, on the channel layout_key(KEY_CHANNEL, prefix) names. */
 char *bus_format_news(const struct projection_news *news, size_t *len);
+
+/* Reads a news message (bus_format_news) into "*news". Returns 0, with "news->parked"
+ * malloc'd (free it; NULL when none), or -1 when "text" is not one: the channel is shared
+ * with whatever else may publish on it, so anything may come. */
+int bus_parse_news(const char *text, size_t len, struct projection_news *news);
 
 /* Stops the threads and frees "bus" (accepts NULL). */
 void bus_stop(struct bus *bus);

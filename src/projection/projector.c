@@ -498,7 +498,7 @@ static struct apply_target current_target(struct projector *p)
 
 /* Tells the other instances how far the projection got (bus.h): after each batch, with the
  * events it parked, and while idle. A lost message costs them only a "pending" answer. */
-static void send_news(struct projector *p, const int64_t *parked, size_t parked_count)
+static void send_news(struct projector *p, int64_t *parked, size_t parked_count)
 {
     if (!p->config.leadership || !p->redis || !p->epoch) return;
     struct projection_news news = {.epoch = p->epoch,

@@ -194,15 +194,20 @@ def is_integer_type(name):
 @contextlib.contextmanager
 def write_lock(db):
     """Holds the write model's write lock from another connection while the block runs:
-    catalogd's writes wait on it (SQLite: busy timeout; PostgreSQL: a table lock that plain
-    SELECTs pass but INSERT/UPDATE/DELETE wait on), and the commands answer 503
-    write-model-unavailable once catalogd gives up waiting."""
+    catalogd's writes wait on it and the commands answer 503 write-model-unavailable once
+    catalogd gives up waiting. SQLite: BEGIN EXCLUSIVE (readers go on, in WAL mode).
+    PostgreSQL, the same over the whole database: every table of the schema locked IN
+    EXCLUSIVE MODE, which plain SELECTs pass and INSERT/UPDATE/DELETE wait on."""
     if isinstance(db, PgDatabase):
         conn = db.connect()
         try:
             conn.autocommit = False
             with conn.cursor() as cur:
-                cur.execute("LOCK TABLE products, events, idempotency_keys IN EXCLUSIVE MODE")
+                cur.execute("SELECT quote_ident(tablename) FROM pg_tables "
+                            "WHERE schemaname = current_schema() ORDER BY tablename")
+                tables = [t for (t,) in cur.fetchall()]
+                assert "events" in tables, f"no catalogd tables in {db!r}: {tables}"
+                cur.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE")
             yield
         finally:
             try:

@@ -301,9 +301,10 @@ def test_an_unreadable_event_is_parked_not_spun_on(stack_factory):
     and 440,822 log lines in 3 s, while it said 'live'."""
     s = stack_factory("poison")
     victim = create(s).json()
-    sql_write(s.db, "INSERT INTO events (product_id, type, version, payload, recorded_at) "
-                    "VALUES (?, 'ProductUpdated', 2, ?, '2026-11-30T00:00:00.000Z')",
-              (victim["id"], "not a view"))
+    # a foreign writer's row, next in the log (seq given: PostgreSQL's has no default)
+    sql_write(s.db, "INSERT INTO events (seq, product_id, type, version, payload, recorded_at) "
+                    "SELECT COALESCE(MAX(seq), 0) + 1, ?, 'ProductUpdated', 2, ?, "
+                    "'2026-11-30T00:00:00.000Z' FROM events", (victim["id"], "not a view"))
     pid = s.server.proc.pid
     log_before = os.path.getsize(s.server.stderr_path)
     other = create(s)  # wakes the projector; another sku goes on

@@ -1,7 +1,8 @@
 # catalogd - one Makefile: build, run, test.
 #   make run    install missing packages (as root; else print the apt-get line), build, serve :8000
-#   make test   C unit tests, then the black-box API tests (they start their own Redis)
-#   make cluster  PostgreSQL, Redis, three instances and nginx on :8000 (issue 11); Ctrl-C stops
+#   make test   C unit tests, then the black-box API tests (they start their own Redis and
+#               PostgreSQL) on SQLite, on PostgreSQL, and with several instances at once
+#   make cluster  PostgreSQL, Redis, three instances and nginx on :8000; Ctrl-C stops it all
 #   make chaos  randomized, overlapping faults under load (DURATION=s, default 180; SEED=n)
 
 CC       ?= cc
@@ -26,14 +27,16 @@ DEBS_RUN  := build-essential pkg-config libh2o-evloop-dev libhiredis-dev libjans
 # already installed, as Debian's nginx or nginx-full, will do).
 DEBS_CLUSTER := postgresql curl $(if $(shell command -v nginx),,nginx-light)
 DEBS_TEST := libcriterion-dev python3-pytest python3-requests python3-redis python3-jsonschema \
-             curl chromium chromium-driver python3-selenium openssl nghttp2-client
+             curl chromium chromium-driver python3-selenium openssl nghttp2-client \
+             postgresql python3-psycopg2 nginx-light
 
 SRC      := $(shell find src -name '*.c' | sort)
 OBJ      := $(SRC:%.c=$(BUILD)/%.o)
 LIB_OBJ  := $(filter-out $(BUILD)/src/main.o,$(OBJ))
 UNIT_SRC := $(wildcard tests/unit/*.c)
 
-.PHONY: all run cluster test unit api chaos deps deps-test clean format format-check bench asan fuzz
+.PHONY: all run cluster test unit api api-pg multi-instance chaos deps deps-test clean format \
+        format-check bench asan fuzz
 
 all: $(BUILD)/catalogd
 
@@ -103,13 +106,24 @@ cluster: deps
 test: deps-test
 	@$(MAKE) --no-print-directory all $(BUILD)/unit_tests
 	$(BUILD)/unit_tests
-	CATALOGD_REQUIRE_BROWSER=1 $(PYTHON) -m pytest -q tests/api
+	CATALOGD_REQUIRE_BROWSER=1 $(PYTHON) -m pytest -q -m "not multi_instance" tests/api
+	CATALOGD_TEST_BACKEND=postgresql $(PYTHON) -m pytest -q -m "not multi_instance" tests/api
+	$(PYTHON) -m pytest -q -m multi_instance tests/api
 
 unit: $(BUILD)/unit_tests
 	$(BUILD)/unit_tests
 
+# The API suite, each Stack on its own SQLite file (api) or on a fresh database of a private
+# PostgreSQL the tests start themselves (api-pg; tests about the SQLite file are skipped with
+# their reason). multi-instance: three catalogd on one PostgreSQL and one Redis.
 api: all
-	$(PYTHON) -m pytest -q tests/api
+	$(PYTHON) -m pytest -q -m "not multi_instance" tests/api
+
+api-pg: all
+	CATALOGD_TEST_BACKEND=postgresql $(PYTHON) -m pytest -q -m "not multi_instance" tests/api
+
+multi-instance: all
+	$(PYTHON) -m pytest -q -m multi_instance tests/api
 
 # Randomized fault injection (issue 10, tests/chaos/): clients colliding over a few SKUs while
 # Redis is frozen, wiped, restarted, squeezed and given keys of the wrong type, and catalogd is

@@ -1,19 +1,35 @@
 """Black-box API test fixtures for catalogd.
 
-Every test runs against a real SQLite file and a real redis-server that these fixtures start
-themselves, on free loopback ports, in a temporary directory. They never touch a Redis they did
-not start. Every wait is bounded, so a broken server fails a test instead of hanging it.
+Every test runs against a real write model and a real redis-server that these fixtures start
+themselves, on free loopback ports, in a temporary directory. They never touch a Redis or a
+PostgreSQL they did not start. Every wait is bounded, so a broken server fails a test instead
+of hanging it.
+
+The write model is a SQLite file in the stack's directory by default. With
+CATALOGD_TEST_BACKEND=postgresql, every Stack gets a fresh database of one private PostgreSQL
+server (PgServer, started on first use and stopped at the end of the session), and the helpers
+that read the write model (sql(), row_counts(), write_lock(), ...) work on either. Tests about
+the SQLite file itself carry @pytest.mark.sqlite_only(reason=...) and are skipped, with that
+reason, on PostgreSQL.
 """
 
+import atexit
+import contextlib
+import datetime
+import decimal
 import json
 import os
+import pwd
 import re
+import secrets
 import shutil
 import random
+import signal
 import socket
 import sqlite3
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -27,6 +43,17 @@ BIN = Path(os.environ.get("CATALOGD_BIN") or ROOT / "build" / "catalogd")
 PREFIX = "catalogd"
 START_DEADLINE = 10.0  # seconds for redis-server or catalogd to become ready
 CLI_TIMEOUT = 30.0
+
+# The write model of every Stack: "sqlite" (a file, the default) or "postgresql".
+BACKEND = os.environ.get("CATALOGD_TEST_BACKEND", "sqlite")
+if BACKEND not in ("sqlite", "postgresql"):
+    raise RuntimeError(f"CATALOGD_TEST_BACKEND={BACKEND!r}: expected sqlite or postgresql")
+# The name of the write model's check in /ready (CONTRACT.md section 6).
+WRITE_MODEL_CHECK = BACKEND
+# Debian's PostgreSQL 15 server binaries (initdb, postgres, pg_dump, pg_restore).
+PG_BIN = Path(os.environ.get("CATALOGD_PG_BIN") or "/usr/lib/postgresql/15/bin")
+PG_SUPERUSER = "catalogd_test"
+PG_APP = "catalogd-tests"  # application_name of the tests' own connections
 
 UUID7_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -127,13 +154,102 @@ def wait_until(predicate, timeout, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
-def sql(db_path, query, args=()):
-    """Runs one query on the write model, opened read-only. Returns a list of tuples."""
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5)
+def sql(db, query, args=()):
+    """Runs one query on the write model ("db": a SQLite path or a PgDatabase), read-only.
+    Placeholders are "?" on both backends. Returns a list of tuples, with values as SQLite
+    would give them (bytes for blobs, text for timestamps and JSON)."""
+    if isinstance(db, PgDatabase):
+        return db.query(query, args)
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
     try:
         return conn.execute(query, args).fetchall()
     finally:
         conn.close()
+
+
+def sql_write(db, query, args=()):
+    """Runs one statement that changes the write model behind catalogd's back (to plant a
+    foreign row, say), committed at once. Placeholders are "?" on both backends."""
+    if isinstance(db, PgDatabase):
+        db.query(query, args, read_only=False)
+        return
+    conn = sqlite3.connect(str(db), timeout=10)
+    try:
+        conn.execute(query, args)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def sql_typeof(column):
+    """An SQL expression naming the storage type of "column" ("integer" on SQLite, "bigint" or
+    "integer" on PostgreSQL); see is_integer_type."""
+    return f"pg_typeof({column})::text" if BACKEND == "postgresql" else f"typeof({column})"
+
+
+def is_integer_type(name):
+    return name in ("integer", "bigint", "smallint")
+
+
+@contextlib.contextmanager
+def write_lock(db):
+    """Holds the write model's write lock from another connection while the block runs:
+    catalogd's writes wait on it and the commands answer 503 write-model-unavailable once
+    catalogd gives up waiting. SQLite: BEGIN EXCLUSIVE (readers go on, in WAL mode).
+    PostgreSQL, the same over the whole database: every table of the schema locked IN
+    EXCLUSIVE MODE, which plain SELECTs pass and INSERT/UPDATE/DELETE wait on."""
+    if isinstance(db, PgDatabase):
+        conn = db.connect()
+        try:
+            conn.autocommit = False
+            with conn.cursor() as cur:
+                cur.execute("SELECT quote_ident(tablename) FROM pg_tables "
+                            "WHERE schemaname = current_schema() ORDER BY tablename")
+                tables = [t for (t,) in cur.fetchall()]
+                assert "events" in tables, f"no catalogd tables in {db!r}: {tables}"
+                cur.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE")
+            yield
+        finally:
+            try:
+                conn.rollback()
+            finally:
+                conn.close()
+        return
+    con = sqlite3.connect(str(db), timeout=10, isolation_level=None)
+    try:
+        con.execute("BEGIN EXCLUSIVE")
+        yield
+    finally:
+        try:
+            con.execute("ROLLBACK")
+        finally:
+            con.close()
+
+
+def db_backup(db, dest):
+    """Copies the whole write model ("db") to the file "dest", consistently, while catalogd
+    may be running (SQLite's online backup; pg_dump)."""
+    if isinstance(db, PgDatabase):
+        db.dump(dest)
+        return
+    src, dst = sqlite3.connect(str(db)), sqlite3.connect(str(dest))
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+
+
+def db_restore(db, src):
+    """Replaces the write model ("db") by a copy db_backup made: the operator restoring last
+    night's backup. catalogd must not be running."""
+    if isinstance(db, PgDatabase):
+        db.restore(src)
+        return
+    db = Path(db)
+    for suffix in ("-wal", "-shm"):
+        (db.parent / (db.name + suffix)).unlink(missing_ok=True)
+    shutil.copy(src, db)
 
 
 def row_counts(db_path):
@@ -338,12 +454,263 @@ class RedisProc:
         self.proc = None
 
 
+class PgServer:
+    """A private PostgreSQL server for the tests: Debian's PostgreSQL 15, initdb'd into a temp
+    dir, password auth (scram-sha-256) for one superuser, listening on 127.0.0.1 and a free
+    port, its unix socket inside the temp dir, fsync off (test speed; never for benchmarks).
+
+    PostgreSQL refuses to run as root: as root (CI), initdb and postgres run as the `postgres`
+    user that Debian's package creates (the child process drops to it before exec, so the PID
+    we hold is the postmaster's own); otherwise as the current user. Stopped by that PID only,
+    never a server these tests did not start."""
+
+    def __init__(self, port=None):
+        for tool in ("initdb", "postgres"):
+            if not (PG_BIN / tool).exists():
+                pytest.fail(f"{PG_BIN / tool} does not exist (Debian: apt-get install postgresql)")
+        self.port = port or free_port()
+        self.user = PG_SUPERUSER
+        self.password = secrets.token_hex(16)
+        self.dir = Path(tempfile.mkdtemp(prefix="catalogd-pg-"))
+        self.data = self.dir / "data"
+        self.sock = self.dir / "sock"
+        self.log = self.dir / "postgres.log"
+        self.proc = None
+        self._ids = None  # (uid, gid) to run as, when we are root
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            self._ids = (pw.pw_uid, pw.pw_gid)
+        self.sock.mkdir()
+        os.chmod(self.dir, 0o700)
+        if self._ids:
+            for p in (self.dir, self.sock):
+                os.chown(p, *self._ids)
+        self._initdb()
+
+    def _as_user(self):
+        if not self._ids:
+            return {}
+        return {"user": self._ids[0], "group": self._ids[1], "extra_groups": []}
+
+    def _initdb(self):
+        pwfile = self.dir / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        os.chmod(pwfile, 0o600)
+        if self._ids:
+            os.chown(pwfile, *self._ids)
+        try:
+            p = subprocess.run(
+                [str(PG_BIN / "initdb"), "-D", str(self.data), "-U", self.user,
+                 f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8",
+                 "--no-locale", "--no-sync", "--no-instructions"],
+                capture_output=True, text=True, timeout=120, cwd=str(self.dir),
+                **self._as_user())
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if p.returncode != 0:
+            raise AssertionError(f"initdb failed ({p.returncode}):\n{p.stdout}{p.stderr}")
+
+    def uri(self, dbname, user=None, password=None):
+        """The libpq URI of "dbname" on this server (the superuser's, unless told)."""
+        user = user or self.user
+        password = self.password if password is None else password
+        return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{dbname}"
+
+    def connect(self, dbname="postgres", timeout=5, **kw):
+        """A psycopg2 connection of the tests (autocommit), marked with application_name
+        PG_APP so that terminate_backends() never takes the tests' own."""
+        import psycopg2
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user,
+                                password=self.password, dbname=dbname, connect_timeout=timeout,
+                                application_name=PG_APP, **kw)
+        conn.autocommit = True
+        return conn
+
+    def admin(self, query, args=()):
+        """Runs one statement on the "postgres" database; returns its rows (or None)."""
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query, args)
+                return cur.fetchall() if cur.description else None
+        finally:
+            conn.close()
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self):
+        """Starts the postmaster (again, after stop(): same data, port and password) and waits
+        until it accepts a password login over TCP."""
+        assert not self.running, "PostgreSQL is already running"
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(
+            [str(PG_BIN / "postgres"), "-D", str(self.data), "-p", str(self.port),
+             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.sock}",
+             "-c", "fsync=off", "-c", "max_connections=200", "-c", "logging_collector=off"],
+            stdout=logf, stderr=subprocess.STDOUT, cwd=str(self.dir), **self._as_user())
+        logf.close()
+
+        def accepts():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"postgres exited with {self.proc.returncode}:\n"
+                                     + self.log_tail())
+            self.connect(timeout=1).close()
+            return True
+        wait_until(accepts, 30, interval=0.1, what=f"PostgreSQL on port {self.port}")
+        return self
+
+    def log_tail(self, n=4000):
+        try:
+            return self.log.read_text(errors="replace")[-n:]
+        except OSError:
+            return "(no log)"
+
+    def stop(self, mode=signal.SIGINT):
+        """Stops the postmaster by its PID; SIGINT is PostgreSQL's "fast" shutdown (clients
+        disconnected, a clean checkpoint). Escalates to SIGQUIT, then SIGKILL, if it hangs."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(mode)
+            for sig, wait in ((None, 30), (signal.SIGQUIT, 5), (signal.SIGKILL, 5)):
+                if sig is not None:
+                    self.proc.send_signal(sig)
+                try:
+                    self.proc.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        self.proc = None
+
+    def cleanup(self):
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def create_database(self, prefix="catalog"):
+        """A new, empty database; returns its PgDatabase."""
+        name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+        self.admin(f'CREATE DATABASE "{name}"')
+        return PgDatabase(self, name)
+
+    def terminate_backends(self, dbname):
+        """pg_terminate_backend of every client connection to "dbname" but the tests' own;
+        returns how many were terminated."""
+        rows = self.admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = %s AND pid <> pg_backend_pid() "
+                          "AND backend_type = 'client backend' "
+                          "AND coalesce(application_name, '') <> %s", (dbname, PG_APP))
+        return sum(1 for (ok,) in rows if ok)
+
+
+def _from_pg(value):
+    """A value from psycopg2 as SQLite would return it to the tests."""
+    if isinstance(value, memoryview):
+        return value.tobytes()
+    if isinstance(value, datetime.datetime):
+        value = value.astimezone(datetime.timezone.utc)
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if isinstance(value, decimal.Decimal) and value == value.to_integral_value():
+        return int(value)
+    return value
+
+
+class PgDatabase:
+    """One database of a PgServer: the write model of one Stack (or of a cluster of
+    instances). str() is its URI, so it goes wherever a --db path went."""
+
+    def __init__(self, server, name):
+        self.server = server
+        self.name = name
+
+    @property
+    def uri(self):
+        return self.server.uri(self.name)
+
+    def __str__(self):
+        return self.uri
+
+    def __repr__(self):
+        return f"PgDatabase({self.name!r} on :{self.server.port})"
+
+    def connect(self, read_only=False, timeout=5):
+        kw = {"options": "-c default_transaction_read_only=on"} if read_only else {}
+        return self.server.connect(self.name, timeout=timeout, **kw)
+
+    def query(self, query, args=(), read_only=True):
+        """Runs one statement written with SQLite's "?" placeholders; returns its rows (as
+        SQLite would give them), or [] for a statement without a result."""
+        conn = self.connect(read_only=read_only)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query.replace("%", "%%").replace("?", "%s"), tuple(args))
+                if cur.description is None:
+                    return []
+                return [tuple(_from_pg(v) for v in row) for row in cur.fetchall()]
+        finally:
+            conn.close()
+
+    def terminate_backends(self):
+        return self.server.terminate_backends(self.name)
+
+    def dump(self, dest):
+        p = subprocess.run([str(PG_BIN / "pg_dump"), "--format=custom", f"--file={dest}",
+                            f"--dbname={self.uri}"], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, f"pg_dump failed: {p.stderr}"
+
+    def restore(self, src):
+        """Replaces this database by a dump() of it (nobody may be connected)."""
+        self.drop()
+        self.server.admin(f'CREATE DATABASE "{self.name}"')
+        p = subprocess.run([str(PG_BIN / "pg_restore"), "--no-owner", "--exit-on-error",
+                            f"--dbname={self.uri}", str(src)],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, f"pg_restore failed: {p.stderr}"
+
+    def drop(self):
+        self.server.admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+_PG_SERVER = None
+_PG_LOCK = threading.Lock()
+
+
+def pg_server():
+    """The session's PostgreSQL server, started on first use (stopped at the end of the
+    session, by pytest_sessionfinish or, failing that, at exit)."""
+    global _PG_SERVER
+    with _PG_LOCK:
+        if _PG_SERVER is None:
+            server = PgServer()
+            atexit.register(server.cleanup)
+            try:
+                server.start()
+            except BaseException:
+                server.cleanup()
+                raise
+            _PG_SERVER = server
+        return _PG_SERVER
+
+
+def new_write_model(workdir):
+    """The write model of a new Stack: a SQLite path in "workdir", or a fresh database of the
+    session's PostgreSQL server, after CATALOGD_TEST_BACKEND."""
+    if BACKEND == "postgresql":
+        return pg_server().create_database()
+    return Path(workdir) / "catalog.db"
+
+
 class Server:
     def __init__(self, workdir, redis_url, db_path, extra_args=(), ca_file=None):
         self.dir = Path(workdir)
         self.port = free_port()
         self.redis_url = redis_url
-        self.db = Path(db_path)
+        self.db = db_path if isinstance(db_path, PgDatabase) else Path(db_path)
         self.extra_args = list(extra_args)
         self.ca_file = ca_file  # given with --tls-cert: the CA that signed it (HTTPS)
         self.proc = None
@@ -414,7 +781,7 @@ class Stack:
     def __init__(self, name="stack", extra_args=(), ca_file=None):
         self.name = name
         self.tmp = Path(tempfile.mkdtemp(prefix="catalogd-api-"))
-        self.db = self.tmp / "catalog.db"
+        self.db = new_write_model(self.tmp)
         self.redis = RedisProc(self.tmp)
         self.server = Server(self.tmp, self.redis.url, self.db, extra_args, ca_file)
         self.http = requests.Session()
@@ -444,6 +811,8 @@ class Stack:
             if self in _LIVE_STACKS:
                 _LIVE_STACKS.remove(self)
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if isinstance(self.db, PgDatabase) and self.db.server.running:
+                self.db.drop()
 
     # -- accessors
     @property
@@ -540,6 +909,36 @@ def stack_factory():
 @pytest.fixture
 def fresh(stack_factory):
     return stack_factory()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): about the SQLite file itself (locking it, its file "
+        "system, its schema history); skipped with that reason when CATALOGD_TEST_BACKEND="
+        "postgresql")
+    config.addinivalue_line(
+        "markers", "multi_instance: several catalogd instances on one PostgreSQL and one Redis "
+        "(`make multi-instance`; always PostgreSQL)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        mark = item.get_closest_marker("sqlite_only")
+        if mark is None:
+            continue
+        reason = mark.kwargs.get("reason") or (mark.args[0] if mark.args else "")
+        assert reason, f"{item.nodeid}: sqlite_only needs a reason"
+        if BACKEND != "sqlite":
+            item.add_marker(pytest.mark.skip(reason=f"SQLite only: {reason}"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _PG_SERVER is not None:
+        _PG_SERVER.cleanup()
+
+
+def pytest_report_header(config):
+    return f"catalogd write model: {BACKEND} (CATALOGD_TEST_BACKEND)"
 
 
 @pytest.hookimpl(hookwrapper=True)

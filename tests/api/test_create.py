@@ -8,7 +8,8 @@ import pytest
 import requests
 
 from conftest import (PROBLEM_SCHEMA, TS_RE, UUID7_RE, VIEW_KEYS, VIEW_SCHEMA,
-                      assert_problem, expected_view_text, redis_view, sql, uniq_sku)
+                      assert_problem, expected_view_text, is_integer_type, redis_view, sql,
+                      sql_typeof, uniq_sku)
 
 
 def body_of(sku=None, name='"Widget"', price="19.99", stock="5", extra=""):
@@ -100,9 +101,9 @@ def test_price_is_exact_with_two_decimals(stack, literal, text, cents):
     resp, view = stack.create(price=literal)
     assert f'"price":{text},' in resp.text, resp.text
     assert view["desc"] == f"Widget - ${text}"
-    rows = sql(stack.db, "SELECT price_cents, typeof(price_cents) FROM products WHERE id=?",
-               (view["id"],))
-    assert rows == [(cents, "integer")]
+    rows = sql(stack.db, f"SELECT price_cents, {sql_typeof('price_cents')} FROM products "
+               "WHERE id=?", (view["id"],))
+    assert len(rows) == 1 and rows[0][0] == cents and is_integer_type(rows[0][1]), rows
 
 
 def test_stock_zero_is_unavailable(stack):

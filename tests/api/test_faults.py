@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -23,7 +22,8 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from conftest import (PREFIX, Server, Stack, assert_problem, redis_gen, row_text, sql,
+from conftest import (PREFIX, WRITE_MODEL_CHECK, Server, Stack, assert_problem, redis_gen,
+                      row_text, sql, write_lock,
                       uniq_sku, wait_until)
 
 JSON_CT = {"Content-Type": "application/json"}
@@ -481,7 +481,8 @@ def test_flushall_under_write_load_rebuilds_by_itself(fresh):
         if st == 503:
             problem = json.loads(body)
             detail = problem.get("detail", "")
-            assert "sqlite" not in detail, f"FLUSHALL made /ready blame SQLite: {body}"
+            assert WRITE_MODEL_CHECK not in detail, \
+                f"FLUSHALL made /ready blame the write model: {body}"
             assert "redis" in detail or "projection" in detail, body
             assert problem.get("state") in ("rebuilding", "catching_up", "redis_down",
                                             "starting", "live"), body
@@ -537,10 +538,8 @@ def test_flushall_never_serves_404_for_a_known_product(fresh):
 def test_write_model_locked_by_another_process(fresh):
     views = [fresh.create()[1] for _ in range(3)]
     counts_before = fresh.counts()
-    holder = sqlite3.connect(str(fresh.db), isolation_level=None, timeout=5)
     failed_skus = []
-    try:
-        holder.execute("BEGIN EXCLUSIVE")
+    with write_lock(fresh.db):
         t_locked = time.monotonic()
         # one command: 503 with Retry-After, in bounded time
         sku = uniq_sku("LOCK")
@@ -569,21 +568,17 @@ def test_write_model_locked_by_another_process(fresh):
             assert r.headers.get("Retry-After", "").isdigit()
             assert dt < 4.5, f"a concurrent command took {dt:.2f}s on a locked database"
 
-        # reads keep working; /ready names SQLite; the process lives
+        # reads keep working; /ready names the write model; the process lives
         got = fresh.get(f"/products/{views[0]['id']}")
         assert got.status_code == 200 and got.text == views[0]["raw"]
         assert fresh.get("/catalog").status_code == 200
         code, ready = ready_status(fresh.base)
         problem = assert_problem(ready, 503)
-        assert "sqlite" in problem["detail"], problem
+        assert WRITE_MODEL_CHECK in problem["detail"], problem
         assert fresh.get("/health").status_code == 200
         assert fresh.server.proc.poll() is None
         assert fresh.counts() == counts_before, "a refused command left rows behind"
         assert time.monotonic() - t_locked < 12
-    finally:
-        if holder.in_transaction:
-            holder.execute("ROLLBACK")
-        holder.close()
 
     # released: /ready recovers by itself, without any command to prove it
     wait_ready(fresh.base, 5, what="/ready to return to 200 after the lock is released, "
@@ -668,6 +663,7 @@ def _stack_with_db(db_path):
     return s
 
 
+@pytest.mark.sqlite_only(reason="remounts the file system under the SQLite file read-only")
 def test_tmpfs_remount_read_only_is_refused_while_catalogd_has_the_db_open():
     """Documents why the read-only test below uses a kernel-forced read-only ext4: Linux will
     not remount a file system read-only while a process holds a file on it open for writing.
@@ -696,6 +692,8 @@ def test_tmpfs_remount_read_only_is_refused_while_catalogd_has_the_db_open():
             s.stop()
 
 
+@pytest.mark.sqlite_only(reason="the kernel makes the file system of the SQLite file "
+                                  "read-only; PostgreSQL's data directory is the server's")
 def test_write_model_made_read_only_by_the_kernel():
     """ext4 mounted errors=remount-ro; an injected file-system error makes the kernel switch it
     to read-only under the running catalogd (as after a disk error). Commands answer 503,
@@ -748,6 +746,8 @@ def test_write_model_made_read_only_by_the_kernel():
             s.stop()
 
 
+@pytest.mark.sqlite_only(reason="fills the tmpfs that holds the SQLite file; PostgreSQL's "
+                                  "data directory is the server's")
 def test_write_model_disk_full():
     with tmpfs_dir("512k") as d:
         s = _stack_with_db(d / "catalog.db")

@@ -14,13 +14,11 @@ the routes that need the token), and that GET /openapi.json serves this very fil
 has a deadline.
 """
 
-import contextlib
 import json
 import os
 import re
 import signal
 import socket
-import sqlite3
 import sys
 import threading
 import time
@@ -33,7 +31,7 @@ import requests
 from jsonschema import Draft202012Validator
 
 from conftest import Stack as ConftestStack
-from conftest import wait_until
+from conftest import WRITE_MODEL_CHECK, wait_until, write_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("CATALOGD_BIN") or ROOT / "build" / "catalogd")
@@ -304,19 +302,11 @@ class Stack(ConftestStack):
         return self
 
 
-@contextlib.contextmanager
 def sqlite_write_lock(db):
-    """Holds the write model's write lock from another connection: catalogd's writer then waits
-    its busy timeout (2 s) per batch and answers 503 write-model-unavailable."""
-    con = sqlite3.connect(str(db), timeout=10, isolation_level=None)
-    try:
-        con.execute("BEGIN EXCLUSIVE")
-        yield
-    finally:
-        try:
-            con.execute("ROLLBACK")
-        finally:
-            con.close()
+    """Holds the write model's write lock from another connection (conftest.write_lock, on
+    either backend): catalogd's writer then waits its lock timeout (2 s on SQLite) per batch
+    and answers 503 write-model-unavailable."""
+    return write_lock(db)
 
 
 class Background:
@@ -1467,7 +1457,8 @@ def test_write_model_locked_503_and_key_in_use(live):
                                "/ready to notice SQLite refusing writes")
         firsts = [b.result() for b in parked]
     problem = check_problem(not_ready, "/ready", "get", 503, "not-ready")
-    assert problem["checks"]["sqlite"] == "failing" and "sqlite" in problem["detail"]
+    assert problem["checks"][WRITE_MODEL_CHECK] == "failing", problem
+    assert WRITE_MODEL_CHECK in problem["detail"], problem
     for (path, method, _, _, _), first, second in zip(commands, firsts, seconds):
         # one of the two held the key (503 after the busy timeout), the other met it in flight
         pair = sorted([first, second], key=lambda r: r.status_code)

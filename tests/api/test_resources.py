@@ -13,7 +13,8 @@ import time
 import pytest
 import requests
 
-from conftest import Server, Stack, cpu_seconds, raw_connect, read_until_closed, wait_until
+from conftest import (Server, Stack, cpu_seconds, raw_connect, read_until_closed, wait_until,
+                      write_lock)
 
 
 def rss_kib(pid):
@@ -243,15 +244,12 @@ def fire_and_forget_create(stack, i):
 
 
 def test_the_writer_queue_has_a_bound_with_a_503(stack_factory):
-    import sqlite3
     s = stack_factory("queue", extra_args=["--max-queued-commands", "64",
                                            "--max-connections", "100000"])
     pid = s.server.proc.pid
     assert scrape(s, "catalogd_writer_queue_limit") == 64
     before = rss_kib(pid)
-    lock = sqlite3.connect(str(s.db), timeout=10, isolation_level=None)
-    lock.execute("BEGIN EXCLUSIVE")  # the writer waits 2 s per batch, then fails it
-    try:
+    with write_lock(s.db):  # the writer waits (SQLite: 2 s) per batch, then fails it
         refused = None
         deadline = time.monotonic() + 10
         i = 0
@@ -273,9 +271,6 @@ def test_the_writer_queue_has_a_bound_with_a_503(stack_factory):
         print(f"\n{i} commands sent and abandoned at a locked write model, queue bound 64: "
               f"RSS +{grown_mib:.1f} MiB, {open_fds(pid)} descriptors open")
         assert grown_mib < 20, grown_mib
-    finally:
-        lock.execute("ROLLBACK")
-        lock.close()
     wait_until(lambda: scrape(s, "catalogd_writer_queue_depth") == 0, 15,
                what="the queue to drain once the write model is free")
     assert s.create()[0].status_code == 201

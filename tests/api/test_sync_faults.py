@@ -4,17 +4,16 @@ fix. Generations and rebuilds first, then parking, divergence, verify, readiness
 under a stalled projector, and shutdown."""
 import json
 import os
-import shutil
 import signal
-import sqlite3
 import subprocess
 import threading
 import time
 
 import requests
 
-from conftest import (PREFIX, bulk_create, cpu_seconds, generation_numbers, product_body,
-                      projection_of, redis_gen, uniq_sku, verify_output, wait_until)
+from conftest import (PREFIX, bulk_create, cpu_seconds, db_backup, db_restore,
+                      generation_numbers, product_body, projection_of, redis_gen, sql, sql_write,
+                      uniq_sku, verify_output, wait_until, write_lock)
 
 JSON = {"Content-Type": "application/json"}
 
@@ -302,14 +301,10 @@ def test_an_unreadable_event_is_parked_not_spun_on(stack_factory):
     and 440,822 log lines in 3 s, while it said 'live'."""
     s = stack_factory("poison")
     victim = create(s).json()
-    conn = sqlite3.connect(str(s.db), timeout=10)
-    try:
-        conn.execute("INSERT INTO events (product_id, type, version, payload, recorded_at) "
-                     "VALUES (?, 'ProductUpdated', 2, 'not a view', "
-                     "'2026-11-30T00:00:00.000Z')", (victim["id"],))
-        conn.commit()
-    finally:
-        conn.close()
+    # a foreign writer's row, next in the log (seq given: PostgreSQL's has no default)
+    sql_write(s.db, "INSERT INTO events (seq, product_id, type, version, payload, recorded_at) "
+                    "SELECT COALESCE(MAX(seq), 0) + 1, ?, 'ProductUpdated', 2, ?, "
+                    "'2026-11-30T00:00:00.000Z' FROM events", (victim["id"], "not a view"))
     pid = s.server.proc.pid
     log_before = os.path.getsize(s.server.stderr_path)
     other = create(s)  # wakes the projector; another sku goes on
@@ -341,16 +336,10 @@ def test_a_write_model_restored_from_a_backup_is_projected(stack_factory):
     s = stack_factory("restore")
     bulk_create(s.base, 20)
     backup = s.tmp / "backup.db"
-    src = sqlite3.connect(str(s.db))
-    dst = sqlite3.connect(str(backup))
-    src.backup(dst)
-    src.close()
-    dst.close()
+    db_backup(s.db, backup)
     bulk_create(s.base, 30)  # Redis' checkpoint moves past the backup's head
     assert s.server.stop() == 0
-    for suffix in ("-wal", "-shm"):
-        (s.db.parent / (s.db.name + suffix)).unlink(missing_ok=True)
-    shutil.copy(backup, s.db)
+    db_restore(s.db, backup)
     s.server.start()
     made = [create(s) for _ in range(30)]
     for r in made:
@@ -364,15 +353,10 @@ def test_a_restored_write_model_that_moved_past_the_checkpoint_is_noticed(stack_
     s = stack_factory("restore-past")
     bulk_create(s.base, 20)
     backup = s.tmp / "backup.db"
-    src, dst = sqlite3.connect(str(s.db)), sqlite3.connect(str(backup))
-    src.backup(dst)
-    src.close()
-    dst.close()
+    db_backup(s.db, backup)
     bulk_create(s.base, 10)  # Redis at seq 30
     assert s.server.stop() == 0
-    for suffix in ("-wal", "-shm"):
-        (s.db.parent / (s.db.name + suffix)).unlink(missing_ok=True)
-    shutil.copy(backup, s.db)
+    db_restore(s.db, backup)
     # Another timeline: 40 creates projected elsewhere (another prefix), so that this Redis
     # never saw them; the write model is now at seq 60, past this Redis' 30.
     s.server.extra_args += ["--redis-prefix", "elsewhere"]
@@ -494,26 +478,17 @@ def test_sigterm_while_commands_wait_past_the_grace(fresh):
     for t in threads:
         t.start()
     time.sleep(0.5)
-    blocker = sqlite3.connect(str(fresh.db), timeout=10, isolation_level=None)
-    try:
-        blocker.execute("BEGIN EXCLUSIVE")  # every batch now waits 2 s, then fails
+    with write_lock(fresh.db):  # every batch now waits (SQLite: 2 s), then fails
         time.sleep(1.0)
         fresh.server.proc.send_signal(signal.SIGTERM)
         time.sleep(6.5)  # past the grace: commands are still queued at the writer
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
     rc = fresh.server.proc.wait(timeout=20)
     stop.set()
     for t in threads:
         t.join(25)
     fresh.server.proc = None
     assert rc == 0, fresh.server.stderr_tail()
-    conn = sqlite3.connect(f"file:{fresh.db}?mode=ro", uri=True)
-    try:
-        stored = {row[0] for row in conn.execute("SELECT id FROM products")}
-    finally:
-        conn.close()
+    stored = {row[0] for row in sql(fresh.db, "SELECT id FROM products")}
     assert acked and set(acked) <= stored, len(set(acked) - stored)
 
 

@@ -182,7 +182,10 @@ static const struct {
                            " ON CONFLICT (sku) DO NOTHING",
                            FOR_WRITER, 0},
     [ST_ID_BY_SKU] = {"SELECT id FROM products WHERE sku = $1", FOR_WRITER | FOR_READERS, 1},
-    [ST_INSERT_EVENT] = {"WITH next AS (UPDATE event_counter SET last_seq = last_seq + 1"
+    /* The counter, or the log's head if a row was appended without it (by hand, a restored
+     * dump): a foreign row must not make every later append collide with it. */
+    [ST_INSERT_EVENT] = {"WITH next AS (UPDATE event_counter SET last_seq = GREATEST(last_seq,"
+                         " (SELECT coalesce(max(seq), 0) FROM events)) + 1"
                          " WHERE id = 1 RETURNING last_seq)"
                          " INSERT INTO events (seq, product_id, type, version, payload,"
                          " recorded_at) SELECT last_seq, $1::text, $2::text, $3::bigint,"

@@ -663,10 +663,6 @@ static int serve(const struct app_config *given)
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL); /* every thread inherits this */
     signal(SIGPIPE, SIG_IGN);
 
-    if (server_open(&app, &server, err, sizeof(err)) < 0) {
-        LOG(LOG_ERROR, "%s", err);
-        goto out;
-    }
     make_parent_directory(config->db_path);
     if (store_open(config->db_path,
                    config->durable ? STORE_DURABILITY_FULL : STORE_DURABILITY_NORMAL, &store, err,
@@ -679,6 +675,11 @@ static int serve(const struct app_config *given)
         }
         fprintf(stderr, "catalogd: %s\n", err);
         rc = 2;
+        goto out;
+    }
+    /* After the store: a write model it cannot use leaves nothing to unwind. */
+    if (server_open(&app, &server, err, sizeof(err)) < 0) {
+        LOG(LOG_ERROR, "%s", err);
         goto out;
     }
     int64_t head = 0;

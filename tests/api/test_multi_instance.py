@@ -260,6 +260,7 @@ class Load:
         self.acked = {}  # id -> (instance, response text)
         self.statuses = {n: Counter() for n in self.names}
         self.errors = {n: [] for n in self.names}
+        self.no_retry_after = 0  # 503s without a Retry-After
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self.threads = []
@@ -281,6 +282,8 @@ class Load:
                     self.statuses[name][r.status_code] += 1
                     if r.status_code == 201:
                         self.acked[r.json()["id"]] = (name, r.text)
+                    elif r.status_code == 503 and not r.headers.get("Retry-After", "").isdigit():
+                        self.no_retry_after += 1
                 if r.status_code != 201:
                     time.sleep(self.pause_on_error)
 
@@ -575,7 +578,8 @@ def test_kill_9_of_the_projecting_instance_another_takes_over(cluster):
                 probes.append((sent - t_kill, answered - t_kill, name, r.status_code,
                                r.headers.get("Projection")))
                 assert r.status_code == 201, (name, r.status_code, r.text)
-                load.acked[r.json()["id"]] = (name, r.text)
+                with load.lock:
+                    load.acked[r.json()["id"]] = (name, r.text)
                 if r.headers.get("Projection") == "applied":
                     takeover = answered - t_kill
                     break
@@ -672,6 +676,7 @@ def test_postgresql_stopped_and_started_under_load(private_pg):
             assert not load.errors[n], (n, load.errors[n][:3])
             assert set(load.statuses[n]) <= {201, 503}, (n, load.statuses[n])
         assert load.total(503) > 0, "the load never met the outage"
+        assert load.no_retry_after == 0, f"{load.no_retry_after} 503s without Retry-After"
         print(f"\nload: {load.total(201)} created, {load.total(503)} refused with 503")
         for sku in refused_skus:  # a 503 leaves nothing behind, nor runs later
             assert sql(c.db, "SELECT COUNT(*) FROM products WHERE sku=?", (sku,)) == [(0,)]
@@ -704,6 +709,7 @@ def test_connections_terminated_by_the_server_are_survived(cluster):
     print(f"\nconnections terminated: {killed}; load: "
           f"{ {n: dict(st) for n, st in load.statuses.items()} }")
     assert killed[0] > 0, "catalogd had no connection to terminate"
+    assert load.no_retry_after == 0, f"{load.no_retry_after} 503s without Retry-After"
     for n in INSTANCES:
         assert cluster.servers[n].proc.poll() is None, f"instance {n} died"
         assert not load.errors[n], (n, load.errors[n][:3])

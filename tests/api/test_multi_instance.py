@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -612,6 +613,54 @@ def test_kill_9_of_the_projecting_instance_another_takes_over(cluster):
     # everything acknowledged, by any instance (the victim's before it died too), is there
     wait_caught_up(cluster, survivors)
     assert_everything_readable(cluster, load.acked, survivors)
+    assert_verify_ok(cluster)
+
+
+def test_a_frozen_projector_is_replaced_and_fenced_when_it_wakes(cluster):
+    """The projecting instance frozen (SIGSTOP: a partition, a long GC pause) loses its lead
+    without noticing; another takes over. When it wakes it must not write to Redis any more:
+    whatever it had read before it froze is refused by the fencing epoch, so no view goes
+    back to an older version."""
+    victim, epoch_before = projecting_instance(cluster)
+    survivors = [n for n in INSTANCES if n != victim]
+    products = [cluster.create(survivors[0]).json()["id"] for _ in range(5)]
+    load = Load(cluster, survivors, per_instance=2, max_seconds=40).start()
+    proc = cluster.servers[victim].proc
+    try:
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGSTOP)
+        t_stop = time.monotonic()
+        try:
+            def applied_on_survivor():
+                r = cluster.create(survivors[0])
+                assert r.status_code == 201, r.text
+                with load.lock:
+                    load.acked[r.json()["id"]] = (survivors[0], r.text)
+                return r.headers.get("Projection") == "applied"
+            wait_until(applied_on_survivor, 15, interval=0.05,
+                       what="a survivor to answer applied with the projector frozen")
+            takeover = time.monotonic() - t_stop
+            print(f"\ntakeover from the frozen projecting instance {victim!r}: {takeover:.2f} s")
+            assert takeover <= TAKEOVER_LIMIT_S, takeover
+            # the products change under the new projector while the old one sleeps
+            for round_ in range(3):
+                for pid in products:
+                    r = cluster.send(survivors[1], "PATCH", f"/products/{pid}",
+                                     json.dumps({"name": f"after-{round_}"}))
+                    assert r.status_code == 200, r.text
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        time.sleep(3.0)  # the old projector wakes, with whatever it had in hand
+    finally:
+        load.stop()
+    assert proc.poll() is None, "the woken instance died"
+    new, epoch_after = projecting_instance(cluster)
+    assert isinstance(epoch_after, int) and epoch_after > epoch_before, (epoch_before, epoch_after)
+    assert load.total(201) > 0 and not any(load.errors.values()), load.errors
+    wait_caught_up(cluster)
+    for pid in products:
+        assert sql(cluster.db, "SELECT version FROM products WHERE id=?", (pid,)) == [(4,)]
+    assert_everything_readable(cluster, {**load.acked, **{pid: None for pid in products}})
     assert_verify_ok(cluster)
 
 

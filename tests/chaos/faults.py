@@ -60,6 +60,8 @@ KINDS_PG = {
     "rebuild": 10,          # POST /admin/rebuild on any instance, 1-3 times
     "rebuild_follower": 8,  # POST /admin/rebuild on an instance that does not project
     "cli_rebuild": 4,
+    "kill_pubsub": 6,       # CLIENT KILL TYPE pubsub, every 20-200 ms for 0.2-2 s: the
+                            # instances' bus subscriptions drop and miss messages
 }
 RESTARTS = ("kill_catalogd", "term_catalogd", "kill_projector")
 
@@ -146,6 +148,9 @@ def make_schedule(seed, duration, only=None, backend="sqlite"):
             p["seconds"] = round(rng.uniform(1.0, 4.0), 2)
         elif kind == "pg_restart":
             p["down"] = round(rng.uniform(0.0, 3.0), 2)
+        elif kind == "kill_pubsub":
+            p["seconds"] = round(rng.uniform(0.2, 2.0), 2)
+            p["every"] = round(rng.uniform(0.02, 0.2), 3)
         elif kind in ("rebuild", "rebuild_follower"):
             p["gaps"] = [round(rng.uniform(0.0, 0.8), 2) for _ in range(rng.randint(1, 3))]
         elif kind == "cli_rebuild":
@@ -494,6 +499,23 @@ class FaultDriver:
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGCONT)
             self.note(rec, f"SIGCONT {cat.name} ({proc.pid})")
+
+    def do_kill_pubsub(self, p, rec, rng):
+        """Pub/sub is fire-and-forget: a subscriber that reconnects has missed what was
+        published meanwhile. The instances must only ever answer "pending" for that."""
+        end = time.monotonic() + p["seconds"]
+        killed = tries = 0
+        while time.monotonic() < end:
+            c = self._client()
+            try:
+                killed += int(c.execute_command("CLIENT", "KILL", "TYPE", "pubsub"))
+            except redis.RedisError:
+                pass
+            finally:
+                c.close()
+            tries += 1
+            time.sleep(p["every"])
+        self.note(rec, f"{killed} pub/sub connections killed in {tries} rounds")
 
     # -- PostgreSQL faults
 

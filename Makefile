@@ -129,13 +129,16 @@ multi-instance: all
 # Redis is frozen, wiped, restarted, squeezed and given keys of the wrong type, and catalogd is
 # killed and rebuilt, all at once; read-your-writes, the write model, convergence, leaks, log
 # and memory checked. DURATION seconds of faults (180); SEED=n reruns a run's fault schedule;
-# FAULTS=kind,kind (or none) only those faults. First the tests of the test itself (its
+# FAULTS=kind,kind (or none) only those faults. BACKEND=postgresql INSTANCES=3: a private
+# PostgreSQL, one Redis and that many instances (issue 11), with the faults of that shape
+# (projector killed and frozen, PostgreSQL restarted, connections terminated). First the tests of the test itself (its
 # checker, its wrong-type fault against a real Redis). Not part of `make test`.
 chaos: deps-test
 	@$(MAKE) --no-print-directory all
 	$(PYTHON) -m pytest -q tests/chaos
 	$(PYTHON) tests/chaos/chaos.py --duration $(or $(DURATION),180) $(if $(SEED),--seed $(SEED)) \
-		$(if $(FAULTS),--faults $(FAULTS))
+		$(if $(FAULTS),--faults $(FAULTS)) $(if $(BACKEND),--backend $(BACKEND)) \
+		$(if $(INSTANCES),--instances $(INSTANCES))
 
 # Side by side with the seed's rebuild and nginx (issue 5): writes BENCHMARKS.md and
 # bench/results/. Knobs (REPS, DURATION, BIG=1, ...): bench/run.sh --help

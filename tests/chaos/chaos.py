@@ -21,6 +21,16 @@ moments drawn from the seed, overlapping. What must hold (see history.py for the
   parked; catalogd never crashed, exited 0 on every SIGTERM, kept its log bounded and its
   memory flat.
 
+PostgreSQL mode (make chaos BACKEND=postgresql INSTANCES=3; --backend postgresql --instances
+3): one private PostgreSQL, one Redis and N instances (their own ports and --instance-id), each
+request sent to an instance drawn at random, so read-your-writes is checked on every instance.
+On top of the Redis faults: kill -9 of any instance and of the projecting one, SIGSTOP of the
+projecting one for 1-4 s, SIGTERM of any, PostgreSQL stopped (fast) and started again,
+pg_terminate_backend of every catalogd connection, rebuilds asked of an instance that does
+not project. Also checked: a 503 carries Retry-After and changes nothing (no event in the log
+that only a refused command could have written), every instance serves what PostgreSQL holds,
+and at the end the instances agree on one projecting instance whose epoch Redis holds.
+
 Exit status: 0 all held, 1 violations (each printed with its context), 2 the test's own
 machinery failed. Every process the run starts is stopped by its PID at the end.
 """
@@ -44,7 +54,7 @@ sys.path.insert(0, str(HERE))
 
 from cluster import Cluster, InfraError, env_note  # noqa: E402
 from conftest import row_text, sql  # noqa: E402  (tests/api, via cluster)
-from faults import KINDS, PREFIX, FaultDriver, make_schedule  # noqa: E402
+from faults import PREFIX, FaultDriver, kinds_for, make_schedule  # noqa: E402
 from history import Checker, History, Read, Violation, parse_events  # noqa: E402
 from workload import SKUS, Client, Knowledge  # noqa: E402
 
@@ -66,8 +76,11 @@ PRODUCT_COLUMNS = "id, sku, name, price_cents, stock, version, created_at, updat
 
 
 class Run:
-    def __init__(self, seed, duration, clients, keep, only=None):
+    def __init__(self, seed, duration, clients, keep, only=None, backend="sqlite",
+                 instances=1):
         self.seed = seed
+        self.backend = backend
+        self.n_instances = instances
         self.only = only
         self.duration = duration
         self.n_clients = clients
@@ -81,8 +94,8 @@ class Run:
         self.history = History(self.t0)
         self.knowledge = Knowledge()
         self.bad_views = []
-        self.cluster = Cluster(self.dir, self.violation, self.t0)
-        self.schedule = make_schedule(seed, duration, only)
+        self.cluster = Cluster(self.dir, self.violation, self.t0, backend, instances)
+        self.schedule = make_schedule(seed, duration, only, backend)
         self.driver = None
         self.watcher = None
         self.clients = []
@@ -98,7 +111,9 @@ class Run:
 
     def rerun(self):
         faults = "" if self.only is None else f" FAULTS={','.join(sorted(self.only)) or 'none'}"
-        return f"make chaos SEED={self.seed} DURATION={self.duration:g}{faults}"
+        shape = "" if self.backend == "sqlite" else \
+            f" BACKEND={self.backend} INSTANCES={self.n_instances}"
+        return f"make chaos{shape} SEED={self.seed} DURATION={self.duration:g}{faults}"
 
     def say(self, text):
         print(f"[chaos t={self.t():6.1f}s] {text}", flush=True)
@@ -110,10 +125,17 @@ class Run:
                  f"{self.n_clients} clients; {env_note()}")
         self.say(f"reproduce with: {self.rerun()}")
         self.cluster.start()
-        self.say(f"redis-server on 127.0.0.1:{self.cluster.redis.port}, catalogd on "
-                 f"127.0.0.1:{self.cluster.catalogd.port}")
-        self.clients = [Client(k, self.seed, self.history, self.knowledge, self.cluster.base,
-                               self.stop_clients, self.bad_views) for k in range(self.n_clients)]
+        if self.cluster.multi:
+            self.say(f"PostgreSQL on 127.0.0.1:{self.cluster.pg.port}, redis-server on "
+                     f"127.0.0.1:{self.cluster.redis.port}, catalogd instances "
+                     + ", ".join(f"{c.name} on 127.0.0.1:{c.port}"
+                                 for c in self.cluster.instances))
+        else:
+            self.say(f"redis-server on 127.0.0.1:{self.cluster.redis.port}, catalogd on "
+                     f"127.0.0.1:{self.cluster.catalogd.port}")
+        self.clients = [Client(k, self.seed, self.history, self.knowledge,
+                               self.cluster.targets, self.stop_clients, self.bad_views)
+                        for k in range(self.n_clients)]
         for c in self.clients:
             c.start()
         self.driver = FaultDriver(self.schedule, self.cluster, self.knowledge, self.history,
@@ -184,21 +206,27 @@ class Run:
                  f"{faults} faults so far, {v} violations noticed by the harness so far")
 
     def ensure_running(self):
+        pg = self.cluster.pg
+        if pg is not None:
+            with pg.lock:
+                if not pg.running:
+                    pg.start()
         r = self.cluster.redis
         with r.lock:
             if not r.alive():
                 r.start()
             r.expected_down = False
-        cat = self.cluster.catalogd
-        with cat.lock:
-            if not cat.alive():
-                cat.start()
+        for cat in self.cluster.instances:
+            with cat.lock:
+                if not cat.alive():
+                    cat.start()
 
     # -- after the faults
 
-    def final_client(self):
-        c = Client(99, self.seed, self.history, self.knowledge, self.cluster.base,
-                   self.stop_clients, self.bad_views)
+    def final_client(self, inst=None):
+        inst = inst or self.cluster.catalogd
+        c = Client(99, self.seed, self.history, self.knowledge,
+                   lambda: [(inst.name, inst.base)], self.stop_clients, self.bad_views)
         c.phase = "final"
         import requests
         c.session = requests.Session()
@@ -259,14 +287,17 @@ class Run:
     def end_checks(self):
         # 1. convergence: verify exit 0 and the API serves exactly SQLite
         self.say("checking that the read model converges")
-        client = self.final_client()
+        clients = [(inst, self.final_client(inst)) for inst in self.cluster.instances]
         t_start = time.monotonic()
         deadline = t_start + CONVERGE_WITHIN
         attempts = 0
         while True:
             attempts += 1
             rc, out = self.cluster.cli(["verify"], timeout=30)
-            diffs = self.api_differences(client, deadline + 30)
+            diffs = []
+            for inst, client in clients:
+                where = "" if inst.name is None else f"instance {inst.name}: "
+                diffs += [where + d for d in self.api_differences(client, deadline + 30)]
             if rc == 0 and not diffs:
                 self.notes.append(f"converged {time.monotonic() - t_start:.1f} s after the "
                                   f"faults stopped ({attempts} attempts)")
@@ -286,7 +317,8 @@ class Run:
                                    "other than the write model", diffs[:10])
                 break
             time.sleep(1.0)
-        client.session.close()
+        for _, client in clients:
+            client.session.close()
 
         # 2. Redis holds one generation's keys only
         self.say("checking that Redis holds one generation")
@@ -321,8 +353,13 @@ class Run:
                 break
             time.sleep(1.0)
 
-        # 4. the last catalogd stops cleanly
-        self.cluster.catalogd.sigterm("end of the run")
+        # 3b. several instances: they agree on the one that projects, and Redis holds its epoch
+        if self.cluster.multi:
+            self.check_one_projector()
+
+        # 4. the last catalogd (every instance) stops cleanly
+        for cat in self.cluster.instances:
+            cat.sigterm("end of the run")
 
         # 5. the log stayed bounded, the memory flat
         self.check_log()
@@ -362,26 +399,84 @@ class Run:
             lists = sum(1 for _ in c.scan_iter(match=base + ":*", count=1000))
         finally:
             c.close()
-        try:
-            self.history.count_other()
-            proj = requests.get(self.cluster.base() + "/admin/projection", timeout=5).json()
-        except (requests.RequestException, ValueError) as exc:
-            return f"/admin/projection did not answer: {exc!r}"
-        reported = proj.get("parked_events")
-        if hlen == 0 and lists == 0 and reported == 0:
+        reported = {}
+        for inst in self.cluster.instances:
+            try:
+                self.history.count_other()
+                proj = requests.get(inst.base + "/admin/projection", timeout=5).json()
+            except (requests.RequestException, ValueError) as exc:
+                return f"/admin/projection of {inst.label()} did not answer: {exc!r}"
+            reported[inst.name or "catalogd"] = proj.get("parked_events")
+        if hlen == 0 and lists == 0 and set(reported.values()) == {0}:
             return None
+        if not self.cluster.multi:
+            reported = reported["catalogd"]
         return (f"{PARKED_WITHIN:.0f} s after convergence: {hlen} products in {base}, {lists} "
                 f"parked lists, /admin/projection parked_events {reported}")
 
+    def check_one_projector(self, within=10.0):
+        """Every instance names the same projecting instance, that one says it projects with
+        an epoch, and Redis' fencing epoch and PostgreSQL's projector_leader agree with it."""
+        import requests
+        deadline = time.monotonic() + within
+        while True:
+            seen, problem = {}, None
+            for inst in self.cluster.instances:
+                try:
+                    self.history.count_other()
+                    seen[inst.name] = requests.get(inst.base + "/admin/projection",
+                                                   timeout=5).json()
+                except (requests.RequestException, ValueError) as exc:
+                    seen[inst.name] = {"error": repr(exc)}
+            who = {pr.get("projecting_instance") for pr in seen.values()}
+            try:
+                c = self.cluster.redis_client(timeout=5)
+                try:
+                    redis_epoch = c.get(f"{PREFIX}:projector-epoch")
+                finally:
+                    c.close()
+                redis_epoch = None if redis_epoch is None else redis_epoch.decode()
+                [(pg_epoch, pg_who)] = sql(self.cluster.db,
+                                           "SELECT epoch, instance_id FROM projector_leader")
+            except Exception as exc:  # noqa: BLE001 - reported as the problem
+                redis_epoch = pg_epoch = pg_who = None
+                problem = f"could not read the epochs: {exc!r}"
+            if problem is None:
+                if len(who) != 1 or None in who or "" in who:
+                    problem = f"the instances name different projecting instances: {who}"
+                else:
+                    [name] = who
+                    own = seen.get(name, {})
+                    if own.get("epoch") in (None, 0):
+                        problem = f"{name} is named but reports no epoch: {own}"
+                    elif str(own.get("epoch")) != str(redis_epoch) or \
+                            str(pg_epoch) != str(redis_epoch) or pg_who != name:
+                        problem = (f"{name} reports epoch {own.get('epoch')}, Redis holds "
+                                   f"{redis_epoch}, PostgreSQL's projector_leader says epoch "
+                                   f"{pg_epoch} of {pg_who!r}")
+            if problem is None:
+                self.notes.append(f"at the end {name} projects, epoch {redis_epoch}")
+                return
+            if time.monotonic() >= deadline:
+                self.violation("projector-disagreement",
+                               f"{within:.0f} s after convergence: {problem}",
+                               [f"{n}: {pr}" for n, pr in seen.items()])
+                return
+            time.sleep(0.5)
+
     def check_log(self):
-        path = self.cluster.catalogd.stderr_path
-        try:
-            lines = path.read_bytes().decode(errors="replace").splitlines()
-        except OSError:
+        lines = []
+        for inst in self.cluster.instances:
+            try:
+                lines += inst.stderr_path.read_bytes().decode(errors="replace").splitlines()
+            except OSError:
+                pass
+        if not lines:
             return
+        n = len(self.cluster.instances)
         requests_sent = self.history.requests_sent()
         other = [ln for ln in lines if " request " not in ln]
-        allowed = requests_sent + LOG_LINES_PER_S * self.run_seconds + LOG_LINES_SLACK
+        allowed = requests_sent + n * (LOG_LINES_PER_S * self.run_seconds + LOG_LINES_SLACK)
         self.notes.append(f"catalogd log: {len(lines)} lines ({len(other)} not per-request) "
                           f"for {requests_sent} requests sent")
         if len(lines) > allowed:
@@ -390,12 +485,12 @@ class Run:
             self.violation("log-unbounded",
                            f"catalogd wrote {len(lines)} log lines in a {self.run_seconds:.0f} s "
                            f"run; at most {allowed:.0f} expected (one per request sent plus "
-                           f"{LOG_LINES_PER_S}/s)",
+                           f"{LOG_LINES_PER_S}/s per instance)",
                            [f"{n} x {text[:150]}" for text, n in common])
 
     def check_rss(self):
         judged = []
-        for life in self.cluster.catalogd.lives:
+        for life in [lf for inst in self.cluster.instances for lf in inst.lives]:
             if not life.rss:
                 continue
             peak = max(kb for _, kb in life.rss)
@@ -418,7 +513,7 @@ class Run:
                                f"{RSS_WARM[1]:.0f} s of its life) to {top} kB (at "
                                f"{top_t - life.t_start:.0f} s) while living "
                                f"{end - life.t_start:.0f} s")
-        lives = self.cluster.catalogd.lives
+        lives = [lf for inst in self.cluster.instances for lf in inst.lives]
         self.notes.append(f"catalogd RSS judged over {len(judged)} of {len(lives)} processes "
                           f"(those living {RSS_MIN_LIFE:.0f} s or more): " + "; ".join(judged))
         if not judged:
@@ -426,6 +521,20 @@ class Run:
                               "(runs of 120 s or more always have one)")
 
     # -- analysis
+
+    def save_pg_tables(self):
+        """PostgreSQL mode: the write model's tables as text in the run's directory (kept when
+        the run fails), since the server and its data go away with the run."""
+        try:
+            for table, cols in (("products", PRODUCT_COLUMNS),
+                                ("events", "seq, product_id, type, version, payload, "
+                                           "recorded_at"),
+                                ("projector_leader", "epoch, instance_id, since, heartbeat")):
+                rows = sql(self.cluster.db, f"SELECT {cols} FROM {table} ORDER BY 1")
+                (self.dir / f"pg-{table}.txt").write_text(
+                    "".join("\t".join(str(v) for v in row) + "\n" for row in rows))
+        except Exception as exc:  # noqa: BLE001 - only a convenience
+            self.notes.append(f"could not save the PostgreSQL tables: {exc!r}")
 
     def analyse(self):
         db = self.cluster.db
@@ -436,6 +545,9 @@ class Run:
         checker = Checker(cmds, reads, self.t0)
         found = checker.check_reads() + checker.check_write_model(events, rows) \
             + checker.check_commands()
+        if self.cluster.multi:
+            found += checker.check_refusals(
+                sql(db, "SELECT product_id, version, type, payload FROM events ORDER BY seq"))
         for v in found:
             if v.t is not None and self.driver is not None:
                 v.context += self.faults_around(v.t - self.t0)
@@ -475,6 +587,15 @@ class Run:
                      + ", ".join(f"{k} {s}: {n}" for (k, s), n in sorted(rb.items(), key=str)))
         fk = collections.Counter(rec["kind"] for rec in (self.driver.log if self.driver else []))
         lines.append("faults run: " + ", ".join(f"{k} {n}" for k, n in sorted(fk.items())))
+        if self.cluster.multi:
+            per = collections.Counter(c.instance for c in cmds)
+            lines.append("commands per instance: " + ", ".join(f"{k} {n}" for k, n in
+                                                                sorted(per.items(), key=str)))
+            took = self.driver.takeovers if self.driver else []
+            if took:
+                lines.append("takeover after kill -9 of the projecting instance (s, not "
+                             "asserted): " + ", ".join("none in 10 s" if t is None
+                                                       else f"{t:.2f}" for t in took))
         return lines
 
     def report(self, cmds, reads):
@@ -519,35 +640,51 @@ def main(argv=None):
     ap.add_argument("--duration", type=float, default=180.0, help="seconds of faults (180)")
     ap.add_argument("--seed", type=int, default=None, help="reproduce a run (default: random)")
     ap.add_argument("--clients", type=int, default=CLIENTS, help=f"client threads ({CLIENTS})")
+    ap.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite",
+                    help="the write model: one catalogd on SQLite (default), or a private "
+                         "PostgreSQL with --instances catalogd instances")
+    ap.add_argument("--instances", type=int, default=None,
+                    help="catalogd instances (PostgreSQL only; default 3)")
     ap.add_argument("--faults", default=None,
                     help="only these fault kinds, comma-separated, or none (default: all of "
-                         + ", ".join(sorted(KINDS)) + ")")
+                         "the backend's kinds; see faults.py KINDS and KINDS_PG)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the run's directory (db, logs, report) even when it passes")
     args = ap.parse_args(argv)
     if args.duration < 10:
         ap.error("--duration must be at least 10 seconds")
+    if args.backend == "sqlite" and args.instances not in (None, 1):
+        ap.error("--instances needs --backend postgresql (SQLite serves one instance)")
+    instances = 1 if args.backend == "sqlite" else (args.instances or 3)
+    if instances < 1 or instances > 8:
+        ap.error("--instances must be 1 to 8")
+    kinds = kinds_for(args.backend)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1, 1 << 31)
     only = None
     if args.faults is not None:
         only = set() if args.faults == "none" else set(args.faults.split(","))
-        unknown = only - set(KINDS)
+        unknown = only - set(kinds)
         if unknown:
-            ap.error(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(sorted(KINDS))}")
+            ap.error(f"unknown fault kinds {sorted(unknown)}; known: {', '.join(sorted(kinds))}")
 
     def on_term(signum, frame):
         raise SystemExit(128 + signum)
     signal.signal(signal.SIGTERM, on_term)
 
-    run = Run(seed, args.duration, args.clients, args.keep, only)
+    run = Run(seed, args.duration, args.clients, args.keep, only, args.backend, instances)
     status = 0
     cmds = reads = []
     try:
         try:
-            run.run()
+            try:
+                run.run()
+            finally:
+                run.cluster.stop_all()  # whatever happened: every process, by its PID
+            if run.cluster.pg is not None:
+                run.save_pg_tables()
+            cmds, reads = run.analyse()
         finally:
-            run.cluster.stop_all()  # whatever happened: every process, by its PID
-        cmds, reads = run.analyse()
+            run.cluster.stop_db()  # PostgreSQL mode: after the analysis read it
     except InfraError as exc:
         run.infra.append(str(exc))
     except BaseException as exc:  # noqa: BLE001 - still report what was seen, then re-raise

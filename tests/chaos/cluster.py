@@ -1,7 +1,10 @@
 """The processes of a chaos run: one redis-server and one catalogd, private to the run, on
-loopback ports, restarted on the same ports as the faults demand.
+loopback ports, restarted on the same ports as the faults demand. In the PostgreSQL mode
+(--backend postgresql): one private PostgreSQL server (a database of its own), one
+redis-server and N catalogd instances, each on its own port with its own --instance-id, all
+with the same --redis-prefix.
 
-Built on the API tests' RedisProc and Server (tests/api/conftest.py). Every process is
+Built on the API tests' RedisProc, Server and PgServer (tests/api/conftest.py). Every process is
 signalled through its Popen object only (so never a PID that has been reused), and stop_all()
 stops each one the run started, by its PID, whatever happened.
 
@@ -11,6 +14,7 @@ and catalogd can still bind and listen there, but no other process's ordinary bi
 port while one of ours is down between a kill and its restart.
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -23,7 +27,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-from conftest import BIN, RedisProc, Server, free_port  # noqa: E402
+from conftest import BIN, PgServer, RedisProc, Server, free_port  # noqa: E402
 
 HEALTH_DEADLINE = 15.0   # s for a started catalogd to answer /health
 TERM_DEADLINE = 10.0     # s for SIGTERM to stop catalogd (contract: 5 s in flight + 2 s drain)
@@ -116,10 +120,16 @@ class Life:
 
 
 class ChaosCatalogd(Server):
-    def __init__(self, workdir, redis_url, db_path, on_violation, t0):
-        super().__init__(workdir, redis_url, db_path)
+    def __init__(self, workdir, redis_url, db_path, on_violation, t0, name=None,
+                 extra_args=()):
+        super().__init__(workdir, redis_url, db_path, extra_args)
+        self.name = name  # its --instance-id (PostgreSQL mode), None for the lone SQLite one
         self.port, self.guard = guarded_free_port(reuseport=True)
-        self.stderr_path = self.dir / "catalogd.stderr"  # every life appends to one file
+        # every life appends to one file
+        self.stderr_path = self.dir / ("catalogd.stderr" if name is None
+                                       else f"catalogd-{name}.stderr")
+        self.stdout_name = "catalogd.stdout" if name is None else f"catalogd-{name}.stdout"
+        self.on_start = None  # PostgreSQL mode: a context manager held while starting
         self.lock = threading.RLock()
         self.expected_down = True
         self.on_violation = on_violation
@@ -138,14 +148,15 @@ class ChaosCatalogd(Server):
 
     def start(self):
         """Starts catalogd and waits for /health. A catalogd that exits or does not answer is
-        a violation (the contract: /health is 200 while the process runs)."""
-        with self.lock:
+        a violation (the contract: /health is 200 while the process runs). In the PostgreSQL
+        mode it waits while PostgreSQL is stopped by a fault (on_start)."""
+        with self.lock, (self.on_start or contextlib.nullcontext()):
             if self.closed:
                 return False
             if not BIN.exists():
                 raise InfraError(f"{BIN} does not exist (run make)")
             offset = self.stderr_path.stat().st_size if self.stderr_path.exists() else 0
-            out = open(self.dir / "catalogd.stdout", "ab")
+            out = open(self.dir / self.stdout_name, "ab")
             err = open(self.stderr_path, "ab")
             self.proc = subprocess.Popen(self.command(), stdout=out, stderr=err,
                                          cwd=str(self.dir))
@@ -159,7 +170,7 @@ class ChaosCatalogd(Server):
                 if self.proc.poll() is not None:
                     self._ended(f"exited at startup with {self.proc.returncode}")
                     self.on_violation("catalogd-startup",
-                                      f"catalogd exited with {self.proc.returncode} at startup",
+                                      f"{self.label()} exited with {self.proc.returncode} at startup",
                                       self._tail_since(offset).splitlines()[-15:])
                     return False
                 try:
@@ -169,7 +180,7 @@ class ChaosCatalogd(Server):
                     pass
                 time.sleep(0.05)
             self.on_violation("catalogd-startup",
-                              f"catalogd (pid {self.proc.pid}) did not answer /health within "
+                              f"{self.label()} (pid {self.proc.pid}) did not answer /health within "
                               f"{HEALTH_DEADLINE:.0f} s of its start",
                               self._tail_since(offset).splitlines()[-15:])
             return False
@@ -208,7 +219,7 @@ class ChaosCatalogd(Server):
                 rc = p.wait(timeout=TERM_DEADLINE)
             except subprocess.TimeoutExpired:
                 self.on_violation("sigterm-hang",
-                                  f"catalogd (pid {p.pid}) still ran {TERM_DEADLINE:.0f} s after "
+                                  f"{self.label()} (pid {p.pid}) still ran {TERM_DEADLINE:.0f} s after "
                                   f"SIGTERM ({why}); killed with SIGKILL",
                                   self._tail_since(offset).splitlines()[-10:])
                 p.kill()
@@ -216,7 +227,7 @@ class ChaosCatalogd(Server):
             dt = time.monotonic() - t
             if rc != 0 and rc != -signal.SIGKILL:
                 self.on_violation("sigterm-exit-status",
-                                  f"catalogd (pid {p.pid}) exited with {rc} after SIGTERM ({why}), "
+                                  f"{self.label()} (pid {p.pid}) exited with {rc} after SIGTERM ({why}), "
                                   "not 0", self._tail_since(offset).splitlines()[-10:])
             self._ended(f"SIGTERM -> {rc}")
             self.proc = None
@@ -233,7 +244,7 @@ class ChaosCatalogd(Server):
             self._ended(f"exited by itself with {rc}")
             self.proc = None
             self.on_violation("catalogd-crashed",
-                              f"catalogd (pid {p.pid}) exited by itself with {rc} "
+                              f"{self.label()} (pid {p.pid}) exited by itself with {rc} "
                               f"(t={time.monotonic() - self.t0:.1f}s)",
                               self.stderr_tail(3000).splitlines()[-15:])
             self.start()
@@ -255,13 +266,55 @@ class ChaosCatalogd(Server):
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def label(self):
+        return "catalogd" if self.name is None else f"catalogd {self.name}"
+
+    def signal(self, sig):
+        """Signals the running process, if any; returns its Popen (or None)."""
+        p = self.proc
+        if p is not None and p.poll() is None:
+            p.send_signal(sig)
+            return p
+        return None
+
+
+class ChaosPg(PgServer):
+    """The run's private PostgreSQL, on a guarded port, stopped and started by the faults."""
+
+    def __init__(self):
+        port, self.guard = guarded_free_port(reuseport=False)
+        super().__init__(port)
+        self.lock = threading.RLock()  # held while it is stopped, and by whatever needs it up
+        self.closed = False
+
+    def start(self):
+        if self.closed:
+            raise InfraError("the run is stopping")
+        try:
+            return super().start()
+        except AssertionError as exc:
+            raise InfraError(f"PostgreSQL would not start on port {self.port}: {exc}") from None
+
 
 class Cluster:
-    def __init__(self, workdir, on_violation, t0):
+    PREFIX = "catalogd"
+
+    def __init__(self, workdir, on_violation, t0, backend="sqlite", instances=1):
         self.dir = Path(workdir)
-        self.db = self.dir / "catalog.db"
+        self.backend = backend
         self.redis = ChaosRedis(self.dir)
-        self.catalogd = ChaosCatalogd(self.dir, self.redis.url, self.db, on_violation, t0)
+        self.pg = None
+        if backend == "postgresql":
+            self.pg = ChaosPg()
+            self.db = None  # created in start()
+            self.instances = []
+            self.n_instances = instances
+            self.on_violation, self.t0 = on_violation, t0
+        else:
+            self.db = self.dir / "catalog.db"
+            self.instances = [ChaosCatalogd(self.dir, self.redis.url, self.db, on_violation,
+                                            t0)]
+        self.catalogd = self.instances[0] if self.instances else None
         self.children_lock = threading.Lock()
         self.children = []  # other processes the run starts (catalogd rebuild / verify)
         self.stop_event = threading.Event()
@@ -272,18 +325,46 @@ class Cluster:
     def base(self):
         return self.catalogd.base
 
+    def targets(self):
+        """(instance, base URL) of every instance expected up (all of them if none is)."""
+        up = [c for c in self.instances if not c.expected_down]
+        return [(c.name, c.base) for c in (up or self.instances)]
+
+    def by_name(self, name):
+        for c in self.instances:
+            if c.name == name:
+                return c
+        return None
+
+    @property
+    def multi(self):
+        return self.backend == "postgresql"
+
     def start(self):
+        if self.pg is not None:
+            self.pg.start()
+            self.db = self.pg.create_database("chaos")
+            self.instances = [
+                ChaosCatalogd(self.dir, self.redis.url, self.db, self.on_violation, self.t0,
+                              name=f"i{k}", extra_args=["--instance-id", f"i{k}",
+                                                        "--redis-prefix", self.PREFIX])
+                for k in range(self.n_instances)]
+            self.catalogd = self.instances[0]
+            for c in self.instances:
+                c.on_start = self.pg.lock  # never started while PostgreSQL is stopped
         self.redis.start()
-        if not self.catalogd.start():
-            raise InfraError("catalogd did not start on a fresh database and Redis:\n"
-                             + self.catalogd.stderr_tail())
+        for c in self.instances:
+            if not c.start():
+                raise InfraError(f"{c.label()} did not start on a fresh database and Redis:\n"
+                                 + c.stderr_tail())
         self.monitor.start()
 
     def _monitor(self):
         while not self.stop_event.wait(1.0):
             try:
-                self.catalogd.sample_rss()
-                self.catalogd.check_alive()
+                for c in self.instances:
+                    c.sample_rss()
+                    c.check_alive()
                 if not self.redis.expected_down and not self.redis.alive():
                     with self.redis.lock:
                         if not self.redis.expected_down and not self.redis.alive():
@@ -303,9 +384,10 @@ class Cluster:
         with self.children_lock:
             if self.closed:
                 raise InfraError("the run is stopping")
+            extra = ["--redis-prefix", self.PREFIX] if self.pg is not None else []
             p = subprocess.Popen([str(BIN), *args, "--db", str(self.db), "--redis",
-                                  self.redis.url], stdout=stdout, stderr=subprocess.STDOUT,
-                                 cwd=str(self.dir))
+                                  self.redis.url, *extra], stdout=stdout,
+                                 stderr=subprocess.STDOUT, cwd=str(self.dir))
             self.children.append(p)
         return p
 
@@ -343,7 +425,9 @@ class Cluster:
 
     def stop_all(self):
         """Stops every process the run started, by its PID; safe to call more than once."""
-        self.closed = self.redis.closed = self.catalogd.closed = True
+        self.closed = self.redis.closed = True
+        for c in self.instances:
+            c.closed = True
         self.stop_event.set()
         if self.monitor.is_alive():
             self.monitor.join(20)
@@ -356,26 +440,38 @@ class Cluster:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 print(f"child {p.pid} survived SIGKILL", file=sys.stderr)
-        c = self.catalogd
-        with c.lock:
-            c.expected_down = True
-            if c.proc is not None and c.proc.poll() is None:
-                c.proc.kill()
-                c.proc.wait(timeout=10)
-            c._ended("stopped at the end")
-            c.proc = None
+        for c in self.instances:
+            with c.lock:
+                c.expected_down = True
+                if c.proc is not None and c.proc.poll() is None:
+                    c.proc.kill()  # SIGKILL ends a frozen (SIGSTOP) process too
+                    c.proc.wait(timeout=10)
+                c._ended("stopped at the end")
+                c.proc = None
         with self.redis.lock:
             self.redis.expected_down = True
             self.redis.stop()
-        for s in (self.redis.guard, self.catalogd.guard):
+        for s in [self.redis.guard] + [c.guard for c in self.instances]:
             s.close()
+
+    def stop_db(self):
+        """PostgreSQL mode: stops the private PostgreSQL (by its PID) and removes its
+        directory, after the analysis has read the write model."""
+        if self.pg is None:
+            return
+        self.pg.closed = True
+        try:
+            self.pg.cleanup()
+        finally:
+            self.pg.guard.close()
 
     def pids(self):
         out = []
         if self.redis.proc is not None:
             out.append(self.redis.proc.pid)
-        if self.catalogd.proc is not None:
-            out.append(self.catalogd.proc.pid)
+        for c in self.instances:
+            if c.proc is not None:
+                out.append(c.proc.pid)
         return out
 
 

@@ -42,6 +42,34 @@ KINDS = {
     "rebuild": 16,          # POST /admin/rebuild, 1-3 times in quick succession
     "cli_rebuild": 5,       # `catalogd rebuild`, sometimes killed with SIGKILL part-way
 }
+# The PostgreSQL mode (one PostgreSQL, one Redis, several instances): the Redis faults, each
+# catalogd fault on an instance drawn from the seed, and the faults of the shape itself.
+KINDS_PG = {
+    "freeze_redis": 12,
+    "restart_redis": 5,
+    "flushall": 5,
+    "wrong_type": 12,
+    "squeeze_memory": 8,
+    "kill_catalogd": 5,     # SIGKILL of any instance, 0-1.5 s down, started again
+    "kill_projector": 5,    # SIGKILL of the projecting instance (/admin/projection), takeover
+                            # timed (reported, not asserted), 0-1.5 s down, started again
+    "stop_projector": 6,    # SIGSTOP of the projecting instance for 1-4 s, then SIGCONT
+    "term_catalogd": 4,     # SIGTERM of any instance (must exit 0 in time), started again
+    "pg_restart": 4,        # PostgreSQL fast shutdown, 0-3 s down, started again
+    "pg_terminate": 6,      # pg_terminate_backend of every catalogd connection
+    "rebuild": 10,          # POST /admin/rebuild on any instance, 1-3 times
+    "rebuild_follower": 8,  # POST /admin/rebuild on an instance that does not project
+    "cli_rebuild": 4,
+    "kill_pubsub": 6,       # CLIENT KILL TYPE pubsub, every 20-200 ms for 0.2-2 s: the
+                            # instances' bus subscriptions drop and miss messages
+}
+RESTARTS = ("kill_catalogd", "term_catalogd", "kill_projector")
+
+
+def kinds_for(backend):
+    return KINDS_PG if backend == "postgresql" else KINDS
+
+
 MEAN_GAP = 2.5
 FIRST_AT = 3.0       # s: let the clients create a few products first
 QUIET_TAIL = 3.0     # s before the end of the run with no new fault
@@ -81,15 +109,16 @@ return 'deleted'
 # One write either way (RESTORE ... REPLACE, or DEL), so a refusal changes nothing.
 
 
-def make_schedule(seed, duration, only=None):
+def make_schedule(seed, duration, only=None, backend="sqlite"):
     """The faults of a run: [{"i", "at", "kind", "params"}]. "only": the kinds allowed (all
     by default); the times and the choices among the allowed kinds still come from the seed."""
-    rng = random.Random(f"{seed}/schedule")
-    kinds = sorted(k for k in KINDS if only is None or k in only)
+    table = kinds_for(backend)
+    rng = random.Random(f"{seed}/schedule" if backend == "sqlite" else f"{seed}/schedule/pg")
+    kinds = sorted(k for k in table if only is None or k in only)
     if not kinds:
         return []
-    weights = [KINDS[k] for k in kinds]
-    late = [k for k in kinds if k not in ("kill_catalogd", "term_catalogd")]
+    weights = [table[k] for k in kinds]
+    late = [k for k in kinds if k not in RESTARTS]
     out = []
     t = FIRST_AT
     while True:
@@ -97,7 +126,7 @@ def make_schedule(seed, duration, only=None):
         if t > duration - QUIET_TAIL:
             break
         kind = rng.choices(kinds, weights)[0]
-        if kind in ("kill_catalogd", "term_catalogd") and t > RESTARTS_UNTIL * duration:
+        if kind in RESTARTS and t > RESTARTS_UNTIL * duration:
             if not late:
                 continue
             kind = rng.choice(late)
@@ -113,9 +142,16 @@ def make_schedule(seed, duration, only=None):
             p["seconds"] = round(rng.uniform(0.3, 5.0), 2)
         elif kind == "squeeze_memory":
             p["seconds"] = round(rng.uniform(0.5, 4.0), 2)
-        elif kind in ("kill_catalogd", "term_catalogd"):
+        elif kind in RESTARTS:
             p["down"] = round(rng.uniform(0.0, 1.5), 2)
-        elif kind == "rebuild":
+        elif kind == "stop_projector":
+            p["seconds"] = round(rng.uniform(1.0, 4.0), 2)
+        elif kind == "pg_restart":
+            p["down"] = round(rng.uniform(0.0, 3.0), 2)
+        elif kind == "kill_pubsub":
+            p["seconds"] = round(rng.uniform(0.2, 2.0), 2)
+            p["every"] = round(rng.uniform(0.02, 0.2), 3)
+        elif kind in ("rebuild", "rebuild_follower"):
             p["gaps"] = [round(rng.uniform(0.0, 0.8), 2) for _ in range(rng.randint(1, 3))]
         elif kind == "cli_rebuild":
             p["kill_after"] = round(rng.uniform(0.02, 1.0), 2) if rng.random() < 0.5 else None
@@ -139,6 +175,7 @@ class FaultDriver:
         self.broken = {}         # token -> (key, gen): keys that may have the wrong type
         self.frozen = set()      # Popen objects of redis-servers we sent SIGSTOP
         self.errors = []         # exceptions in fault threads (test bugs, reported)
+        self.takeovers = []      # s from a kill of the projecting instance to its successor
 
     # -- driving
 
@@ -356,38 +393,175 @@ class FaultDriver:
 
     # -- catalogd faults
 
+    def _pick_instance(self, rng, among=None):
+        """An instance drawn from the fault's rng (the lone one in the SQLite mode)."""
+        among = self.cluster.instances if among is None else among
+        if not among:
+            return None
+        return among[0] if len(among) == 1 else rng.choice(among)
+
+    def projecting(self, rec=None):
+        """The instance that projects, as the live instances name it (/admin/projection
+        projecting_instance, the first that answers), or None."""
+        import requests
+        for c in self.cluster.instances:
+            if c.expected_down:
+                continue
+            try:
+                self.history.count_other()
+                who = requests.get(c.base + "/admin/projection", timeout=1).json() \
+                    .get("projecting_instance")
+            except (requests.RequestException, ValueError):
+                continue
+            inst = self.cluster.by_name(who)
+            if inst is not None:
+                if rec is not None:
+                    self.note(rec, f"{c.name} says {who} projects")
+                return inst
+        return None
+
+    def _restart(self, cat, rec):
+        ok = cat.start()
+        self.note(rec, f"{cat.label()} {cat.proc.pid if cat.proc else '?'} started"
+                  + ("" if ok else " (not healthy: see violations)"))
+
     def do_kill_catalogd(self, p, rec, rng):
-        cat = self.cluster.catalogd
+        cat = self._pick_instance(rng)
         with cat.lock:
             pid = cat.proc.pid if cat.proc else None
             cat.kill9()
-            self.note(rec, f"SIGKILL catalogd {pid}")
+            self.note(rec, f"SIGKILL {cat.label()} {pid}")
             self.sleep(p["down"])
-            ok = cat.start()
-            self.note(rec, f"catalogd {cat.proc.pid if cat.proc else '?'} started"
-                      + ("" if ok else " (not healthy: see violations)"))
+            self._restart(cat, rec)
 
     def do_term_catalogd(self, p, rec, rng):
-        cat = self.cluster.catalogd
+        cat = self._pick_instance(rng)
         with cat.lock:
             pid = cat.proc.pid if cat.proc else None
             rc, dt = cat.sigterm(f"fault {rec['i']}")
-            self.note(rec, f"SIGTERM catalogd {pid}: exit {rc} after {dt:.2f}s")
+            self.note(rec, f"SIGTERM {cat.label()} {pid}: exit {rc} after {dt:.2f}s")
             self.sleep(p["down"])
-            ok = cat.start()
-            self.note(rec, f"catalogd {cat.proc.pid if cat.proc else '?'} started"
-                      + ("" if ok else " (not healthy: see violations)"))
+            self._restart(cat, rec)
 
-    def do_rebuild(self, p, rec, rng):
+    def do_kill_projector(self, p, rec, rng):
+        cat = self.projecting(rec)
+        if cat is None:
+            self.note(rec, "skipped: no instance names a projecting instance")
+            return
+        with cat.lock:
+            if cat.proc is None or cat.proc.poll() is not None:
+                self.note(rec, f"skipped: {cat.name} is not running")
+                return
+            pid = cat.proc.pid
+            cat.kill9()
+            t_kill = time.monotonic()
+            self.note(rec, f"SIGKILL of the projecting instance {cat.name} ({pid})")
+            took = self._takeover(cat, t_kill)
+            with self.lock:
+                self.takeovers.append(took)
+            self.note(rec, "takeover: " + (f"{took:.2f} s" if took is not None
+                                           else "none seen within 10 s"))
+            self.sleep(p["down"])
+            self._restart(cat, rec)
+
+    def _takeover(self, victim, t_kill):
+        """Seconds from the kill until a surviving instance says it projects itself
+        (reported, never asserted: other faults may be running), or None after 10 s."""
+        import requests
+        while time.monotonic() - t_kill < 10.0:
+            for c in self.cluster.instances:
+                if c is victim or c.expected_down:
+                    continue
+                try:
+                    self.history.count_other()
+                    pr = requests.get(c.base + "/admin/projection", timeout=1).json()
+                except (requests.RequestException, ValueError):
+                    continue
+                if pr.get("projecting_instance") == c.name and pr.get("epoch"):
+                    return time.monotonic() - t_kill
+            time.sleep(0.05)
+        return None
+
+    def do_stop_projector(self, p, rec, rng):
+        cat = self.projecting(rec)
+        if cat is None:
+            self.note(rec, "skipped: no instance names a projecting instance")
+            return
+        with cat.lock:  # no kill nor SIGTERM of a frozen process meanwhile
+            proc = cat.signal(signal.SIGSTOP)
+            if proc is None:
+                self.note(rec, f"skipped: {cat.name} is not running")
+                return
+            self.note(rec, f"SIGSTOP of the projecting instance {cat.name} ({proc.pid})")
+            try:
+                self.sleep(p["seconds"])
+            finally:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGCONT)
+            self.note(rec, f"SIGCONT {cat.name} ({proc.pid})")
+
+    def do_kill_pubsub(self, p, rec, rng):
+        """Pub/sub is fire-and-forget: a subscriber that reconnects has missed what was
+        published meanwhile. The instances must only ever answer "pending" for that."""
+        end = time.monotonic() + p["seconds"]
+        killed = tries = 0
+        while time.monotonic() < end:
+            c = self._client()
+            try:
+                killed += int(c.execute_command("CLIENT", "KILL", "TYPE", "pubsub"))
+            except redis.RedisError:
+                pass
+            finally:
+                c.close()
+            tries += 1
+            time.sleep(p["every"])
+        self.note(rec, f"{killed} pub/sub connections killed in {tries} rounds")
+
+    # -- PostgreSQL faults
+
+    def do_pg_restart(self, p, rec, rng):
+        pg = self.cluster.pg
+        with pg.lock:  # no catalogd starts while it is stopped (cluster.py, on_start)
+            pid = pg.proc.pid if pg.proc else None
+            t = time.monotonic()
+            pg.stop(signal.SIGINT)  # "fast" shutdown
+            self.note(rec, f"PostgreSQL {pid} stopped (fast) in {time.monotonic() - t:.2f}s")
+            self.sleep(p["down"])
+            pg.start()
+            self.note(rec, f"PostgreSQL {pg.proc.pid} started again")
+
+    def do_pg_terminate(self, p, rec, rng):
+        pg = self.cluster.pg
+        with pg.lock:
+            try:
+                n = self.cluster.db.terminate_backends()
+                self.note(rec, f"pg_terminate_backend of {n} catalogd connections")
+            except Exception as exc:  # noqa: BLE001 - psycopg2 errors: PostgreSQL too busy
+                self.note(rec, f"pg_terminate_backend failed: {exc!r}")
+
+    def _post_rebuilds(self, cat, p, rec):
         import requests
         for gap in p["gaps"]:
             self.sleep(gap)
+            where = "" if cat.name is None else f" on {cat.name}"
             try:
                 self.history.count_other()
-                r = requests.post(self.cluster.base() + "/admin/rebuild", timeout=5)
-                self.note(rec, f"POST /admin/rebuild -> {r.status_code}")
+                r = requests.post(cat.base + "/admin/rebuild", timeout=5)
+                self.note(rec, f"POST /admin/rebuild{where} -> {r.status_code}")
             except requests.RequestException as exc:
-                self.note(rec, f"POST /admin/rebuild -> {type(exc).__name__}")
+                self.note(rec, f"POST /admin/rebuild{where} -> {type(exc).__name__}")
+
+    def do_rebuild(self, p, rec, rng):
+        self._post_rebuilds(self._pick_instance(rng), p, rec)
+
+    def do_rebuild_follower(self, p, rec, rng):
+        leader = self.projecting(rec)
+        others = [c for c in self.cluster.instances if c is not leader and not c.expected_down]
+        cat = self._pick_instance(rng, others)
+        if cat is None:
+            self.note(rec, "skipped: no other instance runs")
+            return
+        self._post_rebuilds(cat, p, rec)
 
     def do_cli_rebuild(self, p, rec, rng):
         proc = self.cluster.spawn_cli(["rebuild"])

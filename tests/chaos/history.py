@@ -61,6 +61,9 @@ class Cmd:
     view: Optional[dict] = None     # the body of a 200/201
     text: str = ""
     error: Optional[str] = None
+    instance: Optional[str] = None     # the instance it was sent to (PostgreSQL mode)
+    retry_after: Optional[str] = None  # the Retry-After header of the answer
+    problem_type: Optional[str] = None  # a 5xx problem's "type"
 
     @property
     def outcome(self):
@@ -100,7 +103,8 @@ class Cmd:
             ans += f" Projection: {self.projection}"
         if self.replayed:
             ans += " (replayed)"
-        return (f"{head} -> {ans}, sent t={self.t_send - t0:.3f}s, "
+        on = f" on {self.instance}" if self.instance else ""
+        return (f"{head}{on} -> {ans}, sent t={self.t_send - t0:.3f}s, "
                 f"answered t={self.t_recv - t0:.3f}s")
 
 
@@ -123,6 +127,7 @@ class Read:
     items: list = field(default_factory=list)
     total: Optional[int] = None
     error: Optional[str] = None
+    instance: Optional[str] = None  # the instance it was sent to (PostgreSQL mode)
 
     def describe(self, t0):
         ans = f"{self.status}" if self.status is not None else f"no answer ({self.error})"
@@ -132,8 +137,9 @@ class Read:
         elif self.items:
             pid, version, stock, sku = self.items[0]
             ans += f" id {pid} version {version}"
-        return (f"read #{self.n} ({self.phase}) client {self.client} GET {self.path} -> {ans}, "
-                f"sent t={self.t_send - t0:.3f}s, answered t={self.t_recv - t0:.3f}s")
+        on = f" on {self.instance}" if self.instance else ""
+        return (f"read #{self.n} ({self.phase}) client {self.client} GET {self.path}{on} -> "
+                f"{ans}, sent t={self.t_send - t0:.3f}s, answered t={self.t_recv - t0:.3f}s")
 
 
 @dataclass
@@ -509,6 +515,81 @@ class Checker:
                                           "replay: " + c.describe(self.t0),
                                           f"        {c.text[:300]}"]))
         return out
+
+
+    # -- PostgreSQL mode: a refusal changes nothing
+
+    def check_refusals(self, log):
+        """A 503 says the write model could not take the command: it must carry Retry-After
+        and change nothing. log: [(product_id, version, type, payload)] of every event.
+        Every event that no 2xx answer accounts for must be explained by a command whose
+        outcome nobody knows (no answer, a 500, ...): one explained only by commands that were
+        answered 503 (or 4xx) is a refused command that ran after all."""
+        out = []
+        for c in self.cmds:
+            if c.status == 503 and not (c.retry_after or "").isdigit():
+                out.append(Violation("503-without-retry-after",
+                                     f"a command was answered 503 with Retry-After "
+                                     f"{c.retry_after!r}", ["command: " + c.describe(self.t0)]))
+        acked = {(c.pid, c.version) for c in self.cmds
+                 if c.outcome == "ok" and c.version is not None}
+        by_pid, creates = {}, {}
+        for c in self.cmds:
+            if c.kind == "create":
+                creates.setdefault(c.sku, []).append(c)
+            elif c.pid is not None:
+                by_pid.setdefault(c.pid, []).append(c)
+        for pid, version, typ, payload in log:
+            if (pid, version) in acked:
+                continue
+            kind = {v: k for k, v in EVENT_TYPE.items()}.get(typ)
+            view = view_of(payload) if typ != "ProductDeleted" else None
+            if typ == "ProductCreated":
+                cands = [c for c in creates.get((view or {}).get("sku"), ())
+                         if _body_matches(c.body, view)]
+            else:
+                cands = [c for c in by_pid.get(pid, ()) if c.kind == kind and
+                         (kind != "patch" or _body_matches(c.body, view))]
+            if any(c.outcome == "unknown" and c.status != 503 for c in cands):
+                continue  # no answer, or a 500: it may have run
+            if any(c.outcome == "ok" for c in cands):
+                continue  # a 2xx at another version (a replay): checked elsewhere
+            refused = [c for c in cands if c.status is not None]
+            if refused:
+                out.append(Violation(
+                    "refused-command-changed-write-model",
+                    f"event {typ} for product {pid} version {version} is in the log, but every "
+                    f"command that could have written it was answered "
+                    f"{sorted({c.status for c in refused})}",
+                    [f"event payload: {payload[:300]}"]
+                    + ["command: " + c.describe(self.t0) for c in refused[:5]]))
+            elif kind is not None:
+                out.append(Violation(
+                    "event-without-command",
+                    f"event {typ} for product {pid} version {version} is in the log, but no "
+                    "command the clients sent could have written it",
+                    [f"event payload: {payload[:300]}"]))
+        return out
+
+
+def _body_matches(body, view):
+    """Whether a create's or PATCH's JSON body agrees with the view an event carries."""
+    import decimal
+    if view is None or body is None:
+        return False
+    try:
+        b = json.loads(body, parse_float=decimal.Decimal)
+        v = json.loads(json.dumps(view), parse_float=decimal.Decimal)
+    except ValueError:
+        return False
+    for k, want in b.items():
+        got = v.get(k)
+        if k == "price":
+            if got is None or decimal.Decimal(str(got)) != want:
+                return False
+        elif got != want:
+            return False
+    return True
 
 
 def parse_events(rows):

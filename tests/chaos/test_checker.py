@@ -194,3 +194,30 @@ def test_cursor_is_the_id_of_the_last_product_of_the_page():
     assert decode_cursor("AaIsyDEJcAC6OxCoC5I3ig") == A
     assert decode_cursor("short") is None
     assert decode_cursor(None) is None
+
+
+# -- the PostgreSQL mode: a refusal changes nothing
+
+def _patch_cmd(pid, status, body='{"name":"x"}', retry_after="1", t=1.0):
+    return Cmd(0, "patch", "PATCH", f"/products/{pid}", body, pid=pid, t_send=t - 0.01,
+               t_recv=t, status=status, retry_after=retry_after)
+
+
+def test_an_event_only_a_503_could_have_written_is_flagged():
+    cmds = [create(A, 1.0), _patch_cmd(A, 503)]
+    log = [(A, 1, "ProductCreated", "{}"), (A, 2, "ProductUpdated", '{"id":"%s","name":"x",'
+           '"price":1.00,"stock":1,"version":2}' % A)]
+    found = Checker(cmds, [], 0.0).check_refusals(log)
+    assert [v.kind for v in found] == ["refused-command-changed-write-model"]
+
+
+def test_an_event_a_command_without_answer_may_have_written_is_not_flagged():
+    cmds = [create(A, 1.0), _patch_cmd(A, 503), _patch_cmd(A, None, t=2.0)]
+    log = [(A, 1, "ProductCreated", "{}"), (A, 2, "ProductUpdated", '{"id":"%s","name":"x",'
+           '"price":1.00,"stock":1,"version":2}' % A)]
+    assert Checker(cmds, [], 0.0).check_refusals(log) == []
+
+
+def test_a_503_without_retry_after_is_flagged():
+    found = Checker([_patch_cmd(A, 503, retry_after=None)], [], 0.0).check_refusals([])
+    assert [v.kind for v in found] == ["503-without-retry-after"]

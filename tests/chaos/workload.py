@@ -97,13 +97,16 @@ class Knowledge:
 
 
 class Client(threading.Thread):
-    def __init__(self, k, seed, history, knowledge, base_fn, stop_event, seen_bad_views):
+    def __init__(self, k, seed, history, knowledge, targets_fn, stop_event, seen_bad_views):
+        """targets_fn() -> [(instance name or None, base URL)]: each request goes to one of
+        them, drawn at random (the PostgreSQL mode's several instances)."""
         super().__init__(name=f"client-{k}", daemon=True)
         self.k = k
         self.rng = random.Random(f"{seed}/client/{k}")
+        self.route_rng = random.Random(f"{seed}/client/{k}/route")  # apart: the SQLite
+        self.targets_fn = targets_fn  # mode's choices stay what they were
         self.history = history
         self.knowledge = knowledge
-        self.base_fn = base_fn
         self.stop_event = stop_event
         self.bad_views = seen_bad_views   # list shared with the runner: (where, view, problems)
         self.session = None
@@ -114,9 +117,16 @@ class Client(threading.Thread):
 
     # -- plumbing
 
-    def _send(self, method, path, **kw):
+    def _route(self, record):
+        """The base URL of the instance this request goes to (noted in the record)."""
+        targets = self.targets_fn()
+        name, base = targets[0] if len(targets) == 1 else self.route_rng.choice(targets)
+        record.instance = name
+        return base
+
+    def _send(self, record, method, path, **kw):
         kw.setdefault("timeout", TIMEOUT)
-        return self.session.request(method, self.base_fn() + path, **kw)
+        return self.session.request(method, self._route(record) + path, **kw)
 
     def _view_seen(self, where, view):
         problems = view_problems(view)
@@ -136,12 +146,15 @@ class Client(threading.Thread):
             headers["Idempotency-Key"] = cmd.key
         cmd.t_send = time.monotonic()
         try:
-            r = self._send(cmd.method, cmd.path, data=cmd.body, headers=headers)
+            r = self._send(cmd, cmd.method, cmd.path, data=cmd.body, headers=headers)
             cmd.t_recv = time.monotonic()
             cmd.status = r.status_code
             cmd.text = r.text
             cmd.projection = r.headers.get("Projection")
             cmd.replayed = r.headers.get("Idempotent-Replayed") == "true"
+            cmd.retry_after = r.headers.get("Retry-After")
+            if r.status_code >= 500:
+                cmd.problem_type = (view_of(r.text) or {}).get("type")
             etag = r.headers.get("ETag", "")
             if 200 <= r.status_code < 300 and etag.startswith('"') and etag[1:-1].isdigit():
                 cmd.version = int(etag[1:-1])
@@ -175,7 +188,7 @@ class Client(threading.Thread):
         read.phase = self.phase
         read.t_send = time.monotonic()
         try:
-            r = self._send("GET", read.path, headers=headers or {})
+            r = self._send(read, "GET", read.path, headers=headers or {})
             read.t_recv = time.monotonic()
             read.status = r.status_code
             if r.status_code == 200:

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Reproduction (not part of make chaos): an instance that does not project answers
+`Projection: applied` for an event the projector parked, when the pub/sub news that named it
+parked was lost (a subscription dropped and came back in between).
+
+Three instances on a private PostgreSQL and Redis. One product's view key is given the wrong
+type (a hash), so every event of that product is parked by the projector; then, bounded in
+time and count, PATCHes of that product go to the instances that do not project while
+another thread drops the pub/sub subscriptions (CLIENT KILL TYPE pubsub) now and then and a
+third keeps the log moving with creates. While the key is a hash no event of that product can
+be applied, so any 2xx answered `Projection: applied` for it is a false answer.
+
+    /usr/bin/python3 tests/chaos/repro_follower_parked.py [--seconds 20] [--seed 1]
+
+Exit 1 when a false "applied" was seen, 0 otherwise."""
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
+from conftest import PgServer, RedisProc, Server, product_body, uniq_sku, wait_until  # noqa
+
+JSON = {"Content-Type": "application/json"}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-drop", action="store_true",
+                    help="the control: the same without dropping the subscriptions")
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+    tmp = Path(tempfile.mkdtemp(prefix="catalogd-repro-"))
+    pg = PgServer()
+    redis_proc = RedisProc(tmp)
+    servers = {}
+    stop = threading.Event()
+    lies, answers = [], {"applied": 0, "pending": 0, "other": 0}
+    try:
+        pg.start()
+        db = pg.create_database("repro")
+        redis_proc.start()
+        for name in ("a", "b", "c"):
+            servers[name] = Server(tmp, redis_proc.url, db,
+                                   ["--instance-id", name, "--redis-prefix", "catalogd"])
+            servers[name].start()
+
+        def leader():
+            who = {requests.get(s.base + "/admin/projection", timeout=2).json()
+                   .get("projecting_instance") for s in servers.values()}
+            return who.pop() if len(who) == 1 else None
+        lead = wait_until(leader, 15, what="one projecting instance")
+        followers = [n for n in servers if n != lead]
+        r = redis_proc.client()
+        created = requests.post(servers[followers[0]].base + "/products",
+                                data=product_body(uniq_sku("X")), headers=JSON, timeout=5)
+        assert created.status_code == 201, created.text
+        pid = created.json()["id"]
+        wait_until(lambda: requests.get(servers[lead].base + f"/products/{pid}",
+                                        timeout=2).status_code == 200, 10, what="the view")
+        gen = r.get("catalogd:gen").decode()
+        key = f"catalogd:g{gen}:p:{pid}"
+        r.hset("repro-tmp", "wrong", "type")
+        r.rename("repro-tmp", key)
+        print(f"leader {lead}; {key} is now a hash; PATCHes go to {followers}")
+
+        def churn():  # keeps batches, and so news, flowing
+            with requests.Session() as s:
+                for _ in range(5000):
+                    if stop.is_set():
+                        return
+                    base = servers[rng.choice(list(servers))].base
+                    try:
+                        s.post(base + "/products", data=product_body(uniq_sku("C")),
+                               headers=JSON, timeout=5)
+                    except requests.RequestException:
+                        pass
+
+        def drop_bus():
+            local = random.Random(args.seed + 1)
+            c = redis_proc.client()
+            for _ in range(2000):
+                if stop.wait(local.uniform(0.03, 0.3)):
+                    return
+                c.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+
+        threads = [threading.Thread(target=churn, daemon=True)]
+        if not args.no_drop:
+            threads.append(threading.Thread(target=drop_bus, daemon=True))
+        for t in threads:
+            t.start()
+        end = time.monotonic() + args.seconds
+        with requests.Session() as s:
+            for i in range(5000):
+                if time.monotonic() >= end:
+                    break
+                name = rng.choice(followers)
+                body = json.dumps({"name": f"n{i}"})
+                before = r.type(key)
+                resp = s.patch(servers[name].base + f"/products/{pid}", data=body,
+                               headers=JSON, timeout=5)
+                after = r.type(key)
+                proj = resp.headers.get("Projection")
+                answers[proj if proj in ("applied", "pending") else "other"] += 1
+                if resp.status_code == 200 and proj == "applied" and \
+                        before == after == b"hash" and r.get("catalogd:gen").decode() == gen:
+                    lies.append((name, resp.headers.get("ETag"), time.monotonic()))
+                    print(f"FALSE APPLIED: PATCH on {name} -> version "
+                          f"{resp.headers.get('ETag')} Projection: applied while {key} is a "
+                          "hash (its events are parked)")
+    finally:
+        stop.set()
+        for srv in servers.values():
+            srv.stop()
+        redis_proc.stop()
+        pg.cleanup()
+    print(f"answers: {answers}; false 'applied': {len(lies)}")
+    return 1 if lies else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

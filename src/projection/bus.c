@@ -66,13 +66,14 @@ static int next_backoff(int ms)
 
 char *bus_format_news(const struct projection_news *news, size_t *len)
 {
-    /* "n epoch generation checkpoint state parked_total count seq... instance-id": the id
-     * last, as it may hold spaces. */
+    /* "n epoch number generation checkpoint state parked_total count seq... instance-id":
+     * the id last, as it may hold spaces. */
     size_t cap = 128 + strlen(news->state) + strlen(news->instance_id) + news->parked_count * 21;
     char *text = xmalloc(cap);
-    int n = snprintf(text, cap, "n %" PRId64 " %" PRId64 " %" PRId64 " %s %" PRId64 " %zu",
-                     news->epoch, news->generation, news->checkpoint, news->state,
-                     news->parked_total, news->parked_count);
+    int n =
+        snprintf(text, cap, "n %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %s %" PRId64 " %zu",
+                 news->epoch, news->number, news->generation, news->checkpoint, news->state,
+                 news->parked_total, news->parked_count);
     size_t used = (size_t)n;
     for (size_t i = 0; i < news->parked_count; i++)
         used += (size_t)snprintf(text + used, cap - used, " %" PRId64, news->parked[i]);
@@ -103,7 +104,7 @@ int bus_parse_news(const char *text, size_t len, struct projection_news *news)
     int64_t count = 0;
     memset(news, 0, sizeof(*news));
     if (len < 2 || text[0] != 'n' || read_number(&at, end, &news->epoch) < 0 ||
-        read_number(&at, end, &news->generation) < 0 ||
+        read_number(&at, end, &news->number) < 0 || read_number(&at, end, &news->generation) < 0 ||
         read_number(&at, end, &news->checkpoint) < 0 || at >= end || *at++ != ' ')
         return -1;
     size_t state_len = 0;
@@ -129,7 +130,13 @@ fail:
     return -1;
 }
 
-static void take_message(struct bus *bus, const redisReply *reply)
+/* What the listener last heard on its subscription: the epoch and number of the last news,
+ * or 0 (nothing yet: the first news after subscribing may follow a gap). */
+struct heard {
+    int64_t epoch, number;
+};
+
+static void take_message(struct bus *bus, const redisReply *reply, struct heard *heard)
 {
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
         reply->element[0]->type != REDIS_REPLY_STRING ||
@@ -144,6 +151,9 @@ static void take_message(struct bus *bus, const redisReply *reply)
     if (text[0] == 'c' && read_number(&at, text + len, &head) == 0 && at == text + len)
         bus->handlers.committed(head, bus->handlers.arg);
     else if (bus_parse_news(text, len, &news) == 0) {
+        news.follows_last =
+            heard->number > 0 && news.epoch == heard->epoch && news.number == heard->number + 1;
+        *heard = (struct heard){news.epoch, news.number};
         bus->handlers.news(&news, bus->handlers.arg);
         free(news.parked);
     }
@@ -162,9 +172,10 @@ static void *listen_main(void *arg)
             const char *argv[] = {"SUBSCRIBE", bus->channel};
             redis_sync_append(redis, 2, argv, NULL);
             redisReply *reply;
+            struct heard heard = {0, 0};
             while (!stopping(bus) && redis_sync_get_reply(redis, &reply, err, sizeof(err)) == 0) {
                 backoff_ms = BUS_BACKOFF_MIN_MS;
-                take_message(bus, reply);
+                take_message(bus, reply, &heard);
                 freeReplyObject(reply);
             }
             redis_sync_close(redis);

@@ -6,7 +6,8 @@
  *                and once a second while idle): lets every other instance answer
  *                "Projection: applied" for its own commands, and show who projects
  * Pub/sub delivers at most once, so nothing depends on a message arriving: a missed wake-up
- * costs a poll interval, a missed news only a "pending" answer. */
+ * costs a poll interval, a missed news only "pending" answers (news are numbered, so the
+ * instance that missed one knows it may have missed an event parked). */
 #ifndef CATALOGD_BUS_H
 #define CATALOGD_BUS_H
 
@@ -16,7 +17,8 @@
 #include "common/redis_url.h"
 
 struct projection_news {
-    int64_t epoch; /* the projector's fencing epoch */
+    int64_t epoch;  /* the projector's fencing epoch */
+    int64_t number; /* 1, 2, ... within the epoch: a follower sees when it missed one */
     int64_t generation;
     int64_t checkpoint;   /* every event up to it is in Redis, except the parked ones */
     char state[16];       /* projector_state_name of the projector */
@@ -24,6 +26,9 @@ struct projection_news {
     int64_t *parked;      /* events of this batch that were parked */
     size_t parked_count;
     char instance_id[128]; /* the projecting instance */
+    /* Set by the listener: this news follows the last one it heard without a gap (same
+     * epoch, the next number, the same subscription). */
+    int follows_last;
 };
 
 struct bus;

@@ -80,6 +80,10 @@ struct projector {
     uint64_t errors_unlogged;       /* guarded by status_lock */
     int following;                  /* guarded by status_lock: another instance projects */
     uint64_t news_ms;               /* guarded by status_lock: when its last news came */
+    /* 1 while this instance follows and may not know every event parked before its
+     * checkpoint: it knows them only if it heard every news since the leader last said none
+     * was parked. Written under status_lock. */
+    atomic_int parked_unsure;
 
     /* Owned by the projector thread. */
     struct store *store;
@@ -101,6 +105,7 @@ struct projector {
     int64_t epoch;
     char epoch_text[DIGITS_U64_MAX + 2];
     struct script_guard guards[2];
+    int64_t news_number; /* of the last news sent in this epoch */
     uint64_t next_head_poll_ms, next_news_ms;
 };
 
@@ -502,6 +507,7 @@ static void send_news(struct projector *p, int64_t *parked, size_t parked_count)
 {
     if (!p->config.leadership || !p->redis || !p->epoch) return;
     struct projection_news news = {.epoch = p->epoch,
+                                   .number = ++p->news_number,
                                    .generation = p->generation,
                                    .checkpoint = atomic_load(&p->checkpoint),
                                    .parked_total = (int64_t)parked_set_count(p->parked),
@@ -659,6 +665,7 @@ static int take_epoch(struct projector *p)
     }
     freeReplyObject(reply);
     p->epoch = epoch;
+    p->news_number = 0;
     memcpy(p->epoch_text, text, sizeof(text));
     pthread_mutex_lock(&p->status_lock);
     p->status.epoch = epoch;
@@ -677,6 +684,7 @@ static void set_following(struct projector *p, int following)
         p->following = following;
         p->news_ms = 0;
         p->status.epoch = 0;
+        atomic_store(&p->parked_unsure, following); /* a leader knows its own */
     }
     pthread_mutex_unlock(&p->status_lock);
     if (was == following) return;
@@ -782,6 +790,7 @@ int projector_start(const struct projector_config *config,
     atomic_init(&p->checkpoint, 0);
     atomic_init(&p->oldest_unapplied_ms, 0);
     atomic_init(&p->redis_up, 0);
+    atomic_init(&p->parked_unsure, 0);
     atomic_init(&p->state, PROJECTOR_STARTING);
     p->status.state = PROJECTOR_STARTING;
     pthread_mutex_init(&p->lock, NULL);
@@ -851,10 +860,21 @@ void projector_take_news(struct projector *p, const struct projection_news *news
         return;
     }
     /* Parked before the checkpoint passes them, as on the leader: no waiter may take them for
-     * applied. A follower forgets them only when it begins to lead, so bound what it keeps. */
-    if (parked_set_count(p->parked) > OFFERED_MAX) parked_set_clear(p->parked);
-    for (size_t i = 0; i < news->parked_count; i++)
-        parked_set_add(p->parked, news->parked[i]);
+     * applied. When the leader says nothing is parked, nothing is; after a news missed (a
+     * gap in the numbers), an event parked may be missing from the set, so every event is
+     * taken for parked (answered "pending") until the leader says nothing is parked again.
+     * Bounded: a follower that keeps too many forgets them and takes every event for parked. */
+    if (news->parked_total == 0) {
+        parked_set_clear(p->parked);
+        atomic_store(&p->parked_unsure, 0);
+    } else {
+        if (!news->follows_last || parked_set_count(p->parked) > OFFERED_MAX) {
+            atomic_store(&p->parked_unsure, 1);
+            parked_set_clear(p->parked);
+        }
+        for (size_t i = 0; i < news->parked_count; i++)
+            parked_set_add(p->parked, news->parked[i]);
+    }
     p->news_ms = clock_mono_ms();
     p->status.generation = news->generation;
     p->status.parked_events = news->parked_total;
@@ -876,7 +896,7 @@ void projector_take_news(struct projector *p, const struct projection_news *news
 
 int projector_seq_parked(struct projector *p, int64_t seq)
 {
-    return parked_set_has(p->parked, seq);
+    return atomic_load(&p->parked_unsure) || parked_set_has(p->parked, seq);
 }
 
 int64_t projector_checkpoint(const struct projector *p)

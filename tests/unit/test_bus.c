@@ -9,6 +9,7 @@ Test(bus, news_round_trip)
 {
     int64_t parked[] = {7, 9, 12};
     struct projection_news sent = {.epoch = 4,
+                                   .number = 8,
                                    .generation = 2,
                                    .checkpoint = 12,
                                    .state = "catching_up",
@@ -21,6 +22,7 @@ Test(bus, news_round_trip)
     struct projection_news got;
     cr_assert_eq(bus_parse_news(text, len, &got), 0);
     cr_assert_eq(got.epoch, 4);
+    cr_assert_eq(got.number, 8);
     cr_assert_eq(got.generation, 2);
     cr_assert_eq(got.checkpoint, 12);
     cr_assert_str_eq(got.state, "catching_up");
@@ -52,13 +54,13 @@ Test(bus, anything_else_is_refused)
         "",
         "n",
         "c 12",
-        "n 1 2 3 live 0 0",                      /* no instance */
-        "n 1 2 3 live 0 0 ",                     /* an empty one */
-        "n 1 2 x live 0 0 a",                    /* not a number */
-        "n 1 2 3 live 0 2 5 a",                  /* fewer seqs than said */
-        "n 1 2 3 live 0 99999999999999 a",       /* a count beyond the text */
-        "n 99999999999999999999 2 3 live 0 0 a", /* overflow */
-        "n 1 2 3 a-state-name-far-too-long 0 0 a",
+        "n 1 1 2 3 live 0 0",                      /* no instance */
+        "n 1 1 2 3 live 0 0 ",                     /* an empty one */
+        "n 1 1 2 x live 0 0 a",                    /* not a number */
+        "n 1 1 2 3 live 0 2 5 a",                  /* fewer seqs than said */
+        "n 1 1 2 3 live 0 99999999999999 a",       /* a count beyond the text */
+        "n 99999999999999999999 1 2 3 live 0 0 a", /* overflow */
+        "n 1 1 2 3 a-state-name-far-too-long 0 0 a",
     };
     for (size_t i = 0; i < sizeof(BAD) / sizeof(BAD[0]); i++) {
         struct projection_news got;

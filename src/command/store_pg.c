@@ -64,6 +64,7 @@
 #define RECONNECT_MIN_MS     250
 #define RECONNECT_MAX_MS     2000
 #define KEY_HASH_LEN         32 /* SHA-256 */
+#define MAX_DEFERRED         4  /* statements sent ahead of the next wait (see defer) */
 
 /* statement_timeout and lock_timeout end a statement stuck behind the server or behind
  * another instance's write lock. idle_in_transaction_session_timeout ends the session of an
@@ -250,6 +251,9 @@ struct pg_store {
     char last_error[192]; /* why the last connection attempt failed */
     int leading;          /* this session holds LEADER_LOCK */
     int64_t epoch;        /* the epoch it claimed then */
+    int pipelined;        /* the writer's connection, in libpq's pipeline mode (see defer) */
+    int deferred;         /* statements sent whose results are not read yet */
+    const char *deferred_what[MAX_DEFERRED]; /* what each of them does, for its error */
 };
 
 static struct pg_store *pg_of(struct store *base)
@@ -291,6 +295,8 @@ static void drop(struct pg_store *store)
     PQfinish(store->conn);
     store->conn = NULL;
     store->leading = 0;
+    store->pipelined = 0;
+    store->deferred = 0;
 }
 
 /* The connection failed during "what" (timed out when "timeout"): records why and drops it. */
@@ -323,14 +329,22 @@ static int wait_socket(PGconn *conn, short events, uint64_t deadline_ms)
     }
 }
 
-/* Collects every result of what was just sent on the connection, within "timeout_ms".
- * Returns the last result when all succeeded (PQclear it), else NULL with the reason in
- * store->base.err: a server error leaves the connection up; a broken or silent connection
- * is dropped. */
+/* Collects every result of what was sent on the connection since the last wait, within
+ * "timeout_ms": on a pipelined connection, first those of the deferred statements, then those
+ * of the call, up to the pipeline sync this sends. Returns the last result when all succeeded
+ * (PQclear it), else NULL with the reason in store->base.err, named after the first statement
+ * that failed ("what", or the "what" it was deferred with): a server error leaves the
+ * connection up; a broken or silent connection is dropped. */
 static PGresult *await_results(struct pg_store *store, const char *what, int timeout_ms)
 {
     PGconn *conn = store->conn;
     uint64_t deadline_ms = clock_mono_ms() + (uint64_t)timeout_ms;
+    int pipelined = store->pipelined, deferred = store->deferred;
+    store->deferred = 0;
+    if (pipelined && !PQpipelineSync(conn)) {
+        lost(store, what, 0);
+        return NULL;
+    }
     int flushed;
     while ((flushed = PQflush(conn)) == 1) {
         int ready = wait_socket(conn, POLLIN | POLLOUT, deadline_ms);
@@ -343,8 +357,11 @@ static PGresult *await_results(struct pg_store *store, const char *what, int tim
         lost(store, what, 0);
         return NULL;
     }
+    /* In pipeline mode each statement's results end with a NULL and the sync ends them all;
+     * "statement" counts the NULLs, so it indexes the statements sent. */
     PGresult *last = NULL, *failed = NULL;
-    for (;;) {
+    const char *failed_what = what;
+    for (int statement = 0;;) {
         while (PQisBusy(conn)) {
             int ready = wait_socket(conn, POLLIN, deadline_ms);
             if (ready <= 0 || !PQconsumeInput(conn)) {
@@ -355,13 +372,30 @@ static PGresult *await_results(struct pg_store *store, const char *what, int tim
             }
         }
         PGresult *result = PQgetResult(conn);
-        if (!result) break;
+        if (!result) {
+            /* Not pipelined: the end. Pipelined: the next statement's results, unless the
+             * connection broke (then no sync will come). */
+            if (!pipelined || PQstatus(conn) == CONNECTION_BAD) break;
+            if (++statement > deferred + MAX_DEFERRED) { /* no sync in sight: libpq is lost */
+                PQclear(last);
+                PQclear(failed);
+                lost(store, what, 0);
+                return NULL;
+            }
+            continue;
+        }
         ExecStatusType status = PQresultStatus(result);
+        if (status == PGRES_PIPELINE_SYNC) {
+            PQclear(result);
+            break;
+        }
         if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
             PQclear(last);
             last = result;
-        } else if (!failed) {
+        } else if (!failed && status != PGRES_PIPELINE_ABORTED) {
+            /* An aborted statement was skipped after a failure, which says why. */
             failed = result;
+            if (statement < deferred) failed_what = store->deferred_what[statement];
         } else {
             PQclear(result);
         }
@@ -371,7 +405,7 @@ static PGresult *await_results(struct pg_store *store, const char *what, int tim
         char why[160];
         one_line(why, sizeof(why),
                  failed ? PQresultErrorMessage(failed) : PQerrorMessage(store->conn));
-        snprintf(store->base.err, sizeof(store->base.err), "%s: %s", what, why);
+        snprintf(store->base.err, sizeof(store->base.err), "%s: %s", failed_what, why);
         store->lost_by_timeout = 0;
         PQclear(last);
         PQclear(failed);
@@ -381,7 +415,7 @@ static PGresult *await_results(struct pg_store *store, const char *what, int tim
     if (failed || !last) {
         char why[160];
         one_line(why, sizeof(why), failed ? PQresultErrorMessage(failed) : "no result");
-        snprintf(store->base.err, sizeof(store->base.err), "%s: %s", what, why);
+        snprintf(store->base.err, sizeof(store->base.err), "%s: %s", failed_what, why);
         PQclear(last);
         PQclear(failed);
         return NULL;
@@ -389,14 +423,23 @@ static PGresult *await_results(struct pg_store *store, const char *what, int tim
     return last;
 }
 
+/* Sends "sql" without waiting for its result: one statement when the connection is
+ * pipelined (the extended protocol takes one at a time), else one or more. Returns STORE_OK,
+ * or STORE_ERR with the connection dropped. */
+static int send_sql(struct pg_store *store, const char *sql, const char *what)
+{
+    int sent = store->pipelined ? PQsendQueryParams(store->conn, sql, 0, NULL, NULL, NULL, NULL, 0)
+                                : PQsendQuery(store->conn, sql);
+    if (sent) return STORE_OK;
+    lost(store, what, 0);
+    return STORE_ERR;
+}
+
 /* Runs "sql" (one or more statements, no parameters) on the connection. Returns the last
  * result, or NULL (see await_results). */
 static PGresult *query(struct pg_store *store, const char *sql, const char *what, int timeout_ms)
 {
-    if (!PQsendQuery(store->conn, sql)) {
-        lost(store, what, 0);
-        return NULL;
-    }
+    if (send_sql(store, sql, what) < 0) return NULL;
     return await_results(store, what, timeout_ms);
 }
 
@@ -535,6 +578,16 @@ static int connect_and_prepare(struct pg_store *store)
         store->migrated = 1;
     }
     if (prepare_all(store) < 0) goto fail;
+    /* The writer's connection runs pipelined from here on: every call still waits for its
+     * own result, but savepoints need not be waited for (see defer). */
+    if (!store->reader) {
+        if (!PQenterPipelineMode(store->conn)) {
+            snprintf(store->base.err, sizeof(store->base.err), "enter pipeline mode: %s",
+                     PQerrorMessage(store->conn));
+            goto fail;
+        }
+        store->pipelined = 1;
+    }
     return STORE_OK;
 fail:
     drop(store);
@@ -674,9 +727,14 @@ static int pg_begin(struct store *base)
         store->in_transaction = 0;
         if (ensure_connected(store) < 0) return STORE_ERR;
         store->in_transaction = 1; /* even if the lock fails: the caller rolls back */
-        if (execute(store, "BEGIN; SELECT pg_advisory_xact_lock(" LOCK_CLASS ", " WRITE_LOCK ")",
-                    "begin a write transaction", CALL_TIMEOUT_MS) == STORE_OK)
-            return STORE_OK;
+        const char *what = "begin a write transaction";
+        PGresult *result = NULL;
+        if (send_sql(store, "BEGIN", what) == STORE_OK &&
+            send_sql(store, "SELECT pg_advisory_xact_lock(" LOCK_CLASS ", " WRITE_LOCK ")", what) ==
+                STORE_OK)
+            result = await_results(store, what, CALL_TIMEOUT_MS);
+        PQclear(result);
+        if (result) return STORE_OK;
         /* A connection that broke while idle (a server restart, pg_terminate_backend): once
          * more on a new one. A slow server is not asked twice. */
         if (store->conn || store->lost_by_timeout || attempt > 0) return STORE_ERR;
@@ -715,26 +773,42 @@ static void pg_rollback(struct store *base)
     store->in_transaction = 0;
 }
 
-static int in_transaction_run(struct pg_store *store, const char *sql, const char *what)
+/* Sends "sql", a statement of the transaction whose result the writer does not need (a
+ * savepoint, its release), without waiting for it: its result is read with the next call's,
+ * in the same round trip, and when it failed that call fails, named after "what". A failed
+ * savepoint or release so fails the batch at the next statement instead of at once; the
+ * transaction commits nothing either way (a COMMIT waits for every deferred result first).
+ * Returns STORE_OK when sent, STORE_ERR when the connection is gone. */
+static int defer(struct pg_store *store, const char *sql, const char *what)
 {
     if (!store->conn) return ensure_connected(store); /* fails: says why */
-    return execute(store, sql, what, CALL_TIMEOUT_MS);
+    if (!store->pipelined || !store->in_transaction)
+        return execute(store, sql, what, CALL_TIMEOUT_MS);
+    if (store->deferred == MAX_DEFERRED) {
+        PGresult *result = await_results(store, what, CALL_TIMEOUT_MS);
+        PQclear(result);
+        if (!result) return STORE_ERR;
+    }
+    if (send_sql(store, sql, what) < 0) return STORE_ERR;
+    store->deferred_what[store->deferred++] = what;
+    return STORE_OK;
 }
 
 static int pg_savepoint(struct store *base)
 {
-    return in_transaction_run(pg_of(base), "SAVEPOINT command", "savepoint");
+    return defer(pg_of(base), "SAVEPOINT command", "savepoint");
 }
 
 static int pg_release_savepoint(struct store *base)
 {
-    return in_transaction_run(pg_of(base), "RELEASE command", "release a savepoint");
+    return defer(pg_of(base), "RELEASE command", "release a savepoint");
 }
 
 static void pg_rollback_savepoint(struct store *base)
 {
-    in_transaction_run(pg_of(base), "ROLLBACK TO command; RELEASE command",
-                       "roll back to a savepoint");
+    struct pg_store *store = pg_of(base);
+    if (defer(store, "ROLLBACK TO command", "roll back to a savepoint") == STORE_OK)
+        defer(store, "RELEASE command", "roll back to a savepoint");
 }
 
 static int pg_find_sku(struct store *base, const char *sku, char id[UUID_TEXT_LEN + 1])

@@ -7,7 +7,8 @@
 # (requests/s, latency, CPU µs per request of the two catalogd and PostgreSQL, of Redis) and
 # the medians. Every process it starts is stopped by its PID on exit.
 #
-#   bench/pg_create.sh            (env: RUNS=3 DURATION=8 WARMUP=2 CONNS=32 PIN=1 KEEP=0)
+#   bench/pg_create.sh   (env: RUNS=3 DURATION=8 WARMUP=2 CONNS=32 PIN=1 KEEP=0,
+#                         CATALOGD_BIN=build/catalogd)
 #   PIN=0: no taskset (the servers may use both cores, beside wrk).
 set -euo pipefail
 
@@ -18,7 +19,8 @@ RUNS=${RUNS:-3} DURATION=${DURATION:-8} WARMUP=${WARMUP:-2} CONNS=${CONNS:-32} P
 CLK=$(getconf CLK_TCK)
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 [ -x "$PG_BIN/postgres" ] || { echo "pg_create: no PostgreSQL server installed" >&2; exit 1; }
-[ -x "$REPO/build/catalogd" ] || { echo "pg_create: build catalogd first (make)" >&2; exit 1; }
+BIN=${CATALOGD_BIN:-$REPO/build/catalogd}
+[ -x "$BIN" ] || { echo "pg_create: no $BIN: build catalogd first (make)" >&2; exit 1; }
 SRV_CPU=() WRK_CPU=()
 if [ "$PIN" = 1 ]; then SRV_CPU=(taskset -c 1) WRK_CPU=(taskset -c 0); fi
 
@@ -94,7 +96,7 @@ wait_until 10 redis-cli -p "$REDIS_PORT" ping
 ADDRS="" SRV="$PG_PID" URL=""
 for i in 1 2; do
     port=$(freeport)
-    CATALOGD_DB=$URI "${SRV_CPU[@]}" "$REPO/build/catalogd" serve --listen "127.0.0.1:$port" \
+    CATALOGD_DB=$URI "${SRV_CPU[@]}" "$BIN" serve --listen "127.0.0.1:$port" \
         --redis "redis://127.0.0.1:$REDIS_PORT/0" --instance-id "pg-$i" --allowed-host 127.0.0.1 \
         --threads 1 --log-level warn 2>>"$WORK/catalogd-$i.log" &
     PIDS+=($!)

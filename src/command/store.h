@@ -72,6 +72,15 @@ void store_rollback_savepoint(struct store *store);
 int store_insert_product(struct store *store, const struct product *p,
                          char existing_id[UUID_TEXT_LEN + 1]);
 
+/* A create in one call: store_insert_product of "p", then, when it was inserted,
+ * store_append_event of its "type" event with "payload" recorded at "recorded_at". Returns
+ * STORE_OK and "*seq"; STORE_DUPLICATE and "existing_id" (nothing written); or STORE_ERR.
+ * PostgreSQL writes both rows with one statement (one round trip under the write lock); SQLite
+ * makes the two calls. */
+int store_create_product(struct store *store, const struct product *p, const char *type,
+                         const char *payload, size_t payload_len, const char *recorded_at,
+                         char existing_id[UUID_TEXT_LEN + 1], int64_t *seq);
+
 /* Reads product "id" into "out". Returns STORE_OK, STORE_NOT_FOUND or STORE_ERR. */
 int store_get_product(struct store *store, const char *id, struct product *out);
 

@@ -145,6 +145,7 @@ enum statement {
     ST_INSERT_PRODUCT,
     ST_ID_BY_SKU,
     ST_INSERT_EVENT,
+    ST_CREATE_PRODUCT,
     ST_HEAD_SEQ,
     ST_COUNT_PRODUCTS,
     ST_EVENTS_AFTER,
@@ -189,6 +190,19 @@ static const struct {
                          " recorded_at) SELECT last_seq, $1::text, $2::text, $3::bigint,"
                          " $4::text, $5::text FROM next RETURNING seq",
                          FOR_WRITER, 0},
+    /* ST_INSERT_PRODUCT, then ST_INSERT_EVENT when a row went in, as one statement: one row
+     * (the seq), or none when the sku was taken (and nothing was written). */
+    [ST_CREATE_PRODUCT] = {"WITH product AS (INSERT INTO products (id, sku, name, price_cents,"
+                           " stock, version, created_at, updated_at)"
+                           " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                           " ON CONFLICT (sku) DO NOTHING RETURNING id, version),"
+                           " next AS (UPDATE event_counter SET last_seq = last_seq + 1"
+                           " WHERE id = 1 AND EXISTS (SELECT FROM product) RETURNING last_seq)"
+                           " INSERT INTO events (seq, product_id, type, version, payload,"
+                           " recorded_at) SELECT next.last_seq, product.id, $9::text,"
+                           " product.version, $10::text, $11::text FROM next, product"
+                           " RETURNING seq",
+                           FOR_WRITER, 0},
     [ST_HEAD_SEQ] = {"SELECT coalesce(max(seq), 0) FROM events", FOR_WRITER | FOR_READERS, 1},
     [ST_COUNT_PRODUCTS] = {"SELECT count(*) FROM products", FOR_WRITER | FOR_READERS, 1},
     [ST_EVENTS_AFTER] = {"SELECT seq, type, product_id, version, payload, recorded_at"
@@ -628,10 +642,10 @@ static int ensure_connected(struct pg_store *store)
 /* Parameters of one call: text, or binary for bytea. */
 struct params {
     int count;
-    const char *values[8];
-    int lengths[8];
-    int formats[8];
-    char numbers[8][24];
+    const char *values[12];
+    int lengths[12];
+    int formats[12];
+    char numbers[12][24];
 };
 
 static void param_text(struct params *p, const char *text)
@@ -868,6 +882,43 @@ static int pg_append_event(struct store *base, const char *type, const struct pr
     int rc = call_int64(store, ST_INSERT_EVENT, &params, seq);
     free(text);
     return rc;
+}
+
+/* See store.h: one statement. No row back means the sku is taken, as in pg_insert_product. */
+static int pg_create_product(struct store *base, const struct product *p, const char *type,
+                             const char *payload, size_t payload_len, const char *recorded_at,
+                             char existing_id[UUID_TEXT_LEN + 1], int64_t *seq)
+{
+    struct pg_store *store = pg_of(base);
+    struct params params = {0};
+    param_text(&params, p->id);
+    param_text(&params, p->sku);
+    param_text(&params, p->name);
+    param_int(&params, p->price_cents);
+    param_int(&params, p->stock);
+    param_int(&params, p->version);
+    param_text(&params, p->created_at);
+    param_text(&params, p->updated_at);
+    param_text(&params, type);
+    /* Text in the text format must end with NUL: the view is copied to end with one. */
+    char *text = xmalloc(payload_len + 1);
+    memcpy(text, payload, payload_len);
+    text[payload_len] = '\0';
+    param_text(&params, text);
+    param_text(&params, recorded_at);
+    PGresult *result = call(store, ST_CREATE_PRODUCT, &params);
+    free(text);
+    if (!result) return STORE_ERR;
+    int inserted = PQntuples(result) == 1;
+    if (inserted) *seq = strtoll(PQgetvalue(result, 0, 0), NULL, 10);
+    PQclear(result);
+    if (inserted) return STORE_OK;
+    int rc = pg_find_sku(base, p->sku, existing_id);
+    if (rc == STORE_OK) return STORE_DUPLICATE;
+    if (rc == STORE_NOT_FOUND)
+        snprintf(store->base.err, sizeof(store->base.err),
+                 "create product: the sku conflicts, but no product has it");
+    return STORE_ERR;
 }
 
 static int pg_head_seq(struct store *base, int64_t *seq)
@@ -1182,6 +1233,7 @@ static const struct store_backend PG_BACKEND = {
     .release_savepoint = pg_release_savepoint,
     .rollback_savepoint = pg_rollback_savepoint,
     .insert_product = pg_insert_product,
+    .create_product = pg_create_product,
     .get_product = pg_get_product,
     .find_sku = pg_find_sku,
     .update_product = pg_update_product,

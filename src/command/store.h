@@ -60,7 +60,10 @@ int store_is_shared(const struct store *store);
 
 /* Transactions of the writer: store_begin is BEGIN IMMEDIATE (SQLite) or BEGIN plus the
  * write lock that all instances share (PostgreSQL), so write transactions run one at a time;
- * savepoints nest one level, one per command of a group commit. Each returns 0 or STORE_ERR. */
+ * savepoints nest one level, one per command of a group commit. Each returns 0 or STORE_ERR.
+ * PostgreSQL sends SAVEPOINT, RELEASE and ROLLBACK TO without waiting for their answer (it
+ * comes with the next call's, in the same round trip): when one of them fails, the next call
+ * of the transaction fails, or store_commit does, so the batch fails as if it had at once. */
 int store_begin(struct store *store);
 int store_commit(struct store *store);
 void store_rollback(struct store *store);

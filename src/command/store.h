@@ -60,7 +60,10 @@ int store_is_shared(const struct store *store);
 
 /* Transactions of the writer: store_begin is BEGIN IMMEDIATE (SQLite) or BEGIN plus the
  * write lock that all instances share (PostgreSQL), so write transactions run one at a time;
- * savepoints nest one level, one per command of a group commit. Each returns 0 or STORE_ERR. */
+ * savepoints nest one level, one per command of a group commit. Each returns 0 or STORE_ERR.
+ * PostgreSQL sends SAVEPOINT, RELEASE and ROLLBACK TO without waiting for their answer (it
+ * comes with the next call's, in the same round trip): when one of them fails, the next call
+ * of the transaction fails, or store_commit does, so the batch fails as if it had at once. */
 int store_begin(struct store *store);
 int store_commit(struct store *store);
 void store_rollback(struct store *store);
@@ -71,6 +74,15 @@ void store_rollback_savepoint(struct store *store);
 /* Inserts "p". On STORE_DUPLICATE, "existing_id" receives the id that owns p->sku. */
 int store_insert_product(struct store *store, const struct product *p,
                          char existing_id[UUID_TEXT_LEN + 1]);
+
+/* A create in one call: store_insert_product of "p", then, when it was inserted,
+ * store_append_event of its "type" event with "payload" recorded at "recorded_at". Returns
+ * STORE_OK and "*seq"; STORE_DUPLICATE and "existing_id" (nothing written); or STORE_ERR.
+ * PostgreSQL writes both rows with one statement (one round trip under the write lock); SQLite
+ * makes the two calls. */
+int store_create_product(struct store *store, const struct product *p, const char *type,
+                         const char *payload, size_t payload_len, const char *recorded_at,
+                         char existing_id[UUID_TEXT_LEN + 1], int64_t *seq);
 
 /* Reads product "id" into "out". Returns STORE_OK, STORE_NOT_FOUND or STORE_ERR. */
 int store_get_product(struct store *store, const char *id, struct product *out);

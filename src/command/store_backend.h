@@ -22,6 +22,10 @@ struct store_backend {
     void (*rollback_savepoint)(struct store *store);
     int (*insert_product)(struct store *store, const struct product *p,
                           char existing_id[UUID_TEXT_LEN + 1]);
+    /* NULL: store.c runs insert_product, then append_event. */
+    int (*create_product)(struct store *store, const struct product *p, const char *type,
+                          const char *payload, size_t payload_len, const char *recorded_at,
+                          char existing_id[UUID_TEXT_LEN + 1], int64_t *seq);
     int (*get_product)(struct store *store, const char *id, struct product *out);
     int (*find_sku)(struct store *store, const char *sku, char id[UUID_TEXT_LEN + 1]);
     int (*update_product)(struct store *store, const struct product *p);

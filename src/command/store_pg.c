@@ -64,6 +64,7 @@
 #define RECONNECT_MIN_MS     250
 #define RECONNECT_MAX_MS     2000
 #define KEY_HASH_LEN         32 /* SHA-256 */
+#define MAX_DEFERRED         4  /* statements sent ahead of the next wait (see defer) */
 
 /* statement_timeout and lock_timeout end a statement stuck behind the server or behind
  * another instance's write lock. idle_in_transaction_session_timeout ends the session of an
@@ -144,6 +145,7 @@ enum statement {
     ST_INSERT_PRODUCT,
     ST_ID_BY_SKU,
     ST_INSERT_EVENT,
+    ST_CREATE_PRODUCT,
     ST_HEAD_SEQ,
     ST_COUNT_PRODUCTS,
     ST_EVENTS_AFTER,
@@ -191,6 +193,19 @@ static const struct {
                          " recorded_at) SELECT last_seq, $1::text, $2::text, $3::bigint,"
                          " $4::text, $5::text FROM next RETURNING seq",
                          FOR_WRITER, 0},
+    /* ST_INSERT_PRODUCT, then ST_INSERT_EVENT when a row went in, as one statement: one row
+     * (the seq), or none when the sku was taken (and nothing was written). */
+    [ST_CREATE_PRODUCT] = {"WITH product AS (INSERT INTO products (id, sku, name, price_cents,"
+                           " stock, version, created_at, updated_at)"
+                           " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                           " ON CONFLICT (sku) DO NOTHING RETURNING id, version),"
+                           " next AS (UPDATE event_counter SET last_seq = last_seq + 1"
+                           " WHERE id = 1 AND EXISTS (SELECT FROM product) RETURNING last_seq)"
+                           " INSERT INTO events (seq, product_id, type, version, payload,"
+                           " recorded_at) SELECT next.last_seq, product.id, $9::text,"
+                           " product.version, $10::text, $11::text FROM next, product"
+                           " RETURNING seq",
+                           FOR_WRITER, 0},
     [ST_HEAD_SEQ] = {"SELECT coalesce(max(seq), 0) FROM events", FOR_WRITER | FOR_READERS, 1},
     [ST_COUNT_PRODUCTS] = {"SELECT count(*) FROM products", FOR_WRITER | FOR_READERS, 1},
     [ST_EVENTS_AFTER] = {"SELECT seq, type, product_id, version, payload, recorded_at"
@@ -253,6 +268,9 @@ struct pg_store {
     char last_error[192]; /* why the last connection attempt failed */
     int leading;          /* this session holds LEADER_LOCK */
     int64_t epoch;        /* the epoch it claimed then */
+    int pipelined;        /* the writer's connection, in libpq's pipeline mode (see defer) */
+    int deferred;         /* statements sent whose results are not read yet */
+    const char *deferred_what[MAX_DEFERRED]; /* what each of them does, for its error */
 };
 
 static struct pg_store *pg_of(struct store *base)
@@ -294,6 +312,8 @@ static void drop(struct pg_store *store)
     PQfinish(store->conn);
     store->conn = NULL;
     store->leading = 0;
+    store->pipelined = 0;
+    store->deferred = 0;
 }
 
 /* The connection failed during "what" (timed out when "timeout"): records why and drops it. */
@@ -326,14 +346,22 @@ static int wait_socket(PGconn *conn, short events, uint64_t deadline_ms)
     }
 }
 
-/* Collects every result of what was just sent on the connection, within "timeout_ms".
- * Returns the last result when all succeeded (PQclear it), else NULL with the reason in
- * store->base.err: a server error leaves the connection up; a broken or silent connection
- * is dropped. */
+/* Collects every result of what was sent on the connection since the last wait, within
+ * "timeout_ms": on a pipelined connection, first those of the deferred statements, then those
+ * of the call, up to the pipeline sync this sends. Returns the last result when all succeeded
+ * (PQclear it), else NULL with the reason in store->base.err, named after the first statement
+ * that failed ("what", or the "what" it was deferred with): a server error leaves the
+ * connection up; a broken or silent connection is dropped. */
 static PGresult *await_results(struct pg_store *store, const char *what, int timeout_ms)
 {
     PGconn *conn = store->conn;
     uint64_t deadline_ms = clock_mono_ms() + (uint64_t)timeout_ms;
+    int pipelined = store->pipelined, deferred = store->deferred;
+    store->deferred = 0;
+    if (pipelined && !PQpipelineSync(conn)) {
+        lost(store, what, 0);
+        return NULL;
+    }
     int flushed;
     while ((flushed = PQflush(conn)) == 1) {
         int ready = wait_socket(conn, POLLIN | POLLOUT, deadline_ms);
@@ -346,8 +374,11 @@ static PGresult *await_results(struct pg_store *store, const char *what, int tim
         lost(store, what, 0);
         return NULL;
     }
+    /* In pipeline mode each statement's results end with a NULL and the sync ends them all;
+     * "statement" counts the NULLs, so it indexes the statements sent. */
     PGresult *last = NULL, *failed = NULL;
-    for (;;) {
+    const char *failed_what = what;
+    for (int statement = 0;;) {
         while (PQisBusy(conn)) {
             int ready = wait_socket(conn, POLLIN, deadline_ms);
             if (ready <= 0 || !PQconsumeInput(conn)) {
@@ -358,13 +389,30 @@ static PGresult *await_results(struct pg_store *store, const char *what, int tim
             }
         }
         PGresult *result = PQgetResult(conn);
-        if (!result) break;
+        if (!result) {
+            /* Not pipelined: the end. Pipelined: the next statement's results, unless the
+             * connection broke (then no sync will come). */
+            if (!pipelined || PQstatus(conn) == CONNECTION_BAD) break;
+            if (++statement > deferred + MAX_DEFERRED) { /* no sync in sight: libpq is lost */
+                PQclear(last);
+                PQclear(failed);
+                lost(store, what, 0);
+                return NULL;
+            }
+            continue;
+        }
         ExecStatusType status = PQresultStatus(result);
+        if (status == PGRES_PIPELINE_SYNC) {
+            PQclear(result);
+            break;
+        }
         if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
             PQclear(last);
             last = result;
-        } else if (!failed) {
+        } else if (!failed && status != PGRES_PIPELINE_ABORTED) {
+            /* An aborted statement was skipped after a failure, which says why. */
             failed = result;
+            if (statement < deferred) failed_what = store->deferred_what[statement];
         } else {
             PQclear(result);
         }
@@ -374,7 +422,7 @@ static PGresult *await_results(struct pg_store *store, const char *what, int tim
         char why[160];
         one_line(why, sizeof(why),
                  failed ? PQresultErrorMessage(failed) : PQerrorMessage(store->conn));
-        snprintf(store->base.err, sizeof(store->base.err), "%s: %s", what, why);
+        snprintf(store->base.err, sizeof(store->base.err), "%s: %s", failed_what, why);
         store->lost_by_timeout = 0;
         PQclear(last);
         PQclear(failed);
@@ -384,7 +432,7 @@ static PGresult *await_results(struct pg_store *store, const char *what, int tim
     if (failed || !last) {
         char why[160];
         one_line(why, sizeof(why), failed ? PQresultErrorMessage(failed) : "no result");
-        snprintf(store->base.err, sizeof(store->base.err), "%s: %s", what, why);
+        snprintf(store->base.err, sizeof(store->base.err), "%s: %s", failed_what, why);
         PQclear(last);
         PQclear(failed);
         return NULL;
@@ -392,14 +440,23 @@ static PGresult *await_results(struct pg_store *store, const char *what, int tim
     return last;
 }
 
+/* Sends "sql" without waiting for its result: one statement when the connection is
+ * pipelined (the extended protocol takes one at a time), else one or more. Returns STORE_OK,
+ * or STORE_ERR with the connection dropped. */
+static int send_sql(struct pg_store *store, const char *sql, const char *what)
+{
+    int sent = store->pipelined ? PQsendQueryParams(store->conn, sql, 0, NULL, NULL, NULL, NULL, 0)
+                                : PQsendQuery(store->conn, sql);
+    if (sent) return STORE_OK;
+    lost(store, what, 0);
+    return STORE_ERR;
+}
+
 /* Runs "sql" (one or more statements, no parameters) on the connection. Returns the last
  * result, or NULL (see await_results). */
 static PGresult *query(struct pg_store *store, const char *sql, const char *what, int timeout_ms)
 {
-    if (!PQsendQuery(store->conn, sql)) {
-        lost(store, what, 0);
-        return NULL;
-    }
+    if (send_sql(store, sql, what) < 0) return NULL;
     return await_results(store, what, timeout_ms);
 }
 
@@ -538,6 +595,16 @@ static int connect_and_prepare(struct pg_store *store)
         store->migrated = 1;
     }
     if (prepare_all(store) < 0) goto fail;
+    /* The writer's connection runs pipelined from here on: every call still waits for its
+     * own result, but savepoints need not be waited for (see defer). */
+    if (!store->reader) {
+        if (!PQenterPipelineMode(store->conn)) {
+            snprintf(store->base.err, sizeof(store->base.err), "enter pipeline mode: %s",
+                     PQerrorMessage(store->conn));
+            goto fail;
+        }
+        store->pipelined = 1;
+    }
     return STORE_OK;
 fail:
     drop(store);
@@ -578,10 +645,10 @@ static int ensure_connected(struct pg_store *store)
 /* Parameters of one call: text, or binary for bytea. */
 struct params {
     int count;
-    const char *values[8];
-    int lengths[8];
-    int formats[8];
-    char numbers[8][24];
+    const char *values[12];
+    int lengths[12];
+    int formats[12];
+    char numbers[12][24];
 };
 
 static void param_text(struct params *p, const char *text)
@@ -677,9 +744,14 @@ static int pg_begin(struct store *base)
         store->in_transaction = 0;
         if (ensure_connected(store) < 0) return STORE_ERR;
         store->in_transaction = 1; /* even if the lock fails: the caller rolls back */
-        if (execute(store, "BEGIN; SELECT pg_advisory_xact_lock(" LOCK_CLASS ", " WRITE_LOCK ")",
-                    "begin a write transaction", CALL_TIMEOUT_MS) == STORE_OK)
-            return STORE_OK;
+        const char *what = "begin a write transaction";
+        PGresult *result = NULL;
+        if (send_sql(store, "BEGIN", what) == STORE_OK &&
+            send_sql(store, "SELECT pg_advisory_xact_lock(" LOCK_CLASS ", " WRITE_LOCK ")", what) ==
+                STORE_OK)
+            result = await_results(store, what, CALL_TIMEOUT_MS);
+        PQclear(result);
+        if (result) return STORE_OK;
         /* A connection that broke while idle (a server restart, pg_terminate_backend): once
          * more on a new one. A slow server is not asked twice. */
         if (store->conn || store->lost_by_timeout || attempt > 0) return STORE_ERR;
@@ -718,26 +790,42 @@ static void pg_rollback(struct store *base)
     store->in_transaction = 0;
 }
 
-static int in_transaction_run(struct pg_store *store, const char *sql, const char *what)
+/* Sends "sql", a statement of the transaction whose result the writer does not need (a
+ * savepoint, its release), without waiting for it: its result is read with the next call's,
+ * in the same round trip, and when it failed that call fails, named after "what". A failed
+ * savepoint or release so fails the batch at the next statement instead of at once; the
+ * transaction commits nothing either way (a COMMIT waits for every deferred result first).
+ * Returns STORE_OK when sent, STORE_ERR when the connection is gone. */
+static int defer(struct pg_store *store, const char *sql, const char *what)
 {
     if (!store->conn) return ensure_connected(store); /* fails: says why */
-    return execute(store, sql, what, CALL_TIMEOUT_MS);
+    if (!store->pipelined || !store->in_transaction)
+        return execute(store, sql, what, CALL_TIMEOUT_MS);
+    if (store->deferred == MAX_DEFERRED) {
+        PGresult *result = await_results(store, what, CALL_TIMEOUT_MS);
+        PQclear(result);
+        if (!result) return STORE_ERR;
+    }
+    if (send_sql(store, sql, what) < 0) return STORE_ERR;
+    store->deferred_what[store->deferred++] = what;
+    return STORE_OK;
 }
 
 static int pg_savepoint(struct store *base)
 {
-    return in_transaction_run(pg_of(base), "SAVEPOINT command", "savepoint");
+    return defer(pg_of(base), "SAVEPOINT command", "savepoint");
 }
 
 static int pg_release_savepoint(struct store *base)
 {
-    return in_transaction_run(pg_of(base), "RELEASE command", "release a savepoint");
+    return defer(pg_of(base), "RELEASE command", "release a savepoint");
 }
 
 static void pg_rollback_savepoint(struct store *base)
 {
-    in_transaction_run(pg_of(base), "ROLLBACK TO command; RELEASE command",
-                       "roll back to a savepoint");
+    struct pg_store *store = pg_of(base);
+    if (defer(store, "ROLLBACK TO command", "roll back to a savepoint") == STORE_OK)
+        defer(store, "RELEASE command", "roll back to a savepoint");
 }
 
 static int pg_find_sku(struct store *base, const char *sku, char id[UUID_TEXT_LEN + 1])
@@ -797,6 +885,43 @@ static int pg_append_event(struct store *base, const char *type, const struct pr
     int rc = call_int64(store, ST_INSERT_EVENT, &params, seq);
     free(text);
     return rc;
+}
+
+/* See store.h: one statement. No row back means the sku is taken, as in pg_insert_product. */
+static int pg_create_product(struct store *base, const struct product *p, const char *type,
+                             const char *payload, size_t payload_len, const char *recorded_at,
+                             char existing_id[UUID_TEXT_LEN + 1], int64_t *seq)
+{
+    struct pg_store *store = pg_of(base);
+    struct params params = {0};
+    param_text(&params, p->id);
+    param_text(&params, p->sku);
+    param_text(&params, p->name);
+    param_int(&params, p->price_cents);
+    param_int(&params, p->stock);
+    param_int(&params, p->version);
+    param_text(&params, p->created_at);
+    param_text(&params, p->updated_at);
+    param_text(&params, type);
+    /* Text in the text format must end with NUL: the view is copied to end with one. */
+    char *text = xmalloc(payload_len + 1);
+    memcpy(text, payload, payload_len);
+    text[payload_len] = '\0';
+    param_text(&params, text);
+    param_text(&params, recorded_at);
+    PGresult *result = call(store, ST_CREATE_PRODUCT, &params);
+    free(text);
+    if (!result) return STORE_ERR;
+    int inserted = PQntuples(result) == 1;
+    if (inserted) *seq = strtoll(PQgetvalue(result, 0, 0), NULL, 10);
+    PQclear(result);
+    if (inserted) return STORE_OK;
+    int rc = pg_find_sku(base, p->sku, existing_id);
+    if (rc == STORE_OK) return STORE_DUPLICATE;
+    if (rc == STORE_NOT_FOUND)
+        snprintf(store->base.err, sizeof(store->base.err),
+                 "create product: the sku conflicts, but no product has it");
+    return STORE_ERR;
 }
 
 static int pg_head_seq(struct store *base, int64_t *seq)
@@ -1111,6 +1236,7 @@ static const struct store_backend PG_BACKEND = {
     .release_savepoint = pg_release_savepoint,
     .rollback_savepoint = pg_rollback_savepoint,
     .insert_product = pg_insert_product,
+    .create_product = pg_create_product,
     .get_product = pg_get_product,
     .find_sku = pg_find_sku,
     .update_product = pg_update_product,

@@ -68,11 +68,17 @@ static void fail_command(struct command *cmd, enum command_outcome outcome, cons
     snprintf(cmd->error, sizeof(cmd->error), "%s", why);
 }
 
+/* Encodes the product's new state: the view, which is the event's payload. */
+static int encode_view(struct command *cmd)
+{
+    cmd->view_len = view_encode(&cmd->product, cmd->view, sizeof(cmd->view));
+    return cmd->view_len == 0 ? STORE_ERR : STORE_OK;
+}
+
 /* Records the product's new state as an event; the view is the event's payload. */
 static int append_event(struct writer *w, struct command *cmd, enum event_type type)
 {
-    cmd->view_len = view_encode(&cmd->product, cmd->view, sizeof(cmd->view));
-    if (cmd->view_len == 0) return STORE_ERR;
+    if (encode_view(cmd) < 0) return STORE_ERR;
     assert(type >= 0 && type < EVENT_TYPE_COUNT);
     return store_append_event(w->store, EVENT_TYPE_NAMES[type], &cmd->product, cmd->view,
                               cmd->view_len, cmd->product.updated_at, &cmd->seq);
@@ -90,13 +96,16 @@ static int create_product(struct writer *w, struct command *cmd, uint64_t now_ms
     timestamp_format(now_ms, p->created_at);
     memcpy(p->updated_at, p->created_at, sizeof(p->updated_at));
 
-    int rc = store_insert_product(w->store, p, cmd->conflict_id);
+    /* The product and its event in one call (one statement on PostgreSQL). */
+    if (encode_view(cmd) < 0) return STORE_ERR;
+    int rc = store_create_product(w->store, p, EVENT_TYPE_NAMES[EVENT_PRODUCT_CREATED], cmd->view,
+                                  cmd->view_len, p->updated_at, cmd->conflict_id, &cmd->seq);
     if (rc == STORE_DUPLICATE) {
+        cmd->view_len = 0; /* no product was made: no view to answer with */
         fail_command(cmd, COMMAND_DUPLICATE_SKU, "sku already exists");
         return STORE_OK; /* a business outcome, not a failure of the batch */
     }
-    if (rc < 0) return rc;
-    return append_event(w, cmd, EVENT_PRODUCT_CREATED);
+    return rc;
 }
 
 /* Loads the product a change applies to and checks If-Match. Returns STORE_OK with

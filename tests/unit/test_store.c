@@ -58,6 +58,32 @@ Test(store, a_duplicate_sku_names_its_owner)
     store_close(store);
 }
 
+/* A create in one call: the product and its event, or, for a taken sku, nothing and the owner. */
+Test(store, create_product_writes_the_product_and_its_event_or_nothing)
+{
+    struct store *store = open_store();
+    char owner[UUID_TEXT_LEN + 1] = "";
+    struct product a = product(ID_A, "SKU-1", 3), b = product(ID_B, "SKU-1", 1);
+    int64_t seq = 0, count = 0, head = 0;
+    cr_assert_eq(store_begin(store), STORE_OK);
+    cr_assert_eq(
+        store_create_product(store, &a, "ProductCreated", "{}", 2, a.updated_at, owner, &seq),
+        STORE_OK);
+    cr_assert_eq(seq, 1);
+    seq = 0;
+    cr_assert_eq(
+        store_create_product(store, &b, "ProductCreated", "{}", 2, b.updated_at, owner, &seq),
+        STORE_DUPLICATE);
+    cr_assert_str_eq(owner, ID_A);
+    cr_assert_eq(seq, 0);
+    cr_assert_eq(store_commit(store), STORE_OK);
+    cr_assert_eq(store_count_products(store, &count), STORE_OK);
+    cr_assert_eq(count, 1);
+    cr_assert_eq(store_head_seq(store, &head), STORE_OK);
+    cr_assert_eq(head, 1);
+    store_close(store);
+}
+
 /* Group commit: one transaction, one savepoint per command; a refused command undoes only
  * its own writes. */
 Test(store, a_savepoint_undoes_one_command_only)

@@ -190,7 +190,8 @@ void store_snapshot_end(struct store *store)
     store->backend->snapshot_end(store);
 }
 
-int store_lead(struct store *store, const char *instance_id, struct store_leader *out)
+int store_lead(struct store *store, const char *instance_id, int64_t epoch_above,
+               struct store_leader *out)
 {
-    return store->backend->lead(store, instance_id, out);
+    return store->backend->lead(store, instance_id, epoch_above, out);
 }

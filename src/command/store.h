@@ -179,15 +179,18 @@ struct store_leader {
 
 /* Election of the one instance that projects, on a store connection used for nothing else
  * (opened with store_open_reader). PostgreSQL: a session advisory lock (pg_try_advisory_lock,
- * a key of its own) held by this connection. When this connection does not hold the lock it
- * tries to take it without waiting; when it takes it, it increments the epoch in a one-row
- * table (projector_leader: epoch bigint, instance_id text, since timestamptz) and records
- * "instance_id". When it already holds it, it checks the session still holds it (pg_locks /
- * the connection is alive). Returns STORE_OK with "*out" filled: leading=1 and our epoch, or
- * leading=0 and the epoch/instance of the current leader (as recorded in the table).
- * STORE_ERR: the connection failed; the lock must be taken as lost (a later call reconnects,
- * and taking the lock again gives a new epoch). SQLite (one instance per database): always
- * leading=1, epoch 0. */
-int store_lead(struct store *store, const char *instance_id, struct store_leader *out);
+ * a key of its own) held by this connection, and a lease (a heartbeat it renews at each call;
+ * a leader silent too long has its session ended by the next instance that asks). When this
+ * connection does not hold the lock it tries to take it without waiting; when it takes it, it
+ * takes the next epoch in a one-row table (projector_leader), greater than "epoch_above" too,
+ * and records "instance_id". When it already holds it, it renews the lease, and takes a new
+ * epoch greater than "epoch_above" if its own is not (a fencing epoch seen elsewhere that the
+ * write model does not know: it was restored from a backup). Returns STORE_OK with "*out"
+ * filled: leading=1 and our epoch, or leading=0 and the epoch/instance of the current leader
+ * (as recorded in the table). STORE_ERR: the connection failed; the lock must be taken as
+ * lost (a later call reconnects, and taking the lock again gives a new epoch). SQLite (one
+ * instance per database): always leading=1, epoch 0. */
+int store_lead(struct store *store, const char *instance_id, int64_t epoch_above,
+               struct store_leader *out);
 
 #endif

@@ -49,7 +49,8 @@ struct store_backend {
     int (*scan_products)(struct store *store, const char *after_id, int limit, store_product_fn fn,
                          void *arg);
     void (*snapshot_end)(struct store *store);
-    int (*lead)(struct store *store, const char *instance_id, struct store_leader *out);
+    int (*lead)(struct store *store, const char *instance_id, int64_t epoch_above,
+                struct store_leader *out);
 };
 
 /* The head of every backend's store. "err" is the message of the last failure. */

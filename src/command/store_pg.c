@@ -140,6 +140,13 @@ static const char MIGRATION_1[] =
 static const char *const MIGRATIONS[] = {MIGRATION_1}; /* step n is MIGRATIONS[n - 1] */
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
+/* The next seq: the counter's, or after the log's head if a row was appended without the
+ * counter (by hand, a restored dump): a foreign row must not make every later append collide
+ * with it. */
+#define TAKE_NEXT_SEQ                                                                              \
+    "UPDATE event_counter SET last_seq = GREATEST(last_seq,"                                       \
+    " (SELECT coalesce(max(seq), 0) FROM events)) + 1"
+
 /* Prepared once per connection (again after a reconnect), indexed by enum statement. */
 enum statement {
     ST_INSERT_PRODUCT,
@@ -162,6 +169,7 @@ enum statement {
     ST_LEAD_RENEW,
     ST_LEAD_TRY,
     ST_LEAD_CLAIM,
+    ST_LEAD_RAISE,
     ST_LEAD_READ,
     ST_LEAD_EVICT,
     ST_COUNT,
@@ -184,11 +192,7 @@ static const struct {
                            " ON CONFLICT (sku) DO NOTHING",
                            FOR_WRITER, 0},
     [ST_ID_BY_SKU] = {"SELECT id FROM products WHERE sku = $1", FOR_WRITER | FOR_READERS, 1},
-    /* The counter, or the log's head if a row was appended without it (by hand, a restored
-     * dump): a foreign row must not make every later append collide with it. */
-    [ST_INSERT_EVENT] = {"WITH next AS (UPDATE event_counter SET last_seq = GREATEST(last_seq,"
-                         " (SELECT coalesce(max(seq), 0) FROM events)) + 1"
-                         " WHERE id = 1 RETURNING last_seq)"
+    [ST_INSERT_EVENT] = {"WITH next AS (" TAKE_NEXT_SEQ " WHERE id = 1 RETURNING last_seq)"
                          " INSERT INTO events (seq, product_id, type, version, payload,"
                          " recorded_at) SELECT last_seq, $1::text, $2::text, $3::bigint,"
                          " $4::text, $5::text FROM next RETURNING seq",
@@ -199,7 +203,7 @@ static const struct {
                            " stock, version, created_at, updated_at)"
                            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                            " ON CONFLICT (sku) DO NOTHING RETURNING id, version),"
-                           " next AS (UPDATE event_counter SET last_seq = last_seq + 1"
+                           " next AS (" TAKE_NEXT_SEQ
                            " WHERE id = 1 AND EXISTS (SELECT FROM product) RETURNING last_seq)"
                            " INSERT INTO events (seq, product_id, type, version, payload,"
                            " recorded_at) SELECT next.last_seq, product.id, $9::text,"
@@ -237,12 +241,18 @@ static const struct {
     [ST_PING] = {"SELECT 1", FOR_WRITER | FOR_READERS, 1},
     [ST_LEAD_RENEW] = {"UPDATE projector_leader SET heartbeat = clock_timestamp()"
                        " WHERE id = 1 AND epoch = $1 AND EXISTS (SELECT 1 FROM pg_locks WHERE"
-                       " " LEADER_LOCK_HELD " AND pid = pg_backend_pid())",
+                       " " LEADER_LOCK_HELD " AND pid = pg_backend_pid()) RETURNING epoch",
                        FOR_READERS, 0},
     [ST_LEAD_TRY] = {"SELECT pg_try_advisory_lock(" LOCK_CLASS ", " LEADER_LOCK ")", FOR_READERS,
                      0},
-    [ST_LEAD_CLAIM] = {"UPDATE projector_leader SET epoch = epoch + 1, instance_id = $1,"
+    [ST_LEAD_CLAIM] = {"UPDATE projector_leader SET epoch = GREATEST(epoch, $2) + 1,"
+                       " instance_id = $1,"
                        " since = now(), heartbeat = clock_timestamp() WHERE id = 1 RETURNING epoch",
+                       FOR_READERS, 0},
+    [ST_LEAD_RAISE] = {"UPDATE projector_leader SET epoch = GREATEST(epoch, $2) + 1,"
+                       " heartbeat = clock_timestamp() WHERE id = 1 AND epoch = $1 AND EXISTS"
+                       " (SELECT 1 FROM pg_locks WHERE " LEADER_LOCK_HELD
+                       " AND pid = pg_backend_pid()) RETURNING epoch",
                        FOR_READERS, 0},
     [ST_LEAD_READ] = {"SELECT epoch, instance_id,"
                       " (extract(epoch FROM clock_timestamp() - heartbeat) * 1000)::bigint"
@@ -1166,18 +1176,26 @@ static int pg_ping(struct store *base)
 }
 
 /* See store.h. The lock is reentrant within a session: it is never taken twice. */
-static int pg_lead(struct store *base, const char *instance_id, struct store_leader *out)
+static int pg_lead(struct store *base, const char *instance_id, int64_t epoch_above,
+                   struct store_leader *out)
 {
     struct pg_store *store = pg_of(base);
     memset(out, 0, sizeof(*out));
     int64_t held = 0;
     if (store->leading) {
+        /* Renews the lease; or, when our epoch is not above "epoch_above", takes one that is. */
         struct params p = {0};
         param_int(&p, store->epoch);
-        if (call_command(store, ST_LEAD_RENEW, &p, &held) < 0) {
+        int raise = store->epoch <= epoch_above;
+        if (raise) param_int(&p, epoch_above);
+        PGresult *result = call(store, raise ? ST_LEAD_RAISE : ST_LEAD_RENEW, &p);
+        if (!result) {
             store->leading = 0;
             return STORE_ERR;
         }
+        held = PQntuples(result);
+        if (held > 0) store->epoch = strtoll(PQgetvalue(result, 0, 0), NULL, 10);
+        PQclear(result);
         if (held > 0) {
             out->leading = 1;
             out->epoch = store->epoch;
@@ -1198,6 +1216,7 @@ static int pg_lead(struct store *base, const char *instance_id, struct store_lea
     if (taken) {
         struct params p = {0};
         param_text(&p, instance_id);
+        param_int(&p, epoch_above);
         int64_t epoch = 0;
         if (call_int64(store, ST_LEAD_CLAIM, &p, &epoch) < 0) {
             drop(store); /* let the lock go with the session: no leader without an epoch */

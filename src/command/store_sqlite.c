@@ -693,9 +693,11 @@ static int sqlite_ping(struct store *base)
 }
 
 /* One instance per database file: it always projects. */
-static int sqlite_lead(struct store *base, const char *instance_id, struct store_leader *out)
+static int sqlite_lead(struct store *base, const char *instance_id, int64_t epoch_above,
+                       struct store_leader *out)
 {
     (void)base;
+    (void)epoch_above;
     out->leading = 1;
     out->epoch = 0;
     snprintf(out->instance_id, sizeof(out->instance_id), "%s", instance_id);

@@ -27,6 +27,7 @@ struct leadership {
     uint64_t checks;     /* guarded by lock: checks finished */
     char leader[128];    /* guarded by lock */
     int64_t epoch;       /* guarded by lock: of this instance's term, while it leads */
+    int64_t epoch_above; /* guarded by lock: the last confirmation's floor for the epoch */
 
     struct store *store; /* owned by the thread */
 };
@@ -47,10 +48,13 @@ static void check(struct leadership *l)
 {
     char err[256];
     struct store_leader answer = {0};
+    pthread_mutex_lock(&l->lock);
+    int64_t epoch_above = l->epoch_above;
+    pthread_mutex_unlock(&l->lock);
     if (!l->store && store_open_reader(l->db_path, &l->store, err, sizeof(err)) < 0) {
         if (atomic_exchange(&l->leading, 0))
             LOG(LOG_WARN, "leadership: lost (cannot reach the write model: %s)", err);
-    } else if (store_lead(l->store, l->instance_id, &answer) < 0) {
+    } else if (store_lead(l->store, l->instance_id, epoch_above, &answer) < 0) {
         if (atomic_exchange(&l->leading, 0))
             LOG(LOG_WARN, "leadership: lost (%s)", store_errmsg(l->store));
         answer.instance_id[0] = '\0';
@@ -108,7 +112,7 @@ int leadership_leading(struct leadership *l)
     return atomic_load(&l->leading);
 }
 
-int leadership_confirm(struct leadership *l, int timeout_ms, int64_t *epoch)
+int leadership_confirm(struct leadership *l, int timeout_ms, int64_t epoch_above, int64_t *epoch)
 {
     struct timespec deadline;
     deadline_in(&deadline, timeout_ms);
@@ -117,6 +121,7 @@ int leadership_confirm(struct leadership *l, int timeout_ms, int64_t *epoch)
      * for one that begins after it. */
     uint64_t wanted = l->checks + 2;
     l->asked = wanted;
+    l->epoch_above = epoch_above;
     pthread_cond_signal(&l->wake);
     int timed_out = 0;
     while (l->checks < wanted && !l->stopping && !timed_out)

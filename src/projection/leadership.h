@@ -24,9 +24,9 @@ int leadership_leading(struct leadership *l);
 
 /* Asks the store again now and waits for the answer (at most "timeout_ms"): 1 if this
  * instance leads, with the epoch of its term in "*epoch" (the store hands out a greater one
- * every time an instance takes the lock). For the moment before a projector claims the
- * fencing epoch in Redis, so that one that lost the lock cannot claim it back. */
-int leadership_confirm(struct leadership *l, int timeout_ms, int64_t *epoch);
+ * every time an instance takes the lock), raised above "epoch_above" if it was not. For the
+ * moment before a projector claims the fencing epoch in Redis. */
+int leadership_confirm(struct leadership *l, int timeout_ms, int64_t epoch_above, int64_t *epoch);
 
 /* The instance that leads as the store recorded it ("" when none is known yet). */
 void leadership_leader(struct leadership *l, char *instance_id, size_t len);

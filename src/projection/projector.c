@@ -643,36 +643,54 @@ static void idle(struct projector *p)
     if (p->redis && p->generation) wait_for(p, nap_ms, 1);
 }
 
+/* Sets the fencing epoch in Redis to "epoch" unless it holds a greater one, which it answers. */
+static struct script CLAIM_EPOCH_SCRIPT =
+    SCRIPT("local first = guards_hold()\n"
+           "local current = tonumber(redis.call('GET', ARGV[first]) or '0')\n"
+           "local mine = tonumber(ARGV[first + 1])\n"
+           "if current > mine then return current end\n"
+           "redis.call('SET', ARGV[first], ARGV[first + 1])\n"
+           "return mine\n");
+
 /* Several instances, when this one begins to lead (or Redis lost the epoch): once the store
- * confirms it leads, sets the fencing epoch in Redis to its term's, so the scripts of a
- * leader that lost the lock without knowing (an older term) are refused from now on; then
- * reloads the generation, which that leader may have moved. The term comes from the write
- * model, not from Redis, so a Redis that lost its data cannot hand an old term out again.
- * Returns 0, or -1 to try again later. */
+ * confirms it leads, puts its term's epoch in Redis, so the scripts of a leader that lost the
+ * lock without knowing (an older term) are refused from now on; then reloads the generation,
+ * which that leader may have moved. Epochs in Redis only grow: one that was confirmed, then
+ * froze before setting it, cannot put its older term back. A greater epoch in Redis than
+ * ours means a newer leader (the next confirmation fails) or a write model restored from a
+ * backup, whose term the store then raises past it. Returns 0, or -1 to try again later. */
 static int take_epoch(struct projector *p)
 {
     char err[256];
-    int64_t epoch;
-    if (!leadership_confirm(p->config.leadership, CONFIRM_MS, &epoch) || epoch <= 0) return -1;
-    char text[DIGITS_U64_MAX + 2];
-    text[digits_i64(text, epoch)] = '\0';
-    const char *argv[] = {"SET", p->epoch_key, text};
-    redisReply *reply = redis_sync_command(p->redis, 3, argv, NULL, err, sizeof(err));
-    if (!reply) {
-        record_error(p, "setting the fencing epoch", err);
-        if (redis_sync_broken(p->redis)) drop_redis(p);
-        return -1;
+    int64_t epoch, above = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!leadership_confirm(p->config.leadership, CONFIRM_MS, above, &epoch) || epoch <= 0)
+            return -1;
+        char text[DIGITS_U64_MAX + 2];
+        text[digits_i64(text, epoch)] = '\0';
+        const char *argv[] = {p->epoch_key, text};
+        redisReply *reply = redis_sync_script(p->redis, &CLAIM_EPOCH_SCRIPT, NULL, 0, 2, argv, NULL,
+                                              err, sizeof(err));
+        if (!reply || reply->type != REDIS_REPLY_INTEGER) {
+            record_error(p, "setting the fencing epoch", reply ? "an unexpected reply" : err);
+            if (reply) freeReplyObject(reply);
+            if (redis_sync_broken(p->redis)) drop_redis(p);
+            return -1;
+        }
+        above = reply->integer;
+        freeReplyObject(reply);
+        if (above != epoch) continue;
+        p->epoch = epoch;
+        p->news_number = 0;
+        memcpy(p->epoch_text, text, sizeof(text));
+        pthread_mutex_lock(&p->status_lock);
+        p->status.epoch = epoch;
+        pthread_mutex_unlock(&p->status_lock);
+        forget_generation(p);
+        LOG(LOG_INFO, "projector: projecting for all instances, fencing epoch %" PRId64, epoch);
+        return 0;
     }
-    freeReplyObject(reply);
-    p->epoch = epoch;
-    p->news_number = 0;
-    memcpy(p->epoch_text, text, sizeof(text));
-    pthread_mutex_lock(&p->status_lock);
-    p->status.epoch = epoch;
-    pthread_mutex_unlock(&p->status_lock);
-    forget_generation(p);
-    LOG(LOG_INFO, "projector: projecting for all instances, fencing epoch %" PRId64, epoch);
-    return 0;
+    return -1;
 }
 
 /* Several instances: this one leads from now on, or follows from now on. */

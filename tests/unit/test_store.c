@@ -282,7 +282,7 @@ Test(store, an_sqlite_store_names_itself_and_always_leads)
     cr_assert_not(store_is_shared(store));
     cr_assert_eq(store_ping(store), STORE_OK);
     struct store_leader leader;
-    cr_assert_eq(store_lead(store, "host:1", &leader), STORE_OK);
+    cr_assert_eq(store_lead(store, "host:1", 0, &leader), STORE_OK);
     cr_assert_eq(leader.leading, 1);
     cr_assert_eq(leader.epoch, 0);
     cr_assert_str_eq(leader.instance_id, "host:1");

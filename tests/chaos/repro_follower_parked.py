@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Reproduction (not part of make chaos): an instance that does not project answers
-`Projection: applied` for an event the projector parked, when the pub/sub news that named it
-parked was lost (a subscription dropped and came back in between).
+"""Reproduction (run for 12 s by tests/api/test_multi_instance.py): an instance that does not
+project answered `Projection: applied` for an event the projector parked, when the pub/sub
+news that named it parked was lost (a subscription dropped and came back in between).
 
 Three instances on a private PostgreSQL and Redis. One product's view key is given the wrong
 type (a hash), so every event of that product is parked by the projector; then, bounded in

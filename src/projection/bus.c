@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "projection/redis_sync.h"
@@ -45,14 +46,7 @@ static int stopping(struct bus *bus)
 /* Sleeps "ms" or until stopping. */
 static void nap(struct bus *bus, int ms)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += ms / 1000;
-    deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = clock_deadline_after_ms((uint64_t)ms);
     pthread_mutex_lock(&bus->lock);
     while (!bus->stopping)
         if (pthread_cond_timedwait(&bus->wake, &bus->lock, &deadline) == ETIMEDOUT) break;

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "command/store.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 
@@ -31,17 +32,6 @@ struct leadership {
 
     struct store *store; /* owned by the thread */
 };
-
-static void deadline_in(struct timespec *deadline, int ms)
-{
-    clock_gettime(CLOCK_REALTIME, deadline);
-    deadline->tv_sec += ms / 1000;
-    deadline->tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (deadline->tv_nsec >= 1000000000L) {
-        deadline->tv_sec++;
-        deadline->tv_nsec -= 1000000000L;
-    }
-}
 
 /* One question to the store. Logs each change of who leads. */
 static void check(struct leadership *l)
@@ -79,8 +69,7 @@ static void *leadership_main(void *arg)
     while (!l->stopping) {
         pthread_mutex_unlock(&l->lock);
         check(l);
-        struct timespec deadline;
-        deadline_in(&deadline, LEADERSHIP_POLL_MS);
+        struct timespec deadline = clock_deadline_after_ms(LEADERSHIP_POLL_MS);
         pthread_mutex_lock(&l->lock);
         while (!l->stopping && l->asked <= l->checks)
             if (pthread_cond_timedwait(&l->wake, &l->lock, &deadline) == ETIMEDOUT) break;
@@ -114,8 +103,7 @@ int leadership_leading(struct leadership *l)
 
 int leadership_confirm(struct leadership *l, int timeout_ms, int64_t epoch_above, int64_t *epoch)
 {
-    struct timespec deadline;
-    deadline_in(&deadline, timeout_ms);
+    struct timespec deadline = clock_deadline_after_ms((uint64_t)timeout_ms);
     pthread_mutex_lock(&l->lock);
     /* A check that began before this call may have read the store before the question: wait
      * for one that begins after it. */

@@ -49,14 +49,7 @@ static int stopping(void *arg)
 /* Sleeps up to "ms", or until stopping or a request comes. */
 static void wait_for(struct maintenance *m, uint64_t ms)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += (time_t)(ms / 1000);
-    deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = clock_deadline_after_ms((uint64_t)ms);
     pthread_mutex_lock(&m->lock);
     while (!m->stopping && !m->started)
         if (pthread_cond_timedwait(&m->wake, &m->lock, &deadline) == ETIMEDOUT) break;

@@ -170,14 +170,7 @@ static void publish_parked(struct projector *p)
  * events are committed. */
 static void wait_for(struct projector *p, int ms, int until_work)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += ms / 1000;
-    deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = clock_deadline_after_ms((uint64_t)ms);
     pthread_mutex_lock(&p->lock);
     while (!p->stopping && !(until_work && atomic_load(&p->head) > atomic_load(&p->checkpoint))) {
         if (pthread_cond_timedwait(&p->wake, &p->lock, &deadline) == ETIMEDOUT) break;

@@ -368,6 +368,11 @@ def takeover(args):
             if r is not None and r.status == 201 and r.getheader("Projection") == "applied":
                 applied = time.monotonic() - t0
         time.sleep(0.01)
+    # The epoch once the new instance projects: when its name first shows, it may not have
+    # put its term in Redis yet.
+    r, body = call("GET", "/admin/projection")
+    if applied is not None and r is not None and r.status == 200:
+        epoch = json.loads(body).get("epoch")
     print(json.dumps({"elected_s": elected, "applied_s": applied, "new_instance": new_id,
                       "epoch_before": before.get("epoch"), "epoch_after": epoch,
                       "probes": n, "deadline_s": deadline}))

@@ -40,10 +40,9 @@
 #define UNPARK_MAX_MS    30000
 #define STALL_MS         500   /* an unapplied event older than this: not keeping up */
 #define REPEAT_LOG_MS    60000 /* the same error is logged again at most this often */
-/* Several instances: */
-#define HEAD_POLL_MS                                                                               \
-    100                    /* the leader reads the log's head this often while idle (the           \
-                              others' commits also wake it through the bus) */
+/* Several instances. While idle the leader reads the log's head every HEAD_POLL_MS (the
+ * others' commits also wake it at once, through the bus). */
+#define HEAD_POLL_MS  100
 #define NEWS_EVERY_MS 1000 /* the leader tells the others its state this often while idle */
 #define NEWS_STALE_MS 3000 /* a follower that heard nothing for this long knows no leader */
 #define CONFIRM_MS    2000 /* longest wait for the store before taking an epoch */

@@ -851,30 +851,53 @@ static int pg_find_sku(struct store *base, const char *sku, char id[UUID_TEXT_LE
     return rc;
 }
 
+/* The eight columns of a new product, $1-$8 of the statements that insert one. */
+static void param_new_product(struct params *params, const struct product *p)
+{
+    param_text(params, p->id);
+    param_text(params, p->sku);
+    param_text(params, p->name);
+    param_int(params, p->price_cents);
+    param_int(params, p->stock);
+    param_int(params, p->version);
+    param_text(params, p->created_at);
+    param_text(params, p->updated_at);
+}
+
+/* An event's payload as a parameter: text in the text format must end with NUL, so the view
+ * is copied into a fresh buffer that does. Returns the buffer, to free once the call is done. */
+static char *param_payload(struct params *params, const char *payload, size_t payload_len)
+{
+    char *text = xmalloc(payload_len + 1);
+    memcpy(text, payload, payload_len);
+    text[payload_len] = '\0';
+    param_text(params, text);
+    return text;
+}
+
+/* An insert that met ON CONFLICT (sku) DO NOTHING: STORE_DUPLICATE with the owner of the sku
+ * in "existing_id", or STORE_ERR. */
+static int sku_taken(struct store *base, const char *sku, char existing_id[UUID_TEXT_LEN + 1],
+                     const char *what)
+{
+    int rc = pg_find_sku(base, sku, existing_id);
+    if (rc == STORE_OK) return STORE_DUPLICATE;
+    if (rc == STORE_NOT_FOUND)
+        snprintf(base->err, sizeof(base->err), "%s: the sku conflicts, but no product has it",
+                 what);
+    return STORE_ERR;
+}
+
 /* ON CONFLICT (sku) DO NOTHING rather than catching the unique violation: an error would
  * abort the transaction, and the owner of the sku could not be read in it any more. */
 static int pg_insert_product(struct store *base, const struct product *p,
                              char existing_id[UUID_TEXT_LEN + 1])
 {
-    struct pg_store *store = pg_of(base);
     struct params params = {0};
-    param_text(&params, p->id);
-    param_text(&params, p->sku);
-    param_text(&params, p->name);
-    param_int(&params, p->price_cents);
-    param_int(&params, p->stock);
-    param_int(&params, p->version);
-    param_text(&params, p->created_at);
-    param_text(&params, p->updated_at);
+    param_new_product(&params, p);
     int64_t inserted = 0;
-    if (call_command(store, ST_INSERT_PRODUCT, &params, &inserted) < 0) return STORE_ERR;
-    if (inserted == 1) return STORE_OK;
-    int rc = pg_find_sku(base, p->sku, existing_id);
-    if (rc == STORE_OK) return STORE_DUPLICATE;
-    if (rc == STORE_NOT_FOUND)
-        snprintf(store->base.err, sizeof(store->base.err),
-                 "insert product: the sku conflicts, but no product has it");
-    return STORE_ERR;
+    if (call_command(pg_of(base), ST_INSERT_PRODUCT, &params, &inserted) < 0) return STORE_ERR;
+    return inserted == 1 ? STORE_OK : sku_taken(base, p->sku, existing_id, "insert product");
 }
 
 static int pg_append_event(struct store *base, const char *type, const struct product *p,
@@ -886,11 +909,7 @@ static int pg_append_event(struct store *base, const char *type, const struct pr
     param_text(&params, p->id);
     param_text(&params, type);
     param_int(&params, p->version);
-    /* Text in the text format must end with NUL: the view is copied to end with one. */
-    char *text = xmalloc(payload_len + 1);
-    memcpy(text, payload, payload_len);
-    text[payload_len] = '\0';
-    param_text(&params, text);
+    char *text = param_payload(&params, payload, payload_len);
     param_text(&params, recorded_at);
     int rc = call_int64(store, ST_INSERT_EVENT, &params, seq);
     free(text);
@@ -902,36 +921,18 @@ static int pg_create_product(struct store *base, const struct product *p, const 
                              const char *payload, size_t payload_len, const char *recorded_at,
                              char existing_id[UUID_TEXT_LEN + 1], int64_t *seq)
 {
-    struct pg_store *store = pg_of(base);
     struct params params = {0};
-    param_text(&params, p->id);
-    param_text(&params, p->sku);
-    param_text(&params, p->name);
-    param_int(&params, p->price_cents);
-    param_int(&params, p->stock);
-    param_int(&params, p->version);
-    param_text(&params, p->created_at);
-    param_text(&params, p->updated_at);
+    param_new_product(&params, p);
     param_text(&params, type);
-    /* Text in the text format must end with NUL: the view is copied to end with one. */
-    char *text = xmalloc(payload_len + 1);
-    memcpy(text, payload, payload_len);
-    text[payload_len] = '\0';
-    param_text(&params, text);
+    char *text = param_payload(&params, payload, payload_len);
     param_text(&params, recorded_at);
-    PGresult *result = call(store, ST_CREATE_PRODUCT, &params);
+    PGresult *result = call(pg_of(base), ST_CREATE_PRODUCT, &params);
     free(text);
     if (!result) return STORE_ERR;
     int inserted = PQntuples(result) == 1;
     if (inserted) *seq = strtoll(PQgetvalue(result, 0, 0), NULL, 10);
     PQclear(result);
-    if (inserted) return STORE_OK;
-    int rc = pg_find_sku(base, p->sku, existing_id);
-    if (rc == STORE_OK) return STORE_DUPLICATE;
-    if (rc == STORE_NOT_FOUND)
-        snprintf(store->base.err, sizeof(store->base.err),
-                 "create product: the sku conflicts, but no product has it");
-    return STORE_ERR;
+    return inserted ? STORE_OK : sku_taken(base, p->sku, existing_id, "create product");
 }
 
 static int pg_head_seq(struct store *base, int64_t *seq)

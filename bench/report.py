@@ -300,7 +300,8 @@ def redis_bytes_table(recs):
         total = sum(k["bytes"] for k in kinds.values())
         out.append({"system": r["system"], "products": r["products"],
                      "used_memory": r["redis_used_memory"], "sum_memory_usage": total,
-                     "kinds": sorted(((name, k["keys"], k["bytes"], k["bytes"] / n)
+                     "kinds": sorted(((name, k["keys"], k["bytes"], k["bytes"] / n,
+                                       k.get("type", "–"))
                                       for name, k in kinds.items()), key=lambda t: -t[2])})
     return out
 
@@ -539,7 +540,7 @@ def evaluate(summary, rat, mem, stock, env, redis_bytes=(), takeovers=()):
     for rb in redis_bytes:
         if rb["system"] == "catalogd":
             kinds = "by key kind, per product: " + ", ".join(
-                "%s %s B" % (name.split(":", 1)[-1], fmt(per)) for name, _, _, per in rb["kinds"]
+                "%s %s B" % (name.split(":", 1)[-1], fmt(per)) for name, _, _, per, _ in rb["kinds"]
                 if per >= 1) + " (Where Redis's memory goes, below)"
     for k in ("catalogd", "big"):
         if k in mem and mem[k]["redis_bytes_per_product"]:
@@ -762,17 +763,18 @@ def render_memory(L, env, chart_err, w):
 
     for rb in sorted(L.get("redis_bytes", []), key=lambda rb: rb["products"]):
         w("Where Redis's memory goes (%s products, right after the preload): `MEMORY USAGE` of "
-          "every key, summed by kind. The keys' sum is %s B per product of the %s B per product "
+          "every key, summed by kind (a kind is the key with its generation as `g*` and an "
+          "item's id, SKU or number, and all after it, as `*`; type from `TYPE`). The keys' sum is %s B per product of the %s B per product "
           "`used_memory` shows; the rest is the keyspace's hash table, the allocator's rounding "
           "and the empty server.\n" % (
               fmt(rb["products"]),
               fmt(rb["sum_memory_usage"] / max(rb["products"], 1)),
               fmt(rb["used_memory"] / max(rb["products"], 1))))
-        w("| key kind | keys | bytes | per product |")
-        w("|---|---|---|---|")
-        for name, keys, nbytes, per in rb["kinds"]:
+        w("| key kind | type | keys | bytes | per product |")
+        w("|---|---|---|---|---|")
+        for name, keys, nbytes, per, kind in rb["kinds"]:
             if nbytes >= 1024:
-                w("| `%s` | %s | %s | %s B |" % (name, fmt(keys), fmt(nbytes), fmt(per)))
+                w("| `%s` | %s | %s | %s | %s B |" % (name, kind, fmt(keys), fmt(nbytes), fmt(per)))
         w("")
 
 

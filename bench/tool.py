@@ -23,9 +23,9 @@
         print JSON with the seconds until /admin/projection names another projecting instance
         and until a create there answers Projection: applied
   tool.py append --out F key=value...     append one JSON record (numbers parsed as numbers)
-  tool.py redis_bytes PORT                where Redis's memory goes: MEMORY USAGE of every key,
-                                          summed by kind (ids and generation numbers folded),
-                                          as JSON {kind: {"keys": n, "bytes": b}}
+  tool.py redis_bytes PORT                where Redis's memory goes: MEMORY USAGE and TYPE of
+                                          every key, summed by kind (see key_kind), as JSON
+                                          {kind: {"keys": n, "bytes": b, "type": "string"}}
 """
 import http.client
 import json
@@ -410,9 +410,27 @@ def resp_read(f):
     raise RuntimeError("redis: %r" % line)
 
 
+# Key segments that name a kind of key ("catalogd", "in_stock", "gen-counter"), as opposed to
+# an item's id, SKU or number; and the kinds whose next segment always names one item (all
+# that follows may hold ':', as a SKU may).
+KIND_NAME = re.compile(r"^[a-z][a-z_-]*$")
+PER_ITEM = ("p", "sku", "parked")
+
+
 def key_kind(key):
-    kind = re.sub(r":g\d+:", ":g*:", key)
-    return re.sub(r":(p|sku|parked):.*$", r":\1:*", kind)
+    """The kind a Redis key belongs to, whatever the layout: a generation segment (g3) becomes
+    g*, and the first segment that names an item rather than a kind, with all after it, becomes
+    *: catalogd:g3:p:<id> -> catalogd:g*:p:*, catalogd:g3:skus -> catalogd:g*:skus."""
+    kind = []
+    for seg in key.split(":"):
+        if re.match(r"^g\d+$", seg):
+            kind.append("g*")
+        elif KIND_NAME.match(seg) and not (kind and kind[-1] in PER_ITEM):
+            kind.append(seg)
+        else:
+            kind.append("*")
+            break
+    return ":".join(kind)
 
 
 def redis_bytes(args):
@@ -425,13 +443,18 @@ def redis_bytes(args):
     while time.monotonic() < deadline:
         sock.sendall(resp_command("SCAN", cursor, "COUNT", 1000))
         cursor, keys = resp_read(f)
-        if keys:  # one pipelined MEMORY USAGE per key of this page
-            sock.sendall(b"".join(resp_command("MEMORY", "USAGE", k, "SAMPLES", 0) for k in keys))
+        if keys:  # one pipelined MEMORY USAGE and TYPE per key of this page
+            sock.sendall(b"".join(resp_command("MEMORY", "USAGE", k, "SAMPLES", 0) +
+                                  resp_command("TYPE", k) for k in keys))
             for k in keys:
                 used = resp_read(f) or 0
-                entry = kinds.setdefault(key_kind(k.decode(errors="replace")), {"keys": 0, "bytes": 0})
+                kind = resp_read(f).decode()  # "none" if the key went away meanwhile
+                entry = kinds.setdefault(key_kind(k.decode(errors="replace")),
+                                         {"keys": 0, "bytes": 0, "type": kind})
                 entry["keys"] += 1
                 entry["bytes"] += used
+                if kind not in entry["type"].split("+"):  # one kind, several types: say so
+                    entry["type"] = "+".join(sorted(entry["type"].split("+") + [kind]))
         if cursor == b"0":
             break
     else:

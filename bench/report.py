@@ -4,7 +4,9 @@ RESULTS_DIR/latest.json, RESULTS_DIR/chart.png and BENCHMARKS.md, and print the 
 
 Records (one JSON object a line, "type" says which): run (one measured wrk run), mem (RSS and
 Redis memory at a phase), preload, paging, callgrind, stock_check, batches, redis_bytes (Redis
-memory by key kind). Profiles are RESULTS_DIR/perf.<system>.<scenario>.{dso,sym}.txt. Medians and
+memory by key kind), two_cores_stock_check. Runs of the systems "growth" (the big catalogd at
+each size of the growth curve) and "two-cores", "nginx-two-cores" (nothing pinned) have tables
+of their own, not in the results. Profiles are RESULTS_DIR/perf.<system>.<scenario>.{dso,sym}.txt. Medians and
 min-max are over the repetitions. Stdlib, plus matplotlib for the chart (skipped if absent).
 """
 import datetime
@@ -34,7 +36,10 @@ LABEL = {"catalogd": "catalogd", "https": "catalogd, HTTPS (HTTP/1.1, wrk)",
          "pg": "catalogd ×2 on PostgreSQL (server CPU: both + PostgreSQL)",
          "pgbench": "pgbench -N, same PostgreSQL (server CPU: PostgreSQL)",
          "seed": "seed (FastAPI rebuild)", "nginx": "nginx, fixed body (ceiling)",
-         "nginx-same-core": "nginx, fixed body, wrk on CPU1 too"}
+         "nginx-same-core": "nginx, fixed body, wrk on CPU1 too",
+         "growth": "catalogd, growing (growth curve)",
+         "two-cores": "catalogd --threads 2, unpinned",
+         "nginx-two-cores": "nginx, 2 workers, fixed body, unpinned"}
 SHORT = {"catalogd": "catalogd", "https": "https", "h2": "https h2", "big": "catalogd big",
          "pg": "catalogd x2 pg", "pgbench": "pgbench -N", "seed": "seed", "nginx": "nginx",
          "nginx-same-core": "nginx 1 core"}
@@ -87,31 +92,54 @@ def med(xs):
     return statistics.median(xs) if xs else None
 
 
-def summarize(runs):
+def run_stats(rs):
+    """Medians (min, max) of the runs rs, and their totals."""
+    s = {"reps": len(rs), "products": rs[0].get("products")}
+    for k in STATS:
+        vals = [r[k] for r in rs if r.get(k) is not None]
+        s[k] = {"median": med(vals), "min": min(vals) if vals else None,
+                "max": max(vals) if vals else None}
+    s["non2xx"] = sum(r["non2xx"] for r in rs)
+    s["sock_errors"] = sum(r["sock_errors"] for r in rs)
+    sts = {}
+    for r in rs:
+        for k, v in (r.get("statuses") or {}).items():
+            sts[k] = sts.get(k, 0) + v
+    s["statuses"] = sts
+    s["bytes_per_resp"] = med([r["bytes_per_resp"] for r in rs])
+    s["cpu0_busy_pct"] = med([r["cpu0_busy_pct"] for r in rs])
+    s["cpu1_busy_pct"] = med([r["cpu1_busy_pct"] for r in rs])
+    s["other_cpu_pct_max"] = max(r.get("other_cpu_pct") or 0 for r in rs)
+    return s
+
+
+def summarize(runs, systems=SYSTEMS):
     out = {}
     for scen, _ in SCENARIOS:
-        for sysname in SYSTEMS:
+        for sysname in systems:
             rs = [r for r in runs if r["scenario"] == scen and r["system"] == sysname
                   and "error" not in r]
-            if not rs:
-                continue
-            s = {"reps": len(rs), "products": rs[0].get("products")}
-            for k in STATS:
-                vals = [r[k] for r in rs if r.get(k) is not None]
-                s[k] = {"median": med(vals), "min": min(vals) if vals else None,
-                        "max": max(vals) if vals else None}
-            s["non2xx"] = sum(r["non2xx"] for r in rs)
-            s["sock_errors"] = sum(r["sock_errors"] for r in rs)
-            sts = {}
-            for r in rs:
-                for k, v in (r.get("statuses") or {}).items():
-                    sts[k] = sts.get(k, 0) + v
-            s["statuses"] = sts
-            s["bytes_per_resp"] = med([r["bytes_per_resp"] for r in rs])
-            s["cpu0_busy_pct"] = med([r["cpu0_busy_pct"] for r in rs])
-            s["cpu1_busy_pct"] = med([r["cpu1_busy_pct"] for r in rs])
-            s["other_cpu_pct_max"] = max(r.get("other_cpu_pct") or 0 for r in rs)
-            out.setdefault(scen, {})[sysname] = s
+            if rs:
+                out.setdefault(scen, {})[sysname] = run_stats(rs)
+    return out
+
+
+def growth(runs):
+    """The growth curve: per scenario, the stats at each catalog size (ascending) and the
+    ratios of the medians, largest size / smallest."""
+    out = {}
+    for scen, _ in SCENARIOS:
+        rs = [r for r in runs if r["system"] == "growth" and r["scenario"] == scen
+              and "error" not in r]
+        sizes = sorted({r["products"] for r in rs})
+        if not sizes:
+            continue
+        at = [dict(run_stats([r for r in rs if r["products"] == n]), products=n) for n in sizes]
+        lo, hi = at[0], at[-1]
+        ratio = {k: (hi[k]["median"] / lo[k]["median"]
+                     if lo[k]["median"] and hi[k]["median"] is not None else None)
+                 for k in STATS}
+        out[scen] = {"sizes": at, "ratio": ratio, "ratio_of": [hi["products"], lo["products"]]}
     return out
 
 
@@ -362,12 +390,23 @@ def main():
     mems = [r for r in recs if r["type"] == "mem"]
     env = dict(kv.split("=", 1) for kv in os.environ.get("BENCH_ENV", "").split() if "=" in kv)
     summary = summarize(runs)
+    grow = growth(runs)
+    two_cores = summarize(runs, ("two-cores", "nginx-two-cores"))
     rat = ratios(summary, runs)
     mem = memory(mems)
     preload = {}
     for r in recs:
-        if r["type"] == "preload":
-            preload.setdefault(r["system"], []).append(r)
+        if r["type"] != "preload":
+            continue
+        done = preload.setdefault(r["system"], [])
+        if done and done[-1]["rep"] == r["rep"]:  # the next step of a preload in steps (BIG)
+            p = done[-1]
+            p["created"] += r["created"]
+            p["seconds"] += r["seconds"]
+            p["rate"] = round(p["created"] / p["seconds"]) if p["seconds"] else p["rate"]
+            p["steps"] = p.get("steps", 1) + 1
+        else:
+            done.append(dict(r))
     paging = [r for r in recs if r["type"] == "paging"]
     cg = [r for r in recs if r["type"] == "callgrind"]
     stock = [r for r in recs if r["type"] == "stock_check"]
@@ -437,8 +476,11 @@ def main():
               "pinning": "server + Redis on CPU1 (taskset -c 1), wrk -t1 on CPU0 (taskset -c 0)",
               "summary": summary, "ratios": rat, "memory": mem,
               "preload": {k: [{"rate": r["rate"], "seconds": r["seconds"],
-                               "created": r["created"], "conns": r["conns"]} for r in v]
+                               "created": r["created"], "conns": r["conns"],
+                               "steps": r.get("steps", 1)} for r in v]
                           for k, v in preload.items()},
+              "growth": grow, "two_cores": two_cores,
+              "two_cores_stock_checks": [r for r in recs if r["type"] == "two_cores_stock_check"],
               "paging": [{"system": r["system"], "rep": r["rep"], **r["summary"]} for r in paging],
               "callgrind": cg_out, "stock_checks": stock, "batches": batches,
               "targets": targets, "profiles": profiles, "redis_bytes": redis_bytes,
@@ -696,6 +738,87 @@ def render_ratios(L, env, chart_err, w):
     w("")
 
 
+def render_growth(L, env, chart_err, w):
+    """The growth curve: scenarios 1 and 2 at each size of the big catalogd (BIG=1)."""
+    G = L.get("growth")
+    if not G:
+        return
+    runs = sorted({st["reps"] for g in G.values() for st in g["sizes"]})
+    sizes = sorted({st["products"] for g in G.values() for st in g["sizes"]})
+    w("## Growth with the catalog's size\n")
+    w("With BIG=1, before the repetitions, the big catalogd (pinned as above; the same one the "
+      "big rows measure later) is preloaded in steps, %s products, and at each size scenarios 1 "
+      "and 2 are measured as above, %s, taking turns: GET by id over every id preloaded so far, "
+      "catalog pages from a random cursor of a paging done at that size. %s The ratio rows "
+      "divide the largest size's figures by the smallest's.\n" % (
+          " → ".join(fmt(n) for n in sizes),
+          "%s runs each" % "–".join(str(n) for n in runs) if runs != [1] else "one run each",
+          "Each cell is the median of its runs (min–max)." if runs != [1] else
+          "One run per size and scenario: no medians."))
+    w("| scenario | products | req/s | p50 ms | p99 ms | server CPU µs/req | Redis CPU µs/req "
+      "| CPU0 (wrk) / CPU1 busy |")
+    w("|---|---|---|---|---|---|---|---|")
+    for scen, title in SCENARIOS:
+        g = G.get(scen)
+        if not g:
+            continue
+        for st in g["sizes"]:
+            w("| %s | %s | %s | %s | %s | %s | %s | %s / %s %% |" % (
+                title, fmt(st["products"]), mmm(st["rps"]), ms_mmm(st["p50_ms"]),
+                ms_mmm(st["p99_ms"]), mmm(st["server_cpu_us"], 1), mmm(st["redis_cpu_us"], 1),
+                fmt(st["cpu0_busy_pct"]), fmt(st["cpu1_busy_pct"])))
+        r = g["ratio"]
+        w("| %s | **ratio %s / %s** | **%s** | %s | **%s** | **%s** | **%s** | |" % (
+            title, fmt(g["ratio_of"][0]), fmt(g["ratio_of"][1]), fmt(r["rps"], 2, "×"),
+            fmt(r["p50_ms"], 2, "×"), fmt(r["p99_ms"], 2, "×"), fmt(r["server_cpu_us"], 2, "×"),
+            fmt(r["redis_cpu_us"], 2, "×")))
+    w("")
+
+
+def render_two_cores(L, env, chart_err, w):
+    """Each catalogd scenario once more with both cores: --threads 2, nothing pinned."""
+    T = L.get("two_cores")
+    if not T:
+        return
+    S = L["summary"]
+    w("## On both cores (--threads 2, unpinned)\n")
+    w("After the repetitions, a fresh catalogd `serve --threads 2` and its own Redis, neither "
+      "pinned, get %s products preloaded; then each scenario runs once (one run, not a median): "
+      "`wrk -t2 -c%s -d%ss --latency` after a %s s warm-up, wrk not pinned either. The GET is also "
+      "measured on nginx with `worker_processes 2`, not pinned, returning the fixed body. **wrk "
+      "shares the two cores with the server and Redis, so these rows show how the design scales "
+      "when it gets both cores, not its peak.** CPU µs/req as above (every thread of the server). "
+      "The last columns compare with the pinned one-core rows of Results (medians).\n" % (
+          fmt(int(env.get("N", 0))), env.get("CONNS", "32"), env.get("DURATION"),
+          env.get("WARMUP", "2")))
+    w("| scenario | system | req/s | p50 ms | p99 ms | server CPU µs/req | Redis CPU µs/req | "
+      "server + Redis µs/req | CPU0 / CPU1 busy | one core, pinned: req/s | req/s, both cores "
+      "/ one |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|")
+    for scen, title in SCENARIOS:
+        for sysname, pinned in (("two-cores", "catalogd"), ("nginx-two-cores", "nginx")):
+            st = T.get(scen, {}).get(sysname)
+            if not st:
+                continue
+            one = S.get(scen, {}).get(pinned)
+            cpu = (st["server_cpu_us"]["median"] or 0) + (st["redis_cpu_us"]["median"] or 0)
+            w("| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s %% | %s | %s |" % (
+                title, LABEL[sysname], mmm(st["rps"]), ms_mmm(st["p50_ms"]), ms_mmm(st["p99_ms"]),
+                mmm(st["server_cpu_us"], 1), mmm(st["redis_cpu_us"], 1), fmt(cpu, 1),
+                fmt(st["cpu0_busy_pct"]), fmt(st["cpu1_busy_pct"]),
+                fmt(one["rps"]["median"]) if one else "–",
+                fmt(st["rps"]["median"] / one["rps"]["median"], 2, "×")
+                if one and one["rps"]["median"] else "–"))
+    for c in L.get("two_cores_stock_checks", []):
+        res = json.loads(c["result"]) if isinstance(c["result"], str) else c["result"]
+        w("\nStock check after scenario 4 on both cores: 4 hot products starting at stock %s, "
+          "final stock in the views %s → %s." % (
+              c["initial"], ", ".join(str(v) for v in res["stocks"].values()),
+              "never oversold" if res["min"] is not None and res["min"] >= 0
+              else "**OVERSOLD or unreadable**"))
+    w("")
+
+
 def render_targets(L, env, chart_err, w):
     """Each target: wanted, measured, met, and what bounds it."""
     w("## Targets (issues 5 and 11)\n")
@@ -784,9 +907,10 @@ def render_preload_and_paging(L, env, chart_err, w):
     for k, v in L["preload"].items():
         rates = [x["rate"] for x in v]
         w("- preload %s: %s products per repetition at %s products/s median (%s–%s), "
-          "wrk -t1 -c%s, one POST per product" % (
+          "wrk -t1 -c%s, one POST per product%s" % (
               LABEL[k], fmt(v[0]["created"]), fmt(med(rates)), fmt(min(rates)), fmt(max(rates)),
-              v[0]["conns"]))
+              v[0]["conns"], ", in %d steps (the growth curve; the rate leaves out the "
+              "measurements between them)" % v[0]["steps"] if v[0].get("steps", 1) > 1 else ""))
     for p in L["paging"]:
         w("- paged %s (rep %s) through the Link headers: %s pages of %s, %s items, "
           "%s pages/s (one Python client)" % (
@@ -887,17 +1011,19 @@ def render_reproduce(L, env, chart_err, w):
     w("```\nmake bench                      # REPS=3 DURATION=8 WARMUP=2 N=10000 CONNS=32\n"
       "DURATION=2 REPS=1 make bench    # a quick check\n"
       "BIG=1 make bench                # adds catalog pages with 1,000,000 products "
-      "(preloaded once)\n```\n")
+      "(preloaded once, in steps: the growth curve)\n```\n")
     w("Other knobs: `bench/run.sh --help`. Needs root for the first run (installs wrk, "
       "nginx-light, python3-fastapi, python3-uvicorn, python3-matplotlib, ... when missing) "
       "and the seed at `../shared/peers/seed-fastapi` (WITH_SEED=0 skips it; WITH_NGINX=0 skips nginx; "
-      "WITH_PG=0 skips the PostgreSQL column).")
+      "WITH_PG=0 skips the PostgreSQL column; WITH_GROWTH=0 the growth curve; WITH_TWO_CORES=0 "
+      "the runs on both cores).")
 
 
 def render(L, env, chart_err):
     """BENCHMARKS.md, section by section."""
     o = []
-    for section in (render_header, render_results, render_ratios, render_targets,
+    for section in (render_header, render_results, render_ratios, render_growth,
+                    render_two_cores, render_targets,
                     render_profiles, render_memory, render_preload_and_paging, render_stock,
                     render_takeover, render_batches, render_callgrind, render_notes, render_reproduce):
         section(L, env, chart_err, o.append)
@@ -960,6 +1086,23 @@ def print_summary(L):
     for k, r in L["ratios"].items():
         print("  %-32s req/s %s  CPU/req %s" % (k, fmt(r["rps_ratio"], 2, "×"),
                                                 fmt(r["cpu_per_req_ratio"], 2, "×")))
+    for scen, g in L.get("growth", {}).items():
+        print("\n== growth, %s" % scen)
+        for st in g["sizes"]:
+            print("  %9s products %22s req/s  p99 %s ms  server %s µs  redis %s µs" % (
+                fmt(st["products"]), mmm(st["rps"]), ms(st["p99_ms"]["median"]),
+                fmt(st["server_cpu_us"]["median"], 1), fmt(st["redis_cpu_us"]["median"], 1)))
+        print("  ratio %s/%s: req/s %s, p99 %s, server CPU %s, Redis CPU %s" % (
+            fmt(g["ratio_of"][0]), fmt(g["ratio_of"][1]), fmt(g["ratio"]["rps"], 2, "×"),
+            fmt(g["ratio"]["p99_ms"], 2, "×"), fmt(g["ratio"]["server_cpu_us"], 2, "×"),
+            fmt(g["ratio"]["redis_cpu_us"], 2, "×")))
+    if L.get("two_cores"):
+        print("\n== both cores, unpinned (one run each)")
+        for scen, _ in SCENARIOS:
+            for sysname, st in L["two_cores"].get(scen, {}).items():
+                print("  %-13s %-16s %9s req/s  server %s µs  redis %s µs" % (
+                    scen, sysname, fmt(st["rps"]["median"]), fmt(st["server_cpu_us"]["median"], 1),
+                    fmt(st["redis_cpu_us"]["median"], 1)))
     print("\n== memory")
     for k, m in L["memory"].items():
         print("  %-13s peak RSS %s MiB, Redis %s B/product (%s products)" % (

@@ -28,17 +28,30 @@
 #      answers Projection: applied;
 #      in the last repetition each catalogd scenario runs once more under perf (PROFILE=1),
 #      and after the first preload Redis's memory is counted key kind by key kind;
+#      with BIG=1, before the repetitions, the big catalogd grows to BIG_N in steps and
+#      scenarios 1 and 2 are measured at each step (the growth curve, WITH_GROWTH=1);
+#      after the repetitions (WITH_TWO_CORES=1), every catalogd scenario once more with
+#      `serve --threads 2` and nginx with 2 workers, nothing pinned (see Pinning);
 #   4. writes bench/results/latest.json, bench/results/chart.png and ../BENCHMARKS.md.
 #
 # Pinning: every server and its Redis run on CPU1 (taskset -c 1); wrk -t1 and the helpers on
-# CPU0 (taskset -c 0). Server CPU µs per request = utime+stime delta of the server's
-# processes (all threads) from /proc/<pid>/stat over the measured run / completed requests;
-# Redis likewise. Loopback only. Every wrk run has -d and a `timeout`; every wait a deadline.
+# CPU0 (taskset -c 0). Except the two-core runs: catalogd --threads 2, its Redis, nginx's two
+# workers and wrk -t2 are not pinned at all, so wrk shares both cores with them.
+# Server CPU µs per request = utime+stime delta of the server's processes (all threads) from
+# /proc/<pid>/stat over the measured run / completed requests; Redis likewise. Loopback only.
+# Every wrk run has -d and a `timeout`; every wait a deadline.
 # Every process this script starts is stopped by its PID on exit (trap).
 #
 # Env (defaults):
 #   REPS=3 DURATION=8 (s, each measured run) WARMUP=2 (s, before each) N=10000 CONNS=32
 #   BIG=0 (1: also catalog pages with BIG_N=1000000 products, preloaded once)
+#   WITH_GROWTH=1 (with BIG=1: the growth curve. The big catalogd is preloaded in steps,
+#     GROWTH_SIZES=BIG_N/100,BIG_N/10,BIG_N (ascending, the last one BIG_N), and at each
+#     size GET by id and catalog pages are measured REPS times each, as scenarios 1 and 2;
+#     with the defaults ~3.5 min on top of BIG=1, as it reuses BIG's one preload)
+#   WITH_TWO_CORES=1 (after the repetitions, each catalogd scenario once more, one run each,
+#     on a catalogd --threads 2 with its own Redis, both unpinned, and wrk -t2 unpinned too;
+#     nginx with 2 workers, unpinned, for the GET; ~1.5 min with the defaults)
 #   PAGE_LIMIT=100 HOT=4 HOT_STOCK=3 (hot products, their initial stock)
 #   STOCK_DOWN_PCT=55 (odds of a -1) WRITE_PCT=5 (POSTs in the mixed scenario)
 #   PRELOAD_CONNS=64 BIG_PRELOAD_CONNS=256 SEED_PRELOAD_CONNS=8 (as the seed's own harness;
@@ -68,6 +81,8 @@ export WITH_SEED=${WITH_SEED:-1} WITH_NGINX=${WITH_NGINX:-1} CALLGRIND=${CALLGRI
 export NGINX_SAME_CORE=${NGINX_SAME_CORE:-1} PROFILE=${PROFILE:-1}
 export WITH_HTTPS=${WITH_HTTPS:-1} H2_STREAMS=${H2_STREAMS:-1}
 export WITH_PG=${WITH_PG:-1} PGBENCH_CLIENTS=${PGBENCH_CLIENTS:-8} PGBENCH_SCALE=${PGBENCH_SCALE:-10}
+export WITH_GROWTH=${WITH_GROWTH:-1} GROWTH_SIZES=${GROWTH_SIZES:-$((BIG_N / 100)),$((BIG_N / 10)),$BIG_N}
+export WITH_TWO_CORES=${WITH_TWO_CORES:-1}
 QUIET_WAIT=${QUIET_WAIT:-30}
 SEED_DIR=${SEED_DIR:-$REPO/../shared/peers/seed-fastapi}
 RESULTS=$HERE/results
@@ -126,16 +141,21 @@ wait_for() { # WHAT SECONDS CMD...: wait_until, or stop the benchmark
 }
 
 # Per system: base URL, server PID (CPU is summed over it and its children), Redis PID/port.
-declare -A URL SRV REDIS_PID REDIS_PORT
+declare -A URL SRV REDIS_PID REDIS_PORT PRODUCTS
+# How the start_* functions below start servers: on CPU1, catalogd with one thread, nginx with
+# one worker. The two-core runs empty PIN (no taskset) and raise the other two.
+PIN=(taskset -c 1)
+SERVE_THREADS=1 NGINX_WORKERS=1
 
 start_redis() { # NAME
     local port
     port=$(freeport)
-    taskset -c 1 redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+    "${PIN[@]}" redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
         --dir "$WORK" --logfile "$WORK/redis-$1.log" &
     PIDS+=($!)
     REDIS_PID[$1]=$!
     REDIS_PORT[$1]=$port
+    PRODUCTS[$1]=0 # a fresh system: preload starts from none
     wait_for "redis ($1)" 10 redis-cli -p "$port" ping
     "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=mem phase=empty system="$1" \
         rep="${REP:-0}" redis_used_memory="$(redis_used "$1")"
@@ -146,9 +166,9 @@ start_catalogd() { # NAME
     start_redis "$1"
     port=$(freeport)
     rm -f "$WORK/$1.db"*
-    taskset -c 1 "$REPO/build/catalogd" serve --listen "127.0.0.1:$port" --db "$WORK/$1.db" \
-        --redis "redis://127.0.0.1:${REDIS_PORT[$1]}/0" --threads 1 --durability full \
-        --log-level warn 2>>"$WORK/$1.log" &
+    "${PIN[@]}" "$REPO/build/catalogd" serve --listen "127.0.0.1:$port" --db "$WORK/$1.db" \
+        --redis "redis://127.0.0.1:${REDIS_PORT[$1]}/0" --threads "$SERVE_THREADS" \
+        --durability full --log-level warn 2>>"$WORK/$1.log" &
     PIDS+=($!)
     SRV[$1]=$!
     URL[$1]=http://127.0.0.1:$port
@@ -189,16 +209,17 @@ start_seed() { # NAME: the seed's FastAPI app, run in place (read-only dir) with
     wait_for "seed ($1)" 30 http_ok "${URL[$1]}/catalog"
 }
 
-# The ceiling: nginx, 1 worker, `return 200` with a fixed body the size of a catalogd view.
-# keepalive_requests is raised so nginx does not close each connection every 1000 requests
-# (catalogd never does). No '$' in the body: nginx would read it as a variable.
+# The ceiling: nginx, NGINX_WORKERS worker(s) (1; 2 for the two-core runs), `return 200`
+# with a fixed body the size of a catalogd view. keepalive_requests is raised so nginx does
+# not close each connection every 1000 requests (catalogd never does). No '$' in the body:
+# nginx would read it as a variable.
 NGINX_BODY='{"id":"01a22256-d976-7000-b126-8c2720b242f3","sku":"P1764336446nginx-4242","name":"Bench product 4242","price":51.42,"stock":42,"available":true,"desc":"Bench product 4242 - 51.42","version":1,"created_at":"2026-11-28T13:27:26.838Z","updated_at":"2026-11-28T13:27:26.838Z"}'
 start_nginx() { # NAME
-    local port d=$WORK/nginx
+    local port d=$WORK/$1
     port=$(freeport)
     mkdir -p "$d"
     cat >"$d/nginx.conf" <<EOF
-worker_processes 1;
+worker_processes $NGINX_WORKERS;
 daemon off;
 pid $d/nginx.pid;
 error_log $d/error.log warn;
@@ -218,11 +239,11 @@ http {
     }
 }
 EOF
-    env -u NGINX taskset -c 1 nginx -p "$d/" -e "$d/error.log" -c "$d/nginx.conf" &
+    env -u NGINX "${PIN[@]}" nginx -p "$d/" -e "$d/error.log" -c "$d/nginx.conf" &
     PIDS+=($!)
     SRV[$1]=$!
     URL[$1]=http://127.0.0.1:$port
-    wait_for "nginx" 10 http_ok "${URL[$1]}/products/x"
+    wait_for "nginx ($1)" 10 http_ok "${URL[$1]}/products/x"
 }
 
 stop_system() { # NAME: server first, then its Redis
@@ -367,7 +388,13 @@ wait_quiet() { # up to QUIET_WAIT s for both CPUs to be >= 80 % idle (others sha
     log "    (machine still busy after ${QUIET_WAIT}s; measuring anyway; see "others")"
 }
 
-WRK() { timeout $(($2 + 60)) taskset -c "${WRK_CPU:-0}" wrk -t"${WRK_THREADS:-1}" -c"$1" -d"$2s" --timeout 10s "${@:3}"; }
+# WRK CONNS SECONDS ARGS...: wrk on CPU0 (WRK_CPU=1: on CPU1; WRK_CPU=any: not pinned),
+# WRK_THREADS threads (1)
+WRK() {
+    local pin=(taskset -c "${WRK_CPU:-0}")
+    [ "${WRK_CPU:-0}" = any ] && pin=()
+    timeout $(($2 + 60)) "${pin[@]}" wrk -t"${WRK_THREADS:-1}" -c"$1" -d"$2s" --timeout 10s "${@:3}"
+}
 
 UC=0
 # measure SYSTEM SCENARIO LUA ARGS...: warm-up run, then the measured run; an argument
@@ -471,37 +498,91 @@ redis_bytes() { # SYSTEM: Redis's memory by key kind (MEMORY USAGE of every key)
         kinds="$("$PY" "$HERE/tool.py" redis_bytes "${REDIS_PORT[$1]}")"
 }
 
-declare -A PRODUCTS
-# preload SYSTEM COUNT CONNS DEADLINE: COUNT products with unique SKUs (wrk + preload.lua,
-# ends itself after the last answer); ids -> $WORK/ids-SYSTEM.txt; records the rate.
+# preload SYSTEM COUNT CONNS DEADLINE: creates products with unique SKUs until SYSTEM has
+# COUNT (wrk + preload.lua, ends itself after the last answer): all of them on a fresh system,
+# the difference when called again (BIG grows its catalogd in steps); ids appended to
+# $WORK/ids-SYSTEM.txt; records the rate of this call.
 preload() {
-    local sys=$1 n=$2 conns=$3 deadline=$4 ids=$WORK/ids-$1.txt t0 t1 got
+    local sys=$1 n=$2 conns=$3 deadline=$4 ids=$WORK/ids-$1.txt have=${PRODUCTS[$1]:-0}
+    local want=$(($2 - have)) prefix=P${RUN_ID}r${REP}$1 t0 t1 got
+    local logf=$WORK/preload-$1-r$REP-$2.log
+    if [ "$have" = 0 ]; then : >"$ids"; else prefix=${prefix}g$have; fi
+    [ "$want" -gt 0 ] || return 0
     t0=$(date +%s.%N)
     WRK "$conns" "$deadline" --timeout 30s -s "$HERE/lua/preload.lua" "${URL[$sys]}" -- \
-        "$n" "P${RUN_ID}r${REP}$sys" "$ids" >"$WORK/preload-$sys-r$REP.log" 2>&1 || true
+        "$want" "$prefix" "$ids.step" >"$logf" 2>&1 || true
     t1=$(date +%s.%N)
-    got=$(wc -l <"$ids")
+    got=$(wc -l <"$ids.step")
+    cat "$ids.step" >>"$ids"
+    rm -f "$ids.step"
     local rate failed
     rate=$(awk -v n="$got" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", n/(b-a)}')
-    failed=$(sed -n 's/^PRELOAD .*"failed":\([0-9]*\).*/\1/p' "$WORK/preload-$sys-r$REP.log")
-    log "    preload $sys: $got/$n products in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s = $rate/s (wrk -c$conns, one POST per product; ${failed:-?} failed and were replaced)"
+    failed=$(sed -n 's/^PRELOAD .*"failed":\([0-9]*\).*/\1/p' "$logf")
+    log "    preload $sys: $got/$want products in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s = $rate/s (wrk -c$conns, one POST per product; ${failed:-?} failed and were replaced)$([ "$have" = 0 ] || echo "; $have -> $n products")"
     "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=preload system="$sys" rep="$REP" \
-        requested="$n" created="$got" seconds="$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')" \
-        rate="$rate" conns="$conns" failed="${failed:-null}"
-    [ "$got" -eq "$n" ] || die "preload of $sys created $got of $n products; see $WORK/preload-$sys-r$REP.log"
+        requested="$want" created="$got" seconds="$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')" \
+        rate="$rate" conns="$conns" failed="${failed:-null}" products_after="$n"
+    [ "$got" -eq "$want" ] || die "preload of $sys created $got of $want products; see $logf"
     PRODUCTS[$sys]=$n
 }
 
-# page SYSTEM: follow the Link headers through the catalog; cursors -> $WORK/cursors-SYSTEM.txt
+# page SYSTEM [AS]: follow the Link headers through the catalog; cursors ->
+# $WORK/cursors-SYSTEM.txt; recorded as system AS (SYSTEM)
 page() {
     local sys=$1 out
     out=$(taskset -c 0 timeout 1200 "$PY" "$HERE/tool.py" page "${URL[$sys]}" \
         "$WORK/cursors-$sys.txt" --limit "$PAGE_LIMIT" --deadline 1100) || die "paging $sys failed"
     log "    paged $sys: $out"
-    "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=paging system="$sys" rep="$REP" \
-        summary="$out"
+    "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=paging system="${2:-$sys}" \
+        rep="$REP" summary="$out"
     [ "$(echo "$out" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(int(d["complete"] and d["items"] == d["total_count"]))')" = 1 ] ||
         die "paging $sys did not see the whole catalog: $out"
+}
+
+# hot_products SYSTEM: HOT products with stock HOT_STOCK for the contention scenario, ids ->
+# $WORK/hot-SYSTEM.txt; prints why the stock scenario cannot run there (nothing if it can).
+hot_products() {
+    local sys=$1 hot=$WORK/hot-$1.txt i code
+    : >"$hot"
+    for ((i = 1; i <= HOT; i++)); do
+        curl -s --max-time 10 -H 'Content-Type: application/json' "${URL[$sys]}/products" \
+            -d "{\"sku\":\"HOT-$RUN_ID-$REP-$i\",\"name\":\"Hot product $i\",\"price\":1.00,\"stock\":$HOT_STOCK}" |
+            grep -o '^{"id":"[^"]*"' | cut -d'"' -f4 >>"$hot" || true
+    done
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H 'Content-Type: application/json' \
+        "${URL[$sys]}/products/$(head -1 "$WORK/ids-$sys.txt")/stock" -d '{"delta":1}')
+    if [ "$code" = 404 ] || [ "$code" = 405 ]; then
+        echo "POST /products/{id}/stock answered $code: the route is not in this build; scenario skipped"
+    elif [ "$(grep -c . "$hot")" -ne "$HOT" ] || [ "${code:0:1}" != 2 ]; then
+        echo "stock scenario skipped: could not set up $HOT hot products (stock probe answered $code)"
+    fi
+}
+
+# stock_check SYSTEM: once the projection has caught up, the hot products' stock in the views
+stock_check() {
+    wait_until 15 sh -c "curl -s --max-time 2 '${URL[$1]}/ready' | grep -q '\"lag_events\":0'" ||
+        log "    (projection lag not 0 after 15 s; reading the views anyway)"
+    taskset -c 0 "$PY" "$HERE/tool.py" stock "${URL[$1]}" "$WORK/hot-$1.txt"
+}
+
+# measure_growth SIZE: the big catalogd, now at SIZE products: scenarios 1 (random of the ids
+# preloaded so far) and 2 (random cursor of a paging at this size), REPS runs each, taking
+# turns; recorded as the system "growth" with products=SIZE, apart from the big row.
+measure_growth() {
+    local s
+    URL[growth]=${URL[big]} SRV[growth]=${SRV[big]} REDIS_PID[growth]=${REDIS_PID[big]}
+    PRODUCTS[growth]=$1
+    for ((REP = 1; REP <= REPS; REP++)); do
+        for s in $(rotate get_by_id catalog_page); do
+            if [ "$s" = get_by_id ]; then
+                measure growth get_by_id get_id.lua "$WORK/ids-big.txt"
+            else
+                measure growth catalog_page catalog.lua "$WORK/cursors-big.txt" "$PAGE_LIMIT"
+            fi
+        done
+    done
+    REP=0
+    unset "SRV[growth]" "REDIS_PID[growth]"
 }
 
 rotate() { # the arguments, rotated left by REP-1: who goes first changes every repetition
@@ -570,8 +651,28 @@ if [ "$BIG" = 1 ]; then
     REP=0
     log "== BIG: catalogd with $BIG_N products (preloaded once, read-only afterwards)"
     start_catalogd big
-    preload big "$BIG_N" "$BIG_PRELOAD_CONNS" 3600
-    page big
+    steps=$BIG_N
+    if [ "$WITH_GROWTH" = 1 ]; then
+        # the growth curve: the same preload in steps, scenarios 1 and 2 measured at each
+        prev=0
+        for size in ${GROWTH_SIZES//,/ }; do
+            [[ "$size" =~ ^[0-9]+$ ]] && [ "$size" -gt "$prev" ] && [ "$size" -le "$BIG_N" ] ||
+                die "GROWTH_SIZES must ascend and stay <= BIG_N ($BIG_N): '$GROWTH_SIZES'"
+            prev=$size
+        done
+        [ "$prev" = "$BIG_N" ] || die "GROWTH_SIZES must end at BIG_N ($BIG_N): '$GROWTH_SIZES'"
+        steps=${GROWTH_SIZES//,/ }
+        log "   grown in steps ($GROWTH_SIZES), GET by id and catalog pages measured $REPS times at each"
+    fi
+    for size in $steps; do
+        preload big "$size" "$BIG_PRELOAD_CONNS" 3600
+        if [ "$size" = "$BIG_N" ]; then page big; else page big growth; fi
+        if [ "$WITH_GROWTH" = 1 ]; then
+            t_step=$SECONDS
+            measure_growth "$size"
+            log "    growth at $size products: measured in $((SECONDS - t_step)) s"
+        fi
+    done
     mem_record big catalogd preload
     redis_bytes big
 fi
@@ -594,21 +695,7 @@ for ((REP = 1; REP <= REPS; REP++)); do
     if [ "$WITH_NGINX" = 1 ]; then cp "$WORK/ids-catalogd.txt" "$WORK/ids-nginx.txt"; PRODUCTS[nginx]=0; fi
 
     # 4 hot products for the contention scenario; is the route there?
-    : >"$WORK/hot.txt"
-    for ((i = 1; i <= HOT; i++)); do
-        curl -s --max-time 10 -H 'Content-Type: application/json' "${URL[catalogd]}/products" \
-            -d "{\"sku\":\"HOT-$RUN_ID-$REP-$i\",\"name\":\"Hot product $i\",\"price\":1.00,\"stock\":$HOT_STOCK}" |
-            grep -o '^{"id":"[^"]*"' | cut -d'"' -f4 >>"$WORK/hot.txt" || true
-    done
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H 'Content-Type: application/json' \
-        "${URL[catalogd]}/products/$(head -1 "$WORK/ids-catalogd.txt")/stock" -d '{"delta":1}')
-    if [ "$code" = 404 ] || [ "$code" = 405 ]; then
-        STOCK_NOTE="POST /products/{id}/stock answered $code: the route is not in this build; scenario skipped"
-    elif [ "$(grep -c . "$WORK/hot.txt")" -ne "$HOT" ] || [ "${code:0:1}" != 2 ]; then
-        STOCK_NOTE="stock scenario skipped: could not set up $HOT hot products (stock probe answered $code)"
-    else
-        STOCK_NOTE=""
-    fi
+    STOCK_NOTE=$(hot_products catalogd)
 
     sys1="catalogd"
     [ "$WITH_SEED" = 1 ] && sys1="$sys1 seed"
@@ -625,10 +712,8 @@ for ((REP = 1; REP <= REPS; REP++)); do
         measure "$s" catalog_page catalog.lua "$WORK/cursors-$s.txt" "$PAGE_LIMIT"
     done
     if [ -z "$STOCK_NOTE" ]; then
-        measure catalogd stock stock.lua "$WORK/hot.txt" "$STOCK_DOWN_PCT"
-        wait_until 15 sh -c "curl -s --max-time 2 '${URL[catalogd]}/ready' | grep -q '\"lag_events\":0'" ||
-            log "    (projection lag not 0 after 15 s; reading the views anyway)"
-        check=$(taskset -c 0 "$PY" "$HERE/tool.py" stock "${URL[catalogd]}" "$WORK/hot.txt")
+        measure catalogd stock stock.lua "$WORK/hot-catalogd.txt" "$STOCK_DOWN_PCT"
+        check=$(stock_check catalogd)
         log "    stock after the run: $check"
         "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=stock_check rep="$REP" \
             initial="$HOT_STOCK" result="$check"
@@ -681,6 +766,37 @@ for ((REP = 1; REP <= REPS; REP++)); do
         pg_stop
     fi
 done
+
+if [ "$WITH_TWO_CORES" = 1 ]; then # the same scenarios once more with both cores, nothing pinned
+    REP=0 t_two=$SECONDS
+    log "== both cores: catalogd --threads 2, its Redis$([ "$WITH_NGINX" = 1 ] && echo ", nginx with 2 workers") and wrk -t2, none pinned"
+    PIN=() SERVE_THREADS=2 NGINX_WORKERS=2
+    start_catalogd two-cores
+    if [ "$WITH_NGINX" = 1 ]; then start_nginx nginx-two-cores; PRODUCTS[nginx-two-cores]=0; fi
+    PIN=(taskset -c 1) SERVE_THREADS=1 NGINX_WORKERS=1
+    preload two-cores "$N" "$PRELOAD_CONNS" $((120 + N / 100))
+    page two-cores
+    two_cores_stock_note=$(hot_products two-cores)
+    export WRK_THREADS=2 WRK_CPU=any
+    measure two-cores get_by_id get_id.lua "$WORK/ids-two-cores.txt"
+    if [ "$WITH_NGINX" = 1 ]; then measure nginx-two-cores get_by_id get_id.lua "$WORK/ids-two-cores.txt"; fi
+    measure two-cores catalog_page catalog.lua "$WORK/cursors-two-cores.txt" "$PAGE_LIMIT"
+    measure two-cores create post.lua UNIQUE
+    if [ -z "$two_cores_stock_note" ]; then
+        measure two-cores stock stock.lua "$WORK/hot-two-cores.txt" "$STOCK_DOWN_PCT"
+        check=$(stock_check two-cores)
+        log "    stock after the run: $check"
+        "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=two_cores_stock_check \
+            initial="$HOT_STOCK" result="$check"
+    else
+        log "    $two_cores_stock_note"
+    fi
+    measure two-cores mixed mixed.lua "$WORK/ids-two-cores.txt" UNIQUE "$WRITE_PCT"
+    unset WRK_THREADS WRK_CPU
+    if [ "$WITH_NGINX" = 1 ]; then stop_system nginx-two-cores; fi
+    stop_system two-cores
+    log "    both cores: $((SECONDS - t_two)) s"
+fi
 if [ "$BIG" = 1 ]; then mem_record big catalogd end; fi
 
 # ---------------------------------------------------------------- 4. report
@@ -690,7 +806,8 @@ CMD="make bench"
 env_used=""
 for v in REPS DURATION WARMUP N CONNS BIG BIG_N PAGE_LIMIT HOT HOT_STOCK STOCK_DOWN_PCT WRITE_PCT \
     PRELOAD_CONNS SEED_PRELOAD_CONNS WITH_SEED WITH_NGINX WITH_HTTPS H2_STREAMS NGINX_SAME_CORE \
-    WITH_PG PGBENCH_CLIENTS PGBENCH_SCALE CALLGRIND CG_N QUIET_WAIT PROFILE; do
+    WITH_PG PGBENCH_CLIENTS PGBENCH_SCALE WITH_GROWTH GROWTH_SIZES WITH_TWO_CORES CALLGRIND CG_N \
+    QUIET_WAIT PROFILE; do
     env_used="$env_used $v=${!v}"
 done
 PG_NOTE=$PG_NOTE STOCK_NOTE=$STOCK_NOTE BENCH_CMD="$CMD" BENCH_ENV="${env_used# }" NGINX_BODY_LEN=${#NGINX_BODY} \

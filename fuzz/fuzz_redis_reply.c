@@ -2,9 +2,9 @@
  * in pieces and drained after each one as src/query/redis_client.c's on_read does, and every
  * reply through what the query path does with it:
  * - a view (GET, the by-sku script): view_version for the ETag, view_parse;
- * - a catalog page: page_read_ids on EXEC's reply, page_body_size and page_write_body on
- *   the views (src/query/page.c, the server's own), and the last view's cursor;
- * - the generation (GET {prefix}:gen): page_generation and layout_base.
+ * - a catalog page: page_read, page_merge, page_body_size and page_write_body on EXEC's
+ *   reply (src/query/page.c, the server's own);
+ * - the generation (GET {prefix}:gen-v2): page_generation and layout_base.
  * Invariants checked, beyond "no crash": the ETag fits its buffer; a view that view_parse
  * accepts has a canonical id whose cursor decodes back to it; a page that passes the shape
  * check has room for every view in the body the handler builds; the generation base fits.
@@ -55,34 +55,31 @@ static void check_view_reply(const redisReply *reply)
     }
 }
 
-/* A catalog page, both steps, with the server's own functions (src/query/page.c): EXEC's
- * [generation, [id...], total] as read_model.c reads it, then the reply as an MGET of views,
- * assembled into exactly the bytes the page handler allocates. */
+/* A catalog page with the server's own functions (src/query/page.c): EXEC's [generation,
+ * views, size] or [generation, views, size, views, size] as read_model.c reads it, merged by id
+ * and assembled into exactly the bytes the page handler allocates; the last view feeds the
+ * Link header. */
 static void check_catalog_page(const redisReply *reply)
 {
-    const redisReply *gen, *ids;
-    long long total;
-    if (page_read_ids(reply, &gen, &ids, &total) == 0) {
-        CHECK(ids->type == REDIS_REPLY_ARRAY && total >= 0);
-        CHECK(gen->type == REDIS_REPLY_STRING || gen->type == REDIS_REPLY_NIL);
-        char text[32];
-        CHECK(snprintf(text, sizeof text, "%lld", total) < (int)sizeof text);
+    static struct slice views[CATALOG_PAGE_MAX];
+    for (int sets = 1; sets <= 2; sets++) {
+        struct page_reply page;
+        if (page_read(reply, sets, &page) < 0) continue;
+        CHECK(page.total >= 0);
+        CHECK(page.generation->type == REDIS_REPLY_STRING ||
+              page.generation->type == REDIS_REPLY_NIL);
+        int more = 0;
+        size_t taken = 0;
+        int count = page_merge(&page, CATALOG_PAGE_MAX, views, &more, &taken);
+        if (count < 0) continue;
+        CHECK(count <= CATALOG_PAGE_MAX);
+        size_t size = page_body_size(views, (size_t)count);
+        char *body = malloc(size); /* exactly: ASan sees a write past it */
+        CHECK(body != NULL);
+        size_t used = page_write_body(views, (size_t)count, body);
+        CHECK(used == size && body[0] == '[' && body[used - 1] == ']');
+        free(body);
     }
-    size_t size = page_body_size(reply);
-    if (size == 0) {
-        CHECK(reply->type != REDIS_REPLY_ARRAY);
-        return;
-    }
-    char *body = malloc(size); /* exactly: ASan sees a write past it */
-    CHECK(body != NULL);
-    size_t used = page_write_body(reply, body);
-    CHECK(used <= size && used >= 2 && body[0] == '[' && body[used - 1] == ']');
-    free(body);
-    for (size_t i = reply->elements; i > 0; i--) /* the last view feeds the Link header */
-        if (reply->element[i - 1]->type == REDIS_REPLY_STRING) {
-            check_view_reply(reply->element[i - 1]);
-            break;
-        }
 }
 
 /* What every read does with the reply to GET {prefix}:gen (src/query/read_model.c). */

@@ -145,6 +145,16 @@ out:
     return rc;
 }
 
+const char *view_id(const char *json, size_t len)
+{
+    static const char head[] = "{\"id\":\"";
+    const size_t end = VIEW_ID_OFFSET + UUID_TEXT_LEN;
+    if (len < end + 2 || memcmp(json, head, VIEW_ID_OFFSET) != 0 || json[end] != '"' ||
+        json[end + 1] != ',')
+        return NULL;
+    return json + VIEW_ID_OFFSET;
+}
+
 int64_t view_version(const char *json, size_t len)
 {
     static const char key[] = "\"version\":";

@@ -32,6 +32,12 @@ struct view_fields {
  * corrupt read model, never as a crash. */
 int view_parse(const char *json, size_t len, struct view_fields *out);
 
+/* Every view starts with {"id":"<id>", (view_encode), so that stored views sort by id
+ * (readmodel/layout.h). The id of a stored view (UUID_TEXT_LEN bytes, not NUL-terminated,
+ * not checked to be canonical), or NULL when "json" does not start that way. */
+#define VIEW_ID_OFFSET 7 /* strlen("{\"id\":\"") */
+const char *view_id(const char *json, size_t len);
+
 /* Finds the "version" of a view without a full parse, for ETags on the query path. Returns
  * the version, or -1 if none is found. */
 int64_t view_version(const char *json, size_t len);

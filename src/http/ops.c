@@ -100,10 +100,10 @@ static void answer_ready(struct http_exchange *ex, int read_status)
     http_respond_unavailable_with(ex, "not-ready", detail, report);
 }
 
-static void on_ready_probe(int read_status, const redisReply *reply, void *arg)
+static void on_ready_probe(int read_status, struct slice view, void *arg)
 {
     struct http_exchange *ex = arg;
-    (void)reply;
+    (void)view;
     ex->on_gone = NULL;
     answer_ready(ex, read_status);
 }

@@ -19,43 +19,39 @@
 #define EVENT_ARGS      8
 #define EVENT_ARGS_TEXT "8"
 
-/* Shared by both scripts, so that every path applies an event the same way. */
+/* Shared by both scripts, so that every path applies an event the same way. Every key an event
+ * writes is one of the shared keys that shared_keys_broken checks first: once they are of the
+ * right type, no read or write of an event can fail. */
 #define EVENT_LUA                                                                                  \
-    /* The stored version of the event's product (0 if none), or nil and the error Redis gave      \
-       reading one of the event's own keys. Reads only. */                                         \
+    /* The stored version of the event's product (0 if none), its stored view and the set that     \
+       holds it. Reads only. */                                                                    \
     "local function stored_version(base, i)\n"                                                     \
-    "  local stored = redis.pcall('GET', base .. KEY_VIEW .. ARGV[i + 2])\n"                       \
-    "  if type(stored) == 'table' then return nil, stored.err end\n"                               \
-    "  if ARGV[i + 1] == 'D' then\n"                                                               \
-    "    local owner = redis.pcall('GET', base .. KEY_SKU .. ARGV[i + 3])\n"                       \
-    "    if type(owner) == 'table' then return nil, owner.err end\n"                               \
-    "  end\n"                                                                                      \
-    "  if not stored then return 0 end\n"                                                          \
-    "  return tonumber(string.match(stored, '\"version\":(%d+)')) or 0\n"                          \
-    "end\n" /* Writes the event at ARGV[i], whose own keys stored_version checked and whose shared \
-               keys shared_keys_broken checked: none of these writes can fail. */                  \
-    "local function write_event(base, i, stored)\n"                                                \
+    "  local view, set = view_of(base, ARGV[i + 2])\n"                                             \
+    "  if not view then return 0 end\n"                                                            \
+    "  return tonumber(string.match(view, '\"version\":(%d+)')) or 0, view, set\n"                 \
+    "end\n" /* Writes the event at ARGV[i] over what stored_version found. */                      \
+    "local function write_event(base, i, stored, view, set)\n"                                     \
     "  local id, sku, version = ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 5])\n"                 \
     "  if ARGV[i + 1] == 'D' then\n"                                                               \
     "    if stored <= version then\n"                                                              \
-    "      redis.call('DEL', base .. KEY_VIEW .. id)\n"                                            \
-    "      if redis.call('GET', base .. KEY_SKU .. sku) == id then\n"                              \
-    "        redis.call('DEL', base .. KEY_SKU .. sku)\n"                                          \
+    "      if view then redis.call('ZREM', base .. set, view) end\n"                               \
+    "      if redis.call('HGET', base .. KEY_SKUS, sku) == id then\n"                              \
+    "        redis.call('HDEL', base .. KEY_SKUS, sku)\n"                                          \
     "      end\n"                                                                                  \
-    "      redis.call('ZREM', base .. KEY_ALL, id)\n"                                              \
-    "      redis.call('ZREM', base .. KEY_IN_STOCK, id)\n"                                         \
     "    end\n"                                                                                    \
     "  elseif version > stored then\n"                                                             \
-    "    redis.call('SET', base .. KEY_VIEW .. id, ARGV[i + 7])\n"                                 \
-    "    redis.call('SET', base .. KEY_SKU .. sku, id)\n"                                          \
-    "    redis.call('ZADD', base .. KEY_ALL, 0, id)\n"                                             \
-    "    if ARGV[i + 4] == '1' then redis.call('ZADD', base .. KEY_IN_STOCK, 0, id)\n"             \
-    "    else redis.call('ZREM', base .. KEY_IN_STOCK, id) end\n"                                  \
+    "    if view then redis.call('ZREM', base .. set, view) end\n"                                 \
+    "    local into = KEY_OUT_OF_STOCK\n"                                                          \
+    "    if ARGV[i + 4] == '1' then into = KEY_IN_STOCK end\n"                                     \
+    "    redis.call('ZADD', base .. into, '0', ARGV[i + 7])\n"                                     \
+    "    redis.call('HSET', base .. KEY_SKUS, sku, id)\n"                                          \
     "  end\n"                                                                                      \
     "end\n" /* The keys every event may write, or the first that has the wrong type. */            \
     "local function shared_keys_broken(base)\n"                                                    \
-    "  if not type_is(base .. KEY_ALL, 'zset') then return base .. KEY_ALL end\n"                  \
     "  if not type_is(base .. KEY_IN_STOCK, 'zset') then return base .. KEY_IN_STOCK end\n"        \
+    "  if not type_is(base .. KEY_OUT_OF_STOCK, 'zset') then return base .. KEY_OUT_OF_STOCK "     \
+    "end\n"                                                                                        \
+    "  if not type_is(base .. KEY_SKUS, 'hash') then return base .. KEY_SKUS end\n"                \
     "  if not type_is(base .. KEY_PARKED, 'hash') then return base .. KEY_PARKED end\n"            \
     "  return nil\n"                                                                               \
     "end\n"
@@ -63,8 +59,8 @@
 /* A batch. ARGV after the guards: base ("{prefix}:g{N}:"), the seq the batch was read after
  * (the caller's idea of the checkpoint), then EVENT_ARGS per event.
  * Replies {checkpoint, stall, refusal, parked seq...}: "stall" is why it stopped before the
- * end of the batch ("" when it did not), "refusal" why Redis refused the first event it
- * parked. */
+ * end of the batch ("" when it did not), "refusal" why the first event it parked cannot be
+ * applied. */
 static struct script APPLY_SCRIPT = SCRIPT(
     EVENT_LUA
     /* The parked queue an event must wait behind: its product's own (an unreadable event of
@@ -90,21 +86,24 @@ static struct script APPLY_SCRIPT = SCRIPT(
     "end\n"
     "local broken = shared_keys_broken(base)\n"
     "if broken then return redis.error_reply('STALLED ' .. broken .. ' has the wrong type') end\n"
+    /* The script's first write, and one Redis refuses out of memory: it refuses a script only
+       at its first write, so a Redis that refuses writes refuses the whole batch here,
+       whatever the batch's first event writes (a ZREM alone would let the rest in). */
+    "redis.call('SET', base .. KEY_CHECKPOINT, checkpoint)\n"
     "local any_parked = redis.call('EXISTS', base .. KEY_PARKED) == 1\n"
     "local reply, last = {0, '', ''}, nil\n"
     "for i = first + 2, #ARGV, " EVENT_ARGS_TEXT " do\n"
     "  if tonumber(ARGV[i]) > tonumber(checkpoint) then\n"
     "    local id, sku = ARGV[i + 2], ARGV[i + 3]\n"
     "    if ARGV[i + 1] == 'P' and sku == '' then\n"
-    "      local view = redis.pcall('GET', base .. KEY_VIEW .. id)\n"
-    "      if type(view) == 'string' then sku = string.match(view, '\"sku\":\"([^\"]*)\"') or '' "
-    "end\n"
+    "      local view = view_of(base, id)\n"
+    "      if view then sku = string.match(view, '\"sku\":\"([^\"]*)\"') or '' end\n"
     "    end\n"
     "    local queue = any_parked and queue_waiting(base, id, sku)\n"
-    "    local stored, refusal = nil, 'the log entry is not a valid event'\n"
-    "    if not queue and ARGV[i + 1] ~= 'P' then stored, refusal = stored_version(base, i) end\n"
+    "    local stored, view, set, refusal = nil, nil, nil, 'the log entry is not a valid event'\n"
+    "    if not queue and ARGV[i + 1] ~= 'P' then stored, view, set = stored_version(base, i) end\n"
     "    if stored then\n"
-    "      write_event(base, i, stored)\n"
+    "      write_event(base, i, stored, view, set)\n"
     "    else\n"
     "      if not queue then\n"
     "        if sku ~= '' then queue = sku else queue = '#' .. id end\n"
@@ -139,9 +138,9 @@ static struct script UNPARK_SCRIPT = SCRIPT(
     "if redis.call('LINDEX', list, 0) ~= ARGV[i] then return redis.error_reply('NOTHEAD') end\n"
     "local broken = shared_keys_broken(base)\n"
     "if broken then return redis.error_reply('STALLED ' .. broken .. ' has the wrong type') end\n"
-    "local stored, refusal = stored_version(base, i)\n"
-    "if not stored then return redis.error_reply('REFUSED ' .. refusal) end\n"
-    "write_event(base, i, stored)\n"
+    /* The first write, refused out of memory before the event is touched (APPLY_SCRIPT). */
+    "redis.call('HSET', base .. KEY_PARKED, queue, redis.call('LLEN', list))\n"
+    "write_event(base, i, stored_version(base, i))\n"
     "redis.call('LPOP', list)\n"
     "local left = redis.call('LLEN', list)\n"
     "if left == 0 then redis.call('HDEL', base .. KEY_PARKED, queue)\n"
@@ -259,8 +258,10 @@ static int error_status(redisReply *reply, struct apply_result *result, char *er
         const char *prefix;
         int status;
     } KNOWN[] = {
-        {"FENCED", APPLY_FENCED},   {"NOCHECKPOINT", APPLY_NO_CHECKPOINT}, {"GAP", APPLY_GAP},
-        {"REFUSED", APPLY_REFUSED}, {"NOTHEAD", APPLY_NOT_HEAD},
+        {"FENCED", APPLY_FENCED},
+        {"NOCHECKPOINT", APPLY_NO_CHECKPOINT},
+        {"GAP", APPLY_GAP},
+        {"NOTHEAD", APPLY_NOT_HEAD},
     };
     for (size_t i = 0; i < sizeof(KNOWN) / sizeof(KNOWN[0]); i++) {
         if (strncmp(reply->str, KNOWN[i].prefix, strlen(KNOWN[i].prefix)) != 0) continue;

@@ -4,17 +4,18 @@
  *
  * Invariants of every script here:
  * - Fenced: nothing is written unless the caller's guards hold (script.h).
- * - No event is half-applied: an event's keys are checked (types, stored version) before
- *   any of its writes, and its writes cannot fail once checked (Redis refuses a script for
- *   lack of memory only at its first write). Whenever a script returns, the checkpoint names
+ * - No event is half-applied: the keys events write (the view sets and the skus hash, shared
+ *   by all products: readmodel/layout.h) are checked for their type before any write, so no
+ *   write can fail once checked (Redis refuses a script for lack of memory only at its
+ *   first write). Whenever a script returns, the checkpoint names
  *   the last event that is fully applied or fully parked, and every event up to it is one
  *   or the other.
  * - Idempotent: an event at or below the checkpoint, or older than the stored view's version,
  *   changes nothing.
- * - In order per sku: products interact in the read model only through their sku, so the
- *   events Redis refuses for a product are parked in a queue named by its sku, and every
- *   later event of that sku waits behind them in the same queue, whichever product it is
- *   for. Other skus go on. */
+ * - In order per sku: products interact in the read model only through their sku, so an
+ *   event that cannot be applied (its log entry is not a readable event) is parked in a
+ *   queue named by its sku, and every later event of that sku waits behind it in the same
+ *   queue, whichever product it is for. Other skus go on. */
 #ifndef CATALOGD_APPLY_H
 #define CATALOGD_APPLY_H
 
@@ -58,7 +59,7 @@ enum apply_status {
                             in time, e.g. restored from an older snapshot) */
     APPLY_STALLED = -5,  /* Redis refuses writes (out of memory, a shared key of the wrong
                             type, read-only): retry later, skip nothing */
-    APPLY_REFUSED = -6,  /* apply_unpark: Redis still refuses the event for its product */
+    APPLY_REFUSED = -6,  /* unpark: the parked event still cannot be applied */
     APPLY_NOT_HEAD = -7, /* apply_unpark: the event is not the oldest of its queue */
 };
 
@@ -74,7 +75,7 @@ struct apply_result {
     int64_t checkpoint; /* the generation's checkpoint afterwards (APPLY_OK, APPLY_GAP) */
     size_t parked_count;
     int64_t parked[APPLY_BATCH_MAX]; /* seqs parked by this call, in order */
-    char refusal[200];               /* why Redis refused the first event it parked, or "" */
+    char refusal[200];               /* why the first event it parked cannot be applied, or "" */
 };
 
 /* Fills "out" from an event of the log; the payload is the view. An entry that is not a
@@ -97,7 +98,7 @@ void apply_event_from_product(int64_t seq, int deleted, const struct product *pr
 size_t apply_fingerprint(const struct apply_event *event, char *out, size_t cap);
 
 /* Applies "events" (in seq order, "count" <= APPLY_BATCH_MAX), read from the log after seq
- * "read_after", to "target". Events Redis refuses for their product are parked (listed in
+ * "read_after", to "target". Events that cannot be applied are parked (listed in
  * "result"). Returns an enum apply_status: APPLY_GAP when Redis' checkpoint is below
  * "read_after" ("result->checkpoint" says where it is); APPLY_STALLED when Redis refused to go
  * on, with "result->checkpoint" the progress made before (-1 when none). */

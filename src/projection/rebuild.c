@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/digits.h"
+#include "common/slice.h"
 #include "common/xmalloc.h"
 #include "domain/view.h"
 #include "projection/apply.h"
@@ -18,25 +19,23 @@
 #define SNAPSHOT_PAGE       1000
 #define MAX_SWITCH_ATTEMPTS 1000
 
-/* One page of the snapshot: an MSET of views and sku entries and a ZADD to each catalog
- * index, fenced by the lock. A few commands per thousand products instead of four per product
- * keeps Redis' per-command cost out of the rebuild. ARGV after the guards: the "all" key, the
- * "in_stock" key, then three runs of arguments, each preceded by its length. */
+/* One page of the snapshot: a ZADD to each view set and an HSET of the sku entries, fenced by
+ * the lock. A few commands per thousand products instead of a few per product keeps Redis'
+ * per-command cost out of the rebuild. ARGV after the guards: the in-stock set, the
+ * out-of-stock set and the skus hash, then a run of arguments for each, each run preceded by
+ * its length. */
 static struct script PAGE_SCRIPT =
     SCRIPT("local first, fenced = guards_hold()\n"
            "if not first then return redis.error_reply(fenced) end\n"
-           "local i = first + 2\n"
+           "local i = first + 3\n"
            "local function run(command, key)\n"
            "  local n = tonumber(ARGV[i])\n"
-           "  if n > 0 then\n"
-           "    if key then redis.call(command, key, unpack(ARGV, i + 1, i + n))\n"
-           "    else redis.call(command, unpack(ARGV, i + 1, i + n)) end\n"
-           "  end\n"
+           "  if n > 0 then redis.call(command, key, unpack(ARGV, i + 1, i + n)) end\n"
            "  i = i + n + 1\n"
            "end\n"
-           "run('MSET', nil)\n"
            "run('ZADD', ARGV[first])\n"
            "run('ZADD', ARGV[first + 1])\n"
+           "run('HSET', ARGV[first + 2])\n"
            "return 1\n");
 
 /* Sets the snapshot's checkpoint and its fingerprint. ARGV after the guards: the base, the
@@ -80,10 +79,10 @@ struct event_batch {
     size_t count;
 };
 
-/* One page of the snapshot as PAGE_SCRIPT's arguments: the two set keys, then the MSET run
- * (view key, view, sku key, id per product), the "all" run and the "in_stock" run (score and
- * id per member), each preceded by its length. Keys and views live in the arena. */
-#define PAGE_ARGS (2 + 3 + 4 * SNAPSHOT_PAGE + 2 * 2 * SNAPSHOT_PAGE)
+/* One page of the snapshot as PAGE_SCRIPT's arguments: the three keys, then the in-stock run
+ * and the out-of-stock run (score and view per member) and the skus run (sku and id per
+ * product), each preceded by its length. Views, skus and ids live in the arena. */
+#define PAGE_ARGS (3 + 3 + 2 * SNAPSHOT_PAGE + 2 * SNAPSHOT_PAGE)
 
 struct page {
     char *arena;
@@ -91,7 +90,8 @@ struct page {
     const char **argv;
     size_t *lens;
     size_t argc;
-    const char *ids[SNAPSHOT_PAGE]; /* in the arena */
+    struct slice views[SNAPSHOT_PAGE], skus[SNAPSHOT_PAGE]; /* in the arena */
+    const char *ids[SNAPSHOT_PAGE];
     unsigned char in_stock[SNAPSHOT_PAGE];
     size_t count;
     char lengths[3][DIGITS_U64_MAX + 1];
@@ -104,7 +104,7 @@ struct rebuild {
     const struct rebuild_options *options;
     int64_t gen;
     char base[LAYOUT_BASE_MAX];
-    char all_key[LAYOUT_KEY_MAX], in_stock_key[LAYOUT_KEY_MAX];
+    char keys[3][LAYOUT_KEY_MAX]; /* the in-stock and out-of-stock sets, the skus hash */
     struct rebuild_lock lock;
     char last_id[UUID_TEXT_LEN + 1];
     int64_t products;
@@ -117,7 +117,7 @@ struct rebuild {
 static struct page *page_new(void)
 {
     struct page *page = xcalloc(1, sizeof(*page));
-    page->arena = xmalloc((size_t)SNAPSHOT_PAGE * (VIEW_MAX + 2 * LAYOUT_KEY_MAX));
+    page->arena = xmalloc((size_t)SNAPSHOT_PAGE * (VIEW_MAX + PRODUCT_SKU_MAX + UUID_TEXT_LEN));
     page->argv = xmalloc(PAGE_ARGS * sizeof(*page->argv));
     page->lens = xmalloc(PAGE_ARGS * sizeof(*page->lens));
     return page;
@@ -191,25 +191,33 @@ static int keep_going(struct rebuild *r)
     return rc == REBUILD_LOCK_OK ? 0 : -1;
 }
 
-/* Adds one product's view and sku entry to the page's MSET run. */
+/* Keeps one product's view, sku and id in the page. */
 static int queue_product(const struct product *p, void *arg)
 {
     struct rebuild *r = arg;
     struct page *page = r->page;
-    char text[VIEW_MAX];
-    size_t n = layout_key(KEY_VIEW, r->base, p->id, UUID_TEXT_LEN, text, sizeof(text));
-    push(page, keep(page, text, n), n);
-    n = view_encode(p, text, sizeof(text));
-    push(page, keep(page, text, n), n);
-    n = layout_key(KEY_SKU, r->base, p->sku, strlen(p->sku), text, sizeof(text));
-    push(page, keep(page, text, n), n);
-    const char *id = keep(page, p->id, UUID_TEXT_LEN);
-    push(page, id, UUID_TEXT_LEN);
-    page->ids[page->count] = id;
+    char view[VIEW_MAX];
+    size_t n = view_encode(p, view, sizeof(view));
+    page->views[page->count] = (struct slice){keep(page, view, n), n};
+    n = strlen(p->sku);
+    page->skus[page->count] = (struct slice){keep(page, p->sku, n), n};
+    page->ids[page->count] = keep(page, p->id, UUID_TEXT_LEN);
     page->in_stock[page->count++] = p->stock > 0;
     memcpy(r->last_id, p->id, sizeof(r->last_id));
     r->products++;
     return 0;
+}
+
+/* Pushes the run of view set members (score and view) of the products in stock or not. */
+static void push_views(struct page *page, int in_stock, int which)
+{
+    size_t length_at = run_start(page);
+    for (size_t i = 0; i < page->count; i++) {
+        if (page->in_stock[i] != in_stock) continue;
+        push(page, "0", 1);
+        push(page, page->views[i].p, page->views[i].len);
+    }
+    run_end(page, length_at, which);
 }
 
 /* Writes the next page of up to SNAPSHOT_PAGE products. Returns how many, or -1. */
@@ -217,25 +225,18 @@ static int write_page(struct rebuild *r)
 {
     struct page *page = r->page;
     page->used = page->argc = page->count = 0;
-    push(page, r->all_key, strlen(r->all_key));
-    push(page, r->in_stock_key, strlen(r->in_stock_key));
-    size_t length_at = run_start(page);
+    for (int key = 0; key < 3; key++)
+        push(page, r->keys[key], strlen(r->keys[key]));
     char after[UUID_TEXT_LEN + 1];
     memcpy(after, r->last_id, sizeof(after));
     int visited = store_scan_products(r->store, after, SNAPSHOT_PAGE, queue_product, r);
     if (visited < 0) return fail(r, store_errmsg(r->store));
     if (visited == 0) return 0;
-    run_end(page, length_at, 0);
-    length_at = run_start(page);
+    push_views(page, 1, 0);
+    push_views(page, 0, 1);
+    size_t length_at = run_start(page);
     for (size_t i = 0; i < page->count; i++) {
-        push(page, "0", 1);
-        push(page, page->ids[i], UUID_TEXT_LEN);
-    }
-    run_end(page, length_at, 1);
-    length_at = run_start(page);
-    for (size_t i = 0; i < page->count; i++) {
-        if (!page->in_stock[i]) continue;
-        push(page, "0", 1);
+        push(page, page->skus[i].p, page->skus[i].len);
         push(page, page->ids[i], UUID_TEXT_LEN);
     }
     run_end(page, length_at, 2);
@@ -335,8 +336,9 @@ static int build_and_switch(struct rebuild *r, struct rebuild_result *result)
 {
     if (generations_new(r->redis, r->prefix, &r->lock, &r->gen, r->err, r->errlen) < 0) return -1;
     layout_base(r->prefix, r->gen, r->base, sizeof(r->base));
-    layout_key(KEY_ALL, r->base, NULL, 0, r->all_key, sizeof(r->all_key));
-    layout_key(KEY_IN_STOCK, r->base, NULL, 0, r->in_stock_key, sizeof(r->in_stock_key));
+    layout_key(KEY_IN_STOCK, r->base, NULL, 0, r->keys[0], sizeof(r->keys[0]));
+    layout_key(KEY_OUT_OF_STOCK, r->base, NULL, 0, r->keys[1], sizeof(r->keys[1]));
+    layout_key(KEY_SKUS, r->base, NULL, 0, r->keys[2], sizeof(r->keys[2]));
     int64_t checkpoint;
     if (write_snapshot(r, &checkpoint) < 0) goto abandon;
     for (int attempt = 0; attempt < MAX_SWITCH_ATTEMPTS; attempt++) {

@@ -1,8 +1,8 @@
 /* verify.c - walks the write model's products in id order and checks, page by page, their
- * views and index entries in Redis (one pipeline per page); then looks for read-model
- * entries that no product explains: members of the catalog indexes (page by page, by id
- * range), views and sku entries (a SCAN of the generation's keys, each looked up in the
- * write model's snapshot). Nothing is loaded whole. */
+ * views (the members of both view sets in the page's id range, which also finds views no
+ * product explains) and their sku entries; then looks for sku entries no product explains (an
+ * HSCAN of the skus hash, each looked up in the write model's snapshot) and for keys of the
+ * generation that the layout does not have. Nothing is loaded whole. */
 #include "projection/verify.h"
 
 #include <inttypes.h>
@@ -25,6 +25,7 @@ struct page_product {
     char sku[PRODUCT_SKU_MAX + 1];
     int64_t version;
     int in_stock;
+    int views_found; /* members of either view set with this id */
     char view[VIEW_MAX];
     size_t view_len;
 };
@@ -37,7 +38,6 @@ struct verify {
     struct verify_report *report;
     struct page_product *page;
     int page_count;
-    char *scratch;     /* PAGE arguments of LAYOUT_KEY_MAX bytes, for the page commands */
     const char **argv; /* PAGE + 2 */
     size_t *lens;
     char *err;
@@ -64,32 +64,32 @@ static int collect_product(const struct product *p, void *arg)
     memcpy(pp->sku, p->sku, sizeof(pp->sku));
     pp->version = p->version;
     pp->in_stock = p->stock > 0;
+    pp->views_found = 0;
     pp->view_len = view_encode(p, pp->view, sizeof(pp->view));
     return 0;
 }
 
-static redisReply *next_reply(struct verify *v)
+/* A member of a view set (the in-stock one when "in_stock") against the page's product of
+ * the same id, if any. */
+static void check_view(struct verify *v, const redisReply *view, int in_stock, int *j)
 {
-    redisReply *reply = NULL;
-    char why[256];
-    if (redis_sync_get_reply(v->redis, &reply, why, sizeof(why)) < 0) {
-        snprintf(v->err, v->errlen, "Redis: %s", why);
-        return NULL;
+    const char *id = view->type == REDIS_REPLY_STRING ? view_id(view->str, view->len) : NULL;
+    if (!id) {
+        difference(v, "not a view in the %s set: %.60s", in_stock ? "in-stock" : "out-of-stock",
+                   view->type == REDIS_REPLY_STRING ? view->str : "");
+        return;
     }
-    if (reply->type == REDIS_REPLY_ERROR) {
-        snprintf(v->err, v->errlen, "Redis: %s", reply->str);
-        freeReplyObject(reply);
-        return NULL;
+    while (*j < v->page_count && memcmp(v->page[*j].id, id, UUID_TEXT_LEN) < 0)
+        (*j)++;
+    if (*j >= v->page_count || memcmp(v->page[*j].id, id, UUID_TEXT_LEN) != 0) {
+        difference(v, "extra view: %.*s (no such product)", UUID_TEXT_LEN, id);
+        return;
     }
-    return reply;
-}
-
-static void check_product(struct verify *v, const struct page_product *p, redisReply *view,
-                          redisReply *sku_owner, redisReply *in_all, redisReply *in_stock)
-{
-    if (view->type != REDIS_REPLY_STRING) {
-        difference(v, "missing view: %s (sku %s, version %" PRId64 ")", p->id, p->sku, p->version);
-    } else if (view->len != p->view_len || memcmp(view->str, p->view, p->view_len) != 0) {
+    struct page_product *p = &v->page[*j];
+    if (++p->views_found > 1) difference(v, "duplicate view: %s", p->id);
+    if (in_stock != p->in_stock)
+        difference(v, "in-stock index: %s %s", p->id, p->in_stock ? "missing" : "extra");
+    if (view->len != p->view_len || memcmp(view->str, p->view, p->view_len) != 0) {
         int64_t stored = view_version(view->str, view->len);
         if (stored != p->version)
             difference(v, "stale view: %s has version %" PRId64 ", write model has %" PRId64, p->id,
@@ -97,111 +97,89 @@ static void check_product(struct verify *v, const struct page_product *p, redisR
         else
             difference(v, "different view: %s (version %" PRId64 ")", p->id, p->version);
     }
-    if (sku_owner->type != REDIS_REPLY_STRING || strcmp(sku_owner->str, p->id) != 0)
-        difference(v, "sku index: %s should name %s", p->sku, p->id);
-    if (in_all->type == REDIS_REPLY_NIL) difference(v, "catalog index: %s missing", p->id);
-    if ((in_stock->type != REDIS_REPLY_NIL) != p->in_stock)
-        difference(v, "in-stock index: %s %s", p->id, p->in_stock ? "missing" : "extra");
 }
 
-/* Sends one variadic command over the page: "name" ["key"] then, per product, the argument
- * "arg_of" writes into "scratch" (an arena of LAYOUT_KEY_MAX bytes per product). */
-static void send_page_command(struct verify *v, const char *name, const char *key,
-                              int (*arg_of)(const struct verify *v, int i, char *out),
-                              char *scratch, const char **argv, size_t *lens)
+/* The members of one view set in the id range (after, upto] ("upto" NULL: to the end), a
+ * thousand at a time, each checked against the page. */
+static int check_view_set(struct verify *v, enum layout_key set, const char *after,
+                          const char *upto)
 {
-    int n = 0;
-    argv[n] = name;
-    lens[n++] = strlen(name);
-    if (key) {
-        argv[n] = key;
-        lens[n++] = strlen(key);
-    }
-    for (int i = 0; i < v->page_count; i++) {
-        char *out = scratch + (size_t)i * LAYOUT_KEY_MAX;
-        lens[n] = (size_t)arg_of(v, i, out);
-        argv[n++] = out;
-    }
-    redis_sync_append(v->redis, n, argv, lens);
-}
-
-static int view_key_of(const struct verify *v, int i, char *out)
-{
-    return (int)layout_key(KEY_VIEW, v->base, v->page[i].id, UUID_TEXT_LEN, out, LAYOUT_KEY_MAX);
-}
-
-static int sku_key_of(const struct verify *v, int i, char *out)
-{
-    const char *sku = v->page[i].sku;
-    return (int)layout_key(KEY_SKU, v->base, sku, strlen(sku), out, LAYOUT_KEY_MAX);
-}
-
-static int id_of(const struct verify *v, int i, char *out)
-{
-    return snprintf(out, LAYOUT_KEY_MAX, "%s", v->page[i].id);
-}
-
-/* Four commands for the whole page: MGET of the views, MGET of the sku entries, ZMSCORE in
- * "all" and in "in_stock"; then one check per product. */
-static int check_page(struct verify *v)
-{
-    if (v->page_count == 0) return 0;
-    char all_key[LAYOUT_KEY_MAX], stock_key[LAYOUT_KEY_MAX];
-    layout_key(KEY_ALL, v->base, NULL, 0, all_key, sizeof(all_key));
-    layout_key(KEY_IN_STOCK, v->base, NULL, 0, stock_key, sizeof(stock_key));
-    send_page_command(v, "MGET", NULL, view_key_of, v->scratch, v->argv, v->lens);
-    send_page_command(v, "MGET", NULL, sku_key_of, v->scratch, v->argv, v->lens);
-    send_page_command(v, "ZMSCORE", all_key, id_of, v->scratch, v->argv, v->lens);
-    send_page_command(v, "ZMSCORE", stock_key, id_of, v->scratch, v->argv, v->lens);
-    redisReply *replies[4] = {0};
-    int rc = 0;
-    for (int r = 0; r < 4; r++) {
-        replies[r] = next_reply(v);
-        if (!replies[r] || replies[r]->type != REDIS_REPLY_ARRAY ||
-            replies[r]->elements != (size_t)v->page_count) {
-            if (replies[r]) snprintf(v->err, v->errlen, "unexpected reply to a verify command");
-            rc = -1;
-        }
-    }
-    for (int i = 0; rc == 0 && i < v->page_count; i++)
-        check_product(v, &v->page[i], replies[0]->element[i], replies[1]->element[i],
-                      replies[2]->element[i], replies[3]->element[i]);
-    for (int r = 0; r < 4; r++)
-        freeReplyObject(replies[r]);
-    return rc;
-}
-
-/* Members of sorted set "set" in the id range (after, upto] that are not in the page:
- * entries for products the write model does not have. "upto" NULL means to the end. */
-static int check_extras(struct verify *v, enum layout_key set, const char *after, const char *upto)
-{
-    char key[LAYOUT_KEY_MAX], min[UUID_TEXT_LEN + 2], max[UUID_TEXT_LEN + 2];
-    const char *name = set == KEY_ALL ? "catalog" : "in-stock";
+    char key[LAYOUT_KEY_MAX], high[LAYOUT_VIEW_BOUND_MAX];
     layout_key(set, v->base, NULL, 0, key, sizeof(key));
-    snprintf(min, sizeof(min), "%s%s", after[0] ? "(" : "-", after);
-    snprintf(max, sizeof(max), "%s%s", upto ? "[" : "+", upto ? upto : "");
+    /* The low bound: the page's start, then "(" and the whole last member read (any member
+       of a broken read model: a cut one would sort before it and read it again). */
+    char *low = xmalloc(LAYOUT_VIEW_BOUND_MAX);
+    size_t low_len = 1, high_len = 1;
+    low[0] = '-';
+    high[0] = '+';
+    if (after[0])
+        low_len = layout_view_bound('(', after, UUID_TEXT_LEN, 1, low, LAYOUT_VIEW_BOUND_MAX);
+    if (upto) high_len = layout_view_bound('(', upto, UUID_TEXT_LEN, 1, high, sizeof(high));
+    int j = 0, rc = 0;
     for (;;) {
-        const char *argv[] = {"ZRANGEBYLEX", key, min, max, "LIMIT", "0", "1000"};
-        redisReply *reply = redis_sync_command(v->redis, 7, argv, NULL, v->err, v->errlen);
-        if (!reply) return -1;
+        const char *argv[] = {"ZRANGEBYLEX", key, low, high, "LIMIT", "0", "1000"};
+        const size_t lens[] = {11, strlen(key), low_len, high_len, 5, 1, 4};
+        redisReply *reply = redis_sync_command(v->redis, 7, argv, lens, v->err, v->errlen);
+        if (!reply) {
+            rc = -1;
+            break;
+        }
         if (reply->type != REDIS_REPLY_ARRAY) {
             freeReplyObject(reply);
             snprintf(v->err, v->errlen, "unexpected ZRANGEBYLEX reply");
-            return -1;
+            rc = -1;
+            break;
         }
-        int j = 0;
-        for (size_t i = 0; i < reply->elements; i++) {
-            const char *id = reply->element[i]->str;
-            while (j < v->page_count && strcmp(v->page[j].id, id) < 0)
-                j++;
-            if (j >= v->page_count || strcmp(v->page[j].id, id) != 0)
-                difference(v, "extra %s index entry: %s (no such product)", name, id);
-        }
+        for (size_t i = 0; i < reply->elements; i++)
+            check_view(v, reply->element[i], set == KEY_IN_STOCK, &j);
         size_t n = reply->elements;
-        if (n > 0) snprintf(min, sizeof(min), "(%s", reply->element[n - 1]->str);
+        if (n > 0 && reply->element[n - 1]->type == REDIS_REPLY_STRING) {
+            const redisReply *last = reply->element[n - 1];
+            low = xrealloc(low, last->len + 1);
+            low[0] = '(';
+            memcpy(low + 1, last->str, last->len);
+            low_len = last->len + 1;
+        }
         freeReplyObject(reply);
-        if (n < 1000) return 0;
+        if (n < 1000) break;
     }
+    free(low);
+    return rc;
+}
+
+/* HMGET of the page's skus: each must name its product; and every product has a view. */
+static int check_page(struct verify *v)
+{
+    if (v->page_count == 0) return 0;
+    char skus_key[LAYOUT_KEY_MAX];
+    layout_key(KEY_SKUS, v->base, NULL, 0, skus_key, sizeof(skus_key));
+    int n = 0;
+    v->argv[n] = "HMGET";
+    v->lens[n++] = 5;
+    v->argv[n] = skus_key;
+    v->lens[n++] = strlen(skus_key);
+    for (int i = 0; i < v->page_count; i++) {
+        v->argv[n] = v->page[i].sku;
+        v->lens[n++] = strlen(v->page[i].sku);
+    }
+    redisReply *owners = redis_sync_command(v->redis, n, v->argv, v->lens, v->err, v->errlen);
+    if (!owners) return -1;
+    int rc = 0;
+    if (owners->type != REDIS_REPLY_ARRAY || owners->elements != (size_t)v->page_count) {
+        snprintf(v->err, v->errlen, "unexpected reply to HMGET of the skus");
+        rc = -1;
+    }
+    for (int i = 0; rc == 0 && i < v->page_count; i++) {
+        const struct page_product *p = &v->page[i];
+        const redisReply *owner = owners->element[i];
+        if (owner->type != REDIS_REPLY_STRING || strcmp(owner->str, p->id) != 0)
+            difference(v, "sku index: %s should name %s", p->sku, p->id);
+        if (p->views_found == 0)
+            difference(v, "missing view: %s (sku %s, version %" PRId64 ")", p->id, p->sku,
+                       p->version);
+    }
+    freeReplyObject(owners);
+    return rc;
 }
 
 static int compare(struct verify *v)
@@ -217,38 +195,49 @@ static int compare(struct verify *v)
         }
         v->report->products += visited;
         const char *upto = visited == PAGE ? v->page[visited - 1].id : NULL;
-        if (check_page(v) < 0 || check_extras(v, KEY_ALL, after, upto) < 0 ||
-            check_extras(v, KEY_IN_STOCK, after, upto) < 0)
+        if (check_view_set(v, KEY_IN_STOCK, after, upto) < 0 ||
+            check_view_set(v, KEY_OUT_OF_STOCK, after, upto) < 0 || check_page(v) < 0)
             return -1;
         if (visited > 0) memcpy(after, v->page[visited - 1].id, sizeof(after));
     } while (visited == PAGE);
     return 0;
 }
 
-/* A view or sku key of the generation, found by SCAN: is there a product it stands for? */
-static void check_stray_key(struct verify *v, const char *key, size_t len)
+/* Sku entries that no product explains: an HSCAN of the skus hash. */
+static int check_stray_skus(struct verify *v)
 {
-    struct product product;
-    char owner[UUID_TEXT_LEN + 1];
-    size_t base_len = strlen(v->base);
-    char view_start[LAYOUT_KEY_MAX], sku_start[LAYOUT_KEY_MAX];
-    size_t view_len = layout_key(KEY_VIEW, v->base, NULL, 0, view_start, sizeof(view_start));
-    size_t sku_len = layout_key(KEY_SKU, v->base, NULL, 0, sku_start, sizeof(sku_start));
-    if (len > view_len && memcmp(key, view_start, view_len) == 0) {
-        const char *id = key + view_len;
-        if (len - view_len != UUID_TEXT_LEN ||
-            store_get_product(v->store, id, &product) == STORE_NOT_FOUND)
-            difference(v, "extra view: %s (no such product)", key + base_len);
-    } else if (len > sku_len && memcmp(key, sku_start, sku_len) == 0) {
-        if (store_find_sku(v->store, key + sku_len, owner) == STORE_NOT_FOUND)
-            difference(v, "extra sku entry: %s (no product has this sku)", key + sku_len);
-    }
+    char key[LAYOUT_KEY_MAX], cursor[32] = "0", owner[UUID_TEXT_LEN + 1];
+    layout_key(KEY_SKUS, v->base, NULL, 0, key, sizeof(key));
+    do {
+        const char *argv[] = {"HSCAN", key, cursor, "COUNT", "1000"};
+        redisReply *reply = redis_sync_command(v->redis, 5, argv, NULL, v->err, v->errlen);
+        if (!reply) return -1;
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+            reply->element[0]->type != REDIS_REPLY_STRING ||
+            reply->element[1]->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(reply);
+            snprintf(v->err, v->errlen, "unexpected HSCAN reply");
+            return -1;
+        }
+        snprintf(cursor, sizeof(cursor), "%s", reply->element[0]->str);
+        const redisReply *pairs = reply->element[1];
+        for (size_t i = 0; i + 1 < pairs->elements; i += 2) {
+            const redisReply *sku = pairs->element[i];
+            if (sku->type == REDIS_REPLY_STRING &&
+                store_find_sku(v->store, sku->str, owner) == STORE_NOT_FOUND)
+                difference(v, "extra sku entry: %s (no product has this sku)", sku->str);
+        }
+        freeReplyObject(reply);
+    } while (strcmp(cursor, "0") != 0);
+    return 0;
 }
 
-/* Views and sku entries that no product explains: one SCAN of the generation's keys. */
+/* Keys of the generation that the layout does not have: one SCAN of the generation's keys
+ * (a handful: the layout keeps no key per product). */
 static int check_stray_keys(struct verify *v)
 {
     char pattern[2 * LAYOUT_BASE_MAX + 2], cursor[32] = "0";
+    size_t base_len = strlen(v->base);
     layout_match_pattern(v->base, pattern, sizeof(pattern));
     do {
         const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
@@ -263,9 +252,12 @@ static int check_stray_keys(struct verify *v)
         }
         snprintf(cursor, sizeof(cursor), "%s", reply->element[0]->str);
         const redisReply *keys = reply->element[1];
-        for (size_t i = 0; i < keys->elements; i++)
-            if (keys->element[i]->type == REDIS_REPLY_STRING)
-                check_stray_key(v, keys->element[i]->str, keys->element[i]->len);
+        for (size_t i = 0; i < keys->elements; i++) {
+            const redisReply *key = keys->element[i];
+            if (key->type == REDIS_REPLY_STRING && key->len > base_len &&
+                !layout_known_in_generation(key->str + base_len, key->len - base_len))
+                difference(v, "extra key: %s (not of the read model's layout)", key->str);
+        }
         freeReplyObject(reply);
     } while (strcmp(cursor, "0") != 0);
     return 0;
@@ -354,10 +346,10 @@ int verify_run(struct store *store, struct redis_sync *redis, const char *prefix
         difference(&v, "checkpoint: %lld, but the event log's head is %" PRId64, checkpoint,
                    report->head);
     v.page = xmalloc(PAGE * sizeof(*v.page));
-    v.scratch = xmalloc((size_t)PAGE * LAYOUT_KEY_MAX);
     v.argv = xmalloc((PAGE + 2) * sizeof(*v.argv));
     v.lens = xmalloc((PAGE + 2) * sizeof(*v.lens));
     rc = compare(&v);
+    if (rc == 0) rc = check_stray_skus(&v);
     if (rc == 0) rc = check_stray_keys(&v);
     if (rc == 0) rc = check_parked(&v, prefix, gen);
     /* A rebuild that switched meanwhile may have dropped what was compared: say so rather
@@ -366,7 +358,6 @@ int verify_run(struct store *store, struct redis_sync *redis, const char *prefix
         difference(&v, "generation changed from %lld to %lld during verify: run it again", gen,
                    gen_after);
     free(v.page);
-    free(v.scratch);
     free(v.argv);
     free(v.lens);
     store_snapshot_end(store);

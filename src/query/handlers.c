@@ -17,7 +17,7 @@
 #include "query/read_model.h"
 
 #define CATALOG_DEFAULT_LIMIT 100
-#define CATALOG_MAX_LIMIT     1000
+#define CATALOG_MAX_LIMIT     CATALOG_PAGE_MAX
 
 static const char JSON[] = "application/json";
 
@@ -56,16 +56,16 @@ static int read_ok_or_reply(struct http_exchange *ex, int status)
     return -1;
 }
 
-static void answer_view(struct http_exchange *ex, int status, const redisReply *reply,
+static void answer_view(struct http_exchange *ex, int status, struct slice view,
                         const char *not_found)
 {
     if (read_ok_or_reply(ex, status) < 0) return;
-    if (reply->type == REDIS_REPLY_NIL) { /* read in the current generation: truly absent */
+    if (!view.p) { /* read in the current generation: truly absent */
         http_respond_problem(ex, 404, "not-found", not_found, NULL);
         return;
     }
     char etag[DIGITS_U64_MAX + 3];
-    int64_t version = view_version(reply->str, reply->len);
+    int64_t version = view_version(view.p, view.len);
     size_t etag_len = 0;
     etag[etag_len++] = '"';
     etag_len += digits_u64(etag + etag_len, version > 0 ? (uint64_t)version : 0);
@@ -77,12 +77,12 @@ static void answer_view(struct http_exchange *ex, int status, const redisReply *
         http_respond(ex, 304, NULL, NULL, 0);
         return;
     }
-    http_respond(ex, 200, JSON, reply->str, reply->len);
+    http_respond(ex, 200, JSON, view.p, view.len);
 }
 
-static void on_product(int status, const redisReply *reply, void *arg)
+static void on_product(int status, struct slice view, void *arg)
 {
-    answer_view(arg, status, reply, "no product has this id");
+    answer_view(arg, status, view, "no product has this id");
 }
 
 void query_get_product(struct http_exchange *ex)
@@ -95,9 +95,9 @@ void query_get_product(struct http_exchange *ex)
     hold(ex, read_model_get_view(ex->thread->read_model, id, on_product, ex));
 }
 
-static void on_product_by_sku(int status, const redisReply *reply, void *arg)
+static void on_product_by_sku(int status, struct slice view, void *arg)
 {
-    answer_view(arg, status, reply, "no product has this sku");
+    answer_view(arg, status, view, "no product has this sku");
 }
 
 void query_get_product_by_sku(struct http_exchange *ex)
@@ -115,19 +115,15 @@ struct catalog_request {
     int in_stock;
 };
 
-/* The views, sent as stored; a product deleted between the two steps is left out. */
+/* The views, sent as stored. */
 static void on_catalog_page(int status, const struct catalog_page *page, void *arg)
 {
     struct catalog_request *request = arg;
     struct http_exchange *ex = request->ex;
     if (read_ok_or_reply(ex, status) < 0) return;
     http_add_headerf(ex, "x-total-count", "%lld", (long long)page->total);
-    if (!page->views) { /* an empty catalog, or a cursor past the end */
-        http_respond(ex, 200, JSON, "[]", 2);
-        return;
-    }
-    char *body = http_alloc(ex, page_body_size(page->views));
-    size_t used = page_write_body(page->views, body);
+    char *body = http_alloc(ex, page_body_size(page->views, page->count));
+    size_t used = page_write_body(page->views, page->count, body);
     char cursor[CURSOR_LEN + 1];
     if (page->more && cursor_encode(page->last_id, cursor) == 0)
         http_add_headerf(ex, "link", "</catalog?limit=%d&cursor=%s%s>; rel=\"next\"",

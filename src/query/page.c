@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common/digits.h"
+#include "domain/view.h"
 
 int64_t page_generation(const redisReply *reply)
 {
@@ -18,40 +19,72 @@ int64_t page_generation(const redisReply *reply)
     return gen;
 }
 
-int page_read_ids(const redisReply *reply, const redisReply **generation, const redisReply **ids,
-                  long long *total)
+int page_read(const redisReply *reply, int sets, struct page_reply *out)
 {
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+    memset(out, 0, sizeof(*out));
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 1 + 2 * (size_t)sets ||
         (reply->element[0]->type != REDIS_REPLY_STRING &&
-         reply->element[0]->type != REDIS_REPLY_NIL) ||
-        reply->element[1]->type != REDIS_REPLY_ARRAY ||
-        reply->element[2]->type != REDIS_REPLY_INTEGER || reply->element[2]->integer < 0)
+         reply->element[0]->type != REDIS_REPLY_NIL))
         return -1;
-    *generation = reply->element[0];
-    *ids = reply->element[1];
-    *total = reply->element[2]->integer;
+    out->generation = reply->element[0];
+    for (int set = 0; set < sets; set++) {
+        const redisReply *views = reply->element[1 + 2 * set], *size = reply->element[2 + 2 * set];
+        if (views->type != REDIS_REPLY_ARRAY || size->type != REDIS_REPLY_INTEGER ||
+            size->integer < 0)
+            return -1;
+        out->views[set] = views;
+        out->sizes[set] = size->integer;
+        out->total += size->integer;
+    }
     return 0;
 }
 
-size_t page_body_size(const redisReply *views)
+/* The id of a member of a view set, or NULL when it is not a view. */
+static const char *member_id(const redisReply *member)
 {
-    if (views->type != REDIS_REPLY_ARRAY) return 0;
-    size_t size = 2; /* [ and ] */
-    for (size_t i = 0; i < views->elements; i++)
-        if (views->element[i]->type == REDIS_REPLY_STRING) size += views->element[i]->len + 1;
+    if (member->type != REDIS_REPLY_STRING) return NULL;
+    return view_id(member->str, member->len);
+}
+
+int page_merge(const struct page_reply *page, int limit, struct slice *out, int *more,
+               size_t *second_taken)
+{
+    static const redisReply none = {.type = REDIS_REPLY_ARRAY};
+    const redisReply *a = page->views[0], *b = page->views[1] ? page->views[1] : &none;
+    size_t i = 0, j = 0;
+    int count = 0;
+    while (count < limit && (i < a->elements || j < b->elements)) {
+        const char *id_a = i < a->elements ? member_id(a->element[i]) : NULL;
+        const char *id_b = j < b->elements ? member_id(b->element[j]) : NULL;
+        if ((i < a->elements && !id_a) || (j < b->elements && !id_b)) return -1;
+        const redisReply *next;
+        if (id_a && (!id_b || memcmp(id_a, id_b, UUID_TEXT_LEN) < 0))
+            next = a->element[i++];
+        else
+            next = b->element[j++];
+        out[count++] = (struct slice){next->str, next->len};
+    }
+    *more = i < a->elements || j < b->elements;
+    *second_taken = j;
+    return count;
+}
+
+size_t page_body_size(const struct slice *views, size_t count)
+{
+    size_t size = 2 + (count > 0 ? count - 1 : 0); /* brackets and commas */
+    for (size_t i = 0; i < count; i++)
+        size += views[i].len;
     return size;
 }
 
-size_t page_write_body(const redisReply *views, char *out)
+size_t page_write_body(const struct slice *views, size_t count, char *out)
 {
     size_t used = 0;
     out[used++] = '[';
-    for (size_t i = 0; i < views->elements; i++) {
-        const redisReply *view = views->element[i];
-        if (view->type != REDIS_REPLY_STRING) continue;
-        if (used > 1) out[used++] = ',';
-        memcpy(out + used, view->str, view->len);
-        used += view->len;
+    for (size_t i = 0; i < count; i++) {
+        if (i > 0) out[used++] = ',';
+        memcpy(out + used, views[i].p, views[i].len);
+        used += views[i].len;
     }
     out[used++] = ']';
     return used;

@@ -1,5 +1,5 @@
 /* page.h - the pure parts of reading the read model: the generation named by a reply, a
- * catalog page's replies and its body, assembled from the stored views byte for byte. No I/O,
+ * catalog page's reply and its body, assembled from the stored views byte for byte. No I/O,
  * so the fuzzer calls these very functions. */
 #ifndef CATALOGD_PAGE_H
 #define CATALOGD_PAGE_H
@@ -8,22 +8,37 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The generation named by a reply to GET {prefix}:gen: its number, 0 for nil (there is
+#include "common/slice.h"
+
+#define CATALOG_PAGE_MAX 1000 /* views in a page, at most */
+
+/* The generation named by a reply to GET {prefix}:gen-v2: its number, 0 for nil (there is
  * none), or -1 when the reply is not a generation. */
 int64_t page_generation(const redisReply *reply);
 
-/* Step 1's reply, EXEC of GET {prefix}:gen, ZRANGEBYLEX and ZCARD: [generation, [id...],
- * total]. Returns 0 with "*generation" (a string or nil reply), "*ids" (an array reply) and
- * "*total", or -1 when the reply has another shape. */
-int page_read_ids(const redisReply *reply, const redisReply **generation, const redisReply **ids,
-                  long long *total);
+/* A page's reply, EXEC of GET {prefix}:gen-v2, then per view set read (the in-stock views,
+ * then for the whole catalog the out-of-stock views) its ZRANGEBYLEX and its ZCARD. */
+struct page_reply {
+    const redisReply *generation; /* a string or nil reply */
+    const redisReply *views[2];   /* array replies, in id order; views[1] NULL for one set */
+    long long sizes[2];           /* the sets' sizes */
+    long long total;              /* the sets' sizes added up */
+};
 
-/* Step 2's reply, MGET of the views: the bytes page_write_body needs for the JSON array of
- * its string elements (nils, products deleted in between, are left out). 0 when "views" is
- * not an array. */
-size_t page_body_size(const redisReply *views);
+/* Reads EXEC's reply for "sets" (1 or 2) view sets. Returns 0, or -1 when it has another
+ * shape. */
+int page_read(const redisReply *reply, int sets, struct page_reply *out);
+
+/* Merges the sets' views by id into "out": at most "limit" of them, "*more" set when views
+ * are left, "*second_taken" how many of them came from views[1]. Returns how many, or -1
+ * when a member is not a view (layout.h: every member starts with its id). */
+int page_merge(const struct page_reply *page, int limit, struct slice *out, int *more,
+               size_t *second_taken);
+
+/* The bytes page_write_body needs for the JSON array of "count" views. */
+size_t page_body_size(const struct slice *views, size_t count);
 
 /* Writes "[view,view,...]" into "out" (page_body_size bytes) and returns its length. */
-size_t page_write_body(const redisReply *views, char *out);
+size_t page_write_body(const struct slice *views, size_t count, char *out);
 
 #endif

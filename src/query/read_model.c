@@ -1,13 +1,13 @@
 /* read_model.c - the reads of the read model and the generation check each one carries:
- *   a view:         GET {prefix}:gen, GET {base}p:{id}                  (one write, two replies)
+ *   a view:         GET {prefix}:gen-v2 and the range of the id in the in-stock set
+ *                   (ZRANGEBYLEX: one view, or none); the same in the out-of-stock set
+ *                   when the first has no view
  *   a view by sku:  one script that reads the generation, the sku entry and the view
- *   a catalog page: MULTI, GET {prefix}:gen, ZRANGEBYLEX, ZCARD, EXEC; then MGET of the
- *                   views, from the generation step 1 confirmed. The views stay readable
- *                   there for the whole page: a replaced generation is dropped only after
- *                   GENERATION_GRACE_MS (2 s), longer than step 1 may take (the query
- *                   timeout, 0.5 s).
- * O(log N + limit) per page whatever the catalog's size; views go from Redis to the client
- * as stored. Reads are made again, at most MAX_ATTEMPTS times, when the generation moved. */
+ *   a catalog page: MULTI, GET {prefix}:gen-v2, ZRANGEBYLEX and ZCARD of each view set it
+ *                   lists, EXEC; the views of both sets are merged by id
+ * O(log N + limit) per page whatever the catalog's size, in one round trip; views go from
+ * Redis to the client as stored. Reads are made again, at most MAX_ATTEMPTS times, when the
+ * generation moved. */
 #include "query/read_model.h"
 
 #include <assert.h>
@@ -16,6 +16,7 @@
 
 #include "common/digits.h"
 #include "common/xmalloc.h"
+#include "domain/view.h"
 #include "query/page.h"
 #include "query/redis_client.h"
 #include "readmodel/layout.h"
@@ -28,9 +29,9 @@ static struct script BY_SKU_SCRIPT =
     SCRIPT("local gen = redis.call('GET', ARGV[1])\n"
            "if not gen then return {false, false} end\n"
            "local base = ARGV[2] .. gen .. ':'\n"
-           "local id = redis.call('GET', base .. KEY_SKU .. ARGV[3])\n"
+           "local id = redis.call('HGET', base .. KEY_SKUS, ARGV[3])\n"
            "if not id then return {gen, false} end\n"
-           "return {gen, redis.call('GET', base .. KEY_VIEW .. id)}\n");
+           "return {gen, view_of(base, id) or false}\n");
 
 enum read_kind { READ_VIEW, READ_BY_SKU, READ_PAGE, READ_PROBE };
 
@@ -48,13 +49,14 @@ struct read {
     struct redis_call *calls[2];
     int64_t generation;            /* the one the read is made in */
     int64_t generation_seen;       /* the one Redis said is current (READ_VIEW) */
+    enum layout_key view_set;      /* READ_VIEW: the set looked in */
     int evaluated;                 /* READ_BY_SKU: sent as EVAL after NOSCRIPT */
     char argument[LAYOUT_KEY_MAX]; /* the id or sku */
     size_t argument_len;
     /* READ_PAGE */
     int in_stock, limit;
+    int out_limit; /* views asked of the out-of-stock set */
     char after[UUID_TEXT_LEN + 1];
-    int page_read_again; /* step 2 found a listed view missing; steps 1 and 2 made again */
     struct catalog_page page;
     struct read *next_free;
 };
@@ -68,12 +70,8 @@ struct read_model {
     char base[LAYOUT_BASE_MAX];      /* of that generation */
     size_t base_len;
     struct read *free_reads;
-    /* Reused for MGET's arguments (the client copies them at once). */
-    char *keys;
-    size_t keys_cap; /* bytes */
-    const char **argv;
-    size_t *lens;
-    size_t args_cap; /* entries */
+    struct slice views[CATALOG_PAGE_MAX]; /* a page's views, while its callback runs */
+    long long set_sizes[2];               /* in stock and out of stock, as a page last saw */
 };
 
 /* Generation 0 never exists (they are numbered from 1): reads made in it find nothing, and
@@ -116,6 +114,13 @@ static void read_recycle(struct read *read)
     rm->free_reads = read;
 }
 
+/* A string reply as a view; nothing (NULL) for nil or no reply. */
+static struct slice view_of_reply(const redisReply *reply)
+{
+    if (!reply || reply->type != REDIS_REPLY_STRING) return (struct slice){NULL, 0};
+    return (struct slice){reply->str, reply->len};
+}
+
 /* Gives the caller its outcome, once; the read is recycled when no call is pending. */
 static void deliver(struct read *read, int status, const redisReply *reply)
 {
@@ -124,7 +129,7 @@ static void deliver(struct read *read, int status, const redisReply *reply)
         if (read->kind == READ_PAGE)
             read->fn.page(status, status == READ_OK ? &read->page : NULL, read->arg);
         else
-            read->fn.read(status, reply, read->arg);
+            read->fn.read(status, view_of_reply(reply), read->arg);
     }
     if (read->pending == 0) read_recycle(read);
 }
@@ -180,34 +185,49 @@ static void on_view_generation(const redisReply *reply, void *arg)
     read->generation_seen = page_generation(reply);
 }
 
-static void on_view(const redisReply *reply, void *arg)
+/* The range of the id in one view set: the view is answered from the in-stock set, else
+ * looked for in the out-of-stock one, else absent. */
+static void on_view_range(const redisReply *reply, void *arg)
 {
     struct read *read = arg;
     if (!take_reply(read, 1, reply)) return;
     int64_t seen = read->generation_seen;
-    if (seen < 0 || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_NIL))
+    if (seen < 0 || reply->type != REDIS_REPLY_ARRAY || reply->elements > 1 ||
+        (reply->elements == 1 && reply->element[0]->type != REDIS_REPLY_STRING))
         deliver(read, READ_BAD, NULL);
     else if (seen == 0) /* no generation at all: never "not found" */
         deliver(read, READ_REBUILDING, NULL);
-    else if (seen == read->generation)
-        deliver(read, READ_OK, reply);
-    else if (!retry(read, seen, send_view))
-        deliver(read, READ_UNAVAILABLE, NULL);
+    else if (seen != read->generation) {
+        read->view_set = KEY_IN_STOCK;
+        if (!retry(read, seen, send_view)) deliver(read, READ_UNAVAILABLE, NULL);
+    } else if (reply->elements == 1)
+        deliver(read, READ_OK, reply->element[0]);
+    else if (read->view_set == KEY_OUT_OF_STOCK)
+        deliver(read, READ_OK, NULL);
+    else {
+        read->view_set = KEY_OUT_OF_STOCK;
+        if (send_view(read) < 0) deliver(read, READ_UNAVAILABLE, NULL);
+    }
 }
 
+/* GET of the generation and the id's range in read->view_set: in stock first, since most
+ * products are, and out of stock in a second round trip when the first set has no view. */
 static int send_view(struct read *read)
 {
     struct read_model *rm = read->rm;
-    char key[LAYOUT_KEY_MAX];
+    char set[LAYOUT_KEY_MAX], low[LAYOUT_VIEW_BOUND_MAX], high[LAYOUT_VIEW_BOUND_MAX];
     read->generation = rm->generation;
-    size_t key_len =
-        layout_key(KEY_VIEW, rm->base, read->argument, read->argument_len, key, sizeof(key));
+    size_t set_len = layout_key(read->view_set, rm->base, NULL, 0, set, sizeof(set));
+    size_t low_len =
+        layout_view_bound('[', read->argument, read->argument_len, 0, low, sizeof(low));
+    size_t high_len =
+        layout_view_bound('(', read->argument, read->argument_len, 1, high, sizeof(high));
     const char *get_gen[] = {"GET", rm->gen_key};
     const size_t get_gen_lens[] = {3, strlen(rm->gen_key)};
-    const char *get_view[] = {"GET", key};
-    const size_t get_view_lens[] = {3, key_len};
+    const char *range[] = {"ZRANGEBYLEX", set, low, high};
+    const size_t range_lens[] = {11, set_len, low_len, high_len};
     if (!call(read, 0, on_view_generation, 2, get_gen, get_gen_lens)) return -1;
-    call(read, 1, on_view, 2, get_view, get_view_lens); /* connected: cannot fail now */
+    call(read, 1, on_view_range, 4, range, range_lens); /* connected: cannot fail now */
     return 0;
 }
 
@@ -223,6 +243,7 @@ struct read *read_model_get_view(struct read_model *rm, struct slice id, read_fn
     if (id.len > UUID_TEXT_LEN) return NULL; /* callers check ids; a longer one names nothing */
     struct read *read = read_new(rm, READ_VIEW, arg);
     read->fn.read = fn;
+    read->view_set = KEY_IN_STOCK;
     memcpy(read->argument, id.p, id.len);
     read->argument_len = id.len;
     return start(read, send_view);
@@ -286,150 +307,114 @@ struct read *read_model_get_by_sku(struct read_model *rm, struct slice sku, read
 
 /* ---- a catalog page ---- */
 
-static int send_page_ids(struct read *read);
-
-/* Makes room in the MGET scratch for "count" keys of "stride" bytes each: the room is
- * counted in bytes, since a key is longer by a digit when the generation number is. */
-static void reserve_keys(struct read_model *rm, size_t count, size_t stride)
+/* A page of the whole catalog merges the views of both sets after the cursor. The
+ * out-of-stock set is usually the small one, and "limit" of its views would mostly fall past
+ * the page: it is asked for about twice as many as its share of the catalog, and asked again
+ * for "limit" when the page used every view it gave (the ones it did not give might belong
+ * to the page). */
+static int out_of_stock_limit(const struct read_model *rm, int limit)
 {
-    if (count * stride > rm->keys_cap) {
-        rm->keys_cap = count * stride;
-        rm->keys = xrealloc(rm->keys, rm->keys_cap);
-    }
-    if (count + 1 > rm->args_cap) {
-        rm->args_cap = count + 1;
-        rm->argv = xrealloc(rm->argv, rm->args_cap * sizeof(*rm->argv));
-        rm->lens = xrealloc(rm->lens, rm->args_cap * sizeof(*rm->lens));
-    }
+    long long in = rm->set_sizes[0], out = rm->set_sizes[1];
+    long long share = in + out > 0 ? (limit * out + in + out - 1) / (in + out) : limit;
+    return share * 2 + 2 < limit + 1 ? (int)(share * 2 + 2) : limit + 1;
 }
 
-static void on_page_views(const redisReply *reply, void *arg)
+static int send_page(struct read *read);
+
+/* EXEC's reply: the generation, then the range and the size of each view set read. */
+static void on_page(const redisReply *reply, void *arg)
 {
     struct read *read = arg;
     if (!take_reply(read, 0, reply)) return;
-    if (reply->type != REDIS_REPLY_ARRAY) {
-        deliver(read, READ_BAD, NULL);
-        return;
-    }
-    size_t missing = 0;
-    for (size_t i = 0; i < reply->elements; i++)
-        missing += reply->element[i]->type != REDIS_REPLY_STRING;
-    /* A view listed in step 1 and gone in step 2: deleted in between, or broken (a key of
-     * another type). The page is read once more: a deleted product is then no longer
-     * listed; a view still missing is a broken read model, answered as such rather than
-     * left out of the page in silence. */
-    if (missing > 0 && !read->page_read_again) {
-        read->page_read_again = 1;
-        memset(&read->page, 0, sizeof(read->page));
-        if (send_page_ids(read) < 0) deliver(read, READ_UNAVAILABLE, NULL);
-        return;
-    }
-    read->page.views = reply;
-    deliver(read, missing > 0 ? READ_BAD : READ_OK, NULL);
-}
-
-/* Step 2: MGET of "count" ids (string replies of step 1) in the generation step 1 read. */
-static int send_page_views(struct read *read, const redisReply *const *ids, size_t count)
-{
     struct read_model *rm = read->rm;
-    char base[LAYOUT_BASE_MAX];
-    layout_base(rm->prefix, read->generation, base, sizeof(base));
-    size_t key_len = layout_key(KEY_VIEW, base, ids[0]->str, UUID_TEXT_LEN, NULL, 0);
-    size_t stride = key_len + 1; /* layout_key ends each key with a NUL */
-    reserve_keys(rm, count, stride);
-    rm->argv[0] = "MGET";
-    rm->lens[0] = 4;
-    for (size_t i = 0; i < count; i++) {
-        char *key = rm->keys + i * stride;
-        size_t len = layout_key(KEY_VIEW, base, ids[i]->str, UUID_TEXT_LEN, key, stride);
-        assert(len == key_len);
-        rm->argv[i + 1] = key;
-        rm->lens[i + 1] = len;
-    }
-    return call(read, 0, on_page_views, (int)count + 1, rm->argv, rm->lens) ? 0 : -1;
-}
-
-/* Step 1's reply, EXEC's [generation, [id...], total]. */
-static void on_page_ids(const redisReply *reply, void *arg)
-{
-    struct read *read = arg;
-    if (!take_reply(read, 0, reply)) return;
-    const redisReply *gen_reply, *ids;
-    long long total;
-    if (page_read_ids(reply, &gen_reply, &ids, &total) < 0 || page_generation(gen_reply) < 0) {
+    struct page_reply page;
+    int sets = read->in_stock ? 1 : 2;
+    if (page_read(reply, sets, &page) < 0 || page_generation(page.generation) < 0) {
         deliver(read, READ_BAD, NULL);
         return;
     }
-    int64_t gen = page_generation(gen_reply);
+    int64_t gen = page_generation(page.generation);
     if (gen == 0) { /* no generation at all: never an empty catalog */
         deliver(read, READ_REBUILDING, NULL);
         return;
     }
     if (gen != read->generation) {
-        if (!retry(read, gen, send_page_ids)) deliver(read, READ_UNAVAILABLE, NULL);
+        if (!retry(read, gen, send_page)) deliver(read, READ_UNAVAILABLE, NULL);
         return;
     }
-    size_t count = ids->elements;
-    read->page.total = total;
-    read->page.more = count > (size_t)read->limit;
-    if (read->page.more) count = (size_t)read->limit;
-    for (size_t i = 0; i < count; i++) {
-        const redisReply *id = ids->element[i];
-        if (id->type != REDIS_REPLY_STRING || uuid_check_canonical(id->str, id->len) < 0) {
-            deliver(read, READ_BAD, NULL);
+    size_t out_taken;
+    int count = page_merge(&page, read->limit, rm->views, &read->page.more, &out_taken);
+    if (count < 0 || (count > 0 && uuid_check_canonical(
+                                       view_id(rm->views[count - 1].p, rm->views[count - 1].len),
+                                       UUID_TEXT_LEN) < 0)) {
+        deliver(read, READ_BAD, NULL);
+        return;
+    }
+    if (sets == 2) {
+        rm->set_sizes[0] = page.sizes[0];
+        rm->set_sizes[1] = page.sizes[1];
+        if (read->out_limit <= read->limit && out_taken == (size_t)read->out_limit) {
+            read->out_limit = read->limit + 1; /* the page may need views it was not given */
+            if (send_page(read) < 0) deliver(read, READ_UNAVAILABLE, NULL);
             return;
         }
     }
-    if (count == 0) { /* an empty catalog, or a cursor past the end */
-        deliver(read, READ_OK, NULL);
-        return;
+    read->page.total = page.total;
+    read->page.views = rm->views;
+    read->page.count = (size_t)count;
+    if (count > 0) {
+        memcpy(read->page.last_id, view_id(rm->views[count - 1].p, rm->views[count - 1].len),
+               UUID_TEXT_LEN);
+        read->page.last_id[UUID_TEXT_LEN] = '\0';
     }
-    memcpy(read->page.last_id, ids->element[count - 1]->str, UUID_TEXT_LEN);
-    read->page.last_id[UUID_TEXT_LEN] = '\0';
-    if (send_page_views(read, (const redisReply *const *)ids->element, count) < 0)
-        deliver(read, READ_UNAVAILABLE, NULL);
+    deliver(read, READ_OK, NULL);
 }
 
-static int send_page_ids(struct read *read)
+/* MULTI, GET of the generation, ZRANGEBYLEX and ZCARD of each set the page lists, EXEC. */
+static int send_page(struct read *read)
 {
     struct read_model *rm = read->rm;
-    char index[LAYOUT_KEY_MAX], min[UUID_TEXT_LEN + 2], count[DIGITS_U64_MAX];
+    char keys[2][LAYOUT_KEY_MAX], low[LAYOUT_VIEW_BOUND_MAX], counts[2][DIGITS_U64_MAX];
+    size_t key_lens[2], count_lens[2];
     read->generation = rm->generation;
-    size_t index_len = layout_key(read->in_stock ? KEY_IN_STOCK : KEY_ALL, rm->base, NULL, 0, index,
-                                  sizeof(index));
-    size_t min_len = 1;
-    min[0] = read->after[0] ? '(' : '-';
-    if (read->after[0]) {
-        memcpy(min + 1, read->after, UUID_TEXT_LEN);
-        min_len += UUID_TEXT_LEN;
-    }
-    size_t count_len = digits_u64(count, (uint64_t)read->limit + 1);
+    key_lens[0] = layout_key(KEY_IN_STOCK, rm->base, NULL, 0, keys[0], sizeof(keys[0]));
+    key_lens[1] = layout_key(KEY_OUT_OF_STOCK, rm->base, NULL, 0, keys[1], sizeof(keys[1]));
+    count_lens[0] = digits_u64(counts[0], (uint64_t)read->limit + 1);
+    count_lens[1] = digits_u64(counts[1], (uint64_t)read->out_limit);
+    size_t low_len = 1;
+    low[0] = '-';
+    if (read->after[0])
+        low_len = layout_view_bound('(', read->after, UUID_TEXT_LEN, 1, low, sizeof(low));
     const char *multi[] = {"MULTI"}, *exec[] = {"EXEC"};
     const size_t multi_len[] = {5}, exec_len[] = {4};
     const char *get_gen[] = {"GET", rm->gen_key};
     const size_t get_gen_lens[] = {3, strlen(rm->gen_key)};
-    const char *range[] = {"ZRANGEBYLEX", index, min, "+", "LIMIT", "0", count};
-    const size_t range_len[] = {11, index_len, min_len, 1, 5, 1, count_len};
-    const char *card[] = {"ZCARD", index};
-    const size_t card_len[] = {5, index_len};
-    /* Only EXEC's reply matters; the client is either connected for all five or for none. */
+    /* Only EXEC's reply matters; the client is either connected for all of them or for none. */
     if (!redis_client_call(rm->client, NULL, NULL, 1, multi, multi_len)) return -1;
     redis_client_call(rm->client, NULL, NULL, 2, get_gen, get_gen_lens);
-    redis_client_call(rm->client, NULL, NULL, 7, range, range_len);
-    redis_client_call(rm->client, NULL, NULL, 2, card, card_len);
-    call(read, 0, on_page_ids, 1, exec, exec_len);
+    for (int set = 0; set < (read->in_stock ? 1 : 2); set++) {
+        const char *range[] = {"ZRANGEBYLEX", keys[set], low, "+", "LIMIT", "0", counts[set]};
+        const size_t range_len[] = {11, key_lens[set], low_len, 1, 5, 1, count_lens[set]};
+        const char *card[] = {"ZCARD", keys[set]};
+        const size_t card_len[] = {5, key_lens[set]};
+        redis_client_call(rm->client, NULL, NULL, 7, range, range_len);
+        redis_client_call(rm->client, NULL, NULL, 2, card, card_len);
+    }
+    call(read, 0, on_page, 1, exec, exec_len);
     return 0;
 }
 
 struct read *read_model_catalog_page(struct read_model *rm, int in_stock, const char *after,
                                      int limit, page_fn fn, void *arg)
 {
+    assert(limit >= 1 && limit <= CATALOG_PAGE_MAX);
     struct read *read = read_new(rm, READ_PAGE, arg);
     read->fn.page = fn;
     read->in_stock = in_stock;
     read->limit = limit;
+    read->out_limit = out_of_stock_limit(rm, limit);
     snprintf(read->after, sizeof(read->after), "%s", after);
-    return start(read, send_page_ids);
+    return start(read, send_page);
 }
 
 /* ---- is there a read model? ---- */

@@ -15,6 +15,7 @@
 #include "common/redis_url.h"
 #include "common/slice.h"
 #include "domain/uuid7.h"
+#include "query/page.h"
 
 struct read_model;
 struct read;
@@ -27,13 +28,16 @@ enum read_status {
     READ_BAD = -3,         /* Redis answered something the read model never holds */
 };
 
-/* Gets the outcome of a read: a reply (valid during the call only) with READ_OK. */
-typedef void (*read_fn)(int status, const redisReply *reply, void *arg);
+/* Gets the outcome of a read: with READ_OK, the view (valid during the call only; "p" NULL
+ * when there is none). */
+typedef void (*read_fn)(int status, struct slice view, void *arg);
 
-/* A catalog page: "views" (an array reply of views or nils, NULL when the page is empty),
- * the size of the listed set, whether more follow, and the last id (for the next cursor). */
+/* A catalog page: "count" views in id order (valid during the call only), the number of
+ * products listed (in stock, or all), whether more follow, and the last id (for the next
+ * cursor). */
 struct catalog_page {
-    const redisReply *views;
+    const struct slice *views;
+    size_t count;
     int64_t total;
     int more;
     char last_id[UUID_TEXT_LEN + 1];
@@ -46,21 +50,19 @@ struct read_model *read_model_new(struct redis_client *client, const char *prefi
 /* Each read returns a handle for read_cancel, or NULL when Redis is not connected (then the
  * callback is never called). The callback is called exactly once otherwise. */
 
-/* The view of product "id": a string reply, or nil. */
+/* The view of product "id", or none. */
 struct read *read_model_get_view(struct read_model *rm, struct slice id, read_fn fn, void *arg);
 
-/* The view of the product that owns "sku": a string reply, or nil. */
+/* The view of the product that owns "sku", or none. */
 struct read *read_model_get_by_sku(struct read_model *rm, struct slice sku, read_fn fn, void *arg);
 
-/* Up to "limit" views after id "after" ("" for the first page), in id order, of all products
- * or only those in stock. Two round trips: the ids and the set's size, then the views. A
- * page never leaves out in silence a product its index lists: when a view is missing the
- * page is read again, and READ_BAD answers a view still missing (a broken read model). */
+/* Up to "limit" (at most CATALOG_PAGE_MAX) views after id "after" ("" for the first page), in
+ * id order, of all products or only those in stock: one round trip, the views as stored. */
 struct read *read_model_catalog_page(struct read_model *rm, int in_stock, const char *after,
                                      int limit, page_fn fn, void *arg);
 
 /* Whether there is a generation to read: READ_OK, READ_REBUILDING or READ_UNAVAILABLE, with
- * a NULL reply. */
+ * no view. */
 struct read *read_model_probe(struct read_model *rm, read_fn fn, void *arg);
 
 /* The caller no longer wants the outcome (its request went away): the callback will not be

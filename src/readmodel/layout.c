@@ -12,7 +12,7 @@ static const struct {
     const char *name;
     int in_generation;
 } KINDS[KEY_KIND_COUNT] = {
-    [KEY_GEN] = {"KEY_GEN", "gen", 0},
+    [KEY_GEN] = {"KEY_GEN", "gen-v2", 0},
     [KEY_GEN_COUNTER] = {"KEY_GEN_COUNTER", "gen-counter", 0},
     [KEY_GENERATIONS] = {"KEY_GENERATIONS", "generations", 0},
     [KEY_REBUILD_LOCK] = {"KEY_REBUILD_LOCK", "rebuild-lock", 0},
@@ -20,10 +20,9 @@ static const struct {
     [KEY_CHANNEL] = {"KEY_CHANNEL", "projection", 0},
     [KEY_CHECKPOINT] = {"KEY_CHECKPOINT", "checkpoint", 1},
     [KEY_CHECKPOINT_EVENT] = {"KEY_CHECKPOINT_EVENT", "checkpoint-event", 1},
-    [KEY_VIEW] = {"KEY_VIEW", "p:", 1},
-    [KEY_SKU] = {"KEY_SKU", "sku:", 1},
-    [KEY_ALL] = {"KEY_ALL", "all", 1},
-    [KEY_IN_STOCK] = {"KEY_IN_STOCK", "in_stock", 1},
+    [KEY_IN_STOCK] = {"KEY_IN_STOCK", "in", 1},
+    [KEY_OUT_OF_STOCK] = {"KEY_OUT_OF_STOCK", "out", 1},
+    [KEY_SKUS] = {"KEY_SKUS", "skus", 1},
     [KEY_PARKED] = {"KEY_PARKED", "parked", 1},
     [KEY_PARKED_QUEUE] = {"KEY_PARKED_QUEUE", "parked:", 1},
 };
@@ -32,6 +31,19 @@ int layout_in_generation(enum layout_key kind)
 {
     assert(kind >= 0 && kind < KEY_KIND_COUNT);
     return KINDS[kind].in_generation;
+}
+
+int layout_known_in_generation(const char *name, size_t len)
+{
+    for (int kind = 0; kind < KEY_KIND_COUNT; kind++) {
+        if (!KINDS[kind].in_generation) continue;
+        size_t n = strlen(KINDS[kind].name);
+        int takes_argument = KINDS[kind].name[n - 1] == ':';
+        if (takes_argument ? len > n && memcmp(name, KINDS[kind].name, n) == 0
+                           : len == n && memcmp(name, KINDS[kind].name, n) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 size_t layout_base(const char *prefix, int64_t gen, char *out, size_t cap)
@@ -54,6 +66,19 @@ size_t layout_key(enum layout_key kind, const char *prefix_or_base, const char *
     memcpy(out + head + separator, KINDS[kind].name, name);
     if (argument) memcpy(out + head + separator + name, argument, argument_len);
     out[len] = '\0';
+    return len;
+}
+
+size_t layout_view_bound(char open, const char *id, size_t id_len, int past, char *out, size_t cap)
+{
+    static const char head[] = "{\"id\":\"";
+    size_t len = 1 + (sizeof(head) - 1) + id_len + 1 + (past ? 1 : 0);
+    assert(len <= cap);
+    out[0] = open;
+    memcpy(out + 1, head, sizeof(head) - 1);
+    memcpy(out + sizeof(head), id, id_len);
+    out[sizeof(head) + id_len] = '"';
+    if (past) out[sizeof(head) + id_len + 1] = (char)0xff;
     return len;
 }
 

@@ -4,7 +4,10 @@
  * names from layout_lua_names, so a key is spelled in one place. Everything lives under a
  * prefix (default "catalogd"):
  *
- *   {prefix}:gen                   the generation that queries read, e.g. "3"
+ *   {prefix}:gen-v2                the generation that queries read, e.g. "3". The name carries
+ *                                  the layout's version: a catalogd of another layout finds no
+ *                                  generation of its own and rebuilds one, and the collection
+ *                                  drops the other layout's generations (registered, not current)
  *   {prefix}:gen-counter           the last generation number handed out
  *   {prefix}:generations           hash: every generation not yet dropped -> the Unix ms it
  *                                  was retired at ("0" while building or current)
@@ -17,18 +20,23 @@
  *   {prefix}:g{N}:checkpoint       the last event seq applied to generation N
  *   {prefix}:g{N}:checkpoint-event "<product id> <version> <recorded_at>" of that event: tells
  *                                  a write model that went back in time (a restored backup)
- *   {prefix}:g{N}:p:{id}           the product's view, ready-to-send JSON
- *   {prefix}:g{N}:sku:{sku}        the id of the product that owns the sku
- *   {prefix}:g{N}:all              sorted set, every product id, score 0
- *   {prefix}:g{N}:in_stock         sorted set, ids of products with stock > 0, score 0
+ *   {prefix}:g{N}:in               sorted set, score 0: the views of the products in stock,
+ *                                  each member the ready-to-send JSON itself
+ *   {prefix}:g{N}:out              sorted set, score 0: the views of the products out of stock
+ *   {prefix}:g{N}:skus             hash: sku -> the id of the product that owns it
  *   {prefix}:g{N}:parked           hash: queue -> events parked in it
  *   {prefix}:g{N}:parked:{queue}   list: seqs of parked events, oldest first. A queue is a
  *                                  sku (products interact in the read model only through
  *                                  their sku), or "#{id}" for an event whose sku is unknown.
  *
- * UUIDv7 ids sort by creation time, so ZRANGEBYLEX over the sorted sets pages in creation
- * order in O(log N + page). A rebuild fills generation N+1 while N serves, then switches
- * {prefix}:gen in one atomic step. */
+ * Every view starts with {"id":"<id>", so the members of a view set sort by id, and UUIDv7
+ * ids sort by creation time: ZRANGEBYLEX returns a page of views in creation order, ready to
+ * send, in O(log N + page), and a view by id is the one member in the range
+ * ["{\"id\":\"<id>\"", "{\"id\":\"<id>\"\xff") of one of the two sets. The
+ * catalog is the two sets merged. A view is a member, not a key of its own: no per-key
+ * overhead, no id stored twice, and a page is one range read rather than a lookup per view.
+ * A rebuild fills generation N+1 while N serves, then switches {prefix}:gen-v2 in one atomic
+ * step. */
 #ifndef CATALOGD_LAYOUT_H
 #define CATALOGD_LAYOUT_H
 
@@ -50,10 +58,9 @@ enum layout_key {
     /* In generation N: "{prefix}:g{N}:" then the name, then the argument if any. */
     KEY_CHECKPOINT,
     KEY_CHECKPOINT_EVENT,
-    KEY_VIEW,
-    KEY_SKU,
-    KEY_ALL,
     KEY_IN_STOCK,
+    KEY_OUT_OF_STOCK,
+    KEY_SKUS,
     KEY_PARKED,
     KEY_PARKED_QUEUE,
     KEY_KIND_COUNT,
@@ -61,6 +68,10 @@ enum layout_key {
 
 /* 1 when keys of "kind" belong to a generation. */
 int layout_in_generation(enum layout_key kind);
+
+/* 1 when "name" ("len" bytes, a key of a generation without its base) is of one of the
+ * layout's kinds: a name of its own, or a kind that takes an argument followed by one. */
+int layout_known_in_generation(const char *name, size_t len);
 
 /* Writes "{prefix}:g{gen}:" into "out" ("cap" bytes, LAYOUT_BASE_MAX is enough). Returns the
  * length. */
@@ -74,12 +85,20 @@ size_t layout_base(const char *prefix, int64_t gen, char *out, size_t cap);
 size_t layout_key(enum layout_key kind, const char *prefix_or_base, const char *argument,
                   size_t argument_len, char *out, size_t cap);
 
+/* A bound of ZRANGEBYLEX over a view set: "open" ('[' or '('), then {"id":"<id>", then a
+ * 0xff byte when "past" (every view of that id sorts before it). The views of product "id"
+ * are the range [bound('[', id, 0), bound('(', id, 1)); the views after it start at
+ * bound('(', id, 1). "cap" must be at least LAYOUT_VIEW_BOUND_MAX for an id of 36 bytes.
+ * Returns the length. */
+#define LAYOUT_VIEW_BOUND_MAX 48
+size_t layout_view_bound(char open, const char *id, size_t id_len, int past, char *out, size_t cap);
+
 /* A SCAN MATCH pattern for every key that starts with "start" (its glob characters
  * escaped): "{start}*". "cap" must be at least 2 * strlen(start) + 2. */
 void layout_match_pattern(const char *start, char *out, size_t cap);
 
 /* Lua that defines one local per key kind of a generation, holding its name: "local
- * KEY_VIEW = 'p:'" and so on. Every script that touches the read model starts with it. */
+ * KEY_SKUS = 'skus'" and so on. Every script that touches the read model starts with it. */
 const char *layout_lua_names(void);
 
 #endif

@@ -21,6 +21,19 @@ static const char HELPERS[] = "local function guards_hold()\n"
                               "local function type_is(key, wanted)\n"
                               "  local found = redis.call('TYPE', key)['ok']\n"
                               "  return found == 'none' or found == wanted\n"
+                              "end\n"
+                              /* The view of product "id" in generation "base" and the set
+                                 that holds it, or nil (layout.h: a view set's members). */
+                              "local function view_of(base, id)\n"
+                              "  local low, high = '[{\"id\":\"' .. id .. '\"', "
+                              "'({\"id\":\"' .. id .. '\"\\255'\n"
+                              "  local found = redis.call('ZRANGEBYLEX', base .. KEY_IN_STOCK, "
+                              "low, high, 'LIMIT', 0, 1)[1]\n"
+                              "  if found then return found, KEY_IN_STOCK end\n"
+                              "  found = redis.call('ZRANGEBYLEX', base .. KEY_OUT_OF_STOCK, low, "
+                              "high, 'LIMIT', 0, 1)[1]\n"
+                              "  if found then return found, KEY_OUT_OF_STOCK end\n"
+                              "  return nil\n"
                               "end\n";
 
 static pthread_mutex_t prepare_lock = PTHREAD_MUTEX_INITIALIZER;

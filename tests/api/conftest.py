@@ -252,27 +252,83 @@ def db_restore(db, src):
     shutil.copy(src, db)
 
 
+def append_unreadable_event(db, product_id, version, payload="not a view"):
+    """Appends to the write model's log, behind catalogd's back, an event of "product_id" at
+    "version" whose payload is not a valid view (a "poison" entry, as a foreign writer or a
+    damaged disk would leave): the projector parks it in its product's sku queue and every
+    later event of that sku waits behind it. The seq is given (PostgreSQL's has no default;
+    its writer then takes the next one after the log's head). Returns the row's seq."""
+    sql_write(db, "INSERT INTO events (seq, product_id, type, version, payload, recorded_at) "
+                  "SELECT COALESCE(MAX(seq), 0) + 1, ?, 'ProductUpdated', ?, ?, "
+                  "'2026-11-30T00:00:00.000Z' FROM events", (product_id, version, payload))
+    rows = sql(db, "SELECT MAX(seq) FROM events WHERE product_id = ? AND payload = ?",
+               (product_id, payload))
+    assert rows and rows[0][0] is not None, rows
+    return rows[0][0]
+
+
+def repair_event(db, seq, payload):
+    """Makes the log entry "seq" valid again: its payload becomes "payload" (a view of the
+    entry's product at the entry's version). The projector re-reads a parked event from the
+    write model on each retry, so the repair heals it."""
+    sql_write(db, "UPDATE events SET payload = ? WHERE seq = ?", (payload, seq))
+
+
 def row_counts(db_path):
     return (sql(db_path, "SELECT COUNT(*) FROM products")[0][0],
             sql(db_path, "SELECT COUNT(*) FROM events")[0][0])
 
 
 def redis_gen(r):
-    gen = r.get(f"{PREFIX}:gen")
+    gen = r.get(f"{PREFIX}:gen-v2")
     return None if gen is None else gen.decode()
 
 
+def view_range(product_id):
+    """The ZRANGEBYLEX bounds of one product's views in a view set (every view starts with
+    {"id":"<id>", so its members sort by id)."""
+    head = ('{"id":"%s"' % product_id).encode()
+    return b"[" + head, b"(" + head + b"\xff"
+
+
+def stored_views(r, base, product_id):
+    """{set name: [raw view, ...]} of one product in generation base's two view sets."""
+    low, high = view_range(product_id)
+    return {name: r.zrangebylex(f"{base}:{name}", low, high) for name in ("in", "out")}
+
+
+def delete_views(r, base, product_id):
+    """Removes a product's views from both sets, as a fault would; returns how many."""
+    low, high = view_range(product_id)
+    return sum(r.zremrangebylex(f"{base}:{name}", low, high) for name in ("in", "out"))
+
+
+def sku_owner(r, sku):
+    """The id the current generation's sku index names for "sku", or None."""
+    owner = r.hget(f"{PREFIX}:g{redis_gen(r)}:skus", sku)
+    return None if owner is None else owner.decode()
+
+
+def all_views(r, base):
+    """Every member of generation base's two view sets (raw), in id order per set."""
+    return {name: r.zrange(f"{base}:{name}", 0, -1) for name in ("in", "out")}
+
+
 def redis_view(r, product_id):
-    """Reads everything the read model holds about one product, in the documented layout."""
+    """Reads everything the read model holds about one product, in the documented layout:
+    its view is a member of the in-stock set ("in") or the out-of-stock one ("out")."""
     gen = redis_gen(r)
-    assert gen is not None, "catalogd:gen is missing"
-    assert re.fullmatch(r"\d+", gen), f"catalogd:gen is not an integer string: {gen!r}"
+    assert gen is not None, "catalogd:gen-v2 is missing"
+    assert re.fullmatch(r"\d+", gen), f"catalogd:gen-v2 is not an integer string: {gen!r}"
     base = f"{PREFIX}:g{gen}"
-    raw = r.get(f"{base}:p:{product_id}")
+    found = stored_views(r, base, product_id)
+    members = found["in"] + found["out"]
+    assert len(members) <= 1, f"more than one view of {product_id}: {members!r}"
+    raw = members[0] if members else None
     view = json.loads(raw) if raw is not None else None
     sku_id = None
     if view is not None:
-        v = r.get(f"{base}:sku:{view['sku']}")
+        v = r.hget(f"{base}:skus", view["sku"])
         sku_id = None if v is None else v.decode()
     cp = r.get(f"{base}:checkpoint")
     return {
@@ -280,8 +336,8 @@ def redis_view(r, product_id):
         "raw": raw,
         "view": view,
         "sku_id": sku_id,
-        "all_score": r.zscore(f"{base}:all", product_id),
-        "in_stock_score": r.zscore(f"{base}:in_stock", product_id),
+        "all_score": 0 if raw is not None else None,  # in one of the two sets
+        "in_stock_score": 0 if found["in"] else None,
         "checkpoint": None if cp is None else cp.decode(),
     }
 
@@ -354,13 +410,16 @@ def product_body(sku, name="Item", price="7.50", stock=2):
             + str(price) + ',"stock":' + str(stock) + "}")
 
 
-def bulk_create(base, n, workers=8, prefix="BULK"):
-    """Creates n products with `workers` clients; returns their 201 responses."""
+def bulk_create(base, n, workers=8, prefix="BULK", in_stock_only=False):
+    """Creates n products with `workers` clients (a third of them out of stock, unless
+    "in_stock_only"); returns their 201 responses."""
     from concurrent.futures import ThreadPoolExecutor
 
     def chunk(k):
         with requests.Session() as s:
-            return [s.post(base + "/products", data=product_body(uniq_sku(prefix), stock=i % 3),
+            return [s.post(base + "/products",
+                           data=product_body(uniq_sku(prefix),
+                                             stock=i % 3 + 1 if in_stock_only else i % 3),
                            headers={"Content-Type": "application/json"}, timeout=10)
                     for i in range(k, n, workers)]
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -11,8 +11,8 @@ import time
 import pytest
 import requests
 
-from conftest import (PREFIX, TS_RE, VIEW_KEYS, assert_problem, expected_view_text, redis_gen,
-                      redis_view, sql, uniq_sku)
+from conftest import (PREFIX, TS_RE, VIEW_KEYS, all_views, assert_problem, expected_view_text,
+                      redis_gen, redis_view, sku_owner, sql, uniq_sku)
 
 UNKNOWN_ID = "01900000-0000-7000-8000-000000000000"
 
@@ -110,7 +110,7 @@ def assert_served(s, pid, sku=None):
         assert rv["raw"] is None, rv
         assert rv["all_score"] is None and rv["in_stock_score"] is None, rv
         if sku is not None:
-            assert s.r.get(f"{PREFIX}:g{rv['gen']}:sku:{sku}") is None
+            assert sku_owner(s.r, sku) is None
         assert_problem(s.get(f"/products/{pid}"), 404)
         return None
     want = expected_view_text(row_view(row))
@@ -383,8 +383,7 @@ def test_each_change_bumps_the_version_by_one_and_appends_one_event(stack):
 def test_delete_removes_everything_and_frees_the_sku(stack):
     _, v = stack.create(stock=4)
     pid, sku = v["id"], v["sku"]
-    gen = redis_gen(stack.r)
-    assert stack.r.get(f"{PREFIX}:g{gen}:sku:{sku}").decode() == pid
+    assert sku_owner(stack.r, sku) == pid
     before_events = event_count(stack.db)
     tick()
     resp = delete(stack, pid)
@@ -405,11 +404,11 @@ def test_delete_removes_everything_and_frees_the_sku(stack):
     for k in ("id", "sku", "name", "price", "stock", "available", "desc", "created_at"):
         assert last[k] == v[k], k
     assert TS_RE.match(last["updated_at"]) and last["updated_at"] >= v["updated_at"]
-    # read model: view, sku key and both index entries gone
+    # read model: the view (in either view set) and the sku entry gone
     rv = redis_view(stack.r, pid)
     assert rv["raw"] is None
     assert rv["all_score"] is None and rv["in_stock_score"] is None
-    assert stack.r.get(f"{PREFIX}:g{rv['gen']}:sku:{sku}") is None
+    assert sku_owner(stack.r, sku) is None
     assert_served(stack, pid, sku)
     assert_problem(stack.get(f"/products/by-sku/{sku}"), 404)
     # the sku is free again: a new product with a new id
@@ -454,13 +453,9 @@ def test_delete_leaves_the_catalog_and_its_count(fresh):
     assert delete(fresh, views[1]["id"]).status_code == 204
     assert catalog_ids(fresh) == [views[0]["id"]]
     assert catalog_ids(fresh, in_stock=True) == [views[0]["id"]]
-    gen = redis_gen(fresh.r)
-    assert fresh.r.zcard(f"{PREFIX}:g{gen}:all") == 1
-    assert fresh.r.zcard(f"{PREFIX}:g{gen}:in_stock") == 1
-    assert sorted(k.decode() for k in fresh.r.keys(f"{PREFIX}:g{gen}:sku:*")) == [
-        f"{PREFIX}:g{gen}:sku:{views[0]['sku']}"]
-    assert sorted(k.decode() for k in fresh.r.keys(f"{PREFIX}:g{gen}:p:*")) == [
-        f"{PREFIX}:g{gen}:p:{views[0]['id']}"]
+    base = f"{PREFIX}:g{redis_gen(fresh.r)}"
+    assert all_views(fresh.r, base) == {"in": [views[0]["raw"].encode()], "out": []}
+    assert fresh.r.hgetall(f"{base}:skus") == {views[0]["sku"].encode(): views[0]["id"].encode()}
 
 
 # ---------------------------------------------------------------------------------------------

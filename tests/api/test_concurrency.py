@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import requests
 
-from conftest import PREFIX, assert_problem, expected_view_text, redis_view, sql, uniq_sku
+from conftest import assert_problem, expected_view_text, redis_view, sku_owner, sql, uniq_sku
 
 REQUEST_TIMEOUT = 15
 BARRIER_TIMEOUT = 15
@@ -70,7 +70,7 @@ def assert_agree(s, pid, sku):
     rv = redis_view(s.r, pid)
     if row is None:
         assert rv["raw"] is None and rv["all_score"] is None and rv["in_stock_score"] is None
-        assert s.r.get(f"{PREFIX}:g{rv['gen']}:sku:{sku}") is None
+        assert sku_owner(s.r, sku) is None
         return None
     _, rsku, name, cents, stock, version, created_at, updated_at = row
     want = expected_view_text({"id": pid, "sku": rsku, "name": name,

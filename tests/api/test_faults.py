@@ -192,11 +192,11 @@ class WriteLoad:
 
 
 def redis_checkpoint(client):
-    gen = client.get(f"{PREFIX}:gen")
+    gen = redis_gen(client)
     if gen is None:
         return None, None
-    cp = client.get(f"{PREFIX}:g{gen.decode()}:checkpoint")
-    return gen.decode(), None if cp is None else int(cp)
+    cp = client.get(f"{PREFIX}:g{gen}:checkpoint")
+    return gen, None if cp is None else int(cp)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,7 +349,7 @@ class Sampler:
 
 
 class CheckpointSampler(Sampler):
-    """Reads catalogd:gen and its checkpoint from Redis every few ms."""
+    """Reads catalogd:gen-v2 and its checkpoint from Redis every few ms."""
 
     def __init__(self, redis_proc, max_seconds=30.0):
         super().__init__(max_seconds)

@@ -1,18 +1,20 @@
-"""Events Redis refuses. For one product (a key of the wrong type): its event and its later
-events are parked in order, the other products go on, /admin/projection and /metrics show
-the parked events, the command says Projection: pending, and once the cause is gone the
-parked events apply by themselves. For everything (out of memory): nothing is skipped, the
-lag grows, and the backlog applies once Redis takes writes again."""
+"""Events the projector cannot apply. For one product (an entry of the log that is not a
+valid event): it and the product's later events are parked in order, the other products go
+on, /admin/projection and /metrics show the parked events, the command says Projection:
+pending, and once the entry is repaired in the write model the parked events apply by
+themselves. For everything (Redis out of memory): nothing is skipped, the lag grows, and the
+backlog applies once Redis takes writes again.
+
+The read model has no key per product, so a key of the wrong type can no longer refuse one
+product's events: a shared key of the wrong type stalls the whole projection instead. An
+unreadable entry of the log is what parks one product's events now."""
 import json
 import time
 
-from conftest import wait_until
+from conftest import (PREFIX, append_unreadable_event, redis_gen, redis_view, repair_event,
+                      wait_until)
 
 JSON = {"Content-Type": "application/json"}
-
-
-def view_key(stack, product_id):
-    return f"catalogd:g{int(stack.r.get('catalogd:gen'))}:p:{product_id}"
 
 
 def patch(stack, product_id, body):
@@ -30,35 +32,46 @@ def metric(stack, name):
     raise AssertionError(f"{name} not in /metrics")
 
 
+def parked_queue(stack, queue):
+    """The seqs parked in one queue of the current generation, oldest first."""
+    key = f"{PREFIX}:g{redis_gen(stack.r)}:parked:{queue}"
+    return [int(seq) for seq in stack.r.lrange(key, 0, -1)]
+
+
 def test_one_refused_product_is_parked_and_the_rest_go_on(fresh):
     _, a = fresh.create(name="A")
     _, b = fresh.create(name="B")
-    key = view_key(fresh, a["id"])
-    fresh.r.delete(key)
-    fresh.r.hset(key, "wrong", "type")  # every write of A's view now fails with WRONGTYPE
+    updated = patch(fresh, a["id"], {"name": "A1"})
+    assert updated.headers["Projection"] == "applied"
+    # A garbled copy of A's update (version 2) lands in the log: it cannot be applied
+    poison = append_unreadable_event(fresh.db, a["id"], 2)
 
-    first = patch(fresh, a["id"], {"name": "A2"})
+    first = patch(fresh, a["id"], {"name": "A2"})  # parked behind the unreadable entry
     assert first.status_code == 200
     assert first.headers["Projection"] == "pending", first.headers
-    second = patch(fresh, a["id"], {"name": "A3"})  # parked behind the first, in order
+    second = patch(fresh, a["id"], {"name": "A3"})  # and behind the first, in order
     assert second.status_code == 200 and second.headers["Projection"] == "pending"
     other = patch(fresh, b["id"], {"name": "B2"})
     assert other.status_code == 200 and other.headers["Projection"] == "applied"
     assert fresh.get(f"/products/{b['id']}").json()["name"] == "B2"
 
     state = projection(fresh)
-    assert state["parked_events"] == 2, state
+    assert state["parked_events"] == 3, state
     assert state["lag_events"] == 0, state  # parked events are behind the checkpoint
-    assert "WRONGTYPE" in state["last_error"], state
-    assert metric(fresh, "catalogd_projection_parked_events") == 2
-    assert fresh.r.type(key) == b"hash"  # never skipped or overwritten behind our back
+    assert "not a valid event" in state["last_error"], state
+    assert metric(fresh, "catalogd_projection_parked_events") == 3
+    queue = parked_queue(fresh, a["sku"])
+    assert len(queue) == 3 and queue[0] == poison and queue == sorted(queue), queue
+    assert redis_view(fresh.r, a["id"])["view"]["version"] == 2  # nothing of A skipped ahead
 
-    fresh.r.delete(key)  # the cause goes away: the parked events apply, oldest first
+    # the entry is repaired in the write model: the parked events apply, oldest first
+    repair_event(fresh.db, poison, updated.text)
     wait_until(lambda: projection(fresh)["parked_events"] == 0, 40, interval=0.1,
                what="the parked events to apply")
     view = fresh.get(f"/products/{a['id']}")
-    assert view.status_code == 200 and view.json()["name"] == "A3" and view.json()["version"] == 3
+    assert view.status_code == 200 and view.json()["name"] == "A3" and view.json()["version"] == 4
     assert metric(fresh, "catalogd_projection_parked_events") == 0
+    assert parked_queue(fresh, a["sku"]) == []
     assert fresh.cli("verify").returncode == 0
 
 

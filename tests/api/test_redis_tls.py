@@ -8,7 +8,8 @@ import subprocess
 import pytest
 import requests
 
-from conftest import RedisProc, Server, Stack, assert_degraded_without_spinning, product_body, uniq_sku, wait_until
+from conftest import (RedisProc, Server, Stack, assert_degraded_without_spinning, product_body,
+                      redis_gen, uniq_sku, wait_until)
 from test_redis_auth import exercise, run_cli
 
 PASSWORD = "tls-and-a-password"
@@ -67,7 +68,7 @@ def test_everything_works_over_tls_and_after_redis_restarts(stack_factory):
     try:
         s.start()
         exercise(s)
-        assert s.r.get("catalogd:gen") is not None  # the harness reads the same Redis, by TLS
+        assert redis_gen(s.r) is not None  # the harness reads the same Redis, by TLS
         s.redis.stop()
         s.redis.start()
         wait_until(lambda: requests.get(s.url("/ready"), timeout=5).status_code == 200, 20,
@@ -94,8 +95,8 @@ def test_no_client_certificate_when_redis_wants_one_is_reported(stack_factory):
         start_unready(s)
         # TLS 1.3: the refusal ("tlsv13 alert certificate required", or a reset when Redis
         # closed first) comes after the handshake, with the first reply, still while connecting
-        why = wait_until(lambda: redis_reason_naming(s, "connecting to Redis"), 10,
-                         interval=0.1, what="/ready to name Redis' failing connection")
+        wait_until(lambda: redis_reason_naming(s, "connecting to Redis"), 10,
+                   interval=0.1, what="/ready to name Redis' failing connection")
         created = s.post_raw("/products", product_body(uniq_sku()))
         assert created.status_code == 201 and created.headers["Projection"] == "pending"
         assert s.server.proc.poll() is None

@@ -11,9 +11,10 @@ import time
 
 import requests
 
-from conftest import (PREFIX, bulk_create, cpu_seconds, db_backup, db_restore,
-                      generation_numbers, product_body, projection_of, redis_gen, sql, sql_write,
-                      uniq_sku, verify_output, wait_until, write_lock)
+from conftest import (PREFIX, append_unreadable_event, bulk_create, cpu_seconds, db_backup,
+                      db_restore, generation_numbers, product_body, projection_of, redis_gen,
+                      repair_event, sku_owner, sql, uniq_sku, verify_output, view_range,
+                      wait_until, write_lock)
 
 JSON = {"Content-Type": "application/json"}
 
@@ -131,9 +132,10 @@ def test_reads_after_applied_are_never_older_across_rebuild_switches(stack_facto
 
 
 def wait_for_building(stack, gen_before, timeout=20):
-    """Waits until a rebuild has written its first page into the next generation."""
-    key = f"{PREFIX}:g{gen_before + 1}:all"
-    wait_until(lambda: stack.r.exists(key), timeout, interval=0.001,
+    """Waits until a rebuild has written its first page into the next generation (into
+    either view set)."""
+    base = f"{PREFIX}:g{gen_before + 1}"
+    wait_until(lambda: stack.r.exists(f"{base}:in", f"{base}:out"), timeout, interval=0.001,
                what="the new generation's first page")
 
 
@@ -224,17 +226,27 @@ def test_a_crash_during_the_automatic_rebuild_after_flushall(stack_factory):
 # Parking
 
 
-def view_key(stack, product_id):
-    return f"{PREFIX}:g{redis_gen(stack.r)}:p:{product_id}"
+def base_of(stack):
+    return f"{PREFIX}:g{redis_gen(stack.r)}"
+
+
+def park_behind_an_unreadable_entry(stack, product):
+    """Appends a garbled copy of "product"'s last event to the log: the projector parks it,
+    and every later event of the product's sku waits behind it until repair_event. Returns
+    the entry's seq. (The read model has no key per product, so an unreadable entry is the
+    one fault that parks a single product's events.)"""
+    return append_unreadable_event(stack.db, product["id"], product["version"])
 
 
 def test_a_refused_shared_key_applies_nothing_of_the_event(stack_factory):
     """Defect 4: the apply script wrote the view, the sku entry and the catalog index, then
     failed on the in-stock index; the retry saw the view current and skipped the event, so
-    the product was missing from ?in_stock=true forever."""
+    the product was missing from ?in_stock=true forever. Here the in-stock view set has the
+    wrong type: nothing of the event (its sku entry, a view in the other set) is written, and
+    it applies whole once the set is back."""
     s = stack_factory("apply-atomic")
     create(s, stock=3)
-    key = f"{PREFIX}:g{redis_gen(s.r)}:in_stock"
+    key = f"{base_of(s)}:in"
     saved = s.r.dump(key)
     s.r.delete(key)
     s.r.set(key, "not a sorted set")
@@ -243,7 +255,8 @@ def test_a_refused_shared_key_applies_nothing_of_the_event(stack_factory):
         assert r.headers["Projection"] == "pending", r.headers
         product = r.json()
         wait_until(lambda: projection_of(s)["state"] == "stalled", 5, what="state stalled")
-        assert s.r.get(view_key(s, product["id"])) is None  # nothing of it applied
+        assert sku_owner(s.r, product["sku"]) is None  # nothing of it applied
+        assert s.r.zrangebylex(f"{base_of(s)}:out", *view_range(product["id"])) == []
     finally:
         s.r.delete(key)
         s.r.restore(key, 0, saved)
@@ -259,16 +272,15 @@ def test_parked_events_replay_in_order_per_sku(stack_factory):
     existed."""
     s = stack_factory("park-order")
     sku = uniq_sku("SHARED")
-    x = create(s, sku=sku).json()
-    key = view_key(s, x["id"])
-    s.r.delete(key)
-    s.r.hset(key, "wrong", "type")
+    created = create(s, sku=sku)
+    x = created.json()
+    poison = park_behind_an_unreadable_entry(s, x)
     assert patch(s, x["id"], {"name": "X2"}).headers["Projection"] == "pending"
     deleted = s.http.delete(s.url(f"/products/{x['id']}"), timeout=10)
     assert deleted.status_code == 204 and deleted.headers["Projection"] == "pending"
     y = create(s, sku=sku)
     assert y.headers["Projection"] == "pending"  # waits behind X's events: same sku
-    s.r.delete(key)  # the cause goes away
+    repair_event(s.db, poison, created.text)  # the cause goes away
     wait_until(lambda: projection_of(s)["parked_events"] == 0, 40, interval=0.1,
                what="the parked events to apply")
     got = s.get(f"/products/by-sku/{sku}")
@@ -281,12 +293,11 @@ def test_unparked_products_are_no_longer_reported_parked(stack_factory):
     """Defect 6: the projector never forgot a product once parked: every later command on it
     answered pending and parked_events never went back to 0 until a restart."""
     s = stack_factory("unpark")
-    x = create(s).json()
-    key = view_key(s, x["id"])
-    s.r.delete(key)
-    s.r.hset(key, "wrong", "type")
+    created = create(s)
+    x = created.json()
+    poison = park_behind_an_unreadable_entry(s, x)
     assert patch(s, x["id"], {"name": "parked"}).headers["Projection"] == "pending"
-    s.r.delete(key)
+    repair_event(s.db, poison, created.text)
     wait_until(lambda: projection_of(s)["parked_events"] == 0, 40, interval=0.1,
                what="the parked event to apply")
     answers = [patch(s, x["id"], {"name": f"after {i}"}).headers["Projection"]
@@ -301,10 +312,7 @@ def test_an_unreadable_event_is_parked_not_spun_on(stack_factory):
     and 440,822 log lines in 3 s, while it said 'live'."""
     s = stack_factory("poison")
     victim = create(s).json()
-    # a foreign writer's row, next in the log (seq given: PostgreSQL's has no default)
-    sql_write(s.db, "INSERT INTO events (seq, product_id, type, version, payload, recorded_at) "
-                    "SELECT COALESCE(MAX(seq), 0) + 1, ?, 'ProductUpdated', 2, ?, "
-                    "'2026-11-30T00:00:00.000Z' FROM events", (victim["id"], "not a view"))
+    append_unreadable_event(s.db, victim["id"], 2)  # a foreign writer's row, next in the log
     pid = s.server.proc.pid
     log_before = os.path.getsize(s.server.stderr_path)
     other = create(s)  # wakes the projector; another sku goes on
@@ -375,15 +383,20 @@ def test_a_restored_write_model_that_moved_past_the_checkpoint_is_noticed(stack_
 
 
 def test_verify_finds_views_and_sku_entries_no_product_explains(fresh):
-    """Defect 10: a ghost view and a ghost sku entry were served with 200 and verify passed."""
+    """Defect 10: a ghost view and a ghost sku entry were served with 200 and verify passed.
+    A key the layout does not have (the old per-product view key) is reported too."""
     create(fresh)
     base = f"{PREFIX}:g{redis_gen(fresh.r)}"
     ghost = "01a22251-dd91-7000-8f9f-c3d82b98a444"
-    fresh.r.set(f"{base}:p:{ghost}", json.dumps({"id": ghost, "version": 1}))
-    fresh.r.set(f"{base}:sku:GHOST", ghost)
+    ghost_view = json.dumps({"id": ghost, "sku": "GHOST", "version": 1}, separators=(",", ":"))
+    fresh.r.zadd(f"{base}:in", {ghost_view: 0})
+    fresh.r.hset(f"{base}:skus", "GHOST", ghost)
+    fresh.r.set(f"{base}:p:{ghost}", ghost_view)
     rc, out = verify_output(fresh)
     assert rc == 1, out
-    assert f"extra view: p:{ghost}" in out and "extra sku entry: GHOST" in out, out
+    assert f"extra view: {ghost} (no such product)" in out, out
+    assert "extra sku entry: GHOST (no product has this sku)" in out, out
+    assert f"extra key: {base}:p:{ghost} (not of the read model's layout)" in out, out
 
 
 def test_ready_never_blames_a_healthy_redis(stack_factory):
@@ -494,10 +507,18 @@ def test_sigterm_while_commands_wait_past_the_grace(fresh):
 
 def test_a_page_never_leaves_out_a_listed_product_in_silence(fresh):
     """Found by the chaos test: a view of the wrong type (or gone) while its index entry stays
-    made the page leave the product out, with 200. The page is read again; a view still
-    missing is a broken read model, answered with 503."""
+    made the page leave the product out, with 200. The read model now keeps no view apart
+    from its index entry (the set's member is the view), so the nearest fault is a member of
+    a view set that is not a view, or a view set of the wrong type: the page answers 503
+    rather than a page without it."""
     products = [create(fresh).json() for _ in range(3)]
-    key = view_key(fresh, products[1]["id"])
+    key = f"{base_of(fresh)}:in"
+    fresh.r.zadd(key, {"not a view": 0})
+    try:
+        page = fresh.get("/catalog?limit=10")
+        assert page.status_code == 503, (page.status_code, page.text)
+    finally:
+        fresh.r.zrem(key, "not a view")
     saved = fresh.r.dump(key)
     fresh.r.delete(key)
     fresh.r.hset(key, "wrong", "type")

@@ -54,7 +54,7 @@ sys.path.insert(0, str(HERE))
 
 from cluster import Cluster, InfraError, env_note  # noqa: E402
 from conftest import row_text, sql  # noqa: E402  (tests/api, via cluster)
-from faults import PREFIX, FaultDriver, kinds_for, make_schedule  # noqa: E402
+from faults import GEN_KEY, PREFIX, FaultDriver, kinds_for, make_schedule  # noqa: E402
 from history import Checker, History, Read, Violation, parse_events  # noqa: E402
 from workload import SKUS, Client, Knowledge  # noqa: E402
 
@@ -368,7 +368,7 @@ class Run:
     def generations(self, exclude=()):
         c = self.cluster.redis_client(timeout=5)
         try:
-            gen = c.get(f"{PREFIX}:gen")
+            gen = c.get(GEN_KEY)
             gen = gen.decode() if gen is not None else None
             counts = collections.Counter()
             sample = []
@@ -391,9 +391,9 @@ class Run:
         import requests
         c = self.cluster.redis_client(timeout=5)
         try:
-            gen = c.get(f"{PREFIX}:gen")
+            gen = c.get(GEN_KEY)
             if gen is None:
-                return "catalogd:gen is missing"
+                return f"{GEN_KEY} is missing"
             base = f"{PREFIX}:g{gen.decode()}:parked"
             hlen = c.hlen(base)
             lists = sum(1 for _ in c.scan_iter(match=base + ":*", count=1000))

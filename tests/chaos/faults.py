@@ -7,12 +7,16 @@ has the wrong type. Every fault is bounded in time and undoes itself; undo() at 
 run repeats whatever could not be undone yet (a restore refused while Redis was frozen or out
 of memory). The schedule as it ran (start, end, what happened) is kept for the report.
 
-Keys of the wrong type: the fault swaps a read-model key for a hash, atomically, keeping the
-original's DUMP in that hash. "Back" restores that exact original with RESTORE only if the hash
-is still the one the fault put there and its generation is still the current one
-(catalogd:gen); otherwise it only deletes its own hash, if still there. A key another fault
-has broken is never broken again. So the test never leaves a key of its own, and never puts
-back a value that something else has replaced meanwhile.
+Keys of the wrong type: the fault swaps a key of the current generation (a view set, the sku
+index, the parked-queue index or the checkpoint) for a list, atomically, keeping the
+original's DUMP in that list; a list is the wrong type for every one of them. The read model
+has no key per product, so each of these is shared by every event: catalogd must stall the
+projection (never skip an event) and answer queries 503, not wrong. "Back" restores that
+exact original with RESTORE only if the list is still the one the fault put there and its
+generation is still the current one (catalogd:gen-v2); otherwise it only deletes its own list,
+if still there. A key another fault has broken is never broken again. So the test never
+leaves a key of its own, and never puts back a value that something else has replaced
+meanwhile.
 
 A command sent to a frozen Redis runs when Redis thaws, even if the test stopped waiting for
 its answer: a break or a squeeze whose answer was lost is undone as if it had run.
@@ -26,16 +30,16 @@ import time
 
 import redis
 
-from workload import SKUS
-
 PREFIX = "catalogd"
+GEN_KEY = f"{PREFIX}:gen-v2"  # names the current generation (tests/api/conftest.py redis_gen)
 
 # kind: weight. Roughly one fault every MEAN_GAP seconds.
 KINDS = {
     "freeze_redis": 15,     # SIGSTOP, then SIGCONT after 0.2-3.5 s
     "restart_redis": 6,     # SIGKILL, 0-2 s down, started again empty on the same port
     "flushall": 6,
-    "wrong_type": 16,       # a view, sku, all or in_stock key becomes a hash for 0.3-5 s
+    "wrong_type": 16,       # a view set, the skus or parked hash or the checkpoint becomes a
+                            # list for 0.3-5 s
     "squeeze_memory": 10,   # maxmemory = used memory (noeviction) for 0.5-4 s
     "kill_catalogd": 5,     # SIGKILL, 0-1.5 s down, started again (same db, same Redis)
     "term_catalogd": 4,     # SIGTERM (must exit 0 in time), 0-1.5 s down, started again
@@ -77,28 +81,37 @@ RESTARTS_UNTIL = 0.6  # catalogd is killed only in the first 60 % of the run, so
                       # process lives long enough (72 s of 180) for its memory to be judged
 UNDO_RETRY = 20.0    # s a fault keeps retrying its own undo before leaving it to undo()
 
+# The list the fault puts in a key's place: MARK (as the scripts below spell it), the fault's
+# token, the original's DUMP ("" if there was none) and its PTTL.
+MARK = "chaos-wrong-type"
+WRONG_TYPE = "list"
+# The keys of the current generation it breaks, the view sets most often (every query and
+# every event uses them). No key is a product's own: the layout has none.
+TARGETS = ["in", "in", "in", "out", "out", "skus", "skus", "parked", "checkpoint"]
+
 BREAK_LUA = """
-if redis.call('TYPE', KEYS[1])['ok'] == 'hash' and
-   redis.call('HEXISTS', KEYS[1], 'chaos-wrong-type') == 1 then return 'busy' end
+if redis.call('TYPE', KEYS[1])['ok'] == 'list' and
+   redis.call('LINDEX', KEYS[1], 0) == 'chaos-wrong-type' then return 'busy' end
 local dump = redis.call('DUMP', KEYS[1])
 local pttl = redis.call('PTTL', KEYS[1])
-redis.call('HSET', KEYS[2], 'chaos-wrong-type', ARGV[1], 'dump', dump or '', 'pttl', pttl)
+redis.call('RPUSH', KEYS[2], 'chaos-wrong-type', ARGV[1], dump or '', pttl)
 redis.call('RENAME', KEYS[2], KEYS[1])
 if dump then return 'there' end
 return 'absent'
 """
-# The original's DUMP is kept in the hash itself, so the key can be put back even when the
+# The original's DUMP is kept in the list itself, so the key can be put back even when the
 # answer to this script was lost (it may run after the client gave up on a frozen Redis).
-# A key another fault has already broken is left alone: its DUMP would be that fault's hash,
+# A key another fault has already broken is left alone: its DUMP would be that fault's list,
 # and putting it "back" would leave a key of the wrong type behind for good.
-# HSET on a fresh key first: if Redis refuses it (out of memory), nothing has changed yet.
+# RPUSH on a fresh key first: if Redis refuses it (out of memory), nothing has changed yet.
 
 RESTORE_LUA = """
-if redis.call('TYPE', KEYS[1])['ok'] ~= 'hash' or
-   redis.call('HGET', KEYS[1], 'chaos-wrong-type') ~= ARGV[1] then return 'gone' end
-local dump = redis.call('HGET', KEYS[1], 'dump')
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'list' or
+   redis.call('LINDEX', KEYS[1], 0) ~= 'chaos-wrong-type' or
+   redis.call('LINDEX', KEYS[1], 1) ~= ARGV[1] then return 'gone' end
+local dump = redis.call('LINDEX', KEYS[1], 2)
 if dump ~= '' and redis.call('GET', KEYS[2]) == ARGV[2] then
-  local pttl = tonumber(redis.call('HGET', KEYS[1], 'pttl'))
+  local pttl = tonumber(redis.call('LINDEX', KEYS[1], 3))
   if pttl < 0 then pttl = 0 end
   redis.call('RESTORE', KEYS[1], pttl, dump, 'REPLACE')
   return 'restored'
@@ -136,9 +149,7 @@ def make_schedule(seed, duration, only=None, backend="sqlite"):
         elif kind == "restart_redis":
             p["down"] = round(rng.uniform(0.0, 2.0), 2)
         elif kind == "wrong_type":
-            p["target"] = rng.choice(["view", "view", "view", "in_stock", "in_stock", "all",
-                                      "sku"])
-            p["pick"] = rng.randrange(1 << 30)
+            p["target"] = rng.choice(TARGETS)
             p["seconds"] = round(rng.uniform(0.3, 5.0), 2)
         elif kind == "squeeze_memory":
             p["seconds"] = round(rng.uniform(0.5, 4.0), 2)
@@ -276,24 +287,12 @@ class FaultDriver:
         finally:
             c.close()
 
-    def _pick_key(self, p, gen):
-        base = f"{PREFIX}:g{gen}:"
-        target = p["target"]
-        if target == "view":
-            ids = self.knowledge.ids()
-            if not ids:
-                return None
-            return base + "p:" + ids[-1 - p["pick"] % min(len(ids), 40)]  # a recent product
-        if target == "sku":
-            return base + "sku:" + SKUS[p["pick"] % len(SKUS)]
-        return base + target
-
     def do_wrong_type(self, p, rec, rng):
         c = self._client()
         token = f"{self.seed}-{rec['i']}"
         try:
             try:
-                gen = c.get(f"{PREFIX}:gen")
+                gen = c.get(GEN_KEY)
             except redis.RedisError as exc:
                 self.note(rec, f"skipped: could not read the generation ({exc})")
                 return
@@ -301,10 +300,7 @@ class FaultDriver:
                 self.note(rec, "skipped: no current generation")
                 return
             gen = gen.decode()
-            key = self._pick_key(p, gen)
-            if key is None:
-                self.note(rec, "skipped: no product known yet")
-                return
+            key = f"{PREFIX}:g{gen}:{p['target']}"
             if key in self.broken_keys():
                 self.note(rec, f"skipped: {key} is already broken by another fault")
                 return
@@ -326,7 +322,7 @@ class FaultDriver:
                 self.note(rec, f"skipped: {key} is already broken by another fault")
                 return
             if was is not None:
-                self.note(rec, f"{key} is now a hash (was {was})")
+                self.note(rec, f"{key} is now a {WRONG_TYPE} (was {was})")
         finally:
             c.close()
         self.sleep(p["seconds"])
@@ -344,7 +340,7 @@ class FaultDriver:
             key, gen = item
             c = self._client()
             try:
-                res = c.eval(RESTORE_LUA, 2, key, f"{PREFIX}:gen", token, gen)
+                res = c.eval(RESTORE_LUA, 2, key, GEN_KEY, token, gen)
                 with self.lock:
                     self.broken.pop(token, None)
                 self.note(rec, f"{key}: {res.decode()}")
@@ -618,7 +614,7 @@ class FaultDriver:
                 if i > 2_000_000:
                     break
                 if key.startswith(b"chaos-tmp:") or (
-                        c.type(key) == b"hash" and c.hexists(key, "chaos-wrong-type")):
+                        c.type(key) == WRONG_TYPE.encode() and c.lindex(key, 0) == MARK.encode()):
                     found.append(key.decode(errors="replace"))
                     c.delete(key)
         except redis.RedisError as exc:

@@ -3,12 +3,15 @@
 project answered `Projection: applied` for an event the projector parked, when the pub/sub
 news that named it parked was lost (a subscription dropped and came back in between).
 
-Three instances on a private PostgreSQL and Redis. One product's view key is given the wrong
-type (a hash), so every event of that product is parked by the projector; then, bounded in
-time and count, PATCHes of that product go to the instances that do not project while
-another thread drops the pub/sub subscriptions (CLIENT KILL TYPE pubsub) now and then and a
-third keeps the log moving with creates. While the key is a hash no event of that product can
-be applied, so any 2xx answered `Projection: applied` for it is a false answer.
+Three instances on a private PostgreSQL and Redis. An unreadable entry of one product (a
+garbled copy of its creation event, written into PostgreSQL's events table by hand) is
+parked by the projector, and every later event of that product's sku waits behind it; then,
+bounded in time and count, PATCHes of that product go to the instances that do not project
+while another thread drops the pub/sub subscriptions (CLIENT KILL TYPE pubsub) now and then
+and a third keeps the log moving with creates. The entry is never repaired, so within one
+generation (a rebuild starts from the products table and would apply the product) no event
+of that product can be applied: any 2xx answered `Projection: applied` for it is a false
+answer.
 
     /usr/bin/python3 tests/chaos/repro_follower_parked.py [--seconds 20] [--seed 1]
 
@@ -26,7 +29,8 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-from conftest import PgServer, RedisProc, Server, product_body, uniq_sku, wait_until  # noqa
+from conftest import (PgServer, RedisProc, Server, append_unreadable_event, product_body,  # noqa
+                      redis_gen, uniq_sku, wait_until)
 
 JSON = {"Content-Type": "application/json"}
 
@@ -67,11 +71,14 @@ def main():
         pid = created.json()["id"]
         wait_until(lambda: requests.get(servers[lead].base + f"/products/{pid}",
                                         timeout=2).status_code == 200, 10, what="the view")
-        gen = r.get("catalogd:gen").decode()
-        key = f"catalogd:g{gen}:p:{pid}"
-        r.hset("repro-tmp", "wrong", "type")
-        r.rename("repro-tmp", key)
-        print(f"leader {lead}; {key} is now a hash; PATCHes go to {followers}")
+        gen = redis_gen(r)
+        seq = append_unreadable_event(db, pid, 1)
+        requests.post(servers[lead].base + "/products", data=product_body(uniq_sku("W")),
+                      headers=JSON, timeout=5)  # wakes the projector, which parks the entry
+        wait_until(lambda: requests.get(servers[lead].base + "/admin/projection", timeout=2)
+                   .json()["parked_events"] >= 1, 10, what="the unreadable entry to be parked")
+        print(f"leader {lead}; event {seq} of {pid} is unreadable and parked; "
+              f"PATCHes go to {followers}")
 
         def churn():  # keeps batches, and so news, flowing
             with requests.Session() as s:
@@ -105,18 +112,17 @@ def main():
                     break
                 name = rng.choice(followers)
                 body = json.dumps({"name": f"n{i}"})
-                before = r.type(key)
+                before = redis_gen(r)
                 resp = s.patch(servers[name].base + f"/products/{pid}", data=body,
                                headers=JSON, timeout=5)
-                after = r.type(key)
+                after = redis_gen(r)
                 proj = resp.headers.get("Projection")
                 answers[proj if proj in ("applied", "pending") else "other"] += 1
-                if resp.status_code == 200 and proj == "applied" and \
-                        before == after == b"hash" and r.get("catalogd:gen").decode() == gen:
+                if resp.status_code == 200 and proj == "applied" and before == after == gen:
                     lies.append((name, resp.headers.get("ETag"), time.monotonic()))
                     print(f"FALSE APPLIED: PATCH on {name} -> version "
-                          f"{resp.headers.get('ETag')} Projection: applied while {key} is a "
-                          "hash (its events are parked)")
+                          f"{resp.headers.get('ETag')} Projection: applied while event {seq} "
+                          f"is parked in generation {gen} (its later events wait behind it)")
     finally:
         stop.set()
         for srv in servers.values():

@@ -1,6 +1,7 @@
 /* test_page.c - reading a catalog page's Redis replies and assembling its body. */
 #include <criterion/criterion.h>
 #include <hiredis.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "query/page.h"
@@ -17,19 +18,32 @@ static redisReply *parse(const char *resp)
     return reply;
 }
 
-Test(page, reads_generation_ids_and_total)
+#define V(id, rest) "{\"id\":\"" id "\"," rest "}"
+#define ID_A        "01a22e1c-66c4-7000-98ec-8a2b1f9c2b81"
+#define ID_B        "01a22e1c-66ce-7000-bf9d-6b751cce8b40"
+#define ID_C        "01a22e1c-66d6-7000-9215-d4b423c47155"
+
+/* RESP of one bulk string. */
+static char *bulk(char *out, const char *s)
+{
+    return out + sprintf(out, "$%zu\r\n%s\r\n", strlen(s), s);
+}
+
+Test(page, reads_generation_views_and_totals)
 {
     redisReply *reply = parse("*3\r\n$1\r\n7\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n:42\r\n");
-    const redisReply *gen, *ids;
-    long long total;
-    cr_assert_eq(page_read_ids(reply, &gen, &ids, &total), 0);
-    cr_assert_str_eq(gen->str, "7");
-    cr_assert_eq(ids->elements, 2);
-    cr_assert_eq(total, 42);
+    struct page_reply page;
+    cr_assert_eq(page_read(reply, 1, &page), 0);
+    cr_assert_str_eq(page.generation->str, "7");
+    cr_assert_eq(page.views[0]->elements, 2);
+    cr_assert_null(page.views[1]);
+    cr_assert_eq(page.total, 42);
+    cr_assert_eq(page_read(reply, 2, &page), -1);
     freeReplyObject(reply);
-    reply = parse("*3\r\n$-1\r\n*0\r\n:0\r\n"); /* no generation */
-    cr_assert_eq(page_read_ids(reply, &gen, &ids, &total), 0);
-    cr_assert_eq(gen->type, REDIS_REPLY_NIL);
+    reply = parse("*5\r\n$-1\r\n*0\r\n:3\r\n*0\r\n:4\r\n"); /* no generation; two sets */
+    cr_assert_eq(page_read(reply, 2, &page), 0);
+    cr_assert_eq(page.generation->type, REDIS_REPLY_NIL);
+    cr_assert_eq(page.total, 7);
     freeReplyObject(reply);
 }
 
@@ -44,35 +58,73 @@ Test(page, refuses_other_shapes)
                          "*4\r\n$1\r\n1\r\n*0\r\n:1\r\n:1\r\n"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         redisReply *reply = parse(bad[i]);
-        const redisReply *gen = NULL, *ids = NULL;
-        long long total = -7;
-        cr_assert_eq(page_read_ids(reply, &gen, &ids, &total), -1, "accepted case %zu", i);
+        struct page_reply page;
+        cr_assert_eq(page_read(reply, 1, &page), -1, "accepted case %zu", i);
         freeReplyObject(reply);
     }
 }
 
-Test(page, body_is_the_views_as_stored_without_nils)
+Test(page, merges_both_sets_by_id_up_to_the_limit)
 {
-    redisReply *reply = parse("*4\r\n$7\r\n{\"a\":1}\r\n$-1\r\n$7\r\n{\"b\":2}\r\n$-1\r\n");
-    size_t size = page_body_size(reply);
-    char body[64];
-    cr_assert_leq(size, sizeof(body));
-    size_t used = page_write_body(reply, body);
-    cr_assert_leq(used, size);
-    cr_assert_eq(used, strlen("[{\"a\":1},{\"b\":2}]"));
-    cr_assert_eq(memcmp(body, "[{\"a\":1},{\"b\":2}]", used), 0);
+    char resp[2048], *at = resp;
+    at += sprintf(at, "*5\r\n$1\r\n1\r\n*2\r\n");
+    at = bulk(at, V(ID_A, "\"n\":1"));
+    at = bulk(at, V(ID_C, "\"n\":3"));
+    at += sprintf(at, ":2\r\n*1\r\n");
+    at = bulk(at, V(ID_B, "\"n\":2"));
+    sprintf(at, ":1\r\n");
+    redisReply *reply = parse(resp);
+    struct page_reply page;
+    cr_assert_eq(page_read(reply, 2, &page), 0);
+    cr_assert_eq(page.total, 3);
+    struct slice views[3];
+    int more = -1;
+    size_t taken = 0;
+    cr_assert_eq(page_merge(&page, 3, views, &more, &taken), 3);
+    cr_assert_eq(more, 0);
+    cr_assert_eq(taken, 1);
+    char body[512];
+    size_t size = page_body_size(views, 3);
+    size_t used = page_write_body(views, 3, body);
+    cr_assert_eq(used, size);
+    const char *want = "[" V(ID_A, "\"n\":1") "," V(ID_B, "\"n\":2") "," V(ID_C, "\"n\":3") "]";
+    cr_assert_eq(used, strlen(want));
+    cr_assert_eq(memcmp(body, want, used), 0);
+    cr_assert_eq(page_merge(&page, 1, views, &more, &taken), 1);
+    cr_assert_eq(taken, 0); /* the second set's view is past a page of one */
+    cr_assert_eq(page_merge(&page, 2, views, &more, &taken), 2);
+    cr_assert_eq(more, 1);
+    cr_assert_eq(taken, 1);
+    cr_assert_eq(memcmp(views[1].p, V(ID_B, "\"n\":2"), views[1].len), 0);
     freeReplyObject(reply);
 }
 
-Test(page, empty_and_not_an_array)
+Test(page, refuses_a_member_that_is_not_a_view)
 {
-    redisReply *empty = parse("*0\r\n");
+    redisReply *reply = parse("*3\r\n$1\r\n1\r\n*1\r\n$7\r\n{\"a\":1}\r\n:1\r\n");
+    struct page_reply page;
+    cr_assert_eq(page_read(reply, 1, &page), 0);
+    struct slice views[1];
+    int more;
+    size_t taken;
+    cr_assert_eq(page_merge(&page, 1, views, &more, &taken), -1);
+    freeReplyObject(reply);
+}
+
+Test(page, empty)
+{
+    redisReply *reply = parse("*5\r\n$1\r\n1\r\n*0\r\n:0\r\n*0\r\n:0\r\n");
+    struct page_reply page;
+    cr_assert_eq(page_read(reply, 2, &page), 0);
+    struct slice views[1];
+    int more = -1;
+    size_t taken = 1;
+    cr_assert_eq(page_merge(&page, 1, views, &more, &taken), 0);
+    cr_assert_eq(taken, 0);
+    cr_assert_eq(more, 0);
     char body[8];
-    cr_assert_eq(page_body_size(empty), 2);
-    cr_assert_eq(page_write_body(empty, body), 2);
+    cr_assert_eq(page_body_size(views, 0), 2);
+    cr_assert_eq(page_write_body(views, 0, body), 2);
     cr_assert_eq(memcmp(body, "[]", 2), 0);
-    freeReplyObject(empty);
-    redisReply *scalar = parse("$2\r\nhi\r\n");
-    cr_assert_eq(page_body_size(scalar), 0);
-    freeReplyObject(scalar);
+    freeReplyObject(reply);
 }

@@ -1,0 +1,102 @@
+"""The read model's layout (README "Redis key layout"): views are members of two sorted sets,
+in stock and out of stock, and a page of the whole catalog merges both. These tests attack
+the two places where that layout could go wrong: a page whose out-of-stock views crowd in
+more than their share (the page asks that set for about twice its share first), and a Redis
+that still holds a read model of the older layout (one key per view) when catalogd starts."""
+import json
+
+from conftest import PREFIX, product_body, redis_gen, uniq_sku, wait_until
+
+JSON = {"Content-Type": "application/json"}
+
+
+def create(stack, stock):
+    r = stack.http.post(stack.url("/products"), data=product_body(uniq_sku("LAY"), stock=stock),
+                        headers=JSON, timeout=10)
+    assert r.status_code == 201, (r.status_code, r.text)
+    assert r.headers["Projection"] == "applied"
+    return r.json()["id"]
+
+
+def pages(stack, limit, in_stock=False):
+    """Every page of the catalog through the Link headers: [(views, X-Total-Count)]."""
+    url = stack.url(f"/catalog?limit={limit}" + ("&in_stock=true" if in_stock else ""))
+    out = []
+    for _ in range(1000):
+        r = stack.http.get(url, timeout=10)
+        assert r.status_code == 200, (r.status_code, r.text)
+        out.append((r.json(), int(r.headers["X-Total-Count"])))
+        link = r.headers.get("Link")
+        if not link:
+            return out
+        url = stack.url(link[1:link.index(">")])
+    raise AssertionError("the catalog's pages never end")
+
+
+def test_pages_stay_whole_when_out_of_stock_products_crowd_together(fresh):
+    """95 in stock, then 40 out of stock in a row, then 20 in stock. Once a page has seen the
+    sets' sizes (40 of 155 out of stock), a page of 50 that starts at the crowd needs more
+    out-of-stock views than twice their share: it must ask again, not skip any."""
+    ids = [create(fresh, 5) for _ in range(95)]
+    ids += [create(fresh, 0) for _ in range(40)]
+    ids += [create(fresh, 3) for _ in range(20)]
+    ids.sort()  # UUIDv7: creation order
+    for limit in (50, 7, 1000, 50):  # the first pass teaches the read model the sizes
+        seen = pages(fresh, limit)
+        listed = [v["id"] for views, _ in seen for v in views]
+        assert listed == ids, f"limit {limit}: {len(listed)} listed, not the catalog in order"
+        assert {total for _, total in seen} == {155}
+        assert all(len(views) == limit for views, _ in seen[:-1])
+    in_stock = [v for views, _ in pages(fresh, 50, in_stock=True) for v in views]
+    assert len(in_stock) == 115 and all(v["available"] for v in in_stock)
+    assert [v["id"] for v in in_stock] == sorted(v["id"] for v in in_stock)
+
+
+def test_a_view_moves_between_the_sets_with_its_stock(fresh):
+    pid = create(fresh, 1)
+    base = f"{PREFIX}:g{redis_gen(fresh.r)}"
+
+    def where():
+        return {name: fresh.r.zcard(f"{base}:{name}") for name in ("in", "out")}
+    assert where() == {"in": 1, "out": 0}
+    r = fresh.http.post(fresh.url(f"/products/{pid}/stock"), data='{"delta":-1}', headers=JSON,
+                        timeout=10)
+    assert r.status_code == 200 and r.headers["Projection"] == "applied", r.text
+    assert where() == {"in": 0, "out": 1}
+    assert fresh.get(f"/products/{pid}").json()["stock"] == 0
+    assert fresh.get("/catalog?in_stock=true").json() == []
+    r = fresh.http.delete(fresh.url(f"/products/{pid}"), timeout=10)
+    assert r.status_code == 204, r.text
+    assert where() == {"in": 0, "out": 0}
+    assert fresh.r.hlen(f"{base}:skus") == 0
+    assert fresh.get(f"/products/{pid}").status_code == 404
+
+
+def plant_old_layout(stack):
+    """Generation 1 of the layout before views became set members: a view key, its sku key
+    and the two id indexes, named by catalogd:gen, for a product the write model lacks."""
+    ghost = "01a22e1c-66c4-7000-98ec-8a2b1f9c2b81"
+    view = {"id": ghost, "sku": "OLD-1", "name": "old", "price": 1.0, "stock": 1,
+            "available": True, "desc": "old - $1.00", "version": 1,
+            "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"}
+    r = stack.r
+    r.set(f"{PREFIX}:gen", 1)
+    r.set(f"{PREFIX}:gen-counter", 1)
+    r.hset(f"{PREFIX}:generations", "1", 0)
+    r.set(f"{PREFIX}:g1:checkpoint", 0)
+    r.set(f"{PREFIX}:g1:p:{ghost}", json.dumps(view))
+    r.set(f"{PREFIX}:g1:sku:OLD-1", ghost)
+    r.zadd(f"{PREFIX}:g1:all", {ghost: 0})
+    r.zadd(f"{PREFIX}:g1:in_stock", {ghost: 0})
+
+
+def test_a_read_model_of_the_older_layout_is_rebuilt_and_dropped(stack_factory):
+    s = stack_factory("old-layout", before_server=plant_old_layout)
+    wait_until(lambda: redis_gen(s.r) is not None, 10, what="a generation of the new layout")
+    assert int(redis_gen(s.r)) >= 2  # numbered after the old one, never reusing it
+    pid = create(s, 2)
+    assert [v["id"] for v in s.get("/catalog").json()] == [pid]  # not the old layout's ghost
+    assert s.get("/products/by-sku/OLD-1").status_code == 404
+    wait_until(lambda: not s.r.keys(f"{PREFIX}:g1:*"), 15, interval=0.2,
+               what="the old generation's keys to be dropped")
+    assert s.cli("verify").returncode == 0

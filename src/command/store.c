@@ -51,6 +51,11 @@ int store_is_shared(const struct store *store)
     return store->backend->shared;
 }
 
+int store_statement_failure_keeps_transaction(const struct store *store)
+{
+    return store->backend->statement_failure_keeps_transaction;
+}
+
 int store_begin(struct store *store)
 {
     return store->backend->begin(store);

@@ -58,6 +58,11 @@ const char *store_backend_name(const struct store *store);
 /* 1 when other instances may write this write model at the same time (PostgreSQL). */
 int store_is_shared(const struct store *store);
 
+/* 1 when a statement that fails with a business error (a unique violation) undoes only
+ * itself and leaves the transaction usable (SQLite); 0 when it aborts the transaction unless a
+ * savepoint catches it (PostgreSQL). */
+int store_statement_failure_keeps_transaction(const struct store *store);
+
 /* Transactions of the writer: store_begin is BEGIN IMMEDIATE (SQLite) or BEGIN plus the
  * write lock that all instances share (PostgreSQL), so write transactions run one at a time;
  * savepoints nest one level, one per command of a group commit. Each returns 0 or STORE_ERR.

@@ -13,6 +13,10 @@
 struct store_backend {
     const char *name; /* "sqlite", "postgresql": the name /ready gives its check */
     int shared;       /* other processes may write the same model at the same time */
+    /* A statement that fails (a unique violation) undoes only itself and the transaction goes
+     * on (SQLite); 0: it aborts the whole transaction unless a savepoint catches it
+     * (PostgreSQL). */
+    int statement_failure_keeps_transaction;
     void (*close)(struct store *store);
     int (*begin)(struct store *store);
     int (*commit)(struct store *store);

@@ -707,6 +707,7 @@ static int sqlite_lead(struct store *base, const char *instance_id, int64_t epoc
 static const struct store_backend SQLITE_BACKEND = {
     .name = "sqlite",
     .shared = 0,
+    .statement_failure_keeps_transaction = 1,
     .close = sqlite_close,
     .begin = sqlite_begin,
     .commit = sqlite_commit,

@@ -1,6 +1,7 @@
 /* writer.c - group commit on one thread.
  * Invariant: commands leave the queue in submission order and their events get increasing
- * seqs; a failed command rolls back its own SAVEPOINT only, a failed COMMIT fails them all. */
+ * seqs; a refused command leaves nothing of itself (rolled back to its SAVEPOINT, or refused
+ * before it wrote), a failed COMMIT fails them all. */
 #include "command/writer.h"
 
 #include <assert.h>
@@ -232,14 +233,20 @@ static int remember_response(struct writer *w, struct command *cmd, uint64_t now
 }
 
 /* Runs one command inside its savepoint. Returns STORE_OK (the command has its outcome, done
- * or a business refusal) or STORE_ERR (the batch cannot go on). */
+ * or a business refusal) or STORE_ERR (the batch cannot go on).
+ * Without an Idempotency-Key, on a store where a failed statement undoes only itself (SQLite),
+ * the savepoint is left out: every executor decides a refusal before it writes anything (the
+ * duplicate sku is the failed INSERT itself), and any other failure fails the whole batch, so
+ * there is never a part of a command to undo. */
 static int execute(struct writer *w, struct command *cmd, uint64_t now_ms)
 {
     cmd->outcome = COMMAND_DONE;
-    if (store_savepoint(w->store) < 0) return STORE_ERR;
     int keyed = cmd->idempotency_key[0] != '\0';
-    int rc = keyed ? check_idempotency_key(w, cmd) : STORE_OK;
     assert(cmd->kind >= 0 && cmd->kind < sizeof(EXECUTORS) / sizeof(EXECUTORS[0]));
+    if (!keyed && store_statement_failure_keeps_transaction(w->store))
+        return EXECUTORS[cmd->kind](w, cmd, now_ms);
+    if (store_savepoint(w->store) < 0) return STORE_ERR;
+    int rc = keyed ? check_idempotency_key(w, cmd) : STORE_OK;
     if (rc == STORE_OK && cmd->outcome == COMMAND_DONE) rc = EXECUTORS[cmd->kind](w, cmd, now_ms);
     if (rc == STORE_OK && cmd->outcome != COMMAND_DONE) {
         /* Refused: undo whatever the command wrote before it was refused. */

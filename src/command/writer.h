@@ -1,9 +1,10 @@
 /* writer.h - the single writer thread that owns the write model's connection (SQLite or
  * PostgreSQL).
  * Loop threads hand it commands; it runs them in group commits (one transaction, one fsync per
- * batch; a SAVEPOINT around each command that could otherwise leave a part of itself behind) and hands each back through its "complete"
- * callback. Invariant: a command's outcome is COMMAND_DONE only if its transaction
- * committed, so every 2xx is durable (per the store's durability setting). */
+ * batch; a SAVEPOINT around each command that could otherwise leave a part of itself behind)
+ * and hands each back through its "complete" callback. Invariant: a command's outcome is
+ * COMMAND_DONE only if its transaction committed, so every 2xx is durable (per the store's
+ * durability setting). */
 #ifndef CATALOGD_WRITER_H
 #define CATALOGD_WRITER_H
 

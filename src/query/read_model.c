@@ -1,7 +1,7 @@
 /* read_model.c - the reads of the read model and the generation check each one carries:
  *   a view:         GET {prefix}:gen-v2 and the range of the id in the in-stock set
- *                   (ZRANGEBYLEX: one view, or none); the same in the out-of-stock set
- *                   when the first has no view
+ *                   (ZRANGEBYLEX: one view, or none); when it has none, the same of both
+ *                   sets in one MULTI
  *   a view by sku:  one script that reads the generation, the sku entry and the view
  *   a catalog page: MULTI, GET {prefix}:gen-v2, ZRANGEBYLEX and ZCARD of each view set it
  *                   lists, EXEC; the views of both sets are merged by id
@@ -49,7 +49,6 @@ struct read {
     struct redis_call *calls[2];
     int64_t generation;            /* the one the read is made in */
     int64_t generation_seen;       /* the one Redis said is current (READ_VIEW) */
-    enum layout_key view_set;      /* READ_VIEW: the set looked in */
     int evaluated;                 /* READ_BY_SKU: sent as EVAL after NOSCRIPT */
     char argument[LAYOUT_KEY_MAX]; /* the id or sku */
     size_t argument_len;
@@ -177,6 +176,34 @@ static int retry(struct read *read, int64_t gen, int (*send)(struct read *read))
 /* ---- a view by id ---- */
 
 static int send_view(struct read *read);
+static int send_view_in_both_sets(struct read *read);
+
+/* Reads the range of one id in one view set: 0 with "*view" the view or NULL (none), or -1
+ * when the reply is not such a range (none or one view). */
+static int read_view_range(const redisReply *range, const redisReply **view)
+{
+    if (range->type != REDIS_REPLY_ARRAY || range->elements > 1 ||
+        (range->elements == 1 && range->element[0]->type != REDIS_REPLY_STRING))
+        return -1;
+    *view = range->elements == 1 ? range->element[0] : NULL;
+    return 0;
+}
+
+/* The outcome of a look in generation "seen" that found "view" (or none); "last" when no
+ * other look follows. Returns 1 when the read was answered or made again. */
+static int answer_view(struct read *read, int64_t seen, const redisReply *view, int last)
+{
+    if (seen == 0) { /* no generation at all: never "not found" */
+        deliver(read, READ_REBUILDING, NULL);
+    } else if (seen != read->generation) {
+        if (!retry(read, seen, send_view)) deliver(read, READ_UNAVAILABLE, NULL);
+    } else if (view || last) {
+        deliver(read, READ_OK, view);
+    } else {
+        return 0;
+    }
+    return 1;
+}
 
 static void on_view_generation(const redisReply *reply, void *arg)
 {
@@ -185,39 +212,25 @@ static void on_view_generation(const redisReply *reply, void *arg)
     read->generation_seen = page_generation(reply);
 }
 
-/* The range of the id in one view set: the view is answered from the in-stock set, else
- * looked for in the out-of-stock one, else absent. */
-static void on_view_range(const redisReply *reply, void *arg)
+/* The id's range in the in-stock set, where most views are. */
+static void on_view_in_stock(const redisReply *reply, void *arg)
 {
     struct read *read = arg;
     if (!take_reply(read, 1, reply)) return;
-    int64_t seen = read->generation_seen;
-    if (seen < 0 || reply->type != REDIS_REPLY_ARRAY || reply->elements > 1 ||
-        (reply->elements == 1 && reply->element[0]->type != REDIS_REPLY_STRING))
+    const redisReply *view;
+    if (read->generation_seen < 0 || read_view_range(reply, &view) < 0)
         deliver(read, READ_BAD, NULL);
-    else if (seen == 0) /* no generation at all: never "not found" */
-        deliver(read, READ_REBUILDING, NULL);
-    else if (seen != read->generation) {
-        read->view_set = KEY_IN_STOCK;
-        if (!retry(read, seen, send_view)) deliver(read, READ_UNAVAILABLE, NULL);
-    } else if (reply->elements == 1)
-        deliver(read, READ_OK, reply->element[0]);
-    else if (read->view_set == KEY_OUT_OF_STOCK)
-        deliver(read, READ_OK, NULL);
-    else {
-        read->view_set = KEY_OUT_OF_STOCK;
-        if (send_view(read) < 0) deliver(read, READ_UNAVAILABLE, NULL);
-    }
+    else if (!answer_view(read, read->generation_seen, view, 0) && send_view_in_both_sets(read) < 0)
+        deliver(read, READ_UNAVAILABLE, NULL);
 }
 
-/* GET of the generation and the id's range in read->view_set: in stock first, since most
- * products are, and out of stock in a second round trip when the first set has no view. */
+/* GET of the generation and the id's range in the in-stock set, pipelined. */
 static int send_view(struct read *read)
 {
     struct read_model *rm = read->rm;
     char set[LAYOUT_KEY_MAX], low[LAYOUT_VIEW_BOUND_MAX], high[LAYOUT_VIEW_BOUND_MAX];
     read->generation = rm->generation;
-    size_t set_len = layout_key(read->view_set, rm->base, NULL, 0, set, sizeof(set));
+    size_t set_len = layout_key(KEY_IN_STOCK, rm->base, NULL, 0, set, sizeof(set));
     size_t low_len =
         layout_view_bound('[', read->argument, read->argument_len, 0, low, sizeof(low));
     size_t high_len =
@@ -227,7 +240,53 @@ static int send_view(struct read *read)
     const char *range[] = {"ZRANGEBYLEX", set, low, high};
     const size_t range_lens[] = {11, set_len, low_len, high_len};
     if (!call(read, 0, on_view_generation, 2, get_gen, get_gen_lens)) return -1;
-    call(read, 1, on_view_range, 4, range, range_lens); /* connected: cannot fail now */
+    call(read, 1, on_view_in_stock, 4, range, range_lens); /* connected: cannot fail now */
+    return 0;
+}
+
+/* EXEC's [generation, range in stock, range out of stock]. */
+static void on_view_in_both_sets(const redisReply *reply, void *arg)
+{
+    struct read *read = arg;
+    if (!take_reply(read, 0, reply)) return;
+    const redisReply *in_stock, *out_of_stock;
+    int64_t seen = reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
+                       ? page_generation(reply->element[0])
+                       : -1;
+    if (seen < 0 || read_view_range(reply->element[1], &in_stock) < 0 ||
+        read_view_range(reply->element[2], &out_of_stock) < 0)
+        deliver(read, READ_BAD, NULL);
+    else
+        answer_view(read, seen, in_stock ? in_stock : out_of_stock, 1);
+}
+
+/* The second look, when the in-stock set had no view: both sets in one MULTI, so that a view
+ * moving from one set to the other in between (its stock changed) is seen in one of them,
+ * never missed by two looks at two moments. */
+static int send_view_in_both_sets(struct read *read)
+{
+    struct read_model *rm = read->rm;
+    char keys[2][LAYOUT_KEY_MAX], low[LAYOUT_VIEW_BOUND_MAX], high[LAYOUT_VIEW_BOUND_MAX];
+    size_t key_lens[2];
+    key_lens[0] = layout_key(KEY_IN_STOCK, rm->base, NULL, 0, keys[0], sizeof(keys[0]));
+    key_lens[1] = layout_key(KEY_OUT_OF_STOCK, rm->base, NULL, 0, keys[1], sizeof(keys[1]));
+    size_t low_len =
+        layout_view_bound('[', read->argument, read->argument_len, 0, low, sizeof(low));
+    size_t high_len =
+        layout_view_bound('(', read->argument, read->argument_len, 1, high, sizeof(high));
+    const char *multi[] = {"MULTI"}, *exec[] = {"EXEC"};
+    const size_t multi_len[] = {5}, exec_len[] = {4};
+    const char *get_gen[] = {"GET", rm->gen_key};
+    const size_t get_gen_lens[] = {3, strlen(rm->gen_key)};
+    /* Only EXEC's reply matters; the client is either connected for all of them or for none. */
+    if (!redis_client_call(rm->client, NULL, NULL, 1, multi, multi_len)) return -1;
+    redis_client_call(rm->client, NULL, NULL, 2, get_gen, get_gen_lens);
+    for (int set = 0; set < 2; set++) {
+        const char *range[] = {"ZRANGEBYLEX", keys[set], low, high};
+        const size_t range_lens[] = {11, key_lens[set], low_len, high_len};
+        redis_client_call(rm->client, NULL, NULL, 4, range, range_lens);
+    }
+    call(read, 0, on_view_in_both_sets, 1, exec, exec_len);
     return 0;
 }
 
@@ -243,7 +302,6 @@ struct read *read_model_get_view(struct read_model *rm, struct slice id, read_fn
     if (id.len > UUID_TEXT_LEN) return NULL; /* callers check ids; a longer one names nothing */
     struct read *read = read_new(rm, READ_VIEW, arg);
     read->fn.read = fn;
-    read->view_set = KEY_IN_STOCK;
     memcpy(read->argument, id.p, id.len);
     read->argument_len = id.len;
     return start(read, send_view);

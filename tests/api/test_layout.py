@@ -4,18 +4,21 @@ the two places where that layout could go wrong: a page whose out-of-stock views
 more than their share (the page asks that set for about twice its share first), and a Redis
 that still holds a read model of the older layout (one key per view) when catalogd starts."""
 import json
+import threading
+import time
 
-from conftest import PREFIX, product_body, redis_gen, uniq_sku, wait_until
+import requests
+
+from conftest import PREFIX, redis_gen, wait_until
 
 JSON = {"Content-Type": "application/json"}
 
 
 def create(stack, stock):
-    r = stack.http.post(stack.url("/products"), data=product_body(uniq_sku("LAY"), stock=stock),
-                        headers=JSON, timeout=10)
-    assert r.status_code == 201, (r.status_code, r.text)
+    """A product with "stock", its view already in Redis; returns its id."""
+    r, view = stack.create(stock=stock)
     assert r.headers["Projection"] == "applied"
-    return r.json()["id"]
+    return view["id"]
 
 
 def pages(stack, limit, in_stock=False):
@@ -100,3 +103,38 @@ def test_a_read_model_of_the_older_layout_is_rebuilt_and_dropped(stack_factory):
     wait_until(lambda: not s.r.keys(f"{PREFIX}:g1:*"), 15, interval=0.2,
                what="the old generation's keys to be dropped")
     assert s.cli("verify").returncode == 0
+
+
+def test_a_view_moving_between_the_sets_is_never_missed_by_a_read(fresh):
+    """A view by id is looked for in the in-stock set, then (when absent there) in both sets
+    at once. Were the second look only at the out-of-stock set, a view that moved there to
+    the in-stock set in between would be answered 404. One product's stock flips 0 <-> 1
+    while readers GET it: never a 404."""
+    pid = create(fresh, 0)
+    stop = time.monotonic() + 4
+    misses, reads, moves = [], [0], [0]
+
+    def flip():
+        with requests.Session() as http:
+            delta = 1
+            while time.monotonic() < stop:
+                r = http.post(fresh.url(f"/products/{pid}/stock"), data='{"delta":%d}' % delta,
+                              headers=JSON, timeout=10)
+                assert r.status_code == 200 and r.headers["Projection"] == "applied", r.text
+                moves[0] += 1
+                delta = -delta
+
+    def read():
+        with requests.Session() as http:
+            while time.monotonic() < stop:
+                r = http.get(fresh.url(f"/products/{pid}"), timeout=10)
+                reads[0] += 1
+                if r.status_code != 200:
+                    misses.append(r.status_code)
+    threads = [threading.Thread(target=flip)] + [threading.Thread(target=read) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert moves[0] > 100 and reads[0] > 500, (moves[0], reads[0])
+    assert misses == [], misses[:10]

@@ -203,64 +203,66 @@ static int compare(struct verify *v)
     return 0;
 }
 
-/* Sku entries that no product explains: an HSCAN of the skus hash. */
-static int check_stray_skus(struct verify *v)
+/* Runs a SCAN-like command ("argv", the cursor at argv[cursor_at]) from cursor 0 until
+ * Redis says it is done, handing "visit" the items of each reply. */
+static int scan_all(struct verify *v, const char **argv, int argc, int cursor_at,
+                    void (*visit)(struct verify *v, const redisReply *items))
 {
-    char key[LAYOUT_KEY_MAX], cursor[32] = "0", owner[UUID_TEXT_LEN + 1];
-    layout_key(KEY_SKUS, v->base, NULL, 0, key, sizeof(key));
+    char cursor[32] = "0";
+    argv[cursor_at] = cursor;
     do {
-        const char *argv[] = {"HSCAN", key, cursor, "COUNT", "1000"};
-        redisReply *reply = redis_sync_command(v->redis, 5, argv, NULL, v->err, v->errlen);
+        redisReply *reply = redis_sync_command(v->redis, argc, argv, NULL, v->err, v->errlen);
         if (!reply) return -1;
         if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
             reply->element[0]->type != REDIS_REPLY_STRING ||
             reply->element[1]->type != REDIS_REPLY_ARRAY) {
             freeReplyObject(reply);
-            snprintf(v->err, v->errlen, "unexpected HSCAN reply");
+            snprintf(v->err, v->errlen, "unexpected %s reply", argv[0]);
             return -1;
         }
         snprintf(cursor, sizeof(cursor), "%s", reply->element[0]->str);
-        const redisReply *pairs = reply->element[1];
-        for (size_t i = 0; i + 1 < pairs->elements; i += 2) {
-            const redisReply *sku = pairs->element[i];
-            if (sku->type == REDIS_REPLY_STRING &&
-                store_find_sku(v->store, sku->str, owner) == STORE_NOT_FOUND)
-                difference(v, "extra sku entry: %s (no product has this sku)", sku->str);
-        }
+        visit(v, reply->element[1]);
         freeReplyObject(reply);
     } while (strcmp(cursor, "0") != 0);
     return 0;
 }
 
-/* Keys of the generation that the layout does not have: one SCAN of the generation's keys
- * (a handful: the layout keeps no key per product). */
-static int check_stray_keys(struct verify *v)
+/* HSCAN's sku, id pairs: is there a product with this sku? */
+static void check_skus(struct verify *v, const redisReply *pairs)
 {
-    char pattern[2 * LAYOUT_BASE_MAX + 2], cursor[32] = "0";
+    char owner[UUID_TEXT_LEN + 1];
+    for (size_t i = 0; i + 1 < pairs->elements; i += 2) {
+        const redisReply *sku = pairs->element[i];
+        if (sku->type == REDIS_REPLY_STRING &&
+            store_find_sku(v->store, sku->str, owner) == STORE_NOT_FOUND)
+            difference(v, "extra sku entry: %s (no product has this sku)", sku->str);
+    }
+}
+
+/* Keys of the generation: is each of a kind the layout has? */
+static void check_keys(struct verify *v, const redisReply *keys)
+{
     size_t base_len = strlen(v->base);
+    for (size_t i = 0; i < keys->elements; i++) {
+        const redisReply *key = keys->element[i];
+        if (key->type == REDIS_REPLY_STRING && key->len > base_len &&
+            !layout_known_in_generation(key->str + base_len, key->len - base_len))
+            difference(v, "extra key: %s (not of the read model's layout)", key->str);
+    }
+}
+
+/* Sku entries that no product explains (an HSCAN of the skus hash), and keys of the
+ * generation that the layout does not have (a SCAN of a handful of keys: the layout keeps
+ * no key per product). */
+static int check_strays(struct verify *v)
+{
+    char skus[LAYOUT_KEY_MAX], pattern[2 * LAYOUT_BASE_MAX + 2];
+    layout_key(KEY_SKUS, v->base, NULL, 0, skus, sizeof(skus));
     layout_match_pattern(v->base, pattern, sizeof(pattern));
-    do {
-        const char *argv[] = {"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"};
-        redisReply *reply = redis_sync_command(v->redis, 6, argv, NULL, v->err, v->errlen);
-        if (!reply) return -1;
-        if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
-            reply->element[0]->type != REDIS_REPLY_STRING ||
-            reply->element[1]->type != REDIS_REPLY_ARRAY) {
-            freeReplyObject(reply);
-            snprintf(v->err, v->errlen, "unexpected SCAN reply");
-            return -1;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", reply->element[0]->str);
-        const redisReply *keys = reply->element[1];
-        for (size_t i = 0; i < keys->elements; i++) {
-            const redisReply *key = keys->element[i];
-            if (key->type == REDIS_REPLY_STRING && key->len > base_len &&
-                !layout_known_in_generation(key->str + base_len, key->len - base_len))
-                difference(v, "extra key: %s (not of the read model's layout)", key->str);
-        }
-        freeReplyObject(reply);
-    } while (strcmp(cursor, "0") != 0);
-    return 0;
+    const char *hscan[] = {"HSCAN", skus, NULL, "COUNT", "1000"};
+    const char *scan[] = {"SCAN", NULL, "MATCH", pattern, "COUNT", "1000"};
+    if (scan_all(v, hscan, 5, 2, check_skus) < 0) return -1;
+    return scan_all(v, scan, 6, 1, check_keys);
 }
 
 /* Events parked in the generation: their views are not in Redis yet. */
@@ -349,8 +351,7 @@ int verify_run(struct store *store, struct redis_sync *redis, const char *prefix
     v.argv = xmalloc((PAGE + 2) * sizeof(*v.argv));
     v.lens = xmalloc((PAGE + 2) * sizeof(*v.lens));
     rc = compare(&v);
-    if (rc == 0) rc = check_stray_skus(&v);
-    if (rc == 0) rc = check_stray_keys(&v);
+    if (rc == 0) rc = check_strays(&v);
     if (rc == 0) rc = check_parked(&v, prefix, gen);
     /* A rebuild that switched meanwhile may have dropped what was compared: say so rather
      * than report its keys as missing. */

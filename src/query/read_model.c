@@ -402,10 +402,9 @@ static void on_page(const redisReply *reply, void *arg)
     }
     size_t out_taken;
     int count = page_merge(&page, read->limit, rm->views, &read->page.more, &out_taken);
-    if (count < 0 || (count > 0 && uuid_check_canonical(
-                                       view_id(rm->views[count - 1].p, rm->views[count - 1].len),
-                                       UUID_TEXT_LEN) < 0)) {
-        deliver(read, READ_BAD, NULL);
+    const char *last = count > 0 ? view_id(rm->views[count - 1].p, rm->views[count - 1].len) : NULL;
+    if (count < 0 || (last && uuid_check_canonical(last, UUID_TEXT_LEN) < 0)) {
+        deliver(read, READ_BAD, NULL); /* the next cursor must be a canonical id */
         return;
     }
     if (sets == 2) {
@@ -420,9 +419,8 @@ static void on_page(const redisReply *reply, void *arg)
     read->page.total = page.total;
     read->page.views = rm->views;
     read->page.count = (size_t)count;
-    if (count > 0) {
-        memcpy(read->page.last_id, view_id(rm->views[count - 1].p, rm->views[count - 1].len),
-               UUID_TEXT_LEN);
+    if (last) {
+        memcpy(read->page.last_id, last, UUID_TEXT_LEN);
         read->page.last_id[UUID_TEXT_LEN] = '\0';
     }
     deliver(read, READ_OK, NULL);

@@ -32,7 +32,7 @@
  * Every view starts with {"id":"<id>", so the members of a view set sort by id, and UUIDv7
  * ids sort by creation time: ZRANGEBYLEX returns a page of views in creation order, ready to
  * send, in O(log N + page), and a view by id is the one member in the range
- * ["{\"id\":\"<id>\"", "{\"id\":\"<id>\"\xff") of one of the two sets. The
+ * [{"id":"<id>" .. ({"id":"<id>" and a 0xff byte) of one of the two sets. The
  * catalog is the two sets merged. A view is a member, not a key of its own: no per-key
  * overhead, no id stored twice, and a page is one range read rather than a lookup per view.
  * A rebuild fills generation N+1 while N serves, then switches {prefix}:gen-v2 in one atomic

@@ -429,6 +429,21 @@ def bulk_create(base, n, workers=8, prefix="BULK", in_stock_only=False):
     return resps
 
 
+def catalog_pages(stack, limit, in_stock=False):
+    """Every page of the catalog through the Link headers: [(views, X-Total-Count)]."""
+    url = stack.url(f"/catalog?limit={limit}" + ("&in_stock=true" if in_stock else ""))
+    pages = []
+    for _ in range(1000):
+        r = stack.http.get(url, timeout=10)
+        assert r.status_code == 200, (r.status_code, r.text)
+        pages.append((r.json(), int(r.headers["X-Total-Count"])))
+        link = r.headers.get("Link")
+        if not link:
+            return pages
+        url = stack.url(link[1:link.index(">")])
+    raise AssertionError("the catalog's pages never end")
+
+
 def projection_of(stack):
     r = requests.get(stack.url("/admin/projection"), timeout=5)
     assert r.status_code == 200, (r.status_code, r.text)

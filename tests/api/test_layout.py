@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from conftest import PREFIX, redis_gen, wait_until
+from conftest import PREFIX, catalog_pages, redis_gen, wait_until
 
 JSON = {"Content-Type": "application/json"}
 
@@ -21,21 +21,6 @@ def create(stack, stock):
     return view["id"]
 
 
-def pages(stack, limit, in_stock=False):
-    """Every page of the catalog through the Link headers: [(views, X-Total-Count)]."""
-    url = stack.url(f"/catalog?limit={limit}" + ("&in_stock=true" if in_stock else ""))
-    out = []
-    for _ in range(1000):
-        r = stack.http.get(url, timeout=10)
-        assert r.status_code == 200, (r.status_code, r.text)
-        out.append((r.json(), int(r.headers["X-Total-Count"])))
-        link = r.headers.get("Link")
-        if not link:
-            return out
-        url = stack.url(link[1:link.index(">")])
-    raise AssertionError("the catalog's pages never end")
-
-
 def test_pages_stay_whole_when_out_of_stock_products_crowd_together(fresh):
     """95 in stock, then 40 out of stock in a row, then 20 in stock. Once a page has seen the
     sets' sizes (40 of 155 out of stock), a page of 50 that starts at the crowd needs more
@@ -45,12 +30,12 @@ def test_pages_stay_whole_when_out_of_stock_products_crowd_together(fresh):
     ids += [create(fresh, 3) for _ in range(20)]
     ids.sort()  # UUIDv7: creation order
     for limit in (50, 7, 1000, 50):  # the first pass teaches the read model the sizes
-        seen = pages(fresh, limit)
+        seen = catalog_pages(fresh, limit)
         listed = [v["id"] for views, _ in seen for v in views]
         assert listed == ids, f"limit {limit}: {len(listed)} listed, not the catalog in order"
         assert {total for _, total in seen} == {155}
         assert all(len(views) == limit for views, _ in seen[:-1])
-    in_stock = [v for views, _ in pages(fresh, 50, in_stock=True) for v in views]
+    in_stock = [v for views, _ in catalog_pages(fresh, 50, in_stock=True) for v in views]
     assert len(in_stock) == 115 and all(v["available"] for v in in_stock)
     assert [v["id"] for v in in_stock] == sorted(v["id"] for v in in_stock)
 

@@ -11,9 +11,9 @@ import time
 
 import requests
 
-from conftest import (PREFIX, append_unreadable_event, bulk_create, cpu_seconds, db_backup,
-                      db_restore, generation_numbers, product_body, projection_of, redis_gen,
-                      repair_event, sku_owner, sql, uniq_sku, verify_output, view_range,
+from conftest import (PREFIX, append_unreadable_event, bulk_create, catalog_pages, cpu_seconds,
+                      db_backup, db_restore, generation_numbers, product_body, projection_of,
+                      redis_gen, repair_event, sku_owner, sql, uniq_sku, verify_output, view_range,
                       wait_until, write_lock)
 
 JSON = {"Content-Type": "application/json"}
@@ -51,18 +51,9 @@ def assert_converges(stack, timeout=30):
 
 
 def whole_catalog(stack, in_stock=False, limit=1000):
-    """Follows the Link header over the whole catalog; returns the views."""
-    url = stack.url(f"/catalog?limit={limit}" + ("&in_stock=true" if in_stock else ""))
-    views = []
-    for _ in range(1000):
-        r = stack.http.get(url, timeout=10)
-        assert r.status_code == 200, (r.status_code, r.text)
-        views += r.json()
-        link = r.headers.get("Link")
-        if not link:
-            return views, int(r.headers["X-Total-Count"])
-        url = stack.url(link[1:link.index(">")])
-    raise AssertionError("the catalog's pages never end")
+    """Follows the Link header over the whole catalog; returns the views and the total."""
+    pages = catalog_pages(stack, limit, in_stock)
+    return [v for views, _ in pages for v in views], pages[-1][1]
 
 
 def only_one_generation(stack):

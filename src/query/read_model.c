@@ -173,6 +173,24 @@ static int retry(struct read *read, int64_t gen, int (*send)(struct read *read))
     return 0;
 }
 
+/* Sends MULTI and GET of the generation, the start of a read made in one transaction; the
+ * caller queues its reads and ends with EXEC, whose reply is the only one that matters (its
+ * first element the generation). The client is connected for all of them or for none:
+ * returns -1 when it is not. */
+static const char *const EXEC[] = {"EXEC"};
+static const size_t EXEC_LEN[] = {4};
+
+static int begin_multi_with_generation(struct read_model *rm)
+{
+    const char *multi[] = {"MULTI"};
+    const size_t multi_len[] = {5};
+    const char *get_gen[] = {"GET", rm->gen_key};
+    const size_t get_gen_lens[] = {3, strlen(rm->gen_key)};
+    if (!redis_client_call(rm->client, NULL, NULL, 1, multi, multi_len)) return -1;
+    redis_client_call(rm->client, NULL, NULL, 2, get_gen, get_gen_lens);
+    return 0;
+}
+
 /* ---- a view by id ---- */
 
 static int send_view(struct read *read);
@@ -274,19 +292,13 @@ static int send_view_in_both_sets(struct read *read)
         layout_view_bound('[', read->argument, read->argument_len, 0, low, sizeof(low));
     size_t high_len =
         layout_view_bound('(', read->argument, read->argument_len, 1, high, sizeof(high));
-    const char *multi[] = {"MULTI"}, *exec[] = {"EXEC"};
-    const size_t multi_len[] = {5}, exec_len[] = {4};
-    const char *get_gen[] = {"GET", rm->gen_key};
-    const size_t get_gen_lens[] = {3, strlen(rm->gen_key)};
-    /* Only EXEC's reply matters; the client is either connected for all of them or for none. */
-    if (!redis_client_call(rm->client, NULL, NULL, 1, multi, multi_len)) return -1;
-    redis_client_call(rm->client, NULL, NULL, 2, get_gen, get_gen_lens);
+    if (begin_multi_with_generation(rm) < 0) return -1;
     for (int set = 0; set < 2; set++) {
         const char *range[] = {"ZRANGEBYLEX", keys[set], low, high};
         const size_t range_lens[] = {11, key_lens[set], low_len, high_len};
         redis_client_call(rm->client, NULL, NULL, 4, range, range_lens);
     }
-    call(read, 0, on_view_in_both_sets, 1, exec, exec_len);
+    call(read, 0, on_view_in_both_sets, 1, EXEC, EXEC_LEN);
     return 0;
 }
 
@@ -441,13 +453,7 @@ static int send_page(struct read *read)
     low[0] = '-';
     if (read->after[0])
         low_len = layout_view_bound('(', read->after, UUID_TEXT_LEN, 1, low, sizeof(low));
-    const char *multi[] = {"MULTI"}, *exec[] = {"EXEC"};
-    const size_t multi_len[] = {5}, exec_len[] = {4};
-    const char *get_gen[] = {"GET", rm->gen_key};
-    const size_t get_gen_lens[] = {3, strlen(rm->gen_key)};
-    /* Only EXEC's reply matters; the client is either connected for all of them or for none. */
-    if (!redis_client_call(rm->client, NULL, NULL, 1, multi, multi_len)) return -1;
-    redis_client_call(rm->client, NULL, NULL, 2, get_gen, get_gen_lens);
+    if (begin_multi_with_generation(rm) < 0) return -1;
     for (int set = 0; set < (read->in_stock ? 1 : 2); set++) {
         const char *range[] = {"ZRANGEBYLEX", keys[set], low, "+", "LIMIT", "0", counts[set]};
         const size_t range_len[] = {11, key_lens[set], low_len, 1, 5, 1, count_lens[set]};
@@ -456,7 +462,7 @@ static int send_page(struct read *read)
         redis_client_call(rm->client, NULL, NULL, 7, range, range_len);
         redis_client_call(rm->client, NULL, NULL, 2, card, card_len);
     }
-    call(read, 0, on_page, 1, exec, exec_len);
+    call(read, 0, on_page, 1, EXEC, EXEC_LEN);
     return 0;
 }
 

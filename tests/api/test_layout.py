@@ -4,12 +4,14 @@ the two places where that layout could go wrong: a page whose out-of-stock views
 more than their share (the page asks that set for about twice its share first), and a Redis
 that still holds a read model of the older layout (one key per view) when catalogd starts."""
 import json
+import os
+import signal
 import threading
 import time
 
 import requests
 
-from conftest import PREFIX, catalog_pages, redis_gen, wait_until
+from conftest import PREFIX, catalog_pages, redis_gen, verify_output, wait_until
 
 JSON = {"Content-Type": "application/json"}
 
@@ -123,3 +125,51 @@ def test_a_view_moving_between_the_sets_is_never_missed_by_a_read(fresh):
         t.join()
     assert moves[0] > 100 and reads[0] > 500, (moves[0], reads[0])
     assert misses == [], misses[:10]
+
+
+def test_one_apply_of_creates_deletes_and_a_reused_sku(fresh):
+    """The apply script writes a run of creates with one call per key (README "Redis key
+    layout"). Redis is frozen while creates, deletes, a stock change and two skus given again
+    pile up, so that they reach Redis together: each read path must then show exactly the
+    write model, with every sku naming its new product."""
+    a = fresh.create(sku="RUN-A", stock=0)[1]
+    b = fresh.create(sku="RUN-B", stock=5)[1]
+    gone, live = [a["id"]], {}
+    rpid = fresh.redis.proc.pid
+    os.kill(rpid, signal.SIGSTOP)
+    try:
+        def create(sku, stock):
+            r, view = fresh.create(sku=sku, stock=stock)
+            assert r.headers["Projection"] == "pending", r.headers
+            live[sku] = view
+        create("RUN-C", 1)
+        create("RUN-D", 0)
+        assert fresh.request("DELETE", f"/products/{a['id']}").status_code == 204
+        create("RUN-A", 2)  # the sku of a deleted product, given again
+        r = fresh.request("PATCH", f"/products/{b['id']}", data='{"stock":0}', headers=JSON)
+        assert r.status_code == 200, r.text
+        live["RUN-B"] = r.json()
+        create("RUN-F", 3)
+        assert fresh.request("DELETE", f"/products/{live['RUN-F']['id']}").status_code == 204
+        gone.append(live.pop("RUN-F")["id"])
+        create("RUN-F", 0)
+        for k in range(20):
+            create(f"RUN-N{k}", k % 3)
+    finally:
+        os.kill(rpid, signal.SIGCONT)
+    wait_until(lambda: requests.get(fresh.url("/ready"), timeout=5).json().get("lag_events") == 0,
+               20, what="the projection to catch up")
+    for sku, view in live.items():
+        by_id = fresh.get(f"/products/{view['id']}")
+        answered = {k: v for k, v in view.items() if k not in ("price_text", "raw")}
+        assert by_id.status_code == 200 and by_id.json() == answered, (sku, by_id.text)
+        by_sku = fresh.get(f"/products/by-sku/{sku}")
+        assert by_sku.status_code == 200 and by_sku.json()["id"] == view["id"], (sku, by_sku.text)
+    for product_id in gone:
+        assert fresh.get(f"/products/{product_id}").status_code == 404
+    listed = [v["id"] for views, _ in catalog_pages(fresh, 7) for v in views]
+    assert listed == sorted(v["id"] for v in live.values())
+    in_stock = [v["id"] for views, _ in catalog_pages(fresh, 7, in_stock=True) for v in views]
+    assert in_stock == sorted(v["id"] for v in live.values() if v["stock"] > 0)
+    code, out = verify_output(fresh)
+    assert code == 0, out

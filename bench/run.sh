@@ -48,6 +48,8 @@
 #   WITH_GROWTH=1 (with BIG=1: the growth curve. The big catalogd is preloaded in steps,
 #     GROWTH_SIZES=BIG_N/100,BIG_N/10,BIG_N (ascending, the last one BIG_N), and at each
 #     size GET by id and catalog pages are measured REPS times each, as scenarios 1 and 2;
+#     at the largest size both once more, read only within the first step's products (the
+#     same sets, a working set as small as the first step's: what the size costs in memory);
 #     with the defaults ~3.5 min on top of BIG=1, as it reuses BIG's one preload)
 #   WITH_TWO_CORES=1 (after the repetitions, each catalogd scenario once more, one run each,
 #     on a catalogd --threads 2 with its own Redis, both unpinned, and wrk -t2 unpinned too;
@@ -585,6 +587,31 @@ measure_growth() {
     unset "SRV[growth]" "REDIS_PID[growth]"
 }
 
+# measure_window SIZE: the big catalogd at its largest size, read only within the products of
+# the first growth step (the first WINDOW ids, the pages that cover them): the same sorted sets,
+# as deep as at SIZE, but a working set as small as the first step's. What this costs against
+# the whole catalog's reads is what the catalog's size costs in the CPU's caches, not in the
+# structure. Recorded as the system "growth-window" with products=SIZE (the report takes the
+# window from GROWTH_SIZES).
+measure_window() {
+    local s window=${GROWTH_SIZES%%,*}
+    head -n "$window" "$WORK/ids-big.txt" >"$WORK/ids-window.txt"
+    head -n $((window / PAGE_LIMIT)) "$WORK/cursors-big.txt" >"$WORK/cursors-window.txt"
+    URL[growth-window]=${URL[big]} SRV[growth-window]=${SRV[big]}
+    REDIS_PID[growth-window]=${REDIS_PID[big]} PRODUCTS[growth-window]=$1
+    for ((REP = 1; REP <= REPS; REP++)); do
+        for s in $(rotate get_by_id catalog_page); do
+            if [ "$s" = get_by_id ]; then
+                measure growth-window get_by_id get_id.lua "$WORK/ids-window.txt"
+            else
+                measure growth-window catalog_page catalog.lua "$WORK/cursors-window.txt" "$PAGE_LIMIT"
+            fi
+        done
+    done
+    REP=0
+    unset "SRV[growth-window]" "REDIS_PID[growth-window]"
+}
+
 rotate() { # the arguments, rotated left by REP-1: who goes first changes every repetition
     local k=$(((REP - 1) % $#))
     echo "${@:k+1}" "${@:1:k}"
@@ -670,6 +697,9 @@ if [ "$BIG" = 1 ]; then
         if [ "$WITH_GROWTH" = 1 ]; then
             t_step=$SECONDS
             measure_growth "$size"
+            if [ "$size" = "$BIG_N" ] && [ "$size" != "${GROWTH_SIZES%%,*}" ]; then
+                measure_window "$size"
+            fi
             log "    growth at $size products: measured in $((SECONDS - t_step)) s"
         fi
     done

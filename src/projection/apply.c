@@ -203,6 +203,22 @@ static void copy_id(const char *text, char out[UUID_TEXT_LEN + 1])
         snprintf(out, UUID_TEXT_LEN + 1, "%s", "unreadable-product-id");
 }
 
+/* Whether "payload", which view_parse read as "fields", is written the way view_encode writes
+ * it where the read model relies on that: it becomes a member of a view set, whose order is
+ * its leading {"id":"<id>","sku":"<sku>", (readmodel/layout.h), and the scripts read its sku
+ * and version by those exact bytes. A valid view written by another tool (spaces, another key
+ * order) is refused like any log entry that is not an event, rather than stored where no id
+ * range finds it. */
+static int in_view_form(const char *payload, size_t len, const struct view_fields *fields)
+{
+    char head[VIEW_ID_OFFSET + UUID_TEXT_LEN + PRODUCT_SKU_MAX + 16];
+    int head_len =
+        snprintf(head, sizeof(head), "{\"id\":\"%s\",\"sku\":\"%s\",", fields->id, fields->sku);
+    return head_len > 0 && (size_t)head_len < sizeof(head) && len > (size_t)head_len &&
+           memcmp(payload, head, (size_t)head_len) == 0 &&
+           view_version(payload, len) == fields->version;
+}
+
 int apply_event_from_store(const struct store_event *event, struct apply_event *out)
 {
     struct view_fields fields;
@@ -214,7 +230,8 @@ int apply_event_from_store(const struct store_event *event, struct apply_event *
     int type = event->type ? event_type_from_name(event->type) : -1;
     if (type < 0 || !event->payload ||
         view_parse(event->payload, event->payload_len, &fields) < 0 || !event->product_id ||
-        strcmp(fields.id, event->product_id) != 0 || fields.version != event->version) {
+        strcmp(fields.id, event->product_id) != 0 || fields.version != event->version ||
+        !in_view_form(event->payload, event->payload_len, &fields)) {
         out->kind = APPLY_POISON;
         copy_id(event->product_id, out->id);
         return -1;

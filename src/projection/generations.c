@@ -161,7 +161,7 @@ static int collectable(struct redis_sync *redis, const char *prefix, int64_t **o
     layout_key(KEY_GENERATIONS, prefix, NULL, 0, registry_key, sizeof(registry_key));
     char gen_key[LAYOUT_KEY_MAX];
     layout_key(KEY_GEN, prefix, NULL, 0, gen_key, sizeof(gen_key));
-    if (redis_sync_get_int(redis, gen_key, &current, err, errlen) < 0 ||
+    if (redis_sync_get_generation(redis, gen_key, &current, err, errlen) < 0 ||
         redis_now_ms(redis, &now_ms, err, errlen) < 0)
         return -1;
     const char *argv[] = {"HGETALL", registry_key};

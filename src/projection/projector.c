@@ -412,8 +412,9 @@ static int load_generation(struct projector *p)
     long long gen;
     int64_t checkpoint;
     if (open_store(p) < 0) return -1;
-    int rc = redis_sync_get_int(p->redis, p->gen_key, &gen, err, sizeof(err));
+    int rc = redis_sync_get_generation(p->redis, p->gen_key, &gen, err, sizeof(err));
     if (rc == 1) return rebuild(p, 0, "the read model has no generation");
+    if (rc == 2) return rebuild(p, 0, "the read model's generation pointer names no generation");
     if (rc == 0)
         rc = apply_read_checkpoint(p->redis, p->prefix, gen, &checkpoint, fingerprint,
                                    sizeof(fingerprint), err, sizeof(err));
@@ -459,11 +460,11 @@ static void check_generation(struct projector *p)
     char err[256], fingerprint[128];
     long long gen;
     int64_t checkpoint;
-    int rc = redis_sync_get_int(p->redis, p->gen_key, &gen, err, sizeof(err));
+    int rc = redis_sync_get_generation(p->redis, p->gen_key, &gen, err, sizeof(err));
     if (rc == 0 && gen == p->generation)
         rc = apply_read_checkpoint(p->redis, p->prefix, gen, &checkpoint, fingerprint,
                                    sizeof(fingerprint), err, sizeof(err));
-    else if (rc == 0)
+    else if (rc >= 0)
         rc = 1;
     if (rc < 0) {
         record_error(p, "checking the generation", err);

@@ -68,11 +68,14 @@ static struct script SWITCH_SCRIPT = SCRIPT(
     "  if tonumber(new_checkpoint) < tonumber(theirs or '0') then return -1 end\n"
     "end\n"
     "redis.call('SET', gen_key, new_gen)\n"
-    "if current then\n"
-    "  local now = redis.call('TIME')\n"
-    "  redis.call('HSET', registry, current, now[1] * 1000 + math.floor(now[2] / 1000))\n"
-    "end\n"
-    "return tonumber(current or '0')\n");
+    /* The generation replaced, by its number for the collection: a pointer written by hand
+       ("01") names generation 1 all the same; one that names none ("abc") is not kept. */
+    "local old = tonumber(current or '0') or 0\n"
+    "if old < 1 or old ~= math.floor(old) then return 0 end\n"
+    "local now = redis.call('TIME')\n"
+    "local retired_ms = now[1] * 1000 + math.floor(now[2] / 1000)\n"
+    "redis.call('HSET', registry, string.format('%d', old), retired_ms)\n"
+    "return old\n");
 
 struct event_batch {
     struct apply_event events[APPLY_BATCH_MAX];

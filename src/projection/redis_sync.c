@@ -351,6 +351,28 @@ redisReply *redis_sync_command(struct redis_sync *redis, int argc, const char **
     return reply;
 }
 
+int redis_sync_get_generation(struct redis_sync *redis, const char *key, long long *gen, char *err,
+                              size_t errlen)
+{
+    const char *argv[] = {"GET", key};
+    redisReply *reply = redis_sync_command(redis, 2, argv, NULL, err, errlen);
+    if (!reply) return -1;
+    int rc = 1;
+    int64_t value;
+    if (reply->type == REDIS_REPLY_STRING) {
+        rc = reply->len > 0 && reply->str[0] != '0' &&
+                     digits_parse(reply->str, reply->len, 1, INT64_MAX, &value) == 0
+                 ? 0
+                 : 2;
+        if (rc == 0) *gen = value;
+    } else if (reply->type != REDIS_REPLY_NIL) {
+        snprintf(err, errlen, "%s: unexpected reply type %d", key, reply->type);
+        rc = -1;
+    }
+    freeReplyObject(reply);
+    return rc;
+}
+
 int redis_sync_get_int(struct redis_sync *redis, const char *key, long long *value, char *err,
                        size_t errlen)
 {

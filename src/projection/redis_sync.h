@@ -40,6 +40,13 @@ int redis_sync_get_reply(struct redis_sync *redis, redisReply **reply, char *err
 redisReply *redis_sync_command(struct redis_sync *redis, int argc, const char **argv,
                                const size_t *argvlen, char *err, size_t errlen);
 
+/* GET of the generation pointer ({prefix}:gen-v2): 0 and "*gen" when it names a generation
+ * the way catalogd writes one (decimal digits, no sign, no leading zero), 1 when it is
+ * missing, 2 when it holds anything else (a hand-written "007" or " 1": the queries refuse
+ * it too, so it names no generation), -1 on error (with "err"). */
+int redis_sync_get_generation(struct redis_sync *redis, const char *key, long long *gen, char *err,
+                              size_t errlen);
+
 /* Reads an integer-valued string reply ("GET key" of a number): 0 and "*value", 1 when the
  * key is missing, -1 on error (with "err"). */
 int redis_sync_get_int(struct redis_sync *redis, const char *key, long long *value, char *err,

@@ -46,12 +46,23 @@ struct verify {
 
 static void difference(struct verify *v, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* One line of the report. What Redis holds is shown as it is only where it is printable
+ * ASCII, and as \xNN elsewhere: a broken read model may hold any bytes, a terminal's escape
+ * sequences too. */
 static void difference(struct verify *v, const char *fmt, ...)
 {
+    char line[1024];
     va_list args;
     va_start(args, fmt);
-    vfprintf(v->out, fmt, args);
+    int len = vsnprintf(line, sizeof(line), fmt, args);
     va_end(args);
+    for (size_t i = 0; len > 0 && i < (size_t)len && i < sizeof(line) - 1; i++) {
+        unsigned char c = (unsigned char)line[i];
+        if (c >= 0x20 && c < 0x7f)
+            fputc(c, v->out);
+        else
+            fprintf(v->out, "\\x%02x", c);
+    }
     fputc('\n', v->out);
     v->report->differences++;
 }
@@ -114,7 +125,9 @@ static int check_view_set(struct verify *v, enum layout_key set, const char *aft
     high[0] = '+';
     if (after[0])
         low_len = layout_view_bound('(', after, UUID_TEXT_LEN, 1, low, LAYOUT_VIEW_BOUND_MAX);
-    if (upto) high_len = layout_view_bound('(', upto, UUID_TEXT_LEN, 1, high, sizeof(high));
+    /* Inclusive: the next page starts after this very bound, so a member equal to it (no view
+       is: it ends the id's range) is read once, not by neither page. */
+    if (upto) high_len = layout_view_bound('[', upto, UUID_TEXT_LEN, 1, high, sizeof(high));
     int j = 0, rc = 0;
     for (;;) {
         const char *argv[] = {"ZRANGEBYLEX", key, low, high, "LIMIT", "0", "1000"};
@@ -330,10 +343,14 @@ int verify_run(struct store *store, struct redis_sync *redis, const char *prefix
     char key[LAYOUT_KEY_MAX];
     long long gen = 0, checkpoint = 0, gen_after = 0;
     layout_key(KEY_GEN, prefix, NULL, 0, key, sizeof(key));
-    int rc = redis_sync_get_int(redis, key, &gen, err, errlen);
+    int rc = redis_sync_get_generation(redis, key, &gen, err, errlen);
     if (rc < 0) return -1;
     if (rc == 1) {
         difference(&v, "no generation: the read model is empty or was never built");
+        return 0;
+    }
+    if (rc == 2) {
+        difference(&v, "no generation: %s names none", key);
         return 0;
     }
     report->generation = gen;
@@ -355,7 +372,8 @@ int verify_run(struct store *store, struct redis_sync *redis, const char *prefix
     if (rc == 0) rc = check_parked(&v, prefix, gen);
     /* A rebuild that switched meanwhile may have dropped what was compared: say so rather
      * than report its keys as missing. */
-    if (rc == 0 && redis_sync_get_int(redis, key, &gen_after, err, errlen) == 0 && gen_after != gen)
+    if (rc == 0 && redis_sync_get_generation(redis, key, &gen_after, err, errlen) == 0 &&
+        gen_after != gen)
         difference(&v, "generation changed from %lld to %lld during verify: run it again", gen,
                    gen_after);
     free(v.page);

@@ -173,3 +173,37 @@ def test_one_apply_of_creates_deletes_and_a_reused_sku(fresh):
     assert in_stock == sorted(v["id"] for v in live.values() if v["stock"] > 0)
     code, out = verify_output(fresh)
     assert code == 0, out
+
+
+def test_a_generation_pointer_written_by_hand_is_rebuilt_over(fresh):
+    """{prefix}:gen-v2 set by hand to "01" (its own generation, with a leading zero) or "007"
+    (none): catalogd writes generations without one, and the by-sku script builds its keys
+    from the text. No query may then answer for a generation the pointer does not name (an
+    empty catalog, a 404 for a product the write model has): each answers 503 until the
+    projector has rebuilt the read model and pointed it at a generation of its own."""
+    views = []
+    for stock in (1, 0, 2):
+        r, view = fresh.create(stock=stock)
+        assert r.headers["Projection"] == "applied"
+        views.append(view)
+    ids = sorted(v["id"] for v in views)
+    key = f"{PREFIX}:gen-v2"
+    for text in ("0" + fresh.r.get(key).decode(), "007"):
+        fresh.r.set(key, text)
+        deadline = time.monotonic() + 20
+        while True:
+            answers = [fresh.get("/catalog")] + [fresh.get(f"/products/{v['id']}")
+                                                 for v in views]
+            answers += [fresh.get(f"/products/by-sku/{v['sku']}") for v in views]
+            assert all(r.status_code in (200, 503) for r in answers), \
+                (text, [(r.status_code, r.text[:80]) for r in answers])
+            if answers[0].status_code == 200:
+                assert [v["id"] for v in answers[0].json()] == ids, (text, answers[0].text)
+            pointer = fresh.r.get(key).decode()
+            if pointer != text and all(r.status_code == 200 for r in answers):
+                break
+            assert time.monotonic() < deadline, f"gen-v2 = {text!r}: never rebuilt over"
+            time.sleep(0.05)
+        assert not pointer.startswith("0"), pointer
+    code, out = verify_output(fresh)
+    assert code == 0, out

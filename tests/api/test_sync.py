@@ -227,6 +227,22 @@ def test_verify_reads_a_view_set_longer_than_one_read(fresh):
     assert ok.returncode == 0, _out(ok)
 
 
+def test_verify_reads_the_member_at_a_pages_bound(fresh):
+    """verify reads the view sets per thousand products, by id range; a member equal to the
+    bound between two pages ("{"id":"<1000th id>"" and the byte 0xff, which no view is) must
+    be read by one of them. A page of the catalog refuses it, and so must verify."""
+    bulk_create(fresh.base, 999, in_stock_only=True)
+    fresh.create(stock=0)  # the 1000th product, out of stock: its id bounds the first page
+    fresh.create(stock=1)
+    ids = sorted(row[0] for row in sql(fresh.db, "SELECT id FROM products"))
+    assert fresh.cli("verify").returncode == 0
+    fresh.r.zadd(f"{PREFIX}:g{redis_gen(fresh.r)}:in",
+                 {b'{"id":"' + ids[999].encode() + b'"\xff': 0})
+    assert fresh.get("/catalog?limit=1000").status_code == 503
+    bad = fresh.cli("verify")
+    assert bad.returncode == 1, _out(bad)
+
+
 def test_readers_never_see_a_partial_catalog_during_rebuild(fresh):
     n = 120
     for i in range(n):

@@ -29,6 +29,23 @@ static char *bulk(char *out, const char *s)
     return out + sprintf(out, "$%zu\r\n%s\r\n", strlen(s), s);
 }
 
+/* The generation pointer as catalogd writes it, or -1: a hand-written "007" names no
+   generation (the by-sku script would build its keys from that very text). */
+Test(page, generation_only_as_catalogd_writes_it)
+{
+    const struct {
+        const char *resp;
+        int64_t gen;
+    } cases[] = {{"$1\r\n7\r\n", 7},    {"$2\r\n12\r\n", 12}, {"$-1\r\n", 0},
+                 {"$3\r\n007\r\n", -1}, {"$2\r\n01\r\n", -1}, {"$2\r\n 1\r\n", -1},
+                 {"$2\r\n+1\r\n", -1},  {"$0\r\n\r\n", -1},   {":7\r\n", -1}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        redisReply *reply = parse(cases[i].resp);
+        cr_expect_eq(page_generation(reply), cases[i].gen, "case %zu", i);
+        freeReplyObject(reply);
+    }
+}
+
 Test(page, reads_generation_views_and_totals)
 {
     redisReply *reply = parse("*3\r\n$1\r\n7\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n:42\r\n");

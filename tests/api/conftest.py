@@ -429,6 +429,24 @@ def bulk_create(base, n, workers=8, prefix="BULK", in_stock_only=False):
     return resps
 
 
+def plant_old_layout(stack):
+    """Generation 1 of the layout before views became set members: a view key, its sku key
+    and the two id indexes, named by catalogd:gen, for a product the write model lacks."""
+    ghost = "01a22e1c-66c4-7000-98ec-8a2b1f9c2b81"
+    view = {"id": ghost, "sku": "OLD-1", "name": "old", "price": 1.0, "stock": 1,
+            "available": True, "desc": "old - $1.00", "version": 1,
+            "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"}
+    r = stack.r
+    r.set(f"{PREFIX}:gen", 1)
+    r.set(f"{PREFIX}:gen-counter", 1)
+    r.hset(f"{PREFIX}:generations", "1", 0)
+    r.set(f"{PREFIX}:g1:checkpoint", 0)
+    r.set(f"{PREFIX}:g1:p:{ghost}", json.dumps(view))
+    r.set(f"{PREFIX}:g1:sku:OLD-1", ghost)
+    r.zadd(f"{PREFIX}:g1:all", {ghost: 0})
+    r.zadd(f"{PREFIX}:g1:in_stock", {ghost: 0})
+
+
 def catalog_pages(stack, limit, in_stock=False):
     """Every page of the catalog through the Link headers: [(views, X-Total-Count)]."""
     url = stack.url(f"/catalog?limit={limit}" + ("&in_stock=true" if in_stock else ""))

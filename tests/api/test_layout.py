@@ -3,7 +3,6 @@ in stock and out of stock, and a page of the whole catalog merges both. These te
 the two places where that layout could go wrong: a page whose out-of-stock views crowd in
 more than their share (the page asks that set for about twice its share first), and a Redis
 that still holds a read model of the older layout (one key per view) when catalogd starts."""
-import json
 import os
 import signal
 import threading
@@ -11,7 +10,8 @@ import time
 
 import requests
 
-from conftest import PREFIX, catalog_pages, redis_gen, verify_output, wait_until
+from conftest import (PREFIX, catalog_pages, plant_old_layout, redis_gen, verify_output,
+                      wait_until)
 
 JSON = {"Content-Type": "application/json"}
 
@@ -60,24 +60,6 @@ def test_a_view_moves_between_the_sets_with_its_stock(fresh):
     assert where() == {"in": 0, "out": 0}
     assert fresh.r.hlen(f"{base}:skus") == 0
     assert fresh.get(f"/products/{pid}").status_code == 404
-
-
-def plant_old_layout(stack):
-    """Generation 1 of the layout before views became set members: a view key, its sku key
-    and the two id indexes, named by catalogd:gen, for a product the write model lacks."""
-    ghost = "01a22e1c-66c4-7000-98ec-8a2b1f9c2b81"
-    view = {"id": ghost, "sku": "OLD-1", "name": "old", "price": 1.0, "stock": 1,
-            "available": True, "desc": "old - $1.00", "version": 1,
-            "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"}
-    r = stack.r
-    r.set(f"{PREFIX}:gen", 1)
-    r.set(f"{PREFIX}:gen-counter", 1)
-    r.hset(f"{PREFIX}:generations", "1", 0)
-    r.set(f"{PREFIX}:g1:checkpoint", 0)
-    r.set(f"{PREFIX}:g1:p:{ghost}", json.dumps(view))
-    r.set(f"{PREFIX}:g1:sku:OLD-1", ghost)
-    r.zadd(f"{PREFIX}:g1:all", {ghost: 0})
-    r.zadd(f"{PREFIX}:g1:in_stock", {ghost: 0})
 
 
 def test_a_read_model_of_the_older_layout_is_rebuilt_and_dropped(stack_factory):

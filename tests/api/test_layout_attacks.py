@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from conftest import (PREFIX, assert_problem, bulk_create, catalog_pages, generation_numbers,
-                      product_body, redis_gen, row_text, sql, stored_views, uniq_sku,
-                      verify_output, wait_until)
+                      plant_old_layout, product_body, redis_gen, row_text, sql, stored_views,
+                      uniq_sku, verify_output, wait_until)
 
 JSON = {"Content-Type": "application/json"}
 
@@ -364,10 +364,7 @@ def test_upgrade_from_old_layout_with_commands_meanwhile(stack_factory):
     bulk_create(s.base, 3000, workers=4)
     s.server.stop()
     s.r.flushall()
-    s.r.set(f"{PREFIX}:gen", 1)
-    s.r.set(f"{PREFIX}:gen-counter", 1)
-    s.r.hset(f"{PREFIX}:generations", "1", 0)
-    s.r.set(f"{PREFIX}:g1:checkpoint", 0)
+    plant_old_layout(s)
     out = open(s.tmp / "upgrade.stderr", "ab")
     s.server.proc = subprocess.Popen(s.server.command(), stdout=out, stderr=out, cwd=str(s.tmp))
     out.close()
@@ -470,11 +467,7 @@ def test_kill_during_the_upgrade_rebuild_converges(stack_factory):
     bulk_create(s.base, 4000, workers=4)
     s.server.stop()
     s.r.flushall()
-    s.r.set(f"{PREFIX}:gen", 1)
-    s.r.set(f"{PREFIX}:gen-counter", 1)
-    s.r.hset(f"{PREFIX}:generations", "1", 0)
-    s.r.set(f"{PREFIX}:g1:checkpoint", 0)
-    s.r.zadd(f"{PREFIX}:g1:all", {"01a22e1c-66c4-7000-98ec-8a2b1f9c2b81": 0})
+    plant_old_layout(s)
     for _ in range(3):
         out = open(s.tmp / "upgrade.stderr", "ab")
         s.server.proc = subprocess.Popen(s.server.command(), stdout=out, stderr=out,

@@ -84,7 +84,6 @@ static struct script APPLY_SCRIPT = SCRIPT(
        it) goes the general way. The run's products are distinct, and so are their skus (a sku
        comes back only after a delete, which ends a run). */
     "local function write_creates(base, run)\n"
-    "  if #run == 0 then return end\n"
     "  local skus = {}\n"
     "  for k, i in ipairs(run) do skus[k] = ARGV[i + 3] end\n"
     "  local named = redis.call('HMGET', base .. KEY_SKUS, unpack(skus))\n"
@@ -134,8 +133,10 @@ static struct script APPLY_SCRIPT = SCRIPT(
     "      creates[#creates + 1] = i\n"
     "    else\n"
     /* Every event before this one is written before it is looked at. */
-    "      write_creates(base, creates)\n"
-    "      creates = {}\n"
+    "      if #creates > 0 then\n"
+    "        write_creates(base, creates)\n"
+    "        creates = {}\n"
+    "      end\n"
     "      if ARGV[i + 1] == 'P' then\n"
     "        if sku == '' then\n"
     "          local view = view_of(base, id)\n"
@@ -165,7 +166,7 @@ static struct script APPLY_SCRIPT = SCRIPT(
     "    checkpoint, last = ARGV[i], i\n"
     "  end\n"
     "end\n"
-    "write_creates(base, creates)\n"
+    "if #creates > 0 then write_creates(base, creates) end\n"
     "if last then\n"
     "  redis.call('SET', base .. KEY_CHECKPOINT, checkpoint)\n"
     "  redis.call('SET', base .. KEY_CHECKPOINT_EVENT,\n"

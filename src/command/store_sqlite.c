@@ -12,6 +12,7 @@
 #include "common/xmalloc.h"
 
 #define BUSY_TIMEOUT_MS 2000
+#define SETUP_RETRY_MS  10
 #define KEY_HASH_LEN    32 /* SHA-256 */
 
 /* The schema as numbered steps. PRAGMA user_version records the last step applied; when the
@@ -308,6 +309,26 @@ failed:
     return STORE_ERR;
 }
 
+/* Runs the connection's PRAGMAs. Two connections switching a new file to WAL at once can each
+ * hold the shared lock the other must wait out; SQLite then answers SQLITE_BUSY at once instead
+ * of calling the busy handler (it would wait forever). Running the setup again after a pause,
+ * within the busy timeout, lets the first switch finish and the second find WAL already on. */
+static int run_setup(sqlite3 *db, const char *setup, const char *path, char *err, size_t errlen)
+{
+    for (int waited_ms = 0;; waited_ms += SETUP_RETRY_MS) {
+        char *message = NULL;
+        int rc = sqlite3_exec(db, setup, NULL, NULL, &message);
+        if (rc == SQLITE_OK) return 0;
+        if ((rc & 0xff) != SQLITE_BUSY || waited_ms >= BUSY_TIMEOUT_MS) {
+            snprintf(err, errlen, "cannot prepare %s: %s", path, message ? message : "?");
+            sqlite3_free(message);
+            return -1;
+        }
+        sqlite3_free(message);
+        sqlite3_sleep(SETUP_RETRY_MS);
+    }
+}
+
 static const struct store_backend SQLITE_BACKEND;
 static void sqlite_snapshot_end(struct store *base);
 
@@ -323,12 +344,7 @@ static int open_connection(const char *path, int flags, int reader, struct store
     }
     sqlite3_busy_timeout(store->db, BUSY_TIMEOUT_MS);
     sqlite3_extended_result_codes(store->db, 1);
-    char *message = NULL;
-    if (setup && sqlite3_exec(store->db, setup, NULL, NULL, &message) != SQLITE_OK) {
-        snprintf(err, errlen, "cannot prepare %s: %s", path, message ? message : "?");
-        sqlite3_free(message);
-        goto fail;
-    }
+    if (setup && run_setup(store->db, setup, path, err, errlen) < 0) goto fail;
     if ((!reader && migrate(store) < 0) || prepare_all(store, reader) < 0) {
         snprintf(err, errlen, "%s: %s", path, store->base.err);
         goto fail;

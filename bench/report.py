@@ -31,23 +31,25 @@ SCENARIOS = [
 SCEN_SHORT = {"get_by_id": "1. GET by id", "catalog_page": "2. catalog page",
               "create": "3. POST create", "stock": "4. stock ±1", "mixed": "5. mixed 95/5",
               "pgbench": "6. pgbench -N"}
-SYSTEMS = ["catalogd", "https", "h2", "big", "pg", "pgbench", "seed", "nginx", "nginx-same-core"]
+SYSTEMS = ["catalogd", "https", "h2", "big", "pg", "pgbench", "seed", "nginx", "nginx-same-core",
+           "catalogd-fixed"]
 LABEL = {"catalogd": "catalogd", "https": "catalogd, HTTPS (HTTP/1.1, wrk)",
          "h2": "catalogd, HTTPS + HTTP/2 (h2load)", "big": "catalogd (big catalog)",
          "pg": "catalogd ×2 on PostgreSQL (server CPU: both + PostgreSQL)",
          "pgbench": "pgbench -N, same PostgreSQL (server CPU: PostgreSQL)",
          "seed": "seed (FastAPI rebuild)", "nginx": "nginx, fixed body (ceiling)",
          "nginx-same-core": "nginx, fixed body, wrk on CPU1 too",
+         "catalogd-fixed": "catalogd, GET /health (a fixed body: no Redis)",
          "growth": "catalogd, growing (growth curve)",
          "growth-window": "catalogd, largest size, reads within the first step's products",
          "two-cores": "catalogd --threads 2, unpinned",
          "nginx-two-cores": "nginx, 2 workers, fixed body, unpinned"}
 SHORT = {"catalogd": "catalogd", "https": "https", "h2": "https h2", "big": "catalogd big",
          "pg": "catalogd x2 pg", "pgbench": "pgbench -N", "seed": "seed", "nginx": "nginx",
-         "nginx-same-core": "nginx 1 core"}
+         "nginx-same-core": "nginx 1 core", "catalogd-fixed": "catalogd /health"}
 COLOR = {"catalogd": "#1f77b4", "https": "#2ca02c", "h2": "#98df8a", "big": "#17becf",
          "pg": "#9467bd", "pgbench": "#c5b0d5", "seed": "#d62728", "nginx": "#7f7f7f",
-         "nginx-same-core": "#c7c7c7"}
+         "nginx-same-core": "#c7c7c7", "catalogd-fixed": "#aec7e8"}
 STATS = ["rps", "p50_ms", "p99_ms", "server_cpu_us", "redis_cpu_us"]
 
 
@@ -168,6 +170,7 @@ def per_rep_ratio(runs, scen, a, b, key="rps"):
 def ratios(summary, runs):
     out = {}
     for scen, a, b in (("get_by_id", "catalogd", "seed"), ("get_by_id", "catalogd", "nginx"),
+                       ("get_by_id", "catalogd-fixed", "nginx"),
                        ("get_by_id", "https", "catalogd"), ("get_by_id", "h2", "catalogd"),
                        ("create", "catalogd", "seed"), ("catalog_page", "catalogd", "big"),
                        ("get_by_id", "pg", "catalogd"), ("create", "pg", "catalogd")):
@@ -563,6 +566,20 @@ def evaluate(summary, rat, mem, stock, env, redis_bytes=(), takeovers=(), grow=N
                     fmt(m(scen, "catalogd", "redis_cpu_us"), 1), fmt(c, 1), fmt(1e6 / c),
                     fmt(1e6 / wanted_rps, 0)))
 
+    def fixed_body_split():
+        """The GET's distance to nginx, split by catalogd's own fixed answer (GET /health)."""
+        fixed, ng_cpu = cpu1("get_by_id", "catalogd-fixed"), m("get_by_id", "nginx", "server_cpu_us")
+        rf = rat.get("get_by_id: catalogd-fixed/nginx")
+        if not fixed or not ng_cpu or not rf:
+            return ""
+        return ("; catalogd answering a fixed body itself (GET /health, no Redis) does %s "
+                "nginx's req/s at %s µs per request, its HTTP layer alone, and the hop to Redis "
+                "adds %s µs to that. 0.9× needs a GET ≤ %s µs: %s µs for the hop, read and "
+                "write included, where it costs %s µs" % (
+                    fmt(rf["rps_ratio"], 2, "×"), fmt(fixed, 1),
+                    fmt(cpu1("get_by_id") - fixed, 1), fmt(ng_cpu / 0.9, 1),
+                    fmt(ng_cpu / 0.9 - fixed, 1), fmt(cpu1("get_by_id") - fixed, 1)))
+
     t = []
     g = m("get_by_id", "catalogd", "rps")
     ng = m("get_by_id", "nginx", "rps")
@@ -573,11 +590,12 @@ def evaluate(summary, rat, mem, stock, env, redis_bytes=(), takeovers=(), grow=N
     t.append(("GET /products/{id} vs nginx's fixed body, same run (req/s ratio)", "≥ 0.9×",
               fmt(r["rps_ratio"], 2, "×") if r else "not measured",
               (r["rps_ratio"] >= 0.9) if r else None,
-              "server + Redis CPU per GET %s µs against nginx's %s µs: the Redis hop (a second "
-              "socket's send and receive, and Redis' own %s µs for the sorted-set range that "
-              "finds the view) is the difference" % (
-                  fmt(cpu1("get_by_id"), 1), fmt(m("get_by_id", "nginx", "server_cpu_us"), 1),
-                  fmt(m("get_by_id", "catalogd", "redis_cpu_us"), 1)) if r else ""))
+              ("server + Redis CPU per GET %s µs against nginx's %s µs: the Redis hop (a second "
+               "socket's send and receive, and Redis' own %s µs for the sorted-set range that "
+               "finds the view) is the difference" % (
+                   fmt(cpu1("get_by_id"), 1), fmt(m("get_by_id", "nginx", "server_cpu_us"), 1),
+                   fmt(m("get_by_id", "catalogd", "redis_cpu_us"), 1))
+               + fixed_body_split() if r else "")))
     cpu = cpu1("get_by_id")
     t.append(("GET /products/{id} CPU µs/req, server + Redis", "≤ 12", fmt(cpu, 1),
               cpu is not None and cpu <= 12,
@@ -698,7 +716,9 @@ def render_header(L, env, chart_err, w):
       "processes used more than 10 %% of a core is listed under Notes (a lower bound: processes "
       "that start and end within a run are missed). *nginx, wrk on CPU1 too* is the only run "
       "not pinned as above: the same nginx, with wrk beside it on its core, to show what the "
-      "hop between cores costs on this machine.\n"
+      "hop between cores costs on this machine. *catalogd, GET /health* is the catalogd of "
+      "the GET row answering its fixed health body (15 bytes), which takes neither Redis nor "
+      "the store: its HTTP layer beside nginx's.\n"
       % (env.get("REPS"), fmt(int(env.get("N", 0))), env.get("CONNS", "32"),
          env.get("DURATION"), env.get("WARMUP", "2"), env.get("QUIET_WAIT", "30")))
     if env.get("WITH_HTTPS", "0") == "1":

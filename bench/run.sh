@@ -10,6 +10,7 @@
 #      N products into each, then runs the scenarios, taking turns between systems (round
 #      robin, the starting system rotating per repetition) so drift hits all of them:
 #        get_by_id     GET /products/{id}, random over the N preloaded ids   catalogd seed nginx
+#                      (and catalogd's GET /health, a fixed body: no Redis)    catalogd-fixed
 #                      (and, on a catalogd serving HTTPS: wrk over TLS, h2load over h2)   https h2
 #        catalog_page  GET /catalog?limit=100&cursor=<random Link cursor>   catalogd (+ big)
 #        stock         POST /products/{id}/stock {"delta":±1} on 4 hot ids  catalogd
@@ -64,6 +65,7 @@
 #   WITH_HTTPS=1 (also GET by id from a catalogd serving HTTPS: over HTTP/1.1 with wrk, and
 #     over HTTP/2 with h2load, H2_STREAMS=1 stream in flight per connection, as wrk has one)
 #   NGINX_SAME_CORE=1 (also nginx with wrk on CPU1 beside it: the cost of the cross-core hop)
+#   (with WITH_NGINX=1, also catalogd's own fixed answer, GET /health, beside nginx's)
 #   PROFILE=1 (in the last repetition, one more run of each catalogd scenario, not measured,
 #     with `perf record -C 1`: where CPU1's time goes, by process, library and function)
 #   QUIET_WAIT=30 (max s to wait, before each run, for both CPUs to be >= 80 % idle)
@@ -737,6 +739,15 @@ for ((REP = 1; REP <= REPS; REP++)); do
         # the same nginx with wrk on its core (CPU1): what waking the other core costs here
         URL[nginx-same-core]=${URL[nginx]} SRV[nginx-same-core]=${SRV[nginx]} PRODUCTS[nginx-same-core]=0
         WRK_CPU=1 measure nginx-same-core get_by_id get_id.lua "$WORK/ids-nginx.txt"
+    fi
+    if [ "$WITH_NGINX" = 1 ]; then
+        # catalogd answering a fixed body itself (GET /health: no Redis, no store), pinned as
+        # the GET: its HTTP layer beside nginx's, so that what a GET costs beyond nginx splits
+        # into that and the hop to Redis
+        URL[catalogd-fixed]=${URL[catalogd]} SRV[catalogd-fixed]=${SRV[catalogd]}
+        REDIS_PID[catalogd-fixed]=${REDIS_PID[catalogd]} PRODUCTS[catalogd-fixed]=0
+        measure catalogd-fixed get_by_id fixed.lua /health
+        unset "SRV[catalogd-fixed]" "REDIS_PID[catalogd-fixed]"
     fi
     for s in $(rotate catalogd $([ "$BIG" = 1 ] && echo big)); do
         measure "$s" catalog_page catalog.lua "$WORK/cursors-$s.txt" "$PAGE_LIMIT"

@@ -525,6 +525,26 @@ static int bind_listener(const struct listen_address *address, const char *text,
     return fd;
 }
 
+/* Refuses an address that another process listens on. The loops' listeners share their port
+ * with SO_REUSEPORT, which would just as well join them to another process's listeners (of the
+ * same user): a second catalogd started by mistake on a port in use, say with another
+ * database, would silently get a share of the first one's connections. A socket bound without
+ * SO_REUSEPORT cannot join them, so binding one first tells. Returns 0, or -1 with "err" set. */
+static int check_address_free(const struct listen_address *address, const char *text, char *err,
+                              size_t errlen)
+{
+    int fd = socket(address->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+        bind(fd, (const struct sockaddr *)&address->addr, address->len) != 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s%s", text, strerror(errno),
+                 errno == EADDRINUSE ? " (another process listens there)" : "");
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
 int server_open(struct app *app, struct server **out, char *err, size_t errlen)
 {
     struct server *server = xcalloc(1, sizeof(*server));
@@ -570,6 +590,8 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
     h2o_errordoc_register(path, errordocs, 1);
     conn_guard_register(path);
 
+    if (check_address_free(&app->config->listen_address, app->config->listen, err, errlen) < 0)
+        return -1; /* the process exits: nothing to unwind */
     for (int i = 0; i < server->loop_count; i++) {
         struct loop_thread *loop = &server->loops[i];
         loop->server = server;

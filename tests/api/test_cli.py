@@ -94,6 +94,21 @@ def test_one_log_line_per_request(stack_factory):
     assert "GET" in lines[0] and "/health" in lines[0] and "200" in lines[0], lines[0]
 
 
+def test_a_second_catalogd_on_a_port_in_use_exits_instead_of_sharing_it(stack_factory, tmp_path):
+    """catalogd's loop threads share their port with SO_REUSEPORT; that must not let it join
+    another process's listeners. A second catalogd started by mistake on a port in use, here
+    with another database, would otherwise get a share of the first one's connections and
+    writes without a word: it must stop at start, saying why."""
+    s = stack_factory("port-owner")
+    listen = f"127.0.0.1:{s.server.port}"
+    rc, err = _serve_under([], tmp_path, listen)
+    assert rc == 1, f"the second catalogd on {listen} exited with {rc}:\n{err}"
+    assert f"cannot listen on {listen}" in err and "another process listens there" in err, err
+    ids = {s.create()[1]["id"] for _ in range(10)}
+    for product_id in ids:
+        assert s.get(f"/products/{product_id}").status_code == 200
+
+
 # ---------------------------------------------------------------------------------------------
 # the loopback check decides on the address catalogd binds, not on the text of --listen
 

@@ -17,7 +17,7 @@
 static struct script NEW_SCRIPT =
     SCRIPT("local first, fenced = guards_hold()\n"
            "if not first then return redis.error_reply(fenced) end\n"
-           "local current = tonumber(redis.call('GET', ARGV[first]) or '0')\n"
+           "local current = tonumber(pointer_at(ARGV[first]) or '0')\n"
            "local n = redis.call('INCR', ARGV[first + 1])\n"
            "if n <= current then n = current + 1; redis.call('SET', ARGV[first + 1], n) end\n"
            "redis.call('HSET', ARGV[first + 2], n, 0)\n"
@@ -27,7 +27,7 @@ static struct script NEW_SCRIPT =
 static struct script UNLINK_SCRIPT =
     SCRIPT("local first, fenced = guards_hold()\n"
            "if not first then return redis.error_reply(fenced) end\n"
-           "if redis.call('GET', ARGV[first]) == ARGV[first + 1] then\n"
+           "if pointer_at(ARGV[first]) == ARGV[first + 1] then\n"
            "  return redis.error_reply('CURRENT generation ' .. ARGV[first + 1])\n"
            "end\n"
            "if #ARGV < first + 2 then return 0 end\n"
@@ -37,7 +37,7 @@ static struct script UNLINK_SCRIPT =
 static struct script FORGET_SCRIPT =
     SCRIPT("local first, fenced = guards_hold()\n"
            "if not first then return redis.error_reply(fenced) end\n"
-           "if redis.call('GET', ARGV[first]) == ARGV[first + 2] then\n"
+           "if pointer_at(ARGV[first]) == ARGV[first + 2] then\n"
            "  return redis.error_reply('CURRENT generation ' .. ARGV[first + 2])\n"
            "end\n"
            "return redis.call('HDEL', ARGV[first + 1], ARGV[first + 2])\n");

@@ -60,7 +60,9 @@ static struct script SWITCH_SCRIPT = SCRIPT(
     "if not redis.call('GET', gen_start .. new_gen .. ':' .. KEY_CHECKPOINT) then\n"
     "  return redis.error_reply('the new generation has no checkpoint')\n"
     "end\n"
-    "local current = redis.call('GET', gen_key)\n"
+    /* A pointer of another type (a hash written there by hand) names no generation: SET
+       below replaces it like any other. */
+    "local current = pointer_at(gen_key)\n"
     "if current and replace ~= '' then\n"
     "  if current ~= replace then return -1 end\n"
     "elseif current then\n"

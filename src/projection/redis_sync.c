@@ -355,7 +355,7 @@ int redis_sync_get_generation(struct redis_sync *redis, const char *key, long lo
                               size_t errlen)
 {
     const char *argv[] = {"GET", key};
-    redisReply *reply = redis_sync_command(redis, 2, argv, NULL, err, errlen);
+    redisReply *reply = round_trip(redis, 2, argv, NULL, err, errlen); /* WRONGTYPE included */
     if (!reply) return -1;
     int rc = 1;
     int64_t value;
@@ -365,6 +365,11 @@ int redis_sync_get_generation(struct redis_sync *redis, const char *key, long lo
                  ? 0
                  : 2;
         if (rc == 0) *gen = value;
+    } else if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "WRONGTYPE", 9) == 0) {
+        rc = 2; /* a hash or a list written there by hand names no generation either */
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "Redis GET: %.*s", (int)reply->len, reply->str);
+        rc = -1;
     } else if (reply->type != REDIS_REPLY_NIL) {
         snprintf(err, errlen, "%s: unexpected reply type %d", key, reply->type);
         rc = -1;

@@ -42,8 +42,8 @@ redisReply *redis_sync_command(struct redis_sync *redis, int argc, const char **
 
 /* GET of the generation pointer ({prefix}:gen-v2): 0 and "*gen" when it names a generation
  * the way catalogd writes one (decimal digits, no sign, no leading zero), 1 when it is
- * missing, 2 when it holds anything else (a hand-written "007" or " 1": the queries refuse
- * it too, so it names no generation), -1 on error (with "err"). */
+ * missing, 2 when it holds anything else (a hand-written "007" or " 1", or a key of another
+ * type: the queries refuse it too, so it names no generation), -1 on error (with "err"). */
 int redis_sync_get_generation(struct redis_sync *redis, const char *key, long long *gen, char *err,
                               size_t errlen);
 

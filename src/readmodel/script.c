@@ -18,6 +18,13 @@ static const char HELPERS[] = "local function guards_hold()\n"
                               "  end\n"
                               "  return 2 * n + 2\n"
                               "end\n"
+                              /* GET of a pointer that a key of another type (written
+                                 by hand) leaves unset: false, as when it is missing. */
+                              "local function pointer_at(key)\n"
+                              "  local value = redis.pcall('GET', key)\n"
+                              "  if type(value) == 'table' then return false end\n"
+                              "  return value\n"
+                              "end\n"
                               "local function type_is(key, wanted)\n"
                               "  local found = redis.call('TYPE', key)['ok']\n"
                               "  return found == 'none' or found == wanted\n"

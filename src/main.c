@@ -572,6 +572,14 @@ static void on_committed(int64_t head_seq, const struct command *batch, void *ar
     if (listeners->bus) bus_committed(listeners->bus, head_seq);
 }
 
+/* What the writer must not see a seq taken again below: the checkpoint the projector applied
+ * (or, following, heard of). */
+static int64_t known_seq(void *arg)
+{
+    struct commit_listeners *listeners = arg;
+    return projector_checkpoint(listeners->projector);
+}
+
 static void on_bus_committed(int64_t head, void *arg)
 {
     projector_notify(arg, head);
@@ -708,7 +716,8 @@ static int serve(const struct app_config *given)
         writer_start(store,
                      &(struct writer_limits){.max_idempotency_keys = config->max_idempotency_keys,
                                              .max_queued = config->max_queued_commands},
-                     on_committed, &listeners, &app.writer) < 0) {
+                     &(struct writer_listener){on_committed, known_seq, &listeners},
+                     &app.writer) < 0) {
         LOG(LOG_ERROR, "cannot start the projector, writer, bus or maintenance thread");
         return 1; /* threads may be running: the process exits without unwinding them */
     }

@@ -50,6 +50,10 @@ struct command {
     char view[VIEW_MAX];    /* its view, as stored in the event */
     size_t view_len;
     int64_t seq; /* the event's seq */
+    /* The seq was not above every seq known before its batch began: the event log went back
+     * in time (a backup restored under catalogd), and the projector's checkpoint, from the
+     * lost events, says nothing of whether this event is applied. */
+    int seq_taken_again;
     char conflict_id[UUID_TEXT_LEN + 1];
     char error[160];
     struct store_idempotent_response replay; /* COMMAND_REPLAYED: the stored response */

@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -25,8 +26,7 @@
 
 struct writer {
     struct store *store;
-    writer_committed_fn committed;
-    void *committed_arg;
+    struct writer_listener listener;
 
     pthread_t thread;
     pthread_mutex_t lock;
@@ -290,10 +290,39 @@ static void record_batch(struct writer *w, size_t size)
     pthread_mutex_unlock(&w->stats_lock);
 }
 
+/* Marks the batch's commands whose seq is not above "known_before", the highest seq known to
+ * be in the log before the batch began: seqs only grow, so the log went back in time under
+ * catalogd (a backup restored). Returns the batch's highest seq when it did, else 0. */
+static int64_t mark_seqs_taken_again(struct command *batch, int64_t known_before)
+{
+    int64_t highest = 0, taken_again = 0;
+    for (struct command *cmd = batch; cmd; cmd = cmd->next) {
+        if (cmd->outcome != COMMAND_DONE || cmd->seq <= 0) continue;
+        if (cmd->seq > highest) highest = cmd->seq;
+        if (cmd->seq <= known_before) {
+            cmd->seq_taken_again = 1;
+            if (!taken_again) taken_again = cmd->seq;
+        }
+    }
+    if (!taken_again) return 0;
+    LOG(LOG_WARN,
+        "writer: the event log went back in time: seq %" PRId64
+        " was taken again after seq %" PRId64
+        " was known (a backup restored under catalogd?); such commands answer Projection: "
+        "pending while the projector rebuilds the read model",
+        taken_again, known_before);
+    return highest;
+}
+
 static void run_batch(struct writer *w, struct command *batch, size_t size)
 {
     uint64_t now_ms = clock_wall_ms();
     w->batch_keys = 0;
+    int64_t known_before = atomic_load(&w->head_seq);
+    if (w->listener.known_seq) {
+        int64_t known = w->listener.known_seq(w->listener.arg);
+        if (known > known_before) known_before = known;
+    }
     int rc = store_begin(w->store);
     for (struct command *cmd = batch; rc == STORE_OK && cmd; cmd = cmd->next)
         rc = execute(w, cmd, now_ms);
@@ -309,11 +338,14 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
     } else {
         atomic_fetch_add(&w->stored_keys, w->batch_keys);
         atomic_store(&w->healthy, 1);
-        int64_t head = atomic_load(&w->head_seq);
-        for (struct command *cmd = batch; cmd; cmd = cmd->next)
-            if (cmd->outcome == COMMAND_DONE && cmd->seq > head) head = cmd->seq;
+        int64_t head = mark_seqs_taken_again(batch, known_before);
+        if (!head) {
+            head = atomic_load(&w->head_seq);
+            for (struct command *cmd = batch; cmd; cmd = cmd->next)
+                if (cmd->outcome == COMMAND_DONE && cmd->seq > head) head = cmd->seq;
+        }
         atomic_store(&w->head_seq, head);
-        if (w->committed) w->committed(head, batch, w->committed_arg);
+        if (w->listener.committed) w->listener.committed(head, batch, w->listener.arg);
     }
     record_batch(w, size);
     struct command *next;
@@ -409,13 +441,12 @@ static void *writer_main(void *arg)
 }
 
 int writer_start(struct store *store, const struct writer_limits *limits,
-                 writer_committed_fn committed, void *arg, struct writer **out)
+                 const struct writer_listener *listener, struct writer **out)
 {
     struct writer *w = xcalloc(1, sizeof(*w));
     w->store = store;
     w->limits = *limits;
-    w->committed = committed;
-    w->committed_arg = arg;
+    if (listener) w->listener = *listener;
     w->random_used = sizeof(w->random_pool); /* fill on first use */
     int64_t head = 0, keys = 0;
     if (store_head_seq(store, &head) < 0 || store_idempotency_count(store, &keys) < 0) {

@@ -32,14 +32,22 @@ struct writer_limits {
 
 struct writer;
 
-/* Called on the writer thread after every commit with the new head seq and the batch (a list
- * linked by "next"; the COMMAND_DONE ones committed), to wake the projector. */
-typedef void (*writer_committed_fn)(int64_t head_seq, const struct command *batch, void *arg);
+/* Who hears of the writer's batches; both are called on the writer thread. */
+struct writer_listener {
+    /* After every commit, with the new head seq and the batch (a list linked by "next"; the
+     * COMMAND_DONE ones committed), to wake the projector. */
+    void (*committed)(int64_t head_seq, const struct command *batch, void *arg);
+    /* Before every batch: the highest seq known from outside the writer to be in the log
+     * (the projector's checkpoint), or 0. */
+    int64_t (*known_seq)(void *arg);
+    void *arg;
+};
 
-/* Starts the writer thread on "store" (which it then owns until writer_stop), within "limits".
- * Returns 0, or -1 if the store cannot be read or the thread cannot start. */
+/* Starts the writer thread on "store" (which it then owns until writer_stop), within "limits";
+ * "listener" may be NULL. Returns 0, or -1 if the store cannot be read or the thread cannot
+ * start. */
 int writer_start(struct store *store, const struct writer_limits *limits,
-                 writer_committed_fn committed, void *arg, struct writer **out);
+                 const struct writer_listener *listener, struct writer **out);
 
 /* Queues "cmd"; it completes later on the writer thread. Returns 0, or -1 when the queue
  * holds "max_queued" commands already ("cmd" is then not taken: its "complete" is not called).

@@ -64,7 +64,11 @@
     "end\n"
 
 /* A batch. ARGV after the guards: base ("{prefix}:g{N}:"), the seq the batch was read after
- * (the caller's idea of the checkpoint), then EVENT_ARGS per event.
+ * (the caller's idea of the checkpoint), the fingerprint of the log's event at that seq (""
+ * to not check it), then EVENT_ARGS per event. When Redis is at that seq but names another
+ * event there, the log went back in time under it (a backup restored): the script refuses
+ * (DIVERGED), else the batch's events, seqs taken again, would land on the lost ones' views
+ * and hide the difference from every later check.
  * Replies {checkpoint, stall, refusal, parked seq...}: "stall" is why it stopped before the
  * end of the batch ("" when it did not), "refusal" why the first event it parked cannot be
  * applied. */
@@ -113,9 +117,16 @@ static struct script APPLY_SCRIPT = SCRIPT(
     "if not first then return redis.error_reply(fenced) end\n"
     "local base = ARGV[first]\n"
     "local checkpoint = redis.call('GET', base .. KEY_CHECKPOINT)\n"
-    "if not checkpoint then return redis.error_reply('NOCHECKPOINT') end\n"
-    "if tonumber(checkpoint) < tonumber(ARGV[first + 1]) then\n"
+    /* A checkpoint no script wrote ("abc", "05") is none: seqs are compared as text. */
+    "if not checkpoint or not (checkpoint == '0' or string.match(checkpoint, '^[1-9]%d*$')) then\n"
+    "  return redis.error_reply('NOCHECKPOINT the generation has no checkpoint')\n"
+    "end\n"
+    "if seq_above(ARGV[first + 1], checkpoint) then\n"
     "  return redis.error_reply('GAP ' .. checkpoint)\n"
+    "end\n"
+    "if ARGV[first + 2] ~= '' and checkpoint == ARGV[first + 1] and\n"
+    "   redis.call('GET', base .. KEY_CHECKPOINT_EVENT) ~= ARGV[first + 2] then\n"
+    "  return redis.error_reply('DIVERGED at seq ' .. checkpoint)\n"
     "end\n"
     "local broken = shared_keys_broken(base)\n"
     "if broken then return redis.error_reply('STALLED ' .. broken .. ' has the wrong type') end\n"
@@ -125,8 +136,8 @@ static struct script APPLY_SCRIPT = SCRIPT(
     "redis.call('SET', base .. KEY_CHECKPOINT, checkpoint)\n"
     "local any_parked = redis.call('EXISTS', base .. KEY_PARKED) == 1\n"
     "local reply, last, creates = {0, '', ''}, nil, {}\n"
-    "for i = first + 2, #ARGV, " EVENT_ARGS_TEXT " do\n"
-    "  if tonumber(ARGV[i]) > tonumber(checkpoint) then\n"
+    "for i = first + 3, #ARGV, " EVENT_ARGS_TEXT " do\n"
+    "  if seq_above(ARGV[i], checkpoint) then\n"
     "    local id, sku, queue = ARGV[i + 2], ARGV[i + 3], nil\n"
     "    if ARGV[i + 1] ~= 'P' then queue = any_parked and queue_waiting(base, id, sku) end\n"
     "    if ARGV[i + 1] == 'U' and ARGV[i + 5] == '1' and not queue then\n"
@@ -183,7 +194,9 @@ static struct script UNPARK_SCRIPT = SCRIPT(
     "if not first then return redis.error_reply(fenced) end\n"
     "local base, queue, i = ARGV[first], ARGV[first + 1], first + 2\n"
     "local list = base .. KEY_PARKED_QUEUE .. queue\n"
-    "if redis.call('LINDEX', list, 0) ~= ARGV[i] then return redis.error_reply('NOTHEAD') end\n"
+    "if redis.call('LINDEX', list, 0) ~= ARGV[i] then\n"
+    "  return redis.error_reply('NOTHEAD the event is not the oldest of its queue')\n"
+    "end\n"
     "local broken = shared_keys_broken(base)\n"
     "if broken then return redis.error_reply('STALLED ' .. broken .. ' has the wrong type') end\n"
     /* The first write, refused out of memory before the event is touched (APPLY_SCRIPT). */
@@ -323,10 +336,8 @@ static int error_status(redisReply *reply, struct apply_result *result, char *er
         const char *prefix;
         int status;
     } KNOWN[] = {
-        {"FENCED", APPLY_FENCED},
-        {"NOCHECKPOINT", APPLY_NO_CHECKPOINT},
-        {"GAP", APPLY_GAP},
-        {"NOTHEAD", APPLY_NOT_HEAD},
+        {"FENCED", APPLY_FENCED},     {"NOCHECKPOINT", APPLY_NO_CHECKPOINT}, {"GAP", APPLY_GAP},
+        {"DIVERGED", APPLY_DIVERGED}, {"NOTHEAD", APPLY_NOT_HEAD},
     };
     for (size_t i = 0; i < sizeof(KNOWN) / sizeof(KNOWN[0]); i++) {
         if (strncmp(reply->str, KNOWN[i].prefix, strlen(KNOWN[i].prefix)) != 0) continue;
@@ -364,11 +375,11 @@ static int read_apply_reply(const redisReply *reply, struct apply_result *result
 }
 
 int apply_events(struct redis_sync *redis, const struct apply_target *target, int64_t read_after,
-                 const struct apply_event *events, size_t count, struct apply_result *result,
-                 char *err, size_t errlen)
+                 const char *event_after, const struct apply_event *events, size_t count,
+                 struct apply_result *result, char *err, size_t errlen)
 {
     char base[LAYOUT_BASE_MAX], after_text[DIGITS_U64_MAX + 2];
-    size_t argc = 2 + EVENT_ARGS * count;
+    size_t argc = 3 + EVENT_ARGS * count;
     const char **argv = xmalloc(argc * sizeof(*argv));
     size_t *lens = xmalloc(argc * sizeof(*lens));
     struct event_numbers *numbers = xmalloc((count ? count : 1) * sizeof(*numbers));
@@ -379,6 +390,9 @@ int apply_events(struct redis_sync *redis, const struct apply_target *target, in
     lens[n++] = layout_base(target->prefix, target->gen, base, sizeof(base));
     argv[n] = after_text;
     lens[n++] = digits_i64(after_text, read_after);
+    argv[n] = event_after ? event_after : "";
+    lens[n] = strlen(argv[n]);
+    n++;
     for (size_t i = 0; i < count; i++)
         push_event_args(&events[i], &numbers[i], argv, lens, &n);
     redisReply *reply = redis_sync_script(redis, &APPLY_SCRIPT, target->guards, target->guard_count,
@@ -468,10 +482,13 @@ int apply_read_checkpoint(struct redis_sync *redis, const char *prefix, int64_t 
     } else if (reply->element[0]->type != REDIS_REPLY_STRING) {
         rc = 1;
     } else {
-        char *end;
-        *checkpoint = strtoll(reply->element[0]->str, &end, 10);
-        rc = *end == '\0' && *checkpoint >= 0 ? 0 : -1;
-        if (rc < 0) snprintf(err, errlen, "%s holds no seq", checkpoint_key);
+        /* Anything but a seq as the scripts write it (digits, no leading zero: they compare
+         * seqs as text) is no checkpoint, and the generation is rebuilt. */
+        const redisReply *text = reply->element[0];
+        rc = text->len > 0 && (text->str[0] != '0' || text->len == 1) &&
+                     digits_parse(text->str, text->len, 0, INT64_MAX, checkpoint) == 0
+                 ? 0
+                 : 1;
         const redisReply *stored = reply->element[1];
         snprintf(fingerprint, cap, "%s", stored->type == REDIS_REPLY_STRING ? stored->str : "");
     }

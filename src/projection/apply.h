@@ -61,6 +61,8 @@ enum apply_status {
                             type, read-only): retry later, skip nothing */
     APPLY_REFUSED = -6,  /* unpark: the parked event still cannot be applied */
     APPLY_NOT_HEAD = -7, /* apply_unpark: the event is not the oldest of its queue */
+    APPLY_DIVERGED = -8, /* Redis' event at the checkpoint is not the log's: the write model
+                            went back in time under it (a backup restored): rebuild */
 };
 
 /* Where a script writes: generation "gen" under "prefix", if "guards" hold. */
@@ -98,13 +100,16 @@ void apply_event_from_product(int64_t seq, int deleted, const struct product *pr
 size_t apply_fingerprint(const struct apply_event *event, char *out, size_t cap);
 
 /* Applies "events" (in seq order, "count" <= APPLY_BATCH_MAX), read from the log after seq
- * "read_after", to "target". Events that cannot be applied are parked (listed in
- * "result"). Returns an enum apply_status: APPLY_GAP when Redis' checkpoint is below
- * "read_after" ("result->checkpoint" says where it is); APPLY_STALLED when Redis refused to go
- * on, with "result->checkpoint" the progress made before (-1 when none). */
+ * "read_after", to "target". "event_after", when not NULL, is the fingerprint of the log's
+ * event at "read_after" (apply_fingerprint): the batch is refused if Redis names another
+ * there. Events that cannot be applied are parked (listed in "result"). Returns an enum
+ * apply_status: APPLY_GAP when Redis' checkpoint is below "read_after" ("result->checkpoint"
+ * says where it is); APPLY_DIVERGED when Redis' event at "read_after" is not "event_after";
+ * APPLY_STALLED when Redis refused to go on, with "result->checkpoint" the progress made
+ * before (-1 when none). */
 int apply_events(struct redis_sync *redis, const struct apply_target *target, int64_t read_after,
-                 const struct apply_event *events, size_t count, struct apply_result *result,
-                 char *err, size_t errlen);
+                 const char *event_after, const struct apply_event *events, size_t count,
+                 struct apply_result *result, char *err, size_t errlen);
 
 /* Applies "event", which must be the oldest in parked queue "queue". On APPLY_OK
  * "*still_parked" is how many events remain in that queue. */
@@ -118,7 +123,8 @@ int apply_list_parked(struct redis_sync *redis, const struct apply_target *targe
                       int64_t *parked_events, char *err, size_t errlen);
 
 /* Reads the checkpoint of generation "gen" and the fingerprint stored with it. Returns 0,
- * 1 when the generation has no checkpoint, -1 on error. "fingerprint" is "" when absent. */
+ * 1 when the generation has no checkpoint (or none a script wrote: not a seq in canonical
+ * decimal), -1 on error. "fingerprint" is "" when absent. */
 int apply_read_checkpoint(struct redis_sync *redis, const char *prefix, int64_t gen,
                           int64_t *checkpoint, char *fingerprint, size_t cap, char *err,
                           size_t errlen);

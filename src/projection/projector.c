@@ -91,7 +91,8 @@ struct projector {
     char generation_text[DIGITS_U64_MAX + 2];
     struct apply_event batch[APPLY_BATCH_MAX];
     size_t batch_count;
-    int64_t batch_after; /* the checkpoint the batch was read after */
+    int64_t batch_after;   /* the checkpoint the batch was read after */
+    char event_after[128]; /* the log's event at batch_after (apply_fingerprint), or "" */
     int backoff_ms;
     int connected_once;
     struct parked_set *parked; /* read by loop threads too */
@@ -260,6 +261,24 @@ static void note_oldest_unapplied(struct projector *p)
     atomic_store(&p->oldest_unapplied_ms, recorded_ms);
 }
 
+static int take_event(const struct store_event *event, void *arg)
+{
+    apply_event_from_store(event, arg);
+    return 1; /* one is all we asked for */
+}
+
+/* The fingerprint of the log's event at "seq" into "out" ("" when the log has none there).
+ * Returns 0, or -1 when the log cannot be read. */
+static int log_fingerprint_at(struct projector *p, int64_t seq, char *out, size_t cap)
+{
+    struct apply_event event = {0};
+    out[0] = '\0';
+    int rc = store_read_events(p->store, seq - 1, 1, take_event, &event);
+    if (rc == 1 && event.seq == seq) apply_fingerprint(&event, out, cap);
+    apply_event_clear(&event);
+    return rc < 0 ? -1 : 0;
+}
+
 static int fetch_batch(struct projector *p)
 {
     p->batch_after = atomic_load(&p->checkpoint);
@@ -276,6 +295,15 @@ static int fetch_batch(struct projector *p)
         int64_t last = p->batch[p->batch_count - 1].seq;
         if (last > atomic_load(&p->head)) atomic_store(&p->head, last);
         note_oldest_unapplied(p);
+        /* For the script to check that Redis holds the log's own event there: the log may
+         * have gone back in time under it since the checkpoint was written. */
+        if (p->batch_after > 0 &&
+            (open_store(p) < 0 ||
+             log_fingerprint_at(p, p->batch_after, p->event_after, sizeof(p->event_after)) < 0)) {
+            if (p->store) record_error(p, "reading the event log", store_errmsg(p->store));
+            clear_batch(p);
+            return -1;
+        }
     }
     return 0;
 }
@@ -362,12 +390,6 @@ static int note_parked(const char *queue, int64_t seq, void *arg)
     return 0;
 }
 
-static int take_event(const struct store_event *event, void *arg)
-{
-    apply_event_from_store(event, arg);
-    return 1; /* one is all we asked for */
-}
-
 /* Does generation "gen", at "checkpoint" with "fingerprint", describe a past of this write
  * model? Not when its checkpoint is beyond the log's head, or names another event than the
  * log has at that seq: then the write model went back in time (a restored backup, a lost
@@ -388,12 +410,8 @@ static int diverged(struct projector *p, int64_t checkpoint, const char *fingerp
         return 1;
     }
     if (checkpoint == 0) return 0;
-    struct apply_event event = {0};
-    char ours[128] = "";
-    int rc = store_read_events(p->store, checkpoint - 1, 1, take_event, &event);
-    if (rc == 1 && event.seq == checkpoint) apply_fingerprint(&event, ours, sizeof(ours));
-    apply_event_clear(&event);
-    if (rc < 0) {
+    char ours[128];
+    if (log_fingerprint_at(p, checkpoint, ours, sizeof(ours)) < 0) {
         snprintf(why, whylen, "%s", store_errmsg(p->store));
         return -1;
     }
@@ -536,8 +554,9 @@ static void apply_batch(struct projector *p)
 {
     char err[256];
     struct apply_target target = current_target(p);
-    int rc = apply_events(p->redis, &target, p->batch_after, p->batch, p->batch_count, p->result,
-                          err, sizeof(err));
+    int rc =
+        apply_events(p->redis, &target, p->batch_after, p->batch_after > 0 ? p->event_after : NULL,
+                     p->batch, p->batch_count, p->result, err, sizeof(err));
     if (rc == APPLY_OK || rc == APPLY_STALLED) take_progress(p, p->result);
     clear_batch(p);
     switch (rc) {
@@ -552,6 +571,7 @@ static void apply_batch(struct projector *p)
         /* fall through */
     case APPLY_NO_CHECKPOINT:
     case APPLY_GAP:
+    case APPLY_DIVERGED: /* the reload finds it diverged and rebuilds */
         LOG(LOG_INFO, "projector: %s; reloading the generation", err);
         forget_generation(p);
         break;

@@ -67,17 +67,17 @@ static struct script SWITCH_SCRIPT = SCRIPT(
     "  if current ~= replace then return -1 end\n"
     "elseif current then\n"
     "  local theirs = redis.call('GET', gen_start .. current .. ':' .. KEY_CHECKPOINT)\n"
-    "  if tonumber(new_checkpoint) < tonumber(theirs or '0') then return -1 end\n"
+    "  if seq_above(theirs or '0', new_checkpoint) then return -1 end\n"
     "end\n"
     "redis.call('SET', gen_key, new_gen)\n"
     /* The generation replaced, by its number for the collection: a pointer written by hand
        ("01") names generation 1 all the same; one that names none ("abc") is not kept. */
-    "local old = tonumber(current or '0') or 0\n"
-    "if old < 1 or old ~= math.floor(old) then return 0 end\n"
+    "local old = string.match(current or '', '^0*([1-9]%d*)$')\n"
+    "if not old then return 0 end\n"
     "local now = redis.call('TIME')\n"
     "local retired_ms = now[1] * 1000 + math.floor(now[2] / 1000)\n"
-    "redis.call('HSET', registry, string.format('%d', old), retired_ms)\n"
-    "return old\n");
+    "redis.call('HSET', registry, old, retired_ms)\n"
+    "return tonumber(old)\n");
 
 struct event_batch {
     struct apply_event events[APPLY_BATCH_MAX];
@@ -307,7 +307,7 @@ static int catch_up(struct rebuild *r, int64_t *checkpoint)
         struct script_guard guard = rebuild_lock_guard(&r->lock);
         struct apply_target target = {r->prefix, r->gen, &guard, 1};
         struct apply_result *result = xmalloc(sizeof(*result));
-        if (apply_events(r->redis, &target, *checkpoint, batch->events, batch->count, result,
+        if (apply_events(r->redis, &target, *checkpoint, NULL, batch->events, batch->count, result,
                          r->err, r->errlen) != APPLY_OK)
             rc = -1;
         else

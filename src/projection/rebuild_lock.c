@@ -24,8 +24,8 @@ static struct script REFRESH_SCRIPT = SCRIPT("local first, fenced = guards_hold(
 static struct script RELEASE_SCRIPT = SCRIPT("local first, fenced = guards_hold()\n"
                                              "if not first then return 0 end\n"
                                              "return redis.call('DEL', ARGV[first])\n");
-/* Takes over a lock whose holder is gone. ARGV after the guards (the dead holder's value):
- * the key, our value, the TTL. */
+/* Takes over a lock whose holder is gone, or that no holder wrote. ARGV after the guards (the dead
+ * holder's value): the key, our value, the TTL. */
 static struct script TAKE_OVER_SCRIPT = SCRIPT("local first, fenced = guards_hold()\n"
                                                "if not first then return 0 end\n"
                                                "redis.call('SET', ARGV[first], ARGV[first + 1], "
@@ -73,13 +73,27 @@ static int integer_reply(redisReply *reply, long long *out)
     return 0;
 }
 
+/* 1 when the lock has no expiry: every holder sets one with the lock and refreshes it, so such a
+ * value was written by something else (by hand), and no rebuild holds it. */
+static int never_expires(struct redis_sync *redis, const char *key)
+{
+    char ignored[64];
+    const char *argv[] = {"PTTL", key};
+    redisReply *reply = redis_sync_command(redis, 2, argv, NULL, ignored, sizeof(ignored));
+    long long ttl = 0;
+    int never = integer_reply(reply, &ttl) == 0 && ttl == -1;
+    freeReplyObject(reply);
+    return never;
+}
+
 static int take_over(struct redis_sync *redis, struct rebuild_lock *lock, char *err, size_t errlen)
 {
     const char *argv[] = {"GET", lock->key};
     redisReply *holder = redis_sync_command(redis, 2, argv, NULL, err, errlen);
     if (!holder) return REBUILD_LOCK_FAILED;
     int rc = REBUILD_LOCK_BUSY;
-    if (holder->type == REDIS_REPLY_STRING && holder_is_gone(holder->str)) {
+    if (holder->type == REDIS_REPLY_STRING &&
+        (holder_is_gone(holder->str) || never_expires(redis, lock->key))) {
         struct script_guard guard = {lock->key, holder->str};
         const char *args[] = {lock->key, lock->value, TTL_TEXT};
         redisReply *reply =

@@ -25,6 +25,12 @@ static const char HELPERS[] = "local function guards_hold()\n"
                               "  if type(value) == 'table' then return false end\n"
                               "  return value\n"
                               "end\n"
+                              /* Is seq "a" above seq "b"? Both in decimal without
+                                 leading zeros, compared as text: exact past 2^53, where
+                                 tonumber's doubles round. */
+                              "local function seq_above(a, b)\n"
+                              "  return #a > #b or (#a == #b and a > b)\n"
+                              "end\n"
                               "local function type_is(key, wanted)\n"
                               "  local found = redis.call('TYPE', key)['ok']\n"
                               "  return found == 'none' or found == wanted\n"

@@ -183,6 +183,9 @@ def test_a_generation_pointer_written_by_hand_is_rebuilt_over(fresh):
 
     written = {"a leading zero": lambda gen: fresh.r.set(key, b"0" + gen),
                "a generation that is not there": lambda gen: fresh.r.set(key, "007"),
+               "no number": lambda gen: fresh.r.set(key, "abc"),
+               "nothing": lambda gen: fresh.r.set(key, ""),
+               "infinity": lambda gen: fresh.r.set(key, "inf"),
                "a hash": as_hash, "a list": as_list}
     for what, write in written.items():
         write(fresh.r.get(key))
@@ -201,5 +204,31 @@ def test_a_generation_pointer_written_by_hand_is_rebuilt_over(fresh):
                 break
             assert time.monotonic() < deadline, f"gen-v2 holding {what}: never rebuilt over"
             time.sleep(0.05)
+    code, out = verify_output(fresh)
+    assert code == 0, out
+
+
+def test_a_checkpoint_or_a_rebuild_lock_written_by_hand_is_rebuilt_over(fresh):
+    """A checkpoint that no script wrote ("abc", "-5", "1e3", "05": the scripts compare seqs as
+    text, digits without a leading zero) and a rebuild lock with no expiry (no rebuild holds
+    one: each sets its expiry with it and refreshes it). Defects: the first was taken for a
+    passing Redis error and retried forever (queries 503, commands pending), the second was
+    waited for forever, silently. Each is now rebuilt over, or taken over, by itself."""
+    views = [fresh.create()[1] for _ in range(3)]
+
+    def serves_everything():
+        return (all(fresh.get(f"/products/{v['id']}").status_code == 200 for v in views)
+                and fresh.get("/ready").status_code == 200)
+
+    for text in ("abc", "-5", "1e3", "05"):
+        fresh.r.set(f"{PREFIX}:g{redis_gen(fresh.r)}:checkpoint", text)
+        r, view = fresh.create()
+        views.append(view)
+        wait_until(serves_everything, 15, what=f"a checkpoint of {text!r} to be rebuilt over")
+    fresh.r.set(f"{PREFIX}:rebuild-lock", "junk")
+    fresh.r.delete(f"{PREFIX}:gen-v2")  # the projector must now make a generation
+    r, view = fresh.create()
+    views.append(view)
+    wait_until(serves_everything, 15, what="a lock with no expiry to be taken over")
     code, out = verify_output(fresh)
     assert code == 0, out

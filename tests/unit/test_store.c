@@ -225,7 +225,7 @@ Test(writer, group_commit_keeps_each_commands_outcome)
     struct store *store = open_store();
     struct writer *writer = NULL;
     struct writer_limits limits = {.max_idempotency_keys = 100, .max_queued = 100};
-    cr_assert_eq(writer_start(store, &limits, NULL, NULL, &writer), 0);
+    cr_assert_eq(writer_start(store, &limits, NULL, &writer), 0);
     struct command *first = create_command("SKU-W", 1), *duplicate = create_command("SKU-W", 2),
                    *other = create_command("SKU-X", 0);
     cr_assert_eq(writer_submit(writer, first), 0);

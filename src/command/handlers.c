@@ -29,6 +29,35 @@ static void pending_free(struct pending_command *pending)
     command_free(&pending->command); /* frees pending too: command is its first member */
 }
 
+/* The headers that decide what a command does. Sent twice, one has two readings: a proxy in
+ * front that keeps the other one would see, say, a retry with another Idempotency-Key as a
+ * new command, where this server replays (or the reverse), and the command would run twice. */
+static const struct {
+    const char *name; /* as h2o keeps it: lowercase */
+    const char *shown;
+} SINGLE_HEADERS[] = {
+    {"idempotency-key", "Idempotency-Key"},
+    {"if-match", "If-Match"},
+    {"content-type", "Content-Type"},
+};
+
+/* Answers 400 and returns -1 when one of SINGLE_HEADERS comes more than once. */
+static int single_headers_or_reply(struct http_exchange *ex)
+{
+    for (size_t i = 0; i < sizeof(SINGLE_HEADERS) / sizeof(SINGLE_HEADERS[0]); i++) {
+        size_t count = http_header_count(ex, SINGLE_HEADERS[i].name);
+        if (count <= 1) continue;
+        char detail[200];
+        snprintf(detail, sizeof(detail),
+                 "%s is sent %zu times: send it once (a proxy that keeps another one than this "
+                 "server would read the command differently); nothing was done",
+                 SINGLE_HEADERS[i].shown, count);
+        http_respond_problem(ex, 400, "invalid-header", detail, NULL);
+        return -1;
+    }
+    return 0;
+}
+
 /* Answers 415 or 413 and returns -1 when the body cannot be a command. */
 static int body_acceptable_or_reply(struct http_exchange *ex)
 {
@@ -207,7 +236,7 @@ static void submit(struct http_exchange *ex, struct pending_command *pending)
 void command_create_product(struct http_exchange *ex)
 {
     struct validation v;
-    if (body_acceptable_or_reply(ex) < 0) return;
+    if (single_headers_or_reply(ex) < 0 || body_acceptable_or_reply(ex) < 0) return;
     struct pending_command *pending = pending_new(COMMAND_CREATE_PRODUCT);
     if (parsed_or_reply(ex,
                         product_parse_create(ex->body.p, ex->body.len, &pending->command.draft, &v),
@@ -222,7 +251,8 @@ void command_update_product(struct http_exchange *ex)
 {
     struct validation v;
     struct pending_command *pending = pending_new(COMMAND_UPDATE_PRODUCT);
-    if (product_id_or_reply(ex, &pending->command) < 0 || body_acceptable_or_reply(ex) < 0 ||
+    if (product_id_or_reply(ex, &pending->command) < 0 || single_headers_or_reply(ex) < 0 ||
+        body_acceptable_or_reply(ex) < 0 ||
         parsed_or_reply(ex,
                         product_parse_patch(ex->body.p, ex->body.len, &pending->command.draft, &v),
                         &v) < 0) {
@@ -235,7 +265,7 @@ void command_update_product(struct http_exchange *ex)
 void command_delete_product(struct http_exchange *ex)
 {
     struct pending_command *pending = pending_new(COMMAND_DELETE_PRODUCT);
-    if (product_id_or_reply(ex, &pending->command) < 0) {
+    if (product_id_or_reply(ex, &pending->command) < 0 || single_headers_or_reply(ex) < 0) {
         pending_free(pending);
         return;
     }
@@ -246,7 +276,8 @@ void command_adjust_stock(struct http_exchange *ex)
 {
     struct validation v;
     struct pending_command *pending = pending_new(COMMAND_ADJUST_STOCK);
-    if (product_id_or_reply(ex, &pending->command) < 0 || body_acceptable_or_reply(ex) < 0 ||
+    if (product_id_or_reply(ex, &pending->command) < 0 || single_headers_or_reply(ex) < 0 ||
+        body_acceptable_or_reply(ex) < 0 ||
         parsed_or_reply(
             ex, product_parse_stock_delta(ex->body.p, ex->body.len, &pending->command.delta, &v),
             &v) < 0) {

@@ -37,6 +37,15 @@ int http_has_header(const struct http_exchange *ex, const char *name)
     return h2o_find_header_by_str(&req_of(ex)->headers, name, strlen(name), -1) >= 0;
 }
 
+size_t http_header_count(const struct http_exchange *ex, const char *name)
+{
+    h2o_req_t *req = req_of(ex);
+    size_t count = 0;
+    for (ssize_t i = -1; (i = h2o_find_header_by_str(&req->headers, name, strlen(name), i)) >= 0;)
+        count++;
+    return count;
+}
+
 int http_query_param(const struct http_exchange *ex, const char *name, struct slice *value)
 {
     return query_find_param(ex->query.p, ex->query.len, name, &value->p, &value->len);

@@ -49,6 +49,9 @@ struct http_exchange {
  * percent-encoded), 0 when absent. */
 struct slice http_header(const struct http_exchange *ex, const char *name);
 int http_has_header(const struct http_exchange *ex, const char *name);
+
+/* How many times the request carries the header "name" (lowercase). */
+size_t http_header_count(const struct http_exchange *ex, const char *name);
 int http_query_param(const struct http_exchange *ex, const char *name, struct slice *value);
 
 /* 1 when the Content-Type value "content_type" is application/json (case-insensitive,

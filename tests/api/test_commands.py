@@ -884,3 +884,90 @@ def test_keys_are_distinct_per_value(stack):
     problem_type_is(problem, "duplicate-sku")
     assert problem.get("existing_id") == first.json()["id"]
     assert "Idempotent-Replayed" not in second.headers
+
+
+# ---------------------------------------------------------------------------------------------
+# a header that decides what a command does, sent twice: 400, and nothing is done
+
+
+def send_repeated(s, method, path, body, headers):
+    """Sends one request whose "headers" (a list of pairs) may repeat a name, which requests
+    cannot do. Returns (status, headers as a message, body bytes)."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", s.server.port, timeout=10)
+    try:
+        c.putrequest(method, path, skip_accept_encoding=True)
+        data = body.encode() if body is not None else b""
+        for name, value in headers:
+            c.putheader(name, value)
+        c.putheader("Content-Length", str(len(data)))
+        c.endheaders(data)
+        r = c.getresponse()
+        return r.status, r.headers, r.read()
+    finally:
+        c.close()
+
+
+def assert_repeated_header_refused(reply, header):
+    status, headers, body = reply
+    assert status == 400, (status, body)
+    assert headers.get_content_type() == "application/problem+json", headers
+    assert headers.get("X-Request-Id"), headers
+    problem = json.loads(body)
+    problem_type_is(problem, "invalid-header")
+    assert header in problem["detail"] and "once" in problem["detail"], problem
+
+
+def test_two_idempotency_keys_are_400_and_neither_key_is_kept(stack):
+    """Two Idempotency-Key headers had two readings: the first key was stored, so a proxy that
+    kept the last one turned a retry into a second execution. Refused now, neither key is
+    kept, and each key alone then runs the command exactly once."""
+    _, v = stack.create(stock=5)
+    snap = snapshot(stack, v["id"])
+    k1, k2 = ikey(), ikey()
+    path, body = f"/products/{v['id']}/stock", '{"delta":1}'
+    json_type = [("Content-Type", "application/json")]
+    assert_repeated_header_refused(send_repeated(
+        stack, "POST", path, body, json_type + [("Idempotency-Key", k1), ("Idempotency-Key", k2)]),
+        "Idempotency-Key")
+    assert snapshot(stack, v["id"]) == snap
+    assert key_rows(stack.db, k1) == [] and key_rows(stack.db, k2) == []
+    status, headers, _ = send_repeated(stack, "POST", path, body, json_type + [("Idempotency-Key", k1)])
+    assert (status, headers.get("Idempotent-Replayed")) == (200, None), "k1 was kept"
+    status, headers, _ = send_repeated(stack, "POST", path, body, json_type + [("Idempotency-Key", k2)])
+    assert (status, headers.get("Idempotent-Replayed")) == (200, None), "k2 was kept"
+    status, headers, _ = send_repeated(stack, "POST", path, body, json_type + [("Idempotency-Key", k1)])
+    assert (status, headers.get("Idempotent-Replayed")) == (200, "true")
+    assert product_row(stack.db, v["id"])[4] == 7, "two keys, two executions in all"
+
+
+@pytest.mark.parametrize("route", ["patch", "stock", "delete"])
+def test_two_if_match_headers_are_400(stack, route):
+    _, v = stack.create(stock=5)
+    snap = snapshot(stack, v["id"])
+    method, path, body = {"patch": ("PATCH", f"/products/{v['id']}", '{"name":"Two tags"}'),
+                          "stock": ("POST", f"/products/{v['id']}/stock", '{"delta":1}'),
+                          "delete": ("DELETE", f"/products/{v['id']}", None)}[route]
+    headers = [("If-Match", '"1"'), ("If-Match", '"2"')]
+    if body is not None:
+        headers.append(("Content-Type", "application/json"))
+    assert_repeated_header_refused(send_repeated(stack, method, path, body, headers), "If-Match")
+    assert snapshot(stack, v["id"]) == snap
+
+
+@pytest.mark.parametrize("types", [("application/json", "text/plain"),
+                                   ("text/plain", "application/json")],
+                         ids=["json-first", "text-first"])
+def test_two_content_types_are_400(stack, types):
+    sku = uniq_sku()
+    counts = stack.counts()
+    create = '{"sku":"%s","name":"A","price":1,"stock":1}' % sku
+    assert_repeated_header_refused(send_repeated(
+        stack, "POST", "/products", create, [("Content-Type", t) for t in types]), "Content-Type")
+    assert stack.counts() == counts
+    _, v = stack.create(stock=5)
+    snap = snapshot(stack, v["id"])
+    assert_repeated_header_refused(send_repeated(
+        stack, "POST", f"/products/{v['id']}/stock", '{"delta":1}',
+        [("Content-Type", t) for t in types]), "Content-Type")
+    assert snapshot(stack, v["id"]) == snap

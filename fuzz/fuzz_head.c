@@ -10,7 +10,12 @@
  * - the framing verdict is NULL or a non-empty reason, and a head with more than one
  *   Host, Transfer-Encoding or differing Content-Length is never accepted;
  * - head_field (the X-Request-Id of a head cut for its size) finds a value within the input,
- *   trimmed, without a line end. */
+ *   trimmed, without a line end;
+ * - head_syntax_check agrees with picohttpparser, the parser h2o really uses (linked from the
+ *   installed libh2o): every head it refuses is refused here; every head it accepts is
+ *   accepted here, ending at the same byte; a head refused here that it calls unfinished is
+ *   one whose request line is wrong before the 9 bytes of "HTTP/1.x\r" it waits for; and the
+ *   verdict is the same when the head comes in two pieces. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +24,35 @@
 #include "http/head_scan.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* picohttpparser's public entry point, as the installed libh2o exports it. */
+struct phr_header {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+int phr_parse_request(const char *buf, size_t len, const char **method, size_t *method_len,
+                      const char **path, size_t *path_len, int *minor_version,
+                      struct phr_header *headers, size_t *num_headers, size_t last_len);
+
+static void check_syntax_against_h2o(const char *bytes, size_t size, size_t split)
+{
+    const char *method, *path;
+    size_t method_len, path_len, num_headers = HEAD_MAX_FIELD_LINES;
+    int minor;
+    struct phr_header headers[HEAD_MAX_FIELD_LINES];
+    int h2o = phr_parse_request(bytes, size, &method, &method_len, &path, &path_len, &minor,
+                                headers, &num_headers, 0);
+    struct head_syntax whole = {0}, pieces = {0};
+    const char *problem = head_syntax_check(bytes, size, &whole);
+    if (h2o == -1) CHECK(problem != NULL);
+    if (h2o >= 0) CHECK(problem == NULL && whole.checked == (size_t)h2o);
+    if (h2o == -2 && problem) CHECK(whole.field_len == 0 && strstr(problem, "request line"));
+    if (problem && whole.field_len) CHECK(whole.field_at + whole.field_len <= size);
+    head_syntax_check(bytes, split, &pieces);
+    CHECK(head_syntax_check(bytes, size, &pieces) == problem);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -49,6 +83,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(value.len == 0 || (value.p[0] != ' ' && value.p[value.len - 1] != ' '));
         CHECK(memchr(value.p, '\n', value.len) == NULL);
     }
+
+    check_syntax_against_h2o(bytes, size, split);
 
     struct head_facts facts;
     int rc = head_scan(bytes, size, &facts);

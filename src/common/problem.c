@@ -11,6 +11,7 @@ static const char *const PROBLEM_TITLES[][2] = {
     {"invalid-query", "A query parameter is not valid"},
     {"invalid-header", "A request header is not valid"},
     {"ambiguous-request", "The request could be read in more than one way"},
+    {"malformed-request", "The request is not valid HTTP/1.1"},
     {"misdirected-request", "The request names another host"},
     {"cross-origin-request", "A page of another origin may not change state here"},
     {"not-found", "Not found"},

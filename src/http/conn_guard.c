@@ -23,11 +23,12 @@ struct conn_guard {
     h2o_socket_cb h2o_on_written;
     size_t head_length;  /* of the request h2o is reading, once its head is complete; else 0 */
     size_t head_scanned; /* bytes of that head searched for its end so far */
-    int linger_fd;       /* a duplicate descriptor to linger on once h2o closes, or -1 */
-    int depth;           /* calls into h2o of the guard's on the stack */
-    int finished;        /* closed, lingered, accounted for: freed at depth 0 */
-    h2o_accept_ctx_t *accept_ctx;        /* TLS: for h2o's HTTP once the handshake is done */
-    struct timeval connected_at;         /* ditto */
+    struct head_syntax head_syntax; /* how far that head's syntax is checked (head_scan.h) */
+    int linger_fd;                  /* a duplicate descriptor to linger on once h2o closes, or -1 */
+    int depth;                      /* calls into h2o of the guard's on the stack */
+    int finished;                   /* closed, lingered, accounted for: freed at depth 0 */
+    h2o_accept_ctx_t *accept_ctx;   /* TLS: for h2o's HTTP once the handshake is done */
+    struct timeval connected_at;    /* ditto */
     h2o_timeout_entry_t handshake_timer; /* TLS: the handshake's deadline */
     int http2_preface_seen;
     int64_t reset_budget_milli; /* HTTP/2 stream resets still allowed, in thousandths */
@@ -97,6 +98,7 @@ static int leave(struct conn_guard *guard)
 enum bound {
     WITHIN_BOUNDS = 0,
     HEAD_TOO_LARGE,    /* the head of the request being read */
+    HEAD_MALFORMED,    /* that head is one h2o's parser refuses (head_syntax_check) */
     TOO_MUCH_BUFFERED, /* the bytes read and not yet consumed, in all */
     TOO_MANY_RESETS,   /* HTTP/2 stream resets (rapid reset) */
 };
@@ -107,6 +109,16 @@ static int speaks_http2(h2o_socket_t *sock)
     if (!sock->ssl) return 0;
     h2o_iovec_t protocol = h2o_socket_ssl_get_selected_protocol(sock);
     return protocol.len == 2 && memcmp(protocol.base, "h2", 2) == 0;
+}
+
+/* Whether "len" bytes are at most 4 line ends: h2o closes such a connection without an answer
+ * (a client's stray CRLFs after a body), so the guard leaves it to h2o. */
+static int only_line_ends(const char *bytes, size_t len)
+{
+    if (len > 4) return 0;
+    for (size_t i = 0; i < len; i++)
+        if (bytes[i] != '\r' && bytes[i] != '\n') return 0;
+    return 1;
 }
 
 /* Which bound, if any, the bytes buffered on the connection pass. Over TLS, "input" holds
@@ -124,8 +136,12 @@ static enum bound over_a_bound(struct conn_guard *guard)
         guard->head_length = end;
     else
         guard->head_scanned = input->size;
-    return (end ? end : input->size) > guard->config->max_head_bytes ? HEAD_TOO_LARGE
-                                                                     : WITHIN_BOUNDS;
+    size_t head_bytes = end ? end : input->size;
+    if (head_bytes > guard->config->max_head_bytes) return HEAD_TOO_LARGE;
+    if (head_syntax_check(input->bytes, head_bytes, &guard->head_syntax) &&
+        !only_line_ends(input->bytes, input->size))
+        return HEAD_MALFORMED;
+    return WITHIN_BOUNDS;
 }
 
 #define HTTP2_PREFACE_LEN 24 /* "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" */
@@ -209,21 +225,22 @@ static void on_refusal_written(h2o_socket_t *sock, const char *err)
     end_connection(guard, "request head too large");
 }
 
-/* Ends a connection over a bound: a head too large is answered 431 first (lingering, so the
- * client reads it); then h2o is told its read failed, and closes the connection. In clear, the
- * 431 goes straight to the descriptor (a fresh socket's buffer takes it; else it is lost); over
- * TLS, h2o encrypts it and reading stops until it is written, unless h2o is still writing a
- * response (then the connection is only cut). */
+/* Ends a connection over a bound: a head too large is answered 431 first, a malformed one 400
+ * (lingering, so the client reads it); then h2o is told its read failed, and closes the
+ * connection. In clear, the answer goes straight to the descriptor (a fresh socket's buffer
+ * takes it; else it is lost); over TLS, h2o encrypts it and reading stops until it is
+ * written, unless h2o is still writing a response (then the connection is only cut). */
 static void cut(struct conn_guard *guard, enum bound bound)
 {
     h2o_socket_t *sock = guard->sock;
-    if (bound == HEAD_TOO_LARGE) {
+    if (bound == HEAD_TOO_LARGE || bound == HEAD_MALFORMED) {
         size_t shown = sock->input->size < guard->config->max_head_bytes
                            ? sock->input->size
                            : guard->config->max_head_bytes;
         char response[CONN_GUARD_REFUSAL_MAX];
-        size_t len = guard->config->refuse_head(sock->input->bytes, shown, response,
-                                                sizeof(response), guard->config->arg);
+        size_t len = guard->config->refuse_head(
+            sock->input->bytes, shown, bound == HEAD_MALFORMED ? &guard->head_syntax : NULL,
+            response, sizeof(response), guard->config->arg);
         linger_on_close(guard);
         if (!sock->ssl) {
             ssize_t written = write(h2o_socket_get_fd(sock), response, len);
@@ -264,6 +281,7 @@ static void on_written(h2o_socket_t *sock, const char *err)
     struct conn_guard *guard = guard_of(sock);
     assert(guard);
     guard->head_length = guard->head_scanned = 0;
+    memset(&guard->head_syntax, 0, sizeof(guard->head_syntax));
     guard->depth++;
     guard->h2o_on_written(sock, err);
     if (leave(guard) < 0) return;
@@ -335,11 +353,32 @@ struct guard_ostream {
     struct conn_guard *guard;
 };
 
+/* Whether the bytes pipelined behind "req" begin a head h2o's parser refuses. h2o keeps the
+ * request's bytes at the start of the input until its response is written (its body, a
+ * chunked one decoded in place, right after the head), then parses what follows at once,
+ * before the guard sees it again. */
+static int pipelined_head_malformed(struct conn_guard *guard, h2o_req_t *req)
+{
+    h2o_buffer_t *input = guard->sock->input;
+    const char *request_end =
+        req->entity.base ? req->entity.base + req->entity.len : input->bytes + guard->head_length;
+    if (!guard->head_length || request_end < input->bytes ||
+        request_end >= input->bytes + input->size)
+        return 0;
+    size_t offset = (size_t)(request_end - input->bytes), len = input->size - offset;
+    struct head_syntax syntax = {0};
+    return head_syntax_check(request_end, len, &syntax) && !only_line_ends(request_end, len);
+}
+
 static void on_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t bufcnt,
                     h2o_send_state_t state)
 {
     struct conn_guard *guard = ((struct guard_ostream *)self)->guard;
     int last = !h2o_send_state_is_in_progress(state);
+    /* h2o would answer such a head with its bare text 400 and no request id: the connection
+     * ends after this response instead. */
+    if (last && req->http1_is_persistent && pipelined_head_malformed(guard, req))
+        req->http1_is_persistent = 0;
     guard->depth++;
     h2o_ostream_send_next(self, req, bufs, bufcnt, state); /* "req" may be gone after this */
     if (leave(guard) < 0 || !last) return;

@@ -7,6 +7,12 @@
  *   held: 300 connections sending an endless header held 119 MB. The guard looks at every read
  *   before h2o parses it and, as soon as an unfinished head passes the limit, answers 431 and
  *   closes the connection.
+ * - A head that h2o's parser would refuse (a header name that is not a token, a control
+ *   character, a request line that is not HTTP/1.x: head_syntax_check) is answered here,
+ *   with catalogd's 400 problem+json and an X-Request-Id, before h2o parses it: h2o's own
+ *   answer to such a head is a fixed text/plain 400 that no filter sees. (A malformed head
+ *   pipelined behind a request h2o parses as that response is written, without the guard:
+ *   see on_send, which ends the connection there instead.)
  * - One connection may not buffer more than a head and a body at their limits, twice over:
  *   bytes pipelined far ahead of their requests are not held either.
  * - An error answer that closes its connection (413, 431, an ambiguous request) gets a
@@ -29,15 +35,19 @@
 
 #include <h2o.h>
 
-#define CONN_GUARD_REFUSAL_MAX 1024 /* bytes of the 431 response refuse_head makes */
+#include "http/head_scan.h"
+
+#define CONN_GUARD_REFUSAL_MAX 1024 /* bytes of the 431 or 400 response refuse_head makes */
 
 struct conn_guard_config {
     size_t max_head_bytes;     /* --max-header-bytes */
     size_t max_buffered_bytes; /* read ahead and not yet consumed by h2o */
-    /* Answers a head over the limit before the connection is cut: puts the whole 431 response
+    /* Answers a head over the limit ("malformed" NULL), or one h2o's parser would refuse
+     * ("malformed" says why), before the connection is cut: puts the whole 431 or 400 response
      * (at most "cap" bytes) in "out", logs it, and returns its length. "head" holds the first
      * "len" bytes read of it. The guard writes it (encrypted over TLS). */
-    size_t (*refuse_head)(const char *head, size_t len, char *out, size_t cap, void *arg);
+    size_t (*refuse_head)(const char *head, size_t len, const struct head_syntax *malformed,
+                          char *out, size_t cap, void *arg);
     /* HTTP/2 (--http2): RST_STREAM frames a connection may send at once, and then per second;
      * past that budget the connection is closed (rapid reset, conn_guard.c). */
     int http2_reset_burst;

@@ -162,6 +162,139 @@ int head_field(const char *bytes, size_t len, const char *name, struct slice *va
     return -1;
 }
 
+/* Where the next byte of a head falls, for head_syntax_check. */
+enum syntax_state {
+    BEFORE_REQUEST_LINE = 0, /* zeroed: a new head */
+    AFTER_LEADING_CR,        /* of the one empty line allowed before the request line */
+    IN_METHOD,
+    IN_TARGET,
+    IN_VERSION,
+    AFTER_VERSION,
+    AT_LINE_START, /* of a field line, or of the empty line that ends the head */
+    IN_NAME,
+    BEFORE_VALUE,
+    IN_VALUE,
+    AFTER_LINE_CR,  /* a CR ending the request line or a field line */
+    AFTER_FINAL_CR, /* a CR at the start of a line: the head's end, if LF follows */
+    HEAD_DONE,
+};
+
+static const char VERSION_PREFIX[] = "HTTP/1.";
+
+static const char *const BAD_REQUEST_LINE = "a request line that is not \"METHOD TARGET HTTP/1.x\"";
+static const char *const CONTROL_IN_REQUEST_LINE = "a control character in the request line";
+static const char *const BARE_CR = "a CR that is not followed by LF";
+static const char *const TOO_MANY_LINES = "more than 100 header lines";
+static const char *const EMPTY_NAME = "a header line with an empty name";
+static const char *const NO_COLON = "a header line without a colon";
+static const char *const NAME_NOT_TOKEN =
+    "a header name that is not a token (a space before the colon, or a character outside "
+    "RFC 9110's tchar)";
+static const char *const CONTROL_IN_VALUE = "a control character in a header value";
+
+/* A control character, by RFC 9110's reading: below 0x20, or DEL. */
+static int is_control(unsigned char c)
+{
+    return c < 0x20 || c == 0x7f;
+}
+
+/* RFC 9110 5.6.2: tchar. */
+static int is_token_char(unsigned char c)
+{
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return 1;
+    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* Moves "*syntax" past one byte "c" at offset "at". Returns the reason the head is refused,
+ * or NULL. */
+static const char *syntax_step(struct head_syntax *syntax, unsigned char c, size_t at)
+{
+    switch ((enum syntax_state)syntax->state) {
+    case BEFORE_REQUEST_LINE:
+        if (c == '\r') {
+            syntax->state = AFTER_LEADING_CR;
+            return NULL;
+        }
+        syntax->state = IN_METHOD;
+        return c == '\n' ? NULL : syntax_step(syntax, c, at);
+    case AFTER_LEADING_CR:
+        syntax->state = IN_METHOD;
+        return c == '\n' ? NULL : BARE_CR;
+    case IN_METHOD:
+    case IN_TARGET:
+        if (c == ' ') {
+            syntax->state = syntax->state == IN_METHOD ? IN_TARGET : IN_VERSION;
+            return NULL;
+        }
+        return is_control(c) ? CONTROL_IN_REQUEST_LINE : NULL;
+    case IN_VERSION:
+        if (syntax->version_at < (int)sizeof(VERSION_PREFIX) - 1) {
+            return c == (unsigned char)VERSION_PREFIX[syntax->version_at++] ? NULL
+                                                                            : BAD_REQUEST_LINE;
+        }
+        syntax->state = AFTER_VERSION;
+        return c >= '0' && c <= '9' ? NULL : BAD_REQUEST_LINE;
+    case AFTER_VERSION:
+        if (c != '\r' && c != '\n') return BAD_REQUEST_LINE;
+        syntax->state = c == '\r' ? AFTER_LINE_CR : AT_LINE_START;
+        return NULL;
+    case AT_LINE_START:
+        if (c == '\r' || c == '\n') {
+            syntax->state = c == '\r' ? AFTER_FINAL_CR : HEAD_DONE;
+            return NULL;
+        }
+        if (syntax->field_lines == HEAD_MAX_FIELD_LINES) {
+            syntax->field_len = 0; /* no one field is at fault */
+            return TOO_MANY_LINES;
+        }
+        if (syntax->field_lines > 0 && (c == ' ' || c == '\t')) { /* obs-fold: head_scan's */
+            syntax->state = IN_VALUE;
+            return NULL;
+        }
+        syntax->field_at = at;
+        syntax->field_len = 0;
+        syntax->state = IN_NAME;
+        return syntax_step(syntax, c, at);
+    case IN_NAME:
+        if (c == ':') {
+            syntax->state = BEFORE_VALUE;
+            return syntax->field_len ? NULL : EMPTY_NAME;
+        }
+        if (c == '\r' || c == '\n') return NO_COLON;
+        if (!is_token_char(c)) return NAME_NOT_TOKEN;
+        syntax->field_len++;
+        return NULL;
+    case BEFORE_VALUE:
+        if (c == ' ' || c == '\t') return NULL;
+        syntax->state = IN_VALUE;
+        return syntax_step(syntax, c, at);
+    case IN_VALUE:
+        if (c == '\r' || c == '\n') {
+            syntax->field_lines++;
+            syntax->state = c == '\r' ? AFTER_LINE_CR : AT_LINE_START;
+            return NULL;
+        }
+        return is_control(c) && c != '\t' ? CONTROL_IN_VALUE : NULL;
+    case AFTER_LINE_CR:
+    case AFTER_FINAL_CR:
+        if (c != '\n') return BARE_CR;
+        syntax->state = syntax->state == AFTER_LINE_CR ? AT_LINE_START : HEAD_DONE;
+        return NULL;
+    case HEAD_DONE:
+        break;
+    }
+    return NULL;
+}
+
+const char *head_syntax_check(const char *bytes, size_t len, struct head_syntax *syntax)
+{
+    while (!syntax->problem && syntax->state != HEAD_DONE && syntax->checked < len) {
+        size_t at = syntax->checked++;
+        syntax->problem = syntax_step(syntax, (unsigned char)bytes[at], at);
+    }
+    return syntax->problem;
+}
+
 /* RFC 9112: 5.2 (obs-fold), 3.2 (more than one Host), 6.3 (differing Content-Length), 6.1
  * (Transfer-Encoding with Content-Length, or in HTTP/1.0). Each rule is a test and its reason,
  * tried in order. */

@@ -31,8 +31,10 @@
 #include "query/read_model.h"
 #include "query/redis_client.h"
 
-#define BODY_TOO_LARGE_DOCUMENT "/_errors/413"        /* h2o's own 413 gets this as its body */
-#define ACCEPT_BACKOFF_MS       100                   /* after accept() ran out of descriptors */
+#define BODY_TOO_LARGE_DOCUMENT "/_errors/413" /* h2o's own 413 gets this as its body */
+#define BAD_FRAMING_DOCUMENT    "/_errors/400" /* ... its 400 for a body it cannot frame */
+#define BAD_EXPECT_DOCUMENT     "/_errors/417" /* ... its 417 for an Expect it does not know */
+#define ACCEPT_BACKOFF_MS       100            /* after accept() ran out of descriptors */
 #define REQUEST_ID_ENV          "CATALOGD_REQUEST_ID" /* h2o's own errors keep their id here */
 #define HTTP2_MAX_CONCURRENT    16  /* requests of one HTTP/2 connection handled at once */
 #define HTTP2_RESET_BURST       100 /* stream resets one HTTP/2 connection may send at once */
@@ -164,6 +166,98 @@ static int authorized_or_reply(struct http_exchange *ex)
     return -1;
 }
 
+/* The 400 of a request whose framing has more than one reading ("reason" says why). */
+static void respond_ambiguous(struct http_exchange *ex, const char *reason)
+{
+    char detail[160];
+    snprintf(detail, sizeof(detail),
+             "the request has %s: its framing is ambiguous, so the connection is closed", reason);
+    http_respond_problem(ex, 400, "ambiguous-request", detail, NULL);
+}
+
+/* The raw bytes of an HTTP/1 request, the head first (framed_or_reply says where h2o keeps
+ * them), or NULL (HTTP/2). */
+static const h2o_buffer_t *raw_request_of(h2o_req_t *req)
+{
+    h2o_socket_t *sock =
+        req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    return req->version < 0x200 && sock ? sock->input : NULL;
+}
+
+/* h2o's own 400 for a body it cannot frame (a Content-Length that is not one number, a
+ * Transfer-Encoding other than chunked, a broken chunk), given our problem+json by its error
+ * document: the raw head tells which. Over HTTP/2 (--http2), h2o's 400 is for header fields
+ * that HTTP/2 forbids. h2o closes the connection after it. */
+static void respond_bad_framing(struct http_exchange *ex, h2o_req_t *req)
+{
+    const h2o_buffer_t *raw = raw_request_of(req);
+    char detail[320], shown[68];
+    struct head_facts facts;
+    struct slice value;
+    const char *problem = NULL;
+    if (!raw) {
+        http_respond_problem(ex, 400, "malformed-request",
+                             "the request's header fields are not valid in HTTP/2", NULL);
+        return;
+    }
+    if (head_scan(raw->bytes, raw->size, &facts) == 0 &&
+        (problem = head_framing_problem(&facts, req->version & 0xff))) {
+        respond_ambiguous(ex, problem);
+        return;
+    }
+    if (head_field(raw->bytes, raw->size, "transfer-encoding", &value) == 0) {
+        if (slice_eq_nocase(value, "chunked"))
+            snprintf(detail, sizeof(detail),
+                     "the chunked body is malformed (a chunk size that is "
+                     "not hexadecimal or too large, or a chunk not ended "
+                     "by CRLF)");
+        else
+            snprintf(detail, sizeof(detail),
+                     "Transfer-Encoding '%s' is not supported: only chunked is",
+                     printable(value, shown, sizeof(shown)));
+    } else if (head_field(raw->bytes, raw->size, "content-length", &value) == 0) {
+        snprintf(detail, sizeof(detail), "Content-Length '%s' is not one decimal number",
+                 printable(value, shown, sizeof(shown)));
+    } else {
+        snprintf(detail, sizeof(detail), "the length of the body cannot be read");
+    }
+    size_t n = strlen(detail);
+    snprintf(detail + n, sizeof(detail) - n,
+             ": the request's framing is ambiguous, so the connection is closed");
+    http_respond_problem(ex, 400, "ambiguous-request", detail, NULL);
+}
+
+/* h2o's own 417 for an Expect other than 100-continue, given our problem+json. */
+static void respond_bad_expectation(struct http_exchange *ex, h2o_req_t *req)
+{
+    const h2o_buffer_t *raw = raw_request_of(req);
+    char detail[200], shown[68];
+    struct slice value = {"", 0};
+    if (raw) head_field(raw->bytes, raw->size, "expect", &value);
+    snprintf(detail, sizeof(detail),
+             "Expect '%s' is not an expectation this server meets: only 100-continue is",
+             printable(value, shown, sizeof(shown)));
+    http_respond_problem(ex, 417, "invalid-header", detail, NULL);
+}
+
+static void respond_body_too_large(struct http_exchange *ex, h2o_req_t *req)
+{
+    (void)req;
+    http_respond_body_too_large(ex);
+}
+
+/* The responses h2o makes itself before any handler, which its error-document filter
+ * redirects to these paths (server_open registers them), so that they carry our problem+json
+ * (h2o's own bodies are text/plain). */
+static const struct {
+    const char *path;
+    void (*respond)(struct http_exchange *ex, h2o_req_t *req);
+} ERROR_DOCUMENTS[] = {
+    {BODY_TOO_LARGE_DOCUMENT, respond_body_too_large},
+    {BAD_FRAMING_DOCUMENT, respond_bad_framing},
+    {BAD_EXPECT_DOCUMENT, respond_bad_expectation},
+};
+
 /* Reads the raw head of "req" again (head_scan.h says why) into "*head". h2o keeps an HTTP/1
  * request's bytes at the start of its socket's input buffer until the response is sent: the
  * head, then the body (a chunked body decoded in place after the head). Answers 400 and
@@ -186,10 +280,7 @@ static int framed_or_reply(struct http_exchange *ex, h2o_req_t *req, struct head
         problem = head_framing_problem(head, req->version & 0xff);
     if (!problem) return 0;
     req->http1_is_persistent = 0;
-    char detail[160];
-    snprintf(detail, sizeof(detail),
-             "the request has %s: its framing is ambiguous, so the connection is closed", problem);
-    http_respond_problem(ex, 400, "ambiguous-request", detail, NULL);
+    respond_ambiguous(ex, problem);
     return -1;
 }
 
@@ -250,10 +341,14 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
     ex->body = (struct slice){req->entity.base ? req->entity.base : "", req->entity.len};
     assign_request_id(loop, ex);
 
-    if (slice_eq(ex->path, BODY_TOO_LARGE_DOCUMENT)) {
-        /* h2o's own 413 (on a connection it closes), redirected here by its error-document
-         * filter as a GET of the document: logged as the request the client sent, under the
-         * id its response already carries. */
+    size_t document = 0;
+    while (document < sizeof(ERROR_DOCUMENTS) / sizeof(ERROR_DOCUMENTS[0]) &&
+           !slice_eq(ex->path, ERROR_DOCUMENTS[document].path))
+        document++;
+    if (document < sizeof(ERROR_DOCUMENTS) / sizeof(ERROR_DOCUMENTS[0])) {
+        /* h2o's own 413, 400 or 417 (on a connection it closes), redirected here by its
+         * error-document filter: logged as the request the client sent, under the id its
+         * response already carries. */
         size_t input_path_len =
             req->input.query_at != SIZE_MAX ? req->input.query_at : req->input.path.len;
         ex->method = (struct slice){req->input.method.base, req->input.method.len};
@@ -267,7 +362,7 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
             memcpy(ex->request_id, id->base, id->len);
             ex->request_id[id->len] = '\0';
         }
-        http_respond_body_too_large(ex);
+        ERROR_DOCUMENTS[document].respond(ex, req);
         return 0;
     }
     struct head_facts head;
@@ -310,12 +405,14 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
 
 static void on_accept(h2o_socket_t *listener, const char *err);
 
-/* A request head passed --max-header-bytes before it ended (conn_guard.h): the 431 is made
- * here, for the guard to write on the connection, since h2o has no request to answer yet. */
-static size_t on_head_too_large(const char *head, size_t len, char *out, size_t cap, void *arg)
+/* A request head passed --max-header-bytes before it ended, or is one h2o's parser would
+ * refuse ("malformed" says why; conn_guard.h): the 431 or 400 is made here, for the guard to
+ * write on the connection, since h2o has no request to answer yet. */
+static size_t on_head_refused(const char *head, size_t len, const struct head_syntax *malformed,
+                              char *out, size_t cap, void *arg)
 {
     struct loop_thread *loop = arg;
-    char id[REQUEST_ID_MAX + 1], detail[96];
+    char id[REQUEST_ID_MAX + 1], detail[320], field[68];
     struct slice given;
     if (head_field(head, len, "x-request-id", &given) == 0 && sane_request_id(given)) {
         memcpy(id, given.p, given.len); /* the client's, as on every other response */
@@ -323,18 +420,33 @@ static size_t on_head_too_large(const char *head, size_t len, char *out, size_t 
     } else {
         new_request_id(loop, id);
     }
-    snprintf(detail, sizeof(detail), "the request line and headers are larger than %zu bytes",
-             loop->server->app->config->max_header_bytes);
+    int status = malformed ? 400 : 431;
+    if (!malformed) {
+        snprintf(detail, sizeof(detail), "the request line and headers are larger than %zu bytes",
+                 loop->server->app->config->max_header_bytes);
+    } else {
+        int named = malformed->field_len && malformed->field_at < len;
+        struct slice name = {head + malformed->field_at,
+                             named && malformed->field_len < len - malformed->field_at
+                                 ? malformed->field_len
+                                 : len - malformed->field_at};
+        snprintf(detail, sizeof(detail),
+                 "the request is not valid HTTP/1.1: %s%s%s%s; the connection is closed",
+                 malformed->problem, named ? " (header '" : "",
+                 named ? printable(name, field, sizeof(field)) : "", named ? "')" : "");
+    }
     size_t body_len;
-    char *body = problem_render(431, "headers-too-large", detail, NULL, &body_len);
+    char *body = problem_render(status, malformed ? "malformed-request" : "headers-too-large",
+                                detail, NULL, &body_len);
     int n = snprintf(out, cap,
-                     "HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n"
+                     "HTTP/1.1 %s\r\nConnection: close\r\n"
                      "Server: catalogd\r\nContent-Type: " PROBLEM_CONTENT_TYPE "\r\n"
                      "Content-Length: %zu\r\nX-Request-Id: %s\r\n\r\n%.*s",
+                     malformed ? "400 Bad Request" : "431 Request Header Fields Too Large",
                      body_len, id, (int)body_len, body);
     free(body);
     size_t response_len = n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
-    metrics_record(&loop->metrics, -1, 431, 0);
+    metrics_record(&loop->metrics, -1, status, 0);
     /* The request line, when it came whole: "METHOD TARGET HTTP/1.1". */
     const char *line_end = memchr(head, '\n', len);
     size_t line_len = line_end ? (size_t)(line_end - head) : 0;
@@ -346,8 +458,11 @@ static size_t on_head_too_large(const char *head, size_t len, char *out, size_t 
     char method[40] = "-", target[640] = "-", note[64];
     if (method_len) log_escape(method, sizeof(method), head, method_len);
     if (target_len) log_escape(target, sizeof(target), target_start, target_len);
-    snprintf(note, sizeof(note), "(cut after %zu bytes of head)", len);
-    log_request(method, target, 431, 0.0, id, note);
+    if (malformed)
+        snprintf(note, sizeof(note), "(malformed head)");
+    else
+        snprintf(note, sizeof(note), "(cut after %zu bytes of head)", len);
+    log_request(method, target, status, 0.0, id, note);
     return response_len;
 }
 
@@ -580,10 +695,14 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
     h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
     h2o_create_handler(path, sizeof(h2o_handler_t))->on_req = on_request;
     /* h2o refuses a body over the limit itself, before any handler and without reading
-     * it; its error-document filter lets that 413 carry our problem+json body. The fallback
-     * path is the configuration h2o binds to such early errors. */
-    static h2o_errordoc_t errordocs[] = {{413, {H2O_STRLIT(BODY_TOO_LARGE_DOCUMENT)}}};
-    h2o_errordoc_register(&host->fallback_path, errordocs, 1);
+     * it; its error-document filter lets that 413 carry our problem+json body. So do its 400
+     * for a body it cannot frame and its 417 for an unknown Expect. The fallback path is the
+     * configuration h2o binds to such early errors; on the handlers' path only the 413 is
+     * redirected: the handlers' own 400s are problem+json already, each with its detail. */
+    static h2o_errordoc_t errordocs[] = {{413, {H2O_STRLIT(BODY_TOO_LARGE_DOCUMENT)}},
+                                         {400, {H2O_STRLIT(BAD_FRAMING_DOCUMENT)}},
+                                         {417, {H2O_STRLIT(BAD_EXPECT_DOCUMENT)}}};
+    h2o_errordoc_register(&host->fallback_path, errordocs, 3);
     h2o_create_filter(&host->fallback_path, sizeof(h2o_filter_t))->on_setup_ostream =
         on_setup_request_id;
     conn_guard_register(&host->fallback_path);
@@ -599,7 +718,7 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
             .max_head_bytes = app->config->max_header_bytes,
             /* a head and a body at their limits, and as much again pipelined behind them */
             .max_buffered_bytes = 2 * (app->config->max_header_bytes + app->config->max_body_bytes),
-            .refuse_head = on_head_too_large,
+            .refuse_head = on_head_refused,
             .http2_reset_burst = HTTP2_RESET_BURST,
             .http2_resets_per_s = HTTP2_RESETS_PER_S,
             .too_many_resets = on_too_many_resets,

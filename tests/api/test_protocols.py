@@ -170,3 +170,161 @@ def test_unambiguous_pipelining_still_works(framing_stack):
                      .encode())
     assert statuses(reply) == [405, 201, 200], reply[:800]
     assert products_with_sku(s, sku) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# what h2o refuses itself is answered like every other error: problem+json with a detail,
+# X-Request-Id, the connection closed, nothing sent after it run
+
+
+def head_and_problem(reply):
+    import json
+    head, _, body = reply.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        fields[name.strip().lower()] = value.strip()
+    return lines[0], fields, json.loads(body.decode()) if body else None
+
+
+def assert_own_problem(stack, reply, status, slug, detail_part, sku):
+    assert statuses(reply) == [status], reply[:600]
+    line, fields, problem = head_and_problem(reply)
+    assert fields.get("content-type") == "application/problem+json", (line, fields)
+    assert fields.get("x-request-id"), fields
+    assert fields.get("connection") == "close", fields
+    assert problem["type"] == f"urn:catalogd:problem:{slug}", problem
+    assert problem["status"] == status and problem["title"], problem
+    assert detail_part in problem["detail"], problem
+    assert products_with_sku(stack, sku) == 0, "a request sent after the refused one ran"
+    return fields
+
+
+def stock_request(stack, fields, body=b'{"delta":1}'):
+    return (f"POST /products/{UNKNOWN_PRODUCT}/stock HTTP/1.1\r\nHost: {host(stack)}\r\n"
+            "Content-Type: application/json\r\n" + "".join(f + "\r\n" for f in fields)
+            + "\r\n").encode() + body
+
+
+UNKNOWN_PRODUCT = "01900000-0000-7000-8000-000000000000"
+
+
+@pytest.mark.parametrize("fields,body,detail", [
+    (["Content-Length: 11, 11"], b'{"delta":1}', "Content-Length '11, 11' is not one decimal"),
+    (["Content-Length: +11"], b'{"delta":1}', "Content-Length '+11' is not one decimal"),
+    (["Content-Length: -1"], b'{"delta":1}', "Content-Length '-1'"),
+    (["Content-Length: 99999999999999999999999"], b'{"delta":1}', "is not one decimal"),
+    (["Transfer-Encoding: gzip, chunked"], b'b\r\n{"delta":1}\r\n0\r\n\r\n',
+     "Transfer-Encoding 'gzip, chunked' is not supported"),
+    (["Transfer-Encoding: chunked, chunked"], b'b\r\n{"delta":1}\r\n0\r\n\r\n',
+     "Transfer-Encoding 'chunked, chunked'"),
+    (["Transfer-Encoding: identity"], b'{"delta":1}', "Transfer-Encoding 'identity'"),
+    (["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"],
+     b'b\r\n{"delta":1}\r\n0\r\n\r\n', "more than one Transfer-Encoding"),
+    (["Transfer-Encoding: chunked"], b'ffffffffffffffffff1\r\n{"delta":1}\r\n0\r\n\r\n',
+     "the chunked body is malformed"),
+], ids=["length-list", "length-plus", "length-negative", "length-huge", "encoding-gzip",
+        "encoding-list", "encoding-identity", "two-encodings", "chunk-size-overflow"])
+def test_framing_h2o_cannot_read_is_our_400(framing_stack, fields, body, detail):
+    """h2o answered these itself, text/plain ("broken content-length header", "unknown
+    transfer-encoding", "broken chunked-encoding")."""
+    from conftest import uniq_sku
+    s, sku = framing_stack, uniq_sku("SMUG")
+    reply = send_raw(s, stock_request(s, fields, body) + smuggled_create(s, sku))
+    assert_own_problem(s, reply, 400, "ambiguous-request", detail, sku)
+
+
+def test_unknown_expectation_is_our_417(framing_stack):
+    from conftest import uniq_sku
+    s, sku = framing_stack, uniq_sku("SMUG")
+    reply = send_raw(s, stock_request(s, ["Expect: 200-ok", "Content-Length: 11"])
+                     + smuggled_create(s, sku))
+    assert_own_problem(s, reply, 417, "invalid-header", "Expect '200-ok'", sku)
+
+
+MALFORMED_HEADS = {
+    "space-before-colon": ("POST /health HTTP/1.1\r\nHost: {host}\r\nContent-Length : 5\r\n\r\n"
+                           "abcde", "not a token", "Content-Length"),
+    "escape-in-value": ("GET /health HTTP/1.1\r\nHost: {host}\r\nX-Request-Id: a\x1b[31mb\r\n\r\n",
+                        "control character in a header value", "X-Request-Id"),
+    "nul-in-value": ("GET /health HTTP/1.1\r\nHost: {host}\r\nX-A: a\x00b\r\n\r\n",
+                     "control character in a header value", "X-A"),
+    "nul-in-name": ("GET /health HTTP/1.1\r\nHost: {host}\r\nX\x00A: 1\r\n\r\n", "not a token",
+                    None),
+    "no-colon": ("GET /health HTTP/1.1\r\nHost: {host}\r\nX-A\r\n\r\n", "without a colon", None),
+    "http-2.0": ("GET /health HTTP/2.0\r\nHost: {host}\r\n\r\n", "request line", None),
+    "http-0.9": ("GET /health HTTP/0.9\r\n\r\n", "request line", None),
+    "bare-cr": ("GET /health HTTP/1.1\r\nHost: {host}\rX-A: 1\r\n\r\n", "CR", None),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED_HEADS))
+def test_head_h2o_refuses_is_our_400(framing_stack, case):
+    """h2o's parser refuses these heads, and h2o answered them with a fixed text/plain 400
+    without X-Request-Id, which no filter sees: the guard answers them first."""
+    from conftest import uniq_sku
+    s, sku = framing_stack, uniq_sku("SMUG")
+    head, reason, field = MALFORMED_HEADS[case]
+    reply = send_raw(s, head.format(host=host(s)).encode("latin-1") + smuggled_create(s, sku))
+    assert_own_problem(s, reply, 400, "malformed-request", reason, sku)
+    if field:
+        assert f"header '{field}'" in head_and_problem(reply)[2]["detail"]
+
+
+def test_malformed_head_keeps_a_sane_request_id_and_is_found_as_it_arrives(framing_stack):
+    """The fault arrives in a later read than the start of the head; the client's own sane
+    X-Request-Id, sent before it, is the response's."""
+    import time
+    from conftest import uniq_sku
+    s, sku = framing_stack, uniq_sku("SMUG")
+    sock = connect(s)
+    try:
+        sock.sendall(f"GET /health HTTP/1.1\r\nHost: {host(s)}\r\nX-Request-Id: mine-42\r\n"
+                     .encode())
+        time.sleep(0.2)
+        sock.sendall(b"X-Bad: \x07\r\n\r\n" + smuggled_create(s, sku))
+        reply = read_until_closed(sock, 5.0)
+    finally:
+        sock.close()
+    fields = assert_own_problem(s, reply, 400, "malformed-request", "control character", sku)
+    assert fields["x-request-id"] == "mine-42"
+
+
+def test_malformed_head_pipelined_behind_a_request_gets_no_h2o_400(framing_stack):
+    """h2o parses bytes pipelined behind a request as soon as its response is written, before
+    the guard sees them: the guard ends the connection after that response instead of letting
+    h2o send its bare text 400."""
+    from conftest import uniq_sku
+    s, sku = framing_stack, uniq_sku("SMUG")
+    reply = send_raw(s, (f"GET /health HTTP/1.1\r\nHost: {host(s)}\r\n\r\n"
+                         f"GET /health HTTP/2.0\r\nHost: {host(s)}\r\n\r\n").encode()
+                     + smuggled_create(s, sku))
+    assert statuses(reply) == [200], reply[:600]
+    assert b"text/plain" not in reply and b"Bad Request" not in reply, reply[:600]
+    assert b"connection: close" in reply.lower(), reply[:600]
+    assert products_with_sku(s, sku) == 0
+
+
+@pytest.mark.parametrize("request_text,slug,detail", [
+    ("POST /products HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+     "Content-Length: 5\r\n\r\n[nope", "malformed-body", None),
+    ("GET /catalog?limit=0 HTTP/1.1\r\nHost: {host}\r\n\r\n", "invalid-query", "limit"),
+    ("POST /products/{id}/stock HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+     "If-Match: W/\"1\"\r\nContent-Length: 11\r\n\r\n{{\"delta\":1}}", "invalid-header", "If-Match"),
+], ids=["bad-json", "bad-limit", "bad-if-match"])
+def test_handler_400s_keep_their_own_problem(stack, request_text, slug, detail):
+    """The error documents for h2o's 400 are on the fallback path only: the handlers' own
+    400s keep their type and detail, and the connection stays open."""
+    _, v = stack.create()
+    reply = send_raw(stack, request_text.format(host=host(stack), id=v["id"]).encode()
+                     + f"GET /health HTTP/1.1\r\nHost: {host(stack)}\r\nConnection: close\r\n\r\n"
+                     .encode())
+    assert statuses(reply) == [400, 200], reply[:800]
+    first = reply.split(b"HTTP/1.1 200")[0]
+    line, fields, problem = head_and_problem(first)
+    assert fields.get("content-type") == "application/problem+json", fields
+    assert problem["type"] == f"urn:catalogd:problem:{slug}", problem
+    assert "framing" not in problem["detail"] and problem["detail"], problem
+    if detail:
+        assert detail in problem["detail"], problem

@@ -1,5 +1,6 @@
 /* test_head_scan.c - the framing fields of a raw HTTP/1 head, and which heads are refused. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "http/head_scan.h"
@@ -101,4 +102,144 @@ Test(head_scan, finds_a_field_among_the_complete_lines_of_a_head)
     cr_assert_eq(head_field(head, sizeof(head) - 1, "x-request", &value), -1);
     cr_assert_eq(head_field("GET / HTTP/1.1\r\n\r\nX-A: 1\r\n", 27, "x-a", &value), -1);
     cr_assert_eq(head_field("X-A: 1\r\n", 8, "x-a", &value), -1); /* the request line */
+}
+
+/* ---- head_syntax_check: the heads h2o's parser refuses, refused first ---- */
+
+/* picohttpparser's entry point, as the installed libh2o exports it (its public API): the
+ * tests compare head_syntax_check with the parser h2o really uses. */
+struct phr_header {
+    const char *name;
+    size_t name_len;
+    const char *value;
+    size_t value_len;
+};
+int phr_parse_request(const char *buf, size_t len, const char **method, size_t *method_len,
+                      const char **path, size_t *path_len, int *minor_version,
+                      struct phr_header *headers, size_t *num_headers, size_t last_len);
+
+/* What h2o's parser says of "len" bytes: -1 refused, -2 unfinished, else the head's length. */
+static int h2o_verdict(const char *bytes, size_t len)
+{
+    const char *method, *path;
+    size_t method_len, path_len, num_headers = HEAD_MAX_FIELD_LINES;
+    int minor;
+    struct phr_header headers[HEAD_MAX_FIELD_LINES];
+    return phr_parse_request(bytes, len, &method, &method_len, &path, &path_len, &minor, headers,
+                             &num_headers, 0);
+}
+
+static const char *syntax_problem(const char *bytes, size_t len)
+{
+    struct head_syntax syntax = {0};
+    return head_syntax_check(bytes, len, &syntax);
+}
+
+/* Heads h2o refuses with its own bare 400: each must be refused here, whole and at every
+ * prefix from the byte at fault on. */
+static const struct {
+    const char *head;
+    size_t len;
+    const char *reason_part;
+} REFUSED[] = {
+#define HEAD(text, reason)                                                                         \
+    {                                                                                              \
+        text, sizeof(text) - 1, reason                                                             \
+    }
+    HEAD("POST / HTTP/1.1\r\nHost: a\r\nContent-Length : 11\r\n\r\n", "not a token"),
+    HEAD("GET / HTTP/1.1\r\nX-Request-Id: a\x1b[31mb\r\n\r\n", "control character in a header"),
+    HEAD("GET / HTTP/1.1\r\nX-A: a\0b\r\n\r\n", "control character in a header"),
+    HEAD("GET / HTTP/1.1\r\nX\0A: 1\r\n\r\n", "not a token"),
+    HEAD("GET / HTTP/1.1\r\nX-A: a\x7f\r\n\r\n", "control character in a header"),
+    HEAD("GET /health HTTP/2.0\r\nHost: a\r\n\r\n", "request line"),
+    HEAD("GET /health HTTP/0.9\r\n\r\n", "request line"),
+    HEAD("GET /health HTTP/1.10\r\n\r\n", "request line"),
+    HEAD("GET /health\r\n\r\n", "control character in the request line"),
+    HEAD("GET  /health HTTP/1.1\r\n\r\n", "request line"),
+    HEAD("GET /a\tb HTTP/1.1\r\n\r\n", "control character in the request line"),
+    HEAD("G\0T / HTTP/1.1\r\n\r\n", "control character in the request line"),
+    HEAD("GET / HTTP/1.1\r\nX-A 1\r\n\r\n", "not a token"),
+    HEAD("GET / HTTP/1.1\r\nX-A\r\n\r\n", "without a colon"),
+    HEAD("GET / HTTP/1.1\r\n: 1\r\n\r\n", "empty name"),
+    HEAD("GET / HTTP/1.1\r\n Host: a\r\n\r\n", "not a token"),
+    HEAD("GET / HTTP/1.1\r\nX-A: 1\rX-B: 2\r\n\r\n", "CR"),
+    HEAD("GET / HTTP/1.1\rHost: a\r\n\r\n", "CR"),
+    HEAD("\r\n\r\nGET / HTTP/1.1\r\n\r\n", "control character in the request line"),
+    HEAD("\rGET / HTTP/1.1\r\n\r\n", "CR"),
+    HEAD("GET / HTTP/1.1\r\nX-\xc3\xa9: 1\r\n\r\n", "not a token"),
+#undef HEAD
+};
+
+Test(head_syntax, refuses_what_h2o_refuses_with_the_reason)
+{
+    for (size_t i = 0; i < sizeof(REFUSED) / sizeof(REFUSED[0]); i++) {
+        const char *head = REFUSED[i].head, *problem = syntax_problem(head, REFUSED[i].len);
+        cr_assert_eq(h2o_verdict(head, REFUSED[i].len), -1, "h2o accepts case %zu", i);
+        cr_assert_not_null(problem, "case %zu accepted", i);
+        cr_assert_not_null(strstr(problem, REFUSED[i].reason_part), "case %zu: %s", i, problem);
+    }
+}
+
+Test(head_syntax, names_the_field_at_fault)
+{
+    static const char head[] = "GET / HTTP/1.1\r\nHost: a\r\nX-Request-Id: a\x1b"
+                               "b\r\n\r\n";
+    struct head_syntax syntax = {0};
+    cr_assert_not_null(head_syntax_check(head, sizeof(head) - 1, &syntax));
+    cr_assert_eq(syntax.field_len, 12);
+    cr_assert_eq(memcmp(head + syntax.field_at, "X-Request-Id", 12), 0);
+    struct head_syntax line = {0};
+    cr_assert_not_null(head_syntax_check("GET / HTTP/3\r\n\r\n", 16, &line));
+    cr_assert_eq(line.field_len, 0, "a request line is no field");
+}
+
+Test(head_syntax, accepts_what_h2o_accepts_up_to_the_end_of_the_head)
+{
+    static const char *const heads[] = {
+        "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "\r\nPOST /products HTTP/1.0\nContent-Type:application/json\n\nbody\0\x1b",
+        "\nGET /%e9?x=\xc3\xa9 HTTP/1.9\r\nX-A: \t a\xff\tb \r\n\r\n",
+        "GET / HTTP/1.1\r\nX-A: 1\r\n  folded\r\n\tagain\r\nX-B:\r\n\r\n",
+        "GET / HTTP/1.1\r\n!#$%&'*+-.^_`|~09azAZ: v\r\n\r\nGET / HTTP/9",
+    };
+    for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+        size_t len = strlen(heads[i]) + (i == 1 ? 6 : 0);
+        struct head_syntax syntax = {0};
+        int h2o = h2o_verdict(heads[i], len);
+        cr_assert_gt(h2o, 0, "h2o refuses case %zu", i);
+        cr_assert_null(head_syntax_check(heads[i], len, &syntax), "case %zu: %s", i,
+                       syntax.problem);
+        cr_assert_eq(syntax.checked, (size_t)h2o, "case %zu: the head ends elsewhere", i);
+    }
+}
+
+Test(head_syntax, counts_header_lines_as_h2o_does)
+{
+    char head[4096];
+    size_t len = (size_t)sprintf(head, "GET / HTTP/1.1\r\n");
+    for (int i = 0; i < HEAD_MAX_FIELD_LINES; i++)
+        len += (size_t)sprintf(head + len, "X-%d: %d\r\n", i, i);
+    len += (size_t)sprintf(head + len, "\r\n");
+    cr_assert_gt(h2o_verdict(head, len), 0);
+    cr_assert_null(syntax_problem(head, len), "100 lines are allowed");
+    len -= 2;
+    len += (size_t)sprintf(head + len, "X-Last: 1\r\n\r\n");
+    cr_assert_eq(h2o_verdict(head, len), -1);
+    cr_assert_not_null(strstr(syntax_problem(head, len), "more than 100"));
+}
+
+Test(head_syntax, gives_the_same_verdict_however_the_head_arrives)
+{
+    for (size_t i = 0; i < sizeof(REFUSED) / sizeof(REFUSED[0]); i++) {
+        struct head_syntax syntax = {0};
+        const char *problem = NULL;
+        for (size_t len = 0; len <= REFUSED[i].len && !problem; len++) /* a byte at a time */
+            problem = head_syntax_check(REFUSED[i].head, len, &syntax);
+        cr_assert_str_eq(problem, syntax_problem(REFUSED[i].head, REFUSED[i].len), "case %zu", i);
+    }
+    static const char head[] = "GET / HTTP/1.1\r\nHost: a\r\n";
+    struct head_syntax syntax = {0};
+    cr_assert_null(head_syntax_check(head, 10, &syntax));
+    cr_assert_null(head_syntax_check(head, sizeof(head) - 1, &syntax));
+    cr_assert_eq(syntax.checked, sizeof(head) - 1);
 }

@@ -104,7 +104,9 @@ size_t apply_fingerprint(const struct apply_event *event, char *out, size_t cap)
  * event at "read_after" (apply_fingerprint): the batch is refused if Redis names another
  * there. Events that cannot be applied are parked (listed in "result"). Returns an enum
  * apply_status: APPLY_GAP when Redis' checkpoint is below "read_after" ("result->checkpoint"
- * says where it is); APPLY_DIVERGED when Redis' event at "read_after" is not "event_after";
+ * says where it is); APPLY_DIVERGED when Redis' event at "read_after" is not "event_after", or,
+ * Redis being further on, its event at its checkpoint is not the batch's event there (a
+ * checkpoint beyond the batch's last event, in "result", is for the caller to check);
  * APPLY_STALLED when Redis refused to go on, with "result->checkpoint" the progress made
  * before (-1 when none). */
 int apply_events(struct redis_sync *redis, const struct apply_target *target, int64_t read_after,

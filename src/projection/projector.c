@@ -550,13 +550,33 @@ static void take_progress(struct projector *p, const struct apply_result *result
     if (result->checkpoint > atomic_load(&p->checkpoint)) advance(p, result->checkpoint);
 }
 
+/* Redis' checkpoint went past the whole batch (another instance applied further): before this
+ * one takes it for its own, it must name the log's own event there, or the log went back in
+ * time under Redis (a backup restored) and the events it says are applied are not these. */
+static int checkpoint_is_the_logs(struct projector *p)
+{
+    char err[256], theirs[128], ours[128];
+    int64_t at;
+    return apply_read_checkpoint(p->redis, p->prefix, p->generation, &at, theirs, sizeof(theirs),
+                                 err, sizeof(err)) == 0 &&
+           open_store(p) == 0 && log_fingerprint_at(p, at, ours, sizeof(ours)) == 0 &&
+           strcmp(theirs, ours) == 0;
+}
+
 static void apply_batch(struct projector *p)
 {
     char err[256];
     struct apply_target target = current_target(p);
+    int64_t last = p->batch[p->batch_count - 1].seq;
     int rc =
         apply_events(p->redis, &target, p->batch_after, p->batch_after > 0 ? p->event_after : NULL,
                      p->batch, p->batch_count, p->result, err, sizeof(err));
+    if (rc == APPLY_OK && p->result->checkpoint > last && !checkpoint_is_the_logs(p)) {
+        snprintf(err, sizeof(err),
+                 "Redis is at seq %" PRId64 ", past the batch, at another event than the log's",
+                 p->result->checkpoint);
+        rc = APPLY_DIVERGED;
+    }
     if (rc == APPLY_OK || rc == APPLY_STALLED) take_progress(p, p->result);
     clear_batch(p);
     switch (rc) {

@@ -21,20 +21,10 @@
 #include <string.h>
 
 #include "fuzz_check.h"
+#include "http/h2o_parser.h"
 #include "http/head_scan.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* picohttpparser's public entry point, as the installed libh2o exports it. */
-struct phr_header {
-    const char *name;
-    size_t name_len;
-    const char *value;
-    size_t value_len;
-};
-int phr_parse_request(const char *buf, size_t len, const char **method, size_t *method_len,
-                      const char **path, size_t *path_len, int *minor_version,
-                      struct phr_header *headers, size_t *num_headers, size_t last_len);
 
 static void check_syntax_against_h2o(const char *bytes, size_t size, size_t split)
 {

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "http/h2o_parser.h"
 #include "http/head_scan.h"
 
 static const char *problem_of(const char *head, int minor)
@@ -105,18 +106,6 @@ Test(head_scan, finds_a_field_among_the_complete_lines_of_a_head)
 }
 
 /* ---- head_syntax_check: the heads h2o's parser refuses, refused first ---- */
-
-/* picohttpparser's entry point, as the installed libh2o exports it (its public API): the
- * tests compare head_syntax_check with the parser h2o really uses. */
-struct phr_header {
-    const char *name;
-    size_t name_len;
-    const char *value;
-    size_t value_len;
-};
-int phr_parse_request(const char *buf, size_t len, const char **method, size_t *method_len,
-                      const char **path, size_t *path_len, int *minor_version,
-                      struct phr_header *headers, size_t *num_headers, size_t last_len);
 
 /* What h2o's parser says of "len" bytes: -1 refused, -2 unfinished, else the head's length. */
 static int h2o_verdict(const char *bytes, size_t len)

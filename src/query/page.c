@@ -1,6 +1,7 @@
 /* page.c - see page.h. */
 #include "query/page.h"
 
+#include <limits.h>
 #include <string.h>
 
 #include "common/digits.h"
@@ -32,8 +33,9 @@ int page_read(const redisReply *reply, int sets, struct page_reply *out)
     out->generation = reply->element[0];
     for (int set = 0; set < sets; set++) {
         const redisReply *views = reply->element[1 + 2 * set], *size = reply->element[2 + 2 * set];
+        /* Counts past what a sum can hold are no set Redis has: a reply read wrong. */
         if (views->type != REDIS_REPLY_ARRAY || size->type != REDIS_REPLY_INTEGER ||
-            size->integer < 0)
+            size->integer < 0 || size->integer > LLONG_MAX - out->total)
             return -1;
         out->views[set] = views;
         out->sizes[set] = size->integer;

@@ -43,6 +43,26 @@ static inline size_t digits_hex(char *out, uint64_t v, size_t width)
     return width;
 }
 
+/* Reads a number as catalogd writes one into Redis (a seq, a generation): decimal digits with
+ * no leading zero ("0" itself aside), at most INT64_MAX, in [min, max]. Any other spelling is
+ * refused, so that no two texts name one number: scripts compare such numbers as text, and
+ * build keys from them. Returns 0 and "*out", or -1. */
+static inline int digits_parse_canonical(const char *text, size_t len, int64_t min, int64_t max,
+                                         int64_t *out)
+{
+    if (len == 0 || len > 19 || (text[0] == '0' && len > 1)) return -1;
+    int64_t value = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] < '0' || text[i] > '9') return -1;
+        int digit = text[i] - '0';
+        if (value > (INT64_MAX - digit) / 10) return -1;
+        value = value * 10 + digit;
+    }
+    if (value < min || value > max) return -1;
+    *out = value;
+    return 0;
+}
+
 /* Reads "len" bytes of decimal digits (no sign, no spaces, at most 18) as a number in
  * [min, max]. Returns 0 and "*out", or -1. */
 static inline int digits_parse(const char *text, size_t len, int64_t min, int64_t max, int64_t *out)

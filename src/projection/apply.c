@@ -498,10 +498,7 @@ int apply_read_checkpoint(struct redis_sync *redis, const char *prefix, int64_t 
         /* Anything but a seq as the scripts write it (digits, no leading zero: they compare
          * seqs as text) is no checkpoint, and the generation is rebuilt. */
         const redisReply *text = reply->element[0];
-        rc = text->len > 0 && (text->str[0] != '0' || text->len == 1) &&
-                     digits_parse(text->str, text->len, 0, INT64_MAX, checkpoint) == 0
-                 ? 0
-                 : 1;
+        rc = digits_parse_canonical(text->str, text->len, 0, INT64_MAX, checkpoint) == 0 ? 0 : 1;
         const redisReply *stored = reply->element[1];
         snprintf(fingerprint, cap, "%s", stored->type == REDIS_REPLY_STRING ? stored->str : "");
     }

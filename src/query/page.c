@@ -12,14 +12,10 @@ int64_t page_generation(const redisReply *reply)
     if (reply->type == REDIS_REPLY_NIL) return 0;
     /* As catalogd writes it: a leading zero ("007", by hand) would name another key prefix in
        the by-sku script, which builds it from the text. */
-    if (reply->type != REDIS_REPLY_STRING || reply->len == 0 || reply->len >= DIGITS_U64_MAX ||
-        (reply->str[0] == '0' && reply->len > 1))
+    int64_t gen;
+    if (reply->type != REDIS_REPLY_STRING ||
+        digits_parse_canonical(reply->str, reply->len, 0, INT64_MAX, &gen) < 0)
         return -1;
-    int64_t gen = 0;
-    for (size_t i = 0; i < reply->len; i++) {
-        if (reply->str[i] < '0' || reply->str[i] > '9') return -1;
-        gen = gen * 10 + (reply->str[i] - '0');
-    }
     return gen;
 }
 

@@ -51,3 +51,22 @@ Test(digits, signed_decimal_matches_printf)
         cr_assert_str_eq(got, want);
     }
 }
+
+Test(digits, canonical_parse_takes_only_the_form_catalogd_writes)
+{
+    int64_t v = -1;
+    cr_assert_eq(digits_parse_canonical("0", 1, 0, INT64_MAX, &v), 0);
+    cr_assert_eq(v, 0);
+    cr_assert_eq(digits_parse_canonical("9007199254740993", 16, 0, INT64_MAX, &v), 0);
+    cr_assert_eq(v, 9007199254740993LL);
+    /* 19 digits: seqs go to INT64_MAX, one past it is no number */
+    cr_assert_eq(digits_parse_canonical("9223372036854775807", 19, 0, INT64_MAX, &v), 0);
+    cr_assert_eq(v, INT64_MAX);
+    cr_assert_eq(digits_parse_canonical("9223372036854775808", 19, 0, INT64_MAX, &v), -1);
+    cr_assert_eq(digits_parse_canonical("99999999999999999999", 20, 0, INT64_MAX, &v), -1);
+    const char *others[] = {"", "05", "00", "007", "-5", "+5", "1e3", "abc", " 1", "1 "};
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+        cr_assert_eq(digits_parse_canonical(others[i], strlen(others[i]), 0, INT64_MAX, &v), -1,
+                     "%s", others[i]);
+    cr_assert_eq(digits_parse_canonical("0", 1, 1, INT64_MAX, &v), -1); /* below min */
+}

@@ -45,7 +45,7 @@ struct writer {
     uint8_t random_pool[4096];
     size_t random_used;
 
-    _Atomic int64_t head_seq;
+    int64_t head_seq; /* writer thread only: the highest seq known to be in the log */
     atomic_int healthy;
     pthread_mutex_t stats_lock;
     struct writer_stats stats;
@@ -292,7 +292,8 @@ static void record_batch(struct writer *w, size_t size)
 
 /* Marks the batch's commands whose seq is not above "known_before", the highest seq known to
  * be in the log before the batch began: seqs only grow, so the log went back in time under
- * catalogd (a backup restored). Returns the batch's highest seq when it did, else 0. */
+ * catalogd (a backup restored). Returns the log's head after the batch: its highest seq, or
+ * "known_before" when that is higher and the log did not go back. */
 static int64_t mark_seqs_taken_again(struct command *batch, int64_t known_before)
 {
     int64_t highest = 0, taken_again = 0;
@@ -304,7 +305,7 @@ static int64_t mark_seqs_taken_again(struct command *batch, int64_t known_before
             if (!taken_again) taken_again = cmd->seq;
         }
     }
-    if (!taken_again) return 0;
+    if (!taken_again) return highest > known_before ? highest : known_before;
     LOG(LOG_WARN,
         "writer: the event log went back in time: seq %" PRId64
         " was taken again after seq %" PRId64
@@ -318,7 +319,7 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
 {
     uint64_t now_ms = clock_wall_ms();
     w->batch_keys = 0;
-    int64_t known_before = atomic_load(&w->head_seq);
+    int64_t known_before = w->head_seq;
     if (w->listener.known_seq) {
         int64_t known = w->listener.known_seq(w->listener.arg);
         if (known > known_before) known_before = known;
@@ -339,12 +340,7 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
         atomic_fetch_add(&w->stored_keys, w->batch_keys);
         atomic_store(&w->healthy, 1);
         int64_t head = mark_seqs_taken_again(batch, known_before);
-        if (!head) {
-            head = atomic_load(&w->head_seq);
-            for (struct command *cmd = batch; cmd; cmd = cmd->next)
-                if (cmd->outcome == COMMAND_DONE && cmd->seq > head) head = cmd->seq;
-        }
-        atomic_store(&w->head_seq, head);
+        w->head_seq = head;
         if (w->listener.committed) w->listener.committed(head, batch, w->listener.arg);
     }
     record_batch(w, size);
@@ -454,7 +450,7 @@ int writer_start(struct store *store, const struct writer_limits *limits,
         return -1;
     }
     atomic_init(&w->stored_keys, keys);
-    atomic_init(&w->head_seq, head);
+    w->head_seq = head;
     atomic_init(&w->healthy, 1);
     pthread_mutex_init(&w->lock, NULL);
     pthread_mutex_init(&w->stats_lock, NULL);
@@ -535,11 +531,6 @@ void writer_get_stats(struct writer *w, struct writer_stats *out)
     out->queued = w->queued;
     pthread_mutex_unlock(&w->lock);
     out->max_queued = w->limits.max_queued;
-}
-
-int64_t writer_head_seq(struct writer *w)
-{
-    return atomic_load(&w->head_seq);
 }
 
 int writer_healthy(struct writer *w)

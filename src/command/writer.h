@@ -70,7 +70,4 @@ int writer_healthy(struct writer *writer);
 /* "sqlite" or "postgresql": the name /ready gives the write model's check. */
 const char *writer_store_name(struct writer *writer);
 
-/* The highest seq the writer has committed, readable from any thread. */
-int64_t writer_head_seq(struct writer *writer);
-
 #endif

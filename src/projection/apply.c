@@ -74,6 +74,10 @@
  * applied. */
 static struct script APPLY_SCRIPT = SCRIPT(
     EVENT_LUA
+    /* The event at ARGV[i] as checkpoint-event names it (apply_fingerprint's form). */
+    "local function fingerprint(i)\n"
+    "  return ARGV[i + 2] .. ' ' .. ARGV[i + 5] .. ' ' .. ARGV[i + 6]\n"
+    "end\n"
     /* The parked queue an event must wait behind: its product's own (an unreadable event of
        that product) or its sku's. */
     "local function queue_waiting(base, id, sku)\n"
@@ -134,9 +138,7 @@ static struct script APPLY_SCRIPT = SCRIPT(
        event there, if in the batch, must be the one Redis names. One beyond the batch is the
        caller's to check (apply.h). */
     "  for i = first + 3, #ARGV, " EVENT_ARGS_TEXT " do\n"
-    "    if ARGV[i] == checkpoint and at ~= ARGV[i + 2] .. ' ' .. ARGV[i + 5] .. ' ' .. ARGV[i + "
-    "6] "
-    "then\n"
+    "    if ARGV[i] == checkpoint and at ~= fingerprint(i) then\n"
     "      return redis.error_reply('DIVERGED at seq ' .. checkpoint)\n"
     "    end\n"
     "  end\n"
@@ -193,8 +195,7 @@ static struct script APPLY_SCRIPT = SCRIPT(
     "if #creates > 0 then write_creates(base, creates) end\n"
     "if last then\n"
     "  redis.call('SET', base .. KEY_CHECKPOINT, checkpoint)\n"
-    "  redis.call('SET', base .. KEY_CHECKPOINT_EVENT,\n"
-    "             ARGV[last + 2] .. ' ' .. ARGV[last + 5] .. ' ' .. ARGV[last + 6])\n"
+    "  redis.call('SET', base .. KEY_CHECKPOINT_EVENT, fingerprint(last))\n"
     "end\n"
     "reply[1] = checkpoint\n"
     "return reply\n");

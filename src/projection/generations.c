@@ -17,10 +17,7 @@
 static struct script NEW_SCRIPT =
     SCRIPT("local first, fenced = guards_hold()\n"
            "if not first then return redis.error_reply(fenced) end\n"
-           /* Above the current generation; a pointer that names none ("abc", "inf") is no
-              generation to stay above. */
-           "local current = tonumber(string.match(pointer_at(ARGV[first]) or '', "
-           "'^0*([1-9]%d*)$') or '0')\n"
+           "local current = tonumber(generation_named(pointer_at(ARGV[first])) or '0')\n"
            "local n = redis.call('INCR', ARGV[first + 1])\n"
            "if n <= current then n = current + 1; redis.call('SET', ARGV[first + 1], n) end\n"
            "redis.call('HSET', ARGV[first + 2], n, 0)\n"

@@ -70,9 +70,8 @@ static struct script SWITCH_SCRIPT = SCRIPT(
     "  if seq_above(theirs or '0', new_checkpoint) then return -1 end\n"
     "end\n"
     "redis.call('SET', gen_key, new_gen)\n"
-    /* The generation replaced, by its number for the collection: a pointer written by hand
-       ("01") names generation 1 all the same; one that names none ("abc") is not kept. */
-    "local old = string.match(current or '', '^0*([1-9]%d*)$')\n"
+    /* The generation replaced, by its number for the collection (none: nothing to keep). */
+    "local old = generation_named(current)\n"
     "if not old then return 0 end\n"
     "local now = redis.call('TIME')\n"
     "local retired_ms = now[1] * 1000 + math.floor(now[2] / 1000)\n"

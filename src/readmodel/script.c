@@ -25,6 +25,13 @@ static const char HELPERS[] = "local function guards_hold()\n"
                               "  if type(value) == 'table' then return false end\n"
                               "  return value\n"
                               "end\n"
+                              /* The number of the generation a pointer's text names, as
+                                 digits: one written by hand with leading zeros ("01")
+                                 names it all the same; anything else ("abc", "inf", a key
+                                 of another type) names none: nil. */
+                              "local function generation_named(text)\n"
+                              "  return string.match(text or '', '^0*([1-9]%d*)$')\n"
+                              "end\n"
                               /* Is seq "a" above seq "b"? Both in decimal without
                                  leading zeros, compared as text: exact past 2^53, where
                                  tonumber's doubles round. */

@@ -205,6 +205,25 @@ static void wait_completed(int n)
     pthread_mutex_unlock(&waited.lock);
 }
 
+/* The writer's listener: the head each commit reports (read after wait_completed, whose lock
+ * orders it after the write), and the seq it is told is already in the log. */
+static int64_t committed_head, known_in_the_log;
+
+static void note_committed(int64_t head_seq, const struct command *batch, void *arg)
+{
+    (void)batch;
+    (void)arg;
+    committed_head = head_seq;
+}
+
+static int64_t known_seq(void *arg)
+{
+    (void)arg;
+    return known_in_the_log;
+}
+
+static const struct writer_listener LISTENER = {note_committed, known_seq, NULL};
+
 static struct command *create_command(const char *sku, int64_t stock)
 {
     struct command *cmd = calloc(1, sizeof(*cmd));
@@ -225,7 +244,7 @@ Test(writer, group_commit_keeps_each_commands_outcome)
     struct store *store = open_store();
     struct writer *writer = NULL;
     struct writer_limits limits = {.max_idempotency_keys = 100, .max_queued = 100};
-    cr_assert_eq(writer_start(store, &limits, NULL, &writer), 0);
+    cr_assert_eq(writer_start(store, &limits, &LISTENER, &writer), 0);
     struct command *first = create_command("SKU-W", 1), *duplicate = create_command("SKU-W", 2),
                    *other = create_command("SKU-X", 0);
     cr_assert_eq(writer_submit(writer, first), 0);
@@ -237,7 +256,8 @@ Test(writer, group_commit_keeps_each_commands_outcome)
     cr_assert_str_eq(duplicate->conflict_id, first->product.id);
     cr_assert_eq(other->outcome, COMMAND_DONE);
     cr_assert_gt(other->seq, first->seq);
-    cr_assert_eq(writer_head_seq(writer), other->seq);
+    cr_assert_eq(committed_head, other->seq);
+    cr_assert(!first->seq_taken_again && !other->seq_taken_again);
 
     struct command *sell = calloc(1, sizeof(*sell)); /* stock 0: never below zero */
     sell->kind = COMMAND_ADJUST_STOCK;
@@ -309,5 +329,35 @@ Test(store, an_idempotency_key_stored_twice_is_a_conflict)
     cr_assert_eq(store_idempotency_put(store, "key-1", &response, 1000), STORE_OK);
     cr_assert_eq(store_idempotency_put(store, "key-1", &response, 1001), STORE_CONFLICT);
     cr_assert_eq(store_commit(store), STORE_OK);
+    store_close(store);
+}
+
+Test(writer, a_seq_not_above_what_the_log_had_is_marked_taken_again)
+{
+    /* The log went back in time under the writer (a backup restored): the projector's checkpoint
+     * says seq 5 was in it, and the next event gets seq 1 again. */
+    struct store *store = open_store();
+    struct writer *writer = NULL;
+    struct writer_limits limits = {.max_idempotency_keys = 100, .max_queued = 100};
+    known_in_the_log = 5;
+    cr_assert_eq(writer_start(store, &limits, &LISTENER, &writer), 0);
+    struct command *again = create_command("SKU-AGAIN", 1);
+    cr_assert_eq(writer_submit(writer, again), 0);
+    wait_completed(1);
+    cr_assert_eq(again->outcome, COMMAND_DONE);
+    cr_assert_eq(again->seq, 1);
+    cr_assert(again->seq_taken_again);
+    cr_assert_eq(committed_head, 1, "the head is the log's again, not the lost one");
+    known_in_the_log = 0; /* the read model rebuilt: the next seq is above all it knows */
+    struct command *next = create_command("SKU-NEXT", 1);
+    cr_assert_eq(writer_submit(writer, next), 0);
+    wait_completed(2);
+    cr_assert_eq(next->seq, 2);
+    cr_assert(!next->seq_taken_again);
+    cr_assert_eq(committed_head, 2);
+    writer_stop(writer);
+    writer_free(writer);
+    command_free(again);
+    command_free(next);
     store_close(store);
 }

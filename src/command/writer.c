@@ -485,8 +485,8 @@ int writer_submit(struct writer *w, struct command *cmd)
         w->queue_head = cmd;
     w->queue_tail = cmd;
     w->queued++;
-    pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->lock);
+    pthread_cond_signal(&w->wake); /* after the unlock: the writer woken does not wait on it */
     return 0;
 }
 

@@ -866,9 +866,12 @@ void projector_notify(struct projector *p, int64_t head_seq)
         uint64_t zero = 0;
         atomic_compare_exchange_strong(&p->oldest_unapplied_ms, &zero, clock_wall_ms());
     }
+    /* The lock orders the head's store before a waiter's check of it; the signal comes after
+     * the unlock so that, on one core, the woken projector does not run only to block on the
+     * lock still held here. */
     pthread_mutex_lock(&p->lock);
-    pthread_cond_signal(&p->wake);
     pthread_mutex_unlock(&p->lock);
+    pthread_cond_signal(&p->wake);
 }
 
 void projector_offer(struct projector *p, struct apply_event *events, size_t count)

@@ -111,6 +111,24 @@ static struct script APPLY_SCRIPT = SCRIPT(
     "  end\n"
     "  if #entries > 0 then redis.call('HSET', base .. KEY_SKUS, unpack(entries)) end\n"
     "end\n"
+    /* The events a later event of the same product in this batch overwrites whole: an event
+       carries its product's entire view, and a product's events come in version order, so
+       writing only its last one leaves Redis as writing each in turn would (a create, then a
+       delete: neither view nor sku entry). Only where nothing parks: with a parked queue, or
+       an unreadable event that would park and hold its product's later events back, every
+       event is written in turn. A batch of stock changes on a few hot products writes each
+       product once. */
+    "local function superseded_events(from, any_parked)\n"
+    "  local superseded, last_of = {}, {}\n"
+    "  if any_parked then return superseded end\n"
+    "  for i = from, #ARGV, " EVENT_ARGS_TEXT " do\n"
+    "    if ARGV[i + 1] == 'P' then return {} end\n"
+    "    local earlier = last_of[ARGV[i + 2]]\n"
+    "    if earlier then superseded[earlier] = true end\n"
+    "    last_of[ARGV[i + 2]] = i\n"
+    "  end\n"
+    "  return superseded\n"
+    "end\n"
     "local function park(base, queue, seq)\n"
     "  local list = base .. KEY_PARKED_QUEUE .. queue\n"
     "  if not type_is(list, 'list') then return false end\n"
@@ -150,9 +168,12 @@ static struct script APPLY_SCRIPT = SCRIPT(
        whatever the batch's first event writes (a ZREM alone would let the rest in). */
     "redis.call('SET', base .. KEY_CHECKPOINT, checkpoint)\n"
     "local any_parked = redis.call('EXISTS', base .. KEY_PARKED) == 1\n"
+    "local superseded = superseded_events(first + 3, any_parked)\n"
     "local reply, last, creates = {0, '', ''}, nil, {}\n"
     "for i = first + 3, #ARGV, " EVENT_ARGS_TEXT " do\n"
-    "  if seq_above(ARGV[i], checkpoint) then\n"
+    "  if seq_above(ARGV[i], checkpoint) and superseded[i] then\n"
+    "    checkpoint, last = ARGV[i], i\n"
+    "  elseif seq_above(ARGV[i], checkpoint) then\n"
     "    local id, sku, queue = ARGV[i + 2], ARGV[i + 3], nil\n"
     "    if ARGV[i + 1] ~= 'P' then queue = any_parked and queue_waiting(base, id, sku) end\n"
     "    if ARGV[i + 1] == 'U' and ARGV[i + 5] == '1' and not queue then\n"

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from conftest import (BIN, PREFIX, assert_problem, bulk_create, delete_views, redis_gen,
-                      redis_view, sql, stored_views, uniq_sku, wait_until)
+                      redis_view, sql, stored_views, uniq_sku, wait_until, write_lock)
 
 UNKNOWN_ID = "01900000-0000-7000-8000-000000000000"
 
@@ -133,6 +133,36 @@ def test_concurrent_creates_read_their_writes(stack):
     for pid in ids:
         assert_models_agree(stack, pid)
     assert_checkpoint_is_head(stack)
+
+
+def zadd_calls(r):
+    return r.info("commandstats").get("cmdstat_zadd", {}).get("calls", 0)
+
+
+def test_a_products_changes_in_one_batch_are_written_to_redis_once(fresh):
+    """Events carry their product's whole view: of one product's changes applied together, only
+    the last is written. Defect: each stock change of a hot product was written in turn (a view
+    removed and added per change), a third of a stock change's Redis time. 30 changes queued
+    behind a held write lock commit in one or two batches: a few view writes, not 30, and the
+    view ends as the write model has it."""
+    _, view = fresh.create(stock=0)
+    path = f"/products/{view['id']}/stock"
+    before = zadd_calls(fresh.r)
+    pool = ThreadPoolExecutor(max_workers=30)
+    try:
+        with write_lock(fresh.db):
+            futures = [pool.submit(fresh.post_raw, path, '{"delta":1}') for _ in range(30)]
+            time.sleep(0.7)  # every change queued behind the lock
+        statuses = [f.result().status_code for f in futures]
+    finally:
+        pool.shutdown()
+    assert statuses == [200] * 30, statuses
+    wait_until(lambda: fresh.get(f"/products/{view['id']}").json()["stock"] == 30, 10,
+               what="the view to show all 30 changes")
+    assert_models_agree(fresh, view["id"])
+    assert_checkpoint_is_head(fresh)
+    written = zadd_calls(fresh.r) - before
+    assert 1 <= written <= 5, f"{written} view writes for 30 changes in one or two batches"
 
 
 def test_concurrent_duplicate_sku_has_one_winner(stack):

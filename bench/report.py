@@ -931,8 +931,8 @@ def render_targets(L, env, chart_err, w):
       "h2o are a small share. A catalog page spends it in reading two ranges of views out of "
       "Redis' sorted sets and in moving ~28 KB through two sockets. A command spends it in "
       "SQLite, the kernel (TCP, the WAL's writes and fsync) and Redis's Lua apply (a batch per "
-      "script; per event a lookup of the product's view, the new view added to its set, the "
-      "sku entry). Redis memory is mostly the views themselves: a ~270-byte JSON in a "
+      "script; per product a lookup of its view, the new view added to its set, the sku "
+      "entry, its batch's last event only). Redis memory is mostly the views themselves: a ~270-byte JSON in a "
       "320-byte allocation, held as a member of a sorted set (its skiplist node and hash "
       "entry add ~80 B), and the skus hash adds ~100 B per product.\n")
 

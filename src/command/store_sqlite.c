@@ -13,6 +13,9 @@
 
 #define BUSY_TIMEOUT_MS 2000
 #define SETUP_RETRY_MS  10
+/* How long a start waits for another process's schema migration: step 3 copies the event
+ * log, about 6 s per million events. */
+#define MIGRATION_WAIT_MS (10 * 60 * 1000)
 #define KEY_HASH_LEN    32 /* SHA-256 */
 
 /* The schema as numbered steps. PRAGMA user_version records the last step applied; when the
@@ -290,10 +293,7 @@ static int schema_version(struct sqlite_store *store, int *version)
     return rc == SQLITE_ROW ? STORE_OK : fail(store, "read the schema version");
 }
 
-/* Applies, in order, every migration above the database's schema version, each in its own
- * BEGIN IMMEDIATE transaction that also records its number (so two processes opening the
- * same database apply each step once). Refuses a database newer than this build. */
-static int migrate(struct sqlite_store *store)
+static int migrate_steps(struct sqlite_store *store)
 {
     for (size_t i = 0; i < sizeof(SQL_FUNCTIONS) / sizeof(SQL_FUNCTIONS[0]); i++)
         if (sqlite3_create_function_v2(store->db, SQL_FUNCTIONS[i].name, 1,
@@ -331,6 +331,18 @@ static int migrate(struct sqlite_store *store)
 failed:
     if (!sqlite3_get_autocommit(store->db)) sqlite3_exec(store->db, "ROLLBACK", NULL, NULL, NULL);
     return STORE_ERR;
+}
+
+/* Applies, in order, every migration above the database's schema version, each in its own
+ * BEGIN IMMEDIATE transaction that also records its number (so two processes opening the
+ * same database apply each step once; the second waits out the first's, up to
+ * MIGRATION_WAIT_MS). Refuses a database newer than this build. */
+static int migrate(struct sqlite_store *store)
+{
+    sqlite3_busy_timeout(store->db, MIGRATION_WAIT_MS);
+    int rc = migrate_steps(store);
+    sqlite3_busy_timeout(store->db, BUSY_TIMEOUT_MS);
+    return rc;
 }
 
 /* Runs the connection's PRAGMAs. Two connections switching a new file to WAL at once can each

@@ -111,20 +111,25 @@ static struct script APPLY_SCRIPT = SCRIPT(
     "  end\n"
     "  if #entries > 0 then redis.call('HSET', base .. KEY_SKUS, unpack(entries)) end\n"
     "end\n"
-    /* The events a later event of the same product in this batch overwrites whole: an event
-       carries its product's entire view, and a product's events come in version order, so
-       writing only its last one leaves Redis as writing each in turn would (a create, then a
-       delete: neither view nor sku entry). Only where nothing parks: with a parked queue, or
-       an unreadable event that would park and hold its product's later events back, every
-       event is written in turn. A batch of stock changes on a few hot products writes each
-       product once. */
+    /* The events that the next event of the same product in this batch overwrites whole: an
+       event carries its product's entire view, so where the next one is a view of a higher
+       version with the same sku, writing it alone leaves Redis as writing both in turn would.
+       catalogd's own log is always so (a product's events in version order); an entry
+       written by something else that repeats an older version, or a delete, is written in
+       turn. Only where nothing parks: with a parked queue, or an unreadable event that would
+       park and hold its product's later events back, every event is written in turn. A batch
+       of stock changes on a few hot products writes each product once. */
     "local function superseded_events(from, any_parked)\n"
     "  local superseded, last_of = {}, {}\n"
     "  if any_parked then return superseded end\n"
     "  for i = from, #ARGV, " EVENT_ARGS_TEXT " do\n"
     "    if ARGV[i + 1] == 'P' then return {} end\n"
     "    local earlier = last_of[ARGV[i + 2]]\n"
-    "    if earlier then superseded[earlier] = true end\n"
+    "    if earlier and ARGV[earlier + 1] == 'U' and ARGV[i + 1] == 'U'\n"
+    "        and ARGV[earlier + 3] == ARGV[i + 3]\n"
+    "        and tonumber(ARGV[i + 5]) > tonumber(ARGV[earlier + 5]) then\n"
+    "      superseded[earlier] = true\n"
+    "    end\n"
     "    last_of[ARGV[i + 2]] = i\n"
     "  end\n"
     "  return superseded\n"

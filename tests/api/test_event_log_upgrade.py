@@ -3,6 +3,7 @@ list (SQLite built a temporary B-tree of the list on every insert). A database o
 upgraded in place: every event kept with its seq, the AUTOINCREMENT high-water mark kept (no
 seq handed out twice), the same types accepted and refused, the read model still equal."""
 import sqlite3
+import threading
 
 import pytest
 
@@ -81,5 +82,35 @@ def test_a_version_2_event_log_is_upgraded_keeping_every_event_and_seq():
         assert sql(s.db, "PRAGMA user_version") == [(3,)]
         assert events_table_sql(s.db) == schema
         assert sql(s.db, "SELECT seq FROM sqlite_sequence WHERE name = 'events'") == [(1001,)]
+    finally:
+        s.stop()
+
+
+@pytest.mark.sqlite_only(reason="holds the write lock of a SQLite file of schema version 2 "
+                                  "while catalogd starts on it")
+def test_a_start_waits_out_another_process_migrating():
+    """Step 3 copies the whole event log (about 6 s per million events). Defect: a second
+    instance started meanwhile waited for the write lock only as long as any write does (2 s),
+    then exited ("begin a schema migration: database is locked"). Here another process holds
+    the lock for 3 s, as one migrating a large log would; the start waits it out, then
+    migrates."""
+    s = Stack("wait")
+    try:
+        s.start()
+        made = s.create()[1]
+        s.server.stop()
+        downgrade_event_log_to_version_2(s.db, high_water=1)
+        holder = sqlite3.connect(str(s.db), isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")
+        release = threading.Timer(3.0, holder.execute, ("ROLLBACK",))
+        release.start()
+        try:
+            s.server.start()  # fails if catalogd exited
+        finally:
+            release.join()
+            holder.close()
+        assert sql(s.db, "PRAGMA user_version") == [(3,)]
+        assert s.get(f"/products/{made['id']}").status_code == 200
+        assert s.create()[0].headers.get("Projection") == "applied"
     finally:
         s.stop()

@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from conftest import (BIN, PREFIX, assert_problem, bulk_create, delete_views, redis_gen,
-                      redis_view, sql, stored_views, uniq_sku, wait_until, write_lock)
+                      redis_view, sql, sql_write, stored_views, uniq_sku, verify_output,
+                      wait_until, write_lock)
 
 UNKNOWN_ID = "01900000-0000-7000-8000-000000000000"
 
@@ -163,6 +164,45 @@ def test_a_products_changes_in_one_batch_are_written_to_redis_once(fresh):
     assert_checkpoint_is_head(fresh)
     written = zadd_calls(fresh.r) - before
     assert 1 <= written <= 5, f"{written} view writes for 30 changes in one or two batches"
+
+
+def test_an_entry_repeating_an_older_version_does_not_hide_the_newer_view(fresh):
+    """Only a view of a higher version overwrites an earlier event of its product in one batch.
+    Defect: an entry written by something else, repeating a product's older version after its
+    newer one in the same batch, made the script skip the newer one and write neither: the
+    older view stayed, stale. Redis is paused for writes so the events pile up into one batch
+    (the foreign entries make the projector read them from the log)."""
+    a = fresh.create(stock=2)[1]
+    b = fresh.create(stock=2)[1]
+
+    def patch(product_id, name):
+        r = fresh.request("PATCH", f"/products/{product_id}", data=json.dumps({"name": name}),
+                          headers={"Content-Type": "application/json"})
+        assert r.status_code == 200, r.text
+
+    def repeat_event(product_id, version):
+        row = sql(fresh.db, "SELECT product_id, type, version, payload, recorded_at FROM events "
+                            "WHERE product_id = ? AND version = ?", (product_id, version))[0]
+        sql_write(fresh.db, "INSERT INTO events (seq, product_id, type, version, payload, "
+                            "recorded_at) VALUES (?, ?, ?, ?, ?, ?)", (max_seq(fresh.db) + 1, *row))
+
+    patch(a["id"], "A2")
+    fresh.r.execute_command("CLIENT", "PAUSE", "3000", "WRITE")
+    try:
+        patch(b["id"], "B2")  # its batch waits in Redis; what follows piles up behind it
+        repeat_event(b["id"], 1)
+        patch(a["id"], "A3")
+        repeat_event(a["id"], 2)  # A's version 2 again, after its version 3
+        patch(b["id"], "B3")
+        head = max_seq(fresh.db)
+    finally:
+        fresh.r.execute_command("CLIENT", "UNPAUSE")
+    wait_until(lambda: fresh.r.get(f"{PREFIX}:g{redis_gen(fresh.r)}:checkpoint") == str(head).encode(),
+               10, what="the checkpoint to reach the log's head")
+    assert fresh.get(f"/products/{a['id']}").json()["name"] == "A3"
+    assert fresh.get(f"/products/{b['id']}").json()["name"] == "B3"
+    rc, out = verify_output(fresh)
+    assert rc == 0, out
 
 
 def test_concurrent_duplicate_sku_has_one_winner(stack):

@@ -16,7 +16,7 @@
 /* How long a start waits for another process's schema migration: step 3 copies the event
  * log, about 6 s per million events. */
 #define MIGRATION_WAIT_MS (10 * 60 * 1000)
-#define KEY_HASH_LEN    32 /* SHA-256 */
+#define KEY_HASH_LEN      32 /* SHA-256 */
 
 /* The schema as numbered steps. PRAGMA user_version records the last step applied; when the
  * writer opens the database it applies every later step, in order, each in its own

@@ -1,7 +1,8 @@
 /* read_model.c - the reads of the read model and the generation check each one carries:
- *   a view:         GET {prefix}:gen-v2 and the range of the id in the in-stock set
- *                   (ZRANGEBYLEX: one view, or none); when it has none, the same of both
- *                   sets in one MULTI
+ *   a view:         the range of the id in the in-stock set (ZRANGEBYLEX: one view, or
+ *                   none), after a GET {prefix}:gen-v2 written in the same batch (one GET
+ *                   for all the views a batch reads); when it has none, GET and the ranges
+ *                   of both sets in one MULTI
  *   a view by sku:  one script that reads the generation, the sku entry and the view
  *   a catalog page: MULTI, GET {prefix}:gen-v2, ZRANGEBYLEX and ZCARD of each view set it
  *                   lists, EXEC; the views of both sets are merged by id
@@ -48,7 +49,6 @@ struct read {
     int pending;   /* calls whose callback is still to come */
     struct redis_call *calls[2];
     int64_t generation;            /* the one the read is made in */
-    int64_t generation_seen;       /* the one Redis said is current (READ_VIEW) */
     int evaluated;                 /* READ_BY_SKU: sent as EVAL after NOSCRIPT */
     char argument[LAYOUT_KEY_MAX]; /* the id or sku */
     size_t argument_len;
@@ -71,6 +71,13 @@ struct read_model {
     struct read *free_reads;
     struct slice views[CATALOG_PAGE_MAX]; /* a page's views, while its callback runs */
     long long set_sizes[2];               /* in stock and out of stock, as a page last saw */
+    /* The generation check views share: a GET of the generation queued in batch
+     * "checked_batch" (redis_client_batch), and what the last one answered (-1: no
+     * answer that names a generation). Replies come in order, so a view's range, queued
+     * after a check in the same batch, is answered after that check and before any later
+     * one: "generation_seen" is then what Redis named just before the range ran. */
+    uint64_t checked_batch; /* UINT64_MAX: none yet */
+    int64_t generation_seen;
 };
 
 /* Generation 0 never exists (they are numbered from 1): reads made in it find nothing, and
@@ -89,6 +96,7 @@ struct read_model *read_model_new(struct redis_client *client, const char *prefi
     layout_key(KEY_GEN, rm->prefix, NULL, 0, rm->gen_key, sizeof(rm->gen_key));
     snprintf(rm->gen_start, sizeof(rm->gen_start), "%s:g", rm->prefix);
     set_generation(rm, 0);
+    rm->checked_batch = UINT64_MAX;
     return rm;
 }
 
@@ -223,11 +231,24 @@ static int answer_view(struct read *read, int64_t seen, const redisReply *view, 
     return 1;
 }
 
-static void on_view_generation(const redisReply *reply, void *arg)
+static void on_generation_checked(const redisReply *reply, void *arg)
 {
-    struct read *read = arg;
-    if (!take_reply(read, 0, reply)) return;
-    read->generation_seen = page_generation(reply);
+    struct read_model *rm = arg;
+    rm->generation_seen = reply ? page_generation(reply) : -1;
+}
+
+/* Queues a GET of the generation unless this batch has one already: every view read after
+ * it in the batch is checked by it. Returns -1 when Redis is not connected. */
+static int check_generation(struct read_model *rm)
+{
+    uint64_t batch = redis_client_batch(rm->client);
+    if (rm->checked_batch == batch) return 0;
+    const char *get_gen[] = {"GET", rm->gen_key};
+    const size_t get_gen_lens[] = {3, strlen(rm->gen_key)};
+    if (!redis_client_call(rm->client, on_generation_checked, rm, 2, get_gen, get_gen_lens))
+        return -1;
+    rm->checked_batch = batch;
+    return 0;
 }
 
 /* The id's range in the in-stock set, where most views are. */
@@ -236,28 +257,27 @@ static void on_view_in_stock(const redisReply *reply, void *arg)
     struct read *read = arg;
     if (!take_reply(read, 1, reply)) return;
     const redisReply *view;
-    if (read->generation_seen < 0 || read_view_range(reply, &view) < 0)
+    int64_t seen = read->rm->generation_seen;
+    if (seen < 0 || read_view_range(reply, &view) < 0)
         deliver(read, READ_BAD, NULL);
-    else if (!answer_view(read, read->generation_seen, view, 0) && send_view_in_both_sets(read) < 0)
+    else if (!answer_view(read, seen, view, 0) && send_view_in_both_sets(read) < 0)
         deliver(read, READ_UNAVAILABLE, NULL);
 }
 
-/* GET of the generation and the id's range in the in-stock set, pipelined. */
+/* The id's range in the in-stock set, after the batch's generation check. */
 static int send_view(struct read *read)
 {
     struct read_model *rm = read->rm;
     char set[LAYOUT_KEY_MAX], low[LAYOUT_VIEW_BOUND_MAX], high[LAYOUT_VIEW_BOUND_MAX];
+    if (check_generation(rm) < 0) return -1;
     read->generation = rm->generation;
     size_t set_len = layout_key(KEY_IN_STOCK, rm->base, NULL, 0, set, sizeof(set));
     size_t low_len =
         layout_view_bound('[', read->argument, read->argument_len, 0, low, sizeof(low));
     size_t high_len =
         layout_view_bound('(', read->argument, read->argument_len, 1, high, sizeof(high));
-    const char *get_gen[] = {"GET", rm->gen_key};
-    const size_t get_gen_lens[] = {3, strlen(rm->gen_key)};
     const char *range[] = {"ZRANGEBYLEX", set, low, high};
     const size_t range_lens[] = {11, set_len, low_len, high_len};
-    if (!call(read, 0, on_view_generation, 2, get_gen, get_gen_lens)) return -1;
     call(read, 1, on_view_in_stock, 4, range, range_lens); /* connected: cannot fail now */
     return 0;
 }

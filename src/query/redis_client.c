@@ -51,6 +51,7 @@ struct redis_client {
     redisReader *reader;
     struct buffer pending, in_flight; /* commands not yet written / being written */
     int writing;
+    uint64_t batch; /* the number of "pending": bumped whenever pending is written or dropped */
 
     struct redis_call *head, *tail; /* calls awaiting replies, oldest first */
     struct redis_call *free_calls;
@@ -129,6 +130,7 @@ static void disconnect(struct redis_client *c, const char *why)
     c->connected = 0;
     c->writing = 0;
     c->pending.len = c->in_flight.len = 0;
+    c->batch++;
     if (c->reader) reply_reader_free(c->reader);
     c->reader = NULL;
     c->errors++;
@@ -162,6 +164,7 @@ static void flush(struct redis_client *c)
     struct buffer swap = c->in_flight;
     c->in_flight = c->pending;
     c->pending = swap;
+    c->batch++;
     h2o_iovec_t bytes = h2o_iovec_init(c->in_flight.base, c->in_flight.len);
     c->writing = 1;
     h2o_socket_write(c->sock, &bytes, 1, on_written);
@@ -416,6 +419,11 @@ struct redis_call *redis_client_call(struct redis_client *c, redis_reply_fn fn, 
     if (!h2o_timeout_is_linked(&c->flush_entry))
         h2o_timeout_link(c->loop, &c->zero_timeout, &c->flush_entry);
     return call;
+}
+
+uint64_t redis_client_batch(const struct redis_client *c)
+{
+    return c->batch;
 }
 
 void redis_call_cancel(struct redis_call *call)

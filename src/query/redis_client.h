@@ -33,6 +33,10 @@ int redis_client_connected(const struct redis_client *client);
 struct redis_call *redis_client_call(struct redis_client *client, redis_reply_fn fn, void *arg,
                                      int argc, const char *const *argv, const size_t *argvlen);
 
+/* The number of the batch a call queued now goes out in: the calls queued while it stays
+ * the same are written in one write, in the order they were queued. */
+uint64_t redis_client_batch(const struct redis_client *client);
+
 /* The caller no longer wants the reply (its request went away): "fn" will not be called. */
 void redis_call_cancel(struct redis_call *call);
 

@@ -286,11 +286,43 @@ static const char *syntax_step(struct head_syntax *syntax, unsigned char c, size
     return NULL;
 }
 
+/* How many bytes from "at" syntax_step would let pass in the state "syntax" is in, changing
+ * nothing but the name's length: most of a head is targets, names and values, and a run of
+ * them is checked in this one loop rather than a step per byte. */
+static size_t plain_run(const struct head_syntax *syntax, const unsigned char *bytes, size_t at,
+                        size_t len)
+{
+    size_t i = at;
+    switch ((enum syntax_state)syntax->state) {
+    case IN_METHOD:
+    case IN_TARGET:
+        while (i < len && bytes[i] != ' ' && !is_control(bytes[i]))
+            i++;
+        break;
+    case IN_NAME:
+        while (i < len && is_token_char(bytes[i]))
+            i++;
+        break;
+    case IN_VALUE: /* CR and LF are control characters: a run ends at the line's end */
+        while (i < len && (!is_control(bytes[i]) || bytes[i] == '\t'))
+            i++;
+        break;
+    default:
+        break;
+    }
+    return i - at;
+}
+
 const char *head_syntax_check(const char *bytes, size_t len, struct head_syntax *syntax)
 {
+    const unsigned char *u = (const unsigned char *)bytes;
     while (!syntax->problem && syntax->state != HEAD_DONE && syntax->checked < len) {
+        size_t run = plain_run(syntax, u, syntax->checked, len);
+        if (syntax->state == IN_NAME) syntax->field_len += run;
+        syntax->checked += run;
+        if (syntax->checked == len) break;
         size_t at = syntax->checked++;
-        syntax->problem = syntax_step(syntax, (unsigned char)bytes[at], at);
+        syntax->problem = syntax_step(syntax, u[at], at);
     }
     return syntax->problem;
 }

@@ -678,7 +678,9 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
     server->globalconf.http1.req_timeout = (uint64_t)app->config->idle_timeout_s * 1000;
     /* ... and so is one that does not finish its TLS handshake (--tls-cert) in that time. */
     server->globalconf.handshake_timeout = (uint64_t)app->config->idle_timeout_s * 1000;
-    server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT("catalogd"));
+    /* No Server header: it tells a client nothing it needs, and h2o formats it anew with
+     * sprintf for every response (an empty name is left out). */
+    server->globalconf.server_name = h2o_iovec_init(H2O_STRLIT(""));
     /* No cleartext HTTP/2: h2o 2.2.5 turns it on by default, both for "Upgrade: h2c" and for
      * a connection that starts with the HTTP/2 preface, and its HTTP/2 escapes every bound
      * kept here (header and body bytes, the idle timeout, one request at a time per

@@ -27,7 +27,8 @@
        holds it. Reads only. A product's first event (a create) is most events: its view can be    \
        there only if the product's sku entry names it (a sku never changes, and its entry is       \
        written with every view and removed with it), so one HGET answers it where the two range    \
-       reads of view_of would both miss. */                                                        \
+       reads of view_of would both miss. The version is found by a plain find, not a pattern       \
+       tried at every byte of the view, which cost three times as much. */                         \
     "local function stored_version(base, i)\n"                                                     \
     "  local id, sku = ARGV[i + 2], ARGV[i + 3]\n"                                                 \
     "  if ARGV[i + 5] == '1' and redis.call('HGET', base .. KEY_SKUS, sku) ~= id then\n"           \
@@ -35,7 +36,8 @@
     "  end\n"                                                                                      \
     "  local view, set = view_of(base, id)\n"                                                      \
     "  if not view then return 0 end\n"                                                            \
-    "  return tonumber(string.match(view, '\"version\":(%d+)')) or 0, view, set\n"                 \
+    "  local at = string.find(view, '\"version\":', 1, true)\n"                                    \
+    "  return at and tonumber(string.match(view, '^%d+', at + 10)) or 0, view, set\n"              \
     "end\n" /* Writes the event at ARGV[i] over what stored_version found. */                      \
     "local function write_event(base, i, stored, view, set)\n"                                     \
     "  local id, sku, version = ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 5])\n"                 \
@@ -273,25 +275,32 @@ static int in_view_form(const char *payload, size_t len, const struct view_field
            view_version(payload, len) == fields->version;
 }
 
-int apply_event_from_store(const struct store_event *event, struct apply_event *out)
+/* What names an entry of the log, whether or not it is a valid event: its seq, version and
+ * time, and its product's id. A valid event's id is its view's, which is the row's (checked
+ * below), so the row's names it too. */
+static void take_identity(const struct store_event *event, struct apply_event *out)
 {
-    struct view_fields fields;
     memset(out, 0, sizeof(*out));
     out->seq = event->seq;
     out->version = event->version;
     snprintf(out->recorded_at, sizeof(out->recorded_at), "%s",
              event->recorded_at ? event->recorded_at : "");
+    copy_id(event->product_id, out->id);
+}
+
+int apply_event_from_store(const struct store_event *event, struct apply_event *out)
+{
+    struct view_fields fields;
+    take_identity(event, out);
     int type = event->type ? event_type_from_name(event->type) : -1;
     if (type < 0 || !event->payload ||
         view_parse(event->payload, event->payload_len, &fields) < 0 || !event->product_id ||
         strcmp(fields.id, event->product_id) != 0 || fields.version != event->version ||
         !in_view_form(event->payload, event->payload_len, &fields)) {
         out->kind = APPLY_POISON;
-        copy_id(event->product_id, out->id);
         return -1;
     }
     out->kind = type == EVENT_PRODUCT_DELETED ? APPLY_DELETE : APPLY_UPSERT;
-    memcpy(out->id, fields.id, sizeof(out->id));
     memcpy(out->sku, fields.sku, sizeof(out->sku));
     out->in_stock = fields.stock > 0;
     out->view = xmalloc(event->payload_len);
@@ -335,6 +344,33 @@ size_t apply_fingerprint(const struct apply_event *event, char *out, size_t cap)
     int n =
         snprintf(out, cap, "%s %lld %s", event->id, (long long)event->version, event->recorded_at);
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+struct fingerprint_at {
+    int64_t seq;
+    char *out;
+    size_t cap;
+    int found;
+};
+
+static int take_fingerprint(const struct store_event *event, void *arg)
+{
+    struct fingerprint_at *at = arg;
+    if (event->seq == at->seq) {
+        struct apply_event identity;
+        take_identity(event, &identity);
+        apply_fingerprint(&identity, at->out, at->cap);
+        at->found = 1;
+    }
+    return 1; /* one is all we asked for */
+}
+
+int apply_log_fingerprint(struct store *store, int64_t seq, char *out, size_t cap)
+{
+    struct fingerprint_at at = {seq, out, cap, 0};
+    out[0] = '\0';
+    if (store_read_events(store, seq - 1, 1, take_fingerprint, &at) < 0) return -1;
+    return at.found;
 }
 
 /* The text of an event's 2 numbers, kept while the script's arguments point at them. */

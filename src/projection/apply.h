@@ -99,6 +99,13 @@ void apply_event_from_product(int64_t seq, int deleted, const struct product *pr
  * the checkpoint. Returns the length. */
 size_t apply_fingerprint(const struct apply_event *event, char *out, size_t cap);
 
+/* The fingerprint of the log's event at "seq" into "out" ("" when the log has none there),
+ * made from the entry's id, version and time alone: its payload is neither parsed nor
+ * copied, and an entry that is not a valid event gets the fingerprint its APPLY_POISON
+ * event has. Returns 1 when the log has an entry at "seq", 0 when not, -1 when the log
+ * cannot be read. */
+int apply_log_fingerprint(struct store *store, int64_t seq, char *out, size_t cap);
+
 /* Applies "events" (in seq order, "count" <= APPLY_BATCH_MAX), read from the log after seq
  * "read_after", to "target". "event_after", when not NULL, is the fingerprint of the log's
  * event at "read_after" (apply_fingerprint): the batch is refused if Redis names another

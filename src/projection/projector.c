@@ -261,24 +261,6 @@ static void note_oldest_unapplied(struct projector *p)
     atomic_store(&p->oldest_unapplied_ms, recorded_ms);
 }
 
-static int take_event(const struct store_event *event, void *arg)
-{
-    apply_event_from_store(event, arg);
-    return 1; /* one is all we asked for */
-}
-
-/* The fingerprint of the log's event at "seq" into "out" ("" when the log has none there).
- * Returns 0, or -1 when the log cannot be read. */
-static int log_fingerprint_at(struct projector *p, int64_t seq, char *out, size_t cap)
-{
-    struct apply_event event = {0};
-    out[0] = '\0';
-    int rc = store_read_events(p->store, seq - 1, 1, take_event, &event);
-    if (rc == 1 && event.seq == seq) apply_fingerprint(&event, out, cap);
-    apply_event_clear(&event);
-    return rc < 0 ? -1 : 0;
-}
-
 static int fetch_batch(struct projector *p)
 {
     p->batch_after = atomic_load(&p->checkpoint);
@@ -298,8 +280,8 @@ static int fetch_batch(struct projector *p)
         /* For the script to check that Redis holds the log's own event there: the log may
          * have gone back in time under it since the checkpoint was written. */
         if (p->batch_after > 0 &&
-            (open_store(p) < 0 ||
-             log_fingerprint_at(p, p->batch_after, p->event_after, sizeof(p->event_after)) < 0)) {
+            (open_store(p) < 0 || apply_log_fingerprint(p->store, p->batch_after, p->event_after,
+                                                        sizeof(p->event_after)) < 0)) {
             if (p->store) record_error(p, "reading the event log", store_errmsg(p->store));
             clear_batch(p);
             return -1;
@@ -411,7 +393,7 @@ static int diverged(struct projector *p, int64_t checkpoint, const char *fingerp
     }
     if (checkpoint == 0) return 0;
     char ours[128];
-    if (log_fingerprint_at(p, checkpoint, ours, sizeof(ours)) < 0) {
+    if (apply_log_fingerprint(p->store, checkpoint, ours, sizeof(ours)) < 0) {
         snprintf(why, whylen, "%s", store_errmsg(p->store));
         return -1;
     }
@@ -559,7 +541,7 @@ static int checkpoint_is_the_logs(struct projector *p)
     int64_t at;
     return apply_read_checkpoint(p->redis, p->prefix, p->generation, &at, theirs, sizeof(theirs),
                                  err, sizeof(err)) == 0 &&
-           open_store(p) == 0 && log_fingerprint_at(p, at, ours, sizeof(ours)) == 0 &&
+           open_store(p) == 0 && apply_log_fingerprint(p->store, at, ours, sizeof(ours)) >= 0 &&
            strcmp(theirs, ours) == 0;
 }
 

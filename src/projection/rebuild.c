@@ -248,22 +248,12 @@ static int write_page(struct rebuild *r)
     return visited;
 }
 
-static int take_event(const struct store_event *event, void *arg)
-{
-    apply_event_from_store(event, arg);
-    return 1; /* one is all we asked for */
-}
-
 /* The fingerprint of event "seq" of the log ("" for seq 0). */
 static int fingerprint_of(struct store *store, int64_t seq, char *out, size_t cap)
 {
     out[0] = '\0';
     if (seq == 0) return 0;
-    struct apply_event event = {0};
-    int rc = store_read_events(store, seq - 1, 1, take_event, &event);
-    if (rc == 1 && event.seq == seq) apply_fingerprint(&event, out, cap);
-    apply_event_clear(&event);
-    return rc == 1 && event.seq == seq ? 0 : -1;
+    return apply_log_fingerprint(store, seq, out, cap) == 1 ? 0 : -1;
 }
 
 /* Writes every product of a snapshot, then its checkpoint ("*head_seq"). */

@@ -173,6 +173,21 @@ def test_unambiguous_pipelining_still_works(framing_stack):
 
 
 # ---------------------------------------------------------------------------------------------
+# no Server header: it tells a client nothing it needs (and h2o formats it anew per response)
+
+
+def test_responses_carry_no_server_header(stack):
+    reply = send_raw(stack, (f"GET /health HTTP/1.1\r\nHost: {host(stack)}\r\n\r\n"
+                             f"GET /products/nope HTTP/1.1\r\nHost: {host(stack)}\r\n"
+                             "Connection: close\r\n\r\n").encode())
+    assert statuses(reply) == [200, 404], reply[:600]
+    heads = re.findall(rb"HTTP/1\.1 \d{3} .*?\r\n\r\n", reply, re.S)
+    assert len(heads) == 2, reply[:600]
+    for head in heads:
+        assert b"\r\nserver:" not in head.lower(), head
+
+
+# ---------------------------------------------------------------------------------------------
 # what h2o refuses itself is answered like every other error: problem+json with a detail,
 # X-Request-Id, the connection closed, nothing sent after it run
 

@@ -83,8 +83,8 @@ static const char MIGRATION_2[] =
     "CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at_ms);";
 
 /* The event log's type check as comparisons: SQLite evaluates "type IN (a list of four)" by
- * building a temporary B-tree of the list on every insert, a third of what appending an event
- * cost. The same rule, so every row already there keeps it. SQLite cannot change a check in
+ * building a temporary B-tree of the list on every insert, about half of what appending an
+ * event cost. The same rule, so every row already there keeps it. SQLite cannot change a check in
  * place: the table is rebuilt and renamed (the procedure of SQLite's ALTER TABLE page), with
  * the AUTOINCREMENT high-water mark carried over, so no seq is ever handed out twice. */
 static const char MIGRATION_3[] =

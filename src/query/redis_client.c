@@ -69,24 +69,43 @@ struct redis_client {
 
 static void start_connect(struct redis_client *c);
 
-static void append(struct buffer *b, const char *bytes, size_t n)
+/* Room for "n" more bytes at the end of "b": where to write them. */
+static char *reserve(struct buffer *b, size_t n)
 {
     if (b->len + n > b->cap) {
         b->cap = (b->len + n) * 2;
         b->base = xrealloc(b->base, b->cap);
     }
-    memcpy(b->base + b->len, bytes, n);
-    b->len += n;
+    return b->base + b->len;
 }
 
-static void append_number_line(struct buffer *b, char kind, size_t number)
+/* Writes "<kind><number>\r\n" at "at"; returns the end. */
+static char *put_number_line(char *at, char kind, size_t number)
 {
-    char line[DIGITS_U64_MAX + 3];
-    line[0] = kind;
-    size_t n = 1 + digits_u64(line + 1, number);
-    line[n++] = '\r';
-    line[n++] = '\n';
-    append(b, line, n);
+    *at++ = kind;
+    at += digits_u64(at, number);
+    *at++ = '\r';
+    *at++ = '\n';
+    return at;
+}
+
+/* Appends a command in RESP (an array of bulk strings), sized first and written in one go. */
+static void append_command(struct buffer *b, int argc, const char *const *argv,
+                           const size_t *argvlen)
+{
+    const size_t line_max = 1 + DIGITS_U64_MAX + 2; /* "$<length>\r\n" */
+    size_t need = line_max;
+    for (int i = 0; i < argc; i++)
+        need += line_max + argvlen[i] + 2;
+    char *start = reserve(b, need), *at = put_number_line(start, '*', (size_t)argc);
+    for (int i = 0; i < argc; i++) {
+        at = put_number_line(at, '$', argvlen[i]);
+        memcpy(at, argv[i], argvlen[i]);
+        at += argvlen[i];
+        *at++ = '\r';
+        *at++ = '\n';
+    }
+    b->len += (size_t)(at - start);
 }
 
 static struct redis_call *new_call(struct redis_client *c)
@@ -399,12 +418,7 @@ struct redis_call *redis_client_call(struct redis_client *c, redis_reply_fn fn, 
                                      const char *const *argv, const size_t *argvlen)
 {
     if (!c->connected) return NULL;
-    append_number_line(&c->pending, '*', (size_t)argc);
-    for (int i = 0; i < argc; i++) {
-        append_number_line(&c->pending, '$', argvlen[i]);
-        append(&c->pending, argv[i], argvlen[i]);
-        append(&c->pending, "\r\n", 2);
-    }
+    append_command(&c->pending, argc, argv, argvlen);
     struct redis_call *call = new_call(c);
     call->fn = fn;
     call->arg = arg;

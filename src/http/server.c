@@ -440,7 +440,7 @@ static size_t on_head_refused(const char *head, size_t len, const struct head_sy
                                 detail, NULL, &body_len);
     int n = snprintf(out, cap,
                      "HTTP/1.1 %s\r\nConnection: close\r\n"
-                     "Server: catalogd\r\nContent-Type: " PROBLEM_CONTENT_TYPE "\r\n"
+                     "Content-Type: " PROBLEM_CONTENT_TYPE "\r\n"
                      "Content-Length: %zu\r\nX-Request-Id: %s\r\n\r\n%.*s",
                      malformed ? "400 Bad Request" : "431 Request Header Fields Too Large",
                      body_len, id, (int)body_len, body);

@@ -76,7 +76,7 @@
  * applied. */
 static struct script APPLY_SCRIPT = SCRIPT(
     EVENT_LUA
-    /* The event at ARGV[i] as checkpoint-event names it (apply_fingerprint's form). */
+    /* The event at ARGV[i] as checkpoint-event names it (apply_log_fingerprint's form). */
     "local function fingerprint(i)\n"
     "  return ARGV[i + 2] .. ' ' .. ARGV[i + 5] .. ' ' .. ARGV[i + 6]\n"
     "end\n"
@@ -339,11 +339,10 @@ void apply_event_clear(struct apply_event *event)
     event->view = NULL;
 }
 
-size_t apply_fingerprint(const struct apply_event *event, char *out, size_t cap)
+/* The event's fingerprint (apply_log_fingerprint's form). */
+static void write_fingerprint(const struct apply_event *event, char *out, size_t cap)
 {
-    int n =
-        snprintf(out, cap, "%s %lld %s", event->id, (long long)event->version, event->recorded_at);
-    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+    snprintf(out, cap, "%s %lld %s", event->id, (long long)event->version, event->recorded_at);
 }
 
 struct fingerprint_at {
@@ -359,7 +358,7 @@ static int take_fingerprint(const struct store_event *event, void *arg)
     if (event->seq == at->seq) {
         struct apply_event identity;
         take_identity(event, &identity);
-        apply_fingerprint(&identity, at->out, at->cap);
+        write_fingerprint(&identity, at->out, at->cap);
         at->found = 1;
     }
     return 1; /* one is all we asked for */

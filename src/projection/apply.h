@@ -95,20 +95,16 @@ void apply_poison_sku(struct store *store, struct apply_event *event);
 void apply_event_from_product(int64_t seq, int deleted, const struct product *product,
                               const char *view, size_t view_len, struct apply_event *out);
 
-/* The event's fingerprint, "<id> <version> <recorded_at>", as the scripts store it next to
- * the checkpoint. Returns the length. */
-size_t apply_fingerprint(const struct apply_event *event, char *out, size_t cap);
-
-/* The fingerprint of the log's event at "seq" into "out" ("" when the log has none there),
- * made from the entry's id, version and time alone: its payload is neither parsed nor
- * copied, and an entry that is not a valid event gets the fingerprint its APPLY_POISON
- * event has. Returns 1 when the log has an entry at "seq", 0 when not, -1 when the log
- * cannot be read. */
+/* The fingerprint of the log's event at "seq" into "out" ("" when the log has none there):
+ * "<id> <version> <recorded_at>", as the scripts store it next to the checkpoint. Made from
+ * the entry's id, version and time alone: its payload is neither parsed nor copied, and an
+ * entry that is not a valid event gets the fingerprint its APPLY_POISON event has. Returns 1 when
+ * the log has an entry at "seq", 0 when not, -1 when the log cannot be read. */
 int apply_log_fingerprint(struct store *store, int64_t seq, char *out, size_t cap);
 
 /* Applies "events" (in seq order, "count" <= APPLY_BATCH_MAX), read from the log after seq
  * "read_after", to "target". "event_after", when not NULL, is the fingerprint of the log's
- * event at "read_after" (apply_fingerprint): the batch is refused if Redis names another
+ * event at "read_after" (apply_log_fingerprint): the batch is refused if Redis names another
  * there. Events that cannot be applied are parked (listed in "result"). Returns an enum
  * apply_status: APPLY_GAP when Redis' checkpoint is below "read_after" ("result->checkpoint"
  * says where it is); APPLY_DIVERGED when Redis' event at "read_after" is not "event_after", or,

@@ -92,7 +92,7 @@ struct projector {
     struct apply_event batch[APPLY_BATCH_MAX];
     size_t batch_count;
     int64_t batch_after;   /* the checkpoint the batch was read after */
-    char event_after[128]; /* the log's event at batch_after (apply_fingerprint), or "" */
+    char event_after[128]; /* the log's event at batch_after (apply_log_fingerprint), or "" */
     int backoff_ms;
     int connected_once;
     struct parked_set *parked; /* read by loop threads too */

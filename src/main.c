@@ -554,19 +554,49 @@ static void make_parent_directory(const char *path)
 struct commit_listeners {
     struct projector *projector;
     struct bus *bus; /* NULL: one instance */
+    /* Writer thread only: the fingerprint of the log's event at seq "before_seq" (0: none
+     * read), just before the first event of the batch being committed. */
+    int64_t before_seq;
+    char before[APPLY_FINGERPRINT_MAX];
 };
 
-/* The writer committed a batch: hand its events to the projector and wake it. */
+/* Reads, in the batch's own transaction, the log's event just before the batch's first. The
+ * projector must check that Redis names that same event at its checkpoint (the log may have
+ * gone back in time under it); handed this with the events, it reads nothing from the log on
+ * its own connection, which on SQLite meant a read transaction per batch, its locks contended
+ * with the writer's. */
+static void on_committing(struct store *store, const struct command *batch, void *arg)
+{
+    struct commit_listeners *listeners = arg;
+    listeners->before_seq = 0;
+    const struct command *first = batch;
+    while (first && !(first->outcome == COMMAND_DONE && first->seq > 0))
+        first = first->next;
+    if (first && first->seq > 1 &&
+        apply_log_fingerprint(store, first->seq - 1, listeners->before) == 1)
+        listeners->before_seq = first->seq - 1;
+}
+
+/* The writer committed a batch: hand its events to the projector, each with the fingerprint
+ * of the event before it where the commit knew it, and wake the projector. */
 static void on_committed(int64_t head_seq, const struct command *batch, void *arg)
 {
     struct commit_listeners *listeners = arg;
     _Static_assert(WRITER_MAX_BATCH <= APPLY_BATCH_MAX, "a commit's events fit one apply batch");
     struct apply_event events[WRITER_MAX_BATCH];
     size_t count = 0;
-    for (const struct command *cmd = batch; cmd && count < WRITER_MAX_BATCH; cmd = cmd->next)
-        if (cmd->outcome == COMMAND_DONE && cmd->seq > 0)
-            apply_event_from_product(cmd->seq, cmd->kind == COMMAND_DELETE_PRODUCT, &cmd->product,
-                                     cmd->view, cmd->view_len, &events[count++]);
+    for (const struct command *cmd = batch; cmd && count < WRITER_MAX_BATCH; cmd = cmd->next) {
+        if (cmd->outcome != COMMAND_DONE || cmd->seq <= 0) continue;
+        struct apply_event *event = &events[count];
+        apply_event_from_product(cmd->seq, cmd->kind == COMMAND_DELETE_PRODUCT, &cmd->product,
+                                 cmd->view, cmd->view_len, event);
+        if (count == 0 && listeners->before_seq == cmd->seq - 1)
+            memcpy(event->prior, listeners->before, sizeof(event->prior));
+        else if (count > 0 && event[-1].seq == cmd->seq - 1)
+            apply_event_fingerprint(&event[-1], event->prior);
+        count++;
+    }
+    listeners->before_seq = 0;
     projector_offer(listeners->projector, events, count);
     projector_notify(listeners->projector, head_seq);
     if (listeners->bus) bus_committed(listeners->bus, head_seq);
@@ -702,7 +732,7 @@ static int serve(const struct app_config *given)
                                                 .head_seq = head,
                                                 .instance_id = config->instance_id,
                                                 .leadership = leadership};
-    struct commit_listeners listeners = {NULL, NULL};
+    struct commit_listeners listeners = {0};
     app.maintenance = maintenance_start(config->db_path, &config->redis, config->prefix);
     int started =
         app.maintenance && (leadership || !store_is_shared(store)) &&
@@ -716,7 +746,10 @@ static int serve(const struct app_config *given)
         writer_start(store,
                      &(struct writer_limits){.max_idempotency_keys = config->max_idempotency_keys,
                                              .max_queued = config->max_queued_commands},
-                     &(struct writer_listener){on_committed, known_seq, &listeners},
+                     &(struct writer_listener){.committing = on_committing,
+                                               .committed = on_committed,
+                                               .known_seq = known_seq,
+                                               .arg = &listeners},
                      &app.writer) < 0) {
         LOG(LOG_ERROR, "cannot start the projector, writer, bus or maintenance thread");
         return 1; /* threads may be running: the process exits without unwinding them */

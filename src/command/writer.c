@@ -327,6 +327,9 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
     int rc = store_begin(w->store);
     for (struct command *cmd = batch; rc == STORE_OK && cmd; cmd = cmd->next)
         rc = execute(w, cmd, now_ms);
+    if (rc == STORE_OK && w->listener.committing &&
+        store_statement_failure_keeps_transaction(w->store))
+        w->listener.committing(w->store, batch, w->listener.arg);
     if (rc == STORE_OK) rc = store_commit(w->store);
     if (rc != STORE_OK) {
         /* Even a duplicate-sku outcome may have been decided against a command of this batch

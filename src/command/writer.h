@@ -32,8 +32,13 @@ struct writer_limits {
 
 struct writer;
 
-/* Who hears of the writer's batches; both are called on the writer thread. */
+/* Who hears of the writer's batches; all are called on the writer thread. */
 struct writer_listener {
+    /* In every batch's transaction, after its commands and before COMMIT: may read "store"
+     * as the batch sees it. Only where a read is local and one that fails leaves the
+     * transaction usable (SQLite); on PostgreSQL it would be a round trip inside the write
+     * lock that all instances share. May be NULL. */
+    void (*committing)(struct store *store, const struct command *batch, void *arg);
     /* After every commit, with the new head seq and the batch (a list linked by "next"; the
      * COMMAND_DONE ones committed), to wake the projector. */
     void (*committed)(int64_t head_seq, const struct command *batch, void *arg);

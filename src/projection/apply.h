@@ -32,6 +32,10 @@ struct redis_sync; /* projection/redis_sync.h */
 
 #define APPLY_BATCH_MAX 512 /* events per script call at most */
 
+/* An event's fingerprint: "<id> <version> <recorded_at>", what the scripts store next to the
+ * checkpoint to name the event there. The room it takes at most, NUL included. */
+#define APPLY_FINGERPRINT_MAX (UUID_TEXT_LEN + 1 + 20 + 1 + TIMESTAMP_LEN + 1)
+
 enum apply_kind {
     APPLY_UPSERT = 'U',
     APPLY_DELETE = 'D',
@@ -48,6 +52,9 @@ struct apply_event {
     char recorded_at[TIMESTAMP_LEN + 1];
     char *view; /* owned, the event's payload; NULL for a poison event */
     size_t view_len;
+    /* The fingerprint of the log's event at seq - 1 as the commit that wrote this event saw
+     * it, or "" when not known. Only events handed over from the writer in memory know it. */
+    char prior[APPLY_FINGERPRINT_MAX];
 };
 
 enum apply_status {
@@ -91,16 +98,19 @@ void apply_event_clear(struct apply_event *event);
  * when it still exists (a sku never changes), so that the event waits in its sku's queue. */
 void apply_poison_sku(struct store *store, struct apply_event *event);
 
-/* Fills "out" from a product's state just committed, with a copy of its "view". */
+/* Fills "out" from a product's state just committed, with a copy of its "view"; its prior
+ * is left "". */
 void apply_event_from_product(int64_t seq, int deleted, const struct product *product,
                               const char *view, size_t view_len, struct apply_event *out);
 
-/* The fingerprint of the log's event at "seq" into "out" ("" when the log has none there):
- * "<id> <version> <recorded_at>", as the scripts store it next to the checkpoint. Made from
- * the entry's id, version and time alone: its payload is neither parsed nor copied, and an
- * entry that is not a valid event gets the fingerprint its APPLY_POISON event has. Returns 1 when
- * the log has an entry at "seq", 0 when not, -1 when the log cannot be read. */
-int apply_log_fingerprint(struct store *store, int64_t seq, char *out, size_t cap);
+/* The event's fingerprint into "out". */
+void apply_event_fingerprint(const struct apply_event *event, char out[APPLY_FINGERPRINT_MAX]);
+
+/* The fingerprint of the log's event at "seq" into "out" ("" when the log has none there).
+ * Made from the entry's id, version and time alone: its payload is neither parsed nor copied,
+ * and an entry that is not a valid event gets the fingerprint its APPLY_POISON event has.
+ * Returns 1 when the log has an entry at "seq", 0 when not, -1 when the log cannot be read. */
+int apply_log_fingerprint(struct store *store, int64_t seq, char out[APPLY_FINGERPRINT_MAX]);
 
 /* Applies "events" (in seq order, "count" <= APPLY_BATCH_MAX), read from the log after seq
  * "read_after", to "target". "event_after", when not NULL, is the fingerprint of the log's

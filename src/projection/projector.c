@@ -91,8 +91,8 @@ struct projector {
     char generation_text[DIGITS_U64_MAX + 2];
     struct apply_event batch[APPLY_BATCH_MAX];
     size_t batch_count;
-    int64_t batch_after;   /* the checkpoint the batch was read after */
-    char event_after[128]; /* the log's event at batch_after (apply_log_fingerprint), or "" */
+    int64_t batch_after;                     /* the checkpoint the batch was read after */
+    char event_after[APPLY_FINGERPRINT_MAX]; /* the log's event at batch_after, or "" */
     int backoff_ms;
     int connected_once;
     struct parked_set *parked; /* read by loop threads too */
@@ -278,10 +278,13 @@ static int fetch_batch(struct projector *p)
         if (last > atomic_load(&p->head)) atomic_store(&p->head, last);
         note_oldest_unapplied(p);
         /* For the script to check that Redis holds the log's own event there: the log may
-         * have gone back in time under it since the checkpoint was written. */
-        if (p->batch_after > 0 &&
-            (open_store(p) < 0 || apply_log_fingerprint(p->store, p->batch_after, p->event_after,
-                                                        sizeof(p->event_after)) < 0)) {
+         * have gone back in time under it since the checkpoint was written. Events handed
+         * over in memory bring it from their commit's own transaction: no read then. */
+        if (p->batch_after > 0 && p->batch[0].prior[0] != '\0') {
+            memcpy(p->event_after, p->batch[0].prior, sizeof(p->event_after));
+        } else if (p->batch_after > 0 &&
+                   (open_store(p) < 0 ||
+                    apply_log_fingerprint(p->store, p->batch_after, p->event_after) < 0)) {
             if (p->store) record_error(p, "reading the event log", store_errmsg(p->store));
             clear_batch(p);
             return -1;
@@ -392,8 +395,8 @@ static int diverged(struct projector *p, int64_t checkpoint, const char *fingerp
         return 1;
     }
     if (checkpoint == 0) return 0;
-    char ours[128];
-    if (apply_log_fingerprint(p->store, checkpoint, ours, sizeof(ours)) < 0) {
+    char ours[APPLY_FINGERPRINT_MAX];
+    if (apply_log_fingerprint(p->store, checkpoint, ours) < 0) {
         snprintf(why, whylen, "%s", store_errmsg(p->store));
         return -1;
     }
@@ -537,11 +540,11 @@ static void take_progress(struct projector *p, const struct apply_result *result
  * time under Redis (a backup restored) and the events it says are applied are not these. */
 static int checkpoint_is_the_logs(struct projector *p)
 {
-    char err[256], theirs[128], ours[128];
+    char err[256], theirs[128], ours[APPLY_FINGERPRINT_MAX];
     int64_t at;
     return apply_read_checkpoint(p->redis, p->prefix, p->generation, &at, theirs, sizeof(theirs),
                                  err, sizeof(err)) == 0 &&
-           open_store(p) == 0 && apply_log_fingerprint(p->store, at, ours, sizeof(ours)) >= 0 &&
+           open_store(p) == 0 && apply_log_fingerprint(p->store, at, ours) >= 0 &&
            strcmp(theirs, ours) == 0;
 }
 

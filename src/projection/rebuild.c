@@ -249,19 +249,19 @@ static int write_page(struct rebuild *r)
 }
 
 /* The fingerprint of event "seq" of the log ("" for seq 0). */
-static int fingerprint_of(struct store *store, int64_t seq, char *out, size_t cap)
+static int fingerprint_of(struct store *store, int64_t seq, char out[APPLY_FINGERPRINT_MAX])
 {
     out[0] = '\0';
     if (seq == 0) return 0;
-    return apply_log_fingerprint(store, seq, out, cap) == 1 ? 0 : -1;
+    return apply_log_fingerprint(store, seq, out) == 1 ? 0 : -1;
 }
 
 /* Writes every product of a snapshot, then its checkpoint ("*head_seq"). */
 static int write_snapshot(struct rebuild *r, int64_t *head_seq)
 {
     if (store_snapshot_begin(r->store, head_seq) < 0) return fail(r, store_errmsg(r->store));
-    char fingerprint[128];
-    int rc = fingerprint_of(r->store, *head_seq, fingerprint, sizeof(fingerprint));
+    char fingerprint[APPLY_FINGERPRINT_MAX];
+    int rc = fingerprint_of(r->store, *head_seq, fingerprint);
     if (rc < 0) fail(r, "the log's last event cannot be read");
     r->last_id[0] = '\0';
     int visited = SNAPSHOT_PAGE;

@@ -222,7 +222,8 @@ static int64_t known_seq(void *arg)
     return known_in_the_log;
 }
 
-static const struct writer_listener LISTENER = {note_committed, known_seq, NULL};
+static const struct writer_listener LISTENER = {.committed = note_committed,
+                                                .known_seq = known_seq};
 
 static struct command *create_command(const char *sku, int64_t stock)
 {

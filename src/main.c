@@ -872,6 +872,7 @@ static const struct {
 
 int main(int argc, char **argv)
 {
+    store_setup_process();
     if (argc < 2) return usage_error("missing command");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(stdout);

@@ -10,6 +10,11 @@
 
 #include "command/store_backend.h"
 
+void store_setup_process(void)
+{
+    store_sqlite_setup_process();
+}
+
 int store_is_postgresql(const char *db)
 {
     return strncasecmp(db, "postgresql://", strlen("postgresql://")) == 0 ||

@@ -31,6 +31,10 @@ enum store_status {
     STORE_CONFLICT = -4, /* store_idempotency_put: the key is stored already (another writer) */
 };
 
+/* Process-wide setup of the backends' libraries: call it once, first thing in main, before
+ * any store is opened and before any thread starts. */
+void store_setup_process(void);
+
 /* 1 when "db" names a PostgreSQL database (a postgresql:// or postgres:// URI), 0 when it is
  * an SQLite file path. */
 int store_is_postgresql(const char *db);

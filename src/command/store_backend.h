@@ -63,6 +63,9 @@ struct store {
     char err[STORE_ERR_LEN];
 };
 
+/* store_setup_process's part for SQLite. */
+void store_sqlite_setup_process(void);
+
 /* Each backend's opener: the writer connection ("reader" 0: migrates the schema) or a reader
  * ("reader" 1). Returns 0 and "*out", or -1 with a message in "err" (never a password). */
 int store_sqlite_open(const char *path, enum store_durability durability, int reader,

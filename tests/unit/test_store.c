@@ -12,6 +12,7 @@
 #include "command/writer.h"
 #include "domain/event.h"
 #include "domain/view.h"
+#include "projection/apply.h"
 
 static char db_path[64];
 
@@ -284,6 +285,111 @@ Test(writer, group_commit_keeps_each_commands_outcome)
     command_free(other);
     command_free(sell);
     command_free(late);
+}
+
+/* What a listener saw of the batches: the log's fingerprints of their events, read in each
+ * batch's own transaction before COMMIT, and those of the events made from its commands in
+ * memory after it. Checked on the test's thread. */
+static struct {
+    size_t read, made;
+    int64_t seqs[8];
+    int found[8];
+    char in_transaction[8][APPLY_FINGERPRINT_MAX];
+    char in_memory[8][APPLY_FINGERPRINT_MAX];
+} seen;
+
+static void note_committing(struct store *store, const struct command *batch, void *arg)
+{
+    (void)arg;
+    for (const struct command *cmd = batch; cmd && seen.read < 8; cmd = cmd->next)
+        if (cmd->outcome == COMMAND_DONE && cmd->seq > 0) {
+            size_t i = seen.read++;
+            seen.seqs[i] = cmd->seq;
+            seen.found[i] = apply_log_fingerprint(store, cmd->seq, seen.in_transaction[i]);
+        }
+}
+
+static void note_fingerprints(int64_t head_seq, const struct command *batch, void *arg)
+{
+    (void)head_seq;
+    (void)arg;
+    for (const struct command *cmd = batch; cmd && seen.made < 8; cmd = cmd->next)
+        if (cmd->outcome == COMMAND_DONE && cmd->seq > 0) {
+            struct apply_event event;
+            apply_event_from_product(cmd->seq, 0, &cmd->product, cmd->view, cmd->view_len, &event);
+            apply_event_fingerprint(&event, seen.in_memory[seen.made++]);
+            apply_event_clear(&event);
+        }
+}
+
+/* The projector checks each batch against the fingerprint of the event before it, which the
+ * writer hands over: read in the commit's transaction, or made in memory from the event
+ * before it in the same commit. Both must be what the log gives that event, for a create and
+ * for a later change (version 2, a later time) alike. */
+Test(writer, an_event_made_in_memory_has_the_fingerprint_the_log_gives_it)
+{
+    struct store *store = open_store();
+    struct writer *writer = NULL;
+    struct writer_limits limits = {.max_idempotency_keys = 100, .max_queued = 100};
+    struct writer_listener listener = {.committing = note_committing,
+                                       .committed = note_fingerprints};
+    cr_assert_eq(writer_start(store, &limits, &listener, &writer), 0);
+    struct command *a = create_command("SKU-F1", 1), *b = create_command("SKU-F2", 0);
+    cr_assert_eq(writer_submit(writer, a), 0);
+    cr_assert_eq(writer_submit(writer, b), 0);
+    wait_completed(2);
+    usleep(2000); /* the change is recorded at a later millisecond than the create */
+    struct command *sell = calloc(1, sizeof(*sell));
+    sell->kind = COMMAND_ADJUST_STOCK;
+    sell->expected_version = COMMAND_ANY_VERSION;
+    sell->delta = -1;
+    sell->complete = on_complete;
+    memcpy(sell->product_id, a->product.id, sizeof(sell->product_id));
+    cr_assert_eq(writer_submit(writer, sell), 0);
+    wait_completed(3);
+    writer_stop(writer);
+    writer_free(writer);
+    cr_assert_eq(sell->outcome, COMMAND_DONE);
+    cr_assert_eq(seen.read, 3);
+    cr_assert_eq(seen.made, 3);
+    for (size_t i = 0; i < seen.read; i++) {
+        char in_the_log[APPLY_FINGERPRINT_MAX];
+        cr_assert_eq(seen.found[i], 1, "the batch's own event is in its transaction");
+        cr_assert_eq(apply_log_fingerprint(store, seen.seqs[i], in_the_log), 1);
+        cr_assert_str_eq(seen.in_transaction[i], in_the_log);
+        cr_assert_str_eq(seen.in_memory[i], in_the_log);
+    }
+    cr_assert_str_neq(seen.in_memory[2], seen.in_memory[0], "version 2 is another event");
+    store_close(store);
+    command_free(a);
+    command_free(b);
+    command_free(sell);
+}
+
+/* apply_event_fingerprint is built by hand: it must read as the form the log's fingerprints
+ * were written in before, "%s %lld %s", for any entry, poison ones included. */
+Test(apply, a_fingerprint_reads_as_printf_writes_it)
+{
+    static const struct {
+        const char *id;
+        int64_t version;
+        const char *at;
+    } cases[] = {
+        {ID_A, 1, "2026-11-30T12:00:00.000Z"},
+        {"unreadable-product-id", INT64_MAX, "2026-11-30T12:00:00.000Z"},
+        {ID_B, INT64_MIN, ""},
+        {"", 0, "not a time"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct apply_event event = {.version = cases[i].version};
+        snprintf(event.id, sizeof(event.id), "%s", cases[i].id);
+        snprintf(event.recorded_at, sizeof(event.recorded_at), "%s", cases[i].at);
+        char got[APPLY_FINGERPRINT_MAX], want[APPLY_FINGERPRINT_MAX];
+        apply_event_fingerprint(&event, got);
+        snprintf(want, sizeof(want), "%s %lld %s", event.id, (long long)event.version,
+                 event.recorded_at);
+        cr_assert_str_eq(got, want);
+    }
 }
 
 Test(store, the_database_name_picks_the_backend)

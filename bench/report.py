@@ -556,15 +556,27 @@ def evaluate(summary, rat, mem, stock, env, redis_bytes=(), takeovers=(), grow=N
         return (m(scen, sysname, "server_cpu_us") or 0) + (m(scen, sysname, "redis_cpu_us") or 0)
 
     def budget(scen, wanted_rps):
-        """What one core's worth of CPU per request allows, against what the target needs."""
+        """What one core's worth of CPU per request allows, against what the target needs;
+        where the CPU would allow the target but the run fell short, what CPU1 did instead."""
         c = cpu1(scen)
         if not c:
             return ""
-        return ("CPU1 per request: server %s + Redis %s = %s µs, so one core serves at most "
+        text = ("CPU1 per request: server %s + Redis %s = %s µs, so one core serves at most "
                 "~%s/s; the target needs ≤ %s µs (profile below)" % (
                     fmt(m(scen, "catalogd", "server_cpu_us"), 1),
                     fmt(m(scen, "catalogd", "redis_cpu_us"), 1), fmt(c, 1), fmt(1e6 / c),
                     fmt(1e6 / wanted_rps, 0)))
+        rps = m(scen, "catalogd", "rps")
+        busy = summary.get(scen, {}).get("catalogd", {}).get("cpu1_busy_pct")  # medians already
+        nginx_busy = summary.get("get_by_id", {}).get("nginx", {}).get("cpu1_busy_pct")
+        if 1e6 / c >= wanted_rps and rps is not None and rps < wanted_rps and busy is not None:
+            text += ("; that budget is met, and the run reached %s of that rate with CPU1 %s %% "
+                     "busy" % (fmt(rps * c / 1e6, 2, "×"), fmt(busy)))
+            if nginx_busy is not None:
+                text += (": the pinned setup leaves CPU1 idle while requests cross to wrk's "
+                         "core and back, as nginx's fixed body shows (CPU1 %s %% busy)"
+                         % fmt(nginx_busy))
+        return text
 
     def fixed_body_split():
         """The GET's distance to nginx, split by catalogd's own fixed answer (GET /health)."""

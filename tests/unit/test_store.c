@@ -241,6 +241,17 @@ static struct command *create_command(const char *sku, int64_t stock)
     return cmd;
 }
 
+static struct command *stock_command(const char *product_id, int64_t delta)
+{
+    struct command *cmd = calloc(1, sizeof(*cmd));
+    cmd->kind = COMMAND_ADJUST_STOCK;
+    cmd->expected_version = COMMAND_ANY_VERSION;
+    cmd->delta = delta;
+    cmd->complete = on_complete;
+    memcpy(cmd->product_id, product_id, sizeof(cmd->product_id));
+    return cmd;
+}
+
 Test(writer, group_commit_keeps_each_commands_outcome)
 {
     struct store *store = open_store();
@@ -261,12 +272,7 @@ Test(writer, group_commit_keeps_each_commands_outcome)
     cr_assert_eq(committed_head, other->seq);
     cr_assert(!first->seq_taken_again && !other->seq_taken_again);
 
-    struct command *sell = calloc(1, sizeof(*sell)); /* stock 0: never below zero */
-    sell->kind = COMMAND_ADJUST_STOCK;
-    sell->expected_version = COMMAND_ANY_VERSION;
-    sell->delta = -1;
-    sell->complete = on_complete;
-    memcpy(sell->product_id, other->product.id, sizeof(sell->product_id));
+    struct command *sell = stock_command(other->product.id, -1); /* stock 0: never below zero */
     cr_assert_eq(writer_submit(writer, sell), 0);
     wait_completed(4);
     cr_assert_eq(sell->outcome, COMMAND_INSUFFICIENT_STOCK);
@@ -339,12 +345,7 @@ Test(writer, an_event_made_in_memory_has_the_fingerprint_the_log_gives_it)
     cr_assert_eq(writer_submit(writer, b), 0);
     wait_completed(2);
     usleep(2000); /* the change is recorded at a later millisecond than the create */
-    struct command *sell = calloc(1, sizeof(*sell));
-    sell->kind = COMMAND_ADJUST_STOCK;
-    sell->expected_version = COMMAND_ANY_VERSION;
-    sell->delta = -1;
-    sell->complete = on_complete;
-    memcpy(sell->product_id, a->product.id, sizeof(sell->product_id));
+    struct command *sell = stock_command(a->product.id, -1);
     cr_assert_eq(writer_submit(writer, sell), 0);
     wait_completed(3);
     writer_stop(writer);

@@ -227,7 +227,24 @@ static int open_store(struct projector *p)
     return -1;
 }
 
-/* Takes the offered events that continue exactly from the checkpoint. Returns how many. */
+/* Does "event" name "before" as the log's event before it? Only then may the two be applied
+ * in one batch: the script checks the log's event before a batch against Redis' checkpoint
+ * for the batch's first event only. Two commits with a backup restored between them do not
+ * chain (the later one read the restored log's event), so they go in two batches and the
+ * second is refused there; a batch spanning them would land its last event where the restored
+ * log agrees with it and hide the difference for good. An event whose commit did not know
+ * the event before it (PostgreSQL: the first of each commit) starts a batch, which
+ * fetch_batch checks against the log. */
+static int chains_to(const struct apply_event *before, const struct apply_event *event)
+{
+    char fingerprint[APPLY_FINGERPRINT_MAX];
+    if (event->prior[0] == '\0') return 0;
+    apply_event_fingerprint(before, fingerprint);
+    return strcmp(fingerprint, event->prior) == 0;
+}
+
+/* Takes the offered events that continue exactly from the checkpoint, each chained to the one
+ * before it. Returns how many. */
 static size_t take_offered(struct projector *p)
 {
     int64_t next = atomic_load(&p->checkpoint) + 1;
@@ -237,8 +254,10 @@ static size_t take_offered(struct projector *p)
         apply_event_clear(&p->offered[skip++]);
     size_t take = 0;
     if (skip < p->offered_count && p->offered[skip].seq == next) {
+        const struct apply_event *from = p->offered + skip;
+        take = 1;
         while (skip + take < p->offered_count && take < APPLY_BATCH_MAX &&
-               p->offered[skip + take].seq == next + (int64_t)take)
+               from[take].seq == next + (int64_t)take && chains_to(&from[take - 1], &from[take]))
             take++;
         memcpy(p->batch, p->offered + skip, take * sizeof(*p->batch));
     }

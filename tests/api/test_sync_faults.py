@@ -453,6 +453,45 @@ def test_a_backup_as_long_as_the_read_model_restored_under_a_running_catalogd_is
     assert_converges(s)
 
 
+@pytest.mark.sqlite_only(reason="on PostgreSQL the projector reads the log's event itself")
+def test_a_backup_restored_between_commits_waiting_for_the_projector_is_noticed(stack_factory):
+    """Hostile review of the event handed over with the log's event before it: the projector
+    held on a frozen Redis, X6 and A7 committed, then a backup restored that has other events
+    at 6 and 7 (K6, K7), then B8 committed. A7 came with the event before it as its commit
+    read it (X6), B8 with the restored log's (K7). Defect: A7 and B8 went in one batch,
+    checked once, against X6; the checkpoint landed on B8, where the restored log agrees, so
+    no later check saw the difference: X6 and A7 stayed readable, K6 and K7 404, and verify
+    never came clean. B8 does not chain to A7, so they now go in two batches, and the second
+    is refused."""
+    s = stack_factory("restore-between-commits")
+    for _ in range(5):
+        create(s)
+    wait_until(lambda: projection_of(s)["checkpoint"] == 5, 10, what="Redis at seq 5")
+    backup = s.tmp / "backup.db"
+    db_backup(s.db, backup)
+    elsewhere = Server(s.tmp, s.redis.url, backup, ["--redis-prefix", "elsewhere"])
+    elsewhere.start()
+    try:
+        kept = [r.json()["id"] for r in bulk_create(elsewhere.base, 2, workers=1)]
+    finally:
+        assert elsewhere.stop() == 0
+    # Under the projector's 1 s Redis timeout; longer, it reloads and reads the log itself.
+    rpid = s.redis.proc.pid
+    os.kill(rpid, signal.SIGSTOP)
+    try:
+        lost = [create(s).json()["id"]]  # seq 6: the projector takes it, and waits on Redis
+        lost.append(create(s).json()["id"])  # seq 7: handed over, X6 before it
+        restore_under_running_catalogd(s.db, backup)
+        made = create(s).json()["id"]  # seq 8: K7 before it
+    finally:
+        os.kill(rpid, signal.SIGCONT)
+    assert_converges(s)
+    for product_id in kept + [made]:
+        assert s.get(f"/products/{product_id}").status_code == 200
+    for product_id in lost:
+        assert s.get(f"/products/{product_id}").status_code == 404
+
+
 @pytest.mark.sqlite_only(reason="two instances project one SQLite file (PostgreSQL elects one)")
 def test_a_backup_restored_under_two_instances_on_one_file_is_noticed(stack_factory):
     """Two instances on one SQLite file both project. A backup restored under them while the

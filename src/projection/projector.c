@@ -166,13 +166,29 @@ static void publish_parked(struct projector *p)
     pthread_mutex_unlock(&p->status_lock);
 }
 
-/* Sleeps on the condition variable; returns early when stopping or when "until_work" and new
- * events are committed. */
+/* With p->lock held: is it time to end the thread? When stopping, a leader first drains, up to
+ * the drain's deadline, what is committed and not yet applied. */
+static int stop_due(struct projector *p)
+{
+    int leading = !p->config.leadership || p->epoch != 0;
+    return p->stopping && (!leading || atomic_load(&p->checkpoint) >= atomic_load(&p->head) ||
+                           clock_mono_ms() >= p->drain_deadline_ms);
+}
+
+/* Sleeps on the condition variable; returns early when it is time to stop, or when
+ * "until_work" and new events are committed. While a stop drains, a wait still sleeps (up to
+ * the drain's deadline): a step that keeps failing then must back off as at any other time,
+ * not spin and log until the deadline. */
 static void wait_for(struct projector *p, int ms, int until_work)
 {
-    struct timespec deadline = clock_deadline_after_ms((uint64_t)ms);
     pthread_mutex_lock(&p->lock);
-    while (!p->stopping && !(until_work && atomic_load(&p->head) > atomic_load(&p->checkpoint))) {
+    if (p->stopping) {
+        uint64_t now = clock_mono_ms();
+        uint64_t left = p->drain_deadline_ms > now ? p->drain_deadline_ms - now : 0;
+        if ((uint64_t)ms > left) ms = (int)left;
+    }
+    struct timespec deadline = clock_deadline_after_ms((uint64_t)ms);
+    while (!stop_due(p) && !(until_work && atomic_load(&p->head) > atomic_load(&p->checkpoint))) {
         if (pthread_cond_timedwait(&p->wake, &p->lock, &deadline) == ETIMEDOUT) break;
     }
     pthread_mutex_unlock(&p->lock);
@@ -768,10 +784,8 @@ static void follow(struct projector *p)
 
 static int should_stop(struct projector *p)
 {
-    int leading = !p->config.leadership || p->epoch != 0;
     pthread_mutex_lock(&p->lock);
-    int stop = p->stopping && (!leading || atomic_load(&p->checkpoint) >= atomic_load(&p->head) ||
-                               clock_mono_ms() >= p->drain_deadline_ms);
+    int stop = stop_due(p);
     pthread_mutex_unlock(&p->lock);
     return stop;
 }

@@ -676,6 +676,34 @@ def test_sigterm_while_commands_wait_past_the_grace(fresh):
     assert acked and set(acked) <= stored, len(set(acked) - stored)
 
 
+def test_a_stop_that_drains_against_a_redis_refusing_writes_backs_off(stack_factory):
+    """Found by the chaos test (seed 394822905): SIGTERM while an event waits to be applied,
+    the read model wiped (FLUSHALL) and Redis out of memory. For the 2 s the stop drains,
+    every wait of the projector returned at once because it was stopping: it tried to rebuild
+    12,800 times in 1.1 s and logged each try. While it drains, it now backs off as at any
+    other time, and still exits when the drain's time is up."""
+    s = stack_factory("drain-backoff")
+    product = create(s).json()
+    s.r.config_set("maxmemory", "1")
+    s.r.config_set("maxmemory-policy", "noeviction")
+    try:
+        assert patch(s, product["id"], {"name": "waits"}).headers["Projection"] == "pending"
+        s.r.flushall()  # allowed out of memory: it frees
+        wait_until(lambda: "no generation" in s.server.stderr_tail(), 5,
+                   what="the projector to find the read model gone")
+        logged_before = os.path.getsize(s.server.stderr_path)
+        s.server.proc.send_signal(signal.SIGTERM)
+        rc = s.server.proc.wait(timeout=15)
+        s.server.proc = None
+    finally:
+        s.r.config_set("maxmemory", "0")
+    assert rc == 0
+    with open(s.server.stderr_path, errors="replace") as log:
+        log.seek(logged_before)
+        tries = log.read().count("rebuilding the read model")
+    assert tries <= 20, f"{tries} rebuilds tried while the stop drained"
+
+
 def test_a_page_never_leaves_out_a_listed_product_in_silence(fresh):
     """Found by the chaos test: a view of the wrong type (or gone) while its index entry stays
     made the page leave the product out, with 200. The read model now keeps no view apart

@@ -119,17 +119,26 @@ def read_until_closed(sock, deadline_s=5.0):
     return got
 
 
+_PORTS_HANDED_OUT = set()
+
+
 def free_port():
     """A free port below the kernel's ephemeral range (32768+), so that the outgoing
-    connections of this and other processes cannot take it between now and the bind."""
+    connections of this and other processes cannot take it between now and the bind; and
+    never one handed out before in this run: two servers given ports a moment apart, before
+    either binds, must not get the same one (a catalogd of the TLS tests once found its port
+    taken a moment after it was chosen; two picks of one port is the cause this rules out)."""
     for _ in range(200):
         port = random.randrange(20000, 32000)
+        if port in _PORTS_HANDED_OUT:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _PORTS_HANDED_OUT.add(port)
+        return port
     raise RuntimeError("no free port in 20000-31999")
 
 

@@ -419,6 +419,28 @@ def test_a_backup_restored_under_a_running_catalogd_is_noticed(stack_factory):
     assert_converges(s)
 
 
+def another_timeline(s, backup, n):
+    """Creates n products on the copy "backup" of s's write model, by a catalogd of its own
+    (projecting under another prefix): events s never saw, at the seqs after the copy's
+    head. Returns their ids."""
+    elsewhere = Server(s.tmp, s.redis.url, backup, ["--redis-prefix", "elsewhere"])
+    elsewhere.start()
+    try:
+        return [r.json()["id"] for r in bulk_create(elsewhere.base, n, workers=1)]
+    finally:
+        assert elsewhere.stop() == 0
+
+
+def assert_the_restored_log_wins(s, readable, lost):
+    """The read model converges to the restored write model: "readable" ids (in it) are
+    served, "lost" ones (not in it) are 404."""
+    assert_converges(s)
+    for product_id in readable:
+        assert s.get(f"/products/{product_id}").status_code == 200
+    for product_id in lost:
+        assert s.get(f"/products/{product_id}").status_code == 404
+
+
 @pytest.mark.sqlite_only(reason="on PostgreSQL the projector reads the log's event itself")
 def test_a_backup_as_long_as_the_read_model_restored_under_a_running_catalogd_is_noticed(
         stack_factory):
@@ -435,22 +457,11 @@ def test_a_backup_as_long_as_the_read_model_restored_under_a_running_catalogd_is
     db_backup(s.db, backup)
     lost = [r.json()["id"] for r in bulk_create(s.base, 3)]
     wait_until(lambda: projection_of(s)["checkpoint"] == 8, 10, what="Redis at seq 8")
-    # Another timeline on the backup: three other creates take seqs 6 to 8 there.
-    elsewhere = Server(s.tmp, s.redis.url, backup, ["--redis-prefix", "elsewhere"])
-    elsewhere.start()
-    try:
-        kept = [r.json()["id"] for r in bulk_create(elsewhere.base, 3)]
-    finally:
-        assert elsewhere.stop() == 0
+    kept = another_timeline(s, backup, 3)  # other events at seqs 6 to 8
     assert sql(backup, "SELECT max(seq) FROM events") == [(8,)]
     restore_under_running_catalogd(s.db, backup)
     made = create(s).json()["id"]  # seq 9, before the projector's idle check looks
-    for product_id in [made] + kept:
-        wait_until(lambda: s.get(f"/products/{product_id}").status_code == 200, 15,
-                   what=f"{product_id}, in the restored log, to be readable")
-    for product_id in lost:
-        assert s.get(f"/products/{product_id}").status_code == 404
-    assert_converges(s)
+    assert_the_restored_log_wins(s, kept + [made], lost)
 
 
 @pytest.mark.sqlite_only(reason="on PostgreSQL the projector reads the log's event itself")
@@ -469,12 +480,7 @@ def test_a_backup_restored_between_commits_waiting_for_the_projector_is_noticed(
     wait_until(lambda: projection_of(s)["checkpoint"] == 5, 10, what="Redis at seq 5")
     backup = s.tmp / "backup.db"
     db_backup(s.db, backup)
-    elsewhere = Server(s.tmp, s.redis.url, backup, ["--redis-prefix", "elsewhere"])
-    elsewhere.start()
-    try:
-        kept = [r.json()["id"] for r in bulk_create(elsewhere.base, 2, workers=1)]
-    finally:
-        assert elsewhere.stop() == 0
+    kept = another_timeline(s, backup, 2)  # K6, K7
     # Under the projector's 1 s Redis timeout; longer, it reloads and reads the log itself.
     rpid = s.redis.proc.pid
     os.kill(rpid, signal.SIGSTOP)
@@ -485,11 +491,7 @@ def test_a_backup_restored_between_commits_waiting_for_the_projector_is_noticed(
         made = create(s).json()["id"]  # seq 8: K7 before it
     finally:
         os.kill(rpid, signal.SIGCONT)
-    assert_converges(s)
-    for product_id in kept + [made]:
-        assert s.get(f"/products/{product_id}").status_code == 200
-    for product_id in lost:
-        assert s.get(f"/products/{product_id}").status_code == 404
+    assert_the_restored_log_wins(s, kept + [made], lost)
 
 
 @pytest.mark.sqlite_only(reason="two instances project one SQLite file (PostgreSQL elects one)")

@@ -10,7 +10,9 @@
  * - the view of a product built from an accepted draft is valid JSON that reads back to the
  *   same id, sku, name, price, stock, availability, desc and version (view.h's invariant),
  *   view_version finds that version (the ETag), and view_encode refuses a buffer one byte
- *   short without writing past it. */
+ *   short without writing past it;
+ * - each parser gives the same verdict with its fast path as with jansson alone (product_parse
+ *   with fast 1 and 0): the same status, draft or delta, detail and field errors. */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -204,6 +206,37 @@ static void product_from_draft(const struct product_draft *draft, uint64_t seed,
     product_apply_draft(p, draft);
 }
 
+static void check_same_validation(const struct validation *a, const struct validation *b)
+{
+    CHECK(strcmp(a->detail, b->detail) == 0);
+    CHECK(a->error_count == b->error_count);
+    for (int i = 0; i < a->error_count && i < VALIDATION_MAX_ERRORS; i++) {
+        CHECK(strcmp(a->errors[i].field, b->errors[i].field) == 0);
+        CHECK(strcmp(a->errors[i].message, b->errors[i].message) == 0);
+    }
+}
+
+/* The fast path reads "body" as jansson does, for every kind of body. */
+static void check_fast_path_agrees(const char *body, size_t size)
+{
+    static const enum body_kind kinds[] = {BODY_CREATE, BODY_PATCH, BODY_STOCK_DELTA};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        struct product_draft fast_draft, slow_draft;
+        int64_t fast_delta = 0, slow_delta = 0;
+        struct validation fast_v, slow_v;
+        int fast_rc = product_parse(kinds[k], body, size, 1, &fast_draft, &fast_delta, &fast_v);
+        int slow_rc = product_parse(kinds[k], body, size, 0, &slow_draft, &slow_delta, &slow_v);
+        CHECK(fast_rc == slow_rc);
+        check_same_validation(&fast_v, &slow_v);
+        CHECK(fast_draft.fields == slow_draft.fields);
+        CHECK(strcmp(fast_draft.sku, slow_draft.sku) == 0);
+        CHECK(strcmp(fast_draft.name, slow_draft.name) == 0);
+        CHECK(fast_draft.price_cents == slow_draft.price_cents);
+        CHECK(fast_draft.stock == slow_draft.stock);
+        CHECK(fast_delta == slow_delta);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *body = (const char *)data;
@@ -219,6 +252,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_validation(rc_create, &v_create);
     check_validation(rc_patch, &v_patch);
     check_validation(rc_delta, &v_delta);
+    check_fast_path_agrees(body, size);
 
     CHECK((rc_create == BODY_MALFORMED) == (rc_patch == BODY_MALFORMED));
     CHECK((rc_create == BODY_MALFORMED) == (rc_delta == BODY_MALFORMED));

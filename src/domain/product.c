@@ -3,11 +3,19 @@
  * and every required field is present, so a draft never carries a value the contract forbids;
  * otherwise the struct validation lists every failing field, not just the first.
  *
- * Each command is a table of field rules read by one loop (parse_fields). jansson does the JSON
- * parsing; the only hand-written scanning here is the recovery from numbers too large for
- * jansson (see recover_overflow), which only reads a prefix jansson has already accepted. */
+ * Each command is a table of field rules, and every member of a body goes through the rules
+ * as a struct member. Two readers make those members:
+ * - the fast path (fast_members) reads a plain body, which is nearly every body a client
+ *   sends: one flat object of known keys, each once, whose values are strings without
+ *   escapes or numbers without exponent. It declines anything else, before any rule has run.
+ * - jansson reads every body the fast path declines. The only hand-written scanning on that
+ *   path is the recovery from numbers too large for jansson (see recover_overflow), which
+ *   only reads a prefix jansson has already accepted.
+ * A body the fast path reads is one jansson reads to the same members, so both give the same
+ * verdict; fuzz_body checks it on every input (product_parse with fast 0 and 1). */
 #include "product.h"
 
+#include <assert.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -36,18 +44,22 @@
 #define MSG_DELTA_RANGE  "must be between -2147483647 and 2147483647"
 #define MSG_PATCH_EMPTY  "must contain at least one of name, price, stock"
 
-/* A number jansson could not hold (it fails the whole decode on them). We replace it with
- * null, parse again, and remember which top-level key it belonged to and what it looked like. */
-enum number_overflow {
-    NUMBER_FITS = 0,
-    NUMBER_INTEGER_TOO_BIG, /* 99999999999999999999 or its negative: an integer, out of range */
-    NUMBER_REAL_TOO_BIG,    /* 1e309: a real, out of range */
+/* What a member's value is, as the rules see it. A number jansson could not hold (it fails
+ * the whole decode on them) is replaced with null and parsed again, and its key remembered
+ * with what it looked like (see recover_overflow). */
+enum value_kind {
+    VALUE_OTHER = 0, /* an object, an array, true, false or null */
+    VALUE_STRING,
+    VALUE_INTEGER,
+    VALUE_REAL,
+    VALUE_INTEGER_TOO_BIG, /* 99999999999999999999 or its negative: an integer, out of range */
+    VALUE_REAL_TOO_BIG,    /* 1e309: a real, out of range */
 };
 
 struct overflowed_key {
     const char *key; /* points into the working copy of the body; not NUL-terminated */
     size_t key_len;
-    enum number_overflow kind;
+    enum value_kind kind; /* VALUE_INTEGER_TOO_BIG or VALUE_REAL_TOO_BIG */
 };
 
 /* What the field rules fill in. */
@@ -58,10 +70,12 @@ struct parsed {
 
 /* One member of the body's object, as a rule sees it. */
 struct member {
-    const char *key;
-    const json_t *value;           /* null when "overflow" is not NUMBER_FITS */
-    enum number_overflow overflow; /* a number too large for jansson */
-    const char *body;              /* the body as the client sent it, for member_literal */
+    struct slice key; /* decoded */
+    enum value_kind kind;
+    struct slice text;    /* VALUE_STRING: the decoded string (valid UTF-8) */
+    int64_t integer;      /* VALUE_INTEGER */
+    struct slice literal; /* a number as the client wrote it; {NULL, 0}: find it in "body" */
+    const char *body;     /* the body as the client sent it, for member_literal */
     size_t body_len;
 };
 
@@ -144,13 +158,13 @@ static size_t string_end(const char *body, size_t len, size_t i)
 
 /* 1 when the JSON string literal "text" ("len" bytes, quotes included) means "key". A key
  * without escapes is its own text; one with escapes ("pr\u0069ce") is decoded by jansson. */
-static int key_is(const char *text, size_t len, const char *key)
+static int key_is(const char *text, size_t len, struct slice key)
 {
     if (!memchr(text, '\\', len))
-        return len - 2 == strlen(key) && memcmp(text + 1, key, len - 2) == 0;
+        return len - 2 == key.len && memcmp(text + 1, key.p, key.len) == 0;
     json_t *decoded = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-    int same = json_is_string(decoded) && json_string_length(decoded) == strlen(key) &&
-               memcmp(json_string_value(decoded), key, strlen(key)) == 0;
+    int same = json_is_string(decoded) && json_string_length(decoded) == key.len &&
+               memcmp(json_string_value(decoded), key.p, key.len) == 0;
     json_decref(decoded);
     return same;
 }
@@ -161,7 +175,7 @@ static int key_is(const char *text, size_t len, const char *key)
  * needs no grammar, only where strings and nesting begin and end. (A second JSON parser that
  * keeps literals would be two parsers that could disagree about the same bytes.) Returns 0
  * and "*out", or -1 when there is no such member. */
-static int member_literal(const char *body, size_t len, const char *key, struct slice *out)
+static int member_literal(const char *body, size_t len, struct slice key, struct slice *out)
 {
     size_t i = 0;
     while (i < len && body[i] != '{')
@@ -267,11 +281,10 @@ static size_t utf8_last_start(const unsigned char *s, size_t len)
 
 static const char *check_name(const struct member *member, struct parsed *into)
 {
-    const json_t *value = member->value;
-    if (member->overflow != NUMBER_FITS || !json_is_string(value)) return MSG_STRING;
+    if (member->kind != VALUE_STRING) return MSG_STRING;
 
-    const unsigned char *s = (const unsigned char *)json_string_value(value);
-    size_t start = 0, end = json_string_length(value);
+    const unsigned char *s = (const unsigned char *)member->text.p;
+    size_t start = 0, end = member->text.len;
     uint32_t cp;
     size_t n;
 
@@ -301,11 +314,10 @@ static const char *check_name(const struct member *member, struct parsed *into)
 
 static const char *check_sku(const struct member *member, struct parsed *into)
 {
-    const json_t *value = member->value;
-    if (member->overflow != NUMBER_FITS || !json_is_string(value)) return MSG_STRING;
+    if (member->kind != VALUE_STRING) return MSG_STRING;
 
-    const char *s = json_string_value(value);
-    size_t len = json_string_length(value);
+    const char *s = member->text.p;
+    size_t len = member->text.len;
     if (!product_sku_valid(s, len)) return MSG_SKU;
     memcpy(into->draft.sku, s, len);
     into->draft.sku[len] = '\0';
@@ -317,10 +329,11 @@ static const char *check_sku(const struct member *member, struct parsed *into)
  * "0.10", nor "1e-400" from "0". */
 static const char *check_price(const struct member *member, struct parsed *into)
 {
-    struct slice literal;
+    struct slice literal = member->literal;
     int64_t cents;
-    if (member->overflow == NUMBER_FITS && !json_is_number(member->value)) return MSG_NUMBER;
-    if (member_literal(member->body, member->body_len, member->key, &literal) < 0)
+    if (member->kind == VALUE_OTHER || member->kind == VALUE_STRING) return MSG_NUMBER;
+    if (literal.p == NULL &&
+        member_literal(member->body, member->body_len, member->key, &literal) < 0)
         return MSG_NUMBER; /* not reached: jansson found the member in the same text */
     int rc = money_parse(literal.p, literal.len, &cents);
     if (rc < 0) return money_error_message(rc);
@@ -329,27 +342,25 @@ static const char *check_price(const struct member *member, struct parsed *into)
 }
 
 /* Reads a JSON integer in [min, max] into "*out", or returns the message why not. */
-static const char *check_integer(const json_t *value, enum number_overflow overflow, int64_t min,
-                                 int64_t max, const char *range_message, int64_t *out)
+static const char *check_integer(const struct member *member, int64_t min, int64_t max,
+                                 const char *range_message, int64_t *out)
 {
-    if (overflow == NUMBER_INTEGER_TOO_BIG) return range_message;
-    if (overflow != NUMBER_FITS || !json_is_integer(value)) return MSG_INTEGER;
-    json_int_t n = json_integer_value(value);
-    if (n < min || n > max) return range_message;
-    *out = (int64_t)n;
+    if (member->kind == VALUE_INTEGER_TOO_BIG) return range_message;
+    if (member->kind != VALUE_INTEGER) return MSG_INTEGER;
+    if (member->integer < min || member->integer > max) return range_message;
+    *out = member->integer;
     return NULL;
 }
 
 static const char *check_stock(const struct member *member, struct parsed *into)
 {
-    return check_integer(member->value, member->overflow, 0, PRODUCT_STOCK_MAX, MSG_STOCK_RANGE,
-                         &into->draft.stock);
+    return check_integer(member, 0, PRODUCT_STOCK_MAX, MSG_STOCK_RANGE, &into->draft.stock);
 }
 
 static const char *check_delta(const struct member *member, struct parsed *into)
 {
-    const char *message = check_integer(member->value, member->overflow, -PRODUCT_DELTA_MAX,
-                                        PRODUCT_DELTA_MAX, MSG_DELTA_RANGE, &into->delta);
+    const char *message =
+        check_integer(member, -PRODUCT_DELTA_MAX, PRODUCT_DELTA_MAX, MSG_DELTA_RANGE, &into->delta);
     if (message == NULL && into->delta == 0) return MSG_DELTA_ZERO;
     return message;
 }
@@ -447,9 +458,9 @@ static int recover_overflow(char *buf, size_t end, struct overflowed_key *found)
 
     found->key = buf + key_open + 1;
     found->key_len = key_close - key_open - 1;
-    found->kind = NUMBER_INTEGER_TOO_BIG;
+    found->kind = VALUE_INTEGER_TOO_BIG;
     for (size_t k = number_start; k < end; k++) {
-        if (buf[k] == '.' || buf[k] == 'e' || buf[k] == 'E') found->kind = NUMBER_REAL_TOO_BIG;
+        if (buf[k] == '.' || buf[k] == 'e' || buf[k] == 'E') found->kind = VALUE_REAL_TOO_BIG;
     }
     memcpy(buf + number_start, "null", 4);
     memset(buf + number_start + 4, ' ', end - number_start - 4);
@@ -521,106 +532,276 @@ static int decode_object(const char *body, size_t len, struct decoded *d, struct
     return 0;
 }
 
-static enum number_overflow overflow_of(const struct decoded *d, const char *key)
+/* The member "key": "value" of the decoded object, as the rules see it. */
+static struct member member_of(const struct decoded *d, const char *key, const json_t *value)
 {
-    size_t key_len = strlen(key); /* jansson refuses NUL in keys */
+    struct member m = {.key = {key, strlen(key)}, .body = d->body, .body_len = d->body_len};
 
     for (int i = 0; i < d->overflow_count; i++) {
-        if (d->overflows[i].key_len == key_len && memcmp(d->overflows[i].key, key, key_len) == 0)
-            return d->overflows[i].kind;
+        if (d->overflows[i].key_len == m.key.len &&
+            memcmp(d->overflows[i].key, key, m.key.len) == 0) {
+            m.kind = d->overflows[i].kind;
+            return m;
+        }
     }
-    return NUMBER_FITS;
+    if (json_is_string(value)) {
+        m.kind = VALUE_STRING;
+        m.text = (struct slice){json_string_value(value), json_string_length(value)};
+    } else if (json_is_integer(value)) {
+        m.kind = VALUE_INTEGER;
+        m.integer = json_integer_value(value);
+    } else if (json_is_real(value)) {
+        m.kind = VALUE_REAL;
+    }
+    return m;
 }
 
-/* Runs "rules" over the decoded object in body order, then reports missing required fields in
- * rule order. Sets "into->draft.fields" to the bits of the fields that passed and returns the
- * bits of those present, good or bad. */
-static unsigned parse_fields(const struct decoded *d, const struct field_rule *rules,
-                             size_t rule_count, struct parsed *into, struct validation *v)
+/* ---- the fast path ---- */
+
+#define FAST_DECLINED 1 /* not an enum body_status: the body is left to jansson */
+
+/* The longest number the fast path reads, and the most digits of an integer: below them a
+ * number can neither overflow jansson's json_int_t nor strtod (jansson's verdict on those
+ * is recover_overflow's to report). */
+#define FAST_NUMBER_MAX         40
+#define FAST_INTEGER_DIGITS_MAX 18
+
+static int is_digit(char c)
 {
-    unsigned seen = 0, passed = 0;
+    return c >= '0' && c <= '9';
+}
+
+static size_t skip_json_space(const char *body, size_t len, size_t i)
+{
+    while (i < len && is_json_space(body[i]))
+        i++;
+    return i;
+}
+
+/* Reads the string that opens at "body[i]" (a quote) into "*m" when it is plain: no escape,
+ * no control character, valid UTF-8. Returns the offset past its closing quote, or 0. */
+static size_t fast_string(const char *body, size_t len, size_t i, struct member *m)
+{
+    size_t start = ++i;
+    while (i < len && body[i] != '"') {
+        unsigned char c = (unsigned char)body[i];
+        uint32_t cp;
+        size_t n = 1;
+        if (c < 0x20 || c == '\\') return 0;
+        if (c >= 0x80 && (n = utf8_decode((const unsigned char *)body + i, len - i, &cp)) == 0)
+            return 0;
+        i += n;
+    }
+    if (i == len) return 0;
+    m->kind = VALUE_STRING;
+    m->text = (struct slice){body + start, i - start};
+    return i + 1;
+}
+
+/* Reads the number at "body[i]" into "*m" when it is plain: JSON's grammar without exponent,
+ * at most FAST_NUMBER_MAX bytes, an integer of at most FAST_INTEGER_DIGITS_MAX digits.
+ * Returns the offset past it, or 0. */
+static size_t fast_number(const char *body, size_t len, size_t i, struct member *m)
+{
+    size_t start = i;
+    if (i < len && body[i] == '-') i++;
+    size_t digits = i;
+    if (i < len && body[i] == '0') {
+        i++;
+    } else {
+        if (i == len || !is_digit(body[i])) return 0;
+        while (i < len && is_digit(body[i]))
+            i++;
+    }
+    size_t integer_end = i;
+    m->kind = VALUE_INTEGER;
+    if (i < len && body[i] == '.') {
+        if (++i == len || !is_digit(body[i])) return 0;
+        while (i < len && is_digit(body[i]))
+            i++;
+        m->kind = VALUE_REAL;
+    }
+    if ((i < len && (body[i] == 'e' || body[i] == 'E')) || i - start > FAST_NUMBER_MAX) return 0;
+    if (m->kind == VALUE_INTEGER) {
+        if (integer_end - digits > FAST_INTEGER_DIGITS_MAX) return 0;
+        int64_t n = 0;
+        for (size_t k = digits; k < integer_end; k++)
+            n = n * 10 + (body[k] - '0');
+        m->integer = body[start] == '-' ? -n : n;
+    }
+    m->literal = (struct slice){body + start, i - start};
+    return i;
+}
+
+/* The rule named exactly by the "len" bytes at "key", or NULL. */
+static const struct field_rule *rule_named(const struct field_rule *rules, size_t rule_count,
+                                           const char *key, size_t len)
+{
+    for (size_t r = 0; r < rule_count; r++) {
+        if (strlen(rules[r].name) == len && memcmp(rules[r].name, key, len) == 0) return &rules[r];
+    }
+    return NULL;
+}
+
+/* Reads a plain body into "members" (room for "rule_count"), in body order, with the rule of
+ * each in "member_rules". Returns BODY_OK, or FAST_DECLINED for a body that is not plain:
+ * not one object, a key unknown, repeated or escaped, a value other than a plain string or
+ * number (fast_string, fast_number), anything after the object but spaces. */
+static int fast_members(const char *body, size_t len, const struct field_rule *rules,
+                        size_t rule_count, struct member *members,
+                        const struct field_rule **member_rules, size_t *count)
+{
+    size_t i = skip_json_space(body, len, 0);
+    unsigned taken = 0;
+
+    *count = 0;
+    if (i == len || body[i] != '{') return FAST_DECLINED;
+    i = skip_json_space(body, len, i + 1);
+    if (i < len && body[i] == '}')
+        return skip_json_space(body, len, i + 1) == len ? BODY_OK : FAST_DECLINED;
+    for (;;) {
+        if (i == len || body[i] != '"') return FAST_DECLINED;
+        size_t key = ++i;
+        while (i < len && body[i] != '"' && body[i] != '\\')
+            i++;
+        if (i == len || body[i] != '"') return FAST_DECLINED;
+        size_t key_len = i - key;
+        const struct field_rule *rule = rule_named(rules, rule_count, body + key, key_len);
+        if (rule == NULL || (taken & 1u << (rule - rules))) return FAST_DECLINED;
+        taken |= 1u << (rule - rules);
+        i = skip_json_space(body, len, i + 1);
+        if (i == len || body[i] != ':') return FAST_DECLINED;
+        i = skip_json_space(body, len, i + 1);
+        struct member *m = &members[*count];
+        *m = (struct member){.key = {body + key, key_len}, .body = body, .body_len = len};
+        i = i < len && body[i] == '"' ? fast_string(body, len, i, m) : fast_number(body, len, i, m);
+        if (i == 0) return FAST_DECLINED;
+        member_rules[(*count)++] = rule;
+        i = skip_json_space(body, len, i);
+        if (i < len && body[i] == '}') break;
+        if (i == len || body[i] != ',') return FAST_DECLINED;
+        i = skip_json_space(body, len, i + 1);
+    }
+    return skip_json_space(body, len, i + 1) == len ? BODY_OK : FAST_DECLINED;
+}
+
+/* ---- the rules over the members ---- */
+
+/* Runs "rule" (NULL: the key is unknown) over "m", into "into" and "v". */
+static void check_member(const struct field_rule *rule, const struct member *m, struct parsed *into,
+                         struct validation *v, unsigned *seen, unsigned *passed)
+{
+    if (rule == NULL) {
+        validation_add(v, m->key.p, m->key.len, MSG_UNKNOWN);
+        return;
+    }
+    *seen |= rule->bit;
+    const char *message = rule->check(m, into);
+    if (message != NULL)
+        validation_add(v, m->key.p, m->key.len, message);
+    else
+        *passed |= rule->bit;
+}
+
+/* Runs "rules" over the decoded object in body order. Returns the bits of the fields present,
+ * good or bad, and sets "*passed" to those that passed. */
+static unsigned check_decoded(const struct decoded *d, const struct field_rule *rules,
+                              size_t rule_count, struct parsed *into, struct validation *v,
+                              unsigned *passed)
+{
+    unsigned seen = 0;
     const char *key;
     json_t *value;
 
     json_object_foreach(d->object, key, value)
     {
-        const struct field_rule *rule = NULL;
-        for (size_t r = 0; r < rule_count && rule == NULL; r++) {
-            if (strcmp(rules[r].name, key) == 0) rule = &rules[r];
-        }
-        if (rule == NULL) {
-            validation_add(v, key, strlen(key), MSG_UNKNOWN);
-            continue;
-        }
-        seen |= rule->bit;
-        struct member member = {key, value, overflow_of(d, key), d->body, d->body_len};
-        const char *message = rule->check(&member, into);
-        if (message != NULL)
-            validation_add(v, key, strlen(key), message);
-        else
-            passed |= rule->bit;
+        struct member m = member_of(d, key, value);
+        check_member(rule_named(rules, rule_count, key, m.key.len), &m, into, v, &seen, passed);
     }
-    for (size_t r = 0; r < rule_count; r++) {
-        if (rules[r].required && !(seen & rules[r].bit))
-            validation_add(v, rules[r].name, strlen(rules[r].name), MSG_REQUIRED);
-    }
-    into->draft.fields = passed;
     return seen;
 }
 
-/* The common shape of the three parsers. "patch" adds its one rule across fields: at least
- * one updatable field must be present (a present but bad one already has its own error). */
+/* The common shape of the three parsers: the members' rules, then missing required fields in
+ * rule order. "patch" adds its one rule across fields: at least one updatable field must be
+ * present (a present but bad one already has its own error). */
 static int parse_body(const char *body, size_t len, const struct field_rule *rules,
-                      size_t rule_count, int patch, struct parsed *into, struct validation *v)
+                      size_t rule_count, int patch, int fast, struct parsed *into,
+                      struct validation *v)
 {
-    struct decoded d;
-    int rc;
+    struct member members[8];
+    const struct field_rule *member_rules[8];
+    size_t count = 0;
+    unsigned seen = 0, passed = 0;
+    int rc = FAST_DECLINED;
 
     validation_reset(v);
     memset(into, 0, sizeof *into);
-    rc = decode_object(body, len, &d, v);
-    if (rc == 0) {
-        unsigned seen = parse_fields(&d, rules, rule_count, into, v);
+    assert(rule_count <= sizeof members / sizeof members[0]);
+    if (fast) rc = fast_members(body, len, rules, rule_count, members, member_rules, &count);
+    if (rc == BODY_OK) {
+        for (size_t k = 0; k < count; k++)
+            check_member(member_rules[k], &members[k], into, v, &seen, &passed);
+    } else {
+        struct decoded d;
+        rc = decode_object(body, len, &d, v);
+        if (rc == BODY_OK) seen = check_decoded(&d, rules, rule_count, into, v, &passed);
+        decoded_free(&d);
+    }
+    if (rc == BODY_OK) {
+        for (size_t r = 0; r < rule_count; r++) {
+            if (rules[r].required && !(seen & rules[r].bit))
+                validation_add(v, rules[r].name, strlen(rules[r].name), MSG_REQUIRED);
+        }
         if (patch && !(seen & (PRODUCT_FIELD_NAME | PRODUCT_FIELD_PRICE | PRODUCT_FIELD_STOCK)))
             validation_add(v, BODY_FIELD, strlen(BODY_FIELD), MSG_PATCH_EMPTY);
+        into->draft.fields = passed;
         if (v->error_count > 0) {
             snprintf(v->detail, sizeof v->detail, "%d field%s failed validation", v->error_count,
                      v->error_count == 1 ? "" : "s");
             rc = BODY_INVALID;
         }
     }
-    decoded_free(&d);
     if (rc != BODY_OK) memset(into, 0, sizeof *into);
+    return rc;
+}
+
+int product_parse(enum body_kind kind, const char *body, size_t len, int fast,
+                  struct product_draft *draft, int64_t *delta, struct validation *v)
+{
+    struct parsed parsed;
+    int rc;
+
+    switch (kind) {
+    case BODY_CREATE:
+        rc = parse_body(body, len, RULES(create_rules), 0, fast, &parsed, v);
+        break;
+    case BODY_PATCH:
+        rc = parse_body(body, len, RULES(patch_rules), 1, fast, &parsed, v);
+        break;
+    default:
+        rc = parse_body(body, len, RULES(delta_rules), 0, fast, &parsed, v);
+        break;
+    }
+    if (draft) *draft = parsed.draft;
+    if (delta) *delta = parsed.delta;
     return rc;
 }
 
 int product_parse_create(const char *body, size_t len, struct product_draft *out,
                          struct validation *v)
 {
-    struct parsed parsed;
-    int rc = parse_body(body, len, RULES(create_rules), 0, &parsed, v);
-
-    *out = parsed.draft;
-    return rc;
+    return product_parse(BODY_CREATE, body, len, 1, out, NULL, v);
 }
 
 int product_parse_patch(const char *body, size_t len, struct product_draft *out,
                         struct validation *v)
 {
-    struct parsed parsed;
-    int rc = parse_body(body, len, RULES(patch_rules), 1, &parsed, v);
-
-    *out = parsed.draft;
-    return rc;
+    return product_parse(BODY_PATCH, body, len, 1, out, NULL, v);
 }
 
 int product_parse_stock_delta(const char *body, size_t len, int64_t *delta, struct validation *v)
 {
-    struct parsed parsed;
-    int rc = parse_body(body, len, RULES(delta_rules), 0, &parsed, v);
-
-    *delta = parsed.delta;
-    return rc;
+    return product_parse(BODY_STOCK_DELTA, body, len, 1, NULL, delta, v);
 }
 
 void product_apply_draft(struct product *p, const struct product_draft *draft)

@@ -83,6 +83,19 @@ int product_parse_patch(const char *body, size_t len, struct product_draft *out,
                         struct validation *v);
 int product_parse_stock_delta(const char *body, size_t len, int64_t *delta, struct validation *v);
 
+/* The three parsers as one call, and a switch for their fast path. Each parser reads a plain
+ * body (one flat object of known keys, strings without escapes, numbers without exponent) in
+ * a pass of its own, and has jansson decode any other; "fast" 0 has jansson decode every
+ * body. Both ways give the same verdict: fuzz_body and the unit tests compare them. "draft"
+ * or "delta" may be NULL when the kind has none. */
+enum body_kind {
+    BODY_CREATE,
+    BODY_PATCH,
+    BODY_STOCK_DELTA,
+};
+int product_parse(enum body_kind kind, const char *body, size_t len, int fast,
+                  struct product_draft *draft, int64_t *delta, struct validation *v);
+
 /* 1 when "sku" ("len" bytes) is one the contract allows: 1-PRODUCT_SKU_MAX characters from
  * [A-Za-z0-9._-]. Shared by the body rules and the by-sku query. */
 static inline int product_sku_valid(const char *sku, size_t len)

@@ -1,5 +1,6 @@
 /* test_product.c - unit tests of product.c: every validation rule of the create, patch and
- * stock-delta bodies, malformed bodies, and numbers too large for the JSON parser. */
+ * stock-delta bodies, malformed bodies, numbers too large for the JSON parser, and the fast
+ * path's verdicts against jansson's. */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -693,4 +694,105 @@ Test(apply, copies_only_present_fields)
     cr_assert_eq(p.price_cents, 250);
     cr_assert_eq(p.stock, 0);
     cr_assert_str_eq(p.id, "0190b8e2-7c1a-7d3e-9f00-1a2b3c4d5e6f");
+}
+
+/* ---- the fast path against jansson ---- */
+
+/* Every kind of body gives "body" the same verdict with the fast path as with jansson alone. */
+static void expect_fast_path_agrees(const char *body, size_t len)
+{
+    static const enum body_kind kinds[] = {BODY_CREATE, BODY_PATCH, BODY_STOCK_DELTA};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        struct product_draft fast, slow;
+        int64_t fast_delta = 0, slow_delta = 0;
+        struct validation fast_v, slow_v;
+        int fast_rc = product_parse(kinds[k], body, len, 1, &fast, &fast_delta, &fast_v);
+        int slow_rc = product_parse(kinds[k], body, len, 0, &slow, &slow_delta, &slow_v);
+        cr_assert_eq(fast_rc, slow_rc, "body %.*s, kind %zu: %d against jansson's %d (%s)",
+                     (int)len, body, k, fast_rc, slow_rc, fast_v.detail);
+        cr_assert_str_eq(fast_v.detail, slow_v.detail, "body %.*s", (int)len, body);
+        cr_assert_eq(fast_v.error_count, slow_v.error_count, "body %.*s", (int)len, body);
+        for (int i = 0; i < fast_v.error_count; i++) {
+            cr_assert_str_eq(fast_v.errors[i].field, slow_v.errors[i].field, "body %.*s", (int)len,
+                             body);
+            cr_assert_str_eq(fast_v.errors[i].message, slow_v.errors[i].message, "body %.*s",
+                             (int)len, body);
+        }
+        cr_assert_eq(fast.fields, slow.fields, "body %.*s", (int)len, body);
+        cr_assert_str_eq(fast.sku, slow.sku);
+        cr_assert_str_eq(fast.name, slow.name);
+        cr_assert_eq(fast.price_cents, slow.price_cents, "body %.*s", (int)len, body);
+        cr_assert_eq(fast.stock, slow.stock, "body %.*s", (int)len, body);
+        cr_assert_eq(fast_delta, slow_delta, "body %.*s", (int)len, body);
+    }
+}
+
+/* Plain bodies, which the fast path reads, and the bodies at each edge of what it reads. */
+Test(fast_path, gives_jansson_verdict)
+{
+    static const char *const bodies[] = {
+        "{\"sku\":\"GAMER-PC-01\",\"name\":\"PC Gamer Ultra\",\"price\":5000.00,\"stock\":5}",
+        " \t\r\n{ \"stock\" : 0 ,\"price\":0.1, \"name\":\"  Caf\xc3\xa9 \xe3\x80\x80\", "
+        "\"sku\":\"a.b_c-d\" } \n",
+        "{\"delta\":-1}",
+        "{\"delta\":0}",
+        "{\"delta\":-0}",
+        "{\"delta\":1.0}",
+        "{\"delta\":2147483648}",
+        "{\"delta\":999999999999999999}",   /* 18 digits: the fast path's largest */
+        "{\"delta\":-9999999999999999999}", /* 19: jansson's */
+        "{\"delta\":99999999999999999999}", /* too big for jansson: recover_overflow */
+        "{\"delta\":18446744073709551617}", /* 2^64 + 1, which wraps to 1 */
+        "{\"delta\":1e3}",
+        "{\"delta\":01}",
+        "{\"delta\":1.}",
+        "{\"delta\":-}",
+        "{\"delta\":\"1\"}",
+        "{\"delta\":true}",
+        "{\"delta\":null}",
+        "{\"delta\":1,}",
+        "{\"delta\":1} x",
+        "{\"delta\":1}{}",
+        "{\"delta\":1",
+        "{\"delta\" 1}",
+        "{\"delta\":1,\"delta\":2}",
+        "{\"de\\u006cta\":1}",
+        "{\"Delta\":1}",
+        "{}",
+        "{ }",
+        "[]",
+        "",
+        "{\"name\":\"x\x7fy\",\"price\":-0}",
+        "{\"name\":\"\xed\xa0\x80\"}",     /* a surrogate */
+        "{\"name\":\"\xc0\xaf\"}",         /* an overlong */
+        "{\"name\":\"\xf4\x90\x80\x80\"}", /* past U+10FFFF */
+        "{\"name\":\"\xc3\"}",             /* cut short */
+        "{\"name\":\"tab\there\"}",
+        "{\"name\":\"a\\\"b\"}",
+        "{\"name\":\"\"}",
+        "{\"name\":5}",
+        "{\"price\":\"5.00\"}",
+        "{\"price\":0.1000000000000000000000000000000000001}",
+        "{\"price\":0.10000000000000000000000000000000000001}",
+        "{\"price\":1234567890.00}",
+        "{\"price\":-1.5}",
+        "{\"price\":1.234}",
+        "{\"stock\":-1,\"name\":\" \",\"price\":1e2}",
+        "{\"id\":\"x\",\"sku\":\"y\",\"version\":1}",
+        "{\"sku\":\"has space\",\"name\":\"n\",\"price\":1,\"stock\":1}",
+        "{\"sku\":\"A\",\"name\":\"n\",\"price\":1,\"stock\":1,\"extra\":1}",
+        "{\"sku\":\"A\",\"name\":{},\"price\":[1],\"stock\":1}",
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++)
+        expect_fast_path_agrees(bodies[i], strlen(bodies[i]));
+}
+
+/* A NUL byte is not JSON outside a string, nor inside one unescaped. */
+Test(fast_path, reads_only_len_bytes_and_no_nul)
+{
+    static const char body[] = "{\"delta\":1}\0{\"delta\":\"a\0b\"}";
+    expect_fast_path_agrees(body, sizeof body - 1);
+    expect_fast_path_agrees(body, strlen(body));
+    expect_fast_path_agrees(body, strlen(body) - 1);
+    expect_fast_path_agrees(body + strlen(body) + 1, sizeof body - strlen(body) - 2);
 }

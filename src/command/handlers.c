@@ -5,6 +5,7 @@
 #include "command/handlers.h"
 
 #include <openssl/evp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,9 +203,15 @@ static void on_complete(struct command *cmd)
     http_resume_post(((struct pending_command *)cmd)->resume);
 }
 
+/* A new command, zeroed but for its view buffer: that is most of its bytes, and it is read
+ * only up to view_len, which the writer sets when it writes the view. */
 static struct pending_command *pending_new(enum command_kind kind)
 {
-    struct pending_command *pending = xcalloc(1, sizeof(*pending));
+    struct pending_command *pending = xmalloc(sizeof(*pending));
+    size_t view_at = offsetof(struct pending_command, command.view);
+    size_t view_end = view_at + sizeof(pending->command.view);
+    memset(pending, 0, view_at);
+    memset((char *)pending + view_end, 0, sizeof(*pending) - view_end);
     pending->command.kind = kind;
     pending->command.expected_version = COMMAND_ANY_VERSION;
     pending->command.complete = on_complete;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/digits.h"
 #include "common/problem.h"
 #include "common/xmalloc.h"
 
@@ -18,16 +19,36 @@ static void render_problem(struct command_response *out, int status, const char 
     out->body = problem_render(status, slug, detail, extra, &out->body_len);
 }
 
+/* The ETag and Location of a product, written without printf: every command that succeeds
+ * answers them (digits.h). */
+static void render_etag(int64_t version, char out[24])
+{
+    _Static_assert(sizeof(((struct command_response *)0)->etag) >= 1 + DIGITS_U64_MAX + 2,
+                   "an ETag of any int64 fits");
+    out[0] = '"';
+    size_t n = 1 + digits_i64(out + 1, version); /* at most 20 characters */
+    out[n++] = '"';
+    out[n] = '\0';
+}
+
+static void render_location(const char *id, char out[64])
+{
+    _Static_assert(sizeof(((struct command_response *)0)->location) >= 10 + UUID_TEXT_LEN + 1,
+                   "a product's Location fits");
+    static const char prefix[] = "/products/";
+    memcpy(out, prefix, sizeof(prefix) - 1);
+    memcpy(out + sizeof(prefix) - 1, id, UUID_TEXT_LEN + 1);
+}
+
 static void render_success(const struct command *cmd, struct command_response *out)
 {
-    snprintf(out->etag, sizeof(out->etag), "\"%" PRId64 "\"", cmd->product.version);
+    render_etag(cmd->product.version, out->etag);
     if (cmd->kind == COMMAND_DELETE_PRODUCT) {
         out->status = 204;
         return;
     }
     out->status = cmd->kind == COMMAND_CREATE_PRODUCT ? 201 : 200;
-    if (cmd->kind == COMMAND_CREATE_PRODUCT)
-        snprintf(out->location, sizeof(out->location), "/products/%s", cmd->product.id);
+    if (cmd->kind == COMMAND_CREATE_PRODUCT) render_location(cmd->product.id, out->location);
     out->content_type = "application/json";
     out->body = xmalloc(cmd->view_len);
     memcpy(out->body, cmd->view, cmd->view_len);

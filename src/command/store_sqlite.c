@@ -585,10 +585,15 @@ static int sqlite_snapshot_begin(struct store *base, int64_t *head_seq)
     return STORE_OK;
 }
 
+/* A text column into "out" ("cap" bytes), cut to fit and NUL-terminated. A memcpy, not a
+ * snprintf: every change reads a product row, five of these. */
 static void copy_column(sqlite3_stmt *st, int column, char *out, size_t cap)
 {
     const char *text = (const char *)sqlite3_column_text(st, column);
-    snprintf(out, cap, "%s", text ? text : "");
+    size_t len = text ? (size_t)sqlite3_column_bytes(st, column) : 0;
+    if (len >= cap) len = cap - 1;
+    if (len) memcpy(out, text, len);
+    out[len] = '\0';
 }
 
 /* Reads a row of SELECT PRODUCT_COLUMNS. */

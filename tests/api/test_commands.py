@@ -638,7 +638,7 @@ def test_if_match_current_version_succeeds(stack, command):
 
 
 @pytest.mark.parametrize("command", list(COMMANDS))
-@pytest.mark.parametrize("sent", ['"1"', '"3"', '"12345"'])
+@pytest.mark.parametrize("sent", ['"1"', '"3"', '"12345"', '"4294967297"'])
 def test_if_match_other_version_is_412_and_changes_nothing(stack, command, sent):
     _, v = stack.create(stock=5)
     assert_view_response(patch(stack, v["id"], {"stock": 6}))  # now at version 2

@@ -7,61 +7,8 @@
 #include <string.h>
 
 #include "common/digits.h"
+#include "common/json_out.h"
 #include "money.h"
-
-/* An output buffer that remembers running out of room instead of writing past it. */
-struct json_out {
-    char *out;
-    size_t cap; /* bytes, one kept for the NUL */
-    size_t len;
-    int full;
-};
-
-static void put_bytes(struct json_out *w, const char *bytes, size_t n)
-{
-    if (w->full || n > w->cap - 1 - w->len) {
-        w->full = 1;
-        return;
-    }
-    memcpy(w->out + w->len, bytes, n);
-    w->len += n;
-}
-
-static void put_text(struct json_out *w, const char *text)
-{
-    put_bytes(w, text, strlen(text));
-}
-
-/* Short escapes JSON has names for; other control characters become \u00XX. */
-static const char *const named_escapes[0x20] = {
-    ['\b'] = "\\b", ['\t'] = "\\t", ['\n'] = "\\n", ['\f'] = "\\f", ['\r'] = "\\r",
-};
-
-/* Writes the NUL-terminated "text" as the inside of a JSON string: quote, backslash and
- * control characters escaped, every other byte (UTF-8 included) as is. */
-static void put_escaped(struct json_out *w, const char *text)
-{
-    static const char hex[] = "0123456789abcdef";
-    const char *run = text; /* start of the bytes not yet written */
-
-    for (const char *c = text;; c++) {
-        unsigned char byte = (unsigned char)*c;
-        if (byte >= 0x20 && byte != '"' && byte != '\\') continue;
-        put_bytes(w, run, (size_t)(c - run));
-        if (byte == '\0') return;
-        if (byte == '"') {
-            put_text(w, "\\\"");
-        } else if (byte == '\\') {
-            put_text(w, "\\\\");
-        } else if (named_escapes[byte] != NULL) {
-            put_text(w, named_escapes[byte]);
-        } else {
-            char escape[7] = {'\\', 'u', '0', '0', hex[byte >> 4], hex[byte & 0x0F], '\0'};
-            put_text(w, escape);
-        }
-        run = c + 1;
-    }
-}
 
 size_t view_encode(const struct product *p, char *out, size_t cap)
 {
@@ -72,37 +19,32 @@ size_t view_encode(const struct product *p, char *out, size_t cap)
     if (out == NULL || cap == 0) return 0;
     money_format(p->price_cents, price);
 
-    put_text(&w, "{\"id\":\"");
-    put_escaped(&w, p->id);
-    put_text(&w, "\",\"sku\":\"");
-    put_escaped(&w, p->sku);
-    put_text(&w, "\",\"name\":\"");
-    put_escaped(&w, p->name);
-    put_text(&w, "\",\"price\":");
-    put_text(&w, price);
+    json_out_text(&w, "{\"id\":\"");
+    json_out_escaped(&w, p->id);
+    json_out_text(&w, "\",\"sku\":\"");
+    json_out_escaped(&w, p->sku);
+    json_out_text(&w, "\",\"name\":\"");
+    json_out_escaped(&w, p->name);
+    json_out_text(&w, "\",\"price\":");
+    json_out_text(&w, price);
     number[digits_i64(number, p->stock)] = '\0';
-    put_text(&w, ",\"stock\":");
-    put_text(&w, number);
-    put_text(&w, p->stock > 0 ? ",\"available\":true" : ",\"available\":false");
-    put_text(&w, ",\"desc\":\"");
-    put_escaped(&w, p->name);
-    put_text(&w, " - $");
-    put_text(&w, price);
+    json_out_text(&w, ",\"stock\":");
+    json_out_text(&w, number);
+    json_out_text(&w, p->stock > 0 ? ",\"available\":true" : ",\"available\":false");
+    json_out_text(&w, ",\"desc\":\"");
+    json_out_escaped(&w, p->name);
+    json_out_text(&w, " - $");
+    json_out_text(&w, price);
     number[digits_i64(number, p->version)] = '\0';
-    put_text(&w, "\",\"version\":");
-    put_text(&w, number);
-    put_text(&w, ",\"created_at\":\"");
-    put_escaped(&w, p->created_at);
-    put_text(&w, "\",\"updated_at\":\"");
-    put_escaped(&w, p->updated_at);
-    put_text(&w, "\"}");
+    json_out_text(&w, "\",\"version\":");
+    json_out_text(&w, number);
+    json_out_text(&w, ",\"created_at\":\"");
+    json_out_escaped(&w, p->created_at);
+    json_out_text(&w, "\",\"updated_at\":\"");
+    json_out_escaped(&w, p->updated_at);
+    json_out_text(&w, "\"}");
 
-    if (w.full) {
-        out[0] = '\0';
-        return 0;
-    }
-    out[w.len] = '\0';
-    return w.len;
+    return json_out_finish(&w);
 }
 
 /* Copies the string member "key" of "object" into "out" ("cap" bytes with the NUL). Returns 0,

@@ -124,12 +124,6 @@ int store_update_product(struct store *store, const struct product *p)
     return store->backend->update_product(store, p);
 }
 
-int store_adjust_stock(struct store *store, const char *id, int64_t delta, int64_t expected_version,
-                       const char *updated_at, struct product *out)
-{
-    return store->backend->adjust_stock(store, id, delta, expected_version, updated_at, out);
-}
-
 int store_delete_product(struct store *store, const char *id)
 {
     return store->backend->delete_product(store, id);

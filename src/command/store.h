@@ -102,14 +102,6 @@ int store_find_sku(struct store *store, const char *sku, char id[UUID_TEXT_LEN +
 /* Writes name, price, stock, version and updated_at of "p" (matched by id). */
 int store_update_product(struct store *store, const struct product *p);
 
-/* Stock's rule in one statement: adds "delta" to the stock of product "id" when the result
- * stays within 0..PRODUCT_STOCK_MAX and, when "expected_version" is 1 or more, the product is
- * at that version; bumps its version and sets its updated_at. Returns STORE_OK with the
- * product as it is now in "out", STORE_NOT_FOUND when no product changed (none has this id,
- * or a condition failed: the caller reads it to say which), or STORE_ERR. */
-int store_adjust_stock(struct store *store, const char *id, int64_t delta, int64_t expected_version,
-                       const char *updated_at, struct product *out);
-
 /* Deletes product "id"; its sku becomes free. */
 int store_delete_product(struct store *store, const char *id);
 

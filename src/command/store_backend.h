@@ -33,8 +33,6 @@ struct store_backend {
     int (*get_product)(struct store *store, const char *id, struct product *out);
     int (*find_sku)(struct store *store, const char *sku, char id[UUID_TEXT_LEN + 1]);
     int (*update_product)(struct store *store, const struct product *p);
-    int (*adjust_stock)(struct store *store, const char *id, int64_t delta,
-                        int64_t expected_version, const char *updated_at, struct product *out);
     int (*delete_product)(struct store *store, const char *id);
     int (*idempotency_get)(struct store *store, const char *key,
                            struct store_idempotent_response *out);

@@ -159,7 +159,6 @@ enum statement {
     ST_SCAN_PRODUCTS,
     ST_GET_PRODUCT,
     ST_UPDATE_PRODUCT,
-    ST_ADJUST_STOCK,
     ST_DELETE_PRODUCT,
     ST_GET_IDEMPOTENCY,
     ST_PUT_IDEMPOTENCY,
@@ -224,12 +223,6 @@ static const struct {
     [ST_UPDATE_PRODUCT] = {"UPDATE products SET name = $2, price_cents = $3, stock = $4,"
                            " version = $5, updated_at = $6 WHERE id = $1",
                            FOR_WRITER, 0},
-    /* store_adjust_stock; the bound is PRODUCT_STOCK_MAX, as in the schema's check. */
-    [ST_ADJUST_STOCK] = {"UPDATE products SET stock = stock + $2::bigint, version = version + 1,"
-                         " updated_at = $4 WHERE id = $1"
-                         " AND stock + $2::bigint BETWEEN 0 AND 2147483647"
-                         " AND ($3::bigint < 1 OR version = $3::bigint) RETURNING " PRODUCT_COLUMNS,
-                         FOR_WRITER, 0},
     [ST_DELETE_PRODUCT] = {"DELETE FROM products WHERE id = $1", FOR_WRITER, 0},
     [ST_GET_IDEMPOTENCY] = {"SELECT fingerprint, status, location, etag, content_type, body"
                             " FROM idempotency_keys WHERE key_sha256 = $1",
@@ -1063,22 +1056,6 @@ static int pg_update_product(struct store *base, const struct product *p)
     return call_command(pg_of(base), ST_UPDATE_PRODUCT, &params, NULL);
 }
 
-static int pg_adjust_stock(struct store *base, const char *id, int64_t delta,
-                           int64_t expected_version, const char *updated_at, struct product *out)
-{
-    struct params params = {0};
-    param_text(&params, id);
-    param_int(&params, delta);
-    param_int(&params, expected_version);
-    param_text(&params, updated_at);
-    PGresult *result = call(pg_of(base), ST_ADJUST_STOCK, &params);
-    if (!result) return STORE_ERR;
-    int rc = PQntuples(result) == 1 ? STORE_OK : STORE_NOT_FOUND;
-    if (rc == STORE_OK) read_product_row(result, 0, out);
-    PQclear(result);
-    return rc;
-}
-
 static int pg_delete_product(struct store *base, const char *id)
 {
     struct params params = {0};
@@ -1283,7 +1260,6 @@ static const struct store_backend PG_BACKEND = {
     .get_product = pg_get_product,
     .find_sku = pg_find_sku,
     .update_product = pg_update_product,
-    .adjust_stock = pg_adjust_stock,
     .delete_product = pg_delete_product,
     .idempotency_get = pg_idempotency_get,
     .idempotency_put = pg_idempotency_put,

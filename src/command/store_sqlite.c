@@ -133,7 +133,6 @@ enum statement {
     ST_SCAN_PRODUCTS,
     ST_GET_PRODUCT,
     ST_UPDATE_PRODUCT,
-    ST_ADJUST_STOCK,
     ST_DELETE_PRODUCT,
     ST_GET_IDEMPOTENCY,
     ST_PUT_IDEMPOTENCY,
@@ -178,11 +177,6 @@ static const struct {
     [ST_UPDATE_PRODUCT] = {"UPDATE products SET name = ?2, price_cents = ?3, stock = ?4,"
                            " version = ?5, updated_at = ?6 WHERE id = ?1",
                            0},
-    /* store_adjust_stock; the bound is PRODUCT_STOCK_MAX, as in the schema's check. */
-    [ST_ADJUST_STOCK] = {"UPDATE products SET stock = stock + ?2, version = version + 1,"
-                         " updated_at = ?4 WHERE id = ?1 AND stock + ?2 BETWEEN 0 AND 2147483647"
-                         " AND (?3 < 1 OR version = ?3) RETURNING " PRODUCT_COLUMNS,
-                         0},
     [ST_DELETE_PRODUCT] = {"DELETE FROM products WHERE id = ?1", 0},
     [ST_GET_IDEMPOTENCY] = {"SELECT fingerprint, status, location, etag, content_type, body"
                             " FROM idempotency_keys WHERE key_sha256 = ?1",
@@ -667,24 +661,6 @@ static int sqlite_update_product(struct store *base, const struct product *p)
     return run(store, ST_UPDATE_PRODUCT);
 }
 
-static int sqlite_adjust_stock(struct store *base, const char *id, int64_t delta,
-                               int64_t expected_version, const char *updated_at,
-                               struct product *out)
-{
-    struct sqlite_store *store = sqlite_of(base);
-    sqlite3_stmt *st = store->statements[ST_ADJUST_STOCK];
-    bind_text(st, 1, id);
-    sqlite3_bind_int64(st, 2, delta);
-    sqlite3_bind_int64(st, 3, expected_version);
-    bind_text(st, 4, updated_at);
-    /* RETURNING: the change is made in full at the first step, which returns its one row. */
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) read_product_row(st, out);
-    sqlite3_reset(st);
-    if (rc == SQLITE_ROW) return STORE_OK;
-    return rc == SQLITE_DONE ? STORE_NOT_FOUND : fail(store, STATEMENTS[ST_ADJUST_STOCK].sql);
-}
-
 static int sqlite_delete_product(struct store *base, const char *id)
 {
     struct sqlite_store *store = sqlite_of(base);
@@ -809,7 +785,6 @@ static const struct store_backend SQLITE_BACKEND = {
     .get_product = sqlite_get_product,
     .find_sku = sqlite_find_sku,
     .update_product = sqlite_update_product,
-    .adjust_stock = sqlite_adjust_stock,
     .delete_product = sqlite_delete_product,
     .idempotency_get = sqlite_idempotency_get,
     .idempotency_put = sqlite_idempotency_put,

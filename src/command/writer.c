@@ -150,36 +150,24 @@ static int delete_product(struct writer *w, struct command *cmd, uint64_t now_ms
     return append_event(w, cmd, EVENT_PRODUCT_DELETED);
 }
 
-/* A stock change the store did not make: reads the product to say why. */
-static int refuse_stock_change(struct writer *w, struct command *cmd)
+/* The business rule that needs ACID: stock never goes below zero, whatever the concurrency,
+ * because the check and the change happen in the single writer's transaction. */
+static int adjust_stock(struct writer *w, struct command *cmd, uint64_t now_ms)
 {
     int rc = load_for_change(w, cmd);
     if (rc < 0 || cmd->outcome != COMMAND_DONE) return rc;
     int64_t stock = cmd->product.stock + cmd->delta;
     if (stock < 0) {
         fail_command(cmd, COMMAND_INSUFFICIENT_STOCK, "insufficient stock");
-    } else if (stock > PRODUCT_STOCK_MAX) {
-        fail_command(cmd, COMMAND_STOCK_OVERFLOW, "stock overflow");
-    } else { /* not reached: the store refused a change its own rule allows */
-        LOG(LOG_ERROR, "writer: the stock change of %s was refused, and its product allows it",
-            cmd->product_id);
-        return STORE_ERR;
+        return STORE_OK;
     }
-    return STORE_OK;
-}
-
-/* The business rule that needs ACID: stock never goes below zero, whatever the concurrency,
- * because the check and the change happen in the single writer's transaction, in one
- * statement (store_adjust_stock), which returns the product as it is after the change. */
-static int adjust_stock(struct writer *w, struct command *cmd, uint64_t now_ms)
-{
-    char updated_at[TIMESTAMP_LEN + 1];
-    timestamp_format(now_ms, updated_at);
-    int64_t expected = cmd->expected_version; /* COMMAND_ANY_VERSION is below 1: any */
-    int rc = store_adjust_stock(w->store, cmd->product_id, cmd->delta, expected, updated_at,
-                                &cmd->product);
-    if (rc == STORE_NOT_FOUND) return refuse_stock_change(w, cmd);
-    if (rc < 0) return rc;
+    if (stock > PRODUCT_STOCK_MAX) {
+        fail_command(cmd, COMMAND_STOCK_OVERFLOW, "stock overflow");
+        return STORE_OK;
+    }
+    cmd->product.stock = stock;
+    bump_version(cmd, now_ms);
+    if ((rc = store_update_product(w->store, &cmd->product)) < 0) return rc;
     return append_event(w, cmd, EVENT_STOCK_ADJUSTED);
 }
 

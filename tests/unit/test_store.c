@@ -118,44 +118,6 @@ static int count_events(const struct store_event *event, void *arg)
     return 0;
 }
 
-/* Stock's rule in one statement: within 0..PRODUCT_STOCK_MAX and at the expected version, or
- * nothing changes and the caller hears STORE_NOT_FOUND. */
-Test(store, adjust_stock_changes_only_within_its_rule)
-{
-    struct store *store = open_store();
-    char owner[UUID_TEXT_LEN + 1] = "";
-    struct product a = product(ID_A, "SKU-1", 3), got;
-    const char *later = "2026-11-30T12:00:01.000Z";
-    cr_assert_eq(store_begin(store), STORE_OK);
-    cr_assert_eq(store_insert_product(store, &a, owner), STORE_OK);
-
-    cr_assert_eq(store_adjust_stock(store, ID_A, -4, 0, later, &got), STORE_NOT_FOUND);
-    cr_assert_eq(store_adjust_stock(store, ID_A, PRODUCT_STOCK_MAX - 2, 0, later, &got),
-                 STORE_NOT_FOUND);
-    cr_assert_eq(store_adjust_stock(store, ID_A, -1, 2, later, &got), STORE_NOT_FOUND);
-    cr_assert_eq(store_adjust_stock(store, ID_B, 1, 0, later, &got), STORE_NOT_FOUND);
-    cr_assert_eq(store_get_product(store, ID_A, &got), STORE_OK);
-    cr_assert_eq(got.stock, 3);
-    cr_assert_eq(got.version, 1);
-
-    cr_assert_eq(store_adjust_stock(store, ID_A, -3, 1, later, &got), STORE_OK);
-    cr_assert_eq(got.stock, 0);
-    cr_assert_eq(got.version, 2);
-    cr_assert_str_eq(got.updated_at, later);
-    cr_assert_str_eq(got.created_at, a.created_at);
-    cr_assert_str_eq(got.sku, "SKU-1");
-    cr_assert_str_eq(got.name, "Widget");
-    cr_assert_eq(got.price_cents, 1999);
-    cr_assert_eq(store_adjust_stock(store, ID_A, PRODUCT_STOCK_MAX, -1, later, &got), STORE_OK);
-    cr_assert_eq(got.stock, PRODUCT_STOCK_MAX);
-    cr_assert_eq(got.version, 3);
-    cr_assert_eq(store_commit(store), STORE_OK);
-    cr_assert_eq(store_get_product(store, ID_A, &got), STORE_OK);
-    cr_assert_eq(got.stock, PRODUCT_STOCK_MAX);
-    cr_assert_eq(got.version, 3);
-    store_close(store);
-}
-
 Test(store, events_are_read_in_seq_order_after_a_seq)
 {
     struct store *store = open_store();

@@ -33,9 +33,10 @@ static void render_etag(int64_t version, char out[24])
 
 static void render_location(const char *id, char out[64])
 {
-    _Static_assert(sizeof(((struct command_response *)0)->location) >= 10 + UUID_TEXT_LEN + 1,
-                   "a product's Location fits");
     static const char prefix[] = "/products/";
+    _Static_assert(sizeof(((struct command_response *)0)->location) >=
+                       sizeof(prefix) - 1 + UUID_TEXT_LEN + 1,
+                   "a product's Location fits");
     memcpy(out, prefix, sizeof(prefix) - 1);
     memcpy(out + sizeof(prefix) - 1, id, UUID_TEXT_LEN + 1);
 }

@@ -396,6 +396,12 @@ static const struct field_rule delta_rules[] = {
 
 #define RULES(table) table, sizeof table / sizeof table[0]
 
+/* The most rules of one table: the fast path keeps room for one member per rule. */
+#define RULES_MAX 8
+_Static_assert(sizeof create_rules / sizeof create_rules[0] <= RULES_MAX, "create fits");
+_Static_assert(sizeof patch_rules / sizeof patch_rules[0] <= RULES_MAX, "patch fits");
+_Static_assert(sizeof delta_rules / sizeof delta_rules[0] <= RULES_MAX, "delta fits");
+
 /* ---- decoding ---- */
 
 static int is_number_char(char c)
@@ -728,15 +734,15 @@ static int parse_body(const char *body, size_t len, const struct field_rule *rul
                       size_t rule_count, int patch, int fast, struct parsed *into,
                       struct validation *v)
 {
-    struct member members[8];
-    const struct field_rule *member_rules[8];
+    struct member members[RULES_MAX];
+    const struct field_rule *member_rules[RULES_MAX];
     size_t count = 0;
     unsigned seen = 0, passed = 0;
     int rc = FAST_DECLINED;
 
     validation_reset(v);
     memset(into, 0, sizeof *into);
-    assert(rule_count <= sizeof members / sizeof members[0]);
+    assert(rule_count <= RULES_MAX);
     if (fast) rc = fast_members(body, len, rules, rule_count, members, member_rules, &count);
     if (rc == BODY_OK) {
         for (size_t k = 0; k < count; k++)

@@ -36,6 +36,7 @@ struct conn_guard {
 };
 
 static void on_read(h2o_socket_t *sock, const char *err);
+static void on_read_while_answering(h2o_socket_t *sock, const char *err);
 static void on_socket_closed(void *data);
 
 static struct conn_guard *guard_of(h2o_socket_t *sock)
@@ -73,11 +74,18 @@ static void linger_on_close(struct conn_guard *guard)
         guard->linger_fd = fcntl(h2o_socket_get_fd(guard->sock), F_DUPFD_CLOEXEC, 0);
 }
 
+/* Whether h2o reads the connection (a request's head or body): not while a request is
+ * answered, when the socket is either stopped or polled by the guard alone. */
+static int h2o_reads(const h2o_socket_t *sock)
+{
+    return sock->_cb.read && sock->_cb.read != on_read_while_answering;
+}
+
 /* Wraps h2o's read callback again if h2o has set it since (it is reading a new request). */
 static void wrap_reading(struct conn_guard *guard)
 {
     h2o_socket_t *sock = guard->sock;
-    if (sock->_cb.read && sock->_cb.read != on_read) {
+    if (h2o_reads(sock) && sock->_cb.read != on_read) {
         guard->h2o_on_read = sock->_cb.read;
         sock->_cb.read = on_read;
     }
@@ -273,6 +281,38 @@ static void on_read(h2o_socket_t *sock, const char *err)
     wrap_reading(guard);
 }
 
+/* ---- polled, not read, while a request is answered (conn_guard_request_taken) ---- */
+
+static int answering(const h2o_socket_t *sock)
+{
+    return sock->_cb.read == on_read_while_answering;
+}
+
+/* Puts the socket back as h2o left it when it handed the request over: not reading. */
+static void stop_answering(h2o_socket_t *sock)
+{
+    h2o_socket_read_stop(sock);
+    h2o_socket_dont_read(sock, 0);
+}
+
+/* The client sent something (a pipelined request, its close) while its request is answered:
+ * nothing was read (DONT_READ), and the bytes wait in the kernel until h2o reads again. */
+static void on_read_while_answering(h2o_socket_t *sock, const char *err)
+{
+    (void)err;
+    stop_answering(sock);
+}
+
+void conn_guard_request_taken(h2o_req_t *req)
+{
+    h2o_socket_t *sock =
+        req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    if (req->version >= 0x200 || !req->http1_is_persistent || !guard_of(sock) || sock->_cb.read)
+        return;
+    h2o_socket_dont_read(sock, 1);
+    h2o_socket_read_start(sock, on_read_while_answering);
+}
+
 /* A persistent response has been written: h2o drops the request's bytes and starts reading
  * the next request, perhaps from bytes it already holds. (Or a TLS handshake's flight has been
  * written: nothing of a head was read yet, and h2o goes on reading.) */
@@ -286,7 +326,7 @@ static void on_written(h2o_socket_t *sock, const char *err)
     guard->h2o_on_written(sock, err);
     if (leave(guard) < 0) return;
     wrap_reading(guard);
-    enum bound bound = guard->sock->_cb.read ? over_a_bound(guard) : WITHIN_BOUNDS;
+    enum bound bound = h2o_reads(guard->sock) ? over_a_bound(guard) : WITHIN_BOUNDS;
     if (bound != WITHIN_BOUNDS) cut(guard, bound);
 }
 
@@ -379,6 +419,8 @@ static void on_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size
      * ends after this response instead. */
     if (last && req->http1_is_persistent && pipelined_head_malformed(guard, req))
         req->http1_is_persistent = 0;
+    /* h2o starts reading again once this is written: it finds the socket as it left it. */
+    if (last && guard->sock && answering(guard->sock)) stop_answering(guard->sock);
     guard->depth++;
     h2o_ostream_send_next(self, req, bufs, bufcnt, state); /* "req" may be gone after this */
     if (leave(guard) < 0 || !last) return;

@@ -65,6 +65,17 @@ struct conn_guard_config {
 void conn_guard_accept(h2o_accept_ctx_t *accept_ctx, h2o_socket_t *sock,
                        const struct conn_guard_config *config);
 
+/* h2o has handed over "req", a complete HTTP/1 request, and stopped reading its connection
+ * until the response is written (h2o 2.2.5 reads no request while one is answered). When the
+ * response comes in a later turn of the event loop (it waits on Redis or the writer, as most
+ * do), that stop and the start after it each cost an epoll_ctl: two of a GET's four system
+ * calls. So the guard keeps the socket polled meanwhile with h2o's DONT_READ flag, which reads
+ * nothing: should the client send (a pipelined request, its close), the socket is stopped as
+ * h2o left it and the bytes wait in the kernel, as they did. Before the response's last bytes
+ * reach h2o it is stopped likewise, so h2o starts reading from the state it left.
+ * Call it first thing in the handler. */
+void conn_guard_request_taken(h2o_req_t *req);
+
 /* Adds, to "pathconf", the filter that rewraps reading after each response and makes error
  * answers that close their connection linger. Register it on every path a response can be
  * bound to (h2o binds its own early errors to the host's fallback path). */

@@ -324,6 +324,7 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
     (void)handler;
     struct loop_thread *loop = current_loop;
     struct server *server = loop->server;
+    conn_guard_request_taken(req);
     struct http_exchange *ex = h2o_mem_alloc_shared(&req->pool, sizeof(*ex), on_exchange_dispose);
     memset(ex, 0, sizeof(*ex));
     ex->route_index = -1;

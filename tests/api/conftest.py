@@ -402,6 +402,26 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def send_while_a_request_waits(stack, sock, meanwhile, watch_s=0.5):
+    """Sends a GET of a product on "sock" (a keep-alive connection to "stack") with Redis
+    frozen, so that it waits for its answer; then "meanwhile(sock)" (more bytes, a half-close).
+    Returns the server's CPU seconds over "watch_s" after that, while the request still waits
+    (a server that polls the connection without reading what came would spin). Redis thaws
+    before this returns; the GET is then answered 200, or 503 when Redis' timeout came first."""
+    _, view = stack.create()
+    pid, redis_pid = stack.server.proc.pid, stack.redis.proc.pid
+    os.kill(redis_pid, signal.SIGSTOP)
+    try:
+        sock.sendall(f"GET /products/{view['id']} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        time.sleep(0.2)
+        meanwhile(sock)
+        cpu0 = cpu_seconds(pid)
+        time.sleep(watch_s)
+        return cpu_seconds(pid) - cpu0
+    finally:
+        os.kill(redis_pid, signal.SIGCONT)
+
+
 def assert_degraded_without_spinning(s):
     """With Redis refusing catalogd: commands still commit (201, Projection: pending), reads of
     the view answer 503, and catalogd retries with backoff instead of spinning on the CPU."""

@@ -5,6 +5,7 @@ the client), the 413 with its lingering close, the framing checks on the decrypt
 request ids, and the Host/Origin policy with https origins."""
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, Stack, free_port, uniq_sku, wait_until
+from conftest import BIN, Stack, free_port, send_while_a_request_waits, uniq_sku, wait_until
 
 CURL_TIMEOUT = 15
 
@@ -205,6 +206,23 @@ def test_ambiguous_framing_is_refused_over_tls(pki, tls_factory):
     assert reply.startswith(b"HTTP/1.1 400"), reply[:300]
     assert b"ambiguous-request" in reply
     assert reply.count(b"HTTP/1.1 ") == 1, reply  # the smuggled request never ran
+
+
+def test_a_request_pipelined_while_one_waits_is_answered_after_it_over_tls(pki, tls_factory):
+    """As in clear (test_protocols.py): the waiting request's connection is polled but not read,
+    here with TLS records arriving meanwhile."""
+    stack = tls_factory()
+    s = tls_connect(pki, stack, timeout=10.0)
+    try:
+        busy = send_while_a_request_waits(stack, s, lambda sock: sock.sendall(
+            f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{stack.server.port}\r\n"
+            "Connection: close\r\n\r\n".encode()))
+        reply = read_until_closed(s, 8.0)
+    finally:
+        s.close()
+    assert busy < 0.2, f"the server used {busy:.2f} s of CPU in 0.5 s while the request waited"
+    codes = [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", reply)]
+    assert codes in ([200, 200], [503, 200]), reply[:800]
 
 
 def test_host_and_origin_policy_over_tls(pki, tls_factory):

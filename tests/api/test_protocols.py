@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 import pytest
+import requests
 
 from conftest import raw_connect, read_until_closed
 
@@ -345,3 +346,52 @@ def test_handler_400s_keep_their_own_problem(stack, request_text, slug, detail):
     assert "framing" not in problem["detail"] and problem["detail"], problem
     if detail:
         assert detail in problem["detail"], problem
+
+
+# ---------------------------------------------------------------------------------------------
+# while a request waits for its answer (on Redis, on the writer), its connection stays polled
+# but is not read (conn_guard_request_taken): what the client sends meanwhile is read, and
+# answered, once that answer is out
+
+
+def test_a_request_pipelined_while_one_waits_is_answered_after_it(fresh):
+    from conftest import send_while_a_request_waits
+    s = connect(fresh, timeout=10)
+    try:
+        busy = send_while_a_request_waits(fresh, s, lambda sock: sock.sendall(
+            f"GET /health HTTP/1.1\r\nHost: {host(fresh)}\r\nConnection: close\r\n\r\n"
+            .encode()))
+        reply = read_until_closed(s, 8.0)
+    finally:
+        s.close()
+    assert busy < 0.2, f"the server used {busy:.2f} s of CPU in 0.5 s while the request waited"
+    assert statuses(reply) in ([200, 200], [503, 200]), reply[:800]
+    assert reply.endswith(requests.get(fresh.url("/health"), timeout=5).content), reply[-300:]
+
+
+def test_a_client_that_closes_while_its_request_waits_gets_its_answer(fresh):
+    import socket
+    from conftest import send_while_a_request_waits
+    s = connect(fresh, timeout=10)
+    try:
+        busy = send_while_a_request_waits(fresh, s, lambda sock: sock.shutdown(socket.SHUT_WR))
+        reply = read_until_closed(s, 8.0)
+    finally:
+        s.close()
+    assert busy < 0.2, f"the server used {busy:.2f} s of CPU in 0.5 s while the request waited"
+    assert statuses(reply) in ([200], [503]), reply[:800]
+    assert requests.get(fresh.url("/health"), timeout=5).status_code == 200
+
+
+def test_a_malformed_head_sent_while_a_request_waits_gets_a_problem(fresh):
+    from conftest import send_while_a_request_waits
+    s = connect(fresh, timeout=10)
+    try:
+        busy = send_while_a_request_waits(
+            fresh, s, lambda sock: sock.sendall(b"GET / HTTP/1.1\r\nHost : x\r\n\r\n"))
+        reply = read_until_closed(s, 8.0)
+    finally:
+        s.close()
+    assert busy < 0.2, f"the server used {busy:.2f} s of CPU in 0.5 s while the request waited"
+    assert statuses(reply) in ([200, 400], [503, 400]), reply[:800]
+    assert b"application/problem+json" in reply.split(b"HTTP/1.1 400", 1)[1], reply[:1200]

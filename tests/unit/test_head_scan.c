@@ -202,6 +202,31 @@ Test(head_syntax, accepts_what_h2o_accepts_up_to_the_end_of_the_head)
     }
 }
 
+/* Targets, names and values are checked a run at a time (plain_run): every byte value, at each
+ * offset of a 16-byte run, gets h2o's verdict. */
+Test(head_syntax, gets_h2o_verdict_for_every_byte_within_a_run)
+{
+    static const char *const heads[] = {
+        "GET /abcdefghijklmnop HTTP/1.1\r\nX-A: v\r\n\r\n",
+        "GET / HTTP/1.1\r\nX-A: abcdefghijklmnop\r\n\r\n",
+        "POST / HTTP/1.1\r\nabcdefghijklmnop: v\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+        for (size_t offset = 0; offset < 16; offset++) {
+            for (int c = 0; c < 256; c++) {
+                char head[64];
+                size_t len = strlen(heads[i]);
+                memcpy(head, heads[i], len);
+                ((char *)memmem(head, len, "abcdefghijklmnop", 16))[offset] = (char)c;
+                int refused = h2o_verdict(head, len) == -1;
+                const char *problem = syntax_problem(head, len);
+                cr_assert_eq(problem != NULL, refused, "case %zu, byte 0x%02x at %zu: %s", i, c,
+                             offset, problem ? problem : "accepted");
+            }
+        }
+    }
+}
+
 Test(head_syntax, counts_header_lines_as_h2o_does)
 {
     char head[4096];

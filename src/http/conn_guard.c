@@ -419,8 +419,6 @@ static void on_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size
      * ends after this response instead. */
     if (last && req->http1_is_persistent && pipelined_head_malformed(guard, req))
         req->http1_is_persistent = 0;
-    /* h2o starts reading again once this is written: it finds the socket as it left it. */
-    if (last && guard->sock && answering(guard->sock)) stop_answering(guard->sock);
     guard->depth++;
     h2o_ostream_send_next(self, req, bufs, bufcnt, state); /* "req" may be gone after this */
     if (leave(guard) < 0 || !last) return;
@@ -439,6 +437,9 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
     h2o_socket_t *sock =
         req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
     struct conn_guard *guard = req->version < 0x200 ? guard_of(sock) : NULL; /* HTTP/1 only */
+    /* h2o starts reading again once the response is written: it finds the socket as it left
+     * it, whichever way the response goes (every response starts here). */
+    if (guard && answering(sock)) stop_answering(sock);
     if (guard && !req->http1_is_persistent && req->res.status >= 400) {
         linger_on_close(guard);
     } else if (guard && req->http1_is_persistent) {

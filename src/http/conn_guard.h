@@ -17,6 +17,8 @@
  *   bytes pipelined far ahead of their requests are not held either.
  * - An error answer that closes its connection (413, 431, an ambiguous request) gets a
  *   lingering close (linger.h), so the client reads it instead of a reset.
+ * - While a request is answered, its connection stays polled without being read, where h2o
+ *   would stop and start polling it (conn_guard_request_taken).
  * - Over TLS the same holds: h2o decrypts into the socket's input before its read callback, so
  *   the guard sees the plain bytes, and the 431 goes out through h2o's encryption. The guard
  *   runs the handshake itself (as h2o_accept would) and checks the bytes that came with it
@@ -71,8 +73,9 @@ void conn_guard_accept(h2o_accept_ctx_t *accept_ctx, h2o_socket_t *sock,
  * do), that stop and the start after it each cost an epoll_ctl: two of a GET's four system
  * calls. So the guard keeps the socket polled meanwhile with h2o's DONT_READ flag, which reads
  * nothing: should the client send (a pipelined request, its close), the socket is stopped as
- * h2o left it and the bytes wait in the kernel, as they did. Before the response's last bytes
- * reach h2o it is stopped likewise, so h2o starts reading from the state it left.
+ * h2o left it and the bytes wait in the kernel, as they did. As the response starts (in the
+ * guard's filter, which every response passes) it is stopped likewise, so h2o starts reading
+ * from the state it left.
  * Call it first thing in the handler. */
 void conn_guard_request_taken(h2o_req_t *req);
 

@@ -283,13 +283,13 @@ static void on_read(h2o_socket_t *sock, const char *err)
 
 /* ---- polled, not read, while a request is answered (conn_guard_request_taken) ---- */
 
-static int answering(const h2o_socket_t *sock)
+static int polled_while_answering(const h2o_socket_t *sock)
 {
     return sock->_cb.read == on_read_while_answering;
 }
 
 /* Puts the socket back as h2o left it when it handed the request over: not reading. */
-static void stop_answering(h2o_socket_t *sock)
+static void stop_polling(h2o_socket_t *sock)
 {
     h2o_socket_read_stop(sock);
     h2o_socket_dont_read(sock, 0);
@@ -300,7 +300,7 @@ static void stop_answering(h2o_socket_t *sock)
 static void on_read_while_answering(h2o_socket_t *sock, const char *err)
 {
     (void)err;
-    stop_answering(sock);
+    stop_polling(sock);
 }
 
 void conn_guard_request_taken(h2o_req_t *req)
@@ -439,7 +439,7 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
     struct conn_guard *guard = req->version < 0x200 ? guard_of(sock) : NULL; /* HTTP/1 only */
     /* h2o starts reading again once the response is written: it finds the socket as it left
      * it, whichever way the response goes (every response starts here). */
-    if (guard && answering(sock)) stop_answering(sock);
+    if (guard && polled_while_answering(sock)) stop_polling(sock);
     if (guard && !req->http1_is_persistent && req->res.status >= 400) {
         linger_on_close(guard);
     } else if (guard && req->http1_is_persistent) {

@@ -44,6 +44,13 @@ static struct conn_guard *guard_of(h2o_socket_t *sock)
     return sock && sock->on_close.cb == on_socket_closed ? sock->on_close.data : NULL;
 }
 
+/* The guard of an HTTP/1 request's connection, or NULL (HTTP/2 has no per-request guard). */
+static struct conn_guard *http1_guard_of(h2o_req_t *req)
+{
+    if (req->version >= 0x200 || !req->conn->callbacks->get_socket) return NULL;
+    return guard_of(req->conn->callbacks->get_socket(req->conn));
+}
+
 static void finish(void *data)
 {
     struct conn_guard *guard = data;
@@ -305,12 +312,10 @@ static void on_read_while_answering(h2o_socket_t *sock, const char *err)
 
 void conn_guard_request_taken(h2o_req_t *req)
 {
-    h2o_socket_t *sock =
-        req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
-    if (req->version >= 0x200 || !req->http1_is_persistent || !guard_of(sock) || sock->_cb.read)
-        return;
-    h2o_socket_dont_read(sock, 1);
-    h2o_socket_read_start(sock, on_read_while_answering);
+    struct conn_guard *guard = http1_guard_of(req);
+    if (!guard || !req->http1_is_persistent || guard->sock->_cb.read) return;
+    h2o_socket_dont_read(guard->sock, 1);
+    h2o_socket_read_start(guard->sock, on_read_while_answering);
 }
 
 /* A persistent response has been written: h2o drops the request's bytes and starts reading
@@ -434,12 +439,10 @@ static void on_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size
 static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     (void)self;
-    h2o_socket_t *sock =
-        req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
-    struct conn_guard *guard = req->version < 0x200 ? guard_of(sock) : NULL; /* HTTP/1 only */
+    struct conn_guard *guard = http1_guard_of(req);
     /* h2o starts reading again once the response is written: it finds the socket as it left
      * it, whichever way the response goes (every response starts here). */
-    if (guard && polled_while_answering(sock)) stop_polling(sock);
+    if (guard && polled_while_answering(guard->sock)) stop_polling(guard->sock);
     if (guard && !req->http1_is_persistent && req->res.status >= 400) {
         linger_on_close(guard);
     } else if (guard && req->http1_is_persistent) {

@@ -378,12 +378,22 @@ void store_sqlite_setup_process(void)
 static const struct store_backend SQLITE_BACKEND;
 static void sqlite_snapshot_end(struct store *base);
 
-static int open_connection(const char *path, int flags, const char *vfs, int reader,
-                           struct store **out, char *err, size_t errlen, const char *setup)
+/* Opens "path", through wal_gather's VFS if "gather" and the database suits it. */
+static int open_database(const char *path, int flags, int gather, sqlite3 **db)
+{
+    const char *vfs = gather ? wal_gather_vfs() : NULL;
+    int rc = sqlite3_open_v2(path, db, flags | SQLITE_OPEN_NOMUTEX, vfs);
+    if (rc != SQLITE_OK || !vfs || wal_gather_fits(*db)) return rc;
+    sqlite3_close(*db);
+    return sqlite3_open_v2(path, db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+}
+
+static int open_connection(const char *path, int flags, int gather, int reader, struct store **out,
+                           char *err, size_t errlen, const char *setup)
 {
     struct sqlite_store *store = xcalloc(1, sizeof(*store));
     store->base.backend = &SQLITE_BACKEND;
-    if (sqlite3_open_v2(path, &store->db, flags | SQLITE_OPEN_NOMUTEX, vfs) != SQLITE_OK) {
+    if (open_database(path, flags, gather, &store->db) != SQLITE_OK) {
         snprintf(err, errlen, "cannot open %s: %s", path,
                  store->db ? sqlite3_errmsg(store->db) : "out of memory");
         goto fail;
@@ -408,16 +418,15 @@ int store_sqlite_open(const char *path, enum store_durability durability, int re
     /* A reader: never SQLITE_OPEN_CREATE, a mistyped path must not become an empty catalog.
      * Not SQLITE_OPEN_READONLY either: a read-only connection cannot open a WAL database whose
      * -shm file is missing. This connection only ever runs reads. */
-    if (reader)
-        return open_connection(path, SQLITE_OPEN_READWRITE, NULL, 1, out, err, errlen, NULL);
+    if (reader) return open_connection(path, SQLITE_OPEN_READWRITE, 0, 1, out, err, errlen, NULL);
     int full = durability == STORE_DURABILITY_FULL;
     char setup[128];
     snprintf(setup, sizeof(setup),
              "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
              full ? "FULL" : "NORMAL");
     /* Only where every commit syncs the WAL (wal_gather.h). */
-    return open_connection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                           full ? wal_gather_vfs() : NULL, 0, out, err, errlen, setup);
+    return open_connection(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, full, 0, out, err,
+                           errlen, setup);
 }
 
 static void sqlite_close(struct store *base)

@@ -6,7 +6,6 @@
 #include "command/wal_gather.h"
 
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -165,7 +164,7 @@ static int gather_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, i
     if (!(flags & SQLITE_OPEN_WAL))
         return inner_vfs->xOpen(inner_vfs, name, file, flags, out_flags);
     struct gather_file *g = gather_of(file);
-    memset(g, 0, sizeof(*g));
+    memset(g, 0, (size_t)gather_vfs.szOsFile);
     g->inner = (sqlite3_file *)(g + 1);
     int rc = inner_vfs->xOpen(inner_vfs, name, g->inner, flags, out_flags);
     /* SQLite closes a handle whose pMethods is set, even after a failed open. */
@@ -194,4 +193,13 @@ const char *wal_gather_vfs(void)
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, register_once);
     return registered ? gather_vfs.zName : NULL;
+}
+
+int wal_gather_fits(sqlite3 *db)
+{
+    sqlite3_file *file = NULL;
+    if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK || !file ||
+        !file->pMethods)
+        return 0;
+    return (file->pMethods->xDeviceCharacteristics(file) & SQLITE_IOCAP_POWERSAFE_OVERWRITE) != 0;
 }

@@ -160,3 +160,19 @@ Test(wal_gather, a_transaction_past_what_is_held_back_commits_whole_or_not_at_al
     sqlite3_close(reader);
     cr_assert_eq(sqlite3_close(writer), SQLITE_OK);
 }
+
+Test(wal_gather, fits_a_database_unless_it_lacks_powersafe_overwrite)
+{
+    struct files f;
+    make_files(&f);
+    char uri[160];
+    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI;
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open_v2(f.db, &db, flags, wal_gather_vfs()), SQLITE_OK);
+    cr_assert_eq(wal_gather_fits(db), 1);
+    sqlite3_close(db);
+    snprintf(uri, sizeof(uri), "file:%s?psow=0", f.db);
+    cr_assert_eq(sqlite3_open_v2(uri, &db, flags, wal_gather_vfs()), SQLITE_OK);
+    cr_assert_eq(wal_gather_fits(db), 0);
+    sqlite3_close(db);
+}

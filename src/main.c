@@ -536,10 +536,10 @@ static int build_config(const struct options *options, struct app_config *config
 }
 
 /* Creates the directory that will hold the SQLite database file, like ./var/ (nothing for a
- * PostgreSQL URI). */
+ * PostgreSQL URI, nor for an SQLite "file:" URI: its text is not a path). */
 static void make_parent_directory(const char *path)
 {
-    if (store_is_postgresql(path)) return;
+    if (store_is_postgresql(path) || strncmp(path, "file:", 5) == 0) return;
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s", path);
     char *slash = strrchr(dir, '/');

@@ -88,6 +88,9 @@ static sqlite3 *open_crash_copy(const struct files *f)
     return open_plain(f->copy_db);
 }
 
+/* 1 when SQLite finds the database whole. */
+#define INTEGRITY_OK "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check = 'ok'"
+
 /* The rows a test expects: the value of row k is 2000 copies of one letter, upper case, or
  * lower case once a test lowers it. */
 #define VALUE_OF_K "replace(hex(zeroblob(1000)), '0', char(65 + k - k / 26 * 26))"
@@ -114,9 +117,7 @@ Test(wal_gather, every_commit_is_in_the_files_when_commit_returns)
         sqlite3 *copy = open_crash_copy(&f);
         cr_assert_eq(number(copy, "SELECT count(*) FROM t"), 3 * i, "crash copy after commit %d",
                      i);
-        cr_assert_eq(number(copy, "SELECT count(*) FROM pragma_integrity_check"
-                                  " WHERE integrity_check = 'ok'"),
-                     1);
+        cr_assert_eq(number(copy, INTEGRITY_OK), 1);
         sqlite3_close(copy);
     }
     sqlite3_close(reader);
@@ -153,9 +154,7 @@ Test(wal_gather, a_transaction_past_what_is_held_back_commits_whole_or_not_at_al
     copy = open_crash_copy(&f);
     cr_assert_eq(number(copy, "SELECT count(*) FROM t"), 1501);
     cr_assert_eq(number(copy, ROWS_AS_WRITTEN), 1500);
-    cr_assert_eq(number(copy, "SELECT count(*) FROM pragma_integrity_check"
-                              " WHERE integrity_check = 'ok'"),
-                 1);
+    cr_assert_eq(number(copy, INTEGRITY_OK), 1);
     sqlite3_close(copy);
     sqlite3_close(reader);
     cr_assert_eq(sqlite3_close(writer), SQLITE_OK);

@@ -67,6 +67,8 @@ static void answer_ready(struct http_exchange *ex, int read_status)
     const char *projection_problem =
         read_status == READ_REBUILDING || status.state == PROJECTOR_REBUILDING
             ? "the read model is being rebuilt"
+        : status.state == PROJECTOR_HELD_ELSEWHERE
+            ? "another catalog's projector holds the read model's Redis prefix"
         : status.state == PROJECTOR_STARTING          ? "the projector is starting"
         : status.lag_seconds >= READY_MAX_LAG_SECONDS ? "the projection lags 5 s or more behind"
                                                       : NULL;
@@ -207,6 +209,12 @@ static int no_body_or_json_or_reply(struct http_exchange *ex)
 void ops_admin_rebuild(struct http_exchange *ex)
 {
     if (no_body_or_json_or_reply(ex) < 0) return;
+    if (projector_prefix_held_elsewhere(ex->app->projector)) {
+        http_respond_unavailable(ex, "read-model-unavailable",
+                                 "another catalog holds the read model's Redis prefix: a rebuild "
+                                 "from this catalog would replace its read model");
+        return;
+    }
     struct rebuild_request *request = xcalloc(1, sizeof(*request));
     request->resume = http_resume_new(ex, answer_rebuild, request);
     if (maintenance_request_rebuild(ex->app->maintenance, on_rebuild_started, request) < 0) {

@@ -25,6 +25,7 @@
 #include "projection/bus.h"
 #include "projection/leadership.h"
 #include "projection/parked_set.h"
+#include "projection/prefix_hold.h"
 #include "projection/rebuild.h"
 #include "projection/redis_sync.h"
 #include "projection/unpark.h"
@@ -96,7 +97,8 @@ struct projector {
     int backoff_ms;
     int connected_once;
     struct parked_set *parked; /* read by loop threads too */
-    uint64_t next_unpark_ms;   /* monotonic time of the next retry of parked events */
+    struct prefix_hold *hold;
+    uint64_t next_unpark_ms; /* monotonic time of the next retry of parked events */
     int unpark_backoff_ms;
     uint64_t next_check_ms, next_policy_ms;
     struct apply_result *result;
@@ -110,9 +112,13 @@ struct projector {
 };
 
 static const char *const STATE_NAMES[PROJECTOR_STATE_COUNT] = {
-    [PROJECTOR_STARTING] = "starting",       [PROJECTOR_LIVE] = "live",
-    [PROJECTOR_CATCHING_UP] = "catching_up", [PROJECTOR_REBUILDING] = "rebuilding",
-    [PROJECTOR_REDIS_DOWN] = "redis_down",   [PROJECTOR_STALLED] = "stalled",
+    [PROJECTOR_STARTING] = "starting",
+    [PROJECTOR_LIVE] = "live",
+    [PROJECTOR_CATCHING_UP] = "catching_up",
+    [PROJECTOR_REBUILDING] = "rebuilding",
+    [PROJECTOR_REDIS_DOWN] = "redis_down",
+    [PROJECTOR_STALLED] = "stalled",
+    [PROJECTOR_HELD_ELSEWHERE] = "held_elsewhere",
 };
 
 const char *projector_state_name(enum projector_state state)
@@ -377,6 +383,15 @@ static int connect_redis(struct projector *p)
     return 0;
 }
 
+/* Between a rebuild's pages: keeps the prefix held (a rebuild of a million products takes
+ * longer than the hold's expiry), and abandons the rebuild if another catalog took it. */
+static int hold_lost(void *arg)
+{
+    struct projector *p = arg;
+    char err[256];
+    return prefix_hold_keep(p->hold, p->redis, err, sizeof(err)) == PREFIX_HOLD_ELSEWHERE;
+}
+
 /* Builds a new generation from the write model; "replace" (0 if none) is the generation it
  * must replace whatever its checkpoint (it diverged). */
 static int rebuild(struct projector *p, int64_t replace, const char *why)
@@ -387,7 +402,8 @@ static int rebuild(struct projector *p, int64_t replace, const char *why)
     if (open_store(p) < 0) return -1;
     clear_batch(p);
     LOG(LOG_INFO, "projector: %s; rebuilding the read model from the write model", why);
-    struct rebuild_options options = {.replace_generation = replace};
+    struct rebuild_options options = {
+        .replace_generation = replace, .should_stop = hold_lost, .arg = p};
     int rc = rebuild_run(p->store, p->redis, p->prefix, &options, &result, err, sizeof(err));
     if (rc == REBUILD_BUSY) return -1; /* someone else is building it: wait and look again */
     if (rc != REBUILD_OK) {
@@ -746,6 +762,42 @@ static int take_epoch(struct projector *p)
     return -1;
 }
 
+/* Whether this catalog holds the read model's prefix (prefix_hold.h), claimed or refreshed
+ * once a second. While another catalog holds it, nothing of this projector reaches Redis:
+ * the generation there is not this catalog's, and is forgotten so that it is loaded again,
+ * and checked against the write model, once the hold is this catalog's. */
+static int keeps_prefix(struct projector *p)
+{
+    char err[256];
+    enum prefix_hold_status held = prefix_hold_keep(p->hold, p->redis, err, sizeof(err));
+    if (held == PREFIX_HOLD_OURS) {
+        if (atomic_load(&p->state) == PROJECTOR_HELD_ELSEWHERE) set_state(p, PROJECTOR_STARTING);
+        return 1;
+    }
+    if (held == PREFIX_HOLD_ERROR) { /* as a failed apply: Redis is away, or refuses writes */
+        record_error(p, "holding the read model's prefix", err);
+        int down = redis_sync_broken(p->redis);
+        if (down) drop_redis(p);
+        set_state(p, down ? PROJECTOR_REDIS_DOWN : PROJECTOR_STALLED);
+        return 0;
+    }
+    forget_generation(p);
+    if (atomic_load(&p->state) != PROJECTOR_HELD_ELSEWHERE) {
+        set_state(p, PROJECTOR_HELD_ELSEWHERE);
+        const char *holder = prefix_hold_holder(p->hold);
+        pthread_mutex_lock(&p->status_lock);
+        snprintf(p->status.last_error, sizeof(p->status.last_error),
+                 "another catalog holds the Redis prefix (its instance %.100s)", holder);
+        pthread_mutex_unlock(&p->status_lock);
+        LOG(LOG_ERROR,
+            "projector: the Redis prefix \"%s\" holds the read model of another catalog (another "
+            "write model), kept by its instance %s: writing nothing there, and queries answer "
+            "503, until it lets go; give each catalog its own --redis-prefix",
+            p->prefix, holder);
+    }
+    return 0;
+}
+
 /* Several instances: this one leads from now on, or follows from now on. */
 static void set_following(struct projector *p, int following)
 {
@@ -813,6 +865,10 @@ static void *projector_main(void *arg)
             back_off(p);
             continue;
         }
+        if (!keeps_prefix(p)) {
+            wait_for(p, PREFIX_HOLD_EVERY_MS, 0);
+            continue;
+        }
         if (p->generation == 0 && load_generation(p) < 0) {
             if (p->redis && redis_sync_broken(p->redis)) drop_redis(p);
             back_off(p);
@@ -832,6 +888,7 @@ static void *projector_main(void *arg)
             idle(p);
     }
     clear_batch(p);
+    if (p->redis) prefix_hold_release(p->hold, p->redis);
     return NULL;
 }
 
@@ -854,6 +911,7 @@ int projector_start(const struct projector_config *config,
     p->applied_arg = arg;
     p->backoff_ms = BACKOFF_MIN_MS;
     p->parked = parked_set_new();
+    p->hold = prefix_hold_new(p->prefix, config->catalog, p->instance_id);
     p->result = xmalloc(sizeof(*p->result));
     atomic_init(&p->head, config->head_seq);
     atomic_init(&p->checkpoint, 0);
@@ -867,6 +925,7 @@ int projector_start(const struct projector_config *config,
     pthread_cond_init(&p->wake, NULL);
     if (pthread_create(&p->thread, NULL, projector_main, p) != 0) {
         parked_set_free(p->parked);
+        prefix_hold_free(p->hold);
         free(p->result);
         free(p);
         return -1;
@@ -971,6 +1030,11 @@ int projector_seq_parked(struct projector *p, int64_t seq)
     return atomic_load(&p->parked_unsure) || parked_set_has(p->parked, seq);
 }
 
+int projector_prefix_held_elsewhere(const struct projector *p)
+{
+    return atomic_load(&p->state) == PROJECTOR_HELD_ELSEWHERE;
+}
+
 int64_t projector_checkpoint(const struct projector *p)
 {
     return atomic_load(&p->checkpoint);
@@ -1017,6 +1081,7 @@ void projector_free(struct projector *p)
         apply_event_clear(&p->offered[i]);
     free(p->offered);
     parked_set_free(p->parked);
+    prefix_hold_free(p->hold);
     free(p->result);
     pthread_mutex_destroy(&p->lock);
     pthread_mutex_destroy(&p->status_lock);

@@ -15,12 +15,15 @@
 
 enum projector_state {
     PROJECTOR_STARTING,
-    PROJECTOR_LIVE,        /* caught up, or applying as events arrive */
-    PROJECTOR_CATCHING_UP, /* a backlog is being applied */
-    PROJECTOR_REBUILDING,  /* building a generation from the write model */
-    PROJECTOR_REDIS_DOWN,  /* retrying with backoff */
-    PROJECTOR_STALLED,     /* Redis answers but refuses writes (out of memory, a shared key of
-                              the wrong type, a replica): retrying with backoff */
+    PROJECTOR_LIVE,           /* caught up, or applying as events arrive */
+    PROJECTOR_CATCHING_UP,    /* a backlog is being applied */
+    PROJECTOR_REBUILDING,     /* building a generation from the write model */
+    PROJECTOR_REDIS_DOWN,     /* retrying with backoff */
+    PROJECTOR_STALLED,        /* Redis answers but refuses writes (out of memory, a shared key of
+                                 the wrong type, a replica): retrying with backoff */
+    PROJECTOR_HELD_ELSEWHERE, /* another catalog's projector holds the Redis prefix (the same
+                                 prefix given to two deployments): writing nothing, and queries
+                                 answer 503, until it lets go (prefix_hold.h) */
     PROJECTOR_STATE_COUNT,
 };
 
@@ -52,6 +55,8 @@ struct projector_config {
     const char *prefix;
     int64_t head_seq; /* the write model's head when the server starts */
     const char *instance_id;
+    /* The write model's name, the same in every instance of one catalog (prefix_hold.h). */
+    const char *catalog;
     /* NULL: this instance is the only one and always projects. Else several instances share
      * the write model and this one projects only while it leads; meanwhile it follows the
      * news of the one that does (projector_take_news). */
@@ -95,11 +100,15 @@ int64_t projector_checkpoint(const struct projector *projector);
  * they answer "pending" at once. */
 int projector_keeping_up(const struct projector *projector);
 
+/* 1 while another catalog holds the read model's Redis prefix: what is there is not this
+ * catalog's, and no query may answer from it. Readable from any thread. */
+int projector_prefix_held_elsewhere(const struct projector *projector);
+
 /* Copies the state for /ready, /admin/projection and /metrics. Thread-safe. */
 void projector_get_status(struct projector *projector, struct projector_status *out);
 
 /* Name of a state: "starting", "live", "catching_up", "rebuilding", "redis_down",
- * "stalled". */
+ * "stalled", "held_elsewhere". */
 const char *projector_state_name(enum projector_state state);
 
 /* Lets the projector drain for at most "drain_ms", then stops its thread. Call

@@ -12,6 +12,7 @@
 #include "domain/product.h"
 #include "domain/uuid7.h"
 #include "domain/view.h"
+#include "projection/projector.h"
 #include "query/page.h"
 #include "query/params.h"
 #include "query/read_model.h"
@@ -50,6 +51,12 @@ static int read_ok_or_reply(struct http_exchange *ex, int status)
     };
     ex->on_gone = NULL;
     ex->on_gone_arg = NULL;
+    if (status == READ_OK && projector_prefix_held_elsewhere(ex->app->projector)) {
+        http_respond_unavailable(ex, "read-model-unavailable",
+                                 "the read model under this Redis prefix is another catalog's "
+                                 "(two deployments share the prefix); retry later");
+        return -1;
+    }
     if (status == READ_OK) return 0;
     assert(status < 0 && -status < (int)(sizeof(WHY) / sizeof(WHY[0])));
     http_respond_unavailable(ex, "read-model-unavailable", WHY[-status]);

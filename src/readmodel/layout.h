@@ -17,6 +17,9 @@
  *                                  several share one write model: its term's number from the
  *                                  write model (store_lead); every script it runs checks it
  *   {prefix}:projection            not a key: the pub/sub channel between instances (bus.h)
+ *   {prefix}:holder                "<catalog digest> <instance id>" of the catalog whose
+ *                                  projector keeps this read model, with an expiry it keeps
+ *                                  refreshing: another catalog's keeps out (prefix_hold.h)
  *   {prefix}:g{N}:checkpoint       the last event seq applied to generation N
  *   {prefix}:g{N}:checkpoint-event "<product id> <version> <recorded_at>" of that event: tells
  *                                  a write model that went back in time (a restored backup)
@@ -55,6 +58,7 @@ enum layout_key {
     KEY_REBUILD_LOCK,
     KEY_PROJECTOR_EPOCH,
     KEY_CHANNEL,
+    KEY_HOLDER,
     /* In generation N: "{prefix}:g{N}:" then the name, then the argument if any. */
     KEY_CHECKPOINT,
     KEY_CHECKPOINT_EVENT,

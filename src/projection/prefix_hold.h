@@ -1,0 +1,47 @@
+/* prefix_hold.h - which catalog keeps the read model under a Redis prefix.
+ *
+ * Two deployments given the same Redis and prefix by mistake (two write models, one read
+ * model) would each find the read model "diverged" from its own write model and rebuild it
+ * from its own, in turn, forever; in between, each would serve the other's catalog. So the
+ * projector that writes the read model holds {prefix}:holder, which names its catalog and
+ * instance, with an expiry it refreshes every PREFIX_HOLD_EVERY_MS; the projector of another
+ * catalog finds it held and keeps out, writing nothing, until the holder stops (it lets go) or
+ * dies (the expiry passes). Instances of one catalog (one PostgreSQL write model) name the
+ * same catalog: a new leader takes over at once. */
+#ifndef CATALOGD_PREFIX_HOLD_H
+#define CATALOGD_PREFIX_HOLD_H
+
+#include <stddef.h>
+
+#define PREFIX_HOLD_EVERY_MS 1000
+#define PREFIX_HOLD_TTL_MS   5000
+
+struct prefix_hold;
+struct redis_sync;
+
+/* "catalog" names the write model (the same text in every instance of one catalog; only its
+ * digest is stored), "instance_id" this process, for the others' messages. */
+struct prefix_hold *prefix_hold_new(const char *prefix, const char *catalog,
+                                    const char *instance_id);
+void prefix_hold_free(struct prefix_hold *hold); /* accepts NULL */
+
+enum prefix_hold_status {
+    PREFIX_HOLD_ERROR = -1,    /* Redis did not answer ("err" says why) */
+    PREFIX_HOLD_ELSEWHERE = 0, /* another catalog holds it: prefix_hold_holder names it */
+    PREFIX_HOLD_OURS = 1,      /* this catalog holds it, until PREFIX_HOLD_TTL_MS from now */
+};
+
+/* Claims the prefix, or refreshes this catalog's hold, when PREFIX_HOLD_EVERY_MS passed since
+ * the last time; in between, answers what the last time found. */
+enum prefix_hold_status prefix_hold_keep(struct prefix_hold *hold, struct redis_sync *redis,
+                                         char *err, size_t errlen);
+
+/* The instance of the catalog that held the prefix when prefix_hold_keep last found it held
+ * elsewhere. */
+const char *prefix_hold_holder(const struct prefix_hold *hold);
+
+/* Lets go of the prefix if this catalog still holds it (on a clean stop), so that another
+ * catalog need not wait for the expiry. */
+void prefix_hold_release(struct prefix_hold *hold, struct redis_sync *redis);
+
+#endif

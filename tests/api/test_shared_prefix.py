@@ -1,0 +1,132 @@
+"""Two catalogs (two write models) given the same Redis and prefix by mistake.
+
+Without a guard, each projector finds the read model "diverged" from its own write model and
+rebuilds it from its own, over and over, and each server answers queries with the other's
+products in between. The projector that writes the read model holds {prefix}:holder; the
+other catalog keeps out (its queries and rebuilds answer 503, /ready says held_elsewhere)
+until the holder stops (at once) or dies (its hold expires in 5 s), then takes over."""
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from conftest import (PREFIX, PgDatabase, Server, Stack, assert_problem, new_write_model,
+                      uniq_sku, wait_until)
+
+HOLD_TTL_S = 5
+
+
+class SecondCatalog:
+    """A catalogd on its own write model, pointed at another stack's Redis. Started without
+    waiting for /ready: while the prefix is held elsewhere it is never ready."""
+
+    def __init__(self, redis_url):
+        self.tmp = Path(tempfile.mkdtemp(prefix="catalogd-api-second-"))
+        self.server = Server(self.tmp, redis_url, new_write_model(self.tmp))
+
+    def start(self):
+        s = self.server
+        err = open(s.stderr_path, "ab")
+        s.proc = subprocess.Popen(s.command(), stdout=subprocess.DEVNULL, stderr=err,
+                                  cwd=str(self.tmp))
+        err.close()
+        wait_until(lambda: self._health() == 200, 15, what="the second catalog's /health")
+
+    def _health(self):
+        try:
+            return requests.get(self.server.base + "/health", timeout=1).status_code
+        except requests.RequestException:
+            return None
+
+    def get(self, path):
+        return requests.get(self.server.base + path, timeout=5)
+
+    def create(self, sku):
+        return requests.post(self.server.base + "/products", timeout=5,
+                             json={"sku": sku, "name": "Other", "price": 1.25, "stock": 4})
+
+    def stop(self):
+        self.server.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if isinstance(self.server.db, PgDatabase) and self.server.db.server.running:
+            self.server.db.drop()
+
+
+def catalog_ids(get):
+    resp = get("/catalog?limit=100")
+    assert resp.status_code == 200, resp.text
+    return {view["id"] for view in resp.json()}
+
+
+def assert_keeps_out(second, first_ids):
+    """The second catalog answers nothing from the first's read model."""
+    for path in ("/catalog", f"/products/{next(iter(first_ids))}"):
+        problem = assert_problem(second.get(path), 503)
+        assert problem["type"].endswith("read-model-unavailable"), problem
+        assert "another catalog" in problem["detail"], problem
+    ready = second.get("/ready")
+    assert ready.status_code == 503 and ready.json()["state"] == "held_elsewhere", ready.text
+    rebuild = requests.post(second.server.base + "/admin/rebuild", timeout=5)
+    assert_problem(rebuild, 503)
+
+
+def test_a_second_catalog_keeps_out_while_the_first_lives_then_takes_over():
+    first = Stack("first").start()
+    second = SecondCatalog(first.redis_url)
+    try:
+        first_ids = {first.create()[1]["id"] for _ in range(3)}
+        generation = first.r.get(f"{PREFIX}:gen-v2")
+        second.start()
+        made = [second.create(uniq_sku("OTHER")) for _ in range(3)]
+        assert all(r.status_code == 201 for r in made), [r.text for r in made]
+        assert all(r.headers["Projection"] == "pending" for r in made)
+        second_ids = {r.json()["id"] for r in made}
+
+        # For several of the holder's refresh periods: the first serves its own catalog,
+        # nothing rebuilds, and the second answers nothing from the first's read model.
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            assert catalog_ids(first.get) == first_ids
+            assert first.r.get(f"{PREFIX}:gen-v2") == generation
+            assert_keeps_out(second, first_ids)
+            time.sleep(0.2)
+        log = second.server.stderr_tail()
+        assert f":{first.server.proc.pid}" in log and "--redis-prefix" in log, log
+
+        first.server.stop()  # a clean stop lets go of the prefix: the second takes it at once
+        wait_until(lambda: second.get("/ready").status_code == 200, 5,
+                   what="the second catalog ready once the first stopped")
+        assert catalog_ids(second.get) == second_ids
+        holder = first.r.get(f"{PREFIX}:holder").decode()
+        assert holder.endswith(f":{second.server.proc.pid}"), holder
+    finally:
+        second.stop()
+        first.stop()
+
+
+def test_the_hold_of_a_dead_catalog_expires():
+    first = Stack("first").start()
+    second = SecondCatalog(first.redis_url)
+    try:
+        first_ids = {first.create()[1]["id"] for _ in range(2)}
+        second.start()
+        second_id = second.create(uniq_sku("OTHER")).json()["id"]
+        assert_keeps_out(second, first_ids)
+        first.server.proc.send_signal(signal.SIGKILL)
+        first.server.proc.wait(timeout=5)
+        killed_at = time.monotonic()
+        # The dead one's hold lives on until it expires, at least 4 s from now (it was
+        # refreshed at most 1 s before the kill): the second must not take over before.
+        time.sleep(2)
+        assert_keeps_out(second, first_ids)
+        wait_until(lambda: second.get("/ready").status_code == 200, HOLD_TTL_S + 5,
+                   what="the second catalog ready once the first's hold expired")
+        assert time.monotonic() - killed_at >= HOLD_TTL_S - 1.5
+        assert catalog_ids(second.get) == {second_id}
+    finally:
+        second.stop()
+        first.stop()

@@ -761,8 +761,8 @@ static int serve(const struct app_config *given)
     listeners.projector = app.projector;
     struct bus_handlers bus_handlers = {on_bus_committed, on_bus_news, app.projector};
     if (started && leadership)
-        started =
-            (listeners.bus = bus_start(&config->redis, config->prefix, &bus_handlers)) != NULL;
+        started = (listeners.bus =
+                       bus_start(&config->redis, config->prefix, catalog, &bus_handlers)) != NULL;
     if (!started ||
         writer_start(store,
                      &(struct writer_limits){.max_idempotency_keys = config->max_idempotency_keys,

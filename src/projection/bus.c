@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
+#include "projection/prefix_hold.h"
 #include "projection/redis_sync.h"
 #include "readmodel/layout.h"
 
@@ -221,13 +222,20 @@ static void *publish_main(void *arg)
     return NULL;
 }
 
-struct bus *bus_start(const struct redis_url *redis, const char *prefix,
+void bus_channel(const char *prefix, const char *catalog, char *out, size_t cap)
+{
+    char digest[CATALOG_DIGEST_LEN + 1];
+    catalog_digest(catalog, digest);
+    layout_key(KEY_CHANNEL, prefix, digest, CATALOG_DIGEST_LEN, out, cap);
+}
+
+struct bus *bus_start(const struct redis_url *redis, const char *prefix, const char *catalog,
                       const struct bus_handlers *handlers)
 {
     struct bus *bus = xcalloc(1, sizeof(*bus));
     bus->redis_url = *redis;
     bus->handlers = *handlers;
-    layout_key(KEY_CHANNEL, prefix, NULL, 0, bus->channel, sizeof(bus->channel));
+    bus_channel(prefix, catalog, bus->channel, sizeof(bus->channel));
     pthread_mutex_init(&bus->lock, NULL);
     pthread_cond_init(&bus->wake, NULL);
     if (pthread_create(&bus->listener, NULL, listen_main, bus) != 0) goto fail;

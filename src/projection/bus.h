@@ -1,5 +1,6 @@
 /* bus.h - what the instances sharing one write model tell each other, over Redis pub/sub on
- * the channel {prefix}:projection. Two kinds of message:
+ * the channel {prefix}:projection:{catalog digest} (a channel of their catalog's own: two
+ * catalogs given one prefix by mistake do not hear each other). Two kinds of message:
  *   "c <head>"   an instance committed events up to seq <head> (wakes the projecting
  *                instance at once; it also polls the log, so a lost message only delays)
  *   news         the projecting instance applied events up to a checkpoint (after every batch,
@@ -39,18 +40,22 @@ struct bus_handlers {
     void *arg;
 };
 
-/* Starts the threads that listen to the channel and publish "committed" messages, each with
- * its own Redis connection (reconnected with backoff). The handlers run on the listening
- * thread. Returns NULL when a thread cannot start. */
-struct bus *bus_start(const struct redis_url *redis, const char *prefix,
+/* Starts the threads that listen to the channel of "catalog" (its name: prefix_hold.h) and publish
+ * "committed" messages, each with its own Redis connection (reconnected with backoff). The handlers
+ * run on the listening thread. Returns NULL when a thread cannot start. */
+struct bus *bus_start(const struct redis_url *redis, const char *prefix, const char *catalog,
                       const struct bus_handlers *handlers);
+
+/* Writes the channel of "catalog"'s instances into "out" ("cap" bytes, LAYOUT_KEY_MAX is
+ * enough). */
+void bus_channel(const char *prefix, const char *catalog, char *out, size_t cap);
 
 /* Tells the other instances that events up to "head" are committed. Never blocks: the newest
  * head is published by the bus' own thread. Thread-safe. */
 void bus_committed(struct bus *bus, int64_t head);
 
 /* Writes the news message into a malloc'd string ("*len" bytes), for the projector to PUBLISH
- * on its own connection, on the channel layout_key(KEY_CHANNEL, prefix) names. */
+ * on its own connection, on the channel bus_channel names. */
 char *bus_format_news(const struct projection_news *news, size_t *len);
 
 /* Reads a news message (bus_format_news) into "*news". Returns 0, with "news->parked"

@@ -13,11 +13,9 @@
 #include "readmodel/layout.h"
 #include "readmodel/script.h"
 
-#define DIGEST_HEX 32
-
 struct prefix_hold {
     char key[LAYOUT_KEY_MAX];
-    char value[DIGEST_HEX + 1 + 128];
+    char value[CATALOG_DIGEST_LEN + 1 + 128];
     char ttl_ms[16];
     enum prefix_hold_status last;
     uint64_t next_ms; /* monotonic time of the next claim */
@@ -44,18 +42,24 @@ static struct script RELEASE_SCRIPT =
            "end\n"
            "return 1\n");
 
+void catalog_digest(const char *catalog, char out[CATALOG_DIGEST_LEN + 1])
+{
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_len = 0;
+    if (!EVP_Digest(catalog, strlen(catalog), digest, &digest_len, EVP_sha256(), NULL))
+        xmalloc_fail();
+    for (int i = 0; i < CATALOG_DIGEST_LEN / 2; i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+}
+
 struct prefix_hold *prefix_hold_new(const char *prefix, const char *catalog,
                                     const char *instance_id)
 {
     struct prefix_hold *hold = xcalloc(1, sizeof(*hold));
     layout_key(KEY_HOLDER, prefix, NULL, 0, hold->key, sizeof(hold->key));
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int digest_len = 0;
-    if (!EVP_Digest(catalog, strlen(catalog), digest, &digest_len, EVP_sha256(), NULL))
-        xmalloc_fail();
-    for (int i = 0; i < DIGEST_HEX / 2; i++)
-        snprintf(hold->value + 2 * i, 3, "%02x", digest[i]);
-    snprintf(hold->value + DIGEST_HEX, sizeof(hold->value) - DIGEST_HEX, " %s", instance_id);
+    catalog_digest(catalog, hold->value);
+    snprintf(hold->value + CATALOG_DIGEST_LEN, sizeof(hold->value) - CATALOG_DIGEST_LEN, " %s",
+             instance_id);
     snprintf(hold->ttl_ms, sizeof(hold->ttl_ms), "%d", PREFIX_HOLD_TTL_MS);
     hold->last = PREFIX_HOLD_ERROR;
     return hold;
@@ -77,7 +81,8 @@ enum prefix_hold_status prefix_hold_keep(struct prefix_hold *hold, struct redis_
         hold->last = PREFIX_HOLD_OURS;
     } else if (reply && reply->type == REDIS_REPLY_STRING) {
         hold->last = PREFIX_HOLD_ELSEWHERE;
-        const char *instance = reply->len > DIGEST_HEX ? reply->str + DIGEST_HEX + 1 : "?";
+        const char *instance =
+            reply->len > CATALOG_DIGEST_LEN ? reply->str + CATALOG_DIGEST_LEN + 1 : "?";
         snprintf(hold->holder, sizeof(hold->holder), "%s", instance);
     } else {
         if (reply)

@@ -15,9 +15,14 @@
 
 #define PREFIX_HOLD_EVERY_MS 1000
 #define PREFIX_HOLD_TTL_MS   5000
+#define CATALOG_DIGEST_LEN   32 /* hex digits */
 
 struct prefix_hold;
 struct redis_sync;
+
+/* Writes the digest of a catalog's name (the first CATALOG_DIGEST_LEN hex digits of its
+ * SHA-256) and a NUL into "out": what the holder key and the instances' channel name it by. */
+void catalog_digest(const char *catalog, char out[CATALOG_DIGEST_LEN + 1]);
 
 /* "catalog" names the write model (the same text in every instance of one catalog; only its
  * digest is stored), "instance_id" this process, for the others' messages. */

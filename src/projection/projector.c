@@ -552,7 +552,10 @@ static struct apply_target current_target(struct projector *p)
  * events it parked, and while idle. A lost message costs them only a "pending" answer. */
 static void send_news(struct projector *p, int64_t *parked, size_t parked_count)
 {
-    if (!p->config.leadership || !p->redis || !p->epoch) return;
+    /* Without an epoch only to say that another catalog holds the prefix: the followers'
+     * queries must not answer from its read model either. */
+    int held_elsewhere = atomic_load(&p->state) == PROJECTOR_HELD_ELSEWHERE;
+    if (!p->config.leadership || !p->redis || (!p->epoch && !held_elsewhere)) return;
     struct projection_news news = {.epoch = p->epoch,
                                    .number = ++p->news_number,
                                    .generation = p->generation,
@@ -782,6 +785,7 @@ static int keeps_prefix(struct projector *p)
         return 0;
     }
     forget_generation(p);
+    p->epoch = 0; /* taken again once this catalog holds the prefix */
     if (atomic_load(&p->state) != PROJECTOR_HELD_ELSEWHERE) {
         set_state(p, PROJECTOR_HELD_ELSEWHERE);
         const char *holder = prefix_hold_holder(p->hold);
@@ -795,6 +799,7 @@ static int keeps_prefix(struct projector *p)
             "503, until it lets go; give each catalog its own --redis-prefix",
             p->prefix, holder);
     }
+    if (p->config.leadership && clock_mono_ms() >= p->next_news_ms) send_news(p, NULL, 0);
     return 0;
 }
 
@@ -861,12 +866,12 @@ static void *projector_main(void *arg)
             back_off(p);
             continue;
         }
-        if (p->config.leadership && p->epoch == 0 && take_epoch(p) < 0) {
-            back_off(p);
+        if (!keeps_prefix(p)) { /* first: another catalog's epoch is not to be raced */
+            wait_for(p, PREFIX_HOLD_EVERY_MS, 0);
             continue;
         }
-        if (!keeps_prefix(p)) {
-            wait_for(p, PREFIX_HOLD_EVERY_MS, 0);
+        if (p->config.leadership && p->epoch == 0 && take_epoch(p) < 0) {
+            back_off(p);
             continue;
         }
         if (p->generation == 0 && load_generation(p) < 0) {
@@ -904,7 +909,7 @@ int projector_start(const struct projector_config *config,
     p->config.db_path = p->db_path;
     layout_key(KEY_GEN, p->prefix, NULL, 0, p->gen_key, sizeof(p->gen_key));
     layout_key(KEY_PROJECTOR_EPOCH, p->prefix, NULL, 0, p->epoch_key, sizeof(p->epoch_key));
-    layout_key(KEY_CHANNEL, p->prefix, NULL, 0, p->channel, sizeof(p->channel));
+    bus_channel(p->prefix, config->catalog, p->channel, sizeof(p->channel));
     snprintf(p->instance_id, sizeof(p->instance_id), "%s", config->instance_id);
     p->config.instance_id = p->instance_id;
     p->applied = applied;

@@ -17,7 +17,7 @@ static const struct {
     [KEY_GENERATIONS] = {"KEY_GENERATIONS", "generations", 0},
     [KEY_REBUILD_LOCK] = {"KEY_REBUILD_LOCK", "rebuild-lock", 0},
     [KEY_PROJECTOR_EPOCH] = {"KEY_PROJECTOR_EPOCH", "projector-epoch", 0},
-    [KEY_CHANNEL] = {"KEY_CHANNEL", "projection", 0},
+    [KEY_CHANNEL] = {"KEY_CHANNEL", "projection:", 0},
     [KEY_HOLDER] = {"KEY_HOLDER", "holder", 0},
     [KEY_CHECKPOINT] = {"KEY_CHECKPOINT", "checkpoint", 1},
     [KEY_CHECKPOINT_EVENT] = {"KEY_CHECKPOINT_EVENT", "checkpoint-event", 1},

@@ -16,7 +16,8 @@
  *   {prefix}:projector-epoch       the fencing epoch of the instance that projects, when
  *                                  several share one write model: its term's number from the
  *                                  write model (store_lead); every script it runs checks it
- *   {prefix}:projection            not a key: the pub/sub channel between instances (bus.h)
+ *   {prefix}:projection:{catalog}  not a key: the pub/sub channel between the instances of
+ *                                  one catalog (bus.h), by its digest (prefix_hold.h)
  *   {prefix}:holder                "<catalog digest> <instance id>" of the catalog whose
  *                                  projector keeps this read model, with an expiry it keeps
  *                                  refreshing: another catalog's keeps out (prefix_hold.h)

@@ -823,3 +823,57 @@ def test_a_follower_that_missed_news_never_answers_applied_for_a_parked_event():
                          text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "'pending'" in run.stdout and "false 'applied': 0" in run.stdout, run.stdout[-2000:]
+
+
+def test_two_catalogs_of_two_instances_on_one_prefix_keep_to_their_own():
+    """Two deployments, each of two instances on its own PostgreSQL database, given the same
+    Redis and --redis-prefix by mistake. The first holds the prefix: its instances serve its
+    catalog only, and nothing rebuilds or races its fencing epoch. The second's instances,
+    the one that would project and the one that follows it, answer queries 503 (state
+    held_elsewhere) and take the prefix over once the first stops."""
+    first = Cluster(pg_server(), names=("a", "b")).start()
+    other_db = pg_server().create_database("other")
+    second = {name: Server(first.tmp, first.redis.url, other_db,
+                           ["--instance-id", name, "--redis-prefix", PREFIX])
+              for name in ("x", "y")}
+    try:
+        first_ids = {first.create("a").json()["id"] for _ in range(2)}
+        wait_caught_up(first)
+        generation = first.r.get(f"{PREFIX}:gen-v2")
+        epoch = first.r.get(f"{PREFIX}:projector-epoch")
+        for srv in second.values():
+            with open(srv.stderr_path, "ab") as err:
+                srv.proc = subprocess.Popen(srv.command(), stdout=subprocess.DEVNULL, stderr=err)
+        for srv in second.values():
+            wait_until(lambda: requests.get(srv.base + "/ready", timeout=2).json().get("state")
+                       == "held_elsewhere", 15, what="the second catalog's instances held out")
+        made = [requests.post(srv.base + "/products", data=product_body(uniq_sku("OTHER")),
+                              headers=JSON_CT, timeout=HTTP_TIMEOUT) for srv in second.values()]
+        assert [r.status_code for r in made] == [201, 201], [r.text for r in made]
+        second_ids = {r.json()["id"] for r in made}
+
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            for name in ("a", "b"):
+                page = first.get(name, "/catalog?limit=100")
+                assert page.status_code == 200 and {v["id"] for v in page.json()} == first_ids
+            for srv in second.values():
+                problem = assert_problem(requests.get(srv.base + "/catalog", timeout=5), 503)
+                assert "another catalog" in problem["detail"], problem
+            assert first.r.get(f"{PREFIX}:gen-v2") == generation
+            assert first.r.get(f"{PREFIX}:projector-epoch") == epoch
+            time.sleep(0.2)
+
+        for srv in first.servers.values():
+            srv.stop()
+        for srv in second.values():
+            wait_until(lambda: requests.get(srv.base + "/ready", timeout=2).status_code == 200,
+                       15, what="the second catalog ready once the first stopped")
+            page = requests.get(srv.base + "/catalog?limit=100", timeout=5)
+            assert {v["id"] for v in page.json()} == second_ids
+    finally:
+        for srv in second.values():
+            srv.stop()
+        if other_db.server.running:
+            other_db.drop()
+        first.stop()

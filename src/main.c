@@ -28,6 +28,7 @@
 #include "projection/generations.h"
 #include "projection/leadership.h"
 #include "projection/maintenance.h"
+#include "projection/prefix_hold.h"
 #include "projection/projector.h"
 #include "projection/rebuild.h"
 #include "projection/redis_sync.h"
@@ -844,16 +845,47 @@ static int verify(const struct app_config *config)
     return rc == 0 && report.differences == 0 ? 0 : 1;
 }
 
+/* The read model's prefix, held for a rebuild from the command line as the projector holds
+ * it (prefix_hold.h): refused while another catalog holds it, kept between pages. */
+struct rebuild_hold {
+    struct prefix_hold *hold;
+    struct redis_sync *redis;
+};
+
+static int rebuild_hold_lost(void *arg)
+{
+    struct rebuild_hold *held = arg;
+    char err[256];
+    return prefix_hold_keep(held->hold, held->redis, err, sizeof(err)) == PREFIX_HOLD_ELSEWHERE;
+}
+
 static int rebuild(const struct app_config *config)
 {
     struct store *store;
     struct redis_sync *redis;
-    char err[256];
+    char err[256], catalog[PATH_MAX + 320];
     int opened = open_tools(config, &store, &redis);
     if (opened != 0) return opened;
+    name_catalog(config->db_path, catalog, sizeof(catalog));
+    struct rebuild_hold held = {prefix_hold_new(config->prefix, catalog, config->instance_id),
+                                redis};
+    struct rebuild_options options = {.should_stop = rebuild_hold_lost, .arg = &held};
     struct rebuild_result result;
     uint64_t started_ms = clock_mono_ms();
-    int rc = rebuild_run(store, redis, config->prefix, NULL, &result, err, sizeof(err));
+    int rc = REBUILD_FAILED;
+    switch (prefix_hold_keep(held.hold, redis, err, sizeof(err))) {
+    case PREFIX_HOLD_OURS:
+        rc = rebuild_run(store, redis, config->prefix, &options, &result, err, sizeof(err));
+        break;
+    case PREFIX_HOLD_ELSEWHERE:
+        snprintf(err, sizeof(err),
+                 "another catalog (another write model) holds the Redis prefix \"%s\", its "
+                 "instance %.100s: a rebuild from this one would replace its read model",
+                 config->prefix, prefix_hold_holder(held.hold));
+        break;
+    case PREFIX_HOLD_ERROR:
+        break;
+    }
     if (rc == REBUILD_OK) {
         printf("rebuild: generation %lld is live with %lld products (checkpoint %lld) after "
                "%.2f s\n",
@@ -877,6 +909,8 @@ static int rebuild(const struct app_config *config)
     } else {
         fprintf(stderr, "catalogd: rebuild failed: %s\n", err);
     }
+    prefix_hold_release(held.hold, redis);
+    prefix_hold_free(held.hold);
     redis_sync_close(redis);
     store_close(store);
     return rc == REBUILD_OK ? 0 : 1;

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from conftest import (PREFIX, PgDatabase, Server, Stack, assert_problem, new_write_model,
+from conftest import (PREFIX, PgDatabase, Server, Stack, assert_problem, cli, new_write_model,
                       uniq_sku, wait_until)
 
 HOLD_TTL_S = 5
@@ -96,6 +96,11 @@ def test_a_second_catalog_keeps_out_while_the_first_lives_then_takes_over():
             time.sleep(0.2)
         log = second.server.stderr_tail()
         assert f":{first.server.proc.pid}" in log and "--redis-prefix" in log, log
+        # Nor may a rebuild from the command line put the second catalog there.
+        run = cli(["rebuild", "--db", str(second.server.db), "--redis", first.redis_url])
+        assert run.returncode == 1 and "another catalog" in run.stderr, (run.stdout, run.stderr)
+        assert first.r.get(f"{PREFIX}:gen-v2") == generation
+        assert catalog_ids(first.get) == first_ids
 
         first.server.stop()  # a clean stop lets go of the prefix: the second takes it at once
         wait_until(lambda: second.get("/ready").status_code == 200, 5,

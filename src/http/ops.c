@@ -209,10 +209,11 @@ static int no_body_or_json_or_reply(struct http_exchange *ex)
 void ops_admin_rebuild(struct http_exchange *ex)
 {
     if (no_body_or_json_or_reply(ex) < 0) return;
-    if (projector_prefix_held_elsewhere(ex->app->projector)) {
+    if (!projector_prefix_ours(ex->app->projector)) {
         http_respond_unavailable(ex, "read-model-unavailable",
-                                 "another catalog holds the read model's Redis prefix: a rebuild "
-                                 "from this catalog would replace its read model");
+                                 "the read model's Redis prefix is not known to be this "
+                                 "catalog's (another catalog may hold it): a rebuild from this "
+                                 "one could replace another catalog's read model");
         return;
     }
     struct rebuild_request *request = xcalloc(1, sizeof(*request));

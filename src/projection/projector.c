@@ -73,6 +73,7 @@ struct projector {
     _Atomic uint64_t oldest_unapplied_ms; /* wall time of the oldest unapplied event, or 0 */
     atomic_int redis_up;
     atomic_int state;
+    atomic_int prefix_ours; /* projector_prefix_ours */
 
     pthread_mutex_t status_lock;
     struct projector_status status; /* guarded by status_lock, except what the atomics hold */
@@ -775,6 +776,7 @@ static int keeps_prefix(struct projector *p)
     enum prefix_hold_status held = prefix_hold_keep(p->hold, p->redis, err, sizeof(err));
     if (held == PREFIX_HOLD_OURS) {
         if (atomic_load(&p->state) == PROJECTOR_HELD_ELSEWHERE) set_state(p, PROJECTOR_STARTING);
+        atomic_store(&p->prefix_ours, 1);
         return 1;
     }
     if (held == PREFIX_HOLD_ERROR) { /* as a failed apply: Redis is away, or refuses writes */
@@ -784,6 +786,7 @@ static int keeps_prefix(struct projector *p)
         set_state(p, down ? PROJECTOR_REDIS_DOWN : PROJECTOR_STALLED);
         return 0;
     }
+    atomic_store(&p->prefix_ours, 0);
     forget_generation(p);
     p->epoch = 0; /* taken again once this catalog holds the prefix */
     if (atomic_load(&p->state) != PROJECTOR_HELD_ELSEWHERE) {
@@ -924,6 +927,7 @@ int projector_start(const struct projector_config *config,
     atomic_init(&p->redis_up, 0);
     atomic_init(&p->parked_unsure, 0);
     atomic_init(&p->state, PROJECTOR_STARTING);
+    atomic_init(&p->prefix_ours, 0);
     p->status.state = PROJECTOR_STARTING;
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->status_lock, NULL);
@@ -1017,6 +1021,7 @@ void projector_take_news(struct projector *p, const struct projection_news *news
     p->status.state = (enum projector_state)state;
     p->status.epoch = news->epoch;
     atomic_store(&p->state, state);
+    atomic_store(&p->prefix_ours, state != PROJECTOR_HELD_ELSEWHERE);
     atomic_store(&p->redis_up, 1);
     /* Checkpoints of one generation only grow, and a rebuilt one starts at least where the old
      * one was: the highest heard is the one to wait for. */
@@ -1035,9 +1040,9 @@ int projector_seq_parked(struct projector *p, int64_t seq)
     return atomic_load(&p->parked_unsure) || parked_set_has(p->parked, seq);
 }
 
-int projector_prefix_held_elsewhere(const struct projector *p)
+int projector_prefix_ours(const struct projector *p)
 {
-    return atomic_load(&p->state) == PROJECTOR_HELD_ELSEWHERE;
+    return atomic_load(&p->prefix_ours);
 }
 
 int64_t projector_checkpoint(const struct projector *p)

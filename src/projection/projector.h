@@ -100,9 +100,11 @@ int64_t projector_checkpoint(const struct projector *projector);
  * they answer "pending" at once. */
 int projector_keeping_up(const struct projector *projector);
 
-/* 1 while another catalog holds the read model's Redis prefix: what is there is not this
- * catalog's, and no query may answer from it. Readable from any thread. */
-int projector_prefix_held_elsewhere(const struct projector *projector);
+/* 1 once the read model's Redis prefix is known to be this catalog's (this instance's
+ * projector holds it, or the news of the one that projects say so: prefix_hold.h); 0 before,
+ * and while another catalog holds it. No query answers from the read model meanwhile: what is
+ * there may be another catalog's. Readable from any thread. */
+int projector_prefix_ours(const struct projector *projector);
 
 /* Copies the state for /ready, /admin/projection and /metrics. Thread-safe. */
 void projector_get_status(struct projector *projector, struct projector_status *out);

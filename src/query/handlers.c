@@ -40,6 +40,17 @@ static void hold(struct http_exchange *ex, struct read *read)
     ex->on_gone_arg = read;
 }
 
+/* Why the read model may not answer yet (projector_prefix_ours). */
+static const char *read_model_not_ours(struct http_exchange *ex)
+{
+    struct projector_status status;
+    projector_get_status(ex->app->projector, &status);
+    return status.state == PROJECTOR_HELD_ELSEWHERE
+               ? "the read model under this Redis prefix is another catalog's (two deployments "
+                 "share the prefix); retry later"
+               : "the read model is not yet known to be this catalog's; retry shortly";
+}
+
 /* Called first by every read callback: the exchange is ours again. Returns 0 when the read
  * succeeded; otherwise answers the 503 that says why and returns -1. */
 static int read_ok_or_reply(struct http_exchange *ex, int status)
@@ -51,10 +62,8 @@ static int read_ok_or_reply(struct http_exchange *ex, int status)
     };
     ex->on_gone = NULL;
     ex->on_gone_arg = NULL;
-    if (status == READ_OK && projector_prefix_held_elsewhere(ex->app->projector)) {
-        http_respond_unavailable(ex, "read-model-unavailable",
-                                 "the read model under this Redis prefix is another catalog's "
-                                 "(two deployments share the prefix); retry later");
+    if (status == READ_OK && !projector_prefix_ours(ex->app->projector)) {
+        http_respond_unavailable(ex, "read-model-unavailable", read_model_not_ours(ex));
         return -1;
     }
     if (status == READ_OK) return 0;

@@ -20,17 +20,26 @@ struct prefix_hold {
     enum prefix_hold_status last;
     uint64_t next_ms; /* monotonic time of the next claim */
     char holder[128];
+    int held_out;           /* the last answer Redis gave was another catalog's hold, or free */
+    uint64_t free_since_ms; /* held out, and found the prefix free since then (0: not free) */
 };
 
-/* Claims the key unless another catalog holds it (whose value it then answers); a key of
- * another type than a string was not written by any catalogd and is taken over. */
+/* Refreshes this catalog's hold, or answers another's; a free key is claimed only when
+ * ARGV[first + 3] is "1" (else the reply is 0). A hold is a string "<32 hex digits> <instance>"
+ * with an expiry: anything else under the key (a value or a key of another type written by
+ * hand, a key without expiry) was not put there by a catalogd and counts as free. */
 static struct script HOLD_SCRIPT =
     SCRIPT("local first = guards_hold()\n"
            "local key, mine = ARGV[first], ARGV[first + 1]\n"
-           "if redis.call('TYPE', key).ok == 'string' then\n"
+           "local claim = ARGV[first + 3] == '1'\n"
+           "if redis.call('TYPE', key).ok == 'string' and redis.call('PTTL', key) > 0 then\n"
            "  local held = redis.call('GET', key)\n"
-           "  if string.sub(held, 1, 32) ~= string.sub(mine, 1, 32) then return held end\n"
+           "  if string.match(held, '^' .. string.rep('%x', 32) .. ' ') then\n"
+           "    if string.sub(held, 1, 32) ~= string.sub(mine, 1, 32) then return held end\n"
+           "    claim = true\n"
+           "  end\n"
            "end\n"
+           "if not claim then return 0 end\n"
            "redis.call('SET', key, mine, 'PX', ARGV[first + 2])\n"
            "return 1\n");
 
@@ -75,14 +84,26 @@ enum prefix_hold_status prefix_hold_keep(struct prefix_hold *hold, struct redis_
 {
     uint64_t now = clock_mono_ms();
     if (hold->last != PREFIX_HOLD_ERROR && now < hold->next_ms) return hold->last;
-    const char *argv[] = {hold->key, hold->value, hold->ttl_ms};
-    redisReply *reply = redis_sync_script(redis, &HOLD_SCRIPT, NULL, 0, 3, argv, NULL, err, errlen);
-    if (reply && reply->type == REDIS_REPLY_INTEGER) {
+    /* A catalog held out claims a free prefix only once it has stayed free for
+     * PREFIX_HOLD_YIELD_MS: a holder that lost its key with all of Redis' data (FLUSHALL, a
+     * restart without persistence) takes it back at its next refresh, before. */
+    int claim = !hold->held_out ||
+                (hold->free_since_ms && now - hold->free_since_ms >= PREFIX_HOLD_YIELD_MS);
+    const char *argv[] = {hold->key, hold->value, hold->ttl_ms, claim ? "1" : "0"};
+    redisReply *reply = redis_sync_script(redis, &HOLD_SCRIPT, NULL, 0, 4, argv, NULL, err, errlen);
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
         hold->last = PREFIX_HOLD_OURS;
+        hold->held_out = 0;
+        hold->free_since_ms = 0;
+    } else if (reply && reply->type == REDIS_REPLY_INTEGER) {
+        hold->last = PREFIX_HOLD_ELSEWHERE;
+        if (!hold->free_since_ms) hold->free_since_ms = now;
+        snprintf(hold->holder, sizeof(hold->holder), "(none: its hold ended; waiting to claim)");
     } else if (reply && reply->type == REDIS_REPLY_STRING) {
         hold->last = PREFIX_HOLD_ELSEWHERE;
-        const char *instance =
-            reply->len > CATALOG_DIGEST_LEN ? reply->str + CATALOG_DIGEST_LEN + 1 : "?";
+        hold->held_out = 1;
+        hold->free_since_ms = 0;
+        const char *instance = reply->str + CATALOG_DIGEST_LEN + 1; /* the script checked */
         snprintf(hold->holder, sizeof(hold->holder), "%s", instance);
     } else {
         if (reply)

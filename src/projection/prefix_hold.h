@@ -15,7 +15,8 @@
 
 #define PREFIX_HOLD_EVERY_MS 1000
 #define PREFIX_HOLD_TTL_MS   5000
-#define CATALOG_DIGEST_LEN   32 /* hex digits */
+#define PREFIX_HOLD_YIELD_MS 2000 /* how long a held-out catalog waits on a prefix found free */
+#define CATALOG_DIGEST_LEN   32   /* hex digits */
 
 struct prefix_hold;
 struct redis_sync;

@@ -503,6 +503,7 @@ static int load_generation(struct projector *p)
     p->generation_text[digits_i64(p->generation_text, gen)] = '\0';
     atomic_store(&p->checkpoint, checkpoint); /* Redis' own, even if behind what we had */
     if (checkpoint > atomic_load(&p->head)) atomic_store(&p->head, checkpoint);
+    atomic_store(&p->prefix_ours, 1); /* held, and its generation is a past of this catalog */
     set_state(p, PROJECTOR_CATCHING_UP);
     if (p->applied) p->applied(checkpoint, p->applied_arg);
     return 0;
@@ -776,7 +777,6 @@ static int keeps_prefix(struct projector *p)
     enum prefix_hold_status held = prefix_hold_keep(p->hold, p->redis, err, sizeof(err));
     if (held == PREFIX_HOLD_OURS) {
         if (atomic_load(&p->state) == PROJECTOR_HELD_ELSEWHERE) set_state(p, PROJECTOR_STARTING);
-        atomic_store(&p->prefix_ours, 1);
         return 1;
     }
     if (held == PREFIX_HOLD_ERROR) { /* as a failed apply: Redis is away, or refuses writes */
@@ -1021,7 +1021,12 @@ void projector_take_news(struct projector *p, const struct projection_news *news
     p->status.state = (enum projector_state)state;
     p->status.epoch = news->epoch;
     atomic_store(&p->state, state);
-    atomic_store(&p->prefix_ours, state != PROJECTOR_HELD_ELSEWHERE);
+    /* The leader's generation is this catalog's once it applies to it; while it starts or
+     * rebuilds after a takeover, the generation there may still be the other catalog's. */
+    if (state == PROJECTOR_HELD_ELSEWHERE)
+        atomic_store(&p->prefix_ours, 0);
+    else if (state == PROJECTOR_LIVE || state == PROJECTOR_CATCHING_UP)
+        atomic_store(&p->prefix_ours, 1);
     atomic_store(&p->redis_up, 1);
     /* Checkpoints of one generation only grow, and a rebuilt one starts at least where the old
      * one was: the highest heard is the one to wait for. */

@@ -4,7 +4,8 @@ Without a guard, each projector finds the read model "diverged" from its own wri
 rebuilds it from its own, over and over, and each server answers queries with the other's
 products in between. The projector that writes the read model holds {prefix}:holder; the
 other catalog keeps out (its queries and rebuilds answer 503, /ready says held_elsewhere)
-until the holder stops (at once) or dies (its hold expires in 5 s), then takes over."""
+until the holder stops or dies (its hold expires in 5 s) and the prefix has stayed free for
+2 s more, then takes over, and answers queries once its own generation is there."""
 import shutil
 import signal
 import subprocess
@@ -14,10 +15,11 @@ from pathlib import Path
 
 import requests
 
-from conftest import (PREFIX, PgDatabase, Server, Stack, assert_problem, cli, new_write_model,
-                      uniq_sku, wait_until)
+from conftest import (PREFIX, PgDatabase, Server, Stack, assert_problem, bulk_create, cli,
+                      new_write_model, uniq_sku, wait_until)
 
 HOLD_TTL_S = 5
+HOLD_YIELD_S = 2  # how long a held-out catalog waits on a prefix it finds free
 
 
 class SecondCatalog:
@@ -84,6 +86,8 @@ def test_a_second_catalog_keeps_out_while_the_first_lives_then_takes_over():
         made = [second.create(uniq_sku("OTHER")) for _ in range(3)]
         assert all(r.status_code == 201 for r in made), [r.text for r in made]
         assert all(r.headers["Projection"] == "pending" for r in made)
+        # Enough products that the second's rebuild, when it takes over, takes a while.
+        made += bulk_create(second.server.base, 1500, prefix="OTHER")
         second_ids = {r.json()["id"] for r in made}
 
         # For several of the holder's refresh periods: the first serves its own catalog,
@@ -94,7 +98,7 @@ def test_a_second_catalog_keeps_out_while_the_first_lives_then_takes_over():
             assert first.r.get(f"{PREFIX}:gen-v2") == generation
             assert_keeps_out(second, first_ids)
             time.sleep(0.2)
-        log = second.server.stderr_tail()
+        log = second.server.stderr_path.read_text(errors="replace")
         assert f":{first.server.proc.pid}" in log and "--redis-prefix" in log, log
         # Nor may a rebuild from the command line put the second catalog there.
         run = cli(["rebuild", "--db", str(second.server.db), "--redis", first.redis_url])
@@ -102,15 +106,58 @@ def test_a_second_catalog_keeps_out_while_the_first_lives_then_takes_over():
         assert first.r.get(f"{PREFIX}:gen-v2") == generation
         assert catalog_ids(first.get) == first_ids
 
-        first.server.stop()  # a clean stop lets go of the prefix: the second takes it at once
-        wait_until(lambda: second.get("/ready").status_code == 200, 5,
-                   what="the second catalog ready once the first stopped")
-        assert catalog_ids(second.get) == second_ids
+        # The first stops (and lets go): the second takes over, and from the first answer
+        # on serves its own catalog, never the first's generation it rebuilds over.
+        first.server.stop()
+        deadline = time.monotonic() + HOLD_YIELD_S + 10
+        with requests.Session() as http:
+            while time.monotonic() < deadline:
+                page = http.get(second.server.base + "/catalog?limit=100", timeout=5)
+                if page.status_code == 200:
+                    assert not {v["id"] for v in page.json()} & first_ids, page.text[:300]
+                    if second.get("/ready").status_code == 200:
+                        break
+        assert second.get("/ready").status_code == 200, second.get("/ready").text
+        assert second.get("/catalog").headers["X-Total-Count"] == str(len(second_ids))
         holder = first.r.get(f"{PREFIX}:holder").decode()
         assert holder.endswith(f":{second.server.proc.pid}"), holder
     finally:
         second.stop()
         first.stop()
+
+
+def test_the_holder_keeps_the_prefix_when_redis_loses_it():
+    """FLUSHALL takes the hold with everything else: the holder claims it back at its next
+    refresh, while the catalog held out waits for it to stay free; never a coin toss."""
+    first = Stack("first").start()
+    second = SecondCatalog(first.redis_url)
+    try:
+        first_ids = {first.create()[1]["id"] for _ in range(2)}
+        second.start()
+        second.create(uniq_sku("OTHER"))
+        for _ in range(3):
+            first.r.flushall()
+            wait_until(lambda: first.get("/ready").status_code == 200, 15,
+                       what="the first catalog's read model rebuilt")
+            assert catalog_ids(first.get) == first_ids
+            assert_keeps_out(second, first_ids)
+            time.sleep(1)
+    finally:
+        second.stop()
+        first.stop()
+
+
+def test_a_hold_not_written_by_catalogd_is_taken_over():
+    """A value by hand under the key, without the holder's form or without an expiry, would
+    keep every catalog out for ever: it counts as free."""
+    for value, ttl in (("junk", None), ("0" * 32 + " someone", None)):
+        s = Stack("junk-hold")
+        try:
+            s.start(before_server=lambda st: st.r.set(f"{PREFIX}:holder", value, px=ttl))
+            assert s.get("/catalog").status_code == 200
+            assert s.r.get(f"{PREFIX}:holder").decode().endswith(f":{s.server.proc.pid}")
+        finally:
+            s.stop()
 
 
 def test_the_hold_of_a_dead_catalog_expires():
@@ -128,7 +175,7 @@ def test_the_hold_of_a_dead_catalog_expires():
         # refreshed at most 1 s before the kill): the second must not take over before.
         time.sleep(2)
         assert_keeps_out(second, first_ids)
-        wait_until(lambda: second.get("/ready").status_code == 200, HOLD_TTL_S + 5,
+        wait_until(lambda: second.get("/ready").status_code == 200, HOLD_TTL_S + HOLD_YIELD_S + 8,
                    what="the second catalog ready once the first's hold expired")
         assert time.monotonic() - killed_at >= HOLD_TTL_S - 1.5
         assert catalog_ids(second.get) == {second_id}

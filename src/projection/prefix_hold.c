@@ -1,6 +1,7 @@
 /* prefix_hold.c - the hold of a read model's prefix by one catalog (prefix_hold.h).
- * The holder key holds "<catalog digest> <instance id>": the digest (32 hex digits of the
- * SHA-256 of the catalog's name) decides, the instance id is only told. */
+ * The holder key holds "<catalog digest> <expiry> <instance id>": the digest (32 hex digits of
+ * the SHA-256 of the catalog's name) decides, the expiry (Unix ms, by Redis' clock) bounds it,
+ * the instance id is only told. The key also expires by itself then. */
 #include "projection/prefix_hold.h"
 
 #include <openssl/evp.h>
@@ -15,7 +16,8 @@
 
 struct prefix_hold {
     char key[LAYOUT_KEY_MAX];
-    char value[CATALOG_DIGEST_LEN + 1 + 128];
+    char digest[CATALOG_DIGEST_LEN + 1];
+    char instance_id[128];
     char ttl_ms[16];
     enum prefix_hold_status last;
     uint64_t next_ms; /* monotonic time of the next claim */
@@ -24,30 +26,37 @@ struct prefix_hold {
     uint64_t free_since_ms; /* held out, and found the prefix free since then (0: not free) */
 };
 
-/* Refreshes this catalog's hold, or answers another's; a free key is claimed only when
- * ARGV[first + 3] is "1" (else the reply is 0). A hold is a string "<32 hex digits> <instance>"
- * with an expiry: anything else under the key (a value or a key of another type written by
- * hand, a key without expiry) was not put there by a catalogd and counts as free. */
+/* Refreshes this catalog's hold, or answers another's value; a free key is claimed only when
+ * ARGV[first + 4] is "1" (else the reply is 0). Anything under the key but a string of the
+ * holder's form whose expiry is ahead, and not further than one hold's length, was not put
+ * there by a live catalogd (a value or a key of another type written by hand, a hold whose
+ * key outlived it) and counts as free. */
 static struct script HOLD_SCRIPT =
     SCRIPT("local first = guards_hold()\n"
-           "local key, mine = ARGV[first], ARGV[first + 1]\n"
-           "local claim = ARGV[first + 3] == '1'\n"
-           "if redis.call('TYPE', key).ok == 'string' and redis.call('PTTL', key) > 0 then\n"
+           "local key, digest, instance = ARGV[first], ARGV[first + 1], ARGV[first + 2]\n"
+           "local ttl, claim = tonumber(ARGV[first + 3]), ARGV[first + 4] == '1'\n"
+           "local clock = redis.call('TIME')\n"
+           "local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)\n"
+           "if redis.call('TYPE', key).ok == 'string' then\n"
            "  local held = redis.call('GET', key)\n"
-           "  if string.match(held, '^' .. string.rep('%x', 32) .. ' ') then\n"
-           "    if string.sub(held, 1, 32) ~= string.sub(mine, 1, 32) then return held end\n"
+           "  local by, expiry = string.match(held, '^(' .. string.rep('%x', 32) .. ') (%d+) ')\n"
+           "  expiry = tonumber(expiry)\n"
+           "  if by and expiry > now and expiry <= now + ttl then\n"
+           "    if by ~= digest then return held end\n"
            "    claim = true\n"
            "  end\n"
            "end\n"
            "if not claim then return 0 end\n"
-           "redis.call('SET', key, mine, 'PX', ARGV[first + 2])\n"
+           "redis.call('SET', key, digest .. ' ' .. (now + ttl) .. ' ' .. instance, 'PX', ttl)\n"
            "return 1\n");
 
+/* Deletes the key if it is this instance's hold. */
 static struct script RELEASE_SCRIPT =
     SCRIPT("local first = guards_hold()\n"
-           "local key, mine = ARGV[first], ARGV[first + 1]\n"
-           "if redis.call('TYPE', key).ok == 'string' and redis.call('GET', key) == mine then\n"
-           "  redis.call('DEL', key)\n"
+           "local key, digest, instance = ARGV[first], ARGV[first + 1], ARGV[first + 2]\n"
+           "if redis.call('TYPE', key).ok == 'string' then\n"
+           "  local by, of = string.match(redis.call('GET', key), '^(%x+) %d+ (.*)$')\n"
+           "  if by == digest and of == instance then redis.call('DEL', key) end\n"
            "end\n"
            "return 1\n");
 
@@ -66,9 +75,8 @@ struct prefix_hold *prefix_hold_new(const char *prefix, const char *catalog,
 {
     struct prefix_hold *hold = xcalloc(1, sizeof(*hold));
     layout_key(KEY_HOLDER, prefix, NULL, 0, hold->key, sizeof(hold->key));
-    catalog_digest(catalog, hold->value);
-    snprintf(hold->value + CATALOG_DIGEST_LEN, sizeof(hold->value) - CATALOG_DIGEST_LEN, " %s",
-             instance_id);
+    catalog_digest(catalog, hold->digest);
+    snprintf(hold->instance_id, sizeof(hold->instance_id), "%s", instance_id);
     snprintf(hold->ttl_ms, sizeof(hold->ttl_ms), "%d", PREFIX_HOLD_TTL_MS);
     hold->last = PREFIX_HOLD_ERROR;
     return hold;
@@ -89,8 +97,9 @@ enum prefix_hold_status prefix_hold_keep(struct prefix_hold *hold, struct redis_
      * restart without persistence) takes it back at its next refresh, before. */
     int claim = !hold->held_out ||
                 (hold->free_since_ms && now - hold->free_since_ms >= PREFIX_HOLD_YIELD_MS);
-    const char *argv[] = {hold->key, hold->value, hold->ttl_ms, claim ? "1" : "0"};
-    redisReply *reply = redis_sync_script(redis, &HOLD_SCRIPT, NULL, 0, 4, argv, NULL, err, errlen);
+    const char *argv[] = {hold->key, hold->digest, hold->instance_id, hold->ttl_ms,
+                          claim ? "1" : "0"};
+    redisReply *reply = redis_sync_script(redis, &HOLD_SCRIPT, NULL, 0, 5, argv, NULL, err, errlen);
     if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer == 1) {
         hold->last = PREFIX_HOLD_OURS;
         hold->held_out = 0;
@@ -103,8 +112,8 @@ enum prefix_hold_status prefix_hold_keep(struct prefix_hold *hold, struct redis_
         hold->last = PREFIX_HOLD_ELSEWHERE;
         hold->held_out = 1;
         hold->free_since_ms = 0;
-        const char *instance = reply->str + CATALOG_DIGEST_LEN + 1; /* the script checked */
-        snprintf(hold->holder, sizeof(hold->holder), "%s", instance);
+        const char *expiry = reply->str + CATALOG_DIGEST_LEN + 1; /* the script checked */
+        snprintf(hold->holder, sizeof(hold->holder), "%s", strchr(expiry, ' ') + 1);
     } else {
         if (reply)
             snprintf(err, errlen, "%s",
@@ -125,9 +134,9 @@ void prefix_hold_release(struct prefix_hold *hold, struct redis_sync *redis)
 {
     if (hold->last != PREFIX_HOLD_OURS) return;
     char err[128];
-    const char *argv[] = {hold->key, hold->value};
+    const char *argv[] = {hold->key, hold->digest, hold->instance_id};
     redisReply *reply =
-        redis_sync_script(redis, &RELEASE_SCRIPT, NULL, 0, 2, argv, NULL, err, sizeof(err));
+        redis_sync_script(redis, &RELEASE_SCRIPT, NULL, 0, 3, argv, NULL, err, sizeof(err));
     if (reply) freeReplyObject(reply);
     hold->last = PREFIX_HOLD_ERROR;
 }

@@ -18,7 +18,7 @@
  *                                  write model (store_lead); every script it runs checks it
  *   {prefix}:projection:{catalog}  not a key: the pub/sub channel between the instances of
  *                                  one catalog (bus.h), by its digest (prefix_hold.h)
- *   {prefix}:holder                "<catalog digest> <instance id>" of the catalog whose
+ *   {prefix}:holder                "<catalog digest> <expiry> <instance id>" of the catalog whose
  *                                  projector keeps this read model, with an expiry it keeps
  *                                  refreshing: another catalog's keeps out (prefix_hold.h)
  *   {prefix}:g{N}:checkpoint       the last event seq applied to generation N

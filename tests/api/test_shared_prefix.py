@@ -148,9 +148,12 @@ def test_the_holder_keeps_the_prefix_when_redis_loses_it():
 
 
 def test_a_hold_not_written_by_catalogd_is_taken_over():
-    """A value by hand under the key, without the holder's form or without an expiry, would
-    keep every catalog out for ever: it counts as free."""
-    for value, ttl in (("junk", None), ("0" * 32 + " someone", None)):
+    """A value written by hand under the key, not of the holder's form, or with an expiry
+    past or further ahead than a hold lasts, and no expiry of its own, would keep every
+    catalog out for ever: it counts as free."""
+    forever = "9" * 15  # Unix ms in the year 33658
+    for value, ttl in (("junk", None), ("0" * 32 + " 1 someone", None),
+                       ("0" * 32 + f" {forever} someone", None)):
         s = Stack("junk-hold")
         try:
             s.start(before_server=lambda st: st.r.set(f"{PREFIX}:holder", value, px=ttl))

@@ -43,9 +43,12 @@
 #define WRITE_LOCK   "1" /* transaction-level: one write transaction at a time */
 #define MIGRATE_LOCK "2" /* transaction-level: one schema migration at a time */
 #define LEADER_LOCK  "3" /* session-level: the instance that projects */
+/* Advisory locks belong to a database: another catalog's database on the same server has
+ * a leader lock of its own, which is not this one's to look at (nor to end). */
 #define LEADER_LOCK_HELD                                                                           \
     "locktype = 'advisory' AND granted AND classid = " LOCK_CLASS " AND objid = " LEADER_LOCK      \
-    " AND objsubid = 2"
+    " AND objsubid = 2 AND database = (SELECT oid FROM pg_database"                                \
+    " WHERE datname = current_database())"
 
 /* The leader renews its heartbeat at every store_lead (every 200 ms). One that stops for
  * longer than this (frozen by SIGSTOP, or its host cut off while its session lingers on the

@@ -24,6 +24,7 @@ struct prefix_hold {
     char holder[128];
     int held_out;           /* the last answer Redis gave was another catalog's hold, or free */
     uint64_t free_since_ms; /* held out, and found the prefix free since then (0: not free) */
+    uint64_t confirmed_ms;  /* when the last call began that Redis answered, not for another */
 };
 
 /* Refreshes this catalog's hold, or answers another's value; a free key is claimed only when
@@ -104,6 +105,7 @@ enum prefix_hold_status prefix_hold_keep(struct prefix_hold *hold, struct redis_
         hold->last = PREFIX_HOLD_OURS;
         hold->held_out = 0;
         hold->free_since_ms = 0;
+        hold->confirmed_ms = now;
     } else if (reply && reply->type == REDIS_REPLY_INTEGER) {
         hold->last = PREFIX_HOLD_ELSEWHERE;
         if (!hold->free_since_ms) hold->free_since_ms = now;
@@ -115,14 +117,22 @@ enum prefix_hold_status prefix_hold_keep(struct prefix_hold *hold, struct redis_
         const char *expiry = reply->str + CATALOG_DIGEST_LEN + 1; /* the script checked */
         snprintf(hold->holder, sizeof(hold->holder), "%s", strchr(expiry, ' ') + 1);
     } else {
+        /* Refused (out of memory, a replica): no other catalog can claim it meanwhile either. */
+        if (reply && reply->type == REDIS_REPLY_ERROR && !hold->held_out) hold->confirmed_ms = now;
         if (reply)
             snprintf(err, errlen, "%s",
                      reply->type == REDIS_REPLY_ERROR ? reply->str : "an unexpected reply");
         hold->last = PREFIX_HOLD_ERROR;
+        hold->free_since_ms = 0; /* seen free again only after Redis answers again */
     }
     if (reply) freeReplyObject(reply);
     hold->next_ms = now + PREFIX_HOLD_EVERY_MS;
     return hold->last;
+}
+
+uint64_t prefix_hold_confirmed_ms(const struct prefix_hold *hold)
+{
+    return hold->confirmed_ms;
 }
 
 const char *prefix_hold_holder(const struct prefix_hold *hold)

@@ -12,6 +12,7 @@
 #define CATALOGD_PREFIX_HOLD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define PREFIX_HOLD_EVERY_MS 1000
 #define PREFIX_HOLD_TTL_MS   5000
@@ -41,6 +42,11 @@ enum prefix_hold_status {
  * the last time; in between, answers what the last time found. */
 enum prefix_hold_status prefix_hold_keep(struct prefix_hold *hold, struct redis_sync *redis,
                                          char *err, size_t errlen);
+
+/* The monotonic time (clock.h) at which the last call began that found the prefix this
+ * catalog's, or found Redis refusing writes to anyone: no other catalog can have taken it
+ * before PREFIX_HOLD_TTL_MS after that. 0 before. */
+uint64_t prefix_hold_confirmed_ms(const struct prefix_hold *hold);
 
 /* The instance of the catalog that held the prefix when prefix_hold_keep last found it held
  * elsewhere. */

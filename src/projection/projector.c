@@ -73,7 +73,8 @@ struct projector {
     _Atomic uint64_t oldest_unapplied_ms; /* wall time of the oldest unapplied event, or 0 */
     atomic_int redis_up;
     atomic_int state;
-    atomic_int prefix_ours; /* projector_prefix_ours */
+    atomic_int prefix_ours;                /* the generation is checked: projector_prefix_ours */
+    _Atomic uint64_t prefix_ours_until_ms; /* and no other catalog can hold it before then */
 
     pthread_mutex_t status_lock;
     struct projector_status status; /* guarded by status_lock, except what the atomics hold */
@@ -384,13 +385,22 @@ static int connect_redis(struct projector *p)
     return 0;
 }
 
+/* How long what this instance's projector checked stays good for queries (prefix_hold.h). */
+static void note_hold_confirmed(struct projector *p)
+{
+    uint64_t confirmed = prefix_hold_confirmed_ms(p->hold);
+    if (confirmed) atomic_store(&p->prefix_ours_until_ms, confirmed + PREFIX_HOLD_TTL_MS);
+}
+
 /* Between a rebuild's pages: keeps the prefix held (a rebuild of a million products takes
  * longer than the hold's expiry), and abandons the rebuild if another catalog took it. */
 static int hold_lost(void *arg)
 {
     struct projector *p = arg;
     char err[256];
-    return prefix_hold_keep(p->hold, p->redis, err, sizeof(err)) == PREFIX_HOLD_ELSEWHERE;
+    enum prefix_hold_status held = prefix_hold_keep(p->hold, p->redis, err, sizeof(err));
+    note_hold_confirmed(p);
+    return held == PREFIX_HOLD_ELSEWHERE;
 }
 
 /* Builds a new generation from the write model; "replace" (0 if none) is the generation it
@@ -774,9 +784,18 @@ static int take_epoch(struct projector *p)
 static int keeps_prefix(struct projector *p)
 {
     char err[256];
+    uint64_t good_until = atomic_load(&p->prefix_ours_until_ms);
     enum prefix_hold_status held = prefix_hold_keep(p->hold, p->redis, err, sizeof(err));
+    note_hold_confirmed(p);
     if (held == PREFIX_HOLD_OURS) {
         if (atomic_load(&p->state) == PROJECTOR_HELD_ELSEWHERE) set_state(p, PROJECTOR_STARTING);
+        /* Unconfirmed for longer than a hold lasts (Redis out of reach, this process frozen),
+         * the hold may have been another catalog's meanwhile, and the generation there its
+         * own: the generation is checked again before queries answer from it. */
+        if (clock_mono_ms() >= good_until) {
+            atomic_store(&p->prefix_ours, 0);
+            forget_generation(p);
+        }
         return 1;
     }
     if (held == PREFIX_HOLD_ERROR) { /* as a failed apply: Redis is away, or refuses writes */
@@ -928,6 +947,7 @@ int projector_start(const struct projector_config *config,
     atomic_init(&p->parked_unsure, 0);
     atomic_init(&p->state, PROJECTOR_STARTING);
     atomic_init(&p->prefix_ours, 0);
+    atomic_init(&p->prefix_ours_until_ms, 0);
     p->status.state = PROJECTOR_STARTING;
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->status_lock, NULL);
@@ -1027,6 +1047,11 @@ void projector_take_news(struct projector *p, const struct projection_news *news
         atomic_store(&p->prefix_ours, 0);
     else if (state == PROJECTOR_LIVE || state == PROJECTOR_CATCHING_UP)
         atomic_store(&p->prefix_ours, 1);
+    /* A leader refreshes its hold every PREFIX_HOLD_EVERY_MS and tells at least as often; one
+     * that went quiet may have lost it without a word (cut off from Redis). */
+    if (state != PROJECTOR_HELD_ELSEWHERE)
+        atomic_store(&p->prefix_ours_until_ms,
+                     clock_mono_ms() + PREFIX_HOLD_TTL_MS - PREFIX_HOLD_EVERY_MS);
     atomic_store(&p->redis_up, 1);
     /* Checkpoints of one generation only grow, and a rebuilt one starts at least where the old
      * one was: the highest heard is the one to wait for. */
@@ -1047,7 +1072,7 @@ int projector_seq_parked(struct projector *p, int64_t seq)
 
 int projector_prefix_ours(const struct projector *p)
 {
-    return atomic_load(&p->prefix_ours);
+    return atomic_load(&p->prefix_ours) && clock_mono_ms() < atomic_load(&p->prefix_ours_until_ms);
 }
 
 int64_t projector_checkpoint(const struct projector *p)

@@ -100,11 +100,12 @@ int64_t projector_checkpoint(const struct projector *projector);
  * they answer "pending" at once. */
 int projector_keeping_up(const struct projector *projector);
 
-/* 1 once the read model under the Redis prefix is known to be this catalog's: this instance's
- * projector holds the prefix (prefix_hold.h) and has checked the generation there against
- * the write model, or the news of the one that projects say it applies to it; 0 before, and
- * while another catalog holds the prefix. No query answers from the read model meanwhile: what is
- * there may be another catalog's. Readable from any thread. */
+/* 1 while the read model under the Redis prefix is known to be this catalog's: this
+ * instance's projector holds the prefix (prefix_hold.h), confirmed within its expiry, and has
+ * checked the generation there against the write model since it last reached Redis; or the
+ * news of the one that projects, heard within that time, say it applies to it. 0 before,
+ * while another catalog holds the prefix, and once the confirmation is older. No query answers from
+ * the read model meanwhile: what is there may be another catalog's. Readable from any thread. */
 int projector_prefix_ours(const struct projector *projector);
 
 /* Copies the state for /ready, /admin/projection and /metrics. Thread-safe. */

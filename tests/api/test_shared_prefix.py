@@ -185,3 +185,37 @@ def test_the_hold_of_a_dead_catalog_expires():
     finally:
         second.stop()
         first.stop()
+
+
+def test_a_holder_frozen_past_its_hold_never_serves_what_replaced_it():
+    """The holder frozen (SIGSTOP) longer than its hold lasts: the other catalog takes the
+    prefix over and rebuilds it. Woken up, the old holder's queries must not answer from the
+    other catalog's generation before its projector has looked again (it finds the prefix
+    held elsewhere)."""
+    first = Stack("first").start()
+    second = SecondCatalog(first.redis_url)
+    try:
+        first_ids = {first.create()[1]["id"] for _ in range(2)}
+        second.start()
+        second_ids = {second.create(uniq_sku("OTHER")).json()["id"] for _ in range(2)}
+        first.server.proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: second.get("/ready").status_code == 200,
+                       HOLD_TTL_S + HOLD_YIELD_S + 8, what="the second catalog taking over")
+            assert catalog_ids(second.get) == second_ids
+        finally:
+            first.server.proc.send_signal(signal.SIGCONT)
+        answers = []
+        deadline = time.monotonic() + 3
+        with requests.Session() as http:
+            while time.monotonic() < deadline:
+                page = http.get(first.url("/catalog?limit=100"), timeout=5)
+                answers.append(page.status_code)
+                if page.status_code == 200:
+                    assert {v["id"] for v in page.json()} <= first_ids, page.text[:300]
+        assert 503 in answers
+        ready = first.get("/ready")
+        assert ready.status_code == 503 and ready.json()["state"] == "held_elsewhere", ready.text
+    finally:
+        second.stop()
+        first.stop()

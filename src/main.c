@@ -551,23 +551,6 @@ static void make_parent_directory(const char *path)
         LOG(LOG_WARN, "cannot create %s: %s", dir, strerror(errno));
 }
 
-/* The catalog's name for the read model's holder key (prefix_hold.h): its write model, the
- * same text in every instance of one catalog. An SQLite file is this machine's name and the
- * file's absolute path; a PostgreSQL database its URI without user and password. */
-static void name_catalog(const char *db, char *out, size_t cap)
-{
-    if (store_is_postgresql(db)) {
-        const char *scheme_end = strstr(db, "://") + 3;
-        const char *at = strchr(scheme_end, '@'), *slash = strchr(scheme_end, '/');
-        const char *rest = at && (!slash || at < slash) ? at + 1 : scheme_end;
-        snprintf(out, cap, "postgresql://%s", rest);
-        return;
-    }
-    char host[256] = "localhost", path[PATH_MAX];
-    gethostname(host, sizeof(host) - 1);
-    snprintf(out, cap, "sqlite:%s:%s", host, realpath(db, path) ? path : db);
-}
-
 /* Who hears of a commit: this instance's projector and, when instances share the write
  * model, the others through the bus. */
 struct commit_listeners {
@@ -746,7 +729,7 @@ static int serve(const struct app_config *given)
     struct leadership *leadership =
         store_is_shared(store) ? leadership_start(config->db_path, config->instance_id) : NULL;
     char catalog[PATH_MAX + 320];
-    name_catalog(config->db_path, catalog, sizeof(catalog));
+    store_name_catalog(store, catalog, sizeof(catalog));
     struct projector_config projector_config = {.db_path = config->db_path,
                                                 .redis = config->redis,
                                                 .prefix = config->prefix,
@@ -866,7 +849,7 @@ static int rebuild(const struct app_config *config)
     char err[256], catalog[PATH_MAX + 320];
     int opened = open_tools(config, &store, &redis);
     if (opened != 0) return opened;
-    name_catalog(config->db_path, catalog, sizeof(catalog));
+    store_name_catalog(store, catalog, sizeof(catalog));
     struct rebuild_hold held = {prefix_hold_new(config->prefix, catalog, config->instance_id),
                                 redis};
     struct rebuild_options options = {.should_stop = rebuild_hold_lost, .arg = &held};

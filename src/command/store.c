@@ -51,6 +51,11 @@ const char *store_backend_name(const struct store *store)
     return store->backend->name;
 }
 
+void store_name_catalog(const struct store *store, char *out, size_t cap)
+{
+    store->backend->name_catalog(store, out, cap);
+}
+
 int store_is_shared(const struct store *store)
 {
     return store->backend->shared;

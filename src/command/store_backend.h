@@ -55,6 +55,7 @@ struct store_backend {
     void (*snapshot_end)(struct store *store);
     int (*lead)(struct store *store, const char *instance_id, int64_t epoch_above,
                 struct store_leader *out);
+    void (*name_catalog)(const struct store *store, char *out, size_t cap);
 };
 
 /* The head of every backend's store. "err" is the message of the last failure. */

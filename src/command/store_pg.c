@@ -140,7 +140,17 @@ static const char MIGRATION_1[] =
     ");"
     "INSERT INTO projector_leader VALUES (1, 0, '', now(), now());";
 
-static const char *const MIGRATIONS[] = {MIGRATION_1}; /* step n is MIGRATIONS[n - 1] */
+/* A name of the catalog that its database keeps, for the read model's holder key and the
+ * instances' channel (projection/prefix_hold.h): the same whatever URI an instance spells
+ * the database with, and another for another database, on this server or another. */
+static const char MIGRATION_2[] =
+    "CREATE TABLE catalog_identity ("
+    "  id int PRIMARY KEY CHECK (id = 1),"
+    "  catalog text NOT NULL"
+    ");"
+    "INSERT INTO catalog_identity VALUES (1, gen_random_uuid()::text);";
+
+static const char *const MIGRATIONS[] = {MIGRATION_1, MIGRATION_2}; /* step n: MIGRATIONS[n-1] */
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
 /* The next seq: the counter's, or after the log's head if a row was appended without the
@@ -284,6 +294,7 @@ struct pg_store {
     int pipelined;        /* the writer's connection, in libpq's pipeline mode (see defer) */
     int deferred;         /* statements sent whose results are not read yet */
     const char *deferred_what[MAX_DEFERRED]; /* what each of them does, for its error */
+    char catalog[64];                        /* catalog_identity, "" until read (or none) */
 };
 
 static struct pg_store *pg_of(struct store *base)
@@ -593,6 +604,25 @@ static int prepare_all(struct pg_store *store)
     return STORE_OK;
 }
 
+/* Reads the catalog's name (MIGRATION_2), before the connection is pipelined; a database of
+ * an older schema, read before a writer of this build migrated it, has none: "" then. */
+static int read_catalog(struct pg_store *store)
+{
+    PGresult *result = query(store, "SELECT to_regclass('catalog_identity') IS NOT NULL",
+                             "look for the catalog's name", CALL_TIMEOUT_MS);
+    if (!result) return STORE_ERR;
+    int present = PQntuples(result) == 1 && strcmp(PQgetvalue(result, 0, 0), "t") == 0;
+    PQclear(result);
+    if (!present) return STORE_OK;
+    result = query(store, "SELECT catalog FROM catalog_identity", "read the catalog's name",
+                   CALL_TIMEOUT_MS);
+    if (!result) return STORE_ERR;
+    if (PQntuples(result) == 1)
+        snprintf(store->catalog, sizeof(store->catalog), "%s", PQgetvalue(result, 0, 0));
+    PQclear(result);
+    return STORE_OK;
+}
+
 /* Connects, sets up the session, migrates (the writer, once) and prepares the statements. */
 static int connect_and_prepare(struct pg_store *store)
 {
@@ -608,6 +638,7 @@ static int connect_and_prepare(struct pg_store *store)
         store->migrated = 1;
     }
     if (prepare_all(store) < 0) goto fail;
+    if (!store->catalog[0] && read_catalog(store) < 0) goto fail;
     /* The writer's connection runs pipelined from here on: every call still waits for its
      * own result, but savepoints need not be waited for (see defer). */
     if (!store->reader) {
@@ -1248,8 +1279,24 @@ static int pg_lead(struct store *base, const char *instance_id, int64_t epoch_ab
     return STORE_OK;
 }
 
+/* The database's own name for its catalog, or, on a database no writer of this build has
+ * migrated yet, its URI without user and password. */
+static void pg_name_catalog(const struct store *base, char *out, size_t cap)
+{
+    const struct pg_store *store = (const struct pg_store *)base;
+    if (store->catalog[0]) {
+        snprintf(out, cap, "postgresql catalog %s", store->catalog);
+        return;
+    }
+    const char *scheme_end = strstr(store->uri, "://") + 3;
+    const char *at = strchr(scheme_end, '@'), *slash = strchr(scheme_end, '/');
+    const char *rest = at && (!slash || at < slash) ? at + 1 : scheme_end;
+    snprintf(out, cap, "postgresql://%s", rest);
+}
+
 static const struct store_backend PG_BACKEND = {
     .name = "postgresql",
+    .name_catalog = pg_name_catalog,
     .shared = 1,
     .close = pg_close,
     .begin = pg_begin,

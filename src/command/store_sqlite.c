@@ -4,10 +4,13 @@
  * every change of products is paired with an INSERT into events in the same transaction. */
 #include "command/store_backend.h"
 
+#include <limits.h>
 #include <openssl/evp.h>
 #include <sqlite3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "command/wal_gather.h"
 #include "common/xmalloc.h"
@@ -783,8 +786,23 @@ static int sqlite_lead(struct store *base, const char *instance_id, int64_t epoc
     return STORE_OK;
 }
 
+/* The file as SQLite opened it, its links resolved, on this machine: two machines may each
+ * have a file at the same path. */
+static void sqlite_name_catalog(const struct store *base, char *out, size_t cap)
+{
+    const struct sqlite_store *store = (const struct sqlite_store *)base;
+    const char *file = sqlite3_db_filename(store->db, "main");
+    char host[256] = "localhost", path[PATH_MAX];
+    gethostname(host, sizeof(host) - 1);
+    snprintf(out, cap, "sqlite:%s:%s", host,
+             file && realpath(file, path) ? path
+             : file                       ? file
+                                          : "");
+}
+
 static const struct store_backend SQLITE_BACKEND = {
     .name = "sqlite",
+    .name_catalog = sqlite_name_catalog,
     .shared = 0,
     .statement_failure_keeps_transaction = 1,
     .close = sqlite_close,

@@ -28,9 +28,9 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from conftest import (_LIVE_STACKS, BIN, PREFIX, PgServer, RedisProc, Server, assert_problem,
-                      cli, free_port, pg_server, product_body, row_text, sql, uniq_sku,
-                      wait_until)
+from conftest import (_LIVE_STACKS, BIN, PREFIX, PgDatabase, PgServer, RedisProc, Server,
+                      assert_problem, cli, free_port, pg_server, product_body, row_text, sql,
+                      uniq_sku, wait_until)
 
 pytestmark = pytest.mark.multi_instance
 
@@ -877,3 +877,35 @@ def test_two_catalogs_of_two_instances_on_one_prefix_keep_to_their_own():
         if other_db.server.running:
             other_db.drop()
         first.stop()
+
+
+class OtherSpelling(PgDatabase):
+    """The same database as "db", named by a URI spelled otherwise (as instances configured
+    apart may well do: another host alias, an option added)."""
+
+    def __init__(self, db):
+        super().__init__(db.server, db.name)
+
+    def __str__(self):
+        return self.uri.replace("@127.0.0.1:", "@localhost:") + "?sslmode=disable"
+
+
+def test_instances_that_spell_the_database_otherwise_are_one_catalog():
+    """The catalog's name, which its holder key and its instances' channel go by, is kept in
+    the database: a follower whose URI differs from the leader's in spelling still hears it
+    and serves, rather than answering 503 for ever as another catalog's would."""
+    c = Cluster(pg_server(), names=("a",)).start()
+    other = Server(c.tmp, c.redis.url, OtherSpelling(c.db),
+                   ["--instance-id", "b", "--redis-prefix", PREFIX])
+    try:
+        other.start()  # waits for /ready: it needs its leader's news
+        made = requests.post(other.base + "/products", data=product_body(uniq_sku("SPELL")),
+                             headers=JSON_CT, timeout=HTTP_TIMEOUT)
+        assert made.status_code == 201, made.text
+        for base in (c.servers["a"].base, other.base):
+            wait_until(lambda: requests.get(f"{base}/products/{made.json()['id']}",
+                                            timeout=5).status_code == 200,
+                       10, what="the product readable on both instances")
+    finally:
+        other.stop()
+        c.stop()

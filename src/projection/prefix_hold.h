@@ -18,8 +18,11 @@
 
 #define PREFIX_HOLD_EVERY_MS 1000
 #define PREFIX_HOLD_TTL_MS   5000
-#define PREFIX_HOLD_YIELD_MS 2000 /* how long a held-out catalog waits on a prefix found free */
-#define CATALOG_DIGEST_LEN   32   /* hex digits */
+/* How long a held-out catalog waits on a prefix it found free: longer than the holder can go
+ * between two refreshes while it recovers from the same loss (its next refresh, behind the
+ * wait for its fencing epoch when instances share the write model). */
+#define PREFIX_HOLD_YIELD_MS 5000
+#define CATALOG_DIGEST_LEN   32 /* hex digits */
 
 struct prefix_hold;
 struct redis_sync;

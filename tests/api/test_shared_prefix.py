@@ -5,7 +5,7 @@ rebuilds it from its own, over and over, and each server answers queries with th
 products in between. The projector that writes the read model holds {prefix}:holder; the
 other catalog keeps out (its queries and rebuilds answer 503, /ready says held_elsewhere)
 until the holder stops or dies (its hold expires in 5 s) and the prefix has stayed free for
-2 s more, then takes over, and answers queries once its own generation is there."""
+5 s more, then takes over, and answers queries once its own generation is there."""
 import shutil
 import signal
 import subprocess
@@ -19,7 +19,7 @@ from conftest import (PREFIX, PgDatabase, Server, Stack, assert_problem, bulk_cr
                       new_write_model, uniq_sku, wait_until)
 
 HOLD_TTL_S = 5
-HOLD_YIELD_S = 2  # how long a held-out catalog waits on a prefix it finds free
+HOLD_YIELD_S = 5  # how long a held-out catalog waits on a prefix it finds free
 
 
 class SecondCatalog:
@@ -37,6 +37,9 @@ class SecondCatalog:
                                   cwd=str(self.tmp))
         err.close()
         wait_until(lambda: self._health() == 200, 15, what="the second catalog's /health")
+        # On PostgreSQL it first wins its own catalog's election, then finds the prefix held.
+        wait_until(lambda: self.get("/ready").json().get("state") == "held_elsewhere", 15,
+                   what="the second catalog to find the prefix held elsewhere")
 
     def _health(self):
         try:

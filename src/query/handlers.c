@@ -48,7 +48,8 @@ static const char *read_model_not_ours(struct http_exchange *ex)
     return status.state == PROJECTOR_HELD_ELSEWHERE
                ? "the read model under this Redis prefix is another catalog's (two deployments "
                  "share the prefix); retry later"
-               : "the read model is not yet known to be this catalog's; retry shortly";
+               : "the read model is not yet known to be this catalog's (it is being checked, or "
+                 "rebuilt, after a start or a takeover); retry shortly";
 }
 
 /* Called first by every read callback: the exchange is ours again. Returns 0 when the read

@@ -47,6 +47,9 @@ struct app {
     struct inflight_keys *inflight_keys; /* Idempotency-Keys of commands not yet answered */
     struct projector *projector;
     struct maintenance *maintenance; /* rebuilds (POST /admin/rebuild), old generations */
+    /* NULL while queries may answer from the read model, else why not: what is under the
+     * Redis prefix is not known to be this catalog's (projection/prefix_hold.h). */
+    const char *(*read_model_refusal)(const struct app *app);
 };
 
 struct read_model;

@@ -551,6 +551,19 @@ static void make_parent_directory(const char *path)
         LOG(LOG_WARN, "cannot create %s: %s", dir, strerror(errno));
 }
 
+/* app.read_model_refusal: the projector says whether the read model is this catalog's. */
+static const char *read_model_refusal(const struct app *app)
+{
+    if (projector_prefix_ours(app->projector)) return NULL;
+    struct projector_status status;
+    projector_get_status(app->projector, &status);
+    return status.state == PROJECTOR_HELD_ELSEWHERE
+               ? "the read model under this Redis prefix is another catalog's (two deployments "
+                 "share the prefix); retry later"
+               : "the read model is not yet known to be this catalog's (it is being checked, or "
+                 "rebuilt, after a start or a takeover); retry shortly";
+}
+
 /* Who hears of a commit: this instance's projector and, when instances share the write
  * model, the others through the bus. */
 struct commit_listeners {
@@ -693,7 +706,9 @@ static int serve(const struct app_config *given)
     }
     if (fit_open_file_limit(config) < 0) return 1;
     int rc = 1;
-    struct app app = {.config = config, .inflight_keys = inflight_keys_new()};
+    struct app app = {.config = config,
+                      .inflight_keys = inflight_keys_new(),
+                      .read_model_refusal = read_model_refusal};
     struct server *server;
     struct store *store = NULL;
     sigset_t stop_signals;

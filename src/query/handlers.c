@@ -12,7 +12,6 @@
 #include "domain/product.h"
 #include "domain/uuid7.h"
 #include "domain/view.h"
-#include "projection/projector.h"
 #include "query/page.h"
 #include "query/params.h"
 #include "query/read_model.h"
@@ -40,18 +39,6 @@ static void hold(struct http_exchange *ex, struct read *read)
     ex->on_gone_arg = read;
 }
 
-/* Why the read model may not answer yet (projector_prefix_ours). */
-static const char *read_model_not_ours(struct http_exchange *ex)
-{
-    struct projector_status status;
-    projector_get_status(ex->app->projector, &status);
-    return status.state == PROJECTOR_HELD_ELSEWHERE
-               ? "the read model under this Redis prefix is another catalog's (two deployments "
-                 "share the prefix); retry later"
-               : "the read model is not yet known to be this catalog's (it is being checked, or "
-                 "rebuilt, after a start or a takeover); retry shortly";
-}
-
 /* Called first by every read callback: the exchange is ours again. Returns 0 when the read
  * succeeded; otherwise answers the 503 that says why and returns -1. */
 static int read_ok_or_reply(struct http_exchange *ex, int status)
@@ -63,8 +50,11 @@ static int read_ok_or_reply(struct http_exchange *ex, int status)
     };
     ex->on_gone = NULL;
     ex->on_gone_arg = NULL;
-    if (status == READ_OK && !projector_prefix_ours(ex->app->projector)) {
-        http_respond_unavailable(ex, "read-model-unavailable", read_model_not_ours(ex));
+    const char *refusal = status == READ_OK && ex->app->read_model_refusal
+                              ? ex->app->read_model_refusal(ex->app)
+                              : NULL;
+    if (refusal) {
+        http_respond_unavailable(ex, "read-model-unavailable", refusal);
         return -1;
     }
     if (status == READ_OK) return 0;

@@ -22,6 +22,7 @@ struct pending_command {
     struct command_response response;
     struct http_resume *resume;
     struct inflight_keys *inflight_keys; /* where the command's key is held while in flight */
+    struct writer *writer;               /* that took the command */
 };
 
 static void pending_free(struct pending_command *pending)
@@ -181,6 +182,7 @@ static void send_response(struct http_exchange *ex, int applied, void *arg)
         http_respond(ex, response->status, response->content_type, response->body,
                      response->body_len);
     }
+    writer_command_answered(pending->writer);
     pending_free(pending);
 }
 
@@ -229,6 +231,7 @@ static void submit(struct http_exchange *ex, struct pending_command *pending)
     }
     pending->inflight_keys = ex->app->inflight_keys;
     pending->resume = http_resume_new(ex, on_committed, pending);
+    pending->writer = ex->app->writer;
     if (writer_submit(ex->app->writer, cmd) == 0) return;
     http_resume_cancel(pending->resume);
     if (cmd->idempotency_key[0]) inflight_keys_remove(pending->inflight_keys, cmd->idempotency_key);

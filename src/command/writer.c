@@ -24,6 +24,11 @@
 #define IDEMPOTENCY_KEEP_MS        (25ULL * 3600 * 1000) /* "at least 24 h" */
 #define IDEMPOTENCY_PURGE_EVERY_MS 60000
 
+/* Filling a batch (fill_batch): how long the writer waits at most for the commands in flight,
+ * and the window over which it remembers how many were in flight at once. */
+#define BATCH_FILL_WAIT_US       1000
+#define IN_FLIGHT_PEAK_WINDOW_US 100000
+
 struct writer {
     struct store *store;
     struct writer_listener listener;
@@ -35,6 +40,12 @@ struct writer {
     int64_t queued;                          /* guarded by lock */
     int stopping;                            /* guarded by lock */
     int stopped;                             /* guarded by lock: the thread has ended */
+
+    /* Commands taken (queued or refused at stop) whose answer has not gone out yet. */
+    _Atomic int64_t in_flight;
+    int64_t in_flight_peak, in_flight_peak_before; /* guarded by lock: this window's, the last's */
+    uint64_t peak_window_started_us;               /* guarded by lock */
+    int64_t filling_to; /* guarded by lock: the queue length fill_batch waits for, or 0 */
 
     struct writer_limits limits;
     _Atomic int64_t stored_keys; /* idempotency keys in the store, as of the last commit */
@@ -355,8 +366,41 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
     }
 }
 
-/* Takes up to WRITER_MAX_BATCH queued commands, waiting at most "wait_s" seconds for one. Returns
- * NULL when none came; "*stop" is set when stopping with an empty queue. */
+/* A batch's fixed cost (its fsync, the projector's script, the wakes of the threads between
+ * them) is several times a command's own, so the fuller the batch the less each command costs.
+ * Commands come back in waves: when the writer is free again, the clients of the batch before
+ * are still waiting for their answers and about to send their next command. So the writer waits,
+ * at most BATCH_FILL_WAIT_US, until the queue holds as many commands as were in flight at once
+ * lately (the peak over this window of IN_FLIGHT_PEAK_WINDOW_US and the last). A lone client
+ * never waits: its own command is all that was in flight. Called with the lock held and a
+ * command queued. */
+static void fill_batch(struct writer *w)
+{
+    uint64_t now_us = clock_mono_us();
+    uint64_t since_us = now_us - w->peak_window_started_us;
+    if (since_us >=
+        IN_FLIGHT_PEAK_WINDOW_US) { /* a new window; the last one, if it was just before */
+        w->in_flight_peak_before = since_us < 2 * IN_FLIGHT_PEAK_WINDOW_US ? w->in_flight_peak : 0;
+        w->in_flight_peak = atomic_load(&w->in_flight);
+        w->peak_window_started_us = now_us;
+    }
+    int64_t target =
+        w->in_flight_peak > w->in_flight_peak_before ? w->in_flight_peak : w->in_flight_peak_before;
+    if (target > WRITER_MAX_BATCH) target = WRITER_MAX_BATCH;
+    if (w->queued >= target) return;
+    struct timespec deadline = clock_deadline_after_us(BATCH_FILL_WAIT_US);
+    w->filling_to = target;
+    pthread_mutex_lock(&w->stats_lock);
+    w->stats.fill_waits++;
+    pthread_mutex_unlock(&w->stats_lock);
+    while (!w->stopping && w->queued < target)
+        if (pthread_cond_timedwait(&w->wake, &w->lock, &deadline) == ETIMEDOUT) break;
+    w->filling_to = 0;
+}
+
+/* Takes up to WRITER_MAX_BATCH queued commands, waiting at most "wait_s" seconds for one, then
+ * a little for the batch to fill. Returns NULL when none came; "*stop" is set when stopping
+ * with an empty queue. */
 static struct command *take_batch(struct writer *w, size_t *size, int wait_s, int *stop)
 {
     struct timespec deadline;
@@ -365,6 +409,7 @@ static struct command *take_batch(struct writer *w, size_t *size, int wait_s, in
     pthread_mutex_lock(&w->lock);
     while (!w->queue_head && !w->stopping)
         if (pthread_cond_timedwait(&w->wake, &w->lock, &deadline) == ETIMEDOUT) break;
+    if (w->queue_head) fill_batch(w);
     *stop = w->stopping && !w->queue_head;
     struct command *batch = w->queue_head, *last = NULL;
     size_t n = 0;
@@ -470,17 +515,19 @@ int writer_submit(struct writer *w, struct command *cmd)
 {
     cmd->next = NULL;
     pthread_mutex_lock(&w->lock);
+    /* The bound of its own: a client can queue commands faster than a stalled writer (a lock
+     * held for seconds) takes them, and closing each connection at once frees its slot. */
+    if (!w->stopped && w->queued >= w->limits.max_queued) {
+        pthread_mutex_unlock(&w->lock);
+        return -1;
+    }
+    int64_t in_flight = atomic_fetch_add(&w->in_flight, 1) + 1;
+    if (in_flight > w->in_flight_peak) w->in_flight_peak = in_flight;
     if (w->stopped) { /* a command that came after the last batch: refused, not lost */
         pthread_mutex_unlock(&w->lock);
         fail_command(cmd, COMMAND_UNAVAILABLE, "the server is shutting down");
         cmd->complete(cmd);
         return 0;
-    }
-    /* The bound of its own: a client can queue commands faster than a stalled writer (a lock
-     * held for seconds) takes them, and closing each connection at once frees its slot. */
-    if (w->queued >= w->limits.max_queued) {
-        pthread_mutex_unlock(&w->lock);
-        return -1;
     }
     if (w->queue_tail)
         w->queue_tail->next = cmd;
@@ -488,9 +535,16 @@ int writer_submit(struct writer *w, struct command *cmd)
         w->queue_head = cmd;
     w->queue_tail = cmd;
     w->queued++;
+    /* A writer filling its batch is woken once, when the batch is full, not for every command. */
+    int wake = !w->filling_to || w->queued >= w->filling_to;
     pthread_mutex_unlock(&w->lock);
-    pthread_cond_signal(&w->wake); /* after the unlock: the writer woken does not wait on it */
+    if (wake) pthread_cond_signal(&w->wake); /* after the unlock: the writer does not wait on it */
     return 0;
+}
+
+void writer_command_answered(struct writer *w)
+{
+    atomic_fetch_sub(&w->in_flight, 1);
 }
 
 void writer_stop(struct writer *w)

@@ -19,6 +19,7 @@ struct writer_stats {
     uint64_t commands;
     uint64_t batches;
     uint64_t batch_size_histogram[8]; /* 1, 2-3, 4-7, ..., 128+ */
+    uint64_t fill_waits;              /* batches that waited for commands in flight to fill */
     int64_t idempotency_keys;         /* stored now */
     int64_t max_idempotency_keys;
     int64_t queued; /* commands waiting for the writer now */
@@ -58,6 +59,12 @@ int writer_start(struct store *store, const struct writer_limits *limits,
  * holds "max_queued" commands already ("cmd" is then not taken: its "complete" is not called).
  * Thread-safe. */
 int writer_submit(struct writer *writer, struct command *cmd);
+
+/* Tells the writer that a command it took (writer_submit returned 0) has been answered: its
+ * response went out, or its client went away. Until then the command counts as in flight, and
+ * the writer fills its batches up to the most commands in flight at once lately; a caller that
+ * never tells makes every batch wait its longest (1 ms). Thread-safe. */
+void writer_command_answered(struct writer *writer);
 
 /* Runs every queued command and stops the thread (accepts NULL); a command submitted later
  * completes at once as COMMAND_UNAVAILABLE. writer_free frees the writer once nothing can

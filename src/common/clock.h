@@ -26,18 +26,24 @@ static inline uint64_t clock_mono_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-/* The CLOCK_REALTIME instant "ms" from now: a deadline for pthread_cond_timedwait. */
-static inline struct timespec clock_deadline_after_ms(uint64_t ms)
+/* The CLOCK_REALTIME instant "us" microseconds from now: a deadline for pthread_cond_timedwait. */
+static inline struct timespec clock_deadline_after_us(uint64_t us)
 {
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += (time_t)(ms / 1000);
-    deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+    deadline.tv_sec += (time_t)(us / 1000000);
+    deadline.tv_nsec += (long)(us % 1000000) * 1000L;
     if (deadline.tv_nsec >= 1000000000L) {
         deadline.tv_sec++;
         deadline.tv_nsec -= 1000000000L;
     }
     return deadline;
+}
+
+/* The CLOCK_REALTIME instant "ms" from now: a deadline for pthread_cond_timedwait. */
+static inline struct timespec clock_deadline_after_ms(uint64_t ms)
+{
+    return clock_deadline_after_us(ms * 1000);
 }
 
 #endif

@@ -178,6 +178,12 @@ static void emit_sync(struct text *t, struct http_exchange *ex, struct server_vi
          "catalogd_write_batch_size_bucket{le=\"+Inf\"} %" PRIu64 "\n"
          "catalogd_write_batch_size_sum %" PRIu64 "\ncatalogd_write_batch_size_count %" PRIu64 "\n",
          cumulative, stats.commands, stats.batches);
+    emit(t,
+         "# HELP catalogd_write_batch_fill_waits_total Group commits that waited (1 ms at most) "
+         "for commands in flight to fill the batch.\n"
+         "# TYPE catalogd_write_batch_fill_waits_total counter\n"
+         "catalogd_write_batch_fill_waits_total %" PRIu64 "\n",
+         stats.fill_waits);
 }
 
 void ops_metrics(struct http_exchange *ex)

@@ -5,6 +5,7 @@ import json
 import math
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
@@ -309,6 +310,28 @@ def test_metrics_counts_requests_histograms_lag_and_redis_errors(fresh):
     assert metric(after, "catalogd_redis_reconnects_total", component="projector") >= 1
     assert metric(after, "catalogd_redis_reconnects_total", component="queries") >= 1
     assert metric(after, "catalogd_requests_total", route="create_product", status="201") == k + 1
+
+
+def test_concurrent_clients_commands_wait_to_fill_a_batch_and_all_are_answered(fresh):
+    """Eight clients posting at once: the writer waits for the commands in flight to fill its
+    batches (catalogd_write_batch_fill_waits_total counts it), and every command is answered,
+    applied, in a batch."""
+    clients, each = 8, 25
+
+    def client(n):
+        with requests.Session() as session:
+            return [post_product(fresh.base, session=session, name=f"Filler {n}-{i}")
+                    for i in range(each)]
+
+    with ThreadPoolExecutor(clients) as pool:
+        answers = [r for rs in pool.map(client, range(clients)) for r in rs]
+    assert [r.status_code for r in answers] == [201] * clients * each
+    assert {r.headers.get("Projection") for r in answers} == {"applied"}
+    samples, types = get_metrics(fresh)
+    assert types.get("catalogd_write_batch_fill_waits_total") == "counter", types
+    assert metric(samples, "catalogd_write_batch_fill_waits_total") >= 1
+    assert metric(samples, "catalogd_write_batch_size_sum") == clients * each
+    assert check_histogram(samples, "catalogd_write_batch_size", {}) < clients * each
 
 
 # ---------------------------------------------------------------------------------------------

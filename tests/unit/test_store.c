@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "command/store.h"
@@ -320,6 +321,66 @@ Test(writer, group_commit_keeps_each_commands_outcome)
     command_free(other);
     command_free(sell);
     command_free(late);
+}
+
+static uint64_t monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* A batch waits a little for the commands in flight: four were in flight at once, so a
+ * command that comes alone right after waits for three more, 1 ms at most, and then commits
+ * alone. Once nothing has been in flight for two windows (0.2 s), a lone command is all there
+ * is and does not wait. */
+Test(writer, a_batch_waits_a_bounded_while_for_the_commands_in_flight)
+{
+    struct store *store = open_store();
+    struct writer *writer = NULL;
+    struct writer_limits limits = {.max_idempotency_keys = 100, .max_queued = 100};
+    cr_assert_eq(writer_start(store, &limits, &LISTENER, &writer), 0);
+    struct command *burst[4], *lone = create_command("SKU-LONE", 1),
+                              *later = create_command("SKU-LATER", 1);
+    for (int i = 0; i < 4; i++) {
+        char sku[16];
+        snprintf(sku, sizeof(sku), "SKU-B%d", i);
+        burst[i] = create_command(sku, 1);
+        cr_assert_eq(writer_submit(writer, burst[i]), 0);
+    }
+    wait_completed(4);
+    for (int i = 0; i < 4; i++)
+        writer_command_answered(writer);
+    struct writer_stats before, after;
+    writer_get_stats(writer, &before);
+
+    uint64_t submitted_us = monotonic_us();
+    cr_assert_eq(writer_submit(writer, lone), 0);
+    wait_completed(5);
+    uint64_t waited_us = monotonic_us() - submitted_us;
+    writer_command_answered(writer);
+    writer_get_stats(writer, &after);
+    cr_assert_geq(waited_us, 1000, "it waited for the batch to fill: %llu us",
+                  (unsigned long long)waited_us);
+    cr_assert_eq(after.fill_waits, before.fill_waits + 1);
+    cr_assert_eq(after.batches, before.batches + 1, "then it committed alone");
+    cr_assert_eq(lone->outcome, COMMAND_DONE);
+
+    usleep(250000);
+    cr_assert_eq(writer_submit(writer, later), 0);
+    wait_completed(6);
+    writer_command_answered(writer);
+    writer_get_stats(writer, &before);
+    cr_assert_eq(before.fill_waits, after.fill_waits, "a lone client does not wait");
+    cr_assert_eq(later->outcome, COMMAND_DONE);
+
+    writer_stop(writer);
+    writer_free(writer);
+    store_close(store);
+    for (int i = 0; i < 4; i++)
+        command_free(burst[i]);
+    command_free(lone);
+    command_free(later);
 }
 
 /* What a listener saw of the batches: the log's fingerprints of their events, read in each

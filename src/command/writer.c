@@ -46,6 +46,7 @@ struct writer {
     int64_t in_flight_peak, in_flight_peak_before; /* guarded by lock: this window's, the last's */
     uint64_t peak_window_started_us;               /* guarded by lock */
     int64_t filling_to; /* guarded by lock: the queue length fill_batch waits for, or 0 */
+    int64_t fill_cap;   /* guarded by lock: in this window, fill to no more than this (0: no cap) */
 
     struct writer_limits limits;
     _Atomic int64_t stored_keys; /* idempotency keys in the store, as of the last commit */
@@ -372,8 +373,9 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
  * are still waiting for their answers and about to send their next command. So the writer waits,
  * at most BATCH_FILL_WAIT_US, until the queue holds as many commands as were in flight at once
  * lately (the peak over this window of IN_FLIGHT_PEAK_WINDOW_US and the last). A lone client
- * never waits: its own command is all that was in flight. Called with the lock held and a
- * command queued. */
+ * never waits: its own command is all that was in flight; and where the wait runs out (clients
+ * that pause between commands), the rest of the window aims no higher than what came. Called
+ * with the lock held and a command queued. */
 static void fill_batch(struct writer *w)
 {
     uint64_t now_us = clock_mono_us();
@@ -383,9 +385,11 @@ static void fill_batch(struct writer *w)
         w->in_flight_peak_before = since_us < 2 * IN_FLIGHT_PEAK_WINDOW_US ? w->in_flight_peak : 0;
         w->in_flight_peak = atomic_load(&w->in_flight);
         w->peak_window_started_us = now_us;
+        w->fill_cap = 0;
     }
     int64_t target =
         w->in_flight_peak > w->in_flight_peak_before ? w->in_flight_peak : w->in_flight_peak_before;
+    if (w->fill_cap && target > w->fill_cap) target = w->fill_cap;
     if (target > WRITER_MAX_BATCH) target = WRITER_MAX_BATCH;
     if (w->queued >= target) return;
     struct timespec deadline = clock_deadline_after_us(BATCH_FILL_WAIT_US);
@@ -393,9 +397,13 @@ static void fill_batch(struct writer *w)
     pthread_mutex_lock(&w->stats_lock);
     w->stats.fill_waits++;
     pthread_mutex_unlock(&w->stats_lock);
-    while (!w->stopping && w->queued < target)
-        if (pthread_cond_timedwait(&w->wake, &w->lock, &deadline) == ETIMEDOUT) break;
+    int timed_out = 0;
+    while (!w->stopping && w->queued < target && !timed_out)
+        timed_out = pthread_cond_timedwait(&w->wake, &w->lock, &deadline) == ETIMEDOUT;
     w->filling_to = 0;
+    /* Those that did not come are clients that pause between commands, not a wave about to
+     * break: until the window ends, aim no higher than what came. */
+    if (timed_out && w->queued < target) w->fill_cap = w->queued;
 }
 
 /* Takes up to WRITER_MAX_BATCH queued commands, waiting at most "wait_s" seconds for one, then

@@ -380,8 +380,8 @@ static void fill_batch(struct writer *w)
 {
     uint64_t now_us = clock_mono_us();
     uint64_t since_us = now_us - w->peak_window_started_us;
-    if (since_us >=
-        IN_FLIGHT_PEAK_WINDOW_US) { /* a new window; the last one, if it was just before */
+    if (since_us >= IN_FLIGHT_PEAK_WINDOW_US) {
+        /* A new window; the one before counts only if it was just before. */
         w->in_flight_peak_before = since_us < 2 * IN_FLIGHT_PEAK_WINDOW_US ? w->in_flight_peak : 0;
         w->in_flight_peak = atomic_load(&w->in_flight);
         w->peak_window_started_us = now_us;
@@ -391,6 +391,7 @@ static void fill_batch(struct writer *w)
         w->in_flight_peak > w->in_flight_peak_before ? w->in_flight_peak : w->in_flight_peak_before;
     if (w->fill_cap && target > w->fill_cap) target = w->fill_cap;
     if (target > WRITER_MAX_BATCH) target = WRITER_MAX_BATCH;
+    if (target > w->limits.max_queued) target = w->limits.max_queued; /* else it never fills */
     if (w->queued >= target) return;
     struct timespec deadline = clock_deadline_after_us(BATCH_FILL_WAIT_US);
     w->filling_to = target;

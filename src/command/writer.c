@@ -412,9 +412,7 @@ static void fill_batch(struct writer *w)
  * with an empty queue. */
 static struct command *take_batch(struct writer *w, size_t *size, int wait_s, int *stop)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += wait_s;
+    struct timespec deadline = clock_deadline_after_ms((uint64_t)wait_s * 1000);
     pthread_mutex_lock(&w->lock);
     while (!w->queue_head && !w->stopping)
         if (pthread_cond_timedwait(&w->wake, &w->lock, &deadline) == ETIMEDOUT) break;
@@ -511,7 +509,7 @@ int writer_start(struct store *store, const struct writer_limits *limits,
     atomic_init(&w->healthy, 1);
     pthread_mutex_init(&w->lock, NULL);
     pthread_mutex_init(&w->stats_lock, NULL);
-    pthread_cond_init(&w->wake, NULL);
+    clock_cond_init(&w->wake);
     if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
         free(w);
         return -1;

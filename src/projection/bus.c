@@ -237,7 +237,7 @@ struct bus *bus_start(const struct redis_url *redis, const char *prefix, const c
     bus->handlers = *handlers;
     bus_channel(prefix, catalog, bus->channel, sizeof(bus->channel));
     pthread_mutex_init(&bus->lock, NULL);
-    pthread_cond_init(&bus->wake, NULL);
+    clock_cond_init(&bus->wake);
     if (pthread_create(&bus->listener, NULL, listen_main, bus) != 0) goto fail;
     if (pthread_create(&bus->publisher, NULL, publish_main, bus) != 0) {
         pthread_mutex_lock(&bus->lock);

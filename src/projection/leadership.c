@@ -84,8 +84,8 @@ struct leadership *leadership_start(const char *db_path, const char *instance_id
     snprintf(l->db_path, sizeof(l->db_path), "%s", db_path);
     snprintf(l->instance_id, sizeof(l->instance_id), "%s", instance_id);
     pthread_mutex_init(&l->lock, NULL);
-    pthread_cond_init(&l->wake, NULL);
-    pthread_cond_init(&l->done, NULL);
+    clock_cond_init(&l->wake);
+    clock_cond_init(&l->done);
     if (pthread_create(&l->thread, NULL, leadership_main, l) != 0) {
         pthread_mutex_destroy(&l->lock);
         pthread_cond_destroy(&l->wake);

@@ -186,7 +186,7 @@ struct maintenance *maintenance_start(const char *db_path, const struct redis_ur
     m->redis_url = *redis;
     snprintf(m->prefix, sizeof(m->prefix), "%s", prefix);
     pthread_mutex_init(&m->lock, NULL);
-    pthread_cond_init(&m->wake, NULL);
+    clock_cond_init(&m->wake);
     if (pthread_create(&m->thread, NULL, maintenance_main, m) != 0) {
         pthread_mutex_destroy(&m->lock);
         pthread_cond_destroy(&m->wake);

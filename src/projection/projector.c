@@ -951,7 +951,7 @@ int projector_start(const struct projector_config *config,
     p->status.state = PROJECTOR_STARTING;
     pthread_mutex_init(&p->lock, NULL);
     pthread_mutex_init(&p->status_lock, NULL);
-    pthread_cond_init(&p->wake, NULL);
+    clock_cond_init(&p->wake);
     if (pthread_create(&p->thread, NULL, projector_main, p) != 0) {
         parked_set_free(p->parked);
         prefix_hold_free(p->hold);

@@ -63,7 +63,7 @@ int writer_submit(struct writer *writer, struct command *cmd);
 /* Tells the writer that a command it took (writer_submit returned 0) has been answered: its
  * response went out, or its client went away. Until then the command counts as in flight, and
  * the writer fills its batches up to the most commands in flight at once lately; a caller that
- * never tells makes every batch wait its longest (1 ms). Thread-safe. */
+ * never tells makes it wait, 1 ms at a time, for commands that are not coming. Thread-safe. */
 void writer_command_answered(struct writer *writer);
 
 /* Runs every queued command and stops the thread (accepts NULL); a command submitted later

@@ -6,11 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "command/store.h"
 #include "command/writer.h"
+#include "common/clock.h"
 #include "domain/event.h"
 #include "domain/view.h"
 #include "projection/apply.h"
@@ -323,13 +323,6 @@ Test(writer, group_commit_keeps_each_commands_outcome)
     command_free(late);
 }
 
-static uint64_t monotonic_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* A batch waits a little for the commands in flight: four were in flight at once, so a
  * command that comes alone right after waits for three more, 1 ms at most, and then commits
  * alone. The three did not come: the next lone command in the same window (0.1 s) does not
@@ -344,7 +337,7 @@ Test(writer, a_batch_waits_a_bounded_while_for_the_commands_in_flight)
     struct command *burst[4], *lone = create_command("SKU-LONE", 1),
                               *again = create_command("SKU-LONE-AGAIN", 1),
                               *later = create_command("SKU-LATER", 1);
-    uint64_t burst_us = monotonic_us();
+    uint64_t burst_us = clock_mono_us();
     for (int i = 0; i < 4; i++) {
         char sku[16];
         snprintf(sku, sizeof(sku), "SKU-B%d", i);
@@ -357,10 +350,10 @@ Test(writer, a_batch_waits_a_bounded_while_for_the_commands_in_flight)
     struct writer_stats before, after;
     writer_get_stats(writer, &before);
 
-    uint64_t submitted_us = monotonic_us();
+    uint64_t submitted_us = clock_mono_us();
     cr_assert_eq(writer_submit(writer, lone), 0);
     wait_completed(5);
-    uint64_t waited_us = monotonic_us() - submitted_us;
+    uint64_t waited_us = clock_mono_us() - submitted_us;
     writer_command_answered(writer);
     writer_get_stats(writer, &after);
     cr_assert_geq(waited_us, 1000, "it waited for the batch to fill: %llu us",
@@ -373,7 +366,7 @@ Test(writer, a_batch_waits_a_bounded_while_for_the_commands_in_flight)
     wait_completed(6);
     writer_command_answered(writer);
     writer_get_stats(writer, &before);
-    if (monotonic_us() - burst_us < 90000) /* else the window ended: a machine this slow */
+    if (clock_mono_us() - burst_us < 90000) /* else the window ended: a machine this slow */
         cr_assert_eq(before.fill_waits, after.fill_waits, "the wait that ran out is not repeated");
     cr_assert_eq(again->outcome, COMMAND_DONE);
 

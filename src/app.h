@@ -30,6 +30,7 @@ struct app_config {
     int idle_timeout_s;           /* for a connection that sends nothing or trickles a request */
     int64_t max_idempotency_keys; /* stored at once */
     int64_t max_queued_commands;  /* waiting for the writer at once */
+    int view_cache_mb;            /* product views kept in memory (0: none) */
     const char *tls_cert;         /* PEM paths: HTTPS when set (both or neither) */
     const char *tls_key;
     int http2;              /* offer h2 by ALPN (TLS only) */
@@ -39,6 +40,7 @@ struct app_config {
 struct inflight_keys;
 struct maintenance;
 struct projector;
+struct view_cache;
 struct writer;
 
 struct app {
@@ -50,6 +52,9 @@ struct app {
     /* NULL while queries may answer from the read model, else why not: what is under the
      * Redis prefix is not known to be this catalog's (projection/prefix_hold.h). */
     const char *(*read_model_refusal)(const struct app *app);
+    /* Views for GET /products/{id}, kept exact by the projector; NULL when none (several
+     * instances share the write model, or --view-cache-mb 0). */
+    struct view_cache *view_cache;
 };
 
 struct read_model;

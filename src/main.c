@@ -34,6 +34,7 @@
 #include "projection/redis_sync.h"
 #include "projection/verify.h"
 #include "readmodel/layout.h"
+#include "readmodel/view_cache.h"
 
 #define CATALOGD_VERSION   "0.1.0"
 #define SHUTDOWN_GRACE_MS  5000
@@ -62,6 +63,7 @@ struct options {
     const char *max_header_bytes;
     const char *max_idempotency_keys;
     const char *max_queued_commands;
+    const char *view_cache_mb;
     const char *allowed_hosts;
     const char *tls_cert;
     const char *tls_key;
@@ -187,6 +189,10 @@ static const struct flag FLAGS[] = {
     {"max-queued-commands", "CATALOGD_MAX_QUEUED_COMMANDS", NULL, "10000", OPT(max_queued_commands),
      INT_FIELD(max_queued_commands), 1, 10000000, NULL, 0, 1,
      "commands waiting for the writer at once; more get 503"},
+    {"view-cache-mb", "CATALOGD_VIEW_CACHE_MB", NULL, "16", OPT(view_cache_mb),
+     INT_FIELD(view_cache_mb), 0, 65536, NULL, 0, 1,
+     "MiB of product views kept in memory for GET /products/{id}, 0 for none (SQLite only: "
+     "instances that share PostgreSQL keep none)"},
 };
 #define FLAG_COUNT (sizeof(FLAGS) / sizeof(FLAGS[0]))
 
@@ -732,6 +738,10 @@ static int serve(const struct app_config *given)
         rc = 2;
         goto out;
     }
+    /* The only projector that writes the read model is this process's, so it can keep the
+     * views it holds exact; instances that share the write model cannot (view_cache.h). */
+    if (!store_is_shared(store))
+        app.view_cache = view_cache_new((size_t)config->view_cache_mb * 1024 * 1024);
     /* After the store: a write model it cannot use leaves nothing to unwind. */
     if (server_open(&app, &server, err, sizeof(err)) < 0) {
         LOG(LOG_ERROR, "%s", err);
@@ -751,7 +761,8 @@ static int serve(const struct app_config *given)
                                                 .head_seq = head,
                                                 .instance_id = config->instance_id,
                                                 .catalog = catalog,
-                                                .leadership = leadership};
+                                                .leadership = leadership,
+                                                .view_cache = app.view_cache};
     struct commit_listeners listeners = {0};
     app.maintenance = maintenance_start(config->db_path, &config->redis, config->prefix);
     int started =
@@ -792,6 +803,7 @@ static int serve(const struct app_config *given)
     server_stop(server);
     writer_free(app.writer);
     projector_free(app.projector);
+    view_cache_free(app.view_cache);
     LOG(LOG_INFO, "catalogd stopped");
     rc = 0;
 out:

@@ -13,6 +13,7 @@
 #include "http/loop.h"
 #include "projection/projector.h"
 #include "query/redis_client.h"
+#include "readmodel/view_cache.h"
 
 static const int STATUSES[METRICS_STATUSES] = {200, 201, 202, 204, 304, 400, 401, 403, 404, 405,
                                                409, 412, 413, 415, 421, 422, 431, 500, 503, 0};
@@ -184,6 +185,20 @@ static void emit_sync(struct text *t, struct http_exchange *ex, struct server_vi
          "# TYPE catalogd_write_batch_fill_waits_total counter\n"
          "catalogd_write_batch_fill_waits_total %" PRIu64 "\n",
          stats.fill_waits);
+    struct view_cache_stats cache;
+    view_cache_get_stats(ex->app->view_cache, &cache);
+    emit(t,
+         "# HELP catalogd_view_cache_hits_total GET /products/{id} answered from the views kept "
+         "in memory.\n"
+         "# TYPE catalogd_view_cache_hits_total counter\n"
+         "catalogd_view_cache_hits_total %" PRIu64 "\n"
+         "# HELP catalogd_view_cache_misses_total Lookups in the views kept in memory that did "
+         "not find the view (it was read from Redis).\n"
+         "# TYPE catalogd_view_cache_misses_total counter\n"
+         "catalogd_view_cache_misses_total %" PRIu64 "\n"
+         "# HELP catalogd_view_cache_bytes Bytes of the views kept in memory.\n"
+         "# TYPE catalogd_view_cache_bytes gauge\ncatalogd_view_cache_bytes %" PRIu64 "\n",
+         cache.hits, cache.misses, cache.bytes);
 }
 
 void ops_metrics(struct http_exchange *ex)

@@ -594,7 +594,8 @@ static void init_loop(struct loop_thread *loop)
     const struct app_config *config = server->app->config;
     loop->app_thread.redis =
         redis_client_new(evloop, &config->redis, config->redis_timeout_ms, NULL, NULL);
-    loop->app_thread.read_model = read_model_new(loop->app_thread.redis, config->prefix);
+    loop->app_thread.read_model =
+        read_model_new(loop->app_thread.redis, config->prefix, server->app->view_cache);
     loop->listener = h2o_evloop_socket_create(evloop, loop->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     loop->listener->data = loop;
     h2o_socket_read_start(loop->listener, on_accept);

@@ -30,6 +30,7 @@
 #include "projection/redis_sync.h"
 #include "projection/unpark.h"
 #include "readmodel/layout.h"
+#include "readmodel/view_cache.h"
 
 #define BACKOFF_MIN_MS   25
 #define BACKOFF_MAX_MS   1000
@@ -412,6 +413,10 @@ static int rebuild(struct projector *p, int64_t replace, const char *why)
     set_state(p, PROJECTOR_REBUILDING);
     if (open_store(p) < 0) return -1;
     clear_batch(p);
+    /* A read model rebuilt after a FLUSHALL takes generation numbers from 1 again: views
+     * kept from the lost one could match the new one's number before the reload after the
+     * rebuild forgets them. While it builds there is no generation to read them in. */
+    view_cache_forget_all(p->config.view_cache);
     LOG(LOG_INFO, "projector: %s; rebuilding the read model from the write model", why);
     struct rebuild_options options = {
         .replace_generation = replace, .should_stop = hold_lost, .arg = p};
@@ -511,6 +516,10 @@ static int load_generation(struct projector *p)
     p->unpark_backoff_ms = UNPARK_MIN_MS;
     p->generation = gen;
     p->generation_text[digits_i64(p->generation_text, gen)] = '\0';
+    /* What changed in Redis since the views were cached is not known here (a batch whose
+     * answer was lost may have run after all, or a rebuild ran): Redis read the checkpoint
+     * after all of it, so forgetting every view now, before the checkpoint moves, is enough. */
+    view_cache_forget_all(p->config.view_cache);
     atomic_store(&p->checkpoint, checkpoint); /* Redis' own, even if behind what we had */
     if (checkpoint > atomic_load(&p->head)) atomic_store(&p->head, checkpoint);
     atomic_store(&p->prefix_ours, 1); /* held, and its generation is a past of this catalog */
@@ -628,6 +637,14 @@ static void apply_batch(struct projector *p)
                  p->result->checkpoint);
         rc = APPLY_DIVERGED;
     }
+    /* Before the checkpoint moves (take_progress): once a command can answer "applied", no
+     * query may find the view the batch replaced. A batch without a clear outcome may have
+     * written part of itself (a script stops at its first error, and keeps what it wrote). */
+    if (rc == APPLY_OK)
+        for (size_t i = 0; i < p->batch_count; i++)
+            view_cache_forget(p->config.view_cache, p->batch[i].id);
+    else
+        view_cache_forget_all(p->config.view_cache);
     if (rc == APPLY_OK || rc == APPLY_STALLED) take_progress(p, p->result);
     clear_batch(p);
     switch (rc) {
@@ -672,6 +689,8 @@ static void retry_parked(struct projector *p)
     struct apply_target target = current_target(p);
     struct unpark_result result;
     unpark_all(p->redis, p->store, &target, p->parked, &result);
+    if (result.applied > 0 || result.status != APPLY_OK) /* views changed, or may have */
+        view_cache_forget_all(p->config.view_cache);
     publish_parked(p);
     if (result.applied > 0)
         LOG(LOG_INFO, "projector: applied %" PRId64 " parked events", result.applied);

@@ -48,6 +48,7 @@ struct projector_status {
 };
 
 struct leadership;
+struct view_cache;
 
 struct projector_config {
     const char *db_path;
@@ -61,6 +62,9 @@ struct projector_config {
      * the write model and this one projects only while it leads; meanwhile it follows the
      * news of the one that does (projector_take_news). */
     struct leadership *leadership;
+    /* The views queries keep in memory (NULL: none; never with "leadership"): forgotten as
+     * Redis takes their changes, before the checkpoint moves past them (view_cache.h). */
+    struct view_cache *view_cache;
 };
 
 struct projector;

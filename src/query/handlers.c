@@ -1,6 +1,7 @@
 /* handlers.c - GET /products/{id}, GET /products/by-sku/{sku}, GET /catalog.
  * Each handler validates its input, starts one read of the read model (read_model.h) and
- * answers from its outcome; the views are sent as stored, byte for byte. */
+ * answers from its outcome; the views are sent as stored, byte for byte. A product by id is
+ * answered from the view cache when it holds the view (readmodel/view_cache.h). */
 #include "query/handlers.h"
 
 #include <assert.h>
@@ -63,7 +64,9 @@ static int read_ok_or_reply(struct http_exchange *ex, int status)
     return -1;
 }
 
-static void answer_view(struct http_exchange *ex, int status, struct slice view,
+/* "view" is copied into the response, unless it is "allocated" (from http_alloc: sent as it
+ * is). */
+static void answer_view(struct http_exchange *ex, int status, struct slice view, char *allocated,
                         const char *not_found)
 {
     if (read_ok_or_reply(ex, status) < 0) return;
@@ -84,12 +87,20 @@ static void answer_view(struct http_exchange *ex, int status, struct slice view,
         http_respond(ex, 304, NULL, NULL, 0);
         return;
     }
-    http_respond(ex, 200, JSON, view.p, view.len);
+    if (allocated)
+        http_respond_allocated(ex, 200, JSON, allocated, view.len);
+    else
+        http_respond(ex, 200, JSON, view.p, view.len);
+}
+
+static char *alloc_in_exchange(void *ex, size_t len)
+{
+    return http_alloc(ex, len);
 }
 
 static void on_product(int status, struct slice view, void *arg)
 {
-    answer_view(arg, status, view, "no product has this id");
+    answer_view(arg, status, view, NULL, "no product has this id");
 }
 
 void query_get_product(struct http_exchange *ex)
@@ -99,12 +110,20 @@ void query_get_product(struct http_exchange *ex)
         http_respond_problem(ex, 404, "not-found", "no product has this id", NULL);
         return;
     }
+    char *cached;
+    size_t cached_len =
+        read_model_cached_view(ex->thread->read_model, id, alloc_in_exchange, ex, &cached);
+    if (cached_len > 0) {
+        answer_view(ex, READ_OK, (struct slice){cached, cached_len}, cached,
+                    "no product has this id");
+        return;
+    }
     hold(ex, read_model_get_view(ex->thread->read_model, id, on_product, ex));
 }
 
 static void on_product_by_sku(int status, struct slice view, void *arg)
 {
-    answer_view(arg, status, view, "no product has this sku");
+    answer_view(arg, status, view, NULL, "no product has this sku");
 }
 
 void query_get_product_by_sku(struct http_exchange *ex)

@@ -22,8 +22,14 @@
 #include "query/redis_client.h"
 #include "readmodel/layout.h"
 #include "readmodel/script.h"
+#include "readmodel/view_cache.h"
 
 #define MAX_ATTEMPTS 3
+
+/* The cache answers only while Redis named its generation within LIVE_MS: when Redis stops
+ * answering, or loses the read model, the cache stops too, within that time, and queries
+ * answer as they would without it. A lookup in the second half of it asks again. */
+#define LIVE_MS 50
 
 /* ARGV: the gen key, "{prefix}:g", the sku. Replies {generation or false, view or false}. */
 static struct script BY_SKU_SCRIPT =
@@ -48,8 +54,10 @@ struct read {
     int delivered; /* the caller has its outcome */
     int pending;   /* calls whose callback is still to come */
     struct redis_call *calls[2];
-    int64_t generation;            /* the one the read is made in */
-    int evaluated;                 /* READ_BY_SKU: sent as EVAL after NOSCRIPT */
+    int64_t generation; /* the one the read is made in */
+    int evaluated;      /* READ_BY_SKU: sent as EVAL after NOSCRIPT */
+    int cacheable;      /* READ_VIEW: its view may go to the cache, with "ticket" */
+    struct view_cache_ticket ticket;
     char argument[LAYOUT_KEY_MAX]; /* the id or sku */
     size_t argument_len;
     /* READ_PAGE */
@@ -78,6 +86,11 @@ struct read_model {
      * one: "generation_seen" is then what Redis named just before the range ran. */
     uint64_t checked_batch; /* UINT64_MAX: none yet */
     int64_t generation_seen;
+    /* The views this process holds (NULL: none), and what the last generation check said
+     * and when (h2o_now): the cache answers in that generation while it is recent. */
+    struct view_cache *cache;
+    int64_t live_generation;
+    uint64_t live_at;
 };
 
 /* Generation 0 never exists (they are numbered from 1): reads made in it find nothing, and
@@ -88,10 +101,12 @@ static void set_generation(struct read_model *rm, int64_t gen)
     rm->base_len = layout_base(rm->prefix, gen, rm->base, sizeof(rm->base));
 }
 
-struct read_model *read_model_new(struct redis_client *client, const char *prefix)
+struct read_model *read_model_new(struct redis_client *client, const char *prefix,
+                                  struct view_cache *cache)
 {
     struct read_model *rm = xcalloc(1, sizeof(*rm));
     rm->client = client;
+    rm->cache = cache;
     snprintf(rm->prefix, sizeof(rm->prefix), "%s", prefix);
     layout_key(KEY_GEN, rm->prefix, NULL, 0, rm->gen_key, sizeof(rm->gen_key));
     snprintf(rm->gen_start, sizeof(rm->gen_start), "%s:g", rm->prefix);
@@ -224,6 +239,9 @@ static int answer_view(struct read *read, int64_t seen, const redisReply *view, 
     } else if (seen != read->generation) {
         if (!retry(read, seen, send_view)) deliver(read, READ_UNAVAILABLE, NULL);
     } else if (view || last) {
+        if (view && read->cacheable)
+            view_cache_store(read->rm->cache, read->argument, seen, read->ticket, view->str,
+                             view->len);
         deliver(read, READ_OK, view);
     } else {
         return 0;
@@ -235,6 +253,8 @@ static void on_generation_checked(const redisReply *reply, void *arg)
 {
     struct read_model *rm = arg;
     rm->generation_seen = reply ? page_generation(reply) : -1;
+    rm->live_generation = rm->generation_seen;
+    rm->live_at = redis_client_now(rm->client);
 }
 
 /* Queues a GET of the generation unless this batch has one already: every view read after
@@ -336,7 +356,23 @@ struct read *read_model_get_view(struct read_model *rm, struct slice id, read_fn
     read->fn.read = fn;
     memcpy(read->argument, id.p, id.len);
     read->argument_len = id.len;
+    if (rm->cache && id.len == UUID_TEXT_LEN) { /* the ticket before the read is sent */
+        read->cacheable = 1;
+        read->ticket = view_cache_ticket(rm->cache, read->argument);
+    }
     return start(read, send_view);
+}
+
+size_t read_model_cached_view(struct read_model *rm, struct slice id,
+                              char *(*alloc)(void *arg, size_t len), void *arg, char **view)
+{
+    if (!rm->cache || id.len != UUID_TEXT_LEN || rm->live_generation <= 0 ||
+        !redis_client_connected(rm->client))
+        return 0;
+    uint64_t age = redis_client_now(rm->client) - rm->live_at;
+    if (age > LIVE_MS) return 0;
+    if (age > LIVE_MS / 2) check_generation(rm); /* keeps it live while Redis answers */
+    return view_cache_copy(rm->cache, id.p, rm->live_generation, alloc, arg, view);
 }
 
 /* ---- a view by sku ---- */

@@ -20,6 +20,7 @@
 struct read_model;
 struct read;
 struct redis_client;
+struct view_cache;
 
 enum read_status {
     READ_OK = 0,
@@ -44,14 +45,24 @@ struct catalog_page {
 };
 typedef void (*page_fn)(int status, const struct catalog_page *page, void *arg);
 
-/* "client" is the loop's Redis client; the read model uses it on the loop's thread only. */
-struct read_model *read_model_new(struct redis_client *client, const char *prefix);
+/* "client" is the loop's Redis client; the read model uses it on the loop's thread only.
+ * "cache" (NULL for none) holds views that the reads by id find, for read_model_cached_view;
+ * several read models may share it. */
+struct read_model *read_model_new(struct redis_client *client, const char *prefix,
+                                  struct view_cache *cache);
 
 /* Each read returns a handle for read_cancel, or NULL when Redis is not connected (then the
  * callback is never called). The callback is called exactly once otherwise. */
 
 /* The view of product "id", or none. */
 struct read *read_model_get_view(struct read_model *rm, struct slice id, read_fn fn, void *arg);
+
+/* The view of product "id" from the cache, copied into memory from "alloc" ("*view"): its
+ * length, or 0 when it must be read (read_model_get_view). The cache answers only while Redis
+ * named the generation of the view within the last 50 ms, so that a query answers from it
+ * only when it would have answered from Redis the same view (view_cache.h). */
+size_t read_model_cached_view(struct read_model *rm, struct slice id,
+                              char *(*alloc)(void *arg, size_t len), void *arg, char **view);
 
 /* The view of the product that owns "sku", or none. */
 struct read *read_model_get_by_sku(struct read_model *rm, struct slice sku, read_fn fn, void *arg);

@@ -440,6 +440,11 @@ uint64_t redis_client_batch(const struct redis_client *c)
     return c->batch;
 }
 
+uint64_t redis_client_now(const struct redis_client *c)
+{
+    return h2o_now(c->loop);
+}
+
 void redis_call_cancel(struct redis_call *call)
 {
     call->fn = NULL;

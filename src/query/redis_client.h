@@ -37,6 +37,9 @@ struct redis_call *redis_client_call(struct redis_client *client, redis_reply_fn
  * the same are written in one write, in the order they were queued. */
 uint64_t redis_client_batch(const struct redis_client *client);
 
+/* The loop's clock (ms), as of this loop turn. */
+uint64_t redis_client_now(const struct redis_client *client);
+
 /* The caller no longer wants the reply (its request went away): "fn" will not be called. */
 void redis_call_cancel(struct redis_call *call);
 

@@ -1082,7 +1082,10 @@ def test_metrics_200_prometheus_text(live):
                        "catalogd_redis_errors_total": "counter",
                        "catalogd_redis_reconnects_total": "counter",
                        "catalogd_write_batch_size": "histogram",
-                       "catalogd_write_batch_fill_waits_total": "counter"}.items():
+                       "catalogd_write_batch_fill_waits_total": "counter",
+                       "catalogd_view_cache_hits_total": "counter",
+                       "catalogd_view_cache_misses_total": "counter",
+                       "catalogd_view_cache_bytes": "gauge"}.items():
         assert types.get(name) == kind, (name, types.get(name))
     assert samples['catalogd_requests_total{route="create_product",status="201"}'] >= 1
     assert samples['catalogd_requests_total{route="update_product",status="200"}'] >= 1

@@ -1,0 +1,211 @@
+/* view_cache.c - a set-associative table of views: each id belongs to one set of WAYS slots,
+ * and a new view takes a free slot of its set, or the one that was filled longest ago. Sets
+ * are guarded by STRIPES mutexes (set i by stripe i % STRIPES), and each stripe counts what
+ * was forgotten in it: a ticket is that count, so a view stored with a ticket is known not to
+ * predate a forget of its stripe. */
+#include "readmodel/view_cache.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/xmalloc.h"
+#include "domain/uuid7.h"
+
+#define STRIPES          256 /* a power of two */
+#define WAYS             4   /* slots per set */
+#define BYTES_PER_SLOT   256 /* a view is ~270 bytes: the budget, not the slots, runs out first */
+#define UUID_RANDOM_TAIL 8   /* the last hex digits of a UUIDv7 are random: the hash */
+
+struct slot {
+    char id[UUID_TEXT_LEN]; /* empty when view is NULL */
+    int64_t generation;
+    char *view;
+    size_t len;
+};
+
+struct stripe {
+    pthread_mutex_t lock;
+    uint64_t seq; /* forgets in this stripe (tickets) */
+    uint64_t hits, misses;
+    unsigned next_victim; /* the way a full set of this stripe gives up next */
+} __attribute__((aligned(64)));
+
+struct view_cache {
+    struct stripe stripes[STRIPES];
+    struct slot *slots; /* set i is slots[i * WAYS ... i * WAYS + WAYS - 1] */
+    size_t set_mask;
+    size_t max_bytes;
+    _Atomic uint64_t bytes, views;
+};
+
+struct view_cache *view_cache_new(size_t max_bytes)
+{
+    if (max_bytes == 0) return NULL;
+    struct view_cache *cache = xcalloc(1, sizeof(*cache));
+    size_t sets = STRIPES;
+    while (sets * WAYS < max_bytes / BYTES_PER_SLOT)
+        sets *= 2;
+    cache->slots = xcalloc(sets * WAYS, sizeof(*cache->slots));
+    cache->set_mask = sets - 1;
+    cache->max_bytes = max_bytes;
+    for (int i = 0; i < STRIPES; i++)
+        pthread_mutex_init(&cache->stripes[i].lock, NULL);
+    return cache;
+}
+
+static void empty_slot(struct view_cache *cache, struct slot *slot)
+{
+    if (!slot->view) return;
+    atomic_fetch_sub(&cache->bytes, slot->len);
+    atomic_fetch_sub(&cache->views, 1);
+    free(slot->view);
+    slot->view = NULL;
+    slot->len = 0;
+}
+
+void view_cache_free(struct view_cache *cache)
+{
+    if (!cache) return;
+    for (size_t i = 0; i < (cache->set_mask + 1) * WAYS; i++)
+        free(cache->slots[i].view);
+    for (int i = 0; i < STRIPES; i++)
+        pthread_mutex_destroy(&cache->stripes[i].lock);
+    free(cache->slots);
+    free(cache);
+}
+
+static size_t set_index(const struct view_cache *cache, const char *id)
+{
+    uint64_t tail;
+    memcpy(&tail, id + UUID_TEXT_LEN - UUID_RANDOM_TAIL, sizeof(tail));
+    return (size_t)((tail * 0x9E3779B97F4A7C15ULL) >> 32) & cache->set_mask;
+}
+
+static struct stripe *stripe_of(struct view_cache *cache, size_t set)
+{
+    return &cache->stripes[set & (STRIPES - 1)];
+}
+
+/* The slot of set "set" that holds "id", or NULL. */
+static struct slot *find(struct view_cache *cache, size_t set, const char *id)
+{
+    struct slot *slots = &cache->slots[set * WAYS];
+    for (int way = 0; way < WAYS; way++)
+        if (slots[way].view && memcmp(slots[way].id, id, UUID_TEXT_LEN) == 0) return &slots[way];
+    return NULL;
+}
+
+/* The slot for a new view of "id" in set "set": its own, a free one, or the next victim. */
+static struct slot *claim(struct view_cache *cache, struct stripe *stripe, size_t set,
+                          const char *id)
+{
+    struct slot *slot = find(cache, set, id), *slots = &cache->slots[set * WAYS];
+    for (int way = 0; !slot && way < WAYS; way++)
+        if (!slots[way].view) slot = &slots[way];
+    if (!slot) slot = &slots[stripe->next_victim++ % WAYS];
+    empty_slot(cache, slot);
+    return slot;
+}
+
+struct view_cache_ticket view_cache_ticket(struct view_cache *cache, const char *id)
+{
+    if (!cache) return (struct view_cache_ticket){0};
+    struct stripe *stripe = stripe_of(cache, set_index(cache, id));
+    pthread_mutex_lock(&stripe->lock);
+    struct view_cache_ticket ticket = {stripe->seq};
+    pthread_mutex_unlock(&stripe->lock);
+    return ticket;
+}
+
+/* Takes "len" bytes of the budget, or returns -1 when they do not fit. */
+static int take_budget(struct view_cache *cache, size_t len)
+{
+    if (atomic_fetch_add(&cache->bytes, len) + len <= cache->max_bytes) return 0;
+    atomic_fetch_sub(&cache->bytes, len);
+    return -1;
+}
+
+void view_cache_store(struct view_cache *cache, const char *id, int64_t generation,
+                      struct view_cache_ticket ticket, const char *view, size_t len)
+{
+    if (!cache || len == 0 || len > VIEW_CACHE_MAX_VIEW) return;
+    size_t set = set_index(cache, id);
+    struct stripe *stripe = stripe_of(cache, set);
+    pthread_mutex_lock(&stripe->lock);
+    if (stripe->seq == ticket.seq) {
+        struct slot *slot = claim(cache, stripe, set, id);
+        if (take_budget(cache, len) == 0) {
+            slot->view = xmalloc(len);
+            memcpy(slot->view, view, len);
+            slot->len = len;
+            memcpy(slot->id, id, UUID_TEXT_LEN);
+            slot->generation = generation;
+            atomic_fetch_add(&cache->views, 1);
+        }
+    }
+    pthread_mutex_unlock(&stripe->lock);
+}
+
+size_t view_cache_copy(struct view_cache *cache, const char *id, int64_t generation,
+                       char *(*alloc)(void *arg, size_t len), void *arg, char **out)
+{
+    if (!cache) return 0;
+    size_t set = set_index(cache, id), len = 0;
+    struct stripe *stripe = stripe_of(cache, set);
+    pthread_mutex_lock(&stripe->lock);
+    struct slot *slot = find(cache, set, id);
+    if (slot && slot->generation == generation) {
+        char *copy = alloc(arg, slot->len);
+        memcpy(copy, slot->view, slot->len);
+        *out = copy;
+        len = slot->len;
+        stripe->hits++;
+    } else {
+        stripe->misses++;
+    }
+    pthread_mutex_unlock(&stripe->lock);
+    return len;
+}
+
+void view_cache_forget(struct view_cache *cache, const char *id)
+{
+    if (!cache) return;
+    size_t set = set_index(cache, id);
+    struct stripe *stripe = stripe_of(cache, set);
+    pthread_mutex_lock(&stripe->lock);
+    stripe->seq++;
+    struct slot *slot = find(cache, set, id);
+    if (slot) empty_slot(cache, slot);
+    pthread_mutex_unlock(&stripe->lock);
+}
+
+void view_cache_forget_all(struct view_cache *cache)
+{
+    if (!cache) return;
+    for (size_t s = 0; s < STRIPES; s++) {
+        struct stripe *stripe = &cache->stripes[s];
+        pthread_mutex_lock(&stripe->lock);
+        stripe->seq++;
+        for (size_t set = s; set <= cache->set_mask; set += STRIPES)
+            for (int way = 0; way < WAYS; way++)
+                empty_slot(cache, &cache->slots[set * WAYS + way]);
+        pthread_mutex_unlock(&stripe->lock);
+    }
+}
+
+void view_cache_get_stats(struct view_cache *cache, struct view_cache_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!cache) return;
+    for (int s = 0; s < STRIPES; s++) {
+        struct stripe *stripe = &cache->stripes[s];
+        pthread_mutex_lock(&stripe->lock);
+        out->hits += stripe->hits;
+        out->misses += stripe->misses;
+        pthread_mutex_unlock(&stripe->lock);
+    }
+    out->bytes = atomic_load(&cache->bytes);
+    out->views = atomic_load(&cache->views);
+}

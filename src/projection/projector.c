@@ -639,8 +639,10 @@ static void apply_batch(struct projector *p)
     }
     /* Before the checkpoint moves (take_progress): once a command can answer "applied", no
      * query may find the view the batch replaced. A batch without a clear outcome may have
-     * written part of itself (a script stops at its first error, and keeps what it wrote). */
-    if (rc == APPLY_OK)
+     * written part of itself (a script stops at its first error, and keeps what it wrote);
+     * a checkpoint past the batch means that events beyond it were applied too (a batch
+     * whose answer was lost ran after all). */
+    if (rc == APPLY_OK && p->result->checkpoint <= last)
         for (size_t i = 0; i < p->batch_count; i++)
             view_cache_forget(p->config.view_cache, p->batch[i].id);
     else

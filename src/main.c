@@ -190,8 +190,8 @@ static const struct flag FLAGS[] = {
      INT_FIELD(max_queued_commands), 1, 10000000, NULL, 0, 1,
      "commands waiting for the writer at once; more get 503"},
     {"view-cache-mb", "CATALOGD_VIEW_CACHE_MB", NULL, "16", OPT(view_cache_mb),
-     INT_FIELD(view_cache_mb), 0, 65536, NULL, 0, 1,
-     "MiB of product views kept in memory for GET /products/{id}, 0 for none (SQLite only: "
+     INT_FIELD(view_cache_mb), 0, 1024, NULL, 0, 1,
+     "MiB of memory that keeps product views for GET /products/{id}, 0 for none (SQLite only: "
      "instances that share PostgreSQL keep none)"},
 };
 #define FLAG_COUNT (sizeof(FLAGS) / sizeof(FLAGS[0]))

@@ -1,8 +1,9 @@
 /* view_cache.c - a set-associative table of views: each id belongs to one set of WAYS slots,
  * and a new view takes a free slot of its set, or the one that was filled longest ago. Sets
- * are guarded by STRIPES mutexes (set i by stripe i % STRIPES), and each stripe counts what
- * was forgotten in it: a ticket is that count, so a view stored with a ticket is known not to
- * predate a forget of its stripe. */
+ * are guarded by STRIPES mutexes, each over an equal run of consecutive sets, and each stripe
+ * counts what was forgotten in it: a ticket is that count, so a view stored with a ticket is
+ * known not to predate a forget of its stripe. The slots take a quarter of the budget at
+ * most, the views the rest. */
 #include "readmodel/view_cache.h"
 
 #include <pthread.h>
@@ -15,7 +16,7 @@
 
 #define STRIPES          256 /* a power of two */
 #define WAYS             4   /* slots per set */
-#define BYTES_PER_SLOT   256 /* a view is ~270 bytes: the budget, not the slots, runs out first */
+#define SLOTS_SHARE      4   /* the slots take at most 1/4 of the budget: one per 256 bytes */
 #define UUID_RANDOM_TAIL 8   /* the last hex digits of a UUIDv7 are random: the hash */
 
 struct slot {
@@ -29,6 +30,7 @@ struct stripe {
     pthread_mutex_t lock;
     uint64_t seq; /* forgets in this stripe (tickets) */
     uint64_t hits, misses;
+    size_t held;          /* views in this stripe's sets: forgetting all skips it at 0 */
     unsigned next_victim; /* the way a full set of this stripe gives up next */
 } __attribute__((aligned(64)));
 
@@ -36,7 +38,8 @@ struct view_cache {
     struct stripe stripes[STRIPES];
     struct slot *slots; /* set i is slots[i * WAYS ... i * WAYS + WAYS - 1] */
     size_t set_mask;
-    size_t max_bytes;
+    unsigned stripe_shift; /* set i is guarded by stripe i >> stripe_shift */
+    size_t max_bytes;      /* of the views */
     _Atomic uint64_t bytes, views;
 };
 
@@ -45,33 +48,46 @@ struct view_cache *view_cache_new(size_t max_bytes)
     if (max_bytes == 0) return NULL;
     struct view_cache *cache = xcalloc(1, sizeof(*cache));
     size_t sets = STRIPES;
-    while (sets * WAYS < max_bytes / BYTES_PER_SLOT)
+    while (sets * 2 * WAYS * sizeof(struct slot) <= max_bytes / SLOTS_SHARE)
         sets *= 2;
+    size_t slot_bytes = sets * WAYS * sizeof(struct slot);
     cache->slots = xcalloc(sets * WAYS, sizeof(*cache->slots));
     cache->set_mask = sets - 1;
-    cache->max_bytes = max_bytes;
+    while ((size_t)STRIPES << cache->stripe_shift < sets)
+        cache->stripe_shift++;
+    cache->max_bytes = max_bytes > slot_bytes ? max_bytes - slot_bytes : 0;
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_init(&cache->stripes[i].lock, NULL);
     return cache;
 }
 
-static void empty_slot(struct view_cache *cache, struct slot *slot)
+static void empty_slot(struct view_cache *cache, struct stripe *stripe, struct slot *slot)
 {
     if (!slot->view) return;
     atomic_fetch_sub(&cache->bytes, slot->len);
     atomic_fetch_sub(&cache->views, 1);
+    stripe->held--;
     free(slot->view);
     slot->view = NULL;
     slot->len = 0;
 }
 
+/* Empties every slot of the sets stripe "s" guards (its lock held, or no other thread). */
+static void empty_stripe(struct view_cache *cache, size_t s)
+{
+    struct stripe *stripe = &cache->stripes[s];
+    size_t first = s << cache->stripe_shift, end = (s + 1) << cache->stripe_shift;
+    for (size_t i = first * WAYS; stripe->held > 0 && i < end * WAYS; i++)
+        empty_slot(cache, stripe, &cache->slots[i]);
+}
+
 void view_cache_free(struct view_cache *cache)
 {
     if (!cache) return;
-    for (size_t i = 0; i < (cache->set_mask + 1) * WAYS; i++)
-        free(cache->slots[i].view);
-    for (int i = 0; i < STRIPES; i++)
-        pthread_mutex_destroy(&cache->stripes[i].lock);
+    for (size_t s = 0; s < STRIPES; s++) {
+        empty_stripe(cache, s);
+        pthread_mutex_destroy(&cache->stripes[s].lock);
+    }
     free(cache->slots);
     free(cache);
 }
@@ -85,7 +101,7 @@ static size_t set_index(const struct view_cache *cache, const char *id)
 
 static struct stripe *stripe_of(struct view_cache *cache, size_t set)
 {
-    return &cache->stripes[set & (STRIPES - 1)];
+    return &cache->stripes[set >> cache->stripe_shift];
 }
 
 /* The slot of set "set" that holds "id", or NULL. */
@@ -105,7 +121,7 @@ static struct slot *claim(struct view_cache *cache, struct stripe *stripe, size_
     for (int way = 0; !slot && way < WAYS; way++)
         if (!slots[way].view) slot = &slots[way];
     if (!slot) slot = &slots[stripe->next_victim++ % WAYS];
-    empty_slot(cache, slot);
+    empty_slot(cache, stripe, slot);
     return slot;
 }
 
@@ -143,6 +159,7 @@ void view_cache_store(struct view_cache *cache, const char *id, int64_t generati
             memcpy(slot->id, id, UUID_TEXT_LEN);
             slot->generation = generation;
             atomic_fetch_add(&cache->views, 1);
+            stripe->held++;
         }
     }
     pthread_mutex_unlock(&stripe->lock);
@@ -177,7 +194,7 @@ void view_cache_forget(struct view_cache *cache, const char *id)
     pthread_mutex_lock(&stripe->lock);
     stripe->seq++;
     struct slot *slot = find(cache, set, id);
-    if (slot) empty_slot(cache, slot);
+    if (slot) empty_slot(cache, stripe, slot);
     pthread_mutex_unlock(&stripe->lock);
 }
 
@@ -188,9 +205,7 @@ void view_cache_forget_all(struct view_cache *cache)
         struct stripe *stripe = &cache->stripes[s];
         pthread_mutex_lock(&stripe->lock);
         stripe->seq++;
-        for (size_t set = s; set <= cache->set_mask; set += STRIPES)
-            for (int way = 0; way < WAYS; way++)
-                empty_slot(cache, &cache->slots[set * WAYS + way]);
+        empty_stripe(cache, s);
         pthread_mutex_unlock(&stripe->lock);
     }
 }

@@ -15,7 +15,8 @@
  *
  * Used only where this process's projector is the only one that writes the read model (one
  * instance, SQLite): another instance's projector could change a view that this one holds.
- * Bounded by a byte budget and a fixed number of slots; a new view replaces the one in its slot.
+ * Bounded by a byte budget, the table of slots included; a new view replaces the one in its
+ * slot.
  * Thread-safe: loop threads look up and store, the projector forgets. */
 #ifndef CATALOGD_VIEW_CACHE_H
 #define CATALOGD_VIEW_CACHE_H
@@ -39,8 +40,9 @@ struct view_cache_stats {
     uint64_t views;        /* held now */
 };
 
-/* A cache of at most "max_bytes" of views (slots for about one view per 512 bytes). NULL when
- * "max_bytes" is 0: every function below accepts a NULL cache and does nothing. */
+/* A cache of at most "max_bytes": a quarter of it at most for the table of slots (one slot
+ * per 256 bytes), the rest for the views. NULL when "max_bytes" is 0: every function below
+ * accepts a NULL cache and does nothing. */
 struct view_cache *view_cache_new(size_t max_bytes);
 void view_cache_free(struct view_cache *cache);
 

@@ -423,13 +423,22 @@ measure() {
         WRK "$CONNS" "$WARMUP" -s "$HERE/lua/$lua" "${URL[$sys]}" -- "${wargs[@]}" \
             >"$logf.warmup" 2>&1 || log "    warm-up wrk failed ($?), see $logf.warmup"
     fi
+    # GETs by id: how many the view cache answered (catalogd's /metrics; others have none)
+    local cache=() cache0="" h0 m0 h1 m1
+    [ "$lua" = get_id.lua ] && cache0=$("$PY" "$HERE/tool.py" view_cache "${URL[$sys]}")
     snapshot "$sys" "$logf.before"
     WRK "$CONNS" "$DURATION" --latency -s "$HERE/lua/$lua" "${URL[$sys]}" -- "${margs[@]}" \
         >"$logf" 2>&1 || log "    wrk exited $? ($sys $scen), see $logf"
     snapshot "$sys" "$logf.after"
+    if [ -n "$cache0" ]; then
+        read -r h1 m1 <<<"$("$PY" "$HERE/tool.py" view_cache "${URL[$sys]}")"
+        read -r h0 m0 <<<"$cache0"
+        cache=(view_cache_hits=$((h1 - h0)) view_cache_misses=$((m1 - m0)))
+    fi
     "$PY" "$HERE/tool.py" record --out "$WORK/results.jsonl" --wrk-log "$logf" \
         --before "$logf.before" --after "$logf.after" --clk "$CLK" type=run rep="$REP" system="$sys" \
-        scenario="$scen" conns="$CONNS" duration_s="$DURATION" products="${PRODUCTS[$sys]:-0}"
+        scenario="$scen" conns="$CONNS" duration_s="$DURATION" products="${PRODUCTS[$sys]:-0}" \
+        "${cache[@]}"
     if [ "$PROFILE" = 1 ] && [ "$REP" = "$REPS" ] && { [ "$sys" = catalogd ] || [ "$sys" = big ]; }; then
         profile "$sys" "$scen" "$lua" "$@"
     fi

@@ -9,6 +9,8 @@
   tool.py stock BASE IDS_FILE             GET each product; print {"stocks": {...}, "min": m}
   tool.py batches BASE                    the writer's batch-size histogram from GET /metrics
                                           as JSON (cumulative buckets), or {} if none
+  tool.py view_cache BASE                 the view cache's hits and misses from GET /metrics,
+                                          as "HITS MISSES", or nothing if it has none
   tool.py snap --srv "PID..." --redis "PID..."  print a CPU snapshot (JSON) for `record`; the
                                           server is every PID given and all its descendants
   tool.py record --out F --wrk-log L --before SNAP_FILE --after SNAP_FILE --clk HZ key=value...
@@ -101,29 +103,41 @@ def stock(args):
     print(json.dumps({"stocks": stocks, "min": min(nums) if len(nums) == len(stocks) else None}))
 
 
-def batches(args):
-    """The writer's batch-size histogram from GET /metrics (Prometheus text: a histogram whose
-    name contains "batch"): {"metric", "le": {bound: cumulative count}, "sum", "count"}."""
-    host, port = loopback(args[0])
+def metrics_text(base):
+    """GET /metrics of a loopback server: its text, or "" when it has none."""
+    host, port = loopback(base)
     try:
         conn = http.client.HTTPConnection(host, port, timeout=5)
         conn.request("GET", "/metrics")
         r = conn.getresponse()
         body = r.read().decode("utf-8", "replace")
     except (OSError, http.client.HTTPException):
-        body, r = "", None
+        return ""
+    return body if r.status == 200 else ""
+
+
+def batches(args):
+    """The writer's batch-size histogram from GET /metrics (Prometheus text: a histogram whose
+    name contains "batch"): {"metric", "le": {bound: cumulative count}, "sum", "count"}."""
     out = {}
-    if r is not None and r.status == 200:
-        for line in body.splitlines():
-            m = re.match(r'(\w*batch\w*)_bucket\{le="([^"]+)"\}\s+(\d+)', line)
-            if m:
-                out["metric"] = m.group(1)
-                out.setdefault("le", {})[m.group(2)] = int(m.group(3))
-                continue
-            m = re.match(r"(\w*batch\w*)_(sum|count)\s+([\d.]+)", line)
-            if m:
-                out[m.group(2)] = float(m.group(3))
+    for line in metrics_text(args[0]).splitlines():
+        m = re.match(r'(\w*batch\w*)_bucket\{le="([^"]+)"\}\s+(\d+)', line)
+        if m:
+            out["metric"] = m.group(1)
+            out.setdefault("le", {})[m.group(2)] = int(m.group(3))
+            continue
+        m = re.match(r"(\w*batch\w*)_(sum|count)\s+([\d.]+)", line)
+        if m:
+            out[m.group(2)] = float(m.group(3))
     print(json.dumps(out))
+
+
+def view_cache(args):
+    """catalogd_view_cache_hits_total and _misses_total from GET /metrics, as "HITS MISSES"."""
+    found = dict(re.findall(r"^catalogd_view_cache_(hits|misses)_total (\d+)",
+                            metrics_text(args[0]), re.M))
+    if len(found) == 2:
+        print(found["hits"], found["misses"])
 
 
 def opt(args, name, default):
@@ -468,7 +482,7 @@ def main():
     {"freeport": lambda a: freeport(), "page": page, "stock": stock, "snap": snap,
      "batches": batches, "record": record, "append": append, "h2load_result": h2load_result,
      "redis_bytes": redis_bytes, "pgbench_result": pgbench_result,
-     "takeover": takeover}[cmd](args)
+     "takeover": takeover, "view_cache": view_cache}[cmd](args)
 
 
 if __name__ == "__main__":

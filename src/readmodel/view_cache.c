@@ -1,5 +1,5 @@
 /* view_cache.c - a set-associative table of views: each id belongs to one set of WAYS slots,
- * and a new view takes a free slot of its set, or the one that was filled longest ago. Sets
+ * and a new view takes a free slot of its set, or else its slots in turn. Sets
  * are guarded by STRIPES mutexes, each over an equal run of consecutive sets, and each stripe
  * counts what was forgotten in it: a ticket is that count, so a view stored with a ticket is
  * known not to predate a forget of its stripe. The slots take a quarter of the budget at

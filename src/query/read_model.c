@@ -2,7 +2,8 @@
  *   a view:         the range of the id in the in-stock set (ZRANGEBYLEX: one view, or
  *                   none), after a GET {prefix}:gen-v2 written in the same batch (one GET
  *                   for all the views a batch reads); when it has none, GET and the ranges
- *                   of both sets in one MULTI
+ *                   of both sets in one MULTI. The view found goes to the view cache, which
+ *                   answers while the batches' GET of the generation is recent
  *   a view by sku:  one script that reads the generation, the sku entry and the view
  *   a catalog page: MULTI, GET {prefix}:gen-v2, ZRANGEBYLEX and ZCARD of each view set it
  *                   lists, EXEC; the views of both sets are merged by id

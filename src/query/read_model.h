@@ -5,7 +5,9 @@
  * the generation moved. A read therefore never comes from a generation that was already
  * replaced when it began, so after a rebuild's switch no query can miss a change that a
  * command already answered as applied. The generation this loop last saw is only a guess
- * that saves a retry. */
+ * that saves a retry. A view from the view cache (read_model_cached_view) is the exception:
+ * it was read in the generation that Redis named to this loop within the last 50 ms, and the
+ * projector forgets it before a command that replaced it can answer as applied. */
 #ifndef CATALOGD_READ_MODEL_H
 #define CATALOGD_READ_MODEL_H
 

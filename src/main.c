@@ -803,13 +803,13 @@ static int serve(const struct app_config *given)
     server_stop(server);
     writer_free(app.writer);
     projector_free(app.projector);
-    view_cache_free(app.view_cache);
     LOG(LOG_INFO, "catalogd stopped");
     rc = 0;
 out:
     tls_context_free(fitted.tls);
     store_close(store);
     inflight_keys_free(app.inflight_keys);
+    view_cache_free(app.view_cache); /* also when the server could not open */
     return rc;
 }
 

@@ -401,14 +401,16 @@ struct guard_ostream {
 /* Whether the bytes pipelined behind "req" begin a head h2o's parser refuses. h2o keeps the
  * request's bytes at the start of the input until its response is written (its body, a
  * chunked one decoded in place, right after the head), then parses what follows at once,
- * before the guard sees it again. */
+ * before the guard sees it again. So a request that was itself pipelined reached h2o without
+ * the guard: its head's end is found here. */
 static int pipelined_head_malformed(struct conn_guard *guard, h2o_req_t *req)
 {
     h2o_buffer_t *input = guard->sock->input;
+    size_t head_length =
+        guard->head_length ? guard->head_length : head_end(input->bytes, input->size, 0);
     const char *request_end =
-        req->entity.base ? req->entity.base + req->entity.len : input->bytes + guard->head_length;
-    if (!guard->head_length || request_end < input->bytes ||
-        request_end >= input->bytes + input->size)
+        req->entity.base ? req->entity.base + req->entity.len : input->bytes + head_length;
+    if (!head_length || request_end < input->bytes || request_end >= input->bytes + input->size)
         return 0;
     size_t offset = (size_t)(request_end - input->bytes), len = input->size - offset;
     struct head_syntax syntax = {0};

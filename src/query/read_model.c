@@ -367,11 +367,12 @@ struct read *read_model_get_view(struct read_model *rm, struct slice id, read_fn
 size_t read_model_cached_view(struct read_model *rm, struct slice id,
                               char *(*alloc)(void *arg, size_t len), void *arg, char **view)
 {
-    if (!rm->cache || id.len != UUID_TEXT_LEN || rm->live_generation <= 0 ||
-        !redis_client_connected(rm->client))
-        return 0;
+    if (!rm->cache || id.len != UUID_TEXT_LEN) return 0;
     uint64_t age = redis_client_now(rm->client) - rm->live_at;
-    if (age > LIVE_MS) return 0;
+    if (rm->live_generation <= 0 || !redis_client_connected(rm->client) || age > LIVE_MS) {
+        view_cache_count_miss(rm->cache, id.p); /* Redis answers, or says why it cannot */
+        return 0;
+    }
     if (age > LIVE_MS / 2) check_generation(rm); /* keeps it live while Redis answers */
     return view_cache_copy(rm->cache, id.p, rm->live_generation, alloc, arg, view);
 }

@@ -186,6 +186,15 @@ size_t view_cache_copy(struct view_cache *cache, const char *id, int64_t generat
     return len;
 }
 
+void view_cache_count_miss(struct view_cache *cache, const char *id)
+{
+    if (!cache) return;
+    struct stripe *stripe = stripe_of(cache, set_index(cache, id));
+    pthread_mutex_lock(&stripe->lock);
+    stripe->misses++;
+    pthread_mutex_unlock(&stripe->lock);
+}
+
 void view_cache_forget(struct view_cache *cache, const char *id)
 {
     if (!cache) return;

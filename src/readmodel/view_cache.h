@@ -35,7 +35,7 @@ struct view_cache_ticket {
 };
 
 struct view_cache_stats {
-    uint64_t hits, misses; /* lookups that found the view, or not */
+    uint64_t hits, misses; /* lookups that found the view, or not (view_cache_count_miss too) */
     uint64_t bytes;        /* held by the views now */
     uint64_t views;        /* held now */
 };
@@ -59,6 +59,10 @@ void view_cache_store(struct view_cache *cache, const char *id, int64_t generati
  * the cache does not hold it. */
 size_t view_cache_copy(struct view_cache *cache, const char *id, int64_t generation,
                        char *(*alloc)(void *arg, size_t len), void *arg, char **out);
+
+/* Counts a miss for "id" where no lookup can be made (no generation to name is known): its
+ * view is read from Redis, as a miss's is. */
+void view_cache_count_miss(struct view_cache *cache, const char *id);
 
 /* Forgets the view of "id": its next read goes to Redis. */
 void view_cache_forget(struct view_cache *cache, const char *id);

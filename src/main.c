@@ -833,6 +833,22 @@ static int open_tools(const struct app_config *config, struct store **store,
     return 0;
 }
 
+/* Says so on stderr when another catalog holds the prefix: its read model is not this
+ * catalog's, and every difference verify lists comes from that. */
+static void tell_if_held_elsewhere(const struct app_config *config, struct store *store,
+                                   struct redis_sync *redis)
+{
+    char err[256], catalog[PATH_MAX + 320];
+    store_name_catalog(store, catalog, sizeof(catalog));
+    struct prefix_hold *hold = prefix_hold_new(config->prefix, catalog, config->instance_id);
+    if (prefix_hold_peek_elsewhere(hold, redis, err, sizeof(err)) == 1)
+        fprintf(stderr,
+                "catalogd: another catalog (another write model) holds the Redis prefix \"%s\", "
+                "its instance %.100s: the read model there is that catalog's, not this one's\n",
+                config->prefix, prefix_hold_holder(hold));
+    prefix_hold_free(hold);
+}
+
 static int verify(const struct app_config *config)
 {
     struct store *store;
@@ -850,6 +866,7 @@ static int verify(const struct app_config *config)
                (long long)report.products, (long long)report.generation,
                (long long)report.checkpoint, (long long)report.head, (long long)report.differences,
                report.differences == 1 ? "" : "s");
+    if (rc < 0 || report.differences > 0) tell_if_held_elsewhere(config, store, redis);
     redis_sync_close(redis);
     store_close(store);
     return rc == 0 && report.differences == 0 ? 0 : 1;

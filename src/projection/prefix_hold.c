@@ -130,6 +130,27 @@ enum prefix_hold_status prefix_hold_keep(struct prefix_hold *hold, struct redis_
     return hold->last;
 }
 
+int prefix_hold_peek_elsewhere(struct prefix_hold *hold, struct redis_sync *redis, char *err,
+                               size_t errlen)
+{
+    /* No hold names "-" (a digest is hex), and no claim: the script only answers the hold. */
+    const char *argv[] = {hold->key, "-", hold->instance_id, hold->ttl_ms, "0"};
+    redisReply *reply = redis_sync_script(redis, &HOLD_SCRIPT, NULL, 0, 5, argv, NULL, err, errlen);
+    if (!reply || (reply->type != REDIS_REPLY_STRING && reply->type != REDIS_REPLY_INTEGER)) {
+        if (reply && reply->type == REDIS_REPLY_ERROR) snprintf(err, errlen, "%s", reply->str);
+        if (reply) freeReplyObject(reply);
+        return -1;
+    }
+    int elsewhere = reply->type == REDIS_REPLY_STRING &&
+                    strncmp(reply->str, hold->digest, CATALOG_DIGEST_LEN) != 0;
+    if (elsewhere) {
+        const char *expiry = reply->str + CATALOG_DIGEST_LEN + 1; /* the script checked */
+        snprintf(hold->holder, sizeof(hold->holder), "%s", strchr(expiry, ' ') + 1);
+    }
+    freeReplyObject(reply);
+    return elsewhere;
+}
+
 uint64_t prefix_hold_confirmed_ms(const struct prefix_hold *hold)
 {
     return hold->confirmed_ms;

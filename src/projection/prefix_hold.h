@@ -57,6 +57,12 @@ uint64_t prefix_hold_confirmed_ms(const struct prefix_hold *hold);
  * elsewhere. */
 const char *prefix_hold_holder(const struct prefix_hold *hold);
 
+/* Whether another catalog holds the prefix now, read by the rules prefix_hold_keep reads a
+ * hold by, writing nothing (catalogd verify): 1, and prefix_hold_holder names its instance; 0
+ * when this catalog holds it or no one does; -1 when Redis did not answer ("err" says why). */
+int prefix_hold_peek_elsewhere(struct prefix_hold *hold, struct redis_sync *redis, char *err,
+                               size_t errlen);
+
 /* Lets go of the prefix if this catalog still holds it (on a clean stop), so that another
  * catalog need not wait for the expiry. */
 void prefix_hold_release(struct prefix_hold *hold, struct redis_sync *redis);

@@ -108,6 +108,17 @@ def test_a_second_catalog_keeps_out_while_the_first_lives_then_takes_over():
         assert run.returncode == 1 and "another catalog" in run.stderr, (run.stdout, run.stderr)
         assert first.r.get(f"{PREFIX}:gen-v2") == generation
         assert catalog_ids(first.get) == first_ids
+        # verify from the second lists the first's read model as differences, and says why;
+        # from the first, it finds none and names no other catalog.
+        run = cli(["verify", "--db", str(second.server.db), "--redis", first.redis_url])
+        assert run.returncode == 1 and "difference" in run.stdout, (run.stdout, run.stderr)
+        assert "another catalog" in run.stderr, (run.stdout, run.stderr)
+        assert f":{first.server.proc.pid}" in run.stderr, run.stderr
+        run = cli(["verify", "--db", str(first.server.db), "--redis", first.redis_url])
+        assert run.returncode == 0 and "another catalog" not in run.stderr, (run.stdout,
+                                                                            run.stderr)
+        # (keeping the hold from there would have named verify's process as its instance)
+        assert first.r.get(f"{PREFIX}:holder").endswith(f":{first.server.proc.pid}".encode())
 
         # The first stops (and lets go): the second takes over, and from the first answer
         # on serves its own catalog, never the first's generation it rebuilds over.

@@ -57,10 +57,11 @@ struct redis_client {
     struct redis_call *free_calls;
 
     h2o_timeout_t zero_timeout, tick_timeout;
-    h2o_timeout_entry_t flush_entry, tick_entry;
+    h2o_timeout_entry_t flush_entry, tick_entry, reconnect_entry;
     uint64_t progress_at; /* when Redis last sent a byte, or the queue last became non-empty */
     uint64_t reconnect_at;
     uint64_t backoff_ms;
+    uint64_t reconnected_at_once; /* when a lost connection was last tried again at once */
 
     unsigned long errors, reconnects;
     int ever_connected;
@@ -138,6 +139,7 @@ static struct redis_call *pop_call(struct redis_client *c)
 /* Fails every waiting call, closes the socket and schedules a reconnect. */
 static void disconnect(struct redis_client *c, const char *why)
 {
+    int was_working = c->connected;
     if (c->sock) {
         /* The same problem again and again (a wrong password) is logged once. */
         if ((c->connected || c->ever_connected) && strcmp(why, c->last_problem) != 0)
@@ -158,7 +160,18 @@ static void disconnect(struct redis_client *c, const char *why)
         if (call->fn) call->fn(NULL, call->arg);
         recycle_call(c, call);
     }
-    c->reconnect_at = h2o_now(c->loop) + c->backoff_ms;
+    uint64_t now = h2o_now(c->loop);
+    /* A connection that worked and was lost (CLIENT KILL, a proxy's idle cut, a restart) is
+     * tried again at once rather than at a tick after the backoff, which meant 50-100 ms of
+     * 503s; attempts after a failed one back off, and at most one a second goes at once. */
+    if (was_working && now - c->reconnected_at_once >= BACKOFF_MAX_MS) {
+        c->reconnected_at_once = now;
+        c->reconnect_at = now;
+        if (!h2o_timeout_is_linked(&c->reconnect_entry))
+            h2o_timeout_link(c->loop, &c->zero_timeout, &c->reconnect_entry);
+        return;
+    }
+    c->reconnect_at = now + c->backoff_ms;
     c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
@@ -192,6 +205,12 @@ static void flush(struct redis_client *c)
 static void on_flush_timer(h2o_timeout_entry_t *entry)
 {
     flush(H2O_STRUCT_FROM_MEMBER(struct redis_client, flush_entry, entry));
+}
+
+static void on_reconnect_due(h2o_timeout_entry_t *entry)
+{
+    struct redis_client *c = H2O_STRUCT_FROM_MEMBER(struct redis_client, reconnect_entry, entry);
+    if (!c->sock) start_connect(c);
 }
 
 static void on_read(h2o_socket_t *sock, const char *err)
@@ -403,6 +422,7 @@ struct redis_client *redis_client_new(h2o_loop_t *loop, const struct redis_url *
     h2o_timeout_init(loop, &c->tick_timeout, TICK_MS);
     c->flush_entry.cb = on_flush_timer;
     c->tick_entry.cb = on_tick;
+    c->reconnect_entry.cb = on_reconnect_due;
     h2o_timeout_link(loop, &c->tick_timeout, &c->tick_entry);
     c->reconnect_at = h2o_now(loop);
     start_connect(c);

@@ -312,6 +312,32 @@ def test_sigstop_redis_queries_fail_fast_commands_succeed(fresh):
     assert_verify_ok(fresh)
 
 
+def test_a_dropped_query_connection_is_replaced_at_once(stack_factory):
+    """Redis drops the queries' connection (CLIENT KILL here; a proxy's idle cut or a failover
+    alike): the connection is made again at once, so reads fail for a few milliseconds at
+    most, not for the 50-100 ms a reconnect on the next tick after the backoff took."""
+    s = stack_factory("dropped", extra_args=["--threads", "1", "--view-cache-mb", "0"])
+    _, view = s.create()
+    path = f"/products/{view['id']}"
+    with requests.Session() as http:
+        for trial in range(3):
+            assert http.get(s.url(path), timeout=5).status_code == 200
+            killed = s.r.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            assert killed >= 1, killed
+            killed_at, failed, answered = time.monotonic(), [], None
+            while time.monotonic() - killed_at < 1.0:
+                r = http.get(s.url(path), timeout=5)
+                if r.status_code == 200:
+                    answered = time.monotonic() - killed_at
+                    break
+                assert_problem(r, 503)
+                failed.append(time.monotonic() - killed_at)
+            assert answered is not None, f"trial {trial}: no answer within 1 s"
+            # the old reconnect came 50 ms after the loss at the earliest
+            assert answered < 0.04, (trial, answered, len(failed))
+            time.sleep(1.1)  # one reconnect at once per second; the next trial gets its own
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. catalogd killed with SIGKILL under a write load
 

@@ -214,9 +214,7 @@ static enum bound over_a_bound_or_resets(struct conn_guard *guard)
     enum bound bound = over_a_bound(guard);
     if (bound != WITHIN_BOUNDS || !guard->sock->input->size || !speaks_http2(guard->sock))
         return bound;
-    if (!over_reset_budget(guard)) return WITHIN_BOUNDS;
-    if (guard->config->too_many_resets) guard->config->too_many_resets(guard->config->arg);
-    return TOO_MANY_RESETS;
+    return over_reset_budget(guard) ? TOO_MANY_RESETS : WITHIN_BOUNDS;
 }
 
 /* Closes the connection: h2o's HTTP is told its read failed ("reason"), or, for a TLS
@@ -269,6 +267,9 @@ static void cut(struct conn_guard *guard, enum bound bound)
         end_connection(guard, "request head too large");
         return;
     }
+    enum conn_cut why =
+        bound == TOO_MANY_RESETS ? CONN_CUT_TOO_MANY_RESETS : CONN_CUT_TOO_MUCH_BUFFERED;
+    if (guard->config->cut_unanswered) guard->config->cut_unanswered(why, guard->config->arg);
     end_connection(guard,
                    bound == TOO_MANY_RESETS ? "too many stream resets" : "too much buffered input");
 }

@@ -41,6 +41,14 @@
 
 #define CONN_GUARD_REFUSAL_MAX 1024 /* bytes of the 431 or 400 response refuse_head makes */
 
+/* Why the guard closed a connection with no answer (a client has no request to answer then:
+ * it sent too much ahead of its requests, or its HTTP/2 streams are reset too fast). */
+enum conn_cut {
+    CONN_CUT_TOO_MUCH_BUFFERED, /* more than max_buffered_bytes read and not yet consumed */
+    CONN_CUT_TOO_MANY_RESETS,   /* HTTP/2: past the budget of stream resets */
+    CONN_CUT_KINDS
+};
+
 struct conn_guard_config {
     size_t max_head_bytes;     /* --max-header-bytes */
     size_t max_buffered_bytes; /* read ahead and not yet consumed by h2o */
@@ -54,8 +62,8 @@ struct conn_guard_config {
      * past that budget the connection is closed (rapid reset, conn_guard.c). */
     int http2_reset_burst;
     int http2_resets_per_s;
-    /* Called as an HTTP/2 connection is closed for resetting too many streams (may be NULL). */
-    void (*too_many_resets)(void *arg);
+    /* Called as the guard closes a connection with no answer, and why (may be NULL). */
+    void (*cut_unanswered)(enum conn_cut why, void *arg);
     /* The connection is gone (after any lingering). */
     void (*closed)(void *arg);
     void *arg;

@@ -36,8 +36,8 @@ struct loop_thread {
     h2o_timeout_t accept_backoff_timeout;
     h2o_timeout_entry_t accept_backoff_entry;
     uint64_t accept_backoff_warned_ms;
-    uint64_t resets_warned_ms;             /* when a rapid-reset close was last logged */
-    struct conn_guard_config guard_config; /* every connection's bounds */
+    uint64_t cut_warned_ms[CONN_CUT_KINDS]; /* when a close of that kind was last logged */
+    struct conn_guard_config guard_config;  /* every connection's bounds */
     pthread_t thread;
     struct app_thread app_thread;
 

@@ -467,16 +467,25 @@ static size_t on_head_refused(const char *head, size_t len, const struct head_sy
     return response_len;
 }
 
-static void on_too_many_resets(void *arg)
+/* Logs a connection the guard closed with no answer: at most once a minute per loop and kind,
+ * since any client can cause it at will. */
+static void on_cut_unanswered(enum conn_cut why, void *arg)
 {
     struct loop_thread *loop = arg;
     uint64_t now_ms = clock_mono_ms();
-    if (loop->resets_warned_ms && now_ms - loop->resets_warned_ms < 60000) return;
-    loop->resets_warned_ms = now_ms;
-    LOG(LOG_WARN,
-        "server: an HTTP/2 connection reset more than %d streams (then %d a second): closed "
-        "(rapid reset; logged at most once a minute per loop)",
-        HTTP2_RESET_BURST, HTTP2_RESETS_PER_S);
+    if (loop->cut_warned_ms[why] && now_ms - loop->cut_warned_ms[why] < 60000) return;
+    loop->cut_warned_ms[why] = now_ms;
+    if (why == CONN_CUT_TOO_MANY_RESETS)
+        LOG(LOG_WARN,
+            "server: an HTTP/2 connection reset more than %d streams (then %d a second): closed "
+            "(rapid reset; logged at most once a minute per loop)",
+            HTTP2_RESET_BURST, HTTP2_RESETS_PER_S);
+    else
+        LOG(LOG_WARN,
+            "server: a connection sent more than %zu bytes ahead of the requests it waits on "
+            "(pipelined too far ahead): closed with no answer to them (logged at most once a "
+            "minute per loop)",
+            loop->guard_config.max_buffered_bytes);
 }
 
 /* Accepting is on unless the loop is at its connection cap or backing off from a failed
@@ -725,7 +734,7 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
             .refuse_head = on_head_refused,
             .http2_reset_burst = HTTP2_RESET_BURST,
             .http2_resets_per_s = HTTP2_RESETS_PER_S,
-            .too_many_resets = on_too_many_resets,
+            .cut_unanswered = on_cut_unanswered,
             .closed = on_connection_closed,
             .arg = loop};
         loop->max_connections = app->config->max_connections / server->loop_count;

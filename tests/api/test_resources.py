@@ -77,6 +77,27 @@ def test_heads_are_cut_on_every_request_of_a_connection(stack):
     assert b"HTTP/1.1 431" in reply, reply[:600]
 
 
+def test_requests_pipelined_too_far_ahead_close_the_connection_with_a_log_line(stack_factory):
+    """At most twice --max-header-bytes + --max-body-bytes may be read ahead of the request
+    being answered: past that the connection is closed (no request is left to answer with an
+    error), one warning says why, and other connections are served as before."""
+    s = stack_factory("ahead", extra_args=["--max-header-bytes", "1024",
+                                           "--max-body-bytes", "1024"])
+    ok = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{s.server.port}\r\n\r\n".encode()
+    assert len(ok) * 1000 > 10 * 2 * (1024 + 1024)
+    sock = raw_connect(s.server.port)
+    try:
+        sock.sendall(ok * 1000)
+        reply = read_until_closed(sock, 5.0)
+    finally:
+        sock.close()
+    assert reply.count(b"HTTP/1.1 200") < 1000, len(reply)
+    wait_until(lambda: "ahead of the requests it waits on" in s.server.stderr_tail(20000), 5,
+               what="a log line for the connection cut")
+    assert "more than 4096 bytes" in s.server.stderr_tail(20000)
+    assert requests.get(s.url("/health"), timeout=5).status_code == 200
+
+
 def test_endless_heads_do_not_grow_memory(stack_factory):
     """300 connections each send 400 KB of one header line that never ends. h2o alone holds
     each until its own limit (412 KiB): about 150 MB in all. Cut at 16 KiB, they cost little."""

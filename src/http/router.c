@@ -2,6 +2,34 @@
 #include "http/router.h"
 
 #include <string.h>
+#include <strings.h>
+
+/* The scheme of an absolute form's text, case-insensitive (RFC 9110 4.2), and its "//". */
+static size_t scheme_length(struct slice target)
+{
+    static const char *const SCHEMES[] = {"http://", "https://"};
+    for (size_t i = 0; i < sizeof(SCHEMES) / sizeof(SCHEMES[0]); i++) {
+        size_t len = strlen(SCHEMES[i]);
+        if (target.len >= len && strncasecmp(target.p, SCHEMES[i], len) == 0) return len;
+    }
+    return 0;
+}
+
+enum request_target router_target_path(struct slice target, struct slice *path,
+                                       struct slice *authority)
+{
+    size_t at = scheme_length(target);
+    *path = target;
+    *authority = (struct slice){"", 0};
+    if (at == 0) return TARGET_ORIGIN_FORM;
+    const char *start = target.p + at, *end = target.p + target.len;
+    const char *slash = memchr(start, '/', (size_t)(end - start));
+    *authority = (struct slice){start, (size_t)((slash ? slash : end) - start)};
+    *path = slash ? (struct slice){slash, (size_t)(end - slash)} : (struct slice){"/", 1};
+    if (authority->len == 0 || memchr(authority->p, '@', authority->len))
+        return TARGET_BAD_AUTHORITY; /* RFC 9110 4.2.4: user info is an error */
+    return TARGET_ABSOLUTE_FORM;
+}
 
 /* Matches "path" against "pattern"; fills params. Returns 1 on a match. */
 static int match_path(const char *pattern, struct slice path, struct slice *params, int *count)

@@ -287,21 +287,30 @@ static int framed_or_reply(struct http_exchange *ex, h2o_req_t *req, struct head
 /* A request that may change state (any method but GET and HEAD) must name this server in its
  * Host and, in every Origin it carries, come from a page of this server (host_policy.h says
  * why: cross-site requests and DNS rebinding). Answers 421 or 403 and returns -1 otherwise. */
+/* "target_authority" is the host an absolute-form target names (router_target_path), which
+ * stands in for the Host header (RFC 9112 3.2.2), or empty. */
 static int named_this_server_or_reply(struct http_exchange *ex, h2o_req_t *req,
-                                      const struct head_facts *head)
+                                      const struct head_facts *head, struct slice target_authority)
 {
     const struct host_policy *policy = &ex->app->config->host_policy;
     struct slice host = {req->input.authority.base, req->input.authority.len};
+    int named = head->host_fields > 0;
+    const char *named_by = "Host";
+    if (target_authority.len) {
+        host = target_authority;
+        named = 1;
+        named_by = "the request target's host";
+    }
     char shown[72], detail[400];
     /* Without a Host header, h2o puts its default host's name in the authority. */
-    if (head->host_fields == 0 || !host_policy_allows_host(policy, host)) {
+    if (!named || !host_policy_allows_host(policy, host)) {
         snprintf(detail, sizeof(detail),
-                 "%s%s%s is not this server: a request that changes state must name the --listen "
-                 "address, localhost, 127.0.0.1 or [::1] with port %d, or a host given with "
-                 "--allowed-host",
-                 head->host_fields ? "Host '" : "a request without Host",
-                 head->host_fields ? printable(host, shown, sizeof(shown)) : "",
-                 head->host_fields ? "'" : "", policy->listen.port);
+                 "%s%s%s%s is not this server: a request that changes state must name the "
+                 "--listen address, localhost, 127.0.0.1 or [::1] with port %d, or a host given "
+                 "with --allowed-host",
+                 named ? named_by : "a request without Host", named ? " '" : "",
+                 named ? printable(host, shown, sizeof(shown)) : "", named ? "'" : "",
+                 policy->listen.port);
         http_respond_problem(ex, 421, "misdirected-request", detail, NULL);
         return -1;
     }
@@ -381,9 +390,19 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
         http_respond_problem(ex, 431, "headers-too-large", detail, NULL);
         return 0;
     }
+    struct slice target_authority;
+    if (router_target_path(ex->path, &ex->path, &target_authority) == TARGET_BAD_AUTHORITY) {
+        http_respond_problem(ex, 400, "malformed-request",
+                             "the request target is an absolute URI with no host, or with user "
+                             "information (RFC 9110 4.2)",
+                             NULL);
+        return 0;
+    }
     /* HEAD is GET without the body; h2o leaves the body out of the response. */
     struct slice method = slice_eq(ex->method, "HEAD") ? SLICE_LIT("GET") : ex->method;
-    if (!slice_eq(method, "GET") && named_this_server_or_reply(ex, req, &head) < 0) return 0;
+    if (!slice_eq(method, "GET") &&
+        named_this_server_or_reply(ex, req, &head, target_authority) < 0)
+        return 0;
     const struct route *route = NULL;
     char allow[64];
     int match = router_match(ROUTES, ROUTE_COUNT, method, ex->path, &route, ex->params,

@@ -2,6 +2,7 @@
 cleartext HTTP/2 (neither by prior knowledge nor by Upgrade: h2c), and HTTP/1 framing that a
 proxy and catalogd cannot read differently (request smuggling). Raw sockets, so that nothing
 in a client library tidies up the bytes on the wire."""
+import json
 import re
 import shutil
 import subprocess
@@ -196,7 +197,6 @@ def test_responses_carry_no_server_header(stack):
 
 
 def head_and_problem(reply):
-    import json
     head, _, body = reply.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     fields = {}
@@ -324,6 +324,44 @@ def test_malformed_head_pipelined_behind_requests_gets_no_h2o_400(framing_stack,
     assert b"text/plain" not in reply and b"Bad Request" not in reply, reply[:600]
     assert reply.lower().count(b"connection: close") == 1, reply[:600]
     assert products_with_sku(s, sku) == 0
+
+
+def test_an_absolute_form_target_is_served_as_its_path(framing_stack):
+    """RFC 9112 3.2.2: a server must take "GET http://host/path" as well (what a client sends
+    to a proxy). The target's host stands in for Host, and a write must name this server
+    there; with no host, or with user info, the target is refused."""
+    from conftest import uniq_sku
+    s, sku = framing_stack, uniq_sku("ABS")
+    body = json.dumps({"sku": sku, "name": "Absolute", "price": 1.5, "stock": 2})
+
+    def create(target, host_header):
+        return (f"POST {target} HTTP/1.1\r\nHost: {host_header}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                f"Connection: close\r\n\r\n{body}").encode()
+
+    reply = send_raw(s, create("http://evil.example/products", host(s)))
+    assert statuses(reply) == [421], reply[:600]
+    assert b"the request target's host 'evil.example'" in reply, reply[:600]
+    assert products_with_sku(s, sku) == 0
+    reply = send_raw(s, create(f"HTTP://{host(s)}/products", "evil.example"))
+    assert statuses(reply) == [201], reply[:600]
+    _, fields, view = head_and_problem(reply)
+    assert fields["location"] == f"/products/{view['id']}", fields
+    for target in (f"http://{host(s)}/products/{view['id']}", f"http://{host(s)}/products/"
+                   f"by-sku/{sku}?x=1", f"https://localhost/products/{view['id']}"):
+        reply = send_raw(s, f"GET {target} HTTP/1.1\r\nHost: {host(s)}\r\nConnection: close"
+                         "\r\n\r\n".encode())
+        assert statuses(reply) == [200] and sku.encode() in reply, (target, reply[:600])
+    reply = send_raw(s, f"GET http://{host(s)} HTTP/1.1\r\nHost: {host(s)}\r\n"
+                     "Connection: close\r\n\r\n".encode())
+    assert statuses(reply) == [404], reply[:600]  # the path "/", which has no route
+    for target in ("http:///health", f"http://me@{host(s)}/health"):
+        reply = send_raw(s, f"GET {target} HTTP/1.1\r\nHost: {host(s)}\r\n"
+                         "Connection: close\r\n\r\n".encode())
+        assert statuses(reply) == [400], (target, reply[:600])
+        _, fields, problem = head_and_problem(reply)
+        assert fields["content-type"] == "application/problem+json", fields
+        assert "absolute URI" in problem["detail"], problem
 
 
 @pytest.mark.parametrize("request_text,slug,detail", [

@@ -1,6 +1,7 @@
 /* test_router.c - route matching, parameters and the Allow list, on the server's own route
  * table (http/routes.h) with a stand-in handler. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "http/router.h"
@@ -68,4 +69,37 @@ Test(router, wrong_method_lists_allow_with_head_for_get)
     cr_assert_str_eq(allow, "GET, HEAD, PATCH, DELETE");
     cr_assert_eq(match("GET", "/products", &found, params, &count, allow), ROUTE_NO_METHOD);
     cr_assert_str_eq(allow, "POST");
+}
+
+static enum request_target target(const char *text, const char **path, const char **authority)
+{
+    static char path_text[64], authority_text[64];
+    struct slice p, a;
+    enum request_target form = router_target_path((struct slice){text, strlen(text)}, &p, &a);
+    snprintf(path_text, sizeof(path_text), "%.*s", (int)p.len, p.p);
+    snprintf(authority_text, sizeof(authority_text), "%.*s", (int)a.len, a.p);
+    *path = path_text;
+    *authority = authority_text;
+    return form;
+}
+
+Test(router, absolute_form_targets_give_their_path_and_host)
+{
+    const char *path, *authority;
+    cr_assert_eq(target("/products/1", &path, &authority), TARGET_ORIGIN_FORM);
+    cr_assert_str_eq(path, "/products/1");
+    cr_assert_str_eq(authority, "");
+    cr_assert_eq(target("http://127.0.0.1:8000/products/1", &path, &authority),
+                 TARGET_ABSOLUTE_FORM);
+    cr_assert_str_eq(path, "/products/1");
+    cr_assert_str_eq(authority, "127.0.0.1:8000");
+    cr_assert_eq(target("HTTPS://Example.COM", &path, &authority), TARGET_ABSOLUTE_FORM);
+    cr_assert_str_eq(path, "/");
+    cr_assert_str_eq(authority, "Example.COM");
+    cr_assert_eq(target("http:///products", &path, &authority), TARGET_BAD_AUTHORITY);
+    cr_assert_eq(target("http://me@localhost:8000/products", &path, &authority),
+                 TARGET_BAD_AUTHORITY);
+    /* Not a scheme of ours: a path like any other, which no route has. */
+    cr_assert_eq(target("ftp://localhost/x", &path, &authority), TARGET_ORIGIN_FORM);
+    cr_assert_eq(target("http:/x", &path, &authority), TARGET_ORIGIN_FORM);
 }

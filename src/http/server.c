@@ -286,8 +286,8 @@ static int framed_or_reply(struct http_exchange *ex, h2o_req_t *req, struct head
 
 /* A request that may change state (any method but GET and HEAD) must name this server in its
  * Host and, in every Origin it carries, come from a page of this server (host_policy.h says
- * why: cross-site requests and DNS rebinding). Answers 421 or 403 and returns -1 otherwise. */
-/* "target_authority" is the host an absolute-form target names (router_target_path), which
+ * why: cross-site requests and DNS rebinding). Answers 421 or 403 and returns -1 otherwise.
+ * "target_authority" is the host an absolute-form target names (router_target_path), which
  * stands in for the Host header (RFC 9112 3.2.2), or empty. */
 static int named_this_server_or_reply(struct http_exchange *ex, h2o_req_t *req,
                                       const struct head_facts *head, struct slice target_authority)

@@ -60,8 +60,8 @@ void view_cache_store(struct view_cache *cache, const char *id, int64_t generati
 size_t view_cache_copy(struct view_cache *cache, const char *id, int64_t generation,
                        char *(*alloc)(void *arg, size_t len), void *arg, char **out);
 
-/* Counts a miss for "id" where no lookup can be made (no generation to name is known): its
- * view is read from Redis, as a miss's is. */
+/* Counts a miss for "id" when the cache may not answer (Redis has named no generation to the
+ * caller lately): its view is read from Redis, as a miss's is. */
 void view_cache_count_miss(struct view_cache *cache, const char *id);
 
 /* Forgets the view of "id": its next read goes to Redis. */

@@ -1,5 +1,5 @@
-/* test_router.c - route matching, parameters and the Allow list, on the server's own route
- * table (http/routes.h) with a stand-in handler. */
+/* test_router.c - route matching, parameters, the Allow list and request targets, on the
+ * server's own route table (http/routes.h) with a stand-in handler. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>

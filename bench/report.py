@@ -612,13 +612,18 @@ def evaluate(summary, rat, mem, stock, env, redis_bytes=(), takeovers=(), grow=N
             return ""
         per_batch = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
         own = my - per_batch * mx
+        fitted_over = "; ".join(
+            "%s connections: %s/s at %s µs, batches of %s" % (
+                clients, fmt(m("create", sysname, "rps")), fmt(c, 1), fmt(b, 1))
+            for clients, sysname, b, c in runs)
+        if per_batch <= 0:  # fuller batches did not cost less: the noise hides the batch's share
+            return ("; the CPU per create did not fall as batches grew (%s), so this run cannot "
+                    "split it into a create's own share and its batch's: the runs' noise is "
+                    "larger than the batch's share" % fitted_over)
         text = ("; a create costs %s µs of its own plus %s µs per batch, shared by the batch's "
                 "commands (fitted over %s); %s connections allow batches of at most %s, so no "
                 "less than %s µs per create" % (
-                    fmt(own, 1), fmt(per_batch), "; ".join(
-                        "%s connections: %s/s at %s µs, batches of %s" % (
-                            clients, fmt(m("create", sysname, "rps")), fmt(c, 1), fmt(b, 1))
-                        for clients, sysname, b, c in runs),
+                    fmt(own, 1), fmt(per_batch), fitted_over,
                     conns, conns, fmt(own + per_batch / conns, 1)))
         if own < 1e6 / 25000:
             text += (": 40 µs needs batches of %s or more" % fmt(per_batch / (1e6 / 25000 - own)))
@@ -730,9 +735,14 @@ def evaluate(summary, rat, mem, stock, env, redis_bytes=(), takeovers=(), grow=N
                   "≥ 0.9× (unchanged: queries never touch PostgreSQL)",
                   fmt(r["rps_ratio"], 2, "×") if r else "–",
                   (r["rps_ratio"] >= 0.9) if r else None,
-                  "server CPU µs/req: %s (two instances) vs %s" % (
+                  "CPU µs/req, server + Redis: %s + %s (two instances) vs %s + %s: instances "
+                  "that share PostgreSQL keep no view cache (one instance's cache could hold a "
+                  "view that another's projector changed), so each of their GETs reads Redis, "
+                  "where one instance on SQLite answers most from memory" % (
                       fmt(m("get_by_id", "pg", "server_cpu_us"), 1),
-                      fmt(m("get_by_id", "catalogd", "server_cpu_us"), 1)) if r else ""))
+                      fmt(m("get_by_id", "pg", "redis_cpu_us"), 1),
+                      fmt(m("get_by_id", "catalogd", "server_cpu_us"), 1),
+                      fmt(m("get_by_id", "catalogd", "redis_cpu_us"), 1)) if r else ""))
         el = [x.get("elected_s") for x in takeovers]
         ap = [x.get("applied_s") for x in takeovers]
         worst = (max(el) if el and None not in el else None)

@@ -833,19 +833,30 @@ static int open_tools(const struct app_config *config, struct store **store,
     return 0;
 }
 
+/* Names the catalog that "hold" found holding the prefix, for verify's and rebuild's
+ * messages. */
+static void describe_holder(const struct app_config *config, const struct prefix_hold *hold,
+                            char *out, size_t cap)
+{
+    snprintf(out, cap,
+             "another catalog (another write model) holds the Redis prefix \"%s\", its instance "
+             "%.100s",
+             config->prefix, prefix_hold_holder(hold));
+}
+
 /* Says so on stderr when another catalog holds the prefix: its read model is not this
  * catalog's, and every difference verify lists comes from that. */
 static void tell_if_held_elsewhere(const struct app_config *config, struct store *store,
                                    struct redis_sync *redis)
 {
-    char err[256], catalog[PATH_MAX + 320];
+    char err[256], catalog[PATH_MAX + 320], holder[256];
     store_name_catalog(store, catalog, sizeof(catalog));
     struct prefix_hold *hold = prefix_hold_new(config->prefix, catalog, config->instance_id);
-    if (prefix_hold_peek_elsewhere(hold, redis, err, sizeof(err)) == 1)
-        fprintf(stderr,
-                "catalogd: another catalog (another write model) holds the Redis prefix \"%s\", "
-                "its instance %.100s: the read model there is that catalog's, not this one's\n",
-                config->prefix, prefix_hold_holder(hold));
+    if (prefix_hold_peek_elsewhere(hold, redis, err, sizeof(err)) == 1) {
+        describe_holder(config, hold, holder, sizeof(holder));
+        fprintf(stderr, "catalogd: %s: the read model there is that catalog's, not this one's\n",
+                holder);
+    }
     prefix_hold_free(hold);
 }
 
@@ -890,7 +901,7 @@ static int rebuild(const struct app_config *config)
 {
     struct store *store;
     struct redis_sync *redis;
-    char err[256], catalog[PATH_MAX + 320];
+    char err[512], catalog[PATH_MAX + 320], holder[256];
     int opened = open_tools(config, &store, &redis);
     if (opened != 0) return opened;
     store_name_catalog(store, catalog, sizeof(catalog));
@@ -905,10 +916,9 @@ static int rebuild(const struct app_config *config)
         rc = rebuild_run(store, redis, config->prefix, &options, &result, err, sizeof(err));
         break;
     case PREFIX_HOLD_ELSEWHERE:
-        snprintf(err, sizeof(err),
-                 "another catalog (another write model) holds the Redis prefix \"%s\", its "
-                 "instance %.100s: a rebuild from this one would replace its read model",
-                 config->prefix, prefix_hold_holder(held.hold));
+        describe_holder(config, held.hold, holder, sizeof(holder));
+        snprintf(err, sizeof(err), "%s: a rebuild from this one would replace its read model",
+                 holder);
         break;
     case PREFIX_HOLD_ERROR:
         break;

@@ -18,9 +18,10 @@ static size_t scheme_length(struct slice target)
 enum request_target router_target_path(struct slice target, struct slice *path,
                                        struct slice *authority)
 {
-    size_t at = scheme_length(target);
     *path = target;
     *authority = (struct slice){"", 0};
+    /* Nearly every request: a path, which a scheme's letters cannot begin. */
+    size_t at = target.len && target.p[0] == '/' ? 0 : scheme_length(target);
     if (at == 0) return TARGET_ORIGIN_FORM;
     const char *start = target.p + at, *end = target.p + target.len;
     const char *slash = memchr(start, '/', (size_t)(end - start));

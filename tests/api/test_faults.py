@@ -22,8 +22,8 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from conftest import (PREFIX, WRITE_MODEL_CHECK, Server, Stack, assert_problem, redis_gen,
-                      row_text, sql, write_lock,
+from conftest import (PREFIX, WRITE_MODEL_CHECK, Server, Stack, assert_problem, projection_of,
+                      redis_gen, row_text, sql, write_lock,
                       uniq_sku, wait_until)
 
 JSON_CT = {"Content-Type": "application/json"}
@@ -250,6 +250,22 @@ def test_redis_stopped_under_write_load_loses_nothing(fresh):
     finally:
         c.close()
     assert_verify_ok(fresh)
+
+
+def test_a_rebuild_asked_for_right_after_redis_dropped_every_connection_runs(stack_factory):
+    """The maintenance thread keeps its Redis connection between runs. One that Redis dropped
+    while idle (CLIENT KILL here; a restart or a proxy's idle cut alike) made the next rebuild
+    fail with 503 until a collection, up to 5 s later, found it broken. The rebuild runs."""
+    s = stack_factory("rebuild-after-drop")
+    s.create()
+    for trial in range(3):
+        killed = s.r.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        assert killed >= 1, killed
+        r = requests.post(s.url("/admin/rebuild"), timeout=10)
+        assert r.status_code == 202, (trial, r.status_code, r.text)
+        wait_until(lambda: not projection_of(s)["rebuild"]["running"], 30, interval=0.05,
+                   what="the rebuild to finish")
+        assert projection_of(s)["rebuild"]["last_error"] == "", projection_of(s)["rebuild"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -557,6 +557,12 @@ static void make_parent_directory(const char *path)
         LOG(LOG_WARN, "cannot create %s: %s", dir, strerror(errno));
 }
 
+/* The maintenance thread's question: does this catalog hold the read model's prefix? */
+static int prefix_ours(void *projector)
+{
+    return projector_prefix_ours(projector);
+}
+
 /* app.read_model_refusal: the projector says whether the read model is this catalog's. */
 static const char *read_model_refusal(const struct app *app)
 {
@@ -764,10 +770,12 @@ static int serve(const struct app_config *given)
                                                 .leadership = leadership,
                                                 .view_cache = app.view_cache};
     struct commit_listeners listeners = {0};
-    app.maintenance = maintenance_start(config->db_path, &config->redis, config->prefix);
     int started =
-        app.maintenance && (leadership || !store_is_shared(store)) &&
-        projector_start(&projector_config, server_projection_applied, server, &app.projector) == 0;
+        (leadership || !store_is_shared(store)) &&
+        projector_start(&projector_config, server_projection_applied, server, &app.projector) ==
+            0 &&
+        (app.maintenance = maintenance_start(config->db_path, &config->redis, config->prefix,
+                                             prefix_ours, app.projector)) != NULL;
     listeners.projector = app.projector;
     struct bus_handlers bus_handlers = {on_bus_committed, on_bus_news, app.projector};
     if (started && leadership)

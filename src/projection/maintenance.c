@@ -23,6 +23,8 @@ struct maintenance {
     char db_path[4096];
     struct redis_url redis_url;
     char prefix[LAYOUT_PREFIX_MAX + 1];
+    int (*prefix_ours)(void *arg);
+    void *prefix_ours_arg;
     pthread_t thread;
 
     pthread_mutex_t lock;
@@ -89,10 +91,13 @@ static int connect_all(struct maintenance *m, char *err, size_t errlen)
     return 0;
 }
 
-/* Drops the generations nobody reads (a failure is logged and retried next time). */
+/* Drops the generations nobody reads (a failure is logged and retried next time). Only while
+ * this catalog holds the prefix: the generations under it are another catalog's otherwise,
+ * and a catalog kept out writes nothing there. */
 static void collect(struct maintenance *m)
 {
     char err[256];
+    if (!m->prefix_ours(m->prefix_ours_arg)) return;
     if (connect_all(m, err, sizeof(err)) < 0) return; /* the projector reports Redis faults */
     int dropped = generations_collect(m->redis, m->prefix, stopping, m, err, sizeof(err));
     if (dropped > 0) {
@@ -196,9 +201,12 @@ static void *maintenance_main(void *arg)
 }
 
 struct maintenance *maintenance_start(const char *db_path, const struct redis_url *redis,
-                                      const char *prefix)
+                                      const char *prefix, int (*prefix_ours)(void *arg),
+                                      void *prefix_ours_arg)
 {
     struct maintenance *m = xcalloc(1, sizeof(*m));
+    m->prefix_ours = prefix_ours;
+    m->prefix_ours_arg = prefix_ours_arg;
     snprintf(m->db_path, sizeof(m->db_path), "%s", db_path);
     m->redis_url = *redis;
     snprintf(m->prefix, sizeof(m->prefix), "%s", prefix);

@@ -24,9 +24,12 @@ struct maintenance_status {
     uint64_t generations_dropped;
 };
 
-/* Starts the thread. Returns NULL if it cannot start. */
+/* Starts the thread. "prefix_ours" (called on the thread) says whether this catalog holds
+ * the read model's prefix: generations are collected only then. Returns NULL if it cannot
+ * start. */
 struct maintenance *maintenance_start(const char *db_path, const struct redis_url *redis,
-                                      const char *prefix);
+                                      const char *prefix, int (*prefix_ours)(void *arg),
+                                      void *prefix_ours_arg);
 
 /* Asks for a rebuild. "started" is called once, on the maintenance thread: with REBUILD_OK
  * once the rebuild holds the lock and builds, with REBUILD_BUSY if another holds it, or

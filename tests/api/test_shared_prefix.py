@@ -161,6 +161,31 @@ def test_the_holder_keeps_the_prefix_when_redis_loses_it():
         first.stop()
 
 
+def test_a_catalog_held_out_collects_no_generation_under_the_prefix():
+    """Generations nobody reads (left by a rebuild that died) are collected by the catalog that
+    holds the prefix, never by one kept out: it writes nothing under another's prefix. Each
+    catalog collects every 5 s; over four leftovers, one that collected too would drop one."""
+    first = Stack("first").start()
+    second = SecondCatalog(first.redis_url)
+    try:
+        first.create()
+        second.start()
+        for trial in range(4):
+            gen = 1000 + trial
+            leftover = f"{PREFIX}:g{gen}:leftover"
+            first.r.hset(f"{PREFIX}:generations", str(gen), 1)  # retired long ago
+            first.r.set(leftover, "x")
+            wait_until(lambda: not first.r.exists(leftover), 15,
+                       what=f"leftover generation {gen} collected")
+            assert first.r.hget(f"{PREFIX}:generations", str(gen)) is None
+            dropped = second.get("/admin/projection").json()["generations_dropped"]
+            assert dropped == 0, (trial, dropped)
+        assert first.get("/admin/projection").json()["generations_dropped"] >= 4
+    finally:
+        second.stop()
+        first.stop()
+
+
 def test_a_hold_not_written_by_catalogd_is_taken_over():
     """A value written by hand under the key, not of the holder's form, or with an expiry
     past or further ahead than a hold lasts, and no expiry of its own, would keep every

@@ -195,7 +195,7 @@ Test(store, a_durable_store_on_a_database_without_powersafe_overwrite_is_read_af
     cr_assert_eq(store_open_reader(db_path, &reader, err, sizeof(err)), 0, "%s", err);
     const char *ids[] = {ID_A, ID_B};
     for (int i = 0; i < 2; i++) {
-        char owner[UUID_TEXT_LEN + 1], sku[8];
+        char owner[UUID_TEXT_LEN + 1], sku[16];
         snprintf(sku, sizeof(sku), "P-%d", i);
         struct product p = product(ids[i], sku, 1), got;
         int64_t count = 0;
@@ -339,7 +339,7 @@ Test(writer, a_batch_waits_a_bounded_while_for_the_commands_in_flight)
                               *later = create_command("SKU-LATER", 1);
     uint64_t burst_us = clock_mono_us();
     for (int i = 0; i < 4; i++) {
-        char sku[16];
+        char sku[24];
         snprintf(sku, sizeof(sku), "SKU-B%d", i);
         burst[i] = create_command(sku, 1);
         cr_assert_eq(writer_submit(writer, burst[i]), 0);

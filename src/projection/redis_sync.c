@@ -266,6 +266,14 @@ int redis_sync_broken(const struct redis_sync *r)
     return r->plain ? r->plain->err != 0 : r->broken;
 }
 
+int redis_sync_idle_and_open(const struct redis_sync *r)
+{
+    if (redis_sync_broken(r)) return 0;
+    char byte;
+    ssize_t got = recv(r->plain ? r->plain->fd : r->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 void redis_sync_append(struct redis_sync *r, int argc, const char **argv, const size_t *argvlen)
 {
     if (r->plain) {

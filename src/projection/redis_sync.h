@@ -25,6 +25,12 @@ void redis_sync_close(struct redis_sync *redis);
  * fails too, and the caller should close it and connect again. */
 int redis_sync_broken(const struct redis_sync *redis);
 
+/* 1 when an idle connection (no command waiting for its reply) is still open, without a round
+ * trip: its socket has nothing to read. Redis sends nothing unasked, so an end of stream, an
+ * error or any bytes (a TLS close_notify) mean it or something between dropped the connection.
+ * A connection lost without a word (no FIN, no RST) still looks open here. */
+int redis_sync_idle_and_open(const struct redis_sync *redis);
+
 /* Pipelining: queues one command (argv form) without waiting; redis_sync_get_reply sends
  * whatever is queued and returns the replies in order. */
 void redis_sync_append(struct redis_sync *redis, int argc, const char **argv,

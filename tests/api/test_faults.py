@@ -328,6 +328,33 @@ def test_sigstop_redis_queries_fail_fast_commands_succeed(fresh):
     assert_verify_ok(fresh)
 
 
+def test_a_rebuild_asked_for_while_redis_is_frozen_fails_after_one_timeout(stack_factory):
+    """With Redis frozen, a rebuild fails with 503 once its first command times out (5 s). The
+    check of the maintenance thread's kept connection must not add a timeout of its own: a
+    PING there made it 10 s. Once Redis thaws, a rebuild runs again by itself."""
+    s = stack_factory("rebuild-frozen")
+    s.create()
+    # The maintenance thread collects every 5 s, from when the projector holds the prefix: by
+    # then it keeps a connection.
+    time.sleep(6)
+    rpid = s.redis.proc.pid
+    os.kill(rpid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        r = requests.post(s.url("/admin/rebuild"), timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        os.kill(rpid, signal.SIGCONT)
+    assert_problem(r, 503)
+    assert took < 8, f"the rebuild took {took:.1f} s to fail while Redis was frozen"
+    # The timed-out command may still take the rebuild lock when Redis thaws: it expires.
+    wait_until(lambda: requests.post(s.url("/admin/rebuild"), timeout=10).status_code == 202,
+               20, interval=0.5, what="a rebuild to start after Redis thawed")
+    wait_until(lambda: not projection_of(s)["rebuild"]["running"], 30, interval=0.05,
+               what="the rebuild to finish")
+    assert projection_of(s)["rebuild"]["last_error"] == "", projection_of(s)["rebuild"]
+
+
 def test_a_dropped_query_connection_is_replaced_at_once(stack_factory):
     """Redis drops the queries' connection (CLIENT KILL here; a proxy's idle cut or a failover
     alike): the connection is made again at once, so reads fail for a few milliseconds at

@@ -2,6 +2,7 @@
 #include "projection/rebuild_lock.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,36 @@ static struct script TAKE_OVER_SCRIPT = SCRIPT("local first, fenced = guards_hol
                                                "redis.call('SET', ARGV[first], ARGV[first + 1], "
                                                "'PX', ARGV[first + 2])\n"
                                                "return 1\n");
+
+/* The values of this process's takes and releases that got no answer. Redis may have run them
+ * all the same, later (a command queued in a frozen Redis runs when it thaws), and left the lock
+ * held by nobody until it expires: every rebuild asked for until then would be refused as busy.
+ * A take that finds one of them holding the lock takes over. */
+#define LEFT_BEHIND_MAX 4
+static struct {
+    pthread_mutex_t mutex;
+    char values[LEFT_BEHIND_MAX][sizeof(((struct rebuild_lock *)0)->value)];
+    unsigned next; /* the slot the next value replaces */
+} left_behind = {.mutex = PTHREAD_MUTEX_INITIALIZER};
+
+static void remember_left_behind(const struct rebuild_lock *lock)
+{
+    pthread_mutex_lock(&left_behind.mutex);
+    snprintf(left_behind.values[left_behind.next], sizeof(left_behind.values[0]), "%s",
+             lock->value);
+    left_behind.next = (left_behind.next + 1) % LEFT_BEHIND_MAX;
+    pthread_mutex_unlock(&left_behind.mutex);
+}
+
+static int left_behind_by_us(const char *value)
+{
+    int found = 0;
+    pthread_mutex_lock(&left_behind.mutex);
+    for (size_t i = 0; i < LEFT_BEHIND_MAX && !found; i++)
+        found = left_behind.values[i][0] && strcmp(left_behind.values[i], value) == 0;
+    pthread_mutex_unlock(&left_behind.mutex);
+    return found;
+}
 
 /* This host's name, without spaces (the lock's value is space-separated). */
 static void host_name(char out[64])
@@ -93,15 +124,17 @@ static int take_over(struct redis_sync *redis, struct rebuild_lock *lock, char *
     if (!holder) return REBUILD_LOCK_FAILED;
     int rc = REBUILD_LOCK_BUSY;
     if (holder->type == REDIS_REPLY_STRING &&
-        (holder_is_gone(holder->str) || never_expires(redis, lock->key))) {
+        (left_behind_by_us(holder->str) || holder_is_gone(holder->str) ||
+         never_expires(redis, lock->key))) {
         struct script_guard guard = {lock->key, holder->str};
         const char *args[] = {lock->key, lock->value, TTL_TEXT};
         redisReply *reply =
             redis_sync_script(redis, &TAKE_OVER_SCRIPT, &guard, 1, 3, args, NULL, err, errlen);
         long long taken = 0;
-        if (!reply)
+        if (!reply) {
             rc = REBUILD_LOCK_FAILED;
-        else if (integer_reply(reply, &taken) == 0 && taken == 1)
+            remember_left_behind(lock);
+        } else if (integer_reply(reply, &taken) == 0 && taken == 1)
             rc = REBUILD_LOCK_OK;
         freeReplyObject(reply);
     }
@@ -116,7 +149,10 @@ int rebuild_lock_take(struct redis_sync *redis, const char *prefix, struct rebui
     our_value(lock);
     const char *argv[] = {"SET", lock->key, lock->value, "NX", "PX", TTL_TEXT};
     redisReply *reply = redis_sync_command(redis, 6, argv, NULL, err, errlen);
-    if (!reply) return REBUILD_LOCK_FAILED;
+    if (!reply) {
+        remember_left_behind(lock);
+        return REBUILD_LOCK_FAILED;
+    }
     int taken = reply->type == REDIS_REPLY_STATUS;
     freeReplyObject(reply);
     int rc = taken ? REBUILD_LOCK_OK : take_over(redis, lock, err, errlen);
@@ -149,8 +185,10 @@ void rebuild_lock_release(struct redis_sync *redis, struct rebuild_lock *lock)
     char ignored[128];
     struct script_guard guard = rebuild_lock_guard(lock);
     const char *args[] = {lock->key};
-    freeReplyObject(redis_sync_script(redis, &RELEASE_SCRIPT, &guard, 1, 1, args, NULL, ignored,
-                                      sizeof(ignored)));
+    redisReply *reply = redis_sync_script(redis, &RELEASE_SCRIPT, &guard, 1, 1, args, NULL, ignored,
+                                          sizeof(ignored));
+    if (!reply) remember_left_behind(lock);
+    freeReplyObject(reply);
 }
 
 struct script_guard rebuild_lock_guard(const struct rebuild_lock *lock)

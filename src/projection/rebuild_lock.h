@@ -3,7 +3,8 @@
  * refreshes while it works. Everything the holder writes is fenced by the lock's value
  * (script.h), so a holder that lost the lock (frozen past the expiry, Redis flushed) cannot
  * write again. A lock whose holder died is free after the expiry, or at once for a process
- * on the same host that sees the holder's pid gone. */
+ * on the same host that sees the holder's pid gone, and one that a take or release of this
+ * process may have left behind unanswered (Redis frozen) is free at once for this process. */
 #ifndef CATALOGD_REBUILD_LOCK_H
 #define CATALOGD_REBUILD_LOCK_H
 

@@ -40,7 +40,7 @@ static struct script TAKE_OVER_SCRIPT = SCRIPT("local first, fenced = guards_hol
 #define LEFT_BEHIND_MAX 4
 static struct {
     pthread_mutex_t mutex;
-    char values[LEFT_BEHIND_MAX][sizeof(((struct rebuild_lock *)0)->value)];
+    char values[LEFT_BEHIND_MAX][REBUILD_LOCK_VALUE_MAX];
     unsigned next; /* the slot the next value replaces */
 } left_behind = {.mutex = PTHREAD_MUTEX_INITIALIZER};
 

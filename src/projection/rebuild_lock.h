@@ -18,6 +18,7 @@ struct redis_sync; /* projection/redis_sync.h */
 
 #define REBUILD_LOCK_TTL_MS     5000
 #define REBUILD_LOCK_REFRESH_MS 1000 /* the holder refreshes at least this often */
+#define REBUILD_LOCK_VALUE_MAX  128
 
 enum rebuild_lock_status {
     REBUILD_LOCK_OK = 0,
@@ -28,7 +29,7 @@ enum rebuild_lock_status {
 
 struct rebuild_lock {
     char key[LAYOUT_KEY_MAX];
-    char value[128];
+    char value[REBUILD_LOCK_VALUE_MAX];
     uint64_t refreshed_ms; /* monotonic */
 };
 

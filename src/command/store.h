@@ -60,10 +60,9 @@ const char *store_errmsg(const struct store *store);
 const char *store_backend_name(const struct store *store);
 
 /* Writes the catalog's name into "out": the same text in every instance of one catalog,
- * wherever its file or database is reached from, another for another write model
- * (projection/prefix_hold.h). A random name the write model keeps; on one that no writer of
- * this build has migrated yet, SQLite's machine name and file path, or PostgreSQL's URI
- * without user and password. */
+ * another for another write model (projection/prefix_hold.h). SQLite: this machine's name and
+ * the file's absolute path; PostgreSQL: a name the database keeps (its URI without user and
+ * password on a database no writer of this build has migrated yet). */
 void store_name_catalog(const struct store *store, char *out, size_t cap);
 
 /* 1 when other instances may write this write model at the same time (PostgreSQL). */

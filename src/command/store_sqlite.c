@@ -109,17 +109,6 @@ static const char MIGRATION_3[] =
     "DROP TABLE events;"
     "ALTER TABLE events_v3 RENAME TO events;";
 
-/* A name of the catalog that its file keeps, for the read model's holder key
- * (projection/prefix_hold.h), as store_pg.c's catalog_identity: the same wherever the file is
- * (another path, another host name, as a container started again gets), so that a catalog
- * started again after a crash takes its read model back at once. */
-static const char MIGRATION_4[] =
-    "CREATE TABLE catalog_identity ("
-    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
-    "  catalog TEXT NOT NULL"
-    ");"
-    "INSERT INTO catalog_identity VALUES (1, lower(hex(randomblob(16))));";
-
 static const struct migration {
     int version;
     const char *sql;
@@ -127,7 +116,6 @@ static const struct migration {
     {1, MIGRATION_1},
     {2, MIGRATION_2},
     {3, MIGRATION_3},
-    {4, MIGRATION_4},
 };
 #define SCHEMA_VERSION (MIGRATIONS[sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]) - 1].version)
 
@@ -798,21 +786,11 @@ static int sqlite_lead(struct store *base, const char *instance_id, int64_t epoc
     return STORE_OK;
 }
 
-/* The name the file keeps (MIGRATION_4). A file of an older schema, read before a writer of
- * this build migrated it, has none: it is named as older builds named it then, by the file
- * as SQLite opened it, its links resolved, on this machine. */
+/* The file as SQLite opened it, its links resolved, on this machine: two machines may each
+ * have a file at the same path. */
 static void sqlite_name_catalog(const struct store *base, char *out, size_t cap)
 {
     const struct sqlite_store *store = (const struct sqlite_store *)base;
-    sqlite3_stmt *st = NULL;
-    const unsigned char *kept = NULL;
-    if (sqlite3_prepare_v2(store->db, "SELECT catalog FROM catalog_identity", -1, &st, NULL) ==
-            SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        kept = sqlite3_column_text(st, 0);
-    if (kept) snprintf(out, cap, "sqlite catalog %s", (const char *)kept);
-    sqlite3_finalize(st);
-    if (kept) return;
     const char *file = sqlite3_db_filename(store->db, "main");
     char host[256] = "localhost", path[PATH_MAX];
     gethostname(host, sizeof(host) - 1);

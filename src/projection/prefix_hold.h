@@ -8,9 +8,8 @@
  * catalog finds it held and keeps out, writing nothing, until the holder stops (it lets go) or
  * dies (the expiry passes), and the prefix then stays free PREFIX_HOLD_YIELD_MS (a holder
  * whose key went with all of Redis' data claims it back first). Instances of one catalog (one
- * write model, which keeps the catalog's name) name the same catalog: a new leader, or the
- * catalog started again after a crash, takes over at once. Needs Redis 5 or later (a script that
- * reads TIME, then writes). */
+ * PostgreSQL database, which keeps the catalog's name) name the same catalog: a new leader
+ * takes over at once. Needs Redis 5 or later (a script that reads TIME, then writes). */
 #ifndef CATALOGD_PREFIX_HOLD_H
 #define CATALOGD_PREFIX_HOLD_H
 

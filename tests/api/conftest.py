@@ -43,7 +43,6 @@ BIN = Path(os.environ.get("CATALOGD_BIN") or ROOT / "build" / "catalogd")
 PREFIX = "catalogd"
 START_DEADLINE = 10.0  # seconds for redis-server or catalogd to become ready
 CLI_TIMEOUT = 30.0
-SQLITE_SCHEMA_VERSION = 4  # the last step of store_sqlite.c's MIGRATIONS
 
 # The write model of every Stack: "sqlite" (a file, the default) or "postgresql".
 BACKEND = os.environ.get("CATALOGD_TEST_BACKEND", "sqlite")

@@ -13,7 +13,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
 import requests
 
 from conftest import (PREFIX, PgDatabase, Server, Stack, assert_problem, bulk_create, cli,
@@ -225,38 +224,6 @@ def test_the_hold_of_a_dead_catalog_expires():
     finally:
         second.stop()
         first.stop()
-
-
-@pytest.mark.sqlite_only(reason="moves a SQLite file; a PostgreSQL catalog's name always lived "
-                                  "in its database")
-def test_a_sqlite_catalog_moved_and_started_again_after_a_crash_takes_its_prefix_back_at_once(
-        stack_factory):
-    """A SQLite write model killed (-9), moved to another path (a volume mounted elsewhere;
-    alike, another host name, as a container started again gets) and started again: it is the
-    same catalog, and serves its read model at once, from the same generation. Named by its
-    host and path, as it once was, it was another catalog: 503 held_elsewhere for about 10 s
-    (the dead hold's expiry, then the wait on a free prefix)."""
-    s = stack_factory("moved")
-    views = [s.create()[1] for _ in range(3)]
-    generation = s.r.get(f"{PREFIX}:gen-v2")
-    s.server.proc.send_signal(signal.SIGKILL)
-    s.server.proc.wait(timeout=5)
-    moved = s.tmp / "moved"
-    moved.mkdir()
-    for suffix in ("", "-wal", "-shm"):
-        old = Path(str(s.db) + suffix)
-        if old.exists():
-            old.rename(moved / (s.db.name + suffix))
-    s.db = s.server.db = moved / s.db.name
-    started = time.monotonic()
-    s.server.start()  # returns once /ready is 200
-    took = time.monotonic() - started
-    assert took < HOLD_TTL_S - 1, f"ready {took:.1f} s after the start"
-    for view in views:
-        got = s.get(f"/products/{view['id']}")
-        assert got.status_code == 200 and got.text == view["raw"], got.text
-    assert s.r.get(f"{PREFIX}:gen-v2") == generation
-    assert s.r.get(f"{PREFIX}:holder").decode().endswith(f":{s.server.proc.pid}")
 
 
 def test_a_holder_frozen_past_its_hold_never_serves_what_replaced_it():

@@ -13,10 +13,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from conftest import (PREFIX, PgDatabase, Server, Stack, assert_problem, bulk_create, cli,
-                      new_write_model, uniq_sku, wait_until)
+                      db_backup, new_write_model, uniq_sku, wait_until)
 
 HOLD_TTL_S = 5
 HOLD_YIELD_S = 5  # how long a held-out catalog waits on a prefix it finds free
@@ -221,6 +222,33 @@ def test_the_hold_of_a_dead_catalog_expires():
                    what="the second catalog ready once the first's hold expired")
         assert time.monotonic() - killed_at >= HOLD_TTL_S - 1.5
         assert catalog_ids(second.get) == {second_id}
+    finally:
+        second.stop()
+        first.stop()
+
+
+@pytest.mark.sqlite_only(reason="copies a SQLite file; a PostgreSQL database restored into "
+                                  "another one keeps its catalog_identity (a known limit)")
+def test_a_copy_of_a_sqlite_catalog_on_the_same_prefix_keeps_out():
+    """A copy of the file (a backup restored elsewhere, a staging clone) is another write model
+    from then on: given the same Redis and prefix, it keeps out as any other catalog does. A
+    name kept in the file, which a copy keeps too, made both project, and each rebuilt the read
+    model over the other's every second or two."""
+    first = Stack("first").start()
+    second = SecondCatalog(first.redis_url)
+    try:
+        first_ids = {first.create()[1]["id"] for _ in range(3)}
+        generation = first.r.get(f"{PREFIX}:gen-v2")
+        db_backup(first.db, second.server.db)
+        second.start()  # waits for held_elsewhere
+        made = second.create(uniq_sku("COPY"))
+        assert made.status_code == 201 and made.headers["Projection"] == "pending", made.text
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            assert catalog_ids(first.get) == first_ids
+            assert first.r.get(f"{PREFIX}:gen-v2") == generation
+            assert_keeps_out(second, first_ids)
+            time.sleep(0.2)
     finally:
         second.stop()
         first.stop()

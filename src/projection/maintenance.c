@@ -148,9 +148,15 @@ static void rebuild(struct maintenance *m, struct request *request)
         wait_for(m, GENERATION_GRACE_MS + 100); /* readers may still be in the old one */
         collect(m);
     }
-    /* Running until the old generation is gone: the whole of the rebuild's work. */
+    /* Running until the old generation is gone: the whole of the rebuild's work. A request
+     * refused because another process, or the projector, holds the lock ran nothing: the last
+     * rebuild's figures stay. */
     pthread_mutex_lock(&m->lock);
     m->status.rebuilding = 0;
+    if (status == REBUILD_BUSY) {
+        pthread_mutex_unlock(&m->lock);
+        return;
+    }
     m->status.rebuilds++;
     m->status.last_seconds = (double)(switched_ms - started_ms) / 1000.0; /* to the switch */
     if (status == REBUILD_OK) {

@@ -187,6 +187,24 @@ def test_admin_rebuild_202_then_409_then_completes(fresh):
                what="the third rebuild to finish")
 
 
+def test_a_rebuild_refused_for_another_holder_of_the_lock_leaves_the_last_rebuilds_figures(fresh):
+    """Another process holds the rebuild lock (a `catalogd rebuild`, another host's): the
+    request is refused with 409 and no rebuild of this server ran, so `runs` and `last_error`
+    keep telling of the last one. They counted the refusal as a failed rebuild."""
+    post_product(fresh.base)
+    assert requests.post(fresh.url("/admin/rebuild"), timeout=10).status_code == 202
+    before = wait_until(lambda: (lambda p: p if not p["rebuild"]["running"] else None)(
+        projection(fresh)), 30, interval=0.05, what="the rebuild to finish")["rebuild"]
+    assert before["runs"] == 1 and before["last_error"] == "", before
+    fresh.r.set(f"{PREFIX}:rebuild-lock", "0123456789abcdef0123456789abcdef elsewhere 1", px=5000)
+    refused = requests.post(fresh.url("/admin/rebuild"), timeout=10)
+    assert assert_problem(refused, 409)["type"].endswith("rebuild-in-progress"), refused.text
+    after = projection(fresh)["rebuild"]
+    assert after == before, (before, after)
+    fresh.r.delete(f"{PREFIX}:rebuild-lock")
+    assert requests.post(fresh.url("/admin/rebuild"), timeout=10).status_code == 202
+
+
 # ---------------------------------------------------------------------------------------------
 # 8. GET /admin/projection
 

@@ -80,6 +80,17 @@ def assert_keeps_out(second, first_ids):
     assert_problem(rebuild, 503)
 
 
+def assert_first_serves_and_second_keeps_out(first, second, first_ids, generation):
+    """For several of the holder's refresh periods: the first serves its own catalog, nothing
+    rebuilds, and the second answers nothing from the first's read model."""
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        assert catalog_ids(first.get) == first_ids
+        assert first.r.get(f"{PREFIX}:gen-v2") == generation
+        assert_keeps_out(second, first_ids)
+        time.sleep(0.2)
+
+
 def test_a_second_catalog_keeps_out_while_the_first_lives_then_takes_over():
     first = Stack("first").start()
     second = SecondCatalog(first.redis_url)
@@ -94,14 +105,7 @@ def test_a_second_catalog_keeps_out_while_the_first_lives_then_takes_over():
         made += bulk_create(second.server.base, 1500, prefix="OTHER")
         second_ids = {r.json()["id"] for r in made}
 
-        # For several of the holder's refresh periods: the first serves its own catalog,
-        # nothing rebuilds, and the second answers nothing from the first's read model.
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
-            assert catalog_ids(first.get) == first_ids
-            assert first.r.get(f"{PREFIX}:gen-v2") == generation
-            assert_keeps_out(second, first_ids)
-            time.sleep(0.2)
+        assert_first_serves_and_second_keeps_out(first, second, first_ids, generation)
         log = second.server.stderr_path.read_text(errors="replace")
         assert f":{first.server.proc.pid}" in log and "--redis-prefix" in log, log
         # Nor may a rebuild from the command line put the second catalog there.
@@ -243,12 +247,7 @@ def test_a_copy_of_a_sqlite_catalog_on_the_same_prefix_keeps_out():
         second.start()  # waits for held_elsewhere
         made = second.create(uniq_sku("COPY"))
         assert made.status_code == 201 and made.headers["Projection"] == "pending", made.text
-        deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
-            assert catalog_ids(first.get) == first_ids
-            assert first.r.get(f"{PREFIX}:gen-v2") == generation
-            assert_keeps_out(second, first_ids)
-            time.sleep(0.2)
+        assert_first_serves_and_second_keeps_out(first, second, first_ids, generation)
     finally:
         second.stop()
         first.stop()

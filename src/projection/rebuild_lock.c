@@ -36,7 +36,9 @@ static struct script TAKE_OVER_SCRIPT = SCRIPT("local first, fenced = guards_hol
 /* The values of this process's takes and releases that got no answer. Redis may have run them
  * all the same, later (a command queued in a frozen Redis runs when it thaws), and left the lock
  * held by nobody until it expires: every rebuild asked for until then would be refused as busy.
- * A take that finds one of them holding the lock takes over. */
+ * A take that finds one of them holding the lock takes over. Nothing runs under such a value
+ * (a take that got no answer failed; a release ends its holder's work), and every take has a
+ * value of its own, so no live holder is ever taken over this way. */
 #define LEFT_BEHIND_MAX 4
 static struct {
     pthread_mutex_t mutex;

@@ -83,10 +83,13 @@ def cluster(tmp_path):
                CLUSTER_INSTANCE_PORTS=" ".join(map(str, instance_ports)),
                CLUSTER_PG_PORT=str(pg_port), CLUSTER_LOG_LEVEL="info")
     out = open(out_path, "w")
-    # A session of its own: its process group is what a terminal's Ctrl-C would reach.
+    # A session of its own: its process group is what a terminal's Ctrl-C would reach. And
+    # SIGINT handled as under a terminal: a test run started in the background by a shell
+    # without job control ignores it, and bash cannot trap a signal ignored when it starts.
     script = subprocess.Popen([str(ROOT / "scripts" / "cluster.sh"), str(BIN)], cwd=tmp_path,
                               env=env, stdout=out, stderr=subprocess.STDOUT,
-                              start_new_session=True)
+                              start_new_session=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     c = type("Cluster", (), {})()
     c.script, c.port, c.instance_ports, c.pg_port = script, port, instance_ports, pg_port
     c.var, c.out_path, c.base = var, out_path, "http://localhost:%d" % port

@@ -355,7 +355,7 @@ def test_a_rebuild_asked_for_while_redis_is_frozen_fails_after_one_timeout(stack
     wait_until(lambda: projection_of(s)["state"] == "live", 4, interval=0.05,
                what="the projector to be live again")
     r = requests.post(s.url("/admin/rebuild"), timeout=10)
-    assert r.status_code == 202, (r.status_code, r.text, s.r.get("catalogd:rebuild-lock"))
+    assert r.status_code == 202, (r.status_code, r.text, s.r.get(f"{PREFIX}:rebuild-lock"))
     wait_until(lambda: not projection_of(s)["rebuild"]["running"], 30, interval=0.05,
                what="the rebuild to finish")
     assert projection_of(s)["rebuild"]["last_error"] == "", projection_of(s)["rebuild"]

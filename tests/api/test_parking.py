@@ -91,7 +91,10 @@ def test_a_view_in_another_tools_form_is_parked_not_stored(fresh):
 
     after = patch(fresh, a["id"], {"stock": 3})  # behind the foreign entry
     assert after.status_code == 200 and after.headers["Projection"] == "pending", after.headers
-    assert projection(fresh)["parked_events"] == 2
+    # "pending" may come before the batch is parked: the foreign entry's recorded_at is days
+    # old, so the projector counts as not keeping up and the command does not wait for it
+    wait_until(lambda: projection(fresh)["parked_events"] == 2, 10, interval=0.05,
+               what="both events to be parked")
     by_id = fresh.get(f"/products/{a['id']}")
     assert by_id.status_code == 200 and by_id.text == updated.text, by_id.text
     assert fresh.get(f"/products/by-sku/{a['sku']}").text == updated.text

@@ -150,7 +150,16 @@ static const char MIGRATION_2[] =
     ");"
     "INSERT INTO catalog_identity VALUES (1, gen_random_uuid()::text);";
 
-static const char *const MIGRATIONS[] = {MIGRATION_1, MIGRATION_2}; /* step n: MIGRATIONS[n-1] */
+/* Where the catalog's database is (its name, and the server's system identifier, which a
+ * failover to a replica keeps): a copy restored into another database, here or on another
+ * server, keeps the name above, and is told apart by being elsewhere (read_catalog). A
+ * backup restored into the same database stays the same catalog. */
+static const char MIGRATION_3[] =
+    "ALTER TABLE catalog_identity ADD COLUMN database text, ADD COLUMN cluster text;"
+    "UPDATE catalog_identity SET database = current_database(),"
+    " cluster = (SELECT system_identifier::text FROM pg_control_system());";
+
+static const char *const MIGRATIONS[] = {MIGRATION_1, MIGRATION_2, MIGRATION_3}; /* step n: [n-1] */
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
 /* The next seq: the counter's, or after the log's head if a row was appended without the
@@ -294,7 +303,7 @@ struct pg_store {
     int pipelined;        /* the writer's connection, in libpq's pipeline mode (see defer) */
     int deferred;         /* statements sent whose results are not read yet */
     const char *deferred_what[MAX_DEFERRED]; /* what each of them does, for its error */
-    char catalog[64];                        /* catalog_identity, "" until read (or none) */
+    char catalog[256]; /* catalog_identity (read_catalog), "" until read (or none) */
 };
 
 static struct pg_store *pg_of(struct store *base)
@@ -605,7 +614,9 @@ static int prepare_all(struct pg_store *store)
 }
 
 /* Reads the catalog's name (MIGRATION_2), before the connection is pipelined; a database of
- * an older schema, read before a writer of this build migrated it, has none: "" then. */
+ * an older schema, read before a writer of this build migrated it, has none: "" then. A copy
+ * of the catalog (MIGRATION_3: its database is not where the name was made) is named by the
+ * name and where the copy is; a database not migrated that far yet, by the name alone. */
 static int read_catalog(struct pg_store *store)
 {
     PGresult *result = query(store, "SELECT to_regclass('catalog_identity') IS NOT NULL",
@@ -614,11 +625,25 @@ static int read_catalog(struct pg_store *store)
     int present = PQntuples(result) == 1 && strcmp(PQgetvalue(result, 0, 0), "t") == 0;
     PQclear(result);
     if (!present) return STORE_OK;
-    result = query(store, "SELECT catalog FROM catalog_identity", "read the catalog's name",
-                   CALL_TIMEOUT_MS);
+    /* to_jsonb: a column not there yet reads as NULL */
+    result = query(store,
+                   "SELECT catalog, to_jsonb(c)->>'database', to_jsonb(c)->>'cluster',"
+                   " current_database(), (SELECT system_identifier::text FROM pg_control_system())"
+                   " FROM catalog_identity c",
+                   "read the catalog's name", CALL_TIMEOUT_MS);
     if (!result) return STORE_ERR;
-    if (PQntuples(result) == 1)
-        snprintf(store->catalog, sizeof(store->catalog), "%s", PQgetvalue(result, 0, 0));
+    if (PQntuples(result) == 1) {
+        const char *name = PQgetvalue(result, 0, 0), *database = PQgetvalue(result, 0, 3),
+                   *cluster = PQgetvalue(result, 0, 4);
+        int original =
+            PQgetisnull(result, 0, 1) || (strcmp(PQgetvalue(result, 0, 1), database) == 0 &&
+                                          strcmp(PQgetvalue(result, 0, 2), cluster) == 0);
+        if (original)
+            snprintf(store->catalog, sizeof(store->catalog), "%s", name);
+        else
+            snprintf(store->catalog, sizeof(store->catalog),
+                     "%s copied to database %s of cluster %s", name, database, cluster);
+    }
     PQclear(result);
     return STORE_OK;
 }

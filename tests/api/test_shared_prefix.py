@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import (PREFIX, PgDatabase, Server, Stack, assert_problem, bulk_create, cli,
-                      db_backup, new_write_model, uniq_sku, wait_until)
+from conftest import (BACKEND, PREFIX, PgDatabase, Server, Stack, assert_problem, bulk_create,
+                      cli, db_backup, db_restore, new_write_model, uniq_sku, wait_until)
 
 HOLD_TTL_S = 5
 HOLD_YIELD_S = 5  # how long a held-out catalog waits on a prefix it finds free
@@ -231,19 +231,20 @@ def test_the_hold_of_a_dead_catalog_expires():
         first.stop()
 
 
-@pytest.mark.sqlite_only(reason="copies a SQLite file; a PostgreSQL database restored into "
-                                  "another one keeps its catalog_identity (a known limit)")
-def test_a_copy_of_a_sqlite_catalog_on_the_same_prefix_keeps_out():
-    """A copy of the file (a backup restored elsewhere, a staging clone) is another write model
+def test_a_copy_of_a_catalog_on_the_same_prefix_keeps_out():
+    """A copy of the write model (a backup restored elsewhere, a staging clone: SQLite's online
+    backup into another file, or pg_dump restored into another database) is another catalog
     from then on: given the same Redis and prefix, it keeps out as any other catalog does. A
-    name kept in the file, which a copy keeps too, made both project, and each rebuilt the read
-    model over the other's every second or two."""
+    name kept in the write model alone, which a copy keeps too, made both project, and each
+    rebuilt the read model over the other's every second or two."""
     first = Stack("first").start()
     second = SecondCatalog(first.redis_url)
     try:
         first_ids = {first.create()[1]["id"] for _ in range(3)}
         generation = first.r.get(f"{PREFIX}:gen-v2")
-        db_backup(first.db, second.server.db)
+        copy = second.tmp / "copy.backup"
+        db_backup(first.db, copy)
+        db_restore(second.server.db, copy)
         second.start()  # waits for held_elsewhere
         made = second.create(uniq_sku("COPY"))
         assert made.status_code == 201 and made.headers["Projection"] == "pending", made.text
@@ -285,3 +286,28 @@ def test_a_holder_frozen_past_its_hold_never_serves_what_replaced_it():
     finally:
         second.stop()
         first.stop()
+
+
+@pytest.mark.skipif(BACKEND != "postgresql", reason="PostgreSQL's schema step 3")
+def test_a_postgresql_catalog_keeps_its_name_through_the_step_that_tells_copies_apart():
+    """A database of schema version 2 (catalog_identity without where the catalog is) upgraded
+    by a start of this build: the step records where the database is, and the catalog keeps
+    its name. Named otherwise, it would find the prefix (let go by its clean stop) free,
+    wait there, and rebuild the read model as another catalog's."""
+    s = Stack("upgrade").start()
+    try:
+        ids = {s.create()[1]["id"] for _ in range(3)}
+        holder = s.r.get(f"{PREFIX}:holder").split()[0]
+        generation = s.r.get(f"{PREFIX}:gen-v2")
+        s.server.stop()
+        s.db.query("ALTER TABLE catalog_identity DROP COLUMN database, DROP COLUMN cluster",
+                   read_only=False)
+        s.db.query("DELETE FROM schema_version WHERE version = 3", read_only=False)
+        s.server.start()
+        assert catalog_ids(s.get) == ids
+        assert s.r.get(f"{PREFIX}:gen-v2") == generation
+        assert s.r.get(f"{PREFIX}:holder").split()[0] == holder
+        (database, cluster), = s.db.query("SELECT database, cluster FROM catalog_identity")
+        assert database == s.db.name and cluster.isdigit(), (database, cluster)
+    finally:
+        s.stop()

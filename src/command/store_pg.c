@@ -150,16 +150,7 @@ static const char MIGRATION_2[] =
     ");"
     "INSERT INTO catalog_identity VALUES (1, gen_random_uuid()::text);";
 
-/* Where the catalog's database is (its name, and the server's system identifier, which a
- * failover to a replica keeps): a copy restored into another database, here or on another
- * server, keeps the name above, and is told apart by being elsewhere (read_catalog). A
- * backup restored into the same database stays the same catalog. */
-static const char MIGRATION_3[] =
-    "ALTER TABLE catalog_identity ADD COLUMN database text, ADD COLUMN cluster text;"
-    "UPDATE catalog_identity SET database = current_database(),"
-    " cluster = (SELECT system_identifier::text FROM pg_control_system());";
-
-static const char *const MIGRATIONS[] = {MIGRATION_1, MIGRATION_2, MIGRATION_3}; /* step n: [n-1] */
+static const char *const MIGRATIONS[] = {MIGRATION_1, MIGRATION_2}; /* step n: MIGRATIONS[n-1] */
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
 /* The next seq: the counter's, or after the log's head if a row was appended without the
@@ -303,7 +294,7 @@ struct pg_store {
     int pipelined;        /* the writer's connection, in libpq's pipeline mode (see defer) */
     int deferred;         /* statements sent whose results are not read yet */
     const char *deferred_what[MAX_DEFERRED]; /* what each of them does, for its error */
-    char catalog[256]; /* catalog_identity (read_catalog), "" until read (or none) */
+    char catalog[256]; /* the catalog's name and place (read_catalog), "" until read */
 };
 
 static struct pg_store *pg_of(struct store *base)
@@ -613,10 +604,19 @@ static int prepare_all(struct pg_store *store)
     return STORE_OK;
 }
 
-/* Reads the catalog's name (MIGRATION_2), before the connection is pipelined; a database of
- * an older schema, read before a writer of this build migrated it, has none: "" then. A copy
- * of the catalog (MIGRATION_3: its database is not where the name was made) is named by the
- * name and where the copy is; a database not migrated that far yet, by the name alone. */
+/* A database whose catalog_identity lost its row (a dump restored without that table's data)
+ * gets a new name, by whichever instance's writer comes first; without one, instances that
+ * spell the database's URI differently would name different catalogs. */
+static const char NAME_IF_UNNAMED[] =
+    "INSERT INTO catalog_identity VALUES (1, gen_random_uuid()::text) ON CONFLICT (id) DO NOTHING";
+
+/* Reads the catalog's name, before the connection is pipelined: the one its database keeps
+ * (MIGRATION_2), and where the database is, its name and its server's system identifier
+ * (which a failover to a replica keeps). A copy restored into another database, here or on
+ * another server, keeps the name and is another catalog all the same; so is the database
+ * renamed, or restored onto a new server. A role that may not call pg_control_system() (every
+ * role may, unless revoked) names it by the database alone. A database of an older schema,
+ * read before a writer of this build migrated it, has no name: "" then. */
 static int read_catalog(struct pg_store *store)
 {
     PGresult *result = query(store, "SELECT to_regclass('catalog_identity') IS NOT NULL",
@@ -625,25 +625,31 @@ static int read_catalog(struct pg_store *store)
     int present = PQntuples(result) == 1 && strcmp(PQgetvalue(result, 0, 0), "t") == 0;
     PQclear(result);
     if (!present) return STORE_OK;
-    /* to_jsonb: a column not there yet reads as NULL */
+    if (!store->reader && execute(store, NAME_IF_UNNAMED, "name the catalog", CALL_TIMEOUT_MS) < 0)
+        return STORE_ERR;
     result = query(store,
-                   "SELECT catalog, to_jsonb(c)->>'database', to_jsonb(c)->>'cluster',"
-                   " current_database(), (SELECT system_identifier::text FROM pg_control_system())"
-                   " FROM catalog_identity c",
+                   "SELECT catalog, current_database(),"
+                   " has_function_privilege('pg_catalog.pg_control_system()', 'EXECUTE')"
+                   " FROM catalog_identity",
                    "read the catalog's name", CALL_TIMEOUT_MS);
     if (!result) return STORE_ERR;
-    if (PQntuples(result) == 1) {
-        const char *name = PQgetvalue(result, 0, 0), *database = PQgetvalue(result, 0, 3),
-                   *cluster = PQgetvalue(result, 0, 4);
-        int original =
-            PQgetisnull(result, 0, 1) || (strcmp(PQgetvalue(result, 0, 1), database) == 0 &&
-                                          strcmp(PQgetvalue(result, 0, 2), cluster) == 0);
-        if (original)
-            snprintf(store->catalog, sizeof(store->catalog), "%s", name);
-        else
-            snprintf(store->catalog, sizeof(store->catalog),
-                     "%s copied to database %s of cluster %s", name, database, cluster);
+    if (PQntuples(result) != 1) {
+        PQclear(result);
+        return STORE_OK;
     }
+    char cluster[32] = "";
+    if (strcmp(PQgetvalue(result, 0, 2), "t") == 0) {
+        PGresult *control = query(store, "SELECT system_identifier FROM pg_control_system()",
+                                  "read the server's system identifier", CALL_TIMEOUT_MS);
+        if (!control) {
+            PQclear(result);
+            return STORE_ERR;
+        }
+        snprintf(cluster, sizeof(cluster), "%s", PQgetvalue(control, 0, 0));
+        PQclear(control);
+    }
+    snprintf(store->catalog, sizeof(store->catalog), "%s in database %s of cluster %s",
+             PQgetvalue(result, 0, 0), PQgetvalue(result, 0, 1), cluster);
     PQclear(result);
     return STORE_OK;
 }

@@ -249,6 +249,10 @@ def test_a_copy_of_a_catalog_on_the_same_prefix_keeps_out():
         made = second.create(uniq_sku("COPY"))
         assert made.status_code == 201 and made.headers["Projection"] == "pending", made.text
         assert_first_serves_and_second_keeps_out(first, second, first_ids, generation)
+        rebuilt = cli(["rebuild", "--db", str(second.server.db), "--redis", first.redis_url])
+        assert rebuilt.returncode != 0 and "another catalog" in rebuilt.stderr, rebuilt.stderr
+        assert first.r.get(f"{PREFIX}:gen-v2") == generation
+        assert catalog_ids(first.get) == first_ids
     finally:
         second.stop()
         first.stop()
@@ -288,26 +292,22 @@ def test_a_holder_frozen_past_its_hold_never_serves_what_replaced_it():
         first.stop()
 
 
-@pytest.mark.skipif(BACKEND != "postgresql", reason="PostgreSQL's schema step 3")
-def test_a_postgresql_catalog_keeps_its_name_through_the_step_that_tells_copies_apart():
-    """A database of schema version 2 (catalog_identity without where the catalog is) upgraded
-    by a start of this build: the step records where the database is, and the catalog keeps
-    its name. Named otherwise, it would find the prefix (let go by its clean stop) free,
-    wait there, and rebuild the read model as another catalog's."""
-    s = Stack("upgrade").start()
+
+@pytest.mark.skipif(BACKEND != "postgresql", reason="PostgreSQL's catalog_identity")
+def test_a_postgresql_catalog_that_lost_its_name_gets_one_all_its_instances_share():
+    """catalog_identity without its row (a dump restored without that table's data): the
+    first writer names the catalog again. Unnamed, each instance named it by its own spelling
+    of the URI, and one spelled otherwise found its own catalog's read model held elsewhere."""
+    s = Stack("unnamed").start()
     try:
-        ids = {s.create()[1]["id"] for _ in range(3)}
-        holder = s.r.get(f"{PREFIX}:holder").split()[0]
-        generation = s.r.get(f"{PREFIX}:gen-v2")
+        s.create()
         s.server.stop()
-        s.db.query("ALTER TABLE catalog_identity DROP COLUMN database, DROP COLUMN cluster",
-                   read_only=False)
-        s.db.query("DELETE FROM schema_version WHERE version = 3", read_only=False)
+        s.db.query("DELETE FROM catalog_identity", read_only=False)
         s.server.start()
-        assert catalog_ids(s.get) == ids
-        assert s.r.get(f"{PREFIX}:gen-v2") == generation
-        assert s.r.get(f"{PREFIX}:holder").split()[0] == holder
-        (database, cluster), = s.db.query("SELECT database, cluster FROM catalog_identity")
-        assert database == s.db.name and cluster.isdigit(), (database, cluster)
+        assert len(s.db.query("SELECT catalog FROM catalog_identity")) == 1
+        spelled_otherwise = f"{s.db.uri}?application_name=another-spelling"
+        done = cli(["verify", "--db", spelled_otherwise, "--redis", s.redis_url])
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "another catalog" not in done.stderr, done.stderr
     finally:
         s.stop()

@@ -696,6 +696,9 @@ static void retry_parked(struct projector *p)
     publish_parked(p);
     if (result.applied > 0)
         LOG(LOG_INFO, "projector: applied %" PRId64 " parked events", result.applied);
+    if (result.dropped > 0)
+        LOG(LOG_WARN, "projector: dropped %" PRId64 " parked events the event log no longer holds",
+            result.dropped);
     if (result.status == APPLY_REDIS_DOWN)
         drop_redis(p);
     else if (result.status == APPLY_FENCED || result.status == APPLY_NOT_HEAD)

@@ -28,19 +28,24 @@ static int unpark_one(const char *queue, int64_t seq, void *arg)
     struct apply_event event = {0};
     char err[sizeof(out->err)];
     int read = store_read_events(pass->store, seq - 1, 1, take_event, &event);
-    int rc = APPLY_REFUSED;
-    if (read != 1 || event.seq != seq)
-        snprintf(err, sizeof(err), "parked event %" PRId64 " is not in the log", seq);
+    int rc = APPLY_REFUSED, gone = read == 0 || (read == 1 && event.seq != seq);
+    int64_t left;
+    if (read < 0)
+        snprintf(err, sizeof(err), "reading parked event %" PRId64 ": %s", seq,
+                 store_errmsg(pass->store));
+    else if (gone) /* deleted by hand: the events behind it carry whole views, so they go on */
+        rc = apply_drop_parked(pass->redis, pass->target, queue, seq, &left, err, sizeof(err));
     else if (event.kind == APPLY_POISON)
         snprintf(err, sizeof(err), "parked event %" PRId64 " is still not a valid event", seq);
-    else {
-        int64_t left;
+    else
         rc = apply_unpark(pass->redis, pass->target, queue, &event, &left, err, sizeof(err));
-    }
     apply_event_clear(&event);
     if (rc == APPLY_OK) {
         parked_set_remove(pass->parked, seq);
-        out->applied++;
+        if (gone)
+            out->dropped++;
+        else
+            out->applied++;
         return 0;
     }
     if (out->status == APPLY_OK || rc != APPLY_REFUSED) {

@@ -12,7 +12,7 @@ import json
 import time
 
 from conftest import (PREFIX, append_unreadable_event, catalog_pages, redis_gen, redis_view,
-                      repair_event, wait_until)
+                      repair_event, sql_write, wait_until)
 
 JSON = {"Content-Type": "application/json"}
 
@@ -110,6 +110,31 @@ def test_a_view_in_another_tools_form_is_parked_not_stored(fresh):
     listed = [v["id"] for views, _ in catalog_pages(fresh, 2) for v in views]
     assert listed == [first["id"], a["id"], later["id"]]
     assert fresh.cli("verify").returncode == 0
+
+
+def test_an_unreadable_entry_deleted_from_the_log_lets_its_queue_go_on(fresh):
+    """The operator deletes the unreadable entry rather than repairing it: the projector takes
+    it off its queue unapplied, and the events parked behind it apply (each carries its
+    product's whole view). It stayed parked for good, "not in the log", and every later
+    command of the product answered pending."""
+    _, a = fresh.create(stock=1)
+    updated = patch(fresh, a["id"], {"name": "A1"})
+    assert updated.headers["Projection"] == "applied"
+    poison = append_unreadable_event(fresh.db, a["id"], 2)
+    for name in ("A2", "A3"):
+        assert patch(fresh, a["id"], {"name": name}).headers["Projection"] == "pending"
+    wait_until(lambda: projection(fresh)["parked_events"] == 3, 10, interval=0.05,
+               what="the entry and both events to be parked")
+
+    sql_write(fresh.db, "DELETE FROM events WHERE seq = ?", (poison,))
+    wait_until(lambda: projection(fresh)["parked_events"] == 0, 40, interval=0.1,
+               what="the queue to go on")
+    view = fresh.get(f"/products/{a['id']}")
+    assert view.status_code == 200 and view.json()["name"] == "A3", view.text
+    assert parked_queue(fresh, a["sku"]) == []
+    assert patch(fresh, a["id"], {"name": "A4"}).headers["Projection"] == "applied"
+    assert fresh.cli("verify").returncode == 0
+    assert "no longer holds" in fresh.server.stderr_path.read_text(errors="replace")
 
 
 def test_redis_refusing_all_writes_skips_nothing(fresh):

@@ -19,7 +19,15 @@ static struct script NEW_SCRIPT =
            "if not first then return redis.error_reply(fenced) end\n"
            "local current = tonumber(generation_named(pointer_at(ARGV[first])) or '0')\n"
            "local n = redis.call('INCR', ARGV[first + 1])\n"
-           "if n <= current then n = current + 1; redis.call('SET', ARGV[first + 1], n) end\n"
+           "local behind = n <= current\n"
+           "if behind then n = current + 1 end\n"
+           /* Lua's numbers are doubles: past 2^53, INCR's next number reads as the one before,
+              and the new generation would be the current one. */
+           "if n >= 2^53 then\n"
+           "  return redis.error_reply('COUNTER the next generation is 2^53 or past it, which '"
+           " .. 'Lua cannot count exactly: set ' .. ARGV[first + 1] .. ' back by hand')\n"
+           "end\n"
+           "if behind then redis.call('SET', ARGV[first + 1], n) end\n"
            "redis.call('HSET', ARGV[first + 2], n, 0)\n"
            "return n\n");
 

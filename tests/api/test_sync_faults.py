@@ -83,6 +83,29 @@ def test_pages_stay_whole_when_the_generation_gains_a_digit(stack_factory):
     assert_converges(s)
 
 
+def test_a_generation_counter_set_past_2_53_is_refused_not_rounded(fresh):
+    """The counter set by hand to 2^53 - 1: Lua's doubles read INCR's 2^53 + 1 as 2^53, and
+    the next one as 2^53 again, so a second rebuild wrote its snapshot into the live
+    generation (two views of one product, one stale). The rebuild that would need a number
+    Lua cannot count exactly is refused, with what to do; the catalog stays as it was."""
+    _, product = fresh.create()
+    fresh.r.set(f"{PREFIX}:gen-counter", 2 ** 53 - 2)
+    done = fresh.cli("rebuild")
+    assert done.returncode == 0, done.stderr  # 2^53 - 1 is exact
+    assert redis_gen(fresh.r) == str(2 ** 53 - 1)
+    done = fresh.cli("rebuild")
+    assert done.returncode != 0 and "gen-counter back by hand" in done.stderr, done.stderr
+    assert redis_gen(fresh.r) == str(2 ** 53 - 1)
+    assert fresh.get(f"/products/{product['id']}").text == product["raw"]
+    assert fresh.cli("verify").returncode == 0
+
+    fresh.r.set(f"{PREFIX}:gen-counter", 0)  # set back: the next is the current one's next,
+    assert fresh.cli("rebuild").returncode != 0  # 2^53, still refused (the counter now at 1)
+    fresh.r.delete(f"{PREFIX}:gen-v2")  # no generation: the projector rebuilds, from 1 up
+    wait_until(lambda: redis_gen(fresh.r) == "2", 20, what="the rebuild into generation 2")
+    assert fresh.get(f"/products/{product['id']}").text == product["raw"]
+
+
 def test_reads_after_applied_are_never_older_across_rebuild_switches(stack_factory):
     """Defect 2: loops read the generation they cached, for up to 250 ms after a switch,
     while the projector already applied (and answered "applied") in the new one."""

@@ -13,22 +13,40 @@
 
 #define DROP_BATCH "1000" /* keys per SCAN step */
 
-/* ARGV after the guards: the gen key, the counter key, the registry key. */
+/* ARGV after the guards: the gen key, the counter key, the registry key, the prefix. The
+ * next number past the counter and the current generation that no generation holds: none
+ * registered (a build that failed and is not collected yet, when the counter was set back by
+ * hand) and none of its keys there (written by hand), so a rebuild starts from nothing. */
 static struct script NEW_SCRIPT =
     SCRIPT("local first, fenced = guards_hold()\n"
            "if not first then return redis.error_reply(fenced) end\n"
+           "local counter, registry = ARGV[first + 1], ARGV[first + 2]\n"
+           "local function taken(n)\n"
+           "  if redis.call('HEXISTS', registry, n) == 1 then return true end\n"
+           "  local base = ARGV[first + 3] .. ':g' .. string.format('%d', n) .. ':'\n"
+           "  return redis.call('EXISTS', base .. KEY_CHECKPOINT, base .. KEY_CHECKPOINT_EVENT,\n"
+           "    base .. KEY_IN_STOCK, base .. KEY_OUT_OF_STOCK, base .. KEY_SKUS,\n"
+           "    base .. KEY_PARKED) > 0\n"
+           "end\n"
            "local current = tonumber(generation_named(pointer_at(ARGV[first])) or '0')\n"
-           "local n = redis.call('INCR', ARGV[first + 1])\n"
-           "local behind = n <= current\n"
-           "if behind then n = current + 1 end\n"
+           "local n = redis.call('INCR', counter)\n"
+           "local moved = n <= current\n"
+           "if moved then n = current + 1 end\n"
+           "for _ = 1, 1000 do\n"
+           "  if not taken(n) then break end\n"
+           "  n, moved = n + 1, true\n"
+           "end\n"
            /* Lua's numbers are doubles: past 2^53, INCR's next number reads as the one before,
               and the new generation would be the current one. */
            "if n >= 2^53 then\n"
            "  return redis.error_reply('COUNTER the next generation is 2^53 or past it, which '"
-           " .. 'Lua cannot count exactly: set ' .. ARGV[first + 1] .. ' back by hand')\n"
+           " .. 'Lua cannot count exactly: set ' .. counter .. ' back by hand')\n"
            "end\n"
-           "if behind then redis.call('SET', ARGV[first + 1], n) end\n"
-           "redis.call('HSET', ARGV[first + 2], n, 0)\n"
+           "if taken(n) then\n"
+           "  return redis.error_reply('TAKEN the next 1000 generations all have keys')\n"
+           "end\n"
+           "if moved then redis.call('SET', counter, string.format('%d', n)) end\n"
+           "redis.call('HSET', registry, string.format('%d', n), 0)\n"
            "return n\n");
 
 /* ARGV after the guards: the gen key, the generation, then keys to delete. */
@@ -76,9 +94,9 @@ int generations_new(struct redis_sync *redis, const char *prefix, const struct r
     layout_key(KEY_GEN, prefix, NULL, 0, gen_key, sizeof(gen_key));
     layout_key(KEY_GEN_COUNTER, prefix, NULL, 0, counter_key, sizeof(counter_key));
     layout_key(KEY_GENERATIONS, prefix, NULL, 0, registry_key, sizeof(registry_key));
-    const char *argv[] = {gen_key, counter_key, registry_key};
+    const char *argv[] = {gen_key, counter_key, registry_key, prefix};
     long long value;
-    if (run_integer(redis, &NEW_SCRIPT, lock, 3, argv, NULL, &value, err, errlen) < 0) return -1;
+    if (run_integer(redis, &NEW_SCRIPT, lock, 4, argv, NULL, &value, err, errlen) < 0) return -1;
     *gen = value;
     return 0;
 }

@@ -20,7 +20,8 @@ struct redis_sync; /* projection/redis_sync.h */
 #define GENERATION_GRACE_MS 2000
 
 /* Registers and returns (in "*gen") a generation number above both the counter and the
- * current generation. Fenced by "lock". Returns 0, or -1 with "err". */
+ * current generation that no generation holds (registered, or with keys of its own). Fenced
+ * by "lock". Returns 0, or -1 with "err". */
 int generations_new(struct redis_sync *redis, const char *prefix, const struct rebuild_lock *lock,
                     int64_t *gen, char *err, size_t errlen);
 

@@ -23,7 +23,7 @@
  * writes is one of the shared keys that shared_keys_broken checks first: once they are of the
  * right type, no read or write of an event can fail. */
 #define EVENT_LUA                                                                                  \
-    /* The stored version of the event's product (0 if none), its stored view and the set that     \
+    /* The stored version of the event's product (text; '0' if none), its view and the set that    \
        holds it. Reads only. A product's first event (a create) is most events: its view can be    \
        there only if the product's sku entry names it (a sku never changes, and its entry is       \
        written with every view and removed with it), so one HGET answers it where the two range    \
@@ -32,23 +32,23 @@
     "local function stored_version(base, i)\n"                                                     \
     "  local id, sku = ARGV[i + 2], ARGV[i + 3]\n"                                                 \
     "  if ARGV[i + 5] == '1' and redis.call('HGET', base .. KEY_SKUS, sku) ~= id then\n"           \
-    "    return 0\n"                                                                               \
+    "    return '0'\n"                                                                             \
     "  end\n"                                                                                      \
     "  local view, set = view_of(base, id)\n"                                                      \
-    "  if not view then return 0 end\n"                                                            \
+    "  if not view then return '0' end\n"                                                          \
     "  local at = string.find(view, '\"version\":', 1, true)\n"                                    \
-    "  return at and tonumber(string.match(view, '^%d+', at + 10)) or 0, view, set\n"              \
+    "  return at and string.match(view, '^%d+', at + 10) or '0', view, set\n"                      \
     "end\n" /* Writes the event at ARGV[i] over what stored_version found. */                      \
     "local function write_event(base, i, stored, view, set)\n"                                     \
-    "  local id, sku, version = ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 5])\n"                 \
+    "  local id, sku, version = ARGV[i + 2], ARGV[i + 3], ARGV[i + 5]\n"                           \
     "  if ARGV[i + 1] == 'D' then\n"                                                               \
-    "    if stored <= version then\n"                                                              \
+    "    if not decimal_above(stored, version) then\n"                                             \
     "      if view then redis.call('ZREM', base .. set, view) end\n"                               \
     "      if redis.call('HGET', base .. KEY_SKUS, sku) == id then\n"                              \
     "        redis.call('HDEL', base .. KEY_SKUS, sku)\n"                                          \
     "      end\n"                                                                                  \
     "    end\n"                                                                                    \
-    "  elseif version > stored then\n"                                                             \
+    "  elseif decimal_above(version, stored) then\n"                                               \
     "    if view then redis.call('ZREM', base .. set, view) end\n"                                 \
     "    local into = KEY_OUT_OF_STOCK\n"                                                          \
     "    if ARGV[i + 4] == '1' then into = KEY_IN_STOCK end\n"                                     \
@@ -129,7 +129,7 @@ static struct script APPLY_SCRIPT = SCRIPT(
     "    local earlier = last_of[ARGV[i + 2]]\n"
     "    if earlier and ARGV[earlier + 1] == 'U' and ARGV[i + 1] == 'U'\n"
     "        and ARGV[earlier + 3] == ARGV[i + 3]\n"
-    "        and tonumber(ARGV[i + 5]) > tonumber(ARGV[earlier + 5]) then\n"
+    "        and decimal_above(ARGV[i + 5], ARGV[earlier + 5]) then\n"
     "      superseded[earlier] = true\n"
     "    end\n"
     "    last_of[ARGV[i + 2]] = i\n"
@@ -150,7 +150,7 @@ static struct script APPLY_SCRIPT = SCRIPT(
     "if not checkpoint or not (checkpoint == '0' or string.match(checkpoint, '^[1-9]%d*$')) then\n"
     "  return redis.error_reply('NOCHECKPOINT the generation has no checkpoint')\n"
     "end\n"
-    "if seq_above(ARGV[first + 1], checkpoint) then\n"
+    "if decimal_above(ARGV[first + 1], checkpoint) then\n"
     "  return redis.error_reply('GAP ' .. checkpoint)\n"
     "end\n"
     "local at = redis.call('GET', base .. KEY_CHECKPOINT_EVENT)\n"
@@ -178,9 +178,9 @@ static struct script APPLY_SCRIPT = SCRIPT(
     "local superseded = superseded_events(first + 3, any_parked)\n"
     "local reply, last, creates = {0, '', ''}, nil, {}\n"
     "for i = first + 3, #ARGV, " EVENT_ARGS_TEXT " do\n"
-    "  if seq_above(ARGV[i], checkpoint) and superseded[i] then\n"
+    "  if decimal_above(ARGV[i], checkpoint) and superseded[i] then\n"
     "    checkpoint, last = ARGV[i], i\n"
-    "  elseif seq_above(ARGV[i], checkpoint) then\n"
+    "  elseif decimal_above(ARGV[i], checkpoint) then\n"
     "    local id, sku, queue = ARGV[i + 2], ARGV[i + 3], nil\n"
     "    if ARGV[i + 1] ~= 'P' then queue = any_parked and queue_waiting(base, id, sku) end\n"
     "    if ARGV[i + 1] == 'U' and ARGV[i + 5] == '1' and not queue then\n"

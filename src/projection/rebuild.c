@@ -67,7 +67,7 @@ static struct script SWITCH_SCRIPT = SCRIPT(
     "  if current ~= replace then return -1 end\n"
     "elseif current then\n"
     "  local theirs = redis.call('GET', gen_start .. current .. ':' .. KEY_CHECKPOINT)\n"
-    "  if seq_above(theirs or '0', new_checkpoint) then return -1 end\n"
+    "  if decimal_above(theirs or '0', new_checkpoint) then return -1 end\n"
     "end\n"
     "redis.call('SET', gen_key, new_gen)\n"
     /* The generation replaced, by its number for the collection (none: nothing to keep). */

@@ -32,10 +32,10 @@ static const char HELPERS[] = "local function guards_hold()\n"
                               "local function generation_named(text)\n"
                               "  return string.match(text or '', '^0*([1-9]%d*)$')\n"
                               "end\n"
-                              /* Is seq "a" above seq "b"? Both in decimal without
-                                 leading zeros, compared as text: exact past 2^53, where
-                                 tonumber's doubles round. */
-                              "local function seq_above(a, b)\n"
+                              /* Is "a" above "b"? Both in decimal without leading zeros
+                                 (seqs, versions), compared as text: exact past 2^53,
+                                 where tonumber's doubles round. */
+                              "local function decimal_above(a, b)\n"
                               "  return #a > #b or (#a == #b and a > b)\n"
                               "end\n"
                               "local function type_is(key, wanted)\n"

@@ -106,6 +106,23 @@ def test_a_generation_counter_set_past_2_53_is_refused_not_rounded(fresh):
     assert fresh.get(f"/products/{product['id']}").text == product["raw"]
 
 
+def test_versions_past_2_53_are_compared_exactly(fresh):
+    """A product's version set by hand to 2^53 - 1: its next two updates were both answered
+    applied, but the scripts compared versions as doubles, where 2^53 + 1 reads as 2^53, and
+    skipped the second: a stale view after "applied", for good."""
+    _, product = fresh.create()
+    sql_write(fresh.db, "UPDATE products SET version = ? WHERE id = ?",
+              (2 ** 53 - 1, product["id"]))
+    for name in ("two-to-the-53", "one-past"):
+        done = fresh.request("PATCH", f"/products/{product['id']}",
+                             data=json.dumps({"name": name}), headers=JSON)
+        assert done.status_code == 200 and done.headers["Projection"] == "applied", done.text
+    view = fresh.get(f"/products/{product['id']}").json()
+    assert view["name"] == "one-past" and view["version"] == 2 ** 53 + 1, view
+    assert fresh.get(f"/products/by-sku/{product['sku']}").json() == view
+    assert fresh.cli("verify").returncode == 0
+
+
 def test_a_rebuild_never_builds_in_a_generation_that_has_keys(fresh):
     """The next generation's keys already there (written by hand, or a failed build still
     registered when the counter was set back by hand): a rebuild that built there kept them,

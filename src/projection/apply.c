@@ -511,6 +511,25 @@ int apply_events(struct redis_sync *redis, const struct apply_target *target, in
     return rc;
 }
 
+/* Runs a script that takes the oldest event off a parked queue; its reply is how many are
+ * left ("*still_parked"). */
+static int run_queue_script(struct redis_sync *redis, struct script *script,
+                            const struct apply_target *target, size_t argc, const char **argv,
+                            const size_t *lens, int64_t *still_parked, char *err, size_t errlen)
+{
+    redisReply *reply = redis_sync_script(redis, script, target->guards, target->guard_count, argc,
+                                          argv, lens, err, errlen);
+    int rc;
+    if (reply && reply->type == REDIS_REPLY_INTEGER) {
+        *still_parked = reply->integer;
+        rc = APPLY_OK;
+    } else {
+        rc = error_status(reply, NULL, err, errlen);
+    }
+    freeReplyObject(reply);
+    return rc;
+}
+
 int apply_unpark(struct redis_sync *redis, const struct apply_target *target, const char *queue,
                  const struct apply_event *event, int64_t *still_parked, char *err, size_t errlen)
 {
@@ -523,17 +542,8 @@ int apply_unpark(struct redis_sync *redis, const struct apply_target *target, co
     argv[n] = queue;
     lens[n++] = strlen(queue);
     push_event_args(event, &numbers, argv, lens, &n);
-    redisReply *reply = redis_sync_script(redis, &UNPARK_SCRIPT, target->guards,
-                                          target->guard_count, n, argv, lens, err, errlen);
-    int rc;
-    if (reply && reply->type == REDIS_REPLY_INTEGER) {
-        *still_parked = reply->integer;
-        rc = APPLY_OK;
-    } else {
-        rc = error_status(reply, NULL, err, errlen);
-    }
-    freeReplyObject(reply);
-    return rc;
+    return run_queue_script(redis, &UNPARK_SCRIPT, target, n, argv, lens, still_parked, err,
+                            errlen);
 }
 
 int apply_drop_parked(struct redis_sync *redis, const struct apply_target *target,
@@ -545,17 +555,8 @@ int apply_drop_parked(struct redis_sync *redis, const struct apply_target *targe
     const char *argv[] = {base, queue, seq_text};
     size_t lens[] = {layout_base(target->prefix, target->gen, base, sizeof(base)), strlen(queue),
                      seq_len};
-    redisReply *reply = redis_sync_script(redis, &DROP_PARKED_SCRIPT, target->guards,
-                                          target->guard_count, 3, argv, lens, err, errlen);
-    int rc;
-    if (reply && reply->type == REDIS_REPLY_INTEGER) {
-        *still_parked = reply->integer;
-        rc = APPLY_OK;
-    } else {
-        rc = error_status(reply, NULL, err, errlen);
-    }
-    freeReplyObject(reply);
-    return rc;
+    return run_queue_script(redis, &DROP_PARKED_SCRIPT, target, 3, argv, lens, still_parked, err,
+                            errlen);
 }
 
 int apply_list_parked(struct redis_sync *redis, const struct apply_target *target,

@@ -136,9 +136,13 @@ static struct script APPLY_SCRIPT = SCRIPT(
     "  end\n"
     "  return superseded\n"
     "end\n"
+    /* A queue's list and its count in KEY_PARKED change together, in one script: a list
+       without a count is not one of ours (written by hand in a generation not built yet), and
+       its seqs, read from the log, would apply events that are not this queue's. */
     "local function park(base, queue, seq)\n"
     "  local list = base .. KEY_PARKED_QUEUE .. queue\n"
     "  if not type_is(list, 'list') then return false end\n"
+    "  if redis.call('HEXISTS', base .. KEY_PARKED, queue) == 0 then redis.call('DEL', list) end\n"
     "  redis.call('HSET', base .. KEY_PARKED, queue, redis.call('RPUSH', list, seq))\n"
     "  return true\n"
     "end\n"
@@ -228,48 +232,27 @@ static struct script APPLY_SCRIPT = SCRIPT(
     "reply[1] = checkpoint\n"
     "return reply\n");
 
-/* Shared by the scripts that take the oldest event off a parked queue. */
-#define PARKED_QUEUE_LUA                                                                           \
-    "local function not_head(list, seq)\n"                                                         \
-    "  if redis.call('LINDEX', list, 0) == seq then return nil end\n"                              \
-    "  return redis.error_reply('NOTHEAD the event is not the oldest of its queue')\n"             \
-    "end\n" /* Takes the oldest event off; returns how many are left. */                           \
-    "local function pop_parked(base, queue, list)\n"                                               \
-    "  redis.call('LPOP', list)\n"                                                                 \
-    "  local left = redis.call('LLEN', list)\n"                                                    \
-    "  if left == 0 then redis.call('HDEL', base .. KEY_PARKED, queue)\n"                          \
-    "  else redis.call('HSET', base .. KEY_PARKED, queue, left) end\n"                             \
-    "  return left\n"                                                                              \
-    "end\n"
-
 /* Applies a parked event if it is the oldest of its queue. ARGV after the guards: base, the
  * queue, then the event's EVENT_ARGS. Returns the events still in the queue. */
 static struct script UNPARK_SCRIPT = SCRIPT(
-    EVENT_LUA PARKED_QUEUE_LUA
+    EVENT_LUA
     "local first, fenced = guards_hold()\n"
     "if not first then return redis.error_reply(fenced) end\n"
     "local base, queue, i = ARGV[first], ARGV[first + 1], first + 2\n"
     "local list = base .. KEY_PARKED_QUEUE .. queue\n"
-    "local refused = not_head(list, ARGV[i])\n"
-    "if refused then return refused end\n"
+    "if redis.call('LINDEX', list, 0) ~= ARGV[i] then\n"
+    "  return redis.error_reply('NOTHEAD the event is not the oldest of its queue')\n"
+    "end\n"
     "local broken = shared_keys_broken(base)\n"
     "if broken then return redis.error_reply('STALLED ' .. broken .. ' has the wrong type') end\n"
     /* The first write, refused out of memory before the event is touched (APPLY_SCRIPT). */
     "redis.call('HSET', base .. KEY_PARKED, queue, redis.call('LLEN', list))\n"
     "write_event(base, i, stored_version(base, i))\n"
-    "return pop_parked(base, queue, list)\n");
-
-/* Drops a parked event that is no longer in the log, if it is the oldest of its queue. ARGV
- * after the guards: base, the queue, the event's seq. Returns the events still in the
- * queue. */
-static struct script DROP_PARKED_SCRIPT =
-    SCRIPT(PARKED_QUEUE_LUA "local first, fenced = guards_hold()\n"
-                            "if not first then return redis.error_reply(fenced) end\n"
-                            "local base, queue = ARGV[first], ARGV[first + 1]\n"
-                            "local list = base .. KEY_PARKED_QUEUE .. queue\n"
-                            "local refused = not_head(list, ARGV[first + 2])\n"
-                            "if refused then return refused end\n"
-                            "return pop_parked(base, queue, list)\n");
+    "redis.call('LPOP', list)\n"
+    "local left = redis.call('LLEN', list)\n"
+    "if left == 0 then redis.call('HDEL', base .. KEY_PARKED, queue)\n"
+    "else redis.call('HSET', base .. KEY_PARKED, queue, left) end\n"
+    "return left\n");
 
 static void copy_id(const char *text, char out[UUID_TEXT_LEN + 1])
 {
@@ -511,25 +494,6 @@ int apply_events(struct redis_sync *redis, const struct apply_target *target, in
     return rc;
 }
 
-/* Runs a script that takes the oldest event off a parked queue; its reply is how many are
- * left ("*still_parked"). */
-static int run_queue_script(struct redis_sync *redis, struct script *script,
-                            const struct apply_target *target, size_t argc, const char **argv,
-                            const size_t *lens, int64_t *still_parked, char *err, size_t errlen)
-{
-    redisReply *reply = redis_sync_script(redis, script, target->guards, target->guard_count, argc,
-                                          argv, lens, err, errlen);
-    int rc;
-    if (reply && reply->type == REDIS_REPLY_INTEGER) {
-        *still_parked = reply->integer;
-        rc = APPLY_OK;
-    } else {
-        rc = error_status(reply, NULL, err, errlen);
-    }
-    freeReplyObject(reply);
-    return rc;
-}
-
 int apply_unpark(struct redis_sync *redis, const struct apply_target *target, const char *queue,
                  const struct apply_event *event, int64_t *still_parked, char *err, size_t errlen)
 {
@@ -542,21 +506,17 @@ int apply_unpark(struct redis_sync *redis, const struct apply_target *target, co
     argv[n] = queue;
     lens[n++] = strlen(queue);
     push_event_args(event, &numbers, argv, lens, &n);
-    return run_queue_script(redis, &UNPARK_SCRIPT, target, n, argv, lens, still_parked, err,
-                            errlen);
-}
-
-int apply_drop_parked(struct redis_sync *redis, const struct apply_target *target,
-                      const char *queue, int64_t seq, int64_t *still_parked, char *err,
-                      size_t errlen)
-{
-    char base[LAYOUT_BASE_MAX], seq_text[24];
-    size_t seq_len = (size_t)digits_i64(seq_text, seq);
-    const char *argv[] = {base, queue, seq_text};
-    size_t lens[] = {layout_base(target->prefix, target->gen, base, sizeof(base)), strlen(queue),
-                     seq_len};
-    return run_queue_script(redis, &DROP_PARKED_SCRIPT, target, 3, argv, lens, still_parked, err,
-                            errlen);
+    redisReply *reply = redis_sync_script(redis, &UNPARK_SCRIPT, target->guards,
+                                          target->guard_count, n, argv, lens, err, errlen);
+    int rc;
+    if (reply && reply->type == REDIS_REPLY_INTEGER) {
+        *still_parked = reply->integer;
+        rc = APPLY_OK;
+    } else {
+        rc = error_status(reply, NULL, err, errlen);
+    }
+    freeReplyObject(reply);
+    return rc;
 }
 
 int apply_list_parked(struct redis_sync *redis, const struct apply_target *target,

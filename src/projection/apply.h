@@ -131,12 +131,6 @@ int apply_events(struct redis_sync *redis, const struct apply_target *target, in
 int apply_unpark(struct redis_sync *redis, const struct apply_target *target, const char *queue,
                  const struct apply_event *event, int64_t *still_parked, char *err, size_t errlen);
 
-/* Takes the parked event "seq", which the log no longer holds (an entry deleted by hand), off
- * queue "queue" unapplied, if it is the oldest there; "*still_parked" as apply_unpark's. */
-int apply_drop_parked(struct redis_sync *redis, const struct apply_target *target,
-                      const char *queue, int64_t seq, int64_t *still_parked, char *err,
-                      size_t errlen);
-
 /* Visits the parked events of "target"'s generation, queue by queue, oldest first; "fn" (may
  * be NULL) returns non-zero to skip the rest of that queue. Sets "*parked_events". */
 int apply_list_parked(struct redis_sync *redis, const struct apply_target *target,

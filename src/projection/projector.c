@@ -696,9 +696,20 @@ static void retry_parked(struct projector *p)
     publish_parked(p);
     if (result.applied > 0)
         LOG(LOG_INFO, "projector: applied %" PRId64 " parked events", result.applied);
-    if (result.dropped > 0)
-        LOG(LOG_WARN, "projector: dropped %" PRId64 " parked events the event log no longer holds",
-            result.dropped);
+    if (result.gone) {
+        /* Deleted by hand, where it should have been repaired: the events parked behind it
+         * would land on views it should have changed (of its product, or of another product
+         * of its sku), and a deleted product's view would stay. The write model is the truth. */
+        char why[128];
+        snprintf(why, sizeof(why), "parked event %" PRId64 " is no longer in the event log",
+                 result.gone);
+        if (rebuild(p, p->generation, why) == 0) {
+            forget_generation(p);
+            return;
+        }
+        result.status = APPLY_STALLED; /* retried with the backoff below */
+        snprintf(result.err, sizeof(result.err), "%s, and rebuilding failed", why);
+    }
     if (result.status == APPLY_REDIS_DOWN)
         drop_redis(p);
     else if (result.status == APPLY_FENCED || result.status == APPLY_NOT_HEAD)

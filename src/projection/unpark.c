@@ -24,28 +24,29 @@ static int unpark_one(const char *queue, int64_t seq, void *arg)
 {
     struct pass *pass = arg;
     struct unpark_result *out = pass->out;
-    if (out->status != APPLY_OK && out->status != APPLY_REFUSED) return 1; /* pass is over */
+    if (out->gone || (out->status != APPLY_OK && out->status != APPLY_REFUSED))
+        return 1; /* the pass is over */
     struct apply_event event = {0};
     char err[sizeof(out->err)];
     int read = store_read_events(pass->store, seq - 1, 1, take_event, &event);
-    int rc = APPLY_REFUSED, gone = read == 0 || (read == 1 && event.seq != seq);
-    int64_t left;
-    if (read < 0)
+    int rc = APPLY_REFUSED;
+    if (read < 0) {
         snprintf(err, sizeof(err), "reading parked event %" PRId64 ": %s", seq,
                  store_errmsg(pass->store));
-    else if (gone) /* deleted by hand: the events behind it carry whole views, so they go on */
-        rc = apply_drop_parked(pass->redis, pass->target, queue, seq, &left, err, sizeof(err));
-    else if (event.kind == APPLY_POISON)
+    } else if (read == 0 || event.seq != seq) {
+        out->gone = seq; /* the caller rebuilds: nothing more to try here */
+        apply_event_clear(&event);
+        return 1;
+    } else if (event.kind == APPLY_POISON) {
         snprintf(err, sizeof(err), "parked event %" PRId64 " is still not a valid event", seq);
-    else
+    } else {
+        int64_t left;
         rc = apply_unpark(pass->redis, pass->target, queue, &event, &left, err, sizeof(err));
+    }
     apply_event_clear(&event);
     if (rc == APPLY_OK) {
         parked_set_remove(pass->parked, seq);
-        if (gone)
-            out->dropped++;
-        else
-            out->applied++;
+        out->applied++;
         return 0;
     }
     if (out->status == APPLY_OK || rc != APPLY_REFUSED) {

@@ -12,7 +12,7 @@ import json
 import time
 
 from conftest import (PREFIX, append_unreadable_event, catalog_pages, redis_gen, redis_view,
-                      repair_event, sql_write, wait_until)
+                      repair_event, sql, sql_write, wait_until)
 
 JSON = {"Content-Type": "application/json"}
 
@@ -113,10 +113,10 @@ def test_a_view_in_another_tools_form_is_parked_not_stored(fresh):
 
 
 def test_an_unreadable_entry_deleted_from_the_log_lets_its_queue_go_on(fresh):
-    """The operator deletes the unreadable entry rather than repairing it: the projector takes
-    it off its queue unapplied, and the events parked behind it apply (each carries its
-    product's whole view). It stayed parked for good, "not in the log", and every later
-    command of the product answered pending."""
+    """The operator deletes the unreadable entry rather than repairing it: the log no longer
+    says what the write model holds, so the projector rebuilds the read model from the write
+    model. It stayed parked for good, "not in the log", and every later command of the
+    product answered pending."""
     _, a = fresh.create(stock=1)
     updated = patch(fresh, a["id"], {"name": "A1"})
     assert updated.headers["Projection"] == "applied"
@@ -125,16 +125,68 @@ def test_an_unreadable_entry_deleted_from_the_log_lets_its_queue_go_on(fresh):
         assert patch(fresh, a["id"], {"name": name}).headers["Projection"] == "pending"
     wait_until(lambda: projection(fresh)["parked_events"] == 3, 10, interval=0.05,
                what="the entry and both events to be parked")
+    generation = redis_gen(fresh.r)
 
     sql_write(fresh.db, "DELETE FROM events WHERE seq = ?", (poison,))
     wait_until(lambda: projection(fresh)["parked_events"] == 0, 40, interval=0.1,
                what="the queue to go on")
     view = fresh.get(f"/products/{a['id']}")
     assert view.status_code == 200 and view.json()["name"] == "A3", view.text
-    assert parked_queue(fresh, a["sku"]) == []
+    assert redis_gen(fresh.r) != generation
     assert patch(fresh, a["id"], {"name": "A4"}).headers["Projection"] == "applied"
     assert fresh.cli("verify").returncode == 0
-    assert "no longer holds" in fresh.server.stderr_path.read_text(errors="replace")
+    assert "no longer in the event log" in fresh.server.stderr_path.read_text(errors="replace")
+
+
+def test_a_valid_parked_event_deleted_from_the_log_leaves_nothing_behind(fresh):
+    """A product's delete, parked behind an unreadable entry of its sku, then deleted from the
+    log by hand (and the entry with it): taking each off its queue and going on would keep
+    the deleted product's view for good. The rebuild from the write model drops it."""
+    _, a = fresh.create(stock=1)
+    poison = append_unreadable_event(fresh.db, a["id"], 2)
+    assert patch(fresh, a["id"], {"name": "A2"}).headers["Projection"] == "pending"
+    assert fresh.request("DELETE", f"/products/{a['id']}").status_code == 204
+    _, later = fresh.create(stock=1)  # so that the delete is not the log's last event
+    wait_until(lambda: projection(fresh)["parked_events"] == 3, 10, interval=0.05,
+               what="the entry, the update and the delete to be parked")
+    deleted, = sql(fresh.db, "SELECT seq FROM events WHERE product_id = ? AND type = "
+                             "'ProductDeleted'", (a["id"],))
+    sql_write(fresh.db, "DELETE FROM events WHERE seq IN (?, ?)", (deleted[0], poison))
+    wait_until(lambda: projection(fresh)["parked_events"] == 0, 40, interval=0.1,
+               what="the queue to go on")
+    assert fresh.get(f"/products/{a['id']}").status_code == 404
+    assert fresh.get(f"/products/by-sku/{a['sku']}").status_code == 404
+    listed = [v["id"] for views, _ in catalog_pages(fresh, 100) for v in views]
+    assert listed == [later["id"]]
+    assert fresh.cli("verify").returncode == 0
+
+
+def test_a_parked_list_written_by_hand_in_the_next_generation_is_not_a_queue(fresh):
+    """A list under the next generation's parked-queue name, written before it is built,
+    holding the seq of a deleted product's create: an event parked later in that queue went
+    behind it, and the unpark pass applied that create, bringing the product back for good.
+    A list without its count is not a queue: parking starts it afresh."""
+    _, gone = fresh.create(stock=1)
+    assert fresh.request("DELETE", f"/products/{gone['id']}").status_code == 204
+    _, b = fresh.create(stock=1)
+    create_seq, = sql(fresh.db, "SELECT seq FROM events WHERE product_id = ? AND type = "
+                                "'ProductCreated'", (gone["id"],))
+    following = int(redis_gen(fresh.r)) + 1
+    fresh.r.rpush(f"{PREFIX}:g{following}:parked:{b['sku']}", create_seq[0])
+    assert fresh.cli("rebuild").returncode == 0
+    assert redis_gen(fresh.r) == str(following)
+
+    poison = append_unreadable_event(fresh.db, b["id"], 1)  # a copy of its create, garbled
+    assert patch(fresh, b["id"], {"name": "B2"}).headers["Projection"] == "pending"
+    wait_until(lambda: projection(fresh)["parked_events"] == 2, 10, interval=0.05,
+               what="the entry and the update to be parked")
+    assert parked_queue(fresh, b["sku"])[0] == poison
+    repair_event(fresh.db, poison, b["raw"])
+    wait_until(lambda: projection(fresh)["parked_events"] == 0, 40, interval=0.1,
+               what="the parked events to apply")
+    assert fresh.get(f"/products/{gone['id']}").status_code == 404
+    assert fresh.get(f"/products/{b['id']}").json()["name"] == "B2"
+    assert fresh.cli("verify").returncode == 0
 
 
 def test_redis_refusing_all_writes_skips_nothing(fresh):

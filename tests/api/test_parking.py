@@ -32,6 +32,13 @@ def metric(stack, name):
     raise AssertionError(f"{name} not in /metrics")
 
 
+def wait_parked(stack, count, what):
+    """Waits until "count" events are parked: up to 10 s for events to park, 40 s for parked
+    ones to apply (their retries back off up to 30 s)."""
+    wait_until(lambda: projection(stack)["parked_events"] == count, 40 if count == 0 else 10,
+               interval=0.1 if count == 0 else 0.05, what=what)
+
+
 def parked_queue(stack, queue):
     """The seqs parked in one queue of the current generation, oldest first."""
     key = f"{PREFIX}:g{redis_gen(stack.r)}:parked:{queue}"
@@ -66,8 +73,7 @@ def test_one_refused_product_is_parked_and_the_rest_go_on(fresh):
 
     # the entry is repaired in the write model: the parked events apply, oldest first
     repair_event(fresh.db, poison, updated.text)
-    wait_until(lambda: projection(fresh)["parked_events"] == 0, 40, interval=0.1,
-               what="the parked events to apply")
+    wait_parked(fresh, 0, "the parked events to apply")
     view = fresh.get(f"/products/{a['id']}")
     assert view.status_code == 200 and view.json()["name"] == "A3" and view.json()["version"] == 4
     assert metric(fresh, "catalogd_projection_parked_events") == 0
@@ -93,8 +99,7 @@ def test_a_view_in_another_tools_form_is_parked_not_stored(fresh):
     assert after.status_code == 200 and after.headers["Projection"] == "pending", after.headers
     # "pending" may come before the batch is parked: the foreign entry's recorded_at is days
     # old, so the projector counts as not keeping up and the command does not wait for it
-    wait_until(lambda: projection(fresh)["parked_events"] == 2, 10, interval=0.05,
-               what="both events to be parked")
+    wait_parked(fresh, 2, "both events to be parked")
     by_id = fresh.get(f"/products/{a['id']}")
     assert by_id.status_code == 200 and by_id.text == updated.text, by_id.text
     assert fresh.get(f"/products/by-sku/{a['sku']}").text == updated.text
@@ -104,8 +109,7 @@ def test_a_view_in_another_tools_form_is_parked_not_stored(fresh):
 
     # repaired in catalogd's own form, both apply
     repair_event(fresh.db, foreign, updated.text)
-    wait_until(lambda: projection(fresh)["parked_events"] == 0, 40, interval=0.1,
-               what="the parked events to apply")
+    wait_parked(fresh, 0, "the parked events to apply")
     assert fresh.get(f"/products/{a['id']}").json()["stock"] == 3
     listed = [v["id"] for views, _ in catalog_pages(fresh, 2) for v in views]
     assert listed == [first["id"], a["id"], later["id"]]
@@ -123,13 +127,11 @@ def test_an_unreadable_entry_deleted_from_the_log_lets_its_queue_go_on(fresh):
     poison = append_unreadable_event(fresh.db, a["id"], 2)
     for name in ("A2", "A3"):
         assert patch(fresh, a["id"], {"name": name}).headers["Projection"] == "pending"
-    wait_until(lambda: projection(fresh)["parked_events"] == 3, 10, interval=0.05,
-               what="the entry and both events to be parked")
+    wait_parked(fresh, 3, "the entry and both events to be parked")
     generation = redis_gen(fresh.r)
 
     sql_write(fresh.db, "DELETE FROM events WHERE seq = ?", (poison,))
-    wait_until(lambda: projection(fresh)["parked_events"] == 0, 40, interval=0.1,
-               what="the queue to go on")
+    wait_parked(fresh, 0, "the queue to go on")
     view = fresh.get(f"/products/{a['id']}")
     assert view.status_code == 200 and view.json()["name"] == "A3", view.text
     assert redis_gen(fresh.r) != generation
@@ -147,13 +149,11 @@ def test_a_valid_parked_event_deleted_from_the_log_leaves_nothing_behind(fresh):
     assert patch(fresh, a["id"], {"name": "A2"}).headers["Projection"] == "pending"
     assert fresh.request("DELETE", f"/products/{a['id']}").status_code == 204
     _, later = fresh.create(stock=1)  # so that the delete is not the log's last event
-    wait_until(lambda: projection(fresh)["parked_events"] == 3, 10, interval=0.05,
-               what="the entry, the update and the delete to be parked")
+    wait_parked(fresh, 3, "the entry, the update and the delete to be parked")
     deleted, = sql(fresh.db, "SELECT seq FROM events WHERE product_id = ? AND type = "
                              "'ProductDeleted'", (a["id"],))
     sql_write(fresh.db, "DELETE FROM events WHERE seq IN (?, ?)", (deleted[0], poison))
-    wait_until(lambda: projection(fresh)["parked_events"] == 0, 40, interval=0.1,
-               what="the queue to go on")
+    wait_parked(fresh, 0, "the queue to go on")
     assert fresh.get(f"/products/{a['id']}").status_code == 404
     assert fresh.get(f"/products/by-sku/{a['sku']}").status_code == 404
     listed = [v["id"] for views, _ in catalog_pages(fresh, 100) for v in views]
@@ -178,12 +178,10 @@ def test_a_parked_list_written_by_hand_in_the_next_generation_is_not_a_queue(fre
 
     poison = append_unreadable_event(fresh.db, b["id"], 1)  # a copy of its create, garbled
     assert patch(fresh, b["id"], {"name": "B2"}).headers["Projection"] == "pending"
-    wait_until(lambda: projection(fresh)["parked_events"] == 2, 10, interval=0.05,
-               what="the entry and the update to be parked")
+    wait_parked(fresh, 2, "the entry and the update to be parked")
     assert parked_queue(fresh, b["sku"])[0] == poison
     repair_event(fresh.db, poison, b["raw"])
-    wait_until(lambda: projection(fresh)["parked_events"] == 0, 40, interval=0.1,
-               what="the parked events to apply")
+    wait_parked(fresh, 0, "the parked events to apply")
     assert fresh.get(f"/products/{gone['id']}").status_code == 404
     assert fresh.get(f"/products/{b['id']}").json()["name"] == "B2"
     assert fresh.cli("verify").returncode == 0

@@ -24,6 +24,16 @@
 #define TICK_MS        50
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
+#define FEED_BYTES     4096
+
+/* The input buffer of Redis connections. h2o reads until the socket is empty, doubling (and
+ * copying) a buffer that fills up; h2o's own starts at 8 KiB, and a burst of catalog pages
+ * (some 28 KiB each, one per client connection) copied itself several times per read. This
+ * one holds such a burst at once and is recycled, so it is allocated once per thread. */
+static __thread h2o_buffer_prototype_t redis_input_prototype = {
+    .allocator = {.max = 2},
+    ._initial_buf = {.capacity = 1024 * 1024},
+};
 
 struct redis_call {
     redis_reply_fn fn; /* NULL once cancelled */
@@ -213,6 +223,34 @@ static void on_reconnect_due(h2o_timeout_entry_t *entry)
     if (!c->sock) start_connect(c);
 }
 
+/* Hands every whole reply the reader holds to its call. Returns 0 when the connection was
+ * closed meanwhile (a broken reply, or a callback that closed it). */
+static int deliver_replies(struct redis_client *c)
+{
+    for (;;) {
+        void *reply = NULL;
+        if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) {
+            disconnect(c, "unreadable reply from Redis");
+            return 0;
+        }
+        if (!reply) return 1;
+        struct redis_call *call = pop_call(c);
+        if (!call) {
+            reply_reader_release(c->reader);
+            disconnect(c, "a reply nobody asked for");
+            return 0;
+        }
+        c->backoff_ms = BACKOFF_MIN_MS;
+        if (call->fn) call->fn(reply, call->arg);
+        recycle_call(c, call);
+        if (!c->sock) return 0; /* a callback closed the connection, and freed the reader */
+        reply_reader_release(c->reader);
+    }
+}
+
+/* The reader is fed FEED_BYTES at a time: after each reply it moves the bytes it still holds
+ * to the front of its buffer, so fed a burst of pages at once it would move the rest of the
+ * burst once per reply. */
 static void on_read(h2o_socket_t *sock, const char *err)
 {
     struct redis_client *c = sock->data;
@@ -221,26 +259,11 @@ static void on_read(h2o_socket_t *sock, const char *err)
         return;
     }
     c->progress_at = h2o_now(c->loop);
-    redisReaderFeed(c->reader, sock->input->bytes, sock->input->size);
-    h2o_buffer_consume(&sock->input, sock->input->size);
-    for (;;) {
-        void *reply = NULL;
-        if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) {
-            disconnect(c, "unreadable reply from Redis");
-            return;
-        }
-        if (!reply) break;
-        struct redis_call *call = pop_call(c);
-        if (!call) {
-            reply_reader_release(c->reader);
-            disconnect(c, "a reply nobody asked for");
-            return;
-        }
-        c->backoff_ms = BACKOFF_MIN_MS;
-        if (call->fn) call->fn(reply, call->arg);
-        recycle_call(c, call);
-        if (!c->sock) return; /* a callback closed the connection, and freed the reader */
-        reply_reader_release(c->reader);
+    while (sock->input->size > 0) {
+        size_t piece = sock->input->size < FEED_BYTES ? sock->input->size : FEED_BYTES;
+        redisReaderFeed(c->reader, sock->input->bytes, piece);
+        h2o_buffer_consume(&sock->input, piece);
+        if (!deliver_replies(c)) return;
     }
 }
 
@@ -374,6 +397,7 @@ static void start_connect(struct redis_client *c)
         return;
     }
     c->sock->data = c;
+    h2o_buffer_init(&c->sock->input, &redis_input_prototype); /* empty: nothing is read yet */
 }
 
 /* Fails, one by one, the calls that waited longer than the timeout while Redis is busy with

@@ -13,6 +13,11 @@
 
 #define FIRST_BLOCK_BYTES (64 * 1024) /* a page of 100 views and its replies fit */
 
+/* hiredis frees its input buffer once emptied if it has more than 16 KiB spare, and grows it
+ * again (by copying, doubling) for the next page. A page of 1000 views fits in this much,
+ * kept between replies. */
+#define KEPT_INPUT_BYTES (512 * 1024)
+
 struct block {
     struct block *next; /* the block filled before this one */
     size_t cap, used;
@@ -132,6 +137,7 @@ redisReader *reply_reader_new(void)
         return NULL;
     }
     reader->privdata = arena;
+    reader->maxbuf = KEPT_INPUT_BYTES;
     return reader;
 }
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from conftest import Stack, assert_problem, uniq_sku
+from conftest import Stack, assert_problem, raw_connect, read_until_closed, uniq_sku
 
 UNKNOWN_ID = "01900000-0000-7000-8000-000000000000"
 LINK_RE = re.compile(r'^<(/catalog\?limit=(\d+)&cursor=([^&>]+)(&in_stock=true)?)>; rel="next"$')
@@ -183,6 +183,29 @@ def test_catalog_page_is_the_exact_view_bytes(paged):
     resp = s.get("/catalog?limit=5")
     assert resp.status_code == 200
     assert resp.text == "[" + ",".join(v["raw"] for v in views[:5]) + "]"
+
+
+def test_pages_asked_for_all_at_once_each_get_their_own_views(paged):
+    """Pages read from many connections at once come back from Redis in one burst, bigger
+    than the buffer that takes it in and cut into pieces wherever a read ends; every page
+    must still be its own views, whole and in order."""
+    s, views = paged
+    limits = [250, 7, 100, 1, 250, 33] * 8  # 48 connections, over 1 MB of views per round
+    for _ in range(5):
+        socks = [raw_connect(s.server.port, timeout=10) for _ in limits]
+        try:
+            for sock, limit in zip(socks, limits):
+                sock.sendall(f"GET /catalog?limit={limit} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                             "Connection: close\r\n\r\n".encode())
+            answers = [read_until_closed(sock, deadline_s=10) for sock in socks]
+        finally:
+            for sock in socks:
+                sock.close()
+        for answer, limit in zip(answers, limits):
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 "), answer[:300]
+            expected = "[" + ",".join(v["raw"] for v in views[:limit]) + "]"
+            assert body.decode() == expected, (limit, len(body), body[:200])
 
 
 def test_catalog_default_limit_is_100(paged):

@@ -458,6 +458,13 @@ def main():
             "compare systems by their ratio to nginx and by CPU µs per request."
             % (fmt(ng1["rps"]["median"]), fmt(ng["rps"]["median"]),
                fmt(ng1["server_cpu_us"]["median"], 1), fmt(ng["server_cpu_us"]["median"], 1)))
+    stolen = [r for r in runs if max(r.get("cpu0_steal_pct") or 0, r.get("cpu1_steal_pct") or 0) > 5]
+    if stolen:
+        notes.append("runs during which the hypervisor took more than 5 %% of a vCPU for others "
+                     "(steal time in /proc/stat; their req/s suffer, CPU µs per request less): %s"
+                     % "; ".join("rep %s %s %s (CPU0 %s %%, CPU1 %s %%)" % (
+                         r["rep"], r["system"], r["scenario"], fmt(r.get("cpu0_steal_pct"), 1),
+                         fmt(r.get("cpu1_steal_pct"), 1)) for r in stolen))
     noisy = [r for r in runs if (r.get("other_cpu_pct") or 0) > 10]
     for r in noisy:
         notes.append("noisy run: rep %s %s %s: other processes used %.0f %% of a core "
@@ -787,7 +794,8 @@ def render_header(L, env, chart_err, w):
       "a CPU is partly idle): CPU0 near 100 %% means wrk, not the server, set the pace. Before "
       "each run the harness waits (up to %s s) for both CPUs to be idle; a run during which other "
       "processes used more than 10 %% of a core is listed under Notes (a lower bound: processes "
-      "that start and end within a run are missed). *nginx, wrk on CPU1 too* is the only run "
+      "that start and end within a run are missed), and so is one during which the hypervisor "
+      "gave more than 5 %% of a vCPU to other machines (steal time, which busy includes). *nginx, wrk on CPU1 too* is the only run "
       "not pinned as above: the same nginx, with wrk beside it on its core, to show what the "
       "hop between cores costs on this machine. *catalogd, GET /health* is the catalogd of "
       "the GET row answering its fixed health body (15 bytes), which takes neither Redis nor "

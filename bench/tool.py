@@ -208,7 +208,7 @@ def snap(args):
             if v[0] in ("cpu0", "cpu1"):
                 n = [int(x) for x in v[1:9]]
                 busy = n[0] + n[1] + n[2] + n[5] + n[6] + n[7]
-                cpu[v[0]] = (busy, busy + n[3] + n[4])
+                cpu[v[0]] = (busy, busy + n[3] + n[4], n[7])  # busy, all, stolen
     print(json.dumps({
         "t": time.time(),
         # the server's reaped children count (its own, started during the run); not other
@@ -246,6 +246,7 @@ def record(args):
         top = sorted(used.items(), key=lambda kv: -kv[1])[:3]
         c0b, c0a = (after["cpu"]["cpu0"][i] - before["cpu"]["cpu0"][i] for i in (0, 1))
         c1b, c1a = (after["cpu"]["cpu1"][i] - before["cpu"]["cpu1"][i] for i in (0, 1))
+        c0s, c1s = (after["cpu"][c][2] - before["cpu"][c][2] for c in ("cpu0", "cpu1"))
         n = res["requests"]
         st = res.pop("statuses")
         non2xx = (sum(v for k, v in st.items() if not 200 <= int(k) < 300)
@@ -264,6 +265,10 @@ def record(args):
             # partly idle, but they show wrk (CPU0) or the server core (CPU1) saturating
             "cpu0_busy_pct": round(100 * c0b / c0a, 1) if c0a else None,
             "cpu1_busy_pct": round(100 * c1b / c1a, 1) if c1a else None,
+            # time the hypervisor ran someone else on our vCPU (counted in busy above): the
+            # server and wrk wait for it, so a run with much of it is slow for no fault of theirs
+            "cpu0_steal_pct": round(100 * c0s / c0a, 1) if c0a else None,
+            "cpu1_steal_pct": round(100 * c1s / c1a, 1) if c1a else None,
             # CPU used by every process that is neither this server nor its Redis (someone
             # else's test suite...), in % of one core: > 10 means a noisy run
             "other_cpu_pct": round(100 * others / hz / wall, 1) if wall > 0 else None,
@@ -277,9 +282,11 @@ def record(args):
     else:
         print("    %-12s %-13s %9.0f req/s  p50 %7.2f ms  p99 %8.2f ms  non2xx %-6d sockerr %-4d"
               " server %6.1f us/req  redis %5.1f us/req  cpu0 %3.0f%%  cpu1 %3.0f%%  others %3.0f%%"
+              "  stolen %2.0f/%2.0f%%"
               % (rec.get("system"), rec.get("scenario"), rec["rps"], rec["p50_ms"], rec["p99_ms"],
                  rec["non2xx"], rec["sock_errors"], rec["server_cpu_us"], rec["redis_cpu_us"],
-                 rec["cpu0_busy_pct"], rec["cpu1_busy_pct"], rec["other_cpu_pct"]))
+                 rec["cpu0_busy_pct"], rec["cpu1_busy_pct"], rec["other_cpu_pct"],
+                 rec["cpu0_steal_pct"], rec["cpu1_steal_pct"]))
 
 
 def h2load_result(args):

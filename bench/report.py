@@ -458,7 +458,8 @@ def main():
             "compare systems by their ratio to nginx and by CPU µs per request."
             % (fmt(ng1["rps"]["median"]), fmt(ng["rps"]["median"]),
                fmt(ng1["server_cpu_us"]["median"], 1), fmt(ng["server_cpu_us"]["median"], 1)))
-    stolen = [r for r in runs if max(r.get("cpu0_steal_pct") or 0, r.get("cpu1_steal_pct") or 0) > 5]
+    stolen = [r for r in runs
+              if max(r.get("cpu0_steal_pct") or 0, r.get("cpu1_steal_pct") or 0) > 5]
     if stolen:
         notes.append("runs during which the hypervisor took more than 5 %% of a vCPU for others "
                      "(steal time in /proc/stat; their req/s suffer, CPU µs per request less): %s"
@@ -795,9 +796,10 @@ def render_header(L, env, chart_err, w):
       "each run the harness waits (up to %s s) for both CPUs to be idle; a run during which other "
       "processes used more than 10 %% of a core is listed under Notes (a lower bound: processes "
       "that start and end within a run are missed), and so is one during which the hypervisor "
-      "gave more than 5 %% of a vCPU to other machines (steal time, which busy includes). *nginx, wrk on CPU1 too* is the only run "
-      "not pinned as above: the same nginx, with wrk beside it on its core, to show what the "
-      "hop between cores costs on this machine. *catalogd, GET /health* is the catalogd of "
+      "gave more than 5 %% of a vCPU to other machines (steal time, which busy includes). "
+      "*nginx, wrk on CPU1 too* is the only run not pinned as above: the same nginx, with wrk "
+      "beside it on its core, to show what the hop between cores costs on this machine. "
+      "*catalogd, GET /health* is the catalogd of "
       "the GET row answering its fixed health body (15 bytes), which takes neither Redis nor "
       "the store: its HTTP layer beside nginx's.%s\n"
       % (env.get("REPS"), fmt(int(env.get("N", 0))), env.get("CONNS", "32"),

@@ -186,11 +186,12 @@ def test_catalog_page_is_the_exact_view_bytes(paged):
 
 
 def test_pages_asked_for_all_at_once_each_get_their_own_views(paged):
-    """Pages read from many connections at once come back from Redis in one burst, bigger
-    than the buffer that takes it in and cut into pieces wherever a read ends; every page
-    must still be its own views, whole and in order."""
+    """Pages asked for from many connections at once come back from Redis as one stream of
+    replies, which catalogd takes in pieces that end wherever a read or a piece ends (inside
+    a view, inside a reply's header); every page must still be its own views, whole and in
+    order."""
     s, views = paged
-    limits = [250, 7, 100, 1, 250, 33] * 8  # 48 connections, over 1 MB of views per round
+    limits = [250, 7, 100, 1, 250, 33] * 8  # 48 connections, 5,128 views per round
     for _ in range(5):
         socks = [raw_connect(s.server.port, timeout=10) for _ in limits]
         try:

@@ -42,8 +42,9 @@
 #define UNPARK_MAX_MS    30000
 #define STALL_MS         500   /* an unapplied event older than this: not keeping up */
 #define REPEAT_LOG_MS    60000 /* the same error is logged again at most this often */
-/* Several instances. While idle the leader reads the log's head every HEAD_POLL_MS (the
- * others' commits also wake it at once, through the bus). */
+/* While idle the projector reads the log's head, for entries that no commit of this instance
+ * announced: several instances' leader every HEAD_POLL_MS (the others' commits also wake it at
+ * once, through the bus), a lone instance every CHECK_EVERY_MS (an entry written by hand). */
 #define HEAD_POLL_MS  100
 #define NEWS_EVERY_MS 1000 /* the leader tells the others its state this often while idle */
 #define NEWS_STALE_MS 3000 /* a follower that heard nothing for this long knows no leader */
@@ -103,15 +104,15 @@ struct projector {
     struct prefix_hold *hold;
     uint64_t next_unpark_ms; /* monotonic time of the next retry of parked events */
     int unpark_backoff_ms;
-    uint64_t next_check_ms, next_policy_ms;
+    uint64_t next_check_ms, next_policy_ms, next_head_poll_ms;
     struct apply_result *result;
     /* Several instances: the fencing epoch this one took when it began to lead (0: none), as
-     * text for the scripts' guards, and when it next polls the head or sends news. */
+     * text for the scripts' guards, and when it next sends news. */
     int64_t epoch;
     char epoch_text[DIGITS_U64_MAX + 2];
     struct script_guard guards[2];
     int64_t news_number; /* of the last news sent in this epoch */
-    uint64_t next_head_poll_ms, next_news_ms;
+    uint64_t next_news_ms;
 };
 
 static const char *const STATE_NAMES[PROJECTOR_STATE_COUNT] = {
@@ -725,7 +726,7 @@ static void retry_parked(struct projector *p)
     p->next_unpark_ms = clock_mono_ms() + (uint64_t)p->unpark_backoff_ms;
 }
 
-/* Several instances: reads the log's head, which the others' commits moved. */
+/* Reads the log's head, which other instances' commits, or a row written by hand, moved. */
 static void poll_head(struct projector *p)
 {
     int64_t head;
@@ -753,9 +754,9 @@ static void idle(struct projector *p)
         p->next_policy_ms = now + POLICY_EVERY_MS;
     }
     if (p->config.leadership && now >= p->next_news_ms) send_news(p, NULL, 0);
-    if (p->config.leadership && now >= p->next_head_poll_ms) {
+    if (now >= p->next_head_poll_ms) {
         poll_head(p);
-        p->next_head_poll_ms = now + HEAD_POLL_MS;
+        p->next_head_poll_ms = now + (p->config.leadership ? HEAD_POLL_MS : CHECK_EVERY_MS);
     }
     int nap_ms = parked_set_count(p->parked) > 0 ? UNPARK_MIN_MS : CHECK_EVERY_MS;
     if (p->config.leadership) nap_ms = HEAD_POLL_MS;

@@ -205,6 +205,32 @@ def test_an_entry_repeating_an_older_version_does_not_hide_the_newer_view(fresh)
     assert rc == 0, out
 
 
+def test_an_entry_written_to_the_log_while_idle_reaches_redis_by_itself(fresh):
+    """The read model follows the log, whoever appends to it: a product changed, and its event
+    written, by something else (an operator's repair script) while catalogd is idle reaches
+    Redis with no command to wake the projector. Defect: on SQLite it waited for the next
+    command, however long that took; only several PostgreSQL instances read the log's head."""
+    view = fresh.create(stock=2)[1]
+    pid, name = view["id"], "Renamed by hand"
+    raw = fresh.get(f"/products/{pid}").text
+    changed = (raw.replace('"name":"%s"' % view["name"], '"name":"%s"' % name, 1)
+               .replace('"desc":"%s"' % view["desc"],
+                        '"desc":"%s"' % view["desc"].replace(view["name"], name, 1), 1)
+               .replace('"version":1,', '"version":2,', 1))
+    assert changed.count(name) == 2 and '"version":2,' in changed, changed
+    time.sleep(1.5)  # idle: the create's wake-ups are long spent
+    sql_write(fresh.db, "UPDATE products SET name = ?, version = 2 WHERE id = ?", (name, pid))
+    sql_write(fresh.db, "INSERT INTO events (seq, product_id, type, version, payload, "
+                        "recorded_at) VALUES (?, ?, 'ProductUpdated', 2, ?, ?)",
+              (max_seq(fresh.db) + 1, pid, changed, view["updated_at"]))
+    wait_until(lambda: fresh.get(f"/products/{pid}").text == changed, 5,
+               what="the hand-written event to reach Redis without a command")
+    assert_models_agree(fresh, pid, served=changed)
+    assert_checkpoint_is_head(fresh)
+    rc, out = verify_output(fresh)
+    assert rc == 0, out
+
+
 def test_concurrent_duplicate_sku_has_one_winner(stack):
     sku = uniq_sku("RACE")
     before = stack.counts()

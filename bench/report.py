@@ -117,6 +117,8 @@ def run_stats(rs):
     s["bytes_per_resp"] = med([r["bytes_per_resp"] for r in rs])
     s["cpu0_busy_pct"] = med([r["cpu0_busy_pct"] for r in rs])
     s["cpu1_busy_pct"] = med([r["cpu1_busy_pct"] for r in rs])
+    iowait = [r["cpu1_iowait_pct"] for r in rs if r.get("cpu1_iowait_pct") is not None]
+    s["cpu1_iowait_pct"] = med(iowait) if iowait else None
     s["other_cpu_pct_max"] = max(r.get("other_cpu_pct") or 0 for r in rs)
     cached = [r for r in rs if r.get("view_cache_hits") is not None]
     asked = sum(r["requests"] for r in cached)
@@ -589,15 +591,22 @@ def evaluate(summary, rat, mem, stock, env, redis_bytes=(), takeovers=(), grow=N
                     fmt(m(scen, "catalogd", "redis_cpu_us"), 1), fmt(c, 1), fmt(1e6 / c),
                     fmt(1e6 / wanted_rps, 0)))
         rps = m(scen, "catalogd", "rps")
-        busy = summary.get(scen, {}).get("catalogd", {}).get("cpu1_busy_pct")  # medians already
+        st = summary.get(scen, {}).get("catalogd", {})
+        busy, iowait = st.get("cpu1_busy_pct"), st.get("cpu1_iowait_pct")  # medians already
         nginx_busy = summary.get("get_by_id", {}).get("nginx", {}).get("cpu1_busy_pct")
         if 1e6 / c >= wanted_rps and rps is not None and rps < wanted_rps and busy is not None:
             text += ("; that budget is met, and the run reached %s of that rate with CPU1 %s %% "
                      "busy" % (fmt(rps * c / 1e6, 2, "×"), fmt(busy)))
+            if rps:
+                text += (" (%s µs of CPU1 per request, with the kernel's network and disk work "
+                         "that no process is charged for)" % fmt(busy * 1e4 / rps, 1))
             if nginx_busy is not None:
                 text += (": the pinned setup leaves CPU1 idle while requests cross to wrk's "
                          "core and back, as nginx's fixed body shows (CPU1 %s %% busy)"
                          % fmt(nginx_busy))
+            if iowait is not None and iowait >= 2:
+                text += ("; CPU1 was also %s %% idle waiting on the disk: a batch's fsync, which "
+                         "nothing else on CPU1 had work to overlap" % fmt(iowait))
         return text
 
     def create_batch_split():

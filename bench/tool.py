@@ -208,7 +208,7 @@ def snap(args):
             if v[0] in ("cpu0", "cpu1"):
                 n = [int(x) for x in v[1:9]]
                 busy = n[0] + n[1] + n[2] + n[5] + n[6] + n[7]
-                cpu[v[0]] = (busy, busy + n[3] + n[4], n[7])  # busy, all, stolen
+                cpu[v[0]] = (busy, busy + n[3] + n[4], n[7], n[4])  # busy, all, stolen, iowait
     print(json.dumps({
         "t": time.time(),
         # the server's reaped children count (its own, started during the run); not other
@@ -247,6 +247,7 @@ def record(args):
         c0b, c0a = (after["cpu"]["cpu0"][i] - before["cpu"]["cpu0"][i] for i in (0, 1))
         c1b, c1a = (after["cpu"]["cpu1"][i] - before["cpu"]["cpu1"][i] for i in (0, 1))
         c0s, c1s = (after["cpu"][c][2] - before["cpu"][c][2] for c in ("cpu0", "cpu1"))
+        c1w = after["cpu"]["cpu1"][3] - before["cpu"]["cpu1"][3]
         n = res["requests"]
         st = res.pop("statuses")
         non2xx = (sum(v for k, v in st.items() if not 200 <= int(k) < 300)
@@ -269,6 +270,9 @@ def record(args):
             # server and wrk wait for it, so a run with much of it is slow for no fault of theirs
             "cpu0_steal_pct": round(100 * c0s / c0a, 1) if c0a else None,
             "cpu1_steal_pct": round(100 * c1s / c1a, 1) if c1a else None,
+            # idle with a disk write outstanding (not in busy): a command waiting on its fsync
+            # while nothing else on the core had work
+            "cpu1_iowait_pct": round(100 * c1w / c1a, 1) if c1a else None,
             # CPU used by every process that is neither this server nor its Redis (someone
             # else's test suite...), in % of one core: > 10 means a noisy run
             "other_cpu_pct": round(100 * others / hz / wall, 1) if wall > 0 else None,

@@ -66,6 +66,7 @@ struct projector {
     pthread_cond_t wake;
     int stopping;               /* guarded by lock */
     uint64_t drain_deadline_ms; /* guarded by lock */
+    uint64_t notices;           /* guarded by lock: projector_notify calls so far */
 
     struct apply_event *offered; /* guarded by lock: committed events handed over in memory */
     size_t offered_count, offered_cap;
@@ -306,21 +307,53 @@ static void note_oldest_unapplied(struct projector *p)
     atomic_store(&p->oldest_unapplied_ms, recorded_ms);
 }
 
+/* Raises the head to "seq" if it is below; never lowers it, whoever raced to raise it. */
+static void raise_head(struct projector *p, int64_t seq)
+{
+    int64_t old = atomic_load(&p->head);
+    while (seq > old && !atomic_compare_exchange_weak(&p->head, &old, seq))
+        ;
+}
+
+static uint64_t notices_so_far(struct projector *p)
+{
+    pthread_mutex_lock(&p->lock);
+    uint64_t notices = p->notices;
+    pthread_mutex_unlock(&p->lock);
+    return notices;
+}
+
+/* The log holds nothing after the checkpoint, yet the head is beyond it: the events it
+ * counted are gone (the log's tail deleted by hand, a backup restored under a running
+ * catalogd). The head only ever rises otherwise, so it would stay ahead for good: a lag that
+ * never clears, and a projector that never naps (wait_for returns at once while the head is
+ * ahead), spinning on a core. It comes back to the checkpoint, unless a commit was notified
+ * since the read began: that one may be past the read's snapshot, and its notice, which
+ * raises the head under the same lock, is then not undone. */
+static void forget_head_beyond_log(struct projector *p, uint64_t notices_before_read)
+{
+    pthread_mutex_lock(&p->lock);
+    if (p->notices == notices_before_read && atomic_load(&p->head) > p->batch_after)
+        atomic_store(&p->head, p->batch_after);
+    pthread_mutex_unlock(&p->lock);
+}
+
 static int fetch_batch(struct projector *p)
 {
     p->batch_after = atomic_load(&p->checkpoint);
     if (take_offered(p) == 0) {
         if (open_store(p) < 0) return -1;
+        uint64_t notices = notices_so_far(p);
         int rc = store_read_events(p->store, p->batch_after, APPLY_BATCH_MAX, collect_event, p);
         if (rc < 0) {
             clear_batch(p);
             record_error(p, "reading the event log", store_errmsg(p->store));
             return -1;
         }
+        if (p->batch_count == 0) forget_head_beyond_log(p, notices);
     }
     if (p->batch_count > 0) {
-        int64_t last = p->batch[p->batch_count - 1].seq;
-        if (last > atomic_load(&p->head)) atomic_store(&p->head, last);
+        raise_head(p, p->batch[p->batch_count - 1].seq);
         note_oldest_unapplied(p);
         /* For the script to check that Redis holds the log's own event there: the log may
          * have gone back in time under it since the checkpoint was written. Events handed
@@ -522,7 +555,7 @@ static int load_generation(struct projector *p)
      * after all of it, so forgetting every view now, before the checkpoint moves, is enough. */
     view_cache_forget_all(p->config.view_cache);
     atomic_store(&p->checkpoint, checkpoint); /* Redis' own, even if behind what we had */
-    if (checkpoint > atomic_load(&p->head)) atomic_store(&p->head, checkpoint);
+    raise_head(p, checkpoint);
     atomic_store(&p->prefix_ours, 1); /* held, and its generation is a past of this catalog */
     set_state(p, PROJECTOR_CATCHING_UP);
     if (p->applied) p->applied(checkpoint, p->applied_arg);
@@ -1001,18 +1034,17 @@ int projector_start(const struct projector_config *config,
 
 void projector_notify(struct projector *p, int64_t head_seq)
 {
-    int64_t old = atomic_load(&p->head);
-    while (head_seq > old && !atomic_compare_exchange_weak(&p->head, &old, head_seq))
-        ;
+    /* The lock orders the head's store before a waiter's check of it, and the notice before
+     * forget_head_beyond_log's; the signal comes after the unlock so that, on one core, the
+     * woken projector does not run only to block on the lock still held here. */
+    pthread_mutex_lock(&p->lock);
+    raise_head(p, head_seq);
+    p->notices++;
+    pthread_mutex_unlock(&p->lock);
     if (atomic_load(&p->oldest_unapplied_ms) == 0) {
         uint64_t zero = 0;
         atomic_compare_exchange_strong(&p->oldest_unapplied_ms, &zero, clock_wall_ms());
     }
-    /* The lock orders the head's store before a waiter's check of it; the signal comes after
-     * the unlock so that, on one core, the woken projector does not run only to block on the
-     * lock still held here. */
-    pthread_mutex_lock(&p->lock);
-    pthread_mutex_unlock(&p->lock);
     pthread_cond_signal(&p->wake);
 }
 

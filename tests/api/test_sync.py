@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from conftest import (BIN, PREFIX, assert_problem, bulk_create, delete_views, redis_gen,
-                      redis_view, sql, sql_write, stored_views, uniq_sku, verify_output,
-                      wait_until, write_lock)
+from conftest import (BIN, PREFIX, assert_problem, bulk_create, cpu_seconds, delete_views,
+                      redis_gen, redis_view, sql, sql_write, stored_views, uniq_sku,
+                      verify_output, wait_until, write_lock)
 
 UNKNOWN_ID = "01900000-0000-7000-8000-000000000000"
 
@@ -229,6 +229,34 @@ def test_an_entry_written_to_the_log_while_idle_reaches_redis_by_itself(fresh):
     assert_checkpoint_is_head(fresh)
     rc, out = verify_output(fresh)
     assert rc == 0, out
+
+
+def test_the_logs_newest_event_deleted_leaves_no_lag_and_no_busy_projector(fresh):
+    """The log's newest event deleted by hand (as a backup restored under a running catalogd
+    takes the log back): the projector rebuilds the read model from the write model, then
+    rests. Defect: its idea of the log's head only ever rose, so it stayed at the deleted seq
+    for good: /admin/projection showed a lag of 1 that never cleared, and the projector never
+    napped (it waits only while nothing is ahead of the checkpoint), spinning on a core until
+    a new command passed that seq."""
+    fresh.create()
+    fresh.create()
+    head, gen = max_seq(fresh.db), redis_gen(fresh.r)
+    time.sleep(0.5)
+    sql_write(fresh.db, "DELETE FROM events WHERE seq = ?", (head,))
+    wait_until(lambda: redis_gen(fresh.r) != gen, 10, what="the rebuild")
+
+    def at_rest():
+        state = fresh.get("/admin/projection").json()
+        return state["head"] == state["checkpoint"] == head - 1 and state["lag_events"] == 0
+    wait_until(at_rest, 10, what="the projector to see the log's head where the log ends")
+    pid = fresh.server.proc.pid
+    cpu0 = cpu_seconds(pid)
+    time.sleep(2)
+    assert cpu_seconds(pid) - cpu0 < 0.3, "the projector spins while idle"
+    rc, out = verify_output(fresh)
+    assert rc == 0, out
+    r, _ = fresh.create()
+    assert r.headers["Projection"] == "applied"
 
 
 def test_concurrent_duplicate_sku_has_one_winner(stack):

@@ -4,7 +4,8 @@ RESULTS_DIR/latest.json, RESULTS_DIR/chart.png and BENCHMARKS.md, and print the 
 
 Records (one JSON object a line, "type" says which): run (one measured wrk run), mem (RSS and
 Redis memory at a phase), preload, paging, callgrind, stock_check, batches, redis_bytes (Redis
-memory by key kind), two_cores_stock_check. Runs of the systems "growth" (the big catalogd at
+memory by key kind), two_cores_stock_check, memlat (ns per dependent memory load by working-set
+size, bench/memlat.c). Runs of the systems "growth" (the big catalogd at
 each size of the growth curve), "growth-window" (the big catalogd at its largest size, read
 within the first step's products) and "two-cores", "nginx-two-cores" (nothing pinned) have tables
 of their own, not in the results. Profiles are RESULTS_DIR/perf.<system>.<scenario>.{dso,sym}.txt. Medians and
@@ -510,7 +511,9 @@ def main():
     for t in takeovers:
         if t.get("error"):
             notes.append("takeover, rep %s: %s" % (t["rep"], t["error"]))
-    targets = evaluate(summary, rat, mem, stock, env, redis_bytes, takeovers, grow, batches)
+    memlat = next((r["ns_per_load"] for r in recs if r["type"] == "memlat"), None)
+    targets = evaluate(summary, rat, mem, stock, env, redis_bytes, takeovers, grow, batches,
+                       memlat)
 
     latest = {"date": date, "command": command, "env": env, "machine": mach,
               "pinning": "server + Redis on CPU1 (taskset -c 1), wrk -t1 on CPU0 (taskset -c 0)",
@@ -524,7 +527,7 @@ def main():
               "paging": [{"system": r["system"], "rep": r["rep"], **r["summary"]} for r in paging],
               "callgrind": cg_out, "stock_checks": stock, "batches": batches,
               "targets": targets, "profiles": profiles, "redis_bytes": redis_bytes,
-              "takeovers": takeovers,
+              "takeovers": takeovers, "memlat": memlat,
               "notes": notes, "records": recs}
     with open(os.path.join(resdir, "latest.json"), "w") as f:
         json.dump(latest, f, indent=1)
@@ -543,6 +546,36 @@ def main():
 
 def env_str(env):
     return " ".join("%s=%s" % kv for kv in env.items())
+
+
+def size_text(n):
+    """Bytes as the memlat sizes are: 32 KiB, 2 MiB, 512 MiB."""
+    return "%d MiB" % (n >> 20) if n >= 1 << 20 else "%d KiB" % (n >> 10)
+
+
+def memlat_curve(memlat):
+    """bench/memlat.c's figures as a sentence, smallest working set first."""
+    return ", ".join("%s ns within %s" % (fmt(ns, 1), size_text(int(size)))
+                     for size, ns in sorted(memlat.items(), key=lambda kv: int(kv[0])))
+
+
+def memlat_at(memlat, used):
+    """(size, ns) of the smallest working set memlat measured that holds "used" bytes, or of
+    the largest one."""
+    sizes = sorted((int(k), v) for k, v in memlat.items())
+    return next(((n, ns) for n, ns in sizes if n >= used), sizes[-1])
+
+
+def page_dram_bound(extra_us, memlat, used):
+    """Redis's extra CPU per page at the big catalog, in dependent loads over a working set as
+    big as the big Redis's memory."""
+    if not memlat or not used or extra_us is None or extra_us <= 0:
+        return ""
+    size, ns = memlat_at(memlat, used)
+    return ("; Redis's %s µs more per page is what %s dependent memory loads cost over a "
+            "working set of %s here (%s ns each: bench/memlat.c, CPU1); a page walks 100 "
+            "views, each a skiplist node and its member's string: two allocations, and a "
+            "dependent load to reach each" % (fmt(extra_us, 1), fmt(extra_us * 1000 / ns), size_text(size), fmt(ns)))
 
 
 def page_growth_bound(grow):
@@ -567,7 +600,7 @@ def page_growth_bound(grow):
 
 
 def evaluate(summary, rat, mem, stock, env, redis_bytes=(), takeovers=(), grow=None,
-             batches=()):
+             batches=(), memlat=None):
     """The issue's targets against the medians: what, target, measured, met (or None), and
     what bounds the figure (the CPU budget on CPU1, the ceiling nginx shows, the bytes)."""
     def m(scen, sysname, key):
@@ -711,7 +744,12 @@ def evaluate(summary, rat, mem, stock, env, redis_bytes=(), takeovers=(), grow=N
                   fmt(m("catalog_page", "catalogd", "server_cpu_us"), 1),
                   fmt(m("catalog_page", "big", "server_cpu_us"), 1),
                   fmt(m("catalog_page", "catalogd", "redis_cpu_us"), 1),
-                  fmt(m("catalog_page", "big", "redis_cpu_us"), 1)) + page_growth_bound(grow))
+                  fmt(m("catalog_page", "big", "redis_cpu_us"), 1))
+               + page_dram_bound(
+                   (m("catalog_page", "big", "redis_cpu_us") or 0)
+                   - (m("catalog_page", "catalogd", "redis_cpu_us") or 0),
+                   memlat, mem.get("big", {}).get("redis_used_memory_end"))
+               + page_growth_bound(grow))
               if r else ""))
     s = m("stock", "catalogd", "rps")
     t.append(("stock adjustments, 4 hot products, req/s", "≥ 20,000", fmt(s) if s else "skipped",
@@ -788,6 +826,9 @@ def render_header(L, env, chart_err, w):
       % (mc["nproc"], mc["cpu"], mc.get("l3_cache") or "unknown", mc["memory"], mc["os"],
          mc["kernel"], mc["redis"], mc["wrk"],
          mc["nginx"], mc["python"], mc["fastapi_uvicorn"], mc["valgrind"], mc["catalogd"]))
+    if L.get("memlat"):
+        w("**Memory latency** (`bench/memlat.c` on CPU1: a random walk of dependent loads, "
+          "4 KiB pages as Redis has them): %s.\n" % memlat_curve(L["memlat"]))
     w("**Pinning:** %s. Every system runs with its own fresh Redis (`--save \"\" "
       "--appendonly no`); catalogd as `catalogd serve --threads 1 --durability full "
       "--log-level warn`; the seed as its `make serve` (one uvicorn worker, uvloop + httptools, "
@@ -906,12 +947,14 @@ def render_ratios(L, env, chart_err, w):
 
 
 def cache_note(L):
-    """The CPU's last-level cache against the big Redis's memory, for the window rows."""
+    """The CPU's caches against the big Redis's memory, for the window rows."""
     big = L.get("memory", {}).get("big", {})
     used = big.get("redis_used_memory_end")
-    return "the CPU's L3 cache is %s; the big Redis holds %s" % (
-        L["machine"].get("l3_cache") or "unknown",
-        fmt(used / 2 ** 20, 0, " MiB") if used else "unknown")
+    caches = "the CPU's L3 cache is %s" % (L["machine"].get("l3_cache") or "unknown")
+    if L.get("memlat"):
+        caches = "a dependent memory load costs %s here" % memlat_curve(L["memlat"])
+    return "%s; the big Redis holds %s" % (caches, fmt(used / 2 ** 20, 0, " MiB") if used
+                                           else "unknown")
 
 
 def render_growth(L, env, chart_err, w):

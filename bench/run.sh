@@ -5,7 +5,8 @@
 # What it does, in order:
 #   1. installs missing Debian packages (as root; else prints the apt-get line and stops),
 #      builds catalogd (make all: -O2 -g) and the callgrind driver bench/hotpaths.c;
-#   2. counts instructions per iteration of the pure hot paths with callgrind;
+#   2. counts instructions per iteration of the pure hot paths with callgrind, and measures
+#      what one dependent memory load costs on CPU1 by working-set size (bench/memlat.c);
 #   3. for each repetition: starts a fresh Redis + catalogd and a fresh Redis + seed, preloads
 #      N products into each, then runs the scenarios, taking turns between systems (round
 #      robin, the starting system rotating per repetition) so drift hits all of them:
@@ -685,6 +686,13 @@ if [ "$CALLGRIND" = 1 ]; then
             sed -e "s|$REPO/||g" -e "s|$WORK/||g" >"$RESULTS/callgrind.$mode.txt" || true
     done
 fi
+
+# What one dependent memory load costs here, by working-set size, on the CPU Redis runs on:
+# the bound under a page of a catalog whose views outgrow the CPU's caches (bench/memlat.c).
+cc -O2 "$HERE/memlat.c" -o "$WORK/memlat" || die "building bench/memlat.c failed"
+wait_quiet
+timeout 120 taskset -c 1 "$WORK/memlat" >>"$WORK/results.jsonl" || die "bench/memlat.c failed"
+log "== memory latency (ns per dependent load, by working set): $(tail -n 1 "$WORK/results.jsonl")"
 
 # ---------------------------------------------------------------- 3. load
 if [ "$WITH_NGINX" = 1 ]; then start_nginx nginx; fi

@@ -1041,12 +1041,21 @@ static int pg_read_events(struct store *base, int64_t after_seq, int limit, stor
 static int pg_snapshot_begin(struct store *base, int64_t *head_seq)
 {
     struct pg_store *store = pg_of(base);
-    store->in_transaction = 0;
-    if (ensure_connected(store) < 0) return STORE_ERR;
-    store->in_transaction = 1;
-    if (execute(store, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin a snapshot",
-                CALL_TIMEOUT_MS) < 0 ||
-        pg_head_seq(base, head_seq) < 0) {
+    for (int attempt = 0;; attempt++) {
+        store->in_transaction = 0;
+        if (ensure_connected(store) < 0) return STORE_ERR;
+        store->in_transaction = 1;
+        if (execute(store, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "begin a snapshot",
+                    CALL_TIMEOUT_MS) == STORE_OK)
+            break;
+        /* As pg_begin: a connection that broke while idle (the maintenance thread keeps its
+         * own between rebuilds, and a server restart breaks it) is replaced once. */
+        if (store->conn || store->lost_by_timeout || attempt > 0) {
+            pg_rollback(base);
+            return STORE_ERR;
+        }
+    }
+    if (pg_head_seq(base, head_seq) < 0) {
         pg_rollback(base);
         return STORE_ERR;
     }

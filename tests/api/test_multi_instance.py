@@ -777,6 +777,49 @@ def test_connections_terminated_by_the_server_are_survived(cluster):
     assert_verify_ok(cluster)
 
 
+def test_a_rebuild_asked_for_after_postgresql_restarted_runs(private_pg):
+    """The maintenance thread keeps its connection to PostgreSQL between rebuilds, and a
+    server restart breaks it while idle. The first POST /admin/rebuild after the restart
+    answered 202 and then failed at once ("begin a snapshot: FATAL: terminating connection
+    due to administrator command"), building nothing, on every instance."""
+    c = Cluster(private_pg, names=("a", "b"))
+    try:
+        c.start()
+        made = [c.create(n) for n in ("a", "b") for _ in range(3)]
+        assert all(r.status_code == 201 for r in made)
+        wait_caught_up(c)
+        for n in ("a", "b"):  # each maintenance thread now keeps a connection
+            rebuild_on(c, n, len(made))
+        private_pg.stop()
+        private_pg.start()
+        for n in ("a", "b"):
+            wait_until(lambda n=n: c.get(n, "/ready").status_code == 200, 30, interval=0.2,
+                       what=f"/ready of {n} after PostgreSQL is back")
+        for n in ("a", "b"):
+            rebuild_on(c, n, len(made))
+        assert_everything_readable(c, [r.json()["id"] for r in made])
+        assert_verify_ok(c)
+    finally:
+        c.stop()
+
+
+def rebuild_on(c, name, products):
+    """POST /admin/rebuild to instance "name"; waits until it has run and checks that it built
+    the live generation with "products" products. One at a time: a rebuild holds the lock."""
+    runs = c.projection(name)["rebuild"]["runs"]
+    r = requests.post(c.url(name, "/admin/rebuild"), timeout=HTTP_TIMEOUT)
+    assert r.status_code == 202, (name, r.status_code, r.text)
+
+    def finished():
+        rebuild = c.projection(name)["rebuild"]
+        return None if rebuild["running"] else rebuild
+    rebuild = wait_until(finished, 30, interval=0.1, what=f"the rebuild on {name} to finish")
+    assert rebuild["last_error"] == "", (name, rebuild)
+    assert rebuild["runs"] == runs + 1, (name, runs, rebuild)
+    assert rebuild["last_generation"] == int(c.r.get(f"{PREFIX}:gen-v2")), (name, rebuild)
+    assert rebuild["last_products"] == products, (name, rebuild)
+
+
 # ---------------------------------------------------------------------------------------------
 # a database catalogd cannot use: a one-line error at start, exit 2
 

@@ -45,8 +45,9 @@ struct http_exchange {
 };
 
 /* Request helpers. http_header returns the first value of header "name" (lowercase), or an
- * empty slice. http_query_param finds "name" in the query string: 1 with "*value" (still
- * percent-encoded), 0 when absent. */
+ * empty slice. http_query_param finds "name" in the query string: how often it occurs (2 for
+ * more than once; 0 when absent), with the first one's value in "*value" (still
+ * percent-encoded). */
 struct slice http_header(const struct http_exchange *ex, const char *name);
 int http_has_header(const struct http_exchange *ex, const char *name);
 

@@ -5,6 +5,7 @@
 #include "query/handlers.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "app.h"
@@ -165,6 +166,17 @@ void query_catalog(struct http_exchange *ex)
     request->in_stock = 0;
     char after[UUID_TEXT_LEN + 1] = "";
     struct slice value;
+    /* A parameter given twice means what the client did not say: a cache or proxy in front
+     * that reads the last one would not serve what this server reads. */
+    static const char *const PARAMS[] = {"limit", "cursor", "in_stock"};
+    for (size_t i = 0; i < sizeof(PARAMS) / sizeof(PARAMS[0]); i++) {
+        if (http_query_param(ex, PARAMS[i], &value) > 1) {
+            char detail[64];
+            snprintf(detail, sizeof(detail), "%s is given more than once", PARAMS[i]);
+            http_respond_problem(ex, 400, "invalid-query", detail, NULL);
+            return;
+        }
+    }
     if (http_query_param(ex, "limit", &value) &&
         query_parse_limit(value.p, value.len, CATALOG_MAX_LIMIT, &request->limit) < 0) {
         http_respond_problem(ex, 400, "invalid-query", "limit must be an integer from 1 to 1000",

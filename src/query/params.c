@@ -10,19 +10,19 @@ int query_find_param(const char *query, size_t len, const char *name, const char
 {
     size_t name_len = strlen(name);
     const char *p = query, *end = query + len;
-    while (p < end) {
+    int found = 0;
+    while (p < end && found < 2) {
         const char *pair_end = memchr(p, '&', (size_t)(end - p));
         if (!pair_end) pair_end = end;
         const char *eq = memchr(p, '=', (size_t)(pair_end - p));
         const char *key_end = eq ? eq : pair_end;
-        if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0) {
+        if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0 && !found++) {
             *value = eq ? eq + 1 : pair_end;
             *value_len = (size_t)(pair_end - *value);
-            return 1;
         }
         p = pair_end + 1;
     }
-    return 0;
+    return found;
 }
 
 int query_parse_limit(const char *text, size_t len, int max, int *limit)

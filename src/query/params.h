@@ -5,9 +5,10 @@
 
 #include <stddef.h>
 
-/* Finds parameter "name" in the query string "query" ("len" bytes, after the '?'). Returns 1
- * and the value (still percent-encoded) in "*value"/"*value_len", or 0 when absent. The first
- * occurrence wins; "name" alone (no '=') has an empty value. */
+/* Finds parameter "name" in the query string "query" ("len" bytes, after the '?'). Returns how
+ * often it occurs, 2 standing for "more than once" (0 when absent), and the first occurrence's
+ * value (still percent-encoded) in "*value"/"*value_len"; "name" alone (no '=') has an empty
+ * value. */
 int query_find_param(const char *query, size_t len, const char *name, const char **value,
                      size_t *value_len);
 

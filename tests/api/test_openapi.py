@@ -739,7 +739,7 @@ def test_catalog_pages_link_and_total(live):
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=1001", "limit=abc", "limit=", "limit=-1",
                                    "cursor=xx", "cursor=" + "A" * 23, "in_stock=yes",
-                                   "in_stock=1"])
+                                   "in_stock=1", "limit=1&limit=2"])
 def test_catalog_400(live, query):
     problem = check(live.get(f"/catalog?{query}"), "/catalog", "get", 400)
     assert problem["type"] == "urn:catalogd:problem:invalid-query"

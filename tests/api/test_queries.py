@@ -275,6 +275,19 @@ def test_catalog_bad_in_stock_is_400(stack, value):
     assert_problem(stack.get(f"/catalog?in_stock={value}"), 400)
 
 
+@pytest.mark.parametrize("query,name", [("limit=5&limit=6", "limit"),
+                                        ("limit=5&in_stock=true&limit=5", "limit"),
+                                        ("in_stock=true&in_stock=false", "in_stock"),
+                                        ("cursor=a&limit=2&cursor=b", "cursor"),
+                                        ("in_stock&in_stock", "in_stock")])
+def test_catalog_parameter_given_twice_is_400(stack, query, name):
+    """Which one counts would be a guess: a cache or proxy in front that reads the last one
+    would serve a page other than the one this server chose. It used the first."""
+    problem = assert_problem(stack.get(f"/catalog?{query}"), 400)
+    assert problem["type"].endswith("invalid-query"), problem
+    assert problem["detail"] == f"{name} is given more than once", problem
+
+
 # ---------------------------------------------------------------------------------------------
 # routing errors
 

@@ -79,6 +79,14 @@ static int find(const char *query, const char *name, char *out)
     return 1;
 }
 
+/* How often "name" occurs in "query", as query_find_param counts (2: more than once). */
+static int occurrences(const char *query, const char *name)
+{
+    const char *value;
+    size_t len;
+    return query_find_param(query, strlen(query), name, &value, &len);
+}
+
 Test(params, query_parameters)
 {
     char value[64];
@@ -90,6 +98,10 @@ Test(params, query_parameters)
     cr_assert_str_eq(value, "");
     cr_assert(find("limit=1&limit=2", "limit", value));
     cr_assert_str_eq(value, "1");
+    cr_assert_eq(occurrences("limit=1&limit=2", "limit"), 2);
+    cr_assert_eq(occurrences("limit&cursor=a&limit=3&limit=4", "limit"), 2);
+    cr_assert_eq(occurrences("limit=1&cursor=a", "limit"), 1);
+    cr_assert_eq(occurrences("limits=1&cursor=a", "limit"), 0);
     cr_assert_not(find("limitx=1&xlimit=2", "limit", value));
     cr_assert_not(find("", "limit", value));
     cr_assert_not(find("&&=&", "limit", value));

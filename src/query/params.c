@@ -16,7 +16,8 @@ int query_find_param(const char *query, size_t len, const char *name, const char
         if (!pair_end) pair_end = end;
         const char *eq = memchr(p, '=', (size_t)(pair_end - p));
         const char *key_end = eq ? eq : pair_end;
-        if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0 && !found++) {
+        if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0 &&
+            found++ == 0) { /* the first occurrence's value */
             *value = eq ? eq + 1 : pair_end;
             *value_len = (size_t)(pair_end - *value);
         }

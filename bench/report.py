@@ -4,9 +4,9 @@ RESULTS_DIR/latest.json, RESULTS_DIR/chart.png and BENCHMARKS.md, and print the 
 
 Records (one JSON object a line, "type" says which): run (one measured wrk run), mem (RSS and
 Redis memory at a phase), preload, paging, callgrind, stock_check, batches, redis_bytes (Redis
-memory by key kind), two_cores_stock_check, memlat (ns per dependent memory load by working-set
-size, bench/memlat.c). Runs of the systems "growth" (the big catalogd at
-each size of the growth curve), "growth-window" (the big catalogd at its largest size, read
+memory by key kind), two_cores_stock_check, memlat (ns per dependent memory load by
+working-set size, bench/memlat.c). Runs of the systems "growth" (the big catalogd at each size
+of the growth curve), "growth-window" (the big catalogd at its largest size, read
 within the first step's products) and "two-cores", "nginx-two-cores" (nothing pinned) have tables
 of their own, not in the results. Profiles are RESULTS_DIR/perf.<system>.<scenario>.{dso,sym}.txt. Medians and
 min-max are over the repetitions. Stdlib, plus matplotlib for the chart (skipped if absent).
@@ -566,16 +566,18 @@ def memlat_at(memlat, used):
     return next(((n, ns) for n, ns in sizes if n >= used), sizes[-1])
 
 
-def page_dram_bound(extra_us, memlat, used):
+def page_dram_bound(extra_us, memlat, used, page_limit):
     """Redis's extra CPU per page at the big catalog, in dependent loads over a working set as
     big as the big Redis's memory."""
     if not memlat or not used or extra_us is None or extra_us <= 0:
         return ""
     size, ns = memlat_at(memlat, used)
     return ("; Redis's %s µs more per page is what %s dependent memory loads cost over a "
-            "working set of %s here (%s ns each: bench/memlat.c, CPU1); a page walks 100 "
+            "working set of %s here (%s ns each: bench/memlat.c, CPU1); a page walks %s "
             "views, each a skiplist node and its member's string: two allocations, and a "
-            "dependent load to reach each" % (fmt(extra_us, 1), fmt(extra_us * 1000 / ns), size_text(size), fmt(ns)))
+            "dependent load to reach each"
+            % (fmt(extra_us, 1), fmt(extra_us * 1000 / ns), size_text(size), fmt(ns),
+               page_limit))
 
 
 def page_growth_bound(grow):
@@ -748,7 +750,8 @@ def evaluate(summary, rat, mem, stock, env, redis_bytes=(), takeovers=(), grow=N
                + page_dram_bound(
                    (m("catalog_page", "big", "redis_cpu_us") or 0)
                    - (m("catalog_page", "catalogd", "redis_cpu_us") or 0),
-                   memlat, mem.get("big", {}).get("redis_used_memory_end"))
+                   memlat, mem.get("big", {}).get("redis_used_memory_end"),
+                   env.get("PAGE_LIMIT", "100"))
                + page_growth_bound(grow))
               if r else ""))
     s = m("stock", "catalogd", "rps")

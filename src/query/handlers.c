@@ -158,6 +158,19 @@ static void on_catalog_page(int status, const struct catalog_page *page, void *a
     http_respond_allocated(ex, 200, JSON, body, used);
 }
 
+/* Parameter "name" of a catalog request: 1 with its value, 0 when absent, or -1 after
+ * answering 400 when it is given more than once. Which copy counts would be a guess: a cache
+ * or proxy in front that reads the last one would not serve what this server reads. */
+static int catalog_param(struct http_exchange *ex, const char *name, struct slice *value)
+{
+    int found = http_query_param(ex, name, value);
+    if (found <= 1) return found;
+    char detail[64];
+    snprintf(detail, sizeof(detail), "%s is given more than once", name);
+    http_respond_problem(ex, 400, "invalid-query", detail, NULL);
+    return -1;
+}
+
 void query_catalog(struct http_exchange *ex)
 {
     struct catalog_request *request = http_alloc(ex, sizeof(*request));
@@ -166,30 +179,22 @@ void query_catalog(struct http_exchange *ex)
     request->in_stock = 0;
     char after[UUID_TEXT_LEN + 1] = "";
     struct slice value;
-    /* A parameter given twice means what the client did not say: a cache or proxy in front
-     * that reads the last one would not serve what this server reads. */
-    static const char *const PARAMS[] = {"limit", "cursor", "in_stock"};
-    for (size_t i = 0; i < sizeof(PARAMS) / sizeof(PARAMS[0]); i++) {
-        if (http_query_param(ex, PARAMS[i], &value) > 1) {
-            char detail[64];
-            snprintf(detail, sizeof(detail), "%s is given more than once", PARAMS[i]);
-            http_respond_problem(ex, 400, "invalid-query", detail, NULL);
-            return;
-        }
-    }
-    if (http_query_param(ex, "limit", &value) &&
-        query_parse_limit(value.p, value.len, CATALOG_MAX_LIMIT, &request->limit) < 0) {
+    int found = catalog_param(ex, "limit", &value);
+    if (found < 0) return;
+    if (found && query_parse_limit(value.p, value.len, CATALOG_MAX_LIMIT, &request->limit) < 0) {
         http_respond_problem(ex, 400, "invalid-query", "limit must be an integer from 1 to 1000",
                              NULL);
         return;
     }
-    if (http_query_param(ex, "cursor", &value) && cursor_decode(value.p, value.len, after) < 0) {
+    if ((found = catalog_param(ex, "cursor", &value)) < 0) return;
+    if (found && cursor_decode(value.p, value.len, after) < 0) {
         http_respond_problem(ex, 400, "invalid-query",
                              "cursor is not one this server handed out (use the Link header)",
                              NULL);
         return;
     }
-    if (http_query_param(ex, "in_stock", &value)) {
+    if ((found = catalog_param(ex, "in_stock", &value)) < 0) return;
+    if (found) {
         if (slice_eq(value, "true"))
             request->in_stock = 1;
         else if (!slice_eq(value, "false")) {

@@ -206,8 +206,12 @@ def write_lock(db):
     catalogd's writes wait on it and the commands answer 503 write-model-unavailable once
     catalogd gives up waiting. SQLite: BEGIN EXCLUSIVE (readers go on, in WAL mode).
     PostgreSQL, the same over the whole database: every table of the schema locked IN
-    EXCLUSIVE MODE, which plain SELECTs pass and INSERT/UPDATE/DELETE wait on."""
+    EXCLUSIVE MODE, which plain SELECTs pass and INSERT/UPDATE/DELETE wait on.
+    LOCK TABLE takes the tables one by one, so a catalogd transaction already holding one of
+    them while it waits on another is a deadlock, which PostgreSQL breaks by failing one
+    side; when it fails ours, catalogd's transaction has gone on and we take them again."""
     if isinstance(db, PgDatabase):
+        from psycopg2.errors import DeadlockDetected
         conn = db.connect()
         try:
             conn.autocommit = False
@@ -216,7 +220,14 @@ def write_lock(db):
                             "WHERE schemaname = current_schema() ORDER BY tablename")
                 tables = [t for (t,) in cur.fetchall()]
                 assert "events" in tables, f"no catalogd tables in {db!r}: {tables}"
-                cur.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE")
+                for attempt in range(10):
+                    try:
+                        cur.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE")
+                        break
+                    except DeadlockDetected:
+                        conn.rollback()
+                else:
+                    raise AssertionError(f"no exclusive lock on {db!r} after 10 deadlocks")
             yield
         finally:
             try:

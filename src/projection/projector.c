@@ -74,6 +74,9 @@ struct projector {
     _Atomic int64_t head;
     _Atomic int64_t checkpoint;
     _Atomic uint64_t oldest_unapplied_ms; /* wall time of the oldest unapplied event, or 0 */
+    /* Wall time this process learned of the oldest unapplied events, or 0: later than their
+     * own time when their commit waited (a locked write model), which is no lag of ours. */
+    _Atomic uint64_t unapplied_known_ms;
     atomic_int redis_up;
     atomic_int state;
     atomic_int prefix_ours;                /* the generation is checked: projector_prefix_ours */
@@ -297,14 +300,30 @@ static size_t take_offered(struct projector *p)
     return take;
 }
 
-/* The batch holds the oldest events not yet in Redis: the first one's commit time is what
- * the lag is measured from. */
+/* Notes now as the time unapplied events became known here, unless events known earlier
+ * still wait. */
+static void note_unapplied_known(struct projector *p)
+{
+    uint64_t zero = 0;
+    atomic_compare_exchange_strong(&p->unapplied_known_ms, &zero, clock_wall_ms());
+}
+
+/* The batch holds the oldest events not yet in Redis: the first one's own time (taken as its
+ * command ran, before its commit) is what the lag is measured from. */
 static void note_oldest_unapplied(struct projector *p)
 {
     uint64_t recorded_ms = 0;
     const char *at = p->batch[0].recorded_at;
     if (timestamp_parse(at, strlen(at), &recorded_ms) < 0) recorded_ms = clock_wall_ms();
     atomic_store(&p->oldest_unapplied_ms, recorded_ms);
+    note_unapplied_known(p);
+}
+
+/* Nothing is left unapplied: no lag. */
+static void forget_unapplied(struct projector *p)
+{
+    atomic_store(&p->oldest_unapplied_ms, 0);
+    atomic_store(&p->unapplied_known_ms, 0);
 }
 
 /* Raises the head to "seq" if it is below; never lowers it, whoever raced to raise it. */
@@ -589,7 +608,7 @@ static void advance(struct projector *p, int64_t checkpoint)
 {
     assert(checkpoint >= atomic_load(&p->checkpoint)); /* only a reload moves it back */
     atomic_store(&p->checkpoint, checkpoint);
-    if (checkpoint >= atomic_load(&p->head)) atomic_store(&p->oldest_unapplied_ms, 0);
+    if (checkpoint >= atomic_load(&p->head)) forget_unapplied(p);
     p->backoff_ms = BACKOFF_MIN_MS;
     if (p->applied) p->applied(checkpoint, p->applied_arg);
 }
@@ -775,7 +794,7 @@ static void poll_head(struct projector *p)
 static void idle(struct projector *p)
 {
     set_state(p, PROJECTOR_LIVE);
-    atomic_store(&p->oldest_unapplied_ms, 0);
+    forget_unapplied(p);
     retry_parked(p);
     uint64_t now = clock_mono_ms();
     if (p->redis && p->generation && now >= p->next_check_ms) {
@@ -1012,6 +1031,7 @@ int projector_start(const struct projector_config *config,
     atomic_init(&p->head, config->head_seq);
     atomic_init(&p->checkpoint, 0);
     atomic_init(&p->oldest_unapplied_ms, 0);
+    atomic_init(&p->unapplied_known_ms, 0);
     atomic_init(&p->redis_up, 0);
     atomic_init(&p->parked_unsure, 0);
     atomic_init(&p->state, PROJECTOR_STARTING);
@@ -1045,6 +1065,7 @@ void projector_notify(struct projector *p, int64_t head_seq)
         uint64_t zero = 0;
         atomic_compare_exchange_strong(&p->oldest_unapplied_ms, &zero, clock_wall_ms());
     }
+    note_unapplied_known(p);
     pthread_cond_signal(&p->wake);
 }
 
@@ -1072,7 +1093,11 @@ int projector_keeping_up(const struct projector *p)
     int state = atomic_load(&p->state);
     if (!atomic_load(&p->redis_up) || (state != PROJECTOR_LIVE && state != PROJECTOR_CATCHING_UP))
         return 0;
+    /* Waiting on the projector, that is since the events were known here: a commit that
+     * waited for the write model's lock is not the projector falling behind. */
     uint64_t oldest = atomic_load(&p->oldest_unapplied_ms), now = clock_wall_ms();
+    uint64_t known = atomic_load(&p->unapplied_known_ms);
+    if (oldest && known > oldest) oldest = known;
     return oldest == 0 || now < oldest || now - oldest < STALL_MS;
 }
 
@@ -1128,7 +1153,7 @@ void projector_take_news(struct projector *p, const struct projection_news *news
         atomic_store(&p->checkpoint, news->checkpoint);
         checkpoint = news->checkpoint;
     }
-    if (checkpoint >= atomic_load(&p->head)) atomic_store(&p->oldest_unapplied_ms, 0);
+    if (checkpoint >= atomic_load(&p->head)) forget_unapplied(p);
     pthread_mutex_unlock(&p->status_lock);
     if (p->applied) p->applied(checkpoint, p->applied_arg);
 }

@@ -166,6 +166,25 @@ def test_a_products_changes_in_one_batch_are_written_to_redis_once(fresh):
     assert 1 <= written <= 5, f"{written} view writes for 30 changes in one or two batches"
 
 
+def test_a_command_that_waited_for_the_write_lock_is_still_applied(fresh):
+    """The wait for a command's view counts from its commit. Defect: the projector measured its
+    lag from the event's own time, taken before the commit; a command that had waited 0.8 s for
+    the write model's lock found the projector "not keeping up" and answered
+    `Projection: pending` at once, with Redis healthy and its view about to be written."""
+    pool = ThreadPoolExecutor(max_workers=3)
+    try:
+        with write_lock(fresh.db):
+            futures = [pool.submit(fresh.create) for _ in range(3)]
+            time.sleep(0.8)  # every create queued behind the lock, past the projector's 0.5 s
+        created = [f.result() for f in futures]
+    finally:
+        pool.shutdown()
+    for resp, view in created:
+        assert resp.headers.get("Projection") == "applied", resp.headers
+        assert fresh.get(f"/products/{view['id']}").text == view["raw"]
+    assert_checkpoint_is_head(fresh)
+
+
 def test_an_entry_repeating_an_older_version_does_not_hide_the_newer_view(fresh):
     """Only a view of a higher version overwrites an earlier event of its product in one batch.
     Defect: an entry written by something else, repeating a product's older version after its

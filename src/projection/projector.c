@@ -300,12 +300,12 @@ static size_t take_offered(struct projector *p)
     return take;
 }
 
-/* Notes now as the time unapplied events became known here, unless events known earlier
- * still wait. */
-static void note_unapplied_known(struct projector *p)
+/* Stores the wall time now in "slot" unless it already holds an earlier time (events noted
+ * earlier still wait), whoever races to store it. */
+static void note_now_unless_set(_Atomic uint64_t *slot)
 {
     uint64_t zero = 0;
-    atomic_compare_exchange_strong(&p->unapplied_known_ms, &zero, clock_wall_ms());
+    if (atomic_load(slot) == 0) atomic_compare_exchange_strong(slot, &zero, clock_wall_ms());
 }
 
 /* The batch holds the oldest events not yet in Redis: the first one's own time (taken as its
@@ -316,7 +316,7 @@ static void note_oldest_unapplied(struct projector *p)
     const char *at = p->batch[0].recorded_at;
     if (timestamp_parse(at, strlen(at), &recorded_ms) < 0) recorded_ms = clock_wall_ms();
     atomic_store(&p->oldest_unapplied_ms, recorded_ms);
-    note_unapplied_known(p);
+    note_now_unless_set(&p->unapplied_known_ms);
 }
 
 /* Nothing is left unapplied: no lag. */
@@ -1061,11 +1061,8 @@ void projector_notify(struct projector *p, int64_t head_seq)
     raise_head(p, head_seq);
     p->notices++;
     pthread_mutex_unlock(&p->lock);
-    if (atomic_load(&p->oldest_unapplied_ms) == 0) {
-        uint64_t zero = 0;
-        atomic_compare_exchange_strong(&p->oldest_unapplied_ms, &zero, clock_wall_ms());
-    }
-    note_unapplied_known(p);
+    note_now_unless_set(&p->oldest_unapplied_ms);
+    note_now_unless_set(&p->unapplied_known_ms);
     pthread_cond_signal(&p->wake);
 }
 

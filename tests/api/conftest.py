@@ -220,7 +220,7 @@ def write_lock(db):
                             "WHERE schemaname = current_schema() ORDER BY tablename")
                 tables = [t for (t,) in cur.fetchall()]
                 assert "events" in tables, f"no catalogd tables in {db!r}: {tables}"
-                for attempt in range(10):
+                for _ in range(10):
                     try:
                         cur.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE")
                         break

@@ -10,7 +10,7 @@
  *   served as GET, is listed exactly when GET is), never the one asked; ROUTE_NO_PATH means
  *   that no method matches the path; "allow" never overflows, whatever its capacity;
  * - the query string is split by the server's own query_find_param (src/query/params.c): a
- *   value lies inside the query; a limit that query_parse_limit accepts is 1-1000; a cursor
+ *   value is decoded whole or not at all, within QUERY_VALUE_MAX; a limit that query_parse_limit accepts is 1-1000; a cursor
  *   parameter that cursor_decode accepts encodes back to itself. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -38,10 +38,19 @@ static const struct route ROUTES[] = {CATALOGD_ROUTES(STAND_IN_ROUTE)};
 #define ROUTE_COUNT (sizeof ROUTES / sizeof ROUTES[0])
 #define ALLOW_MAX   64 /* on_request's allow[] */
 
-/* The server's own query-string lookup (src/query/params.c), with the value as a slice. */
-static int query_param(struct slice query, const char *name, struct slice *value)
+/* The server's own query-string lookup (src/query/params.c). A value it hands over is
+ * NUL-terminated at its length, no longer than the query's bytes, and no longer than it may be;
+ * one it cannot read is empty. */
+static int query_param(struct slice query, const char *name, struct query_value *value)
 {
-    return query_find_param(query.p, query.len, name, &value->p, &value->len);
+    int found = query_find_param(query.p, query.len, name, value);
+    CHECK(found >= 0 && found <= 2);
+    if (found) {
+        CHECK(value->len <= QUERY_VALUE_MAX && value->len <= query.len);
+        CHECK(strlen(value->text) == value->len);
+        CHECK(value->readable || value->len == 0);
+    }
+    return found;
 }
 
 /* router_match with "allow" and "params" on the heap at their exact sizes, so ASan sees a
@@ -103,24 +112,22 @@ static void check_found(const struct route *route, struct slice method, struct s
 /* What query_catalog does with "cursor" and "limit" (src/query/handlers.c). */
 static void check_query(struct slice query)
 {
-    struct slice value;
+    struct query_value value;
     char after[UUID_TEXT_LEN + 1], cursor[CURSOR_LEN + 1];
     int limit = -1;
 
     if (query_param(query, "limit", &value)) {
-        CHECK(value.p >= query.p && value.p + value.len <= query.p + query.len);
-        if (query_parse_limit(value.p, value.len, 1000, &limit) == 0)
+        if (query_parse_limit(value.text, value.len, 1000, &limit) == 0)
             CHECK(limit >= 1 && limit <= 1000);
         else
             CHECK(limit == -1);
     }
 
     if (query_param(query, "cursor", &value)) {
-        CHECK(value.p >= query.p && value.p + value.len <= query.p + query.len);
-        if (cursor_decode(value.p, value.len, after) == 0) {
+        if (cursor_decode(value.text, value.len, after) == 0) {
             CHECK(uuid_check_canonical(after, strlen(after)) == 0);
             CHECK(cursor_encode(after, cursor) == 0);
-            CHECK(value.len == CURSOR_LEN && memcmp(cursor, value.p, CURSOR_LEN) == 0);
+            CHECK(value.len == CURSOR_LEN && memcmp(cursor, value.text, CURSOR_LEN) == 0);
         }
     }
 }

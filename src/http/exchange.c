@@ -17,7 +17,6 @@
 #include "common/xmalloc.h"
 #include "http/loop.h"
 #include "projection/projector.h"
-#include "query/params.h"
 
 static h2o_req_t *req_of(const struct http_exchange *ex)
 {
@@ -44,11 +43,6 @@ size_t http_header_count(const struct http_exchange *ex, const char *name)
     for (ssize_t i = -1; (i = h2o_find_header_by_str(&req->headers, name, strlen(name), i)) >= 0;)
         count++;
     return count;
-}
-
-int http_query_param(const struct http_exchange *ex, const char *name, struct slice *value)
-{
-    return query_find_param(ex->query.p, ex->query.len, name, &value->p, &value->len);
 }
 
 int http_is_json(struct slice content_type)

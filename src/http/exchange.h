@@ -45,15 +45,12 @@ struct http_exchange {
 };
 
 /* Request helpers. http_header returns the first value of header "name" (lowercase), or an
- * empty slice. http_query_param finds "name" in the query string: how often it occurs (2 for
- * more than once; 0 when absent), with the first one's value in "*value" (still
- * percent-encoded). */
+ * empty slice. */
 struct slice http_header(const struct http_exchange *ex, const char *name);
 int http_has_header(const struct http_exchange *ex, const char *name);
 
 /* How many times the request carries the header "name" (lowercase). */
 size_t http_header_count(const struct http_exchange *ex, const char *name);
-int http_query_param(const struct http_exchange *ex, const char *name, struct slice *value);
 
 /* 1 when the Content-Type value "content_type" is application/json (case-insensitive,
  * parameters allowed), else 0. */

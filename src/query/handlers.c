@@ -159,14 +159,16 @@ static void on_catalog_page(int status, const struct catalog_page *page, void *a
 }
 
 /* Parameter "name" of a catalog request: 1 with its value, 0 when absent, or -1 after
- * answering 400 when it is given more than once. Which copy counts would be a guess: a cache
- * or proxy in front that reads the last one would not serve what this server reads. */
-static int catalog_param(struct http_exchange *ex, const char *name, struct slice *value)
+ * answering 400 when it is given more than once or its value does not decode. Which copy
+ * counts would be a guess: a cache or proxy in front that reads the last one would not serve
+ * what this server reads. */
+static int catalog_param(struct http_exchange *ex, const char *name, struct query_value *value)
 {
-    int found = http_query_param(ex, name, value);
-    if (found <= 1) return found;
-    char detail[64];
-    snprintf(detail, sizeof(detail), "%s is given more than once", name);
+    int found = query_find_param(ex->query.p, ex->query.len, name, value);
+    if (found == 0 || (found == 1 && value->readable)) return found;
+    char detail[96];
+    snprintf(detail, sizeof(detail),
+             found > 1 ? "%s is given more than once" : "%s is not validly percent-encoded", name);
     http_respond_problem(ex, 400, "invalid-query", detail, NULL);
     return -1;
 }
@@ -178,16 +180,16 @@ void query_catalog(struct http_exchange *ex)
     request->limit = CATALOG_DEFAULT_LIMIT;
     request->in_stock = 0;
     char after[UUID_TEXT_LEN + 1] = "";
-    struct slice value;
+    struct query_value value;
     int found = catalog_param(ex, "limit", &value);
     if (found < 0) return;
-    if (found && query_parse_limit(value.p, value.len, CATALOG_MAX_LIMIT, &request->limit) < 0) {
+    if (found && query_parse_limit(value.text, value.len, CATALOG_MAX_LIMIT, &request->limit) < 0) {
         http_respond_problem(ex, 400, "invalid-query", "limit must be an integer from 1 to 1000",
                              NULL);
         return;
     }
     if ((found = catalog_param(ex, "cursor", &value)) < 0) return;
-    if (found && cursor_decode(value.p, value.len, after) < 0) {
+    if (found && cursor_decode(value.text, value.len, after) < 0) {
         http_respond_problem(ex, 400, "invalid-query",
                              "cursor is not one this server handed out (use the Link header)",
                              NULL);
@@ -195,9 +197,9 @@ void query_catalog(struct http_exchange *ex)
     }
     if ((found = catalog_param(ex, "in_stock", &value)) < 0) return;
     if (found) {
-        if (slice_eq(value, "true"))
+        if (strcmp(value.text, "true") == 0)
             request->in_stock = 1;
-        else if (!slice_eq(value, "false")) {
+        else if (strcmp(value.text, "false") != 0) {
             http_respond_problem(ex, 400, "invalid-query", "in_stock must be true or false", NULL);
             return;
         }

@@ -2,11 +2,21 @@
 #include "query/params.h"
 
 #include "common/digits.h"
+#include "common/percent.h"
 
 #include <string.h>
 
-int query_find_param(const char *query, size_t len, const char *name, const char **value,
-                     size_t *value_len)
+/* 1 when "key" ("len" bytes, as the query writes it) is "name" ("name_len" bytes) once
+ * percent-decoded. */
+static int key_is(const char *key, size_t len, const char *name, size_t name_len)
+{
+    if (!memchr(key, '%', len)) return len == name_len && memcmp(key, name, name_len) == 0;
+    char decoded[QUERY_VALUE_MAX + 1];
+    int n = percent_decode(key, len, decoded, sizeof(decoded));
+    return n >= 0 && (size_t)n == name_len && memcmp(decoded, name, name_len) == 0;
+}
+
+int query_find_param(const char *query, size_t len, const char *name, struct query_value *value)
 {
     size_t name_len = strlen(name);
     const char *p = query, *end = query + len;
@@ -16,10 +26,14 @@ int query_find_param(const char *query, size_t len, const char *name, const char
         if (!pair_end) pair_end = end;
         const char *eq = memchr(p, '=', (size_t)(pair_end - p));
         const char *key_end = eq ? eq : pair_end;
-        if ((size_t)(key_end - p) == name_len && memcmp(p, name, name_len) == 0 &&
+        if (key_is(p, (size_t)(key_end - p), name, name_len) &&
             found++ == 0) { /* the first occurrence's value */
-            *value = eq ? eq + 1 : pair_end;
-            *value_len = (size_t)(pair_end - *value);
+            const char *text = eq ? eq + 1 : pair_end;
+            int n =
+                percent_decode(text, (size_t)(pair_end - text), value->text, sizeof(value->text));
+            value->readable = n >= 0;
+            value->len = n >= 0 ? (size_t)n : 0;
+            if (n < 0) value->text[0] = '\0';
         }
         p = pair_end + 1;
     }

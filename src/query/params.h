@@ -1,16 +1,25 @@
-/* params.h - the pure parsing of query inputs: the catalog's limit, a plausible SKU in a path,
- * If-None-Match. No I/O, so unit tests and fuzzers reach them directly. */
+/* params.h - the pure parsing of query inputs: the query string, the catalog's limit, a plausible
+ * SKU in a path, If-None-Match. No I/O, so unit tests and fuzzers reach them directly. */
 #ifndef CATALOGD_PARAMS_H
 #define CATALOGD_PARAMS_H
 
 #include <stddef.h>
 
-/* Finds parameter "name" in the query string "query" ("len" bytes, after the '?'). Returns how
- * often it occurs, 2 standing for "more than once" (0 when absent), and the first occurrence's
- * value (still percent-encoded) in "*value"/"*value_len"; "name" alone (no '=') has an empty
- * value. */
-int query_find_param(const char *query, size_t len, const char *name, const char **value,
-                     size_t *value_len);
+/* A query parameter's value, percent-decoded. QUERY_VALUE_MAX is longer than any value a
+ * catalog parameter accepts. */
+#define QUERY_VALUE_MAX 64
+struct query_value {
+    char text[QUERY_VALUE_MAX + 1]; /* NUL-terminated */
+    size_t len;
+    int readable; /* 0: a bad escape, an encoded NUL, or longer than QUERY_VALUE_MAX */
+};
+
+/* Finds parameter "name" in the query string "query" ("len" bytes, after the '?'). Names and
+ * values are read percent-decoded (RFC 3986 2.1: "%6Cimit" is "limit"), as a cache or proxy in
+ * front that normalizes the query reads them. Returns how often it occurs, 2 standing for "more
+ * than once" (0 when absent), and the first occurrence's value in "*value"; "name" alone (no
+ * '=') has an empty value. */
+int query_find_param(const char *query, size_t len, const char *name, struct query_value *value);
 
 /* Parses "text" ("len" bytes) as a decimal integer from 1 to "max". Returns 0 and "*limit",
  * or -1 (empty, signs, spaces, leading garbage, too large). */

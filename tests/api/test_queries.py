@@ -1,9 +1,11 @@
 """Read side: GET /products/{id}, 304, by-sku, /catalog paging and filters, errors, request ids,
 health and readiness."""
 
+import http.client
 import re
 
 import pytest
+import requests
 
 from conftest import Stack, assert_problem, raw_connect, read_until_closed, uniq_sku
 
@@ -286,6 +288,73 @@ def test_catalog_parameter_given_twice_is_400(stack, query, name):
     problem = assert_problem(stack.get(f"/catalog?{query}"), 400)
     assert problem["type"].endswith("invalid-query"), problem
     assert problem["detail"] == f"{name} is given more than once", problem
+
+
+def get_as_written(s, target):
+    """GET "target" sent byte for byte (requests and urllib3 would decode "%6C" and encode "%zz"
+    first), answered as a requests.Response."""
+    conn = http.client.HTTPConnection("127.0.0.1", s.server.port, timeout=10)
+    try:
+        conn.request("GET", target)
+        answer = conn.getresponse()
+        resp = requests.Response()
+        resp.status_code = answer.status
+        resp.headers = requests.structures.CaseInsensitiveDict(answer.getheaders())
+        resp._content = answer.read()
+        resp.encoding = "utf-8"
+        return resp
+    finally:
+        conn.close()
+
+
+def percent_encoded(text):
+    return "".join(f"%{ord(c):02X}" for c in text)
+
+
+@pytest.mark.parametrize("query", ["%6Cimit=5", "limit=%35", "%6c%69%6d%69%74=%35",
+                                   "limit=5&in_%73tock=%66alse"])
+def test_catalog_parameters_are_read_percent_decoded(paged, query):
+    """RFC 3986: "%6Cimit" is "limit", and a cache or proxy in front that normalizes the
+    query reads it so. catalogd took it for an unknown parameter and served 100 views."""
+    s, views = paged
+    resp = get_as_written(s, f"/catalog?{query}")
+    assert resp.status_code == 200, resp.text
+    assert resp.text == "[" + ",".join(v["raw"] for v in views[:5]) + "]"
+    assert LINK_RE.match(resp.headers.get("Link", "")).group(2) == "5"
+
+
+def test_catalog_in_stock_and_cursor_percent_encoded(paged):
+    s, views = paged
+    wanted = [v["id"] for v in views if v["stock"] > 0][:3]
+    resp = get_as_written(s, "/catalog?limit=3&in_%73tock=%74%72%75%65")
+    assert resp.status_code == 200, resp.text
+    assert [v["id"] for v in resp.json()] == wanted
+    cursor = LINK_RE.match(resp.headers["Link"]).group(3)
+    plain = s.get(f"/catalog?limit=7&cursor={cursor}")
+    encoded = get_as_written(s, f"/catalog?limit=7&cursor={percent_encoded(cursor)}")
+    assert plain.status_code == encoded.status_code == 200, (plain.text, encoded.text)
+    assert encoded.text == plain.text
+    assert encoded.json()[0]["id"] == [v["id"] for v in views if v["id"] > wanted[-1]][0]
+
+
+@pytest.mark.parametrize("query,name", [("limit=5&%6Cimit=6", "limit"),
+                                        ("%6c%69%6d%69%74=5&limit", "limit"),
+                                        ("in_stock=true&in%5Fstock=true", "in_stock"),
+                                        ("cursor=a&%63ursor=a", "cursor")])
+def test_catalog_parameter_given_twice_in_two_spellings_is_400(stack, query, name):
+    """A copy spelled otherwise is still a second copy: a proxy that decodes the names sees two."""
+    problem = assert_problem(get_as_written(stack, f"/catalog?{query}"), 400)
+    assert problem["detail"] == f"{name} is given more than once", problem
+
+
+@pytest.mark.parametrize("query,name", [("limit=%zz", "limit"), ("limit=5%", "limit"),
+                                        ("limit=%3", "limit"), ("cursor=%00", "cursor"),
+                                        ("in_stock=%", "in_stock"),
+                                        ("in_stock=tru%65%", "in_stock")])
+def test_catalog_value_that_does_not_decode_is_400(stack, query, name):
+    problem = assert_problem(get_as_written(stack, f"/catalog?{query}"), 400)
+    assert problem["type"].endswith("invalid-query"), problem
+    assert problem["detail"] == f"{name} is not validly percent-encoded", problem
 
 
 # ---------------------------------------------------------------------------------------------

@@ -69,22 +69,29 @@ Test(params, etag_lists_star_and_weak_tags)
     cr_assert_not(matches("\"2\", W/\"4\"", "\"3\""));
 }
 
+/* The first value of "name" in "query" into "out" ("" when it does not decode); 0 if absent. */
 static int find(const char *query, const char *name, char *out)
 {
-    const char *value;
-    size_t len;
-    if (!query_find_param(query, strlen(query), name, &value, &len)) return 0;
-    memcpy(out, value, len);
-    out[len] = '\0';
+    struct query_value value;
+    if (!query_find_param(query, strlen(query), name, &value)) return 0;
+    cr_assert_eq(strlen(value.text), value.len);
+    memcpy(out, value.text, value.len + 1);
     return 1;
 }
 
 /* How often "name" occurs in "query", as query_find_param counts (2: more than once). */
 static int occurrences(const char *query, const char *name)
 {
-    const char *value;
-    size_t len;
-    return query_find_param(query, strlen(query), name, &value, &len);
+    struct query_value value;
+    return query_find_param(query, strlen(query), name, &value);
+}
+
+/* Whether the first value of "name" in "query" decodes. */
+static int readable(const char *query, const char *name)
+{
+    struct query_value value;
+    cr_assert(query_find_param(query, strlen(query), name, &value));
+    return value.readable;
 }
 
 Test(params, query_parameters)
@@ -105,4 +112,36 @@ Test(params, query_parameters)
     cr_assert_not(find("limitx=1&xlimit=2", "limit", value));
     cr_assert_not(find("", "limit", value));
     cr_assert_not(find("&&=&", "limit", value));
+}
+
+Test(params, query_names_and_values_are_percent_decoded)
+{
+    char value[QUERY_VALUE_MAX + 1];
+    cr_assert(find("%6Cimit=5", "limit", value));
+    cr_assert_str_eq(value, "5");
+    cr_assert(find("in_%73tock=%74rue", "in_stock", value));
+    cr_assert_str_eq(value, "true");
+    cr_assert(find("limit=%31%30", "limit", value));
+    cr_assert_str_eq(value, "10");
+    cr_assert(find("cursor=a+b", "cursor", value)); /* '+' is not a space here */
+    cr_assert_str_eq(value, "a+b");
+    /* A copy spelled otherwise is still a second copy. */
+    cr_assert_eq(occurrences("limit=1&%6c%69%6d%69%74=2", "limit"), 2);
+    cr_assert_eq(occurrences("%6Cimit=1&limit", "limit"), 2);
+    /* A name that does not decode, or decodes to another, is not the parameter. */
+    cr_assert_eq(occurrences("%6Gimit=1&limit%=2&%6Cimits=3&lim%00it=4", "limit"), 0);
+    /* A value that does not decode, or is longer than any parameter takes, is found but
+     * unreadable; a readable one of the longest length is whole. */
+    cr_assert_not(readable("limit=%zz", "limit"));
+    cr_assert_not(readable("limit=5%", "limit"));
+    cr_assert_not(readable("limit=%4", "limit"));
+    cr_assert_not(readable("cursor=%00", "cursor"));
+    char longest[3 * QUERY_VALUE_MAX + 16] = "cursor=";
+    for (int i = 0; i < QUERY_VALUE_MAX; i++)
+        strcat(longest, "%41");
+    cr_assert(readable(longest, "cursor"));
+    cr_assert(find(longest, "cursor", value));
+    cr_assert_eq(strlen(value), QUERY_VALUE_MAX);
+    strcat(longest, "A");
+    cr_assert_not(readable(longest, "cursor"));
 }

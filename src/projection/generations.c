@@ -29,12 +29,17 @@ static struct script NEW_SCRIPT =
            "    base .. KEY_PARKED) > 0\n"
            "end\n"
            "local current = tonumber(generation_named(pointer_at(ARGV[first])) or '0')\n"
-           "local n = redis.call('INCR', counter)\n"
-           "local moved = n <= current\n"
-           "if moved then n = current + 1 end\n"
+           /* Read, not INCR: a refused number must leave the counter as it was. */
+           "local n = redis.call('GET', counter) or '0'\n"
+           "if not string.match(n, '^-?%d+$') then\n"
+           "  return redis.error_reply('COUNTER ' .. counter .. ' holds no generation number: '"
+           " .. 'set it right by hand')\n"
+           "end\n"
+           "n = tonumber(n) + 1\n"
+           "if n <= current then n = current + 1 end\n"
            "for _ = 1, 1000 do\n"
            "  if not taken(n) then break end\n"
-           "  n, moved = n + 1, true\n"
+           "  n = n + 1\n"
            "end\n"
            /* Lua's numbers are doubles: past 2^53, INCR's next number reads as the one before,
               and the new generation would be the current one. */
@@ -45,7 +50,7 @@ static struct script NEW_SCRIPT =
            "if taken(n) then\n"
            "  return redis.error_reply('TAKEN the next 1000 generations all have keys')\n"
            "end\n"
-           "if moved then redis.call('SET', counter, string.format('%d', n)) end\n"
+           "redis.call('SET', counter, string.format('%d', n))\n"
            "redis.call('HSET', registry, string.format('%d', n), 0)\n"
            "return n\n");
 

@@ -83,6 +83,11 @@ def test_pages_stay_whole_when_the_generation_gains_a_digit(stack_factory):
     assert_converges(s)
 
 
+def gen_counter(stack):
+    value = stack.r.get(f"{PREFIX}:gen-counter")
+    return value.decode() if value is not None else None
+
+
 def test_a_generation_counter_set_past_2_53_is_refused_not_rounded(fresh):
     """The counter set by hand to 2^53 - 1: Lua's doubles read INCR's 2^53 + 1 as 2^53, and
     the next one as 2^53 again, so a second rebuild wrote its snapshot into the live
@@ -96,14 +101,38 @@ def test_a_generation_counter_set_past_2_53_is_refused_not_rounded(fresh):
     done = fresh.cli("rebuild")
     assert done.returncode != 0 and "gen-counter back by hand" in done.stderr, done.stderr
     assert redis_gen(fresh.r) == str(2 ** 53 - 1)
+    # Refused, the counter still names the last generation handed out (it said 2^53).
+    assert gen_counter(fresh) == str(2 ** 53 - 1)
     assert fresh.get(f"/products/{product['id']}").text == product["raw"]
     assert fresh.cli("verify").returncode == 0
 
     fresh.r.set(f"{PREFIX}:gen-counter", 0)  # set back: the next is the current one's next,
-    assert fresh.cli("rebuild").returncode != 0  # 2^53, still refused (the counter now at 1)
+    assert fresh.cli("rebuild").returncode != 0  # 2^53, still refused (the counter stays 0)
+    assert gen_counter(fresh) == "0"
     fresh.r.delete(f"{PREFIX}:gen-v2")  # no generation: the projector rebuilds, from 1 up
-    wait_until(lambda: redis_gen(fresh.r) == "2", 20, what="the rebuild into generation 2")
+    wait_until(lambda: redis_gen(fresh.r) == "1", 20, what="the rebuild into generation 1")
     assert fresh.get(f"/products/{product['id']}").text == product["raw"]
+    assert gen_counter(fresh) == "1"
+
+
+@pytest.mark.parametrize("stored", ["abc", "1.5", ""])
+def test_a_generation_counter_that_holds_no_number_refuses_rebuilds_and_keeps_the_catalog(
+        fresh, stored):
+    """Set by hand to something else than a number: a rebuild is refused with what to do,
+    the counter and the catalog stay as they were, and a new number set by hand lets the next
+    rebuild run."""
+    _, product = fresh.create()
+    fresh.r.set(f"{PREFIX}:gen-counter", stored)
+    done = fresh.cli("rebuild")
+    assert done.returncode != 0 and "holds no generation number" in done.stderr, done.stderr
+    assert gen_counter(fresh) == stored
+    assert redis_gen(fresh.r) == "1"
+    assert fresh.get(f"/products/{product['id']}").text == product["raw"]
+    fresh.r.set(f"{PREFIX}:gen-counter", 6)
+    assert fresh.cli("rebuild").returncode == 0
+    assert redis_gen(fresh.r) == "7"
+    assert fresh.get(f"/products/{product['id']}").text == product["raw"]
+    assert fresh.cli("verify").returncode == 0
 
 
 def test_versions_past_2_53_are_compared_exactly(fresh):

@@ -69,7 +69,8 @@ Test(params, etag_lists_star_and_weak_tags)
     cr_assert_not(matches("\"2\", W/\"4\"", "\"3\""));
 }
 
-/* The first value of "name" in "query" into "out" ("" when it does not decode); 0 if absent. */
+/* The first value of "name" in "query" into "out" (QUERY_VALUE_MAX + 1 bytes; "" when it does
+ * not decode); 0 if absent. */
 static int find(const char *query, const char *name, char *out)
 {
     struct query_value value;
@@ -77,6 +78,14 @@ static int find(const char *query, const char *name, char *out)
     cr_assert_eq(strlen(value.text), value.len);
     memcpy(out, value.text, value.len + 1);
     return 1;
+}
+
+/* The first value of "name" in "query" is "expected". */
+static void assert_value(const char *query, const char *name, const char *expected)
+{
+    char value[QUERY_VALUE_MAX + 1];
+    cr_assert(find(query, name, value), "%s is not in %s", name, query);
+    cr_assert_str_eq(value, expected, "%s in %s", name, query);
 }
 
 /* How often "name" occurs in "query", as query_find_param counts (2: more than once). */
@@ -96,15 +105,11 @@ static int readable(const char *query, const char *name)
 
 Test(params, query_parameters)
 {
-    char value[64];
-    cr_assert(find("limit=5&cursor=abc", "cursor", value));
-    cr_assert_str_eq(value, "abc");
-    cr_assert(find("limit=5&cursor=abc", "limit", value));
-    cr_assert_str_eq(value, "5");
-    cr_assert(find("in_stock&limit=1", "in_stock", value));
-    cr_assert_str_eq(value, "");
-    cr_assert(find("limit=1&limit=2", "limit", value));
-    cr_assert_str_eq(value, "1");
+    char value[QUERY_VALUE_MAX + 1];
+    assert_value("limit=5&cursor=abc", "cursor", "abc");
+    assert_value("limit=5&cursor=abc", "limit", "5");
+    assert_value("in_stock&limit=1", "in_stock", "");
+    assert_value("limit=1&limit=2", "limit", "1");
     cr_assert_eq(occurrences("limit=1&limit=2", "limit"), 2);
     cr_assert_eq(occurrences("limit&cursor=a&limit=3&limit=4", "limit"), 2);
     cr_assert_eq(occurrences("limit=1&cursor=a", "limit"), 1);
@@ -117,14 +122,10 @@ Test(params, query_parameters)
 Test(params, query_names_and_values_are_percent_decoded)
 {
     char value[QUERY_VALUE_MAX + 1];
-    cr_assert(find("%6Cimit=5", "limit", value));
-    cr_assert_str_eq(value, "5");
-    cr_assert(find("in_%73tock=%74rue", "in_stock", value));
-    cr_assert_str_eq(value, "true");
-    cr_assert(find("limit=%31%30", "limit", value));
-    cr_assert_str_eq(value, "10");
-    cr_assert(find("cursor=a+b", "cursor", value)); /* '+' is not a space here */
-    cr_assert_str_eq(value, "a+b");
+    assert_value("%6Cimit=5", "limit", "5");
+    assert_value("in_%73tock=%74rue", "in_stock", "true");
+    assert_value("limit=%31%30", "limit", "10");
+    assert_value("cursor=a+b", "cursor", "a+b"); /* '+' is not a space here */
     /* A copy spelled otherwise is still a second copy. */
     cr_assert_eq(occurrences("limit=1&%6c%69%6d%69%74=2", "limit"), 2);
     cr_assert_eq(occurrences("%6Cimit=1&limit", "limit"), 2);

@@ -48,7 +48,9 @@ static int query_param(struct slice query, const char *name, struct query_value 
     if (found) {
         CHECK(value->len <= QUERY_VALUE_MAX && value->len <= query.len);
         CHECK(strlen(value->text) == value->len);
-        CHECK(value->readable || value->len == 0);
+        CHECK(value->fault == 0 || value->fault == PERCENT_MALFORMED ||
+              value->fault == PERCENT_TOO_LONG);
+        CHECK(value->fault == 0 || value->len == 0);
     }
     return found;
 }

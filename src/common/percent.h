@@ -5,9 +5,12 @@
 
 #include <stddef.h>
 
+#define PERCENT_MALFORMED (-1) /* '%' not followed by two hex digits, or an encoded NUL */
+#define PERCENT_TOO_LONG  (-2) /* the result does not fit */
+
 /* Decodes "len" bytes of "text" into "out" ("cap" bytes, NUL-terminated). Returns the decoded
- * length, or -1 for a bad escape ('%' not followed by two hex digits), an encoded NUL or a
- * result that does not fit. A '+' stays a '+' (a space only in HTML forms' encoding). */
+ * length, or PERCENT_MALFORMED or PERCENT_TOO_LONG, whichever the text meets first. A '+' stays
+ * a '+' (a space only in HTML forms' encoding). */
 int percent_decode(const char *text, size_t len, char *out, size_t cap);
 
 #endif

@@ -159,16 +159,18 @@ static void on_catalog_page(int status, const struct catalog_page *page, void *a
 }
 
 /* Parameter "name" of a catalog request: 1 with its value, 0 when absent, or -1 after
- * answering 400 when it is given more than once or its value does not decode. Which copy
+ * answering 400 when it is given more than once or its value cannot be read. Which copy
  * counts would be a guess: a cache or proxy in front that reads the last one would not serve
  * what this server reads. */
 static int catalog_param(struct http_exchange *ex, const char *name, struct query_value *value)
 {
     int found = query_find_param(ex->query.p, ex->query.len, name, value);
-    if (found == 0 || (found == 1 && value->readable)) return found;
-    char detail[96];
-    snprintf(detail, sizeof(detail),
-             found > 1 ? "%s is given more than once" : "%s is not validly percent-encoded", name);
+    if (found == 0 || (found == 1 && !value->fault)) return found;
+    const char *why = found > 1                           ? "is given more than once"
+                      : value->fault == PERCENT_MALFORMED ? "is not validly percent-encoded"
+                                                          : "is longer than any value it takes";
+    char detail[64];
+    snprintf(detail, sizeof(detail), "%s %s", name, why);
     http_respond_problem(ex, 400, "invalid-query", detail, NULL);
     return -1;
 }

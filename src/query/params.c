@@ -2,7 +2,6 @@
 #include "query/params.h"
 
 #include "common/digits.h"
-#include "common/percent.h"
 
 #include <string.h>
 
@@ -31,8 +30,8 @@ int query_find_param(const char *query, size_t len, const char *name, struct que
             const char *text = eq ? eq + 1 : pair_end;
             int n =
                 percent_decode(text, (size_t)(pair_end - text), value->text, sizeof(value->text));
-            value->readable = n >= 0;
-            value->len = n >= 0 ? (size_t)n : 0;
+            value->fault = n < 0 ? n : 0;
+            value->len = n < 0 ? 0 : (size_t)n;
             if (n < 0) value->text[0] = '\0';
         }
         p = pair_end + 1;

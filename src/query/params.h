@@ -5,13 +5,15 @@
 
 #include <stddef.h>
 
+#include "common/percent.h"
+
 /* A query parameter's value, percent-decoded. QUERY_VALUE_MAX is longer than any value a
  * catalog parameter accepts. */
 #define QUERY_VALUE_MAX 64
 struct query_value {
-    char text[QUERY_VALUE_MAX + 1]; /* NUL-terminated */
+    char text[QUERY_VALUE_MAX + 1]; /* NUL-terminated; empty unless "fault" is 0 */
     size_t len;
-    int readable; /* 0: a bad escape, an encoded NUL, or longer than QUERY_VALUE_MAX */
+    int fault; /* 0, or why the value could not be read: PERCENT_MALFORMED, PERCENT_TOO_LONG */
 };
 
 /* Finds parameter "name" in the query string "query" ("len" bytes, after the '?'). Names and

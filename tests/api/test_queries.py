@@ -357,6 +357,14 @@ def test_catalog_value_that_does_not_decode_is_400(stack, query, name):
     assert problem["detail"] == f"{name} is not validly percent-encoded", problem
 
 
+@pytest.mark.parametrize("query,name", [("cursor=" + "A" * 65, "cursor"),
+                                        ("limit=" + "%30" * 64 + "5", "limit"),
+                                        ("in_stock=" + "t" * 1000, "in_stock")])
+def test_catalog_value_longer_than_any_it_takes_is_400(stack, query, name):
+    problem = assert_problem(get_as_written(stack, f"/catalog?{query}"), 400)
+    assert problem["detail"] == f"{name} is longer than any value it takes", problem
+
+
 # ---------------------------------------------------------------------------------------------
 # routing errors
 

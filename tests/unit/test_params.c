@@ -95,12 +95,13 @@ static int occurrences(const char *query, const char *name)
     return query_find_param(query, strlen(query), name, &value);
 }
 
-/* Whether the first value of "name" in "query" decodes. */
-static int readable(const char *query, const char *name)
+/* Why the first value of "name" in "query" cannot be read (0: it can). */
+static int fault(const char *query, const char *name)
 {
     struct query_value value;
     cr_assert(query_find_param(query, strlen(query), name, &value));
-    return value.readable;
+    cr_assert(value.fault == 0 || (value.len == 0 && value.text[0] == '\0'));
+    return value.fault;
 }
 
 Test(params, query_parameters)
@@ -132,17 +133,23 @@ Test(params, query_names_and_values_are_percent_decoded)
     /* A name that does not decode, or decodes to another, is not the parameter. */
     cr_assert_eq(occurrences("%6Gimit=1&limit%=2&%6Cimits=3&lim%00it=4", "limit"), 0);
     /* A value that does not decode, or is longer than any parameter takes, is found but
-     * unreadable; a readable one of the longest length is whole. */
-    cr_assert_not(readable("limit=%zz", "limit"));
-    cr_assert_not(readable("limit=5%", "limit"));
-    cr_assert_not(readable("limit=%4", "limit"));
-    cr_assert_not(readable("cursor=%00", "cursor"));
+     * cannot be read; one of the longest length is read whole. */
+    cr_assert_eq(fault("limit=%zz", "limit"), PERCENT_MALFORMED);
+    cr_assert_eq(fault("limit=5%", "limit"), PERCENT_MALFORMED);
+    cr_assert_eq(fault("limit=%4", "limit"), PERCENT_MALFORMED);
+    cr_assert_eq(fault("cursor=%00", "cursor"), PERCENT_MALFORMED);
     char longest[3 * QUERY_VALUE_MAX + 16] = "cursor=";
     for (int i = 0; i < QUERY_VALUE_MAX; i++)
         strcat(longest, "%41");
-    cr_assert(readable(longest, "cursor"));
+    cr_assert_eq(fault(longest, "cursor"), 0);
     cr_assert(find(longest, "cursor", value));
     cr_assert_eq(strlen(value), QUERY_VALUE_MAX);
     strcat(longest, "A");
-    cr_assert_not(readable(longest, "cursor"));
+    cr_assert_eq(fault(longest, "cursor"), PERCENT_TOO_LONG);
+    strcat(longest, "%zz"); /* what it meets first */
+    cr_assert_eq(fault(longest, "cursor"), PERCENT_TOO_LONG);
+    cr_assert_eq(
+        fault("cursor=%zzAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+              "cursor"),
+        PERCENT_MALFORMED);
 }

@@ -56,7 +56,8 @@ static void check_view_reply(const redisReply *reply)
 }
 
 /* A catalog page with the server's own functions (src/query/page.c): EXEC's [generation,
- * views, size] or [generation, views, size, views, size] as read_model.c reads it, merged by id
+ * checkpoint, views, size] or [generation, checkpoint, views, size, views, size] as
+ * read_model.c reads it, merged by id
  * and assembled into exactly the bytes the page handler allocates; the last view feeds the
  * Link header. */
 static void check_catalog_page(const redisReply *reply)
@@ -68,6 +69,9 @@ static void check_catalog_page(const redisReply *reply)
         CHECK(page.total >= 0);
         CHECK(page.generation->type == REDIS_REPLY_STRING ||
               page.generation->type == REDIS_REPLY_NIL);
+        CHECK(page.checkpoint->type == REDIS_REPLY_INTEGER);
+        int64_t live = page_live_generation(page.generation, page.checkpoint, 1);
+        CHECK(live == page_generation(page.generation) || (live == 0 && page.checkpoint->integer == 0));
         int more = 0;
         size_t taken = 0;
         int count = page_merge(&page, CATALOG_PAGE_MAX, views, &more, &taken);

@@ -16,7 +16,8 @@
 /* ARGV after the guards: the gen key, the counter key, the registry key, the prefix. The
  * next number past the counter and the current generation that no generation holds: none
  * registered (a build that failed and is not collected yet, when the counter was set back by
- * hand) and none of its keys there (written by hand), so a rebuild starts from nothing. */
+ * hand) and none of its keys there (written by hand), so a rebuild starts from nothing. Past
+ * a current generation of GENERATION_MAX, the counter alone, set back by hand, says where. */
 static struct script NEW_SCRIPT =
     SCRIPT("local first, fenced = guards_hold()\n"
            "if not first then return redis.error_reply(fenced) end\n"
@@ -36,18 +37,20 @@ static struct script NEW_SCRIPT =
            " .. 'set it right by hand')\n"
            "end\n"
            "n = tonumber(n) + 1\n"
-           "if n <= current then n = current + 1 end\n"
+           /* Above the current generation too, unless that is the last one Lua counts:
+              then from the counter, once it is set back by hand. */
+           "if n <= current and current < tonumber(GENERATION_MAX) then n = current + 1 end\n"
            "for _ = 1, 1000 do\n"
-           "  if not taken(n) then break end\n"
+           "  if n ~= current and not taken(n) then break end\n"
            "  n = n + 1\n"
            "end\n"
-           /* Lua's numbers are doubles: past 2^53, INCR's next number reads as the one before,
-              and the new generation would be the current one. */
-           "if n >= 2^53 then\n"
+           /* Lua's numbers are doubles: past 2^53, n + 1 reads as n, and a rebuild would hand
+              out a number handed out before. */
+           "if n > tonumber(GENERATION_MAX) then\n"
            "  return redis.error_reply('COUNTER the next generation is 2^53 or past it, which '"
            " .. 'Lua cannot count exactly: set ' .. counter .. ' back by hand')\n"
            "end\n"
-           "if taken(n) then\n"
+           "if n == current or taken(n) then\n"
            "  return redis.error_reply('TAKEN the next 1000 generations all have keys')\n"
            "end\n"
            "redis.call('SET', counter, string.format('%d', n))\n"

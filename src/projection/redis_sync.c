@@ -40,6 +40,7 @@
 #include "common/digits.h"
 #include "common/redis_tls.h"
 #include "common/xmalloc.h"
+#include "readmodel/layout.h"
 
 struct redis_sync {
     redisContext *plain; /* TCP or unix socket: hiredis does the I/O; NULL over TLS */
@@ -368,7 +369,7 @@ int redis_sync_get_generation(struct redis_sync *redis, const char *key, long lo
     int rc = 1;
     int64_t value;
     if (reply->type == REDIS_REPLY_STRING) {
-        rc = digits_parse_canonical(reply->str, reply->len, 1, INT64_MAX, &value) == 0 ? 0 : 2;
+        rc = digits_parse_canonical(reply->str, reply->len, 1, GENERATION_MAX, &value) == 0 ? 0 : 2;
         if (rc == 0) *gen = value;
     } else if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "WRONGTYPE", 9) == 0) {
         rc = 2; /* a hash or a list written there by hand names no generation either */

@@ -6,6 +6,7 @@
 
 #include "common/digits.h"
 #include "domain/view.h"
+#include "readmodel/layout.h"
 
 int64_t page_generation(const redisReply *reply)
 {
@@ -14,21 +15,31 @@ int64_t page_generation(const redisReply *reply)
        the by-sku script, which builds it from the text. */
     int64_t gen;
     if (reply->type != REDIS_REPLY_STRING ||
-        digits_parse_canonical(reply->str, reply->len, 0, INT64_MAX, &gen) < 0)
+        digits_parse_canonical(reply->str, reply->len, 0, GENERATION_MAX, &gen) < 0)
         return -1;
     return gen;
+}
+
+int64_t page_live_generation(const redisReply *pointer, const redisReply *checkpoint,
+                             int64_t read_in)
+{
+    int64_t gen = page_generation(pointer);
+    if (gen < 0 || checkpoint->type != REDIS_REPLY_INTEGER) return -1;
+    return gen == read_in && checkpoint->integer == 0 ? 0 : gen;
 }
 
 int page_read(const redisReply *reply, int sets, struct page_reply *out)
 {
     memset(out, 0, sizeof(*out));
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 1 + 2 * (size_t)sets ||
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 + 2 * (size_t)sets ||
         (reply->element[0]->type != REDIS_REPLY_STRING &&
-         reply->element[0]->type != REDIS_REPLY_NIL))
+         reply->element[0]->type != REDIS_REPLY_NIL) ||
+        reply->element[1]->type != REDIS_REPLY_INTEGER)
         return -1;
     out->generation = reply->element[0];
+    out->checkpoint = reply->element[1];
     for (int set = 0; set < sets; set++) {
-        const redisReply *views = reply->element[1 + 2 * set], *size = reply->element[2 + 2 * set];
+        const redisReply *views = reply->element[2 + 2 * set], *size = reply->element[3 + 2 * set];
         /* Counts past what a sum can hold are no set Redis has: a reply read wrong. */
         if (views->type != REDIS_REPLY_ARRAY || size->type != REDIS_REPLY_INTEGER ||
             size->integer < 0 || size->integer > LLONG_MAX - out->total)

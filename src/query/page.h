@@ -16,10 +16,21 @@
  * none), or -1 when the reply is not a generation. */
 int64_t page_generation(const redisReply *reply);
 
-/* A page's reply, EXEC of GET {prefix}:gen-v2, then per view set read (the in-stock views,
- * then for the whole catalog the out-of-stock views) its ZRANGEBYLEX and its ZCARD. */
+/* The generation a read made in generation "read_in" finds, from the replies to GET
+ * {prefix}:gen-v2 ("pointer") and to EXISTS of read_in's checkpoint ("checkpoint"), sent in
+ * that order in one transaction: as page_generation, but 0 (none) when the pointer names
+ * read_in and read_in has no checkpoint. Every generation has one from its first write on, so a
+ * pointer written by hand to a generation that is not there names none: queries answer 503, not
+ * an empty catalog or a 404. -1 when the replies are not such. */
+int64_t page_live_generation(const redisReply *pointer, const redisReply *checkpoint,
+                             int64_t read_in);
+
+/* A page's reply, EXEC of GET {prefix}:gen-v2 and EXISTS of the checkpoint of the generation
+ * the page is read in, then per view set read (the in-stock views, then for the whole catalog
+ * the out-of-stock views) its ZRANGEBYLEX and its ZCARD. */
 struct page_reply {
     const redisReply *generation; /* a string or nil reply */
+    const redisReply *checkpoint; /* an integer reply: 1 when it exists */
     const redisReply *views[2];   /* array replies, in id order; views[1] NULL for one set */
     long long sizes[2];           /* the sets' sizes */
     long long total;              /* the sets' sizes added up */

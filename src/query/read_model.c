@@ -1,12 +1,15 @@
 /* read_model.c - the reads of the read model and the generation check each one carries:
  *   a view:         the range of the id in the in-stock set (ZRANGEBYLEX: one view, or
- *                   none), after a GET {prefix}:gen-v2 written in the same batch (one GET
- *                   for all the views a batch reads); when it has none, GET and the ranges
+ *                   none), after a generation check written in the same batch (one for all
+ *                   the views a batch reads); when it has none, the check and the ranges
  *                   of both sets in one MULTI. The view found goes to the view cache, which
- *                   answers while the batches' GET of the generation is recent
+ *                   answers while the batches' generation check is recent
  *   a view by sku:  one script that reads the generation, the sku entry and the view
- *   a catalog page: MULTI, GET {prefix}:gen-v2, ZRANGEBYLEX and ZCARD of each view set it
+ *   a catalog page: MULTI, the generation check, ZRANGEBYLEX and ZCARD of each view set it
  *                   lists, EXEC; the views of both sets are merged by id
+ * The generation check is GET {prefix}:gen-v2, then EXISTS of the checkpoint of the generation
+ * the read is made in: a pointer to a generation that is not there names none
+ * (page_live_generation).
  * O(log N + limit) per page whatever the catalog's size, in one round trip; views go from
  * Redis to the client as stored. Reads are made again, at most MAX_ATTEMPTS times, when the
  * generation moved. */
@@ -32,11 +35,13 @@
  * answer as they would without it. A lookup in the second half of it asks again. */
 #define LIVE_MS 50
 
-/* ARGV: the gen key, "{prefix}:g", the sku. Replies {generation or false, view or false}. */
+/* ARGV: the gen key, "{prefix}:g", the sku. Replies {generation or false, view or false}; a
+ * generation without its checkpoint is none (page_live_generation). */
 static struct script BY_SKU_SCRIPT =
     SCRIPT("local gen = redis.call('GET', ARGV[1])\n"
            "if not gen then return {false, false} end\n"
            "local base = ARGV[2] .. gen .. ':'\n"
+           "if redis.call('EXISTS', base .. KEY_CHECKPOINT) == 0 then return {false, false} end\n"
            "local id = redis.call('HGET', base .. KEY_SKUS, ARGV[3])\n"
            "if not id then return {gen, false} end\n"
            "return {gen, view_of(base, id) or false}\n");
@@ -80,12 +85,14 @@ struct read_model {
     struct read *free_reads;
     struct slice views[CATALOG_PAGE_MAX]; /* a page's views, while its callback runs */
     long long set_sizes[2];               /* in stock and out of stock, as a page last saw */
-    /* The generation check views share: a GET of the generation queued in batch
-     * "checked_batch" (redis_client_batch), and what the last one answered (-1: no
+    /* The generation check views share: a GET of the generation and an EXISTS of the
+     * checkpoint of "checked_in" (the generation the batch's reads are made in) queued in
+     * batch "checked_batch" (redis_client_batch), and what the last one answered (-1: no
      * answer that names a generation). Replies come in order, so a view's range, queued
      * after a check in the same batch, is answered after that check and before any later
      * one: "generation_seen" is then what Redis named just before the range ran. */
     uint64_t checked_batch; /* UINT64_MAX: none yet */
+    int64_t checked_in;
     int64_t generation_seen;
     /* The views this process holds (NULL: none), and what the last generation check said
      * and when (h2o_now): the cache answers in that generation while it is recent. */
@@ -197,21 +204,37 @@ static int retry(struct read *read, int64_t gen, int (*send)(struct read *read))
     return 0;
 }
 
-/* Sends MULTI and GET of the generation, the start of a read made in one transaction; the
- * caller queues its reads and ends with EXEC, whose reply is the only one that matters (its
- * first element the generation). The client is connected for all of them or for none:
- * returns -1 when it is not. */
+/* Sends MULTI, GET of the generation and EXISTS of the checkpoint of the one the read is made
+ * in, the start of a read made in one transaction; the caller queues its reads and ends with
+ * EXEC, whose reply is the only one that matters (its first two elements read by
+ * page_live_generation). The client is connected for all of them or for none: returns -1 when
+ * it is not. */
 static const char *const EXEC[] = {"EXEC"};
 static const size_t EXEC_LEN[] = {4};
+
+/* Queues GET of the generation ("on_pointer") and EXISTS of the checkpoint of the generation
+ * reads are made in now ("on_checkpoint"). Returns -1 when Redis is not connected. */
+static int call_generation_check(struct read_model *rm, redis_reply_fn on_pointer,
+                                 redis_reply_fn on_checkpoint)
+{
+    char checkpoint[LAYOUT_KEY_MAX];
+    size_t checkpoint_len =
+        layout_key(KEY_CHECKPOINT, rm->base, NULL, 0, checkpoint, sizeof(checkpoint));
+    const char *get_gen[] = {"GET", rm->gen_key};
+    const size_t get_gen_lens[] = {3, strlen(rm->gen_key)};
+    const char *exists[] = {"EXISTS", checkpoint};
+    const size_t exists_lens[] = {6, checkpoint_len};
+    if (!redis_client_call(rm->client, on_pointer, rm, 2, get_gen, get_gen_lens)) return -1;
+    redis_client_call(rm->client, on_checkpoint, rm, 2, exists, exists_lens);
+    return 0;
+}
 
 static int begin_multi_with_generation(struct read_model *rm)
 {
     const char *multi[] = {"MULTI"};
     const size_t multi_len[] = {5};
-    const char *get_gen[] = {"GET", rm->gen_key};
-    const size_t get_gen_lens[] = {3, strlen(rm->gen_key)};
     if (!redis_client_call(rm->client, NULL, NULL, 1, multi, multi_len)) return -1;
-    redis_client_call(rm->client, NULL, NULL, 2, get_gen, get_gen_lens);
+    call_generation_check(rm, NULL, NULL);
     return 0;
 }
 
@@ -250,25 +273,35 @@ static int answer_view(struct read *read, int64_t seen, const redisReply *view, 
     return 1;
 }
 
-static void on_generation_checked(const redisReply *reply, void *arg)
+static void on_pointer_checked(const redisReply *reply, void *arg)
 {
     struct read_model *rm = arg;
     rm->generation_seen = reply ? page_generation(reply) : -1;
+}
+
+/* The check's second reply: what it saw is now whole (page_live_generation). */
+static void on_checkpoint_checked(const redisReply *reply, void *arg)
+{
+    struct read_model *rm = arg;
+    if (rm->generation_seen > 0 && rm->generation_seen == rm->checked_in) {
+        if (!reply || reply->type != REDIS_REPLY_INTEGER)
+            rm->generation_seen = -1;
+        else if (reply->integer == 0)
+            rm->generation_seen = 0; /* named, but not there */
+    }
     rm->live_generation = rm->generation_seen;
     rm->live_at = redis_client_now(rm->client);
 }
 
-/* Queues a GET of the generation unless this batch has one already: every view read after
- * it in the batch is checked by it. Returns -1 when Redis is not connected. */
+/* Queues the generation check unless this batch has one already: every view read after it
+ * in the batch is checked by it. Returns -1 when Redis is not connected. */
 static int check_generation(struct read_model *rm)
 {
     uint64_t batch = redis_client_batch(rm->client);
     if (rm->checked_batch == batch) return 0;
-    const char *get_gen[] = {"GET", rm->gen_key};
-    const size_t get_gen_lens[] = {3, strlen(rm->gen_key)};
-    if (!redis_client_call(rm->client, on_generation_checked, rm, 2, get_gen, get_gen_lens))
-        return -1;
+    if (call_generation_check(rm, on_pointer_checked, on_checkpoint_checked) < 0) return -1;
     rm->checked_batch = batch;
+    rm->checked_in = rm->generation;
     return 0;
 }
 
@@ -303,17 +336,18 @@ static int send_view(struct read *read)
     return 0;
 }
 
-/* EXEC's [generation, range in stock, range out of stock]. */
+/* EXEC's [generation, checkpoint, range in stock, range out of stock]. */
 static void on_view_in_both_sets(const redisReply *reply, void *arg)
 {
     struct read *read = arg;
     if (!take_reply(read, 0, reply)) return;
     const redisReply *in_stock, *out_of_stock;
-    int64_t seen = reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
-                       ? page_generation(reply->element[0])
-                       : -1;
-    if (seen < 0 || read_view_range(reply->element[1], &in_stock) < 0 ||
-        read_view_range(reply->element[2], &out_of_stock) < 0)
+    int64_t seen =
+        reply->type == REDIS_REPLY_ARRAY && reply->elements == 4
+            ? page_live_generation(reply->element[0], reply->element[1], read->generation)
+            : -1;
+    if (seen < 0 || read_view_range(reply->element[2], &in_stock) < 0 ||
+        read_view_range(reply->element[3], &out_of_stock) < 0)
         deliver(read, READ_BAD, NULL);
     else
         answer_view(read, seen, in_stock ? in_stock : out_of_stock, 1);
@@ -449,7 +483,8 @@ static int out_of_stock_limit(const struct read_model *rm, int limit)
 
 static int send_page(struct read *read);
 
-/* EXEC's reply: the generation, then the range and the size of each view set read. */
+/* EXEC's reply: the generation and the checkpoint, then the range and the size of each view
+ * set read. */
 static void on_page(const redisReply *reply, void *arg)
 {
     struct read *read = arg;
@@ -457,11 +492,13 @@ static void on_page(const redisReply *reply, void *arg)
     struct read_model *rm = read->rm;
     struct page_reply page;
     int sets = read->in_stock ? 1 : 2;
-    if (page_read(reply, sets, &page) < 0 || page_generation(page.generation) < 0) {
+    int64_t gen = page_read(reply, sets, &page) < 0
+                      ? -1
+                      : page_live_generation(page.generation, page.checkpoint, read->generation);
+    if (gen < 0) {
         deliver(read, READ_BAD, NULL);
         return;
     }
-    int64_t gen = page_generation(page.generation);
     if (gen == 0) { /* no generation at all: never an empty catalog */
         deliver(read, READ_REBUILDING, NULL);
         return;
@@ -496,7 +533,7 @@ static void on_page(const redisReply *reply, void *arg)
     deliver(read, READ_OK, NULL);
 }
 
-/* MULTI, GET of the generation, ZRANGEBYLEX and ZCARD of each set the page lists, EXEC. */
+/* MULTI, the generation check, ZRANGEBYLEX and ZCARD of each set the page lists, EXEC. */
 static int send_page(struct read *read)
 {
     struct read_model *rm = read->rm;

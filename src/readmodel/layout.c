@@ -107,6 +107,9 @@ static void write_lua_names(void)
         assert(n > 0 && (size_t)n < sizeof(lua_names) - used);
         used += (size_t)n;
     }
+    int n = snprintf(lua_names + used, sizeof(lua_names) - used,
+                     "local GENERATION_MAX = '%" PRId64 "'\n", GENERATION_MAX);
+    assert(n > 0 && (size_t)n < sizeof(lua_names) - used);
 }
 
 const char *layout_lua_names(void)

@@ -51,6 +51,11 @@
 #define LAYOUT_BASE_MAX   96  /* "{prefix}:g{N}:" with the longest prefix and N */
 #define LAYOUT_KEY_MAX    256 /* any key: a base and the longest argument (a sku, an id) */
 
+/* The largest generation number. Lua's numbers are doubles, exact only up to 2^53: a pointer
+ * that names a larger one names no generation, and no rebuild hands one out. Scripts know it
+ * as the text GENERATION_MAX. */
+#define GENERATION_MAX ((INT64_C(1) << 53) - 1)
+
 enum layout_key {
     /* Outside any generation. */
     KEY_GEN,

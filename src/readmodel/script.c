@@ -28,9 +28,13 @@ static const char HELPERS[] = "local function guards_hold()\n"
                               /* The number of the generation a pointer's text names, as
                                  digits: one written by hand with leading zeros ("01")
                                  names it all the same; anything else ("abc", "inf", a key
-                                 of another type) names none: nil. */
+                                 of another type, a number past GENERATION_MAX) names none:
+                                 nil. */
                               "local function generation_named(text)\n"
-                              "  return string.match(text or '', '^0*([1-9]%d*)$')\n"
+                              "  local n = string.match(text or '', '^0*([1-9]%d*)$')\n"
+                              "  if n and (#n < #GENERATION_MAX or (#n == #GENERATION_MAX\n"
+                              "      and n <= GENERATION_MAX)) then return n end\n"
+                              "  return nil\n"
                               "end\n"
                               /* Is "a" above "b"? Both in decimal without leading zeros
                                  (seqs, versions), compared as text: exact past 2^53,

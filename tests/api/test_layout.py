@@ -160,11 +160,12 @@ def test_one_apply_of_creates_deletes_and_a_reused_sku(fresh):
 
 def test_a_generation_pointer_written_by_hand_is_rebuilt_over(fresh):
     """{prefix}:gen-v2 set by hand to "01" (its own generation, with a leading zero), to "007"
-    (none), or replaced by a hash or a list: catalogd writes generations as strings without a
+    or "777" (none), to 2^53 or past 64 bits (none Lua counts), or replaced by a hash or a list: catalogd writes generations as strings without a
     leading zero, and the by-sku script builds its keys from the text. No query may then answer
     for a generation the pointer does not name (an empty catalog, a 404 for a product the
     write model has): each answers 503 until the projector has rebuilt the read model and
-    pointed it at a generation of its own, by itself."""
+    pointed it at a generation of its own, by itself. Defects: "777" gave an empty catalog
+    and 404s until the rebuild was done, and 2^53 refused every rebuild, for good."""
     views = []
     for stock in (1, 0, 2):
         r, view = fresh.create(stock=stock)
@@ -183,6 +184,9 @@ def test_a_generation_pointer_written_by_hand_is_rebuilt_over(fresh):
 
     written = {"a leading zero": lambda gen: fresh.r.set(key, b"0" + gen),
                "a generation that is not there": lambda gen: fresh.r.set(key, "007"),
+               "the number of one that is not there": lambda gen: fresh.r.set(key, "777"),
+               "2^53, past the last Lua counts": lambda gen: fresh.r.set(key, str(2 ** 53)),
+               "a number past 64 bits": lambda gen: fresh.r.set(key, "9" * 20),
                "no number": lambda gen: fresh.r.set(key, "abc"),
                "nothing": lambda gen: fresh.r.set(key, ""),
                "infinity": lambda gen: fresh.r.set(key, "inf"),

@@ -40,6 +40,7 @@ static struct script NEW_SCRIPT =
            /* Above the current generation too, unless that is the last one Lua counts:
               then from the counter, once it is set back by hand. */
            "if n <= current and current < tonumber(GENERATION_MAX) then n = current + 1 end\n"
+           "if n < 1 then n = 1 end\n" /* a counter set below 0: generations start at 1 */
            "for _ = 1, 1000 do\n"
            "  if n ~= current and not taken(n) then break end\n"
            "  n = n + 1\n"

@@ -119,6 +119,29 @@ def test_a_generation_counter_set_past_2_53_is_refused_not_rounded(fresh):
     assert done.returncode == 0 and redis_gen(fresh.r) == "13", done.stderr
 
 
+def test_a_generation_counter_set_below_zero_hands_out_generations_from_1(fresh):
+    """With generation 2^53 - 1 live, the counter alone says where the next one goes. Set
+    below 0 by hand, it built generation -4 (or 0): a pointer that names none, so the
+    projector rebuilt again, and generation -4 kept every view, for good."""
+    _, product = fresh.create()
+    fresh.r.set(f"{PREFIX}:gen-counter", 2 ** 53 - 2)
+    assert fresh.cli("rebuild").returncode == 0
+    assert redis_gen(fresh.r) == str(2 ** 53 - 1)
+    for counter in (-5, -1):
+        fresh.r.set(f"{PREFIX}:gen-counter", counter)
+        done = fresh.cli("rebuild")
+        assert done.returncode == 0, done.stderr
+        gen = redis_gen(fresh.r)
+        assert 1 <= int(gen) < 10 and gen_counter(fresh) == gen, (counter, gen)
+        assert fresh.get(f"/products/{product['id']}").text == product["raw"]
+        fresh.r.set(f"{PREFIX}:gen-counter", 2 ** 53 - 2)  # live 2^53 - 1 again, for -1
+        assert fresh.cli("rebuild").returncode == 0
+    registered = {int(g) for g in fresh.r.hkeys(f"{PREFIX}:generations")}
+    assert min(registered) >= 1, registered
+    assert not list(fresh.r.scan_iter(f"{PREFIX}:g-*")) + list(fresh.r.scan_iter(f"{PREFIX}:g0:*"))
+    assert fresh.cli("verify").returncode == 0
+
+
 @pytest.mark.parametrize("stored", ["abc", "1.5", ""])
 def test_a_generation_counter_that_holds_no_number_refuses_rebuilds_and_keeps_the_catalog(
         fresh, stored):

@@ -86,13 +86,12 @@ struct read_model {
     struct slice views[CATALOG_PAGE_MAX]; /* a page's views, while its callback runs */
     long long set_sizes[2];               /* in stock and out of stock, as a page last saw */
     /* The generation check views share: a GET of the generation and an EXISTS of the
-     * checkpoint of "checked_in" (the generation the batch's reads are made in) queued in
-     * batch "checked_batch" (redis_client_batch), and what the last one answered (-1: no
-     * answer that names a generation). Replies come in order, so a view's range, queued
-     * after a check in the same batch, is answered after that check and before any later
-     * one: "generation_seen" is then what Redis named just before the range ran. */
+     * checkpoint of the generation the batch's reads are made in, queued in batch
+     * "checked_batch" (redis_client_batch), and what the last one answered (-1: no answer
+     * that names a generation). Replies come in order, so a view's range, queued after a
+     * check in the same batch, is answered after that check and before any later one:
+     * "generation_seen" is then what Redis named just before the range ran. */
     uint64_t checked_batch; /* UINT64_MAX: none yet */
-    int64_t checked_in;
     int64_t generation_seen;
     /* The views this process holds (NULL: none), and what the last generation check said
      * and when (h2o_now): the cache answers in that generation while it is recent. */
@@ -213,9 +212,10 @@ static const char *const EXEC[] = {"EXEC"};
 static const size_t EXEC_LEN[] = {4};
 
 /* Queues GET of the generation ("on_pointer") and EXISTS of the checkpoint of the generation
- * reads are made in now ("on_checkpoint"). Returns -1 when Redis is not connected. */
+ * reads are made in now ("on_checkpoint", with "checkpoint_arg"). Returns -1 when Redis is
+ * not connected. */
 static int call_generation_check(struct read_model *rm, redis_reply_fn on_pointer,
-                                 redis_reply_fn on_checkpoint)
+                                 redis_reply_fn on_checkpoint, void *checkpoint_arg)
 {
     char checkpoint[LAYOUT_KEY_MAX];
     size_t checkpoint_len =
@@ -225,7 +225,7 @@ static int call_generation_check(struct read_model *rm, redis_reply_fn on_pointe
     const char *exists[] = {"EXISTS", checkpoint};
     const size_t exists_lens[] = {6, checkpoint_len};
     if (!redis_client_call(rm->client, on_pointer, rm, 2, get_gen, get_gen_lens)) return -1;
-    redis_client_call(rm->client, on_checkpoint, rm, 2, exists, exists_lens);
+    redis_client_call(rm->client, on_checkpoint, checkpoint_arg, 2, exists, exists_lens);
     return 0;
 }
 
@@ -234,7 +234,7 @@ static int begin_multi_with_generation(struct read_model *rm)
     const char *multi[] = {"MULTI"};
     const size_t multi_len[] = {5};
     if (!redis_client_call(rm->client, NULL, NULL, 1, multi, multi_len)) return -1;
-    call_generation_check(rm, NULL, NULL);
+    call_generation_check(rm, NULL, NULL, NULL);
     return 0;
 }
 
@@ -279,11 +279,20 @@ static void on_pointer_checked(const redisReply *reply, void *arg)
     rm->generation_seen = reply ? page_generation(reply) : -1;
 }
 
+/* A check's second half: the generation whose checkpoint it asked for. Its own, not the read
+ * model's: a check queued later, after the generation moved, asks for another one, and its
+ * reply comes after this one's. */
+struct checkpoint_check {
+    struct read_model *rm;
+    int64_t in;
+};
+
 /* The check's second reply: what it saw is now whole (page_live_generation). */
 static void on_checkpoint_checked(const redisReply *reply, void *arg)
 {
-    struct read_model *rm = arg;
-    if (rm->generation_seen > 0 && rm->generation_seen == rm->checked_in) {
+    struct checkpoint_check *check = arg;
+    struct read_model *rm = check->rm;
+    if (rm->generation_seen > 0 && rm->generation_seen == check->in) {
         if (!reply || reply->type != REDIS_REPLY_INTEGER)
             rm->generation_seen = -1;
         else if (reply->integer == 0)
@@ -291,6 +300,7 @@ static void on_checkpoint_checked(const redisReply *reply, void *arg)
     }
     rm->live_generation = rm->generation_seen;
     rm->live_at = redis_client_now(rm->client);
+    free(check);
 }
 
 /* Queues the generation check unless this batch has one already: every view read after it
@@ -299,9 +309,13 @@ static int check_generation(struct read_model *rm)
 {
     uint64_t batch = redis_client_batch(rm->client);
     if (rm->checked_batch == batch) return 0;
-    if (call_generation_check(rm, on_pointer_checked, on_checkpoint_checked) < 0) return -1;
+    struct checkpoint_check *check = xmalloc(sizeof(*check));
+    *check = (struct checkpoint_check){rm, rm->generation};
+    if (call_generation_check(rm, on_pointer_checked, on_checkpoint_checked, check) < 0) {
+        free(check);
+        return -1;
+    }
     rm->checked_batch = batch;
-    rm->checked_in = rm->generation;
     return 0;
 }
 

@@ -375,6 +375,7 @@ static int send_view_in_both_sets(struct read *read)
     struct read_model *rm = read->rm;
     char keys[2][LAYOUT_KEY_MAX], low[LAYOUT_VIEW_BOUND_MAX], high[LAYOUT_VIEW_BOUND_MAX];
     size_t key_lens[2];
+    read->generation = rm->generation; /* the keys, the checkpoint and the answer agree */
     key_lens[0] = layout_key(KEY_IN_STOCK, rm->base, NULL, 0, keys[0], sizeof(keys[0]));
     key_lens[1] = layout_key(KEY_OUT_OF_STOCK, rm->base, NULL, 0, keys[1], sizeof(keys[1]));
     size_t low_len =

@@ -71,7 +71,8 @@ static void check_catalog_page(const redisReply *reply)
               page.generation->type == REDIS_REPLY_NIL);
         CHECK(page.checkpoint->type == REDIS_REPLY_INTEGER);
         int64_t live = page_live_generation(page.generation, page.checkpoint, 1);
-        CHECK(live == page_generation(page.generation) || (live == 0 && page.checkpoint->integer == 0));
+        CHECK(live == page_generation(page.generation) ||
+              (live == 0 && page.checkpoint->integer == 0));
         int more = 0;
         size_t taken = 0;
         int count = page_merge(&page, CATALOG_PAGE_MAX, views, &more, &taken);

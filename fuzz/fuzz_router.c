@@ -10,8 +10,9 @@
  *   served as GET, is listed exactly when GET is), never the one asked; ROUTE_NO_PATH means
  *   that no method matches the path; "allow" never overflows, whatever its capacity;
  * - the query string is split by the server's own query_find_param (src/query/params.c): a
- *   value is decoded whole or not at all, within QUERY_VALUE_MAX; a limit that query_parse_limit accepts is 1-1000; a cursor
- *   parameter that cursor_decode accepts encodes back to itself. */
+ *   value is decoded whole or not at all, within QUERY_VALUE_MAX; a limit that
+ *   query_parse_limit accepts is 1-1000; a cursor parameter that cursor_decode accepts encodes
+ *   back to itself. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -20,12 +20,16 @@ int64_t page_generation(const redisReply *reply)
     return gen;
 }
 
+int64_t page_checked_generation(int64_t gen, const redisReply *checkpoint, int64_t read_in)
+{
+    if (gen < 0 || !checkpoint || checkpoint->type != REDIS_REPLY_INTEGER) return -1;
+    return gen == read_in && checkpoint->integer == 0 ? 0 : gen;
+}
+
 int64_t page_live_generation(const redisReply *pointer, const redisReply *checkpoint,
                              int64_t read_in)
 {
-    int64_t gen = page_generation(pointer);
-    if (gen < 0 || checkpoint->type != REDIS_REPLY_INTEGER) return -1;
-    return gen == read_in && checkpoint->integer == 0 ? 0 : gen;
+    return page_checked_generation(page_generation(pointer), checkpoint, read_in);
 }
 
 int page_read(const redisReply *reply, int sets, struct page_reply *out)

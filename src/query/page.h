@@ -25,6 +25,10 @@ int64_t page_generation(const redisReply *reply);
 int64_t page_live_generation(const redisReply *pointer, const redisReply *checkpoint,
                              int64_t read_in);
 
+/* The same rule, the pointer already read: "gen" as page_generation gave it, "checkpoint"
+ * the EXISTS reply (NULL: none came). */
+int64_t page_checked_generation(int64_t gen, const redisReply *checkpoint, int64_t read_in);
+
 /* A page's reply, EXEC of GET {prefix}:gen-v2 and EXISTS of the checkpoint of the generation
  * the page is read in, then per view set read (the in-stock views, then for the whole catalog
  * the out-of-stock views) its ZRANGEBYLEX and its ZCARD. */

@@ -292,12 +292,7 @@ static void on_checkpoint_checked(const redisReply *reply, void *arg)
 {
     struct checkpoint_check *check = arg;
     struct read_model *rm = check->rm;
-    if (rm->generation_seen > 0 && rm->generation_seen == check->in) {
-        if (!reply || reply->type != REDIS_REPLY_INTEGER)
-            rm->generation_seen = -1;
-        else if (reply->integer == 0)
-            rm->generation_seen = 0; /* named, but not there */
-    }
+    rm->generation_seen = page_checked_generation(rm->generation_seen, reply, check->in);
     rm->live_generation = rm->generation_seen;
     rm->live_at = redis_client_now(rm->client);
     free(check);

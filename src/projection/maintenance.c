@@ -115,7 +115,7 @@ static void tell(struct request *request, int status, const char *err)
     request->started = NULL;
 }
 
-static void on_locked(void *arg)
+static void on_started(void *arg)
 {
     tell(arg, REBUILD_OK, "");
 }
@@ -133,7 +133,7 @@ static void rebuild(struct maintenance *m, struct request *request)
     uint64_t started_ms = clock_mono_ms(), switched_ms;
     if (connect_all(m, err, sizeof(err)) == 0) {
         struct rebuild_options options = {
-            .on_locked = on_locked, .should_stop = request_should_stop, .arg = request};
+            .on_started = on_started, .should_stop = request_should_stop, .arg = request};
         status = rebuild_run(m->store, m->redis, m->prefix, &options, &result, err, sizeof(err));
     }
     tell(request, status, err);

@@ -329,6 +329,7 @@ static int switch_generation(struct rebuild *r, int64_t checkpoint, long long *o
 static int build_and_switch(struct rebuild *r, struct rebuild_result *result)
 {
     if (generations_new(r->redis, r->prefix, &r->lock, &r->gen, r->err, r->errlen) < 0) return -1;
+    if (r->options->on_started) r->options->on_started(r->options->arg);
     layout_base(r->prefix, r->gen, r->base, sizeof(r->base));
     layout_key(KEY_IN_STOCK, r->base, NULL, 0, r->keys[0], sizeof(r->keys[0]));
     layout_key(KEY_OUT_OF_STOCK, r->base, NULL, 0, r->keys[1], sizeof(r->keys[1]));
@@ -377,7 +378,6 @@ int rebuild_run(struct store *store, struct redis_sync *redis, const char *prefi
     int rc = rebuild_lock_take(redis, prefix, &r.lock, err, errlen);
     if (rc == REBUILD_LOCK_BUSY) return REBUILD_BUSY;
     if (rc != REBUILD_LOCK_OK) return REBUILD_FAILED;
-    if (r.options->on_locked) r.options->on_locked(r.options->arg);
     r.batch = xmalloc(sizeof(*r.batch));
     r.page = page_new();
     rc = build_and_switch(&r, result) == 0 ? REBUILD_OK : REBUILD_FAILED;

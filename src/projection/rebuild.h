@@ -26,8 +26,10 @@ struct rebuild_options {
      * checkpoint is ahead of the log, or names another event): the new one replaces it
      * whatever its checkpoint, if it is still the current one. */
     int64_t replace_generation;
-    /* Called once the lock is held, before the build (may be NULL). */
-    void (*on_locked)(void *arg);
+    /* Called once the lock is held and the new generation has its number, before the build
+     * (may be NULL): a rebuild refused before that (its number taken by hand, a counter that
+     * holds no number) fails without it. */
+    void (*on_started)(void *arg);
     /* Asked between pages: non-zero abandons the rebuild (may be NULL). */
     int (*should_stop)(void *arg);
     void *arg;

@@ -88,6 +88,16 @@ def gen_counter(stack):
     return value.decode() if value is not None else None
 
 
+def assert_refused_rebuild(answer, reason):
+    """POST /admin/rebuild refused at once: it answered 202 once it held the lock, before the
+    refusal, which showed only in /admin/projection."""
+    assert answer.status_code == 503, (answer.status_code, answer.text)
+    assert answer.headers["Content-Type"] == "application/problem+json", answer.headers
+    problem = answer.json()
+    assert problem["type"] == "urn:catalogd:problem:read-model-unavailable", problem
+    assert reason in problem["detail"], problem
+
+
 def test_a_generation_counter_set_past_2_53_is_refused_not_rounded(fresh):
     """The counter set by hand to 2^53 - 1: Lua's doubles read INCR's 2^53 + 1 as 2^53, and
     the next one as 2^53 again, so a second rebuild wrote its snapshot into the live
@@ -101,6 +111,9 @@ def test_a_generation_counter_set_past_2_53_is_refused_not_rounded(fresh):
     done = fresh.cli("rebuild")
     assert done.returncode != 0 and "gen-counter back by hand" in done.stderr, done.stderr
     assert redis_gen(fresh.r) == str(2 ** 53 - 1)
+    # Over HTTP too: refused before it started, so not a 202 whose rebuild never ran.
+    refused = requests.post(fresh.url("/admin/rebuild"), timeout=10)
+    assert_refused_rebuild(refused, "gen-counter back by hand")
     # Refused, the counter still names the last generation handed out (it said 2^53).
     assert gen_counter(fresh) == str(2 ** 53 - 1)
     assert fresh.get(f"/products/{product['id']}").text == product["raw"]
@@ -152,6 +165,8 @@ def test_a_generation_counter_that_holds_no_number_refuses_rebuilds_and_keeps_th
     fresh.r.set(f"{PREFIX}:gen-counter", stored)
     done = fresh.cli("rebuild")
     assert done.returncode != 0 and "holds no generation number" in done.stderr, done.stderr
+    assert_refused_rebuild(requests.post(fresh.url("/admin/rebuild"), timeout=10),
+                           "holds no generation number")
     assert gen_counter(fresh) == stored
     assert redis_gen(fresh.r) == "1"
     assert fresh.get(f"/products/{product['id']}").text == product["raw"]

@@ -176,7 +176,7 @@ static const struct flag FLAGS[] = {
      INT_FIELD(max_connections), 1, 1000000, NULL, 0, 1, "open connections at once; more wait"},
     {"idle-timeout", "CATALOGD_IDLE_TIMEOUT", NULL, "10", OPT(idle_timeout),
      INT_FIELD(idle_timeout_s), 1, 3600, NULL, 0, 1,
-     "seconds a connection may be silent or spend on one request"},
+     "seconds a connection may be silent, spend on one request, or leave its answer untaken"},
     {"max-body-bytes", "CATALOGD_MAX_BODY_BYTES", NULL, "65536", OPT(max_body_bytes),
      INT_FIELD(max_body_bytes), 1024, 64LL * 1024 * 1024, NULL, 0, 1,
      "larger request bodies get 413 unread"},

@@ -9,11 +9,14 @@
 #include <h2o/http2.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/xmalloc.h"
 #include "http/head_scan.h"
 #include "http/linger.h"
+#include "http/tcp_acked.h"
 
 struct conn_guard {
     h2o_socket_t *sock; /* NULL once h2o has closed it */
@@ -31,8 +34,12 @@ struct conn_guard {
     struct timeval connected_at;    /* ditto */
     h2o_timeout_entry_t handshake_timer; /* TLS: the handshake's deadline */
     int http2_preface_seen;
+    int http2_answers_open;     /* HTTP/2 responses begun and not yet disposed of */
     int64_t reset_budget_milli; /* HTTP/2 stream resets still allowed, in thousandths */
     uint64_t reset_budget_at_ms;
+    h2o_timeout_entry_t check_timer; /* every CONN_GUARD_CHECK_MS: does the answer move? */
+    uint64_t acked_seen;             /* bytes the client had acknowledged at the last check */
+    uint64_t stalled_since_ms;       /* the first check that found the answer stuck, or 0 */
 };
 
 static void on_read(h2o_socket_t *sock, const char *err);
@@ -51,12 +58,19 @@ static struct conn_guard *http1_guard_of(h2o_req_t *req)
     return guard_of(req->conn->callbacks->get_socket(req->conn));
 }
 
+/* Frees a finished guard once nothing refers to it: no call of its into h2o on the stack, no
+ * HTTP/2 request of its connection that h2o has not disposed of yet. */
+static void free_when_unused(struct conn_guard *guard)
+{
+    if (guard->finished && guard->depth == 0 && guard->http2_answers_open == 0) free(guard);
+}
+
 static void finish(void *data)
 {
     struct conn_guard *guard = data;
     guard->finished = 1;
     guard->config->closed(guard->config->arg);
-    if (guard->depth == 0) free(guard);
+    free_when_unused(guard);
 }
 
 /* h2o has closed the connection's socket. */
@@ -65,6 +79,7 @@ static void on_socket_closed(void *data)
     struct conn_guard *guard = data;
     guard->sock = NULL;
     if (h2o_timeout_is_linked(&guard->handshake_timer)) h2o_timeout_unlink(&guard->handshake_timer);
+    if (h2o_timeout_is_linked(&guard->check_timer)) h2o_timeout_unlink(&guard->check_timer);
     if (guard->linger_fd < 0) {
         finish(guard);
         return;
@@ -104,7 +119,7 @@ static int leave(struct conn_guard *guard)
 {
     if (--guard->depth > 0) return guard->sock ? 0 : -1;
     if (guard->finished) {
-        free(guard);
+        free_when_unused(guard);
         return -1;
     }
     return guard->sock ? 0 : -1;
@@ -366,6 +381,52 @@ static void on_handshake_done(h2o_socket_t *sock, const char *err)
     if (leave(guard) == 0) wrap_reading(guard);
 }
 
+/* ---- an answer the client does not take ---- */
+
+/* Whether the connection has an answer to send that waits on the client: h2o has a write in
+ * flight (the kernel's send buffer is full), or, over HTTP/2, a response has begun and is not
+ * done (catalogd's answers are whole when they begin: one that does not end waits for the
+ * client's flow-control window). */
+static int answer_waits_on_client(const struct conn_guard *guard)
+{
+    return guard->sock->_cb.write || guard->http2_answers_open > 0;
+}
+
+/* Ends a connection whose answer the client does not take. h2o is not called: the socket is
+ * shut down under it, so that its next read (HTTP/2 reads all along) or write (the one in
+ * flight, polled) fails as for a client gone, and it closes the connection on its own path.
+ * The linger of zero makes that close a reset: the answer still in the kernel is dropped, not
+ * kept for a peer that does not read. */
+static void cut_stalled(struct conn_guard *guard)
+{
+    int fd = h2o_socket_get_fd(guard->sock);
+    struct linger reset = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+    shutdown(fd, SHUT_RDWR);
+    if (guard->config->cut_unanswered)
+        guard->config->cut_unanswered(CONN_CUT_ANSWER_NOT_TAKEN, guard->config->arg);
+}
+
+static void on_check(h2o_timeout_entry_t *entry)
+{
+    struct conn_guard *guard = H2O_STRUCT_FROM_MEMBER(struct conn_guard, check_timer, entry);
+    uint64_t acked = 0, now_ms = clock_mono_ms();
+    /* Unknown (not TCP) counts as moving: a connection is never cut on a guess. */
+    int moved = !answer_waits_on_client(guard) ||
+                tcp_bytes_acked(h2o_socket_get_fd(guard->sock), &acked) < 0 ||
+                acked != guard->acked_seen;
+    guard->acked_seen = acked;
+    if (moved) {
+        guard->stalled_since_ms = 0;
+    } else if (!guard->stalled_since_ms) {
+        guard->stalled_since_ms = now_ms;
+    } else if (now_ms - guard->stalled_since_ms >= guard->config->answer_stall_ms) {
+        cut_stalled(guard); /* h2o closes it from the next turn on: no more checks */
+        return;
+    }
+    h2o_timeout_link(guard->loop, guard->config->check_every, &guard->check_timer);
+}
+
 void conn_guard_accept(h2o_accept_ctx_t *accept_ctx, h2o_socket_t *sock,
                        const struct conn_guard_config *config)
 {
@@ -376,6 +437,8 @@ void conn_guard_accept(h2o_accept_ctx_t *accept_ctx, h2o_socket_t *sock,
     guard->linger_fd = -1;
     sock->on_close.cb = on_socket_closed;
     sock->on_close.data = guard;
+    guard->check_timer.cb = on_check;
+    h2o_timeout_link(guard->loop, config->check_every, &guard->check_timer);
     guard->depth++;
     if (accept_ctx->ssl_ctx) {
         /* What h2o_accept does for TLS, minus session resumption (not configured here). */
@@ -439,9 +502,33 @@ static void on_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size
     }
 }
 
+struct answer_ref {
+    struct conn_guard *guard;
+};
+
+static void on_answer_disposed(void *data)
+{
+    struct conn_guard *guard = ((struct answer_ref *)data)->guard;
+    guard->http2_answers_open--;
+    free_when_unused(guard);
+}
+
+/* Counts an HTTP/2 response as open until h2o disposes of its request: its stream has ended,
+ * or been reset, or its connection closed. */
+static void count_http2_answer(h2o_req_t *req)
+{
+    if (req->version < 0x200 || !req->conn->callbacks->get_socket) return;
+    struct conn_guard *guard = guard_of(req->conn->callbacks->get_socket(req->conn));
+    if (!guard) return;
+    struct answer_ref *ref = h2o_mem_alloc_shared(&req->pool, sizeof(*ref), on_answer_disposed);
+    ref->guard = guard;
+    guard->http2_answers_open++;
+}
+
 static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot)
 {
     (void)self;
+    count_http2_answer(req);
     struct conn_guard *guard = http1_guard_of(req);
     /* h2o starts reading again once the response is written: it finds the socket as it left
      * it, whichever way the response goes (every response starts here). */

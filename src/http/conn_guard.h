@@ -25,6 +25,12 @@
  *   before it hands the connection to h2o's HTTP/1 or HTTP/2, which would parse them at once.
  *   An HTTP/2 connection (--http2) gets the bound on buffered bytes, and a budget of stream
  *   resets (RST_STREAM frames, counted as they arrive): past it, the connection is closed.
+ * - An answer the client does not take is not held for it: a connection whose answer waits on
+ *   the client (h2o's write of it is stuck on a full send buffer, or over HTTP/2 a response's
+ *   body waits for the client's flow-control window) and of which the client acknowledged no
+ *   byte for answer_stall_ms is reset. h2o 2.2.5 times out only the reading of a request (and
+ *   an HTTP/2 connection with no request), so a client that sent requests and never read
+ *   held its connection, and the answers buffered for it, for good.
  *
  * h2o offers no hook on its reads, so the guard wraps the socket's read callback (the `_cb`
  * member of h2o_socket_t: declared in h2o/socket.h, meant for h2o's own use). h2o sets it anew
@@ -40,12 +46,14 @@
 #include "http/head_scan.h"
 
 #define CONN_GUARD_REFUSAL_MAX 1024 /* bytes of the 431 or 400 response refuse_head makes */
+#define CONN_GUARD_CHECK_MS    1000 /* how often a connection checks whether its answer moves */
 
 /* Why the guard closed a connection with no answer (a client has no request to answer then:
  * it sent too much ahead of its requests, or its HTTP/2 streams are reset too fast). */
 enum conn_cut {
     CONN_CUT_TOO_MUCH_BUFFERED, /* more than max_buffered_bytes read and not yet consumed */
     CONN_CUT_TOO_MANY_RESETS,   /* HTTP/2: past the budget of stream resets */
+    CONN_CUT_ANSWER_NOT_TAKEN,  /* the client took no byte of its answer for answer_stall_ms */
     CONN_CUT_KINDS
 };
 
@@ -62,6 +70,10 @@ struct conn_guard_config {
      * past that budget the connection is closed (rapid reset, conn_guard.c). */
     int http2_reset_burst;
     int http2_resets_per_s;
+    /* How long an answer may wait on a client that acknowledges none of it, and the loop's
+     * timeout list, of CONN_GUARD_CHECK_MS, on which every connection checks it. */
+    uint64_t answer_stall_ms;
+    h2o_timeout_t *check_every;
     /* Called as the guard closes a connection with no answer, and why (may be NULL). */
     void (*cut_unanswered)(enum conn_cut why, void *arg);
     /* The connection is gone (after any lingering). */

@@ -38,6 +38,7 @@ struct loop_thread {
     uint64_t accept_backoff_warned_ms;
     uint64_t cut_warned_ms[CONN_CUT_KINDS]; /* when a close of that kind was last logged */
     struct conn_guard_config guard_config;  /* every connection's bounds */
+    h2o_timeout_t connection_checks;        /* guard_config.check_every */
     pthread_t thread;
     struct app_thread app_thread;
 

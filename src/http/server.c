@@ -494,7 +494,12 @@ static void on_cut_unanswered(enum conn_cut why, void *arg)
     uint64_t now_ms = clock_mono_ms();
     if (loop->cut_warned_ms[why] && now_ms - loop->cut_warned_ms[why] < 60000) return;
     loop->cut_warned_ms[why] = now_ms;
-    if (why == CONN_CUT_TOO_MANY_RESETS)
+    if (why == CONN_CUT_ANSWER_NOT_TAKEN)
+        LOG(LOG_WARN,
+            "server: a client took no byte of its answer for %llu s (it does not read): its "
+            "connection was reset (logged at most once a minute per loop)",
+            (unsigned long long)(loop->guard_config.answer_stall_ms / 1000));
+    else if (why == CONN_CUT_TOO_MANY_RESETS)
         LOG(LOG_WARN,
             "server: an HTTP/2 connection reset more than %d streams (then %d a second): closed "
             "(rapid reset; logged at most once a minute per loop)",
@@ -615,6 +620,8 @@ static void init_loop(struct loop_thread *loop)
     h2o_timeout_init(evloop, &loop->projection_wait,
                      (uint64_t)server->app->config->projection_wait_ms);
     h2o_timeout_init(evloop, &loop->accept_backoff_timeout, ACCEPT_BACKOFF_MS);
+    h2o_timeout_init(evloop, &loop->connection_checks, CONN_GUARD_CHECK_MS);
+    loop->guard_config.check_every = &loop->connection_checks;
     loop->accept_backoff_entry.cb = on_accept_backoff_over;
     uint32_t salt = 0;
     if (getrandom(&salt, sizeof(salt), 0) != sizeof(salt)) salt = (uint32_t)(uintptr_t)loop;
@@ -753,6 +760,7 @@ int server_open(struct app *app, struct server **out, char *err, size_t errlen)
             .refuse_head = on_head_refused,
             .http2_reset_burst = HTTP2_RESET_BURST,
             .http2_resets_per_s = HTTP2_RESETS_PER_S,
+            .answer_stall_ms = (uint64_t)app->config->idle_timeout_s * 1000,
             .cut_unanswered = on_cut_unanswered,
             .closed = on_connection_closed,
             .arg = loop};

@@ -394,6 +394,31 @@ def test_http2_few_resets_keep_the_connection(pki, tls_factory):
         s.close()
 
 
+def test_http2_answers_a_client_gives_no_window_for_are_cut_after_the_idle_timeout(
+        pki, tls_factory):
+    """A client that opens no flow-control window (SETTINGS_INITIAL_WINDOW_SIZE 0) and asks for
+    large answers, then sends nothing: h2o 2.2.5 times out only an HTTP/2 connection with no
+    request in progress, so it held the connection and the answers buffered for it (about
+    5.6 MB each at 100 pages of 1,000) for good."""
+    stack = tls_factory("--http2", "--idle-timeout", "1")
+    s = tls_connect(pki, stack, alpn=("h2",))
+    try:
+        no_window = (4).to_bytes(2, "big") + (0).to_bytes(4, "big")  # INITIAL_WINDOW_SIZE 0
+        authority = f"127.0.0.1:{stack.server.port}".encode()
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(0x4, 0, 0, no_window)
+                  + b"".join(h2_get(1 + 2 * i, b"/openapi.json", authority) for i in range(8)))
+        # The answers begin (HEADERS take no window), then wait on the window.
+        assert frames_until(s, lambda kind, flags, stream: kind == 0x1 and stream == 15)
+        started = time.monotonic()
+        assert not frames_until(s, lambda kind, flags, stream: kind == 0x0 and stream != 0,
+                                deadline_s=6), "a DATA frame came with no window open"
+        assert time.monotonic() - started < 4, "closed, but late"
+    finally:
+        s.close()
+    assert "took no byte of its answer" in stack.server.stderr_tail(200000)
+    assert curl(pki, "--http2", stack.url("/health"))[:2] == ("2", 200)
+
+
 @pytest.mark.parametrize("env,says", [
     ({"CATALOGD_TLS_CERT": "server.pem"}, "--tls-key is missing"),
     ({"CATALOGD_TLS_KEY": "server.key"}, "--tls-cert is missing"),

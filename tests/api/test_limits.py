@@ -5,6 +5,7 @@ lingering close so the client still reads the 413; and the server serving on aft
 import socket
 import time
 
+import pytest
 import requests
 
 
@@ -79,6 +80,76 @@ def test_trickling_client_is_cut_off(stack_factory):
     assert cut, "a client sending one byte every 100 ms was never disconnected"
     assert time.monotonic() - started < 4
     assert requests.get(stack.url("/health"), timeout=2).status_code == 200
+
+
+def closed_by_server(sock, deadline_s):
+    """Reads and drops what the server sent until it closes (True) or the deadline (False)."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        sock.settimeout(max(0.05, end - time.monotonic()))
+        try:
+            if not sock.recv(1 << 20):
+                return True
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+    return False
+
+
+def test_a_client_that_never_reads_its_answers_is_cut_after_the_idle_timeout(stack_factory):
+    """Requests pipelined, then nothing read: h2o times out only the reading of a request, so
+    each such connection held its slot of --max-connections, and its answers, for good, and
+    one client could lock every other one out."""
+    stack = stack_factory("noread", extra_args=["--threads", "1", "--max-connections", "6",
+                                                "--idle-timeout", "1"])
+    stalled = []
+    for _ in range(6):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # fills at once
+        s.connect(("127.0.0.1", stack.server.port))
+        s.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: t\r\n\r\n" * 40)
+        stalled.append(s)
+    try:
+        time.sleep(0.5)
+        # Every slot is held: another client waits in the kernel's backlog.
+        with pytest.raises(requests.exceptions.ReadTimeout):
+            requests.get(stack.url("/health"), timeout=0.5)
+        time.sleep(4)  # the idle timeout, its check every second, and some slack
+        # Their slots are free again (before any of them read a byte more, which would let
+        # the answers go on), and each was reset: what it still reads ends at once.
+        assert requests.get(stack.url("/health"), timeout=2).status_code == 200
+        assert "took no byte of its answer" in stack.server.stderr_tail(200000)
+        assert all(closed_by_server(s, 2) for s in stalled)
+    finally:
+        for s in stalled:
+            s.close()
+
+
+def test_a_slow_reader_of_a_long_answer_is_not_cut(stack_factory):
+    """What moves is not cut: a client that reads its answers slowly, slower than the idle
+    timeout in all, but some bytes every half second."""
+    stack = stack_factory("slowread", extra_args=["--idle-timeout", "1"])
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", stack.server.port))
+    try:
+        s.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: t\r\n\r\n" * 4)
+        got, started, whole = b"", time.monotonic(), None
+        s.settimeout(5)
+        while whole is None or len(got) < whole:
+            chunk = s.recv(16384)
+            assert chunk, f"cut after {time.monotonic() - started:.1f} s, {len(got)} bytes read"
+            got += chunk
+            head, blank, _ = got.partition(b"\r\n\r\n")
+            if whole is None and blank:  # four answers of the first one's length
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                whole = 4 * (len(head) + 4 + length)
+            time.sleep(0.05)
+        assert got.count(b"HTTP/1.1 200") == 4
+        assert time.monotonic() - started > 2, "read too fast to show anything"
+    finally:
+        s.close()
 
 
 def test_keep_alive_client_within_the_timeout_is_served(stack_factory):

@@ -264,6 +264,19 @@ static const struct {
  * returns -1 when the framing is ambiguous (or the head cannot be found, which would mean
  * that h2o changed under us): the connection then closes, so nothing the client sent after
  * this request runs. */
+/* An HTTP/2 request's header list as SETTINGS_MAX_HEADER_LIST_SIZE counts it (RFC 9113
+ * 6.5.2): every field's name and value, decoded, and 32 bytes more, the pseudo-header fields
+ * too. HPACK lets one byte on the wire stand for a field of any size sent before, so this, not
+ * the frames' length, is what --max-header-bytes bounds over HTTP/2. */
+static size_t http2_header_list_size(const h2o_req_t *req)
+{
+    size_t size = sizeof(":method:scheme:authority:path") - 1 + 4 * 32 + req->input.method.len +
+                  req->input.scheme->name.len + req->input.authority.len + req->input.path.len;
+    for (size_t i = 0; i < req->headers.size; i++)
+        size += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 32;
+    return size;
+}
+
 static int framed_or_reply(struct http_exchange *ex, h2o_req_t *req, struct head_facts *head)
 {
     h2o_socket_t *sock =
@@ -272,7 +285,7 @@ static int framed_or_reply(struct http_exchange *ex, h2o_req_t *req, struct head
     if (req->version >= 0x200) {
         /* HTTP/2 (--http2, over TLS): frames carry their lengths, h2o refuses a body whose
          * Content-Length differs, and :authority stands for Host. */
-        *head = (struct head_facts){.host_fields = 1};
+        *head = (struct head_facts){.length = http2_header_list_size(req), .host_fields = 1};
         return 0;
     }
     /* Over TLS, the socket's input holds the decrypted bytes: the same head as in clear. */

@@ -419,6 +419,49 @@ def test_http2_answers_a_client_gives_no_window_for_are_cut_after_the_idle_timeo
     assert curl(pki, "--http2", stack.url("/health"))[:2] == ("2", 200)
 
 
+def h2_bodies(sock, streams, deadline_s=5.0):
+    """Reads frames until every stream of "streams" has ended; returns their DATA by stream."""
+    bodies, ended, buf = {n: b"" for n in streams}, set(), b""
+    end = time.monotonic() + deadline_s
+    while ended != set(streams):
+        assert time.monotonic() < end, f"streams {set(streams) - ended} never ended"
+        while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+            length, kind, flags = int.from_bytes(buf[:3], "big"), buf[3], buf[4]
+            stream = int.from_bytes(buf[5:9], "big") & 0x7fffffff
+            if stream in bodies and kind == 0x0:
+                bodies[stream] += buf[9:9 + length]
+            if stream in bodies and kind in (0x0, 0x1) and flags & 0x1:
+                ended.add(stream)
+            buf = buf[9 + length:]
+        if ended != set(streams):
+            chunk = sock.recv(65536)
+            assert chunk, "the connection closed"
+            buf += chunk
+    return bodies
+
+
+def test_http2_header_lists_over_the_limit_get_431_however_compressed(pki, tls_factory):
+    """--max-header-bytes counts an HTTP/2 request's header list decoded: 4,000 bytes sent once
+    into HPACK's table, then named ten times by one byte each, made 40 KB of headers from a few
+    bytes on the wire, and were answered 200 where HTTP/1.1 gets 431 at 16 KiB."""
+    stack = tls_factory("--http2")
+    s = h2_connect(pki, stack)
+    try:
+        authority = f"127.0.0.1:{stack.server.port}".encode()
+        get = h2_get(1, b"/health", authority)[9:]  # the HEADERS block alone
+        # x-big: 4,000 bytes, literal with incremental indexing: dynamic table entry 62
+        big = b"\x40\x05x-big" + b"\x7f\xa1\x1e" + b"b" * 4000  # 4000 = 127 + 3873
+        s.sendall(h2_frame(0x1, 0x5, 1, get + big)
+                  + h2_frame(0x1, 0x5, 3, get + b"\xbe" * 10))  # entry 62, ten times
+        bodies = h2_bodies(s, (1, 3))
+    finally:
+        s.close()
+    assert bodies[1] == b'{"status":"ok"}', bodies[1]
+    problem = json.loads(bodies[3])
+    assert problem["status"] == 431 and problem["type"].endswith("headers-too-large"), problem
+    assert curl(pki, "--http2", stack.url("/health"))[:2] == ("2", 200)
+
+
 @pytest.mark.parametrize("env,says", [
     ({"CATALOGD_TLS_CERT": "server.pem"}, "--tls-key is missing"),
     ({"CATALOGD_TLS_KEY": "server.key"}, "--tls-cert is missing"),

@@ -334,7 +334,7 @@ static const struct {
     int (*applies)(const struct head_facts *facts, int http_minor);
     const char *reason;
 } RULES[] = {
-    {has_folded_line, "a header field is folded onto a second line (obs-fold)"},
+    {has_folded_line, "a header field folded onto a second line (obs-fold)"},
     {has_two_hosts, "more than one Host header"},
     {has_differing_lengths, "Content-Length headers with different values"},
     {has_length_and_encoding, "both Content-Length and Transfer-Encoding"},

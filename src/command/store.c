@@ -4,6 +4,7 @@
  * Invariant: a store is used through the backend that created it, and only that one. */
 #include "command/store.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -158,7 +159,14 @@ int store_idempotency_count(struct store *store, int64_t *count)
 
 int store_probe_write(struct store *store, uint64_t now_ms)
 {
-    return store->backend->probe_write(store, now_ms);
+    int64_t last = 0;
+    if (store->backend->probe_write(store, now_ms) != STORE_OK ||
+        store->backend->last_seq_taken(store, &last) != STORE_OK)
+        return STORE_ERR;
+    if (last < INT64_MAX) return STORE_OK;
+    snprintf(store->err, sizeof(store->err),
+             "the event log has handed out its last seq (2^63 - 1): no command can commit");
+    return STORE_ERR;
 }
 
 int store_ping(struct store *store)

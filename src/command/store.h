@@ -142,7 +142,8 @@ int store_idempotency_purge(struct store *store, uint64_t before_ms, int *delete
 int store_idempotency_count(struct store *store, int64_t *count);
 
 /* Commits a one-row write (table write_probe) to learn whether the database takes writes
- * again after a failure. */
+ * again after a failure, and checks that a command's event can still take a seq: STORE_ERR,
+ * with why, when the last one (2^63 - 1) is taken. */
 int store_probe_write(struct store *store, uint64_t now_ms);
 
 /* A cheap round trip outside any transaction, for backends where the write model can go away

@@ -167,6 +167,7 @@ enum statement {
     ST_INSERT_EVENT,
     ST_CREATE_PRODUCT,
     ST_HEAD_SEQ,
+    ST_LAST_SEQ_TAKEN,
     ST_COUNT_PRODUCTS,
     ST_EVENTS_AFTER,
     ST_SCAN_PRODUCTS,
@@ -224,6 +225,7 @@ static const struct {
                            " RETURNING seq",
                            FOR_WRITER, 0},
     [ST_HEAD_SEQ] = {"SELECT coalesce(max(seq), 0) FROM events", FOR_WRITER | FOR_READERS, 1},
+    [ST_LAST_SEQ_TAKEN] = {"SELECT last_seq FROM event_counter WHERE id = 1", FOR_WRITER, 1},
     [ST_COUNT_PRODUCTS] = {"SELECT count(*) FROM products", FOR_WRITER | FOR_READERS, 1},
     [ST_EVENTS_AFTER] = {"SELECT seq, type, product_id, version, payload, recorded_at"
                          " FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
@@ -1005,6 +1007,11 @@ static int pg_head_seq(struct store *base, int64_t *seq)
     return call_int64(pg_of(base), ST_HEAD_SEQ, NULL, seq);
 }
 
+static int pg_last_seq_taken(struct store *base, int64_t *seq)
+{
+    return call_int64(pg_of(base), ST_LAST_SEQ_TAKEN, NULL, seq);
+}
+
 static int pg_count_products(struct store *base, int64_t *count)
 {
     return call_int64(pg_of(base), ST_COUNT_PRODUCTS, NULL, count);
@@ -1359,6 +1366,7 @@ static const struct store_backend PG_BACKEND = {
     .ping = pg_ping,
     .append_event = pg_append_event,
     .head_seq = pg_head_seq,
+    .last_seq_taken = pg_last_seq_taken,
     .count_products = pg_count_products,
     .read_events = pg_read_events,
     .snapshot_begin = pg_snapshot_begin,

@@ -131,6 +131,7 @@ enum statement {
     ST_ID_BY_SKU,
     ST_INSERT_EVENT,
     ST_HEAD_SEQ,
+    ST_LAST_SEQ_TAKEN,
     ST_COUNT_PRODUCTS,
     ST_EVENTS_AFTER,
     ST_SNAPSHOT_BEGIN,
@@ -169,6 +170,10 @@ static const struct {
                          " VALUES (?1, ?2, ?3, ?4, ?5)",
                          0},
     [ST_HEAD_SEQ] = {"SELECT coalesce(max(seq), 0) FROM events", 1},
+    /* AUTOINCREMENT's high-water mark: the next seq is past it, even once its row is gone. */
+    [ST_LAST_SEQ_TAKEN] = {"SELECT coalesce((SELECT seq FROM sqlite_sequence"
+                           " WHERE name = 'events'), 0)",
+                           1},
     [ST_COUNT_PRODUCTS] = {"SELECT count(*) FROM products", 1},
     [ST_EVENTS_AFTER] = {"SELECT seq, type, product_id, version, payload, recorded_at"
                          " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
@@ -555,6 +560,12 @@ static int sqlite_head_seq(struct store *base, int64_t *seq)
     return query_int64(store, ST_HEAD_SEQ, seq);
 }
 
+static int sqlite_last_seq_taken(struct store *base, int64_t *seq)
+{
+    struct sqlite_store *store = sqlite_of(base);
+    return query_int64(store, ST_LAST_SEQ_TAKEN, seq);
+}
+
 static int sqlite_count_products(struct store *base, int64_t *count)
 {
     struct sqlite_store *store = sqlite_of(base);
@@ -825,6 +836,7 @@ static const struct store_backend SQLITE_BACKEND = {
     .ping = sqlite_ping,
     .append_event = sqlite_append_event,
     .head_seq = sqlite_head_seq,
+    .last_seq_taken = sqlite_last_seq_taken,
     .count_products = sqlite_count_products,
     .read_events = sqlite_read_events,
     .snapshot_begin = sqlite_snapshot_begin,

@@ -681,6 +681,30 @@ def test_seqs_past_2_to_the_53_are_each_applied(fresh):
     assert_converges(fresh)
 
 
+def set_last_seq_taken(stack, seq):
+    if BACKEND == "postgresql":
+        sql_write(stack.db, "UPDATE event_counter SET last_seq = ? WHERE id = 1", (seq,))
+    else:
+        sql_write(stack.db, "UPDATE sqlite_sequence SET seq = ? WHERE name = 'events'", (seq,))
+
+
+def test_the_last_seq_taken_keeps_ready_503_not_200(fresh):
+    """Every seq up to 2^63 - 1 handed out (the counter set by hand): each command then fails
+    with 503, but /ready went back to 200 within about 2 s, as its probe write, which takes no
+    seq, succeeded. It stays 503 naming the write model, and nothing acknowledged is lost."""
+    create(fresh)
+    set_last_seq_taken(fresh, 2 ** 63 - 2)
+    last = create(fresh)  # takes 2^63 - 1, the last one
+    assert fresh.get(f"/products/{last.json()['id']}").status_code == 200
+    refused = fresh.post_raw("/products", product_body(uniq_sku()))
+    assert refused.status_code == 503, refused.text
+    time.sleep(3)  # the writer's probe runs every second
+    ready = fresh.get("/ready")
+    assert ready.status_code == 503, ready.text
+    assert ready.json()["checks"][BACKEND] == "failing", ready.text
+    assert_converges(fresh)
+
+
 # ---------------------------------------------------------------------------------------------
 # verify, readiness, commands under a stalled projector
 

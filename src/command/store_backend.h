@@ -46,8 +46,7 @@ struct store_backend {
                         const char *payload, size_t payload_len, const char *recorded_at,
                         int64_t *seq);
     int (*head_seq)(struct store *store, int64_t *seq);
-    /* The last seq handed out (a command's event takes the next one), not the highest in the log.
-     */
+    /* The last seq handed out: the next event takes the one after it, whatever the log holds. */
     int (*last_seq_taken)(struct store *store, int64_t *seq);
     int (*count_products)(struct store *store, int64_t *count);
     int (*read_events)(struct store *store, int64_t after_seq, int limit, store_event_fn fn,

@@ -258,12 +258,6 @@ static const struct {
     {BAD_EXPECT_DOCUMENT, respond_bad_expectation},
 };
 
-/* Reads the raw head of "req" again (head_scan.h says why) into "*head". h2o keeps an HTTP/1
- * request's bytes at the start of its socket's input buffer until the response is sent: the
- * head, then the body (a chunked body decoded in place after the head). Answers 400 and
- * returns -1 when the framing is ambiguous (or the head cannot be found, which would mean
- * that h2o changed under us): the connection then closes, so nothing the client sent after
- * this request runs. */
 /* An HTTP/2 request's header list as SETTINGS_MAX_HEADER_LIST_SIZE counts it (RFC 9113
  * 6.5.2): every field's name and value, decoded, and 32 bytes more, the pseudo-header fields
  * too. HPACK lets one byte on the wire stand for a field of any size sent before, so this, not
@@ -277,6 +271,12 @@ static size_t http2_header_list_size(const h2o_req_t *req)
     return size;
 }
 
+/* Reads the raw head of "req" again (head_scan.h says why) into "*head". h2o keeps an HTTP/1
+ * request's bytes at the start of its socket's input buffer until the response is sent: the
+ * head, then the body (a chunked body decoded in place after the head). Answers 400 and
+ * returns -1 when the framing is ambiguous (or the head cannot be found, which would mean
+ * that h2o changed under us): the connection then closes, so nothing the client sent after
+ * this request runs. */
 static int framed_or_reply(struct http_exchange *ex, h2o_req_t *req, struct head_facts *head)
 {
     h2o_socket_t *sock =

@@ -399,12 +399,13 @@ static int answer_waits_on_client(const struct conn_guard *guard)
  * kept for a peer that does not read. */
 static void cut_stalled(struct conn_guard *guard)
 {
+    /* Said first: once the reset is out, the client may look for the reason. */
+    if (guard->config->cut_unanswered)
+        guard->config->cut_unanswered(CONN_CUT_ANSWER_NOT_TAKEN, guard->config->arg);
     int fd = h2o_socket_get_fd(guard->sock);
     struct linger reset = {.l_onoff = 1, .l_linger = 0};
     setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
     shutdown(fd, SHUT_RDWR);
-    if (guard->config->cut_unanswered)
-        guard->config->cut_unanswered(CONN_CUT_ANSWER_NOT_TAKEN, guard->config->arg);
 }
 
 static void on_check(h2o_timeout_entry_t *entry)

@@ -415,7 +415,8 @@ def test_http2_answers_a_client_gives_no_window_for_are_cut_after_the_idle_timeo
         assert time.monotonic() - started < 4, "closed, but late"
     finally:
         s.close()
-    assert "took no byte of its answer" in stack.server.stderr_tail(200000)
+    wait_until(lambda: "took no byte of its answer" in stack.server.stderr_tail(200000), 5,
+               what="a log line for the cut")
     assert curl(pki, "--http2", stack.url("/health"))[:2] == ("2", 200)
 
 

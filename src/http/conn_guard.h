@@ -48,8 +48,9 @@
 #define CONN_GUARD_REFUSAL_MAX 1024 /* bytes of the 431 or 400 response refuse_head makes */
 #define CONN_GUARD_CHECK_MS    1000 /* how often a connection checks whether its answer moves */
 
-/* Why the guard closed a connection with no answer (a client has no request to answer then:
- * it sent too much ahead of its requests, or its HTTP/2 streams are reset too fast). */
+/* Why the guard closed a connection with no answer, or with its answer unfinished: it sent
+ * too much ahead of its requests, its HTTP/2 streams are reset too fast, or it does not take
+ * the answer it asked for. */
 enum conn_cut {
     CONN_CUT_TOO_MUCH_BUFFERED, /* more than max_buffered_bytes read and not yet consumed */
     CONN_CUT_TOO_MANY_RESETS,   /* HTTP/2: past the budget of stream resets */

@@ -13,6 +13,11 @@
 
 #define DROP_BATCH "1000" /* keys per SCAN step */
 
+/* How the scripts below begin an error that is their own refusal, not Redis's: the reason
+ * that follows is told as it is, for an operator to read. */
+#define REFUSED     "REFUSED "
+#define REFUSED_LEN (sizeof(REFUSED) - 1)
+
 /* ARGV after the guards: the gen key, the counter key, the registry key, the prefix. The
  * next number past the counter and the current generation that no generation holds: none
  * registered (a build that failed and is not collected yet, when the counter was set back by
@@ -33,7 +38,7 @@ static struct script NEW_SCRIPT =
            /* Read, not INCR: a refused number must leave the counter as it was. */
            "local n = redis.call('GET', counter) or '0'\n"
            "if not string.match(n, '^-?%d+$') then\n"
-           "  return redis.error_reply('COUNTER ' .. counter .. ' holds no generation number: '"
+           "  return redis.error_reply('REFUSED ' .. counter .. ' holds no generation number: '"
            " .. 'set it right by hand')\n"
            "end\n"
            "n = tonumber(n) + 1\n"
@@ -48,11 +53,11 @@ static struct script NEW_SCRIPT =
            /* Lua's numbers are doubles: past 2^53, n + 1 reads as n, and a rebuild would hand
               out a number handed out before. */
            "if n > tonumber(GENERATION_MAX) then\n"
-           "  return redis.error_reply('COUNTER the next generation is 2^53 or past it, which '"
+           "  return redis.error_reply('REFUSED the next generation is 2^53 or past it, which '"
            " .. 'Lua cannot count exactly: set ' .. counter .. ' back by hand')\n"
            "end\n"
            "if n == current or taken(n) then\n"
-           "  return redis.error_reply('TAKEN the next 1000 generations all have keys')\n"
+           "  return redis.error_reply('REFUSED the next 1000 generations all have keys')\n"
            "end\n"
            "redis.call('SET', counter, string.format('%d', n))\n"
            "redis.call('HSET', registry, string.format('%d', n), 0)\n"
@@ -63,7 +68,8 @@ static struct script UNLINK_SCRIPT =
     SCRIPT("local first, fenced = guards_hold()\n"
            "if not first then return redis.error_reply(fenced) end\n"
            "if pointer_at(ARGV[first]) == ARGV[first + 1] then\n"
-           "  return redis.error_reply('CURRENT generation ' .. ARGV[first + 1])\n"
+           "  return redis.error_reply('REFUSED generation ' .. ARGV[first + 1]\n"
+           "    .. ' is the current one')\n"
            "end\n"
            "if #ARGV < first + 2 then return 0 end\n"
            "return redis.call('UNLINK', unpack(ARGV, first + 2))\n");
@@ -73,7 +79,8 @@ static struct script FORGET_SCRIPT =
     SCRIPT("local first, fenced = guards_hold()\n"
            "if not first then return redis.error_reply(fenced) end\n"
            "if pointer_at(ARGV[first]) == ARGV[first + 2] then\n"
-           "  return redis.error_reply('CURRENT generation ' .. ARGV[first + 2])\n"
+           "  return redis.error_reply('REFUSED generation ' .. ARGV[first + 2]\n"
+           "    .. ' is the current one')\n"
            "end\n"
            "return redis.call('HDEL', ARGV[first + 1], ARGV[first + 2])\n");
 
@@ -88,6 +95,9 @@ static int run_integer(struct redis_sync *redis, struct script *script,
     int rc = reply->type == REDIS_REPLY_INTEGER ? 0 : -1;
     if (rc == 0)
         *value = reply->integer;
+    else if (reply->type == REDIS_REPLY_ERROR && reply->len > REFUSED_LEN &&
+             memcmp(reply->str, REFUSED, REFUSED_LEN) == 0)
+        snprintf(err, errlen, "%.*s", (int)(reply->len - REFUSED_LEN), reply->str + REFUSED_LEN);
     else if (reply->type == REDIS_REPLY_ERROR)
         snprintf(err, errlen, "Redis: %.*s", (int)reply->len, reply->str);
     else

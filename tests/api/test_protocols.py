@@ -53,6 +53,8 @@ def test_upgrade_h2c_is_ignored(stack):
         s.close()
     assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
     assert b"101 Switching Protocols" not in reply
+    # As README says: the upgrade declined, the connection the client offered to switch closes.
+    assert b"\r\nconnection: close\r\n" in reply.lower(), reply[:300]
 
 
 @pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")

@@ -1286,8 +1286,9 @@ def sync_section(w, sync):
     if not sync:
         return
     w("## Sync figures (issue 3)\n")
-    w("From `%s` on %s (not pinned; a separate run from the table above).\n"
-      % (sync.get("command", "bench/sync_figures.py"), sync.get("date", "?")))
+    w("From `%s` on %s%s (not pinned; a separate run from the table above).\n"
+      % (sync.get("command", "bench/sync_figures.py"), sync.get("date", "?"),
+         ", catalogd at %s" % sync["catalogd"] if sync.get("catalogd") else ""))
     catch_up = sync.get("catch_up", {})
     if catch_up:
         w("| Redis away | outage | write load | backlog when Redis returned (head seq) | "

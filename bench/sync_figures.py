@@ -272,6 +272,18 @@ def big_figures(args, workdir):
         stack.stop()
 
 
+def measured_commit():
+    """The commit whose build is measured, as report.py names the table's."""
+    try:
+        rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "src",
+                                "Makefile"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (rev or "?") + (" + uncommitted changes in src/ or Makefile" if dirty.strip() else "")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--outage", type=float, default=30)
@@ -285,7 +297,8 @@ def main():
         sys.exit(f"{BIN} is missing: run make first")
     workdir = tempfile.mkdtemp(prefix="catalogd-sync-")
     results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-               "command": "bench/sync_figures.py " + " ".join(sys.argv[1:])}
+               "command": "bench/sync_figures.py " + " ".join(sys.argv[1:]),
+               "catalogd": measured_commit()}
     try:
         if not args.skip_catch_up:
             results["catch_up"] = catch_up_figures(args, workdir)

@@ -99,15 +99,17 @@ static int product_id_or_reply(struct http_exchange *ex, struct command *cmd)
     return 0;
 }
 
-/* If-Match: absent or "*" accepts any version; "N" (quoted) expects version N. */
+/* If-Match: absent or "*" accepts any version; "N" (quoted) expects version N. N is written
+ * as the ETag writes it, without leading zeros: an entity tag matches character by character
+ * (RFC 9110), so "03" is no tag catalogd hands out, and is refused with the other forms. */
 static int expected_version_or_reply(struct http_exchange *ex, struct command *cmd)
 {
     struct slice value = http_header(ex, "if-match");
     cmd->expected_version = COMMAND_ANY_VERSION;
     if (!http_has_header(ex, "if-match") || slice_eq(value, "*")) return 0;
     int64_t version = 0;
-    int ok =
-        value.len >= 3 && value.len <= 20 && value.p[0] == '"' && value.p[value.len - 1] == '"';
+    int ok = value.len >= 3 && value.len <= 20 && value.p[0] == '"' && value.p[1] != '0' &&
+             value.p[value.len - 1] == '"';
     for (size_t i = 1; ok && i + 1 < value.len; i++) {
         ok = value.p[i] >= '0' && value.p[i] <= '9';
         version = version * 10 + (value.p[i] - '0');

@@ -664,7 +664,7 @@ def test_if_match_star_matches_any_version(stack, command):
 
 @pytest.mark.parametrize("command", list(COMMANDS))
 @pytest.mark.parametrize("value", ["1", '"abc"', 'W/"1"', '"1', '1"', '""', '"1.0"', '"-1"',
-                                   "'1'"])
+                                   "'1'", '"01"', '"0001"'])
 def test_malformed_if_match_is_400_and_changes_nothing(stack, command, value):
     _, v = stack.create(stock=5)
     snap = snapshot(stack, v["id"])

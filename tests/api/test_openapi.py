@@ -800,7 +800,8 @@ def test_if_match_mismatch_412_changes_nothing(live, op):
 
 
 IF_MATCH_CASES = [('"1"', True), ("*", True), ('W/"1"', False), ('"1", "2"', False),
-                  ('"0"', False), ("1", False), ('"abc"', False), ('"-1"', False)]
+                  ('"0"', False), ("1", False), ('"abc"', False), ('"-1"', False),
+                  ('"01"', False)]
 
 
 @pytest.mark.parametrize("value,accepted", IF_MATCH_CASES)

@@ -209,7 +209,7 @@ static void product_from_draft(const struct product_draft *draft, uint64_t seed,
 static void check_same_validation(const struct validation *a, const struct validation *b)
 {
     CHECK(strcmp(a->detail, b->detail) == 0);
-    CHECK(a->error_count == b->error_count);
+    CHECK(a->error_count == b->error_count && a->unlisted_count == b->unlisted_count);
     for (int i = 0; i < a->error_count && i < VALIDATION_MAX_ERRORS; i++) {
         CHECK(strcmp(a->errors[i].field, b->errors[i].field) == 0);
         CHECK(strcmp(a->errors[i].message, b->errors[i].message) == 0);

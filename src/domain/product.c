@@ -113,13 +113,24 @@ static void copy_field_name(const char *field, size_t len, char out[VALIDATION_F
     memcpy(out + keep, "...", 4);
 }
 
-/* Adds an error; past VALIDATION_MAX_ERRORS further ones are dropped. */
+/* Lists an error of a field the rules know (there is room for each: VALIDATION_MAX_KNOWN). */
 static void validation_add(struct validation *v, const char *field, size_t len, const char *message)
 {
-    if (v->error_count >= VALIDATION_MAX_ERRORS) return;
+    assert(v->error_count < VALIDATION_MAX_ERRORS);
     struct field_error *e = &v->errors[v->error_count++];
     copy_field_name(field, len, e->field);
     e->message = message;
+}
+
+/* An unknown field: listed while fewer than VALIDATION_MAX_UNKNOWN are, counted always. */
+static void validation_add_unknown(struct validation *v, const char *field, size_t len)
+{
+    if (v->unknown_listed == VALIDATION_MAX_UNKNOWN) {
+        v->unlisted_count++;
+        return;
+    }
+    v->unknown_listed++;
+    validation_add(v, field, len, MSG_UNKNOWN);
 }
 
 /* Sets "detail" for a 400 and returns BODY_MALFORMED. Bytes outside printable ASCII (jansson
@@ -136,7 +147,7 @@ static int malformed(struct validation *v, const char *format, ...)
     for (char *c = v->detail; *c; c++) {
         if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7E) *c = '?';
     }
-    v->error_count = 0;
+    v->error_count = v->unknown_listed = v->unlisted_count = 0;
     return BODY_MALFORMED;
 }
 
@@ -401,6 +412,7 @@ static const struct field_rule delta_rules[] = {
 _Static_assert(sizeof create_rules / sizeof create_rules[0] <= RULES_MAX, "create fits");
 _Static_assert(sizeof patch_rules / sizeof patch_rules[0] <= RULES_MAX, "patch fits");
 _Static_assert(sizeof delta_rules / sizeof delta_rules[0] <= RULES_MAX, "delta fits");
+_Static_assert(RULES_MAX + 1 <= VALIDATION_MAX_KNOWN, "every rule's error and body's are listed");
 
 /* ---- decoding ---- */
 
@@ -473,6 +485,9 @@ static int recover_overflow(char *buf, size_t end, struct overflowed_key *found)
     return 0;
 }
 
+/* Numbers out of jansson's range that one body may hold (each costs a decode of its own). */
+#define OVERFLOWS_MAX 16
+
 /* The object a body decoded to, with the keys whose numbers had to be replaced. */
 struct decoded {
     json_t *object;
@@ -480,7 +495,7 @@ struct decoded {
     size_t body_len;
     char *copy; /* working copy of the body, made on the first overflow; owns the keys below */
     int overflow_count;
-    struct overflowed_key overflows[VALIDATION_MAX_ERRORS];
+    struct overflowed_key overflows[OVERFLOWS_MAX];
 };
 
 static void decoded_free(struct decoded *d)
@@ -518,7 +533,7 @@ static int decode_object(const char *body, size_t len, struct decoded *d, struct
         if (json_error_code(&error) != json_error_numeric_overflow)
             return malformed(v, "body is not valid JSON: %s at line %d column %d", error.text,
                              error.line, error.column);
-        if (d->overflow_count == VALIDATION_MAX_ERRORS)
+        if (d->overflow_count == OVERFLOWS_MAX)
             return malformed(v, "body has too many out-of-range numbers");
         if (d->copy == NULL) {
             d->copy = xmalloc(len);
@@ -698,7 +713,7 @@ static void check_member(const struct field_rule *rule, const struct member *m, 
                          struct validation *v, unsigned *seen, unsigned *passed)
 {
     if (rule == NULL) {
-        validation_add(v, m->key.p, m->key.len, MSG_UNKNOWN);
+        validation_add_unknown(v, m->key.p, m->key.len);
         return;
     }
     *seen |= rule->bit;
@@ -761,9 +776,16 @@ static int parse_body(const char *body, size_t len, const struct field_rule *rul
         if (patch && !(seen & (PRODUCT_FIELD_NAME | PRODUCT_FIELD_PRICE | PRODUCT_FIELD_STOCK)))
             validation_add(v, BODY_FIELD, strlen(BODY_FIELD), MSG_PATCH_EMPTY);
         into->draft.fields = passed;
-        if (v->error_count > 0) {
-            snprintf(v->detail, sizeof v->detail, "%d field%s failed validation", v->error_count,
-                     v->error_count == 1 ? "" : "s");
+        int failed = v->error_count + v->unlisted_count;
+        if (failed > 0 && v->unlisted_count == 0) {
+            snprintf(v->detail, sizeof v->detail, "%d field%s failed validation: see errors",
+                     failed, failed == 1 ? "" : "s");
+            rc = BODY_INVALID;
+        } else if (failed > 0) {
+            snprintf(v->detail, sizeof v->detail,
+                     "%d fields failed validation: see errors (it lists the first %d of the %d "
+                     "unknown fields)",
+                     failed, v->unknown_listed, v->unknown_listed + v->unlisted_count);
             rc = BODY_INVALID;
         }
     }

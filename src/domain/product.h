@@ -45,8 +45,14 @@ struct product_draft {
     int64_t stock;
 };
 
-#define VALIDATION_MAX_ERRORS 16
-#define VALIDATION_FIELD_MAX  64 /* a longer (unknown) field name is cut and ends in "..." */
+/* A 422 lists every failing field of the body's own rules (at most VALIDATION_MAX_KNOWN,
+ * "body" included) and the first VALIDATION_MAX_UNKNOWN unknown fields; the others it counts.
+ * A 64 KiB body can name thousands of unknown fields, and listing each would make the answer
+ * ten times the request. */
+#define VALIDATION_MAX_UNKNOWN 16
+#define VALIDATION_MAX_KNOWN   9
+#define VALIDATION_MAX_ERRORS  (VALIDATION_MAX_KNOWN + VALIDATION_MAX_UNKNOWN)
+#define VALIDATION_FIELD_MAX   64 /* a longer (unknown) field name is cut and ends in "..." */
 
 struct field_error {
     char field[VALIDATION_FIELD_MAX + 1];
@@ -54,11 +60,13 @@ struct field_error {
 };
 
 /* What a body parser found wrong. On BODY_MALFORMED, "detail" says why (for a 400); on
- * BODY_INVALID, "errors" lists every failing field (for a 422), in body order, then missing
- * fields in the order sku, name, price, stock. */
+ * BODY_INVALID, "detail" counts the failing fields and "errors" lists them (for a 422), in
+ * body order, then missing fields in the order sku, name, price, stock. */
 struct validation {
     char detail[200];
-    int error_count;
+    int error_count;    /* listed in "errors" */
+    int unknown_listed; /* of those, unknown fields */
+    int unlisted_count; /* unknown fields past VALIDATION_MAX_UNKNOWN: counted, not listed */
     struct field_error errors[VALIDATION_MAX_ERRORS];
 };
 

@@ -190,14 +190,11 @@ void http_respond_body_too_large(struct http_exchange *ex)
 
 void http_respond_invalid(struct http_exchange *ex, const struct validation *v)
 {
-    char detail[256];
-    snprintf(detail, sizeof(detail), "%d field%s failed validation: see errors", v->error_count,
-             v->error_count == 1 ? "" : "s");
     json_t *errors = json_array();
     for (int i = 0; i < v->error_count; i++)
         json_array_append_new(errors, json_pack("{s:s, s:s}", "field", v->errors[i].field,
                                                 "message", v->errors[i].message));
-    http_respond_problem(ex, 422, "validation-failed", detail,
+    http_respond_problem(ex, 422, "validation-failed", v->detail,
                          json_pack("{s:o}", "errors", errors));
 }
 

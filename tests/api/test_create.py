@@ -247,6 +247,23 @@ def test_validation_errors_list_every_field(stack, body, fields):
     assert stack.counts() == before
 
 
+def test_many_unknown_fields_do_not_hide_the_bad_known_ones(stack):
+    """20 unknown fields ahead of four bad ones: the 422 listed the first 16 unknown fields
+    only, said "16 fields failed", and never named sku, name, price or stock. Now every bad
+    field of the body's own is listed, the first 16 unknown ones with them, and the detail
+    counts all 24."""
+    before = stack.counts()
+    unknown = "".join(f'"k{i}":1,' for i in range(20))
+    resp = stack.post_raw("/products", "{" + unknown + body_of(sku='""', name='""', price="-1",
+                                                                stock="-1")[1:])
+    problem = assert_problem(resp, 422)
+    fields = [e["field"] for e in problem["errors"]]
+    assert fields == [f"k{i}" for i in range(16)] + ["sku", "name", "price", "stock"], fields
+    assert problem["detail"] == ("24 fields failed validation: see errors (it lists the first "
+                                 "16 of the 20 unknown fields)"), problem
+    assert stack.counts() == before
+
+
 @pytest.mark.parametrize("body,fields", list(MISSING_CASES.values()), ids=list(MISSING_CASES))
 def test_missing_fields_are_required(stack, body, fields):
     before = stack.counts()

@@ -434,6 +434,49 @@ Test(create, unknown_field_alone_fails_a_valid_body)
                   {"Price", "unknown field"});
 }
 
+/* 20 unknown fields ahead of four bad known ones: the first 16 unknown ones are listed, every
+ * known field's error too, and the detail counts all 24. They crowded the known ones out. */
+static void expect_unknown_fields_counted(body_parser *parser, const char *tail,
+                                          const char *const *known, int known_count)
+{
+    char body[1024];
+    size_t at = 0;
+    for (int i = 0; i < 20; i++)
+        at += (size_t)snprintf(body + at, sizeof body - at, "%s\"k%d\":1", i ? "," : "{", i);
+    snprintf(body + at, sizeof body - at, "%s}", tail);
+    struct product_draft draft;
+    struct validation v;
+    cr_assert_eq(parser(body, strlen(body), &draft, &v), BODY_INVALID, "%s", v.detail);
+    cr_assert_eq(v.error_count, VALIDATION_MAX_UNKNOWN + known_count);
+    for (int i = 0; i < VALIDATION_MAX_UNKNOWN; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "k%d", i);
+        cr_assert_str_eq(v.errors[i].field, name);
+    }
+    for (int i = 0; i < known_count; i++)
+        cr_assert_str_eq(v.errors[VALIDATION_MAX_UNKNOWN + i].field, known[i]);
+    cr_assert_eq(v.unlisted_count, 20 - VALIDATION_MAX_UNKNOWN);
+    char detail[200];
+    snprintf(detail, sizeof detail,
+             "%d fields failed validation: see errors (it lists the first 16 of the 20 unknown "
+             "fields)",
+             20 + known_count);
+    cr_assert_str_eq(v.detail, detail);
+}
+
+Test(create, past_16_unknown_fields_the_known_ones_are_still_listed_and_all_counted)
+{
+    static const char *const create_known[] = {"sku", "name", "price", "stock"};
+    expect_unknown_fields_counted(product_parse_create,
+                                  ",\"sku\":\"\",\"name\":\"\",\"price\":-1,\"stock\":-1",
+                                  create_known, 4);
+    static const char *const patch_known[] = {"price", "(body)"};
+    expect_unknown_fields_counted(product_parse_patch, ",\"price\":-1", patch_known, 1);
+    expect_unknown_fields_counted(product_parse_patch, "", patch_known + 1, 1);
+    static const char *const delta_known[] = {"delta"};
+    expect_unknown_fields_counted(parse_delta, "", delta_known, 1);
+}
+
 Test(create, long_unknown_field_name_is_cut)
 {
     char body[400];
@@ -458,7 +501,7 @@ Test(create, long_unknown_field_name_is_cut)
                      "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghi...");
 }
 
-Test(create, errors_are_capped)
+Test(create, unknown_fields_are_capped_missing_ones_still_listed)
 {
     char body[2000] = "{";
 
@@ -469,9 +512,13 @@ Test(create, errors_are_capped)
     struct product_draft draft;
     struct validation v;
     cr_assert_eq(product_parse_create(body, strlen(body), &draft, &v), BODY_INVALID);
-    cr_assert_eq(v.error_count, VALIDATION_MAX_ERRORS);
+    cr_assert_eq(v.error_count, VALIDATION_MAX_UNKNOWN + 4);
+    cr_assert_eq(v.unlisted_count, 40 - VALIDATION_MAX_UNKNOWN);
     cr_assert_str_eq(v.errors[0].field, "k0");
     cr_assert_str_eq(v.errors[15].field, "k15");
+    cr_assert_str_eq(v.errors[16].field, "sku"); /* dropped once 16 unknown ones were listed */
+    cr_assert_str_eq(v.errors[19].field, "stock");
+    cr_assert_str_eq(v.errors[19].message, "is required");
 }
 
 /* ---- malformed bodies ---- */

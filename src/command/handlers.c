@@ -65,7 +65,9 @@ static int body_acceptable_or_reply(struct http_exchange *ex)
 {
     if (!http_is_json(http_header(ex, "content-type"))) {
         http_respond_problem(ex, 415, "unsupported-media-type",
-                             "send the body as Content-Type: application/json", NULL);
+                             "send the body as Content-Type: application/json, in UTF-8 "
+                             "(charset=utf-8 or none)",
+                             NULL);
         return -1;
     }
     if (ex->body.len > ex->app->config->max_body_bytes) { /* h2o refuses these already */

@@ -45,13 +45,47 @@ size_t http_header_count(const struct http_exchange *ex, const char *name)
     return count;
 }
 
+/* 1 unless the parameters of a Content-Type ("params", from its first ';') name a charset
+ * other than UTF-8, the only one JSON is exchanged in (RFC 8259): a body announced as UTF-16
+ * would otherwise be read as UTF-8. A parameter that is not name=value is let be. */
+static int charset_is_utf8(struct slice params)
+{
+    const char *p = params.p, *end = params.p + params.len;
+    while (p < end) {
+        while (p < end && (*p == ';' || *p == ' ' || *p == '\t'))
+            p++;
+        const char *name = p;
+        while (p < end && *p != '=' && *p != ';')
+            p++;
+        size_t name_len = (size_t)(p - name);
+        while (name_len > 0 && (name[name_len - 1] == ' ' || name[name_len - 1] == '\t'))
+            name_len--;
+        if (p == end || *p != '=') continue;
+        const char *value = ++p;
+        while (p < end && *p != ';')
+            p++;
+        size_t value_len = (size_t)(p - value);
+        while (value_len > 0 && (value[value_len - 1] == ' ' || value[value_len - 1] == '\t'))
+            value_len--;
+        if (value_len >= 2 && value[0] == '"' && value[value_len - 1] == '"') {
+            value++;
+            value_len -= 2;
+        }
+        if (name_len == 7 && strncasecmp(name, "charset", 7) == 0 &&
+            !(value_len == 5 && strncasecmp(value, "utf-8", 5) == 0))
+            return 0;
+    }
+    return 1;
+}
+
 int http_is_json(struct slice content_type)
 {
     static const char type[] = "application/json";
     size_t n = sizeof(type) - 1;
     if (content_type.len < n || strncasecmp(content_type.p, type, n) != 0) return 0;
     for (size_t i = n; i < content_type.len; i++) {
-        if (content_type.p[i] == ';') return 1;
+        if (content_type.p[i] == ';')
+            return charset_is_utf8((struct slice){content_type.p + i, content_type.len - i});
         if (content_type.p[i] != ' ' && content_type.p[i] != '\t') return 0;
     }
     return 1;

@@ -53,7 +53,7 @@ int http_has_header(const struct http_exchange *ex, const char *name);
 size_t http_header_count(const struct http_exchange *ex, const char *name);
 
 /* 1 when the Content-Type value "content_type" is application/json (case-insensitive,
- * parameters allowed), else 0. */
+ * parameters allowed, a charset only if UTF-8), else 0. */
 int http_is_json(struct slice content_type);
 
 /* Memory that lives as long as the exchange. Never NULL (aborts on out of memory). */

@@ -152,10 +152,30 @@ def test_sku_of_64_allowed_characters_is_accepted(stack):
     assert view["sku"] == sku
 
 
-def test_content_type_with_charset_is_accepted(stack):
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8",
+                                          'application/json;charset="UTF-8"',
+                                          "application/json; foo=bar; charset=Utf-8 ",
+                                          "application/json; ;;"])
+def test_content_type_with_charset_is_accepted(stack, content_type):
     resp = stack.post_raw("/products", body_of(sku=json.dumps(uniq_sku())),
-                          content_type="application/json; charset=utf-8")
+                          content_type=content_type)
     assert resp.status_code == 201, resp.text
+
+
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-16",
+                                          "application/json; charset=iso-8859-1",
+                                          'application/json; charset="utf-16le"',
+                                          "application/json; charset=utf-8; charset=latin1",
+                                          "application/json; charset="])
+def test_a_charset_other_than_utf_8_is_415_and_creates_nothing(stack, content_type):
+    """JSON is UTF-8 (RFC 8259). A body announced in another charset was read as UTF-8 and
+    answered 201."""
+    before = stack.counts()
+    resp = stack.post_raw("/products", body_of(sku=json.dumps(uniq_sku())),
+                          content_type=content_type)
+    problem = assert_problem(resp, 415)
+    assert "UTF-8" in problem["detail"], problem
+    assert stack.counts() == before
 
 
 def test_ids_increase_in_creation_order(stack):

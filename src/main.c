@@ -1,5 +1,6 @@
 /* main.c - the catalogd command line: serve | verify | rebuild, with flags that each have an
  * environment variable. Flags are a table read by one loop. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -269,12 +270,20 @@ static int parse_flags(int argc, char **argv, struct options *options)
 }
 
 /* An integer flag: the whole text a number in [min, max], stored in its field. */
-static int apply_integer(const struct flag *f, const char *value, struct app_config *config)
+/* strtol's number, but only from digits: it would also take " 2", "+2" or "-0". */
+static int parse_decimal(const char *value, long long *number)
 {
     char *end;
     errno = 0;
-    long long number = strtoll(value, &end, 10);
-    if (!*value || *end || errno || number < f->min || number > f->max) return -1;
+    if (!isdigit((unsigned char)value[0])) return -1;
+    *number = strtoll(value, &end, 10);
+    return *end || errno ? -1 : 0;
+}
+
+static int apply_integer(const struct flag *f, const char *value, struct app_config *config)
+{
+    long long number;
+    if (parse_decimal(value, &number) < 0 || number < f->min || number > f->max) return -1;
     char *field = (char *)config + f->field;
     /* An int, or a 64-bit field: int64_t, or size_t, its unsigned counterpart (the range
      * keeps it non-negative; C lets a signed type access its unsigned counterpart). */
@@ -289,10 +298,10 @@ static int apply_integer(const struct flag *f, const char *value, struct app_con
 
 static int apply_listen(const char *value, struct app_config *config, char *err, size_t errlen)
 {
-    char *end;
     const char *port = strrchr(value, ':');
-    long number = port ? strtol(port + 1, &end, 10) : 0;
-    if (!port || port == value || *end || number < 1 || number > 65535) {
+    long long number = 0;
+    if (!port || port == value || parse_decimal(port + 1, &number) < 0 || number < 1 ||
+        number > 65535) {
         snprintf(err, errlen, "'%s' (host:port, port 1-65535)", value);
         return -1;
     }
@@ -302,8 +311,15 @@ static int apply_listen(const char *value, struct app_config *config, char *err,
 
 static int apply_db(const char *value, struct app_config *config, char *err, size_t errlen)
 {
-    (void)err;
-    (void)errlen;
+    /* Both would make SQLite keep the catalog in memory or in a temporary file, gone at exit
+       with every write catalogd acknowledged. */
+    if (!value[0] || strcmp(value, ":memory:") == 0) {
+        snprintf(err, errlen,
+                 "'%s' (an SQLite file or a postgresql:// URI; not empty, not "
+                 ":memory:, whose writes would not outlive catalogd)",
+                 value);
+        return -1;
+    }
     config->db_path = value;
     return 0;
 }
@@ -330,8 +346,11 @@ static int apply_instance_id(const char *value, struct app_config *config, char 
 
 static int apply_prefix(const char *value, struct app_config *config, char *err, size_t errlen)
 {
-    if (!value[0] || strlen(value) > LAYOUT_PREFIX_MAX) {
-        snprintf(err, errlen, "'%s' (1-64 characters)", value);
+    int control = 0;
+    for (const char *c = value; *c; c++)
+        control |= (unsigned char)*c < 0x20 || *c == 0x7f;
+    if (!value[0] || strlen(value) > LAYOUT_PREFIX_MAX || control) {
+        snprintf(err, errlen, "(1-64 characters, no control characters)");
         return -1;
     }
     config->prefix = value;
@@ -340,9 +359,8 @@ static int apply_prefix(const char *value, struct app_config *config, char *err,
 
 static int apply_threads(const char *value, struct app_config *config, char *err, size_t errlen)
 {
-    char *end;
-    long threads = strtol(value, &end, 10);
-    if (*end || threads < 1 || threads > 256) {
+    long long threads;
+    if (parse_decimal(value, &threads) < 0 || threads < 1 || threads > 256) {
         snprintf(err, errlen, "%s (1-256)", value);
         return -1;
     }

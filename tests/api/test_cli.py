@@ -50,6 +50,14 @@ def _run_bad(args, tmp_path):
     (["serve", "--listen", "not-an-address"], "listen"),
     (["serve", "--listen", "not-an-address", "--api-token", "secret-token"], "listen"),
     (["serve", "--listen", "127.0.0.1:99999"], "listen"),
+    # strtol's leniency: a space or a sign before the digits was taken
+    (["serve", "--threads", " 2"], "threads"),
+    (["serve", "--threads", "+2"], "threads"),
+    (["serve", "--max-connections", " 5"], "max-connections"),
+    (["serve", "--listen", "127.0.0.1: 8000"], "listen"),
+    (["serve", "--redis-prefix", "a\x1bb"], "redis-prefix"),
+    (["verify", "--db", ""], "--db"),
+    (["rebuild", "--db", ":memory:"], "--db"),
 ])
 def test_bad_arguments_exit_2_with_a_one_line_error(tmp_path, args, needle):
     p = _run_bad(args, tmp_path)
@@ -58,6 +66,20 @@ def test_bad_arguments_exit_2_with_a_one_line_error(tmp_path, args, needle):
     assert lines and lines[0].strip(), "no error on stderr"
     assert needle in lines[0], lines[0]
     assert "Traceback" not in p.stderr and p.stdout == "", p.stdout
+
+
+@pytest.mark.parametrize("db", ["", ":memory:"])
+def test_serve_refuses_a_db_whose_writes_would_not_outlive_it(tmp_path, db):
+    """--db "" gave SQLite a temporary database: catalogd served, answered 201 to creates, and
+    lost them all at exit. (CATALOGD_DB="" is unset, as every empty variable: the default.)"""
+    cmd = [str(BIN), "serve", "--listen", f"127.0.0.1:{free_port()}",
+           "--redis", f"redis://127.0.0.1:{free_port()}/0", "--db", db]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=10, cwd=tmp_path)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"catalogd served with --db '{db}' (it should refuse it)")
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert p.stderr.splitlines()[0].startswith("catalogd: bad --db:"), p.stderr
 
 
 def test_refuses_open_writes_on_a_public_address(tmp_path):

@@ -185,7 +185,8 @@ static int check_page(struct verify *v)
     for (int i = 0; rc == 0 && i < v->page_count; i++) {
         const struct page_product *p = &v->page[i];
         const redisReply *owner = owners->element[i];
-        if (owner->type != REDIS_REPLY_STRING || strcmp(owner->str, p->id) != 0)
+        if (owner->type != REDIS_REPLY_STRING || owner->len != UUID_TEXT_LEN ||
+            memcmp(owner->str, p->id, UUID_TEXT_LEN) != 0)
             difference(v, "sku index: %s should name %s", p->sku, p->id);
         else
             v->skus_naming_their_product++;
@@ -219,9 +220,9 @@ static int compare(struct verify *v)
 }
 
 /* Runs a SCAN-like command ("argv", the cursor at argv[cursor_at]) from cursor 0 until
- * Redis says it is done, handing "visit" the items of each reply. */
+ * Redis says it is done, handing "visit" the items of each reply; stops if it fails. */
 static int scan_all(struct verify *v, const char **argv, int argc, int cursor_at,
-                    void (*visit)(struct verify *v, const redisReply *items))
+                    int (*visit)(struct verify *v, const redisReply *items))
 {
     char cursor[32] = "0";
     argv[cursor_at] = cursor;
@@ -236,26 +237,52 @@ static int scan_all(struct verify *v, const char **argv, int argc, int cursor_at
             return -1;
         }
         snprintf(cursor, sizeof(cursor), "%s", reply->element[0]->str);
-        visit(v, reply->element[1]);
+        int rc = visit(v, reply->element[1]);
         freeReplyObject(reply);
+        if (rc < 0) return -1;
     } while (strcmp(cursor, "0") != 0);
     return 0;
 }
 
-/* HSCAN's sku, id pairs: is there a product with this sku? */
-static void check_skus(struct verify *v, const redisReply *pairs)
+/* "len" bytes of Redis as text for a report line: a NUL as \x00, which difference's format
+ * would otherwise end the text at (the other bytes difference escapes itself). */
+static void nul_escaped(const char *bytes, size_t len, char *out, size_t cap)
 {
-    char owner[UUID_TEXT_LEN + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 5 < cap; i++) {
+        if (bytes[i] == '\0') {
+            memcpy(out + n, "\\x00", 4);
+            n += 4;
+        } else {
+            out[n++] = bytes[i];
+        }
+    }
+    out[n] = '\0';
+}
+
+/* HSCAN's sku, id pairs: is there a product with this sku? A field with a NUL in it is no
+ * sku the write model can hold, and would be looked up as the sku it begins with. */
+static int check_skus(struct verify *v, const redisReply *pairs)
+{
+    char owner[UUID_TEXT_LEN + 1], shown[4 * PRODUCT_SKU_MAX + 8];
     for (size_t i = 0; i + 1 < pairs->elements; i += 2) {
         const redisReply *sku = pairs->element[i];
-        if (sku->type == REDIS_REPLY_STRING &&
-            store_find_sku(v->store, sku->str, owner) == STORE_NOT_FOUND)
-            difference(v, "extra sku entry: %s (no product has this sku)", sku->str);
+        if (sku->type != REDIS_REPLY_STRING) continue;
+        int rc = memchr(sku->str, '\0', sku->len) ? STORE_NOT_FOUND
+                                                  : store_find_sku(v->store, sku->str, owner);
+        if (rc == STORE_NOT_FOUND) {
+            nul_escaped(sku->str, sku->len, shown, sizeof(shown));
+            difference(v, "extra sku entry: %s (no product has this sku)", shown);
+        } else if (rc != STORE_OK) {
+            snprintf(v->err, v->errlen, "%s", store_errmsg(v->store));
+            return -1;
+        }
     }
+    return 0;
 }
 
 /* Keys of the generation: is each of a kind the layout has? */
-static void check_keys(struct verify *v, const redisReply *keys)
+static int check_keys(struct verify *v, const redisReply *keys)
 {
     size_t base_len = strlen(v->base);
     for (size_t i = 0; i < keys->elements; i++) {
@@ -264,6 +291,7 @@ static void check_keys(struct verify *v, const redisReply *keys)
             !layout_known_in_generation(key->str + base_len, key->len - base_len))
             difference(v, "extra key: %s (not of the read model's layout)", key->str);
     }
+    return 0;
 }
 
 /* Sku entries that no product explains, and keys of the generation that the layout does not

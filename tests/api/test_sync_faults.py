@@ -728,6 +728,27 @@ def test_verify_finds_views_and_sku_entries_no_product_explains(fresh):
     assert f"extra key: {base}:p:{ghost} (not of the read model's layout)" in out, out
 
 
+def test_verify_reads_sku_entries_whole_not_up_to_a_nul(fresh):
+    """An entry naming its product's id and then a NUL and more (the API answers 404 by sku),
+    and an extra entry whose field is a real sku and then a NUL and more: verify compared and
+    looked both up as C strings, found them right, and exited 0."""
+    first = create(fresh).json()
+    second = create(fresh).json()
+    base = f"{PREFIX}:g{redis_gen(fresh.r)}"
+    fresh.r.hset(f"{base}:skus", first["sku"], first["id"].encode() + b"\x00junk")
+    assert fresh.get(f"/products/by-sku/{first['sku']}").status_code == 404
+    rc, out = verify_output(fresh)
+    assert rc == 1, out
+    assert f"sku index: {first['sku']} should name {first['id']}" in out, out
+    fresh.r.hset(f"{base}:skus", first["sku"], first["id"])
+    fresh.r.hset(f"{base}:skus", second["sku"].encode() + b"\x00x", second["id"])
+    rc, out = verify_output(fresh)
+    assert rc == 1, out
+    assert f"extra sku entry: {second['sku']}\\x00x (no product has this sku)" in out, out
+    fresh.r.hdel(f"{base}:skus", second["sku"].encode() + b"\x00x")
+    assert verify_output(fresh)[0] == 0
+
+
 def test_ready_never_blames_a_healthy_redis(stack_factory):
     """Defect 12: right after start and after the first write to an empty store, /ready said
     'redis: failing' for ~250 ms, while a loop had not learnt the generation yet and Redis was

@@ -762,6 +762,10 @@ static int serve(const struct app_config *given)
         rc = 2;
         goto out;
     }
+    if (store_claim_server(store) < 0) {
+        LOG(LOG_ERROR, "%s", store_errmsg(store));
+        goto out;
+    }
     /* The only projector that writes the read model is this process's, so it can keep the
      * views it holds exact; instances that share the write model cannot (view_cache.h). */
     if (!store_is_shared(store))

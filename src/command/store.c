@@ -57,6 +57,11 @@ void store_name_catalog(const struct store *store, char *out, size_t cap)
     store->backend->name_catalog(store, out, cap);
 }
 
+int store_claim_server(struct store *store)
+{
+    return store->backend->claim_server ? store->backend->claim_server(store) : 0;
+}
+
 int store_is_shared(const struct store *store)
 {
     return store->backend->shared;

@@ -4,12 +4,15 @@
  * every change of products is paired with an INSERT into events in the same transaction. */
 #include "command/store_backend.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <openssl/evp.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "command/wal_gather.h"
@@ -811,9 +814,32 @@ static void sqlite_name_catalog(const struct store *base, char *out, size_t cap)
                                           : "");
 }
 
+/* A lock of the kernel's on the database file: flock, apart from SQLite's own fcntl locks, and
+ * dropped when the process ends however it ends, so a catalogd killed with -9 leaves none. The
+ * descriptor stays open for the process's life: closing a descriptor of the file would drop
+ * every fcntl lock the process holds on it, SQLite's included. */
+static int sqlite_claim_server(struct store *base)
+{
+    struct sqlite_store *store = sqlite_of(base);
+    const char *file = sqlite3_db_filename(store->db, "main");
+    int fd = file && file[0] ? open(file, O_RDONLY | O_CLOEXEC) : -1;
+    if (fd < 0) {
+        snprintf(base->err, sizeof(base->err), "cannot open %s to claim it: %s", file ? file : "",
+                 strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) return 0;
+    snprintf(base->err, sizeof(base->err),
+             "another catalogd serves %s: an SQLite catalog is served by one instance (several "
+             "share a PostgreSQL one: README, Running more than one instance)",
+             file);
+    return -1; /* "fd" stays open: the process exits */
+}
+
 static const struct store_backend SQLITE_BACKEND = {
     .name = "sqlite",
     .name_catalog = sqlite_name_catalog,
+    .claim_server = sqlite_claim_server,
     .shared = 0,
     .statement_failure_keeps_transaction = 1,
     .close = sqlite_close,

@@ -1,6 +1,7 @@
 """The catalogd command line: --version, --help, bad flags and values, refusing open writes,
 and a clean exit on SIGTERM."""
 
+import os
 import re
 import signal
 import subprocess
@@ -9,7 +10,7 @@ import time
 import pytest
 import requests
 
-from conftest import BIN, ROOT, cli, free_port
+from conftest import BACKEND, BIN, ROOT, cli, free_port
 
 
 def test_version():
@@ -80,6 +81,30 @@ def test_serve_refuses_a_db_whose_writes_would_not_outlive_it(tmp_path, db):
         pytest.fail(f"catalogd served with --db '{db}' (it should refuse it)")
     assert p.returncode == 2, (p.returncode, p.stderr)
     assert p.stderr.splitlines()[0].startswith("catalogd: bad --db:"), p.stderr
+
+
+@pytest.mark.skipif(BACKEND != "sqlite", reason="instances share a PostgreSQL catalog")
+def test_a_second_serve_of_one_sqlite_file_is_refused_until_the_first_is_gone(stack_factory):
+    """A second serve on the same file started silently; its view cache, which only its own
+    projector clears, answered version 1 for a product the first had taken to version 21,
+    every PATCH answered Projection: applied."""
+    s = stack_factory("claim")
+    _, product = s.create()
+    second = [str(BIN), "serve", "--listen", f"127.0.0.1:{free_port()}", "--db",
+              os.path.relpath(s.db, s.tmp), "--redis", s.redis.url]
+    try:
+        p = subprocess.run(second, capture_output=True, text=True, timeout=10, cwd=s.tmp)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a second catalogd served the same SQLite file")
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    assert f"another catalogd serves {s.db}" in p.stderr, p.stderr
+    assert s.get(f"/products/{product['id']}").status_code == 200  # the first serves on
+    # Killed with -9, the first leaves no claim behind: a new one serves the file at once.
+    s.server.proc.kill()
+    s.server.proc.wait(timeout=5)
+    s.server.proc = None
+    s.server.start()
+    assert s.get(f"/products/{product['id']}").status_code == 200
 
 
 def test_refuses_open_writes_on_a_public_address(tmp_path):

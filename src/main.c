@@ -762,7 +762,7 @@ static int serve(const struct app_config *given)
         rc = 2;
         goto out;
     }
-    if (store_claim_server(store) < 0) {
+    if (store_claim_server(store, config->view_cache_mb > 0) < 0) {
         LOG(LOG_ERROR, "%s", store_errmsg(store));
         goto out;
     }

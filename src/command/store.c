@@ -57,9 +57,9 @@ void store_name_catalog(const struct store *store, char *out, size_t cap)
     store->backend->name_catalog(store, out, cap);
 }
 
-int store_claim_server(struct store *store)
+int store_claim_server(struct store *store, int alone)
 {
-    return store->backend->claim_server ? store->backend->claim_server(store) : 0;
+    return store->backend->claim_server ? store->backend->claim_server(store, alone) : 0;
 }
 
 int store_is_shared(const struct store *store)

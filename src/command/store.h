@@ -65,11 +65,12 @@ const char *store_backend_name(const struct store *store);
  * password on a database no writer of this build has migrated yet). */
 void store_name_catalog(const struct store *store, char *out, size_t cap);
 
-/* Claims the write model for this process's server, for as long as the process lives: an
- * SQLite file takes one `serve` at a time (its view cache is exact only while its projector is
- * the only one writing the read model), a PostgreSQL database any number. Returns 0, or -1
- * with the reason in store_errmsg (another catalogd serves the file). */
-int store_claim_server(struct store *store);
+/* Claims the write model for this process's server, for as long as the process lives: "alone"
+ * when the server keeps a view cache, exact only while its own projector is the only one that
+ * writes the read model. An SQLite file then takes no other server, and otherwise any number
+ * that do not claim it alone; a PostgreSQL database takes any number (its instances keep no
+ * view cache). Returns 0, or -1 with the reason in store_errmsg. */
+int store_claim_server(struct store *store, int alone);
 
 /* 1 when other instances may write this write model at the same time (PostgreSQL). */
 int store_is_shared(const struct store *store);

@@ -58,7 +58,7 @@ struct store_backend {
     int (*lead)(struct store *store, const char *instance_id, int64_t epoch_above,
                 struct store_leader *out);
     void (*name_catalog)(const struct store *store, char *out, size_t cap);
-    int (*claim_server)(struct store *store); /* NULL: any number of servers may share it */
+    int (*claim_server)(struct store *store, int alone); /* NULL: servers may always share */
 };
 
 /* The head of every backend's store. "err" is the message of the last failure. */

@@ -814,11 +814,12 @@ static void sqlite_name_catalog(const struct store *base, char *out, size_t cap)
                                           : "");
 }
 
-/* A lock of the kernel's on the database file: flock, apart from SQLite's own fcntl locks, and
- * dropped when the process ends however it ends, so a catalogd killed with -9 leaves none. The
- * descriptor stays open for the process's life: closing a descriptor of the file would drop
- * every fcntl lock the process holds on it, SQLite's included. */
-static int sqlite_claim_server(struct store *base)
+/* A lock of the kernel's on the database file, exclusive when "alone", else shared: flock,
+ * apart from SQLite's own fcntl locks, and dropped when the process ends however it ends, so
+ * a catalogd killed with -9 leaves none. The descriptor stays open for the process's life:
+ * closing a descriptor of the file would drop every fcntl lock the process holds on it,
+ * SQLite's included. */
+static int sqlite_claim_server(struct store *base, int alone)
 {
     struct sqlite_store *store = sqlite_of(base);
     const char *file = sqlite3_db_filename(store->db, "main");
@@ -828,11 +829,11 @@ static int sqlite_claim_server(struct store *base)
                  strerror(errno));
         return -1;
     }
-    if (flock(fd, LOCK_EX | LOCK_NB) == 0) return 0;
+    if (flock(fd, (alone ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0) return 0;
     snprintf(base->err, sizeof(base->err),
-             "another catalogd serves %s: an SQLite catalog is served by one instance (several "
-             "share a PostgreSQL one: README, Running more than one instance)",
-             file);
+             "another catalogd serves %s%s: several serve one SQLite file only with "
+             "--view-cache-mb 0, every one of them (README, Running more than one instance)",
+             file, alone ? "" : " with a view cache");
     return -1; /* "fd" stays open: the process exits */
 }
 

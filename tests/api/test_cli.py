@@ -84,10 +84,11 @@ def test_serve_refuses_a_db_whose_writes_would_not_outlive_it(tmp_path, db):
 
 
 @pytest.mark.skipif(BACKEND != "sqlite", reason="instances share a PostgreSQL catalog")
-def test_a_second_serve_of_one_sqlite_file_is_refused_until_the_first_is_gone(stack_factory):
+def test_a_second_serve_of_one_sqlite_file_with_a_view_cache_is_refused(stack_factory):
     """A second serve on the same file started silently; its view cache, which only its own
     projector clears, answered version 1 for a product the first had taken to version 21,
-    every PATCH answered Projection: applied."""
+    every PATCH answered Projection: applied. Several serve one file with no view cache at all
+    (test_concurrency, test_sync_faults)."""
     s = stack_factory("claim")
     _, product = s.create()
     second = [str(BIN), "serve", "--listen", f"127.0.0.1:{free_port()}", "--db",
@@ -97,7 +98,12 @@ def test_a_second_serve_of_one_sqlite_file_is_refused_until_the_first_is_gone(st
     except subprocess.TimeoutExpired:
         pytest.fail("a second catalogd served the same SQLite file")
     assert p.returncode == 1, (p.returncode, p.stderr)
-    assert f"another catalogd serves {s.db}" in p.stderr, p.stderr
+    assert f"another catalogd serves {s.db}:" in p.stderr, p.stderr
+    assert "--view-cache-mb 0" in p.stderr, p.stderr
+    # Nor without a cache of its own: the first one's would miss its writes.
+    p = subprocess.run(second + ["--view-cache-mb", "0"], capture_output=True, text=True,
+                       timeout=10, cwd=s.tmp)
+    assert p.returncode == 1, (p.returncode, p.stderr)
     assert s.get(f"/products/{product['id']}").status_code == 200  # the first serves on
     # Killed with -9, the first leaves no claim behind: a new one serves the file at once.
     s.server.proc.kill()
@@ -105,6 +111,12 @@ def test_a_second_serve_of_one_sqlite_file_is_refused_until_the_first_is_gone(st
     s.server.proc = None
     s.server.start()
     assert s.get(f"/products/{product['id']}").status_code == 200
+    # A server with a cache is refused beside servers without one too.
+    s.server.stop()
+    s.server.extra_args = ["--view-cache-mb", "0"]
+    s.server.start()
+    p = subprocess.run(second, capture_output=True, text=True, timeout=10, cwd=s.tmp)
+    assert p.returncode == 1 and "with a view cache" not in p.stderr, p.stderr
 
 
 def test_refuses_open_writes_on_a_public_address(tmp_path):

@@ -633,8 +633,9 @@ def test_a_backup_restored_under_two_instances_on_one_file_is_noticed(stack_fact
     batch was read after its own, older checkpoint, Redis' was past the whole batch, and the
     script took the new event for applied. Defect: 'applied', and 404. The event at Redis'
     checkpoint must now be the log's, in the batch or, beyond it, checked by the projector."""
-    a = stack_factory("two-on-one-file")
-    b = Server(a.tmp, a.redis.url, a.db)
+    shared = ["--view-cache-mb", "0"]  # what lets two serve one file
+    a = stack_factory("two-on-one-file", shared)
+    b = Server(a.tmp, a.redis.url, a.db, shared)
 
     def post_product(base):
         return requests.post(base + "/products", data=product_body(uniq_sku()), headers=JSON,

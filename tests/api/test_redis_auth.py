@@ -16,7 +16,7 @@ PASSWORD_IN_URL = "s3cr%25t%3Ap%40ss"
 # The minimal ACL of a catalogd user, as in the README: its key prefix and its commands.
 CATALOGD_COMMANDS = ("get set del mget exists type incr unlink scan pexpire time info "
                      "zadd zrem zcard zrangebylex hget hmget hset hdel hexists hkeys hgetall "
-                     "hscan rpush lpop lindex llen lrange multi exec eval evalsha select")
+                     "hscan hlen rpush lpop lindex llen lrange multi exec eval evalsha select")
 
 
 def make_stack(name, redis_args, password, url_credentials):

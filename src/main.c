@@ -269,7 +269,6 @@ static int parse_flags(int argc, char **argv, struct options *options)
     return 0;
 }
 
-/* An integer flag: the whole text a number in [min, max], stored in its field. */
 /* strtol's number, but only from digits: it would also take " 2", "+2" or "-0". */
 static int parse_decimal(const char *value, long long *number)
 {
@@ -280,6 +279,7 @@ static int parse_decimal(const char *value, long long *number)
     return *end || errno ? -1 : 0;
 }
 
+/* An integer flag: the whole text a number in [min, max], stored in its field. */
 static int apply_integer(const struct flag *f, const char *value, struct app_config *config)
 {
     long long number;

@@ -449,7 +449,7 @@ static void expect_unknown_fields_counted(body_parser *parser, const char *tail,
     cr_assert_eq(parser(body, strlen(body), &draft, &v), BODY_INVALID, "%s", v.detail);
     cr_assert_eq(v.error_count, VALIDATION_MAX_UNKNOWN + known_count);
     for (int i = 0; i < VALIDATION_MAX_UNKNOWN; i++) {
-        char name[8];
+        char name[16];
         snprintf(name, sizeof name, "k%d", i);
         cr_assert_str_eq(v.errors[i].field, name);
     }

@@ -830,6 +830,11 @@ static int sqlite_claim_server(struct store *base, int alone)
         return -1;
     }
     if (flock(fd, (alone ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0) return 0;
+    if (errno != EWOULDBLOCK) { /* no lock to be had here (ENOLCK...), not another server */
+        snprintf(base->err, sizeof(base->err), "cannot lock %s to claim it: %s", file,
+                 strerror(errno));
+        return -1;
+    }
     snprintf(base->err, sizeof(base->err),
              "another catalogd serves %s%s: several serve one SQLite file only with "
              "--view-cache-mb 0, every one of them (README, Running more than one instance)",

@@ -7,7 +7,9 @@
  * the snapshot and applied while a page is compared would show as a difference (a view newer
  * than the snapshot's product, a product the snapshot does not have). So what a page finds
  * about a product or a sku entry is held until Redis' checkpoint is read again: still where
- * it was when the snapshot opened, Redis held one state throughout, and the lines are printed;
+ * it was when the snapshot opened, no event was applied meanwhile, and the lines are printed
+ * (an unparked event changes a view without moving the checkpoint, but only toward the
+ * snapshot's state: at worst a parked event's view is reported as it was a moment before);
  * moved on, their products and skus are looked at again, one by one, each in a new snapshot,
  * until one is compared while the checkpoint stays put (recheck_suspects). */
 #include "projection/verify.h"

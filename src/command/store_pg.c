@@ -69,20 +69,27 @@
 #define KEY_HASH_LEN         32 /* SHA-256 */
 #define MAX_DEFERRED         4  /* statements sent ahead of the next wait (see defer) */
 
+/* "cannot execute ... in a read-only transaction" */
+#define SQLSTATE_READ_ONLY_TRANSACTION "25006"
+
 /* statement_timeout and lock_timeout end a statement stuck behind the server or behind
  * another instance's write lock. idle_in_transaction_session_timeout ends the session of an
  * instance frozen in a transaction (SIGSTOP, a partition): it holds the write lock, and every
  * other instance waits for it. client_connection_check_interval: a statement whose client has
- * gone stops within a second. */
+ * gone stops within a second. default_transaction_isolation: a write transaction reads what
+ * the one before it committed once it holds the write lock, which a database whose default is
+ * REPEATABLE READ or SERIALIZABLE would refuse as a serialization failure (its snapshot is
+ * taken by the statement that waits for the lock); snapshots that must be repeatable say so
+ * in their BEGIN. */
+#define SESSION_COMMON                                                                             \
+    "SET statement_timeout = 2500; SET lock_timeout = 2000;"                                       \
+    " SET client_connection_check_interval = 1000;"                                                \
+    " SET default_transaction_isolation = 'read committed';"
 static const char SESSION_WRITER[] =
-    "SET statement_timeout = 2500; SET lock_timeout = 2000;"
-    " SET idle_in_transaction_session_timeout = 5000; SET client_connection_check_interval = 1000;"
-    " SET synchronous_commit = ";
+    SESSION_COMMON " SET idle_in_transaction_session_timeout = 5000; SET synchronous_commit = ";
 /* A reader holds no write lock; its snapshot (rebuild, verify) may wait on Redis a while. */
 static const char SESSION_READER[] =
-    "SET statement_timeout = 2500; SET lock_timeout = 2000;"
-    " SET idle_in_transaction_session_timeout = 60000; SET client_connection_check_interval = 1000;"
-    " SET synchronous_commit = on";
+    SESSION_COMMON " SET idle_in_transaction_session_timeout = 60000; SET synchronous_commit = on";
 
 /* The schema as numbered steps, recorded in schema_version; each step runs in its own
  * transaction under the migration lock, so instances starting at the same moment apply each
@@ -290,7 +297,7 @@ struct pg_store {
     int migrated;         /* the schema is this build's (the writer migrates once) */
     uint64_t retry_at_ms; /* no connection attempt before (monotonic clock) */
     int backoff_ms;       /* the wait after the next failed attempt */
-    char last_error[192]; /* why the last connection attempt failed */
+    char last_error[192]; /* why the last connection attempt failed, or the last was given up */
     int leading;          /* this session holds LEADER_LOCK */
     int64_t epoch;        /* the epoch it claimed then */
     int pipelined;        /* the writer's connection, in libpq's pipeline mode (see defer) */
@@ -459,8 +466,18 @@ static PGresult *await_results(struct pg_store *store, const char *what, int tim
         char why[160];
         one_line(why, sizeof(why), failed ? PQresultErrorMessage(failed) : "no result");
         snprintf(store->base.err, sizeof(store->base.err), "%s: %s", failed_what, why);
+        const char *sqlstate = failed ? PQresultErrorField(failed, PG_DIAG_SQLSTATE) : NULL;
+        int read_only = sqlstate && strcmp(sqlstate, SQLSTATE_READ_ONLY_TRANSACTION) == 0;
         PQclear(last);
         PQclear(failed);
+        if (read_only) {
+            /* A session offers read-only transactions for its life when it began so (a standby,
+             * or default_transaction_read_only set on the database or role): only a new one,
+             * after a pause, can find the server writable again. */
+            drop(store);
+            copy_text(store->last_error, sizeof(store->last_error), store->base.err);
+            store->retry_at_ms = clock_mono_ms() + RECONNECT_MIN_MS;
+        }
         return NULL;
     }
     return last;
@@ -702,7 +719,7 @@ static int ensure_connected(struct pg_store *store)
     uint64_t now = clock_mono_ms();
     if (now < store->retry_at_ms) {
         int len = snprintf(store->base.err, sizeof(store->base.err),
-                           "PostgreSQL is unreachable (next attempt in %" PRIu64 " ms): ",
+                           "not connected to PostgreSQL (next attempt in %" PRIu64 " ms): ",
                            store->retry_at_ms - now);
         copy_text(store->base.err + len, sizeof(store->base.err) - (size_t)len, store->last_error);
         return STORE_ERR;
@@ -901,6 +918,7 @@ static int pg_release_savepoint(struct store *base)
 static void pg_rollback_savepoint(struct store *base)
 {
     struct pg_store *store = pg_of(base);
+    if (!store->conn) return; /* the transaction went with it: the reason told stays */
     if (defer(store, "ROLLBACK TO command", "roll back to a savepoint") == STORE_OK)
         defer(store, "RELEASE command", "roll back to a savepoint");
 }

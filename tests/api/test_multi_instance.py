@@ -777,6 +777,60 @@ def test_connections_terminated_by_the_server_are_survived(cluster):
     assert_verify_ok(cluster)
 
 
+def test_a_database_made_read_only_and_writable_again_takes_writes_again(cluster):
+    """A session offers read-only transactions for its life when it began while the database
+    said so (default_transaction_read_only; a standby after a failover): catalogd's sessions
+    made then kept every command at 503 on every instance after the setting was reset,
+    until someone terminated them by hand."""
+    db = cluster.db.name
+    made = [cluster.create(n) for n in INSTANCES]
+    assert all(r.status_code == 201 for r in made), [r.text for r in made]
+    cluster.pg.admin(f'ALTER DATABASE "{db}" SET default_transaction_read_only = on')
+    try:
+        cluster.db.terminate_backends()  # the sessions made again now are read-only ones
+        for n in INSTANCES:
+            wait_until(lambda n=n: cluster.create(n).status_code == 503, 15, interval=0.2,
+                       what=f"a create on {n} refused while the database is read-only")
+        assert_problem(cluster.create("a"), 503)
+        wait_until(lambda: "postgresql" in cluster.get("a", "/ready").json().get("reasons", {}),
+                   10, interval=0.2, what="/ready naming postgresql")
+    finally:
+        cluster.pg.admin(f'ALTER DATABASE "{db}" RESET default_transaction_read_only')
+    for n in INSTANCES:
+        r = wait_until(lambda n=n: (lambda r: r if r.status_code == 201 else None)(
+                           cluster.create(n)), 10, interval=0.2,
+                       what=f"a create on {n} accepted once the database is writable again")
+        assert r.headers.get("Projection") == "applied", (n, r.headers)
+        wait_until(lambda n=n: cluster.get(n, "/ready").status_code == 200, 10, interval=0.2,
+                   what=f"/ready of {n}")
+    wait_caught_up(cluster)
+    assert_verify_ok(cluster)
+
+
+@pytest.mark.parametrize("isolation", ["repeatable read", "serializable"])
+def test_a_database_whose_default_isolation_is_stricter_refuses_no_command(cluster, isolation):
+    """The write transactions of all instances run one at a time under the write lock, and
+    each reads what the one before committed. Under a database default of REPEATABLE READ,
+    a transaction's snapshot was taken by the statement that waits for that lock, and about
+    one command in five answered 503 (could not serialize access) on a healthy database."""
+    cluster.pg.admin(
+        f"ALTER DATABASE \"{cluster.db.name}\" SET default_transaction_isolation = '{isolation}'")
+    cluster.db.terminate_backends()  # sessions made again take the database's default
+    for n in INSTANCES:
+        wait_until(lambda n=n: cluster.create(n).status_code == 201, 15, interval=0.2,
+                   what=f"a create on {n} after the new sessions")
+    load = Load(cluster, INSTANCES, per_instance=2, max_seconds=4, pause_on_error=0).start()
+    time.sleep(4)
+    load.stop()
+    for n in INSTANCES:
+        assert not load.errors[n], (n, load.errors[n][:3])
+        assert set(load.statuses[n]) == {201}, (n, load.statuses[n])
+    assert load.total(201) > 300, load.statuses
+    wait_caught_up(cluster)
+    assert_everything_readable(cluster, load.acked)
+    assert_verify_ok(cluster)
+
+
 def test_a_rebuild_asked_for_after_postgresql_restarted_runs(private_pg):
     """The maintenance thread keeps its connection to PostgreSQL between rebuilds, and a
     server restart breaks it while idle. The first POST /admin/rebuild after the restart

@@ -102,17 +102,21 @@ static void answer_ready(struct http_exchange *ex, int read_status)
     http_respond_unavailable_with(ex, "not-ready", detail, report);
 }
 
-static void on_ready_probe(int read_status, struct slice view, void *arg)
+static void on_ready_probe(int read_status, const struct catalog_page *page, void *arg)
 {
     struct http_exchange *ex = arg;
-    (void)view;
+    (void)page;
     ex->on_gone = NULL;
     answer_ready(ex, read_status);
 }
 
+/* The probe is the first page of one view of the whole catalog: it sends the commands every
+ * query sends (the generation check, the range reads), so a Redis that refuses them (an ACL
+ * without them, LOADING) fails /ready as it fails the queries. */
 void ops_ready(struct http_exchange *ex)
 {
-    struct read *probe = read_model_probe(ex->thread->read_model, on_ready_probe, ex);
+    struct read *probe =
+        read_model_catalog_page(ex->thread->read_model, 0, "", 1, on_ready_probe, ex);
     if (!probe) {
         answer_ready(ex, READ_UNAVAILABLE);
         return;

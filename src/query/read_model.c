@@ -46,7 +46,7 @@ static struct script BY_SKU_SCRIPT =
            "if not id then return {gen, false} end\n"
            "return {gen, view_of(base, id) or false}\n");
 
-enum read_kind { READ_VIEW, READ_BY_SKU, READ_PAGE, READ_PROBE };
+enum read_kind { READ_VIEW, READ_BY_SKU, READ_PAGE };
 
 struct read {
     struct read_model *rm;
@@ -161,6 +161,13 @@ static void deliver(struct read *read, int status, const redisReply *reply)
             read->fn.read(status, view_of_reply(reply), read->arg);
     }
     if (read->pending == 0) read_recycle(read);
+}
+
+/* The read cannot use "reply": counted and told (redis_client_count_bad_reply), then a 503. */
+static void deliver_bad(struct read *read, const redisReply *reply)
+{
+    redis_client_count_bad_reply(read->rm->client, reply);
+    deliver(read, READ_BAD, NULL);
 }
 
 /* Called first by every reply callback. Returns 1 when the reply may be used; else the read
@@ -322,7 +329,7 @@ static void on_view_in_stock(const redisReply *reply, void *arg)
     const redisReply *view;
     int64_t seen = read->rm->generation_seen;
     if (seen < 0 || read_view_range(reply, &view) < 0)
-        deliver(read, READ_BAD, NULL);
+        deliver_bad(read, reply);
     else if (!answer_view(read, seen, view, 0) && send_view_in_both_sets(read) < 0)
         deliver(read, READ_UNAVAILABLE, NULL);
 }
@@ -357,7 +364,7 @@ static void on_view_in_both_sets(const redisReply *reply, void *arg)
             : -1;
     if (seen < 0 || read_view_range(reply->element[2], &in_stock) < 0 ||
         read_view_range(reply->element[3], &out_of_stock) < 0)
-        deliver(read, READ_BAD, NULL);
+        deliver_bad(read, reply);
     else
         answer_view(read, seen, in_stock ? in_stock : out_of_stock, 1);
 }
@@ -440,7 +447,7 @@ static void on_by_sku(const redisReply *reply, void *arg)
                       : -1;
     const redisReply *view = gen >= 0 ? reply->element[1] : NULL;
     if (gen < 0 || (view->type != REDIS_REPLY_STRING && view->type != REDIS_REPLY_NIL)) {
-        deliver(read, READ_BAD, NULL);
+        deliver_bad(read, reply);
         return;
     }
     set_generation(read->rm, gen);
@@ -506,7 +513,7 @@ static void on_page(const redisReply *reply, void *arg)
                       ? -1
                       : page_live_generation(page.generation, page.checkpoint, read->generation);
     if (gen < 0) {
-        deliver(read, READ_BAD, NULL);
+        deliver_bad(read, reply);
         return;
     }
     if (gen == 0) { /* no generation at all: never an empty catalog */
@@ -521,7 +528,7 @@ static void on_page(const redisReply *reply, void *arg)
     int count = page_merge(&page, read->limit, rm->views, &read->page.more, &out_taken);
     const char *last = count > 0 ? view_id(rm->views[count - 1].p, rm->views[count - 1].len) : NULL;
     if (count < 0 || (last && uuid_check_canonical(last, UUID_TEXT_LEN) < 0)) {
-        deliver(read, READ_BAD, NULL); /* the next cursor must be a canonical id */
+        deliver_bad(read, reply); /* the next cursor must be a canonical id */
         return;
     }
     if (sets == 2) {
@@ -582,31 +589,6 @@ struct read *read_model_catalog_page(struct read_model *rm, int in_stock, const 
     read->out_limit = out_of_stock_limit(rm, limit);
     snprintf(read->after, sizeof(read->after), "%s", after);
     return start(read, send_page);
-}
-
-/* ---- is there a read model? ---- */
-
-static void on_probe(const redisReply *reply, void *arg)
-{
-    struct read *read = arg;
-    if (!take_reply(read, 0, reply)) return;
-    int64_t gen = page_generation(reply);
-    if (gen > 0) set_generation(read->rm, gen);
-    deliver(read, gen > 0 ? READ_OK : gen == 0 ? READ_REBUILDING : READ_BAD, NULL);
-}
-
-static int send_probe(struct read *read)
-{
-    const char *argv[] = {"GET", read->rm->gen_key};
-    const size_t lens[] = {3, strlen(read->rm->gen_key)};
-    return call(read, 0, on_probe, 2, argv, lens) ? 0 : -1;
-}
-
-struct read *read_model_probe(struct read_model *rm, read_fn fn, void *arg)
-{
-    struct read *read = read_new(rm, READ_PROBE, arg);
-    read->fn.read = fn;
-    return start(read, send_probe);
 }
 
 void read_cancel(struct read *read)

@@ -74,10 +74,6 @@ struct read *read_model_get_by_sku(struct read_model *rm, struct slice sku, read
 struct read *read_model_catalog_page(struct read_model *rm, int in_stock, const char *after,
                                      int limit, page_fn fn, void *arg);
 
-/* Whether there is a generation to read: READ_OK, READ_REBUILDING or READ_UNAVAILABLE, with
- * no view. */
-struct read *read_model_probe(struct read_model *rm, read_fn fn, void *arg);
-
 /* The caller no longer wants the outcome (its request went away): the callback will not be
  * called. */
 void read_cancel(struct read *read);

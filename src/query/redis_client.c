@@ -75,7 +75,8 @@ struct redis_client {
 
     unsigned long errors, reconnects;
     int ever_connected;
-    char last_problem[200]; /* logged once; "" after a good connection */
+    char last_problem[200];   /* logged once; "" after a good connection */
+    char last_bad_reply[200]; /* logged once, until Redis says something else */
 };
 
 static void start_connect(struct redis_client *c);
@@ -492,6 +493,23 @@ uint64_t redis_client_now(const struct redis_client *c)
 void redis_call_cancel(struct redis_call *call)
 {
     call->fn = NULL;
+}
+
+void redis_client_count_bad_reply(struct redis_client *c, const redisReply *reply)
+{
+    c->errors++;
+    const redisReply *error = reply && reply->type == REDIS_REPLY_ERROR ? reply : NULL;
+    for (size_t i = 0; !error && reply && reply->type == REDIS_REPLY_ARRAY && i < reply->elements;
+         i++)
+        if (reply->element[i]->type == REDIS_REPLY_ERROR) error = reply->element[i];
+    char said[sizeof(c->last_bad_reply)];
+    if (error)
+        snprintf(said, sizeof(said), "%.*s", (int)error->len, error->str);
+    else
+        snprintf(said, sizeof(said), "an answer of another form");
+    if (strcmp(said, c->last_bad_reply) == 0) return;
+    LOG(LOG_WARN, "redis client: Redis answered a query with %s", said);
+    memcpy(c->last_bad_reply, said, sizeof(said));
 }
 
 unsigned long redis_client_errors(const struct redis_client *c)

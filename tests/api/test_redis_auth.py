@@ -118,3 +118,39 @@ def test_wrong_credentials_are_reported_and_fixed_by_themselves(stack_factory):
         assert run_cli(s, "verify").returncode == 0
     finally:
         s.stop()
+
+
+def test_a_user_refused_the_query_commands_fails_ready_and_says_so(stack_factory):
+    """A Redis that refuses the commands queries send (an ACL change without them) answered
+    every query 503 while /ready said 200 ("redis": "ok"): its probe read only the
+    generation. Nothing was logged and the query errors in /metrics stayed at 0."""
+    s = make_stack("acl-narrowed", [], None, "catalogd:pw%2F1")
+    try:
+        s.redis.start()
+        grant = ["ACL", "SETUSER", "catalogd", "on", ">pw/1", f"~{PREFIX}:*", "resetchannels",
+                 "-@all", *[f"+{c}" for c in CATALOGD_COMMANDS.split()]]
+        s.r.execute_command(*grant)
+        s.server.start()
+        product = s.post_raw("/products", product_body(uniq_sku())).json()
+        s.r.execute_command("ACL", "SETUSER", "catalogd", "-zrangebylex")
+
+        def ready_names_redis():
+            r = requests.get(s.url("/ready"), timeout=5)
+            return r.status_code == 503 and "redis" in r.json().get("reasons", {})
+        wait_until(ready_names_redis, 5, interval=0.1, what="/ready to name redis")
+        assert s.get(f"/products/{product['id']}").status_code == 503
+        assert s.get("/catalog").status_code == 503
+        metrics = s.get("/metrics").text
+        errors = [line for line in metrics.splitlines()
+                  if line.startswith('catalogd_redis_errors_total{component="queries"}')]
+        assert errors and int(errors[0].split()[-1]) > 0, errors
+        log = s.server.stderr_tail(10**6)
+        assert "Redis answered a query with NOPERM" in log, log[-2000:]
+        assert log.count("Redis answered a query with NOPERM") <= 4, log[-2000:]  # once a loop
+
+        s.r.execute_command(*grant)
+        wait_until(lambda: requests.get(s.url("/ready"), timeout=5).status_code == 200, 5,
+                   interval=0.1, what="/ready once the commands are granted again")
+        assert s.get(f"/products/{product['id']}").json() == product
+    finally:
+        s.stop()

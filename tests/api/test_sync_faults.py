@@ -957,3 +957,24 @@ def test_a_page_never_leaves_out_a_listed_product_in_silence(fresh):
         fresh.r.restore(key, 0, saved)
     page = fresh.get("/catalog?limit=10")
     assert page.status_code == 200 and len(page.json()) == 3
+
+
+def test_a_checkpoint_set_back_by_hand_leaves_every_sku_to_its_product(fresh):
+    """A checkpoint set back (to a valid, older seq) makes the projector apply again events
+    it had applied. The create of a product since deleted gave the sku to it again, over the
+    living product that had taken the sku after the delete; the delete after it then removed
+    the sku entry: by-sku answered 404 for good, and /ready said live."""
+    first = create(fresh, sku=uniq_sku("AGAIN")).json()
+    assert fresh.request("DELETE", f"/products/{first['id']}").status_code == 204
+    second = create(fresh, sku=first["sku"]).json()
+    changed = fresh.http.post(fresh.url(f"/products/{second['id']}/stock"), data='{"delta":1}',
+                              headers=JSON, timeout=10)
+    assert changed.headers["Projection"] == "applied"
+    base = f"{PREFIX}:g{redis_gen(fresh.r)}"
+    fresh.r.set(f"{base}:checkpoint", "0")
+    assert create(fresh).headers["Projection"] == "applied"  # the projector applies them again
+    by_sku = fresh.get(f"/products/by-sku/{second['sku']}")
+    assert by_sku.status_code == 200, by_sku.text
+    assert by_sku.json() == changed.json()
+    assert fresh.get(f"/products/{first['id']}").status_code == 404
+    assert verify_output(fresh)[0] == 0

@@ -536,7 +536,14 @@ static int build_config(const struct options *options, struct app_config *config
         if (FLAGS[i].apply && FLAGS[i].apply(value, config, err, sizeof(err)) < 0)
             return usage_error("bad --%s: %s", FLAGS[i].name, err);
     }
-    if (config->redis.ca_file || config->redis.cert_file || config->redis.key_file) {
+    const char *tls_flag = config->redis.ca_file     ? "--redis-ca-file"
+                           : config->redis.cert_file ? "--redis-cert"
+                           : config->redis.key_file  ? "--redis-key"
+                                                     : NULL;
+    if (tls_flag && !config->redis.tls) /* the second "s" forgotten: no cleartext by surprise */
+        return usage_error("%s is for rediss:// (TLS), and --redis is not a rediss:// URL",
+                           tls_flag);
+    if (tls_flag) {
         /* Loaded now, so that a bad file stops the start with one line, not every connect. */
         SSL_CTX *tls = redis_tls_context_new(&config->redis, err, sizeof(err));
         if (!tls) {

@@ -58,8 +58,10 @@ SSL_CTX *redis_tls_context_new(const struct redis_url *url, char *err, size_t er
         }
     }
     /* The name check is OpenSSL's, during the handshake: an IP address must be in the
-     * certificate's IP SANs, a host name in its DNS SANs (wildcards as RFC 6125 says). */
+     * certificate's IP SANs, a host name in its DNS SANs (wildcards as RFC 6125 says), never
+     * in its Common Name, where OpenSSL looks by default when there are no DNS SANs. */
     X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
     unsigned char ip[16];
     int is_ip = inet_pton(AF_INET, url->host, ip) == 1 || inet_pton(AF_INET6, url->host, ip) == 1;
     if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, url->host)

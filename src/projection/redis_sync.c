@@ -129,13 +129,22 @@ static int tcp_connect(const struct redis_url *url, int timeout_ms, char *err, s
     return fd;
 }
 
-/* Why the SSL call that returned "ret" failed, in words; the connection is failed. */
-static void tls_io_failed(struct redis_sync *r, int ret)
+/* Whether an SSL call failed with "code" because the socket's timeout ran out: OpenSSL takes
+ * the EAGAIN of a blocking socket's timeout for a retry. */
+static int tls_timed_out(int code)
 {
-    int code = SSL_get_error(r->ssl, ret);
+    return code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE ||
+           (code == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
+/* Why the SSL call that returned "ret" failed, in words; the connection is failed. Returns
+ * whether it timed out. */
+static int tls_io_failed(struct redis_sync *r, int ret)
+{
+    int code = SSL_get_error(r->ssl, ret), timed_out = tls_timed_out(code);
     if (code == SSL_ERROR_ZERO_RETURN || (code == SSL_ERROR_SYSCALL && errno == 0)) {
         fail(r, "connection closed by Redis");
-    } else if (code == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    } else if (timed_out) {
         fail(r, "Redis did not answer in time");
     } else if (code == SSL_ERROR_SYSCALL) {
         fail(r, "%s", strerror(errno));
@@ -144,6 +153,7 @@ static void tls_io_failed(struct redis_sync *r, int ret)
         fail(r, "%s", redis_tls_failure(r->ssl, "TLS error", why, sizeof(why)));
     }
     ERR_clear_error();
+    return timed_out;
 }
 
 static struct redis_sync *tls_connect(const struct redis_url *url, int timeout_ms, char *err,
@@ -169,8 +179,9 @@ static struct redis_sync *tls_connect(const struct redis_url *url, int timeout_m
     errno = 0;
     int ret = SSL_connect(r->ssl);
     if (ret != 1) {
-        tls_io_failed(r, ret);
-        snprintf(err, errlen, "cannot connect to Redis: %s", r->errstr);
+        int timed_out = tls_io_failed(r, ret);
+        snprintf(err, errlen, "cannot connect to Redis: %s%s", r->errstr,
+                 timed_out ? " in the TLS handshake (does it speak TLS on that port?)" : "");
         redis_sync_close(r);
         return NULL;
     }

@@ -3,7 +3,9 @@ projector, maintenance, verify, rebuild), the server's certificate verified agai
 --redis-ca-file, a client certificate for a Redis with tls-auth-clients yes. A certificate
 catalogd cannot trust is reported like any Redis outage: /ready 503 naming redis and why,
 commands 201 with Projection: pending, no crash. Certificates are made here with openssl."""
+import socket
 import subprocess
+import threading
 
 import pytest
 import requests
@@ -39,13 +41,20 @@ def make_cert(workdir, ca, name, extension):
 
 
 def tls_stack(name, server_ip="127.0.0.1", auth_clients=False, password=None,
-              trusted_ca="ca", client_cert=False):
+              trusted_ca="ca", client_cert=False, name_in_cn_only=None):
     """A stack whose Redis speaks TLS only, with a server certificate for "server_ip" signed by
-    "ca"; catalogd trusts "trusted_ca" and shows a client certificate when "client_cert"."""
+    "ca"; catalogd trusts "trusted_ca" and shows a client certificate when "client_cert".
+    With "name_in_cn_only", the certificate names that host in its Common Name and has no
+    subjectAltName, and catalogd's URL names the host so."""
     s = Stack(name)
     ca = make_ca(s.tmp, "ca")
     other_ca = make_ca(s.tmp, "other-ca")
-    server_cert, server_key = make_cert(s.tmp, "ca", "server", f"subjectAltName=IP:{server_ip}")
+    if name_in_cn_only:
+        server_cert, server_key = make_cert(s.tmp, "ca", name_in_cn_only,
+                                            "basicConstraints=CA:FALSE")
+    else:
+        server_cert, server_key = make_cert(s.tmp, "ca", "server",
+                                            f"subjectAltName=IP:{server_ip}")
     client_crt, client_key = make_cert(s.tmp, "ca", "client", "extendedKeyUsage=clientAuth")
     args = ["--tls-cert-file", str(server_cert), "--tls-key-file", str(server_key),
             "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "yes" if auth_clients else "no"]
@@ -54,7 +63,8 @@ def tls_stack(name, server_ip="127.0.0.1", auth_clients=False, password=None,
     tls = {"ssl": True, "ssl_ca_certs": str(ca), "ssl_cert_reqs": "required",
            "ssl_certfile": str(client_crt), "ssl_keyfile": str(client_key)}
     s.redis = RedisProc(s.tmp, extra_args=args, password=password, tls=tls)
-    url = f"rediss://{':' + password + '@' if password else ''}127.0.0.1:{s.redis.port}/0"
+    host = name_in_cn_only or "127.0.0.1"
+    url = f"rediss://{':' + password + '@' if password else ''}{host}:{s.redis.port}/0"
     flags = ["--redis-ca-file", str(ca if trusted_ca == "ca" else other_ca)]
     if client_cert:
         flags += ["--redis-cert", str(client_crt), "--redis-key", str(client_key)]
@@ -121,12 +131,17 @@ def redis_reason_naming(s, text):
 @pytest.mark.parametrize("case, reason", [
     ("unknown-ca", "certificate verify failed"),
     ("wrong-address", "certificate verify failed: IP address mismatch"),
+    # README: a DNS name must be in the DNS subjectAltNames; OpenSSL fell back to the Common
+    # Name of a certificate without any, and catalogd trusted it
+    ("name-in-common-name-only", "certificate verify failed: hostname mismatch"),
 ])
 def test_a_certificate_catalogd_cannot_trust_is_reported_not_fatal(stack_factory, case, reason):
     if case == "unknown-ca":
         s = tls_stack("tls-unknown-ca", trusted_ca="other-ca")
-    else:
+    elif case == "wrong-address":
         s = tls_stack("tls-wrong-address", server_ip="127.0.0.2")
+    else:
+        s = tls_stack("tls-cn-only", name_in_cn_only="localhost")
     try:
         s.redis.start()
         start_unready(s)
@@ -160,4 +175,52 @@ def test_an_unusable_tls_file_stops_the_start_with_one_line(stack_factory, flag)
             lines = done.stderr.strip().splitlines()
             assert len(lines) == 1 and bad in lines[0], done.stderr
     finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("flag", ["--redis-ca-file", "--redis-cert", "--redis-key"])
+def test_a_tls_file_with_a_cleartext_redis_url_stops_the_start(stack_factory, flag):
+    """A CA file given with redis:// (the second "s" forgotten) was ignored: catalogd spoke to
+    Redis in cleartext, its password included, and said nothing."""
+    s = tls_stack("tls-cleartext-url", client_cert=True)
+    try:
+        args = list(s.server.extra_args)
+        kept = [flag, args[args.index(flag) + 1]]
+        command = [*s.server.command()[:-len(args)], *kept]
+        command[command.index(s.cli_redis)] = s.cli_redis.replace("rediss://", "redis://")
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2, done.stderr
+        assert f"{flag} is for rediss://" in done.stderr.splitlines()[0], done.stderr
+    finally:
+        s.stop()
+
+
+def test_a_redis_address_that_never_completes_a_handshake_is_named_so(stack_factory):
+    """A listener that accepts and never answers (a cleartext Redis waits for a line the
+    ClientHello never ends) was reported as "TLS error", the same words as any failure."""
+    s = tls_stack("tls-silent")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held = []
+
+    def hold_connections():
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+    threading.Thread(target=hold_connections, daemon=True).start()
+    try:
+        url = f"rediss://127.0.0.1:{listener.getsockname()[1]}/0"
+        s.server = Server(s.tmp, url, s.db, s.server.extra_args)
+        start_unready(s)
+        why = wait_until(lambda: redis_reason_naming(s, "in the TLS handshake"), 15,
+                         interval=0.2, what="/ready to say the handshake got no answer")
+        assert "did not answer in time" in why, why
+        assert s.server.proc.poll() is None
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
         s.stop()

@@ -38,6 +38,7 @@ static void check_syntax_against_h2o(const char *bytes, size_t size, size_t spli
     const char *problem = head_syntax_check(bytes, size, &whole);
     if (h2o == -1) CHECK(problem != NULL);
     if (h2o >= 0) CHECK(problem == NULL && whole.checked == (size_t)h2o);
+    if (h2o >= 0) CHECK(head_http_minor(bytes, size) == minor); /* the version the rules read */
     if (h2o == -2 && problem) CHECK(whole.field_len == 0 && strstr(problem, "request line"));
     if (problem && whole.field_len) CHECK(whole.field_at + whole.field_len <= size);
     head_syntax_check(bytes, split, &pieces);

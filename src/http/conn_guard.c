@@ -27,6 +27,7 @@ struct conn_guard {
     size_t head_length;  /* of the request h2o is reading, once its head is complete; else 0 */
     size_t head_scanned; /* bytes of that head searched for its end so far */
     struct head_syntax head_syntax; /* how far that head's syntax is checked (head_scan.h) */
+    const char *framing_problem;    /* why that head is HEAD_AMBIGUOUS */
     int linger_fd;                  /* a duplicate descriptor to linger on once h2o closes, or -1 */
     int depth;                      /* calls into h2o of the guard's on the stack */
     int finished;                   /* closed, lingered, accounted for: freed at depth 0 */
@@ -129,6 +130,7 @@ enum bound {
     WITHIN_BOUNDS = 0,
     HEAD_TOO_LARGE,    /* the head of the request being read */
     HEAD_MALFORMED,    /* that head is one h2o's parser refuses (head_syntax_check) */
+    HEAD_AMBIGUOUS,    /* that head, complete, frames its body ambiguously (head_scan.h) */
     TOO_MUCH_BUFFERED, /* the bytes read and not yet consumed, in all */
     TOO_MANY_RESETS,   /* HTTP/2 stream resets (rapid reset) */
 };
@@ -171,6 +173,13 @@ static enum bound over_a_bound(struct conn_guard *guard)
     if (head_syntax_check(input->bytes, head_bytes, &guard->head_syntax) &&
         !only_line_ends(input->bytes, input->size))
         return HEAD_MALFORMED;
+    /* Answered as the head ends: h2o would wait for a body whose length it cannot know, and
+     * the handler, which refuses it too (a request pipelined behind another reaches h2o
+     * without the guard), would run only once that body came. */
+    struct head_facts facts;
+    if (end && head_scan(input->bytes, end, &facts) == 0 &&
+        (guard->framing_problem = head_framing_problem(&facts, head_http_minor(input->bytes, end))))
+        return HEAD_AMBIGUOUS;
     return WITHIN_BOUNDS;
 }
 
@@ -244,13 +253,13 @@ static void end_connection(struct conn_guard *guard, const char *reason)
     leave(guard);
 }
 
-/* The 431 of a TLS connection has been written (or failed): now the connection closes. */
+/* The 431 or 400 of a TLS connection has been written (or failed): now the connection closes. */
 static void on_refusal_written(h2o_socket_t *sock, const char *err)
 {
     (void)err;
     struct conn_guard *guard = guard_of(sock);
     assert(guard);
-    end_connection(guard, "request head too large");
+    end_connection(guard, "request head refused");
 }
 
 /* Ends a connection over a bound: a head too large is answered 431 first, a malformed one 400
@@ -261,14 +270,15 @@ static void on_refusal_written(h2o_socket_t *sock, const char *err)
 static void cut(struct conn_guard *guard, enum bound bound)
 {
     h2o_socket_t *sock = guard->sock;
-    if (bound == HEAD_TOO_LARGE || bound == HEAD_MALFORMED) {
+    if (bound == HEAD_TOO_LARGE || bound == HEAD_MALFORMED || bound == HEAD_AMBIGUOUS) {
         size_t shown = sock->input->size < guard->config->max_head_bytes
                            ? sock->input->size
                            : guard->config->max_head_bytes;
         char response[CONN_GUARD_REFUSAL_MAX];
         size_t len = guard->config->refuse_head(
             sock->input->bytes, shown, bound == HEAD_MALFORMED ? &guard->head_syntax : NULL,
-            response, sizeof(response), guard->config->arg);
+            bound == HEAD_AMBIGUOUS ? guard->framing_problem : NULL, response, sizeof(response),
+            guard->config->arg);
         linger_on_close(guard);
         if (!sock->ssl) {
             ssize_t written = write(h2o_socket_get_fd(sock), response, len);
@@ -279,7 +289,7 @@ static void cut(struct conn_guard *guard, enum bound bound)
             h2o_socket_write(sock, &buf, 1, on_refusal_written);
             return;
         }
-        end_connection(guard, "request head too large");
+        end_connection(guard, "request head refused");
         return;
     }
     enum conn_cut why =

@@ -61,12 +61,13 @@ enum conn_cut {
 struct conn_guard_config {
     size_t max_head_bytes;     /* --max-header-bytes */
     size_t max_buffered_bytes; /* read ahead and not yet consumed by h2o */
-    /* Answers a head over the limit ("malformed" NULL), or one h2o's parser would refuse
-     * ("malformed" says why), before the connection is cut: puts the whole 431 or 400 response
-     * (at most "cap" bytes) in "out", logs it, and returns its length. "head" holds the first
-     * "len" bytes read of it. The guard writes it (encrypted over TLS). */
+    /* Answers a head over the limit ("malformed" and "ambiguous" NULL), one h2o's parser would
+     * refuse ("malformed" says why), or one whose framing is ambiguous ("ambiguous", a reason
+     * of head_framing_problem), before the connection is cut: puts the whole 431 or 400
+     * response (at most "cap" bytes) in "out", logs it, and returns its length. "head" holds
+     * the first "len" bytes read of it. The guard writes it (encrypted over TLS). */
     size_t (*refuse_head)(const char *head, size_t len, const struct head_syntax *malformed,
-                          char *out, size_t cap, void *arg);
+                          const char *ambiguous, char *out, size_t cap, void *arg);
     /* HTTP/2 (--http2): RST_STREAM frames a connection may send at once, and then per second;
      * past that budget the connection is closed (rapid reset, conn_guard.c). */
     int http2_reset_burst;

@@ -348,3 +348,12 @@ const char *head_framing_problem(const struct head_facts *facts, int http_minor)
         if (RULES[i].applies(facts, http_minor)) return RULES[i].reason;
     return NULL;
 }
+
+int head_http_minor(const char *bytes, size_t len)
+{
+    size_t start = request_line_start(bytes, len);
+    const char *line = bytes + start, *lf = memchr(line, '\n', len - start);
+    if (!lf) return -1;
+    const char *end = lf > line && lf[-1] == '\r' ? lf - 1 : lf;
+    return end > line && end[-1] >= '0' && end[-1] <= '9' ? end[-1] - '0' : -1;
+}

@@ -36,6 +36,10 @@ int head_field(const char *bytes, size_t len, const char *name, struct slice *va
  * NULL when its framing is unambiguous. "http_minor" is 0 for HTTP/1.0, 1 for HTTP/1.1. */
 const char *head_framing_problem(const struct head_facts *facts, int http_minor);
 
+/* The minor version of the request line at the start of "bytes" ("len" of them), whose syntax
+ * head_syntax_check passed: the digit that ends it. -1 before the line is complete. */
+int head_http_minor(const char *bytes, size_t len);
+
 /* How far the syntax of a head has been checked (head_syntax_check): zero it for a new head. */
 struct head_syntax {
     size_t checked;      /* bytes of the head read so far */

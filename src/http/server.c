@@ -167,11 +167,18 @@ static int authorized_or_reply(struct http_exchange *ex)
 }
 
 /* The 400 of a request whose framing has more than one reading ("reason" says why). */
+/* The detail of an ambiguous-request 400, whether the guard answers it as the head ends or
+ * a handler does (framed_or_reply). */
+static void ambiguous_detail(const char *reason, char *detail, size_t cap)
+{
+    snprintf(detail, cap,
+             "the request has %s: its framing is ambiguous, so the connection is closed", reason);
+}
+
 static void respond_ambiguous(struct http_exchange *ex, const char *reason)
 {
     char detail[160];
-    snprintf(detail, sizeof(detail),
-             "the request has %s: its framing is ambiguous, so the connection is closed", reason);
+    ambiguous_detail(reason, detail, sizeof(detail));
     http_respond_problem(ex, 400, "ambiguous-request", detail, NULL);
 }
 
@@ -438,11 +445,12 @@ static int on_request(h2o_handler_t *handler, h2o_req_t *req)
 
 static void on_accept(h2o_socket_t *listener, const char *err);
 
-/* A request head passed --max-header-bytes before it ended, or is one h2o's parser would
- * refuse ("malformed" says why; conn_guard.h): the 431 or 400 is made here, for the guard to
- * write on the connection, since h2o has no request to answer yet. */
+/* A request head passed --max-header-bytes before it ended, is one h2o's parser would refuse
+ * ("malformed" says why), or frames its body ambiguously ("ambiguous" says how; conn_guard.h):
+ * the 431 or 400 is made here, for the guard to write on the connection, since h2o has no
+ * request to answer yet. */
 static size_t on_head_refused(const char *head, size_t len, const struct head_syntax *malformed,
-                              char *out, size_t cap, void *arg)
+                              const char *ambiguous, char *out, size_t cap, void *arg)
 {
     struct loop_thread *loop = arg;
     char id[REQUEST_ID_MAX + 1], detail[320], field[68];
@@ -453,8 +461,13 @@ static size_t on_head_refused(const char *head, size_t len, const struct head_sy
     } else {
         new_request_id(loop, id);
     }
-    int status = malformed ? 400 : 431;
-    if (!malformed) {
+    int status = malformed || ambiguous ? 400 : 431;
+    const char *type = malformed   ? "malformed-request"
+                       : ambiguous ? "ambiguous-request"
+                                   : "headers-too-large";
+    if (ambiguous) {
+        ambiguous_detail(ambiguous, detail, sizeof(detail));
+    } else if (!malformed) {
         snprintf(detail, sizeof(detail), "the request line and headers are larger than %zu bytes",
                  loop->server->app->config->max_header_bytes);
     } else {
@@ -469,13 +482,12 @@ static size_t on_head_refused(const char *head, size_t len, const struct head_sy
                  named ? printable(name, field, sizeof(field)) : "", named ? "')" : "");
     }
     size_t body_len;
-    char *body = problem_render(status, malformed ? "malformed-request" : "headers-too-large",
-                                detail, NULL, &body_len);
+    char *body = problem_render(status, type, detail, NULL, &body_len);
     int n = snprintf(out, cap,
                      "HTTP/1.1 %s\r\nConnection: close\r\n"
                      "Content-Type: " PROBLEM_CONTENT_TYPE "\r\n"
                      "Content-Length: %zu\r\nX-Request-Id: %s\r\n\r\n%.*s",
-                     malformed ? "400 Bad Request" : "431 Request Header Fields Too Large",
+                     status == 400 ? "400 Bad Request" : "431 Request Header Fields Too Large",
                      body_len, id, (int)body_len, body);
     free(body);
     size_t response_len = n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
@@ -493,6 +505,8 @@ static size_t on_head_refused(const char *head, size_t len, const struct head_sy
     if (target_len) log_escape(target, sizeof(target), target_start, target_len);
     if (malformed)
         snprintf(note, sizeof(note), "(malformed head)");
+    else if (ambiguous)
+        snprintf(note, sizeof(note), "(ambiguous framing)");
     else
         snprintf(note, sizeof(note), "(cut after %zu bytes of head)", len);
     log_request(method, target, status, 0.0, id, note);

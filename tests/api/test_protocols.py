@@ -230,6 +230,30 @@ def stock_request(stack, fields, body=b'{"delta":1}'):
 UNKNOWN_PRODUCT = "01900000-0000-7000-8000-000000000000"
 
 
+@pytest.mark.parametrize("fields,detail", [
+    (["Content-Length: 5", "Content-Length: 6"], "Content-Length headers with different values"),
+    (["Content-Length: 5", "Transfer-Encoding: chunked"], "both Content-Length and Transfer"),
+    (["Host: other.example"], "more than one Host header"),
+    (["X-A: 1", " folded"], "folded onto a second line"),
+], ids=["two-lengths", "length-and-encoding", "two-hosts", "folded"])
+def test_an_ambiguous_head_is_answered_before_any_body_comes(framing_stack, fields, detail):
+    """The 400 came only once the body a length promised had arrived: a client that sent the
+    head alone got nothing until the idle timeout closed the connection."""
+    import time
+    s = framing_stack
+    head = (f"POST /products HTTP/1.1\r\nHost: {host(s)}\r\nContent-Type: application/json\r\n"
+            + "".join(f + "\r\n" for f in fields) + "\r\n").encode()
+    started = time.monotonic()
+    reply = send_raw(s, head, deadline_s=3.0)
+    assert time.monotonic() - started < 2.0, reply[:300]
+    assert statuses(reply) == [400], reply[:600]
+    line, answer_fields, problem = head_and_problem(reply)
+    assert answer_fields.get("content-type") == "application/problem+json", answer_fields
+    assert answer_fields.get("x-request-id") and answer_fields.get("connection") == "close"
+    assert problem["type"] == "urn:catalogd:problem:ambiguous-request", problem
+    assert detail in problem["detail"], problem
+
+
 @pytest.mark.parametrize("fields,body,detail", [
     (["Content-Length: 11, 11"], b'{"delta":1}', "Content-Length '11, 11' is not one decimal"),
     (["Content-Length: +11"], b'{"delta":1}', "Content-Length '+11' is not one decimal"),

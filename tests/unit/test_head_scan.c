@@ -257,3 +257,14 @@ Test(head_syntax, gives_the_same_verdict_however_the_head_arrives)
     cr_assert_null(head_syntax_check(head, sizeof(head) - 1, &syntax));
     cr_assert_eq(syntax.checked, sizeof(head) - 1);
 }
+
+/* ---- head_http_minor: the version the framing rules read ---- */
+
+Test(head_http_minor, reads_the_digit_that_ends_the_request_line)
+{
+    cr_assert_eq(head_http_minor("GET / HTTP/1.1\r\n\r\n", 18), 1);
+    cr_assert_eq(head_http_minor("GET / HTTP/1.0\n\n", 16), 0);
+    cr_assert_eq(head_http_minor("\r\nPOST /x HTTP/1.0\r\nA: 1\r\n\r\n", 29), 0);
+    cr_assert_eq(head_http_minor("GET / HTTP/1.1", 14), -1); /* the line has not ended */
+    cr_assert_eq(head_http_minor("\r\n", 2), -1);
+}

@@ -166,7 +166,6 @@ static int authorized_or_reply(struct http_exchange *ex)
     return -1;
 }
 
-/* The 400 of a request whose framing has more than one reading ("reason" says why). */
 /* The detail of an ambiguous-request 400, whether the guard answers it as the head ends or
  * a handler does (framed_or_reply). */
 static void ambiguous_detail(const char *reason, char *detail, size_t cap)
@@ -175,6 +174,7 @@ static void ambiguous_detail(const char *reason, char *detail, size_t cap)
              "the request has %s: its framing is ambiguous, so the connection is closed", reason);
 }
 
+/* The 400 of a request whose framing has more than one reading ("reason" says why). */
 static void respond_ambiguous(struct http_exchange *ex, const char *reason)
 {
     char detail[160];

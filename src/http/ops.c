@@ -58,11 +58,16 @@ static void answer_ready(struct http_exchange *ex, int read_status)
     projector_get_status(ex->app->projector, &status);
     int model_ok = writer_healthy(ex->app->writer);
     const char *model = writer_store_name(ex->app->writer); /* "sqlite" or "postgresql" */
-    const char *redis_problem = status.redis_problem[0]                ? status.redis_problem
-                                : status.state == PROJECTOR_REDIS_DOWN ? status.last_error
-                                : read_status == READ_UNAVAILABLE || read_status == READ_BAD
-                                    ? "Redis does not answer queries"
-                                    : NULL;
+    /* A stalled projector is Redis refusing its writes (out of memory, an ACL without the
+     * scripts, a read-only replica): the next command will not be applied, lag or not. */
+    const char *redis_problem =
+        status.redis_problem[0]                ? status.redis_problem
+        : status.state == PROJECTOR_REDIS_DOWN ? status.last_error
+        : status.state == PROJECTOR_STALLED
+            ? (status.last_error[0] ? status.last_error : "Redis refuses the projector's writes")
+        : read_status == READ_UNAVAILABLE || read_status == READ_BAD
+            ? "Redis does not answer queries"
+            : NULL;
     int redis_ok = redis_problem == NULL;
     const char *projection_problem =
         read_status == READ_REBUILDING || status.state == PROJECTOR_REBUILDING

@@ -514,7 +514,15 @@ static int diverged(struct projector *p, int64_t checkpoint, const char *fingerp
                  checkpoint, head);
         return 1;
     }
-    if (checkpoint == 0) return 0;
+    if (checkpoint == 0) {
+        /* Before the first event: nothing to name. A checkpoint set back to 0 by hand that
+         * still names an event would have every event applied again over views that are
+         * newer than they are (a deleted product's update brought back, its delete then
+         * taking its sku from the product that has it now). */
+        if (fingerprint[0] == '\0') return 0;
+        snprintf(why, whylen, "the read model is at seq 0 but names event \"%s\"", fingerprint);
+        return 1;
+    }
     char ours[APPLY_FINGERPRINT_MAX];
     if (apply_log_fingerprint(p->store, checkpoint, ours) < 0) {
         snprintf(why, whylen, "%s", store_errmsg(p->store));

@@ -75,11 +75,16 @@ struct redis_client {
 
     unsigned long errors, reconnects;
     int ever_connected;
-    char last_problem[200];   /* logged once; "" after a good connection */
-    char last_bad_reply[200]; /* logged once, until Redis says something else */
+    char last_problem[200]; /* logged once; "" after a good connection */
+    /* The last few errors Redis answered queries with, each logged once while it is here: a
+     * query that keeps failing, or several kinds that fail in turn, log a line each, not one
+     * per request. */
+    char told[4][200];
+    int told_next;
 };
 
 static void start_connect(struct redis_client *c);
+static void tell_bad_reply(struct redis_client *c, const redisReply *reply);
 
 /* Room for "n" more bytes at the end of "b": where to write them. */
 static char *reserve(struct buffer *b, size_t n)
@@ -242,7 +247,10 @@ static int deliver_replies(struct redis_client *c)
             return 0;
         }
         c->backoff_ms = BACKOFF_MIN_MS;
-        if (call->fn) call->fn(reply, call->arg);
+        if (call->fn)
+            call->fn(reply, call->arg);
+        else if (((redisReply *)reply)->type == REDIS_REPLY_ERROR)
+            tell_bad_reply(c, reply); /* a command queued in a MULTI refused: EXEC says less */
         recycle_call(c, call);
         if (!c->sock) return 0; /* a callback closed the connection, and freed the reader */
         reply_reader_release(c->reader);
@@ -495,21 +503,30 @@ void redis_call_cancel(struct redis_call *call)
     call->fn = NULL;
 }
 
-void redis_client_count_bad_reply(struct redis_client *c, const redisReply *reply)
+/* Logs what Redis said in "reply" (its error, or the first error among its elements), unless
+ * it is among the errors told lately. */
+static void tell_bad_reply(struct redis_client *c, const redisReply *reply)
 {
-    c->errors++;
     const redisReply *error = reply && reply->type == REDIS_REPLY_ERROR ? reply : NULL;
     for (size_t i = 0; !error && reply && reply->type == REDIS_REPLY_ARRAY && i < reply->elements;
          i++)
         if (reply->element[i]->type == REDIS_REPLY_ERROR) error = reply->element[i];
-    char said[sizeof(c->last_bad_reply)];
+    char said[sizeof(c->told[0])];
     if (error)
         snprintf(said, sizeof(said), "%.*s", (int)error->len, error->str);
     else
         snprintf(said, sizeof(said), "an answer of another form");
-    if (strcmp(said, c->last_bad_reply) == 0) return;
+    for (size_t i = 0; i < sizeof(c->told) / sizeof(c->told[0]); i++)
+        if (strcmp(said, c->told[i]) == 0) return;
     LOG(LOG_WARN, "redis client: Redis answered a query with %s", said);
-    memcpy(c->last_bad_reply, said, sizeof(said));
+    memcpy(c->told[c->told_next], said, sizeof(said));
+    c->told_next = (c->told_next + 1) % (int)(sizeof(c->told) / sizeof(c->told[0]));
+}
+
+void redis_client_count_bad_reply(struct redis_client *c, const redisReply *reply)
+{
+    c->errors++;
+    tell_bad_reply(c, reply);
 }
 
 unsigned long redis_client_errors(const struct redis_client *c)

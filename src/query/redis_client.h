@@ -45,9 +45,9 @@ void redis_call_cancel(struct redis_call *call);
 
 /* Counters for /metrics. */
 /* Counts a reply its caller cannot use (an error, or an answer of another form than the
- * command's) among the client's errors, and logs what Redis said, once until it says something
- * else: a Redis that refuses a command to catalogd's user (an ACL without it) or answers
- * LOADING is told in the log and in /metrics, not only in 503s. */
+ * command's) among the client's errors, and logs what Redis said, once while it is among the
+ * last few things said: a Redis that refuses a command to catalogd's user (an ACL without it)
+ * or answers LOADING is told in the log and in /metrics, not only in 503s. */
 void redis_client_count_bad_reply(struct redis_client *client, const redisReply *reply);
 unsigned long redis_client_errors(const struct redis_client *client);
 unsigned long redis_client_reconnects(const struct redis_client *client);

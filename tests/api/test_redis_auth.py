@@ -154,3 +154,34 @@ def test_a_user_refused_the_query_commands_fails_ready_and_says_so(stack_factory
         assert s.get(f"/products/{product['id']}").json() == product
     finally:
         s.stop()
+
+
+def test_queries_that_fail_in_turn_do_not_flood_the_log_and_fail_ready(stack_factory):
+    """With EVALSHA and ZCARD taken away, by-sku and catalog queries failed in turn, and each
+    logged a line: one per request. /ready said 200 while every by-sku query failed: its probe
+    does not send EVALSHA, and the stalled projector (its scripts refused too) did not count
+    while no command came."""
+    s = make_stack("acl-in-turn", [], None, "catalogd:pw%2F1")
+    try:
+        s.redis.start()
+        grant = ["ACL", "SETUSER", "catalogd", "on", ">pw/1", f"~{PREFIX}:*", "resetchannels",
+                 "-@all", *[f"+{c}" for c in CATALOGD_COMMANDS.split()]]
+        s.r.execute_command(*grant)
+        s.server.start()
+        product = s.post_raw("/products", product_body(uniq_sku())).json()
+        s.r.execute_command("ACL", "SETUSER", "catalogd", "-evalsha", "-zcard")
+        for _ in range(20):
+            assert s.get(f"/products/by-sku/{product['sku']}").status_code == 503
+            assert s.get("/catalog?limit=1").status_code == 503
+        wait_until(lambda: "redis" in requests.get(s.url("/ready"), timeout=5).json().get(
+            "reasons", {}), 5, interval=0.1, what="/ready to name redis")
+        log = s.server.stderr_tail(10**6)
+        told = log.count("Redis answered a query with")
+        assert 2 <= told <= 8, log[-3000:]  # a few kinds, each once a loop: not 40 lines
+        assert "'zcard' command" in log, log[-3000:]  # the command refused, not only EXECABORT
+        s.r.execute_command(*grant)
+        wait_until(lambda: requests.get(s.url("/ready"), timeout=5).status_code == 200, 10,
+                   interval=0.1, what="/ready once the commands are granted again")
+        assert s.get(f"/products/by-sku/{product['sku']}").json() == product
+    finally:
+        s.stop()

@@ -53,7 +53,8 @@ SSL_CTX *redis_tls_context_new(const struct redis_url *url, char *err, size_t er
         if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
             SSL_CTX_check_private_key(ctx) != 1) {
             first_error(why, sizeof(why));
-            snprintf(err, errlen, "cannot use the Redis client key %s: %s", key, why);
+            snprintf(err, errlen, "cannot use the Redis client key %s%s: %s", key,
+                     url->key_file ? "" : " (no --redis-key: looked for in --redis-cert)", why);
             goto fail;
         }
     }

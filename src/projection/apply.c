@@ -28,18 +28,32 @@
        there only if the product's sku entry names it (a sku never changes, and its entry is       \
        written with every view and removed with it), so one HGET answers it where the two range    \
        reads of view_of would both miss. The version is found by a plain find, not a pattern       \
-       tried at every byte of the view, which cost three times as much. */                         \
+       tried at every byte of the view, which cost three times as much.                            \
+       SKU_TAKEN instead for a create, or a change of a product with no view, whose sku another    \
+       product's entry names. It came before that product's create and before its own              \
+       product's delete (a sku is taken again only after a delete, whose event removed the         \
+       entry), so it is being applied again over a newer state: after a checkpoint set back by     \
+       hand. Written, it would bring the deleted product back with its sku, and the delete         \
+       after it would take the sku from the living one for good: it is passed over. */             \
+    "local SKU_TAKEN = 'sku taken'\n"                                                              \
     "local function stored_version(base, i)\n"                                                     \
     "  local id, sku = ARGV[i + 2], ARGV[i + 3]\n"                                                 \
-    "  if ARGV[i + 5] == '1' and redis.call('HGET', base .. KEY_SKUS, sku) ~= id then\n"           \
-    "    return '0'\n"                                                                             \
+    "  if ARGV[i + 5] == '1' then\n"                                                               \
+    "    local named = redis.call('HGET', base .. KEY_SKUS, sku)\n"                                \
+    "    if named and named ~= id then return SKU_TAKEN end\n"                                     \
+    "    if named ~= id then return '0' end\n"                                                     \
     "  end\n"                                                                                      \
     "  local view, set = view_of(base, id)\n"                                                      \
-    "  if not view then return '0' end\n"                                                          \
+    "  if not view then\n"                                                                         \
+    "    local named = ARGV[i + 1] ~= 'D' and redis.call('HGET', base .. KEY_SKUS, sku)\n"         \
+    "    if named and named ~= id then return SKU_TAKEN end\n"                                     \
+    "    return '0'\n"                                                                             \
+    "  end\n"                                                                                      \
     "  local at = string.find(view, '\"version\":', 1, true)\n"                                    \
     "  return at and string.match(view, '^%d+', at + 10) or '0', view, set\n"                      \
     "end\n" /* Writes the event at ARGV[i] over what stored_version found. */                      \
     "local function write_event(base, i, stored, view, set)\n"                                     \
+    "  if stored == SKU_TAKEN then return end\n"                                                   \
     "  local id, sku, version = ARGV[i + 2], ARGV[i + 3], ARGV[i + 5]\n"                           \
     "  if ARGV[i + 1] == 'D' then\n"                                                               \
     "    if not decimal_above(stored, version) then\n"                                             \
@@ -91,7 +105,8 @@ static struct script APPLY_SCRIPT = SCRIPT(
        HMGET of their skus, then one ZADD per view set and one HSET for every view not there
        yet, where one by one each would take three calls; a call from Lua costs about a
        microsecond besides its work. A create whose view is there already (its sku entry names
-       it) goes the general way. The run's products are distinct, and so are their skus (a sku
+       it) goes the general way; one whose sku entry names another product is passed over
+       (SKU_TAKEN). The run's products are distinct, and so are their skus (a sku
        comes back only after a delete, which ends a run). */
     "local function write_creates(base, run)\n"
     "  local skus = {}\n"
@@ -101,7 +116,7 @@ static struct script APPLY_SCRIPT = SCRIPT(
     "  for k, i in ipairs(run) do\n"
     "    if named[k] == ARGV[i + 2] then\n"
     "      write_event(base, i, stored_version(base, i))\n"
-    "    else\n"
+    "    elseif not named[k] then\n"
     "      local into = members[KEY_OUT_OF_STOCK]\n"
     "      if ARGV[i + 4] == '1' then into = members[KEY_IN_STOCK] end\n"
     "      into[#into + 1], into[#into + 2] = '0', ARGV[i + 7]\n"

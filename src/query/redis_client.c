@@ -76,11 +76,13 @@ struct redis_client {
     unsigned long errors, reconnects;
     int ever_connected;
     char last_problem[200]; /* logged once; "" after a good connection */
-    /* The last few errors Redis answered queries with, each logged once while it is here: a
-     * query that keeps failing, or several kinds that fail in turn, log a line each, not one
-     * per request. */
+    /* The last few errors Redis answered queries with, each logged once while it is here, and
+     * at most one line a second: a query that keeps failing, or several kinds that fail in
+     * turn, log a line or a few, not one per request. */
     char told[4][200];
     int told_next;
+    uint64_t told_at;     /* when the last line was logged (h2o_now) */
+    unsigned long untold; /* errors not logged since, for the rate */
 };
 
 static void start_connect(struct redis_client *c);
@@ -518,7 +520,20 @@ static void tell_bad_reply(struct redis_client *c, const redisReply *reply)
         snprintf(said, sizeof(said), "an answer of another form");
     for (size_t i = 0; i < sizeof(c->told) / sizeof(c->told[0]); i++)
         if (strcmp(said, c->told[i]) == 0) return;
-    LOG(LOG_WARN, "redis client: Redis answered a query with %s", said);
+    uint64_t now = h2o_now(c->loop);
+    if (c->told_at && now - c->told_at < 1000) {
+        c->untold++; /* told at the next line, and then itself when it comes again */
+        return;
+    }
+    if (c->untold)
+        LOG(LOG_WARN,
+            "redis client: Redis answered a query with %s (and %lu other errors since the last "
+            "line)",
+            said, c->untold);
+    else
+        LOG(LOG_WARN, "redis client: Redis answered a query with %s", said);
+    c->told_at = now;
+    c->untold = 0;
     memcpy(c->told[c->told_next], said, sizeof(said));
     c->told_next = (c->told_next + 1) % (int)(sizeof(c->told) / sizeof(c->told[0]));
 }

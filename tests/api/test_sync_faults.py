@@ -962,27 +962,44 @@ def test_a_page_never_leaves_out_a_listed_product_in_silence(fresh):
     assert page.status_code == 200 and len(page.json()) == 3
 
 
-def test_a_checkpoint_set_back_to_0_by_hand_leaves_every_sku_to_its_product(fresh):
-    """A checkpoint set back to 0 escaped the check that the checkpoint names the log's event
-    there (seq 0 has none), and the projector applied every event again over newer views, where
-    it now rebuilds the read model as for any checkpoint that names another event.
-    The create, or update, of a product since deleted gave the sku to it again, over the
-    living product that had taken the sku after the delete; the delete after it then removed
-    the sku entry: by-sku answered 404 for good, and /ready said live."""
+@pytest.mark.parametrize("case", ["0-naming-its-event", "0-naming-none", "1-naming-the-logs"])
+def test_a_checkpoint_set_back_by_hand_leaves_every_sku_to_its_product(fresh, case):
+    """A checkpoint set back makes the projector apply again events it had applied, over views
+    newer than they are. The create, or update, of a product since deleted gave the sku back
+    to it, over the living product that had taken the sku after the delete; the delete after
+    it then removed the sku entry: by-sku answered 404 for good, and /ready said live.
+    Such events are now passed over. And a checkpoint of 0 that still names an event is a
+    diverged read model, rebuilt like one whose checkpoint names another event than the log."""
     first = create(fresh, sku=uniq_sku("AGAIN")).json()
     assert patch(fresh, first["id"], {"name": "Renamed"}).status_code == 200
     assert fresh.request("DELETE", f"/products/{first['id']}").status_code == 204
     second = create(fresh, sku=first["sku"]).json()
+    assert patch(fresh, second["id"], {"name": "Second"}).status_code == 200
     changed = fresh.http.post(fresh.url(f"/products/{second['id']}/stock"), data='{"delta":1}',
                               headers=JSON, timeout=10)
     assert changed.headers["Projection"] == "applied"
     gen = redis_gen(fresh.r)
-    fresh.r.set(f"{PREFIX}:g{gen}:checkpoint", "0")
-    create(fresh)  # the projector finds the checkpoint behind its own: a read model diverged
-    wait_until(lambda: redis_gen(fresh.r) != gen and fresh.get("/ready").status_code == 200,
-               15, interval=0.1, what="the read model rebuilt")
+    base = f"{PREFIX}:g{gen}"
+    if case == "0-naming-its-event":
+        fresh.r.set(f"{base}:checkpoint", "0")
+    elif case == "0-naming-none":
+        fresh.r.set(f"{base}:checkpoint", "0")
+        fresh.r.delete(f"{base}:checkpoint-event")
+    else:  # the log's own first event: the check that the checkpoint names it passes
+        (seq, product_id, version, recorded_at), = sql(
+            fresh.db, "SELECT seq, product_id, version, recorded_at FROM events "
+            "WHERE product_id = ? ORDER BY seq LIMIT 1", (first["id"],))
+        fresh.r.set(f"{base}:checkpoint", str(seq))
+        fresh.r.set(f"{base}:checkpoint-event", f"{product_id} {version} {recorded_at}")
+    assert create(fresh).status_code == 201  # the projector finds the checkpoint behind its own
+    if case == "0-naming-its-event":
+        wait_until(lambda: redis_gen(fresh.r) != gen, 15, interval=0.1, what="a rebuild")
+    wait_until(lambda: fresh.get("/ready").status_code == 200, 15, interval=0.1,
+               what="/ready after the events were applied again")
     by_sku = fresh.get(f"/products/by-sku/{second['sku']}")
     assert by_sku.status_code == 200, by_sku.text
     assert by_sku.json() == changed.json()
     assert fresh.get(f"/products/{first['id']}").status_code == 404
+    listed = [p for p in whole_catalog(fresh)[0] if p["sku"] == second["sku"]]
+    assert listed == [changed.json()], listed
     assert verify_output(fresh)[0] == 0

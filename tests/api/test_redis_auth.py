@@ -120,18 +120,35 @@ def test_wrong_credentials_are_reported_and_fixed_by_themselves(stack_factory):
         s.stop()
 
 
+# The README's ACL line as a command: catalogd's user, its key prefix, its commands.
+GRANT = ["ACL", "SETUSER", "catalogd", "on", ">pw/1", f"~{PREFIX}:*", "resetchannels", "-@all",
+         *[f"+{c}" for c in CATALOGD_COMMANDS.split()]]
+
+
+def start_with_the_minimal_acl(s):
+    """Starts a make_stack(..., "catalogd:pw%2F1") stack whose user has GRANT; returns a product
+    it created."""
+    s.redis.start()
+    s.r.execute_command(*GRANT)
+    s.server.start()
+    return s.post_raw("/products", product_body(uniq_sku())).json()
+
+
+def ready_again_once_granted(s, path, expected):
+    """GRANT again: /ready is 200 again within 10 s, and "path" answers "expected"."""
+    s.r.execute_command(*GRANT)
+    wait_until(lambda: requests.get(s.url("/ready"), timeout=5).status_code == 200, 10,
+               interval=0.1, what="/ready once the commands are granted again")
+    assert s.get(path).json() == expected
+
+
 def test_a_user_refused_the_query_commands_fails_ready_and_says_so(stack_factory):
     """A Redis that refuses the commands queries send (an ACL change without them) answered
     every query 503 while /ready said 200 ("redis": "ok"): its probe read only the
     generation. Nothing was logged and the query errors in /metrics stayed at 0."""
     s = make_stack("acl-narrowed", [], None, "catalogd:pw%2F1")
     try:
-        s.redis.start()
-        grant = ["ACL", "SETUSER", "catalogd", "on", ">pw/1", f"~{PREFIX}:*", "resetchannels",
-                 "-@all", *[f"+{c}" for c in CATALOGD_COMMANDS.split()]]
-        s.r.execute_command(*grant)
-        s.server.start()
-        product = s.post_raw("/products", product_body(uniq_sku())).json()
+        product = start_with_the_minimal_acl(s)
         s.r.execute_command("ACL", "SETUSER", "catalogd", "-zrangebylex")
 
         def ready_names_redis():
@@ -148,10 +165,7 @@ def test_a_user_refused_the_query_commands_fails_ready_and_says_so(stack_factory
         assert "Redis answered a query with NOPERM" in log, log[-2000:]
         assert log.count("Redis answered a query with NOPERM") <= 4, log[-2000:]  # once a loop
 
-        s.r.execute_command(*grant)
-        wait_until(lambda: requests.get(s.url("/ready"), timeout=5).status_code == 200, 5,
-                   interval=0.1, what="/ready once the commands are granted again")
-        assert s.get(f"/products/{product['id']}").json() == product
+        ready_again_once_granted(s, f"/products/{product['id']}", product)
     finally:
         s.stop()
 
@@ -159,17 +173,12 @@ def test_a_user_refused_the_query_commands_fails_ready_and_says_so(stack_factory
 def test_queries_that_fail_in_turn_do_not_flood_the_log_and_fail_ready(stack_factory):
     """With EVALSHA and ZCARD taken away, by-sku and catalog queries failed in turn, and each
     logged a line: one per request (and with five kinds of refusal or more, a memory of the
-    last few texts alone does not help). /ready said 200 while every by-sku query failed: its probe
-    does not send EVALSHA, and the stalled projector (its scripts refused too) did not count
-    while no command came."""
+    last few texts alone does not help). /ready said 200 while every by-sku query failed: its
+    probe does not send EVALSHA, and the stalled projector (its scripts refused too) did not
+    count while no command came."""
     s = make_stack("acl-in-turn", [], None, "catalogd:pw%2F1")
     try:
-        s.redis.start()
-        grant = ["ACL", "SETUSER", "catalogd", "on", ">pw/1", f"~{PREFIX}:*", "resetchannels",
-                 "-@all", *[f"+{c}" for c in CATALOGD_COMMANDS.split()]]
-        s.r.execute_command(*grant)
-        s.server.start()
-        product = s.post_raw("/products", product_body(uniq_sku())).json()
+        product = start_with_the_minimal_acl(s)
         s.r.execute_command("ACL", "SETUSER", "catalogd", "-evalsha", "-zcard")
         for _ in range(20):
             assert s.get(f"/products/by-sku/{product['sku']}").status_code == 503
@@ -185,9 +194,6 @@ def test_queries_that_fail_in_turn_do_not_flood_the_log_and_fail_ready(stack_fac
             "reasons", {}), 5, interval=0.1, what="/ready to name redis")
         told = s.server.stderr_tail(10**6).count("Redis answered a query with")
         assert told <= 12, s.server.stderr_tail(6000)  # a few kinds, each once a loop
-        s.r.execute_command(*grant)
-        wait_until(lambda: requests.get(s.url("/ready"), timeout=5).status_code == 200, 10,
-                   interval=0.1, what="/ready once the commands are granted again")
-        assert s.get(f"/products/by-sku/{product['sku']}").json() == product
+        ready_again_once_granted(s, f"/products/by-sku/{product['sku']}", product)
     finally:
         s.stop()

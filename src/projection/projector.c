@@ -515,10 +515,9 @@ static int diverged(struct projector *p, int64_t checkpoint, const char *fingerp
         return 1;
     }
     if (checkpoint == 0) {
-        /* Before the first event: nothing to name. A checkpoint set back to 0 by hand that
-         * still names an event would have every event applied again over views that are
-         * newer than they are (a deleted product's update brought back, its delete then
-         * taking its sku from the product that has it now). */
+        /* Before the first event: nothing to name. A checkpoint of 0 that names an event
+         * was set back by hand (no script writes that pair): the read model is newer than it
+         * says, and is rebuilt rather than have every event applied again over it. */
         if (fingerprint[0] == '\0') return 0;
         snprintf(why, whylen, "the read model is at seq 0 but names event \"%s\"", fingerprint);
         return 1;

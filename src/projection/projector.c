@@ -514,14 +514,8 @@ static int diverged(struct projector *p, int64_t checkpoint, const char *fingerp
                  checkpoint, head);
         return 1;
     }
-    if (checkpoint == 0) {
-        /* Before the first event: nothing to name. A checkpoint of 0 that names an event
-         * was set back by hand (no script writes that pair): the read model is newer than it
-         * says, and is rebuilt rather than have every event applied again over it. */
-        if (fingerprint[0] == '\0') return 0;
-        snprintf(why, whylen, "the read model is at seq 0 but names event \"%s\"", fingerprint);
-        return 1;
-    }
+    /* At seq 0 the log has no event, and "ours" is "": a checkpoint of 0 that names one was
+     * set back by hand (no script writes that pair), and is diverged like any other. */
     char ours[APPLY_FINGERPRINT_MAX];
     if (apply_log_fingerprint(p->store, checkpoint, ours) < 0) {
         snprintf(why, whylen, "%s", store_errmsg(p->store));

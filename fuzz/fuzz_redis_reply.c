@@ -4,7 +4,8 @@
  * - a view (GET, the by-sku script): view_version for the ETag, view_parse;
  * - a catalog page: page_read, page_merge, page_body_size and page_write_body on EXEC's
  *   reply (src/query/page.c, the server's own);
- * - the generation (GET {prefix}:gen-v2): page_generation and layout_base.
+ * - the generation (GET {prefix}:gen-v2): page_generation and layout_base;
+ * - INFO server: confirmed_run_parse, the run id.
  * Invariants checked, beyond "no crash": the ETag fits its buffer; a view that view_parse
  * accepts has a canonical id whose cursor decodes back to it; a page that passes the shape
  * check has room for every view in the body the handler builds; the generation base fits.
@@ -24,6 +25,7 @@
 #include "query/page.h"
 #include "query/reply_reader.h"
 #include "fuzz_check.h"
+#include "readmodel/confirmed_run.h"
 #include "readmodel/layout.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -55,8 +57,8 @@ static void check_view_reply(const redisReply *reply)
     }
 }
 
-/* A catalog page with the server's own functions (src/query/page.c): EXEC's [generation,
- * checkpoint, views, size] or [generation, checkpoint, views, size, views, size] as
+/* A catalog page with the server's own functions (src/query/page.c): EXEC's [[generation,
+ * confirmed run], checkpoint, views, size] or [[...], checkpoint, views, size, views, size] as
  * read_model.c reads it, merged by id
  * and assembled into exactly the bytes the page handler allocates; the last view feeds the
  * Link header. */
@@ -67,12 +69,14 @@ static void check_catalog_page(const redisReply *reply)
         struct page_reply page;
         if (page_read(reply, sets, &page) < 0) continue;
         CHECK(page.total >= 0);
-        CHECK(page.generation->type == REDIS_REPLY_STRING ||
-              page.generation->type == REDIS_REPLY_NIL);
+        CHECK(page.pointer->type == REDIS_REPLY_ARRAY);
         CHECK(page.checkpoint->type == REDIS_REPLY_INTEGER);
-        int64_t live = page_live_generation(page.generation, page.checkpoint, 1);
-        CHECK(live == page_generation(page.generation) ||
-              (live == 0 && page.checkpoint->integer == 0));
+        static const char run_id[] = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567";
+        int64_t live = page_live_generation(page.pointer, page.checkpoint, 1, run_id);
+        int confirmed = 0;
+        int64_t named = page_pointer(page.pointer, run_id, &confirmed);
+        CHECK(live == named || (live == 0 && page.checkpoint->integer == 0) ||
+              (live == PAGE_UNCONFIRMED && named > 0 && !confirmed));
         int more = 0;
         size_t taken = 0;
         int count = page_merge(&page, CATALOG_PAGE_MAX, views, &more, &taken);
@@ -101,6 +105,16 @@ static void check_generation_reply(const redisReply *reply)
     CHECK(n > 0 && n < sizeof base);
 }
 
+/* What every Redis connection does with the reply to INFO server: its run id. */
+static void check_info_reply(const redisReply *reply)
+{
+    char run_id[RUN_ID_LEN + 1];
+    if (confirmed_run_parse(reply->str, reply->len, run_id) < 0) return;
+    CHECK(strlen(run_id) == RUN_ID_LEN && strspn(run_id, "0123456789abcdef") == RUN_ID_LEN);
+    CHECK(confirmed_run_is(
+        &(redisReply){.type = REDIS_REPLY_STRING, .str = run_id, .len = RUN_ID_LEN}, run_id));
+}
+
 /* Every reply, and every element of an array at any depth, gets the checks its type gets
  * somewhere on the query path. */
 static void check_reply(const redisReply *reply, int depth)
@@ -111,6 +125,7 @@ static void check_reply(const redisReply *reply, int depth)
         CHECK(reply->str != NULL && reply->str[reply->len] == '\0');
         check_view_reply(reply);
         check_generation_reply(reply);
+        check_info_reply(reply);
         break;
     case REDIS_REPLY_STATUS:
     case REDIS_REPLY_ERROR:

@@ -52,6 +52,9 @@ struct app {
     /* NULL while queries may answer from the read model, else why not: what is under the
      * Redis prefix is not known to be this catalog's (projection/prefix_hold.h). */
     const char *(*read_model_refusal)(const struct app *app);
+    /* Called when a query finds the read model not confirmed in Redis (READ_UNCONFIRMED):
+     * asks the projector to check Redis now (projector_poke). */
+    void (*read_model_unconfirmed)(const struct app *app);
     /* Views for GET /products/{id}, kept exact by the projector; NULL when none (several
      * instances share the write model, or --view-cache-mb 0). */
     struct view_cache *view_cache;

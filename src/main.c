@@ -588,6 +588,12 @@ static int prefix_ours(void *projector)
     return projector_prefix_ours(projector);
 }
 
+/* app.read_model_unconfirmed: the projector confirms it, if it can, now. */
+static void read_model_unconfirmed(const struct app *app)
+{
+    projector_poke(app->projector);
+}
+
 /* app.read_model_refusal: the projector says whether the read model is this catalog's. */
 static const char *read_model_refusal(const struct app *app)
 {
@@ -745,7 +751,8 @@ static int serve(const struct app_config *given)
     int rc = 1;
     struct app app = {.config = config,
                       .inflight_keys = inflight_keys_new(),
-                      .read_model_refusal = read_model_refusal};
+                      .read_model_refusal = read_model_refusal,
+                      .read_model_unconfirmed = read_model_unconfirmed};
     struct server *server;
     struct store *store = NULL;
     sigset_t stop_signals;

@@ -23,6 +23,7 @@
 #include "domain/timestamp.h"
 #include "projection/apply.h"
 #include "projection/bus.h"
+#include "projection/confirmation.h"
 #include "projection/leadership.h"
 #include "projection/parked_set.h"
 #include "projection/prefix_hold.h"
@@ -78,6 +79,7 @@ struct projector {
      * own time when their commit waited (a locked write model), which is no lag of ours. */
     _Atomic uint64_t unapplied_known_ms;
     atomic_int redis_up;
+    atomic_int poked; /* projector_poke since the last idle turn */
     atomic_int state;
     atomic_int prefix_ours;                /* the generation is checked: projector_prefix_ours */
     _Atomic uint64_t prefix_ours_until_ms; /* and no other catalog can hold it before then */
@@ -96,7 +98,8 @@ struct projector {
     /* Owned by the projector thread. */
     struct store *store;
     struct redis_sync *redis;
-    int64_t generation; /* 0: not known yet */
+    int64_t generation;               /* 0: not known yet */
+    struct confirmation confirmation; /* of the Redis connected to (confirmation.h) */
     char generation_text[DIGITS_U64_MAX + 2];
     struct apply_event batch[APPLY_BATCH_MAX];
     size_t batch_count;
@@ -190,9 +193,9 @@ static int stop_due(struct projector *p)
 }
 
 /* Sleeps on the condition variable; returns early when it is time to stop, or when
- * "until_work" and new events are committed. While a stop drains, a wait still sleeps (up to
- * the drain's deadline): a step that keeps failing then must back off as at any other time,
- * not spin and log until the deadline. */
+ * "until_work" and new events are committed or a query poked the projector. While a stop drains, a
+ * wait still sleeps (up to the drain's deadline): a step that keeps failing then must back off as
+ * at any other time, not spin and log until the deadline. */
 static void wait_for(struct projector *p, int ms, int until_work)
 {
     pthread_mutex_lock(&p->lock);
@@ -202,7 +205,8 @@ static void wait_for(struct projector *p, int ms, int until_work)
         if ((uint64_t)ms > left) ms = (int)left;
     }
     struct timespec deadline = clock_deadline_after_ms((uint64_t)ms);
-    while (!stop_due(p) && !(until_work && atomic_load(&p->head) > atomic_load(&p->checkpoint))) {
+    while (!stop_due(p) && !(until_work && (atomic_load(&p->head) > atomic_load(&p->checkpoint) ||
+                                            atomic_load(&p->poked)))) {
         if (pthread_cond_timedwait(&p->wake, &p->lock, &deadline) == ETIMEDOUT) break;
     }
     pthread_mutex_unlock(&p->lock);
@@ -422,8 +426,10 @@ static int connect_redis(struct projector *p)
 {
     char err[256];
     p->redis = redis_sync_connect(&p->config.redis, REDIS_TIMEOUT_MS, err, sizeof(err));
-    if (!p->redis) {
+    if (!p->redis || confirmation_connected(&p->confirmation, p->redis, err, sizeof(err)) < 0) {
         record_error(p, "connecting to Redis", err);
+        redis_sync_close(p->redis);
+        p->redis = NULL;
         return -1;
     }
     if (p->connected_once) {
@@ -603,6 +609,20 @@ static void check_generation(struct projector *p)
     if (rc == 1 || checkpoint != atomic_load(&p->checkpoint) ||
         diverged(p, checkpoint, fingerprint, err, sizeof(err)) == 1)
         forget_generation(p);
+    /* And is it still confirmed in this Redis? A FLUSHALL, or a hand, may have taken that. */
+    confirmation_forget(&p->confirmation);
+}
+
+/* Confirms the read model whole in this Redis once it is (confirmation.h). */
+static void confirm(struct projector *p)
+{
+    char err[256];
+    if (open_store(p) < 0) return;
+    if (confirmation_advance(&p->confirmation, p->redis, p->store, atomic_load(&p->checkpoint), err,
+                             sizeof(err)) == 0)
+        return;
+    record_error(p, "confirming the read model in Redis", err);
+    if (redis_sync_broken(p->redis)) drop_redis(p);
 }
 
 static void advance(struct projector *p, int64_t checkpoint)
@@ -798,6 +818,7 @@ static void idle(struct projector *p)
     forget_unapplied(p);
     retry_parked(p);
     uint64_t now = clock_mono_ms();
+    if (atomic_exchange(&p->poked, 0)) p->next_check_ms = now;
     if (p->redis && p->generation && now >= p->next_check_ms) {
         check_generation(p);
         p->next_check_ms = now + CHECK_EVERY_MS;
@@ -978,7 +999,10 @@ static void *projector_main(void *arg)
             continue;
         }
         if (!keeps_prefix(p)) { /* first: another catalog's epoch is not to be raced */
-            wait_for(p, PREFIX_HOLD_EVERY_MS, 0);
+            if (p->redis)
+                wait_for(p, PREFIX_HOLD_EVERY_MS, 0);
+            else
+                back_off(p); /* the connection was lost: connect again soon, as at any loss */
             continue;
         }
         if (p->config.leadership && p->epoch == 0 && take_epoch(p) < 0) {
@@ -991,6 +1015,8 @@ static void *projector_main(void *arg)
             continue;
         }
         if (p->generation == 0) continue; /* rebuilt: load it */
+        confirm(p);
+        if (!p->redis) continue;
         if (p->batch_count > 0 && p->batch_after != atomic_load(&p->checkpoint))
             clear_batch(p); /* fetched while Redis was away, for another checkpoint */
         if (p->batch_count == 0 && atomic_load(&p->head) > atomic_load(&p->checkpoint) &&
@@ -1020,6 +1046,7 @@ int projector_start(const struct projector_config *config,
     p->config.db_path = p->db_path;
     layout_key(KEY_GEN, p->prefix, NULL, 0, p->gen_key, sizeof(p->gen_key));
     layout_key(KEY_PROJECTOR_EPOCH, p->prefix, NULL, 0, p->epoch_key, sizeof(p->epoch_key));
+    confirmation_init(&p->confirmation, p->prefix);
     bus_channel(p->prefix, config->catalog, p->channel, sizeof(p->channel));
     snprintf(p->instance_id, sizeof(p->instance_id), "%s", config->instance_id);
     p->config.instance_id = p->instance_id;
@@ -1034,6 +1061,7 @@ int projector_start(const struct projector_config *config,
     atomic_init(&p->oldest_unapplied_ms, 0);
     atomic_init(&p->unapplied_known_ms, 0);
     atomic_init(&p->redis_up, 0);
+    atomic_init(&p->poked, 0);
     atomic_init(&p->parked_unsure, 0);
     atomic_init(&p->state, PROJECTOR_STARTING);
     atomic_init(&p->prefix_ours, 0);
@@ -1064,6 +1092,15 @@ void projector_notify(struct projector *p, int64_t head_seq)
     pthread_mutex_unlock(&p->lock);
     note_now_unless_set(&p->oldest_unapplied_ms);
     note_now_unless_set(&p->unapplied_known_ms);
+    pthread_cond_signal(&p->wake);
+}
+
+void projector_poke(struct projector *p)
+{
+    if (atomic_load(&p->poked)) return; /* the projector has yet to take the last one */
+    pthread_mutex_lock(&p->lock);       /* as in projector_notify: no waiter misses it */
+    atomic_store(&p->poked, 1);
+    pthread_mutex_unlock(&p->lock);
     pthread_cond_signal(&p->wake);
 }
 

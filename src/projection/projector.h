@@ -78,6 +78,11 @@ int projector_start(const struct projector_config *config,
 /* Tells the projector that events up to "head_seq" are committed. Thread-safe, cheap. */
 void projector_notify(struct projector *projector, int64_t head_seq);
 
+/* Tells the projector that a query found the read model not confirmed in its Redis
+ * (readmodel/confirmed_run.h: Redis restarted, or lost the key): it checks Redis now, not at
+ * its next periodic check, which could be a second away. Thread-safe, cheap. */
+void projector_poke(struct projector *projector);
+
 struct apply_event;
 
 /* Hands the projector events just committed ("count", in seq order; it takes the events and

@@ -49,6 +49,8 @@ static int read_ok_or_reply(struct http_exchange *ex, int status)
         [-READ_UNAVAILABLE] = "the read model (Redis) is not reachable or did not answer in time",
         [-READ_REBUILDING] = "the read model is being rebuilt; retry shortly",
         [-READ_BAD] = "the read model gave an unexpected answer",
+        [-READ_UNCONFIRMED] = "Redis restarted, and the projector has not yet confirmed that it "
+                              "holds every change applied; retry shortly",
     };
     ex->on_gone = NULL;
     ex->on_gone_arg = NULL;
@@ -61,6 +63,8 @@ static int read_ok_or_reply(struct http_exchange *ex, int status)
     }
     if (status == READ_OK) return 0;
     assert(status < 0 && -status < (int)(sizeof(WHY) / sizeof(WHY[0])));
+    if (status == READ_UNCONFIRMED && ex->app->read_model_unconfirmed)
+        ex->app->read_model_unconfirmed(ex->app);
     http_respond_unavailable(ex, "read-model-unavailable", WHY[-status]);
     return -1;
 }

@@ -6,6 +6,7 @@
 
 #include "common/digits.h"
 #include "domain/view.h"
+#include "readmodel/confirmed_run.h"
 #include "readmodel/layout.h"
 
 int64_t page_generation(const redisReply *reply)
@@ -20,27 +21,39 @@ int64_t page_generation(const redisReply *reply)
     return gen;
 }
 
-int64_t page_checked_generation(int64_t gen, const redisReply *checkpoint, int64_t read_in)
+int64_t page_pointer(const redisReply *pointer, const char *run_id, int *confirmed)
+{
+    if (pointer->type != REDIS_REPLY_ARRAY || pointer->elements != 2) return -1;
+    const redisReply *run = pointer->element[1];
+    if (run->type != REDIS_REPLY_STRING && run->type != REDIS_REPLY_NIL) return -1;
+    *confirmed = confirmed_run_is(run, run_id);
+    return page_generation(pointer->element[0]);
+}
+
+int64_t page_checked_generation(int64_t gen, int confirmed, const redisReply *checkpoint,
+                                int64_t read_in)
 {
     if (gen < 0 || !checkpoint || checkpoint->type != REDIS_REPLY_INTEGER) return -1;
-    return gen == read_in && checkpoint->integer == 0 ? 0 : gen;
+    if (gen == 0 || (gen == read_in && checkpoint->integer == 0)) return 0;
+    return confirmed ? gen : PAGE_UNCONFIRMED;
 }
 
 int64_t page_live_generation(const redisReply *pointer, const redisReply *checkpoint,
-                             int64_t read_in)
+                             int64_t read_in, const char *run_id)
 {
-    return page_checked_generation(page_generation(pointer), checkpoint, read_in);
+    int confirmed = 0;
+    int64_t gen = page_pointer(pointer, run_id, &confirmed);
+    return page_checked_generation(gen, confirmed, checkpoint, read_in);
 }
 
 int page_read(const redisReply *reply, int sets, struct page_reply *out)
 {
     memset(out, 0, sizeof(*out));
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 + 2 * (size_t)sets ||
-        (reply->element[0]->type != REDIS_REPLY_STRING &&
-         reply->element[0]->type != REDIS_REPLY_NIL) ||
+        reply->element[0]->type != REDIS_REPLY_ARRAY ||
         reply->element[1]->type != REDIS_REPLY_INTEGER)
         return -1;
-    out->generation = reply->element[0];
+    out->pointer = reply->element[0];
     out->checkpoint = reply->element[1];
     for (int set = 0; set < sets; set++) {
         const redisReply *views = reply->element[2 + 2 * set], *size = reply->element[3 + 2 * set];

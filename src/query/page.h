@@ -16,24 +16,33 @@
  * none), or -1 when the reply is not a generation. */
 int64_t page_generation(const redisReply *reply);
 
-/* The generation a read made in generation "read_in" finds, from the replies to GET
- * {prefix}:gen-v2 ("pointer") and to EXISTS of read_in's checkpoint ("checkpoint"), sent in
- * that order in one transaction: as page_generation, but 0 (none) when the pointer names
- * read_in and read_in has no checkpoint. Every generation has one from its first write on, so a
- * pointer written by hand to a generation that is not there names none: queries answer 503, not
- * an empty catalog or a 404. -1 when the replies are not such. */
+/* What a generation check found in a generation that is there but that Redis is not
+ * confirmed to hold whole (confirmed_run.h): the read answers 503, never that state. */
+#define PAGE_UNCONFIRMED (-2)
+
+/* The generation a read made in generation "read_in" finds, from the replies to MGET
+ * {prefix}:gen-v2 {prefix}:confirmed-run ("pointer") and to EXISTS of read_in's checkpoint
+ * ("checkpoint"), sent in that order in one transaction to the Redis whose run id is "run_id":
+ * as page_generation, but 0 (none) when the pointer names read_in and read_in has no
+ * checkpoint, and PAGE_UNCONFIRMED when it names one that Redis was not confirmed in. Every
+ * generation has a checkpoint from its first write on, so a pointer written by hand to a
+ * generation that is not there names none: queries answer 503, not an empty catalog or a 404.
+ * -1 when the replies are not such. */
 int64_t page_live_generation(const redisReply *pointer, const redisReply *checkpoint,
-                             int64_t read_in);
+                             int64_t read_in, const char *run_id);
 
-/* The same rule, the pointer already read: "gen" as page_generation gave it, "checkpoint"
- * the EXISTS reply (NULL: none came). */
-int64_t page_checked_generation(int64_t gen, const redisReply *checkpoint, int64_t read_in);
+/* The same rule in two steps, for replies that come one by one: page_pointer reads the MGET
+ * reply (-1 when it is not such; "*confirmed" 1 when the run id is "run_id"'s), and
+ * page_checked_generation adds "checkpoint", the EXISTS reply (NULL: none came). */
+int64_t page_pointer(const redisReply *pointer, const char *run_id, int *confirmed);
+int64_t page_checked_generation(int64_t gen, int confirmed, const redisReply *checkpoint,
+                                int64_t read_in);
 
-/* A page's reply, EXEC of GET {prefix}:gen-v2 and EXISTS of the checkpoint of the generation
- * the page is read in, then per view set read (the in-stock views, then for the whole catalog
- * the out-of-stock views) its ZRANGEBYLEX and its ZCARD. */
+/* A page's reply, EXEC of the generation check (the MGET and the EXISTS above), then per view
+ * set read (the in-stock views, then for the whole catalog the out-of-stock views) its
+ * ZRANGEBYLEX and its ZCARD. */
 struct page_reply {
-    const redisReply *generation; /* a string or nil reply */
+    const redisReply *pointer;    /* the MGET reply, an array */
     const redisReply *checkpoint; /* an integer reply: 1 when it exists */
     const redisReply *views[2];   /* array replies, in id order; views[1] NULL for one set */
     long long sizes[2];           /* the sets' sizes */

@@ -7,9 +7,10 @@
  *   a view by sku:  one script that reads the generation, the sku entry and the view
  *   a catalog page: MULTI, the generation check, ZRANGEBYLEX and ZCARD of each view set it
  *                   lists, EXEC; the views of both sets are merged by id
- * The generation check is GET {prefix}:gen-v2, then EXISTS of the checkpoint of the generation
- * the read is made in: a pointer to a generation that is not there names none
- * (page_live_generation).
+ * The generation check is MGET {prefix}:gen-v2 {prefix}:confirmed-run, then EXISTS of the
+ * checkpoint of the generation the read is made in: a pointer to a generation that is not
+ * there names none, and a Redis not confirmed to hold every event applied (one back with an
+ * older state) answers nothing (page_live_generation, confirmed_run.h).
  * O(log N + limit) per page whatever the catalog's size, in one round trip; views go from
  * Redis to the client as stored. Reads are made again, at most MAX_ATTEMPTS times, when the
  * generation moved. */
@@ -24,6 +25,7 @@
 #include "domain/view.h"
 #include "query/page.h"
 #include "query/redis_client.h"
+#include "readmodel/confirmed_run.h"
 #include "readmodel/layout.h"
 #include "readmodel/script.h"
 #include "readmodel/view_cache.h"
@@ -35,16 +37,20 @@
  * answer as they would without it. A lookup in the second half of it asks again. */
 #define LIVE_MS 50
 
-/* ARGV: the gen key, "{prefix}:g", the sku. Replies {generation or false, view or false}; a
- * generation without its checkpoint is none (page_live_generation). */
+/* ARGV: the gen key, the confirmed-run key, "{prefix}:g", the sku. Replies {generation or
+ * false, view or false, confirmed run id or false}; a generation without its checkpoint is
+ * none (page_live_generation). */
 static struct script BY_SKU_SCRIPT =
     SCRIPT("local gen = redis.call('GET', ARGV[1])\n"
-           "if not gen then return {false, false} end\n"
-           "local base = ARGV[2] .. gen .. ':'\n"
-           "if redis.call('EXISTS', base .. KEY_CHECKPOINT) == 0 then return {false, false} end\n"
-           "local id = redis.call('HGET', base .. KEY_SKUS, ARGV[3])\n"
-           "if not id then return {gen, false} end\n"
-           "return {gen, view_of(base, id) or false}\n");
+           "local run = redis.call('GET', ARGV[2])\n"
+           "if not gen then return {false, false, run} end\n"
+           "local base = ARGV[3] .. gen .. ':'\n"
+           "if redis.call('EXISTS', base .. KEY_CHECKPOINT) == 0 then\n"
+           "  return {false, false, run}\n"
+           "end\n"
+           "local id = redis.call('HGET', base .. KEY_SKUS, ARGV[4])\n"
+           "if not id then return {gen, false, run} end\n"
+           "return {gen, view_of(base, id) or false, run}\n");
 
 enum read_kind { READ_VIEW, READ_BY_SKU, READ_PAGE };
 
@@ -78,6 +84,7 @@ struct read_model {
     struct redis_client *client;
     char prefix[LAYOUT_PREFIX_MAX + 1];
     char gen_key[LAYOUT_KEY_MAX];
+    char confirmed_key[LAYOUT_KEY_MAX];
     char gen_start[LAYOUT_BASE_MAX]; /* "{prefix}:g" */
     int64_t generation;              /* the last one Redis named; 0 when none yet */
     char base[LAYOUT_BASE_MAX];      /* of that generation */
@@ -85,14 +92,15 @@ struct read_model {
     struct read *free_reads;
     struct slice views[CATALOG_PAGE_MAX]; /* a page's views, while its callback runs */
     long long set_sizes[2];               /* in stock and out of stock, as a page last saw */
-    /* The generation check views share: a GET of the generation and an EXISTS of the
-     * checkpoint of the generation the batch's reads are made in, queued in batch
-     * "checked_batch" (redis_client_batch), and what the last one answered (-1: no answer
-     * that names a generation). Replies come in order, so a view's range, queued after a
-     * check in the same batch, is answered after that check and before any later one:
-     * "generation_seen" is then what Redis named just before the range ran. */
+    /* The generation check views share: an MGET of the generation and the confirmed run, and
+     * an EXISTS of the checkpoint of the generation the batch's reads are made in, queued in
+     * batch "checked_batch" (redis_client_batch), and what the last one answered (as
+     * page_live_generation; -1: no answer that names a generation). Replies come in order, so a
+     * view's range, queued after a check in the same batch, is answered after that check and before
+     * any later one: "generation_seen" is then what Redis named just before the range ran. */
     uint64_t checked_batch; /* UINT64_MAX: none yet */
     int64_t generation_seen;
+    int confirmed_seen; /* between the check's two replies: what page_pointer said */
     /* The views this process holds (NULL: none), and what the last generation check said
      * and when (h2o_now): the cache answers in that generation while it is recent. */
     struct view_cache *cache;
@@ -116,6 +124,8 @@ struct read_model *read_model_new(struct redis_client *client, const char *prefi
     rm->cache = cache;
     snprintf(rm->prefix, sizeof(rm->prefix), "%s", prefix);
     layout_key(KEY_GEN, rm->prefix, NULL, 0, rm->gen_key, sizeof(rm->gen_key));
+    layout_key(KEY_CONFIRMED_RUN, rm->prefix, NULL, 0, rm->confirmed_key,
+               sizeof(rm->confirmed_key));
     snprintf(rm->gen_start, sizeof(rm->gen_start), "%s:g", rm->prefix);
     set_generation(rm, 0);
     rm->checked_batch = UINT64_MAX;
@@ -210,28 +220,29 @@ static int retry(struct read *read, int64_t gen, int (*send)(struct read *read))
     return 0;
 }
 
-/* Sends MULTI, GET of the generation and EXISTS of the checkpoint of the one the read is made
- * in, the start of a read made in one transaction; the caller queues its reads and ends with
+/* Sends MULTI, the MGET of the generation and the confirmed run and the EXISTS of the
+ * checkpoint of the generation the read is made in, the start of a read made in one
+ * transaction; the caller queues its reads and ends with
  * EXEC, whose reply is the only one that matters (its first two elements read by
  * page_live_generation). The client is connected for all of them or for none: returns -1 when
  * it is not. */
 static const char *const EXEC[] = {"EXEC"};
 static const size_t EXEC_LEN[] = {4};
 
-/* Queues GET of the generation ("on_pointer") and EXISTS of the checkpoint of the generation
- * reads are made in now ("on_checkpoint", with "checkpoint_arg"). Returns -1 when Redis is
- * not connected. */
+/* Queues MGET of the generation and the confirmed run ("on_pointer") and EXISTS of the
+ * checkpoint of the generation reads are made in now ("on_checkpoint", with
+ * "checkpoint_arg"). Returns -1 when Redis is not connected. */
 static int call_generation_check(struct read_model *rm, redis_reply_fn on_pointer,
                                  redis_reply_fn on_checkpoint, void *checkpoint_arg)
 {
     char checkpoint[LAYOUT_KEY_MAX];
     size_t checkpoint_len =
         layout_key(KEY_CHECKPOINT, rm->base, NULL, 0, checkpoint, sizeof(checkpoint));
-    const char *get_gen[] = {"GET", rm->gen_key};
-    const size_t get_gen_lens[] = {3, strlen(rm->gen_key)};
+    const char *pointer[] = {"MGET", rm->gen_key, rm->confirmed_key};
+    const size_t pointer_lens[] = {4, strlen(rm->gen_key), strlen(rm->confirmed_key)};
     const char *exists[] = {"EXISTS", checkpoint};
     const size_t exists_lens[] = {6, checkpoint_len};
-    if (!redis_client_call(rm->client, on_pointer, rm, 2, get_gen, get_gen_lens)) return -1;
+    if (!redis_client_call(rm->client, on_pointer, rm, 3, pointer, pointer_lens)) return -1;
     redis_client_call(rm->client, on_checkpoint, checkpoint_arg, 2, exists, exists_lens);
     return 0;
 }
@@ -267,6 +278,8 @@ static int answer_view(struct read *read, int64_t seen, const redisReply *view, 
 {
     if (seen == 0) { /* no generation at all: never "not found" */
         deliver(read, READ_REBUILDING, NULL);
+    } else if (seen == PAGE_UNCONFIRMED) {
+        deliver(read, READ_UNCONFIRMED, NULL);
     } else if (seen != read->generation) {
         if (!retry(read, seen, send_view)) deliver(read, READ_UNAVAILABLE, NULL);
     } else if (view || last) {
@@ -283,7 +296,8 @@ static int answer_view(struct read *read, int64_t seen, const redisReply *view, 
 static void on_pointer_checked(const redisReply *reply, void *arg)
 {
     struct read_model *rm = arg;
-    rm->generation_seen = reply ? page_generation(reply) : -1;
+    rm->generation_seen =
+        reply ? page_pointer(reply, redis_client_run_id(rm->client), &rm->confirmed_seen) : -1;
 }
 
 /* A check's second half: the generation whose checkpoint it asked for. Its own, not the read
@@ -299,7 +313,8 @@ static void on_checkpoint_checked(const redisReply *reply, void *arg)
 {
     struct checkpoint_check *check = arg;
     struct read_model *rm = check->rm;
-    rm->generation_seen = page_checked_generation(rm->generation_seen, reply, check->in);
+    rm->generation_seen =
+        page_checked_generation(rm->generation_seen, rm->confirmed_seen, reply, check->in);
     rm->live_generation = rm->generation_seen;
     rm->live_at = redis_client_now(rm->client);
     free(check);
@@ -328,7 +343,7 @@ static void on_view_in_stock(const redisReply *reply, void *arg)
     if (!take_reply(read, 1, reply)) return;
     const redisReply *view;
     int64_t seen = read->rm->generation_seen;
-    if (seen < 0 || read_view_range(reply, &view) < 0)
+    if (seen == -1 || read_view_range(reply, &view) < 0)
         deliver_bad(read, reply);
     else if (!answer_view(read, seen, view, 0) && send_view_in_both_sets(read) < 0)
         deliver(read, READ_UNAVAILABLE, NULL);
@@ -352,7 +367,7 @@ static int send_view(struct read *read)
     return 0;
 }
 
-/* EXEC's [generation, checkpoint, range in stock, range out of stock]. */
+/* EXEC's [[generation, confirmed run], checkpoint, range in stock, range out of stock]. */
 static void on_view_in_both_sets(const redisReply *reply, void *arg)
 {
     struct read *read = arg;
@@ -360,9 +375,10 @@ static void on_view_in_both_sets(const redisReply *reply, void *arg)
     const redisReply *in_stock, *out_of_stock;
     int64_t seen =
         reply->type == REDIS_REPLY_ARRAY && reply->elements == 4
-            ? page_live_generation(reply->element[0], reply->element[1], read->generation)
+            ? page_live_generation(reply->element[0], reply->element[1], read->generation,
+                                   redis_client_run_id(read->rm->client))
             : -1;
-    if (seen < 0 || read_view_range(reply->element[2], &in_stock) < 0 ||
+    if (seen == -1 || read_view_range(reply->element[2], &in_stock) < 0 ||
         read_view_range(reply->element[3], &out_of_stock) < 0)
         deliver_bad(read, reply);
     else
@@ -442,7 +458,7 @@ static void on_by_sku(const redisReply *reply, void *arg)
         if (send_by_sku(read) < 0) deliver(read, READ_UNAVAILABLE, NULL);
         return;
     }
-    int64_t gen = reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+    int64_t gen = reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
                       ? page_generation(reply->element[0])
                       : -1;
     const redisReply *view = gen >= 0 ? reply->element[1] : NULL;
@@ -451,7 +467,12 @@ static void on_by_sku(const redisReply *reply, void *arg)
         return;
     }
     set_generation(read->rm, gen);
-    deliver(read, gen == 0 ? READ_REBUILDING : READ_OK, view);
+    if (gen == 0)
+        deliver(read, READ_REBUILDING, NULL);
+    else if (!confirmed_run_is(reply->element[2], redis_client_run_id(read->rm->client)))
+        deliver(read, READ_UNCONFIRMED, NULL);
+    else
+        deliver(read, READ_OK, view);
 }
 
 static int send_by_sku(struct read *read)
@@ -463,15 +484,17 @@ static int send_by_sku(struct read *read)
                           read->evaluated ? text : script_sha(&BY_SKU_SCRIPT),
                           "0",
                           rm->gen_key,
+                          rm->confirmed_key,
                           rm->gen_start,
                           read->argument};
     const size_t lens[] = {read->evaluated ? 4 : 7,
                            read->evaluated ? text_len : SCRIPT_SHA_LEN,
                            1,
                            strlen(rm->gen_key),
+                           strlen(rm->confirmed_key),
                            strlen(rm->gen_start),
                            read->argument_len};
-    return call(read, 0, on_by_sku, 6, argv, lens) ? 0 : -1;
+    return call(read, 0, on_by_sku, 7, argv, lens) ? 0 : -1;
 }
 
 struct read *read_model_get_by_sku(struct read_model *rm, struct slice sku, read_fn fn, void *arg)
@@ -500,7 +523,7 @@ static int out_of_stock_limit(const struct read_model *rm, int limit)
 
 static int send_page(struct read *read);
 
-/* EXEC's reply: the generation and the checkpoint, then the range and the size of each view
+/* EXEC's reply: the generation check's two, then the range and the size of each view
  * set read. */
 static void on_page(const redisReply *reply, void *arg)
 {
@@ -511,13 +534,14 @@ static void on_page(const redisReply *reply, void *arg)
     int sets = read->in_stock ? 1 : 2;
     int64_t gen = page_read(reply, sets, &page) < 0
                       ? -1
-                      : page_live_generation(page.generation, page.checkpoint, read->generation);
-    if (gen < 0) {
+                      : page_live_generation(page.pointer, page.checkpoint, read->generation,
+                                             redis_client_run_id(rm->client));
+    if (gen == -1) {
         deliver_bad(read, reply);
         return;
     }
-    if (gen == 0) { /* no generation at all: never an empty catalog */
-        deliver(read, READ_REBUILDING, NULL);
+    if (gen == 0 || gen == PAGE_UNCONFIRMED) { /* no generation at all: never an empty catalog */
+        deliver(read, gen == 0 ? READ_REBUILDING : READ_UNCONFIRMED, NULL);
         return;
     }
     if (gen != read->generation) {

@@ -29,6 +29,8 @@ enum read_status {
     READ_UNAVAILABLE = -1, /* Redis failed or did not answer in time */
     READ_REBUILDING = -2,  /* there is no generation: the read model is being built */
     READ_BAD = -3,         /* Redis answered something the read model never holds */
+    READ_UNCONFIRMED = -4, /* Redis is not yet confirmed to hold every event applied (it
+                            * restarted, and may be back with an older state) */
 };
 
 /* Gets the outcome of a read: with READ_OK, the view (valid during the call only; "p" NULL

@@ -20,6 +20,7 @@
 #include "common/redis_tls.h"
 #include "common/xmalloc.h"
 #include "query/reply_reader.h"
+#include "readmodel/confirmed_run.h"
 
 #define TICK_MS        50
 #define BACKOFF_MIN_MS 50
@@ -58,6 +59,7 @@ struct redis_client {
     char tls_problem[200];
     h2o_socket_t *sock;
     int connected;
+    char run_id[RUN_ID_LEN + 1]; /* of the Redis connected to, once it said; "" before */
     redisReader *reader;
     struct buffer pending, in_flight; /* commands not yet written / being written */
     int writing;
@@ -167,6 +169,7 @@ static void disconnect(struct redis_client *c, const char *why)
         c->sock = NULL;
     }
     c->connected = 0;
+    c->run_id[0] = '\0';
     c->writing = 0;
     c->pending.len = c->in_flight.len = 0;
     c->batch++;
@@ -292,23 +295,35 @@ static void usable(struct redis_client *c)
 static void on_auth(const redisReply *reply, void *arg)
 {
     struct redis_client *c = arg;
-    if (!reply) return; /* the connection failed meanwhile */
-    if (reply->type == REDIS_REPLY_ERROR) {
-        char why[200];
-        snprintf(why, sizeof(why), "Redis refused the credentials: %.*s", (int)reply->len,
-                 reply->str);
-        disconnect(c, why);
-        return;
-    }
-    usable(c);
+    if (!reply || reply->type != REDIS_REPLY_ERROR) return; /* a failed connection says why */
+    char why[200];
+    snprintf(why, sizeof(why), "Redis refused the credentials: %.*s", (int)reply->len, reply->str);
+    disconnect(c, why);
 }
 
-static void on_confirmed(const redisReply *reply, void *arg)
+/* The session's last step: its Redis' run id, which every query compares with the one the
+ * read model was confirmed in (confirmed_run.h). Its reply is also the first sign that the
+ * session works (over TLS 1.3, a server that refuses our client certificate says so only
+ * after the handshake). */
+static void on_run_id(const redisReply *reply, void *arg)
 {
-    if (reply) usable(arg);
+    struct redis_client *c = arg;
+    if (!reply) return;
+    char why[200];
+    if (reply->type == REDIS_REPLY_ERROR) {
+        snprintf(why, sizeof(why), "Redis refused INFO, which catalogd needs (grant +info): %.*s",
+                 (int)reply->len, reply->str);
+        disconnect(c, why);
+    } else if (reply->type != REDIS_REPLY_STRING ||
+               confirmed_run_parse(reply->str, reply->len, c->run_id) < 0) {
+        disconnect(c, "Redis' INFO names no run_id");
+    } else {
+        usable(c);
+    }
 }
 
-/* The connection (TLS done, if any) is open: authenticate, select, then run queued calls. */
+/* The connection (TLS done, if any) is open: authenticate, select, ask for the run id, then
+ * run queued calls. */
 static void start_session(struct redis_client *c, h2o_socket_t *sock)
 {
     c->connected = 1;
@@ -324,20 +339,17 @@ static void start_session(struct redis_client *c, h2o_socket_t *sock)
         const char *argv[] = {"AUTH", argc == 3 ? c->url.user : c->url.password, c->url.password};
         const size_t lens[] = {4, strlen(argv[1]), strlen(c->url.password)};
         redis_client_call(c, on_auth, c, argc, argv, lens);
-    } else if (!c->url.tls) {
-        usable(c);
     }
-    /* Over TLS 1.3 a server that refuses our client certificate says so only after the
-     * handshake: without AUTH, SELECT's reply is the first sign that the session works. */
-    int confirm = c->url.tls && !c->url.password[0];
-    if (c->url.db != 0 || confirm) {
+    if (c->url.db != 0) {
         char db[16];
         int n = snprintf(db, sizeof(db), "%d", c->url.db);
         const char *argv[] = {"SELECT", db};
         const size_t lens[] = {6, (size_t)n};
-        /* an error reply means nothing */
-        redis_client_call(c, confirm ? on_confirmed : NULL, c, 2, argv, lens);
+        redis_client_call(c, NULL, NULL, 2, argv, lens); /* an error reply means nothing */
     }
+    const char *info[] = {"INFO", "server"};
+    const size_t info_lens[] = {4, 6};
+    redis_client_call(c, on_run_id, c, 2, info, info_lens);
     if (c->on_connect) c->on_connect(c->on_connect_arg);
 }
 
@@ -467,6 +479,11 @@ struct redis_client *redis_client_new(h2o_loop_t *loop, const struct redis_url *
 int redis_client_connected(const struct redis_client *c)
 {
     return c->connected;
+}
+
+const char *redis_client_run_id(const struct redis_client *c)
+{
+    return c->run_id;
 }
 
 struct redis_call *redis_client_call(struct redis_client *c, redis_reply_fn fn, void *arg, int argc,

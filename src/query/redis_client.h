@@ -28,6 +28,10 @@ struct redis_client *redis_client_new(h2o_loop_t *loop, const struct redis_url *
 /* 1 while connected. */
 int redis_client_connected(const struct redis_client *client);
 
+/* The run id of the Redis connected to (confirmed_run.h), or "" until it said. A reply to a
+ * call queued on this connection comes after it. */
+const char *redis_client_run_id(const struct redis_client *client);
+
 /* Queues a command (argv form; the bytes are copied). Returns a handle for cancelling, or
  * NULL when Redis is not connected (then "fn" is never called). */
 struct redis_call *redis_client_call(struct redis_client *client, redis_reply_fn fn, void *arg,

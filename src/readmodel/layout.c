@@ -19,6 +19,7 @@ static const struct {
     [KEY_PROJECTOR_EPOCH] = {"KEY_PROJECTOR_EPOCH", "projector-epoch", 0},
     [KEY_CHANNEL] = {"KEY_CHANNEL", "projection:", 0},
     [KEY_HOLDER] = {"KEY_HOLDER", "holder", 0},
+    [KEY_CONFIRMED_RUN] = {"KEY_CONFIRMED_RUN", "confirmed-run", 0},
     [KEY_CHECKPOINT] = {"KEY_CHECKPOINT", "checkpoint", 1},
     [KEY_CHECKPOINT_EVENT] = {"KEY_CHECKPOINT_EVENT", "checkpoint-event", 1},
     [KEY_IN_STOCK] = {"KEY_IN_STOCK", "in", 1},

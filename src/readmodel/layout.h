@@ -21,6 +21,9 @@
  *   {prefix}:holder                "<catalog digest> <expiry> <instance id>" of the catalog whose
  *                                  projector keeps this read model, with an expiry it keeps
  *                                  refreshing: another catalog's keeps out (prefix_hold.h)
+ *   {prefix}:confirmed-run         the run id of the Redis process the projector confirmed holds
+ *                                  every event applied: queries read nothing from another
+ *                                  (a Redis back with an older state; confirmed_run.h)
  *   {prefix}:g{N}:checkpoint       the last event seq applied to generation N
  *   {prefix}:g{N}:checkpoint-event "<product id> <version> <recorded_at>" of that event: tells
  *                                  a write model that went back in time (a restored backup)
@@ -65,6 +68,7 @@ enum layout_key {
     KEY_PROJECTOR_EPOCH,
     KEY_CHANNEL,
     KEY_HOLDER,
+    KEY_CONFIRMED_RUN,
     /* In generation N: "{prefix}:g{N}:" then the name, then the argument if any. */
     KEY_CHECKPOINT,
     KEY_CHECKPOINT_EVENT,

@@ -200,3 +200,33 @@ def test_queries_that_fail_in_turn_do_not_flood_the_log_and_fail_ready(stack_fac
         ready_again_once_granted(s, f"/products/by-sku/{product['sku']}", product)
     finally:
         s.stop()
+
+
+def test_a_user_refused_info_is_told_to_grant_it(stack_factory):
+    """INFO became needed: every connection that reads or applies views reads its Redis' run
+    id from it when it is made (a Redis back with an older state has another). A user without
+    it gets queries answered 503, never an answer from a Redis it cannot tell, and /ready and
+    the log say what to grant; granted again, everything recovers by itself."""
+    s = make_stack("acl-no-info", [], None, "catalogd:pw%2F1")
+    try:
+        product = start_with_the_minimal_acl(s)
+        s.r.execute_command("ACL", "SETUSER", "catalogd", "-info")
+        s.r.execute_command("CLIENT", "KILL", "USER", "catalogd")  # each connects again
+
+        def ready_says_grant():
+            r = requests.get(s.url("/ready"), timeout=5)
+            return r.status_code == 503 and "grant +info" in r.json()["reasons"].get("redis", "")
+        wait_until(ready_says_grant, 10, interval=0.1, what="/ready to say what to grant")
+        assert s.get(f"/products/{product['id']}").status_code == 503
+        assert s.get(f"/products/by-sku/{product['sku']}").status_code == 503
+        assert s.get("/catalog").status_code == 503
+        created = s.post_raw("/products", product_body(uniq_sku()))
+        assert created.status_code == 201 and created.headers["Projection"] == "pending"
+        time.sleep(1.5)  # reconnects, with backoff, each refused the same way
+        log = s.server.stderr_tail(10**6)
+        assert 1 <= log.count("Redis refused INFO, which catalogd needs (grant +info)") <= 6, \
+            log[-3000:]  # once per connection that lost it (2 loops, projector), not per try
+        ready_again_once_granted(s, f"/products/{product['id']}", product)
+        assert s.get(f"/products/{created.json()['id']}").json() == created.json()
+    finally:
+        s.stop()

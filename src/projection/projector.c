@@ -98,9 +98,9 @@ struct projector {
     /* Owned by the projector thread. */
     struct store *store;
     struct redis_sync *redis;
-    int64_t generation;               /* 0: not known yet */
-    struct confirmation confirmation; /* of the Redis connected to (confirmation.h) */
+    int64_t generation; /* 0: not known yet */
     char generation_text[DIGITS_U64_MAX + 2];
+    struct confirmation confirmation; /* of the Redis connected to (confirmation.h) */
     struct apply_event batch[APPLY_BATCH_MAX];
     size_t batch_count;
     int64_t batch_after;                     /* the checkpoint the batch was read after */

@@ -54,11 +54,12 @@ int confirmation_advance(struct confirmation *c, struct redis_sync *redis, struc
     if (c->needed < 0) {
         const char *get[] = {"GET", c->key};
         redisReply *reply = redis_sync_command(redis, 2, get, NULL, why, sizeof(why));
-        if (!reply) {
+        if (!reply && redis_sync_broken(redis)) {
             snprintf(err, errlen, "reading %s: %s", c->key, why);
             return -1;
         }
-        c->confirmed = confirmed_run_is(reply, c->run_id);
+        /* An error (a key of another type, by hand) is no confirmation either: SET replaces it. */
+        c->confirmed = reply && confirmed_run_is(reply, c->run_id);
         freeReplyObject(reply);
         if (c->confirmed) return 0;
         if (store_head_seq(store, &c->needed) < 0) {

@@ -1063,3 +1063,32 @@ def test_a_redis_back_with_an_older_state_never_shows_it(fresh):
     assert older("/catalog", s.get("/catalog?limit=100")) is None
     wait_until(lambda: s.get("/ready").status_code == 200, 15, interval=0.1, what="/ready")
     assert verify_output(s)[0] == 0
+
+
+@pytest.mark.parametrize("case", ["deleted", "another-run", "a-hash", "flushall"])
+def test_a_confirmation_taken_away_is_given_again(fresh, case):
+    """The key that names the Redis the read model is confirmed in, taken away (by a FLUSHALL,
+    or by hand: deleted, another run id, a key of another type), makes queries answer 503
+    until the projector confirms this Redis again: it must, within moments, and not stay 503
+    for good. A key of another type made its GET fail, which must not stop the SET."""
+    s = fresh
+    product = create(s).json()
+    key = f"{PREFIX}:confirmed-run"
+    run_id = s.r.info("server")["run_id"]
+    assert s.r.get(key).decode() == run_id
+    if case == "deleted":
+        s.r.delete(key)
+    elif case == "another-run":
+        s.r.set(key, "0" * 40)
+    elif case == "a-hash":
+        s.r.delete(key)
+        s.r.hset(key, "run", run_id)
+    else:
+        s.r.flushall()
+    wait_until(lambda: s.get(f"/products/{product['id']}").status_code == 200, 5, interval=0.02,
+               what="queries to answer again")
+    assert s.get(f"/products/{product['id']}").json() == product
+    assert s.get(f"/products/by-sku/{product['sku']}").json() == product
+    assert s.get("/catalog").json() == [product]
+    assert s.r.get(key).decode() == run_id
+    wait_until(lambda: s.get("/ready").status_code == 200, 5, interval=0.1, what="/ready")

@@ -42,6 +42,7 @@ struct maintenance;
 struct projector;
 struct view_cache;
 struct writer;
+struct applied_floor;
 
 struct app {
     const struct app_config *config;
@@ -58,6 +59,8 @@ struct app {
     /* Views for GET /products/{id}, kept exact by the projector; NULL when none (several
      * instances share the write model, or --view-cache-mb 0). */
     struct view_cache *view_cache;
+    /* The checkpoint queries hold Redis to (applied_floor.h), raised by the projector. */
+    struct applied_floor *applied_floor;
 };
 
 struct read_model;

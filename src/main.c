@@ -35,6 +35,7 @@
 #include "projection/redis_sync.h"
 #include "projection/verify.h"
 #include "readmodel/layout.h"
+#include "readmodel/applied_floor.h"
 #include "readmodel/view_cache.h"
 
 #define CATALOGD_VERSION   "0.1.0"
@@ -749,7 +750,10 @@ static int serve(const struct app_config *given)
     }
     if (fit_open_file_limit(config) < 0) return 1;
     int rc = 1;
+    struct applied_floor applied_floor;
+    applied_floor_init(&applied_floor);
     struct app app = {.config = config,
+                      .applied_floor = &applied_floor,
                       .inflight_keys = inflight_keys_new(),
                       .read_model_refusal = read_model_refusal,
                       .read_model_unconfirmed = read_model_unconfirmed};
@@ -804,7 +808,8 @@ static int serve(const struct app_config *given)
                                                 .instance_id = config->instance_id,
                                                 .catalog = catalog,
                                                 .leadership = leadership,
-                                                .view_cache = app.view_cache};
+                                                .view_cache = app.view_cache,
+                                                .applied_floor = app.applied_floor};
     struct commit_listeners listeners = {0};
     int started =
         (leadership || !store_is_shared(store)) &&
@@ -854,6 +859,7 @@ out:
     store_close(store);
     inflight_keys_free(app.inflight_keys);
     view_cache_free(app.view_cache); /* also when the server could not open */
+    applied_floor_destroy(&applied_floor);
     return rc;
 }
 

@@ -73,8 +73,8 @@ static void answer_ready(struct http_exchange *ex, int read_status)
         read_status == READ_REBUILDING || status.state == PROJECTOR_REBUILDING
             ? "the read model is being rebuilt"
         : read_status == READ_UNCONFIRMED
-            ? "Redis restarted, and the projector has not yet confirmed that it holds every "
-              "change applied"
+            ? "Redis restarted or went back to an older state, and the projector has not yet "
+              "applied every change again"
         : status.state == PROJECTOR_HELD_ELSEWHERE
             ? "another catalog's projector holds the read model's Redis prefix"
         : status.state == PROJECTOR_STARTING          ? "the projector is starting"

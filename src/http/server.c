@@ -657,7 +657,8 @@ static void init_loop(struct loop_thread *loop)
     loop->app_thread.redis =
         redis_client_new(evloop, &config->redis, config->redis_timeout_ms, NULL, NULL);
     loop->app_thread.read_model =
-        read_model_new(loop->app_thread.redis, config->prefix, server->app->view_cache);
+        read_model_new(loop->app_thread.redis, config->prefix, server->app->view_cache,
+                       server->app->applied_floor);
     loop->listener = h2o_evloop_socket_create(evloop, loop->listen_fd, H2O_SOCKET_FLAG_DONT_READ);
     loop->listener->data = loop;
     h2o_socket_read_start(loop->listener, on_accept);

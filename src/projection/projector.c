@@ -30,6 +30,7 @@
 #include "projection/rebuild.h"
 #include "projection/redis_sync.h"
 #include "projection/unpark.h"
+#include "readmodel/applied_floor.h"
 #include "readmodel/layout.h"
 #include "readmodel/view_cache.h"
 
@@ -238,6 +239,14 @@ static void forget_generation(struct projector *p)
 {
     clear_batch(p);
     p->generation = 0;
+}
+
+/* Redis holds the generation at "checkpoint": the floor rises first, then the checkpoint that
+ * commands answer "applied" against (applied_floor.h). */
+static void set_checkpoint(struct projector *p, int64_t checkpoint)
+{
+    applied_floor_raise(p->config.applied_floor, p->generation, checkpoint);
+    atomic_store(&p->checkpoint, checkpoint);
 }
 
 static int collect_event(const struct store_event *event, void *arg)
@@ -580,7 +589,7 @@ static int load_generation(struct projector *p)
      * answer was lost may have run after all, or a rebuild ran): Redis read the checkpoint
      * after all of it, so forgetting every view now, before the checkpoint moves, is enough. */
     view_cache_forget_all(p->config.view_cache);
-    atomic_store(&p->checkpoint, checkpoint); /* Redis' own, even if behind what we had */
+    set_checkpoint(p, checkpoint); /* Redis' own, even if behind what we had */
     raise_head(p, checkpoint);
     atomic_store(&p->prefix_ours, 1); /* held, and its generation is a past of this catalog */
     set_state(p, PROJECTOR_CATCHING_UP);
@@ -628,7 +637,7 @@ static void confirm(struct projector *p)
 static void advance(struct projector *p, int64_t checkpoint)
 {
     assert(checkpoint >= atomic_load(&p->checkpoint)); /* only a reload moves it back */
-    atomic_store(&p->checkpoint, checkpoint);
+    set_checkpoint(p, checkpoint);
     if (checkpoint >= atomic_load(&p->head)) forget_unapplied(p);
     p->backoff_ms = BACKOFF_MIN_MS;
     if (p->applied) p->applied(checkpoint, p->applied_arg);
@@ -1184,6 +1193,7 @@ void projector_take_news(struct projector *p, const struct projection_news *news
     /* Checkpoints of one generation only grow, and a rebuilt one starts at least where the old
      * one was: the highest heard is the one to wait for. */
     int64_t checkpoint = atomic_load(&p->checkpoint);
+    applied_floor_raise(p->config.applied_floor, news->generation, news->checkpoint);
     if (news->checkpoint > checkpoint) {
         atomic_store(&p->checkpoint, news->checkpoint);
         checkpoint = news->checkpoint;

@@ -49,6 +49,7 @@ struct projector_status {
 
 struct leadership;
 struct view_cache;
+struct applied_floor;
 
 struct projector_config {
     const char *db_path;
@@ -65,6 +66,9 @@ struct projector_config {
     /* The views queries keep in memory (NULL: none; never with "leadership"): forgotten as
      * Redis takes their changes, before the checkpoint moves past them (view_cache.h). */
     struct view_cache *view_cache;
+    /* Raised to each checkpoint Redis confirms, before any command waiting on it answers
+     * (applied_floor.h; NULL: none). */
+    struct applied_floor *applied_floor;
 };
 
 struct projector;

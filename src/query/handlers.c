@@ -49,8 +49,8 @@ static int read_ok_or_reply(struct http_exchange *ex, int status)
         [-READ_UNAVAILABLE] = "the read model (Redis) is not reachable or did not answer in time",
         [-READ_REBUILDING] = "the read model is being rebuilt; retry shortly",
         [-READ_BAD] = "the read model gave an unexpected answer",
-        [-READ_UNCONFIRMED] = "Redis restarted, and the projector has not yet confirmed that it "
-                              "holds every change applied; retry shortly",
+        [-READ_UNCONFIRMED] = "Redis restarted or went back to an older state, and the projector "
+                              "has not yet applied every change again; retry shortly",
     };
     ex->on_gone = NULL;
     ex->on_gone_arg = NULL;

@@ -30,20 +30,36 @@ int64_t page_pointer(const redisReply *pointer, const char *run_id, int *confirm
     return page_generation(pointer->element[0]);
 }
 
-int64_t page_checked_generation(int64_t gen, int confirmed, const redisReply *checkpoint,
-                                int64_t read_in)
+int64_t page_checkpoint(const redisReply *reply)
 {
-    if (gen < 0 || !checkpoint || checkpoint->type != REDIS_REPLY_INTEGER) return -1;
-    if (gen == 0 || (gen == read_in && checkpoint->integer == 0)) return 0;
+    int64_t checkpoint;
+    if (reply->type != REDIS_REPLY_STRING ||
+        digits_parse_canonical(reply->str, reply->len, 0, INT64_MAX, &checkpoint) < 0)
+        return -1;
+    return checkpoint;
+}
+
+int64_t page_checked_generation(int64_t gen, int confirmed, const redisReply *checkpoint,
+                                int64_t read_in, int64_t floor)
+{
+    if (gen < 0 || !checkpoint ||
+        (checkpoint->type != REDIS_REPLY_STRING && checkpoint->type != REDIS_REPLY_NIL))
+        return -1;
+    if (gen == 0) return 0;
+    if (gen == read_in) {
+        int64_t at = page_checkpoint(checkpoint);
+        if (at < 0) return 0;
+        if (at < floor) return PAGE_UNCONFIRMED;
+    }
     return confirmed ? gen : PAGE_UNCONFIRMED;
 }
 
 int64_t page_live_generation(const redisReply *pointer, const redisReply *checkpoint,
-                             int64_t read_in, const char *run_id)
+                             int64_t read_in, const char *run_id, int64_t floor)
 {
     int confirmed = 0;
     int64_t gen = page_pointer(pointer, run_id, &confirmed);
-    return page_checked_generation(gen, confirmed, checkpoint, read_in);
+    return page_checked_generation(gen, confirmed, checkpoint, read_in, floor);
 }
 
 int page_read(const redisReply *reply, int sets, struct page_reply *out)
@@ -51,7 +67,8 @@ int page_read(const redisReply *reply, int sets, struct page_reply *out)
     memset(out, 0, sizeof(*out));
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 + 2 * (size_t)sets ||
         reply->element[0]->type != REDIS_REPLY_ARRAY ||
-        reply->element[1]->type != REDIS_REPLY_INTEGER)
+        (reply->element[1]->type != REDIS_REPLY_STRING &&
+         reply->element[1]->type != REDIS_REPLY_NIL))
         return -1;
     out->pointer = reply->element[0];
     out->checkpoint = reply->element[1];

@@ -7,10 +7,11 @@
  *   a view by sku:  one script that reads the generation, the sku entry and the view
  *   a catalog page: MULTI, the generation check, ZRANGEBYLEX and ZCARD of each view set it
  *                   lists, EXEC; the views of both sets are merged by id
- * The generation check is MGET {prefix}:gen-v2 {prefix}:confirmed-run, then EXISTS of the
+ * The generation check is MGET {prefix}:gen-v2 {prefix}:confirmed-run, then GET of the
  * checkpoint of the generation the read is made in: a pointer to a generation that is not
- * there names none, and a Redis not confirmed to hold every event applied (one back with an
- * older state) answers nothing (page_live_generation, confirmed_run.h).
+ * there names none, and a Redis not known to hold every event applied (one back with an
+ * older state: not confirmed in it, or a checkpoint below the applied floor) answers nothing
+ * (page_live_generation, confirmed_run.h, applied_floor.h).
  * O(log N + limit) per page whatever the catalog's size, in one round trip; views go from
  * Redis to the client as stored. Reads are made again, at most MAX_ATTEMPTS times, when the
  * generation moved. */
@@ -25,6 +26,7 @@
 #include "domain/view.h"
 #include "query/page.h"
 #include "query/redis_client.h"
+#include "readmodel/applied_floor.h"
 #include "readmodel/confirmed_run.h"
 #include "readmodel/layout.h"
 #include "readmodel/script.h"
@@ -38,19 +40,18 @@
 #define LIVE_MS 50
 
 /* ARGV: the gen key, the confirmed-run key, "{prefix}:g", the sku. Replies {generation or
- * false, view or false, confirmed run id or false}; a generation without its checkpoint is
- * none (page_live_generation). */
+ * false, view or false, confirmed run id or false, checkpoint or false}; a generation without
+ * its checkpoint is none (page_live_generation). */
 static struct script BY_SKU_SCRIPT =
     SCRIPT("local gen = redis.call('GET', ARGV[1])\n"
            "local run = redis.call('GET', ARGV[2])\n"
-           "if not gen then return {false, false, run} end\n"
+           "if not gen then return {false, false, run, false} end\n"
            "local base = ARGV[3] .. gen .. ':'\n"
-           "if redis.call('EXISTS', base .. KEY_CHECKPOINT) == 0 then\n"
-           "  return {false, false, run}\n"
-           "end\n"
+           "local checkpoint = redis.call('GET', base .. KEY_CHECKPOINT)\n"
+           "if not checkpoint then return {false, false, run, false} end\n"
            "local id = redis.call('HGET', base .. KEY_SKUS, ARGV[4])\n"
-           "if not id then return {gen, false, run} end\n"
-           "return {gen, view_of(base, id) or false, run}\n");
+           "if not id then return {gen, false, run, checkpoint} end\n"
+           "return {gen, view_of(base, id) or false, run, checkpoint}\n");
 
 enum read_kind { READ_VIEW, READ_BY_SKU, READ_PAGE };
 
@@ -67,6 +68,7 @@ struct read {
     int pending;   /* calls whose callback is still to come */
     struct redis_call *calls[2];
     int64_t generation; /* the one the read is made in */
+    int64_t floor;      /* the applied floor in it when the read was sent */
     int evaluated;      /* READ_BY_SKU: sent as EVAL after NOSCRIPT */
     int cacheable;      /* READ_VIEW: its view may go to the cache, with "ticket" */
     struct view_cache_ticket ticket;
@@ -82,6 +84,7 @@ struct read {
 
 struct read_model {
     struct redis_client *client;
+    const struct applied_floor *floor;
     char prefix[LAYOUT_PREFIX_MAX + 1];
     char gen_key[LAYOUT_KEY_MAX];
     char confirmed_key[LAYOUT_KEY_MAX];
@@ -93,7 +96,7 @@ struct read_model {
     struct slice views[CATALOG_PAGE_MAX]; /* a page's views, while its callback runs */
     long long set_sizes[2];               /* in stock and out of stock, as a page last saw */
     /* The generation check views share: an MGET of the generation and the confirmed run, and
-     * an EXISTS of the checkpoint of the generation the batch's reads are made in, queued in
+     * a GET of the checkpoint of the generation the batch's reads are made in, queued in
      * batch "checked_batch" (redis_client_batch), and what the last one answered (as
      * page_live_generation; -1: no answer that names a generation). Replies come in order, so a
      * view's range, queued after a check in the same batch, is answered after that check and before
@@ -117,10 +120,11 @@ static void set_generation(struct read_model *rm, int64_t gen)
 }
 
 struct read_model *read_model_new(struct redis_client *client, const char *prefix,
-                                  struct view_cache *cache)
+                                  struct view_cache *cache, const struct applied_floor *floor)
 {
     struct read_model *rm = xcalloc(1, sizeof(*rm));
     rm->client = client;
+    rm->floor = floor;
     rm->cache = cache;
     snprintf(rm->prefix, sizeof(rm->prefix), "%s", prefix);
     layout_key(KEY_GEN, rm->prefix, NULL, 0, rm->gen_key, sizeof(rm->gen_key));
@@ -220,7 +224,7 @@ static int retry(struct read *read, int64_t gen, int (*send)(struct read *read))
     return 0;
 }
 
-/* Sends MULTI, the MGET of the generation and the confirmed run and the EXISTS of the
+/* Sends MULTI, the MGET of the generation and the confirmed run and the GET of the
  * checkpoint of the generation the read is made in, the start of a read made in one
  * transaction; the caller queues its reads and ends with
  * EXEC, whose reply is the only one that matters (its first two elements read by
@@ -229,7 +233,7 @@ static int retry(struct read *read, int64_t gen, int (*send)(struct read *read))
 static const char *const EXEC[] = {"EXEC"};
 static const size_t EXEC_LEN[] = {4};
 
-/* Queues MGET of the generation and the confirmed run ("on_pointer") and EXISTS of the
+/* Queues MGET of the generation and the confirmed run ("on_pointer") and GET of the
  * checkpoint of the generation reads are made in now ("on_checkpoint", with
  * "checkpoint_arg"). Returns -1 when Redis is not connected. */
 static int call_generation_check(struct read_model *rm, redis_reply_fn on_pointer,
@@ -240,10 +244,11 @@ static int call_generation_check(struct read_model *rm, redis_reply_fn on_pointe
         layout_key(KEY_CHECKPOINT, rm->base, NULL, 0, checkpoint, sizeof(checkpoint));
     const char *pointer[] = {"MGET", rm->gen_key, rm->confirmed_key};
     const size_t pointer_lens[] = {4, strlen(rm->gen_key), strlen(rm->confirmed_key)};
-    const char *exists[] = {"EXISTS", checkpoint};
-    const size_t exists_lens[] = {6, checkpoint_len};
+    const char *get_checkpoint[] = {"GET", checkpoint};
+    const size_t get_checkpoint_lens[] = {3, checkpoint_len};
     if (!redis_client_call(rm->client, on_pointer, rm, 3, pointer, pointer_lens)) return -1;
-    redis_client_call(rm->client, on_checkpoint, checkpoint_arg, 2, exists, exists_lens);
+    redis_client_call(rm->client, on_checkpoint, checkpoint_arg, 2, get_checkpoint,
+                      get_checkpoint_lens);
     return 0;
 }
 
@@ -300,12 +305,12 @@ static void on_pointer_checked(const redisReply *reply, void *arg)
         reply ? page_pointer(reply, redis_client_run_id(rm->client), &rm->confirmed_seen) : -1;
 }
 
-/* A check's second half: the generation whose checkpoint it asked for. Its own, not the read
- * model's: a check queued later, after the generation moved, asks for another one, and its
- * reply comes after this one's. */
+/* A check's second half: the generation whose checkpoint it asked for, and the applied floor
+ * in it when it was sent. Its own, not the read model's: a check queued later, after the
+ * generation moved, asks for another one, and its reply comes after this one's. */
 struct checkpoint_check {
     struct read_model *rm;
-    int64_t in;
+    int64_t in, floor;
 };
 
 /* The check's second reply: what it saw is now whole (page_live_generation). */
@@ -313,8 +318,8 @@ static void on_checkpoint_checked(const redisReply *reply, void *arg)
 {
     struct checkpoint_check *check = arg;
     struct read_model *rm = check->rm;
-    rm->generation_seen =
-        page_checked_generation(rm->generation_seen, rm->confirmed_seen, reply, check->in);
+    rm->generation_seen = page_checked_generation(rm->generation_seen, rm->confirmed_seen, reply,
+                                                  check->in, check->floor);
     rm->live_generation = rm->generation_seen;
     rm->live_at = redis_client_now(rm->client);
     free(check);
@@ -327,7 +332,8 @@ static int check_generation(struct read_model *rm)
     uint64_t batch = redis_client_batch(rm->client);
     if (rm->checked_batch == batch) return 0;
     struct checkpoint_check *check = xmalloc(sizeof(*check));
-    *check = (struct checkpoint_check){rm, rm->generation};
+    *check =
+        (struct checkpoint_check){rm, rm->generation, applied_floor_in(rm->floor, rm->generation)};
     if (call_generation_check(rm, on_pointer_checked, on_checkpoint_checked, check) < 0) {
         free(check);
         return -1;
@@ -376,7 +382,7 @@ static void on_view_in_both_sets(const redisReply *reply, void *arg)
     int64_t seen =
         reply->type == REDIS_REPLY_ARRAY && reply->elements == 4
             ? page_live_generation(reply->element[0], reply->element[1], read->generation,
-                                   redis_client_run_id(read->rm->client))
+                                   redis_client_run_id(read->rm->client), read->floor)
             : -1;
     if (seen == -1 || read_view_range(reply->element[2], &in_stock) < 0 ||
         read_view_range(reply->element[3], &out_of_stock) < 0)
@@ -394,6 +400,7 @@ static int send_view_in_both_sets(struct read *read)
     char keys[2][LAYOUT_KEY_MAX], low[LAYOUT_VIEW_BOUND_MAX], high[LAYOUT_VIEW_BOUND_MAX];
     size_t key_lens[2];
     read->generation = rm->generation; /* the keys, the checkpoint and the answer agree */
+    read->floor = applied_floor_in(rm->floor, read->generation);
     key_lens[0] = layout_key(KEY_IN_STOCK, rm->base, NULL, 0, keys[0], sizeof(keys[0]));
     key_lens[1] = layout_key(KEY_OUT_OF_STOCK, rm->base, NULL, 0, keys[1], sizeof(keys[1]));
     size_t low_len =
@@ -458,26 +465,36 @@ static void on_by_sku(const redisReply *reply, void *arg)
         if (send_by_sku(read) < 0) deliver(read, READ_UNAVAILABLE, NULL);
         return;
     }
-    int64_t gen = reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
-                      ? page_generation(reply->element[0])
-                      : -1;
-    const redisReply *view = gen >= 0 ? reply->element[1] : NULL;
-    if (gen < 0 || (view->type != REDIS_REPLY_STRING && view->type != REDIS_REPLY_NIL)) {
+    int64_t named = reply->type == REDIS_REPLY_ARRAY && reply->elements == 4
+                        ? page_generation(reply->element[0])
+                        : -1;
+    const redisReply *view = named >= 0 ? reply->element[1] : NULL;
+    if (named < 0 || (view->type != REDIS_REPLY_STRING && view->type != REDIS_REPLY_NIL)) {
         deliver_bad(read, reply);
         return;
     }
-    set_generation(read->rm, gen);
-    if (gen == 0)
-        deliver(read, READ_REBUILDING, NULL);
-    else if (!confirmed_run_is(reply->element[2], redis_client_run_id(read->rm->client)))
-        deliver(read, READ_UNCONFIRMED, NULL);
-    else
-        deliver(read, READ_OK, view);
+    /* The script read the checkpoint of the generation it found, whose floor is known only
+     * when it is the one guessed. */
+    int confirmed = confirmed_run_is(reply->element[2], redis_client_run_id(read->rm->client));
+    int64_t gen = page_checked_generation(named, confirmed, reply->element[3], named,
+                                          named == read->generation ? read->floor : 0);
+    if (gen == -1) {
+        deliver_bad(read, reply);
+        return;
+    }
+    set_generation(read->rm, named);
+    deliver(read,
+            gen == 0                  ? READ_REBUILDING
+            : gen == PAGE_UNCONFIRMED ? READ_UNCONFIRMED
+                                      : READ_OK,
+            view);
 }
 
 static int send_by_sku(struct read *read)
 {
     struct read_model *rm = read->rm;
+    read->generation = rm->generation; /* a guess: the floor holds only if the script finds it */
+    read->floor = applied_floor_in(rm->floor, read->generation);
     size_t text_len;
     const char *text = script_text(&BY_SKU_SCRIPT, &text_len);
     const char *argv[] = {read->evaluated ? "EVAL" : "EVALSHA",
@@ -535,7 +552,7 @@ static void on_page(const redisReply *reply, void *arg)
     int64_t gen = page_read(reply, sets, &page) < 0
                       ? -1
                       : page_live_generation(page.pointer, page.checkpoint, read->generation,
-                                             redis_client_run_id(rm->client));
+                                             redis_client_run_id(rm->client), read->floor);
     if (gen == -1) {
         deliver_bad(read, reply);
         return;
@@ -581,6 +598,7 @@ static int send_page(struct read *read)
     char keys[2][LAYOUT_KEY_MAX], low[LAYOUT_VIEW_BOUND_MAX], counts[2][DIGITS_U64_MAX];
     size_t key_lens[2], count_lens[2];
     read->generation = rm->generation;
+    read->floor = applied_floor_in(rm->floor, read->generation);
     key_lens[0] = layout_key(KEY_IN_STOCK, rm->base, NULL, 0, keys[0], sizeof(keys[0]));
     key_lens[1] = layout_key(KEY_OUT_OF_STOCK, rm->base, NULL, 0, keys[1], sizeof(keys[1]));
     count_lens[0] = digits_u64(counts[0], (uint64_t)read->limit + 1);

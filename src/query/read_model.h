@@ -19,6 +19,7 @@
 #include "domain/uuid7.h"
 #include "query/page.h"
 
+struct applied_floor;
 struct read_model;
 struct read;
 struct redis_client;
@@ -29,8 +30,8 @@ enum read_status {
     READ_UNAVAILABLE = -1, /* Redis failed or did not answer in time */
     READ_REBUILDING = -2,  /* there is no generation: the read model is being built */
     READ_BAD = -3,         /* Redis answered something the read model never holds */
-    READ_UNCONFIRMED = -4, /* Redis is not yet confirmed to hold every event applied (it
-                            * restarted, and may be back with an older state) */
+    READ_UNCONFIRMED = -4, /* Redis is not known to hold every event applied: it restarted,
+                            * or went back, and may show an older state */
 };
 
 /* Gets the outcome of a read: with READ_OK, the view (valid during the call only; "p" NULL
@@ -51,9 +52,9 @@ typedef void (*page_fn)(int status, const struct catalog_page *page, void *arg);
 
 /* "client" is the loop's Redis client; the read model uses it on the loop's thread only.
  * "cache" (NULL for none) holds views that the reads by id find, for read_model_cached_view;
- * several read models may share it. */
+ * several read models may share it, and "floor" (NULL for none, applied_floor.h). */
 struct read_model *read_model_new(struct redis_client *client, const char *prefix,
-                                  struct view_cache *cache);
+                                  struct view_cache *cache, const struct applied_floor *floor);
 
 /* Each read returns a handle for read_cancel, or NULL when Redis is not connected (then the
  * callback is never called). The callback is called exactly once otherwise. */

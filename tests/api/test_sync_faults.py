@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from conftest import (BACKEND, PREFIX, Server, append_unreadable_event, bulk_create,
+from conftest import (BACKEND, PREFIX, RedisProc, Server, Stack, append_unreadable_event, bulk_create,
                       catalog_pages, cpu_seconds, db_backup, db_restore, generation_numbers,
                       product_body, projection_of, redis_gen, repair_event, sku_owner, sql,
                       sql_write, uniq_sku, verify_output, view_range, wait_until, write_lock)
@@ -1005,6 +1005,38 @@ def test_a_checkpoint_set_back_by_hand_leaves_every_sku_to_its_product(fresh, ca
     assert verify_output(fresh)[0] == 0
 
 
+def older_state(response, path, kept, doomed, born=None):
+    """What an answer shows of the state before `kept` was renamed "Newer", `doomed` deleted
+    and `born` created, or None."""
+    if response.status_code != 200:
+        return None
+    if path.startswith("/catalog"):
+        listed = {p["id"]: p["name"] for p in response.json()}
+        if doomed["id"] in listed or (born and born["id"] not in listed):
+            return "a listing from before"
+        return None if listed[kept["id"]] == "Newer" else "an older version in the listing"
+    if path.endswith(kept["id"]):
+        return None if response.json()["name"] == "Newer" else "the older version"
+    return "the deleted product"
+
+
+def poll_for_older_state(s, kept, doomed, seconds, born=None):
+    """Asks by id, by sku and for the catalog for `seconds`: returns the answers that showed
+    the older state (older_state), and every status seen."""
+    paths = [f"/products/{kept['id']}", f"/products/{doomed['id']}",
+             f"/products/by-sku/{doomed['sku']}", "/catalog?limit=100"]
+    seen, statuses = [], set()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for path in paths:
+            r = s.get(path)
+            statuses.add(r.status_code)
+            why = older_state(r, path, kept, doomed, born)
+            if why:
+                seen.append((path, why))
+    return seen, statuses
+
+
 def test_a_redis_back_with_an_older_state_never_shows_it(fresh):
     """Redis restarted from a snapshot older than its last writes (as with an AOF that lost its
     last second, or a failover to a replica that lagged): queries showed that older state, a
@@ -1028,31 +1060,7 @@ def test_a_redis_back_with_an_older_state_never_shows_it(fresh):
     s.redis.proc.wait(timeout=5)
     s.redis.start()
 
-    def older(path, response):
-        """What an answer shows of the state before the last writes, or None."""
-        if response.status_code != 200:
-            return None
-        if path.endswith(doomed["id"]) or path.endswith(doomed["sku"]):
-            return "the deleted product"
-        if path.endswith(kept["id"]) and response.json()["name"] != "Newer":
-            return "the older version"
-        if path.startswith("/catalog"):
-            listed = {p["id"]: p for p in response.json()}
-            if doomed["id"] in listed or born["id"] not in listed:
-                return "a listing from before"
-            if listed[kept["id"]]["name"] != "Newer":
-                return "an older version in the listing"
-        return None
-
-    paths = [f"/products/{kept['id']}", f"/products/{doomed['id']}",
-             f"/products/by-sku/{doomed['sku']}", "/catalog?limit=100"]
-    seen = []
-    deadline = time.monotonic() + 4
-    while time.monotonic() < deadline:
-        for path in paths:
-            why = older(path, s.get(path))
-            if why:
-                seen.append((path, why))
+    seen, _ = poll_for_older_state(s, kept, doomed, 4, born)
     assert not seen, f"{len(seen)} answers showed the older state, e.g. {seen[:3]}"
     wait_until(lambda: s.get(f"/products/{kept['id']}").status_code == 200, 15, interval=0.05,
                what="queries to answer from the confirmed Redis")
@@ -1060,7 +1068,7 @@ def test_a_redis_back_with_an_older_state_never_shows_it(fresh):
     assert s.get(f"/products/{born['id']}").status_code == 200
     assert s.get(f"/products/{doomed['id']}").status_code == 404
     assert s.get(f"/products/by-sku/{doomed['sku']}").status_code == 404
-    assert older("/catalog", s.get("/catalog?limit=100")) is None
+    assert older_state(s.get("/catalog?limit=100"), "/catalog", kept, doomed, born) is None
     wait_until(lambda: s.get("/ready").status_code == 200, 15, interval=0.1, what="/ready")
     assert verify_output(s)[0] == 0
 
@@ -1092,3 +1100,60 @@ def test_a_confirmation_taken_away_is_given_again(fresh, case):
     assert s.get("/catalog").json() == [product]
     assert s.r.get(key).decode() == run_id
     wait_until(lambda: s.get("/ready").status_code == 200, 5, interval=0.1, what="/ready")
+
+
+@pytest.mark.parametrize("case", ["debug-reload", "resync-from-a-lagging-copy"])
+def test_a_redis_that_goes_back_in_the_same_process_never_shows_it(case):
+    """A Redis can load an older dataset without restarting, its run id unchanged: DEBUG RELOAD
+    of an older dump, or a full resync from a copy that lagged (REPLICAOF it, as an old primary
+    rejoining after a failover does). Queries served that older state, for a second after the
+    reload, and for as long as it stayed a replica: the confirmation named the very same
+    process. The applied floor now makes them answer 503 until the projector has applied the
+    events again: a query never finds a checkpoint below one its process answered "applied"."""
+    s = Stack(f"goes-back-{case}")
+    s.redis.extra_args += ["--enable-debug-command", "yes"]
+    copy = None
+    try:
+        s.start()
+        kept = create(s, stock=3).json()
+        doomed = create(s, stock=3).json()
+        if case == "debug-reload":
+            assert s.r.save()
+        else:
+            (s.tmp / "copy").mkdir()
+            copy = RedisProc(s.tmp / "copy")
+            copy.start()
+            c = copy.client()
+            c.replicaof("127.0.0.1", s.redis.port)
+            wait_until(lambda: c.info("replication")["master_link_status"] == "up", 10,
+                       what="the copy to sync")
+            c.replicaof("no", "one")  # a copy of the read model as it is now
+        changed = patch(s, kept["id"], {"name": "Newer"})
+        assert changed.headers["Projection"] == "applied"
+        deleted = s.request("DELETE", f"/products/{doomed['id']}")
+        assert deleted.headers["Projection"] == "applied"
+        run_id = s.r.info("server")["run_id"]
+        if case == "debug-reload":
+            s.r.execute_command("DEBUG", "RELOAD", "NOSAVE")
+            seen, _ = poll_for_older_state(s, kept, doomed, 2)
+        else:
+            s.r.replicaof("127.0.0.1", copy.port)
+            wait_until(lambda: s.r.info("replication")["master_link_status"] == "up", 10,
+                       what="the resync from the copy")
+            seen, statuses = poll_for_older_state(s, kept, doomed, 2)
+            assert statuses == {503}, statuses  # a replica takes no write: none caught up
+            s.r.replicaof("no", "one")
+            seen += poll_for_older_state(s, kept, doomed, 1)[0]
+        assert not seen, f"{len(seen)} answers showed the older state, e.g. {seen[:3]}"
+        assert s.r.info("server")["run_id"] == run_id  # the same process all along
+        wait_until(lambda: s.get(f"/products/{kept['id']}").status_code == 200, 10,
+                   interval=0.05, what="queries once the events are applied again")
+        assert s.get(f"/products/{kept['id']}").json()["name"] == "Newer"
+        assert s.get(f"/products/{doomed['id']}").status_code == 404
+        assert s.get(f"/products/by-sku/{doomed['sku']}").status_code == 404
+        wait_until(lambda: s.get("/ready").status_code == 200, 10, interval=0.1, what="/ready")
+        assert verify_output(s)[0] == 0
+    finally:
+        if copy:
+            copy.stop()
+        s.stop()

@@ -51,6 +51,7 @@ Test(page, generation_only_as_catalogd_writes_it)
 #define RUN               "1111111111222222222233333333334444444444"
 #define CONFIRMED         "$40\r\n" RUN "\r\n"
 #define NONE              "$-1\r\n"
+#define CHECKPOINT        "$1\r\n5\r\n"
 
 /* A pointer to the generation read in, which has no checkpoint, names none; one to another
  * generation is that one, whatever the checkpoint of the one read in. A generation that is
@@ -60,61 +61,91 @@ Test(page, live_generation_needs_the_checkpoint_of_the_one_read_in_and_a_confirm
     const struct {
         const char *pointer, *checkpoint;
         int64_t read_in, gen;
-    } cases[] = {{POINTER("$1\r\n7\r\n", CONFIRMED), ":1\r\n", 7, 7},
-                 {POINTER("$1\r\n7\r\n", CONFIRMED), ":0\r\n", 7, 0},
-                 {POINTER("$1\r\n7\r\n", CONFIRMED), ":0\r\n", 6, 7},
-                 {POINTER("$1\r\n7\r\n", CONFIRMED), ":0\r\n", 0, 7},
-                 {POINTER(NONE, CONFIRMED), ":0\r\n", 0, 0},
-                 {POINTER(NONE, CONFIRMED), ":1\r\n", 7, 0},
-                 {POINTER("$3\r\n007\r\n", CONFIRMED), ":1\r\n", 7, -1},
-                 {POINTER("$1\r\n7\r\n", CONFIRMED), "$1\r\n1\r\n", 7, -1},
-                 {POINTER("$16\r\n9007199254740991\r\n", CONFIRMED), ":1\r\n", 0, 9007199254740991},
-                 {POINTER("$16\r\n9007199254740992\r\n", CONFIRMED), ":1\r\n", 0, -1},
-                 /* not confirmed: no key, another run, another length, another type */
-                 {POINTER("$1\r\n7\r\n", NONE), ":1\r\n", 7, PAGE_UNCONFIRMED},
-                 {POINTER("$1\r\n7\r\n", "$40\r\n1111111111222222222233333333334444444445\r\n"),
-                  ":1\r\n", 7, PAGE_UNCONFIRMED},
-                 {POINTER("$1\r\n7\r\n", "$39\r\n111111111122222222223333333333444444444\r\n"),
-                  ":1\r\n", 7, PAGE_UNCONFIRMED},
-                 {POINTER("$1\r\n7\r\n", ":1\r\n"), ":1\r\n", 7, -1},
-                 /* none, or none in the one read in, says so first */
-                 {POINTER(NONE, NONE), ":1\r\n", 7, 0},
-                 {POINTER("$1\r\n7\r\n", NONE), ":0\r\n", 7, 0},
-                 /* not an MGET of two */
-                 {"$1\r\n7\r\n", ":1\r\n", 7, -1},
-                 {"*1\r\n$1\r\n7\r\n", ":1\r\n", 7, -1}};
+    } cases[] = {
+        {POINTER("$1\r\n7\r\n", CONFIRMED), CHECKPOINT, 7, 7},
+        {POINTER("$1\r\n7\r\n", CONFIRMED), NONE, 7, 0},
+        {POINTER("$1\r\n7\r\n", CONFIRMED), NONE, 6, 7},
+        {POINTER("$1\r\n7\r\n", CONFIRMED), NONE, 0, 7},
+        {POINTER(NONE, CONFIRMED), NONE, 0, 0},
+        {POINTER(NONE, CONFIRMED), CHECKPOINT, 7, 0},
+        {POINTER("$3\r\n007\r\n", CONFIRMED), CHECKPOINT, 7, -1},
+        {POINTER("$1\r\n7\r\n", CONFIRMED), ":1\r\n", 7, -1}, /* EXISTS' reply */
+        /* a checkpoint not as catalogd writes it is none (it is rebuilt over) */
+        {POINTER("$1\r\n7\r\n", CONFIRMED), "$2\r\n05\r\n", 7, 0},
+        {POINTER("$1\r\n7\r\n", CONFIRMED), "$2\r\n-1\r\n", 7, 0},
+        {POINTER("$16\r\n9007199254740991\r\n", CONFIRMED), CHECKPOINT, 0, 9007199254740991},
+        {POINTER("$16\r\n9007199254740992\r\n", CONFIRMED), CHECKPOINT, 0, -1},
+        /* not confirmed: no key, another run, another length, another type */
+        {POINTER("$1\r\n7\r\n", NONE), CHECKPOINT, 7, PAGE_UNCONFIRMED},
+        {POINTER("$1\r\n7\r\n", "$40\r\n1111111111222222222233333333334444444445\r\n"), CHECKPOINT,
+         7, PAGE_UNCONFIRMED},
+        {POINTER("$1\r\n7\r\n", "$39\r\n111111111122222222223333333333444444444\r\n"), CHECKPOINT,
+         7, PAGE_UNCONFIRMED},
+        {POINTER("$1\r\n7\r\n", ":1\r\n"), CHECKPOINT, 7, -1},
+        /* none, or none in the one read in, says so first */
+        {POINTER(NONE, NONE), CHECKPOINT, 7, 0},
+        {POINTER("$1\r\n7\r\n", NONE), NONE, 7, 0},
+        /* not an MGET of two */
+        {"$1\r\n7\r\n", CHECKPOINT, 7, -1},
+        {"*1\r\n$1\r\n7\r\n", CHECKPOINT, 7, -1}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         redisReply *pointer = parse(cases[i].pointer), *checkpoint = parse(cases[i].checkpoint);
-        cr_expect_eq(page_live_generation(pointer, checkpoint, cases[i].read_in, RUN), cases[i].gen,
-                     "case %zu", i);
+        cr_expect_eq(page_live_generation(pointer, checkpoint, cases[i].read_in, RUN, 0),
+                     cases[i].gen, "case %zu", i);
         freeReplyObject(pointer);
         freeReplyObject(checkpoint);
     }
 }
 
+/* A checkpoint of the generation read in below the applied floor is a Redis that went back:
+ * PAGE_UNCONFIRMED. The floor of the generation read in says nothing of another one. */
+Test(page, a_checkpoint_below_the_applied_floor_is_unconfirmed)
+{
+    const struct {
+        const char *checkpoint;
+        int64_t read_in, floor, gen;
+    } cases[] = {{"$1\r\n5\r\n", 7, 5, 7},
+                 {"$1\r\n5\r\n", 7, 4, 7},
+                 {"$1\r\n5\r\n", 7, 6, PAGE_UNCONFIRMED},
+                 {"$2\r\n10\r\n", 7, 9, 7},
+                 {"$1\r\n9\r\n", 7, 10, PAGE_UNCONFIRMED},
+                 {"$1\r\n5\r\n", 6, 6, 7},
+                 {NONE, 7, 6, 0}};
+    redisReply *pointer = parse(POINTER("$1\r\n7\r\n", CONFIRMED));
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        redisReply *checkpoint = parse(cases[i].checkpoint);
+        cr_expect_eq(
+            page_live_generation(pointer, checkpoint, cases[i].read_in, RUN, cases[i].floor),
+            cases[i].gen, "case %zu", i);
+        freeReplyObject(checkpoint);
+    }
+    freeReplyObject(pointer);
+}
+
 /* A run id not known yet ("") is never the one confirmed. */
 Test(page, a_run_id_not_known_yet_is_never_confirmed)
 {
-    redisReply *pointer = parse(POINTER("$1\r\n7\r\n", CONFIRMED)), *checkpoint = parse(":1\r\n");
-    cr_expect_eq(page_live_generation(pointer, checkpoint, 7, ""), PAGE_UNCONFIRMED);
+    redisReply *pointer = parse(POINTER("$1\r\n7\r\n", CONFIRMED)), *checkpoint = parse(CHECKPOINT);
+    cr_expect_eq(page_live_generation(pointer, checkpoint, 7, "", 0), PAGE_UNCONFIRMED);
     freeReplyObject(pointer);
     freeReplyObject(checkpoint);
 }
 
 Test(page, reads_generation_views_and_totals)
 {
-    redisReply *reply = parse(
-        "*4\r\n" POINTER("$1\r\n7\r\n", CONFIRMED) ":1\r\n*2\r\n$1\r\na\r\n$1\r\nb\r\n:42\r\n");
+    redisReply *reply = parse("*4\r\n" POINTER("$1\r\n7\r\n", CONFIRMED) CHECKPOINT
+                              "*2\r\n$1\r\na\r\n$1\r\nb\r\n:42\r\n");
     struct page_reply page;
     cr_assert_eq(page_read(reply, 1, &page), 0);
     cr_assert_str_eq(page.pointer->element[0]->str, "7");
+    cr_assert_str_eq(page.checkpoint->str, "5");
     cr_assert_eq(page.views[0]->elements, 2);
     cr_assert_null(page.views[1]);
     cr_assert_eq(page.total, 42);
     cr_assert_eq(page_read(reply, 2, &page), -1);
     freeReplyObject(reply);
-    reply = parse("*6\r\n" POINTER(
-        NONE, NONE) ":1\r\n*0\r\n:3\r\n*0\r\n:4\r\n"); /* no generation; two sets */
+    /* no generation, no checkpoint; two sets */
+    reply = parse("*6\r\n" POINTER(NONE, NONE) NONE "*0\r\n:3\r\n*0\r\n:4\r\n");
     cr_assert_eq(page_read(reply, 2, &page), 0);
     cr_assert_eq(page.pointer->element[0]->type, REDIS_REPLY_NIL);
     cr_assert_eq(page.total, 7);
@@ -127,14 +158,13 @@ Test(page, refuses_other_shapes)
         ":1\r\n",
         "*1\r\n:1\r\n",
         "*2\r\n*0\r\n:2\r\n",
-        "*4\r\n" POINTER("$1\r\n1\r\n", CONFIRMED) ":1\r\n*0\r\n$1\r\n1\r\n",
-        "*4\r\n" POINTER("$1\r\n1\r\n",
-                         CONFIRMED) "$1\r\n1\r\n*0\r\n:1\r\n",     /* checkpoint not a number */
-        "*3\r\n" POINTER("$1\r\n1\r\n", CONFIRMED) "*0\r\n:1\r\n", /* no checkpoint */
-        "*4\r\n" POINTER("$1\r\n1\r\n", CONFIRMED) ":1\r\n*0\r\n:-1\r\n",
-        "*4\r\n$1\r\n1\r\n:1\r\n*0\r\n:1\r\n", /* a GET's reply, not an MGET's */
+        "*4\r\n" POINTER("$1\r\n1\r\n", CONFIRMED) CHECKPOINT "*0\r\n$1\r\n1\r\n",
+        "*4\r\n" POINTER("$1\r\n1\r\n", CONFIRMED) ":1\r\n*0\r\n:1\r\n", /* EXISTS' reply */
+        "*3\r\n" POINTER("$1\r\n1\r\n", CONFIRMED) "*0\r\n:1\r\n",       /* no checkpoint */
+        "*4\r\n" POINTER("$1\r\n1\r\n", CONFIRMED) CHECKPOINT "*0\r\n:-1\r\n",
+        "*4\r\n$1\r\n1\r\n" CHECKPOINT "*0\r\n:1\r\n", /* a GET's reply, not an MGET's */
         "*3\r\n:1\r\n*0\r\n:1\r\n",
-        "*5\r\n" POINTER("$1\r\n1\r\n", CONFIRMED) ":1\r\n*0\r\n:1\r\n:1\r\n"};
+        "*5\r\n" POINTER("$1\r\n1\r\n", CONFIRMED) CHECKPOINT "*0\r\n:1\r\n:1\r\n"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         redisReply *reply = parse(bad[i]);
         struct page_reply page;
@@ -146,7 +176,7 @@ Test(page, refuses_other_shapes)
 Test(page, merges_both_sets_by_id_up_to_the_limit)
 {
     char resp[2048], *at = resp;
-    at += sprintf(at, "*6\r\n" POINTER("$1\r\n1\r\n", CONFIRMED) ":1\r\n*2\r\n");
+    at += sprintf(at, "*6\r\n" POINTER("$1\r\n1\r\n", CONFIRMED) CHECKPOINT "*2\r\n");
     at = bulk(at, V(ID_A, "\"n\":1"));
     at = bulk(at, V(ID_C, "\"n\":3"));
     at += sprintf(at, ":2\r\n*1\r\n");
@@ -180,8 +210,8 @@ Test(page, merges_both_sets_by_id_up_to_the_limit)
 
 Test(page, refuses_a_member_that_is_not_a_view)
 {
-    redisReply *reply =
-        parse("*4\r\n" POINTER("$1\r\n1\r\n", CONFIRMED) ":1\r\n*1\r\n$7\r\n{\"a\":1}\r\n:1\r\n");
+    redisReply *reply = parse("*4\r\n" POINTER("$1\r\n1\r\n", CONFIRMED) CHECKPOINT
+                              "*1\r\n$7\r\n{\"a\":1}\r\n:1\r\n");
     struct page_reply page;
     cr_assert_eq(page_read(reply, 1, &page), 0);
     struct slice views[1];
@@ -194,7 +224,7 @@ Test(page, refuses_a_member_that_is_not_a_view)
 Test(page, empty)
 {
     redisReply *reply =
-        parse("*6\r\n" POINTER("$1\r\n1\r\n", CONFIRMED) ":1\r\n*0\r\n:0\r\n*0\r\n:0\r\n");
+        parse("*6\r\n" POINTER("$1\r\n1\r\n", CONFIRMED) CHECKPOINT "*0\r\n:0\r\n*0\r\n:0\r\n");
     struct page_reply page;
     cr_assert_eq(page_read(reply, 2, &page), 0);
     struct slice views[1];

@@ -102,6 +102,7 @@ struct read_model {
      * view's range, queued after a check in the same batch, is answered after that check and before
      * any later one: "generation_seen" is then what Redis named just before the range ran. */
     uint64_t checked_batch; /* UINT64_MAX: none yet */
+    int64_t checked_floor;  /* the applied floor that check holds Redis to */
     int64_t generation_seen;
     int confirmed_seen; /* between the check's two replies: what page_pointer said */
     /* The views this process holds (NULL: none), and what the last generation check said
@@ -325,20 +326,23 @@ static void on_checkpoint_checked(const redisReply *reply, void *arg)
     free(check);
 }
 
-/* Queues the generation check unless this batch has one already: every view read after it
- * in the batch is checked by it. Returns -1 when Redis is not connected. */
+/* Queues the generation check unless this batch has one already, held to the floor there is
+ * now: every view read after it in the batch is checked by it. (A batch waits while Redis is
+ * still taking the one before, so it may span loop turns, and a command answered "applied"
+ * meanwhile raises the floor.) Returns -1 when Redis is not connected. */
 static int check_generation(struct read_model *rm)
 {
     uint64_t batch = redis_client_batch(rm->client);
-    if (rm->checked_batch == batch) return 0;
+    int64_t floor = applied_floor_in(rm->floor, rm->generation);
+    if (rm->checked_batch == batch && rm->checked_floor == floor) return 0;
     struct checkpoint_check *check = xmalloc(sizeof(*check));
-    *check =
-        (struct checkpoint_check){rm, rm->generation, applied_floor_in(rm->floor, rm->generation)};
+    *check = (struct checkpoint_check){rm, rm->generation, floor};
     if (call_generation_check(rm, on_pointer_checked, on_checkpoint_checked, check) < 0) {
         free(check);
         return -1;
     }
     rm->checked_batch = batch;
+    rm->checked_floor = floor;
     return 0;
 }
 

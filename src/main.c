@@ -859,7 +859,6 @@ out:
     store_close(store);
     inflight_keys_free(app.inflight_keys);
     view_cache_free(app.view_cache); /* also when the server could not open */
-    applied_floor_destroy(&applied_floor);
     return rc;
 }
 

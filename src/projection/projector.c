@@ -112,7 +112,7 @@ struct projector {
     struct prefix_hold *hold;
     uint64_t next_unpark_ms; /* monotonic time of the next retry of parked events */
     int unpark_backoff_ms;
-    uint64_t next_check_ms, next_policy_ms, next_head_poll_ms;
+    uint64_t next_check_ms, next_policy_ms, next_head_poll_ms, next_cap_ms;
     struct apply_result *result;
     /* Several instances: the fencing epoch this one took when it began to lead (0: none), as
      * text for the scripts' guards, and when it next sends news. */
@@ -245,7 +245,7 @@ static void forget_generation(struct projector *p)
  * commands answer "applied" against (applied_floor.h). */
 static void set_checkpoint(struct projector *p, int64_t checkpoint)
 {
-    applied_floor_raise(p->config.applied_floor, p->generation, checkpoint);
+    applied_floor_raise(p->config.applied_floor, checkpoint);
     atomic_store(&p->checkpoint, checkpoint);
 }
 
@@ -268,6 +268,20 @@ static int open_store(struct projector *p)
     if (store_open_reader(p->db_path, &p->store, err, sizeof(err)) == 0) return 0;
     record_error(p, "opening the event log", err);
     return -1;
+}
+
+/* Brings the applied floor down to the log's head, should the log have gone back in time (a
+ * backup restored): the events it lost can never be applied again (applied_floor.h). Quiet
+ * when the log cannot be read: the projector's own reads report that. */
+static void cap_floor(struct projector *p)
+{
+    char err[256];
+    int64_t before = applied_floor_get(p->config.applied_floor), head;
+    if (before == 0 ||
+        (!p->store && store_open_reader(p->db_path, &p->store, err, sizeof(err)) < 0))
+        return;
+    if (store_head_seq(p->store, &head) == 0)
+        applied_floor_cap(p->config.applied_floor, before, head);
 }
 
 /* Does "event" name "before" as the log's event before it? Only then may the two be applied
@@ -571,6 +585,7 @@ static int load_generation(struct projector *p)
         LOG(LOG_ERROR, "projector: %s", err);
         return rebuild(p, gen, "the read model diverged from the write model");
     }
+    cap_floor(p);
     struct apply_target target = {p->prefix, gen, NULL, 0};
     int64_t parked = 0;
     parked_set_clear(p->parked);
@@ -973,6 +988,10 @@ static void set_following(struct projector *p, int following)
  * only notices when the leader went quiet. */
 static void follow(struct projector *p)
 {
+    if (clock_mono_ms() >= p->next_cap_ms) { /* the leader's news raise it; the log lowers it */
+        cap_floor(p);
+        p->next_cap_ms = clock_mono_ms() + CHECK_EVERY_MS;
+    }
     pthread_mutex_lock(&p->status_lock);
     int quiet = clock_mono_ms() - p->news_ms >= NEWS_STALE_MS;
     pthread_mutex_unlock(&p->status_lock);
@@ -1193,7 +1212,7 @@ void projector_take_news(struct projector *p, const struct projection_news *news
     /* Checkpoints of one generation only grow, and a rebuilt one starts at least where the old
      * one was: the highest heard is the one to wait for. */
     int64_t checkpoint = atomic_load(&p->checkpoint);
-    applied_floor_raise(p->config.applied_floor, news->generation, news->checkpoint);
+    applied_floor_raise(p->config.applied_floor, news->checkpoint);
     if (news->checkpoint > checkpoint) {
         atomic_store(&p->checkpoint, news->checkpoint);
         checkpoint = news->checkpoint;

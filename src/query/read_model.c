@@ -68,7 +68,7 @@ struct read {
     int pending;   /* calls whose callback is still to come */
     struct redis_call *calls[2];
     int64_t generation; /* the one the read is made in */
-    int64_t floor;      /* the applied floor in it when the read was sent */
+    int64_t floor;      /* the applied floor when the read was sent */
     int evaluated;      /* READ_BY_SKU: sent as EVAL after NOSCRIPT */
     int cacheable;      /* READ_VIEW: its view may go to the cache, with "ticket" */
     struct view_cache_ticket ticket;
@@ -307,7 +307,7 @@ static void on_pointer_checked(const redisReply *reply, void *arg)
 }
 
 /* A check's second half: the generation whose checkpoint it asked for, and the applied floor
- * in it when it was sent. Its own, not the read model's: a check queued later, after the
+ * when it was sent. Its own, not the read model's: a check queued later, after the
  * generation moved, asks for another one, and its reply comes after this one's. */
 struct checkpoint_check {
     struct read_model *rm;
@@ -333,7 +333,7 @@ static void on_checkpoint_checked(const redisReply *reply, void *arg)
 static int check_generation(struct read_model *rm)
 {
     uint64_t batch = redis_client_batch(rm->client);
-    int64_t floor = applied_floor_in(rm->floor, rm->generation);
+    int64_t floor = applied_floor_get(rm->floor);
     if (rm->checked_batch == batch && rm->checked_floor == floor) return 0;
     struct checkpoint_check *check = xmalloc(sizeof(*check));
     *check = (struct checkpoint_check){rm, rm->generation, floor};
@@ -404,7 +404,7 @@ static int send_view_in_both_sets(struct read *read)
     char keys[2][LAYOUT_KEY_MAX], low[LAYOUT_VIEW_BOUND_MAX], high[LAYOUT_VIEW_BOUND_MAX];
     size_t key_lens[2];
     read->generation = rm->generation; /* the keys, the checkpoint and the answer agree */
-    read->floor = applied_floor_in(rm->floor, read->generation);
+    read->floor = applied_floor_get(rm->floor);
     key_lens[0] = layout_key(KEY_IN_STOCK, rm->base, NULL, 0, keys[0], sizeof(keys[0]));
     key_lens[1] = layout_key(KEY_OUT_OF_STOCK, rm->base, NULL, 0, keys[1], sizeof(keys[1]));
     size_t low_len =
@@ -477,11 +477,9 @@ static void on_by_sku(const redisReply *reply, void *arg)
         deliver_bad(read, reply);
         return;
     }
-    /* The script read the checkpoint of the generation it found, whose floor is known only
-     * when it is the one guessed. */
+    /* The script read the checkpoint of the generation it found. */
     int confirmed = confirmed_run_is(reply->element[2], redis_client_run_id(read->rm->client));
-    int64_t gen = page_checked_generation(named, confirmed, reply->element[3], named,
-                                          named == read->generation ? read->floor : 0);
+    int64_t gen = page_checked_generation(named, confirmed, reply->element[3], named, read->floor);
     if (gen == -1) {
         deliver_bad(read, reply);
         return;
@@ -497,8 +495,7 @@ static void on_by_sku(const redisReply *reply, void *arg)
 static int send_by_sku(struct read *read)
 {
     struct read_model *rm = read->rm;
-    read->generation = rm->generation; /* a guess: the floor holds only if the script finds it */
-    read->floor = applied_floor_in(rm->floor, read->generation);
+    read->floor = applied_floor_get(rm->floor);
     size_t text_len;
     const char *text = script_text(&BY_SKU_SCRIPT, &text_len);
     const char *argv[] = {read->evaluated ? "EVAL" : "EVALSHA",
@@ -602,7 +599,7 @@ static int send_page(struct read *read)
     char keys[2][LAYOUT_KEY_MAX], low[LAYOUT_VIEW_BOUND_MAX], counts[2][DIGITS_U64_MAX];
     size_t key_lens[2], count_lens[2];
     read->generation = rm->generation;
-    read->floor = applied_floor_in(rm->floor, read->generation);
+    read->floor = applied_floor_get(rm->floor);
     key_lens[0] = layout_key(KEY_IN_STOCK, rm->base, NULL, 0, keys[0], sizeof(keys[0]));
     key_lens[1] = layout_key(KEY_OUT_OF_STOCK, rm->base, NULL, 0, keys[1], sizeof(keys[1]));
     count_lens[0] = digits_u64(counts[0], (uint64_t)read->limit + 1);

@@ -1102,14 +1102,17 @@ def test_a_confirmation_taken_away_is_given_again(fresh, case):
     wait_until(lambda: s.get("/ready").status_code == 200, 5, interval=0.1, what="/ready")
 
 
-@pytest.mark.parametrize("case", ["debug-reload", "resync-from-a-lagging-copy"])
+@pytest.mark.parametrize("case", ["debug-reload", "debug-reload-of-an-older-generation",
+                                  "resync-from-a-lagging-copy"])
 def test_a_redis_that_goes_back_in_the_same_process_never_shows_it(case):
     """A Redis can load an older dataset without restarting, its run id unchanged: DEBUG RELOAD
     of an older dump, or a full resync from a copy that lagged (REPLICAOF it, as an old primary
     rejoining after a failover does). Queries served that older state, for a second after the
     reload, and for as long as it stayed a replica: the confirmation named the very same
     process. The applied floor now makes them answer 503 until the projector has applied the
-    events again: a query never finds a checkpoint below one its process answered "applied"."""
+    events again: a query never finds a checkpoint below one its process answered "applied".
+    The floor is a seq of the log, whatever the generation: a dump from before a rebuild points
+    to the older generation, which a floor kept per generation did not hold to anything."""
     s = Stack(f"goes-back-{case}")
     s.redis.extra_args += ["--enable-debug-command", "yes"]
     copy = None
@@ -1117,8 +1120,10 @@ def test_a_redis_that_goes_back_in_the_same_process_never_shows_it(case):
         s.start()
         kept = create(s, stock=3).json()
         doomed = create(s, stock=3).json()
-        if case == "debug-reload":
+        if case.startswith("debug-reload"):
             assert s.r.save()
+            if case == "debug-reload-of-an-older-generation":
+                rebuild_and_wait(s)
         else:
             (s.tmp / "copy").mkdir()
             copy = RedisProc(s.tmp / "copy")
@@ -1133,7 +1138,7 @@ def test_a_redis_that_goes_back_in_the_same_process_never_shows_it(case):
         deleted = s.request("DELETE", f"/products/{doomed['id']}")
         assert deleted.headers["Projection"] == "applied"
         run_id = s.r.info("server")["run_id"]
-        if case == "debug-reload":
+        if case.startswith("debug-reload"):
             s.r.execute_command("DEBUG", "RELOAD", "NOSAVE")
             seen, _ = poll_for_older_state(s, kept, doomed, 2)
         else:
@@ -1157,3 +1162,24 @@ def test_a_redis_that_goes_back_in_the_same_process_never_shows_it(case):
         if copy:
             copy.stop()
         s.stop()
+
+
+def test_a_backup_restored_then_redis_emptied_leaves_no_floor_behind(fresh):
+    """A write model restored from a backup takes the events after it away for good, and a
+    Redis emptied meanwhile (FLUSHALL, a restart without persistence) is rebuilt from it at a
+    lower checkpoint, in a generation of the same number. The applied floor, kept at the lost
+    events' checkpoint, made every query answer 503 for good (until as many new events were
+    made). The floor comes down to the log's head when the log went back."""
+    s = fresh
+    kept = [r.json() for r in bulk_create(s.base, 3)]
+    backup = s.tmp / "backup.db"
+    db_backup(s.db, backup)
+    lost = [r.json()["id"] for r in bulk_create(s.base, 10)]
+    restore_under_running_catalogd(s.db, backup)
+    s.r.flushall()
+    wait_until(lambda: s.get(f"/products/{kept[0]['id']}").status_code == 200, 10,
+               interval=0.05, what="queries to answer from the rebuilt read model")
+    assert s.get(f"/products/by-sku/{kept[1]['sku']}").json() == kept[1]
+    assert sorted(p["id"] for p in s.get("/catalog").json()) == sorted(p["id"] for p in kept)
+    assert s.get(f"/products/{lost[0]}").status_code == 404
+    wait_until(lambda: s.get("/ready").status_code == 200, 10, interval=0.1, what="/ready")

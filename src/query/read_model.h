@@ -1,11 +1,12 @@
 /* read_model.h - the queries' reads of the Redis read model on one loop thread. Never touches
  * the write model.
  * Invariant: every read learns the generation queries must read in the same round trip as
- * its data (GET {prefix}:gen pipelined before the read, or inside it), and is made again when
- * the generation moved. A read therefore never comes from a generation that was already
- * replaced when it began, so after a rebuild's switch no query can miss a change that a
- * command already answered as applied. The generation this loop last saw is only a guess
- * that saves a retry. A view from the view cache (read_model_cached_view) is the exception:
+ * its data (the pointer pipelined before the read, or inside it), and is made again when the
+ * generation moved. A read therefore never comes from a generation that was already replaced
+ * when it began, so after a rebuild's switch no query can miss a change that a command already
+ * answered as applied. Nor from a Redis that went back since (READ_UNCONFIRMED: the same round
+ * trip reads the confirmed run and the checkpoint). The generation this loop last saw is only a
+ * guess that saves a retry. A view from the view cache (read_model_cached_view) is the exception:
  * it was read in the generation that Redis named to this loop within the last 50 ms, and the
  * projector forgets it before a command that replaced it can answer as applied. */
 #ifndef CATALOGD_READ_MODEL_H

@@ -604,6 +604,8 @@ static int load_generation(struct projector *p)
      * answer was lost may have run after all, or a rebuild ran): Redis read the checkpoint
      * after all of it, so forgetting every view now, before the checkpoint moves, is enough. */
     view_cache_forget_all(p->config.view_cache);
+    /* Rebuilt, or reloaded after Redis lost it (FLUSHALL): the confirmation may have gone too. */
+    confirmation_forget(&p->confirmation);
     set_checkpoint(p, checkpoint); /* Redis' own, even if behind what we had */
     raise_head(p, checkpoint);
     atomic_store(&p->prefix_ours, 1); /* held, and its generation is a past of this catalog */

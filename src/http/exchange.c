@@ -327,12 +327,11 @@ static void on_wait_timeout(h2o_timeout_entry_t *entry)
 /* Fires every waiter whose seq the projector has reached. */
 void http_release_applied_waiters(struct loop_thread *loop, struct projector *projector)
 {
-    int64_t checkpoint = projector_checkpoint(projector);
     h2o_linklist_t *node = loop->waiters.next;
     while (node != &loop->waiters) {
         struct applied_waiter *waiter = H2O_STRUCT_FROM_MEMBER(struct applied_waiter, link, node);
         node = node->next;
-        if (waiter->seq <= checkpoint)
+        if (projector_applied(projector, waiter->seq))
             fire_waiter(loop, waiter, !projector_seq_parked(projector, waiter->seq));
     }
 }
@@ -345,9 +344,8 @@ void http_when_applied(struct http_exchange *ex, int64_t seq,
     /* A parked event is behind the checkpoint without its view in Redis: not applied. When
      * the projector is not keeping up (Redis down, refusing writes, far behind), the view
      * cannot appear within the wait: answer at once. */
-    if (projector_checkpoint(projector) >= seq || !projector_keeping_up(projector)) {
-        fn(ex, projector_checkpoint(projector) >= seq && !projector_seq_parked(projector, seq),
-           arg);
+    if (projector_applied(projector, seq) || !projector_keeping_up(projector)) {
+        fn(ex, projector_applied(projector, seq) && !projector_seq_parked(projector, seq), arg);
         return;
     }
     struct applied_waiter *waiter = xcalloc(1, sizeof(*waiter));
@@ -364,6 +362,6 @@ void http_when_applied(struct http_exchange *ex, int64_t seq,
     /* Count first, then look again: either the projector sees the count and wakes us, or we
      * see its new checkpoint here (both sides use sequentially consistent atomics). */
     atomic_fetch_add(&loop->waiter_count, 1);
-    if (projector_checkpoint(projector) >= seq)
+    if (projector_applied(projector, seq))
         fire_waiter(loop, waiter, !projector_seq_parked(projector, seq));
 }

@@ -16,10 +16,16 @@ void confirmation_init(struct confirmation *c, const char *prefix)
     c->needed = -1;
 }
 
+static void forget(struct confirmation *c)
+{
+    c->confirmed = 0;
+    c->needed = -1;
+}
+
 int confirmation_connected(struct confirmation *c, struct redis_sync *redis, char *err,
                            size_t errlen)
 {
-    confirmation_forget(c);
+    forget(c);
     c->run_id[0] = '\0';
     char why[200];
     const char *info[] = {"INFO", "server"};
@@ -38,12 +44,6 @@ int confirmation_connected(struct confirmation *c, struct redis_sync *redis, cha
     freeReplyObject(reply);
     if (rc < 0) snprintf(err, errlen, "Redis' INFO names no run_id");
     return rc;
-}
-
-void confirmation_forget(struct confirmation *c)
-{
-    c->confirmed = 0;
-    c->needed = -1;
 }
 
 int confirmation_advance(struct confirmation *c, struct redis_sync *redis, struct store *store,
@@ -78,8 +78,23 @@ int confirmation_advance(struct confirmation *c, struct redis_sync *redis, struc
     freeReplyObject(reply);
     c->confirmed = 1;
     LOG(LOG_INFO,
-        "projector: Redis (run %.8s) holds every event up to seq %" PRId64
-        ", the log's head when it was found unconfirmed: queries read from it",
+        "projector: the read model is confirmed in Redis (run %.8s) at seq %" PRId64
+        ": queries read from it",
         c->run_id, c->needed);
     return 0;
+}
+
+int confirmation_check(struct confirmation *c, struct redis_sync *redis, struct store *store,
+                       int64_t checkpoint, char *err, size_t errlen)
+{
+    forget(c);
+    return confirmation_advance(c, redis, store, checkpoint, err, errlen);
+}
+
+int confirmation_rebuilt(struct confirmation *c, struct redis_sync *redis, struct store *store,
+                         int64_t checkpoint, char *err, size_t errlen)
+{
+    forget(c);
+    c->needed = checkpoint;
+    return confirmation_advance(c, redis, store, checkpoint, err, errlen);
 }

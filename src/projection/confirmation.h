@@ -34,15 +34,22 @@ void confirmation_init(struct confirmation *c, const char *prefix);
 int confirmation_connected(struct confirmation *c, struct redis_sync *redis, char *err,
                            size_t errlen);
 
-/* Forgets what was confirmed: confirmation_advance reads the key again (one GET), and confirms
- * again if it no longer names this Redis. */
-void confirmation_forget(struct confirmation *c);
-
 /* Moves the confirmation on, the read model's checkpoint in this Redis being "checkpoint":
  * reads the key when it is not known, the log's head (from "store") when the key names
  * another process, and writes the key once the checkpoint reaches it. Returns 0 (confirmed or
- * not yet), or -1 with the reason in "err" (what failed, and why). */
+ * not yet), or -1 with the reason in "err" (what failed, and why); "confirmed" says which. */
 int confirmation_advance(struct confirmation *c, struct redis_sync *redis, struct store *store,
                          int64_t checkpoint, char *err, size_t errlen);
+
+/* The read model was just built from the log up to "checkpoint" in this Redis: it holds
+ * every event any command was answered "applied" for, so it is confirmed at once (writes the
+ * key), without waiting for the log's head to be reached. Returns as confirmation_advance. */
+int confirmation_rebuilt(struct confirmation *c, struct redis_sync *redis, struct store *store,
+                         int64_t checkpoint, char *err, size_t errlen);
+
+/* The same as confirmation_advance, after reading the key again whatever was known (a FLUSHALL, or
+ * a hand, may have taken it away). */
+int confirmation_check(struct confirmation *c, struct redis_sync *redis, struct store *store,
+                       int64_t checkpoint, char *err, size_t errlen);
 
 #endif

@@ -80,7 +80,8 @@ struct projector {
      * own time when their commit waited (a locked write model), which is no lag of ours. */
     _Atomic uint64_t unapplied_known_ms;
     atomic_int redis_up;
-    atomic_int poked; /* projector_poke since the last idle turn */
+    atomic_int poked;     /* projector_poke since the last idle turn */
+    atomic_int confirmed; /* commands may answer "applied" (projector_applied) */
     atomic_int state;
     atomic_int prefix_ours;                /* the generation is checked: projector_prefix_ours */
     _Atomic uint64_t prefix_ours_until_ms; /* and no other catalog can hold it before then */
@@ -229,6 +230,7 @@ static void clear_batch(struct projector *p)
 static void drop_redis(struct projector *p)
 {
     atomic_store(&p->redis_up, 0);
+    atomic_store(&p->confirmed, 0);
     redis_sync_close(p->redis);
     p->redis = NULL;
     p->generation = 0;
@@ -282,6 +284,26 @@ static void cap_floor(struct projector *p)
         return;
     if (store_head_seq(p->store, &head) == 0)
         applied_floor_cap(p->config.applied_floor, before, head);
+}
+
+/* Moves the confirmation on (confirmation.h), reading the key again first when "recheck", and
+ * says whether commands may answer "applied" (projector_applied): not from a Redis whose
+ * queries answer 503 unconfirmed. The commands that waited are let go once it is confirmed. */
+static void confirm(struct projector *p, int recheck)
+{
+    char err[256];
+    if (open_store(p) < 0) return;
+    int64_t checkpoint = atomic_load(&p->checkpoint);
+    int rc = recheck ? confirmation_check(&p->confirmation, p->redis, p->store, checkpoint, err,
+                                          sizeof(err))
+                     : confirmation_advance(&p->confirmation, p->redis, p->store, checkpoint, err,
+                                            sizeof(err));
+    int confirmed = p->confirmation.confirmed;
+    if (atomic_exchange(&p->confirmed, confirmed) == 0 && confirmed && p->applied)
+        p->applied(checkpoint, p->applied_arg);
+    if (rc == 0) return;
+    record_error(p, "confirming the read model in Redis", err);
+    if (redis_sync_broken(p->redis)) drop_redis(p);
 }
 
 /* Does "event" name "before" as the log's event before it? Only then may the two be applied
@@ -514,6 +536,12 @@ static int rebuild(struct projector *p, int64_t replace, const char *why)
     LOG(LOG_INFO,
         "projector: generation %" PRId64 " built with %" PRId64 " products up to seq %" PRId64,
         result.generation, result.products, result.checkpoint);
+    /* Built from the log by the projector itself, which applied nothing meanwhile: no command
+     * can have been answered "applied" for an event it lacks (after a FLUSHALL, queries need
+     * not wait for the log's head, which commands keep moving). */
+    if (confirmation_rebuilt(&p->confirmation, p->redis, p->store, result.checkpoint, err,
+                             sizeof(err)) < 0)
+        record_error(p, "confirming the rebuilt read model in Redis", err);
     return 0;
 }
 
@@ -604,12 +632,14 @@ static int load_generation(struct projector *p)
      * answer was lost may have run after all, or a rebuild ran): Redis read the checkpoint
      * after all of it, so forgetting every view now, before the checkpoint moves, is enough. */
     view_cache_forget_all(p->config.view_cache);
-    /* Rebuilt, or reloaded after Redis lost it (FLUSHALL): the confirmation may have gone too. */
-    confirmation_forget(&p->confirmation);
+    /* Rebuilt, or reloaded after Redis lost it (FLUSHALL): the confirmation may have gone too,
+     * and no command may answer "applied" from this checkpoint before it is looked for. */
+    atomic_store(&p->confirmed, 0);
     set_checkpoint(p, checkpoint); /* Redis' own, even if behind what we had */
     raise_head(p, checkpoint);
     atomic_store(&p->prefix_ours, 1); /* held, and its generation is a past of this catalog */
     set_state(p, PROJECTOR_CATCHING_UP);
+    confirm(p, 1);
     if (p->applied) p->applied(checkpoint, p->applied_arg);
     return 0;
 }
@@ -636,19 +666,8 @@ static void check_generation(struct projector *p)
         diverged(p, checkpoint, fingerprint, err, sizeof(err)) == 1)
         forget_generation(p);
     /* And is it still confirmed in this Redis? A FLUSHALL, or a hand, may have taken that. */
-    confirmation_forget(&p->confirmation);
-}
-
-/* Confirms the read model whole in this Redis once it is (confirmation.h). */
-static void confirm(struct projector *p)
-{
-    char err[256];
-    if (open_store(p) < 0) return;
-    if (confirmation_advance(&p->confirmation, p->redis, p->store, atomic_load(&p->checkpoint), err,
-                             sizeof(err)) == 0)
-        return;
-    record_error(p, "confirming the read model in Redis", err);
-    if (redis_sync_broken(p->redis)) drop_redis(p);
+    else
+        confirm(p, 1);
 }
 
 static void advance(struct projector *p, int64_t checkpoint)
@@ -974,6 +993,8 @@ static void set_following(struct projector *p, int following)
     }
     pthread_mutex_unlock(&p->status_lock);
     if (was == following) return;
+    /* One that follows answers by the leader's news; one that leads, once it confirmed. */
+    atomic_store(&p->confirmed, following);
     p->epoch = 0;
     forget_generation(p);
     pthread_mutex_lock(&p->lock); /* what the writer offered is for a leader only */
@@ -1045,7 +1066,7 @@ static void *projector_main(void *arg)
             continue;
         }
         if (p->generation == 0) continue; /* rebuilt: load it */
-        confirm(p);
+        if (!p->confirmation.confirmed) confirm(p, 0);
         if (!p->redis) continue;
         if (p->batch_count > 0 && p->batch_after != atomic_load(&p->checkpoint))
             clear_batch(p); /* fetched while Redis was away, for another checkpoint */
@@ -1092,6 +1113,7 @@ int projector_start(const struct projector_config *config,
     atomic_init(&p->unapplied_known_ms, 0);
     atomic_init(&p->redis_up, 0);
     atomic_init(&p->poked, 0);
+    atomic_init(&p->confirmed, 0);
     atomic_init(&p->parked_unsure, 0);
     atomic_init(&p->state, PROJECTOR_STARTING);
     atomic_init(&p->prefix_ours, 0);
@@ -1237,6 +1259,11 @@ int projector_prefix_ours(const struct projector *p)
 int64_t projector_checkpoint(const struct projector *p)
 {
     return atomic_load(&p->checkpoint);
+}
+
+int projector_applied(const struct projector *p, int64_t seq)
+{
+    return atomic_load(&p->confirmed) && atomic_load(&p->checkpoint) >= seq;
 }
 
 void projector_get_status(struct projector *p, struct projector_status *out)

@@ -108,6 +108,11 @@ int projector_seq_parked(struct projector *projector, int64_t seq);
 /* The last seq known to be in Redis, readable from any thread. */
 int64_t projector_checkpoint(const struct projector *projector);
 
+/* 1 when event "seq" is in Redis for queries to read: the checkpoint passed it, and the read
+ * model is confirmed in that Redis (readmodel/confirmed_run.h), or, for an instance that
+ * follows, the leader said so. Parked events aside (projector_seq_parked). Thread-safe. */
+int projector_applied(const struct projector *projector, int64_t seq);
+
 /* 1 while the projector is applying events as they come. Commands wait for their view only
  * then: when Redis is down, refusing writes or far behind, the view cannot appear in time and
  * they answer "pending" at once. */

@@ -665,8 +665,7 @@ static void check_generation(struct projector *p)
     if (rc == 1 || checkpoint != atomic_load(&p->checkpoint) ||
         diverged(p, checkpoint, fingerprint, err, sizeof(err)) == 1)
         forget_generation(p);
-    /* And is it still confirmed in this Redis? A FLUSHALL, or a hand, may have taken that. */
-    else
+    else /* still ours; and still confirmed in this Redis? A FLUSHALL, or a hand, may undo that */
         confirm(p, 1);
 }
 

@@ -31,11 +31,8 @@ int confirmation_connected(struct confirmation *c, struct redis_sync *redis, cha
     const char *info[] = {"INFO", "server"};
     redisReply *reply = redis_sync_command(redis, 2, info, NULL, why, sizeof(why));
     if (!reply) {
-        snprintf(err, errlen, "%s%s",
-                 redis_sync_broken(redis)
-                     ? "reading Redis' run id: "
-                     : "Redis refused INFO, which catalogd needs (grant +info): ",
-                 why);
+        snprintf(err, errlen, "%s: %s",
+                 redis_sync_broken(redis) ? "reading Redis' run id" : RUN_ID_REFUSED, why);
         return -1;
     }
     int rc = reply->type == REDIS_REPLY_STRING

@@ -5,9 +5,9 @@
  * A Redis process begins with its own run id. Every event answered as applied before it
  * began is in the log by then, so once the read model's checkpoint reaches the log's head as
  * read after connecting to it, the process holds them all; later events are applied to it in
- * order. A FLUSHALL, or the key deleted by hand, takes the confirmation away with the key,
- * and the same rule gives it again.
- * Owned by the projector thread. */
+ * order. A read model the projector has just rebuilt from the log holds them all at once. A
+ * FLUSHALL, or the key deleted by hand, takes the confirmation away with the key, and the same rule
+ * gives it again. Owned by the projector thread. */
 #ifndef CATALOGD_CONFIRMATION_H
 #define CATALOGD_CONFIRMATION_H
 

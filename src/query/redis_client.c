@@ -311,8 +311,7 @@ static void on_run_id(const redisReply *reply, void *arg)
     if (!reply) return;
     char why[200];
     if (reply->type == REDIS_REPLY_ERROR) {
-        snprintf(why, sizeof(why), "Redis refused INFO, which catalogd needs (grant +info): %.*s",
-                 (int)reply->len, reply->str);
+        snprintf(why, sizeof(why), RUN_ID_REFUSED ": %.*s", (int)reply->len, reply->str);
         disconnect(c, why);
     } else if (reply->type != REDIS_REPLY_STRING ||
                confirmed_run_parse(reply->str, reply->len, c->run_id) < 0) {

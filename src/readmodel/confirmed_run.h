@@ -19,6 +19,9 @@
 
 #define RUN_ID_LEN 40
 
+/* What a connection says when Redis refuses it the INFO its run id comes from. */
+#define RUN_ID_REFUSED "Redis refused INFO, which catalogd needs (grant +info)"
+
 /* Reads the run id out of "text" ("len" bytes, the reply to INFO server) into "out". Returns 0, or
  * -1 when the reply names none (not 40 hex digits on a line "run_id:"). */
 int confirmed_run_parse(const char *text, size_t len, char out[RUN_ID_LEN + 1]);

@@ -6,11 +6,13 @@
 #   1. installs missing Debian packages (as root; else prints the apt-get line and stops),
 #      builds catalogd (make all: -O2 -g) and the callgrind driver bench/hotpaths.c;
 #   2. counts instructions per iteration of the pure hot paths with callgrind, and measures
-#      what one dependent memory load costs on CPU1 by working-set size (bench/memlat.c);
+#      what one dependent memory load costs on CPU1 by working-set size (bench/memlat.c) and
+#      what one fdatasync costs on the disk the databases live on;
 #   3. for each repetition: starts a fresh Redis + catalogd and a fresh Redis + seed, preloads
 #      N products into each, then runs the scenarios, taking turns between systems (round
 #      robin, the starting system rotating per repetition) so drift hits all of them:
 #        get_by_id     GET /products/{id}, random over the N preloaded ids   catalogd seed nginx
+#                      (and nginx answering catalogd's own views, held in a map) nginx-views
 #                      (and catalogd's GET /health, a fixed body: no Redis)    catalogd-fixed
 #                      (and, on a catalogd serving HTTPS: wrk over TLS, h2load over h2)   https h2
 #        catalog_page  GET /catalog?limit=100&cursor=<random Link cursor>   catalogd (+ big)
@@ -220,10 +222,12 @@ start_seed() { # NAME: the seed's FastAPI app, run in place (read-only dir) with
 # The ceiling: nginx, NGINX_WORKERS worker(s) (1; 2 for the two-core runs), `return 200`
 # with a fixed body the size of a catalogd view. keepalive_requests is raised so nginx does
 # not close each connection every 1000 requests (catalogd never does). No '$' in the body:
-# nginx would read it as a variable.
+# nginx would read it as a variable. Given a MAP (tool.py views_map), it answers each path
+# with its view from that map instead: nginx serving the same views from memory.
 NGINX_BODY='{"id":"01a22256-d976-7000-b126-8c2720b242f3","sku":"P1764336446nginx-4242","name":"Bench product 4242","price":51.42,"stock":42,"available":true,"desc":"Bench product 4242 - 51.42","version":1,"created_at":"2026-11-28T13:27:26.838Z","updated_at":"2026-11-28T13:27:26.838Z"}'
-start_nginx() { # NAME
-    local port d=$WORK/$1
+start_nginx() { # NAME [MAP]
+    local port d=$WORK/$1 answer="return 200 '$NGINX_BODY'" include=""
+    if [ -n "${2:-}" ]; then answer='return 200 $view' include="include $2;"; fi
     port=$(freeport)
     mkdir -p "$d"
     cat >"$d/nginx.conf" <<EOF
@@ -240,10 +244,11 @@ http {
     fastcgi_temp_path $d/fastcgi;
     uwsgi_temp_path $d/uwsgi;
     scgi_temp_path $d/scgi;
+    $include
     server {
         listen 127.0.0.1:$port;
         default_type application/json;
-        location / { return 200 '$NGINX_BODY'; }
+        location / { $answer; }
     }
 }
 EOF
@@ -693,6 +698,11 @@ cc -O2 "$HERE/memlat.c" -o "$WORK/memlat" || die "building bench/memlat.c failed
 wait_quiet
 timeout 120 taskset -c 1 "$WORK/memlat" >>"$WORK/results.jsonl" || die "bench/memlat.c failed"
 log "== memory latency (ns per dependent load, by working set): $(tail -n 1 "$WORK/results.jsonl")"
+# What one fdatasync of a small append costs on the disk the databases live on: what every
+# batch of commands waits for before it is acknowledged.
+fsync=$("$PY" "$HERE/tool.py" fsync_latency "$WORK") || die "measuring fsync latency failed"
+"$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=fsync_latency summary="$fsync"
+log "== fsync latency (16 KiB appended, fdatasync): $fsync"
 
 # ---------------------------------------------------------------- 3. load
 if [ "$WITH_NGINX" = 1 ]; then start_nginx nginx; fi
@@ -744,17 +754,27 @@ for ((REP = 1; REP <= REPS; REP++)); do
         preload seed "$N" "$SEED_PRELOAD_CONNS" $((120 + N / 20))
         mem_record seed seed preload
     fi
-    if [ "$WITH_NGINX" = 1 ]; then cp "$WORK/ids-catalogd.txt" "$WORK/ids-nginx.txt"; PRODUCTS[nginx]=0; fi
+    if [ "$WITH_NGINX" = 1 ]; then
+        cp "$WORK/ids-catalogd.txt" "$WORK/ids-nginx.txt"
+        PRODUCTS[nginx]=0
+        # nginx serving this repetition's views, as catalogd answers them, from memory
+        "$PY" "$HERE/tool.py" views_map "${URL[catalogd]}" "$WORK/ids-catalogd.txt" \
+            "$WORK/views-r$REP.map" || die "fetching catalogd's views for nginx failed"
+        start_nginx nginx-views "$WORK/views-r$REP.map"
+        cp "$WORK/ids-catalogd.txt" "$WORK/ids-nginx-views.txt"
+        PRODUCTS[nginx-views]=0
+    fi
 
     # 4 hot products for the contention scenario; is the route there?
     STOCK_NOTE=$(hot_products catalogd)
 
     sys1="catalogd"
     [ "$WITH_SEED" = 1 ] && sys1="$sys1 seed"
-    [ "$WITH_NGINX" = 1 ] && sys1="$sys1 nginx"
+    [ "$WITH_NGINX" = 1 ] && sys1="$sys1 nginx nginx-views"
     # each system reads its own preloaded ids (the seed's are uuid4 strings; nginx gets
     # catalogd's, to request the same paths)
     for s in $(rotate $sys1); do measure "$s" get_by_id get_id.lua "$WORK/ids-$s.txt"; done
+    if [ "$WITH_NGINX" = 1 ]; then stop_system nginx-views; fi
     if [ "$WITH_NGINX" = 1 ] && [ "$NGINX_SAME_CORE" = 1 ]; then
         # the same nginx with wrk on its core (CPU1): what waking the other core costs here
         URL[nginx-same-core]=${URL[nginx]} SRV[nginx-same-core]=${SRV[nginx]} PRODUCTS[nginx-same-core]=0

@@ -25,6 +25,11 @@
         print JSON with the seconds until /admin/projection names another projecting instance
         and until a create there answers Projection: applied
   tool.py append --out F key=value...     append one JSON record (numbers parsed as numbers)
+  tool.py views_map BASE IDS_FILE MAP_OUT
+        GET each product of IDS_FILE and write an nginx map from its path to its view, byte for
+        byte: nginx serving the same views from memory (run.sh's nginx-views)
+  tool.py fsync_latency DIR               append 16 KiB to a file in DIR and fdatasync it, 200
+                                          times: print JSON {"median_ms", "p90_ms", "n"}
   tool.py redis_bytes PORT                where Redis's memory goes: MEMORY USAGE and TYPE of
                                           every key, summed by kind (see key_kind), as JSON
                                           {kind: {"keys": n, "bytes": b, "type": "string"}}
@@ -101,6 +106,43 @@ def stock(args):
         stocks[pid] = json.loads(body).get("stock") if r.status == 200 else "HTTP %d" % r.status
     nums = [v for v in stocks.values() if isinstance(v, int)]
     print(json.dumps({"stocks": stocks, "min": min(nums) if len(nums) == len(stocks) else None}))
+
+
+def views_map(args):
+    host, port = loopback(args[0])
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    with open(args[2], "w") as out:
+        # nginx reads "$" in a value as a variable: a geo with one default value spells it
+        out.write('geo $dollar { default "$"; }\nmap_hash_max_size 262144;\n'
+                  'map_hash_bucket_size 128;\nmap $uri $view {\n')
+        for line in open(args[1]):
+            path = "/products/" + line.strip()
+            conn.request("GET", path)
+            r = conn.getresponse()
+            view = r.read().decode()
+            if r.status != 200 or "'" in view or "\\" in view:
+                sys.exit("GET %s -> %d %r: not a view an nginx map can hold" % (
+                    path, r.status, view[:200]))
+            out.write("    %s '%s';\n" % (path, view.replace("$", "${dollar}")))
+        out.write("}\n")
+
+
+def fsync_latency(args):
+    path = os.path.join(args[0], "fsync-latency.bin")
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    took = []
+    try:
+        for _ in range(200):
+            os.write(fd, b"x" * 16384)
+            t0 = time.perf_counter()
+            os.fdatasync(fd)
+            took.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    took.sort()
+    print(json.dumps({"median_ms": round(took[len(took) // 2], 3),
+                      "p90_ms": round(took[len(took) * 9 // 10], 3), "n": len(took)}))
 
 
 def metrics_text(base):
@@ -493,7 +535,8 @@ def main():
     {"freeport": lambda a: freeport(), "page": page, "stock": stock, "snap": snap,
      "batches": batches, "record": record, "append": append, "h2load_result": h2load_result,
      "redis_bytes": redis_bytes, "pgbench_result": pgbench_result,
-     "takeover": takeover, "view_cache": view_cache}[cmd](args)
+     "takeover": takeover, "view_cache": view_cache, "views_map": views_map,
+     "fsync_latency": fsync_latency}[cmd](args)
 
 
 if __name__ == "__main__":

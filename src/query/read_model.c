@@ -7,6 +7,9 @@
  *   a view by sku:  one script that reads the generation, the sku entry and the view
  *   a catalog page: MULTI, the generation check, ZRANGEBYLEX and ZCARD of each view set it
  *                   lists, EXEC; the views of both sets are merged by id
+ * A Redis out of memory refuses every command queued in a transaction, reads included, but
+ * runs a script that only reads: a transaction it refused is made again as TRANSACTION_SCRIPT,
+ * so that the read model is served while Redis cannot be written to.
  * The generation check is MGET {prefix}:gen-v2 {prefix}:confirmed-run, then GET of the
  * checkpoint of the generation the read is made in: a pointer to a generation that is not
  * there names none, and a Redis not known to hold every event applied (one back with an
@@ -53,6 +56,27 @@ static struct script BY_SKU_SCRIPT =
            "if not id then return {gen, false, run, checkpoint} end\n"
            "return {gen, view_of(base, id) or false, run, checkpoint}\n");
 
+/* ARGV: commands, each its number of arguments then its arguments. Runs them in turn and
+ * replies as EXEC would: an array of their replies, an error among them where one failed. */
+static struct script TRANSACTION_SCRIPT =
+    SCRIPT("local replies, i = {}, 1\n"
+           "while i <= #ARGV do\n"
+           "  local n = tonumber(ARGV[i])\n"
+           "  replies[#replies + 1] = redis.pcall(unpack(ARGV, i + 1, i + n))\n"
+           "  i = i + n + 1\n"
+           "end\n"
+           "return replies\n");
+
+/* A read made in one transaction: its commands, the generation check's first. */
+#define TRANSACTION_COMMANDS_MAX 6
+#define TRANSACTION_ARGS_MAX     32
+
+struct command {
+    int argc;
+    const char *const *argv;
+    const size_t *lens;
+};
+
 enum read_kind { READ_VIEW, READ_BY_SKU, READ_PAGE };
 
 struct read {
@@ -70,6 +94,7 @@ struct read {
     int64_t generation; /* the one the read is made in */
     int64_t floor;      /* the applied floor when the read was sent */
     int evaluated;      /* READ_BY_SKU: sent as EVAL after NOSCRIPT */
+    int as_script;      /* made in a transaction that Redis refused: now TRANSACTION_SCRIPT */
     int cacheable;      /* READ_VIEW: its view may go to the cache, with "ticket" */
     struct view_cache_ticket ticket;
     char argument[LAYOUT_KEY_MAX]; /* the id or sku */
@@ -225,41 +250,104 @@ static int retry(struct read *read, int64_t gen, int (*send)(struct read *read))
     return 0;
 }
 
-/* Sends MULTI, the MGET of the generation and the confirmed run and the GET of the
- * checkpoint of the generation the read is made in, the start of a read made in one
- * transaction; the caller queues its reads and ends with
- * EXEC, whose reply is the only one that matters (its first two elements read by
- * page_live_generation). The client is connected for all of them or for none: returns -1 when
- * it is not. */
-static const char *const EXEC[] = {"EXEC"};
-static const size_t EXEC_LEN[] = {4};
+/* The generation check's two commands: MGET of the generation and the confirmed run, and GET
+ * of the checkpoint of the generation reads are made in now. */
+struct generation_check {
+    char checkpoint_key[LAYOUT_KEY_MAX];
+    const char *pointer[3], *checkpoint[2];
+    size_t pointer_lens[3], checkpoint_lens[2];
+};
 
-/* Queues MGET of the generation and the confirmed run ("on_pointer") and GET of the
- * checkpoint of the generation reads are made in now ("on_checkpoint", with
+static void generation_check_init(struct read_model *rm, struct generation_check *check)
+{
+    check->pointer[0] = "MGET";
+    check->pointer[1] = rm->gen_key;
+    check->pointer[2] = rm->confirmed_key;
+    check->pointer_lens[0] = 4;
+    check->pointer_lens[1] = strlen(rm->gen_key);
+    check->pointer_lens[2] = strlen(rm->confirmed_key);
+    check->checkpoint[0] = "GET";
+    check->checkpoint[1] = check->checkpoint_key;
+    check->checkpoint_lens[0] = 3;
+    check->checkpoint_lens[1] = layout_key(KEY_CHECKPOINT, rm->base, NULL, 0, check->checkpoint_key,
+                                           sizeof(check->checkpoint_key));
+}
+
+/* Queues the generation check, its replies to "on_pointer" and "on_checkpoint" (with
  * "checkpoint_arg"). Returns -1 when Redis is not connected. */
 static int call_generation_check(struct read_model *rm, redis_reply_fn on_pointer,
                                  redis_reply_fn on_checkpoint, void *checkpoint_arg)
 {
-    char checkpoint[LAYOUT_KEY_MAX];
-    size_t checkpoint_len =
-        layout_key(KEY_CHECKPOINT, rm->base, NULL, 0, checkpoint, sizeof(checkpoint));
-    const char *pointer[] = {"MGET", rm->gen_key, rm->confirmed_key};
-    const size_t pointer_lens[] = {4, strlen(rm->gen_key), strlen(rm->confirmed_key)};
-    const char *get_checkpoint[] = {"GET", checkpoint};
-    const size_t get_checkpoint_lens[] = {3, checkpoint_len};
-    if (!redis_client_call(rm->client, on_pointer, rm, 3, pointer, pointer_lens)) return -1;
-    redis_client_call(rm->client, on_checkpoint, checkpoint_arg, 2, get_checkpoint,
-                      get_checkpoint_lens);
+    struct generation_check check;
+    generation_check_init(rm, &check);
+    if (!redis_client_call(rm->client, on_pointer, rm, 3, check.pointer, check.pointer_lens))
+        return -1;
+    redis_client_call(rm->client, on_checkpoint, checkpoint_arg, 2, check.checkpoint,
+                      check.checkpoint_lens);
     return 0;
 }
 
-static int begin_multi_with_generation(struct read_model *rm)
+static const char *const MULTI[] = {"MULTI"};
+static const size_t MULTI_LEN[] = {5};
+static const char *const EXEC[] = {"EXEC"};
+static const size_t EXEC_LEN[] = {4};
+
+/* Sends a read made in one transaction: the generation check, then the "count" "commands".
+ * "on_exec" gets one reply, an array of theirs (its first two read by page_live_generation):
+ * EXEC's, or TRANSACTION_SCRIPT's once Redis refused the transaction (made_again_as_script).
+ * Returns -1 when Redis is not connected. */
+static int send_transaction(struct read *read, const struct command *commands, int count,
+                            redis_reply_fn on_exec)
 {
-    const char *multi[] = {"MULTI"};
-    const size_t multi_len[] = {5};
-    if (!redis_client_call(rm->client, NULL, NULL, 1, multi, multi_len)) return -1;
-    call_generation_check(rm, NULL, NULL, NULL);
-    return 0;
+    struct read_model *rm = read->rm;
+    struct generation_check check;
+    generation_check_init(rm, &check);
+    struct command all[TRANSACTION_COMMANDS_MAX] = {{3, check.pointer, check.pointer_lens},
+                                                    {2, check.checkpoint, check.checkpoint_lens}};
+    assert(count + 2 <= TRANSACTION_COMMANDS_MAX);
+    memcpy(all + 2, commands, (size_t)count * sizeof(*commands));
+    count += 2;
+    if (!read->as_script) {
+        if (!redis_client_call(rm->client, NULL, NULL, 1, MULTI, MULTI_LEN)) return -1;
+        for (int i = 0; i < count; i++)
+            redis_client_call(rm->client, NULL, NULL, all[i].argc, all[i].argv, all[i].lens);
+        call(read, 0, on_exec, 1, EXEC, EXEC_LEN); /* connected: cannot fail now */
+        return 0;
+    }
+    /* EVAL, not EVALSHA: this runs only while Redis refuses transactions, and needs no
+     * NOSCRIPT round trip after a restart. */
+    const char *argv[3 + TRANSACTION_COMMANDS_MAX + TRANSACTION_ARGS_MAX];
+    size_t lens[3 + TRANSACTION_COMMANDS_MAX + TRANSACTION_ARGS_MAX];
+    char counts[TRANSACTION_COMMANDS_MAX][DIGITS_U64_MAX];
+    argv[0] = "EVAL";
+    lens[0] = 4;
+    argv[1] = script_text(&TRANSACTION_SCRIPT, &lens[1]);
+    argv[2] = "0";
+    lens[2] = 1;
+    int argc = 3;
+    for (int i = 0; i < count; i++) {
+        assert(argc + 1 + all[i].argc <= 3 + TRANSACTION_COMMANDS_MAX + TRANSACTION_ARGS_MAX);
+        argv[argc] = counts[i];
+        lens[argc++] = digits_u64(counts[i], (uint64_t)all[i].argc);
+        memcpy(argv + argc, all[i].argv, (size_t)all[i].argc * sizeof(*argv));
+        memcpy(lens + argc, all[i].lens, (size_t)all[i].argc * sizeof(*lens));
+        argc += all[i].argc;
+    }
+    return call(read, 0, on_exec, argc, argv, lens) ? 0 : -1;
+}
+
+/* Redis refused the read's transaction (EXECABORT: out of memory, it refuses every command
+ * queued in one): the read is made again, once, as TRANSACTION_SCRIPT. Returns 1 when it
+ * was (or failed to be, and was answered). */
+static int made_again_as_script(struct read *read, const redisReply *reply,
+                                int (*send)(struct read *read))
+{
+    if (read->as_script || reply->type != REDIS_REPLY_ERROR ||
+        strncmp(reply->str, "EXECABORT", 9) != 0)
+        return 0;
+    read->as_script = 1;
+    if (send(read) < 0) deliver(read, READ_UNAVAILABLE, NULL);
+    return 1;
 }
 
 /* ---- a view by id ---- */
@@ -381,7 +469,8 @@ static int send_view(struct read *read)
 static void on_view_in_both_sets(const redisReply *reply, void *arg)
 {
     struct read *read = arg;
-    if (!take_reply(read, 0, reply)) return;
+    if (!take_reply(read, 0, reply) || made_again_as_script(read, reply, send_view_in_both_sets))
+        return;
     const redisReply *in_stock, *out_of_stock;
     int64_t seen =
         reply->type == REDIS_REPLY_ARRAY && reply->elements == 4
@@ -411,14 +500,13 @@ static int send_view_in_both_sets(struct read *read)
         layout_view_bound('[', read->argument, read->argument_len, 0, low, sizeof(low));
     size_t high_len =
         layout_view_bound('(', read->argument, read->argument_len, 1, high, sizeof(high));
-    if (begin_multi_with_generation(rm) < 0) return -1;
-    for (int set = 0; set < 2; set++) {
-        const char *range[] = {"ZRANGEBYLEX", keys[set], low, high};
-        const size_t range_lens[] = {11, key_lens[set], low_len, high_len};
-        redis_client_call(rm->client, NULL, NULL, 4, range, range_lens);
-    }
-    call(read, 0, on_view_in_both_sets, 1, EXEC, EXEC_LEN);
-    return 0;
+    const char *ranges[2][4] = {{"ZRANGEBYLEX", keys[0], low, high},
+                                {"ZRANGEBYLEX", keys[1], low, high}};
+    const size_t range_lens[2][4] = {{11, key_lens[0], low_len, high_len},
+                                     {11, key_lens[1], low_len, high_len}};
+    const struct command commands[] = {{4, ranges[0], range_lens[0]},
+                                       {4, ranges[1], range_lens[1]}};
+    return send_transaction(read, commands, 2, on_view_in_both_sets);
 }
 
 static struct read *start(struct read *read, int (*send)(struct read *read))
@@ -546,7 +634,7 @@ static int send_page(struct read *read);
 static void on_page(const redisReply *reply, void *arg)
 {
     struct read *read = arg;
-    if (!take_reply(read, 0, reply)) return;
+    if (!take_reply(read, 0, reply) || made_again_as_script(read, reply, send_page)) return;
     struct read_model *rm = read->rm;
     struct page_reply page;
     int sets = read->in_stock ? 1 : 2;
@@ -608,17 +696,23 @@ static int send_page(struct read *read)
     low[0] = '-';
     if (read->after[0])
         low_len = layout_view_bound('(', read->after, UUID_TEXT_LEN, 1, low, sizeof(low));
-    if (begin_multi_with_generation(rm) < 0) return -1;
-    for (int set = 0; set < (read->in_stock ? 1 : 2); set++) {
+    const char *ranges[2][7], *cards[2][2];
+    size_t range_lens[2][7], card_lens[2][2];
+    struct command commands[4];
+    int sets = read->in_stock ? 1 : 2;
+    for (int set = 0; set < sets; set++) {
         const char *range[] = {"ZRANGEBYLEX", keys[set], low, "+", "LIMIT", "0", counts[set]};
         const size_t range_len[] = {11, key_lens[set], low_len, 1, 5, 1, count_lens[set]};
-        const char *card[] = {"ZCARD", keys[set]};
-        const size_t card_len[] = {5, key_lens[set]};
-        redis_client_call(rm->client, NULL, NULL, 7, range, range_len);
-        redis_client_call(rm->client, NULL, NULL, 2, card, card_len);
+        memcpy(ranges[set], range, sizeof(range));
+        memcpy(range_lens[set], range_len, sizeof(range_len));
+        cards[set][0] = "ZCARD";
+        cards[set][1] = keys[set];
+        card_lens[set][0] = 5;
+        card_lens[set][1] = key_lens[set];
+        commands[2 * set] = (struct command){7, ranges[set], range_lens[set]};
+        commands[2 * set + 1] = (struct command){2, cards[set], card_lens[set]};
     }
-    call(read, 0, on_page, 1, EXEC, EXEC_LEN);
-    return 0;
+    return send_transaction(read, commands, 2 * sets, on_page);
 }
 
 struct read *read_model_catalog_page(struct read_model *rm, int in_stock, const char *after,

@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+import redis
 import requests
 
 from conftest import (BACKEND, PREFIX, RedisProc, Server, Stack, append_unreadable_event, bulk_create,
@@ -846,6 +847,43 @@ def test_commands_answer_pending_at_once_when_redis_refuses_writes(fresh):
     finally:
         fresh.r.config_set("maxmemory", "0")
     wait_until(lambda: projection_of(fresh)["lag_events"] == 0, 10, what="the backlog")
+    assert_converges(fresh)
+
+
+def test_the_read_model_is_served_while_redis_refuses_writes(stack_factory):
+    """Redis at its maxmemory (noeviction, the policy catalogd asks for) refuses writes, and
+    refuses every command queued in a MULTI, reads included. Defect: every catalog page, and a
+    GET of any product out of stock (its second look reads both sets in one MULTI), answered
+    503 "the read model gave an unexpected answer", while the views were all there to read.
+    Those reads are now made again as a script that only reads, which Redis runs out of
+    memory: every query answers as before, commands answer pending, /ready says why."""
+    fresh = stack_factory("oom-reads", ["--view-cache-mb", "0"])  # every GET reads Redis
+    made = [fresh.create(sku=uniq_sku("OOM"), stock=k % 2)[1] for k in range(7)]
+    wait_until(lambda: projection_of(fresh)["lag_events"] == 0, 10, what="the creates applied")
+    second_page = fresh.get("/catalog?limit=3").links["next"]["url"].replace(fresh.base, "")
+    paths = [f"/products/{v['id']}" for v in made] + \
+            [f"/products/by-sku/{v['sku']}" for v in made[:2]] + \
+            ["/catalog", "/catalog?limit=3", second_page, "/catalog?in_stock=true&limit=2"]
+    before = {path: fresh.get(path) for path in paths}
+    assert all(r.status_code == 200 for r in before.values()), \
+        {p: r.status_code for p, r in before.items()}
+    fresh.r.config_set("maxmemory", "1")
+    fresh.r.config_set("maxmemory-policy", "noeviction")
+    try:
+        with pytest.raises(redis.exceptions.ResponseError, match="OOM"):
+            fresh.r.set("catalogd-test:oom", "x")  # Redis does refuse writes now
+        for _ in range(3):
+            for path in paths:
+                r = fresh.get(path)
+                assert (r.status_code, r.text) == (200, before[path].text), (path, r.text)
+        answer = patch(fresh, made[0]["id"], {"name": "while full"})
+        assert answer.status_code == 200 and answer.headers["Projection"] == "pending"
+        ready = requests.get(fresh.url("/ready"), timeout=5)
+        assert ready.status_code == 503 and "OOM" in ready.json()["reasons"]["redis"], ready.text
+    finally:
+        fresh.r.config_set("maxmemory", "0")
+    wait_until(lambda: fresh.get(f"/products/{made[0]['id']}").json()["name"] == "while full",
+               10, what="the change made while Redis was full to be applied")
     assert_converges(fresh)
 
 

@@ -272,6 +272,20 @@ static int open_store(struct projector *p)
     return -1;
 }
 
+/* Brings the applied floor down to the log's head, should the log have gone back in time (a
+ * backup restored): the events it lost can never be applied again (applied_floor.h). Quiet
+ * when the log cannot be read: the projector's own reads report that. */
+static void cap_floor(struct projector *p)
+{
+    char err[256];
+    int64_t before = applied_floor_get(p->config.applied_floor), head;
+    if (before == 0 ||
+        (!p->store && store_open_reader(p->db_path, &p->store, err, sizeof(err)) < 0))
+        return;
+    if (store_head_seq(p->store, &head) == 0)
+        applied_floor_cap(p->config.applied_floor, before, head);
+}
+
 /* Moves the confirmation on (confirmation.h), reading the key again first when "recheck", and
  * says whether commands may answer "applied" (projector_applied): not from a Redis whose
  * queries answer 503 unconfirmed. The commands that waited are let go once it is confirmed. */
@@ -389,27 +403,6 @@ static void forget_head_beyond_log(struct projector *p, uint64_t notices_before_
     pthread_mutex_lock(&p->lock);
     if (p->notices == notices_before_read && atomic_load(&p->head) > p->batch_after)
         atomic_store(&p->head, p->batch_after);
-    pthread_mutex_unlock(&p->lock);
-}
-
-/* Brings the applied floor and the head down to the log's head, should the log have gone back
- * in time (a backup restored): the events it lost can never be applied again
- * (applied_floor.h), and a head that counts them is a lag that never clears. The head stays
- * where a commit notified since the read began put it: that one may be past the read's
- * snapshot (forget_head_beyond_log). Quiet when the log cannot be read: the projector's own
- * reads report that. */
-static void cap_to_log_head(struct projector *p)
-{
-    char err[256];
-    int64_t before = applied_floor_get(p->config.applied_floor), head;
-    uint64_t notices = notices_so_far(p);
-    if ((before == 0 && atomic_load(&p->head) == 0) ||
-        (!p->store && store_open_reader(p->db_path, &p->store, err, sizeof(err)) < 0) ||
-        store_head_seq(p->store, &head) != 0)
-        return;
-    applied_floor_cap(p->config.applied_floor, before, head);
-    pthread_mutex_lock(&p->lock);
-    if (p->notices == notices && atomic_load(&p->head) > head) atomic_store(&p->head, head);
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -620,7 +613,7 @@ static int load_generation(struct projector *p)
         LOG(LOG_ERROR, "projector: %s", err);
         return rebuild(p, gen, "the read model diverged from the write model");
     }
-    cap_to_log_head(p);
+    cap_floor(p);
     struct apply_target target = {p->prefix, gen, NULL, 0};
     int64_t parked = 0;
     parked_set_clear(p->parked);
@@ -1017,8 +1010,8 @@ static void set_following(struct projector *p, int following)
  * only notices when the leader went quiet. */
 static void follow(struct projector *p)
 {
-    if (clock_mono_ms() >= p->next_cap_ms) { /* the leader's news raise them; the log lowers them */
-        cap_to_log_head(p);
+    if (clock_mono_ms() >= p->next_cap_ms) { /* the leader's news raise it; the log lowers it */
+        cap_floor(p);
         p->next_cap_ms = clock_mono_ms() + CHECK_EVERY_MS;
     }
     pthread_mutex_lock(&p->status_lock);
@@ -1222,7 +1215,6 @@ void projector_take_news(struct projector *p, const struct projection_news *news
             parked_set_add(p->parked, news->parked[i]);
     }
     p->news_ms = clock_mono_ms();
-    int64_t heard_generation = p->status.generation;
     p->status.generation = news->generation;
     p->status.parked_events = news->parked_total;
     p->status.state = (enum projector_state)state;
@@ -1241,17 +1233,10 @@ void projector_take_news(struct projector *p, const struct projection_news *news
                      clock_mono_ms() + PREFIX_HOLD_TTL_MS - PREFIX_HOLD_EVERY_MS);
     atomic_store(&p->redis_up, 1);
     /* Checkpoints of one generation only grow, and a rebuilt one starts at least where the old
-     * one was (built from the log's head, and caught up before it is switched to): the highest
-     * heard is the one to wait for. Only a log that went back in time (a backup restored) has
-     * a generation rebuilt lower. Its checkpoint is then the one to wait for: the seqs above
-     * it were the lost events', and are taken again by others, which the writer answers
-     * "pending" while the known checkpoint is past them (mark_seqs_taken_again). Kept, the
-     * lost events' checkpoint would have every command here answer "pending" until the log
-     * passed it again. */
+     * one was: the highest heard is the one to wait for. */
     int64_t checkpoint = atomic_load(&p->checkpoint);
     applied_floor_raise(p->config.applied_floor, news->checkpoint);
-    int rebuilt_lower = news->generation != heard_generation && news->checkpoint < checkpoint;
-    if (news->checkpoint > checkpoint || rebuilt_lower) {
+    if (news->checkpoint > checkpoint) {
         atomic_store(&p->checkpoint, news->checkpoint);
         checkpoint = news->checkpoint;
     }

@@ -859,48 +859,6 @@ def test_a_rebuild_asked_for_after_postgresql_restarted_runs(private_pg):
         c.stop()
 
 
-def test_instances_that_follow_answer_applied_again_soon_after_a_backup_restored(cluster):
-    """A backup restored under the cluster: the log goes back 30 events, and the next commands
-    take seqs that the lost events had. The instances that follow had heard of the lost
-    events' checkpoint, and only ever raised it. Defect: each took every command it served for
-    one whose seq was taken again, and answered `Projection: pending` until the log passed the
-    old head (after a backup a day old, for a day), and reported the lost events' checkpoint
-    meanwhile. They now take the checkpoint of the generation the projecting instance rebuilt,
-    however lower, and the log's head."""
-    c = cluster
-    for name in INSTANCES:
-        assert c.create(name).status_code == 201
-    wait_caught_up(c)
-    backup = c.tmp / "backup.dump"
-    c.db.dump(backup)
-    lost = [c.create(INSTANCES[k % 3]).json()["id"] for k in range(30)]
-    wait_caught_up(c)
-    c.db.restore(backup)  # ends every connection: the projecting instance may change
-    for name in INSTANCES:
-        wait_until(lambda name=name: c.get(name, "/ready").status_code == 200, 30, interval=0.2,
-                   what=f"/ready of {name} after the restore")
-    leader, _ = projecting_instance(c)
-    made = []
-    for follower in (n for n in INSTANCES if n != leader):
-        answers = []
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len(answers) < 10:  # 20 in all, under 30 lost
-            r = c.create(follower)
-            assert r.status_code == 201, (follower, r.status_code, r.text)
-            answers.append(r.headers["Projection"])
-            made.append(r.json()["id"])
-            if answers[-1] == "applied":
-                assert c.get(follower, f"/products/{made[-1]}").status_code == 200
-                break
-            time.sleep(1)
-        assert answers[-1] == "applied", f"{follower} answered {answers} after the restore"
-    wait_caught_up(c)
-    assert_everything_readable(c, made)
-    for pid in lost:
-        assert c.get(leader, f"/products/{pid}").status_code == 404
-    assert_verify_ok(c)
-
-
 def rebuild_on(c, name, products):
     """POST /admin/rebuild to instance "name"; waits until it has run and checks that it built
     the live generation with "products" products. One at a time: a rebuild holds the lock."""

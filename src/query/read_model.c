@@ -696,23 +696,18 @@ static int send_page(struct read *read)
     low[0] = '-';
     if (read->after[0])
         low_len = layout_view_bound('(', read->after, UUID_TEXT_LEN, 1, low, sizeof(low));
-    const char *ranges[2][7], *cards[2][2];
-    size_t range_lens[2][7], card_lens[2][2];
-    struct command commands[4];
-    int sets = read->in_stock ? 1 : 2;
-    for (int set = 0; set < sets; set++) {
-        const char *range[] = {"ZRANGEBYLEX", keys[set], low, "+", "LIMIT", "0", counts[set]};
-        const size_t range_len[] = {11, key_lens[set], low_len, 1, 5, 1, count_lens[set]};
-        memcpy(ranges[set], range, sizeof(range));
-        memcpy(range_lens[set], range_len, sizeof(range_len));
-        cards[set][0] = "ZCARD";
-        cards[set][1] = keys[set];
-        card_lens[set][0] = 5;
-        card_lens[set][1] = key_lens[set];
-        commands[2 * set] = (struct command){7, ranges[set], range_lens[set]};
-        commands[2 * set + 1] = (struct command){2, cards[set], card_lens[set]};
-    }
-    return send_transaction(read, commands, 2 * sets, on_page);
+    const char *ranges[2][7] = {{"ZRANGEBYLEX", keys[0], low, "+", "LIMIT", "0", counts[0]},
+                                {"ZRANGEBYLEX", keys[1], low, "+", "LIMIT", "0", counts[1]}};
+    const size_t range_lens[2][7] = {{11, key_lens[0], low_len, 1, 5, 1, count_lens[0]},
+                                     {11, key_lens[1], low_len, 1, 5, 1, count_lens[1]}};
+    const char *cards[2][2] = {{"ZCARD", keys[0]}, {"ZCARD", keys[1]}};
+    const size_t card_lens[2][2] = {{5, key_lens[0]}, {5, key_lens[1]}};
+    /* The in-stock set's range and size, then the out-of-stock set's unless in stock only. */
+    const struct command commands[] = {{7, ranges[0], range_lens[0]},
+                                       {2, cards[0], card_lens[0]},
+                                       {7, ranges[1], range_lens[1]},
+                                       {2, cards[1], card_lens[1]}};
+    return send_transaction(read, commands, read->in_stock ? 2 : 4, on_page);
 }
 
 struct read *read_model_catalog_page(struct read_model *rm, int in_stock, const char *after,

@@ -1,5 +1,6 @@
 /* leadership.c - the thread that keeps asking the store whether this instance leads.
- * Invariant: a check that fails clears "leading" before anyone can read a stale 1 again. */
+ * Invariant: a check that fails clears "leading" before anyone can read a stale 1 again, and
+ * each time "leading" turns 1 again the term counts one more. */
 #include "projection/leadership.h"
 
 #include <errno.h>
@@ -18,7 +19,9 @@ struct leadership {
     char db_path[4096];
     char instance_id[128];
     pthread_t thread;
-    atomic_int leading;
+    /* The term times two, plus 1 while this instance leads: one word, so that a reader sees
+     * a leading and a term that go together. Written by the thread only. */
+    _Atomic uint64_t term_and_leading;
 
     pthread_mutex_t lock;
     pthread_cond_t wake; /* a confirmation asked for, or stopping */
@@ -33,6 +36,24 @@ struct leadership {
     struct store *store; /* owned by the thread */
 };
 
+/* Clears "leading"; returns whether it was set. */
+static int lose(struct leadership *l)
+{
+    uint64_t was = atomic_load(&l->term_and_leading);
+    atomic_store(&l->term_and_leading, was & ~(uint64_t)1);
+    return (int)(was & 1);
+}
+
+/* Sets "leading" to the store's answer, a new term when it turns 1; returns whether it changed. */
+static int set_leading(struct leadership *l, int leading)
+{
+    uint64_t was = atomic_load(&l->term_and_leading);
+    if ((was & 1) == (leading != 0)) return 0;
+    if (!leading) return lose(l);
+    atomic_store(&l->term_and_leading, ((was >> 1) + 1) << 1 | 1);
+    return 1;
+}
+
 /* One question to the store. Logs each change of who leads. */
 static void check(struct leadership *l)
 {
@@ -42,13 +63,11 @@ static void check(struct leadership *l)
     int64_t epoch_above = l->epoch_above;
     pthread_mutex_unlock(&l->lock);
     if (!l->store && store_open_reader(l->db_path, &l->store, err, sizeof(err)) < 0) {
-        if (atomic_exchange(&l->leading, 0))
-            LOG(LOG_WARN, "leadership: lost (cannot reach the write model: %s)", err);
+        if (lose(l)) LOG(LOG_WARN, "leadership: lost (cannot reach the write model: %s)", err);
     } else if (store_lead(l->store, l->instance_id, epoch_above, &answer) < 0) {
-        if (atomic_exchange(&l->leading, 0))
-            LOG(LOG_WARN, "leadership: lost (%s)", store_errmsg(l->store));
+        if (lose(l)) LOG(LOG_WARN, "leadership: lost (%s)", store_errmsg(l->store));
         answer.instance_id[0] = '\0';
-    } else if (answer.leading != atomic_exchange(&l->leading, answer.leading)) {
+    } else if (set_leading(l, answer.leading)) {
         if (answer.leading)
             LOG(LOG_INFO, "leadership: this instance projects now");
         else
@@ -96,9 +115,11 @@ struct leadership *leadership_start(const char *db_path, const char *instance_id
     return l;
 }
 
-int leadership_leading(struct leadership *l)
+int leadership_leading(struct leadership *l, uint64_t *term)
 {
-    return atomic_load(&l->leading);
+    uint64_t now = atomic_load(&l->term_and_leading);
+    if (term) *term = now >> 1;
+    return (int)(now & 1);
 }
 
 int leadership_confirm(struct leadership *l, int timeout_ms, int64_t epoch_above, int64_t *epoch)
@@ -114,7 +135,7 @@ int leadership_confirm(struct leadership *l, int timeout_ms, int64_t epoch_above
     int timed_out = 0;
     while (l->checks < wanted && !l->stopping && !timed_out)
         timed_out = pthread_cond_timedwait(&l->done, &l->lock, &deadline) == ETIMEDOUT;
-    int confirmed = l->checks >= wanted && atomic_load(&l->leading);
+    int confirmed = l->checks >= wanted && leadership_leading(l, NULL);
     *epoch = l->epoch;
     pthread_mutex_unlock(&l->lock);
     return confirmed;

@@ -19,8 +19,11 @@ struct leadership;
  * NULL when the thread cannot start (a store that cannot be opened is retried, not fatal). */
 struct leadership *leadership_start(const char *db_path, const char *instance_id);
 
-/* 1 while this instance holds the lock, as of the last check. Thread-safe, cheap. */
-int leadership_leading(struct leadership *l);
+/* 1 while this instance holds the lock, as of the last check, with the number of the term
+ * in "*term" (unless NULL): it counts the times this instance began to lead, so a caller that
+ * looks now and then learns that the lock was lost and won again between two looks, which
+ * "leading" alone would not tell it. Thread-safe, cheap. */
+int leadership_leading(struct leadership *l, uint64_t *term);
 
 /* Asks the store again now and waits for the answer (at most "timeout_ms"): 1 if this
  * instance leads, with the epoch of its term in "*epoch" (the store hands out a greater one

@@ -91,6 +91,7 @@ struct projector {
     uint64_t error_logged_ms;       /* guarded by status_lock */
     uint64_t errors_unlogged;       /* guarded by status_lock */
     int following;                  /* guarded by status_lock: another instance projects */
+    uint64_t term;                  /* the leadership term this one leads in (leadership.h) */
     uint64_t news_ms;               /* guarded by status_lock: when its last news came */
     /* 1 while this instance follows and may not know every event parked before its
      * checkpoint: it knows them only if it heard every news since the leader last said none
@@ -979,19 +980,23 @@ static int keeps_prefix(struct projector *p)
     return 0;
 }
 
-/* Several instances: this one leads from now on, or follows from now on. */
-static void set_following(struct projector *p, int following)
+/* Several instances: this one leads from now on, in leadership term "term", or follows from
+ * now on. A leader whose term changed lost the lock and won it again between two looks:
+ * another instance may have led meanwhile, so it begins again as one that saw the loss, and
+ * takes the epoch of its new term. */
+static void set_following(struct projector *p, int following, uint64_t term)
 {
     pthread_mutex_lock(&p->status_lock);
-    int was = p->following;
-    if (was != following) {
+    int same = p->following == following && (following || p->term == term);
+    if (!same) {
         p->following = following;
+        p->term = term;
         p->news_ms = 0;
         p->status.epoch = 0;
         atomic_store(&p->parked_unsure, following); /* a leader knows its own */
     }
     pthread_mutex_unlock(&p->status_lock);
-    if (was == following) return;
+    if (same) return;
     /* One that follows answers by the leader's news; one that leads, once it confirmed. */
     atomic_store(&p->confirmed, following);
     p->epoch = 0;
@@ -1034,8 +1039,9 @@ static void *projector_main(void *arg)
     struct projector *p = arg;
     while (!should_stop(p)) {
         if (p->config.leadership) {
-            int leading = leadership_leading(p->config.leadership);
-            set_following(p, !leading);
+            uint64_t term;
+            int leading = leadership_leading(p->config.leadership, &term);
+            set_following(p, !leading, term);
             if (!leading) {
                 follow(p);
                 continue;

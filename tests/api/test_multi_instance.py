@@ -778,6 +778,54 @@ def test_a_frozen_projector_is_replaced_and_fenced_when_it_wakes(cluster):
     assert_verify_ok(cluster)
 
 
+def test_a_projector_that_missed_losing_its_lead_takes_the_epoch_of_its_new_term(cluster):
+    """The projecting instance's sessions are cut by PostgreSQL (its lock goes with them) and it
+    wins the lock again one check later, in a new term with a greater epoch. Its projector,
+    waiting on a frozen Redis meanwhile, never looks while the instance does not lead. It must
+    still claim its new term's epoch in Redis: the instance, Redis and projector_leader agree
+    afterwards, as the chaos test checks."""
+    victim, epoch_before = projecting_instance(cluster)
+    others = [n for n in INSTANCES if n != victim]
+    frozen = [cluster.servers[n].proc for n in others] + [cluster.redis.proc]
+    log_before = len(cluster.servers[victim].stderr_tail(10**9))
+    for proc in frozen:  # the others cannot take the lock; the projector waits on Redis
+        proc.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(3.0)  # Redis timeouts and back-offs: the projector looks about every 2 s
+        assert cluster.db.terminate_backends() > 0
+        log = ""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and "projects now" not in log:
+            time.sleep(0.1)
+            log = cluster.servers[victim].stderr_tail(10**9)[log_before:]
+        assert "leadership: lost" in log and "projects now" in log, log[-2000:]
+        time.sleep(1.0)
+    finally:
+        for proc in frozen:
+            proc.send_signal(signal.SIGCONT)
+    [(pg_epoch, pg_who)] = sql(cluster.db, "SELECT epoch, instance_id FROM projector_leader")
+    assert pg_who == victim and pg_epoch > epoch_before, (victim, epoch_before, pg_who, pg_epoch)
+
+    def agreed():
+        name, epoch = projecting_instance(cluster, names=[victim])
+        held = cluster.r.get(f"{PREFIX}:projector-epoch")
+        return (name, epoch, held) == (victim, pg_epoch, str(pg_epoch).encode())
+    wait_until(agreed, 10, interval=0.2,
+               what=f"{victim} to claim epoch {pg_epoch} in Redis and report it")
+
+    def applied_create(n):
+        r = cluster.create(n)
+        assert r.status_code in (201, 503), r.text
+        return r if r.headers.get("Projection") == "applied" else None
+    acked = {}
+    for n in INSTANCES:
+        r = wait_until(lambda n=n: applied_create(n), 15, interval=0.2,
+                       what=f"a create on {n} answered applied")
+        acked[r.json()["id"]] = (n, r.text)
+    assert_everything_readable(cluster, acked)
+    assert_verify_ok(cluster)
+
+
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL goes away
 

@@ -61,20 +61,41 @@ static int next_backoff(int ms)
 
 char *bus_format_news(const struct projection_news *news, size_t *len)
 {
-    /* "n epoch number generation checkpoint state parked_total count seq... instance-id":
-     * the id last, as it may hold spaces. */
-    size_t cap = 128 + strlen(news->state) + strlen(news->instance_id) + news->parked_count * 21;
+    /* "n epoch number generation checkpoint event state parked_total count seq... instance-id":
+     * the event with its spaces as commas ("-" when none), the id last, as it may hold
+     * spaces. */
+    size_t cap = 128 + sizeof(news->checkpoint_event) + strlen(news->state) +
+                 strlen(news->instance_id) + news->parked_count * 21;
     char *text = xmalloc(cap);
-    int n =
-        snprintf(text, cap, "n %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " %s %" PRId64 " %zu",
-                 news->epoch, news->number, news->generation, news->checkpoint, news->state,
-                 news->parked_total, news->parked_count);
+    int n = snprintf(text, cap, "n %" PRId64 " %" PRId64 " %" PRId64 " %" PRId64 " ", news->epoch,
+                     news->number, news->generation, news->checkpoint);
     size_t used = (size_t)n;
+    for (const char *c = news->checkpoint_event; *c; c++)
+        text[used++] = *c == ' ' ? ',' : *c;
+    if (!news->checkpoint_event[0]) text[used++] = '-';
+    used += (size_t)snprintf(text + used, cap - used, " %s %" PRId64 " %zu", news->state,
+                             news->parked_total, news->parked_count);
     for (size_t i = 0; i < news->parked_count; i++)
         used += (size_t)snprintf(text + used, cap - used, " %" PRId64, news->parked[i]);
     used += (size_t)snprintf(text + used, cap - used, " %s", news->instance_id);
     *len = used;
     return text;
+}
+
+/* Reads one field up to the next space at "*at" (skipping one space before it) into "out"
+ * ("cap" bytes with the NUL). Returns its length, or -1 when empty or too long. */
+static int read_word(const char **at, const char *end, char *out, size_t cap)
+{
+    const char *c = *at;
+    if (c < end && *c == ' ') c++;
+    size_t len = 0;
+    while (c + len < end && c[len] != ' ')
+        len++;
+    if (len == 0 || len >= cap) return -1;
+    memcpy(out, c, len);
+    out[len] = '\0';
+    *at = c + len;
+    return (int)len;
 }
 
 /* Reads one decimal field at "*at" (skipping one space before it). Returns 0, or -1. */
@@ -100,14 +121,13 @@ int bus_parse_news(const char *text, size_t len, struct projection_news *news)
     memset(news, 0, sizeof(*news));
     if (len < 2 || text[0] != 'n' || read_number(&at, end, &news->epoch) < 0 ||
         read_number(&at, end, &news->number) < 0 || read_number(&at, end, &news->generation) < 0 ||
-        read_number(&at, end, &news->checkpoint) < 0 || at >= end || *at++ != ' ')
+        read_number(&at, end, &news->checkpoint) < 0 ||
+        read_word(&at, end, news->checkpoint_event, sizeof(news->checkpoint_event)) < 0 ||
+        read_word(&at, end, news->state, sizeof(news->state)) < 0)
         return -1;
-    size_t state_len = 0;
-    while (at + state_len < end && at[state_len] != ' ')
-        state_len++;
-    if (state_len == 0 || state_len >= sizeof(news->state)) return -1;
-    memcpy(news->state, at, state_len);
-    at += state_len;
+    if (strcmp(news->checkpoint_event, "-") == 0) news->checkpoint_event[0] = '\0';
+    for (char *c = news->checkpoint_event; *c; c++)
+        if (*c == ',') *c = ' ';
     if (read_number(&at, end, &news->parked_total) < 0 || read_number(&at, end, &count) < 0 ||
         count > (int64_t)(len / 2))
         return -1;

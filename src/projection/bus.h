@@ -3,9 +3,10 @@
  * catalogs given one prefix by mistake do not hear each other). Two kinds of message:
  *   "c <head>"   an instance committed events up to seq <head> (wakes the projecting
  *                instance at once; it also polls the log, so a lost message only delays)
- *   news         the projecting instance applied events up to a checkpoint (after every batch,
- *                and once a second while idle): lets every other instance answer
- *                "Projection: applied" for its own commands, and show who projects
+ *   news         the projecting instance applied events up to a checkpoint, the log's event
+ *                there named (after every batch, and once a second while idle): lets every
+ *                other instance answer "Projection: applied" for its own commands, and show
+ *                who projects
  * Pub/sub delivers at most once, so nothing depends on a message arriving: a missed wake-up
  * costs a poll interval, a missed news only "pending" answers (news are numbered, so the
  * instance that missed one knows it may have missed an event parked). */
@@ -17,11 +18,17 @@
 
 #include "common/redis_url.h"
 
+#define BUS_EVENT_MAX 96 /* a checkpoint_event with its NUL: APPLY_FINGERPRINT_MAX fits */
+
 struct projection_news {
     int64_t epoch;  /* the projector's fencing epoch */
     int64_t number; /* 1, 2, ... within the epoch: a follower sees when it missed one */
     int64_t generation;
-    int64_t checkpoint;   /* every event up to it is in Redis, except the parked ones */
+    int64_t checkpoint; /* every event up to it is in Redis, except the parked ones */
+    /* The log's event at the checkpoint, as apply_event_fingerprint writes it (no commas), or
+     * "": a follower takes the checkpoint once its log holds that very event, so news of a
+     * log that went back in time since (a backup restored) cannot pass for news of this one. */
+    char checkpoint_event[BUS_EVENT_MAX];
     char state[16];       /* projector_state_name of the projector */
     int64_t parked_total; /* events parked in the generation now */
     int64_t *parked;      /* events of this batch that were parked */

@@ -97,6 +97,12 @@ struct projector {
      * checkpoint: it knows them only if it heard every news since the leader last said none
      * was parked. Written under status_lock. */
     atomic_int parked_unsure;
+    /* Following: the checkpoint the last news claimed, with the log's event there as they
+     * named it; the projector thread takes it once the log holds that event (prove_claim).
+     * Guarded by status_lock; "claim_new" wakes the thread. */
+    int64_t claimed_checkpoint;
+    char claimed_event[BUS_EVENT_MAX];
+    atomic_int claim_new;
 
     /* Owned by the projector thread. */
     struct store *store;
@@ -123,7 +129,11 @@ struct projector {
     struct script_guard guards[2];
     int64_t news_number; /* of the last news sent in this epoch */
     uint64_t next_news_ms;
+    char news_event[APPLY_FINGERPRINT_MAX]; /* the log's event at news_event_seq */
+    int64_t news_event_seq;                 /* -1: none known */
 };
+
+_Static_assert(APPLY_FINGERPRINT_MAX <= BUS_EVENT_MAX, "news name the checkpoint's event");
 
 static const char *const STATE_NAMES[PROJECTOR_STATE_COUNT] = {
     [PROJECTOR_STARTING] = "starting",
@@ -208,8 +218,9 @@ static void wait_for(struct projector *p, int ms, int until_work)
         if ((uint64_t)ms > left) ms = (int)left;
     }
     struct timespec deadline = clock_deadline_after_ms((uint64_t)ms);
-    while (!stop_due(p) && !(until_work && (atomic_load(&p->head) > atomic_load(&p->checkpoint) ||
-                                            atomic_load(&p->poked)))) {
+    while (!stop_due(p) && !atomic_load(&p->claim_new) &&
+           !(until_work &&
+             (atomic_load(&p->head) > atomic_load(&p->checkpoint) || atomic_load(&p->poked)))) {
         if (pthread_cond_timedwait(&p->wake, &p->lock, &deadline) == ETIMEDOUT) break;
     }
     pthread_mutex_unlock(&p->lock);
@@ -242,6 +253,7 @@ static void forget_generation(struct projector *p)
 {
     clear_batch(p);
     p->generation = 0;
+    p->news_event_seq = -1; /* the log may have gone back in time: read the event again */
 }
 
 /* Redis holds the generation at "checkpoint": the floor rises first, then the checkpoint that
@@ -274,17 +286,18 @@ static int open_store(struct projector *p)
 }
 
 /* Brings the applied floor down to the log's head, should the log have gone back in time (a
- * backup restored): the events it lost can never be applied again (applied_floor.h). Quiet
- * when the log cannot be read: the projector's own reads report that. */
-static void cap_floor(struct projector *p)
+ * backup restored): the events it lost can never be applied again (applied_floor.h). Returns
+ * that head, or -1 when the log cannot be read: quiet then, the projector's own reads report
+ * it. */
+static int64_t cap_floor(struct projector *p)
 {
     char err[256];
     int64_t before = applied_floor_get(p->config.applied_floor), head;
-    if (before == 0 ||
-        (!p->store && store_open_reader(p->db_path, &p->store, err, sizeof(err)) < 0))
-        return;
-    if (store_head_seq(p->store, &head) == 0)
-        applied_floor_cap(p->config.applied_floor, before, head);
+    if ((!p->store && store_open_reader(p->db_path, &p->store, err, sizeof(err)) < 0) ||
+        store_head_seq(p->store, &head) != 0)
+        return -1;
+    if (before > 0) applied_floor_cap(p->config.applied_floor, before, head);
+    return head;
 }
 
 /* Moves the confirmation on (confirmation.h), reading the key again first when "recheck", and
@@ -688,6 +701,20 @@ static struct apply_target current_target(struct projector *p)
     return (struct apply_target){p->prefix, p->generation, p->guards, p->config.leadership ? 2 : 1};
 }
 
+/* The log's event at "checkpoint" for the news ("" when it cannot be read: the others then
+ * wait for the next news), read only when the checkpoint moved other than by a batch. */
+static const char *news_event(struct projector *p, int64_t checkpoint)
+{
+    if (p->news_event_seq != checkpoint) {
+        p->news_event[0] = '\0';
+        p->news_event_seq = -1;
+        if (checkpoint > 0 && open_store(p) == 0 &&
+            apply_log_fingerprint(p->store, checkpoint, p->news_event) > 0)
+            p->news_event_seq = checkpoint;
+    }
+    return p->news_event;
+}
+
 /* Tells the other instances how far the projection got (bus.h): after each batch, with the
  * events it parked, and while idle. A lost message costs them only a "pending" answer. */
 static void send_news(struct projector *p, int64_t *parked, size_t parked_count)
@@ -696,15 +723,17 @@ static void send_news(struct projector *p, int64_t *parked, size_t parked_count)
      * queries must not answer from its read model either. */
     int held_elsewhere = atomic_load(&p->state) == PROJECTOR_HELD_ELSEWHERE;
     if (!p->config.leadership || !p->redis || (!p->epoch && !held_elsewhere)) return;
+    int64_t checkpoint = atomic_load(&p->checkpoint);
     struct projection_news news = {.epoch = p->epoch,
                                    .number = ++p->news_number,
                                    .generation = p->generation,
-                                   .checkpoint = atomic_load(&p->checkpoint),
+                                   .checkpoint = checkpoint,
                                    .parked_total = (int64_t)parked_set_count(p->parked),
                                    .parked = parked,
                                    .parked_count = parked_count};
     snprintf(news.state, sizeof(news.state), "%s", projector_state_name(atomic_load(&p->state)));
     snprintf(news.instance_id, sizeof(news.instance_id), "%s", p->instance_id);
+    snprintf(news.checkpoint_event, sizeof(news.checkpoint_event), "%s", news_event(p, checkpoint));
     size_t len;
     char *text = bus_format_news(&news, &len), err[256];
     const char *argv[] = {"PUBLISH", p->channel, text};
@@ -767,6 +796,10 @@ static void apply_batch(struct projector *p)
     else
         view_cache_forget_all(p->config.view_cache);
     if (rc == APPLY_OK || rc == APPLY_STALLED) take_progress(p, p->result);
+    if (atomic_load(&p->checkpoint) == last) { /* the news name it: no read then */
+        apply_event_fingerprint(&p->batch[p->batch_count - 1], p->news_event);
+        p->news_event_seq = last;
+    }
     clear_batch(p);
     switch (rc) {
     case APPLY_OK:
@@ -994,6 +1027,8 @@ static void set_following(struct projector *p, int following, uint64_t term)
         p->news_ms = 0;
         p->status.epoch = 0;
         atomic_store(&p->parked_unsure, following); /* a leader knows its own */
+        p->claimed_checkpoint = 0;
+        atomic_store(&p->claim_new, 0);
     }
     pthread_mutex_unlock(&p->status_lock);
     if (same) return;
@@ -1011,12 +1046,59 @@ static void set_following(struct projector *p, int following, uint64_t term)
     set_state(p, PROJECTOR_STARTING);
 }
 
-/* The turn of an instance that follows: the news (projector_take_news) does the work; this
- * only notices when the leader went quiet. */
+/* Following: takes the checkpoint the last news claimed once the log holds the event they
+ * name there. News sent late by the instance that projected before a backup was restored name
+ * an event the log lost: taken, their checkpoint would answer "applied" for commands whose
+ * events took those seqs again and are not in Redis. One read of the log a news, at most. */
+static void prove_claim(struct projector *p)
+{
+    char ours[APPLY_FINGERPRINT_MAX], theirs[BUS_EVENT_MAX];
+    pthread_mutex_lock(&p->status_lock);
+    atomic_store(&p->claim_new, 0);
+    int64_t claimed = p->claimed_checkpoint;
+    memcpy(theirs, p->claimed_event, sizeof(theirs));
+    pthread_mutex_unlock(&p->status_lock);
+    if (claimed <= atomic_load(&p->checkpoint) || open_store(p) < 0 ||
+        apply_log_fingerprint(p->store, claimed, ours) <= 0 || strcmp(ours, theirs) != 0)
+        return;
+    set_checkpoint(p, claimed);
+    if (claimed >= atomic_load(&p->head)) forget_unapplied(p);
+    if (p->applied) p->applied(claimed, p->applied_arg);
+}
+
+/* Following, when the log went back in time (a backup restored): the checkpoint and the head
+ * come down to the log's head. The seqs above it are taken again by new events, and those
+ * wait for news that prove them applied (prove_claim); the writer takes the seqs up to it for
+ * taken again while the checkpoint is above them (mark_seqs_taken_again), so none of those
+ * answers "applied" from the checkpoint of before. A head left above would be a lag that never
+ * clears, and no command would wait for its news; it stays where a commit notified since the
+ * read began put it, as in forget_head_beyond_log. */
+static void follow_log_back(struct projector *p)
+{
+    uint64_t notices = notices_so_far(p);
+    int64_t head = cap_floor(p), checkpoint = atomic_load(&p->checkpoint);
+    if (head < 0) return;
+    if (checkpoint > head) {
+        atomic_store(&p->checkpoint, head);
+        LOG(LOG_WARN,
+            "projector: the event log went back in time (its head is seq %" PRId64
+            ", below the checkpoint %" PRId64 "): waiting for the projecting instance's news of it",
+            head, checkpoint);
+        checkpoint = head;
+    }
+    pthread_mutex_lock(&p->lock);
+    if (p->notices == notices && atomic_load(&p->head) > head) atomic_store(&p->head, head);
+    pthread_mutex_unlock(&p->lock);
+    if (checkpoint >= atomic_load(&p->head)) forget_unapplied(p);
+}
+
+/* The turn of an instance that follows: the news (projector_take_news) and their proof do the
+ * work; this also notices when the leader went quiet. */
 static void follow(struct projector *p)
 {
-    if (clock_mono_ms() >= p->next_cap_ms) { /* the leader's news raise it; the log lowers it */
-        cap_floor(p);
+    prove_claim(p);
+    if (clock_mono_ms() >= p->next_cap_ms) { /* the leader's news raise them; the log lowers them */
+        follow_log_back(p);
         p->next_cap_ms = clock_mono_ms() + CHECK_EVERY_MS;
     }
     pthread_mutex_lock(&p->status_lock);
@@ -1239,15 +1321,21 @@ void projector_take_news(struct projector *p, const struct projection_news *news
                      clock_mono_ms() + PREFIX_HOLD_TTL_MS - PREFIX_HOLD_EVERY_MS);
     atomic_store(&p->redis_up, 1);
     /* Checkpoints of one generation only grow, and a rebuilt one starts at least where the old
-     * one was: the highest heard is the one to wait for. */
+     * one was: a higher one is the one to wait for, once proven (prove_claim). */
     int64_t checkpoint = atomic_load(&p->checkpoint);
-    applied_floor_raise(p->config.applied_floor, news->checkpoint);
-    if (news->checkpoint > checkpoint) {
-        atomic_store(&p->checkpoint, news->checkpoint);
-        checkpoint = news->checkpoint;
+    int claim = news->checkpoint > checkpoint;
+    if (claim) {
+        p->claimed_checkpoint = news->checkpoint;
+        memcpy(p->claimed_event, news->checkpoint_event, sizeof(p->claimed_event));
+        atomic_store(&p->claim_new, 1);
     }
     if (checkpoint >= atomic_load(&p->head)) forget_unapplied(p);
     pthread_mutex_unlock(&p->status_lock);
+    if (claim) {
+        pthread_mutex_lock(&p->lock);
+        pthread_cond_signal(&p->wake);
+        pthread_mutex_unlock(&p->lock);
+    }
     if (p->applied) p->applied(checkpoint, p->applied_arg);
 }
 

@@ -129,7 +129,7 @@ struct projector {
     struct script_guard guards[2];
     int64_t news_number; /* of the last news sent in this epoch */
     uint64_t next_news_ms;
-    char news_event[APPLY_FINGERPRINT_MAX]; /* the log's event at news_event_seq */
+    char news_event[APPLY_FINGERPRINT_MAX]; /* Redis holds it at news_event_seq */
     int64_t news_event_seq;                 /* -1: none known */
 };
 
@@ -246,6 +246,7 @@ static void drop_redis(struct projector *p)
     redis_sync_close(p->redis);
     p->redis = NULL;
     p->generation = 0;
+    p->news_event_seq = -1; /* known again once the generation is loaded */
 }
 
 /* Forgets the generation: the next turn reloads it (and the checkpoint) from Redis. */
@@ -253,7 +254,15 @@ static void forget_generation(struct projector *p)
 {
     clear_batch(p);
     p->generation = 0;
-    p->news_event_seq = -1; /* the log may have gone back in time: read the event again */
+    p->news_event_seq = -1; /* known again once the generation is loaded */
+}
+
+/* Redis holds "fingerprint", the log's event at "seq": for the news to name (news_event). */
+static void note_checkpoint_event(struct projector *p, int64_t seq, const char *fingerprint)
+{
+    size_t len = strlen(fingerprint);
+    p->news_event_seq = len < sizeof(p->news_event) ? seq : -1; /* longer: not the log's */
+    if (len < sizeof(p->news_event)) memcpy(p->news_event, fingerprint, len + 1);
 }
 
 /* Redis holds the generation at "checkpoint": the floor rises first, then the checkpoint that
@@ -627,6 +636,7 @@ static int load_generation(struct projector *p)
         LOG(LOG_ERROR, "projector: %s", err);
         return rebuild(p, gen, "the read model diverged from the write model");
     }
+    note_checkpoint_event(p, checkpoint, fingerprint);
     cap_floor(p);
     struct apply_target target = {p->prefix, gen, NULL, 0};
     int64_t parked = 0;
@@ -701,18 +711,14 @@ static struct apply_target current_target(struct projector *p)
     return (struct apply_target){p->prefix, p->generation, p->guards, p->config.leadership ? 2 : 1};
 }
 
-/* The log's event at "checkpoint" for the news ("" when it cannot be read: the others then
- * wait for the next news), read only when the checkpoint moved other than by a batch. */
-static const char *news_event(struct projector *p, int64_t checkpoint)
+/* The event the news name at "checkpoint": the one Redis holds there, as the batch that
+ * reached it or Redis' own checkpoint-event, checked against the log, said; "" when not known
+ * (the generation forgotten: a pause, a backup restored or a FLUSHALL may have made the
+ * checkpoint stale), and the others then wait for news that name it. Never the log's event
+ * read afresh: that one says nothing of what Redis holds. */
+static const char *news_event(const struct projector *p, int64_t checkpoint)
 {
-    if (p->news_event_seq != checkpoint) {
-        p->news_event[0] = '\0';
-        p->news_event_seq = -1;
-        if (checkpoint > 0 && open_store(p) == 0 &&
-            apply_log_fingerprint(p->store, checkpoint, p->news_event) > 0)
-            p->news_event_seq = checkpoint;
-    }
-    return p->news_event;
+    return p->generation != 0 && p->news_event_seq == checkpoint ? p->news_event : "";
 }
 
 /* Tells the other instances how far the projection got (bus.h): after each batch, with the
@@ -765,10 +771,13 @@ static int checkpoint_is_the_logs(struct projector *p)
 {
     char err[256], theirs[128], ours[APPLY_FINGERPRINT_MAX];
     int64_t at;
-    return apply_read_checkpoint(p->redis, p->prefix, p->generation, &at, theirs, sizeof(theirs),
-                                 err, sizeof(err)) == 0 &&
-           open_store(p) == 0 && apply_log_fingerprint(p->store, at, ours) >= 0 &&
-           strcmp(theirs, ours) == 0;
+    if (apply_read_checkpoint(p->redis, p->prefix, p->generation, &at, theirs, sizeof(theirs), err,
+                              sizeof(err)) != 0 ||
+        open_store(p) < 0 || apply_log_fingerprint(p->store, at, ours) < 0 ||
+        strcmp(theirs, ours) != 0)
+        return 0;
+    note_checkpoint_event(p, at, theirs);
+    return 1;
 }
 
 static void apply_batch(struct projector *p)
@@ -796,10 +805,12 @@ static void apply_batch(struct projector *p)
     else
         view_cache_forget_all(p->config.view_cache);
     if (rc == APPLY_OK || rc == APPLY_STALLED) take_progress(p, p->result);
-    if (atomic_load(&p->checkpoint) == last) { /* the news name it: no read then */
-        apply_event_fingerprint(&p->batch[p->batch_count - 1], p->news_event);
-        p->news_event_seq = last;
-    }
+    for (size_t i = 0; (rc == APPLY_OK || rc == APPLY_STALLED) && i < p->batch_count; i++)
+        if (p->batch[i].seq == atomic_load(&p->checkpoint)) { /* Redis holds it now */
+            char fingerprint[APPLY_FINGERPRINT_MAX];
+            apply_event_fingerprint(&p->batch[i], fingerprint);
+            note_checkpoint_event(p, p->batch[i].seq, fingerprint);
+        }
     clear_batch(p);
     switch (rc) {
     case APPLY_OK:

@@ -1060,7 +1060,8 @@ static void set_following(struct projector *p, int following, uint64_t term)
 /* Following: takes the checkpoint the last news claimed once the log holds the event they
  * name there. News sent late by the instance that projected before a backup was restored name
  * an event the log lost: taken, their checkpoint would answer "applied" for commands whose
- * events took those seqs again and are not in Redis. One read of the log a news, at most. */
+ * events took those seqs again and are not in Redis. One read of the log per news at most,
+ * and one per LEADERSHIP_POLL_MS while a claim stays unproven. */
 static void prove_claim(struct projector *p)
 {
     char ours[APPLY_FINGERPRINT_MAX], theirs[BUS_EVENT_MAX];

@@ -303,7 +303,7 @@ static void record_batch(struct writer *w, size_t size)
 }
 
 /* Marks the batch's commands whose seq is not above "known_before", the highest seq known to
- * be in the log before the batch began: seqs only grow, so the log went back in time under
+ * be in the log before the batch committed: seqs only grow, so the log went back in time under
  * catalogd (a backup restored). Returns the log's head after the batch: its highest seq, or
  * "known_before" when that is higher and the log did not go back. */
 static int64_t mark_seqs_taken_again(struct command *batch, int64_t known_before)
@@ -342,6 +342,14 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
     if (rc == STORE_OK && w->listener.committing &&
         store_statement_failure_keeps_transaction(w->store))
         w->listener.committing(w->store, batch, w->listener.arg);
+    /* Once more just before the commit: the checkpoint may have risen while the batch waited
+     * on the store, over seqs a backup restored meanwhile hands out again. Nothing can have
+     * applied this batch's events before their commit, so a checkpoint that covers them now
+     * counts another log's. */
+    if (rc == STORE_OK && w->listener.known_seq) {
+        int64_t known = w->listener.known_seq(w->listener.arg);
+        if (known > known_before) known_before = known;
+    }
     if (rc == STORE_OK) rc = store_commit(w->store);
     if (rc != STORE_OK) {
         /* Even a duplicate-sku outcome may have been decided against a command of this batch

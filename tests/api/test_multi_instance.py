@@ -11,6 +11,7 @@ stopped only through the objects that started them (by PID).
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import signal
@@ -887,6 +888,83 @@ def test_redis_frozen_across_a_restore_in_place_to_the_same_head_converges_with_
                    c.projection(n)["checkpoint"] == head + 3 for n in INSTANCES)
     wait_until(converged, 12, interval=0.2,
                what="every instance at the log's head and ready, with no command")
+    assert_verify_ok(c)
+
+
+def writer_backend(c, name):
+    """The pid of the PostgreSQL backend of instance "name"'s writer: among the backends of its
+    connections (matched by their client ports), the one whose last statement was a COMMIT
+    right after a create on it."""
+    inodes = set()
+    proc_fd = Path(f"/proc/{c.servers[name].proc.pid}/fd")
+    for fd in proc_fd.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, inode = line.split()[1], line.split()[2], line.split()[9]
+        if inode in inodes and int(remote.split(":")[1], 16) == c.pg.port:
+            ports.add(int(local.split(":")[1], 16))
+    assert c.create(name).status_code == 201
+    rows = c.pg.admin("SELECT pid, client_port, query FROM pg_stat_activity WHERE datname = %s "
+                      "AND backend_type = 'client backend'", (c.db.name,))
+    commits = [pid for pid, port, query in rows if port in ports and query == "COMMIT"]
+    assert len(commits) == 1, rows
+    return commits[0]
+
+
+@pytest.mark.parametrize("who", ["follower", "leader"])
+def test_a_batch_stalled_across_a_restore_in_place_never_answers_applied_for_a_lost_seq(
+        cluster, who):
+    """Found by a hostile review: an instance's writer reads the highest seq it knows (its
+    checkpoint) and its connection stalls before the commit (SIGSTOP of its PostgreSQL
+    backend). Meanwhile 3 events are created elsewhere and applied, which raises the
+    checkpoint, and a backup is restored in place. The stalled batch then takes a lost
+    event's seq, above what it had read, and the checkpoint covered it: it answered
+    `applied` for a product every instance read 404. The writer now reads the checkpoint again
+    just before its commit."""
+    c = cluster
+    made, answers = [], []
+    for attempt in range(3):
+        leader, _ = projecting_instance(c)
+        others = [n for n in INSTANCES if n != leader]
+        stalled, elsewhere = (others[0], leader) if who == "follower" else (leader, others[0])
+        backend = writer_backend(c, stalled)
+        wait_caught_up(c)
+        backup = c.tmp / f"stalled-{attempt}.dump"
+        c.db.dump(backup)
+        head = max_seq(c.db)
+        os.kill(backend, signal.SIGSTOP)
+        try:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pending = pool.submit(c.create, stalled)
+                time.sleep(0.1)  # its writer read what it knows, and waits on PostgreSQL
+                for _ in range(3):
+                    assert c.create(elsewhere).status_code == 201
+                wait_until(lambda: c.projection(stalled)["checkpoint"] == head + 3, 3,
+                           interval=0.01, what=f"{stalled} to know the 3 events applied")
+                restore_in_place(c.db, backup)
+                os.kill(backend, signal.SIGCONT)
+                r = pending.result()
+        finally:
+            os.kill(backend, signal.SIGCONT)
+        assert r.status_code == 201, r.text
+        made.append(r.json()["id"])
+        answers.append(r.headers["Projection"])
+        if answers[-1] == "applied":
+            reads = {n: c.get(n, f"/products/{made[-1]}") for n in INSTANCES}
+            assert all(g.status_code == 503 or g.text == r.text for g in reads.values()), \
+                (attempt, {n: g.status_code for n, g in reads.items()})
+        for name in INSTANCES:
+            wait_until(lambda name=name: c.get(name, "/ready").status_code == 200, 30,
+                       interval=0.2, what=f"/ready of {name}")
+    print(f"\nanswers of the stalled batches: {answers}")
+    wait_caught_up(c)
+    assert_everything_readable(c, made)
     assert_verify_ok(c)
 
 

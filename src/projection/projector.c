@@ -205,10 +205,11 @@ static int stop_due(struct projector *p)
                            clock_mono_ms() >= p->drain_deadline_ms);
 }
 
-/* Sleeps on the condition variable; returns early when it is time to stop, or when
- * "until_work" and new events are committed or a query poked the projector. While a stop drains, a
- * wait still sleeps (up to the drain's deadline): a step that keeps failing then must back off as
- * at any other time, not spin and log until the deadline. */
+/* Sleeps on the condition variable; returns early when it is time to stop, when news claim a
+ * checkpoint for a follower to prove, or when "until_work" and new events are committed or a
+ * query poked the projector. While a stop drains, a wait still sleeps (up to the drain's
+ * deadline): a step that keeps failing then must back off as at any other time, not spin and
+ * log until the deadline. */
 static void wait_for(struct projector *p, int ms, int until_work)
 {
     pthread_mutex_lock(&p->lock);

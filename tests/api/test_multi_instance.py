@@ -29,9 +29,9 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-from conftest import (_LIVE_STACKS, BIN, PG_BIN, PREFIX, PgDatabase, PgServer, RedisProc, Server,
-                      assert_problem, bulk_create, cli, free_port, pg_server, product_body,
-                      row_text, sql, uniq_sku, wait_until)
+from conftest import (_LIVE_STACKS, BIN, PG_BIN, PREFIX, PgDatabase, PgServer, RedisProc,
+                      Server, assert_problem, bulk_create, cli, free_port, pg_server,
+                      product_body, row_text, sql, uniq_sku, wait_until)
 
 pytestmark = pytest.mark.multi_instance
 
@@ -666,10 +666,6 @@ def test_redis_back_to_an_older_snapshot_of_another_generation_is_caught_up():
         c.stop()
 
 
-# ---------------------------------------------------------------------------------------------
-# the projecting instance dies
-
-
 def restore_losing(c, count, flush=None):
     """Takes a backup, creates "count" products (on every instance in turn) and restores the
     backup, so that the log goes back "count" events and the next commands take their seqs
@@ -966,6 +962,10 @@ def test_a_batch_stalled_across_a_restore_in_place_never_answers_applied_for_a_l
     wait_caught_up(c)
     assert_everything_readable(c, made)
     assert_verify_ok(c)
+
+
+# ---------------------------------------------------------------------------------------------
+# the projecting instance dies
 
 
 def test_kill_9_of_the_projecting_instance_another_takes_over(cluster):

@@ -262,8 +262,12 @@ static void forget_generation(struct projector *p)
 static void note_checkpoint_event(struct projector *p, int64_t seq, const char *fingerprint)
 {
     size_t len = strlen(fingerprint);
-    p->news_event_seq = len < sizeof(p->news_event) ? seq : -1; /* longer: not the log's */
-    if (len < sizeof(p->news_event)) memcpy(p->news_event, fingerprint, len + 1);
+    if (len >= sizeof(p->news_event)) { /* longer than any event of the log names */
+        p->news_event_seq = -1;
+        return;
+    }
+    memcpy(p->news_event, fingerprint, len + 1);
+    p->news_event_seq = seq;
 }
 
 /* Redis holds the generation at "checkpoint": the floor rises first, then the checkpoint that

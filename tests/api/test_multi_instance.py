@@ -902,7 +902,8 @@ def writer_backend(c, name):
             inodes.add(target[8:-1])
     ports = set()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, remote, inode = line.split()[1], line.split()[2], line.split()[9]
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], fields[9]
         if inode in inodes and int(remote.split(":")[1], 16) == c.pg.port:
             ports.add(int(local.split(":")[1], 16))
     assert c.create(name).status_code == 201

@@ -19,6 +19,7 @@
 #include "common/clock.h"
 #include "common/digits.h"
 #include "common/log.h"
+#include "common/random_token.h"
 #include "common/xmalloc.h"
 #include "domain/timestamp.h"
 #include "projection/apply.h"
@@ -51,6 +52,7 @@
 #define NEWS_EVERY_MS 1000 /* the leader tells the others its state this often while idle */
 #define NEWS_STALE_MS 3000 /* a follower that heard nothing for this long knows no leader */
 #define CONFIRM_MS    2000 /* longest wait for the store before taking an epoch */
+#define FENCE_MAX     (DIGITS_U64_MAX + 1 + RANDOM_TOKEN_LEN + 1) /* "epoch:random" */
 
 struct projector {
     struct projector_config config;
@@ -122,10 +124,11 @@ struct projector {
     int unpark_backoff_ms;
     uint64_t next_check_ms, next_policy_ms, next_head_poll_ms, next_cap_ms;
     struct apply_result *result;
-    /* Several instances: the fencing epoch this one took when it began to lead (0: none), as
-     * text for the scripts' guards, and when it next sends news. */
+    /* Several instances: the fencing epoch this one took when it began to lead (0: none), and
+     * its term's fence, which the scripts' guards compare with Redis' (take_epoch); when it
+     * next sends news. */
     int64_t epoch;
-    char epoch_text[DIGITS_U64_MAX + 2];
+    char fence[FENCE_MAX];
     struct script_guard guards[2];
     int64_t news_number; /* of the last news sent in this epoch */
     uint64_t next_news_ms;
@@ -712,7 +715,7 @@ static void advance(struct projector *p, int64_t checkpoint)
 static struct apply_target current_target(struct projector *p)
 {
     p->guards[0] = (struct script_guard){p->gen_key, p->generation_text};
-    p->guards[1] = (struct script_guard){p->epoch_key, p->epoch_text};
+    p->guards[1] = (struct script_guard){p->epoch_key, p->fence};
     return (struct apply_target){p->prefix, p->generation, p->guards, p->config.leadership ? 2 : 1};
 }
 
@@ -931,33 +934,46 @@ static void idle(struct projector *p)
     if (p->redis && p->generation) wait_for(p, nap_ms, 1);
 }
 
-/* Sets the fencing epoch in Redis to "epoch" unless it holds a greater one, which it answers. */
+/* Puts a term's fence in Redis, unless Redis holds another fence of an epoch as great or
+ * greater: then answers that epoch, which the term must pass; else answers 0. ARGV after the
+ * guards: the key, the term's epoch, its fence. A fence written by an older build is its
+ * epoch alone. */
 static struct script CLAIM_EPOCH_SCRIPT =
     SCRIPT("local first = guards_hold()\n"
-           "local current = tonumber(redis.call('GET', ARGV[first]) or '0')\n"
-           "local mine = tonumber(ARGV[first + 1])\n"
-           "if current > mine then return current end\n"
-           "redis.call('SET', ARGV[first], ARGV[first + 1])\n"
-           "return mine\n");
+           "local held = redis.call('GET', ARGV[first]) or ''\n"
+           "local held_epoch = tonumber(string.match(held, '^%d+') or '0')\n"
+           "if held ~= ARGV[first + 2] and held_epoch >= tonumber(ARGV[first + 1]) then\n"
+           "  return held_epoch\n"
+           "end\n"
+           "redis.call('SET', ARGV[first], ARGV[first + 2])\n"
+           "return 0\n");
 
 /* Several instances, when this one begins to lead (or Redis lost the epoch): once the store
- * confirms it leads, puts its term's epoch in Redis, so the scripts of a leader that lost the
+ * confirms it leads, puts its term's fence in Redis, so the scripts of a leader that lost the
  * lock without knowing (an older term) are refused from now on; then reloads the generation,
- * which that leader may have moved. Epochs in Redis only grow: one that was confirmed, then
- * froze before setting it, cannot put its older term back. A greater epoch in Redis than
- * ours means a newer leader (the next confirmation fails) or a write model restored from a
- * backup, whose term the store then raises past it. Returns 0, or -1 to try again later. */
+ * which that leader may have moved. A fence is the term's epoch and a random part, so no two
+ * terms ever fence alike: a write model restored from a backup counts epochs again from the
+ * backup's, and may give a new term the very epoch a frozen older leader holds (or held, in a
+ * Redis flushed since). Epochs in Redis only grow: one that was confirmed, then froze before
+ * setting it, cannot put its older term back. An epoch in Redis as great as ours, with
+ * another fence, means a newer leader (the next confirmation fails) or such a restore, whose
+ * epoch the store then raises past it. Returns 0, or -1 to try again later. */
 static int take_epoch(struct projector *p)
 {
-    char err[256];
+    char err[256], nonce[RANDOM_TOKEN_LEN + 1];
     int64_t epoch, above = 0;
+    random_token(nonce);
     for (int attempt = 0; attempt < 2; attempt++) {
         if (!leadership_confirm(p->config.leadership, CONFIRM_MS, above, &epoch) || epoch <= 0)
             return -1;
-        char text[DIGITS_U64_MAX + 2];
-        text[digits_i64(text, epoch)] = '\0';
-        const char *argv[] = {p->epoch_key, text};
-        redisReply *reply = redis_sync_script(p->redis, &CLAIM_EPOCH_SCRIPT, NULL, 0, 2, argv, NULL,
+        char epoch_text[DIGITS_U64_MAX + 1], fence[FENCE_MAX];
+        size_t digits = digits_u64(epoch_text, (uint64_t)epoch);
+        epoch_text[digits] = '\0';
+        memcpy(fence, epoch_text, digits);
+        fence[digits] = ':';
+        memcpy(fence + digits + 1, nonce, sizeof(nonce));
+        const char *argv[] = {p->epoch_key, epoch_text, fence};
+        redisReply *reply = redis_sync_script(p->redis, &CLAIM_EPOCH_SCRIPT, NULL, 0, 3, argv, NULL,
                                               err, sizeof(err));
         if (!reply || reply->type != REDIS_REPLY_INTEGER) {
             record_error(p, "setting the fencing epoch", reply ? "an unexpected reply" : err);
@@ -967,10 +983,10 @@ static int take_epoch(struct projector *p)
         }
         above = reply->integer;
         freeReplyObject(reply);
-        if (above != epoch) continue;
+        if (above != 0) continue;
         p->epoch = epoch;
         p->news_number = 0;
-        memcpy(p->epoch_text, text, sizeof(text));
+        memcpy(p->fence, fence, sizeof(fence));
         pthread_mutex_lock(&p->status_lock);
         p->status.epoch = epoch;
         pthread_mutex_unlock(&p->status_lock);

@@ -7,11 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "common/clock.h"
-#include "common/digits.h"
+#include "common/random_token.h"
 #include "projection/redis_sync.h"
 
 #define TTL_TEXT "5000"
@@ -76,14 +75,8 @@ static void host_name(char out[64])
 
 static void our_value(struct rebuild_lock *lock)
 {
-    uint8_t random[16];
-    char token[33], host[64];
-    if (getrandom(random, sizeof(random), 0) != (ssize_t)sizeof(random))
-        for (size_t i = 0; i < sizeof(random); i++)
-            random[i] = (uint8_t)(clock_mono_us() >> (i % 8));
-    for (size_t i = 0; i < sizeof(random); i++)
-        digits_hex(token + 2 * i, random[i], 2);
-    token[32] = '\0';
+    char token[RANDOM_TOKEN_LEN + 1], host[64];
+    random_token(token);
     host_name(host);
     snprintf(lock->value, sizeof(lock->value), "%s %s %ld", token, host, (long)getpid());
 }

@@ -13,9 +13,10 @@
  *                                  was retired at ("0" while building or current)
  *   {prefix}:rebuild-lock          "<token> <host> <pid>" of the one rebuild (or garbage
  *                                  collection) running, with an expiry it keeps refreshing
- *   {prefix}:projector-epoch       the fencing epoch of the instance that projects, when
- *                                  several share one write model: its term's number from the
- *                                  write model (store_lead); every script it runs checks it
+ *   {prefix}:projector-epoch       "<epoch>:<random>", the fence of the instance that
+ *                                  projects, when several share one write model: its term's
+ *                                  number from the write model (store_lead), and a part no
+ *                                  other term has; every script it runs checks it
  *   {prefix}:projection:{catalog}  not a key: the pub/sub channel between the instances of
  *                                  one catalog (bus.h), by its digest (prefix_hold.h)
  *   {prefix}:holder                "<catalog digest> <expiry> <instance id>" of the catalog whose

@@ -1078,6 +1078,12 @@ def test_a_frozen_projector_is_replaced_and_fenced_when_it_wakes(cluster):
     assert_verify_ok(cluster)
 
 
+def fence_held(c):
+    """The fencing token in Redis, and the epoch it begins with."""
+    token = c.r.get(f"{PREFIX}:projector-epoch")
+    return token, None if token is None else int(token.split(b":")[0])
+
+
 def test_a_projector_that_missed_losing_its_lead_takes_the_epoch_of_its_new_term(cluster):
     """The projecting instance's sessions are cut by PostgreSQL (its lock goes with them) and it
     wins the lock again one check later, in a new term with a greater epoch. Its projector,
@@ -1108,8 +1114,7 @@ def test_a_projector_that_missed_losing_its_lead_takes_the_epoch_of_its_new_term
 
     def agreed():
         name, epoch = projecting_instance(cluster, names=[victim])
-        held = cluster.r.get(f"{PREFIX}:projector-epoch")
-        return (name, epoch, held) == (victim, pg_epoch, str(pg_epoch).encode())
+        return (name, epoch, fence_held(cluster)[1]) == (victim, pg_epoch, pg_epoch)
     wait_until(agreed, 10, interval=0.2,
                what=f"{victim} to claim epoch {pg_epoch} in Redis and report it")
 
@@ -1124,6 +1129,71 @@ def test_a_projector_that_missed_losing_its_lead_takes_the_epoch_of_its_new_term
         acked[r.json()["id"]] = (n, r.text)
     assert_everything_readable(cluster, acked)
     assert_verify_ok(cluster)
+
+
+@pytest.mark.parametrize("flush", [False, True])
+def test_a_term_after_a_restore_never_shares_the_fence_of_a_frozen_projector(cluster, flush):
+    """A backup restored in place while the projecting instance is frozen takes
+    projector_leader's epoch back, so the next term counts from there: it gets the very epoch
+    the frozen instance holds in Redis (or, with Redis flushed too, one that nobody holds any
+    more). Defect: the new projecting instance put that same number in Redis, and the frozen
+    one's scripts passed the fence again when it woke, until its next leadership check. Each
+    term now fences with a token of its own, and one that finds its epoch taken by another
+    token takes a greater epoch."""
+    c = cluster
+    first, _ = projecting_instance(c)
+    wait_caught_up(c)
+    backup = c.tmp / "before-a-takeover.dump"
+    c.db.dump(backup)
+    proc = c.servers[first].proc
+    proc.send_signal(signal.SIGSTOP)  # a takeover: an epoch the backup never counted
+    try:
+        def taken_over():
+            [(who,)] = sql(c.db, "SELECT instance_id FROM projector_leader")
+            return who != first and c.projection(who)["epoch"] == fence_held(c)[1]
+        wait_until(taken_over, 15, interval=0.1, what=f"another instance to take over from {first}")
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    second, _ = projecting_instance(c)
+    held, held_epoch = fence_held(c)
+    made = [c.create(n).json()["id"] for n in INSTANCES]
+    wait_caught_up(c)
+
+    others = [n for n in INSTANCES if n != second]
+    logged = {n: len(c.servers[n].stderr_tail(10**9)) for n in others}
+    frozen = c.servers[second].proc
+    frozen.send_signal(signal.SIGSTOP)
+    try:
+        restore_in_place(c.db, backup)
+        if flush:
+            c.r.flushall()
+
+        def claimed():  # the new term has put its fence in Redis
+            for n in others:
+                taken = re.findall(r"fencing epoch (\d+)",
+                                   c.servers[n].stderr_tail(10**9)[logged[n]:])
+                if taken:
+                    return n, int(taken[-1])
+            return None
+        third, epoch = wait_until(claimed, 15, interval=0.05,
+                                  what="a new projecting instance to take its epoch")
+        token, token_epoch = fence_held(c)
+        print(f"\n{second} froze with {held!r}; after the restore {third} holds {token!r}")
+        assert token is not None and token != held, (held, token)
+        assert token_epoch == epoch, (token, epoch)
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    time.sleep(1.0)  # the woken instance steps down at its next check
+    assert frozen.poll() is None, "the woken instance died"
+    for name in INSTANCES:
+        wait_until(lambda name=name: c.get(name, "/ready").status_code == 200, 30, interval=0.2,
+                   what=f"/ready of {name}")
+    made += [c.create(n).json()["id"] for n in INSTANCES]
+    wait_caught_up(c)
+    assert_everything_readable(c, made[len(INSTANCES):])
+    for pid in made[:len(INSTANCES)]:  # created after the backup: lost with the restore
+        assert c.get(third, f"/products/{pid}").status_code == 404
+    assert_verify_ok(c)
 
 
 # ---------------------------------------------------------------------------------------------

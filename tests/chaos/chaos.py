@@ -435,7 +435,8 @@ class Run:
                     redis_epoch = c.get(f"{PREFIX}:projector-epoch")
                 finally:
                     c.close()
-                redis_epoch = None if redis_epoch is None else redis_epoch.decode()
+                # the fence: the epoch, then ":" and the term's random part
+                redis_epoch = None if redis_epoch is None else redis_epoch.decode().split(":")[0]
                 [(pg_epoch, pg_who)] = sql(self.cluster.db,
                                            "SELECT epoch, instance_id FROM projector_leader")
             except Exception as exc:  # noqa: BLE001 - reported as the problem

@@ -198,7 +198,7 @@ static void on_committed(struct http_exchange *ex, void *arg)
     if (cmd->idempotency_key[0]) inflight_keys_remove(pending->inflight_keys, cmd->idempotency_key);
     command_response_render(cmd, &pending->response);
     if (ex && cmd->outcome == COMMAND_DONE && !cmd->seq_taken_again)
-        http_when_applied(ex, cmd->seq, send_response, pending);
+        http_when_applied(ex, cmd->seq, cmd->log_reads_at_commit, send_response, pending);
     else
         send_response(ex, 0, pending);
 }

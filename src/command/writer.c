@@ -362,6 +362,9 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
     } else {
         atomic_fetch_add(&w->stored_keys, w->batch_keys);
         atomic_store(&w->healthy, 1);
+        uint64_t log_reads = w->listener.log_reads ? w->listener.log_reads(w->listener.arg) : 0;
+        for (struct command *cmd = batch; cmd; cmd = cmd->next)
+            cmd->log_reads_at_commit = log_reads;
         int64_t head = mark_seqs_taken_again(batch, known_before);
         w->head_seq = head;
         if (w->listener.committed) w->listener.committed(head, batch, w->listener.arg);

@@ -331,12 +331,12 @@ void http_release_applied_waiters(struct loop_thread *loop, struct projector *pr
     while (node != &loop->waiters) {
         struct applied_waiter *waiter = H2O_STRUCT_FROM_MEMBER(struct applied_waiter, link, node);
         node = node->next;
-        if (projector_applied(projector, waiter->seq))
+        if (projector_applied(projector, waiter->seq, waiter->log_reads_at_commit))
             fire_waiter(loop, waiter, !projector_seq_parked(projector, waiter->seq));
     }
 }
 
-void http_when_applied(struct http_exchange *ex, int64_t seq,
+void http_when_applied(struct http_exchange *ex, int64_t seq, uint64_t log_reads_at_commit,
                        void (*fn)(struct http_exchange *ex, int applied, void *arg), void *arg)
 {
     struct loop_thread *loop = current_loop;
@@ -344,13 +344,15 @@ void http_when_applied(struct http_exchange *ex, int64_t seq,
     /* A parked event is behind the checkpoint without its view in Redis: not applied. When
      * the projector is not keeping up (Redis down, refusing writes, far behind), the view
      * cannot appear within the wait: answer at once. */
-    if (projector_applied(projector, seq) || !projector_keeping_up(projector)) {
-        fn(ex, projector_applied(projector, seq) && !projector_seq_parked(projector, seq), arg);
+    int applied = projector_applied(projector, seq, log_reads_at_commit);
+    if (applied || !projector_keeping_up(projector)) {
+        fn(ex, applied && !projector_seq_parked(projector, seq), arg);
         return;
     }
     struct applied_waiter *waiter = xcalloc(1, sizeof(*waiter));
     waiter->ex = ex;
     waiter->seq = seq;
+    waiter->log_reads_at_commit = log_reads_at_commit;
     waiter->fn = fn;
     waiter->arg = arg;
     waiter->timeout_entry.cb = on_wait_timeout;
@@ -362,6 +364,6 @@ void http_when_applied(struct http_exchange *ex, int64_t seq,
     /* Count first, then look again: either the projector sees the count and wakes us, or we
      * see its new checkpoint here (both sides use sequentially consistent atomics). */
     atomic_fetch_add(&loop->waiter_count, 1);
-    if (projector_applied(projector, seq))
+    if (projector_applied(projector, seq, log_reads_at_commit))
         fire_waiter(loop, waiter, !projector_seq_parked(projector, seq));
 }

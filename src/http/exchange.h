@@ -102,9 +102,10 @@ void http_resume_post(struct http_resume *resume);
 void http_resume_cancel(struct http_resume *resume);
 
 /* Read-your-writes: calls "fn(ex, applied, arg)" on the loop thread once the projector's
- * checkpoint reaches "seq" ("applied" = 1), or after the configured projection wait
- * ("applied" = 0). "ex" is NULL if the client went away. */
-void http_when_applied(struct http_exchange *ex, int64_t seq,
+ * checkpoint reaches "seq", committed at "log_reads_at_commit" (projector_applied;
+ * "applied" = 1), or after the configured projection wait ("applied" = 0). "ex" is NULL if
+ * the client went away. */
+void http_when_applied(struct http_exchange *ex, int64_t seq, uint64_t log_reads_at_commit,
                        void (*fn)(struct http_exchange *ex, int applied, void *arg), void *arg);
 
 #endif

@@ -17,6 +17,7 @@ struct server;
 struct applied_waiter {
     struct http_exchange *ex; /* NULL once the client went away */
     int64_t seq;
+    uint64_t log_reads_at_commit; /* projector_applied */
     void (*fn)(struct http_exchange *ex, int applied, void *arg);
     void *arg;
     h2o_timeout_entry_t timeout_entry;

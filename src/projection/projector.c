@@ -77,6 +77,12 @@ struct projector {
 
     _Atomic int64_t head;
     _Atomic int64_t checkpoint;
+    /* Reads of the log begun so far, counted, and the count the read that the checkpoint came
+     * from began at: a command counts its commit the same way, and only a checkpoint from a
+     * read begun after its commit answers for it (projector_applied). Written by the projector
+     * thread: the checkpoint first, then its read. */
+    _Atomic uint64_t log_reads;
+    _Atomic uint64_t checkpoint_read;
     _Atomic uint64_t oldest_unapplied_ms; /* wall time of the oldest unapplied event, or 0 */
     /* Wall time this process learned of the oldest unapplied events, or 0: later than their
      * own time when their commit waited (a locked write model), which is no lag of ours. */
@@ -115,6 +121,7 @@ struct projector {
     struct apply_event batch[APPLY_BATCH_MAX];
     size_t batch_count;
     int64_t batch_after;                     /* the checkpoint the batch was read after */
+    uint64_t batch_read;                     /* the log read it came from (log_reads) */
     char event_after[APPLY_FINGERPRINT_MAX]; /* the log's event at batch_after, or "" */
     int backoff_ms;
     int connected_once;
@@ -273,12 +280,20 @@ static void note_checkpoint_event(struct projector *p, int64_t seq, const char *
     p->news_event_seq = seq;
 }
 
-/* Redis holds the generation at "checkpoint": the floor rises first, then the checkpoint that
- * commands answer "applied" against (applied_floor.h). */
-static void set_checkpoint(struct projector *p, int64_t checkpoint)
+/* Counts a read of the log that may move the checkpoint, before it begins; returns its count. */
+static uint64_t begin_log_read(struct projector *p)
+{
+    return atomic_fetch_add(&p->log_reads, 1) + 1;
+}
+
+/* Redis holds the generation at "checkpoint", as a read of the log begun at "read" showed
+ * (begin_log_read): the floor rises first (applied_floor.h), then the checkpoint that commands
+ * answer "applied" against, then the read it came from. */
+static void set_checkpoint(struct projector *p, int64_t checkpoint, uint64_t read)
 {
     applied_floor_raise(p->config.applied_floor, checkpoint);
     atomic_store(&p->checkpoint, checkpoint);
+    atomic_store(&p->checkpoint_read, read);
 }
 
 static int collect_event(const struct store_event *event, void *arg)
@@ -440,6 +455,7 @@ static void forget_head_beyond_log(struct projector *p, uint64_t notices_before_
 static int fetch_batch(struct projector *p)
 {
     p->batch_after = atomic_load(&p->checkpoint);
+    p->batch_read = begin_log_read(p); /* offered events, too, were committed before it */
     if (take_offered(p) == 0) {
         if (open_store(p) < 0) return -1;
         uint64_t notices = notices_so_far(p);
@@ -635,6 +651,7 @@ static int load_generation(struct projector *p)
         return -1;
     }
     if (rc == 1) return rebuild(p, gen, "the read model's generation has no checkpoint");
+    uint64_t read = begin_log_read(p);
     rc = diverged(p, checkpoint, fingerprint, err, sizeof(err));
     if (rc < 0) {
         record_error(p, "reading the event log", err);
@@ -667,7 +684,7 @@ static int load_generation(struct projector *p)
     /* Rebuilt, or reloaded after Redis lost it (FLUSHALL): the confirmation may have gone too,
      * and no command may answer "applied" from this checkpoint before it is looked for. */
     atomic_store(&p->confirmed, 0);
-    set_checkpoint(p, checkpoint); /* Redis' own, even if behind what we had */
+    set_checkpoint(p, checkpoint, read); /* Redis' own, even if behind what we had */
     raise_head(p, checkpoint);
     atomic_store(&p->prefix_ours, 1); /* held, and its generation is a past of this catalog */
     set_state(p, PROJECTOR_CATCHING_UP);
@@ -701,10 +718,10 @@ static void check_generation(struct projector *p)
         confirm(p, 1);
 }
 
-static void advance(struct projector *p, int64_t checkpoint)
+static void advance(struct projector *p, int64_t checkpoint, uint64_t read)
 {
     assert(checkpoint >= atomic_load(&p->checkpoint)); /* only a reload moves it back */
-    set_checkpoint(p, checkpoint);
+    set_checkpoint(p, checkpoint, read);
     if (checkpoint >= atomic_load(&p->head)) forget_unapplied(p);
     p->backoff_ms = BACKOFF_MIN_MS;
     if (p->applied) p->applied(checkpoint, p->applied_arg);
@@ -761,15 +778,16 @@ static void send_news(struct projector *p, int64_t *parked, size_t parked_count)
     p->next_news_ms = clock_mono_ms() + NEWS_EVERY_MS;
 }
 
-/* Records what a script call did: the events it parked (before the checkpoint passes them,
- * so no waiter takes them for applied) and the checkpoint it reached. */
+/* Records what the batch's script call did: the events it parked (before the checkpoint
+ * passes them, so no waiter takes them for applied) and the checkpoint it reached. */
 static void take_progress(struct projector *p, const struct apply_result *result)
 {
     for (size_t i = 0; i < result->parked_count; i++)
         parked_set_add(p->parked, result->parked[i]);
     if (result->parked_count > 0) publish_parked(p);
     if (result->refusal[0]) record_error(p, "parked an event Redis refused", result->refusal);
-    if (result->checkpoint > atomic_load(&p->checkpoint)) advance(p, result->checkpoint);
+    if (result->checkpoint > atomic_load(&p->checkpoint))
+        advance(p, result->checkpoint, p->batch_read);
 }
 
 /* Redis' checkpoint went past the whole batch (another instance applied further): before this
@@ -1091,10 +1109,10 @@ static void prove_claim(struct projector *p)
     int64_t claimed = p->claimed_checkpoint;
     memcpy(theirs, p->claimed_event, sizeof(theirs));
     pthread_mutex_unlock(&p->status_lock);
-    if (claimed <= atomic_load(&p->checkpoint) || open_store(p) < 0 ||
-        apply_log_fingerprint(p->store, claimed, ours) <= 0 || strcmp(ours, theirs) != 0)
-        return;
-    set_checkpoint(p, claimed);
+    if (claimed <= atomic_load(&p->checkpoint) || open_store(p) < 0) return;
+    uint64_t read = begin_log_read(p);
+    if (apply_log_fingerprint(p->store, claimed, ours) <= 0 || strcmp(ours, theirs) != 0) return;
+    set_checkpoint(p, claimed, read);
     if (claimed >= atomic_load(&p->head)) forget_unapplied(p);
     if (p->applied) p->applied(claimed, p->applied_arg);
 }
@@ -1387,9 +1405,17 @@ int64_t projector_checkpoint(const struct projector *p)
     return atomic_load(&p->checkpoint);
 }
 
-int projector_applied(const struct projector *p, int64_t seq)
+uint64_t projector_log_reads(const struct projector *p)
 {
-    return atomic_load(&p->confirmed) && atomic_load(&p->checkpoint) >= seq;
+    return atomic_load(&p->log_reads);
+}
+
+int projector_applied(const struct projector *p, int64_t seq, uint64_t log_reads_at_commit)
+{
+    /* The read first: a checkpoint loaded after it is its own or a later read's. */
+    uint64_t read = atomic_load(&p->checkpoint_read);
+    return atomic_load(&p->confirmed) && read > log_reads_at_commit &&
+           atomic_load(&p->checkpoint) >= seq;
 }
 
 void projector_get_status(struct projector *p, struct projector_status *out)

@@ -108,10 +108,18 @@ int projector_seq_parked(struct projector *projector, int64_t seq);
 /* The last seq known to be in Redis, readable from any thread. */
 int64_t projector_checkpoint(const struct projector *projector);
 
-/* 1 when event "seq" is in Redis for queries to read: the checkpoint passed it, and the read
- * model is confirmed in that Redis (readmodel/confirmed_run.h), or, for an instance that
- * follows, the leader said so. Parked events aside (projector_seq_parked). Thread-safe. */
-int projector_applied(const struct projector *projector, int64_t seq);
+/* The reads of the log the projector began so far, counted. A command takes the count once it
+ * committed, for projector_applied. Thread-safe. */
+uint64_t projector_log_reads(const struct projector *projector);
+
+/* 1 when event "seq", committed when the projector had begun "log_reads_at_commit" reads of
+ * the log, is in Redis for queries to read: the checkpoint passed it, as a read of the log
+ * begun after that commit showed, and the read model is confirmed in that Redis
+ * (readmodel/confirmed_run.h), or, for an instance that follows, the leader's news proved so.
+ * A checkpoint from a read begun before the commit counts another log's events, should a
+ * backup restored meanwhile have given the seq out again (an apply in flight across it).
+ * Parked events aside (projector_seq_parked). Thread-safe. */
+int projector_applied(const struct projector *projector, int64_t seq, uint64_t log_reads_at_commit);
 
 /* 1 while the projector is applying events as they come. Commands wait for their view only
  * then: when Redis is down, refusing writes or far behind, the view cannot appear in time and

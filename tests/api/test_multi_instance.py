@@ -965,6 +965,59 @@ def test_a_batch_stalled_across_a_restore_in_place_never_answers_applied_for_a_l
     assert_verify_ok(c)
 
 
+def test_an_apply_in_flight_across_a_restore_in_place_never_answers_applied_for_a_lost_seq(
+        cluster):
+    """The projecting instance reads an event (created on a follower) and sends its apply to
+    Redis, which is frozen: the apply waits in flight. A backup is restored in place, so the
+    event is lost, and a create on the projecting instance takes its seq; then Redis thaws and
+    runs the apply. Its checkpoint covers the new create's seq, though the event it applied is
+    the lost one. Defect: the create answered `applied`, and every instance read it 404. A
+    checkpoint now answers for a command only when what reached it was read from the log
+    after the command committed."""
+    c = cluster
+    valid, answers, made = 0, [], []
+    for attempt in range(6):
+        if valid == 3:
+            break
+        leader, _ = projecting_instance(c)
+        follower = next(n for n in INSTANCES if n != leader)
+        wait_caught_up(c)
+        backup = c.tmp / f"in-flight-{attempt}.dump"
+        c.db.dump(backup)
+        redis = c.redis.proc
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            redis.send_signal(signal.SIGSTOP)
+            t_stop = time.monotonic()
+            try:
+                lost = pool.submit(c.create, follower)
+                time.sleep(0.25)  # the projecting instance polls the log's head every 100 ms
+                restore_in_place(c.db, backup)
+                pending = pool.submit(c.create, leader)
+                time.sleep(0.03)  # committed, and waiting for the apply
+            finally:
+                redis.send_signal(signal.SIGCONT)
+            # within its wait for Redis' answer (1 s), or the round says nothing
+            in_time = time.monotonic() - t_stop < 0.9
+            r = pending.result()
+            assert lost.result().status_code == 201
+        assert r.status_code == 201, r.text
+        made.append(r.json()["id"])
+        answers.append(r.headers["Projection"])
+        valid += in_time
+        if answers[-1] == "applied":
+            reads = {n: c.get(n, f"/products/{made[-1]}") for n in INSTANCES}
+            assert all(g.status_code == 503 or g.text == r.text for g in reads.values()), \
+                (attempt, {n: g.status_code for n, g in reads.items()})
+        for name in INSTANCES:
+            wait_until(lambda name=name: c.get(name, "/ready").status_code == 200, 30,
+                       interval=0.2, what=f"/ready of {name}")
+    print(f"\nanswers: {answers}; {valid} rounds thawed Redis within the apply's wait")
+    assert valid > 0, "no round thawed Redis within the apply's wait"
+    wait_caught_up(c)
+    assert_everything_readable(c, made)
+    assert_verify_ok(c)
+
+
 # ---------------------------------------------------------------------------------------------
 # the projecting instance dies
 

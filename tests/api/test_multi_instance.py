@@ -239,6 +239,22 @@ def assert_verify_ok(c):
     assert rc == 0, f"catalogd verify exited {rc}:\n{out[-3000:]}"
 
 
+def wait_all_ready(c, names=None, what=""):
+    """Waits (30 s at most) for /ready 200 on every named (default: live) instance."""
+    for name in names or c.live():
+        wait_until(lambda name=name: c.get(name, "/ready").status_code == 200, 30, interval=0.2,
+                   what=f"/ready of {name}{what}")
+
+
+def read_otherwise(c, answered):
+    """A create answered `applied`: the instances that read its product otherwise than it
+    answered, with what they read (a 503 says nothing), or {}."""
+    pid = answered.json()["id"]
+    reads = {n: c.get(n, f"/products/{pid}") for n in INSTANCES}
+    return {n: g.status_code for n, g in reads.items()
+            if g.status_code != 503 and (g.status_code != 200 or g.text != answered.text)}
+
+
 def projecting_instance(c, names=None, timeout=10):
     """Waits until every named (default: live) instance names the same projecting instance,
     one of the cluster's; returns (its name, the epoch the first instance reports)."""
@@ -621,9 +637,7 @@ def test_a_backup_restored_while_a_follower_rebuilds_under_load_converges(cluste
     answers, false, unavailable = create_checking_applied(c, 15)
     print(f"\nafter the restore: {Counter(answers)}, 503s read: {unavailable[:3]}")
     assert not false, f"answered applied, but read otherwise: {false[:5]}"
-    for name in c.live():
-        wait_until(lambda name=name: c.get(name, "/ready").status_code == 200, 30,
-                   interval=0.2, what=f"/ready of {name}")
+    wait_all_ready(c)
     wait_caught_up(c, timeout=30)
     for name in c.live():
         wait_until(lambda name=name: c.create(name).headers.get("Projection") == "applied", 15,
@@ -696,9 +710,7 @@ def restore_losing(c, count, flush=None):
     c.db.restore(backup)  # ends every connection: the projecting instance may change
     if flush == "after":
         c.r.flushall()
-    for name in INSTANCES:
-        wait_until(lambda name=name: c.get(name, "/ready").status_code == 200, 30, interval=0.2,
-                   what=f"/ready of {name} after the restore")
+    wait_all_ready(c, what=" after the restore")
     return lost, at_head
 
 
@@ -781,6 +793,17 @@ def test_news_of_the_log_before_a_backup_restored_never_answer_applied(cluster):
     assert_verify_ok(c)
 
 
+def caught_up_with_a_backup(c, name):
+    """Once every instance caught up: the projecting instance, a follower, and a backup of the
+    database taken then (named "name")."""
+    leader, _ = projecting_instance(c)
+    follower = next(n for n in INSTANCES if n != leader)
+    wait_caught_up(c)
+    backup = c.tmp / f"{name}.dump"
+    c.db.dump(backup)
+    return leader, follower, backup
+
+
 def restore_in_place(db, src):
     """Restores a dump() into the live database in one transaction (pg_restore --clean
     --single-transaction): the log goes back at once, and no session ends, so the projecting
@@ -805,11 +828,7 @@ def test_a_projecting_instance_frozen_across_a_restore_in_place_never_answers_fo
     for attempt in range(6):
         if valid == 3:
             break
-        leader, _ = projecting_instance(c)
-        follower = next(n for n in INSTANCES if n != leader)
-        wait_caught_up(c)
-        backup = c.tmp / f"in-place-{attempt}.dump"
-        c.db.dump(backup)
+        leader, follower, backup = caught_up_with_a_backup(c, f"in-place-{attempt}")
         head = max_seq(c.db)
         assert c.create(leader).status_code == 201  # the lost event
         wait_until(lambda: all(c.projection(n)["checkpoint"] == head + 1 for n in INSTANCES), 5,
@@ -835,14 +854,9 @@ def test_a_projecting_instance_frozen_across_a_restore_in_place_never_answers_fo
             proc.send_signal(signal.SIGCONT)
         assert r.status_code == 201, r.text
         made.append(r.json()["id"])
-        if r.headers["Projection"] == "applied":
-            reads = {n: c.get(n, f"/products/{made[-1]}") for n in INSTANCES}
-            if any(g.status_code not in (200, 503) or
-                   (g.status_code == 200 and g.text != r.text) for g in reads.values()):
-                false.append((attempt, {n: g.status_code for n, g in reads.items()}))
-        for name in INSTANCES:
-            wait_until(lambda name=name: c.get(name, "/ready").status_code == 200, 30,
-                       interval=0.2, what=f"/ready of {name}")
+        if r.headers["Projection"] == "applied" and read_otherwise(c, r):
+            false.append((attempt, read_otherwise(c, r)))
+        wait_all_ready(c)
     print(f"\n{valid} rounds with the follower down to the log's head within the pause")
     assert valid > 0, "no round had the follower come down within the pause"
     assert not false, f"answered applied, but read otherwise: {false}"
@@ -953,12 +967,8 @@ def test_a_batch_stalled_across_a_restore_in_place_never_answers_applied_for_a_l
         made.append(r.json()["id"])
         answers.append(r.headers["Projection"])
         if answers[-1] == "applied":
-            reads = {n: c.get(n, f"/products/{made[-1]}") for n in INSTANCES}
-            assert all(g.status_code == 503 or g.text == r.text for g in reads.values()), \
-                (attempt, {n: g.status_code for n, g in reads.items()})
-        for name in INSTANCES:
-            wait_until(lambda name=name: c.get(name, "/ready").status_code == 200, 30,
-                       interval=0.2, what=f"/ready of {name}")
+            assert not read_otherwise(c, r), (attempt, read_otherwise(c, r))
+        wait_all_ready(c)
     print(f"\nanswers of the stalled batches: {answers}")
     wait_caught_up(c)
     assert_everything_readable(c, made)
@@ -979,11 +989,7 @@ def test_an_apply_in_flight_across_a_restore_in_place_never_answers_applied_for_
     for attempt in range(6):
         if valid == 3:
             break
-        leader, _ = projecting_instance(c)
-        follower = next(n for n in INSTANCES if n != leader)
-        wait_caught_up(c)
-        backup = c.tmp / f"in-flight-{attempt}.dump"
-        c.db.dump(backup)
+        leader, follower, backup = caught_up_with_a_backup(c, f"in-flight-{attempt}")
         redis = c.redis.proc
         with ThreadPoolExecutor(max_workers=2) as pool:
             redis.send_signal(signal.SIGSTOP)
@@ -1005,12 +1011,8 @@ def test_an_apply_in_flight_across_a_restore_in_place_never_answers_applied_for_
         answers.append(r.headers["Projection"])
         valid += in_time
         if answers[-1] == "applied":
-            reads = {n: c.get(n, f"/products/{made[-1]}") for n in INSTANCES}
-            assert all(g.status_code == 503 or g.text == r.text for g in reads.values()), \
-                (attempt, {n: g.status_code for n, g in reads.items()})
-        for name in INSTANCES:
-            wait_until(lambda name=name: c.get(name, "/ready").status_code == 200, 30,
-                       interval=0.2, what=f"/ready of {name}")
+            assert not read_otherwise(c, r), (attempt, read_otherwise(c, r))
+        wait_all_ready(c)
     print(f"\nanswers: {answers}; {valid} rounds thawed Redis within the apply's wait")
     assert valid > 0, "no round thawed Redis within the apply's wait"
     wait_caught_up(c)
@@ -1238,9 +1240,7 @@ def test_a_term_after_a_restore_never_shares_the_fence_of_a_frozen_projector(clu
         frozen.send_signal(signal.SIGCONT)
     time.sleep(1.0)  # the woken instance steps down at its next check
     assert frozen.poll() is None, "the woken instance died"
-    for name in INSTANCES:
-        wait_until(lambda name=name: c.get(name, "/ready").status_code == 200, 30, interval=0.2,
-                   what=f"/ready of {name}")
+    wait_all_ready(c)
     made += [c.create(n).json()["id"] for n in INSTANCES]
     wait_caught_up(c)
     assert_everything_readable(c, made[len(INSTANCES):])

@@ -669,10 +669,10 @@ static int64_t known_seq(void *arg)
     return projector_checkpoint(listeners->projector);
 }
 
-static uint64_t log_reads(void *arg)
+static uint64_t commit_reads(void *arg)
 {
     struct commit_listeners *listeners = arg;
-    return projector_log_reads(listeners->projector);
+    return projector_commit_reads(listeners->projector);
 }
 
 static void on_bus_committed(int64_t head, void *arg)
@@ -835,7 +835,7 @@ static int serve(const struct app_config *given)
                      &(struct writer_listener){.committing = on_committing,
                                                .committed = on_committed,
                                                .known_seq = known_seq,
-                                               .log_reads = log_reads,
+                                               .commit_reads = commit_reads,
                                                .arg = &listeners},
                      &app.writer) < 0) {
         LOG(LOG_ERROR, "cannot start the projector, writer, bus or maintenance thread");

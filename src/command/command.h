@@ -54,8 +54,8 @@ struct command {
      * in time (a backup restored under catalogd), and the projector's checkpoint, from the
      * lost events, says nothing of whether this event is applied. */
     int seq_taken_again;
-    /* The log reads the projector had begun once the event committed (projector_log_reads):
-     * only a checkpoint from a later read answers for it. */
+    /* The log reads the projector had begun just before the event's commit
+     * (projector_commit_reads): only a checkpoint from a later read answers for it. */
     uint64_t log_reads_at_commit;
     char conflict_id[UUID_TEXT_LEN + 1];
     char error[160];

@@ -350,6 +350,12 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
         int64_t known = w->listener.known_seq(w->listener.arg);
         if (known > known_before) known_before = known;
     }
+    /* And the projector's log reads so far: one begun before this point read a log from
+     * before the batch took its seqs (a backup restored since may have handed them out again),
+     * and its checkpoint never answers for them; one begun after it reads them, once
+     * committed. Counted before the commit, not after: a read begun while the commit ends
+     * may hold the batch, and a slow writer thread must not take it for an older one. */
+    uint64_t log_reads = w->listener.commit_reads ? w->listener.commit_reads(w->listener.arg) : 0;
     if (rc == STORE_OK) rc = store_commit(w->store);
     if (rc != STORE_OK) {
         /* Even a duplicate-sku outcome may have been decided against a command of this batch
@@ -362,7 +368,6 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
     } else {
         atomic_fetch_add(&w->stored_keys, w->batch_keys);
         atomic_store(&w->healthy, 1);
-        uint64_t log_reads = w->listener.log_reads ? w->listener.log_reads(w->listener.arg) : 0;
         for (struct command *cmd = batch; cmd; cmd = cmd->next)
             cmd->log_reads_at_commit = log_reads;
         int64_t head = mark_seqs_taken_again(batch, known_before);

@@ -46,9 +46,9 @@ struct writer_listener {
     /* Before every batch: the highest seq known from outside the writer to be in the log
      * (the projector's checkpoint), or 0. */
     int64_t (*known_seq)(void *arg);
-    /* After every commit, before "committed": the reads of the log the projector began so
-     * far (projector_log_reads), for the batch's commands. May be NULL. */
-    uint64_t (*log_reads)(void *arg);
+    /* Just before every commit: the reads of the log the projector began so far
+     * (projector_commit_reads), for the batch's commands. May be NULL. */
+    uint64_t (*commit_reads)(void *arg);
     void *arg;
 };
 

@@ -78,11 +78,12 @@ struct projector {
     _Atomic int64_t head;
     _Atomic int64_t checkpoint;
     /* Reads of the log begun so far, counted, and the count the read that the checkpoint came
-     * from began at: a command counts its commit the same way, and only a checkpoint from a
-     * read begun after its commit answers for it (projector_applied). Written by the projector
-     * thread: the checkpoint first, then its read. */
+     * from began at: a command's batch takes the count just before its commit, and only a
+     * checkpoint from a read begun after that answers for it (projector_applied). Written by
+     * the projector thread: the checkpoint first, then its read. */
     _Atomic uint64_t log_reads;
     _Atomic uint64_t checkpoint_read;
+    _Atomic uint64_t commit_reads; /* the count the last commit took (projector_commit_reads) */
     _Atomic uint64_t oldest_unapplied_ms; /* wall time of the oldest unapplied event, or 0 */
     /* Wall time this process learned of the oldest unapplied events, or 0: later than their
      * own time when their commit waited (a locked write model), which is no lag of ours. */
@@ -927,9 +928,29 @@ static void poll_head(struct projector *p)
 }
 
 /* The idle turn: parked events, then the periodic checks, then a nap until work comes. */
+/* A read of the log that began while a commit was ending may have applied its events, which
+ * counted the reads before that one began: its commands wait, by projector_applied, for a
+ * checkpoint from a later read. Before napping, the projecting instance reads the log's event
+ * at its checkpoint again; still the one Redis holds there, the checkpoint is as of this read.
+ * Once per such commit: the read it publishes is past the commit's count. */
+static void reconfirm_checkpoint(struct projector *p)
+{
+    char ours[APPLY_FINGERPRINT_MAX];
+    int64_t checkpoint = atomic_load(&p->checkpoint);
+    if (atomic_load(&p->commit_reads) < atomic_load(&p->checkpoint_read) || checkpoint <= 0 ||
+        p->news_event_seq != checkpoint || open_store(p) < 0)
+        return;
+    uint64_t read = begin_log_read(p);
+    if (apply_log_fingerprint(p->store, checkpoint, ours) <= 0 || strcmp(ours, p->news_event) != 0)
+        return;
+    set_checkpoint(p, checkpoint, read);
+    if (p->applied) p->applied(checkpoint, p->applied_arg);
+}
+
 static void idle(struct projector *p)
 {
     set_state(p, PROJECTOR_LIVE);
+    if (p->redis && p->generation) reconfirm_checkpoint(p);
     forget_unapplied(p);
     retry_parked(p);
     uint64_t now = clock_mono_ms();
@@ -1405,9 +1426,11 @@ int64_t projector_checkpoint(const struct projector *p)
     return atomic_load(&p->checkpoint);
 }
 
-uint64_t projector_log_reads(const struct projector *p)
+uint64_t projector_commit_reads(struct projector *p)
 {
-    return atomic_load(&p->log_reads);
+    uint64_t reads = atomic_load(&p->log_reads);
+    atomic_store(&p->commit_reads, reads);
+    return reads;
 }
 
 int projector_applied(const struct projector *p, int64_t seq, uint64_t log_reads_at_commit)

@@ -108,17 +108,19 @@ int projector_seq_parked(struct projector *projector, int64_t seq);
 /* The last seq known to be in Redis, readable from any thread. */
 int64_t projector_checkpoint(const struct projector *projector);
 
-/* The reads of the log the projector began so far, counted. A command takes the count once it
- * committed, for projector_applied. Thread-safe. */
-uint64_t projector_log_reads(const struct projector *projector);
+/* A batch of commands is about to commit: returns the reads of the log the projector began so
+ * far, counted, for projector_applied, and notes that a commit took that count (the projector
+ * then confirms its checkpoint again before it naps: reconfirm_checkpoint). Called by the one
+ * writer thread. Thread-safe. */
+uint64_t projector_commit_reads(struct projector *projector);
 
-/* 1 when event "seq", committed when the projector had begun "log_reads_at_commit" reads of
- * the log, is in Redis for queries to read: the checkpoint passed it, as a read of the log
- * begun after that commit showed, and the read model is confirmed in that Redis
+/* 1 when event "seq", whose commit began when the projector had begun "log_reads_at_commit"
+ * reads of the log, is in Redis for queries to read: the checkpoint passed it, as a read of
+ * the log begun after that showed, and the read model is confirmed in that Redis
  * (readmodel/confirmed_run.h), or, for an instance that follows, the leader's news proved so.
- * A checkpoint from a read begun before the commit counts another log's events, should a
- * backup restored meanwhile have given the seq out again (an apply in flight across it).
- * Parked events aside (projector_seq_parked). Thread-safe. */
+ * A checkpoint from a read begun before counts another log's events, should a backup
+ * restored meanwhile have given the seq out again (an apply in flight across it). Parked
+ * events aside (projector_seq_parked). Thread-safe. */
 int projector_applied(const struct projector *projector, int64_t seq, uint64_t log_reads_at_commit);
 
 /* 1 while the projector is applying events as they come. Commands wait for their view only

@@ -976,11 +976,15 @@ static void idle(struct projector *p)
 /* Puts a term's fence in Redis, unless Redis holds another fence of an epoch as great or
  * greater: then answers that epoch, which the term must pass; else answers 0. ARGV after the
  * guards: the key, the term's epoch, its fence. A fence written by an older build is its
- * epoch alone. */
+ * epoch alone. What names no epoch a store counts to (a key of another type, or more than
+ * 15 digits, where Lua's numbers round, all written by hand) fences nothing: it is replaced,
+ * rather than stopping every term for good. */
 static struct script CLAIM_EPOCH_SCRIPT =
     SCRIPT("local first = guards_hold()\n"
-           "local held = redis.call('GET', ARGV[first]) or ''\n"
-           "local held_epoch = tonumber(string.match(held, '^%d+') or '0')\n"
+           "local held = redis.pcall('GET', ARGV[first])\n"
+           "if type(held) ~= 'string' then held = '' end\n"
+           "local digits = string.match(held, '^%d+') or '0'\n"
+           "local held_epoch = #digits <= 15 and tonumber(digits) or 0\n"
            "if held ~= ARGV[first + 2] and held_epoch >= tonumber(ARGV[first + 1]) then\n"
            "  return held_epoch\n"
            "end\n"
@@ -1022,7 +1026,13 @@ static int take_epoch(struct projector *p)
         }
         above = reply->integer;
         freeReplyObject(reply);
-        if (above != 0) continue;
+        if (above != 0) {
+            snprintf(err, sizeof(err),
+                     "Redis holds another term's fence, of epoch %lld: taking a greater epoch",
+                     (long long)above);
+            record_error(p, "setting the fencing epoch", err);
+            continue;
+        }
         p->epoch = epoch;
         p->news_number = 0;
         memcpy(p->fence, fence, sizeof(fence));

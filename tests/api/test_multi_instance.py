@@ -1276,6 +1276,32 @@ def test_a_term_after_a_restore_never_shares_the_fence_of_a_frozen_projector(clu
     assert_verify_ok(c)
 
 
+@pytest.mark.parametrize("written", ["a hash", "9007199254740993:x", "99999999999999999999:x"])
+def test_a_fence_written_by_hand_that_names_no_epoch_is_taken_again(cluster, written):
+    """Found by a hostile review: the fence key set by hand to another type, or to an epoch
+    past what Lua's numbers hold exactly (2^53) or past int64, stopped projection for good:
+    every script failed on it (WRONGTYPE), or no term could pass its epoch. Such a key fences
+    nothing: the projecting instance takes it again, and answers `applied` within seconds."""
+    c = cluster
+    leader, epoch = projecting_instance(c)
+    wait_caught_up(c)
+    key = f"{PREFIX}:projector-epoch"
+    c.r.delete(key)
+    if written == "a hash":
+        c.r.hset(key, "epoch", str(epoch))
+    else:
+        c.r.set(key, written)
+
+    def applied_create():
+        r = c.create(leader)
+        assert r.status_code == 201, r.text
+        return r if r.headers["Projection"] == "applied" else None
+    r = wait_until(applied_create, 10, interval=0.3, what=f"a create applied after {written}")
+    assert not read_otherwise(c, r), read_otherwise(c, r)
+    assert fence_held(c)[1] == projecting_instance(c)[1], (fence_held(c), written)
+    assert_verify_ok(c)
+
+
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL goes away
 

@@ -974,19 +974,19 @@ static void idle(struct projector *p)
 }
 
 /* Puts a term's fence in Redis, unless Redis holds another fence of an epoch as great or
- * greater: then answers that epoch, which the term must pass; else answers 0. ARGV after the
- * guards: the key, the term's epoch, its fence. A fence written by an older build is its
- * epoch alone. What names no epoch a store counts to (a key of another type, or more than
- * 15 digits, where Lua's numbers round, all written by hand) fences nothing: it is replaced,
- * rather than stopping every term for good. */
+ * greater: then answers that epoch (as text, compared as text: exact past 2^53), which the
+ * term must pass; else answers 0. ARGV after the guards: the key, the term's epoch, its fence.
+ * A fence written by an older build is its epoch alone. What names no epoch a store counts to
+ * (a key of another type, no digits, leading zeros, or a number past int64's last, all
+ * written by hand) fences nothing: it is replaced, rather than stopping every term for good. */
 static struct script CLAIM_EPOCH_SCRIPT =
     SCRIPT("local first = guards_hold()\n"
            "local held = redis.pcall('GET', ARGV[first])\n"
            "if type(held) ~= 'string' then held = '' end\n"
-           "local digits = string.match(held, '^%d+') or '0'\n"
-           "local held_epoch = #digits <= 15 and tonumber(digits) or 0\n"
-           "if held ~= ARGV[first + 2] and held_epoch >= tonumber(ARGV[first + 1]) then\n"
-           "  return held_epoch\n"
+           "local digits = string.match(held, '^[1-9]%d*')\n"
+           "if digits and decimal_above('9223372036854775807', digits) and\n"
+           "    held ~= ARGV[first + 2] and not decimal_above(ARGV[first + 1], digits) then\n"
+           "  return digits\n"
            "end\n"
            "redis.call('SET', ARGV[first], ARGV[first + 2])\n"
            "return 0\n");
@@ -1018,14 +1018,19 @@ static int take_epoch(struct projector *p)
         const char *argv[] = {p->epoch_key, epoch_text, fence};
         redisReply *reply = redis_sync_script(p->redis, &CLAIM_EPOCH_SCRIPT, NULL, 0, 3, argv, NULL,
                                               err, sizeof(err));
-        if (!reply || reply->type != REDIS_REPLY_INTEGER) {
+        int64_t held = 0;
+        int answered =
+            reply && ((reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) ||
+                      (reply->type == REDIS_REPLY_STRING &&
+                       digits_parse_canonical(reply->str, reply->len, 1, INT64_MAX, &held) == 0));
+        if (!answered) {
             record_error(p, "setting the fencing epoch", reply ? "an unexpected reply" : err);
             if (reply) freeReplyObject(reply);
             if (redis_sync_broken(p->redis)) drop_redis(p);
             return -1;
         }
-        above = reply->integer;
         freeReplyObject(reply);
+        above = held;
         if (above != 0) {
             snprintf(err, sizeof(err),
                      "Redis holds another term's fence, of epoch %lld: taking a greater epoch",

@@ -1302,6 +1302,27 @@ def test_a_fence_written_by_hand_that_names_no_epoch_is_taken_again(cluster, wri
     assert_verify_ok(c)
 
 
+def test_a_greater_epoch_in_redis_of_any_length_is_passed_never_replaced(cluster):
+    """Found by a hostile review: once epochs had 16 digits (a 15-digit fence written by hand
+    makes the next term count from there), the claim read every fence as naming no epoch and
+    replaced a greater one with a smaller: epochs in Redis no longer only grew. Epochs are
+    compared as text, exactly, up to int64's."""
+    c = cluster
+    leader, _ = projecting_instance(c)
+    greater = 10**15 + 50
+    c.r.set(f"{PREFIX}:projector-epoch", f"{greater}:another-term")
+
+    def applied_create():  # its apply finds the fence another's, and the term takes it again
+        r = c.create(leader)
+        assert r.status_code == 201, r.text
+        return r if r.headers["Projection"] == "applied" else None
+    r = wait_until(applied_create, 10, interval=0.3, what="a create applied")
+    assert not read_otherwise(c, r), read_otherwise(c, r)
+    _, epoch = fence_held(c)
+    [(pg_epoch, pg_who)] = sql(c.db, "SELECT epoch, instance_id FROM projector_leader")
+    assert epoch > greater and (pg_epoch, pg_who) == (epoch, leader), (epoch, pg_epoch, pg_who)
+
+
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL goes away
 

@@ -355,7 +355,9 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
      * and its checkpoint never answers for them; one begun after it reads them, once
      * committed. Counted before the commit, not after: a read begun while the commit ends
      * may hold the batch, and a slow writer thread must not take it for an older one. */
-    uint64_t log_reads = w->listener.commit_reads ? w->listener.commit_reads(w->listener.arg) : 0;
+    uint64_t log_reads = 0;
+    if (rc == STORE_OK && w->listener.commit_reads)
+        log_reads = w->listener.commit_reads(w->listener.arg);
     if (rc == STORE_OK) rc = store_commit(w->store);
     if (rc != STORE_OK) {
         /* Even a duplicate-sku outcome may have been decided against a command of this batch

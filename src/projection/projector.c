@@ -1018,11 +1018,11 @@ static int take_epoch(struct projector *p)
         const char *argv[] = {p->epoch_key, epoch_text, fence};
         redisReply *reply = redis_sync_script(p->redis, &CLAIM_EPOCH_SCRIPT, NULL, 0, 3, argv, NULL,
                                               err, sizeof(err));
-        int64_t held = 0;
+        above = 0;
         int answered =
             reply && ((reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) ||
                       (reply->type == REDIS_REPLY_STRING &&
-                       digits_parse_canonical(reply->str, reply->len, 1, INT64_MAX, &held) == 0));
+                       digits_parse_canonical(reply->str, reply->len, 1, INT64_MAX, &above) == 0));
         if (!answered) {
             record_error(p, "setting the fencing epoch", reply ? "an unexpected reply" : err);
             if (reply) freeReplyObject(reply);
@@ -1030,7 +1030,6 @@ static int take_epoch(struct projector *p)
             return -1;
         }
         freeReplyObject(reply);
-        above = held;
         if (above != 0) {
             snprintf(err, sizeof(err),
                      "Redis holds another term's fence, of epoch %lld: taking a greater epoch",

@@ -648,7 +648,7 @@ static void on_committed(int64_t head_seq, const struct command *batch, void *ar
         if (cmd->outcome != COMMAND_DONE || cmd->seq <= 0) continue;
         struct apply_event *event = &events[count];
         apply_event_from_product(cmd->seq, cmd->kind == COMMAND_DELETE_PRODUCT, &cmd->product,
-                                 cmd->view, cmd->view_len, event);
+                                 cmd->view, cmd->view_len, cmd->event_nonce, event);
         if (count == 0 && listeners->before_seq > 0 && listeners->before_seq == cmd->seq - 1)
             memcpy(event->prior, listeners->before, sizeof(event->prior));
         else if (count > 0 && event[-1].seq == cmd->seq - 1)

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "command/store.h"
+#include "domain/event.h"
 #include "domain/product.h"
 #include "domain/view.h"
 
@@ -49,7 +50,8 @@ struct command {
     struct product product; /* the state after the command (or the current one on refusal) */
     char view[VIEW_MAX];    /* its view, as stored in the event */
     size_t view_len;
-    int64_t seq; /* the event's seq */
+    int64_t seq;                           /* the event's seq */
+    char event_nonce[EVENT_NONCE_LEN + 1]; /* the event's nonce (domain/event.h) */
     /* The seq was not above every seq known before its batch began: the event log went back
      * in time (a backup restored under catalogd), and the projector's checkpoint, from the
      * lost events, says nothing of whether this event is applied. */

@@ -108,16 +108,15 @@ int store_insert_product(struct store *store, const struct product *p,
     return store->backend->insert_product(store, p, existing_id);
 }
 
-int store_create_product(struct store *store, const struct product *p, const char *type,
-                         const char *payload, size_t payload_len, const char *recorded_at,
-                         char existing_id[UUID_TEXT_LEN + 1], int64_t *seq)
+int store_create_product(struct store *store, const struct product *p,
+                         const struct store_new_event *event, char existing_id[UUID_TEXT_LEN + 1],
+                         int64_t *seq)
 {
     if (store->backend->create_product)
-        return store->backend->create_product(store, p, type, payload, payload_len, recorded_at,
-                                              existing_id, seq);
+        return store->backend->create_product(store, p, event, existing_id, seq);
     int rc = store->backend->insert_product(store, p, existing_id);
     if (rc != STORE_OK) return rc;
-    return store->backend->append_event(store, type, p, payload, payload_len, recorded_at, seq);
+    return store->backend->append_event(store, p, event, seq);
 }
 
 int store_get_product(struct store *store, const char *id, struct product *out)
@@ -179,11 +178,10 @@ int store_ping(struct store *store)
     return store->backend->ping(store);
 }
 
-int store_append_event(struct store *store, const char *type, const struct product *p,
-                       const char *payload, size_t payload_len, const char *recorded_at,
-                       int64_t *seq)
+int store_append_event(struct store *store, const struct product *p,
+                       const struct store_new_event *event, int64_t *seq)
 {
-    return store->backend->append_event(store, type, p, payload, payload_len, recorded_at, seq);
+    return store->backend->append_event(store, p, event, seq);
 }
 
 int store_head_seq(struct store *store, int64_t *seq)

@@ -97,14 +97,23 @@ void store_rollback_savepoint(struct store *store);
 int store_insert_product(struct store *store, const struct product *p,
                          char existing_id[UUID_TEXT_LEN + 1]);
 
+/* What a command records in the log besides its product's id and version. */
+struct store_new_event {
+    const char *type;
+    const char *payload; /* the product's view */
+    size_t payload_len;
+    const char *recorded_at;
+    const char *nonce; /* EVENT_NONCE_LEN hex digits (domain/event.h) */
+};
+
 /* A create in one call: store_insert_product of "p", then, when it was inserted,
- * store_append_event of its "type" event with "payload" recorded at "recorded_at". Returns
+ * store_append_event of its "event". Returns
  * STORE_OK and "*seq"; STORE_DUPLICATE and "existing_id" (nothing written); or STORE_ERR.
  * PostgreSQL writes both rows with one statement (one round trip under the write lock); SQLite
  * makes the two calls. */
-int store_create_product(struct store *store, const struct product *p, const char *type,
-                         const char *payload, size_t payload_len, const char *recorded_at,
-                         char existing_id[UUID_TEXT_LEN + 1], int64_t *seq);
+int store_create_product(struct store *store, const struct product *p,
+                         const struct store_new_event *event, char existing_id[UUID_TEXT_LEN + 1],
+                         int64_t *seq);
 
 /* Reads product "id" into "out". Returns STORE_OK, STORE_NOT_FOUND or STORE_ERR. */
 int store_get_product(struct store *store, const char *id, struct product *out);
@@ -158,10 +167,9 @@ int store_probe_write(struct store *store, uint64_t now_ms);
  * always STORE_OK. */
 int store_ping(struct store *store);
 
-/* Appends an event for "p" (its id and version) with the JSON "payload". Sets "*seq". */
-int store_append_event(struct store *store, const char *type, const struct product *p,
-                       const char *payload, size_t payload_len, const char *recorded_at,
-                       int64_t *seq);
+/* Appends "event" for "p" (its id and version). Sets "*seq". */
+int store_append_event(struct store *store, const struct product *p,
+                       const struct store_new_event *event, int64_t *seq);
 
 /* Reads (any connection). store_head_seq gives the highest committed seq (0 if none). */
 int store_head_seq(struct store *store, int64_t *seq);
@@ -175,6 +183,7 @@ struct store_event {
     const char *payload;
     size_t payload_len;
     const char *recorded_at;
+    const char *nonce; /* "" in rows written before events had one */
 };
 
 /* Calls "fn" for up to "limit" events with seq > "after_seq", in seq order. The pointers in

@@ -27,9 +27,9 @@ struct store_backend {
     int (*insert_product)(struct store *store, const struct product *p,
                           char existing_id[UUID_TEXT_LEN + 1]);
     /* NULL: store.c runs insert_product, then append_event. */
-    int (*create_product)(struct store *store, const struct product *p, const char *type,
-                          const char *payload, size_t payload_len, const char *recorded_at,
-                          char existing_id[UUID_TEXT_LEN + 1], int64_t *seq);
+    int (*create_product)(struct store *store, const struct product *p,
+                          const struct store_new_event *event, char existing_id[UUID_TEXT_LEN + 1],
+                          int64_t *seq);
     int (*get_product)(struct store *store, const char *id, struct product *out);
     int (*find_sku)(struct store *store, const char *sku, char id[UUID_TEXT_LEN + 1]);
     int (*update_product)(struct store *store, const struct product *p);
@@ -42,9 +42,8 @@ struct store_backend {
     int (*idempotency_count)(struct store *store, int64_t *count);
     int (*probe_write)(struct store *store, uint64_t now_ms);
     int (*ping)(struct store *store);
-    int (*append_event)(struct store *store, const char *type, const struct product *p,
-                        const char *payload, size_t payload_len, const char *recorded_at,
-                        int64_t *seq);
+    int (*append_event)(struct store *store, const struct product *p,
+                        const struct store_new_event *event, int64_t *seq);
     int (*head_seq)(struct store *store, int64_t *seq);
     /* The last seq handed out: the next event takes the one after it, whatever the log holds. */
     int (*last_seq_taken)(struct store *store, int64_t *seq);

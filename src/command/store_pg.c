@@ -157,7 +157,10 @@ static const char MIGRATION_2[] =
     ");"
     "INSERT INTO catalog_identity VALUES (1, gen_random_uuid()::text);";
 
-static const char *const MIGRATIONS[] = {MIGRATION_1, MIGRATION_2}; /* step n: MIGRATIONS[n-1] */
+/* Every event's nonce (domain/event.h); rows already there have none. */
+static const char MIGRATION_3[] = "ALTER TABLE events ADD COLUMN nonce text NOT NULL DEFAULT '';";
+
+static const char *const MIGRATIONS[] = {MIGRATION_1, MIGRATION_2, MIGRATION_3}; /* step n: [n-1] */
 #define SCHEMA_VERSION ((int)(sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0])))
 
 /* The next seq: the counter's, or after the log's head if a row was appended without the
@@ -215,8 +218,8 @@ static const struct {
     [ST_ID_BY_SKU] = {"SELECT id FROM products WHERE sku = $1", FOR_WRITER | FOR_READERS, 1},
     [ST_INSERT_EVENT] = {"WITH next AS (" TAKE_NEXT_SEQ " WHERE id = 1 RETURNING last_seq)"
                          " INSERT INTO events (seq, product_id, type, version, payload,"
-                         " recorded_at) SELECT last_seq, $1::text, $2::text, $3::bigint,"
-                         " $4::text, $5::text FROM next RETURNING seq",
+                         " recorded_at, nonce) SELECT last_seq, $1::text, $2::text, $3::bigint,"
+                         " $4::text, $5::text, $6::text FROM next RETURNING seq",
                          FOR_WRITER, 0},
     /* ST_INSERT_PRODUCT, then ST_INSERT_EVENT when a row went in, as one statement: one row
      * (the seq), or none when the sku was taken (and nothing was written). */
@@ -227,14 +230,14 @@ static const struct {
                            " next AS (" TAKE_NEXT_SEQ
                            " WHERE id = 1 AND EXISTS (SELECT FROM product) RETURNING last_seq)"
                            " INSERT INTO events (seq, product_id, type, version, payload,"
-                           " recorded_at) SELECT next.last_seq, product.id, $9::text,"
-                           " product.version, $10::text, $11::text FROM next, product"
+                           " recorded_at, nonce) SELECT next.last_seq, product.id, $9::text,"
+                           " product.version, $10::text, $11::text, $12::text FROM next, product"
                            " RETURNING seq",
                            FOR_WRITER, 0},
     [ST_HEAD_SEQ] = {"SELECT coalesce(max(seq), 0) FROM events", FOR_WRITER | FOR_READERS, 1},
     [ST_LAST_SEQ_TAKEN] = {"SELECT last_seq FROM event_counter WHERE id = 1", FOR_WRITER, 1},
     [ST_COUNT_PRODUCTS] = {"SELECT count(*) FROM products", FOR_WRITER | FOR_READERS, 1},
-    [ST_EVENTS_AFTER] = {"SELECT seq, type, product_id, version, payload, recorded_at"
+    [ST_EVENTS_AFTER] = {"SELECT seq, type, product_id, version, payload, recorded_at, nonce"
                          " FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
                          FOR_WRITER | FOR_READERS, 1},
     [ST_SCAN_PRODUCTS] = {"SELECT " PRODUCT_COLUMNS " FROM products WHERE id > $1 ORDER BY id"
@@ -985,32 +988,33 @@ static int pg_insert_product(struct store *base, const struct product *p,
     return inserted == 1 ? STORE_OK : sku_taken(base, p->sku, existing_id, "insert product");
 }
 
-static int pg_append_event(struct store *base, const char *type, const struct product *p,
-                           const char *payload, size_t payload_len, const char *recorded_at,
-                           int64_t *seq)
+static int pg_append_event(struct store *base, const struct product *p,
+                           const struct store_new_event *event, int64_t *seq)
 {
     struct pg_store *store = pg_of(base);
     struct params params = {0};
     param_text(&params, p->id);
-    param_text(&params, type);
+    param_text(&params, event->type);
     param_int(&params, p->version);
-    char *text = param_payload(&params, payload, payload_len);
-    param_text(&params, recorded_at);
+    char *text = param_payload(&params, event->payload, event->payload_len);
+    param_text(&params, event->recorded_at);
+    param_text(&params, event->nonce);
     int rc = call_int64(store, ST_INSERT_EVENT, &params, seq);
     free(text);
     return rc;
 }
 
 /* See store.h: one statement. No row back means the sku is taken, as in pg_insert_product. */
-static int pg_create_product(struct store *base, const struct product *p, const char *type,
-                             const char *payload, size_t payload_len, const char *recorded_at,
+static int pg_create_product(struct store *base, const struct product *p,
+                             const struct store_new_event *event,
                              char existing_id[UUID_TEXT_LEN + 1], int64_t *seq)
 {
     struct params params = {0};
     param_new_product(&params, p);
-    param_text(&params, type);
-    char *text = param_payload(&params, payload, payload_len);
-    param_text(&params, recorded_at);
+    param_text(&params, event->type);
+    char *text = param_payload(&params, event->payload, event->payload_len);
+    param_text(&params, event->recorded_at);
+    param_text(&params, event->nonce);
     PGresult *result = call(pg_of(base), ST_CREATE_PRODUCT, &params);
     free(text);
     if (!result) return STORE_ERR;
@@ -1054,6 +1058,7 @@ static int pg_read_events(struct store *base, int64_t after_seq, int limit, stor
             .payload = PQgetvalue(result, row, 4),
             .payload_len = (size_t)PQgetlength(result, row, 4),
             .recorded_at = PQgetvalue(result, row, 5),
+            .nonce = PQgetvalue(result, row, 6),
         };
         visited++;
         if (fn(&event, arg) != 0) break;

@@ -112,6 +112,9 @@ static const char MIGRATION_3[] =
     "DROP TABLE events;"
     "ALTER TABLE events_v3 RENAME TO events;";
 
+/* Every event's nonce (domain/event.h); rows already there have none. */
+static const char MIGRATION_4[] = "ALTER TABLE events ADD COLUMN nonce TEXT NOT NULL DEFAULT '';";
+
 static const struct migration {
     int version;
     const char *sql;
@@ -119,6 +122,7 @@ static const struct migration {
     {1, MIGRATION_1},
     {2, MIGRATION_2},
     {3, MIGRATION_3},
+    {4, MIGRATION_4},
 };
 #define SCHEMA_VERSION (MIGRATIONS[sizeof(MIGRATIONS) / sizeof(MIGRATIONS[0]) - 1].version)
 
@@ -169,8 +173,8 @@ static const struct {
                            " created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                            0},
     [ST_ID_BY_SKU] = {"SELECT id FROM products WHERE sku = ?1", 1}, /* verify */
-    [ST_INSERT_EVENT] = {"INSERT INTO events (product_id, type, version, payload, recorded_at)"
-                         " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_INSERT_EVENT] = {"INSERT INTO events (product_id, type, version, payload, recorded_at,"
+                         " nonce) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                          0},
     [ST_HEAD_SEQ] = {"SELECT coalesce(max(seq), 0) FROM events", 1},
     /* AUTOINCREMENT's high-water mark: the next seq is past it, even once its row is gone. */
@@ -178,7 +182,7 @@ static const struct {
                            " WHERE name = 'events'), 0)",
                            1},
     [ST_COUNT_PRODUCTS] = {"SELECT count(*) FROM products", 1},
-    [ST_EVENTS_AFTER] = {"SELECT seq, type, product_id, version, payload, recorded_at"
+    [ST_EVENTS_AFTER] = {"SELECT seq, type, product_id, version, payload, recorded_at, nonce"
                          " FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
                          1},
     [ST_SNAPSHOT_BEGIN] = {"BEGIN", 1},
@@ -530,17 +534,17 @@ static int sqlite_insert_product(struct store *base, const struct product *p,
     return fail(store, "insert product");
 }
 
-static int sqlite_append_event(struct store *base, const char *type, const struct product *p,
-                               const char *payload, size_t payload_len, const char *recorded_at,
-                               int64_t *seq)
+static int sqlite_append_event(struct store *base, const struct product *p,
+                               const struct store_new_event *event, int64_t *seq)
 {
     struct sqlite_store *store = sqlite_of(base);
     sqlite3_stmt *st = store->statements[ST_INSERT_EVENT];
     bind_text(st, 1, p->id);
-    bind_text(st, 2, type);
+    bind_text(st, 2, event->type);
     sqlite3_bind_int64(st, 3, p->version);
-    sqlite3_bind_text(st, 4, payload, (int)payload_len, SQLITE_STATIC);
-    bind_text(st, 5, recorded_at);
+    sqlite3_bind_text(st, 4, event->payload, (int)event->payload_len, SQLITE_STATIC);
+    bind_text(st, 5, event->recorded_at);
+    bind_text(st, 6, event->nonce);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) return fail(store, "append event");
@@ -592,6 +596,7 @@ static int sqlite_read_events(struct store *base, int64_t after_seq, int limit, 
             .payload = (const char *)sqlite3_column_text(st, 4),
             .payload_len = (size_t)sqlite3_column_bytes(st, 4),
             .recorded_at = (const char *)sqlite3_column_text(st, 5),
+            .nonce = (const char *)sqlite3_column_text(st, 6),
         };
         visited++;
         if (fn(&event, arg) != 0) {

@@ -15,6 +15,7 @@
 
 #include "command/response.h"
 #include "common/clock.h"
+#include "common/digits.h"
 #include "common/log.h"
 #include "common/xmalloc.h"
 #include "domain/event.h"
@@ -81,20 +82,31 @@ static void fail_command(struct command *cmd, enum command_outcome outcome, cons
     snprintf(cmd->error, sizeof(cmd->error), "%s", why);
 }
 
-/* Encodes the product's new state: the view, which is the event's payload. */
-static int encode_view(struct command *cmd)
+/* The event of the product's new state: its view is the payload, encoded here, recorded at
+ * the product's updated_at, with a nonce of its own. */
+static int new_event(struct writer *w, struct command *cmd, enum event_type type,
+                     struct store_new_event *out)
 {
+    assert(type >= 0 && type < EVENT_TYPE_COUNT);
     cmd->view_len = view_encode(&cmd->product, cmd->view, sizeof(cmd->view));
-    return cmd->view_len == 0 ? STORE_ERR : STORE_OK;
+    if (cmd->view_len == 0) return STORE_ERR;
+    _Static_assert(EVENT_NONCE_BYTES == 8, "a nonce is one draw of random_bytes");
+    uint8_t random[EVENT_NONCE_BYTES];
+    random_bytes(w, random);
+    for (size_t i = 0; i < sizeof(random); i++)
+        digits_hex(cmd->event_nonce + 2 * i, random[i], 2);
+    cmd->event_nonce[EVENT_NONCE_LEN] = '\0';
+    *out = (struct store_new_event){EVENT_TYPE_NAMES[type], cmd->view, cmd->view_len,
+                                    cmd->product.updated_at, cmd->event_nonce};
+    return STORE_OK;
 }
 
-/* Records the product's new state as an event; the view is the event's payload. */
+/* Records the product's new state as an event. */
 static int append_event(struct writer *w, struct command *cmd, enum event_type type)
 {
-    if (encode_view(cmd) < 0) return STORE_ERR;
-    assert(type >= 0 && type < EVENT_TYPE_COUNT);
-    return store_append_event(w->store, EVENT_TYPE_NAMES[type], &cmd->product, cmd->view,
-                              cmd->view_len, cmd->product.updated_at, &cmd->seq);
+    struct store_new_event event;
+    if (new_event(w, cmd, type, &event) < 0) return STORE_ERR;
+    return store_append_event(w->store, &cmd->product, &event, &cmd->seq);
 }
 
 static int create_product(struct writer *w, struct command *cmd, uint64_t now_ms)
@@ -110,9 +122,9 @@ static int create_product(struct writer *w, struct command *cmd, uint64_t now_ms
     memcpy(p->updated_at, p->created_at, sizeof(p->updated_at));
 
     /* The product and its event in one call (one statement on PostgreSQL). */
-    if (encode_view(cmd) < 0) return STORE_ERR;
-    int rc = store_create_product(w->store, p, EVENT_TYPE_NAMES[EVENT_PRODUCT_CREATED], cmd->view,
-                                  cmd->view_len, p->updated_at, cmd->conflict_id, &cmd->seq);
+    struct store_new_event event;
+    if (new_event(w, cmd, EVENT_PRODUCT_CREATED, &event) < 0) return STORE_ERR;
+    int rc = store_create_product(w->store, p, &event, cmd->conflict_id, &cmd->seq);
     if (rc == STORE_DUPLICATE) {
         cmd->view_len = 0; /* no product was made: no view to answer with */
         fail_command(cmd, COMMAND_DUPLICATE_SKU, "sku already exists");

@@ -15,7 +15,7 @@
 #include "readmodel/layout.h"
 
 /* The fields of one event in a script's ARGV, from ARGV[i]: seq, kind, id, sku, in_stock
- * "1"/"0", version, recorded_at, view. */
+ * "1"/"0", version, fingerprint, view. */
 #define EVENT_ARGS      8
 #define EVENT_ARGS_TEXT "8"
 
@@ -90,10 +90,6 @@
  * applied. */
 static struct script APPLY_SCRIPT = SCRIPT(
     EVENT_LUA
-    /* The event at ARGV[i] as checkpoint-event names it (apply_log_fingerprint's form). */
-    "local function fingerprint(i)\n"
-    "  return ARGV[i + 2] .. ' ' .. ARGV[i + 5] .. ' ' .. ARGV[i + 6]\n"
-    "end\n"
     /* The parked queue an event must wait behind: its product's own (an unreadable event of
        that product) or its sku's. */
     "local function queue_waiting(base, id, sku)\n"
@@ -182,7 +178,7 @@ static struct script APPLY_SCRIPT = SCRIPT(
        event there, if in the batch, must be the one Redis names. One beyond the batch is the
        caller's to check (apply.h). */
     "  for i = first + 3, #ARGV, " EVENT_ARGS_TEXT " do\n"
-    "    if ARGV[i] == checkpoint and at ~= fingerprint(i) then\n"
+    "    if ARGV[i] == checkpoint and at ~= ARGV[i + 6] then\n"
     "      return redis.error_reply('DIVERGED at seq ' .. checkpoint)\n"
     "    end\n"
     "  end\n"
@@ -242,7 +238,7 @@ static struct script APPLY_SCRIPT = SCRIPT(
     "if #creates > 0 then write_creates(base, creates) end\n"
     "if last then\n"
     "  redis.call('SET', base .. KEY_CHECKPOINT, checkpoint)\n"
-    "  redis.call('SET', base .. KEY_CHECKPOINT_EVENT, fingerprint(last))\n"
+    "  redis.call('SET', base .. KEY_CHECKPOINT_EVENT, ARGV[last + 6])\n"
     "end\n"
     "reply[1] = checkpoint\n"
     "return reply\n");
@@ -294,9 +290,20 @@ static int in_view_form(const char *payload, size_t len, const struct view_field
            view_version(payload, len) == fields->version;
 }
 
-/* What names an entry of the log, whether or not it is a valid event: its seq, version and
- * time, and its product's id. A valid event's id is its view's, which is the row's (checked
- * below), so the row's names it too. */
+/* Is "text" a nonce as the writer makes them? */
+static int is_nonce(const char *text)
+{
+    size_t len = text ? strlen(text) : 0;
+    if (len != EVENT_NONCE_LEN) return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((text[i] >= '0' && text[i] <= '9') || (text[i] >= 'a' && text[i] <= 'f'))) return 0;
+    return 1;
+}
+
+/* What names an entry of the log, whether or not it is a valid event: its seq, version, time
+ * and nonce, and its product's id. A valid event's id is its view's, which is the row's
+ * (checked below), so the row's names it too. A nonce no writer made (a row written by hand)
+ * is none. */
 static void take_identity(const struct store_event *event, struct apply_event *out)
 {
     memset(out, 0, sizeof(*out));
@@ -304,6 +311,7 @@ static void take_identity(const struct store_event *event, struct apply_event *o
     out->version = event->version;
     snprintf(out->recorded_at, sizeof(out->recorded_at), "%s",
              event->recorded_at ? event->recorded_at : "");
+    if (is_nonce(event->nonce)) memcpy(out->nonce, event->nonce, sizeof(out->nonce));
     copy_id(event->product_id, out->id);
 }
 
@@ -336,7 +344,8 @@ void apply_poison_sku(struct store *store, struct apply_event *event)
 }
 
 void apply_event_from_product(int64_t seq, int deleted, const struct product *product,
-                              const char *view, size_t view_len, struct apply_event *out)
+                              const char *view, size_t view_len, const char *nonce,
+                              struct apply_event *out)
 {
     memset(out, 0, sizeof(*out));
     out->seq = seq;
@@ -345,8 +354,9 @@ void apply_event_from_product(int64_t seq, int deleted, const struct product *pr
     memcpy(out->sku, product->sku, sizeof(out->sku));
     out->in_stock = product->stock > 0;
     out->version = product->version;
-    /* The writer records every event at its product's updated_at (writer.c append_event). */
+    /* The writer records every event at its product's updated_at (writer.c new_event). */
     memcpy(out->recorded_at, product->updated_at, sizeof(out->recorded_at));
+    snprintf(out->nonce, sizeof(out->nonce), "%s", nonce);
     out->view = xmalloc(view_len);
     memcpy(out->view, view, view_len);
     out->view_len = view_len;
@@ -370,7 +380,13 @@ void apply_event_fingerprint(const struct apply_event *event, char out[APPLY_FIN
     n += digits_i64(out + n, event->version);
     out[n++] = ' ';
     memcpy(out + n, event->recorded_at, at_len);
-    out[n + at_len] = '\0';
+    n += at_len;
+    if (event->nonce[0] != '\0') {
+        out[n++] = ' ';
+        memcpy(out + n, event->nonce, EVENT_NONCE_LEN);
+        n += EVENT_NONCE_LEN;
+    }
+    out[n] = '\0';
 }
 
 struct fingerprint_at {
@@ -399,26 +415,35 @@ int apply_log_fingerprint(struct store *store, int64_t seq, char out[APPLY_FINGE
     return at.found;
 }
 
-/* The text of an event's 2 numbers, kept while the script's arguments point at them. */
-struct event_numbers {
+/* The text of an event's arguments not kept in it, kept while the script's arguments point at
+ * them. */
+struct event_texts {
     char seq[DIGITS_U64_MAX + 2];
     char version[DIGITS_U64_MAX + 2];
     char kind[2];
+    char fingerprint[APPLY_FINGERPRINT_MAX];
 };
 
 /* Appends the EVENT_ARGS arguments of "e" at argv[*n]. */
-static void push_event_args(const struct apply_event *e, struct event_numbers *numbers,
+static void push_event_args(const struct apply_event *e, struct event_texts *texts,
                             const char **argv, size_t *lens, size_t *n)
 {
-    size_t seq_len = digits_i64(numbers->seq, e->seq);
-    size_t version_len = digits_i64(numbers->version, e->version);
-    numbers->kind[0] = (char)e->kind;
-    numbers->kind[1] = '\0';
-    const char *fields[EVENT_ARGS] = {numbers->seq,   numbers->kind,           e->id,
-                                      e->sku,         e->in_stock ? "1" : "0", numbers->version,
-                                      e->recorded_at, e->view ? e->view : ""};
-    size_t field_lens[EVENT_ARGS] = {seq_len, 1,           strlen(e->id),          strlen(e->sku),
-                                     1,       version_len, strlen(e->recorded_at), e->view_len};
+    size_t seq_len = digits_i64(texts->seq, e->seq);
+    size_t version_len = digits_i64(texts->version, e->version);
+    texts->kind[0] = (char)e->kind;
+    texts->kind[1] = '\0';
+    apply_event_fingerprint(e, texts->fingerprint);
+    const char *fields[EVENT_ARGS] = {texts->seq,
+                                      texts->kind,
+                                      e->id,
+                                      e->sku,
+                                      e->in_stock ? "1" : "0",
+                                      texts->version,
+                                      texts->fingerprint,
+                                      e->view ? e->view : ""};
+    size_t field_lens[EVENT_ARGS] = {
+        seq_len,    1, strlen(e->id), strlen(e->sku), 1, version_len, strlen(texts->fingerprint),
+        e->view_len};
     for (size_t f = 0; f < EVENT_ARGS; f++) {
         argv[*n] = fields[f];
         lens[(*n)++] = field_lens[f];
@@ -484,7 +509,7 @@ int apply_events(struct redis_sync *redis, const struct apply_target *target, in
     size_t argc = 3 + EVENT_ARGS * count;
     const char **argv = xmalloc(argc * sizeof(*argv));
     size_t *lens = xmalloc(argc * sizeof(*lens));
-    struct event_numbers *numbers = xmalloc((count ? count : 1) * sizeof(*numbers));
+    struct event_texts *texts = xmalloc((count ? count : 1) * sizeof(*texts));
     memset(result, 0, sizeof(*result));
     result->checkpoint = -1;
     size_t n = 0;
@@ -496,7 +521,7 @@ int apply_events(struct redis_sync *redis, const struct apply_target *target, in
     lens[n] = strlen(argv[n]);
     n++;
     for (size_t i = 0; i < count; i++)
-        push_event_args(&events[i], &numbers[i], argv, lens, &n);
+        push_event_args(&events[i], &texts[i], argv, lens, &n);
     redisReply *reply = redis_sync_script(redis, &APPLY_SCRIPT, target->guards, target->guard_count,
                                           n, argv, lens, err, errlen);
     int rc = reply && reply->type != REDIS_REPLY_ERROR
@@ -505,7 +530,7 @@ int apply_events(struct redis_sync *redis, const struct apply_target *target, in
     freeReplyObject(reply);
     free(argv);
     free(lens);
-    free(numbers);
+    free(texts);
     return rc;
 }
 
@@ -513,14 +538,14 @@ int apply_unpark(struct redis_sync *redis, const struct apply_target *target, co
                  const struct apply_event *event, int64_t *still_parked, char *err, size_t errlen)
 {
     char base[LAYOUT_BASE_MAX];
-    struct event_numbers numbers;
+    struct event_texts texts;
     const char *argv[2 + EVENT_ARGS];
     size_t lens[2 + EVENT_ARGS], n = 0;
     argv[n] = base;
     lens[n++] = layout_base(target->prefix, target->gen, base, sizeof(base));
     argv[n] = queue;
     lens[n++] = strlen(queue);
-    push_event_args(event, &numbers, argv, lens, &n);
+    push_event_args(event, &texts, argv, lens, &n);
     redisReply *reply = redis_sync_script(redis, &UNPARK_SCRIPT, target->guards,
                                           target->guard_count, n, argv, lens, err, errlen);
     int rc;

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "command/store.h"
+#include "domain/event.h"
 #include "domain/product.h"
 #include "domain/timestamp.h"
 #include "readmodel/script.h"
@@ -32,9 +33,11 @@ struct redis_sync; /* projection/redis_sync.h */
 
 #define APPLY_BATCH_MAX 512 /* events per script call at most */
 
-/* An event's fingerprint: "<id> <version> <recorded_at>", what the scripts store next to the
- * checkpoint to name the event there. The room it takes at most, NUL included. */
-#define APPLY_FINGERPRINT_MAX (UUID_TEXT_LEN + 1 + 20 + 1 + TIMESTAMP_LEN + 1)
+/* An event's fingerprint: "<id> <version> <recorded_at> <nonce>", what the scripts store next
+ * to the checkpoint to name the event there. A row written before events had a nonce has
+ * "<id> <version> <recorded_at>", as builds of then named it in Redis: an upgrade finds the
+ * log's event named there. The room it takes at most, NUL included. */
+#define APPLY_FINGERPRINT_MAX (UUID_TEXT_LEN + 1 + 20 + 1 + TIMESTAMP_LEN + 1 + EVENT_NONCE_LEN + 1)
 
 enum apply_kind {
     APPLY_UPSERT = 'U',
@@ -50,7 +53,8 @@ struct apply_event {
     int in_stock;
     int64_t version;
     char recorded_at[TIMESTAMP_LEN + 1];
-    char *view; /* owned, the event's payload; NULL for a poison event */
+    char nonce[EVENT_NONCE_LEN + 1]; /* "" when its row has none */
+    char *view;                      /* owned, the event's payload; NULL for a poison event */
     size_t view_len;
     /* The fingerprint of the log's event at seq - 1 as the commit that wrote this event saw
      * it, or "" when not known. Only events handed over from the writer in memory know it. */
@@ -98,10 +102,11 @@ void apply_event_clear(struct apply_event *event);
  * when it still exists (a sku never changes), so that the event waits in its sku's queue. */
 void apply_poison_sku(struct store *store, struct apply_event *event);
 
-/* Fills "out" from a product's state just committed, with a copy of its "view"; its prior
- * is left "". */
+/* Fills "out" from a product's state just committed, with a copy of its "view", under its
+ * event's "nonce"; its prior is left "". */
 void apply_event_from_product(int64_t seq, int deleted, const struct product *product,
-                              const char *view, size_t view_len, struct apply_event *out);
+                              const char *view, size_t view_len, const char *nonce,
+                              struct apply_event *out);
 
 /* The event's fingerprint into "out". */
 void apply_event_fingerprint(const struct apply_event *event, char out[APPLY_FINGERPRINT_MAX]);

@@ -18,7 +18,7 @@
 
 #include "common/redis_url.h"
 
-#define BUS_EVENT_MAX 96 /* a checkpoint_event with its NUL: APPLY_FINGERPRINT_MAX fits */
+#define BUS_EVENT_MAX 128 /* a checkpoint_event with its NUL: APPLY_FINGERPRINT_MAX fits */
 
 struct projection_news {
     int64_t epoch;  /* the projector's fencing epoch */

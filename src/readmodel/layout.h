@@ -26,7 +26,8 @@
  *                                  every event applied: queries read nothing from another
  *                                  (a Redis back with an older state; confirmed_run.h)
  *   {prefix}:g{N}:checkpoint       the last event seq applied to generation N
- *   {prefix}:g{N}:checkpoint-event "<product id> <version> <recorded_at>" of that event: tells
+ *   {prefix}:g{N}:checkpoint-event "<product id> <version> <recorded_at> <nonce>" of that event
+ *                                  (no nonce for an event logged before events had one): tells
  *                                  a write model that went back in time (a restored backup)
  *   {prefix}:g{N}:in               sorted set, score 0: the views of the products in stock,
  *                                  each member the ready-to-send JSON itself

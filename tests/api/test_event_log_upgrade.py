@@ -1,13 +1,22 @@
-"""The SQLite event log's schema step 3: its type check written as comparisons instead of an IN
-list (SQLite built a temporary B-tree of the list on every insert). A database of version 2 is
-upgraded in place: every event kept with its seq, the AUTOINCREMENT high-water mark kept (no
-seq handed out twice), the same types accepted and refused, the read model still equal."""
+"""The SQLite event log's schema steps.
+
+Step 3: its type check written as comparisons instead of an IN list (SQLite built a temporary
+B-tree of the list on every insert). A database of version 2 is upgraded in place: every event
+kept with its seq, the AUTOINCREMENT high-water mark kept (no seq handed out twice), the same
+types accepted and refused, the read model still equal.
+
+Step 4: every event's nonce, which tells it from an event that takes its seq again after a
+backup is restored. The events already there have none, and Redis names the one at its
+checkpoint as the build before wrote it: the upgrade needs no rebuild."""
+import re
 import sqlite3
 import threading
 
 import pytest
 
-from conftest import Stack, sql, sql_write, verify_output, wait_until
+from conftest import (PREFIX, Stack, redis_gen, sql, sql_write, verify_output, wait_until)
+
+EVENT_COLUMNS = "seq, product_id, type, version, payload, recorded_at"
 
 OLD_CHECK = ("CHECK (type IN ('ProductCreated','ProductUpdated','StockAdjusted',"
              "'ProductDeleted'))")
@@ -23,7 +32,7 @@ BEGIN;
 CREATE TABLE events_old (seq INTEGER PRIMARY KEY AUTOINCREMENT, product_id TEXT NOT NULL,
   type TEXT NOT NULL {OLD_CHECK},
   version INTEGER NOT NULL, payload TEXT NOT NULL, recorded_at TEXT NOT NULL);
-INSERT INTO events_old SELECT * FROM events;
+INSERT INTO events_old SELECT {EVENT_COLUMNS} FROM events;
 DROP TABLE events;
 ALTER TABLE events_old RENAME TO events;
 UPDATE sqlite_sequence SET seq = {high_water} WHERE name = 'events';
@@ -47,16 +56,16 @@ def test_a_version_2_event_log_is_upgraded_keeping_every_event_and_seq():
         made = [s.create(stock=3)[1] for _ in range(5)]
         assert s.post_raw(f"/products/{made[0]['id']}/stock", '{"delta":2}').status_code == 200
         s.server.stop()
-        events_before = sql(s.db, "SELECT * FROM events ORDER BY seq")
+        events_before = sql(s.db, f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")
         assert len(events_before) == 6, events_before
         downgrade_event_log_to_version_2(s.db, high_water=1000)
         assert OLD_CHECK in events_table_sql(s.db)
 
         s.server.start()
-        assert sql(s.db, "PRAGMA user_version") == [(3,)]
+        assert sql(s.db, "PRAGMA user_version") == [(4,)]
         schema = events_table_sql(s.db)
         assert " IN " not in schema.upper() and "type = 'ProductDeleted'" in schema, schema
-        assert sql(s.db, "SELECT * FROM events ORDER BY seq") == events_before
+        assert sql(s.db, f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq") == events_before
         assert sql(s.db, "SELECT seq FROM sqlite_sequence WHERE name = 'events'") == [(1000,)]
         assert sql(s.db, "SELECT count(*) FROM sqlite_sequence WHERE name = 'events_v3'") == [(0,)]
 
@@ -76,10 +85,10 @@ def test_a_version_2_event_log_is_upgraded_keeping_every_event_and_seq():
         wait_until(lambda: verify_output(s)[0] == 0, 30, interval=0.5,
                    what="verify to exit 0 after the upgrade")
 
-        # a second start finds version 3 and changes nothing
+        # a second start finds version 4 and changes nothing
         s.server.stop()
         s.server.start()
-        assert sql(s.db, "PRAGMA user_version") == [(3,)]
+        assert sql(s.db, "PRAGMA user_version") == [(4,)]
         assert events_table_sql(s.db) == schema
         assert sql(s.db, "SELECT seq FROM sqlite_sequence WHERE name = 'events'") == [(1001,)]
     finally:
@@ -109,8 +118,47 @@ def test_a_start_waits_out_another_process_migrating():
         finally:
             release.join()
             holder.close()
-        assert sql(s.db, "PRAGMA user_version") == [(3,)]
+        assert sql(s.db, "PRAGMA user_version") == [(4,)]
         assert s.get(f"/products/{made['id']}").status_code == 200
         assert s.create()[0].headers.get("Projection") == "applied"
+    finally:
+        s.stop()
+
+
+@pytest.mark.sqlite_only(reason="drops a column of a SQLite file's events table and sets its "
+                                  "PRAGMA user_version; PostgreSQL's step is the same ALTER")
+def test_a_version_3_event_log_takes_nonces_with_no_rebuild():
+    """Step 4 adds every event's nonce. The events of a version 3 database have none, and its
+    Redis names the event at the checkpoint as a build of then wrote it, "<id> <version>
+    <recorded_at>": the upgraded catalogd must find that the log's event (no rebuild, the same
+    generation), and every event after it has its own nonce, named in Redis whole."""
+    s = Stack("v3")
+    try:
+        s.start()
+        made = [s.create(stock=3)[1] for _ in range(3)]
+        assert s.post_raw(f"/products/{made[0]['id']}/stock", '{"delta":2}').status_code == 200
+        gen = redis_gen(s.r)
+        checkpoint_event = f"{PREFIX}:g{gen}:checkpoint-event"
+        s.server.stop()
+        # what a version 3 database and its Redis hold: no nonces anywhere
+        sql_write(s.db, "ALTER TABLE events DROP COLUMN nonce")
+        sql_write(s.db, "PRAGMA user_version=3")
+        named = s.r.get(checkpoint_event).decode()
+        s.r.set(checkpoint_event, named.rsplit(" ", 1)[0])
+        events_before = sql(s.db, f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")
+
+        s.server.start()
+        assert sql(s.db, "PRAGMA user_version") == [(4,)]
+        assert sql(s.db, "SELECT nonce FROM events") == [("",)] * len(events_before)
+        later = s.create()
+        assert later[0].headers.get("Projection") == "applied"
+        assert redis_gen(s.r) == gen, "the upgrade rebuilt the read model"
+        (nonce,), = sql(s.db, "SELECT nonce FROM events ORDER BY seq DESC LIMIT 1")
+        assert re.fullmatch(r"[0-9a-f]{16}", nonce), nonce
+        assert s.r.get(checkpoint_event).decode().endswith(f" {nonce}")
+        for view in made + [later[1]]:
+            assert s.get(f"/products/{view['id']}").status_code == 200
+        assert verify_output(s)[0] == 0
+        assert redis_gen(s.r) == gen
     finally:
         s.stop()

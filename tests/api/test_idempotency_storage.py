@@ -186,7 +186,7 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_keys():
         conn.commit()
         conn.close()
         s.start()
-        assert sql(s.db, "PRAGMA user_version") == [(3,)]
+        assert sql(s.db, "PRAGMA user_version") == [(4,)]
         columns = [row[1] for row in sql(s.db, "PRAGMA table_info(idempotency_keys)")]
         assert "key" not in columns and "key_sha256" in columns, columns
         assert sql(s.db, "SELECT key_sha256, length(fingerprint) FROM idempotency_keys") == [
@@ -200,7 +200,7 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_keys():
         # a second start finds the latest version and changes nothing
         s.server.stop()
         s.server.start()
-        assert sql(s.db, "PRAGMA user_version") == [(3,)]
+        assert sql(s.db, "PRAGMA user_version") == [(4,)]
         assert s.post_raw(path, body, headers={"Idempotency-Key": key}).content == stored
     finally:
         s.stop()

@@ -71,7 +71,7 @@ Test(bus, anything_else_is_refused)
         "n 1 1 2 3  live 0 0 a", /* an empty one */
         "n 1 1 2 3 "
         "an-event-far-too-long-an-event-far-too-long-an-event-far-too-long-an-event-far-too-long-"
-        "an-event-far-too-long live 0 0 a",
+        "an-event-far-too-long-an-event-far-too-long-an-event-far-too-long live 0 0 a",
     };
     for (size_t i = 0; i < sizeof(BAD) / sizeof(BAD[0]); i++) {
         struct projection_news got;

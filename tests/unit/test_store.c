@@ -39,6 +39,14 @@ static struct product product(const char *id, const char *sku, int64_t stock)
     return p;
 }
 
+/* An event of "type" for "p" with the payload "{}", at p's updated_at. */
+static struct store_new_event event_of(const struct product *p, const char *type, const char *nonce)
+{
+    return (struct store_new_event){type, "{}", 2, p->updated_at, nonce};
+}
+
+#define NONCE_1 "0123456789abcdef"
+
 #define ID_A "01a22251-dd91-7000-8f9f-c3d82b98a444"
 #define ID_B "01a22252-179d-7000-af59-8c35b52a6e38"
 
@@ -68,14 +76,12 @@ Test(store, create_product_writes_the_product_and_its_event_or_nothing)
     struct product a = product(ID_A, "SKU-1", 3), b = product(ID_B, "SKU-1", 1);
     int64_t seq = 0, count = 0, head = 0;
     cr_assert_eq(store_begin(store), STORE_OK);
-    cr_assert_eq(
-        store_create_product(store, &a, "ProductCreated", "{}", 2, a.updated_at, owner, &seq),
-        STORE_OK);
+    struct store_new_event created_a = event_of(&a, "ProductCreated", NONCE_1),
+                           created_b = event_of(&b, "ProductCreated", NONCE_1);
+    cr_assert_eq(store_create_product(store, &a, &created_a, owner, &seq), STORE_OK);
     cr_assert_eq(seq, 1);
     seq = 0;
-    cr_assert_eq(
-        store_create_product(store, &b, "ProductCreated", "{}", 2, b.updated_at, owner, &seq),
-        STORE_DUPLICATE);
+    cr_assert_eq(store_create_product(store, &b, &created_b, owner, &seq), STORE_DUPLICATE);
     cr_assert_str_eq(owner, ID_A);
     cr_assert_eq(seq, 0);
     cr_assert_eq(store_commit(store), STORE_OK);
@@ -97,7 +103,8 @@ Test(store, a_savepoint_undoes_one_command_only)
     cr_assert_eq(store_begin(store), STORE_OK);
     cr_assert_eq(store_savepoint(store), STORE_OK);
     cr_assert_eq(store_insert_product(store, &a, owner), STORE_OK);
-    cr_assert_eq(store_append_event(store, "ProductCreated", &a, "{}", 2, a.updated_at, &seq), 0);
+    struct store_new_event created = event_of(&a, "ProductCreated", NONCE_1);
+    cr_assert_eq(store_append_event(store, &a, &created, &seq), 0);
     cr_assert_eq(store_release_savepoint(store), STORE_OK);
     cr_assert_eq(store_savepoint(store), STORE_OK);
     cr_assert_eq(store_insert_product(store, &b, owner), STORE_OK);
@@ -115,6 +122,7 @@ static int count_events(const struct store_event *event, void *arg)
 {
     int64_t *last = arg;
     cr_assert_gt(event->seq, *last, "events come in seq order");
+    cr_assert_str_eq(event->nonce, NONCE_1, "an event is read back with its nonce");
     *last = event->seq;
     return 0;
 }
@@ -125,10 +133,9 @@ Test(store, events_are_read_in_seq_order_after_a_seq)
     struct product a = product(ID_A, "A", 1);
     int64_t seqs[5];
     cr_assert_eq(store_begin(store), STORE_OK);
+    struct store_new_event updated = event_of(&a, EVENT_TYPE_NAMES[EVENT_PRODUCT_UPDATED], NONCE_1);
     for (int i = 0; i < 5; i++)
-        cr_assert_eq(store_append_event(store, EVENT_TYPE_NAMES[EVENT_PRODUCT_UPDATED], &a, "{}", 2,
-                                        a.updated_at, &seqs[i]),
-                     STORE_OK);
+        cr_assert_eq(store_append_event(store, &a, &updated, &seqs[i]), STORE_OK);
     cr_assert_eq(store_commit(store), STORE_OK);
     int64_t last = seqs[1];
     cr_assert_eq(store_read_events(store, seqs[1], 10, count_events, &last), 3);
@@ -418,7 +425,8 @@ static void note_fingerprints(int64_t head_seq, const struct command *batch, voi
     for (const struct command *cmd = batch; cmd && seen.made < 8; cmd = cmd->next)
         if (cmd->outcome == COMMAND_DONE && cmd->seq > 0) {
             struct apply_event event;
-            apply_event_from_product(cmd->seq, 0, &cmd->product, cmd->view, cmd->view_len, &event);
+            apply_event_from_product(cmd->seq, 0, &cmd->product, cmd->view, cmd->view_len,
+                                     cmd->event_nonce, &event);
             apply_event_fingerprint(&event, seen.in_memory[seen.made++]);
             apply_event_clear(&event);
         }
@@ -457,34 +465,41 @@ Test(writer, an_event_made_in_memory_has_the_fingerprint_the_log_gives_it)
         cr_assert_str_eq(seen.in_memory[i], in_the_log);
     }
     cr_assert_str_neq(seen.in_memory[2], seen.in_memory[0], "version 2 is another event");
+    for (size_t i = 0; i < seen.made; i++) /* "<id> <version> <time> <16 hex digits>" */
+        cr_assert_eq(strspn(strrchr(seen.in_memory[i], ' ') + 1, "0123456789abcdef"),
+                     EVENT_NONCE_LEN, "%s ends with its nonce", seen.in_memory[i]);
     store_close(store);
     command_free(a);
     command_free(b);
     command_free(sell);
 }
 
-/* apply_event_fingerprint is built by hand: it must read as the form the log's fingerprints
- * were written in before, "%s %lld %s", for any entry, poison ones included. */
+/* apply_event_fingerprint is built by hand: it must read as "%s %lld %s %s" writes it, and as
+ * the form of before nonces, "%s %lld %s", for an entry without one, for any entry, poison ones
+ * included. */
 Test(apply, a_fingerprint_reads_as_printf_writes_it)
 {
     static const struct {
         const char *id;
         int64_t version;
         const char *at;
+        const char *nonce;
     } cases[] = {
-        {ID_A, 1, "2026-11-30T12:00:00.000Z"},
-        {"unreadable-product-id", INT64_MAX, "2026-11-30T12:00:00.000Z"},
-        {ID_B, INT64_MIN, ""},
-        {"", 0, "not a time"},
+        {ID_A, 1, "2026-11-30T12:00:00.000Z", NONCE_1},
+        {ID_A, 1, "2026-11-30T12:00:00.000Z", ""},
+        {"unreadable-product-id", INT64_MAX, "2026-11-30T12:00:00.000Z", "ffffffffffffffff"},
+        {ID_B, INT64_MIN, "", NONCE_1},
+        {"", 0, "not a time", ""},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct apply_event event = {.version = cases[i].version};
         snprintf(event.id, sizeof(event.id), "%s", cases[i].id);
         snprintf(event.recorded_at, sizeof(event.recorded_at), "%s", cases[i].at);
+        snprintf(event.nonce, sizeof(event.nonce), "%s", cases[i].nonce);
         char got[APPLY_FINGERPRINT_MAX], want[APPLY_FINGERPRINT_MAX];
         apply_event_fingerprint(&event, got);
-        snprintf(want, sizeof(want), "%s %lld %s", event.id, (long long)event.version,
-                 event.recorded_at);
+        snprintf(want, sizeof(want), "%s %lld %s%s%s", event.id, (long long)event.version,
+                 event.recorded_at, event.nonce[0] ? " " : "", event.nonce);
         cr_assert_str_eq(got, want);
     }
 }

@@ -107,9 +107,13 @@ def test_an_event_made_again_in_the_same_millisecond_after_a_restore_is_told_apa
                 finally:
                     c.redis.proc.send_signal(signal.SIGCONT)
                 got = [f.result() for f in mine]
-                assert all(f.result().status_code in (200, 201) for f in lost)
+                lost = [f.result() for f in lost]
         finally:
             c.clock.write_text("0")
+        assert all(r.status_code in (200, 201) for r in lost), [r.text for r in lost]
+        # the attack's premise: the rename made again has the lost one's version and time
+        assert (lost[-1].json()["version"], lost[-1].json()["updated_at"]) == (
+            got[-1].json()["version"], got[-1].json()["updated_at"])
         for r in got:
             assert r.status_code in (200, 201), r.text
             answers.append(r.headers["Projection"])

@@ -27,7 +27,7 @@ import pytest
 from conftest import pg_server
 from test_multi_instance import (INSTANCES, Cluster, assert_everything_readable,
                                  assert_verify_ok, caught_up_with_a_backup, read_otherwise,
-                                 restore_in_place, wait_all_ready, wait_caught_up)
+                                 restore_in_place, serving, wait_all_ready, wait_caught_up)
 
 pytestmark = pytest.mark.multi_instance
 
@@ -38,8 +38,7 @@ SHIM_SOURCE = Path(__file__).resolve().parents[1] / "support" / "frozen_clock.c"
 def frozen_clock_cluster(monkeypatch):
     """A cluster whose instances record commands at the time in `c.clock` while it holds one
     (write_text(str(ms))); "0" lets their clocks run."""
-    c = Cluster(pg_server())
-    try:
+    def preload_the_shim(c):
         shim = c.tmp / "frozen_clock.so"
         subprocess.run(["cc", "-shared", "-fPIC", "-o", str(shim), str(SHIM_SOURCE), "-ldl"],
                        check=True, capture_output=True, timeout=60)
@@ -52,12 +51,7 @@ def frozen_clock_cluster(monkeypatch):
         monkeypatch.setenv("ASAN_OPTIONS",
                            f"{asan}:verify_asan_link_order=0" if asan else
                            "verify_asan_link_order=0")
-        c.start()
-    except BaseException:
-        c.stop()
-        raise
-    yield c
-    c.stop()
+    yield from serving(Cluster(pg_server()), preload_the_shim)
 
 
 def rename(c, product_id, name):

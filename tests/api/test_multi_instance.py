@@ -142,16 +142,23 @@ class Cluster:
         return p.returncode, p.stdout + p.stderr
 
 
-@pytest.fixture
-def cluster():
-    c = Cluster(pg_server())
+def serving(c, prepare=None):
+    """A fixture's body: runs `prepare(c)`, if given, and starts cluster `c`, yields it, and
+    stops it (at once, if it could not start)."""
     try:
+        if prepare:
+            prepare(c)
         c.start()
     except BaseException:
         c.stop()
         raise
     yield c
     c.stop()
+
+
+@pytest.fixture
+def cluster():
+    yield from serving(Cluster(pg_server()))
 
 
 @pytest.fixture

@@ -107,10 +107,9 @@ struct store_new_event {
 };
 
 /* A create in one call: store_insert_product of "p", then, when it was inserted,
- * store_append_event of its "event". Returns
- * STORE_OK and "*seq"; STORE_DUPLICATE and "existing_id" (nothing written); or STORE_ERR.
- * PostgreSQL writes both rows with one statement (one round trip under the write lock); SQLite
- * makes the two calls. */
+ * store_append_event of its "event". Returns STORE_OK and "*seq"; STORE_DUPLICATE and
+ * "existing_id" (nothing written); or STORE_ERR. PostgreSQL writes both rows with one
+ * statement (one round trip under the write lock); SQLite makes the two calls. */
 int store_create_product(struct store *store, const struct product *p,
                          const struct store_new_event *event, char existing_id[UUID_TEXT_LEN + 1],
                          int64_t *seq);

@@ -977,14 +977,17 @@ static void idle(struct projector *p)
  * greater: then answers that epoch (as text, compared as text: exact past 2^53), which the
  * term must pass; else answers 0. ARGV after the guards: the key, the term's epoch, its fence.
  * A fence written by an older build is its epoch alone. What names no epoch a store counts to
- * (a key of another type, no digits, leading zeros, or a number past int64's last, all
- * written by hand) fences nothing: it is replaced, rather than stopping every term for good. */
+ * (a key of another type, no digits, leading zeros, or a number of EPOCH_CEILING or more, all
+ * written by hand) fences nothing: it is replaced, rather than stopping every term for good.
+ * The ceiling keeps the store's epoch, raised past one in Redis and counted on from there by
+ * each term, far from int64's last, where PostgreSQL's next term would overflow it. */
+#define EPOCH_CEILING "4611686018427387904" /* 2^62 */
 static struct script CLAIM_EPOCH_SCRIPT =
     SCRIPT("local first = guards_hold()\n"
            "local held = redis.pcall('GET', ARGV[first])\n"
            "if type(held) ~= 'string' then held = '' end\n"
            "local digits = string.match(held, '^[1-9]%d*')\n"
-           "if digits and decimal_above('9223372036854775807', digits) and\n"
+           "if digits and decimal_above('" EPOCH_CEILING "', digits) and\n"
            "    held ~= ARGV[first + 2] and not decimal_above(ARGV[first + 1], digits) then\n"
            "  return digits\n"
            "end\n"

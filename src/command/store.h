@@ -161,9 +161,10 @@ int store_idempotency_count(struct store *store, int64_t *count);
  * with why, when the last one (2^63 - 1) is taken. */
 int store_probe_write(struct store *store, uint64_t now_ms);
 
-/* A cheap round trip outside any transaction, for backends where the write model can go away
- * (PostgreSQL): STORE_OK when it answers (reconnecting if needed), else STORE_ERR. SQLite:
- * always STORE_OK. */
+/* A cheap check outside any transaction that the write model is there (PostgreSQL answers,
+ * reconnecting if needed) and of this build's schema: one behind it, from a backup taken
+ * before an upgrade and restored under catalogd, is migrated again, or no command could write
+ * (its statements name columns the backup lacks). STORE_OK, else STORE_ERR with why. */
 int store_ping(struct store *store);
 
 /* Appends "event" for "p" (its id and version). Sets "*seq". */

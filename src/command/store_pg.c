@@ -263,7 +263,7 @@ static const struct {
     [ST_WRITE_PROBE] = {"INSERT INTO write_probe (id, probed_at_ms) VALUES (1, $1)"
                         " ON CONFLICT (id) DO UPDATE SET probed_at_ms = excluded.probed_at_ms",
                         FOR_WRITER, 0},
-    [ST_PING] = {"SELECT 1", FOR_WRITER | FOR_READERS, 1},
+    [ST_PING] = {"SELECT coalesce(max(version), 0) FROM schema_version", FOR_WRITER, 1},
     [ST_LEAD_RENEW] = {"UPDATE projector_leader SET heartbeat = clock_timestamp()"
                        " WHERE id = 1 AND epoch = $1 AND EXISTS (SELECT 1 FROM pg_locks WHERE"
                        " " LEADER_LOCK_HELD " AND pid = pg_backend_pid()) RETURNING epoch",
@@ -1276,8 +1276,14 @@ static int pg_ping(struct store *base)
 {
     struct pg_store *store = pg_of(base);
     PGresult *result = call_within(store, ST_PING, NULL, PING_TIMEOUT_MS);
+    if (!result) return STORE_ERR;
+    int version = atoi(PQgetvalue(result, 0, 0));
     PQclear(result);
-    return result ? STORE_OK : STORE_ERR;
+    if (version >= SCHEMA_VERSION || store->in_transaction) return STORE_OK;
+    /* Migrated on the next connection, whose statements are prepared against the schema. */
+    store->migrated = 0;
+    drop(store);
+    return ensure_connected(store);
 }
 
 /* See store.h. The lock is reentrant within a session: it is never taken twice. */

@@ -786,11 +786,13 @@ static int sqlite_probe_write(struct store *base, uint64_t now_ms)
     return run_alone(store, ST_WRITE_PROBE);
 }
 
-/* The file is on this machine: nothing to reach, nothing can go away between two calls. */
+/* The file is on this machine: nothing to reach. Its schema may have gone back, though. */
 static int sqlite_ping(struct store *base)
 {
-    (void)base;
-    return STORE_OK;
+    struct sqlite_store *store = sqlite_of(base);
+    int version = 0;
+    if (schema_version(store, &version) < 0) return STORE_ERR;
+    return version < SCHEMA_VERSION ? migrate(store) : STORE_OK;
 }
 
 /* One instance per database file: it always projects. */

@@ -379,6 +379,9 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
             fail_command(cmd, COMMAND_UNAVAILABLE, store_errmsg(w->store));
         if (atomic_exchange(&w->healthy, 0))
             LOG(LOG_WARN, "writer: the write model cannot take writes: %s", store_errmsg(w->store));
+        /* A failure under load comes with no idle second to check in: a schema gone back
+         * under catalogd would fail every batch. */
+        store_ping(w->store);
     } else {
         atomic_fetch_add(&w->stored_keys, w->batch_keys);
         atomic_store(&w->healthy, 1);
@@ -492,11 +495,12 @@ static void probe_if_unhealthy(struct writer *w)
     }
 }
 
-/* A write model on another machine (PostgreSQL) can go away while no command comes: after
- * a second without commands, a cheap round trip tells, so /ready names it within about 2 s. */
+/* A write model on another machine (PostgreSQL) can go away while no command comes, and
+ * any can be restored from a backup of an older schema: after a second without commands, a
+ * cheap check tells (store_ping), so /ready names it within about 2 s. */
 static void ping_if_idle(struct writer *w)
 {
-    if (!store_is_shared(w->store) || !atomic_load(&w->healthy)) return;
+    if (!atomic_load(&w->healthy)) return;
     if (store_ping(w->store) != STORE_OK && atomic_exchange(&w->healthy, 0))
         LOG(LOG_WARN, "writer: the write model does not answer: %s", store_errmsg(w->store));
 }
@@ -507,9 +511,7 @@ static void *writer_main(void *arg)
     size_t size;
     int stop = 0;
     while (!stop) {
-        int watch = !atomic_load(&w->healthy) || store_is_shared(w->store);
-        int wait_s = watch ? 1 : IDEMPOTENCY_PURGE_EVERY_MS / 1000;
-        struct command *batch = take_batch(w, &size, wait_s, &stop);
+        struct command *batch = take_batch(w, &size, 1, &stop);
         if (batch) {
             run_batch(w, batch, size);
         } else if (!stop) {

@@ -161,10 +161,13 @@ int store_idempotency_count(struct store *store, int64_t *count);
  * with why, when the last one (2^63 - 1) is taken. */
 int store_probe_write(struct store *store, uint64_t now_ms);
 
-/* A cheap check outside any transaction that the write model is there (PostgreSQL answers,
- * reconnecting if needed) and of this build's schema: one behind it, from a backup taken
- * before an upgrade and restored under catalogd, is migrated again, or no command could write
- * (its statements name columns the backup lacks). STORE_OK, else STORE_ERR with why. */
+/* A cheap check outside any transaction that the write model is there: STORE_OK when it
+ * answers (PostgreSQL reconnecting if needed), else STORE_ERR with why. A schema behind this
+ * build's, from a backup taken before an upgrade and restored under catalogd, is migrated
+ * again, or no command could write (its statements name columns the backup lacks). That
+ * migration waits a second at most for locks (a pg_dump holds one for its whole run), and
+ * is tried again at the next check; a version of 0 or less was set by hand, not restored,
+ * and is left alone. */
 int store_ping(struct store *store);
 
 /* Appends "event" for "p" (its id and version). Sets "*seq". */

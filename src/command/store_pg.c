@@ -560,19 +560,24 @@ fail:
 
 /* Applies, in order, every step above the database's schema version, each in its own
  * transaction under MIGRATE_LOCK, which also records its number. Refuses a database newer
- * than this build. */
-static int migrate(struct pg_store *store)
+ * than this build. At a start, waits as long as locks are held; a running writer's
+ * (store_ping), a second at most: its commands wait behind it. */
+static int migrate(struct pg_store *store, int running)
 {
+    int timeout_ms = running ? CALL_TIMEOUT_MS : MIGRATION_TIMEOUT_MS;
     for (int step = 1; step <= SCHEMA_VERSION; step++) {
         PGresult *result =
             query(store,
-                  "BEGIN; SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0;"
-                  " SELECT pg_advisory_xact_lock(" LOCK_CLASS ", " MIGRATE_LOCK ");"
-                  " CREATE TABLE IF NOT EXISTS schema_version ("
-                  "  version int PRIMARY KEY,"
-                  "  applied_at timestamptz NOT NULL DEFAULT now());"
-                  " SELECT coalesce(max(version), 0) FROM schema_version",
-                  "read the schema version", MIGRATION_TIMEOUT_MS);
+                  running ? "BEGIN; SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 1000;"
+                            " SELECT pg_advisory_xact_lock(" LOCK_CLASS ", " MIGRATE_LOCK ");"
+                            " SELECT coalesce(max(version), 0) FROM schema_version"
+                          : "BEGIN; SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0;"
+                            " SELECT pg_advisory_xact_lock(" LOCK_CLASS ", " MIGRATE_LOCK ");"
+                            " CREATE TABLE IF NOT EXISTS schema_version ("
+                            "  version int PRIMARY KEY,"
+                            "  applied_at timestamptz NOT NULL DEFAULT now());"
+                            " SELECT coalesce(max(version), 0) FROM schema_version",
+                  "read the schema version", timeout_ms);
         if (!result) goto failed;
         int version = atoi(PQgetvalue(result, 0, 0));
         PQclear(result);
@@ -588,11 +593,11 @@ static int migrate(struct pg_store *store)
                      step);
             char what[48];
             snprintf(what, sizeof(what), "schema migration %d", step);
-            if (execute(store, MIGRATIONS[step - 1], what, MIGRATION_TIMEOUT_MS) < 0 ||
-                execute(store, record, what, MIGRATION_TIMEOUT_MS) < 0)
+            if (execute(store, MIGRATIONS[step - 1], what, timeout_ms) < 0 ||
+                execute(store, record, what, timeout_ms) < 0)
                 goto failed;
         }
-        result = query(store, "COMMIT", "commit a schema migration", MIGRATION_TIMEOUT_MS);
+        result = query(store, "COMMIT", "commit a schema migration", timeout_ms);
         int committed = result && strcmp(PQcmdStatus(result), "COMMIT") == 0;
         PQclear(result);
         if (!committed) {
@@ -687,7 +692,7 @@ static int connect_and_prepare(struct pg_store *store)
                 CALL_TIMEOUT_MS) < 0)
         goto fail;
     if (!store->reader && !store->migrated) {
-        if (migrate(store) < 0) goto fail;
+        if (migrate(store, 0) < 0) goto fail;
         store->migrated = 1;
     }
     if (prepare_all(store) < 0) goto fail;
@@ -1272,6 +1277,23 @@ static int pg_probe_write(struct store *base, uint64_t now_ms)
     return run_alone(base, ST_WRITE_PROBE, &p, NULL);
 }
 
+/* Migrates the schema again on a connection of its own (the writer's is pipelined, and keeps
+ * serving if the migration fails: it is tried again at the next check). Once it is done, the
+ * writer's connection is dropped, so that its statements are prepared again against the
+ * schema by the next call. */
+static void remigrate(struct pg_store *store)
+{
+    struct pg_store serving = *store; /* the calls below may drop the connection they use */
+    store->conn = NULL;
+    store->pipelined = 0;
+    store->deferred = 0;
+    store->leading = 0;
+    int rc = connect_now(store) == STORE_OK ? migrate(store, 1) : STORE_ERR;
+    if (store->conn) PQfinish(store->conn);
+    *store = serving;
+    if (rc == STORE_OK) drop(store);
+}
+
 static int pg_ping(struct store *base)
 {
     struct pg_store *store = pg_of(base);
@@ -1279,11 +1301,8 @@ static int pg_ping(struct store *base)
     if (!result) return STORE_ERR;
     int version = atoi(PQgetvalue(result, 0, 0));
     PQclear(result);
-    if (version >= SCHEMA_VERSION || store->in_transaction) return STORE_OK;
-    /* Migrated on the next connection, whose statements are prepared against the schema. */
-    store->migrated = 0;
-    drop(store);
-    return ensure_connected(store);
+    if (version >= 1 && version < SCHEMA_VERSION && !store->in_transaction) remigrate(store);
+    return STORE_OK;
 }
 
 /* See store.h. The lock is reentrant within a session: it is never taken twice. */

@@ -22,8 +22,9 @@
 #define SETUP_RETRY_MS  10
 /* How long a start waits for another process's schema migration: step 3 copies the event
  * log, about 6 s per million events. */
-#define MIGRATION_WAIT_MS (10 * 60 * 1000)
-#define KEY_HASH_LEN      32 /* SHA-256 */
+#define MIGRATION_WAIT_MS   (10 * 60 * 1000)
+#define REMIGRATION_WAIT_MS 1000 /* a running writer's (store_ping): commands wait behind it */
+#define KEY_HASH_LEN        32   /* SHA-256 */
 
 /* The schema as numbered steps. PRAGMA user_version records the last step applied; when the
  * writer opens the database it applies every later step, in order, each in its own
@@ -320,8 +321,14 @@ static int migrate_steps(struct sqlite_store *store)
         const struct migration *step = &MIGRATIONS[i];
         int version = 0;
         char *message = NULL, record[64];
-        if (sqlite3_exec(store->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-            return fail(store, "begin a schema migration");
+        /* A read of a table makes the connection check its idea of the schema against the
+         * file's, which another process (or a backup restored under this one) may have
+         * changed since: the step is prepared against what the file holds. */
+        if (sqlite3_exec(store->db, "BEGIN IMMEDIATE; SELECT 1 FROM sqlite_master LIMIT 1", NULL,
+                         NULL, NULL) != SQLITE_OK) {
+            fail(store, "begin a schema migration");
+            goto failed;
+        }
         if (schema_version(store, &version) < 0) goto failed;
         if (version > SCHEMA_VERSION) {
             snprintf(store->base.err, sizeof(store->base.err),
@@ -351,11 +358,11 @@ failed:
 
 /* Applies, in order, every migration above the database's schema version, each in its own
  * BEGIN IMMEDIATE transaction that also records its number (so two processes opening the
- * same database apply each step once; the second waits out the first's, up to
- * MIGRATION_WAIT_MS). Refuses a database newer than this build. */
-static int migrate(struct sqlite_store *store)
+ * same database apply each step once; the second waits out the first's, up to "wait_ms").
+ * Refuses a database newer than this build. */
+static int migrate(struct sqlite_store *store, int wait_ms)
 {
-    sqlite3_busy_timeout(store->db, MIGRATION_WAIT_MS);
+    sqlite3_busy_timeout(store->db, wait_ms);
     int rc = migrate_steps(store);
     sqlite3_busy_timeout(store->db, BUSY_TIMEOUT_MS);
     return rc;
@@ -416,7 +423,7 @@ static int open_connection(const char *path, int flags, int gather, int reader, 
     sqlite3_busy_timeout(store->db, BUSY_TIMEOUT_MS);
     sqlite3_extended_result_codes(store->db, 1);
     if (setup && run_setup(store->db, setup, path, err, errlen) < 0) goto fail;
-    if ((!reader && migrate(store) < 0) || prepare_all(store, reader) < 0) {
+    if ((!reader && migrate(store, MIGRATION_WAIT_MS) < 0) || prepare_all(store, reader) < 0) {
         snprintf(err, errlen, "%s: %s", path, store->base.err);
         goto fail;
     }
@@ -792,7 +799,8 @@ static int sqlite_ping(struct store *base)
     struct sqlite_store *store = sqlite_of(base);
     int version = 0;
     if (schema_version(store, &version) < 0) return STORE_ERR;
-    return version < SCHEMA_VERSION ? migrate(store) : STORE_OK;
+    if (version >= 1 && version < SCHEMA_VERSION) migrate(store, REMIGRATION_WAIT_MS);
+    return STORE_OK;
 }
 
 /* One instance per database file: it always projects. */

@@ -379,9 +379,6 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
             fail_command(cmd, COMMAND_UNAVAILABLE, store_errmsg(w->store));
         if (atomic_exchange(&w->healthy, 0))
             LOG(LOG_WARN, "writer: the write model cannot take writes: %s", store_errmsg(w->store));
-        /* A failure under load comes with no idle second to check in: a schema gone back
-         * under catalogd would fail every batch. */
-        store_ping(w->store);
     } else {
         atomic_fetch_add(&w->stored_keys, w->batch_keys);
         atomic_store(&w->healthy, 1);
@@ -398,6 +395,9 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
         cmd->next = NULL;
         cmd->complete(cmd);
     }
+    /* A failure under load comes with no idle second to check the write model in: a schema
+     * gone back under catalogd would fail every batch. Once the batch is answered. */
+    if (rc != STORE_OK) store_ping(w->store);
 }
 
 /* A batch's fixed cost (its fsync, the projector's script, the wakes of the threads between

@@ -565,19 +565,17 @@ fail:
 static int migrate(struct pg_store *store, int running)
 {
     int timeout_ms = running ? CALL_TIMEOUT_MS : MIGRATION_TIMEOUT_MS;
+    char begin[512];
+    snprintf(begin, sizeof(begin),
+             "BEGIN; SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = %d;"
+             " SELECT pg_advisory_xact_lock(" LOCK_CLASS ", " MIGRATE_LOCK ");"
+             " CREATE TABLE IF NOT EXISTS schema_version ("
+             "  version int PRIMARY KEY,"
+             "  applied_at timestamptz NOT NULL DEFAULT now());"
+             " SELECT coalesce(max(version), 0) FROM schema_version",
+             running ? 1000 : 0);
     for (int step = 1; step <= SCHEMA_VERSION; step++) {
-        PGresult *result =
-            query(store,
-                  running ? "BEGIN; SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 1000;"
-                            " SELECT pg_advisory_xact_lock(" LOCK_CLASS ", " MIGRATE_LOCK ");"
-                            " SELECT coalesce(max(version), 0) FROM schema_version"
-                          : "BEGIN; SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0;"
-                            " SELECT pg_advisory_xact_lock(" LOCK_CLASS ", " MIGRATE_LOCK ");"
-                            " CREATE TABLE IF NOT EXISTS schema_version ("
-                            "  version int PRIMARY KEY,"
-                            "  applied_at timestamptz NOT NULL DEFAULT now());"
-                            " SELECT coalesce(max(version), 0) FROM schema_version",
-                  "read the schema version", timeout_ms);
+        PGresult *result = query(store, begin, "read the schema version", timeout_ms);
         if (!result) goto failed;
         int version = atoi(PQgetvalue(result, 0, 0));
         PQclear(result);

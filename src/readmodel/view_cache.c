@@ -3,7 +3,10 @@
  * are guarded by STRIPES mutexes, each over an equal run of consecutive sets, and each stripe
  * counts what was forgotten in it: a ticket is that count, so a view stored with a ticket is
  * known not to predate a forget of its stripe. The slots take a quarter of the budget at
- * most, the views the rest. */
+ * most (their tags a sixteenth of that), the views the rest.
+ * Each slot has a tag beside it, a hash of its id (0 when empty), and a set's tags share a
+ * cache line apart from the slots: looking up an id the set does not hold, as the projector
+ * does for every product it creates, reads that one line rather than each slot's. */
 #include "readmodel/view_cache.h"
 
 #include <pthread.h>
@@ -18,13 +21,15 @@
 #define WAYS             4   /* slots per set */
 #define SLOTS_SHARE      4   /* the slots take at most 1/4 of the budget: one per 256 bytes */
 #define UUID_RANDOM_TAIL 8   /* the last hex digits of a UUIDv7 are random: the hash */
+#define CACHE_LINE       64
 
+/* One cache line: a hit reads its tag's line, then this one. */
 struct slot {
     char id[UUID_TEXT_LEN]; /* empty when view is NULL */
+    uint32_t len;           /* at most VIEW_CACHE_MAX_VIEW */
     int64_t generation;
     char *view;
-    size_t len;
-};
+} __attribute__((aligned(CACHE_LINE)));
 
 struct stripe {
     pthread_mutex_t lock;
@@ -32,26 +37,38 @@ struct stripe {
     uint64_t hits, misses;
     size_t held;          /* views in this stripe's sets: forgetting all skips it at 0 */
     unsigned next_victim; /* the way a full set of this stripe gives up next */
-} __attribute__((aligned(64)));
+} __attribute__((aligned(CACHE_LINE)));
 
 struct view_cache {
     struct stripe stripes[STRIPES];
     struct slot *slots; /* set i is slots[i * WAYS ... i * WAYS + WAYS - 1] */
+    uint32_t *tags;     /* tags[k] is slots[k]'s: 0 when it is empty, else tag_of its id */
     size_t set_mask;
     unsigned stripe_shift; /* set i is guarded by stripe i >> stripe_shift */
     size_t max_bytes;      /* of the views */
     _Atomic uint64_t bytes, views;
 };
 
+/* Zeroed memory on a cache line's boundary: calloc's would split each slot across two lines.
+ * "bytes" is a multiple of CACHE_LINE (aligned_alloc's rule). */
+static void *zeroed_lines(size_t bytes)
+{
+    void *p = aligned_alloc(CACHE_LINE, bytes);
+    if (!p) xmalloc_fail();
+    return memset(p, 0, bytes);
+}
+
 struct view_cache *view_cache_new(size_t max_bytes)
 {
     if (max_bytes == 0) return NULL;
-    struct view_cache *cache = xcalloc(1, sizeof(*cache));
+    struct view_cache *cache = zeroed_lines(sizeof(*cache)); /* stripes are lines too */
     size_t sets = STRIPES;
     while (sets * 2 * WAYS * sizeof(struct slot) <= max_bytes / SLOTS_SHARE)
         sets *= 2;
-    size_t slot_bytes = sets * WAYS * sizeof(struct slot);
-    cache->slots = xcalloc(sets * WAYS, sizeof(*cache->slots));
+    size_t slot_bytes = sets * WAYS * (sizeof(struct slot) + sizeof(uint32_t)); /* and tags */
+    cache->slots = zeroed_lines(sets * WAYS * sizeof(*cache->slots));
+    cache->tags =
+        zeroed_lines(sets * WAYS * sizeof(*cache->tags)); /* STRIPES * WAYS * 4 at least */
     cache->set_mask = sets - 1;
     while ((size_t)STRIPES << cache->stripe_shift < sets)
         cache->stripe_shift++;
@@ -70,6 +87,7 @@ static void empty_slot(struct view_cache *cache, struct stripe *stripe, struct s
     free(slot->view);
     slot->view = NULL;
     slot->len = 0;
+    cache->tags[slot - cache->slots] = 0;
 }
 
 /* Empties every slot of the sets stripe "s" guards (its lock held, or no other thread). */
@@ -89,14 +107,26 @@ void view_cache_free(struct view_cache *cache)
         pthread_mutex_destroy(&cache->stripes[s].lock);
     }
     free(cache->slots);
+    free(cache->tags);
     free(cache);
+}
+
+static uint64_t id_hash(const char *id)
+{
+    uint64_t tail;
+    memcpy(&tail, id + UUID_TEXT_LEN - UUID_RANDOM_TAIL, sizeof(tail));
+    return tail * 0x9E3779B97F4A7C15ULL;
 }
 
 static size_t set_index(const struct view_cache *cache, const char *id)
 {
-    uint64_t tail;
-    memcpy(&tail, id + UUID_TEXT_LEN - UUID_RANDOM_TAIL, sizeof(tail));
-    return (size_t)((tail * 0x9E3779B97F4A7C15ULL) >> 32) & cache->set_mask;
+    return (size_t)(id_hash(id) >> 32) & cache->set_mask;
+}
+
+/* Never 0, the tag of an empty slot. */
+static uint32_t tag_of(const char *id)
+{
+    return (uint32_t)id_hash(id) | 1;
 }
 
 static struct stripe *stripe_of(struct view_cache *cache, size_t set)
@@ -108,8 +138,10 @@ static struct stripe *stripe_of(struct view_cache *cache, size_t set)
 static struct slot *find(struct view_cache *cache, size_t set, const char *id)
 {
     struct slot *slots = &cache->slots[set * WAYS];
+    const uint32_t *tags = &cache->tags[set * WAYS];
+    uint32_t tag = tag_of(id);
     for (int way = 0; way < WAYS; way++)
-        if (slots[way].view && memcmp(slots[way].id, id, UUID_TEXT_LEN) == 0) return &slots[way];
+        if (tags[way] == tag && memcmp(slots[way].id, id, UUID_TEXT_LEN) == 0) return &slots[way];
     return NULL;
 }
 
@@ -118,8 +150,9 @@ static struct slot *claim(struct view_cache *cache, struct stripe *stripe, size_
                           const char *id)
 {
     struct slot *slot = find(cache, set, id), *slots = &cache->slots[set * WAYS];
+    const uint32_t *tags = &cache->tags[set * WAYS];
     for (int way = 0; !slot && way < WAYS; way++)
-        if (!slots[way].view) slot = &slots[way];
+        if (tags[way] == 0) slot = &slots[way];
     if (!slot) slot = &slots[stripe->next_victim++ % WAYS];
     empty_slot(cache, stripe, slot);
     return slot;
@@ -155,9 +188,10 @@ void view_cache_store(struct view_cache *cache, const char *id, int64_t generati
         if (take_budget(cache, len) == 0) {
             slot->view = xmalloc(len);
             memcpy(slot->view, view, len);
-            slot->len = len;
+            slot->len = (uint32_t)len;
             memcpy(slot->id, id, UUID_TEXT_LEN);
             slot->generation = generation;
+            cache->tags[slot - cache->slots] = tag_of(id);
             atomic_fetch_add(&cache->views, 1);
             stripe->held++;
         }

@@ -41,8 +41,8 @@ struct view_cache_stats {
 };
 
 /* A cache of at most "max_bytes": a quarter of it at most for the table of slots (one slot
- * per 256 bytes), the rest for the views. NULL when "max_bytes" is 0: every function below
- * accepts a NULL cache and does nothing. */
+ * per 256 bytes) and a sixty-fourth for their tags, the rest for the views. NULL when "max_bytes"
+ * is 0: every function below accepts a NULL cache and does nothing. */
 struct view_cache *view_cache_new(size_t max_bytes);
 void view_cache_free(struct view_cache *cache);
 

@@ -123,10 +123,12 @@ static size_t set_index(const struct view_cache *cache, const char *id)
     return (size_t)(id_hash(id) >> 32) & cache->set_mask;
 }
 
-/* Never 0, the tag of an empty slot. */
+/* Never 0, the tag of an empty slot. The hash's low half depends on only 4 of the tail's
+ * digits; its high half, which also picks the set, on all 8. */
 static uint32_t tag_of(const char *id)
 {
-    return (uint32_t)id_hash(id) | 1;
+    uint64_t hash = id_hash(id);
+    return (uint32_t)(hash ^ hash >> 32) | 1;
 }
 
 static struct stripe *stripe_of(struct view_cache *cache, size_t set)

@@ -66,9 +66,9 @@ struct view_cache *view_cache_new(size_t max_bytes)
     while (sets * 2 * WAYS * sizeof(struct slot) <= max_bytes / SLOTS_SHARE)
         sets *= 2;
     size_t slot_bytes = sets * WAYS * (sizeof(struct slot) + sizeof(uint32_t)); /* and tags */
+    /* Both multiples of CACHE_LINE: there are STRIPES sets at least. */
     cache->slots = zeroed_lines(sets * WAYS * sizeof(*cache->slots));
-    cache->tags =
-        zeroed_lines(sets * WAYS * sizeof(*cache->tags)); /* STRIPES * WAYS * 4 at least */
+    cache->tags = zeroed_lines(sets * WAYS * sizeof(*cache->tags));
     cache->set_mask = sets - 1;
     while ((size_t)STRIPES << cache->stripe_shift < sets)
         cache->stripe_shift++;

@@ -64,6 +64,7 @@
 #define CONNECT_TIMEOUT_MS   2000
 #define PING_TIMEOUT_MS      1000
 #define MIGRATION_TIMEOUT_MS 60000
+#define REMIGRATION_LOCK_MS  1000 /* a running writer's wait for locks: commands wait behind it */
 #define RECONNECT_MIN_MS     250
 #define RECONNECT_MAX_MS     2000
 #define KEY_HASH_LEN         32 /* SHA-256 */
@@ -573,7 +574,7 @@ static int migrate(struct pg_store *store, int running)
              "  version int PRIMARY KEY,"
              "  applied_at timestamptz NOT NULL DEFAULT now());"
              " SELECT coalesce(max(version), 0) FROM schema_version",
-             running ? 1000 : 0);
+             running ? REMIGRATION_LOCK_MS : 0);
     for (int step = 1; step <= SCHEMA_VERSION; step++) {
         PGresult *result = query(store, begin, "read the schema version", timeout_ms);
         if (!result) goto failed;

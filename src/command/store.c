@@ -119,6 +119,18 @@ int store_create_product(struct store *store, const struct product *p,
     return store->backend->append_event(store, p, event, seq);
 }
 
+int store_create_products(struct store *store, struct store_create *creates, size_t count)
+{
+    if (store->backend->create_products)
+        return store->backend->create_products(store, creates, count);
+    for (size_t i = 0; i < count; i++) {
+        struct store_create *c = &creates[i];
+        c->rc = store_create_product(store, c->product, &c->event, c->existing_id, c->seq);
+        if (c->rc != STORE_OK && c->rc != STORE_DUPLICATE) return STORE_ERR;
+    }
+    return STORE_OK;
+}
+
 int store_get_product(struct store *store, const char *id, struct product *out)
 {
     return store->backend->get_product(store, id, out);

@@ -114,6 +114,21 @@ int store_create_product(struct store *store, const struct product *p,
                          const struct store_new_event *event, char existing_id[UUID_TEXT_LEN + 1],
                          int64_t *seq);
 
+/* One create of store_create_products: the product and its event in, the outcome out. */
+struct store_create {
+    const struct product *product;
+    struct store_new_event event;
+    int rc;            /* STORE_OK or STORE_DUPLICATE, once the call succeeded */
+    int64_t *seq;      /* STORE_OK: the event's seq */
+    char *existing_id; /* STORE_DUPLICATE: the sku's owner (UUID_TEXT_LEN + 1 bytes) */
+};
+
+/* Creates in turn, each as store_create_product would, an earlier one taking a sku before a
+ * later one: each gets its rc. Returns STORE_OK, or STORE_ERR when the transaction cannot go
+ * on (none of the creates holds). PostgreSQL writes them all with one statement, where each
+ * alone is a round trip under the write lock; SQLite makes the calls one by one. */
+int store_create_products(struct store *store, struct store_create *creates, size_t count);
+
 /* Reads product "id" into "out". Returns STORE_OK, STORE_NOT_FOUND or STORE_ERR. */
 int store_get_product(struct store *store, const char *id, struct product *out);
 

@@ -30,6 +30,8 @@ struct store_backend {
     int (*create_product)(struct store *store, const struct product *p,
                           const struct store_new_event *event, char existing_id[UUID_TEXT_LEN + 1],
                           int64_t *seq);
+    /* NULL: store.c runs create_product for each. */
+    int (*create_products)(struct store *store, struct store_create *creates, size_t count);
     int (*get_product)(struct store *store, const char *id, struct product *out);
     int (*find_sku)(struct store *store, const char *sku, char id[UUID_TEXT_LEN + 1]);
     int (*update_product)(struct store *store, const struct product *p);

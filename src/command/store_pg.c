@@ -167,9 +167,10 @@ static const char *const MIGRATIONS[] = {MIGRATION_1, MIGRATION_2, MIGRATION_3};
 /* The next seq: the counter's, or after the log's head if a row was appended without the
  * counter (by hand, a restored dump): a foreign row must not make every later append collide
  * with it. */
-#define TAKE_NEXT_SEQ                                                                              \
+#define TAKE_SEQS(count)                                                                           \
     "UPDATE event_counter SET last_seq = GREATEST(last_seq,"                                       \
-    " (SELECT coalesce(max(seq), 0) FROM events)) + 1"
+    " (SELECT coalesce(max(seq), 0) FROM events)) + " count
+#define TAKE_NEXT_SEQ TAKE_SEQS("1")
 
 /* Prepared once per connection (again after a reconnect), indexed by enum statement. */
 enum statement {
@@ -177,6 +178,7 @@ enum statement {
     ST_ID_BY_SKU,
     ST_INSERT_EVENT,
     ST_CREATE_PRODUCT,
+    ST_CREATE_PRODUCTS,
     ST_HEAD_SEQ,
     ST_LAST_SEQ_TAKEN,
     ST_COUNT_PRODUCTS,
@@ -235,6 +237,33 @@ static const struct {
                            " product.version, $10::text, $11::text, $12::text FROM next, product"
                            " RETURNING seq",
                            FOR_WRITER, 0},
+    /* ST_CREATE_PRODUCT for each row of the arrays, in their order: a sku taken by an earlier
+     * row (or before) skips its row, the rows that went in take the next seqs in that order.
+     * Returns (product_id, seq) of each row that went in. */
+    [ST_CREATE_PRODUCTS] =
+        {"WITH new_rows AS (SELECT id COLLATE \"C\" AS id, sku COLLATE \"C\" AS sku,"
+         " name, price_cents, stock, version, created_at, updated_at, payload,"
+         " recorded_at, nonce, ord FROM unnest($1::text[], $2::text[],"
+         " $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[],"
+         " $8::text[], $10::text[], $11::text[], $12::text[]) WITH ORDINALITY"
+         " AS u (" PRODUCT_COLUMNS ", payload, recorded_at, nonce, ord)),"
+         " product AS (INSERT INTO products (" PRODUCT_COLUMNS ")"
+         " SELECT " PRODUCT_COLUMNS " FROM new_rows ORDER BY ord"
+         " ON CONFLICT (sku) DO NOTHING RETURNING id),"
+         " made AS (SELECT new_rows.*, row_number() OVER (ORDER BY ord) AS nth,"
+         " count(*) OVER () AS made FROM new_rows JOIN product USING (id)),"
+         " next AS (" TAKE_SEQS(
+             "(SELECT count(*) FROM product)") " WHERE id = 1 AND EXISTS (SELECT FROM product) "
+                                               "RETURNING last_seq)"
+                                               " INSERT INTO events (seq, product_id, type, "
+                                               "version, payload,"
+                                               " recorded_at, nonce) SELECT next.last_seq - "
+                                               "made.made + made.nth,"
+                                               " made.id, $9::text, made.version, made.payload, "
+                                               "made.recorded_at,"
+                                               " made.nonce FROM next, made RETURNING product_id, "
+                                               "seq",
+         FOR_WRITER, 0},
     [ST_HEAD_SEQ] = {"SELECT coalesce(max(seq), 0) FROM events", FOR_WRITER | FOR_READERS, 1},
     [ST_LAST_SEQ_TAKEN] = {"SELECT last_seq FROM event_counter WHERE id = 1", FOR_WRITER, 1},
     [ST_COUNT_PRODUCTS] = {"SELECT count(*) FROM products", FOR_WRITER | FOR_READERS, 1},
@@ -1028,6 +1057,132 @@ static int pg_create_product(struct store *base, const struct product *p,
     return inserted ? STORE_OK : sku_taken(base, p->sku, existing_id, "create product");
 }
 
+/* A one-dimensional array parameter in PostgreSQL's binary format (array_recv): its
+ * dimension and element type, then each element as its length and bytes, all big-endian. */
+struct pg_array {
+    char *data;
+    size_t len, cap;
+};
+
+enum { PG_INT8_OID = 20, PG_TEXT_OID = 25 }; /* bigint and text, as pg_type numbers them */
+
+static void array_put(struct pg_array *a, const void *bytes, size_t len)
+{
+    if (a->len + len > a->cap) {
+        a->cap = (a->len + len) * 2;
+        a->data = xrealloc(a->data, a->cap);
+    }
+    memcpy(a->data + a->len, bytes, len);
+    a->len += len;
+}
+
+static void array_put32(struct pg_array *a, uint32_t value)
+{
+    unsigned char big[4] = {value >> 24, value >> 16, value >> 8, value};
+    array_put(a, big, sizeof(big));
+}
+
+static void array_begin(struct pg_array *a, uint32_t element_oid, size_t count)
+{
+    array_put32(a, 1); /* dimensions */
+    array_put32(a, 0); /* no NULL among the elements */
+    array_put32(a, element_oid);
+    array_put32(a, (uint32_t)count);
+    array_put32(a, 1); /* the first index */
+}
+
+static void array_text(struct pg_array *a, const char *text, size_t len)
+{
+    array_put32(a, (uint32_t)len);
+    array_put(a, text, len);
+}
+
+static void array_int8(struct pg_array *a, int64_t value)
+{
+    array_put32(a, 8);
+    array_put32(a, (uint32_t)((uint64_t)value >> 32));
+    array_put32(a, (uint32_t)value);
+}
+
+/* See store.h: one statement, ST_CREATE_PRODUCTS, with a column of the rows in each array. */
+static int pg_create_products(struct store *base, struct store_create *creates, size_t count)
+{
+    enum {
+        ID,
+        SKU,
+        NAME,
+        PRICE,
+        STOCK,
+        VERSION,
+        CREATED,
+        UPDATED,
+        PAYLOAD,
+        RECORDED,
+        NONCE,
+        COLUMNS
+    };
+    static const uint32_t TYPES[COLUMNS] = {
+        [ID] = PG_TEXT_OID,       [SKU] = PG_TEXT_OID,     [NAME] = PG_TEXT_OID,
+        [PRICE] = PG_INT8_OID,    [STOCK] = PG_INT8_OID,   [VERSION] = PG_INT8_OID,
+        [CREATED] = PG_TEXT_OID,  [UPDATED] = PG_TEXT_OID, [PAYLOAD] = PG_TEXT_OID,
+        [RECORDED] = PG_TEXT_OID, [NONCE] = PG_TEXT_OID};
+    struct pg_array columns[COLUMNS] = {0};
+    for (int c = 0; c < COLUMNS; c++)
+        array_begin(&columns[c], TYPES[c], count);
+    for (size_t i = 0; i < count; i++) {
+        const struct product *p = creates[i].product;
+        const struct store_new_event *e = &creates[i].event;
+        array_text(&columns[ID], p->id, strlen(p->id));
+        array_text(&columns[SKU], p->sku, strlen(p->sku));
+        array_text(&columns[NAME], p->name, strlen(p->name));
+        array_int8(&columns[PRICE], p->price_cents);
+        array_int8(&columns[STOCK], p->stock);
+        array_int8(&columns[VERSION], p->version);
+        array_text(&columns[CREATED], p->created_at, strlen(p->created_at));
+        array_text(&columns[UPDATED], p->updated_at, strlen(p->updated_at));
+        array_text(&columns[PAYLOAD], e->payload, e->payload_len);
+        array_text(&columns[RECORDED], e->recorded_at, strlen(e->recorded_at));
+        array_text(&columns[NONCE], e->nonce, strlen(e->nonce));
+        creates[i].rc = STORE_DUPLICATE; /* until its row comes back */
+    }
+    /* $9, the events' type (every create's is ProductCreated), comes between the products'
+     * columns and the events'. */
+    struct params params = {0};
+    for (int c = 0; c < COLUMNS; c++) {
+        if (c == PAYLOAD) param_text(&params, creates[0].event.type);
+        param_bytes(&params, columns[c].data, columns[c].len);
+    }
+    PGresult *result = call(pg_of(base), ST_CREATE_PRODUCTS, &params);
+    for (int c = 0; c < COLUMNS; c++)
+        free(columns[c].data);
+    if (!result) return STORE_ERR;
+    /* The rows come back in the creates' order, as a rule: each is looked for from where the
+     * last was found. */
+    int rc = STORE_OK;
+    size_t at = 0;
+    for (int row = 0; rc == STORE_OK && row < PQntuples(result); row++) {
+        const char *id = PQgetvalue(result, row, 0);
+        size_t tried = 0;
+        while (tried < count && strcmp(creates[at].product->id, id) != 0)
+            at = (at + 1) % count, tried++;
+        if (tried == count || creates[at].rc == STORE_OK) {
+            snprintf(base->err, sizeof(base->err), "create products: a row for no create (%s)", id);
+            rc = STORE_ERR;
+            break;
+        }
+        creates[at].rc = STORE_OK;
+        *creates[at].seq = strtoll(PQgetvalue(result, row, 1), NULL, 10);
+    }
+    PQclear(result);
+    for (size_t i = 0; rc == STORE_OK && i < count; i++) {
+        struct store_create *c = &creates[i];
+        if (c->rc == STORE_DUPLICATE &&
+            sku_taken(base, c->product->sku, c->existing_id, "create products") != STORE_DUPLICATE)
+            rc = STORE_ERR;
+    }
+    return rc;
+}
+
 static int pg_head_seq(struct store *base, int64_t *seq)
 {
     return call_int64(pg_of(base), ST_HEAD_SEQ, NULL, seq);
@@ -1401,6 +1556,7 @@ static const struct store_backend PG_BACKEND = {
     .rollback_savepoint = pg_rollback_savepoint,
     .insert_product = pg_insert_product,
     .create_product = pg_create_product,
+    .create_products = pg_create_products,
     .get_product = pg_get_product,
     .find_sku = pg_find_sku,
     .update_product = pg_update_product,

@@ -55,6 +55,7 @@ struct writer {
 
     uint64_t last_purge_ms;
     struct uuid7_generator ids;
+    struct store_create creates[WRITER_MAX_BATCH]; /* writer thread only: execute_creates' run */
     uint8_t random_pool[4096];
     size_t random_used;
 
@@ -109,7 +110,9 @@ static int append_event(struct writer *w, struct command *cmd, enum event_type t
     return store_append_event(w->store, &cmd->product, &event, &cmd->seq);
 }
 
-static int create_product(struct writer *w, struct command *cmd, uint64_t now_ms)
+/* The new product of a create (a fresh id, the draft, version 1) and its event. */
+static int new_product(struct writer *w, struct command *cmd, uint64_t now_ms,
+                       struct store_new_event *event)
 {
     struct product *p = &cmd->product;
     memset(p, 0, sizeof(*p));
@@ -120,17 +123,27 @@ static int create_product(struct writer *w, struct command *cmd, uint64_t now_ms
     p->version = 1;
     timestamp_format(now_ms, p->created_at);
     memcpy(p->updated_at, p->created_at, sizeof(p->updated_at));
+    return new_event(w, cmd, EVENT_PRODUCT_CREATED, event);
+}
 
-    /* The product and its event in one call (one statement on PostgreSQL). */
-    struct store_new_event event;
-    if (new_event(w, cmd, EVENT_PRODUCT_CREATED, &event) < 0) return STORE_ERR;
-    int rc = store_create_product(w->store, p, &event, cmd->conflict_id, &cmd->seq);
+/* A create's outcome from the store's answer "rc". */
+static int settle_create(struct command *cmd, int rc)
+{
     if (rc == STORE_DUPLICATE) {
         cmd->view_len = 0; /* no product was made: no view to answer with */
         fail_command(cmd, COMMAND_DUPLICATE_SKU, "sku already exists");
         return STORE_OK; /* a business outcome, not a failure of the batch */
     }
     return rc;
+}
+
+static int create_product(struct writer *w, struct command *cmd, uint64_t now_ms)
+{
+    /* The product and its event in one call (one statement on PostgreSQL). */
+    struct store_new_event event;
+    if (new_product(w, cmd, now_ms, &event) < 0) return STORE_ERR;
+    return settle_create(
+        cmd, store_create_product(w->store, &cmd->product, &event, cmd->conflict_id, &cmd->seq));
 }
 
 /* Loads the product a change applies to and checks If-Match. Returns STORE_OK with
@@ -302,6 +315,37 @@ static int execute(struct writer *w, struct command *cmd, uint64_t now_ms)
     return rc;
 }
 
+/* A create without an Idempotency-Key: execute_creates takes it with its neighbours. */
+static int plain_create(const struct command *cmd)
+{
+    return cmd && cmd->kind == COMMAND_CREATE_PRODUCT && cmd->idempotency_key[0] == '\0';
+}
+
+/* Runs the plain creates from "*cmd" on, up to the next command that is not one, with one
+ * store call, and moves "*cmd" past them. Returns as execute does. No savepoint, on any store:
+ * a create is refused only for its sku, which the store finds taken without writing, and any
+ * other failure fails the batch. On PostgreSQL the run is one statement where each create
+ * alone costs a round trip (store_create_products). */
+static int execute_creates(struct writer *w, struct command **cmd, uint64_t now_ms)
+{
+    struct command *run = *cmd;
+    size_t count = 0;
+    for (struct command *c = run; plain_create(c) && count < WRITER_MAX_BATCH; c = c->next) {
+        c->outcome = COMMAND_DONE;
+        struct store_create *create = &w->creates[count++];
+        if (new_product(w, c, now_ms, &create->event) < 0) return STORE_ERR;
+        create->product = &c->product;
+        create->seq = &c->seq;
+        create->existing_id = c->conflict_id;
+        *cmd = c->next;
+    }
+    if (store_create_products(w->store, w->creates, count) < 0) return STORE_ERR;
+    struct command *c = run;
+    for (size_t i = 0; i < count; i++, c = c->next)
+        settle_create(c, w->creates[i].rc);
+    return STORE_OK;
+}
+
 static void record_batch(struct writer *w, size_t size)
 {
     int bucket = 0;
@@ -349,8 +393,14 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
         if (known > known_before) known_before = known;
     }
     int rc = store_begin(w->store);
-    for (struct command *cmd = batch; rc == STORE_OK && cmd; cmd = cmd->next)
-        rc = execute(w, cmd, now_ms);
+    for (struct command *cmd = batch; rc == STORE_OK && cmd;) {
+        if (plain_create(cmd)) {
+            rc = execute_creates(w, &cmd, now_ms);
+        } else {
+            rc = execute(w, cmd, now_ms);
+            cmd = cmd->next;
+        }
+    }
     if (rc == STORE_OK && w->listener.committing &&
         store_statement_failure_keeps_transaction(w->store))
         w->listener.committing(w->store, batch, w->listener.arg);

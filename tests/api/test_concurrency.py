@@ -136,6 +136,42 @@ def test_100_concurrent_creates_of_one_sku_make_exactly_one_product(fresh):
     assert got.status_code == 200 and got.json()["id"] == winner["id"]
 
 
+def test_concurrent_creates_of_repeated_skus_keep_each_sku_once_and_seqs_in_order(fresh):
+    """60 creates at once over 20 SKUs, three each, every seventh with an Idempotency-Key (it
+    runs alone, between the runs of plain creates that the writer sends as one statement on
+    PostgreSQL): each SKU ends with one product, every 409 names it, and the events' seqs are
+    1..20 in the order the products were made (ids grow with it)."""
+    base = uniq_sku("RUN")
+    url = fresh.url("/products")
+
+    def create(sess, i):
+        headers = {"Idempotency-Key": f"{base}-key-{i}"} if i % 7 == 0 else None
+        r = post_json(sess, url, {"sku": f"{base}-{i % 20}", "name": f"Run {i}", "price": 2.5,
+                                  "stock": i}, headers)
+        return i, r.status_code, r.json()
+
+    results = run_parallel(fresh, 60, create)
+    winners = {}
+    for i, status, body in results:
+        if status == 201:
+            assert body["sku"] not in winners, ("two products for one sku", body)
+            winners[body["sku"]] = body
+            assert body["name"] == f"Run {i}" and body["stock"] == i
+    assert sorted(winners) == sorted(f"{base}-{k}" for k in range(20))
+    for i, status, body in results:
+        if status != 201:
+            assert status == 409 and body["type"].endswith("duplicate-sku"), body
+            assert body["existing_id"] == winners[f"{base}-{i % 20}"]["id"], body
+    events = sql(fresh.db, "SELECT seq, product_id, type FROM events ORDER BY seq")
+    assert [seq for seq, _, _ in events] == list(range(1, 21))
+    assert {t for _, _, t in events} == {"ProductCreated"}
+    ids = [pid for _, pid, _ in events]
+    assert ids == sorted(ids) and set(ids) == {w["id"] for w in winners.values()}
+    assert_verify(fresh)
+    for sku, body in winners.items():
+        assert_agree(fresh, body["id"], sku)
+
+
 def test_50_concurrent_decrements_on_stock_5_never_oversell(fresh):
     _, v = fresh.create(stock=5)
     url = fresh.url(f"/products/{v['id']}/stock")

@@ -17,11 +17,12 @@
  * sees A: seq order is commit order, by construction, with no timeout anywhere. The seq
  * itself comes from the one-row table event_counter (UPDATE ... RETURNING, in the INSERT of
  * the event): cheap, since no other writer can be waiting on that row, and undone with the
- * command's SAVEPOINT, so seqs have no gaps (the row lock would order commits by itself too,
- * if anyone wrote events without the advisory lock). Group commit amortizes the lock: one
- * transaction per batch of commands. The same serialization makes every rule of the writer
- * (a unique SKU, stock never below zero, If-Match, one execution per Idempotency-Key) hold
- * across instances, since each transaction reads what the previous one committed.
+ * command's SAVEPOINT (a run of creates, one statement, takes seqs only for the rows that went
+ * in), so seqs have no gaps (the row lock would order commits by itself too, if anyone wrote
+ * events without the advisory lock). Group commit amortizes the lock: one transaction per
+ * batch of commands. The same serialization makes every rule of the writer (a unique SKU,
+ * stock never below zero, If-Match, one execution per Idempotency-Key) hold across instances,
+ * since each transaction reads what the previous one committed.
  * The lock is not NOTIFY: nothing here takes a global lock at commit time. */
 #include "command/store_backend.h"
 

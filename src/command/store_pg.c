@@ -70,6 +70,7 @@
 #define RECONNECT_MAX_MS     2000
 #define KEY_HASH_LEN         32 /* SHA-256 */
 #define MAX_DEFERRED         4  /* statements sent ahead of the next wait (see defer) */
+#define STATEMENT_NAME_LEN   16 /* "catalogd_" and a statement's number */
 
 /* "cannot execute ... in a read-only transaction" */
 #define SQLSTATE_READ_ONLY_TRANSACTION "25006"
@@ -642,14 +643,20 @@ failed:
     return STORE_ERR;
 }
 
+/* The name statement "which" is prepared under, in "name" (STATEMENT_NAME_LEN bytes). */
+static const char *statement_name(enum statement which, char *name)
+{
+    snprintf(name, STATEMENT_NAME_LEN, "catalogd_%d", (int)which);
+    return name;
+}
+
 /* Prepares this connection's statements: all the writer's, or the readers'. */
 static int prepare_all(struct pg_store *store)
 {
-    for (int i = 0; i < ST_COUNT; i++) {
+    for (enum statement i = 0; i < ST_COUNT; i++) {
         if (!(STATEMENTS[i].users & (store->reader ? FOR_READERS : FOR_WRITER))) continue;
-        char name[16];
-        snprintf(name, sizeof(name), "catalogd_%d", i);
-        if (!PQsendPrepare(store->conn, name, STATEMENTS[i].sql, 0, NULL)) {
+        char name[STATEMENT_NAME_LEN];
+        if (!PQsendPrepare(store->conn, statement_name(i, name), STATEMENTS[i].sql, 0, NULL)) {
             lost(store, "prepare a statement", 0);
             return STORE_ERR;
         }
@@ -813,10 +820,10 @@ static PGresult *call_within(struct pg_store *store, enum statement which, const
     if (!p) p = &none;
     for (int attempt = 0;; attempt++) {
         if (ensure_connected(store) < 0) return NULL;
-        char name[16];
-        snprintf(name, sizeof(name), "catalogd_%d", (int)which);
+        char name[STATEMENT_NAME_LEN];
         PGresult *result = NULL;
-        if (!PQsendQueryPrepared(store->conn, name, p->count, p->values, p->lengths, p->formats, 0))
+        if (!PQsendQueryPrepared(store->conn, statement_name(which, name), p->count, p->values,
+                                 p->lengths, p->formats, 0))
             lost(store, STATEMENTS[which].sql, 0);
         else
             result = await_results(store, STATEMENTS[which].sql, timeout_ms);
@@ -921,6 +928,16 @@ static void pg_rollback(struct store *base)
     store->in_transaction = 0;
 }
 
+/* Reads the deferred statements' results when MAX_DEFERRED wait already. Returns STORE_OK, or
+ * STORE_ERR when one failed (named after "what" if none of them is). */
+static int room_to_defer(struct pg_store *store, const char *what)
+{
+    if (store->deferred < MAX_DEFERRED) return STORE_OK;
+    PGresult *result = await_results(store, what, CALL_TIMEOUT_MS);
+    PQclear(result);
+    return result ? STORE_OK : STORE_ERR;
+}
+
 /* Sends "sql", a statement of the transaction whose result the writer does not need (a
  * savepoint, its release), without waiting for it: its result is read with the next call's,
  * in the same round trip, and when it failed that call fails, named after "what". A failed
@@ -932,12 +949,26 @@ static int defer(struct pg_store *store, const char *sql, const char *what)
     if (!store->conn) return ensure_connected(store); /* fails: says why */
     if (!store->pipelined || !store->in_transaction)
         return execute(store, sql, what, CALL_TIMEOUT_MS);
-    if (store->deferred == MAX_DEFERRED) {
-        PGresult *result = await_results(store, what, CALL_TIMEOUT_MS);
-        PQclear(result);
-        if (!result) return STORE_ERR;
+    if (room_to_defer(store, what) < 0 || send_sql(store, sql, what) < 0) return STORE_ERR;
+    store->deferred_what[store->deferred++] = what;
+    return STORE_OK;
+}
+
+/* Runs prepared statement "which", a write whose result the writer does not need, as defer
+ * sends its SQL: a product's UPDATE or DELETE goes with the INSERT of its event, in one round
+ * trip, and when it failed the INSERT's call fails. */
+static int defer_call(struct pg_store *store, enum statement which, const struct params *p)
+{
+    if (!store->conn) return ensure_connected(store); /* fails: says why */
+    if (!store->pipelined || !store->in_transaction) return call_command(store, which, p, NULL);
+    const char *what = STATEMENTS[which].sql;
+    if (room_to_defer(store, what) < 0) return STORE_ERR;
+    char name[STATEMENT_NAME_LEN];
+    if (!PQsendQueryPrepared(store->conn, statement_name(which, name), p->count, p->values,
+                             p->lengths, p->formats, 0)) {
+        lost(store, what, 0);
+        return STORE_ERR;
     }
-    if (send_sql(store, sql, what) < 0) return STORE_ERR;
     store->deferred_what[store->deferred++] = what;
     return STORE_OK;
 }
@@ -1317,14 +1348,14 @@ static int pg_update_product(struct store *base, const struct product *p)
     param_int(&params, p->stock);
     param_int(&params, p->version);
     param_text(&params, p->updated_at);
-    return call_command(pg_of(base), ST_UPDATE_PRODUCT, &params, NULL);
+    return defer_call(pg_of(base), ST_UPDATE_PRODUCT, &params);
 }
 
 static int pg_delete_product(struct store *base, const char *id)
 {
     struct params params = {0};
     param_text(&params, id);
-    return call_command(pg_of(base), ST_DELETE_PRODUCT, &params, NULL);
+    return defer_call(pg_of(base), ST_DELETE_PRODUCT, &params);
 }
 
 static void key_sha256(const char *key, unsigned char out[KEY_HASH_LEN])

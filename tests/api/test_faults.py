@@ -22,9 +22,9 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from conftest import (PREFIX, WRITE_MODEL_CHECK, Server, Stack, assert_problem, projection_of,
-                      redis_gen, row_text, sql, write_lock,
-                      uniq_sku, wait_until)
+from conftest import (BACKEND, PREFIX, WRITE_MODEL_CHECK, Server, Stack, assert_problem,
+                      projection_of, redis_gen, row_text, sql, sql_write, write_lock, uniq_sku,
+                      wait_until)
 
 JSON_CT = {"Content-Type": "application/json"}
 PRODUCT_COLUMNS = "id, sku, name, price_cents, stock, version, created_at, updated_at"
@@ -739,6 +739,68 @@ def _stack_with_db(db_path):
 
 
 @pytest.mark.sqlite_only(reason="remounts the file system under the SQLite file read-only")
+def refusing_triggers(sku):
+    """Triggers planted by hand in the write model: every UPDATE and DELETE of a product, and
+    the INSERT of a product with "sku", fail with an error of the database's own."""
+    if BACKEND == "postgresql":
+        return ["CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$BEGIN RAISE EXCEPTION 'refused by a trigger'; END$$",
+                "CREATE TRIGGER refuse_change BEFORE UPDATE OR DELETE ON products "
+                "FOR EACH ROW EXECUTE FUNCTION refuse()",
+                "CREATE TRIGGER refuse_sku BEFORE INSERT ON products FOR EACH ROW "
+                f"WHEN (NEW.sku = '{sku}') EXECUTE FUNCTION refuse()"]
+    return ["CREATE TRIGGER refuse_update BEFORE UPDATE ON products "
+            "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END",
+            "CREATE TRIGGER refuse_delete BEFORE DELETE ON products "
+            "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END",
+            f"CREATE TRIGGER refuse_sku BEFORE INSERT ON products WHEN NEW.sku = '{sku}' "
+            "BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"]
+
+
+def test_a_write_the_write_model_refuses_fails_its_batch_whole(fresh):
+    """A write the database itself refuses (a trigger planted by hand) fails its command's
+    batch with 503 and leaves nothing of it: on PostgreSQL a change's UPDATE or DELETE goes
+    unawaited with its event's INSERT, and a run of creates is one statement, so the refusal
+    must reach every command of the batch. Once the trigger is gone the same commands pass."""
+    _, changed = fresh.create(stock=5)
+    _, deleted = fresh.create(stock=5)
+    boom = uniq_sku("BOOM")
+    for statement in refusing_triggers(boom):
+        sql_write(fresh.db, statement)
+    before = fresh.counts()
+    item = fresh.url(f"/products/{changed['id']}")
+    refused = [requests.patch(item, data='{"name":"Renamed"}', headers=JSON_CT, timeout=10),
+               requests.post(item + "/stock", data='{"delta":-1}', headers=JSON_CT, timeout=10),
+               requests.delete(fresh.url(f"/products/{deleted['id']}"), timeout=10)]
+    for r in refused:
+        assert_problem(r, 503)
+    # creates at once, one of them refused: its batch fails whole, whichever others it held
+    skus = [boom] + [uniq_sku("RUN") for _ in range(11)]
+    with ThreadPoolExecutor(max_workers=len(skus)) as pool:
+        answers = list(pool.map(lambda s: post_product(fresh.base, s), skus))
+    assert_problem(answers[0], 503)
+    made = {s: r.json()["id"] for s, r in zip(skus, answers) if r.status_code == 201}
+    assert all(r.status_code in (201, 503) for r in answers), [r.status_code for r in answers]
+    assert fresh.counts() == (before[0] + len(made), before[1] + len(made))
+    for s, r in zip(skus, answers):
+        rows = sql(fresh.db, "SELECT id FROM products WHERE sku = ?", (s,))
+        assert rows == ([(made[s],)] if s in made else []), (s, r.status_code, rows)
+    assert sql(fresh.db, "SELECT version, name, stock FROM products WHERE id = ?",
+               (changed["id"],)) == [(1, "Widget", 5)]
+    assert fresh.get(f"/products/{deleted['id']}").status_code == 200
+
+    for statement in (["DROP FUNCTION refuse() CASCADE"] if BACKEND == "postgresql" else
+                      ["DROP TRIGGER refuse_update", "DROP TRIGGER refuse_delete",
+                       "DROP TRIGGER refuse_sku"]):
+        sql_write(fresh.db, statement)
+    assert requests.patch(item, data='{"name":"Renamed"}', headers=JSON_CT,
+                          timeout=10).status_code == 200
+    assert requests.delete(fresh.url(f"/products/{deleted['id']}"), timeout=10).status_code == 204
+    assert post_product(fresh.base, boom).status_code == 201
+    p = fresh.cli("verify")
+    assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-2000:])
+
+
 def test_tmpfs_remount_read_only_is_refused_while_catalogd_has_the_db_open():
     """Documents why the read-only test below uses a kernel-forced read-only ext4: Linux will
     not remount a file system read-only while a process holds a file on it open for writing.

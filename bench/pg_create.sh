@@ -8,14 +8,16 @@
 # the medians. Every process it starts is stopped by its PID on exit.
 #
 #   bench/pg_create.sh   (env: RUNS=3 DURATION=8 WARMUP=2 CONNS=32 PIN=1 KEEP=0,
-#                         CATALOGD_BIN=build/catalogd)
+#                         CATALOGD_BIN=build/catalogd, SCENARIO=create)
 #   PIN=0: no taskset (the servers may use both cores, beside wrk).
+#   SCENARIO=stock: stock adjustments (±1, stock.lua) on 4 hot products made first, instead.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$HERE")
 PY=/usr/bin/python3
 RUNS=${RUNS:-3} DURATION=${DURATION:-8} WARMUP=${WARMUP:-2} CONNS=${CONNS:-32} PIN=${PIN:-1}
+SCENARIO=${SCENARIO:-create}
 CLK=$(getconf CLK_TCK)
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
 [ -x "$PG_BIN/postgres" ] || { echo "pg_create: no PostgreSQL server installed" >&2; exit 1; }
@@ -109,17 +111,27 @@ export BENCH_ADDRS=${ADDRS# }
 
 WRK() { timeout $(($2 + 60)) "${WRK_CPU[@]}" wrk -t2 -c"$1" -d"$2s" --timeout 10s "${@:3}"; }
 RUN_ID=$(date +%s)
+script_args() { # PREFIX: the wrk script of the scenario and its arguments
+    if [ "$SCENARIO" = stock ]; then echo "$HERE/lua/stock.lua $URL -- $WORK/hot 60"; else
+        echo "$HERE/lua/post.lua $URL -- $1"; fi
+}
+if [ "$SCENARIO" = stock ]; then
+    for i in 1 2 3 4; do
+        curl -sf -H 'Content-Type: application/json' -d "{\"sku\":\"HOT-$RUN_ID-$i\",\"name\":\"Hot $i\",\"price\":1.00,\"stock\":3}" \
+            "$URL/products" | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["id"])'
+    done >"$WORK/hot"
+fi
 for ((r = 1; r <= RUNS; r++)); do
     if [ "$WARMUP" -gt 0 ]; then
-        WRK "$CONNS" "$WARMUP" -s "$HERE/lua/post.lua" "$URL" -- "W${RUN_ID}r$r" >"$WORK/warmup-$r.log" 2>&1
+        WRK "$CONNS" "$WARMUP" -s $(script_args "W${RUN_ID}r$r") >"$WORK/warmup-$r.log" 2>&1
     fi
     "$PY" "$HERE/tool.py" snap --srv "$SRV" --redis "$REDIS_PID" >"$WORK/before-$r"
-    WRK "$CONNS" "$DURATION" --latency -s "$HERE/lua/post.lua" "$URL" -- "M${RUN_ID}r$r" \
+    WRK "$CONNS" "$DURATION" --latency -s $(script_args "M${RUN_ID}r$r") \
         >"$WORK/wrk-$r.log" 2>&1 || echo "wrk exited $? (run $r), see $WORK/wrk-$r.log"
     "$PY" "$HERE/tool.py" snap --srv "$SRV" --redis "$REDIS_PID" >"$WORK/after-$r"
     "$PY" "$HERE/tool.py" record --out "$WORK/results.jsonl" --wrk-log "$WORK/wrk-$r.log" \
         --before "$WORK/before-$r" --after "$WORK/after-$r" --clk "$CLK" type=run rep="$r" \
-        system=pg scenario=create conns="$CONNS" duration_s="$DURATION"
+        system=pg scenario="$SCENARIO" conns="$CONNS" duration_s="$DURATION"
 done
 "$PY" - "$WORK/results.jsonl" <<'EOF'
 import json, statistics, sys

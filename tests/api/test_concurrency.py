@@ -6,13 +6,14 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import pytest
 import requests
 
 from conftest import (Server, Stack, assert_problem, expected_view_text, redis_view, sku_owner,
-                      sql, uniq_sku, verify_output)
+                      sql, uniq_sku, verify_output, write_lock)
 
 REQUEST_TIMEOUT = 15
 BARRIER_TIMEOUT = 15
@@ -170,6 +171,79 @@ def test_concurrent_creates_of_repeated_skus_keep_each_sku_once_and_seqs_in_orde
     assert_verify(fresh)
     for sku, body in winners.items():
         assert_agree(fresh, body["id"], sku)
+
+
+def send_in_order_behind_a_lock(s, requests_in_order, gap=0.04):
+    """Sends (method, path, body, headers) requests one by one, "gap" seconds apart, while the
+    write model is locked (write_lock) behind a create that waits on it: they queue in that
+    order and run together once the lock goes, in one batch or a few. Returns the responses."""
+    results = [None] * len(requests_in_order)
+
+    def send(i, method, path, body, headers):
+        results[i] = requests.request(method, s.url(path), data=body, timeout=REQUEST_TIMEOUT,
+                                      headers={"Content-Type": "application/json",
+                                               **(headers or {})})
+    with write_lock(s.db):
+        waiting = threading.Thread(target=post_json, args=(
+            requests, s.url("/products"), {"sku": uniq_sku("WAIT"), "name": "Waits",
+                                           "price": 1, "stock": 1}))
+        waiting.start()
+        time.sleep(0.15)
+        threads = []
+        for i, request in enumerate(requests_in_order):
+            threads.append(threading.Thread(target=send, args=(i, *request)))
+            threads[-1].start()
+            time.sleep(gap)
+        time.sleep(0.1)
+    for t in [waiting, *threads]:
+        t.join(REQUEST_TIMEOUT + 5)
+    return results
+
+
+def test_a_mixed_batch_answers_as_its_commands_would_one_by_one(fresh):
+    """Creates, keyed and not, between deletes, changes and refusals, queued in a known order:
+    each answer is the one running them one by one gives (a run of plain creates goes to the
+    store as one call: a sku taken earlier in the run, by a keyed create or before the run
+    refuses the later one, and a sku a delete freed goes to the next create)."""
+    _, a = fresh.create(sku=uniq_sku("A"))
+    _, c = fresh.create(sku=uniq_sku("C"))
+    _, e = fresh.create(sku=uniq_sku("E"), stock=5)
+    b, d, f, g = (uniq_sku(x) for x in "BDFG")
+
+    def create(sku, name, key=None):
+        return ("POST", "/products", json.dumps({"sku": sku, "name": name, "price": 7.5,
+                                                 "stock": 2}),
+                {"Idempotency-Key": key} if key else None)
+    queue = [create(a["sku"], "a1"),                                      # 0 409: a's
+             create(b, "b1"), create(b, "b2"),                            # 1 201, 2 409: 1's
+             ("DELETE", f"/products/{c['id']}", None, None),              # 3 204
+             create(c["sku"], "c2"), create(c["sku"], "c3"),              # 4 201, 5 409: 4's
+             ("PATCH", f"/products/{e['id']}", '{"name":"e2"}', None),    # 6 200
+             ("POST", f"/products/{e['id']}/stock", '{"delta":-5}', None),  # 7 200
+             create(f, "f1", uniq_sku("key")), create(f, "f2"),           # 8 201, 9 409: 8's
+             create(g, "g1"), create(g, "g2", uniq_sku("key")),           # 10 201, 11 409: 10's
+             ("POST", f"/products/{e['id']}/stock", '{"delta":-1}', None),  # 12 409 stock
+             create(d, "d1"),                                             # 13 201
+             ("DELETE", f"/products/{a['id']}", None, None),              # 14 204
+             create(a["sku"], "a2"), create(d, "d2")]                     # 15 201, 16 409: 13's
+    answers = send_in_order_behind_a_lock(fresh, queue)
+    assert [r.status_code for r in answers] == [409, 201, 409, 204, 201, 409, 200, 200, 201,
+                                                409, 201, 409, 409, 201, 204, 201, 409], [
+        (r.status_code, r.text[:160]) for r in answers]
+    body = [r.json() if r.content else None for r in answers]
+    for refused, owner in ((0, a), (2, body[1]), (5, body[4]), (9, body[8]), (11, body[10]),
+                           (16, body[13])):
+        assert body[refused]["existing_id"] == owner["id"], (refused, body[refused])
+    assert body[12]["type"].endswith("insufficient-stock"), body[12]
+    made = [body[i] for i in (1, 4, 8, 10, 13, 15)]
+    assert [m["name"] for m in made] == ["b1", "c2", "f1", "g1", "d1", "a2"]
+    created = sql(fresh.db, "SELECT product_id FROM events WHERE type = 'ProductCreated' "
+                  "ORDER BY seq")
+    assert [pid for (pid,) in created][-6:] == [m["id"] for m in made]
+    assert_verify(fresh)
+    for m in made:
+        assert fresh.get(f"/products/{m['id']}").json() == m
+        assert_agree(fresh, m["id"], m["sku"])
 
 
 def test_50_concurrent_decrements_on_stock_5_never_oversell(fresh):

@@ -172,7 +172,8 @@ static const char *const MIGRATIONS[] = {MIGRATION_1, MIGRATION_2, MIGRATION_3};
 #define TAKE_SEQS(count)                                                                           \
     "UPDATE event_counter SET last_seq = GREATEST(last_seq,"                                       \
     " (SELECT coalesce(max(seq), 0) FROM events)) + " count
-#define TAKE_NEXT_SEQ TAKE_SEQS("1")
+#define TAKE_NEXT_SEQ         TAKE_SEQS("1")
+#define TAKE_SEQS_OF_PRODUCTS TAKE_SEQS("(SELECT count(*) FROM product)") /* ST_CREATE_PRODUCTS */
 
 /* Prepared once per connection (again after a reconnect), indexed by enum statement. */
 enum statement {
@@ -254,17 +255,12 @@ static const struct {
          " ON CONFLICT (sku) DO NOTHING RETURNING id),"
          " made AS (SELECT new_rows.*, row_number() OVER (ORDER BY ord) AS nth,"
          " count(*) OVER () AS made FROM new_rows JOIN product USING (id)),"
-         " next AS (" TAKE_SEQS(
-             "(SELECT count(*) FROM product)") " WHERE id = 1 AND EXISTS (SELECT FROM product) "
-                                               "RETURNING last_seq)"
-                                               " INSERT INTO events (seq, product_id, type, "
-                                               "version, payload,"
-                                               " recorded_at, nonce) SELECT next.last_seq - "
-                                               "made.made + made.nth,"
-                                               " made.id, $9::text, made.version, made.payload, "
-                                               "made.recorded_at,"
-                                               " made.nonce FROM next, made RETURNING product_id, "
-                                               "seq",
+         " next AS (" TAKE_SEQS_OF_PRODUCTS " WHERE id = 1"
+         " AND EXISTS (SELECT FROM product) RETURNING last_seq)"
+         " INSERT INTO events (seq, product_id, type, version, payload,"
+         " recorded_at, nonce) SELECT next.last_seq - made.made + made.nth,"
+         " made.id, $9::text, made.version, made.payload, made.recorded_at,"
+         " made.nonce FROM next, made RETURNING product_id, seq",
          FOR_WRITER, 0},
     [ST_HEAD_SEQ] = {"SELECT coalesce(max(seq), 0) FROM events", FOR_WRITER | FOR_READERS, 1},
     [ST_LAST_SEQ_TAKEN] = {"SELECT last_seq FROM event_counter WHERE id = 1", FOR_WRITER, 1},
@@ -1139,6 +1135,7 @@ static void array_int8(struct pg_array *a, int64_t value)
 /* See store.h: one statement, ST_CREATE_PRODUCTS, with a column of the rows in each array. */
 static int pg_create_products(struct store *base, struct store_create *creates, size_t count)
 {
+    /* The arrays, each a column of the rows. */
     enum {
         ID,
         SKU,
@@ -1200,7 +1197,7 @@ static int pg_create_products(struct store *base, struct store_create *creates, 
         if (tried == count || creates[at].rc == STORE_OK) {
             snprintf(base->err, sizeof(base->err), "create products: a row for no create (%s)", id);
             rc = STORE_ERR;
-            break;
+            continue;
         }
         creates[at].rc = STORE_OK;
         *creates[at].seq = strtoll(PQgetvalue(result, row, 1), NULL, 10);

@@ -962,6 +962,19 @@ def writer_backend(c, name):
     return commits[0]
 
 
+def stop_holding_no_lock(c, backend):
+    """SIGSTOPs a writer's PostgreSQL backend between its statements: its writer may be in one
+    of its idle-time statements (a ping, a purge), and a backend frozen holding a lock would
+    hold a restore in place (which locks every table) until the test gives up on it."""
+    for _ in range(100):
+        os.kill(backend, signal.SIGSTOP)
+        if c.pg.admin("SELECT count(*) FROM pg_locks WHERE pid = %s", (backend,))[0][0] == 0:
+            return
+        os.kill(backend, signal.SIGCONT)
+        time.sleep(0.01)
+    raise AssertionError(f"backend {backend} held a lock at each of 100 tries")
+
+
 @pytest.mark.parametrize("who", ["follower", "leader"])
 def test_a_batch_stalled_across_a_restore_in_place_never_answers_applied_for_a_lost_seq(
         cluster, who):
@@ -983,7 +996,7 @@ def test_a_batch_stalled_across_a_restore_in_place_never_answers_applied_for_a_l
         backup = c.tmp / f"stalled-{attempt}.dump"
         c.db.dump(backup)
         head = max_seq(c.db)
-        os.kill(backend, signal.SIGSTOP)
+        stop_holding_no_lock(c, backend)
         try:
             with ThreadPoolExecutor(max_workers=1) as pool:
                 pending = pool.submit(c.create, stalled)

@@ -322,10 +322,9 @@ static int plain_create(const struct command *cmd)
 }
 
 /* Runs the plain creates from "*cmd" on, up to the next command that is not one, with one
- * store call, and moves "*cmd" past them. Returns as execute does. No savepoint, on any store:
- * a create is refused only for its sku, which the store finds taken without writing, and any
- * other failure fails the batch. On PostgreSQL the run is one statement where each create
- * alone costs a round trip (store_create_products). */
+ * store call, and moves "*cmd" past them. Returns as execute does, and like execute takes no
+ * savepoint for them. On PostgreSQL the run is one statement where each create alone costs a
+ * round trip (store_create_products). */
 static int execute_creates(struct writer *w, struct command **cmd, uint64_t now_ms)
 {
     struct command *run = *cmd;

@@ -738,7 +738,6 @@ def _stack_with_db(db_path):
     return s
 
 
-@pytest.mark.sqlite_only(reason="remounts the file system under the SQLite file read-only")
 def refusing_triggers(sku):
     """Triggers planted by hand in the write model: every UPDATE and DELETE of a product, and
     the INSERT of a product with "sku", fail with an error of the database's own."""
@@ -801,6 +800,7 @@ def test_a_write_the_write_model_refuses_fails_its_batch_whole(fresh):
     assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-2000:])
 
 
+@pytest.mark.sqlite_only(reason="remounts the file system under the SQLite file read-only")
 def test_tmpfs_remount_read_only_is_refused_while_catalogd_has_the_db_open():
     """Documents why the read-only test below uses a kernel-forced read-only ext4: Linux will
     not remount a file system read-only while a process holds a file on it open for writing.

@@ -805,6 +805,18 @@ static void param_bytes(struct params *p, const void *data, size_t len)
     p->formats[p->count++] = 1;
 }
 
+/* Sends prepared statement "which" with "p", without waiting. Returns STORE_OK, or STORE_ERR
+ * with the connection dropped. */
+static int send_prepared(struct pg_store *store, enum statement which, const struct params *p)
+{
+    char name[STATEMENT_NAME_LEN];
+    if (PQsendQueryPrepared(store->conn, statement_name(which, name), p->count, p->values,
+                            p->lengths, p->formats, 0))
+        return STORE_OK;
+    lost(store, STATEMENTS[which].sql, 0);
+    return STORE_ERR;
+}
+
 /* Runs prepared statement "which" with "p" (NULL: none) within "timeout_ms". Returns its
  * result (PQclear it) or NULL, the reason in store->base.err. A connection found broken (not
  * slow) before the statement could run is replaced once, outside a transaction, for the
@@ -816,12 +828,8 @@ static PGresult *call_within(struct pg_store *store, enum statement which, const
     if (!p) p = &none;
     for (int attempt = 0;; attempt++) {
         if (ensure_connected(store) < 0) return NULL;
-        char name[STATEMENT_NAME_LEN];
         PGresult *result = NULL;
-        if (!PQsendQueryPrepared(store->conn, statement_name(which, name), p->count, p->values,
-                                 p->lengths, p->formats, 0))
-            lost(store, STATEMENTS[which].sql, 0);
-        else
+        if (send_prepared(store, which, p) == STORE_OK)
             result = await_results(store, STATEMENTS[which].sql, timeout_ms);
         if (result || store->conn || store->in_transaction || store->lost_by_timeout ||
             !STATEMENTS[which].retry || attempt > 0)
@@ -958,13 +966,7 @@ static int defer_call(struct pg_store *store, enum statement which, const struct
     if (!store->conn) return ensure_connected(store); /* fails: says why */
     if (!store->pipelined || !store->in_transaction) return call_command(store, which, p, NULL);
     const char *what = STATEMENTS[which].sql;
-    if (room_to_defer(store, what) < 0) return STORE_ERR;
-    char name[STATEMENT_NAME_LEN];
-    if (!PQsendQueryPrepared(store->conn, statement_name(which, name), p->count, p->values,
-                             p->lengths, p->formats, 0)) {
-        lost(store, what, 0);
-        return STORE_ERR;
-    }
+    if (room_to_defer(store, what) < 0 || send_prepared(store, which, p) < 0) return STORE_ERR;
     store->deferred_what[store->deferred++] = what;
     return STORE_OK;
 }

@@ -489,9 +489,9 @@ static void fill_batch(struct writer *w)
     if (timed_out && w->queued < target) w->fill_cap = w->queued;
 }
 
-/* Takes up to WRITER_MAX_BATCH queued commands, waiting at most "wait_s" seconds for one, then
- * a little for the batch to fill. Returns NULL when none came; "*stop" is set when stopping
- * with an empty queue. */
+/* Takes up to WRITER_MAX_BATCH queued commands, WRITER_MAX_KEYED_BATCH of them with a key,
+ * waiting at most "wait_s" seconds for one, then a little for the batch to fill. Returns NULL
+ * when none came; "*stop" is set when stopping with an empty queue. */
 static struct command *take_batch(struct writer *w, size_t *size, int wait_s, int *stop)
 {
     struct timespec deadline = clock_deadline_after_ms((uint64_t)wait_s * 1000);
@@ -501,8 +501,11 @@ static struct command *take_batch(struct writer *w, size_t *size, int wait_s, in
     if (w->queue_head) fill_batch(w);
     *stop = w->stopping && !w->queue_head;
     struct command *batch = w->queue_head, *last = NULL;
-    size_t n = 0;
+    size_t n = 0, keyed = 0;
     for (struct command *cmd = batch; cmd && n < WRITER_MAX_BATCH; cmd = cmd->next) {
+        int has_key = cmd->idempotency_key[0] != '\0';
+        if (has_key && keyed == WRITER_MAX_KEYED_BATCH) break;
+        keyed += (size_t)has_key;
         last = cmd;
         n++;
     }

@@ -14,6 +14,10 @@
 #include "command/store.h"
 
 #define WRITER_MAX_BATCH 512 /* commands per group commit at most */
+/* Commands with an Idempotency-Key per group commit at most: each runs in a savepoint, and
+ * PostgreSQL keeps 64 subtransactions a transaction in shared memory; past them every other
+ * session's snapshot has to look the transaction's up in pg_subtrans while it lasts. */
+#define WRITER_MAX_KEYED_BATCH 64
 
 struct writer_stats {
     uint64_t commands;

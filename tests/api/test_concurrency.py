@@ -4,6 +4,7 @@ with `catalogd verify` exiting 0 and the SQLite row agreeing with its Redis view
 
 import hashlib
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -244,6 +245,30 @@ def test_a_mixed_batch_answers_as_its_commands_would_one_by_one(fresh):
     for m in made:
         assert fresh.get(f"/products/{m['id']}").json() == m
         assert_agree(fresh, m["id"], m["sku"])
+
+
+def batch_counters(s):
+    """catalogd_write_batch_size_count and _sum from GET /metrics: batches, and their commands."""
+    found = dict(re.findall(r"^catalogd_write_batch_size_(count|sum) (\d+)$",
+                            s.get("/metrics").text, re.M))
+    return int(found["count"]), int(found["sum"])
+
+
+def test_keyed_commands_go_at_most_64_to_a_batch(fresh):
+    """Each command with an Idempotency-Key runs in a savepoint, and PostgreSQL keeps only 64
+    subtransactions a transaction in shared memory: 130 keyed creates queued at once go in
+    three batches at least, not one, and every one is created."""
+    batches_before, commands_before = batch_counters(fresh)
+    queue = [("POST", "/products", json.dumps({"sku": uniq_sku("KB"), "name": f"Keyed {i}",
+                                               "price": 1, "stock": 1}),
+              {"Idempotency-Key": uniq_sku("key")}) for i in range(130)]
+    answers = send_in_order_behind_a_lock(fresh, queue, gap=0.006)
+    assert [r.status_code for r in answers] == [201] * 130, [
+        (r.status_code, r.text[:160]) for r in answers if r.status_code != 201]
+    batches, commands = batch_counters(fresh)
+    assert commands - commands_before == 131  # with the create that waited on the lock
+    assert batches - batches_before >= 1 + 3, (batches - batches_before)
+    assert len({r.json()["id"] for r in answers}) == 130
 
 
 def test_50_concurrent_decrements_on_stock_5_never_oversell(fresh):

@@ -39,6 +39,7 @@ struct writer {
     pthread_cond_t wake;
     struct command *queue_head, *queue_tail; /* guarded by lock */
     int64_t queued;                          /* guarded by lock */
+    int64_t queued_keyed;                    /* of them with an Idempotency-Key; by lock */
     int stopping;                            /* guarded by lock */
     int stopped;                             /* guarded by lock: the thread has ended */
 
@@ -252,6 +253,12 @@ static const int STORED_OUTCOMES[] = {
     [COMMAND_KEY_IN_FLIGHT] = 0,
 };
 
+/* Whether the command came with an Idempotency-Key. */
+static int has_key(const struct command *cmd)
+{
+    return cmd->idempotency_key[0] != '\0';
+}
+
 /* Stores the command's response under its key, in the command's transaction. */
 static int remember_response(struct writer *w, struct command *cmd, uint64_t now_ms)
 {
@@ -281,7 +288,7 @@ static int execute(struct writer *w, struct command *cmd, uint64_t now_ms)
 {
     cmd->outcome = COMMAND_DONE;
     assert(cmd->kind >= 0 && cmd->kind < sizeof(EXECUTORS) / sizeof(EXECUTORS[0]));
-    if (cmd->idempotency_key[0] == '\0') return EXECUTORS[cmd->kind](w, cmd, now_ms);
+    if (!has_key(cmd)) return EXECUTORS[cmd->kind](w, cmd, now_ms);
     if (store_savepoint(w->store) < 0) return STORE_ERR;
     int rc = check_idempotency_key(w, cmd);
     if (rc == STORE_OK && cmd->outcome == COMMAND_DONE) rc = EXECUTORS[cmd->kind](w, cmd, now_ms);
@@ -318,7 +325,7 @@ static int execute(struct writer *w, struct command *cmd, uint64_t now_ms)
 /* A create without an Idempotency-Key: execute_creates takes it with its neighbours. */
 static int plain_create(const struct command *cmd)
 {
-    return cmd && cmd->kind == COMMAND_CREATE_PRODUCT && cmd->idempotency_key[0] == '\0';
+    return cmd && cmd->kind == COMMAND_CREATE_PRODUCT && !has_key(cmd);
 }
 
 /* Runs the plain creates from "*cmd" on, up to the next command that is not one, with one
@@ -449,6 +456,13 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
     if (rc != STORE_OK) store_ping(w->store);
 }
 
+/* Whether the queue holds a full batch for a writer filling up to "target" commands: that many,
+ * or as many keyed commands as one batch takes. Called with the lock held. */
+static int queue_fills(const struct writer *w, int64_t target)
+{
+    return w->queued >= target || w->queued_keyed >= WRITER_MAX_KEYED_BATCH;
+}
+
 /* A batch's fixed cost (its fsync, the projector's script, the wakes of the threads between
  * them) is several times a command's own, so the fuller the batch the less each command costs.
  * Commands come back in waves: when the writer is free again, the clients of the batch before
@@ -474,19 +488,19 @@ static void fill_batch(struct writer *w)
     if (w->fill_cap && target > w->fill_cap) target = w->fill_cap;
     if (target > WRITER_MAX_BATCH) target = WRITER_MAX_BATCH;
     if (target > w->limits.max_queued) target = w->limits.max_queued; /* else it never fills */
-    if (w->queued >= target) return;
+    if (queue_fills(w, target)) return;
     struct timespec deadline = clock_deadline_after_us(BATCH_FILL_WAIT_US);
     w->filling_to = target;
     pthread_mutex_lock(&w->stats_lock);
     w->stats.fill_waits++;
     pthread_mutex_unlock(&w->stats_lock);
     int timed_out = 0;
-    while (!w->stopping && w->queued < target && !timed_out)
+    while (!w->stopping && !queue_fills(w, target) && !timed_out)
         timed_out = pthread_cond_timedwait(&w->wake, &w->lock, &deadline) == ETIMEDOUT;
     w->filling_to = 0;
     /* Those that did not come are clients that pause between commands, not a wave about to
      * break: until the window ends, aim no higher than what came. */
-    if (timed_out && w->queued < target) w->fill_cap = w->queued;
+    if (timed_out && !queue_fills(w, target)) w->fill_cap = w->queued;
 }
 
 /* Takes up to WRITER_MAX_BATCH queued commands, WRITER_MAX_KEYED_BATCH of them with a key,
@@ -503,9 +517,8 @@ static struct command *take_batch(struct writer *w, size_t *size, int wait_s, in
     struct command *batch = w->queue_head, *last = NULL;
     size_t n = 0, keyed = 0;
     for (struct command *cmd = batch; cmd && n < WRITER_MAX_BATCH; cmd = cmd->next) {
-        int has_key = cmd->idempotency_key[0] != '\0';
-        if (has_key && keyed == WRITER_MAX_KEYED_BATCH) break;
-        keyed += (size_t)has_key;
+        if (has_key(cmd) && keyed == WRITER_MAX_KEYED_BATCH) break;
+        keyed += (size_t)has_key(cmd);
         last = cmd;
         n++;
     }
@@ -514,6 +527,7 @@ static struct command *take_batch(struct writer *w, size_t *size, int wait_s, in
         if (!w->queue_head) w->queue_tail = NULL;
         last->next = NULL;
         w->queued -= (int64_t)n;
+        w->queued_keyed -= (int64_t)keyed;
     }
     pthread_mutex_unlock(&w->lock);
     *size = n;
@@ -626,8 +640,9 @@ int writer_submit(struct writer *w, struct command *cmd)
         w->queue_head = cmd;
     w->queue_tail = cmd;
     w->queued++;
+    w->queued_keyed += has_key(cmd);
     /* A writer filling its batch is woken once, when the batch is full, not for every command. */
-    int wake = !w->filling_to || w->queued >= w->filling_to;
+    int wake = !w->filling_to || queue_fills(w, w->filling_to);
     pthread_mutex_unlock(&w->lock);
     if (wake) pthread_cond_signal(&w->wake); /* after the unlock: the writer does not wait on it */
     return 0;
@@ -650,7 +665,7 @@ void writer_stop(struct writer *w)
     w->stopped = 1;
     struct command *late = w->queue_head; /* submitted between the last batch and now */
     w->queue_head = w->queue_tail = NULL;
-    w->queued = 0;
+    w->queued = w->queued_keyed = 0;
     pthread_mutex_unlock(&w->lock);
     for (struct command *cmd = late, *next; cmd; cmd = next) {
         next = cmd->next;

@@ -2,7 +2,8 @@
 change anything on a retry (a 404: ids are never reused) stores nothing; a key is stored as
 its SHA-256, so its length does not matter; the table has a bound (--max-idempotency-keys)
 with a clear 503 when reached, and its size is in /metrics; a version-1 database is upgraded
-in place, its keys kept. The replay semantics themselves are in test_commands.py."""
+in place, its keys kept, and a version-4 one moves its stored answers to rows appended in
+order (SQLite). The replay semantics themselves are in test_commands.py."""
 import hashlib
 import json
 import os
@@ -14,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import PgDatabase, Stack, assert_problem, sql, uniq_sku
+from conftest import PgDatabase, Stack, assert_problem, product_body, sql, uniq_sku
 
 JSON_CT = {"Content-Type": "application/json"}
 
@@ -31,7 +32,8 @@ def key_table_bytes(db):
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
     try:
         return conn.execute("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name IN "
-                            "('idempotency_keys', 'idempotency_keys_age')").fetchone()[0]
+                            "('idempotency_keys', 'idempotency_keys_by_key', "
+                            "'idempotency_keys_age')").fetchone()[0]
     finally:
         conn.close()
 
@@ -186,11 +188,12 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_keys():
         conn.commit()
         conn.close()
         s.start()
-        assert sql(s.db, "PRAGMA user_version") == [(4,)]
+        assert sql(s.db, "PRAGMA user_version") == [(5,)]
         columns = [row[1] for row in sql(s.db, "PRAGMA table_info(idempotency_keys)")]
         assert "key" not in columns and "key_sha256" in columns, columns
         assert sql(s.db, "SELECT key_sha256, length(fingerprint) FROM idempotency_keys") == [
             (hashlib.sha256(key.encode()).digest(), 32)]
+        assert_answers_appended_and_found_by_key(s.db)
         again = s.post_raw(path, body, headers={"Idempotency-Key": key})
         assert again.status_code == 409, again.text
         assert again.headers.get("Idempotent-Replayed") == "true", again.headers
@@ -200,8 +203,88 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_keys():
         # a second start finds the latest version and changes nothing
         s.server.stop()
         s.server.start()
-        assert sql(s.db, "PRAGMA user_version") == [(4,)]
+        assert sql(s.db, "PRAGMA user_version") == [(5,)]
         assert s.post_raw(path, body, headers={"Idempotency-Key": key}).content == stored
+    finally:
+        s.stop()
+
+
+def assert_answers_appended_and_found_by_key(db):
+    """The layout of schema version 5: stored answers in a rowid table, rows appended in the
+    order they come, and a unique index of the keys' SHA-256 to find them."""
+    (table,) = sql(db, "SELECT sql FROM sqlite_master WHERE name = 'idempotency_keys'")[0]
+    assert "WITHOUT ROWID" not in table.upper(), table
+    indexes = {name: unique for _, name, unique, *_ in
+               sql(db, "PRAGMA index_list(idempotency_keys)")}
+    assert indexes.get("idempotency_keys_by_key") == 1, indexes
+    assert [row[2] for row in sql(db, "PRAGMA index_info(idempotency_keys_by_key)")] == [
+        "key_sha256"]
+    assert "idempotency_keys_age" in indexes, indexes
+
+
+def go_back_to_answers_keyed_by_hash(db):
+    """What a database of schema version 4 holds: the stored answers in a WITHOUT ROWID table
+    whose primary key is the key's SHA-256, the rows kept as they are."""
+    conn = sqlite3.connect(str(db))
+    conn.executescript("""
+        CREATE TABLE idempotency_keys_v4 (
+          key_sha256 BLOB PRIMARY KEY CHECK (length(key_sha256) = 32),
+          fingerprint BLOB NOT NULL CHECK (length(fingerprint) = 32),
+          status INTEGER NOT NULL, location TEXT NOT NULL, etag TEXT NOT NULL,
+          content_type TEXT NOT NULL, body BLOB NOT NULL, created_at_ms INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        INSERT INTO idempotency_keys_v4 SELECT key_sha256, fingerprint, status, location, etag,
+          content_type, body, created_at_ms FROM idempotency_keys;
+        DROP TABLE idempotency_keys;
+        ALTER TABLE idempotency_keys_v4 RENAME TO idempotency_keys;
+        CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at_ms);
+        PRAGMA user_version=4;
+    """)
+    conn.close()
+
+
+@pytest.mark.sqlite_only(reason="rebuilds a SQLite file's key table as schema version 4 (PRAGMA "
+                                  "user_version); PostgreSQL keeps its rows in a heap already")
+def test_a_version_4_database_keeps_its_stored_answers_in_the_new_layout():
+    """Schema version 5 moved the stored answers out of a B-tree keyed by the key's hash, where
+    each new row went to a random page, into rows appended in order. Every stored answer still
+    replays, byte for byte, and a key stored before is still refused with another request."""
+    s = Stack("v4keys")
+    try:
+        s.start()
+        answers = {}
+        for i in range(40):
+            key = f"v4-{i}-{uuid.uuid4().hex}"
+            body = json.dumps({"sku": uniq_sku("V4"), "name": "Kept", "price": 1, "stock": 2})
+            r = s.post_raw("/products", body, headers={"Idempotency-Key": key})
+            assert r.status_code == 201, r.text
+            answers[key] = (body, r.content)
+        s.server.stop()
+        go_back_to_answers_keyed_by_hash(s.db)
+        rows_before = sql(s.db, "SELECT * FROM idempotency_keys ORDER BY key_sha256")
+        assert len(rows_before) == 40
+
+        s.server.start()
+        assert sql(s.db, "PRAGMA user_version") == [(5,)]
+        assert_answers_appended_and_found_by_key(s.db)
+        assert sql(s.db, "SELECT * FROM idempotency_keys ORDER BY key_sha256") == rows_before
+        for key, (body, content) in answers.items():
+            again = s.post_raw("/products", body, headers={"Idempotency-Key": key})
+            assert again.status_code == 201 and again.content == content, again.text
+            assert again.headers.get("Idempotent-Replayed") == "true", again.headers
+        key = next(iter(answers))
+        other = s.post_raw("/products", product_body(uniq_sku("V4")),
+                           headers={"Idempotency-Key": key})
+        assert assert_problem(other, 422)["type"].endswith("idempotency-key-reused")
+        assert key_count(s.db) == 40
+        # a new key is stored after them and replays too
+        body = product_body(uniq_sku("V4"))
+        first = s.post_raw("/products", body, headers={"Idempotency-Key": "after-the-upgrade"})
+        assert first.status_code == 201, first.text
+        assert s.post_raw("/products", body,
+                          headers={"Idempotency-Key": "after-the-upgrade"}).content == first.content
+        assert sql(s.db, "SELECT key_sha256 FROM idempotency_keys ORDER BY rowid DESC LIMIT 1") == [
+            (hashlib.sha256(b"after-the-upgrade").digest(),)]
     finally:
         s.stop()
 

@@ -32,10 +32,11 @@ SCENARIOS = [
 SCEN_SHORT = {"get_by_id": "1. GET by id", "catalog_page": "2. catalog page",
               "create": "3. POST create", "stock": "4. stock ±1", "mixed": "5. mixed 95/5",
               "pgbench": "6. pgbench -N"}
-SYSTEMS = ["catalogd", "catalogd-c64", "catalogd-c128", "https", "h2", "big", "pg", "pgbench",
+SYSTEMS = ["catalogd", "catalogd-c64", "catalogd-c128", "catalogd-keyed", "https", "h2", "big", "pg", "pgbench",
            "seed", "nginx", "nginx-same-core", "nginx-views", "catalogd-fixed"]
 LABEL = {"catalogd": "catalogd", "catalogd-c64": "catalogd, 64 connections",
-         "catalogd-c128": "catalogd, 128 connections", "https": "catalogd, HTTPS (HTTP/1.1, wrk)",
+         "catalogd-c128": "catalogd, 128 connections",
+         "catalogd-keyed": "catalogd, an Idempotency-Key on every create", "https": "catalogd, HTTPS (HTTP/1.1, wrk)",
          "h2": "catalogd, HTTPS + HTTP/2 (h2load)", "big": "catalogd (big catalog)",
          "pg": "catalogd ×2 on PostgreSQL (server CPU: both + PostgreSQL)",
          "pgbench": "pgbench -N, same PostgreSQL (server CPU: PostgreSQL)",
@@ -48,11 +49,13 @@ LABEL = {"catalogd": "catalogd", "catalogd-c64": "catalogd, 64 connections",
          "two-cores": "catalogd --threads 2, unpinned",
          "nginx-two-cores": "nginx, 2 workers, fixed body, unpinned"}
 SHORT = {"catalogd": "catalogd", "catalogd-c64": "catalogd c64", "catalogd-c128": "catalogd c128",
+         "catalogd-keyed": "catalogd keyed",
          "https": "https", "h2": "https h2", "big": "catalogd big",
          "pg": "catalogd x2 pg", "pgbench": "pgbench -N", "seed": "seed", "nginx": "nginx",
          "nginx-same-core": "nginx 1 core", "nginx-views": "nginx views",
          "catalogd-fixed": "catalogd /health"}
 COLOR = {"catalogd": "#1f77b4", "catalogd-c64": "#6baed6", "catalogd-c128": "#9ecae1",
+         "catalogd-keyed": "#08519c",
          "https": "#2ca02c", "h2": "#98df8a", "big": "#17becf",
          "pg": "#9467bd", "pgbench": "#c5b0d5", "seed": "#d62728", "nginx": "#7f7f7f",
          "nginx-same-core": "#c7c7c7", "nginx-views": "#bcbd22", "catalogd-fixed": "#aec7e8"}
@@ -192,7 +195,8 @@ def ratios(summary, runs):
                        ("get_by_id", "catalogd", "nginx-views"),
                        ("get_by_id", "nginx-views", "nginx"),
                        ("get_by_id", "https", "catalogd"), ("get_by_id", "h2", "catalogd"),
-                       ("create", "catalogd", "seed"), ("catalog_page", "catalogd", "big"),
+                       ("create", "catalogd", "seed"), ("create", "catalogd-keyed", "catalogd"),
+                       ("catalog_page", "catalogd", "big"),
                        ("get_by_id", "pg", "catalogd"), ("create", "pg", "catalogd")):
         sa, sb = summary.get(scen, {}).get(a), summary.get(scen, {}).get(b)
         if not sa or not sb or not sb["rps"]["median"]:
@@ -913,10 +917,15 @@ def render_header(L, env, chart_err, w):
       "beside its fixed body.%s\n"
       % (env.get("REPS"), fmt(int(env.get("N", 0))), env.get("CONNS", "32"),
          env.get("DURATION"), env.get("WARMUP", "2"), env.get("QUIET_WAIT", "30"),
-         " *catalogd, 64 connections* and *128 connections* are the catalogd of scenario 3 "
-         "creating from that many connections right after it (`wrk -t1 -c64`, `-c128`): its "
-         "writer's batches fill up to that many commands (see Writer batch sizes)."
-         if env.get("WITH_MORE_CONNS", "0") == "1" else ""))
+         (" *catalogd, 64 connections* and *128 connections* are the catalogd of scenario 3 "
+          "creating from that many connections right after it (`wrk -t1 -c64`, `-c128`): its "
+          "writer's batches fill up to that many commands (see Writer batch sizes)."
+          if env.get("WITH_MORE_CONNS", "0") == "1" else "")
+         + (" *catalogd, an Idempotency-Key on every create* is the same catalogd creating "
+            "from %s connections once more, each create with a key of its own "
+            "(`post_keyed.lua`): each answer is stored for a replay, in the command's "
+            "transaction." % env.get("CONNS", "32")
+            if env.get("WITH_KEYED", "0") == "1" else "")))
     if env.get("WITH_HTTPS", "0") == "1":
         w("**HTTPS rows:** after the cleartext scenarios, each repetition starts one more catalogd, "
           "with `--tls-cert --tls-key --http2` (a self-signed RSA-2048 certificate) "

@@ -61,6 +61,8 @@
 #   WITH_MORE_CONNS=1 (in each repetition, scenario 3 once more from 64 and from 128
 #     connections: fuller batches, to split a create's cost into its own and its batch's share;
 #     ~25 s per repetition)
+#   WITH_KEYED=1 (in each repetition, scenario 3 once more with an Idempotency-Key on every
+#     create, post_keyed.lua: what storing each answer for a replay costs; ~12 s per repetition)
 #   PAGE_LIMIT=100 HOT=4 HOT_STOCK=3 (hot products, their initial stock)
 #   STOCK_DOWN_PCT=55 (odds of a -1) WRITE_PCT=5 (POSTs in the mixed scenario)
 #   PRELOAD_CONNS=64 BIG_PRELOAD_CONNS=256 SEED_PRELOAD_CONNS=8 (as the seed's own harness;
@@ -93,6 +95,7 @@ export WITH_HTTPS=${WITH_HTTPS:-1} H2_STREAMS=${H2_STREAMS:-1}
 export WITH_PG=${WITH_PG:-1} PGBENCH_CLIENTS=${PGBENCH_CLIENTS:-8} PGBENCH_SCALE=${PGBENCH_SCALE:-10}
 export WITH_GROWTH=${WITH_GROWTH:-1} GROWTH_SIZES=${GROWTH_SIZES:-$((BIG_N / 100)),$((BIG_N / 10)),$BIG_N}
 export WITH_TWO_CORES=${WITH_TWO_CORES:-1} WITH_MORE_CONNS=${WITH_MORE_CONNS:-1}
+export WITH_KEYED=${WITH_KEYED:-1}
 QUIET_WAIT=${QUIET_WAIT:-30}
 SEED_DIR=${SEED_DIR:-$REPO/../shared/peers/seed-fastapi}
 RESULTS=$HERE/results
@@ -820,6 +823,15 @@ for ((REP = 1; REP <= REPS; REP++)); do
             unset "SRV[$s]" "REDIS_PID[$s]"
         done
     fi
+    if [ "$WITH_KEYED" = 1 ]; then
+        # scenario 3 with an Idempotency-Key on every create, on the same catalogd: each
+        # command's answer is stored for a replay, in the command's transaction
+        s=catalogd-keyed
+        URL[$s]=${URL[catalogd]} SRV[$s]=${SRV[catalogd]} REDIS_PID[$s]=${REDIS_PID[catalogd]}
+        PRODUCTS[$s]=${PRODUCTS[catalogd]}
+        measure "$s" create post_keyed.lua UNIQUE
+        unset "SRV[$s]" "REDIS_PID[$s]"
+    fi
     measure catalogd mixed mixed.lua "$WORK/ids-catalogd.txt" UNIQUE "$WRITE_PCT"
 
     if [ "$WITH_HTTPS" = 1 ]; then # the same GET by id over TLS: HTTP/1.1 (wrk) and h2 (h2load)
@@ -901,7 +913,7 @@ env_used=""
 for v in REPS DURATION WARMUP N CONNS BIG BIG_N PAGE_LIMIT HOT HOT_STOCK STOCK_DOWN_PCT WRITE_PCT \
     PRELOAD_CONNS SEED_PRELOAD_CONNS WITH_SEED WITH_NGINX WITH_HTTPS H2_STREAMS NGINX_SAME_CORE \
     WITH_PG PGBENCH_CLIENTS PGBENCH_SCALE WITH_GROWTH GROWTH_SIZES WITH_TWO_CORES WITH_MORE_CONNS \
-    CALLGRIND CG_N \
+    WITH_KEYED CALLGRIND CG_N \
     QUIET_WAIT PROFILE; do
     env_used="$env_used $v=${!v}"
 done

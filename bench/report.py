@@ -32,11 +32,12 @@ SCENARIOS = [
 SCEN_SHORT = {"get_by_id": "1. GET by id", "catalog_page": "2. catalog page",
               "create": "3. POST create", "stock": "4. stock ±1", "mixed": "5. mixed 95/5",
               "pgbench": "6. pgbench -N"}
-SYSTEMS = ["catalogd", "catalogd-c64", "catalogd-c128", "catalogd-keyed", "https", "h2", "big", "pg", "pgbench",
-           "seed", "nginx", "nginx-same-core", "nginx-views", "catalogd-fixed"]
+SYSTEMS = ["catalogd", "catalogd-c64", "catalogd-c128", "catalogd-keyed", "https", "h2", "big",
+           "pg", "pgbench", "seed", "nginx", "nginx-same-core", "nginx-views", "catalogd-fixed"]
 LABEL = {"catalogd": "catalogd", "catalogd-c64": "catalogd, 64 connections",
          "catalogd-c128": "catalogd, 128 connections",
-         "catalogd-keyed": "catalogd, an Idempotency-Key on every create", "https": "catalogd, HTTPS (HTTP/1.1, wrk)",
+         "catalogd-keyed": "catalogd, an Idempotency-Key on every create",
+         "https": "catalogd, HTTPS (HTTP/1.1, wrk)",
          "h2": "catalogd, HTTPS + HTTP/2 (h2load)", "big": "catalogd (big catalog)",
          "pg": "catalogd ×2 on PostgreSQL (server CPU: both + PostgreSQL)",
          "pgbench": "pgbench -N, same PostgreSQL (server CPU: PostgreSQL)",

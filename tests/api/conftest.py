@@ -48,6 +48,9 @@ CLI_TIMEOUT = 30.0
 BACKEND = os.environ.get("CATALOGD_TEST_BACKEND", "sqlite")
 if BACKEND not in ("sqlite", "postgresql"):
     raise RuntimeError(f"CATALOGD_TEST_BACKEND={BACKEND!r}: expected sqlite or postgresql")
+# The SQLite schema version this build migrates a file to (PRAGMA user_version): its last step.
+SQLITE_SCHEMA_VERSION = 5
+
 # The name of the write model's check in /ready (CONTRACT.md section 6).
 WRITE_MODEL_CHECK = BACKEND
 # Debian's PostgreSQL 15 server binaries (initdb, postgres, pg_dump, pg_restore).

@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from conftest import (BACKEND, PREFIX, Stack, product_body, redis_gen, sql, sql_write, uniq_sku,
-                      verify_output, wait_until)
+from conftest import (BACKEND, PREFIX, SQLITE_SCHEMA_VERSION, Stack, product_body, redis_gen, sql,
+                      sql_write, uniq_sku, verify_output, wait_until)
 
 EVENT_COLUMNS = "seq, product_id, type, version, payload, recorded_at"
 
@@ -64,7 +64,7 @@ def test_a_version_2_event_log_is_upgraded_keeping_every_event_and_seq():
         assert OLD_CHECK in events_table_sql(s.db)
 
         s.server.start()
-        assert sql(s.db, "PRAGMA user_version") == [(5,)]
+        assert sql(s.db, "PRAGMA user_version") == [(SQLITE_SCHEMA_VERSION,)]
         schema = events_table_sql(s.db)
         assert " IN " not in schema.upper() and "type = 'ProductDeleted'" in schema, schema
         assert sql(s.db, f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq") == events_before
@@ -90,7 +90,7 @@ def test_a_version_2_event_log_is_upgraded_keeping_every_event_and_seq():
         # a second start finds the latest version and changes nothing
         s.server.stop()
         s.server.start()
-        assert sql(s.db, "PRAGMA user_version") == [(5,)]
+        assert sql(s.db, "PRAGMA user_version") == [(SQLITE_SCHEMA_VERSION,)]
         assert events_table_sql(s.db) == schema
         assert sql(s.db, "SELECT seq FROM sqlite_sequence WHERE name = 'events'") == [(1001,)]
     finally:
@@ -120,7 +120,7 @@ def test_a_start_waits_out_another_process_migrating():
         finally:
             release.join()
             holder.close()
-        assert sql(s.db, "PRAGMA user_version") == [(5,)]
+        assert sql(s.db, "PRAGMA user_version") == [(SQLITE_SCHEMA_VERSION,)]
         assert s.get(f"/products/{made['id']}").status_code == 200
         assert s.create()[0].headers.get("Projection") == "applied"
     finally:
@@ -150,7 +150,7 @@ def test_a_version_3_event_log_takes_nonces_with_no_rebuild():
         events_before = sql(s.db, f"SELECT {EVENT_COLUMNS} FROM events ORDER BY seq")
 
         s.server.start()
-        assert sql(s.db, "PRAGMA user_version") == [(5,)]
+        assert sql(s.db, "PRAGMA user_version") == [(SQLITE_SCHEMA_VERSION,)]
         assert sql(s.db, "SELECT nonce FROM events") == [("",)] * len(events_before)
         later = s.create()
         assert later[0].headers.get("Projection") == "applied"
@@ -244,6 +244,6 @@ def test_a_schema_gone_back_while_the_file_is_locked_answers_commands_in_bounded
             holder.close()
         wait_until(lambda: s.post_raw("/products", product_body(uniq_sku("FREED"))).status_code
                    == 201, 10, interval=0.2, what="a create once the lock is let go")
-        assert schema_version(s.db) == 5
+        assert schema_version(s.db) == SQLITE_SCHEMA_VERSION
     finally:
         s.stop()

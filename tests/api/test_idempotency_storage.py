@@ -15,7 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import PgDatabase, Stack, assert_problem, product_body, sql, uniq_sku
+from conftest import (SQLITE_SCHEMA_VERSION, PgDatabase, Stack, assert_problem, product_body, sql,
+                      uniq_sku)
 
 JSON_CT = {"Content-Type": "application/json"}
 
@@ -188,7 +189,7 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_keys():
         conn.commit()
         conn.close()
         s.start()
-        assert sql(s.db, "PRAGMA user_version") == [(5,)]
+        assert sql(s.db, "PRAGMA user_version") == [(SQLITE_SCHEMA_VERSION,)]
         columns = [row[1] for row in sql(s.db, "PRAGMA table_info(idempotency_keys)")]
         assert "key" not in columns and "key_sha256" in columns, columns
         assert sql(s.db, "SELECT key_sha256, length(fingerprint) FROM idempotency_keys") == [
@@ -203,7 +204,7 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_keys():
         # a second start finds the latest version and changes nothing
         s.server.stop()
         s.server.start()
-        assert sql(s.db, "PRAGMA user_version") == [(5,)]
+        assert sql(s.db, "PRAGMA user_version") == [(SQLITE_SCHEMA_VERSION,)]
         assert s.post_raw(path, body, headers={"Idempotency-Key": key}).content == stored
     finally:
         s.stop()
@@ -265,7 +266,7 @@ def test_a_version_4_database_keeps_its_stored_answers_in_the_new_layout():
         assert len(rows_before) == 40
 
         s.server.start()
-        assert sql(s.db, "PRAGMA user_version") == [(5,)]
+        assert sql(s.db, "PRAGMA user_version") == [(SQLITE_SCHEMA_VERSION,)]
         assert_answers_appended_and_found_by_key(s.db)
         assert sql(s.db, "SELECT * FROM idempotency_keys ORDER BY key_sha256") == rows_before
         for key, (body, content) in answers.items():

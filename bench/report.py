@@ -33,13 +33,16 @@ SCEN_SHORT = {"get_by_id": "1. GET by id", "catalog_page": "2. catalog page",
               "create": "3. POST create", "stock": "4. stock ±1", "mixed": "5. mixed 95/5",
               "pgbench": "6. pgbench -N"}
 SYSTEMS = ["catalogd", "catalogd-c64", "catalogd-c128", "catalogd-keyed", "https", "h2", "big",
-           "pg", "pgbench", "seed", "nginx", "nginx-same-core", "nginx-views", "catalogd-fixed"]
+           "pg", "pg-c64", "pg-c128", "pgbench", "seed", "nginx", "nginx-same-core", "nginx-views",
+           "catalogd-fixed"]
 LABEL = {"catalogd": "catalogd", "catalogd-c64": "catalogd, 64 connections",
          "catalogd-c128": "catalogd, 128 connections",
          "catalogd-keyed": "catalogd, an Idempotency-Key on every create",
          "https": "catalogd, HTTPS (HTTP/1.1, wrk)",
          "h2": "catalogd, HTTPS + HTTP/2 (h2load)", "big": "catalogd (big catalog)",
          "pg": "catalogd ×2 on PostgreSQL (server CPU: both + PostgreSQL)",
+         "pg-c64": "catalogd ×2 on PostgreSQL, 64 connections",
+         "pg-c128": "catalogd ×2 on PostgreSQL, 128 connections",
          "pgbench": "pgbench -N, same PostgreSQL (server CPU: PostgreSQL)",
          "seed": "seed (FastAPI rebuild)", "nginx": "nginx, fixed body (ceiling)",
          "nginx-same-core": "nginx, fixed body, wrk on CPU1 too",
@@ -52,13 +55,15 @@ LABEL = {"catalogd": "catalogd", "catalogd-c64": "catalogd, 64 connections",
 SHORT = {"catalogd": "catalogd", "catalogd-c64": "catalogd c64", "catalogd-c128": "catalogd c128",
          "catalogd-keyed": "catalogd keyed",
          "https": "https", "h2": "https h2", "big": "catalogd big",
-         "pg": "catalogd x2 pg", "pgbench": "pgbench -N", "seed": "seed", "nginx": "nginx",
+         "pg": "catalogd x2 pg", "pg-c64": "pg c64", "pg-c128": "pg c128",
+         "pgbench": "pgbench -N", "seed": "seed", "nginx": "nginx",
          "nginx-same-core": "nginx 1 core", "nginx-views": "nginx views",
          "catalogd-fixed": "catalogd /health"}
 COLOR = {"catalogd": "#1f77b4", "catalogd-c64": "#6baed6", "catalogd-c128": "#9ecae1",
          "catalogd-keyed": "#08519c",
          "https": "#2ca02c", "h2": "#98df8a", "big": "#17becf",
-         "pg": "#9467bd", "pgbench": "#c5b0d5", "seed": "#d62728", "nginx": "#7f7f7f",
+         "pg": "#9467bd", "pg-c64": "#a98fd0", "pg-c128": "#bfaee0",
+         "pgbench": "#c5b0d5", "seed": "#d62728", "nginx": "#7f7f7f",
          "nginx-same-core": "#c7c7c7", "nginx-views": "#bcbd22", "catalogd-fixed": "#aec7e8"}
 STATS = ["rps", "p50_ms", "p99_ms", "server_cpu_us", "redis_cpu_us"]
 
@@ -654,15 +659,18 @@ def evaluate(summary, rat, mem, stock, env, redis_bytes=(), takeovers=(), grow=N
                          "nothing else on CPU1 had work to overlap" % fmt(iowait))
         return text
 
-    def create_batch_split():
+    def create_batch_split(family="catalogd", instances=1, wanted_rps=25000):
         """A create's CPU split into its own and its batch's share (the fsync, the projector's
-        script, the wakes between threads), fitted (least squares) over scenario 3 from 32, 64
-        and 128 connections: CPU per create = own + per batch ÷ mean batch."""
+        script, the wakes between threads and processes), fitted (least squares) over scenario
+        3 from CONNS, 64 and 128 connections: CPU per create = own + per batch ÷ mean batch.
+        "family" names the runs (catalogd, catalogd-c64...; pg, pg-c64...) and their phases
+        of batch sizes; each of the "instances" batches what its share of connections sends."""
         runs, conns = [], int(env.get("CONNS", "32"))
-        for sysname, phase, clients in (("catalogd", "create", conns),
-                                        ("catalogd-c64", "create-c64", 64),
-                                        ("catalogd-c128", "create-c128", 128)):
-            means = [b["mean"] for b in batches if b["phase"] == phase and b["mean"]]
+        phase = "create" if family == "catalogd" else family + "-create"
+        for sysname, phase_of, clients in ((family, phase, conns),
+                                           (family + "-c64", phase + "-c64", 64),
+                                           (family + "-c128", phase + "-c128", 128)):
+            means = [b["mean"] for b in batches if b["phase"] == phase_of and b["mean"]]
             if cpu1("create", sysname) and means:
                 runs.append((clients, sysname, med(means), cpu1("create", sysname)))
         if len(runs) < 2:
@@ -682,15 +690,18 @@ def evaluate(summary, rat, mem, stock, env, redis_bytes=(), takeovers=(), grow=N
             return ("; the CPU per create did not fall as batches grew (%s), so this run cannot "
                     "split it into a create's own share and its batch's: the runs' noise is "
                     "larger than the batch's share" % fitted_over)
+        budget_us, most = 1e6 / wanted_rps, conns // instances
         text = ("; a create costs %s µs of its own plus %s µs per batch, shared by the batch's "
-                "commands (fitted over %s); %s connections allow batches of at most %s, so no "
-                "less than %s µs per create" % (
-                    fmt(own, 1), fmt(per_batch), fitted_over,
-                    conns, conns, fmt(own + per_batch / conns, 1)))
-        if own < 1e6 / 25000:
-            text += (": 40 µs needs batches of %s or more" % fmt(per_batch / (1e6 / 25000 - own)))
+                "commands (fitted over %s); %s connections allow batches of at most %s%s, so "
+                "no less than %s µs per create" % (
+                    fmt(own, 1), fmt(per_batch), fitted_over, conns, most,
+                    " in each of the %s instances" % instances if instances > 1 else "",
+                    fmt(own + per_batch / most, 1)))
+        if own < budget_us:
+            text += (": %s µs needs batches of %s or more" % (
+                fmt(budget_us, 0), fmt(per_batch / (budget_us - own))))
         else:
-            text += ": a create's own share alone is over 40 µs"
+            text += ": a create's own share alone is over %s µs" % fmt(budget_us, 0)
         return text
 
     def closed_loop():
@@ -837,7 +848,8 @@ def evaluate(summary, rat, mem, stock, env, redis_bytes=(), takeovers=(), grow=N
                    "server; " % fmt(pgb) if pgb else "") +
                   ("CPU1 per request, both instances and PostgreSQL: %s µs + Redis %s µs"
                    % (fmt(m("create", "pg", "server_cpu_us"), 1),
-                      fmt(m("create", "pg", "redis_cpu_us"), 1)) if pc else "")))
+                      fmt(m("create", "pg", "redis_cpu_us"), 1)) if pc else "") +
+                  create_batch_split("pg", instances=2, wanted_rps=10000)))
         r = rat.get("get_by_id: pg/catalogd")
         t.append(("PostgreSQL: GET /products/{id}, two instances vs SQLite mode (req/s ratio)",
                   "≥ 0.9× (unchanged: queries never touch PostgreSQL)",
@@ -945,12 +957,16 @@ def render_header(L, env, chart_err, w):
           "all on CPU1, in a fresh database, and preloads %s products through the first. *catalogd "
           "×2 on PostgreSQL* is then measured through both instances at once: `wrk -t2 -c%s`, one "
           "wrk thread (on CPU0) per instance; its server CPU is both instances' and PostgreSQL's "
-          "(every backend). *pgbench -N* is `pgbench -N -c%s -j1 -T%s` (scale %s) against the same "
+          "(every backend).%s *pgbench -N* is `pgbench -N -c%s -j1 -T%s` (scale %s) against the same "
           "server, one UPDATE and one INSERT per transaction, after a %s s warm-up: what one small "
           "durable transaction per commit costs here. Then the instance that projects is killed "
           "with SIGKILL and the other one is polled (every 10 ms) for a new `projecting_instance` "
           "in `/admin/projection` and for a create answered `Projection: applied`.\n"
           % (L["machine"].get("postgresql", ""), fmt(int(env.get("N", 0))), env.get("CONNS", "32"),
+             " *64 connections* and *128 connections* are scenario 3 on the same instances right "
+             "after it (`wrk -t2 -c64`, `-c128`): each instance's writer batches what its half of "
+             "the connections sends (see Writer batch sizes, phases *pg-create*)."
+             if env.get("WITH_MORE_CONNS", "0") == "1" else "",
              env.get("PGBENCH_CLIENTS", "8"), env.get("DURATION"), env.get("PGBENCH_SCALE", "10"),
              env.get("WARMUP", "2")))
     w("![req/s and p99 per scenario and system](bench/results/chart.png)\n" if not chart_err
@@ -1279,7 +1295,9 @@ def render_batches(L, env, chart_err, w):
         w("Commands per committed batch, from catalogd's `GET /metrics` "
           "(`catalogd_write_batch_size`), as the difference of two snapshots: *preload* is the "
           "preload (wrk -c%s), *create* is scenario 3 (warm-up + measured run, -c%s), "
-          "*create-c64* and *create-c128* the same from 64 and 128 connections.\n"
+          "*create-c64* and *create-c128* the same from 64 and 128 connections; *pg-create* "
+          "and its -c64, -c128 are the same on PostgreSQL, the two instances' batches together."
+          "\n"
           % (env.get("PRELOAD_CONNS", os.environ.get("PRELOAD_CONNS", "64")),
              env.get("CONNS", "32")))
         w("| phase | rep | %s | batches | commands | mean batch |" % " | ".join(labels))

@@ -26,6 +26,7 @@
 #      per instance, CONNS split between them):
 #        get_by_id     GET /products/{id}, random over the N preloaded ids   pg
 #        create        POST /products, unique SKUs (durable in PostgreSQL)   pg
+#                      (and from 64 and 128 connections, WITH_MORE_CONNS)    pg-c64 pg-c128
 #        pgbench       pgbench -N -c PGBENCH_CLIENTS on the same server       pgbench
 #      and the takeover: kill -9 of the projecting instance, then the seconds until the
 #      survivor's /admin/projection names a new projecting instance and until a create on it
@@ -60,7 +61,8 @@
 #     nginx with 2 workers, unpinned, for the GET; ~1.5 min with the defaults)
 #   WITH_MORE_CONNS=1 (in each repetition, scenario 3 once more from 64 and from 128
 #     connections: fuller batches, to split a create's cost into its own and its batch's share;
-#     ~25 s per repetition)
+#     ~25 s per repetition; with WITH_PG=1 the same for the two instances on PostgreSQL, ~25 s
+#     more)
 #   WITH_KEYED=1 (in each repetition, scenario 3 once more with an Idempotency-Key on every
 #     create, post_keyed.lua: what storing each answer for a replay costs; ~12 s per repetition)
 #   PAGE_LIMIT=100 HOT=4 HOT_STOCK=3 (hot products, their initial stock)
@@ -268,6 +270,15 @@ stop_system() { # NAME: server first, then its Redis
     unset "SRV[$1]" "REDIS_PID[$1]"
 }
 
+# alias_system NAME OF [PRODUCTS]: runs measured as NAME on the system OF, already running: its
+# URL, server and Redis (if it has one), and its products unless PRODUCTS says how many count.
+# unalias_system NAME forgets NAME again, leaving OF running (stop_system OF stops it).
+alias_system() {
+    URL[$1]=${URL[$2]} SRV[$1]=${SRV[$2]} PRODUCTS[$1]=${3:-${PRODUCTS[$2]:-0}}
+    if [ -n "${REDIS_PID[$2]:-}" ]; then REDIS_PID[$1]=${REDIS_PID[$2]}; fi
+}
+unalias_system() { unset "SRV[$1]" "REDIS_PID[$1]"; }
+
 # ---------------------------------------------------------------- PostgreSQL (issue 11)
 # One private PostgreSQL, initdb'd once into a directory of its own (not $WORK, which is 0700:
 # as root the server runs as the postgres user, which must reach its data), started for the
@@ -364,6 +375,18 @@ measure_pgbench() {
         scenario=pgbench conns="$PGBENCH_CLIENTS" duration_s="$DURATION" products=0
     rm -f "$txlog".*
     unset "SRV[pgbench]"
+}
+
+# pg_create NAME CONNS: scenario 3 through both instances from CONNS connections, and the
+# batch sizes of their writers (summed) during it, as phase pg-create (pg-create-c64 for
+# pg-c64, as the SQLite phases are named).
+pg_create() {
+    local before after urls=("${PG_INSTANCE_URL[1]}" "${PG_INSTANCE_URL[2]}")
+    before=$("$PY" "$HERE/tool.py" batches "${urls[@]}")
+    CONNS=$2 measure "$1" create post.lua UNIQUE
+    after=$("$PY" "$HERE/tool.py" batches "${urls[@]}")
+    "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=batches rep="$REP" \
+        phase="pg-create${1#pg}" before="$before" after="$after"
 }
 
 # pg_takeover NAME: kill -9 the instance that projects, time the takeover from the other one.
@@ -595,8 +618,7 @@ stock_check() {
 # turns; recorded as the system "growth" with products=SIZE, apart from the big row.
 measure_growth() {
     local s
-    URL[growth]=${URL[big]} SRV[growth]=${SRV[big]} REDIS_PID[growth]=${REDIS_PID[big]}
-    PRODUCTS[growth]=$1
+    alias_system growth big "$1"
     for ((REP = 1; REP <= REPS; REP++)); do
         for s in $(rotate get_by_id catalog_page); do
             if [ "$s" = get_by_id ]; then
@@ -607,7 +629,7 @@ measure_growth() {
         done
     done
     REP=0
-    unset "SRV[growth]" "REDIS_PID[growth]"
+    unalias_system growth
 }
 
 # measure_window SIZE: the big catalogd at its largest size, read only within the products of
@@ -620,8 +642,7 @@ measure_window() {
     local s window=${GROWTH_SIZES%%,*}
     head -n "$window" "$WORK/ids-big.txt" >"$WORK/ids-window.txt"
     head -n $((window / PAGE_LIMIT)) "$WORK/cursors-big.txt" >"$WORK/cursors-window.txt"
-    URL[growth-window]=${URL[big]} SRV[growth-window]=${SRV[big]}
-    REDIS_PID[growth-window]=${REDIS_PID[big]} PRODUCTS[growth-window]=$1
+    alias_system growth-window big "$1"
     for ((REP = 1; REP <= REPS; REP++)); do
         for s in $(rotate get_by_id catalog_page); do
             if [ "$s" = get_by_id ]; then
@@ -632,7 +653,7 @@ measure_window() {
         done
     done
     REP=0
-    unset "SRV[growth-window]" "REDIS_PID[growth-window]"
+    unalias_system growth-window
 }
 
 rotate() { # the arguments, rotated left by REP-1: who goes first changes every repetition
@@ -780,17 +801,17 @@ for ((REP = 1; REP <= REPS; REP++)); do
     if [ "$WITH_NGINX" = 1 ]; then stop_system nginx-views; fi
     if [ "$WITH_NGINX" = 1 ] && [ "$NGINX_SAME_CORE" = 1 ]; then
         # the same nginx with wrk on its core (CPU1): what waking the other core costs here
-        URL[nginx-same-core]=${URL[nginx]} SRV[nginx-same-core]=${SRV[nginx]} PRODUCTS[nginx-same-core]=0
+        alias_system nginx-same-core nginx
         WRK_CPU=1 measure nginx-same-core get_by_id get_id.lua "$WORK/ids-nginx.txt"
+        unalias_system nginx-same-core
     fi
     if [ "$WITH_NGINX" = 1 ]; then
         # catalogd answering a fixed body itself (GET /health: no Redis, no store), pinned as
         # the GET: its HTTP layer beside nginx's, so that what a GET costs beyond nginx splits
         # into that and the hop to Redis
-        URL[catalogd-fixed]=${URL[catalogd]} SRV[catalogd-fixed]=${SRV[catalogd]}
-        REDIS_PID[catalogd-fixed]=${REDIS_PID[catalogd]} PRODUCTS[catalogd-fixed]=0
+        alias_system catalogd-fixed catalogd 0
         measure catalogd-fixed get_by_id fixed.lua /health
-        unset "SRV[catalogd-fixed]" "REDIS_PID[catalogd-fixed]"
+        unalias_system catalogd-fixed
     fi
     for s in $(rotate catalogd $([ "$BIG" = 1 ] && echo big)); do
         measure "$s" catalog_page catalog.lua "$WORK/cursors-$s.txt" "$PAGE_LIMIT"
@@ -814,33 +835,31 @@ for ((REP = 1; REP <= REPS; REP++)); do
         # scenario 3 from more clients, on the same catalogd: batches as full as they allow
         for c in 64 128; do
             s=catalogd-c$c
-            URL[$s]=${URL[catalogd]} SRV[$s]=${SRV[catalogd]} REDIS_PID[$s]=${REDIS_PID[catalogd]}
-            PRODUCTS[$s]=${PRODUCTS[catalogd]}
+            alias_system "$s" catalogd
             batches_before=$("$PY" "$HERE/tool.py" batches "${URL[catalogd]}")
             CONNS=$c measure "$s" create post.lua UNIQUE
             "$PY" "$HERE/tool.py" append --out "$WORK/results.jsonl" type=batches rep="$REP" \
                 phase="create-c$c" before="$batches_before" after="$("$PY" "$HERE/tool.py" batches "${URL[catalogd]}")"
-            unset "SRV[$s]" "REDIS_PID[$s]"
+            unalias_system "$s"
         done
     fi
     if [ "$WITH_KEYED" = 1 ]; then
         # scenario 3 with an Idempotency-Key on every create, on the same catalogd: each
         # command's answer is stored for a replay, in the command's transaction
         s=catalogd-keyed
-        URL[$s]=${URL[catalogd]} SRV[$s]=${SRV[catalogd]} REDIS_PID[$s]=${REDIS_PID[catalogd]}
-        PRODUCTS[$s]=${PRODUCTS[catalogd]}
+        alias_system "$s" catalogd
         measure "$s" create post_keyed.lua UNIQUE
-        unset "SRV[$s]" "REDIS_PID[$s]"
+        unalias_system "$s"
     fi
     measure catalogd mixed mixed.lua "$WORK/ids-catalogd.txt" UNIQUE "$WRITE_PCT"
 
     if [ "$WITH_HTTPS" = 1 ]; then # the same GET by id over TLS: HTTP/1.1 (wrk) and h2 (h2load)
         start_catalogd_https https
         preload https "$N" "$PRELOAD_CONNS" $((120 + N / 100))
-        URL[h2]=${URL[https]} SRV[h2]=${SRV[https]} REDIS_PID[h2]=${REDIS_PID[https]} PRODUCTS[h2]=$N
+        alias_system h2 https
         measure https get_by_id get_id.lua "$WORK/ids-https.txt"
         measure_h2 h2 "$WORK/ids-https.txt"
-        unset "SRV[h2]" "REDIS_PID[h2]"
+        unalias_system h2
         stop_system https
     fi
 
@@ -859,7 +878,14 @@ for ((REP = 1; REP <= REPS; REP++)); do
             preload pg "$N" "$PRELOAD_CONNS" $((120 + N / 100))
             export BENCH_ADDRS=$PG_ADDRS WRK_THREADS=2 # one wrk thread per instance
             measure pg get_by_id get_id.lua "$WORK/ids-pg.txt"
-            measure pg create post.lua UNIQUE
+            pg_create pg "$CONNS"
+            if [ "$WITH_MORE_CONNS" = 1 ]; then # as for SQLite: batches as full as they allow
+                for c in 64 128; do
+                    alias_system "pg-c$c" pg
+                    pg_create "pg-c$c" "$c"
+                    unalias_system "pg-c$c"
+                done
+            fi
             unset BENCH_ADDRS WRK_THREADS
             pg_takeover pg
             stop_pid "${PG_INSTANCE_PID[1]}"

@@ -7,8 +7,9 @@
         the Link headers hand out (one per line); print a JSON summary (pages, items, the
         X-Total-Count, pages/s)
   tool.py stock BASE IDS_FILE             GET each product; print {"stocks": {...}, "min": m}
-  tool.py batches BASE                    the writer's batch-size histogram from GET /metrics
-                                          as JSON (cumulative buckets), or {} if none
+  tool.py batches BASE...                 the writer's batch-size histogram from GET /metrics
+                                          as JSON (cumulative buckets), or {} if none; of
+                                          several instances, the sum of theirs
   tool.py view_cache BASE                 the view cache's hits and misses from GET /metrics,
                                           as "HITS MISSES", or nothing if it has none
   tool.py snap --srv "PID..." --redis "PID..."  print a CPU snapshot (JSON) for `record`; the
@@ -160,17 +161,20 @@ def metrics_text(base):
 
 def batches(args):
     """The writer's batch-size histogram from GET /metrics (Prometheus text: a histogram whose
-    name contains "batch"): {"metric", "le": {bound: cumulative count}, "sum", "count"}."""
+    name contains "batch"): {"metric", "le": {bound: cumulative count}, "sum", "count"}. Given
+    several instances (catalogd on PostgreSQL), the sum of their histograms."""
     out = {}
-    for line in metrics_text(args[0]).splitlines():
-        m = re.match(r'(\w*batch\w*)_bucket\{le="([^"]+)"\}\s+(\d+)', line)
-        if m:
-            out["metric"] = m.group(1)
-            out.setdefault("le", {})[m.group(2)] = int(m.group(3))
-            continue
-        m = re.match(r"(\w*batch\w*)_(sum|count)\s+([\d.]+)", line)
-        if m:
-            out[m.group(2)] = float(m.group(3))
+    for base in args:
+        for line in metrics_text(base).splitlines():
+            m = re.match(r'(\w*batch\w*)_bucket\{le="([^"]+)"\}\s+(\d+)', line)
+            if m:
+                out["metric"] = m.group(1)
+                le = out.setdefault("le", {})
+                le[m.group(2)] = le.get(m.group(2), 0) + int(m.group(3))
+                continue
+            m = re.match(r"(\w*batch\w*)_(sum|count)\s+([\d.]+)", line)
+            if m:
+                out[m.group(2)] = out.get(m.group(2), 0) + float(m.group(3))
     print(json.dumps(out))
 
 

@@ -878,28 +878,6 @@ static void pg_close(struct store *base)
     free(store);
 }
 
-/* A write transaction: BEGIN and the write lock, in one round trip. */
-static int pg_begin(struct store *base)
-{
-    struct pg_store *store = pg_of(base);
-    for (int attempt = 0;; attempt++) {
-        store->in_transaction = 0;
-        if (ensure_connected(store) < 0) return STORE_ERR;
-        store->in_transaction = 1; /* even if the lock fails: the caller rolls back */
-        const char *what = "begin a write transaction";
-        PGresult *result = NULL;
-        if (send_sql(store, "BEGIN", what) == STORE_OK &&
-            send_sql(store, "SELECT pg_advisory_xact_lock(" LOCK_CLASS ", " WRITE_LOCK ")", what) ==
-                STORE_OK)
-            result = await_results(store, what, CALL_TIMEOUT_MS);
-        PQclear(result);
-        if (result) return STORE_OK;
-        /* A connection that broke while idle (a server restart, pg_terminate_backend): once
-         * more on a new one. A slow server is not asked twice. */
-        if (store->conn || store->lost_by_timeout || attempt > 0) return STORE_ERR;
-    }
-}
-
 /* COMMIT. A COMMIT in a failed transaction "succeeds" as a ROLLBACK: the tag tells. When the
  * answer does not come in time the outcome is unknown (the server may have committed): the
  * caller answers 503, and a retry with an Idempotency-Key finds the stored response. */
@@ -969,6 +947,45 @@ static int defer_call(struct pg_store *store, enum statement which, const struct
     if (room_to_defer(store, what) < 0 || send_prepared(store, which, p) < 0) return STORE_ERR;
     store->deferred_what[store->deferred++] = what;
     return STORE_OK;
+}
+
+/* Drops a connection that the server closed while it was idle (pg_terminate_backend, a
+ * restart): its last message and the end of the stream are waiting on the socket. */
+static void drop_if_closed(struct pg_store *store)
+{
+    struct pollfd fd = {.fd = PQsocket(store->conn), .events = POLLIN};
+    if (fd.fd >= 0 && poll(&fd, 1, 0) == 0) return; /* nothing came: still open */
+    if (fd.fd < 0 || !PQconsumeInput(store->conn) || PQstatus(store->conn) == CONNECTION_BAD)
+        drop(store);
+}
+
+/* A write transaction: BEGIN and the write lock. On the writer's pipelined connection both
+ * are deferred (see defer): they go with the batch's first statement, a round trip less per
+ * batch, and a lock or BEGIN that fails fails that statement. So a connection closed while
+ * idle is looked for first, and replaced, as it was when BEGIN waited for its answer. */
+static int pg_begin(struct store *base)
+{
+    struct pg_store *store = pg_of(base);
+    const char *what = "begin a write transaction";
+    const char *lock = "SELECT pg_advisory_xact_lock(" LOCK_CLASS ", " WRITE_LOCK ")";
+    for (int attempt = 0;; attempt++) {
+        store->in_transaction = 0;
+        if (store->conn) drop_if_closed(store);
+        if (ensure_connected(store) < 0) return STORE_ERR;
+        store->in_transaction = 1; /* even if the lock fails: the caller rolls back */
+        if (store->pipelined) {
+            if (defer(store, "BEGIN", what) == STORE_OK && defer(store, lock, what) == STORE_OK)
+                return STORE_OK;
+        } else if (send_sql(store, "BEGIN", what) == STORE_OK &&
+                   send_sql(store, lock, what) == STORE_OK) {
+            PGresult *result = await_results(store, what, CALL_TIMEOUT_MS);
+            PQclear(result);
+            if (result) return STORE_OK;
+        }
+        /* A connection that broke while idle (a server restart, pg_terminate_backend): once
+         * more on a new one. A slow server is not asked twice. */
+        if (store->conn || store->lost_by_timeout || attempt > 0) return STORE_ERR;
+    }
 }
 
 static int pg_savepoint(struct store *base)

@@ -949,14 +949,16 @@ static int defer_call(struct pg_store *store, enum statement which, const struct
     return STORE_OK;
 }
 
-/* Drops a connection that the server closed while it was idle (pg_terminate_backend, a
- * restart): its last message and the end of the stream are waiting on the socket. */
+/* Drops a connection that the server is closing or closed while it was idle (a restart,
+ * pg_terminate_backend, DROP DATABASE): an idle session hears from the server only then, a
+ * FATAL message before the end of the stream. Whatever waits to be read means that, even when
+ * the end has yet to come: libpq would take the FATAL alone for a notice and the connection
+ * for open. */
 static void drop_if_closed(struct pg_store *store)
 {
     struct pollfd fd = {.fd = PQsocket(store->conn), .events = POLLIN};
     if (fd.fd >= 0 && poll(&fd, 1, 0) == 0) return; /* nothing came: still open */
-    if (fd.fd < 0 || !PQconsumeInput(store->conn) || PQstatus(store->conn) == CONNECTION_BAD)
-        drop(store);
+    drop(store);
 }
 
 /* A write transaction: BEGIN and the write lock. On the writer's pipelined connection both

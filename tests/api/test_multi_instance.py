@@ -1465,6 +1465,23 @@ def test_connections_terminated_by_the_server_are_survived(cluster):
     assert_verify_ok(cluster)
 
 
+def test_a_writer_connection_closed_while_idle_fails_no_command(cluster):
+    """README: a connection killed while idle is replaced without failing a request. The writer
+    sends BEGIN and the write lock with its batch's first statement, without waiting for them:
+    it must find the connection the server closed before sending them, not fail the batch.
+    Each create here is alone in its batch, right after every session was terminated."""
+    for n in INSTANCES:
+        assert cluster.create(n).status_code == 201
+    for attempt in range(3):
+        assert cluster.db.terminate_backends() > 0
+        time.sleep(0.1)  # the server's goodbye reaches the sockets
+        for n in INSTANCES:
+            r = cluster.create(n)
+            assert r.status_code == 201, (attempt, n, r.status_code, r.text)
+    wait_caught_up(cluster)
+    assert_verify_ok(cluster)
+
+
 def test_a_database_made_read_only_and_writable_again_takes_writes_again(cluster):
     """A session offers read-only transactions for its life when it began while the database
     said so (default_transaction_read_only; a standby after a failover): catalogd's sessions

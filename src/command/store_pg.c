@@ -380,6 +380,15 @@ static void drop(struct pg_store *store)
     store->deferred = 0;
 }
 
+/* Records "what: why" as the store's error. "what" is often a statement's SQL, and some are
+ * longer than the whole message: only their beginning is kept, so that the reason is not cut. */
+static void set_error(struct pg_store *store, const char *what, const char *why)
+{
+    enum { WHAT_SHOWN = 64 };
+    snprintf(store->base.err, sizeof(store->base.err), "%.*s%s: %s", WHAT_SHOWN, what,
+             strlen(what) > WHAT_SHOWN ? "..." : "", why);
+}
+
 /* The connection failed during "what" (timed out when "timeout"): records why and drops it. */
 static void lost(struct pg_store *store, const char *what, int timeout)
 {
@@ -388,7 +397,7 @@ static void lost(struct pg_store *store, const char *what, int timeout)
         snprintf(why, sizeof(why), "PostgreSQL did not answer in time");
     else
         one_line(why, sizeof(why), store->conn ? PQerrorMessage(store->conn) : NULL);
-    snprintf(store->base.err, sizeof(store->base.err), "%s: %s", what, why);
+    set_error(store, what, why);
     store->lost_by_timeout = timeout;
     if (timeout) store->retry_at_ms = clock_mono_ms() + RECONNECT_MIN_MS;
     drop(store);
@@ -486,7 +495,7 @@ static PGresult *await_results(struct pg_store *store, const char *what, int tim
         char why[160];
         one_line(why, sizeof(why),
                  failed ? PQresultErrorMessage(failed) : PQerrorMessage(store->conn));
-        snprintf(store->base.err, sizeof(store->base.err), "%s: %s", failed_what, why);
+        set_error(store, failed_what, why);
         store->lost_by_timeout = 0;
         PQclear(last);
         PQclear(failed);
@@ -496,7 +505,7 @@ static PGresult *await_results(struct pg_store *store, const char *what, int tim
     if (failed || !last) {
         char why[160];
         one_line(why, sizeof(why), failed ? PQresultErrorMessage(failed) : "no result");
-        snprintf(store->base.err, sizeof(store->base.err), "%s: %s", failed_what, why);
+        set_error(store, failed_what, why);
         const char *sqlstate = failed ? PQresultErrorField(failed, PG_DIAG_SQLSTATE) : NULL;
         int read_only = sqlstate && strcmp(sqlstate, SQLSTATE_READ_ONLY_TRANSACTION) == 0;
         PQclear(last);

@@ -1,7 +1,7 @@
 /* ops.c - liveness, readiness and the admin routes. /ready is 200 only when SQLite takes
- * writes, Redis answers (this loop asks it, every time) and can be trusted with the read
- * model, and the projection lag is under READY_MAX_LAG_SECONDS; otherwise 503 naming what
- * fails and why. */
+ * writes, Redis answers (this loop asks it, every time, and every loop's connection is up)
+ * and can be trusted with the read model, and the projection lag is under
+ * READY_MAX_LAG_SECONDS; otherwise 503 naming what fails and why. */
 #include "http/ops.h"
 
 #include <inttypes.h>
@@ -17,6 +17,7 @@
 #include "projection/rebuild.h"
 #include "projection/maintenance.h"
 #include "query/read_model.h"
+#include "query/redis_client.h"
 
 #define READY_MAX_LAG_SECONDS 5.0
 
@@ -67,7 +68,8 @@ static void answer_ready(struct http_exchange *ex, int read_status)
             ? (status.last_error[0] ? status.last_error : "Redis refuses the projector's writes")
         : read_status == READ_UNAVAILABLE || read_status == READ_BAD
             ? "Redis does not answer queries"
-            : NULL;
+        : redis_clients_down() > 0 ? "a server thread's connection to Redis is not back yet"
+                                   : NULL;
     int redis_ok = redis_problem == NULL;
     const char *projection_problem =
         read_status == READ_REBUILDING || status.state == PROJECTOR_REBUILDING

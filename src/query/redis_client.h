@@ -25,6 +25,10 @@ typedef void (*redis_reply_fn)(const redisReply *reply, void *arg);
 struct redis_client *redis_client_new(h2o_loop_t *loop, const struct redis_url *url, int timeout_ms,
                                       void (*on_connect)(void *arg), void *arg);
 
+/* How many clients in the process (one per loop) have no usable session: not yet
+ * connected, or lost and not back. */
+int redis_clients_down(void);
+
 /* 1 while connected. */
 int redis_client_connected(const struct redis_client *client);
 

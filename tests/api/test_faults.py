@@ -23,8 +23,8 @@ import pytest
 import requests
 
 from conftest import (BACKEND, PREFIX, WRITE_MODEL_CHECK, Server, Stack, assert_problem,
-                      projection_of, redis_gen, row_text, sql, sql_write, write_lock, uniq_sku,
-                      wait_until)
+                      free_port, projection_of, redis_gen, row_text, sql, sql_write, write_lock,
+                      uniq_sku, wait_until)
 
 JSON_CT = {"Content-Type": "application/json"}
 PRODUCT_COLUMNS = "id, sku, name, price_cents, stock, version, created_at, updated_at"
@@ -385,6 +385,47 @@ def test_a_dropped_query_connection_is_replaced_at_once(stack_factory):
             # the old reconnect came 50 ms after the loss at the earliest
             assert answered < 0.04, (trial, answered, len(failed))
             time.sleep(1.1)  # one reconnect at once per second; the next trial gets its own
+
+
+def test_ready_waits_for_every_server_threads_connection_to_redis(stack_factory):
+    """Each server thread has its own connection to Redis. When one is lost and cannot come
+    back while the other serves, /ready answers 503 on every thread: before, the thread still
+    connected said 200 while the other answered queries 503. And when another connection's
+    session begins (Redis back after an outage), a connection waiting out its backoff (up to a
+    second) tries again at once, so every thread serves within a tick of the first."""
+    s = stack_factory("ready-threads")  # two server threads (conftest's --threads 2)
+    s.create()
+
+    def spread(path, n=20):  # a new connection each: SO_REUSEPORT spreads them over threads
+        return [requests.get(s.url(path), timeout=5) for _ in range(n)]
+
+    for trial in range(2):
+        assert {r.status_code for r in spread("/catalog")} == {200}, trial
+        # the queries' connections: the last thing they sent is a page's MULTI/EXEC
+        ids = [c["id"] for c in s.r.client_list() if c["cmd"] == "exec"]
+        assert len(ids) == 2, s.r.client_list()
+        # Redis listens elsewhere for a while: the connection killed cannot come back, and
+        # its attempts, refused, back off to a second apart (50 ms doubling, 1 s at most)
+        s.r.config_set("port", free_port())
+        try:
+            assert s.r.client_kill_filter(_id=ids[0]) == 1
+            # attempts at about 0, 0.1, 0.25, 0.5, 0.95, 1.8, 2.85 and 3.9 s: Redis is back
+            # at about 3.1 s, so a connection that waited out its backoff would wait some 0.8 s more
+            time.sleep(3.0)
+            answers = spread("/ready", 10)
+            assert {r.status_code for r in answers} == {503}, [r.text for r in answers]
+            assert all("redis" in r.json()["reasons"] for r in answers), answers[0].text
+            pages = {r.status_code for r in spread("/catalog")}
+            assert pages == {200, 503}, pages  # one thread serves, the other cannot
+        finally:
+            s.r.config_set("port", s.redis.port)
+        opened = time.monotonic()
+        assert s.r.client_kill_filter(_id=ids[1]) == 1  # comes back at once: a session begins
+        wait_until(lambda: {r.status_code for r in spread("/ready", 6)} == {200}, 5,
+                   interval=0.005, what="/ready to answer 200 on every thread")
+        took = time.monotonic() - opened
+        assert took < 0.3, (trial, took)  # a tick (50 ms), not the rest of a 1 s backoff
+        assert {r.status_code for r in spread("/catalog")} == {200}, trial
 
 
 # ---------------------------------------------------------------------------------------------

@@ -873,8 +873,7 @@ static int call_int64(struct pg_store *store, enum statement which, const struct
     if (PQntuples(result) == 1)
         *out = strtoll(PQgetvalue(result, 0, 0), NULL, 10);
     else
-        rc = STORE_ERR,
-        snprintf(store->base.err, sizeof(store->base.err), "%s: no row", STATEMENTS[which].sql);
+        rc = STORE_ERR, set_error(store, STATEMENTS[which].sql, "no row");
     PQclear(result);
     return rc;
 }

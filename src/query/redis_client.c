@@ -29,9 +29,10 @@
 #define FEED_BYTES     4096
 
 /* Over every loop's client in the process. A client whose connection failed tries again at
- * once when another client's session began since, rather than at the end of its backoff (up
- * to a second): after an outage every loop is back within a tick of the first, not one loop
- * serving and another answering 503. And /ready fails while any loop's queries would. */
+ * once when another client's session began since its last attempt did, rather than at the end
+ * of its backoff (up to a second): after an outage every loop is back within a tick of the
+ * first, not one loop serving and another answering 503. And /ready fails while any loop's
+ * queries would. */
 static atomic_ulong sessions_begun;
 static atomic_int clients_down;
 
@@ -82,7 +83,9 @@ struct redis_client {
     uint64_t reconnect_at;
     uint64_t backoff_ms;
     uint64_t reconnected_at_once; /* when a lost connection was last tried again at once */
-    unsigned long sessions_seen;  /* sessions_begun when this connection was last lost */
+    uint64_t connecting_since;    /* when the attempt under way began */
+    unsigned long sessions_seen;  /* sessions_begun when the last attempt began, or this
+                                   * client's own session */
     int down;                     /* counted in clients_down: no usable session */
 
     unsigned long errors, reconnects;
@@ -183,7 +186,6 @@ static void disconnect(struct redis_client *c, const char *why)
         c->down = 1;
         atomic_fetch_add(&clients_down, 1);
     }
-    c->sessions_seen = atomic_load(&sessions_begun);
     c->run_id[0] = '\0';
     c->writing = 0;
     c->pending.len = c->in_flight.len = 0;
@@ -266,7 +268,6 @@ static int deliver_replies(struct redis_client *c)
             disconnect(c, "a reply nobody asked for");
             return 0;
         }
-        c->backoff_ms = BACKOFF_MIN_MS;
         if (call->fn)
             call->fn(reply, call->arg);
         else if (((redisReply *)reply)->type == REDIS_REPLY_ERROR)
@@ -305,11 +306,14 @@ static void usable(struct redis_client *c)
     }
     c->ever_connected = 1;
     c->last_problem[0] = '\0';
+    /* Only a session that works ends the backoff: one that Redis refuses (a wrong password,
+     * maxclients) is an attempt that failed. */
+    c->backoff_ms = BACKOFF_MIN_MS;
     if (c->down) {
         c->down = 0;
         atomic_fetch_sub(&clients_down, 1);
     }
-    atomic_fetch_add(&sessions_begun, 1);
+    c->sessions_seen = atomic_fetch_add(&sessions_begun, 1) + 1; /* its own is no news to it */
 }
 
 static void on_auth(const redisReply *reply, void *arg)
@@ -425,6 +429,8 @@ static void start_connect(struct redis_client *c)
 {
     struct sockaddr_storage addr;
     socklen_t len;
+    c->connecting_since = h2o_now(c->loop);
+    c->sessions_seen = atomic_load(&sessions_begun);
     if (c->url.tls && !c->tls_ctx) {
         disconnect(c, c->tls_problem);
         return;
@@ -466,7 +472,7 @@ static void on_tick(h2o_timeout_entry_t *entry)
         disconnect(c, "Redis did not answer in time");
     else if (c->sock && c->head)
         fail_overdue_calls(c, now);
-    else if (c->sock && !c->connected && now - c->reconnect_at > c->timeout_ms)
+    else if (c->sock && !c->connected && now - c->connecting_since > c->timeout_ms)
         disconnect(c, "connecting to Redis timed out");
     else if (!c->sock &&
              (now >= c->reconnect_at || atomic_load(&sessions_begun) != c->sessions_seen))
@@ -486,7 +492,6 @@ struct redis_client *redis_client_new(h2o_loop_t *loop, const struct redis_url *
     c->backoff_ms = BACKOFF_MIN_MS;
     c->down = 1;
     atomic_fetch_add(&clients_down, 1);
-    c->sessions_seen = atomic_load(&sessions_begun);
     if (url->tls) c->tls_ctx = redis_tls_context_new(url, c->tls_problem, sizeof(c->tls_problem));
     h2o_timeout_init(loop, &c->zero_timeout, 0);
     h2o_timeout_init(loop, &c->tick_timeout, TICK_MS);

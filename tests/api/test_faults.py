@@ -387,6 +387,15 @@ def test_a_dropped_query_connection_is_replaced_at_once(stack_factory):
             time.sleep(1.1)  # one reconnect at once per second; the next trial gets its own
 
 
+def query_connection_ids(s):
+    """The Redis client ids of the server threads' query connections, after a page on a new
+    HTTP connection each (SO_REUSEPORT spreads them over both threads): the last thing they
+    sent is a page's MULTI/EXEC, which no other connection of catalogd's sends."""
+    for _ in range(20):
+        assert requests.get(s.url("/catalog"), timeout=5).status_code == 200
+    return [int(c["id"]) for c in s.r.client_list() if c["cmd"] == "exec"]
+
+
 def test_ready_waits_for_every_server_threads_connection_to_redis(stack_factory):
     """Each server thread has its own connection to Redis. When one is lost and cannot come
     back while the other serves, /ready answers 503 on every thread: before, the thread still
@@ -400,32 +409,62 @@ def test_ready_waits_for_every_server_threads_connection_to_redis(stack_factory)
         return [requests.get(s.url(path), timeout=5) for _ in range(n)]
 
     for trial in range(2):
-        assert {r.status_code for r in spread("/catalog")} == {200}, trial
-        # the queries' connections: the last thing they sent is a page's MULTI/EXEC
-        ids = [c["id"] for c in s.r.client_list() if c["cmd"] == "exec"]
+        ids = query_connection_ids(s)
         assert len(ids) == 2, s.r.client_list()
         # Redis listens elsewhere for a while: the connection killed cannot come back, and
         # its attempts, refused, back off to a second apart (50 ms doubling, 1 s at most)
         s.r.config_set("port", free_port())
         try:
             assert s.r.client_kill_filter(_id=ids[0]) == 1
-            # attempts at about 0, 0.1, 0.25, 0.5, 0.95, 1.8, 2.85 and 3.9 s: Redis is back
-            # at about 3.1 s, so a connection that waited out its backoff would wait some 0.8 s more
-            time.sleep(3.0)
+            killed = time.monotonic()
+            time.sleep(0.2)
             answers = spread("/ready", 10)
             assert {r.status_code for r in answers} == {503}, [r.text for r in answers]
             assert all("redis" in r.json()["reasons"] for r in answers), answers[0].text
             pages = {r.status_code for r in spread("/catalog")}
             assert pages == {200, 503}, pages  # one thread serves, the other cannot
+            # its attempts come 50, 100, 200, 400, 800, 1000, 1000 ms apart, each on the next
+            # 50 ms tick: the 7th 2.55-2.85 s after the kill, the 8th 3.55-3.9 s after. Open
+            # again between the two, 0.6 s or more before the next
+            time.sleep(max(0.0, killed + 2.95 - time.monotonic()))
         finally:
             s.r.config_set("port", s.redis.port)
         opened = time.monotonic()
-        assert s.r.client_kill_filter(_id=ids[1]) == 1  # comes back at once: a session begins
-        wait_until(lambda: {r.status_code for r in spread("/ready", 6)} == {200}, 5,
-                   interval=0.005, what="/ready to answer 200 on every thread")
+        assert s.r.client_kill_filter(_id=ids[1]) == 1  # back at once: a session begins
+
+        def both_back():
+            return len([c for c in s.r.client_list()
+                        if int(c["id"]) > max(ids) and c["cmd"] in ("info", "exec")]) == 2
+        wait_until(both_back, 5, interval=0.005, what="both query connections to come back")
         took = time.monotonic() - opened
         assert took < 0.3, (trial, took)  # a tick (50 ms), not the rest of a 1 s backoff
+        wait_until(lambda: {r.status_code for r in spread("/ready", 6)} == {200}, 5,
+                   what="/ready to answer 200 on every thread")
         assert {r.status_code for r in spread("/catalog")} == {200}, trial
+
+
+def test_a_session_redis_refuses_is_a_failed_attempt_and_backs_off(stack_factory):
+    """Redis takes the connection, then refuses the session (a wrong password here;
+    maxclients alike). That is a failed attempt like a refused connect, and the next waits
+    twice as long, up to a second: the reply used to reset the backoff, and the connection was
+    made again every 50-100 ms for as long as the refusal lasted."""
+    s = stack_factory("refused-session")
+    s.create()
+    ids = query_connection_ids(s)
+    assert len(ids) == 2, s.r.client_list()
+    s.r.config_set("requirepass", "closed")  # sessions begun from now on are refused
+    try:
+        before = s.r.info("stats")["total_connections_received"]
+        assert s.r.client_kill_filter(_id=ids[0]) == 1
+        time.sleep(3.0)
+        made = s.r.info("stats")["total_connections_received"] - before
+    finally:
+        s.r.config_set("requirepass", "")
+    # 50, 100, 200, 400, 800 and 1000 ms apart: 7 attempts in 3 s, and 30 or more without
+    assert 3 <= made <= 10, made
+    wait_until(lambda: {requests.get(s.url("/ready"), timeout=5).status_code
+                        for _ in range(6)} == {200}, 5, what="/ready to answer 200")
+
 
 
 # ---------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ int confirmation_connected(struct confirmation *c, struct redis_sync *redis, cha
     redisReply *reply = redis_sync_command(redis, 2, info, NULL, why, sizeof(why));
     if (!reply) {
         snprintf(err, errlen, "%s: %s",
-                 redis_sync_broken(redis) ? "reading Redis' run id" : RUN_ID_REFUSED, why);
+                 redis_sync_broken(redis) ? "reading Redis' run id" : run_id_refusal(why), why);
         return -1;
     }
     int rc = reply->type == REDIS_REPLY_STRING

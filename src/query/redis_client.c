@@ -172,7 +172,7 @@ static struct redis_call *pop_call(struct redis_client *c)
 /* Fails every waiting call, closes the socket and schedules a reconnect. */
 static void disconnect(struct redis_client *c, const char *why)
 {
-    int was_working = c->connected;
+    int was_working = !c->down; /* a session Redis refused or never answered did not work */
     if (c->sock) {
         /* The same problem again and again (a wrong password) is logged once. */
         if ((c->connected || c->ever_connected) && strcmp(why, c->last_problem) != 0)
@@ -335,7 +335,8 @@ static void on_run_id(const redisReply *reply, void *arg)
     if (!reply) return;
     char why[200];
     if (reply->type == REDIS_REPLY_ERROR) {
-        snprintf(why, sizeof(why), RUN_ID_REFUSED ": %.*s", (int)reply->len, reply->str);
+        snprintf(why, sizeof(why), "%s: %.*s", run_id_refusal(reply->str), (int)reply->len,
+                 reply->str);
         disconnect(c, why);
     } else if (reply->type != REDIS_REPLY_STRING ||
                confirmed_run_parse(reply->str, reply->len, c->run_id) < 0) {

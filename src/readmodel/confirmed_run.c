@@ -21,6 +21,11 @@ int confirmed_run_parse(const char *text, size_t len, char out[RUN_ID_LEN + 1])
     return -1;
 }
 
+const char *run_id_refusal(const char *error)
+{
+    return strstr(error, "NOPERM") ? RUN_ID_REFUSED : "Redis refused the session";
+}
+
 int confirmed_run_is(const redisReply *reply, const char *run_id)
 {
     return run_id[0] && reply->type == REDIS_REPLY_STRING && reply->len == RUN_ID_LEN &&

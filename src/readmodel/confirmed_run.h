@@ -19,8 +19,11 @@
 
 #define RUN_ID_LEN 40
 
-/* What a connection says when Redis refuses it the INFO its run id comes from. */
+/* What a connection says when Redis answers the INFO its run id comes from with "error" (the
+ * reply, or a text that holds it): a user without the permission (NOPERM) is told which to
+ * grant; anything else (NOAUTH, maxclients) is the session refused, whatever its command. */
 #define RUN_ID_REFUSED "Redis refused INFO, which catalogd needs (grant +info)"
+const char *run_id_refusal(const char *error);
 
 /* Reads the run id out of "text" ("len" bytes, the reply to INFO server) into "out". Returns 0, or
  * -1 when the reply names none (not 40 hex digits on a line "run_id:"). */

@@ -52,3 +52,16 @@ Test(confirmed_run, the_key_names_the_run_or_not)
     cr_expect(!confirmed_run_is(&nil, RUN));
     cr_expect(!confirmed_run_is(&number, RUN));
 }
+
+Test(confirmed_run, a_refused_info_names_the_permission_only_when_it_is_missing)
+{
+    cr_expect_str_eq(run_id_refusal("NOPERM this user has no permissions to run the 'info' "
+                                    "command"),
+                     RUN_ID_REFUSED);
+    cr_expect_str_eq(run_id_refusal("Redis INFO: NOPERM this user has no permissions"),
+                     RUN_ID_REFUSED);
+    cr_expect_str_eq(run_id_refusal("NOAUTH Authentication required."),
+                     "Redis refused the session");
+    cr_expect_str_eq(run_id_refusal("ERR max number of clients reached"),
+                     "Redis refused the session");
+}

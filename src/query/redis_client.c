@@ -86,7 +86,9 @@ struct redis_client {
     uint64_t connecting_since;    /* when the attempt under way began */
     unsigned long sessions_seen;  /* sessions_begun when the last attempt began, or this
                                    * client's own session */
-    int down;                     /* counted in clients_down: no usable session */
+    int in_session;               /* a usable session: from usable() to disconnect() */
+    int down;                     /* counted in clients_down: an attempt failed or the
+                                   * session was lost, and no usable session since */
 
     unsigned long errors, reconnects;
     int ever_connected;
@@ -172,7 +174,7 @@ static struct redis_call *pop_call(struct redis_client *c)
 /* Fails every waiting call, closes the socket and schedules a reconnect. */
 static void disconnect(struct redis_client *c, const char *why)
 {
-    int was_working = !c->down; /* a session Redis refused or never answered did not work */
+    int was_working = c->in_session; /* one Redis refused or never answered did not work */
     if (c->sock) {
         /* The same problem again and again (a wrong password) is logged once. */
         if ((c->connected || c->ever_connected) && strcmp(why, c->last_problem) != 0)
@@ -182,6 +184,7 @@ static void disconnect(struct redis_client *c, const char *why)
         c->sock = NULL;
     }
     c->connected = 0;
+    c->in_session = 0;
     if (!c->down) {
         c->down = 1;
         atomic_fetch_add(&clients_down, 1);
@@ -309,6 +312,7 @@ static void usable(struct redis_client *c)
     /* Only a session that works ends the backoff: one that Redis refuses (a wrong password,
      * maxclients) is an attempt that failed. */
     c->backoff_ms = BACKOFF_MIN_MS;
+    c->in_session = 1;
     if (c->down) {
         c->down = 0;
         atomic_fetch_sub(&clients_down, 1);
@@ -491,8 +495,10 @@ struct redis_client *redis_client_new(h2o_loop_t *loop, const struct redis_url *
     c->on_connect = on_connect;
     c->on_connect_arg = arg;
     c->backoff_ms = BACKOFF_MIN_MS;
-    c->down = 1;
-    atomic_fetch_add(&clients_down, 1);
+    /* Not counted down while its first attempt is under way: the loop that answers /ready
+     * got its answer from the same Redis, so this one most likely will too, and a /ready
+     * that blamed a healthy Redis for the first milliseconds of the process would be wrong
+     * more often than right. It counts once an attempt fails. */
     if (url->tls) c->tls_ctx = redis_tls_context_new(url, c->tls_problem, sizeof(c->tls_problem));
     h2o_timeout_init(loop, &c->zero_timeout, 0);
     h2o_timeout_init(loop, &c->tick_timeout, TICK_MS);

@@ -25,8 +25,8 @@ typedef void (*redis_reply_fn)(const redisReply *reply, void *arg);
 struct redis_client *redis_client_new(h2o_loop_t *loop, const struct redis_url *url, int timeout_ms,
                                       void (*on_connect)(void *arg), void *arg);
 
-/* How many clients in the process (one per loop) have no usable session: not yet
- * connected, or lost and not back. */
+/* How many clients in the process (one per loop) have no usable session since an attempt
+ * failed or a session was lost. A client's first attempt, while under way, does not count. */
 int redis_clients_down(void);
 
 /* 1 while connected. */

@@ -72,6 +72,11 @@ int store_statement_failure_keeps_transaction(const struct store *store)
     return store->backend->statement_failure_keeps_transaction;
 }
 
+int store_transaction_lost_whole(const struct store *store)
+{
+    return store->backend->transaction_lost_whole && store->backend->transaction_lost_whole(store);
+}
+
 int store_begin(struct store *store)
 {
     return store->backend->begin(store);

@@ -93,6 +93,12 @@ int store_savepoint(struct store *store);
 int store_release_savepoint(struct store *store);
 void store_rollback_savepoint(struct store *store);
 
+/* 1 when the write transaction that just failed lost its connection (broken, not a deadline
+ * passed) before its COMMIT was sent: the server rolled it back whole, so running it again on a
+ * new connection cannot apply anything twice. 0 on SQLite, whose transactions have no
+ * connection to lose. */
+int store_transaction_lost_whole(const struct store *store);
+
 /* Inserts "p". On STORE_DUPLICATE, "existing_id" receives the id that owns p->sku. */
 int store_insert_product(struct store *store, const struct product *p,
                          char existing_id[UUID_TEXT_LEN + 1]);

@@ -24,6 +24,7 @@ struct store_backend {
     int (*savepoint)(struct store *store);
     int (*release_savepoint)(struct store *store);
     void (*rollback_savepoint)(struct store *store);
+    int (*transaction_lost_whole)(const struct store *store); /* NULL: never */
     int (*insert_product)(struct store *store, const struct product *p,
                           char existing_id[UUID_TEXT_LEN + 1]);
     /* NULL: store.c runs insert_product, then append_event. */

@@ -325,6 +325,8 @@ struct pg_store {
     PGconn *conn;         /* NULL while disconnected */
     int in_transaction;   /* BEGIN sent and not yet ended: no silent reconnect */
     int lost_by_timeout;  /* the last drop was a deadline, not a broken connection */
+    int commit_sent;      /* the write transaction's COMMIT went out (its outcome may be known) */
+    int lost_whole;       /* the write transaction's connection broke before its COMMIT went */
     int migrated;         /* the schema is this build's (the writer migrates once) */
     uint64_t retry_at_ms; /* no connection attempt before (monotonic clock) */
     int backoff_ms;       /* the wait after the next failed attempt */
@@ -399,6 +401,7 @@ static void lost(struct pg_store *store, const char *what, int timeout)
         one_line(why, sizeof(why), store->conn ? PQerrorMessage(store->conn) : NULL);
     set_error(store, what, why);
     store->lost_by_timeout = timeout;
+    store->lost_whole = store->in_transaction && !timeout && !store->commit_sent;
     if (timeout) store->retry_at_ms = clock_mono_ms() + RECONNECT_MIN_MS;
     drop(store);
 }
@@ -497,6 +500,7 @@ static PGresult *await_results(struct pg_store *store, const char *what, int tim
                  failed ? PQresultErrorMessage(failed) : PQerrorMessage(store->conn));
         set_error(store, failed_what, why);
         store->lost_by_timeout = 0;
+        store->lost_whole = store->in_transaction && !store->commit_sent;
         PQclear(last);
         PQclear(failed);
         drop(store);
@@ -893,6 +897,7 @@ static int pg_commit(struct store *base)
 {
     struct pg_store *store = pg_of(base);
     if (!store->conn) return ensure_connected(store); /* says why */
+    store->commit_sent = 1; /* from here on the server may commit, whatever this call sees */
     PGresult *result = query(store, "COMMIT", "commit", CALL_TIMEOUT_MS);
     store->in_transaction = 0;
     if (!result) return STORE_ERR;
@@ -980,6 +985,8 @@ static int pg_begin(struct store *base)
     const char *lock = "SELECT pg_advisory_xact_lock(" LOCK_CLASS ", " WRITE_LOCK ")";
     for (int attempt = 0;; attempt++) {
         store->in_transaction = 0;
+        store->commit_sent = 0;
+        store->lost_whole = 0;
         if (store->conn) drop_if_closed(store);
         if (ensure_connected(store) < 0) return STORE_ERR;
         store->in_transaction = 1; /* even if the lock fails: the caller rolls back */
@@ -996,6 +1003,17 @@ static int pg_begin(struct store *base)
          * more on a new one. A slow server is not asked twice. */
         if (store->conn || store->lost_by_timeout || attempt > 0) return STORE_ERR;
     }
+}
+
+/* See store.h. A connection that breaks in a write transaction breaks it whole: the server
+ * rolls back what a session ended without COMMIT began. Whatever else broke it (a server
+ * restart, pg_terminate_backend, the race between drop_if_closed and the server ending an idle
+ * session), a new connection may run it again. Not after a deadline: a slow server is not asked
+ * twice, and the old session may still hold the write lock. */
+static int pg_transaction_lost_whole(const struct store *base)
+{
+    const struct pg_store *store = (const struct pg_store *)base;
+    return !store->conn && store->lost_whole;
 }
 
 static int pg_savepoint(struct store *base)
@@ -1612,6 +1630,7 @@ static const struct store_backend PG_BACKEND = {
     .savepoint = pg_savepoint,
     .release_savepoint = pg_release_savepoint,
     .rollback_savepoint = pg_rollback_savepoint,
+    .transaction_lost_whole = pg_transaction_lost_whole,
     .insert_product = pg_insert_product,
     .create_product = pg_create_product,
     .create_products = pg_create_products,

@@ -287,6 +287,7 @@ static int remember_response(struct writer *w, struct command *cmd, uint64_t now
 static int execute(struct writer *w, struct command *cmd, uint64_t now_ms)
 {
     cmd->outcome = COMMAND_DONE;
+    cmd->seq = 0; /* a batch run again runs its commands again */
     assert(cmd->kind >= 0 && cmd->kind < sizeof(EXECUTORS) / sizeof(EXECUTORS[0]));
     if (!has_key(cmd)) return EXECUTORS[cmd->kind](w, cmd, now_ms);
     if (store_savepoint(w->store) < 0) return STORE_ERR;
@@ -389,15 +390,14 @@ static int64_t mark_seqs_taken_again(struct command *batch, int64_t known_before
     return highest;
 }
 
-static void run_batch(struct writer *w, struct command *batch, size_t size)
+/* Runs the batch in one write transaction, up to its commit. Returns STORE_OK when it
+ * committed, else the failure (the transaction still to roll back). "*known_before" rises to
+ * the highest seq known to be in the log before the commit; "*log_reads" gets the projector's
+ * log reads counted then. */
+static int try_batch(struct writer *w, struct command *batch, uint64_t now_ms,
+                     int64_t *known_before, uint64_t *log_reads)
 {
-    uint64_t now_ms = clock_wall_ms();
     w->batch_keys = 0;
-    int64_t known_before = w->head_seq;
-    if (w->listener.known_seq) {
-        int64_t known = w->listener.known_seq(w->listener.arg);
-        if (known > known_before) known_before = known;
-    }
     int rc = store_begin(w->store);
     for (struct command *cmd = batch; rc == STORE_OK && cmd;) {
         if (plain_create(cmd)) {
@@ -416,17 +416,38 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
      * counts another log's. */
     if (rc == STORE_OK && w->listener.known_seq) {
         int64_t known = w->listener.known_seq(w->listener.arg);
-        if (known > known_before) known_before = known;
+        if (known > *known_before) *known_before = known;
     }
     /* And the projector's log reads so far: one begun before this point read a log from
      * before the batch took its seqs (a backup restored since may have handed them out again),
      * and its checkpoint never answers for them; one begun after it reads them, once
      * committed. Counted before the commit, not after: a read begun while the commit ends
      * may hold the batch, and a slow writer thread must not take it for an older one. */
-    uint64_t log_reads = 0;
     if (rc == STORE_OK && w->listener.commit_reads)
-        log_reads = w->listener.commit_reads(w->listener.arg);
+        *log_reads = w->listener.commit_reads(w->listener.arg);
     if (rc == STORE_OK) rc = store_commit(w->store);
+    return rc;
+}
+
+static void run_batch(struct writer *w, struct command *batch, size_t size)
+{
+    uint64_t now_ms = clock_wall_ms();
+    int64_t known_before = w->head_seq;
+    if (w->listener.known_seq) {
+        int64_t known = w->listener.known_seq(w->listener.arg);
+        if (known > known_before) known_before = known;
+    }
+    uint64_t log_reads = 0;
+    int rc = try_batch(w, batch, now_ms, &known_before, &log_reads);
+    if (rc != STORE_OK && store_transaction_lost_whole(w->store)) {
+        /* Nothing of it was committed, nor can be: once more on a new connection, where the
+         * commands decide again against what the write model holds then. Once: a connection
+         * that breaks again says the server is going away. */
+        LOG(LOG_INFO, "writer: the batch runs again: its connection broke before it committed: %s",
+            store_errmsg(w->store));
+        store_rollback(w->store);
+        rc = try_batch(w, batch, now_ms, &known_before, &log_reads);
+    }
     if (rc != STORE_OK) {
         /* Even a duplicate-sku outcome may have been decided against a command of this batch
          * that is now rolled back: nothing of the batch holds. */

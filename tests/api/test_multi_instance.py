@@ -1482,6 +1482,64 @@ def test_a_writer_connection_closed_while_idle_fails_no_command(cluster):
     assert_verify_ok(cluster)
 
 
+WRITE_LOCK_WAITERS = ("SELECT pid FROM pg_stat_activity WHERE datname = ? "
+                      "AND application_name = 'catalogd' AND wait_event_type = 'Lock' "
+                      "AND wait_event = 'advisory'")
+
+
+def test_a_write_transaction_whose_connection_breaks_before_its_commit_runs_again(cluster):
+    """README: a write transaction whose connection breaks before its COMMIT is sent runs
+    again on a new connection, without failing a request. The server rolled it back whole, so
+    running it again applies nothing twice. The test holds the write lock, so that the batches
+    wait inside their transactions; it terminates the sessions waiting for it, lets the batches
+    run again, then releases it. Every command must then answer as on a healthy database, and
+    the write model must hold each change once. Before this, every command of the terminated
+    batch answered 503; so did, now and then, a create sent as the server ended the writer's
+    idle session (idle_session_timeout), between catalogd's look at the socket and its BEGIN."""
+    db = cluster.db
+    kept = cluster.create("a", stock=5).json()
+    events_before = max_seq(db)
+    key, keyed = f"lost-{uuid.uuid4()}", product_body(uniq_sku("MI"))
+    keyed_headers = {**JSON_CT, "Idempotency-Key": key}
+    holder = db.connect()
+    holder.autocommit = True
+    with holder.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(1667331169, 1)")  # catalogd's write lock
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            sent = [pool.submit(cluster.create, "a"),
+                    pool.submit(cluster.create, "a"),
+                    pool.submit(cluster.send, "a", "POST", "/products", keyed, keyed_headers),
+                    pool.submit(cluster.send, "a", "POST", f"/products/{kept['id']}/stock",
+                                json.dumps({"delta": -2}), JSON_CT)]
+            wait_until(lambda: sql(db, WRITE_LOCK_WAITERS, (db.name,)), 10, interval=0.02,
+                       what="a batch waiting for the write lock")
+            time.sleep(0.2)  # the commands sent after the first batch queue for the next one
+            waiters = {row[0] for row in sql(db, WRITE_LOCK_WAITERS, (db.name,))}
+            killed = sql(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                             "WHERE pid = ANY(?)", (list(waiters),))
+            assert killed and all(row[0] for row in killed), killed
+            wait_until(lambda: any(f.done() for f in sent) or
+                       {row[0] for row in sql(db, WRITE_LOCK_WAITERS, (db.name,))} - waiters,
+                       10, interval=0.02, what="the batch waiting again, or answered")
+            with holder.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(1667331169, 1)")
+            answers = [f.result(timeout=HTTP_TIMEOUT) for f in sent]
+    finally:
+        holder.close()
+    assert [r.status_code for r in answers] == [201, 201, 201, 200], [r.text for r in answers]
+    made = [r.json()["id"] for r in answers[:3]]
+    again = cluster.send("b", "POST", "/products", keyed, keyed_headers)
+    assert again.status_code == 201 and again.json()["id"] == made[2], again.text
+    assert again.headers.get("Idempotent-Replayed") == "true"
+    assert answers[3].json()["stock"] == 3
+    rows = product_rows(db)
+    assert all(i in rows for i in made) and rows[kept["id"]][4] == 3
+    assert sql(db, "SELECT count(*) FROM events WHERE seq > ?", (events_before,))[0][0] == 4
+    wait_caught_up(cluster)
+    assert_verify_ok(cluster)
+
+
 def test_a_database_made_read_only_and_writable_again_takes_writes_again(cluster):
     """A session offers read-only transactions for its life when it began while the database
     said so (default_transaction_read_only; a standby after a failover): catalogd's sessions

@@ -60,16 +60,29 @@ static void answer_ready(struct http_exchange *ex, int read_status)
     int model_ok = writer_healthy(ex->app->writer);
     const char *model = writer_store_name(ex->app->writer); /* "sqlite" or "postgresql" */
     /* A stalled projector is Redis refusing its writes (out of memory, an ACL without the
-     * scripts, a read-only replica): the next command will not be applied, lag or not. */
+     * scripts, a read-only replica): the next command will not be applied, lag or not. The
+     * queries' connections say why they failed too (a refused session: maxclients, a password
+     * the projector's connection, made before, did not need). */
+    char queries_problem[256], why[200];
+    if (read_status == READ_UNAVAILABLE || read_status == READ_BAD) {
+        const char *own = redis_client_problem(ex->thread->redis);
+        snprintf(queries_problem, sizeof(queries_problem), "Redis does not answer queries%s%s",
+                 own[0] ? ": " : "", own);
+    } else if (redis_clients_down() > 0) {
+        redis_clients_problem(why, sizeof(why));
+        snprintf(queries_problem, sizeof(queries_problem),
+                 "a server thread's connection to Redis is not back yet%s%s", why[0] ? ": " : "",
+                 why);
+    } else {
+        queries_problem[0] = '\0';
+    }
     const char *redis_problem =
         status.redis_problem[0]                ? status.redis_problem
         : status.state == PROJECTOR_REDIS_DOWN ? status.last_error
         : status.state == PROJECTOR_STALLED
             ? (status.last_error[0] ? status.last_error : "Redis refuses the projector's writes")
-        : read_status == READ_UNAVAILABLE || read_status == READ_BAD
-            ? "Redis does not answer queries"
-        : redis_clients_down() > 0 ? "a server thread's connection to Redis is not back yet"
-                                   : NULL;
+        : queries_problem[0] ? queries_problem
+                             : NULL;
     int redis_ok = redis_problem == NULL;
     const char *projection_problem =
         read_status == READ_REBUILDING || status.state == PROJECTOR_REBUILDING

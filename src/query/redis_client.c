@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,6 +36,9 @@
  * queries would. */
 static atomic_ulong sessions_begun;
 static atomic_int clients_down;
+/* Why a client's attempt last failed or its session was lost, for /ready to say. */
+static pthread_mutex_t clients_problem_lock = PTHREAD_MUTEX_INITIALIZER;
+static char clients_problem[200];
 
 /* The input buffer of Redis connections. h2o reads until the socket is empty, doubling (and
  * copying) a buffer that fills up; h2o's own starts at 8 KiB, and a burst of catalog pages
@@ -179,10 +183,13 @@ static void disconnect(struct redis_client *c, const char *why)
         /* The same problem again and again (a wrong password) is logged once. */
         if ((c->connected || c->ever_connected) && strcmp(why, c->last_problem) != 0)
             LOG(LOG_WARN, "redis client: %s", why);
-        snprintf(c->last_problem, sizeof(c->last_problem), "%s", why);
         h2o_socket_close(c->sock);
         c->sock = NULL;
     }
+    snprintf(c->last_problem, sizeof(c->last_problem), "%s", why);
+    pthread_mutex_lock(&clients_problem_lock);
+    snprintf(clients_problem, sizeof(clients_problem), "%s", why);
+    pthread_mutex_unlock(&clients_problem_lock);
     c->connected = 0;
     c->in_session = 0;
     if (!c->down) {
@@ -514,6 +521,18 @@ struct redis_client *redis_client_new(h2o_loop_t *loop, const struct redis_url *
 int redis_clients_down(void)
 {
     return atomic_load(&clients_down);
+}
+
+void redis_clients_problem(char *out, size_t cap)
+{
+    pthread_mutex_lock(&clients_problem_lock);
+    snprintf(out, cap, "%s", clients_problem);
+    pthread_mutex_unlock(&clients_problem_lock);
+}
+
+const char *redis_client_problem(const struct redis_client *c)
+{
+    return c->last_problem;
 }
 
 int redis_client_connected(const struct redis_client *c)

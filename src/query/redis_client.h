@@ -29,6 +29,13 @@ struct redis_client *redis_client_new(h2o_loop_t *loop, const struct redis_url *
  * failed or a session was lost. A client's first attempt, while under way, does not count. */
 int redis_clients_down(void);
 
+/* Why a client of the process last had an attempt fail or its session lost ("" before any),
+ * into "out" ("cap" bytes): what /ready tells while redis_clients_down() > 0. */
+void redis_clients_problem(char *out, size_t cap);
+
+/* Why this client's last attempt failed or its session was lost, "" once it has a session. */
+const char *redis_client_problem(const struct redis_client *client);
+
 /* 1 while connected. */
 int redis_client_connected(const struct redis_client *client);
 

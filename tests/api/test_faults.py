@@ -449,7 +449,7 @@ def test_a_session_redis_refuses_is_a_failed_attempt_and_backs_off(stack_factory
     next waits twice as long, up to a second. The reply used to reset the backoff, so the
     connection was made again every 50-100 ms; and a session refused was taken for one that
     had worked, tried again at once every second on top. The log says the session was refused,
-    not that INFO wants a permission."""
+    not that INFO wants a permission, and so does /ready."""
     s = stack_factory("refused-session")
     s.create()
     ids = query_connection_ids(s)
@@ -458,10 +458,17 @@ def test_a_session_redis_refuses_is_a_failed_attempt_and_backs_off(stack_factory
     try:
         before = s.r.info("stats")["total_connections_received"]
         assert s.r.client_kill_filter(_id=ids[0]) == 1
-        time.sleep(5.0)
+        killed_at = time.monotonic()
+        time.sleep(1.0)
+        # whichever thread answers, /ready says what Redis said, not only that it failed
+        readies = [requests.get(s.url("/ready"), timeout=5) for _ in range(6)]
+        time.sleep(max(0.0, killed_at + 5.0 - time.monotonic()))
         made = s.r.info("stats")["total_connections_received"] - before
     finally:
         s.r.config_set("requirepass", "")
+    for r in readies:
+        assert r.status_code == 503, r.text
+        assert "Redis refused the session: NOAUTH" in r.json()["reasons"]["redis"], r.text
     # 50, 100, 200, 400, 800, then 1000 ms apart: 9 attempts in 5 s (each on a 50 ms tick, so
     # fewer when late); 13 when each refusal is followed by one at once, 50 or more on a reset
     assert 4 <= made <= 10, made

@@ -30,6 +30,11 @@
 #define BATCH_FILL_WAIT_US       1000
 #define IN_FLIGHT_PEAK_WINDOW_US 100000
 
+/* A batch whose connection broke before its commit runs again only when the break came this
+ * soon: the run again may wait for the write lock (lock_timeout, 2 s) or a connection (2 s), and
+ * a command answers 503 within about 3 s when PostgreSQL is gone (README). */
+#define WRITER_RERUN_WITHIN_MS 1000
+
 struct writer {
     struct store *store;
     struct writer_listener listener;
@@ -221,6 +226,8 @@ static int (*const EXECUTORS[])(struct writer *, struct command *, uint64_t) = {
  * STORE_OK; cmd->outcome says whether to run the command. */
 static int check_idempotency_key(struct writer *w, struct command *cmd)
 {
+    free(cmd->replay.body); /* found by a run of the batch that did not commit */
+    cmd->replay.body = NULL;
     int rc = store_idempotency_get(w->store, cmd->idempotency_key, &cmd->replay);
     if (rc == STORE_NOT_FOUND) {
         if (atomic_load(&w->stored_keys) + w->batch_keys >= w->limits.max_idempotency_keys)
@@ -339,6 +346,7 @@ static int execute_creates(struct writer *w, struct command **cmd, uint64_t now_
     size_t count = 0;
     for (struct command *c = run; plain_create(c) && count < WRITER_MAX_BATCH; c = c->next) {
         c->outcome = COMMAND_DONE;
+        c->seq = 0;
         struct store_create *create = &w->creates[count++];
         if (new_product(w, c, now_ms, &create->event) < 0) return STORE_ERR;
         create->product = &c->product;
@@ -431,6 +439,7 @@ static int try_batch(struct writer *w, struct command *batch, uint64_t now_ms,
 
 static void run_batch(struct writer *w, struct command *batch, size_t size)
 {
+    uint64_t began_ms = clock_mono_ms();
     uint64_t now_ms = clock_wall_ms();
     int64_t known_before = w->head_seq;
     if (w->listener.known_seq) {
@@ -439,14 +448,15 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
     }
     uint64_t log_reads = 0;
     int rc = try_batch(w, batch, now_ms, &known_before, &log_reads);
-    if (rc != STORE_OK && store_transaction_lost_whole(w->store)) {
+    if (rc != STORE_OK && store_transaction_lost_whole(w->store) &&
+        clock_mono_ms() - began_ms < WRITER_RERUN_WITHIN_MS) {
         /* Nothing of it was committed, nor can be: once more on a new connection, where the
-         * commands decide again against what the write model holds then. Once: a connection
-         * that breaks again says the server is going away. */
+         * commands decide again against what the write model holds then, at its time. Once: a
+         * connection that breaks again says the server is going away. */
         LOG(LOG_INFO, "writer: the batch runs again: its connection broke before it committed: %s",
             store_errmsg(w->store));
         store_rollback(w->store);
-        rc = try_batch(w, batch, now_ms, &known_before, &log_reads);
+        rc = try_batch(w, batch, clock_wall_ms(), &known_before, &log_reads);
     }
     if (rc != STORE_OK) {
         /* Even a duplicate-sku outcome may have been decided against a command of this batch

@@ -1514,7 +1514,7 @@ def test_a_write_transaction_whose_connection_breaks_before_its_commit_runs_agai
                                 json.dumps({"delta": -2}), JSON_CT)]
             wait_until(lambda: sql(db, WRITE_LOCK_WAITERS, (db.name,)), 10, interval=0.02,
                        what="a batch waiting for the write lock")
-            time.sleep(0.2)  # the commands sent after the first batch queue for the next one
+            time.sleep(0.1)  # the commands sent after the first batch queue for the next one
             waiters = {row[0] for row in sql(db, WRITE_LOCK_WAITERS, (db.name,))}
             killed = sql(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                              "WHERE pid = ANY(?)", (list(waiters),))
@@ -1538,6 +1538,33 @@ def test_a_write_transaction_whose_connection_breaks_before_its_commit_runs_agai
     assert sql(db, "SELECT count(*) FROM events WHERE seq > ?", (events_before,))[0][0] == 4
     wait_caught_up(cluster)
     assert_verify_ok(cluster)
+
+
+def test_a_write_transaction_broken_late_is_not_run_again(cluster):
+    """A batch runs again only when its connection broke within a second of its start: run
+    again, it may wait for the write lock (2 s) once more, and a command answers 503 within
+    about 3 s when PostgreSQL is gone (README)."""
+    db = cluster.db
+    holder = db.connect()
+    holder.autocommit = True
+    with holder.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(1667331169, 1)")  # catalogd's write lock
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            sent_at = time.monotonic()
+            sent = pool.submit(cluster.create, "a")
+            wait_until(lambda: sql(db, WRITE_LOCK_WAITERS, (db.name,)), 10, interval=0.02,
+                       what="a batch waiting for the write lock")
+            time.sleep(max(0.0, sent_at + 1.3 - time.monotonic()))
+            sql(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY(?)",
+                ([row[0] for row in sql(db, WRITE_LOCK_WAITERS, (db.name,))],))
+            answer = sent.result(timeout=HTTP_TIMEOUT)
+            took = time.monotonic() - sent_at
+    finally:
+        holder.close()
+    assert_problem(answer, 503)
+    assert took < 1.9, took  # not after another wait for the lock
+    assert cluster.create("a").status_code == 201
 
 
 def test_a_database_made_read_only_and_writable_again_takes_writes_again(cluster):

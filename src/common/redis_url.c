@@ -129,3 +129,9 @@ const char *redis_url_redact(const char *text, char *out, size_t cap)
     }
     return out;
 }
+
+const char *redis_auth_refusal(const char *error)
+{
+    return strstr(error, "WRONGPASS") || strstr(error, "password") ? "Redis refused the credentials"
+                                                                   : "Redis refused the session";
+}

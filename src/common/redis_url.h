@@ -27,4 +27,9 @@ int redis_url_parse(const char *text, struct redis_url *out, char *err, size_t e
  * alone) or in a query parameter named password becomes "***". Returns "out". */
 const char *redis_url_redact(const char *text, char *out, size_t cap);
 
+/* What refused a session whose AUTH Redis answered with "error": "Redis refused the
+ * credentials" (a wrong password or user, or AUTH where Redis wants none) or "Redis refused the
+ * session" (maxclients, protected mode: Redis says so to whatever command comes first). */
+const char *redis_auth_refusal(const char *error);
+
 #endif

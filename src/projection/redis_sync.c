@@ -236,7 +236,7 @@ struct redis_sync *redis_sync_connect(const struct redis_url *url, int timeout_m
         char why[200];
         redisReply *reply = redis_sync_command(r, argc, argv, NULL, why, sizeof(why));
         if (!reply) {
-            snprintf(err, errlen, "Redis refused the credentials: %s", why);
+            snprintf(err, errlen, "%s: %s", redis_auth_refusal(why), why);
             redis_sync_close(r);
             return NULL;
         }

@@ -36,9 +36,11 @@
  * queries would. */
 static atomic_ulong sessions_begun;
 static atomic_int clients_down;
-/* Why a client's attempt last failed or its session was lost, for /ready to say. */
+/* Why a client that is down last failed, for /ready to say: the client that wrote it, and
+ * "" once that one has a session again (another one down says why at its next attempt). */
 static pthread_mutex_t clients_problem_lock = PTHREAD_MUTEX_INITIALIZER;
 static char clients_problem[200];
+static const struct redis_client *clients_problem_of;
 
 /* The input buffer of Redis connections. h2o reads until the socket is empty, doubling (and
  * copying) a buffer that fills up; h2o's own starts at 8 KiB, and a burst of catalog pages
@@ -97,6 +99,7 @@ struct redis_client {
     unsigned long errors, reconnects;
     int ever_connected;
     char last_problem[200]; /* logged once; "" after a good connection */
+    char why_down[200];     /* why the last attempt failed or the session was lost; "" in one */
     /* The last few errors Redis answered queries with, each logged once while it is here, and
      * at most one line a second: a query that keeps failing, or several kinds that fail in
      * turn, log a line or a few, not one per request. */
@@ -183,12 +186,14 @@ static void disconnect(struct redis_client *c, const char *why)
         /* The same problem again and again (a wrong password) is logged once. */
         if ((c->connected || c->ever_connected) && strcmp(why, c->last_problem) != 0)
             LOG(LOG_WARN, "redis client: %s", why);
+        snprintf(c->last_problem, sizeof(c->last_problem), "%s", why);
         h2o_socket_close(c->sock);
         c->sock = NULL;
     }
-    snprintf(c->last_problem, sizeof(c->last_problem), "%s", why);
+    snprintf(c->why_down, sizeof(c->why_down), "%s", why);
     pthread_mutex_lock(&clients_problem_lock);
     snprintf(clients_problem, sizeof(clients_problem), "%s", why);
+    clients_problem_of = c;
     pthread_mutex_unlock(&clients_problem_lock);
     c->connected = 0;
     c->in_session = 0;
@@ -316,6 +321,10 @@ static void usable(struct redis_client *c)
     }
     c->ever_connected = 1;
     c->last_problem[0] = '\0';
+    c->why_down[0] = '\0';
+    pthread_mutex_lock(&clients_problem_lock);
+    if (clients_problem_of == c) clients_problem[0] = '\0';
+    pthread_mutex_unlock(&clients_problem_lock);
     /* Only a session that works ends the backoff: one that Redis refuses (a wrong password,
      * maxclients) is an attempt that failed. */
     c->backoff_ms = BACKOFF_MIN_MS;
@@ -332,7 +341,19 @@ static void on_auth(const redisReply *reply, void *arg)
     struct redis_client *c = arg;
     if (!reply || reply->type != REDIS_REPLY_ERROR) return; /* a failed connection says why */
     char why[200];
-    snprintf(why, sizeof(why), "Redis refused the credentials: %.*s", (int)reply->len, reply->str);
+    snprintf(why, sizeof(why), "%s: %.*s", redis_auth_refusal(reply->str), (int)reply->len,
+             reply->str);
+    disconnect(c, why);
+}
+
+/* A database Redis does not have, or a session it refuses before any command (maxclients):
+ * queries would otherwise go to database 0, or wait for INFO to fail. */
+static void on_select(const redisReply *reply, void *arg)
+{
+    struct redis_client *c = arg;
+    if (!reply || reply->type != REDIS_REPLY_ERROR) return;
+    char why[200];
+    snprintf(why, sizeof(why), "Redis refused the session: %.*s", (int)reply->len, reply->str);
     disconnect(c, why);
 }
 
@@ -380,7 +401,7 @@ static void start_session(struct redis_client *c, h2o_socket_t *sock)
         int n = snprintf(db, sizeof(db), "%d", c->url.db);
         const char *argv[] = {"SELECT", db};
         const size_t lens[] = {6, (size_t)n};
-        redis_client_call(c, NULL, NULL, 2, argv, lens); /* an error reply means nothing */
+        redis_client_call(c, on_select, c, 2, argv, lens);
     }
     const char *info[] = {"INFO", "server"};
     const size_t info_lens[] = {4, 6};
@@ -532,7 +553,7 @@ void redis_clients_problem(char *out, size_t cap)
 
 const char *redis_client_problem(const struct redis_client *c)
 {
-    return c->last_problem;
+    return c->why_down;
 }
 
 int redis_client_connected(const struct redis_client *c)

@@ -29,8 +29,8 @@ struct redis_client *redis_client_new(h2o_loop_t *loop, const struct redis_url *
  * failed or a session was lost. A client's first attempt, while under way, does not count. */
 int redis_clients_down(void);
 
-/* Why a client of the process last had an attempt fail or its session lost ("" before any),
- * into "out" ("cap" bytes): what /ready tells while redis_clients_down() > 0. */
+/* Why a client of the process that is down failed, into "out" ("cap" bytes), or "" when the
+ * last one to fail has a session again: what /ready tells while redis_clients_down() > 0. */
 void redis_clients_problem(char *out, size_t cap);
 
 /* Why this client's last attempt failed or its session was lost, "" once it has a session. */

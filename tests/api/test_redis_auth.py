@@ -5,10 +5,12 @@ Tested with exactly the minimal ACL the README documents."""
 import subprocess
 import time
 
+import pytest
 import requests
 
 from conftest import (PREFIX, RedisProc, Server, Stack, assert_degraded_without_spinning, bulk_create,
                       product_body, uniq_sku, wait_until)
+from test_faults import query_connection_ids
 
 JSON = {"Content-Type": "application/json"}
 PASSWORD = "s3cr%t:p@ss"  # needs percent-encoding in a URL
@@ -20,11 +22,12 @@ CATALOGD_COMMANDS = ("get set del mget exists type incr unlink scan pexpire time
                      "hscan hlen rpush lpop lindex llen lrange multi exec eval evalsha select")
 
 
-def make_stack(name, redis_args, password, url_credentials):
+def make_stack(name, redis_args, password, url_credentials, db=0):
     """A stack whose Redis needs credentials; catalogd is given `url_credentials`."""
     s = Stack(name)
     s.redis = RedisProc(s.tmp, extra_args=redis_args, password=password)
-    url = f"redis://{url_credentials}@127.0.0.1:{s.redis.port}/0"
+    at = f"{url_credentials}@" if url_credentials else ""
+    url = f"redis://{at}127.0.0.1:{s.redis.port}/{db}"
     s.server = Server(s.tmp, url, s.db)
     s.cli_redis = url
     return s
@@ -119,6 +122,48 @@ def test_wrong_credentials_are_reported_and_fixed_by_themselves(stack_factory):
         assert run_cli(s, "verify").returncode == 0
     finally:
         s.stop()
+
+
+@pytest.mark.parametrize("credentials, db", [(f":{PASSWORD_IN_URL}", 0), ("", 1)],
+                         ids=["password", "database-1"])
+def test_a_full_redis_is_not_blamed_on_the_credentials(stack_factory, credentials, db):
+    """A Redis at maxclients answers whatever a new connection sends first with "ERR max number
+    of clients reached", and closes it: AUTH with a password, SELECT with another database.
+    /ready and the log blamed the credentials for the first; for the second, SELECT's error went
+    unread and they said only that the connection was lost. Both name the refused session now,
+    on every server thread, and catalogd comes back by itself once Redis takes clients again."""
+    password = PASSWORD if credentials else None
+    s = make_stack(f"full-{db}", ["--requirepass", PASSWORD] if password else [], password,
+                   credentials, db)
+    try:
+        s.start()
+        s.create()
+        ids = query_connection_ids(s)
+        assert len(ids) == 2, s.r.client_list()
+        limit = s.r.config_get("maxclients")["maxclients"]
+        s.r.config_set("maxclients", s.r.info("clients")["connected_clients"] - 1)
+        try:
+            assert s.r.client_kill_filter(_id=ids[0]) == 1  # its place is not free again
+
+            def refused():
+                r = requests.get(s.url("/ready"), timeout=5)
+                reason = r.json().get("reasons", {}).get("redis", "")
+                return r.status_code == 503 and FULL in reason
+            wait_until(refused, 5, interval=0.05, what="/ready to name the refused session")
+            readies = [requests.get(s.url("/ready"), timeout=5) for _ in range(6)]
+        finally:
+            s.r.config_set("maxclients", limit)
+        for r in readies:  # whichever thread answers
+            assert r.status_code == 503 and FULL in r.json()["reasons"]["redis"], r.text
+        wait_until(lambda: {requests.get(s.url("/ready"), timeout=5).status_code
+                            for _ in range(6)} == {200}, 5, what="/ready to answer 200")
+        log = s.server.stderr_tail(10**6)
+        assert FULL in log and "refused the credentials" not in log, log[-2000:]
+    finally:
+        s.stop()
+
+
+FULL = "Redis refused the session: ERR max number of clients reached"
 
 
 # The README's ACL line as a command: catalogd's user, its key prefix, its commands.

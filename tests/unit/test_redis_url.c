@@ -112,3 +112,22 @@ Test(redis_url, redacts_passwords_for_logs)
         cr_assert_str_eq(redis_url_redact(cases[i].url, out, sizeof(out)), cases[i].shown, "%s",
                          cases[i].url);
 }
+
+Test(redis_url, an_auth_refusal_blames_the_credentials_only_when_redis_does)
+{
+    static const struct {
+        const char *error, *refused;
+    } cases[] = {
+        {"WRONGPASS invalid username-password pair or user is disabled.",
+         "Redis refused the credentials"},
+        {"ERR invalid password", "Redis refused the credentials"},
+        {"ERR AUTH <password> called without any password configured for the default user. Are "
+         "you sure your configuration is correct?",
+         "Redis refused the credentials"},
+        {"ERR max number of clients reached", "Redis refused the session"},
+        {"DENIED Redis is running in protected mode", "Redis refused the session"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        cr_assert_str_eq(redis_auth_refusal(cases[i].error), cases[i].refused, "%s",
+                         cases[i].error);
+}

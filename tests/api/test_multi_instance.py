@@ -9,6 +9,7 @@ others share the session's. Every load loop is bounded in count and in time; pro
 stopped only through the objects that started them (by PID).
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -1487,6 +1488,37 @@ WRITE_LOCK_WAITERS = ("SELECT pid FROM pg_stat_activity WHERE datname = ? "
                       "AND wait_event = 'advisory'")
 
 
+def write_lock_waiters(db):
+    """The pids of catalogd's sessions waiting for its write lock."""
+    return {row[0] for row in sql(db, WRITE_LOCK_WAITERS, (db.name,))}
+
+
+def terminate(db, pids):
+    """pg_terminate_backend of each of "pids"; returns how many it signalled."""
+    rows = sql(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY(?)",
+               (list(pids),))
+    return sum(1 for row in rows if row[0])
+
+
+@contextlib.contextmanager
+def write_lock_held(db):
+    """Holds catalogd's write lock (the advisory lock its batches take) in a session of the
+    test's own, so that batches wait for it inside their transactions; yields a function that
+    releases it earlier than the end of the block."""
+    holder = db.connect()
+    holder.autocommit = True
+
+    def release():
+        with holder.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(1667331169, 1)")
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(1667331169, 1)")
+        yield release
+    finally:
+        holder.close()
+
+
 def test_a_write_transaction_whose_connection_breaks_before_its_commit_runs_again(cluster):
     """README: a write transaction whose connection breaks before its COMMIT is sent runs
     again on a new connection, without failing a request. The server rolled it back whole, so
@@ -1501,32 +1533,21 @@ def test_a_write_transaction_whose_connection_breaks_before_its_commit_runs_agai
     events_before = max_seq(db)
     key, keyed = f"lost-{uuid.uuid4()}", product_body(uniq_sku("MI"))
     keyed_headers = {**JSON_CT, "Idempotency-Key": key}
-    holder = db.connect()
-    holder.autocommit = True
-    with holder.cursor() as cur:
-        cur.execute("SELECT pg_advisory_lock(1667331169, 1)")  # catalogd's write lock
-    try:
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            sent = [pool.submit(cluster.create, "a"),
-                    pool.submit(cluster.create, "a"),
-                    pool.submit(cluster.send, "a", "POST", "/products", keyed, keyed_headers),
-                    pool.submit(cluster.send, "a", "POST", f"/products/{kept['id']}/stock",
-                                json.dumps({"delta": -2}), JSON_CT)]
-            wait_until(lambda: sql(db, WRITE_LOCK_WAITERS, (db.name,)), 10, interval=0.02,
-                       what="a batch waiting for the write lock")
-            time.sleep(0.1)  # the commands sent after the first batch queue for the next one
-            waiters = {row[0] for row in sql(db, WRITE_LOCK_WAITERS, (db.name,))}
-            killed = sql(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                             "WHERE pid = ANY(?)", (list(waiters),))
-            assert killed and all(row[0] for row in killed), killed
-            wait_until(lambda: any(f.done() for f in sent) or
-                       {row[0] for row in sql(db, WRITE_LOCK_WAITERS, (db.name,))} - waiters,
-                       10, interval=0.02, what="the batch waiting again, or answered")
-            with holder.cursor() as cur:
-                cur.execute("SELECT pg_advisory_unlock(1667331169, 1)")
-            answers = [f.result(timeout=HTTP_TIMEOUT) for f in sent]
-    finally:
-        holder.close()
+    with write_lock_held(db) as release, ThreadPoolExecutor(max_workers=4) as pool:
+        sent = [pool.submit(cluster.create, "a"),
+                pool.submit(cluster.create, "a"),
+                pool.submit(cluster.send, "a", "POST", "/products", keyed, keyed_headers),
+                pool.submit(cluster.send, "a", "POST", f"/products/{kept['id']}/stock",
+                            json.dumps({"delta": -2}), JSON_CT)]
+        wait_until(lambda: write_lock_waiters(db), 10, interval=0.02,
+                   what="a batch waiting for the write lock")
+        time.sleep(0.1)  # the commands sent after the first batch queue for the next one
+        waiters = write_lock_waiters(db)
+        assert terminate(db, waiters) == len(waiters)
+        wait_until(lambda: any(f.done() for f in sent) or write_lock_waiters(db) - waiters, 10,
+                   interval=0.02, what="the batch waiting again, or answered")
+        release()
+        answers = [f.result(timeout=HTTP_TIMEOUT) for f in sent]
     assert [r.status_code for r in answers] == [201, 201, 201, 200], [r.text for r in answers]
     made = [r.json()["id"] for r in answers[:3]]
     again = cluster.send("b", "POST", "/products", keyed, keyed_headers)
@@ -1545,23 +1566,15 @@ def test_a_write_transaction_broken_late_is_not_run_again(cluster):
     again, it may wait for the write lock (2 s) once more, and a command answers 503 within
     about 3 s when PostgreSQL is gone (README)."""
     db = cluster.db
-    holder = db.connect()
-    holder.autocommit = True
-    with holder.cursor() as cur:
-        cur.execute("SELECT pg_advisory_lock(1667331169, 1)")  # catalogd's write lock
-    try:
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            sent_at = time.monotonic()
-            sent = pool.submit(cluster.create, "a")
-            wait_until(lambda: sql(db, WRITE_LOCK_WAITERS, (db.name,)), 10, interval=0.02,
-                       what="a batch waiting for the write lock")
-            time.sleep(max(0.0, sent_at + 1.3 - time.monotonic()))
-            sql(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY(?)",
-                ([row[0] for row in sql(db, WRITE_LOCK_WAITERS, (db.name,))],))
-            answer = sent.result(timeout=HTTP_TIMEOUT)
-            took = time.monotonic() - sent_at
-    finally:
-        holder.close()
+    with write_lock_held(db), ThreadPoolExecutor(max_workers=1) as pool:
+        sent_at = time.monotonic()
+        sent = pool.submit(cluster.create, "a")
+        wait_until(lambda: write_lock_waiters(db), 10, interval=0.02,
+                   what="a batch waiting for the write lock")
+        time.sleep(max(0.0, sent_at + 1.3 - time.monotonic()))
+        assert terminate(db, write_lock_waiters(db)) >= 1
+        answer = sent.result(timeout=HTTP_TIMEOUT)
+        took = time.monotonic() - sent_at
     assert_problem(answer, 503)
     assert took < 1.9, took  # not after another wait for the lock
     assert cluster.create("a").status_code == 201

@@ -398,6 +398,14 @@ static int64_t mark_seqs_taken_again(struct command *batch, int64_t known_before
     return highest;
 }
 
+/* Raises "*known_before" to the highest seq the projector knows to be in the log. */
+static void raise_known_seq(struct writer *w, int64_t *known_before)
+{
+    if (!w->listener.known_seq) return;
+    int64_t known = w->listener.known_seq(w->listener.arg);
+    if (known > *known_before) *known_before = known;
+}
+
 /* Runs the batch in one write transaction, up to its commit. Returns STORE_OK when it
  * committed, else the failure (the transaction still to roll back). "*known_before" rises to
  * the highest seq known to be in the log before the commit; "*log_reads" gets the projector's
@@ -422,10 +430,7 @@ static int try_batch(struct writer *w, struct command *batch, uint64_t now_ms,
      * on the store, over seqs a backup restored meanwhile hands out again. Nothing can have
      * applied this batch's events before their commit, so a checkpoint that covers them now
      * counts another log's. */
-    if (rc == STORE_OK && w->listener.known_seq) {
-        int64_t known = w->listener.known_seq(w->listener.arg);
-        if (known > *known_before) *known_before = known;
-    }
+    if (rc == STORE_OK) raise_known_seq(w, known_before);
     /* And the projector's log reads so far: one begun before this point read a log from
      * before the batch took its seqs (a backup restored since may have handed them out again),
      * and its checkpoint never answers for them; one begun after it reads them, once
@@ -442,10 +447,7 @@ static void run_batch(struct writer *w, struct command *batch, size_t size)
     uint64_t began_ms = clock_mono_ms();
     uint64_t now_ms = clock_wall_ms();
     int64_t known_before = w->head_seq;
-    if (w->listener.known_seq) {
-        int64_t known = w->listener.known_seq(w->listener.arg);
-        if (known > known_before) known_before = known;
-    }
+    raise_known_seq(w, &known_before);
     uint64_t log_reads = 0;
     int rc = try_batch(w, batch, now_ms, &known_before, &log_reads);
     if (rc != STORE_OK && store_transaction_lost_whole(w->store) &&

@@ -63,19 +63,19 @@ static void answer_ready(struct http_exchange *ex, int read_status)
      * scripts, a read-only replica): the next command will not be applied, lag or not. The
      * queries' connections say why they failed too (a refused session: maxclients, a password
      * the projector's connection, made before, did not need). */
-    char queries_problem[256], why[200];
+    const char *queries = NULL, *why = "";
+    char others_why[200], queries_problem[256] = "";
     if (read_status == READ_UNAVAILABLE || read_status == READ_BAD) {
-        const char *own = redis_client_problem(ex->thread->redis);
-        snprintf(queries_problem, sizeof(queries_problem), "Redis does not answer queries%s%s",
-                 own[0] ? ": " : "", own);
+        queries = "Redis does not answer queries";
+        why = redis_client_problem(ex->thread->redis);
     } else if (redis_clients_down() > 0) {
-        redis_clients_problem(why, sizeof(why));
-        snprintf(queries_problem, sizeof(queries_problem),
-                 "a server thread's connection to Redis is not back yet%s%s", why[0] ? ": " : "",
-                 why);
-    } else {
-        queries_problem[0] = '\0';
+        queries = "a server thread's connection to Redis is not back yet";
+        redis_clients_problem(others_why, sizeof(others_why));
+        why = others_why;
     }
+    if (queries)
+        snprintf(queries_problem, sizeof(queries_problem), "%s%s%s", queries, why[0] ? ": " : "",
+                 why);
     const char *redis_problem =
         status.redis_problem[0]                ? status.redis_problem
         : status.state == PROJECTOR_REDIS_DOWN ? status.last_error

@@ -124,6 +124,10 @@ def test_wrong_credentials_are_reported_and_fixed_by_themselves(stack_factory):
         s.stop()
 
 
+# What catalogd says of a Redis at maxclients, whatever command met the refusal.
+FULL = "Redis refused the session: ERR max number of clients reached"
+
+
 @pytest.mark.parametrize("credentials, db", [(f":{PASSWORD_IN_URL}", 0), ("", 1)],
                          ids=["password", "database-1"])
 def test_a_full_redis_is_not_blamed_on_the_credentials(stack_factory, credentials, db):
@@ -161,9 +165,6 @@ def test_a_full_redis_is_not_blamed_on_the_credentials(stack_factory, credential
         assert FULL in log and "refused the credentials" not in log, log[-2000:]
     finally:
         s.stop()
-
-
-FULL = "Redis refused the session: ERR max number of clients reached"
 
 
 # The README's ACL line as a command: catalogd's user, its key prefix, its commands.
